@@ -1,0 +1,3 @@
+from animlora.cli import main
+
+main()

@@ -1,0 +1,239 @@
+"""Project commands: init, run, status, config show, demo."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from animlora.cli.common import (
+    ForceOpt,
+    JsonOpt,
+    ProjectOpt,
+    SetOpt,
+    console,
+    console_err,
+    emit,
+    overrides_tree,
+    print_summaries,
+    progress_bar,
+    setup_logging,
+    summaries_json,
+)
+
+config_app = typer.Typer(help="Inspect settings.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+    app.command("run")(run)
+    app.command("status")(status)
+    app.command("demo")(demo)
+    app.add_typer(config_app, name="config")
+    config_app.command("show")(config_show)
+
+
+def _workspace(project: Path | None):
+    from animlora.workspace import Workspace
+
+    return Workspace.find(project)
+
+
+def create_project(folder: Path, name: str, videos: list[Path], profile: str) -> Path:
+    """Write a new project folder; refuses an existing project.yaml."""
+    import yaml
+
+    from animlora.config import load_settings
+    from animlora.errors import BadInputError, WorkspaceError
+    from animlora.stages import stage_folder, stage_names
+    from animlora.workspace import Workspace
+
+    folder = folder.resolve()
+    if (folder / "project.yaml").exists():
+        raise WorkspaceError(f"{folder / 'project.yaml'}: a project already exists here")
+    for video in videos:
+        if not video.exists():
+            raise BadInputError(video, "no such file")
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for video in videos:
+        resolved = video.resolve()
+        try:
+            entries.append(str(resolved.relative_to(folder)))
+        except ValueError:
+            entries.append(str(resolved))
+    project_yaml = {"project": {"name": name, "profile": profile, "videos": entries}}
+    (folder / "project.yaml").write_text(
+        "# animlora project. Every setting not given here comes from the package defaults and the\n"
+        "# profile; `animlora config show` lists the merged result and where each value came from.\n"
+        + yaml.safe_dump(project_yaml, sort_keys=False)
+    )
+    workspace = Workspace(folder)
+    load_settings(folder)  # validates what was just written
+    workspace.characters_dir.mkdir(exist_ok=True)
+    for stage_name in stage_names():
+        workspace.stage_dir(stage_folder(stage_name)).mkdir(exist_ok=True)
+    workspace.logs_dir.mkdir(exist_ok=True)
+    workspace.open_catalog().close()
+    return folder
+
+
+def init(
+    name: Annotated[str, typer.Argument(help="Project name; also its folder unless --dir is given.")],
+    video: Annotated[list[Path] | None, typer.Option("--video", "-v", help="A video file (repeatable).")] = None,
+    directory: Annotated[Path | None, typer.Option("--dir", help="Project folder (default: ./NAME).")] = None,
+    profile: Annotated[str, typer.Option("--profile", help="3d (default) or 2d.")] = "3d",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a project folder: project.yaml, the catalog, one folder per stage."""
+    folder = create_project(directory or Path(name), name, list(video or []), profile)
+    console_err.print(f"created project [bold]{name}[/] in {folder}")
+    emit({"project": name, "path": str(folder), "videos": [str(v) for v in video or []]}, as_json)
+
+
+def run_project(
+    workspace: Any, sets: list[str] | None, start: str | None, stop: str | None, force: bool, show_progress: bool
+) -> list[Any]:
+    from animlora.config import load_settings
+    from animlora.pipeline.runner import Runner
+    from animlora.stages import select_stages
+
+    loaded = load_settings(workspace.root, overrides=overrides_tree(sets))
+    stages = select_stages(start, stop)
+    setup_logging(workspace.logs_dir)
+    with progress_bar(show_progress) as progress:
+        return Runner(workspace, loaded, force=force, progress=progress).run(stages)
+
+
+def run(
+    project: ProjectOpt = None,
+    start: Annotated[str | None, typer.Option("--from", help="First stage to run.")] = None,
+    stop: Annotated[str | None, typer.Option("--to", help="Last stage to run.")] = None,
+    force: ForceOpt = False,
+    sets: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run every stage in order; up-to-date stages are skipped, cut-short ones resume."""
+    summaries = run_project(_workspace(project), sets, start, stop, force, not as_json)
+    print_summaries(summaries)
+    emit({"stages": summaries_json(summaries)}, as_json)
+    if any(s.failures for s in summaries):
+        raise typer.Exit(1)
+
+
+def status_rows(workspace: Any) -> list[dict[str, Any]]:
+    from animlora.stages import stage_names
+
+    catalog = workspace.open_catalog()
+    try:
+        rows = []
+        for name in stage_names():
+            run = catalog.one("SELECT * FROM stage_runs WHERE stage = ?", (name,))
+            errors = catalog.rows(
+                "SELECT item_key, error FROM stage_items WHERE stage = ? AND status = 'failed' ORDER BY item_key",
+                (name,),
+            )
+            done = catalog.one(
+                "SELECT COUNT(*) FROM stage_items WHERE stage = ? AND status = 'done'", (name,)
+            )[0]
+            rows.append(
+                {
+                    "stage": name,
+                    "status": run["status"] if run else "not run",
+                    "items_done": done,
+                    "items_total": run["items_total"] if run else 0,
+                    "items_failed": len(errors),
+                    "settings_hash": run["settings_hash"][:12] if run else None,
+                    "seconds": run["seconds"] if run else None,
+                    "errors": [{"item": r["item_key"], "error": r["error"]} for r in errors],
+                }
+            )
+        return rows
+    finally:
+        catalog.close()
+
+
+def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
+    """Per stage: items done/total, failures, settings hash, time, errors."""
+    from rich.table import Table
+
+    workspace = _workspace(project)
+    rows = status_rows(workspace)
+    if as_json:
+        emit({"project": str(workspace.root), "stages": rows}, True)
+        return
+    table = Table(title=f"animlora project {workspace.root}")
+    for column in ("stage", "status", "done/total", "failed", "settings", "time"):
+        table.add_column(column)
+    for row in rows:
+        secs = f"{row['seconds']:.1f}s" if row["seconds"] is not None else "-"
+        table.add_row(
+            row["stage"], row["status"], f"{row['items_done']}/{row['items_total']}",
+            str(row["items_failed"]), row["settings_hash"] or "-", secs,
+        )
+    console.print(table)
+    for row in rows:
+        for err in row["errors"]:
+            console.print(f"[red]✗[/] {row['stage']} {err['item']}: {err['error']}", highlight=False, soft_wrap=True)
+
+
+def config_show(
+    project: ProjectOpt = None,
+    character: Annotated[str | None, typer.Option("--character", help="Include characters/NAME.yaml.")] = None,
+    sets: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The merged, validated settings, with where each value came from."""
+    from animlora.config import load_settings
+    from animlora.config.loader import _flatten
+
+    try:
+        root = _workspace(project).root
+    except Exception:
+        if project is not None:
+            raise
+        root = None  # outside a project: package defaults
+    loaded = load_settings(root, character=character, overrides=overrides_tree(sets))
+    flat = _flatten(loaded.settings.model_dump(mode="json"))
+    if as_json:
+        emit({key: {"value": value, "source": loaded.source_of(key)} for key, value in flat.items()}, True)
+        return
+    from rich.table import Table
+
+    table = Table(title="settings")
+    table.add_column("key")
+    table.add_column("value")
+    table.add_column("from")
+    for key, value in flat.items():
+        table.add_row(key, repr(value), loaded.source_of(key))
+    console.print(table)
+
+
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="Where to create the demo project.")] = Path("animlora-demo"),
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The README's main job on the bundled sample clip (Big Buck Bunny, CC-BY 3.0)."""
+    from animlora.data import sample_clip
+    from animlora.workspace import Workspace
+
+    folder = directory.resolve()
+    if force and folder.exists():
+        shutil.rmtree(folder)
+    if not (folder / "project.yaml").exists():
+        clip = sample_clip()
+        folder.mkdir(parents=True, exist_ok=True)
+        local = folder / clip.name
+        shutil.copy2(clip, local)
+        create_project(folder, "demo", [local], "3d")
+    workspace = Workspace(folder)
+    summaries = run_project(workspace, None, None, None, False, not as_json)
+    print_summaries(summaries)
+    rows = status_rows(workspace)
+    console_err.print(f"demo project: {folder}  (inspect with `animlora status -p {folder}`)")
+    emit({"project": str(folder), "stages": summaries_json(summaries), "status": rows}, as_json)
+    if any(s.failures for s in summaries):
+        raise typer.Exit(1)

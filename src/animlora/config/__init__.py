@@ -1,0 +1,27 @@
+"""Typed settings for every stage, from layered YAML.
+
+Layers, each overriding the one before: package defaults (``defaults/*.yaml``, one file a
+section) → profile (``profiles/3d.yaml`` or ``2d.yaml``) → the project's ``project.yaml`` →
+``characters/<name>.yaml`` (its ``settings:`` block, for that character only) → ``--set
+section.key=value``. The merged tree is validated into :class:`Settings`; pydantic fields
+carry no defaults of their own, so the YAML is the single source of every default.
+"""
+
+from __future__ import annotations
+
+from animlora.config.loader import (
+    Layer,
+    LoadedSettings,
+    load_settings,
+    parse_set_options,
+)
+from animlora.config.schema import CharacterSpec, Settings
+
+__all__ = [
+    "CharacterSpec",
+    "Layer",
+    "LoadedSettings",
+    "Settings",
+    "load_settings",
+    "parse_set_options",
+]

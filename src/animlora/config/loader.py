@@ -1,0 +1,236 @@
+"""Layered loading, merging and validation of settings, with where each value came from."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from animlora.config.schema import CharacterSpec, Settings
+from animlora.errors import ConfigError
+
+PROJECT_FILE = "project.yaml"
+CHARACTERS_DIR = "characters"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One source of settings: its label (shown by ``config show``) and its tree."""
+
+    source: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    settings: Settings
+    layers: tuple[Layer, ...]
+    sources: dict[str, str] = field(default_factory=dict)  # dotted key -> layer label
+
+    def source_of(self, key: str) -> str:
+        return self.sources.get(key, "?")
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping; an unreadable or malformed file is a ConfigError naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: file not found") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def parse_set_options(options: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["extract.mode=all", "runner.workers=4"]`` -> nested dict (values parsed as YAML)."""
+    tree: dict[str, Any] = {}
+    for option in options:
+        key, sep, raw = option.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--set {option!r}: expected section.key=value, e.g. extract.mode=all")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = tree
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {option!r}: {part} is set twice, once as a value")
+        node[parts[-1]] = value
+    return tree
+
+
+def _package_layers(profile: str) -> list[Layer]:
+    root = resources.files("animlora.config")
+    defaults: dict[str, Any] = {}
+    for entry in sorted(root.joinpath("defaults").iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            data = yaml.safe_load(entry.read_text(encoding="utf-8")) or {}
+            defaults[entry.name.removesuffix(".yaml")] = data
+    profile_file = root.joinpath("profiles", f"{profile}.yaml")
+    if not profile_file.is_file():
+        raise ConfigError(f"profile {profile!r} does not exist; allowed: 3d, 2d")
+    profile_data = yaml.safe_load(profile_file.read_text(encoding="utf-8")) or {}
+    return [Layer("package default", defaults), Layer(f"profile {profile}", profile_data)]
+
+
+def _merge(layers: list[Layer]) -> dict[str, Any]:
+    """OmegaConf merge of every layer, interpolations (``${project.name}``) resolved."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        merged = OmegaConf.merge(*(OmegaConf.create(layer.data) for layer in layers))
+        return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"settings cannot be merged: {exc}".splitlines()[0]) from exc
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+def _check_keys(data: dict[str, Any], model: type[BaseModel], source: str, prefix: str = "") -> None:
+    """Reject keys the schema does not know, naming the key, the file and the allowed keys."""
+    fields = model.model_fields
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            allowed = sorted(fields)
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            where = prefix.rstrip(".") or "the top level"
+            raise ConfigError(
+                f"{source}: unknown key '{dotted}'{hint}; allowed in {where}: {', '.join(allowed)}"
+            )
+        sub = _model_of(fields[key].annotation)
+        if sub is not None and get_origin(fields[key].annotation) not in (dict, list):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: '{dotted}' must be a mapping of settings, got {value!r}")
+            _check_keys(value, sub, source, f"{dotted}.")
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{dotted}."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _allowed_values(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    node: Any = model
+    for part in loc:
+        if not (isinstance(node, type) and issubclass(node, BaseModel)) or part not in node.model_fields:
+            return ""
+        annotation = node.model_fields[part].annotation
+        node = _model_of(annotation) or annotation
+    literal_args = get_args(node)
+    if literal_args and all(isinstance(a, str | int | float) for a in literal_args):
+        return "; allowed: " + ", ".join(str(a) for a in literal_args)
+    return ""
+
+
+def validate_tree(tree: dict[str, Any], sources: dict[str, str], model: type[BaseModel] = Settings) -> Any:
+    """Validate a merged tree; the first error names key, source file and allowed values."""
+    try:
+        return model.model_validate(tree)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(p for p in err["loc"] if not isinstance(p, int))
+        dotted = ".".join(str(p) for p in loc)
+        if err["type"] == "missing":
+            raise ConfigError(f"setting '{dotted}' is missing (it has no default)") from exc
+        source = sources.get(dotted) or next(
+            (src for key, src in sources.items() if key.startswith(dotted + ".")), "?"
+        )
+        value = err.get("input")
+        allowed = _allowed_values(model, loc)
+        message = err["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
+        raise ConfigError(f"{source}: {dotted} = {value!r} is not valid: {message}{allowed}") from exc
+
+
+def load_character(path: Path) -> CharacterSpec:
+    data = read_yaml(path)
+    data.setdefault("name", path.stem)
+    _check_keys(data, CharacterSpec, str(path))
+    return validate_tree(data, {key: str(path) for key in _flatten(data)}, CharacterSpec)
+
+
+def load_settings(
+    project_dir: Path | None = None,
+    *,
+    profile: str | None = None,
+    character: str | None = None,
+    config_files: list[Path] | tuple[Path, ...] = (),
+    overrides: dict[str, Any] | None = None,
+) -> LoadedSettings:
+    """Merge every layer and validate.
+
+    ``project_dir`` adds ``project.yaml`` (and, with ``character``, that character's
+    ``settings:`` block); ``config_files`` are extra YAML files (standalone commands'
+    ``--config``); ``overrides`` is the ``--set`` tree.
+    """
+    user_layers: list[Layer] = []
+    if project_dir is not None:
+        path = Path(project_dir) / PROJECT_FILE
+        user_layers.append(Layer(str(path), read_yaml(path)))
+    for cfg in config_files:
+        user_layers.append(Layer(str(cfg), read_yaml(Path(cfg))))
+    if character is not None:
+        if project_dir is None:
+            raise ConfigError(f"character {character!r} given without a project")
+        cpath = Path(project_dir) / CHARACTERS_DIR / f"{character}.yaml"
+        spec = load_character(cpath)
+        user_layers.append(Layer(f"{cpath} (settings)", spec.settings))
+    if overrides:
+        user_layers.append(Layer("--set", overrides))
+
+    for layer in user_layers:
+        _check_keys(layer.data, Settings, layer.source)
+
+    chosen = profile
+    if chosen is None:
+        for layer in user_layers:
+            chosen = layer.data.get("project", {}).get("profile", chosen)
+    layers = _package_layers(chosen or "3d") + user_layers
+    if profile is not None:
+        layers.append(Layer("--profile", {"project": {"profile": profile}}))
+
+    tree = _merge(layers)
+    sources: dict[str, str] = {}
+    for layer in layers:
+        for key in _flatten(layer.data):
+            sources[key] = layer.source
+    settings = validate_tree(tree, sources)
+    return LoadedSettings(settings=settings, layers=tuple(layers), sources=sources)

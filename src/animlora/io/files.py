@@ -1,0 +1,69 @@
+"""Atomic writes: every output is written to a temp name beside its target, then renamed.
+
+A killed process leaves at most ``.tmp-*`` files, which :func:`clean_temp_files` removes
+when the stage starts again; a reader never sees a half-written output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from animlora.errors import AnimloraError
+
+TEMP_PREFIX = ".tmp-"
+
+
+def temp_path_for(path: Path) -> Path:
+    return path.with_name(f"{TEMP_PREFIX}{os.getpid()}-{path.name}")
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path to write; on success it is fsynced and renamed to ``path``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(target)
+    try:
+        yield tmp
+        if tmp.exists():
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise AnimloraError(f"{target}: cannot write ({exc.strerror or exc})") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, data: Any) -> Path:
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def clean_temp_files(folder: str | Path) -> int:
+    """Remove temp files a killed run left under ``folder``; return how many."""
+    root = Path(folder)
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for tmp in root.rglob(f"{TEMP_PREFIX}*"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -1,0 +1,54 @@
+"""Executors run ``Stage.process`` over items: in this process, or in a local worker pool.
+
+Both yield ``(item, output | exception)`` in completion order and keep at most a bounded
+number of items in flight, so memory stays flat however many items a stage has.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+from animlora.pipeline.stage import ItemOutput, Progress, Stage, StageJob, WorkItem
+
+Outcome = tuple[WorkItem, ItemOutput | BaseException]
+
+
+def _no_progress(done: int, total: int) -> None:
+    return None
+
+
+def run_serial(
+    stage: Stage, job: StageJob, items: Iterable[WorkItem], progress: Callable[[WorkItem], Progress]
+) -> Iterator[Outcome]:
+    for item in items:
+        try:
+            yield item, stage.process(job, item, progress(item))
+        except Exception as exc:  # recorded per item; KeyboardInterrupt still stops the run
+            yield item, exc
+
+
+def _process_one(stage: Stage, job: StageJob, item: WorkItem) -> ItemOutput:
+    return stage.process(job, item, _no_progress)
+
+
+def run_pool(stage: Stage, job: StageJob, items: Iterable[WorkItem], workers: int) -> Iterator[Outcome]:
+    # spawn, not fork: workers may load torch or onnxruntime, which do not survive fork.
+    context = multiprocessing.get_context("spawn")
+    pending: dict[Future[ItemOutput], WorkItem] = {}
+    iterator = iter(items)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        while True:
+            while len(pending) < 2 * workers:
+                item = next(iterator, None)
+                if item is None:
+                    break
+                pending[pool.submit(_process_one, stage, job, item)] = item
+            if not pending:
+                return
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                item = pending.pop(future)
+                exc = future.exception()
+                yield item, exc if exc is not None else future.result()

@@ -1,0 +1,270 @@
+"""Runs stages in order, skipping what is up to date and resuming what was cut short.
+
+Per stage:
+1. check inputs, then plan the items;
+2. work out the stage key (stage version + settings + the keys of upstream stages): when it
+   differs from the last run's, every earlier result of this stage is stale and is removed
+   (files and rows), so the stage and everything downstream re-run;
+3. drop items that are no longer inputs, and items whose fingerprint changed;
+4. process the rest, committing each item's rows and its "done" mark in one transaction;
+5. call ``finish`` and write the manifest.
+
+A kill at any point leaves finished items marked done and everything else re-done on the
+next run; outputs are written under temp names and renamed, so none is half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from animlora import __version__
+from animlora.catalog import Catalog, now
+from animlora.config import LoadedSettings
+from animlora.errors import AnimloraError, StageError
+from animlora.io.files import atomic_write_json, clean_temp_files
+from animlora.pipeline.executors import run_pool, run_serial
+from animlora.pipeline.stage import ItemOutput, RunSummary, Stage, StageContext, StageJob, WorkItem, digest
+from animlora.workspace import Workspace
+
+log = logging.getLogger("animlora")
+
+
+def stage_key_of(stage: Stage, settings_hash: str, catalog: Catalog) -> str:
+    upstream = []
+    for name in stage.upstream:
+        row = catalog.one("SELECT stage_key FROM stage_runs WHERE stage = ?", (name,))
+        upstream.append((name, row["stage_key"] if row else None))
+    return digest(settings_hash, upstream)
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, AnimloraError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Runner:
+    """Runs a list of stages against one workspace."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        loaded: LoadedSettings,
+        *,
+        force: bool = False,
+        input_path: Path | None = None,
+        progress: Any = None,
+    ) -> None:
+        self.workspace = workspace
+        self.loaded = loaded
+        self.settings = loaded.settings
+        self.force = force
+        self.input_path = input_path
+        self.progress = progress  # a rich Progress, or None
+
+    def job_for(self, stage: Stage) -> StageJob:
+        return StageJob(
+            settings=self.settings,
+            output_dir=self.workspace.stage_dir(stage.folder),
+            input_path=self.input_path,
+            workspace_root=self.workspace.root,
+            standalone=self.workspace.standalone,
+        )
+
+    def run(self, stages: Sequence[Stage]) -> list[RunSummary]:
+        jobs = [self.job_for(stage) for stage in stages]
+        # Validate before anything is written: a bad input fails here with one line.
+        for stage, job in zip(stages, jobs, strict=True):
+            stage.check_inputs(job)
+        summaries = []
+        with self.workspace.lock():
+            catalog = self.workspace.open_catalog()
+            try:
+                for stage, job in zip(stages, jobs, strict=True):
+                    summaries.append(self.run_stage(stage, job, catalog))
+            finally:
+                catalog.close()
+        return summaries
+
+    # -- one stage --------------------------------------------------------------------
+    def run_stage(self, stage: Stage, job: StageJob, catalog: Catalog) -> RunSummary:
+        started = time.monotonic()
+        ctx = StageContext(job=job, workspace=self.workspace, catalog=catalog, log=log, force=self.force)
+        job.output_dir.mkdir(parents=True, exist_ok=True)
+        clean_temp_files(job.output_dir)
+
+        # 1. plan
+        items = stage.plan(ctx)
+        keys = [item.key for item in items]
+        if len(set(keys)) != len(keys):
+            raise StageError(f"stage {stage.name}: two work items share a key (a bug; please report)")
+
+        # 2. stage key: changed settings (or upstream) make every earlier result stale
+        settings_hash = stage.settings_hash(self.settings)
+        stage_key = stage_key_of(stage, settings_hash, catalog)
+        inputs_hash = digest(sorted((item.key, item.fingerprint) for item in items))
+        previous = catalog.one("SELECT * FROM stage_runs WHERE stage = ?", (stage.name,))
+        known = {row["item_key"]: row for row in catalog.rows("SELECT * FROM stage_items WHERE stage = ?", (stage.name,))}
+        stale_all = self.force or previous is None or previous["stage_key"] != stage_key
+
+        # 3. forget what is stale or gone
+        wanted = {item.key: item for item in items}
+        for key, row in known.items():
+            item = wanted.get(key)
+            if stale_all or item is None or row["fingerprint"] != item.fingerprint or row["stage_key"] != stage_key:
+                self._forget(stage, ctx, key, row)
+        known = {
+            row["item_key"]: row
+            for row in catalog.rows("SELECT * FROM stage_items WHERE stage = ?", (stage.name,))
+        }
+        todo = [item for item in items if known.get(item.key) is None or known[item.key]["status"] != "done"]
+        skipped = len(items) - len(todo)
+
+        if (
+            not todo
+            and previous is not None
+            and previous["status"] == "done"
+            and previous["stage_key"] == stage_key
+            and previous["inputs_hash"] == inputs_hash
+        ):
+            log.info("%s: up to date (%d items)", stage.name, len(items))
+            return RunSummary(stage.name, len(items), len(items), len(items), (), 0.0, up_to_date=True)
+
+        with catalog.transaction():
+            catalog.upsert(
+                "stage_runs",
+                [
+                    {
+                        "stage": stage.name,
+                        "stage_key": stage_key,
+                        "settings_hash": settings_hash,
+                        "inputs_hash": inputs_hash,
+                        "code_version": f"{__version__}/{stage.version}",
+                        "status": "running",
+                        "started_at": now(),
+                        "finished_at": None,
+                        "items_total": len(items),
+                        "items_done": skipped,
+                        "items_failed": 0,
+                        "seconds": None,
+                    }
+                ],
+            )
+
+        # 4. process
+        self._process_items(stage, ctx, todo, stage_key)
+        failed_before = [
+            (row["item_key"], row["error"])
+            for row in catalog.rows("SELECT * FROM stage_items WHERE stage = ? AND status = 'failed'", (stage.name,))
+        ]
+        labels = {item.key: item.label or item.key for item in items}
+        all_failures = tuple((labels.get(k, k), e) for k, e in failed_before)
+        done = len(items) - len(all_failures)
+
+        # 5. finish + manifest
+        summary = RunSummary(
+            stage.name, len(items), done, skipped, all_failures, time.monotonic() - started
+        )
+        report = stage.finish(ctx, summary)
+        with catalog.transaction():
+            catalog.execute(
+                "UPDATE stage_runs SET status = 'done', finished_at = ?, items_done = ?, items_failed = ?, "
+                "seconds = ? WHERE stage = ?",
+                (now(), done, len(all_failures), summary.seconds, stage.name),
+            )
+        self._write_manifest(stage, stage_key, settings_hash, inputs_hash, summary, report)
+        return summary
+
+    def _process_items(self, stage: Stage, ctx: StageContext, todo: list[WorkItem], stage_key: str) -> None:
+        task = None
+        if self.progress is not None and todo:
+            task = self.progress.add_task(f"{stage.name}", total=len(todo))
+
+        def item_progress(item: WorkItem):
+            def report(done: int, total: int) -> None:
+                if task is not None:
+                    self.progress.update(task, description=f"{stage.name} {item.label or item.key} {done}/{total}")
+
+            return report
+
+        settings = self.settings.runner
+        if settings.executor == "process" and settings.workers > 1 and len(todo) > 1:
+            outcomes = run_pool(stage, ctx.job, todo, settings.workers)
+        else:
+            outcomes = run_serial(stage, ctx.job, todo, item_progress)
+
+        for item, outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                error = _error_text(outcome)
+                log.error("%s: %s failed: %s", stage.name, item.label or item.key, error)
+                if not isinstance(outcome, AnimloraError):
+                    log.debug("".join(traceback.format_exception(outcome)))
+                with ctx.catalog.transaction():
+                    stage.fail(ctx, item, error)
+                    self._mark(ctx.catalog, stage, item, stage_key, "failed", error, ())
+            else:
+                with ctx.catalog.transaction():
+                    stage.commit(ctx, item, outcome)
+                    self._mark(ctx.catalog, stage, item, stage_key, "done", None, outcome.files)
+            if task is not None:
+                self.progress.advance(task)
+
+    @staticmethod
+    def _mark(catalog: Catalog, stage: Stage, item: WorkItem, stage_key: str, status: str,
+              error: str | None, files: tuple[str, ...]) -> None:
+        catalog.upsert(
+            "stage_items",
+            [
+                {
+                    "stage": stage.name,
+                    "item_key": item.key,
+                    "stage_key": stage_key,
+                    "fingerprint": item.fingerprint,
+                    "status": status,
+                    "error": error,
+                    "outputs": list(files),
+                    "finished_at": now(),
+                }
+            ],
+        )
+
+    def _forget(self, stage: Stage, ctx: StageContext, key: str, row: Any) -> None:
+        """Remove a stale item: its files (only those the stage recorded) and its rows."""
+        for rel in json.loads(row["outputs"] or "[]"):
+            path = ctx.output_dir / rel
+            if path.is_file() and path.resolve().is_relative_to(ctx.output_dir.resolve()):
+                path.unlink()
+        with ctx.catalog.transaction():
+            stage.forget(ctx, key)
+            ctx.catalog.execute("DELETE FROM stage_items WHERE stage = ? AND item_key = ?", (stage.name, key))
+
+    def _write_manifest(self, stage: Stage, stage_key: str, settings_hash: str, inputs_hash: str,
+                        summary: RunSummary, report: dict[str, Any]) -> None:
+        section = getattr(self.settings, stage.name, None)
+        atomic_write_json(
+            self.workspace.manifest_path(stage.name),
+            {
+                "stage": stage.name,
+                "stage_key": stage_key,
+                "settings_hash": settings_hash,
+                "inputs_hash": inputs_hash,
+                "code_version": {"animlora": __version__, "stage": stage.version},
+                "settings": section.model_dump(mode="json") if section is not None else {},
+                "items": {
+                    "total": summary.items_total,
+                    "done": summary.items_done,
+                    "skipped": summary.items_skipped,
+                    "failed": len(summary.failures),
+                },
+                "failures": [{"item": k, "error": e} for k, e in summary.failures],
+                "seconds": round(summary.seconds, 3),
+                "finished_at": now(),
+                "report": report,
+            },
+        )

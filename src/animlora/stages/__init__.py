@@ -1,0 +1,48 @@
+"""The stages, in pipeline order. Modules are imported only when a stage is used."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+from animlora.errors import StageError
+
+if TYPE_CHECKING:
+    from animlora.pipeline.stage import Stage
+
+# name -> (folder in a project, "module:Class"). Order is pipeline order; `animlora run`
+# runs every stage listed. The folder is here too so listing folders imports no stage.
+STAGES: dict[str, tuple[str, str]] = {
+    "extract": ("frames", "animlora.stages.extract:ExtractStage"),
+}
+
+
+def stage_names() -> list[str]:
+    return list(STAGES)
+
+
+def get_stage(name: str) -> Stage:
+    entry = STAGES.get(name)
+    if entry is None:
+        raise StageError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
+    module, _, cls = entry[1].partition(":")
+    stage = getattr(import_module(module), cls)()
+    assert stage.folder == entry[0], f"{name}: folder differs from the registry"
+    return stage
+
+
+def stage_folder(name: str) -> str:
+    return STAGES[name][0]
+
+
+def select_stages(start: str | None = None, stop: str | None = None) -> list[Stage]:
+    """Stages from ``start`` to ``stop`` inclusive (names checked)."""
+    names = stage_names()
+    for given in (start, stop):
+        if given is not None and given not in names:
+            raise StageError(f"unknown stage {given!r}; stages: {', '.join(names)}")
+    first = names.index(start) if start else 0
+    last = names.index(stop) if stop else len(names) - 1
+    if first > last:
+        raise StageError(f"--from {start} comes after --to {stop}")
+    return [get_stage(name) for name in names[first : last + 1]]

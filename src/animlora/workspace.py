@@ -1,0 +1,132 @@
+"""A project's folder: where every stage writes, the catalog, the lock.
+
+::
+
+    <project>/
+      project.yaml          settings of this project (layered over the package defaults)
+      characters/           <name>.yaml per character: trigger word, references, overrides
+      catalog.sqlite        the single source of truth (see catalog.py)
+      <stage folders>       frames/, segmentation/, ... one per stage (Stage.folder)
+      logs/                 one log file per run
+      .animlora/            lock, per-stage manifests
+
+A standalone command (``animlora extract --input f.mp4 --output frames/``) uses the same
+machinery on a *standalone* workspace: the output folder is the stage folder, and the
+catalog and manifests live in ``<output>/.animlora/``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from animlora.catalog import Catalog, now
+from animlora.config.loader import CHARACTERS_DIR, PROJECT_FILE
+from animlora.errors import WorkspaceError, WorkspaceLockedError
+
+STATE_DIR = ".animlora"
+CATALOG_FILE = "catalog.sqlite"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+    standalone: bool = False
+
+    # -- locating -------------------------------------------------------------------
+    @classmethod
+    def find(cls, start: str | Path | None = None) -> Workspace:
+        """The project containing ``start`` (default: the current folder), by its project.yaml."""
+        here = Path(start or Path.cwd()).resolve()
+        if here.is_file():
+            here = here.parent
+        for folder in (here, *here.parents):
+            if (folder / PROJECT_FILE).is_file():
+                return cls(folder)
+        raise WorkspaceError(
+            f"{here}: not inside an animlora project (no {PROJECT_FILE} here or above); "
+            "run `animlora init NAME --video FILE` or pass --project"
+        )
+
+    @classmethod
+    def for_output(cls, output_dir: str | Path) -> Workspace:
+        return cls(Path(output_dir).resolve(), standalone=True)
+
+    # -- paths ----------------------------------------------------------------------
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def project_file(self) -> Path:
+        return self.root / PROJECT_FILE
+
+    @property
+    def characters_dir(self) -> Path:
+        return self.root / CHARACTERS_DIR
+
+    @property
+    def catalog_path(self) -> Path:
+        if self.standalone:
+            return self.state_dir / CATALOG_FILE
+        return self.root / CATALOG_FILE
+
+    @property
+    def logs_dir(self) -> Path:
+        return (self.state_dir if self.standalone else self.root) / "logs"
+
+    def stage_dir(self, folder: str) -> Path:
+        """Where a stage writes: its own folder in a project, the output folder standalone."""
+        return self.root if self.standalone else self.root / folder
+
+    def manifest_path(self, stage: str) -> Path:
+        return self.state_dir / "manifests" / f"{stage}.json"
+
+    def resolve(self, path: str | Path) -> Path:
+        """A path from project.yaml, relative to the project folder."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.root / p)
+
+    # -- state ----------------------------------------------------------------------
+    def open_catalog(self) -> Catalog:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        return Catalog(self.catalog_path)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive lock for writers. The OS drops it when its process dies, so a lock
+        left by a killed run is stale by construction and taken over at once."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.state_dir / "lock"
+        handle = open(path, "a+")  # noqa: SIM115 - held for the whole block
+        try:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                handle.seek(0)
+                holder = _describe_holder(handle.read())
+                raise WorkspaceLockedError(
+                    f"{self.root}: another animlora run is writing this workspace ({holder}); "
+                    "wait for it to finish or stop it"
+                ) from exc
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now()}))
+            handle.flush()
+            yield
+        finally:
+            handle.close()
+
+
+def _describe_holder(text: str) -> str:
+    try:
+        info = json.loads(text)
+        return f"pid {info['pid']} on {info['host']}"
+    except (ValueError, KeyError, TypeError):
+        return "unknown process"
