@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from animlora.config import load_settings, parse_set_options
+from animlora.config.loader import load_character
+from animlora.errors import ConfigError
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_defaults_and_profiles_follow_the_design_table():
+    three_d = load_settings().settings
+    two_d = load_settings(profile="2d").settings
+    assert three_d.project.profile == "3d"
+    assert three_d.extract.blur_threshold == 80
+    assert two_d.extract.blur_threshold == 100
+    assert two_d.project.profile == "2d"
+
+
+def test_layers_override_in_order_and_record_their_source(tmp_path):
+    write(tmp_path / "project.yaml", "project:\n  name: luca\n  profile: 2d\nextract:\n  frames_per_shot: 5\n")
+    write(tmp_path / "characters" / "luca.yaml", "trigger: lucap\nsettings:\n  extract:\n    frames_per_shot: 7\n")
+    loaded = load_settings(tmp_path, overrides=parse_set_options(["extract.mode=all"]))
+    s = loaded.settings
+    assert (s.project.name, s.project.profile, s.extract.frames_per_shot, s.extract.mode) == ("luca", "2d", 5, "all")
+    assert s.extract.blur_threshold == 100  # the project's profile, not the default one
+    assert loaded.source_of("extract.frames_per_shot") == str(tmp_path / "project.yaml")
+    assert loaded.source_of("extract.mode") == "--set"
+    assert loaded.source_of("extract.blur_threshold") == "profile 2d"
+    assert loaded.source_of("extract.quality") == "package default"
+
+    with_char = load_settings(tmp_path, character="luca")
+    assert with_char.settings.extract.frames_per_shot == 7
+    assert "characters" in with_char.source_of("extract.frames_per_shot")
+
+
+def test_set_values_are_typed():
+    tree = parse_set_options(["extract.scene_threshold=0.3", "extract.dedupe=false", "runner.workers=4"])
+    assert tree == {"extract": {"scene_threshold": 0.3, "dedupe": False}, "runner": {"workers": 4}}
+    s = load_settings(overrides=tree).settings
+    assert (s.extract.scene_threshold, s.extract.dedupe, s.runner.workers) == (0.3, False, 4)
+
+
+def test_interpolation_resolves(tmp_path):
+    write(tmp_path / "project.yaml", "project:\n  name: luca\nmodels:\n  store: /tmp/${project.name}-models\n")
+    assert load_settings(tmp_path).settings.models.store == "/tmp/luca-models"
+
+
+def test_unknown_key_names_key_file_and_allowed(tmp_path):
+    project = write(tmp_path / "project.yaml", "extract:\n  mod: scene\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path)
+    message = str(err.value)
+    assert str(project) in message
+    assert "extract.mod" in message
+    assert "did you mean extract.mode" in message
+    assert "frames_per_shot" in message  # the allowed keys are listed
+
+
+def test_unknown_section_is_an_error(tmp_path):
+    write(tmp_path / "project.yaml", "extrct:\n  mode: scene\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'extrct'.*did you mean extract"):
+        load_settings(tmp_path)
+
+
+def test_bad_value_names_key_file_and_allowed_values(tmp_path):
+    project = write(tmp_path / "project.yaml", "extract:\n  mode: sometimes\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path)
+    message = str(err.value)
+    assert message.startswith(f"{project}: extract.mode = 'sometimes' is not valid")
+    assert "allowed: scene, interval, all" in message
+
+
+def test_out_of_range_value_from_set():
+    with pytest.raises(ConfigError, match=r"^--set: runner.workers = 0 is not valid"):
+        load_settings(overrides=parse_set_options(["runner.workers=0"]))
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path):
+    project = write(tmp_path / "project.yaml", "extract:\n  mode: [scene\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path)
+    assert str(project) in str(err.value) and "line" in str(err.value)
+
+
+def test_bad_set_syntax():
+    with pytest.raises(ConfigError, match="expected section.key=value"):
+        parse_set_options(["extract.mode"])
+
+
+def test_unknown_profile():
+    with pytest.raises(ConfigError, match="allowed: 3d, 2d"):
+        load_settings(profile="4d")
+
+
+def test_character_file(tmp_path):
+    path = write(tmp_path / "characters" / "luca.yaml", "description: a boy\nreferences: [refs/luca]\n")
+    spec = load_character(path)
+    assert (spec.name, spec.trigger_word, spec.references, spec.negative) == ("luca", "luca", ["refs/luca"], False)
+    bad = write(tmp_path / "characters" / "x.yaml", "triger: x\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'triger'.*did you mean trigger"):
+        load_character(bad)
+
+
+def test_settings_are_frozen_and_fingerprinted():
+    s = load_settings().settings
+    with pytest.raises(Exception):
+        s.extract.mode = "all"  # type: ignore[misc]
+    other = load_settings(overrides={"extract": {"mode": "all"}}).settings
+    assert s.extract.fingerprint() != other.extract.fingerprint()
+    assert s.extract.fingerprint() == load_settings().settings.extract.fingerprint()

@@ -1,0 +1,44 @@
+"""A small real stage for runner tests: upper-cases text files from the input folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import ClassVar
+
+from animlora.errors import BadInputError
+from animlora.io.files import atomic_write_text
+from animlora.pipeline.stage import ItemOutput, Stage, StageContext, StageJob, WorkItem, digest
+
+
+class ToyStage(Stage):
+    name: ClassVar[str] = "toy"
+    folder: ClassVar[str] = "toy"
+
+    def settings_hash(self, settings):
+        return digest(self.version, settings.project.seed)
+
+    def plan(self, ctx: StageContext) -> list[WorkItem]:
+        assert ctx.job.input_path is not None
+        files = sorted(ctx.job.input_path.glob("*.txt"))
+        return [WorkItem(f.stem, digest(f.read_bytes()), str(f), label=f.name) for f in files]
+
+    def process(self, job: StageJob, item: WorkItem, progress) -> ItemOutput:
+        text = Path(item.payload).read_text()
+        if "BAD" in text:
+            raise BadInputError(item.payload, "contains BAD")
+        if os.environ.get("TOY_INTERRUPT_ON") == item.key:
+            raise KeyboardInterrupt
+        rel = f"{item.key}.out"
+        atomic_write_text(job.output_dir / rel, text.upper())
+        return ItemOutput(files=(rel,), data=len(text))
+
+    def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:
+        ctx.catalog.set_meta(f"toy:{item.key}", str(output.data))
+
+    def forget(self, ctx: StageContext, item_key: str) -> None:
+        ctx.catalog.execute("DELETE FROM meta WHERE key = ?", (f"toy:{item_key}",))
+
+    def finish(self, ctx: StageContext, summary) -> dict:
+        atomic_write_text(ctx.output_dir / "report.txt", f"{summary.items_done}/{summary.items_total}\n")
+        return {"done": summary.items_done}
