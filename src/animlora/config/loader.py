@@ -157,7 +157,7 @@ def _allowed_values(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
         node = _model_of(annotation) or annotation
     literal_args = get_args(node)
     if literal_args and all(isinstance(a, str | int | float) for a in literal_args):
-        return "; allowed: " + ", ".join(str(a) for a in literal_args)
+        return "allowed: " + ", ".join(str(a) for a in literal_args)
     return ""
 
 
@@ -176,8 +176,8 @@ def validate_tree(tree: dict[str, Any], sources: dict[str, str], model: type[Bas
         )
         value = err.get("input")
         allowed = _allowed_values(model, loc)
-        message = err["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
-        raise ConfigError(f"{source}: {dotted} = {value!r} is not valid: {message}{allowed}") from exc
+        message = allowed or err["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
+        raise ConfigError(f"{source}: {dotted} = {value!r} is not valid: {message}") from exc
 
 
 def load_character(path: Path) -> CharacterSpec:

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from animlora.catalog import Catalog
+from animlora.config import load_settings
+from animlora.pipeline.runner import Runner
+from animlora.workspace import Workspace
+
+from .toy_stage import ToyStage
+
+
+def make_inputs(folder: Path, texts: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in texts.items():
+        (folder / f"{name}.txt").write_text(text)
+    return folder
+
+
+def run_toy(tmp_path: Path, *, force: bool = False, seed: int = 1, executor: str = "serial"):
+    loaded = load_settings(overrides={"project": {"seed": seed}, "runner": {"executor": executor, "workers": 2}})
+    ws = Workspace.for_output(tmp_path / "out")
+    [summary] = Runner(ws, loaded, force=force, input_path=tmp_path / "in").run([ToyStage()])
+    return summary
+
+
+def outputs(tmp_path: Path) -> dict[str, str]:
+    out = tmp_path / "out"
+    return {p.name: p.read_text() for p in sorted(out.glob("*.out"))}
+
+
+def meta(tmp_path: Path) -> dict[str, str]:
+    with Catalog(tmp_path / "out" / ".animlora" / "catalog.sqlite") as cat:
+        return {r["key"]: r["value"] for r in cat.rows("SELECT * FROM meta WHERE key LIKE 'toy:%'")}
+
+
+def test_first_run_processes_everything_then_is_up_to_date(tmp_path):
+    make_inputs(tmp_path / "in", {"a": "x", "b": "yy"})
+    first = run_toy(tmp_path)
+    assert (first.items_total, first.items_done, first.items_skipped, first.up_to_date) == (2, 2, 0, False)
+    assert outputs(tmp_path) == {"a.out": "X", "b.out": "YY"}
+    assert meta(tmp_path) == {"toy:a": "1", "toy:b": "2"}
+    manifest = json.loads((tmp_path / "out" / ".animlora" / "manifests" / "toy.json").read_text())
+    assert manifest["items"] == {"total": 2, "done": 2, "skipped": 0, "failed": 0}
+    assert manifest["report"] == {"done": 2}
+    second = run_toy(tmp_path)
+    assert second.up_to_date and second.items_skipped == 2
+
+
+def test_new_input_is_processed_alone_and_removed_input_is_forgotten(tmp_path):
+    make_inputs(tmp_path / "in", {"a": "x", "b": "yy"})
+    run_toy(tmp_path)
+    (tmp_path / "out" / "a.out").write_text("sentinel")  # proves a is not redone
+    make_inputs(tmp_path / "in", {"c": "zzz"})
+    (tmp_path / "in" / "b.txt").unlink()
+    summary = run_toy(tmp_path)
+    assert (summary.items_total, summary.items_skipped) == (2, 1)
+    assert outputs(tmp_path) == {"a.out": "sentinel", "c.out": "ZZZ"}
+    assert meta(tmp_path) == {"toy:a": "1", "toy:c": "3"}
+
+
+def test_changed_input_content_is_redone(tmp_path):
+    make_inputs(tmp_path / "in", {"a": "x"})
+    run_toy(tmp_path)
+    make_inputs(tmp_path / "in", {"a": "changed"})
+    assert run_toy(tmp_path).items_skipped == 0
+    assert outputs(tmp_path) == {"a.out": "CHANGED"}
+
+
+def test_changed_settings_redo_the_stage_and_force_redoes_up_to_date_work(tmp_path):
+    make_inputs(tmp_path / "in", {"a": "x", "b": "y"})
+    run_toy(tmp_path, seed=1)
+    assert run_toy(tmp_path, seed=2).items_skipped == 0
+    assert run_toy(tmp_path, seed=2).up_to_date
+    forced = run_toy(tmp_path, seed=2, force=True)
+    assert (forced.up_to_date, forced.items_skipped, forced.items_done) == (False, 0, 2)
+
+
+def test_a_bad_item_is_reported_and_the_others_are_done(tmp_path):
+    make_inputs(tmp_path / "in", {"a": "x", "bad": "BAD", "c": "z"})
+    summary = run_toy(tmp_path)
+    assert summary.items_done == 2
+    assert summary.failures == (("bad.txt", f"{tmp_path / 'in' / 'bad.txt'}: contains BAD"),)
+    assert outputs(tmp_path) == {"a.out": "X", "c.out": "Z"}
+    # fixed by the user -> retried on the next run, the others stay done
+    make_inputs(tmp_path / "in", {"bad": "fine now"})
+    again = run_toy(tmp_path)
+    assert (again.failures, again.items_skipped, again.items_done) == ((), 2, 3)
+
+
+def test_interrupted_run_resumes_without_redoing_finished_items(tmp_path, monkeypatch):
+    make_inputs(tmp_path / "in", {"a": "x", "b": "y", "c": "z"})
+    monkeypatch.setenv("TOY_INTERRUPT_ON", "b")
+    with pytest.raises(KeyboardInterrupt):
+        run_toy(tmp_path)
+    assert outputs(tmp_path) == {"a.out": "X"}
+    (tmp_path / "out" / ".tmp-123-c.out").write_text("half")  # what a kill leaves behind
+    monkeypatch.delenv("TOY_INTERRUPT_ON")
+    (tmp_path / "out" / "a.out").write_text("sentinel")
+    summary = run_toy(tmp_path)
+    assert (summary.items_skipped, summary.items_done) == (1, 3)
+    assert outputs(tmp_path) == {"a.out": "sentinel", "b.out": "Y", "c.out": "Z"}
+    assert not list((tmp_path / "out").glob(".tmp-*"))
+
+
+def test_process_pool_gives_the_same_result_as_serial(tmp_path):
+    texts = {f"i{n}": "v" * n for n in range(1, 6)}
+    make_inputs(tmp_path / "serial" / "in", texts)
+    make_inputs(tmp_path / "pool" / "in", texts)
+    run_toy(tmp_path / "serial")
+    summary = run_toy(tmp_path / "pool", executor="process")
+    assert summary.items_done == 5
+    assert outputs(tmp_path / "pool") == outputs(tmp_path / "serial")
+    assert meta(tmp_path / "pool") == meta(tmp_path / "serial")
