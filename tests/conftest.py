@@ -1,14 +1,6 @@
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
-
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-SRC = REPO / "src"
-DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(autouse=True)
@@ -19,15 +11,3 @@ def _isolated_model_store(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf-home")))
     yield
-
-
-def cli_env() -> dict[str, str]:
-    """Environment for `python -m animlora` subprocesses running this checkout's code."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(SRC) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.pop("ANIMLORA_DEBUG", None)
-    return env
-
-
-def animlora_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "animlora", *args]

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from .conftest import animlora_cmd, cli_env
+from cli_support import animlora_cmd, cli_env
 
 
 def run_cli(*args: str, cwd=None, check: bool = False) -> subprocess.CompletedProcess:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from animlora.config import load_settings, parse_set_options
 from animlora.config.loader import load_character
@@ -112,7 +113,7 @@ def test_character_file(tmp_path):
 
 def test_settings_are_frozen_and_fingerprinted():
     s = load_settings().settings
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         s.extract.mode = "all"  # type: ignore[misc]
     other = load_settings(overrides={"extract": {"mode": "all"}}).settings
     assert s.extract.fingerprint() != other.extract.fingerprint()

@@ -9,8 +9,7 @@ from animlora.catalog import Catalog
 from animlora.config import load_settings
 from animlora.pipeline.runner import Runner
 from animlora.workspace import Workspace
-
-from .toy_stage import ToyStage
+from toy_stage import ToyStage
 
 
 def make_inputs(folder: Path, texts: dict[str, str]) -> Path:

@@ -9,8 +9,7 @@ import pytest
 
 from animlora.errors import WorkspaceError, WorkspaceLockedError
 from animlora.workspace import Workspace
-
-from .conftest import cli_env
+from cli_support import cli_env
 
 HOLD_LOCK = """
 import sys, time
