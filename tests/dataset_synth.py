@@ -106,6 +106,7 @@ def make_project(root, characters: dict[str, int], *, shots: int = 6, seed: int 
     rng = np.random.default_rng(seed)
     rows = {}
     n = 0
+    prev = None
     for ci, (name, count) in enumerate(characters.items()):
         for k in range(count):
             shot = k % shots

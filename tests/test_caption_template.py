@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from dataset_synth import outdoor_frame, person_cutout, place
 
 from animlora.backends.captioning.base import CaptionInput
 from animlora.backends.captioning.template import TemplateCaptioner
 from animlora.captions import caption_from_fields
 from animlora.config import load_settings
+from dataset_synth import outdoor_frame, person_cutout, place
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ import tomllib
 
 import numpy as np
 import pytest
-from dataset_synth import make_project, run_stages
 
 from animlora.captions import list_captions, store_edit
 from animlora.catalog import Catalog
 from animlora.io.images import read_image
+from dataset_synth import make_project, run_stages
 
 # The allowed keys per level of sd-scripts' dataset config, typed from kohya-ss/sd-scripts
 # library/config_util.py (ConfigSanitizer, commit 264167fa) — independent of animlora's own table.
