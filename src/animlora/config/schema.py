@@ -84,6 +84,7 @@ class CharacterSpec(BaseModel):
 
 class CaptionSettings(Section):
     backend: Literal["template", "blip", "florence2", "qwen2_5_vl"]
+    model: str = Field(description="registry name of the backend's weights; '' = the backend's default")
     character: str = Field(description="standalone: the character's name; '' = the input folder's name")
     trigger: str = Field(description="standalone: trigger word; '' = characters/<name>.yaml or the name")
     prefix: str = Field(description="style words after the trigger word, e.g. 'a 3d animated character'")
