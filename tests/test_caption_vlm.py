@@ -154,3 +154,34 @@ def test_schema_retry_then_plain_caption():
     assert asked[1][0] == ["c", "d"]  # only the unparsed were asked again
     assert all(r.fields["framing"]["value"] == "full body" for r in results)
     assert np.isclose(a.fields["view"]["confidence"], 0.8)
+
+
+def test_stage_fallback_only_when_allowed(tmp_path):
+    """Missing weights: an error before anything is written, unless caption.fallback = template,
+    and then every caption records the switch."""
+    from animlora.config import load_settings as load
+    from animlora.errors import ModelNotFoundError as Missing
+    from animlora.io.images import write_image
+    from animlora.pipeline.runner import Runner
+    from animlora.stages import get_stage
+    from animlora.workspace import Workspace
+    from dataset_synth import person_cutout, run_stages  # noqa: F401
+
+    src = tmp_path / "luca"
+    write_image(src / "a.png", person_cutout(200, "front"))
+    common = {"caption": {"backend": "florence2", "device": "cpu"}, "models": {"store": str(tmp_path / "m"), "offline": True}}
+    out = tmp_path / "out"
+    with pytest.raises(Missing):
+        Runner(Workspace.for_output(out), load(overrides=common), input_path=src).run([get_stage("caption")])
+    assert not (out / "a.txt").exists()
+    allowed = {**common, "caption": {**common["caption"], "fallback": "template"}}
+    Runner(Workspace.for_output(out), load(overrides=allowed), input_path=src).run([get_stage("caption")])
+    assert (out / "a.txt").read_text().startswith("luca, full body")
+    import json
+
+    report = json.loads((out / "caption_results.json").read_text())
+    assert report["characters"]["luca"]["sources"] == {"template": 1}
+    from animlora.catalog import Catalog
+
+    with Catalog(out / ".animlora" / "catalog.sqlite") as cat:
+        assert cat.one("SELECT note FROM captions")[0].startswith("fallback to template: model 'florence2-large'")

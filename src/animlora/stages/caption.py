@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from animlora.dataset.sources import (
     table_exists,
     trigger_for,
 )
-from animlora.errors import BadInputError, StageError
+from animlora.errors import BadInputError, MissingDependencyError, ModelNotFoundError, StageError
 from animlora.io.files import atomic_write_json, atomic_write_text
 from animlora.pipeline.stage import (
     ItemOutput,
@@ -67,7 +68,14 @@ def caption_member(member: Member, trigger: str, settings: Any, *, edited_text: 
             frame = read_image(member.frame_path, "RGB")
         except BadInputError as exc:
             note = f"frame unreadable, captioned without it ({exc.problem})"
-    captioner = cached_captioner(cs.backend, cs, settings.models)
+    try:
+        captioner = cached_captioner(cs.backend, cs, settings.models)
+    except (ModelNotFoundError, MissingDependencyError) as exc:
+        if cs.fallback != "template":
+            raise
+        # allowed by caption.fallback; recorded on every caption and in the report
+        captioner = cached_captioner("template", cs, settings.models)
+        note = f"fallback to template: {exc}"
     result = captioner.caption([CaptionInput(member.instance_id, image, trigger, member.character, frame,
                                              member.bbox)])[0]
     count, how = _counter(cs.tokenizer, settings.models)
@@ -108,8 +116,15 @@ class CaptionStage(Stage):
                 raise BadInputError(path or "?", "expected a folder of RGBA cut-outs (e.g. clustered_refined/luca)")
         from animlora.backends.captioning import BACKENDS
 
-        if job.settings.caption.backend not in BACKENDS:
-            raise StageError(f"unknown caption backend {job.settings.caption.backend!r}; choices: {', '.join(BACKENDS)}")
+        cs = job.settings.caption
+        if cs.backend not in BACKENDS:
+            raise StageError(f"unknown caption backend {cs.backend!r}; choices: {', '.join(BACKENDS)}")
+        if cs.backend != "template" and cs.fallback == "none":
+            # missing weights fail here, before anything is written
+            from animlora.models import resolve
+
+            backend = import_module(BACKENDS[cs.backend][0].partition(":")[0])
+            resolve(cs.model or backend.DEFAULT_MODEL, job.settings.models)
 
     # -- plan --------------------------------------------------------------------------
     def _members(self, ctx: StageContext) -> tuple[list[Member], Path | None]:
@@ -174,13 +189,16 @@ class CaptionStage(Stage):
     def finish(self, ctx: StageContext, summary: RunSummary) -> dict[str, Any]:
         rows = ctx.catalog.rows("SELECT * FROM captions ORDER BY character, instance_id")
         per_char: dict[str, dict[str, Any]] = defaultdict(lambda: {"captions": 0, "edited": 0, "sources": Counter(),
-                                                                   "fields": defaultdict(Counter), "words": []})
+                                                                   "fields": defaultdict(Counter), "words": [],
+                                                                   "notes": Counter()})
         for r in rows:
             c = per_char[r["character"]]
             c["captions"] += 1
             c["edited"] += int(r["edited"])
             c["sources"][r["source"]] += 1
             c["words"].append(len(r["text"].split()))
+            if r["note"]:
+                c["notes"][r["note"].split(":")[0].split(" (")[0]] += 1
             for name, entry in json.loads(r["fields"] or "{}").items():
                 if isinstance(entry, dict) and entry.get("value"):
                     c["fields"][name][entry["value"]] += 1
@@ -190,7 +208,7 @@ class CaptionStage(Stage):
             "characters": {
                 name: {
                     "captions": c["captions"], "edited": c["edited"], "sources": dict(c["sources"]),
-                    "mean_words": round(sum(c["words"]) / max(1, len(c["words"])), 1),
+                    "mean_words": round(sum(c["words"]) / max(1, len(c["words"])), 1), "notes": dict(c["notes"]),
                     "fields": {f: dict(v.most_common()) for f, v in c["fields"].items()},
                 }
                 for name, c in per_char.items()

@@ -13,9 +13,12 @@ if TYPE_CHECKING:
     from animlora.config.schema import CaptionSettings, ModelsSettings
 
 
+DEFAULT_MODEL = "blip-large"
+
+
 class BlipCaptioner(Captioner):
     name = "blip"
-    default_model = "blip-large"
+    default_model = DEFAULT_MODEL
 
     def __init__(self, settings: CaptionSettings, models: ModelsSettings) -> None:
         import torch

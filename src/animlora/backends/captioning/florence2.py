@@ -15,9 +15,12 @@ if TYPE_CHECKING:
 TASK = "<MORE_DETAILED_CAPTION>"
 
 
+DEFAULT_MODEL = "florence2-large"
+
+
 class Florence2Captioner(Captioner):
     name = "florence2"
-    default_model = "florence2-large"
+    default_model = DEFAULT_MODEL
 
     def __init__(self, settings: CaptionSettings, models: ModelsSettings) -> None:
         import torch

@@ -14,9 +14,12 @@ if TYPE_CHECKING:
     from animlora.config.schema import CaptionSettings, ModelsSettings
 
 
+DEFAULT_MODEL = "qwen2.5-vl-3b"
+
+
 class QwenVLCaptioner(Captioner):
     name = "qwen2_5_vl"
-    default_model = "qwen2.5-vl-3b"
+    default_model = DEFAULT_MODEL
 
     def __init__(self, settings: CaptionSettings, models: ModelsSettings) -> None:
         import torch
