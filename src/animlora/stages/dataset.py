@@ -60,6 +60,11 @@ class DatasetStage(Stage):
     version = "1"
     upstream = ("caption", "cluster", "embed")
 
+    def settings_hash(self, settings: Any) -> str:
+        # captions are composed here too (prefix, lint, token budget): caption settings count
+        return digest(self.version, settings.dataset.fingerprint(), settings.caption.fingerprint(),
+                      settings.project.seed)
+
     def check_inputs(self, job: StageJob) -> None:
         if job.standalone and (job.input_path is None or not job.input_path.is_dir()):
             raise BadInputError(job.input_path or "?", "expected a folder of cut-outs or an animlora project")
