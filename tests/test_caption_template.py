@@ -56,7 +56,7 @@ def test_scene_fields_from_the_frame(settings):
     result, text = caption(settings, cut, frame, bbox)
     assert result.fields["background"]["value"] == "outdoors"
     assert result.fields["time_of_day"]["value"] == "daytime"
-    assert text == "luca, full body, front view, wearing blue and red, daytime, outdoors"
+    assert text == "luca, full body, front view, wearing red and blue, daytime, outdoors"
     night = (outdoor_frame() * 0.12).astype(np.uint8)
     night[..., 2] = np.clip(night[..., 2].astype(int) + 12, 0, 255)
     frame, cut, bbox = place(night, 200, 40, 260)

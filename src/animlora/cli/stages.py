@@ -167,7 +167,15 @@ def dataset(
 
     source = input_dir
     if source is None:
-        source = Workspace.find().root
+        from animlora.errors import WorkspaceError
+
+        try:
+            source = Workspace.find().root
+        except WorkspaceError as exc:
+            raise WorkspaceError(
+                f"{exc.args[0].split(':')[0]}: not inside an animlora project; run this in a project or give "
+                "--input-dir (a folder of one character's cut-outs, or a project folder)"
+            ) from exc
     if output_dir is None:
         if not character:
             raise StageError("give --character (or --output-dir) to name the dataset folder")

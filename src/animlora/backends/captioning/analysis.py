@@ -173,9 +173,11 @@ def palette(image: np.ndarray, mask: np.ndarray, k: int, min_share: float, seed:
     if region.sum() < 20:
         region = mask
     pixels = image[..., :3][region]
+    rows = np.nonzero(region)[0].astype(np.float32)
     rng = np.random.default_rng(seed)
     if len(pixels) > 4000:
-        pixels = pixels[rng.choice(len(pixels), 4000, replace=False)]
+        pick = rng.choice(len(pixels), 4000, replace=False)
+        pixels, rows = pixels[pick], rows[pick]
     lab = to_lab(pixels[None])[0]
     k = min(k, len(lab))
     order = np.argsort(lab[:, 0])
@@ -186,13 +188,17 @@ def palette(image: np.ndarray, mask: np.ndarray, k: int, min_share: float, seed:
             if np.any(labels == j):
                 centres[j] = lab[labels == j].mean(axis=0)
     shares: dict[str, float] = {}
+    heights: dict[str, list[float]] = {}
     for j in range(k):
         share = float((labels == j).mean())
         if share > 0:
             name = color_name(centres[j])
             shares[name] = shares.get(name, 0.0) + share
+            heights.setdefault(name, []).extend(rows[labels == j].tolist())
     ranked = sorted(shares.items(), key=lambda kv: -kv[1])
     colors = [name for name, share in ranked if share >= min_share][:3]
+    # top to bottom, as a person lists clothes: shirt, then trousers
+    colors.sort(key=lambda name: float(np.mean(heights[name])))
     if not colors:
         return "", 0.0, {"colors": [], "shares": shares}
     from animlora.captions import outfit_phrase
