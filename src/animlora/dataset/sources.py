@@ -31,6 +31,13 @@ def stage_dir(root: Path, stage: str) -> Path:
     return root / (entry[0] if entry else _DEFAULT_FOLDERS[stage])
 
 
+def safe_stem(name: str) -> str:
+    """A file stem from an id: anything but letters, digits, '.', '_' and '-' becomes '_'."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "item"
+
+
 def table_exists(catalog: Catalog, name: str) -> bool:
     return catalog.one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)) is not None
 
@@ -155,7 +162,7 @@ def project_members(catalog: Catalog, root: Path, characters: list[str] | None =
         size = (int(r["f_width"]), int(r["f_height"])) if r.get("f_width") and r.get("f_height") else None
         members.append(Member(
             instance_id=r["instance_id"], character=r["character"],
-            image_path=str(image) if image else "", stem=r["instance_id"],
+            image_path=str(image) if image else "", stem=safe_stem(r["instance_id"]),
             frame_path=str(frame) if frame else None, bbox=bbox if bbox and len(bbox) == 4 else None,
             frame_size=size, frame_id=r.get("i_frame_id"), video_id=r.get("i_video_id"),
             video_name=r.get("v_name"), shot_id=r.get("i_shot_id"), track_id=r.get("i_track_id"),
