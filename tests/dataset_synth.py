@@ -125,7 +125,7 @@ def make_project(root, characters: dict[str, int], *, shots: int = 6, seed: int 
                         (fid, f"v1_s{shot}", n, n / 24.0, f"{fid}.png"))
             iid = f"inst_{n:05d}"
             row = {"id": iid, "frame_id": fid, "video_id": "v1", "shot_id": f"v1_s{shot}", "track_id": f"t{shot}_{ci}",
-                   "path": f"character/{fid}_0.png", "bbox": json.dumps(list(bbox)),
+                   "path": f"character/{fid}_0.png", "mask_path": f"masks/{fid}_0.png", "bbox": json.dumps(list(bbox)),
                    "area_fraction": bbox[2] * bbox[3] / (640 * 360), "truncated": int(y + height >= 360),
                    "sharpness": float(rng.uniform(50, 300)), "score": 0.9, "backend": "test"}
             cat.upsert("instances", [row])

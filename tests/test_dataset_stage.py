@@ -122,6 +122,7 @@ def test_lineage_every_image_maps_to_a_catalog_instance(built):
             assert (r["video"], r["shot"], r["track"], r["frame"]) == (
                 inst["video_id"], inst["shot_id"], inst["track_id"], inst["frame_id"])
             assert r["box"] == json.loads(inst["bbox"])
+            assert r["mask"].endswith(inst["mask_path"]) and r["cutout"].endswith(inst["path"])
             assert r["timestamp"] is not None and r["caption_source"] in ("template", "edit")
             assert (character, r["instance_id"], r["file"], r["caption_file"]) in items
             frame_owner = con.execute("SELECT character FROM character_members WHERE instance_id = ?",

@@ -191,7 +191,8 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
             "framing": (fields.get("framing") or {}).get("value"), "view": (fields.get("view") or {}).get("value"),
             "video": m.video_id, "video_name": m.video_name, "timestamp": m.timestamp, "frame_index": m.frame_index,
             "frame": m.frame_id, "shot": m.shot_id, "track": m.track_id,
-            "box": list(m.bbox) if m.bbox else None, "cutout": m.image_path, "source_frame": m.frame_path,
+            "box": list(m.bbox) if m.bbox else None, "cutout": m.image_path, "mask": m.mask_path,
+            "source_frame": m.frame_path,
             "score": round(score_of[m.instance_id], 5), "quality": round(quality_of[m.instance_id], 4),
             **img.info,
         })

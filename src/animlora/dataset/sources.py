@@ -76,6 +76,7 @@ class Member:
     sharpness: float | None = None
     truncated: bool | None = None
     area_fraction: float | None = None
+    mask_path: str | None = None  # the segmentation mask (lineage)
     problem: str = ""  # why it cannot be used (missing files), "" when fine
 
     def to_json(self) -> dict[str, Any]:
@@ -117,7 +118,7 @@ def project_members(catalog: Catalog, root: Path, characters: list[str] | None =
     select = ["cm.instance_id AS instance_id", "cm.character AS character"]
     joins = []
     if have_instances:
-        wanted = ["path", "bbox", "frame_id", "video_id", "shot_id", "track_id", "sharpness", "truncated",
+        wanted = ["path", "mask_path", "bbox", "frame_id", "video_id", "shot_id", "track_id", "sharpness", "truncated",
                   "area_fraction"]
         select += [f"i.{c} AS i_{c}" if c in inst_cols else f"NULL AS i_{c}" for c in wanted]
         joins.append("LEFT JOIN instances i ON i.id = cm.instance_id")
@@ -168,7 +169,8 @@ def project_members(catalog: Catalog, root: Path, characters: list[str] | None =
             video_name=r.get("v_name"), shot_id=r.get("i_shot_id"), track_id=r.get("i_track_id"),
             timestamp=r.get("f_timestamp"), frame_index=r.get("f_index"), sharpness=r.get("i_sharpness"),
             truncated=None if r.get("i_truncated") is None else bool(r["i_truncated"]),
-            area_fraction=r.get("i_area_fraction"), problem=problem,
+            area_fraction=r.get("i_area_fraction"),
+            mask_path=str(seg_dir / r["i_mask_path"]) if r.get("i_mask_path") else None, problem=problem,
         ))
     return members
 
