@@ -95,6 +95,7 @@ def answers_to_results(batch: list[CaptionInput], ask: Any, settings: CaptionSet
             results.append(CaptionResult(hf.with_measured(item, fields, settings), source, note=note))
         else:
             result = hf.description_result(item, answer, source, settings, confidence=0.5)
+            used = "plain caption used" if "description" in result.fields else "no usable answer, measured fields only"
             results.append(CaptionResult(result.fields, result.source,
-                                         note=f"no JSON after {settings.retries} retries; plain caption used"))
+                                         note=f"no JSON after {settings.retries} retries; {used}"))
     return results
