@@ -250,3 +250,29 @@ def test_stage_fallback_only_when_allowed(tmp_path):
 
     with Catalog(out / ".animlora" / "catalog.sqlite") as cat:
         assert cat.one("SELECT note FROM captions")[0].startswith("fallback to template: model 'florence2-large'")
+
+
+def test_stage_batches_a_vlm(tiny_blip, tmp_path, monkeypatch):
+    """The caption stage feeds a VLM batches of caption.batch_size while resuming per item."""
+    from animlora.backends.captioning.blip import BlipCaptioner
+    from animlora.io.images import write_image
+    from animlora.pipeline.runner import Runner
+    from animlora.stages import get_stage
+    from animlora.workspace import Workspace
+    from dataset_synth import person_cutout
+
+    src = tmp_path / "luca"
+    for i in range(5):
+        write_image(src / f"{i}.png", person_cutout(200 + 10 * i, "front"))
+    sizes = []
+    real = BlipCaptioner.generate
+    monkeypatch.setattr(BlipCaptioner, "generate", lambda self, images: sizes.append(len(images)) or real(self, images))
+    overrides = {"caption": {"backend": "blip", "model": "blip-large", "device": "cpu", "max_new_tokens": 8,
+                             "batch_size": 3}, "models": {"paths": {"blip-large": str(tiny_blip)}, "offline": True}}
+    out = tmp_path / "out"
+    summary = Runner(Workspace.for_output(out), load_settings(overrides=overrides), input_path=src).run(
+        [get_stage("caption")])[0]
+    assert summary.items_done == 5 and not summary.failures
+    assert sizes == [3, 2]
+    assert sorted(p.name for p in out.glob("*.txt")) == [f"{i}.txt" for i in range(5)]
+    assert all(p.read_text().startswith("luca, ") for p in out.glob("*.txt"))

@@ -52,32 +52,77 @@ def _counter(spec: str, models: Any):
     return _COUNTERS[spec]
 
 
-def caption_member(member: Member, trigger: str, settings: Any, *, edited_text: str | None = None) -> dict[str, Any]:
-    """Caption one member with the configured backend: the row data (text, fields, source ...)."""
-    from animlora.backends.captioning import cached_captioner
+# Results captioned ahead: a VLM captions an item together with the next few (one batch on the
+# GPU); their results wait here until the runner reaches them. Resume is unchanged: a result not
+# found here is simply computed.
+_AHEAD: dict[tuple[Any, ...], tuple[Any, list[str]]] = {}
+_AHEAD_LIMIT = 512
+
+
+def _ahead_key(settings: Any, member: Member) -> tuple[Any, ...]:
+    return (settings.caption.fingerprint(), member.character, member.instance_id, stat_key(member.image_path))
+
+
+def _load_input(member: Member, trigger: str) -> tuple[Any, list[str]]:
     from animlora.backends.captioning.base import CaptionInput
-    from animlora.captions import caption_from_fields, compose, lint_text
     from animlora.io.images import read_image
 
-    cs = settings.caption
     image = read_image(member.image_path, "RGBA")
     frame = None
-    note = ""
+    notes = []
     if member.frame_path:
         try:
             frame = read_image(member.frame_path, "RGB")
         except BadInputError as exc:
-            note = f"frame unreadable, captioned without it ({exc.problem})"
+            notes.append(f"frame unreadable, captioned without it ({exc.problem})")
+    return CaptionInput(member.instance_id, image, trigger, member.character, frame, member.bbox), notes
+
+
+def _captioner(settings: Any) -> tuple[Any, list[str]]:
+    from animlora.backends.captioning import cached_captioner
+
+    cs = settings.caption
     try:
-        captioner = cached_captioner(cs.backend, cs, settings.models)
+        return cached_captioner(cs.backend, cs, settings.models), []
     except (ModelNotFoundError, MissingDependencyError) as exc:
         if cs.fallback != "template":
             raise
         # allowed by caption.fallback; recorded on every caption and in the report
-        captioner = cached_captioner("template", cs, settings.models)
-        note = f"fallback to template: {exc}"
-    result = captioner.caption([CaptionInput(member.instance_id, image, trigger, member.character, frame,
-                                             member.bbox)])[0]
+        return cached_captioner("template", cs, settings.models), [f"fallback to template: {exc}"]
+
+
+def _caption_result(member: Member, trigger: str, settings: Any, ahead: list[Any]) -> tuple[Any, list[str]]:
+    cached = _AHEAD.pop(_ahead_key(settings, member), None)
+    if cached is not None:
+        return cached
+    captioner, common = _captioner(settings)
+    own, notes = _load_input(member, trigger)
+    batch = [(member, own, notes)]
+    if captioner.name != "template":
+        for other_json, other_trigger in ahead[: max(0, settings.caption.batch_size - 1)]:
+            other = Member.from_json(other_json)
+            if _ahead_key(settings, other) in _AHEAD:
+                continue
+            try:
+                batch.append((other, *_load_input(other, other_trigger)))
+            except BadInputError:
+                continue  # its own work item reports it
+    results = captioner.caption([b[1] for b in batch])
+    for (other, _, other_notes), result in zip(batch[1:], results[1:], strict=True):
+        _AHEAD[_ahead_key(settings, other)] = (result, other_notes + common)
+    while len(_AHEAD) > _AHEAD_LIMIT:
+        _AHEAD.pop(next(iter(_AHEAD)))
+    return results[0], notes + common
+
+
+def caption_member(member: Member, trigger: str, settings: Any, *, edited_text: str | None = None,
+                   ahead: list[Any] | None = None) -> dict[str, Any]:
+    """Caption one member with the configured backend: the row data (text, fields, source ...).
+    ``ahead`` = (member json, trigger) of the next items, captioned in the same batch by a VLM."""
+    from animlora.captions import caption_from_fields, compose, lint_text
+
+    cs = settings.caption
+    result, notes = _caption_result(member, trigger, settings, ahead or [])
     count, how = _counter(cs.tokenizer, settings.models)
     if result.fields:
         composed = caption_from_fields(trigger, result.fields, cs, count=count)
@@ -87,16 +132,14 @@ def caption_member(member: Member, trigger: str, settings: Any, *, edited_text: 
                            max_tokens=cs.max_tokens, ban_words=cs.ban_words, style_words=cs.style_words, count=count)
     else:
         raise BadInputError(member.image_path, f"no caption could be made ({result.note or 'empty result'})")
-    text = composed.text
-    if edited_text:
-        text = edited_text
+    text = edited_text or composed.text
     return {
         "text": text,
         "auto_text": composed.text,
         "fields": result.fields,
         "source": result.source,
         "confidence": round(result.confidence, 3),
-        "note": "; ".join(n for n in (result.note, note) if n) or None,
+        "note": "; ".join(n for n in (result.note, *notes) if n) or None,
         "tokens": count(text),
         "token_count": how,
         "dropped": list(composed.dropped),
@@ -155,12 +198,17 @@ class CaptionStage(Stage):
             payload = {"member": m.to_json(), "trigger": triggers[m.character], "edited": edited}
             fingerprint = digest(stat_key(m.image_path), stat_key(m.frame_path), m.bbox, triggers[m.character], edited)
             items.append(WorkItem(f"{m.character}:{m.instance_id}", fingerprint, payload, f"{m.character}/{m.stem}"))
+        # the next items ride along in a VLM batch (not part of the fingerprint: results are the same)
+        ahead = max(0, ctx.settings.caption.batch_size - 1)
+        for i, item in enumerate(items):
+            item.payload["ahead"] = [(nxt.payload["member"], nxt.payload["trigger"]) for nxt in items[i + 1 : i + 1 + ahead]]
         return items
 
     # -- process -----------------------------------------------------------------------
     def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:
         member = Member.from_json(item.payload["member"])
-        data = caption_member(member, item.payload["trigger"], job.settings, edited_text=item.payload["edited"])
+        data = caption_member(member, item.payload["trigger"], job.settings, edited_text=item.payload["edited"],
+                              ahead=item.payload.get("ahead"))
         rel = f"{member.stem}.txt" if job.standalone else f"{member.character}/{member.stem}.txt"
         atomic_write_text(job.output_dir / rel, data["text"] + "\n")
         data.update(instance_id=member.instance_id, character=member.character, file=rel)
