@@ -81,3 +81,16 @@ def test_unsure_fields_stay_out_of_the_text(settings):
 def test_transparent_cutout_gives_no_fields(settings):
     result, _ = caption(settings, np.zeros((50, 50, 4), np.uint8))
     assert result.fields == {} and "transparent" in result.note
+
+
+def test_side_lighting_from_one_material_not_from_outfit(settings):
+    frame, cut, bbox = place(outdoor_frame(), 200, 40, 260, facing="side")  # skin arm beside a red shirt
+    result, _ = caption(settings, cut, frame, bbox)
+    assert result.fields["lighting"]["value"] != "dramatic side lighting"
+    frame, cut, bbox = place(outdoor_frame(), 200, 40, 260, facing="front")
+    lit = cut.copy()
+    half = lit.shape[1] // 2
+    lit[:, half:, :3] = (lit[:, half:, :3] * 0.45).astype(np.uint8)  # the right half in shadow
+    result, text = caption(settings, lit, frame, bbox)
+    assert result.fields["lighting"]["value"] == "dramatic side lighting"
+    assert "dramatic side lighting" in text

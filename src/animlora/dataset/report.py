@@ -19,6 +19,9 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def _bar(ax: Any, counts: dict[str, int], title: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     names = list(counts)
     ax.bar(range(len(names)), [counts[n] for n in names], color="#4c78a8")
     ax.set_xticks(range(len(names)))
@@ -71,9 +74,13 @@ def write_report(folder: Path, built: dict[str, Any], skipped: list[dict[str, An
         for ax, rec in zip(axes.ravel(), samples, strict=False):
             path = folder / rec["file"]
             try:
-                ax.imshow(plt.imread(path))
+                image = plt.imread(path)
             except (OSError, ValueError):
                 continue
+            if image.ndim == 3 and image.shape[2] == 4:  # show what alpha_mask trains on: grey outside
+                alpha = image[..., 3:4]
+                image = image[..., :3] * alpha + 0.5 * (1 - alpha)
+            ax.imshow(image)
             ax.set_title(_wrap(rec["caption"], 38), fontsize=6.5, loc="left")
         fig.tight_layout()
         name = f"report_samples_{_slug(n)}.png"

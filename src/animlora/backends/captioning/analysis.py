@@ -232,14 +232,25 @@ def lighting(image: np.ndarray, mask: np.ndarray, frame: np.ndarray | None,
     fig = to_lab(image[..., :3][mask][None])[0] if mask.any() else lab
     info = {"L": round(L, 1), "a": round(a, 1), "b": round(b, 1), "from": "frame" if frame is not None else "figure"}
     conf = 0.7 if frame is not None else 0.5
-    # side lighting: one half of the figure much brighter than the other
+    # side lighting: the same material much brighter on one half of the figure than on the other
+    # (comparing one material keeps a red sleeve beside a white shirt from reading as light)
     ext = extent(mask)
     if ext is not None and mask.sum() > 50:
         x, y, w, h = ext
         cols = np.nonzero(mask)[1]
-        left = fig[cols < x + w / 2, 0]
-        right = fig[cols >= x + w / 2, 0]
-        if len(left) and len(right):
+        # one material = one hue (shading changes lightness, hardly hue); greys are one material
+        chroma = np.hypot(fig[:, 1], fig[:, 2])
+        hue_bin = ((np.degrees(np.arctan2(fig[:, 2], fig[:, 1])) + 360) % 360 // 15).astype(int)
+        colourful = chroma > 8
+        if colourful.sum() > 0.3 * len(fig):
+            top = int(np.bincount(hue_bin[colourful], minlength=24).argmax())
+            near = np.minimum((hue_bin - top) % 24, (top - hue_bin) % 24) <= 1
+            same = colourful & near
+        else:
+            same = ~colourful
+        left = fig[same & (cols < x + w / 2), 0]
+        right = fig[same & (cols >= x + w / 2), 0]
+        if len(left) >= 30 and len(right) >= 30:
             info["side_contrast"] = round(abs(float(left.mean()) - float(right.mean())), 1)
     if L < 22:
         return "dark, low-key lighting", conf, info
