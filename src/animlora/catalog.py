@@ -105,7 +105,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             accepted INTEGER NOT NULL DEFAULT 0,  -- 1: a person accepted the caption as it is
             auto_text TEXT,                   -- what the backend wrote (kept when a person edits)
             confidence REAL,                  -- mean confidence of the fields in the text
-            note TEXT,                        -- e.g. "VLM answer not JSON; plain caption used"
+            note TEXT,                        -- how the caption was made when not plainly (fallback, repaired JSON, ...)
             updated_at REAL,
             PRIMARY KEY (instance_id, character)
         );
