@@ -92,6 +92,34 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX frames_shot ON frames(shot_id);
         """,
     ),
+    (
+        "0300_dataset",
+        """
+        CREATE TABLE captions (
+            instance_id TEXT NOT NULL,
+            character TEXT NOT NULL,
+            text TEXT NOT NULL,               -- the caption (the person's edit when edited = 1)
+            source TEXT NOT NULL,             -- backend that wrote it: template | blip | florence2 | qwen2_5_vl | ...
+            fields TEXT NOT NULL DEFAULT '{}',  -- JSON: field -> {value, confidence}
+            edited INTEGER NOT NULL DEFAULT 0,  -- 1: text written by a person, kept across re-runs
+            accepted INTEGER NOT NULL DEFAULT 0,  -- 1: a person accepted the caption as it is
+            auto_text TEXT,                   -- what the backend wrote (kept when a person edits)
+            confidence REAL,                  -- mean confidence of the fields in the text
+            note TEXT,                        -- how the caption was made when not plainly (fallback, repaired JSON, ...)
+            updated_at REAL,
+            PRIMARY KEY (instance_id, character)
+        );
+        CREATE INDEX captions_character ON captions(character);
+        CREATE TABLE dataset_items (
+            character TEXT NOT NULL,
+            instance_id TEXT NOT NULL,
+            image_path TEXT NOT NULL,         -- relative to the dataset stage folder
+            caption_path TEXT NOT NULL,
+            score REAL,                       -- selection score (quality x diversity)
+            PRIMARY KEY (character, instance_id)
+        );
+        """,
+    ),
 ]
 
 

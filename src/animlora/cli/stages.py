@@ -29,6 +29,8 @@ from animlora.cli.common import (
 
 def register(app: typer.Typer) -> None:
     app.command("extract")(extract)
+    app.command("caption")(caption)
+    app.command("dataset")(dataset)
 
 
 def run_standalone(
@@ -102,5 +104,93 @@ def extract(
     }
     run_standalone(
         "extract", input_path, output, flags,
+        sets=sets, config_files=config, profile=profile, force=force, as_json=as_json,
+    )
+
+
+def caption(
+    input_dir: Annotated[Path, typer.Option("--input-dir", "-i", help="Folder of RGBA cut-outs of one character.")],
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", "-o", help="Folder for the .txt captions (default: captions/<name>).")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="template | blip | florence2 | qwen2_5_vl")] = None,
+    character: Annotated[str | None, typer.Option(help="Character name (default: the input folder's name).")] = None,
+    trigger: Annotated[str | None, typer.Option(help="Trigger word, first in every caption (default: the name).")] = None,
+    prefix: Annotated[str | None, typer.Option("--caption-prefix", help="Words after the trigger word.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N")] = None,
+    profile: ProfileOpt = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Captions for a folder of character cut-outs: trigger word first, fields, 77-token budget."""
+    flags = {
+        "caption.backend": model,
+        "caption.character": character,
+        "caption.trigger": trigger,
+        "caption.prefix": prefix,
+        "caption.device": device,
+    }
+    out = output_dir or Path("captions") / (character or input_dir.resolve().name)
+    run_standalone(
+        "caption", input_dir, out, flags,
+        sets=sets, config_files=config, profile=profile, force=force, as_json=as_json,
+    )
+
+
+def dataset(
+    character: Annotated[str | None, typer.Option(help="Character to build (project: default all).")] = None,
+    input_dir: Annotated[
+        Path | None,
+        typer.Option("--input-dir", "-i", help="A folder of cut-outs (one character) or a project (default: this one)."),
+    ] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", "-o", help="Dataset folder (default: training_data/<character>).")
+    ] = None,
+    target_size: Annotated[int | None, typer.Option(help="Images per character.")] = None,
+    caption_prefix: Annotated[str | None, typer.Option(help="Words after the trigger word.")] = None,
+    trigger: Annotated[str | None, typer.Option(help="Folder input: trigger word (default: the character).")] = None,
+    captions_dir: Annotated[Path | None, typer.Option(help="Folder input: .txt captions by image stem.")] = None,
+    background: Annotated[str | None, typer.Option(help="alpha | context | flat | blur")] = None,
+    resolution: Annotated[int | None, typer.Option(help="Base model resolution (512, 768, 1024).")] = None,
+    kohya_layout: Annotated[bool | None, typer.Option(help="Also write {repeats}_{name} folders.")] = None,
+    profile: ProfileOpt = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """A training set per character: diverse selection, buckets, captions, sd-scripts TOML/JSONL."""
+    from animlora.errors import StageError
+    from animlora.workspace import Workspace
+
+    source = input_dir
+    if source is None:
+        from animlora.errors import WorkspaceError
+
+        try:
+            source = Workspace.find().root
+        except WorkspaceError as exc:
+            raise WorkspaceError(
+                f"{exc.args[0].split(':')[0]}: not inside an animlora project; run this in a project or give "
+                "--input-dir (a folder of one character's cut-outs, or a project folder)"
+            ) from exc
+    if output_dir is None:
+        if not character:
+            raise StageError("give --character (or --output-dir) to name the dataset folder")
+        output_dir = Path("training_data") / character
+    flags = {
+        "dataset.character": character,
+        "dataset.target_size": target_size,
+        "dataset.caption_prefix": caption_prefix,
+        "caption.trigger": trigger,
+        "dataset.captions_dir": str(captions_dir.resolve()) if captions_dir else None,
+        "dataset.background": background,
+        "dataset.resolution": resolution,
+        "dataset.kohya_layout": kohya_layout,
+    }
+    run_standalone(
+        "dataset", source, output_dir, flags,
         sets=sets, config_files=config, profile=profile, force=force, as_json=as_json,
     )

@@ -80,6 +80,67 @@ class CharacterSpec(BaseModel):
         return self.trigger or self.name
 
 
+
+
+class CaptionSettings(Section):
+    backend: Literal["template", "blip", "florence2", "qwen2_5_vl"]
+    model: str = Field(description="registry name of the backend's weights; '' = the backend's default")
+    character: str = Field(description="standalone: the character's name; '' = the input folder's name")
+    trigger: str = Field(description="standalone: trigger word; '' = characters/<name>.yaml or the name")
+    prefix: str = Field(description="style words after the trigger word, e.g. 'a 3d animated character'")
+    max_tokens: int = Field(ge=8, le=512, description="text-encoder tokens, BOS/EOS included (CLIP: 77)")
+    tokenizer: str = Field(description="tokenizer folder or registry name used to count tokens; '' = estimate")
+    min_field_confidence: float = Field(ge=0, le=1, description="fields less sure than this stay out of the text")
+    ban_words: list[str] = Field(description="words and phrases removed from every caption")
+    style_words: list[str] = Field(description="words that pull toward 2D, removed (3D profile)")
+    field_order: list[str] = Field(description="order of the fields after the prefix; earlier = kept when trimming")
+    alpha_threshold: float = Field(ge=0, le=1, description="alpha above which a cut-out pixel is the character")
+    palette_colors: int = Field(ge=1, le=8, description="colour clusters of the masked palette")
+    palette_min_share: float = Field(gt=0, le=1, description="a colour must cover this share of the outfit")
+    batch_size: int = Field(ge=1)
+    device: str = Field(description="auto | cpu | cuda | cuda:N")
+    load_in_4bit: bool = Field(description="qwen2_5_vl on CUDA: 4-bit weights via bitsandbytes")
+    max_new_tokens: int = Field(ge=8)
+    retries: int = Field(ge=0, le=5, description="VLM: re-asks after an unparseable answer")
+    fallback: Literal["none", "template"] = Field(description="backend used when a VLM answer stays unusable")
+
+
+class DatasetSettings(Section):
+    character: str = Field(description="project: only this character ('' = all); folder input: its name")
+    caption_prefix: str = Field(description="words after the trigger word in every caption")
+    captions_dir: str = Field(description="folder input: .txt captions by stem ('' = beside the images)")
+    target_size: int = Field(ge=1, description="images per character")
+    min_size: int = Field(ge=1, description="a character with fewer usable images is skipped")
+    max_size: int = Field(ge=1)
+    embedding_model: str = Field(description="embeddings table model used for diversity; '' = the most common")
+    duplicate_similarity: float = Field(gt=0, le=1, description="cosine similarity above which two are duplicates")
+    quality_weight: float = Field(ge=0, le=1, description="0 = pure diversity, 1 = pure quality")
+    spread_penalty: float = Field(ge=0, description="penalty per image already taken from the same shot/track")
+    truncated_penalty: float = Field(ge=0, le=1, description="quality factor of an instance cut by the frame")
+    min_side: int = Field(ge=16, description="instances whose longer side is shorter than this (pixels) are left out")
+    resolution: int = Field(ge=64, description="base model resolution (512 SD1.5, 1024 SDXL)")
+    bucket_step: int = Field(ge=8)
+    min_bucket: int = Field(ge=64)
+    max_bucket: int = Field(ge=64)
+    max_upscale: float = Field(ge=1, description="no image is enlarged by more than this")
+    max_aspect: float = Field(ge=1, le=4, description="crops wider/taller than this ratio get more context")
+    context_margin: float = Field(ge=0, le=2, description="box margin around the character, fraction of its size")
+    background: Literal["alpha", "context", "flat", "blur"]
+    background_color: list[int] = Field(min_length=3, max_length=3)
+    image_format: Literal["png", "jpg"]
+    flip_aug: bool
+    color_aug: bool
+    keep_tokens: int = Field(ge=0)
+    shuffle_caption: bool
+    prune_intrinsic: bool = Field(description="drop traits present in most of a character's captions")
+    intrinsic_share: float = Field(gt=0, le=1)
+    kohya_layout: bool = Field(description="also write the {repeats}_{name} folder layout")
+    base_repeats: int = Field(ge=1, description="repeats of the largest character; others scaled up to balance")
+    validation_split: float = Field(ge=0, lt=1)
+    regularization: int = Field(ge=0, description="frames without the character in the reg set (0 = none)")
+    report: bool
+
+
 class Settings(Section):
     """Every section, validated."""
 
@@ -87,3 +148,5 @@ class Settings(Section):
     runner: RunnerSettings
     models: ModelsSettings
     extract: ExtractSettings
+    caption: CaptionSettings
+    dataset: DatasetSettings

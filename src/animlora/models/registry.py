@@ -46,3 +46,36 @@ def get_spec(name: str) -> ModelSpec:
         known = ", ".join(sorted(MODELS)) or "none"
         raise AnimloraError(f"unknown model {name!r}; known models: {known}")
     return spec
+
+
+# -- captioning (caption stage) ---------------------------------------------------------
+register(ModelSpec(
+    name="blip-large", kind="captioning", description="BLIP image captioning, large (plain sentences)",
+    used_by=("caption.blip",), hf_repo="Salesforce/blip-image-captioning-large",
+    hf_files=("*.json", "*.safetensors", "*.txt"), size_mb=1880, license="BSD-3-Clause",
+))
+register(ModelSpec(
+    name="blip2-opt-2.7b", kind="captioning", description="BLIP-2 with OPT-2.7b (plain sentences, better detail)",
+    used_by=("caption.blip",), hf_repo="Salesforce/blip2-opt-2.7b",
+    hf_files=("*.json", "*.safetensors", "*.txt", "*.model"), size_mb=15500, license="MIT",
+))
+register(ModelSpec(
+    name="florence2-large", kind="captioning", description="Florence-2 large, transformers-native weights",
+    used_by=("caption.florence2",), hf_repo="florence-community/Florence-2-large",
+    hf_files=("*.json", "*.safetensors", "*.txt"), size_mb=1550, license="MIT",
+))
+register(ModelSpec(
+    name="florence2-base", kind="captioning", description="Florence-2 base, transformers-native weights",
+    used_by=("caption.florence2",), hf_repo="florence-community/Florence-2-base",
+    hf_files=("*.json", "*.safetensors", "*.txt"), size_mb=470, license="MIT",
+))
+register(ModelSpec(
+    name="qwen2.5-vl-3b", kind="captioning", description="Qwen2.5-VL-3B-Instruct (schema-guided JSON captions)",
+    used_by=("caption.qwen2_5_vl",), hf_repo="Qwen/Qwen2.5-VL-3B-Instruct",
+    hf_files=("*.json", "*.safetensors", "*.txt", "merges.txt"), size_mb=7500, license="Qwen Research",
+))
+register(ModelSpec(
+    name="qwen2.5-vl-7b", kind="captioning", description="Qwen2.5-VL-7B-Instruct (schema-guided JSON captions)",
+    used_by=("caption.qwen2_5_vl",), hf_repo="Qwen/Qwen2.5-VL-7B-Instruct",
+    hf_files=("*.json", "*.safetensors", "*.txt", "merges.txt"), size_mb=16600, license="Apache-2.0",
+))

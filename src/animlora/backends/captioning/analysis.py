@@ -1,0 +1,313 @@
+"""What can be measured about a cut-out and its frame without a model.
+
+Each function returns ``(phrase, confidence, measurements)``; a phrase of ``""`` means "cannot
+tell". Confidences are rough and deliberately modest where the cue is weak (view, indoor), so
+that ``caption.min_field_confidence`` keeps guesses out of the text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+Measured = tuple[str, float, dict[str, Any]]
+
+# Named colours (sRGB) compared in CIELAB, where distances match what a person calls "the same".
+NAMED_COLORS: dict[str, tuple[int, int, int]] = {
+    "black": (25, 25, 25),
+    "dark grey": (75, 75, 75),
+    "grey": (128, 128, 128),
+    "light grey": (190, 190, 190),
+    "white": (245, 245, 245),
+    "red": (200, 35, 35),
+    "dark red": (120, 20, 30),
+    "pink": (240, 150, 180),
+    "orange": (240, 130, 30),
+    "yellow": (240, 215, 50),
+    "beige": (220, 200, 160),
+    "brown": (120, 75, 40),
+    "olive": (120, 120, 40),
+    "green": (50, 160, 60),
+    "dark green": (25, 80, 40),
+    "teal": (20, 130, 130),
+    "light blue": (130, 185, 235),
+    "blue": (40, 80, 200),
+    "navy": (25, 35, 90),
+    "purple": (120, 55, 160),
+}
+
+
+def to_lab(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB (..., 3) -> float CIELAB (L 0-100, a/b about -128..127)."""
+    import cv2
+
+    flat = rgb.reshape(-1, 1, 3).astype(np.float32) / 255.0
+    lab = cv2.cvtColor(flat, cv2.COLOR_RGB2LAB)
+    return lab.reshape(*rgb.shape[:-1], 3)
+
+
+_NAMED_LAB = to_lab(np.array(list(NAMED_COLORS.values()), np.uint8)[None])[0]
+_NAMES = list(NAMED_COLORS)
+
+
+def color_name(lab: np.ndarray) -> str:
+    d = np.linalg.norm(_NAMED_LAB - lab[None, :], axis=1)
+    return _NAMES[int(np.argmin(d))]
+
+
+def alpha_mask(image: np.ndarray, threshold: float) -> np.ndarray:
+    return image[..., 3] > int(round(threshold * 255))
+
+
+def extent(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """x, y, w, h of the mask's pixels."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return None
+    return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+
+
+# -- framing ----------------------------------------------------------------------------
+def framing(mask: np.ndarray, bbox: tuple[int, int, int, int] | None, frame_size: tuple[int, int] | None) -> Measured:
+    """close-up / medium shot / full body.
+
+    A figure cut by the bottom of the frame (or, for a tight cut-out, one whose lowest rows are
+    as wide as its body — a torso cut straight, not feet) is a close-up when its silhouette is
+    about as wide as tall (head and shoulders), a medium shot when taller; a figure whose bottom
+    is inside the frame is full body.
+    """
+    ext = extent(mask)
+    if ext is None:
+        return "", 0.0, {}
+    x, y, w, h = ext
+    sub = mask[y : y + h, x : x + w]
+    band = max(1, h // 25)
+    widths = sub.sum(axis=1)
+    bottom_cover = float(widths[-band:].mean() / max(1.0, widths.max()))
+    aspect = h / max(1, w)
+    if bbox is not None and frame_size is not None:
+        fw, fh = frame_size
+        bx, by, bw, bh = bbox
+        aspect = bh / max(1, bw)
+        at_bottom = by + bh >= fh - max(2, fh // 50)
+        cut = at_bottom and bottom_cover > 0.35
+        confidence = 0.8
+        info = {"touches_frame_bottom": at_bottom, "height_fraction": round(bh / fh, 3)}
+    else:
+        # a tight cut-out: a tall silhouette is a whole standing figure whatever its feet do
+        cut = bottom_cover > 0.45 and aspect < 2.3
+        confidence = 0.6
+        info = {}
+    info.update({"bottom_cover": round(bottom_cover, 3), "aspect": round(aspect, 3)})
+    if not cut:
+        return "full body", confidence, info
+    if aspect < 1.25:
+        return "close-up", confidence, info
+    return "medium shot", confidence, info
+
+
+# -- view -------------------------------------------------------------------------------
+def view(image: np.ndarray, mask: np.ndarray) -> Measured:
+    """front / side / back from left-right symmetry of silhouette and shading.
+
+    A figure facing the camera or away from it is close to mirror-symmetric; a profile is not.
+    Front and back differ by detail in the head region (eyes and mouth vs the back of a head).
+    """
+    import cv2
+
+    ext = extent(mask)
+    if ext is None:
+        return "", 0.0, {}
+    x, y, w, h = ext
+    sub = mask[y : y + h, x : x + w].astype(np.uint8)
+    gray = cv2.cvtColor(image[y : y + h, x : x + w, :3], cv2.COLOR_RGB2GRAY).astype(np.float32)
+    size = (48, 64)
+    m = cv2.resize(sub, size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    g = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    cx = int(round(np.nonzero(m)[1].mean()))
+    shift = size[0] // 2 - cx
+    m = np.roll(m, shift, axis=1)
+    g = np.roll(g, shift, axis=1)
+    mf, gf = m[:, ::-1], g[:, ::-1]
+    union = np.logical_or(m, mf).sum()
+    shape_sym = float(np.logical_and(m, mf).sum() / max(1, union))
+    both = np.logical_and(m, mf)
+    shade_diff = float(np.abs(g - gf)[both].mean() / 255.0) if both.any() else 1.0
+    symmetry = shape_sym * (1.0 - min(0.5, shade_diff))
+    info = {"shape_symmetry": round(shape_sym, 3), "shade_difference": round(shade_diff, 3),
+            "symmetry": round(symmetry, 3)}
+    # a profile hides the shoulders: torso about as wide as the head (figures taller than wide)
+    widths = sub.sum(axis=1).astype(np.float32)
+    head_w = float(widths[: max(1, int(h * 0.12))].max())
+    torso = widths[int(h * 0.25) : max(int(h * 0.25) + 1, int(h * 0.45))]
+    narrow = h / max(1, w) >= 1.25 and float(np.median(torso)) < 1.25 * head_w
+    info["torso_to_head"] = round(float(np.median(torso)) / max(1.0, head_w), 3)
+    if symmetry < 0.62 or (narrow and symmetry < 0.9):
+        return "side view", float(np.clip(0.55 + (0.9 - symmetry), 0.55, 0.85)), info
+    if symmetry < 0.72:
+        return "three-quarter view", 0.4, info
+    # front vs back: inner detail of the head (eyes, mouth) vs the plain back of a head
+    head_rows = max(4, h // 6 if h / max(1, w) >= 1.25 else int(h * 0.45))  # close-up: the head fills the top
+    head_mask = cv2.erode(sub[:head_rows], np.ones((3, 3), np.uint8), iterations=max(1, head_rows // 12))
+    scale = 48.0 / head_rows
+    head_gray = cv2.resize(gray[:head_rows], None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    head_mask = cv2.resize(head_mask, (head_gray.shape[1], head_gray.shape[0]), interpolation=cv2.INTER_NEAREST)
+    lap = np.abs(cv2.Laplacian(head_gray, cv2.CV_32F))
+    detail = float(lap[head_mask > 0].mean()) if (head_mask > 0).any() else 0.0
+    info["head_detail"] = round(detail, 3)
+    if detail < 1.5:
+        return "from behind", 0.5, info
+    return "front view", float(np.clip(0.45 + (symmetry - 0.72), 0.5, 0.8)), info
+
+
+# -- palette ----------------------------------------------------------------------------
+def palette(image: np.ndarray, mask: np.ndarray, k: int, min_share: float, seed: int = 0) -> Measured:
+    """Named outfit colours: k-means in CIELAB over the figure below the head."""
+    ext = extent(mask)
+    if ext is None:
+        return "", 0.0, {"colors": []}
+    x, y, w, h = ext
+    region = mask.copy()
+    region[: y + h // 5] = False  # the head: skin and hair are not the outfit
+    if region.sum() < 20:
+        region = mask
+    pixels = image[..., :3][region]
+    rows = np.nonzero(region)[0].astype(np.float32)
+    rng = np.random.default_rng(seed)
+    if len(pixels) > 4000:
+        pick = rng.choice(len(pixels), 4000, replace=False)
+        pixels, rows = pixels[pick], rows[pick]
+    lab = to_lab(pixels[None])[0]
+    k = min(k, len(lab))
+    order = np.argsort(lab[:, 0])
+    centres = lab[order[np.linspace(0, len(lab) - 1, k).astype(int)]]  # spread by lightness
+    for _ in range(12):
+        labels = np.argmin(((lab[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+        for j in range(k):
+            if np.any(labels == j):
+                centres[j] = lab[labels == j].mean(axis=0)
+    shares: dict[str, float] = {}
+    heights: dict[str, list[float]] = {}
+    for j in range(k):
+        share = float((labels == j).mean())
+        if share > 0:
+            name = color_name(centres[j])
+            shares[name] = shares.get(name, 0.0) + share
+            heights.setdefault(name, []).extend(rows[labels == j].tolist())
+    ranked = sorted(shares.items(), key=lambda kv: -kv[1])
+    colors = [name for name, share in ranked if share >= min_share][:3]
+    # top to bottom, as a person lists clothes: shirt, then trousers
+    colors.sort(key=lambda name: float(np.mean(heights[name])))
+    if not colors:
+        return "", 0.0, {"colors": [], "shares": shares}
+    from animlora.captions import outfit_phrase
+
+    covered = sum(shares[c] for c in colors)
+    return outfit_phrase(colors), float(np.clip(covered, 0.3, 0.9)), {
+        "colors": colors, "shares": {n: round(s, 3) for n, s in ranked}}
+
+
+# -- lighting, time of day, background ---------------------------------------------------
+def _background_pixels(frame: np.ndarray, bbox: tuple[int, int, int, int] | None) -> np.ndarray:
+    """Frame pixels away from the character's box (the box grown by 5%)."""
+    keep = np.ones(frame.shape[:2], bool)
+    if bbox is not None:
+        x, y, w, h = bbox
+        mx, my = int(w * 0.05), int(h * 0.05)
+        keep[max(0, y - my) : y + h + my, max(0, x - mx) : x + w + mx] = False
+    if keep.sum() < 0.05 * keep.size:
+        keep[:] = True
+    return frame[keep]
+
+
+def lighting(image: np.ndarray, mask: np.ndarray, frame: np.ndarray | None,
+             bbox: tuple[int, int, int, int] | None) -> Measured:
+    """Brightness and colour temperature of the scene (frame) or, without one, of the figure."""
+    source = _background_pixels(frame, bbox) if frame is not None else image[..., :3][mask]
+    if len(source) == 0:
+        return "", 0.0, {}
+    lab = to_lab(source[None])[0]
+    L, a, b = (float(v) for v in lab.mean(axis=0))
+    fig = to_lab(image[..., :3][mask][None])[0] if mask.any() else lab
+    info = {"L": round(L, 1), "a": round(a, 1), "b": round(b, 1), "from": "frame" if frame is not None else "figure"}
+    conf = 0.7 if frame is not None else 0.5
+    # side lighting: the same material much brighter on one half of the figure than on the other
+    # (comparing one material keeps a red sleeve beside a white shirt from reading as light)
+    ext = extent(mask)
+    if ext is not None and mask.sum() > 50:
+        x, y, w, h = ext
+        cols = np.nonzero(mask)[1]
+        # one material = one hue (shading changes lightness, hardly hue); greys are one material
+        chroma = np.hypot(fig[:, 1], fig[:, 2])
+        hue_bin = ((np.degrees(np.arctan2(fig[:, 2], fig[:, 1])) + 360) % 360 // 15).astype(int)
+        colourful = chroma > 8
+        if colourful.sum() > 0.3 * len(fig):
+            top = int(np.bincount(hue_bin[colourful], minlength=24).argmax())
+            near = np.minimum((hue_bin - top) % 24, (top - hue_bin) % 24) <= 1
+            same = colourful & near
+        else:
+            same = ~colourful
+        left = fig[same & (cols < x + w / 2), 0]
+        right = fig[same & (cols >= x + w / 2), 0]
+        if len(left) >= 30 and len(right) >= 30:
+            info["side_contrast"] = round(abs(float(left.mean()) - float(right.mean())), 1)
+    if L < 22:
+        return "dark, low-key lighting", conf, info
+    if info.get("side_contrast", 0) > 22:
+        return "dramatic side lighting", conf * 0.9, info
+    if frame is None:
+        # the figure's own colours are its outfit, not the light: no colour temperature from them
+        return "", 0.0, info
+    if b > 14 and a > 2:
+        return "warm lighting", conf, info
+    if b < -8:
+        return "cool lighting", conf, info
+    if L > 68:
+        return "bright, soft lighting", conf * 0.9, info
+    return "soft lighting", 0.45, info
+
+
+def _sky_and_green(frame: np.ndarray) -> tuple[float, float, float]:
+    """Share of sky-like pixels in the top third, of foliage-like pixels overall, and the
+    top third's mean warmth (b*)."""
+    top = frame[: max(1, frame.shape[0] // 3)]
+    lab_top = to_lab(top.reshape(1, -1, 3)[:, ::7])[0]
+    lab_all = to_lab(frame.reshape(1, -1, 3)[:, ::11])[0]
+    sky = float(((lab_top[:, 2] < -10) & (lab_top[:, 0] > 45)).mean())
+    sunset_sky = float(((lab_top[:, 2] > 20) & (lab_top[:, 1] > 8) & (lab_top[:, 0] > 45)).mean())
+    green = float(((lab_all[:, 1] < -12) & (lab_all[:, 0] > 20)).mean())
+    return sky, green, max(sunset_sky, 0.0)
+
+
+def background(frame: np.ndarray | None, bbox: tuple[int, int, int, int] | None) -> Measured:
+    """plain / outdoors / indoors from the frame around the character."""
+    if frame is None:
+        return "", 0.0, {}
+    pixels = _background_pixels(frame, bbox)
+    lab = to_lab(pixels[None, ::3])[0]
+    spread = float(lab.std(axis=0).mean())
+    sky, green, sunset = _sky_and_green(frame)
+    info = {"spread": round(spread, 2), "sky": round(sky, 3), "foliage": round(green, 3), "warm_sky": round(sunset, 3)}
+    if spread < 4:
+        return "plain background", 0.85, info
+    if sky > 0.2 or green > 0.25 or sunset > 0.3:
+        return "outdoors", float(np.clip(0.5 + max(sky, green, sunset), 0.55, 0.9)), info
+    return "indoors", 0.4, info
+
+
+def time_of_day(frame: np.ndarray | None, bbox: tuple[int, int, int, int] | None) -> Measured:
+    """daytime / sunset / night, only for scenes that look outdoor."""
+    if frame is None:
+        return "", 0.0, {}
+    sky, green, sunset = _sky_and_green(frame)
+    lab = to_lab(_background_pixels(frame, bbox)[None, ::3])[0]
+    L, b = float(lab[:, 0].mean()), float(lab[:, 2].mean())
+    info = {"L": round(L, 1), "b": round(b, 1)}
+    if L < 18 and b <= 5:
+        return "at night", 0.6, info
+    if sunset > 0.3:
+        return "at sunset", 0.55, info
+    if sky > 0.2 and L > 45:
+        return "daytime", 0.65, info
+    return "", 0.0, info

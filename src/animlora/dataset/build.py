@@ -1,0 +1,363 @@
+"""Building one character's dataset folder (the dataset stage's ``process``)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from animlora.dataset.sources import Member
+from animlora.errors import BadInputError
+from animlora.io.files import atomic_write_json, atomic_write_text
+from animlora.pipeline.stage import ItemOutput, Progress, StageJob
+
+METADATA = "metadata.json"
+
+
+def _sharpness(rgba: np.ndarray, mask: np.ndarray) -> float:
+    import cv2
+
+    gray = cv2.cvtColor(rgba[..., :3], cv2.COLOR_RGB2GRAY)
+    lap = cv2.Laplacian(gray, cv2.CV_32F)
+    inner = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    return float(lap[inner].var()) if inner.any() else 0.0
+
+
+def _template_fields(member: Member, rgba: np.ndarray, settings: Any) -> dict[str, Any]:
+    from animlora.backends.captioning.base import CaptionInput
+    from animlora.backends.captioning.template import TemplateCaptioner
+    from animlora.io.images import read_image
+
+    frame = None
+    if member.frame_path:
+        try:
+            frame = read_image(member.frame_path, "RGB")
+        except BadInputError:
+            frame = None
+    result = TemplateCaptioner(settings.caption).caption_one(
+        CaptionInput(member.instance_id, rgba, "", member.character, frame, member.bbox))
+    return result.fields
+
+
+def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: Progress) -> ItemOutput:
+    from animlora.captions import (
+        caption_from_fields,
+        compose,
+        intrinsic_traits,
+        lint_text,
+        load_token_counter,
+    )
+    from animlora.dataset.images import bucket_sizes, render
+    from animlora.dataset.selection import farthest_point, near_duplicates, quality_scores, simple_features
+    from animlora.io.images import read_image, write_image
+
+    s = job.settings.dataset
+    cs = job.settings.caption
+    character, trigger = payload["character"], payload["trigger"]
+    members = [Member.from_json(m) for m in payload["members"]]
+    captions: dict[str, Any] = payload["captions"]
+    out = job.output_dir / sub if sub else job.output_dir
+    rel = (lambda p: f"{sub}/{p}" if sub else p)  # noqa: E731 - file paths relative to the stage folder
+    skipped: list[dict[str, str]] = []
+
+    # 1. usable instances
+    usable: list[Member] = []
+    feats, sharp, size, trunc = [], [], [], []
+    embeds = payload.get("embeddings")
+    for i, m in enumerate(members):
+        progress(i, len(members) * 2)
+        if m.problem:
+            skipped.append({"instance": m.instance_id, "reason": m.problem})
+            continue
+        cap = captions.get(m.instance_id)
+        if cap is not None and not str(cap.get("text", "")).strip():
+            skipped.append({"instance": m.instance_id, "reason": "empty caption"})
+            continue
+        try:
+            rgba = read_image(m.image_path, "RGBA")
+        except BadInputError as exc:
+            skipped.append({"instance": m.instance_id, "reason": exc.problem})
+            continue
+        mask = rgba[..., 3] > int(cs.alpha_threshold * 255)
+        if not mask.any():
+            skipped.append({"instance": m.instance_id, "reason": "fully transparent cut-out"})
+            continue
+        ys, xs = np.nonzero(mask)
+        w, h = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+        if m.bbox is not None:
+            w, h = m.bbox[2], m.bbox[3]
+        if max(w, h) < s.min_side:
+            skipped.append({"instance": m.instance_id, "reason": f"too small ({w}x{h} px, dataset.min_side {s.min_side})"})
+            continue
+        usable.append(m)
+        sharp.append(m.sharpness if m.sharpness is not None else _sharpness(rgba, mask))
+        size.append(m.area_fraction if m.area_fraction is not None else float(w * h))
+        trunc.append(m.truncated)
+        feats.append(simple_features(rgba, cs.alpha_threshold))
+
+    # 2. features, quality, duplicates, selection
+    feature_source = "simple colour+silhouette features"
+    if embeds and all(m.instance_id in embeds["vectors"] for m in usable) and usable:
+        feats = [np.frombuffer(embeds["vectors"][m.instance_id], dtype="<f4") for m in usable]
+        feature_source = f"embeddings ({embeds['model']})"
+    X = np.stack(feats) if feats else np.zeros((0, 1), np.float32)
+    quality = quality_scores(sharp, size, trunc, s.truncated_penalty)
+    dup = set(near_duplicates(X, quality, s.duplicate_similarity)) if len(X) else set()
+    for i in sorted(dup):
+        skipped.append({"instance": usable[i].instance_id, "reason": "near-duplicate of a better image"})
+    keep = [i for i in range(len(usable)) if i not in dup]
+    candidates = len(keep)
+    if candidates < s.min_size:
+        reason = (f"only {candidates} usable images (dataset.min_size {s.min_size}); "
+                  f"{len(skipped)} left out — add footage or lower dataset.min_size")
+        marker = f".skipped/{_stem(character)}.json"
+        atomic_write_json(job.output_dir / marker, {"character": character, "reason": reason, "left_out": skipped})
+        return ItemOutput(files=(marker,), data={"skipped_character": reason})
+    k = min(s.target_size, s.max_size, candidates)
+    groups = [(("shot", usable[i].shot_id), ("track", usable[i].track_id), ("video", usable[i].video_id))
+              for i in keep]
+    groups = [[g if g[1] is not None else None for g in gs] for gs in groups]
+    picks = farthest_point(X[keep], k, quality[keep], groups, quality_weight=s.quality_weight,
+                           spread_penalty=s.spread_penalty)
+
+    # 3. captions (fields of template/VLM captions pruned of identity-intrinsic traits)
+    count, how = load_token_counter(cs.tokenizer, job.settings.models)
+    chosen = [usable[keep[p.index]] for p in picks]
+    score_of = {usable[keep[p.index]].instance_id: p.score for p in picks}
+    quality_of = {usable[i].instance_id: float(quality[i]) for i in keep}
+
+    # 4. images + files
+    buckets = bucket_sizes(s.resolution, s.bucket_step, s.min_bucket, s.max_bucket)
+    files: list[str] = []
+    records: list[dict[str, Any]] = []
+    rendered: list[tuple[Member, Any, dict[str, Any], dict[str, Any]]] = []
+    for j, m in enumerate(chosen):
+        progress(len(members) + j, len(members) + len(chosen))
+        rgba = read_image(m.image_path, "RGBA")
+        frame = None
+        if m.frame_path:
+            try:
+                frame = read_image(m.frame_path, "RGB")
+            except BadInputError as exc:
+                skipped.append({"instance": m.instance_id, "reason": f"source frame unreadable ({exc.problem})"})
+                continue
+        cap = captions.get(m.instance_id)
+        if cap is None:
+            cap = {"text": "", "source": "template (dataset)", "fields": _template_fields(m, rgba, job.settings),
+                   "edited": False, "confidence": None}
+        try:
+            img = render(rgba, frame, m.bbox, buckets=buckets, step=s.bucket_step, margin=s.context_margin,
+                         max_upscale=s.max_upscale, min_side=s.min_bucket, background=s.background,
+                         color=tuple(s.background_color), alpha_threshold=cs.alpha_threshold,
+                         max_aspect=s.max_aspect)
+        except ValueError as exc:
+            skipped.append({"instance": m.instance_id, "reason": str(exc)})
+            continue
+        if img is None:
+            skipped.append({"instance": m.instance_id, "reason": f"smaller than dataset.min_bucket {s.min_bucket} "
+                                                                 f"after at most {s.max_upscale}x enlargement"})
+            continue
+        rendered.append((m, img, cap, {}))
+
+    drop = intrinsic_traits([c["fields"] for _, _, c, _ in rendered if not c.get("edited") and c.get("fields")],
+                            s.intrinsic_share) if s.prune_intrinsic else set()
+    used_stems: set[str] = set()
+    ext = "png" if s.background == "alpha" else s.image_format
+    for m, img, cap, _ in rendered:
+        stem = _stem(m.stem)
+        if stem in used_stems:
+            stem = f"{stem}_{m.instance_id[:8]}"
+        used_stems.add(stem)
+        if cap.get("edited") or not cap.get("fields"):
+            parts = [lint_text(cap["text"], ban_words=cs.ban_words, style_words=cs.style_words)]
+            composed = compose(trigger, s.caption_prefix, parts, max_tokens=cs.max_tokens, ban_words=cs.ban_words,
+                               style_words=cs.style_words, count=count)
+        else:
+            composed = caption_from_fields(trigger, cap["fields"], cs, prefix=s.caption_prefix, count=count, drop=drop)
+        image_rel, txt_rel, cap_rel = f"images/{stem}.{ext}", f"images/{stem}.txt", f"captions/{stem}.txt"
+        write_image(out / image_rel, img.image)
+        atomic_write_text(out / txt_rel, composed.text + "\n")
+        atomic_write_text(out / cap_rel, composed.text + "\n")
+        files += [rel(image_rel), rel(txt_rel), rel(cap_rel)]
+        fields = cap.get("fields") or {}
+        records.append({
+            "file": rel(image_rel), "caption_file": rel(cap_rel), "instance_id": m.instance_id,
+            "caption": composed.text, "caption_tokens": composed.tokens,
+            "caption_source": cap["source"],
+            "caption_edited": bool(cap.get("edited")), "caption_confidence": cap.get("confidence"),
+            "framing": (fields.get("framing") or {}).get("value"), "view": (fields.get("view") or {}).get("value"),
+            "video": m.video_id, "video_name": m.video_name, "timestamp": m.timestamp, "frame_index": m.frame_index,
+            "frame": m.frame_id, "shot": m.shot_id, "track": m.track_id,
+            "box": list(m.bbox) if m.bbox else None, "cutout": m.image_path, "mask": m.mask_path,
+            "source_frame": m.frame_path,
+            "score": round(score_of[m.instance_id], 5), "quality": round(quality_of[m.instance_id], 4),
+            **img.info,
+        })
+
+    # regularisation frames: the prefix alone as caption (no trigger word)
+    reg_files = _write_reg(payload.get("reg") or [], out, rel, buckets, s, count, cs)
+    files += reg_files
+
+    # 5. trainer formats + metadata
+    files += _write_formats(out, rel, character, trigger, records, bool(reg_files), job)
+    coverage = {
+        "shots": len({r["shot"] for r in records if r["shot"]}),
+        "tracks": len({r["track"] for r in records if r["track"]}),
+        "videos": len({r["video"] for r in records if r["video"]}),
+        "candidate_shots": len({usable[i].shot_id for i in keep if usable[i].shot_id}),
+    }
+    meta = {
+        "character": character, "trigger": trigger, "count": len(records), "candidates": candidates,
+        "folder": sub or ".", "selection": {"features": feature_source, "target_size": s.target_size},
+        "captions": {"prefix": s.caption_prefix, "token_count": how,
+                     "pruned_traits": sorted(f"{a}:{b}" for a, b in drop)},
+        "images_settings": {"resolution": s.resolution, "background": s.background, "max_upscale": s.max_upscale,
+                            "flip_aug": s.flip_aug, "color_aug": s.color_aug},
+        "coverage": coverage, "images": records, "skipped": skipped,
+        "distribution": {
+            "framing": dict(Counter(r["framing"] or "unknown" for r in records)),
+            "view": dict(Counter(r["view"] or "unknown" for r in records)),
+        },
+    }
+    atomic_write_json(out / METADATA, meta)
+    files.append(rel(METADATA))
+    progress(1, 1)
+    return ItemOutput(files=tuple(files), data={"images": records, "skipped": skipped})
+
+
+def _stem(name: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "item"
+
+
+def _write_reg(frames: list[str], out: Path, rel: Any, buckets: list[tuple[int, int]], s: Any, count: Any,
+               cs: Any) -> list[str]:
+    import cv2
+
+    from animlora.captions import compose
+    from animlora.dataset.images import choose_bucket
+    from animlora.io.images import read_image, write_image
+
+    files = []
+    text = compose("", s.caption_prefix, [], max_tokens=cs.max_tokens, style_words=cs.style_words, count=count).text
+    for path in frames:
+        try:
+            frame = read_image(path, "RGB")
+        except BadInputError:
+            continue
+        h, w = frame.shape[:2]
+        bw, bh = choose_bucket(w / h, buckets)
+        scale = max(bw / w, bh / h)
+        resized = cv2.resize(frame, (max(bw, round(w * scale)), max(bh, round(h * scale))),
+                             interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+        y0, x0 = (resized.shape[0] - bh) // 2, (resized.shape[1] - bw) // 2
+        stem = _stem(Path(path).stem)
+        write_image(out / f"reg/{stem}.png", resized[y0 : y0 + bh, x0 : x0 + bw])
+        atomic_write_text(out / f"reg/{stem}.txt", text + "\n")
+        files += [rel(f"reg/{stem}.png"), rel(f"reg/{stem}.txt")]
+    return files
+
+
+def _general(s: Any) -> dict[str, Any]:
+    return {"caption_extension": ".txt", "shuffle_caption": s.shuffle_caption, "keep_tokens": s.keep_tokens,
+            "flip_aug": s.flip_aug, "color_aug": s.color_aug}
+
+
+def _dataset_level(s: Any, seed: int) -> dict[str, Any]:
+    d: dict[str, Any] = {"resolution": s.resolution, "batch_size": 1, "enable_bucket": True, "bucket_no_upscale": True,
+                         "min_bucket_reso": s.min_bucket, "max_bucket_reso": s.max_bucket,
+                         "bucket_reso_steps": s.bucket_step}
+    if s.validation_split > 0:
+        d["validation_split"] = float(s.validation_split)
+        d["validation_seed"] = int(seed)
+    return d
+
+
+def _write_formats(out: Path, rel: Any, character: str, trigger: str, records: list[dict[str, Any]], has_reg: bool,
+                   job: StageJob) -> list[str]:
+    from animlora.dataset import formats
+    from animlora.stages.dataset import link_or_copy
+
+    s = job.settings.dataset
+    files = []
+    root = out.resolve()
+    alpha = s.background == "alpha"
+    subset: dict[str, Any] = {"image_dir": str(root / "images"), "num_repeats": s.base_repeats}
+    if alpha:
+        subset["alpha_mask"] = True
+    subsets = [subset]
+    if has_reg:
+        subsets.append({"image_dir": str(root / "reg"), "num_repeats": 1, "is_reg": True})
+    comment = (f"sd-scripts dataset config for {character} (trigger word: {trigger}), written by animlora.\n"
+               f"train_network.py --dataset_config {root / 'dataset.toml'} ...")
+    atomic_write_text(out / "dataset.toml", formats.sd_scripts_toml(
+        _general(s), [{**_dataset_level(s, job.settings.project.seed), "subsets": subsets}], comment))
+    ft_subset: dict[str, Any] = {"metadata_file": str(root / "metadata.jsonl"), "image_dir": str(root / "images"),
+                                 "num_repeats": s.base_repeats}
+    if alpha:
+        ft_subset["alpha_mask"] = True
+    general_ft = {k: v for k, v in _general(s).items() if k != "caption_extension"}
+    atomic_write_text(out / "dataset_finetune.toml", formats.sd_scripts_toml(
+        general_ft, [{**_dataset_level(s, job.settings.project.seed), "subsets": [ft_subset]}],
+        f"sd-scripts fine-tuning style config for {character}: captions from metadata.jsonl"))
+    atomic_write_text(out / "metadata.jsonl", formats.jsonl([
+        {"image_path": Path(r["file"]).name, "caption": r["caption"], "image_size": r["size"]} for r in records]))
+    files += [rel("dataset.toml"), rel("dataset_finetune.toml"), rel("metadata.jsonl")]
+    if s.kohya_layout:
+        folder = f"kohya/{formats.kohya_folder(s.base_repeats, trigger)}"
+        for r in records:
+            image = out / "images" / Path(r["file"]).name
+            for src in (image, image.with_suffix(".txt")):
+                link_or_copy(src, out / folder / src.name)
+                files.append(rel(f"{folder}/{src.name}"))
+    return files
+
+
+def read_character_reports(output_dir: Path, standalone: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The metadata.json of every built character, and the characters skipped."""
+    built: dict[str, Any] = {}
+    paths = [output_dir / METADATA] if standalone else sorted(output_dir.glob(f"*/{METADATA}"))
+    for path in paths:
+        if path.is_file():
+            meta = json.loads(path.read_text(encoding="utf-8"))
+            meta["path"] = str(path.parent)
+            built[meta["character"]] = meta
+    skipped = []
+    for path in sorted((output_dir / ".skipped").glob("*.json")):
+        info = json.loads(path.read_text(encoding="utf-8"))
+        if info["character"] not in built:
+            skipped.append({"character": info["character"], "reason": info["reason"]})
+    return built, skipped
+
+
+def combined_config(output_dir: Path, built: dict[str, Any], settings: Any) -> dict[str, Any]:
+    """Project-level files for training several characters together: one sd-scripts dataset with a
+    subset per character, repeats balanced; optionally the ``{repeats}_{name}`` folders."""
+    from animlora.dataset import formats
+    from animlora.stages.dataset import link_or_copy
+
+    s = settings.dataset
+    counts = {name: meta["count"] for name, meta in built.items()}
+    repeats = formats.balanced_repeats(counts, s.base_repeats)
+    subsets = []
+    for name, meta in sorted(built.items()):
+        sub: dict[str, Any] = {"image_dir": str(Path(meta["path"]).resolve() / "images"), "num_repeats": repeats[name]}
+        if meta["images_settings"]["background"] == "alpha":
+            sub["alpha_mask"] = True
+        subsets.append(sub)
+    atomic_write_text(output_dir / "dataset_all.toml", formats.sd_scripts_toml(
+        _general(s), [{**_dataset_level(s, settings.project.seed), "subsets": subsets}],
+        "every character in one dataset; num_repeats balance the characters"))
+    if s.kohya_layout:
+        for name, meta in built.items():
+            folder = output_dir / "kohya_all" / formats.kohya_folder(repeats[name], meta["trigger"])
+            for r in meta["images"]:
+                image = output_dir / r["file"]
+                for src in (image, image.with_suffix(".txt")):
+                    if src.is_file():
+                        link_or_copy(src, folder / src.name)
+    return {"file": "dataset_all.toml", "repeats": repeats}

@@ -1,0 +1,240 @@
+"""Dataset stage: one training set per character, in the folders trainers read as they are.
+
+Per character (one work item):
+1. gather usable instances (readable cut-out, source frame present, non-empty caption), listing
+   every one left out and why;
+2. quality (sharpness, size, truncation), near-duplicates out, farthest-point sampling on the
+   embeddings with a shot/track/video spread penalty, up to ``target_size``;
+3. captions: trigger word, prefix, fields (identity-intrinsic traits pruned), 77-token budget;
+4. images: aspect-ratio bucket, crop around the character, background mode;
+5. files: ``images/`` (image + .txt side by side: the diffusers/ai-toolkit layout and sd-scripts'
+   DreamBooth layout), ``captions/``, ``metadata.json`` (lineage), ``metadata.jsonl``,
+   ``dataset.toml`` (sd-scripts, DreamBooth style) and ``dataset_finetune.toml`` (JSONL metadata),
+   optionally ``kohya/{repeats}_{name}/`` and a regularisation set ``reg/``.
+A character with fewer usable images than ``min_size`` is skipped with a warning; the others are built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from animlora.dataset.sources import (
+    Member,
+    folder_members,
+    project_members,
+    stat_key,
+    table_exists,
+    trigger_for,
+)
+from animlora.errors import BadInputError
+from animlora.io.files import atomic_write_json
+from animlora.pipeline.stage import (
+    ItemOutput,
+    Progress,
+    RunSummary,
+    Stage,
+    StageContext,
+    StageJob,
+    WorkItem,
+    digest,
+)
+
+RESULTS_FILE = "dataset_results.json"
+SKIPPED_DIR = ".skipped"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "item"
+
+
+class DatasetStage(Stage):
+    name = "dataset"
+    folder = "training_data"
+    version = "1"
+    upstream = ("caption", "cluster", "embed")
+
+    def settings_hash(self, settings: Any) -> str:
+        # captions are composed here too (prefix, lint, token budget): caption settings count
+        return digest(self.version, settings.dataset.fingerprint(), settings.caption.fingerprint(),
+                      settings.project.seed)
+
+    def check_inputs(self, job: StageJob) -> None:
+        if job.standalone and (job.input_path is None or not job.input_path.is_dir()):
+            raise BadInputError(job.input_path or "?", "expected a folder of cut-outs or an animlora project")
+        s = job.settings.dataset
+        if s.min_size > s.max_size:
+            from animlora.errors import ConfigError
+
+            raise ConfigError(f"dataset.min_size ({s.min_size}) is larger than dataset.max_size ({s.max_size})")
+
+    # -- plan --------------------------------------------------------------------------
+    def _sources(self, ctx: StageContext) -> tuple[list[Member], Any, Path | None]:
+        """(members, catalog holding captions/embeddings or None, project root or None)."""
+        s = ctx.settings.dataset
+        wanted = [s.character] if s.character else None
+        if not ctx.job.standalone:
+            return project_members(ctx.catalog, ctx.workspace.root, wanted), ctx.catalog, ctx.workspace.root
+        source = ctx.job.input_path
+        assert source is not None
+        if (source / "project.yaml").is_file():
+            from animlora.workspace import Workspace
+
+            project = Workspace(source)
+            catalog = project.open_catalog()
+            ctx.extra["source_catalog"] = catalog
+            return project_members(catalog, source, wanted), catalog, source
+        return folder_members(source, s.character or source.name), None, None
+
+    def plan(self, ctx: StageContext) -> list[WorkItem]:
+        members, catalog, root = self._sources(ctx)
+        s = ctx.settings.dataset
+        by_char: dict[str, list[Member]] = {}
+        for m in members:
+            by_char.setdefault(m.character, []).append(m)
+        if not by_char:
+            ctx.log.warning("dataset: no character instances found (run the cluster/review steps first)")
+        captions = self._captions(ctx, catalog, members)
+        items = []
+        for character, group in sorted(by_char.items()):
+            trigger = (ctx.settings.caption.trigger if ctx.job.standalone and root is None else "") or trigger_for(
+                root, character)
+            embeddings = self._embeddings(catalog, group, s.embedding_model) if catalog is not None else None
+            reg = self._reg_frames(catalog, root, character, s.regularization) if catalog is not None else []
+            caps = {m.instance_id: captions.get((m.instance_id, character)) for m in group}
+            payload = {
+                "character": character, "trigger": trigger, "members": [m.to_json() for m in group],
+                "captions": caps, "embeddings": embeddings, "reg": reg,
+            }
+            fingerprint = digest(
+                trigger,
+                [(m.instance_id, stat_key(m.image_path), stat_key(m.frame_path), m.problem) for m in group],
+                sorted((k, json.dumps(v, sort_keys=True)) for k, v in caps.items()),
+                None if embeddings is None else (embeddings["model"], digest(sorted(embeddings["vectors"].items()))),
+                [(p, stat_key(p)) for p in reg],
+            )
+            items.append(WorkItem(character, fingerprint, payload, character))
+        return items
+
+    def _captions(self, ctx: StageContext, catalog: Any, members: list[Member]) -> dict[tuple[str, str], Any]:
+        out: dict[tuple[str, str], Any] = {}
+        if catalog is not None:
+            if table_exists(catalog, "captions"):
+                for r in catalog.rows("SELECT instance_id, character, text, source, fields, edited, confidence "
+                                      "FROM captions"):
+                    out[(r["instance_id"], r["character"])] = {
+                        "text": r["text"], "source": r["source"], "fields": json.loads(r["fields"] or "{}"),
+                        "edited": bool(r["edited"]), "confidence": r["confidence"]}
+            return out
+        folder = Path(ctx.settings.dataset.captions_dir) if ctx.settings.dataset.captions_dir else None
+        for m in members:
+            for candidate in ((folder / f"{m.stem}.txt") if folder else None, Path(m.image_path).with_suffix(".txt")):
+                if candidate is not None and candidate.is_file():
+                    text = candidate.read_text(encoding="utf-8", errors="replace").strip()
+                    out[(m.instance_id, m.character)] = {"text": text, "source": f"file:{candidate.name}",
+                                                         "fields": {}, "edited": True, "confidence": None}
+                    break
+        return out
+
+    @staticmethod
+    def _embeddings(catalog: Any, group: list[Member], model: str) -> dict[str, Any] | None:
+        if not table_exists(catalog, "embeddings"):
+            return None
+        ids = [m.instance_id for m in group]
+        rows = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows += catalog.rows(f"SELECT instance_id, model, vector FROM embeddings WHERE instance_id IN "
+                                 f"({', '.join('?' * len(chunk))})", chunk)
+        if not rows:
+            return None
+        if not model:
+            counts: dict[str, int] = {}
+            for r in rows:
+                counts[r["model"]] = counts.get(r["model"], 0) + 1
+            model = max(sorted(counts), key=lambda k: counts[k])
+        vectors = {r["instance_id"]: bytes(r["vector"]) for r in rows if r["model"] == model}
+        return {"model": model, "vectors": vectors}
+
+    @staticmethod
+    def _reg_frames(catalog: Any, root: Path | None, character: str, count: int) -> list[str]:
+        """Frames in which the character does not appear, spread over the film."""
+        if count <= 0 or root is None or not table_exists(catalog, "instances"):
+            return []
+        from animlora.dataset.sources import stage_dir
+
+        rows = catalog.rows(
+            "SELECT f.path FROM frames f WHERE f.kept = 1 AND f.path IS NOT NULL AND f.id NOT IN "
+            "(SELECT i.frame_id FROM instances i JOIN character_members cm ON cm.instance_id = i.id "
+            "WHERE cm.character = ? AND i.frame_id IS NOT NULL) ORDER BY f.video_id, f.timestamp", (character,))
+        if not rows:
+            return []
+        idx = np.linspace(0, len(rows) - 1, min(count, len(rows))).round().astype(int)
+        frames = stage_dir(root, "extract")
+        return [str(frames / rows[i]["path"]) for i in sorted(set(idx.tolist()))]
+
+    # -- process -----------------------------------------------------------------------
+    def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:
+        from animlora.dataset.build import build_character
+
+        sub = "" if job.standalone else _safe(item.payload["character"])
+        return build_character(job, item.payload, sub, progress)
+
+    def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:
+        d = output.data
+        ctx.catalog.execute("DELETE FROM dataset_items WHERE character = ?", (item.key,))
+        if d.get("skipped_character"):
+            ctx.log.warning("dataset: %s skipped: %s", item.key, d["skipped_character"])
+            return
+        ctx.catalog.upsert("dataset_items", [
+            {"character": item.key, "instance_id": r["instance_id"], "image_path": r["file"],
+             "caption_path": r["caption_file"], "score": r["score"]}
+            for r in d["images"]
+        ])
+
+    def forget(self, ctx: StageContext, item_key: str) -> None:
+        ctx.catalog.execute("DELETE FROM dataset_items WHERE character = ?", (item_key,))
+
+    # -- finish ------------------------------------------------------------------------
+    def finish(self, ctx: StageContext, summary: RunSummary) -> dict[str, Any]:
+        from animlora.dataset.build import combined_config, read_character_reports
+
+        source_catalog = ctx.extra.pop("source_catalog", None)
+        if source_catalog is not None:
+            source_catalog.close()
+        built, skipped = read_character_reports(ctx.output_dir, ctx.job.standalone)
+        report: dict[str, Any] = {
+            "characters": {
+                name: {
+                    "images": m["count"], "candidates": m["candidates"], "skipped_instances": len(m["skipped"]),
+                    "shots": m["coverage"]["shots"], "videos": m["coverage"]["videos"], "folder": m["folder"],
+                }
+                for name, m in built.items()
+            },
+            "skipped_characters": skipped,
+            "failed": [{"item": k, "error": e} for k, e in summary.failures],
+        }
+        if not ctx.job.standalone and len(built) > 1:
+            report["combined_config"] = combined_config(ctx.output_dir, built, ctx.settings)
+        if ctx.settings.dataset.report and built:
+            from animlora.dataset.report import write_report
+
+            report["report"] = write_report(ctx.output_dir, built, skipped)
+        atomic_write_json(ctx.output_dir / RESULTS_FILE, report)
+        return report
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+        dst.unlink()
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)

@@ -1,0 +1,96 @@
+"""The template captioner on synthetic characters with known boxes, views and colours."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from animlora.backends.captioning.base import CaptionInput
+from animlora.backends.captioning.template import TemplateCaptioner
+from animlora.captions import caption_from_fields
+from animlora.config import load_settings
+from dataset_synth import outdoor_frame, person_cutout, place
+
+
+@pytest.fixture(scope="module")
+def settings():
+    return load_settings().settings
+
+
+def caption(settings, cut, frame=None, bbox=None, trigger="luca"):
+    result = TemplateCaptioner(settings.caption).caption_one(CaptionInput("k", cut, trigger, "luca", frame, bbox))
+    return result, caption_from_fields(trigger, result.fields, settings.caption).text
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "height", "framing"),
+    [
+        (200, 40, 260, "full body"),  # whole figure inside the frame
+        (250, 60, 600, "medium shot"),  # cut at the waist by the frame bottom
+        (150, -10, 1900, "close-up"),  # head and shoulders fill the frame
+    ],
+)
+def test_framing_from_known_boxes(settings, x, y, height, framing):
+    frame, cut, bbox = place(outdoor_frame(), x, y, height)
+    result, text = caption(settings, cut, frame, bbox)
+    assert result.fields["framing"]["value"] == framing
+    assert text.startswith("luca, ")
+    assert framing in text
+
+
+@pytest.mark.parametrize(("facing", "view"), [("front", "front view"), ("side", "side view"), ("back", "from behind")])
+def test_view_from_symmetry_and_head_detail(settings, facing, view):
+    result, text = caption(settings, person_cutout(240, facing))
+    assert result.fields["view"]["value"] == view
+    assert result.fields["framing"]["value"] == "full body"  # a tight cut-out of a standing figure
+
+
+def test_outfit_colours_named_in_lab(settings):
+    result, text = caption(settings, person_cutout(240, "front", shirt=(240, 215, 50), pants=(25, 35, 90)))
+    assert set(result.fields["outfit"]["colors"]) == {"yellow", "navy"}
+    assert "wearing" in text and "yellow" in text
+
+
+def test_scene_fields_from_the_frame(settings):
+    frame, cut, bbox = place(outdoor_frame(), 200, 40, 260)
+    result, text = caption(settings, cut, frame, bbox)
+    assert result.fields["background"]["value"] == "outdoors"
+    assert result.fields["time_of_day"]["value"] == "daytime"
+    assert text == "luca, full body, front view, wearing red and blue, daytime, outdoors"
+    night = (outdoor_frame() * 0.12).astype(np.uint8)
+    night[..., 2] = np.clip(night[..., 2].astype(int) + 12, 0, 255)
+    frame, cut, bbox = place(night, 200, 40, 260)
+    result, text = caption(settings, cut, frame, bbox)
+    assert result.fields["lighting"]["value"] == "dark, low-key lighting"
+    assert result.fields["time_of_day"]["value"] == "at night"
+    plain = np.full((360, 640, 3), 200, np.uint8)
+    frame, cut, bbox = place(plain, 200, 40, 260)
+    result, _ = caption(settings, cut, frame, bbox)
+    assert result.fields["background"]["value"] == "plain background"
+
+
+def test_unsure_fields_stay_out_of_the_text(settings):
+    result, text = caption(settings, person_cutout(240, "side"))
+    # the figure-only lighting guess is below min_field_confidence
+    lighting = result.fields.get("lighting")
+    if lighting is not None:
+        assert lighting["confidence"] < settings.caption.min_field_confidence
+        assert lighting["value"] not in text
+
+
+def test_transparent_cutout_gives_no_fields(settings):
+    result, _ = caption(settings, np.zeros((50, 50, 4), np.uint8))
+    assert result.fields == {} and "transparent" in result.note
+
+
+def test_side_lighting_from_one_material_not_from_outfit(settings):
+    frame, cut, bbox = place(outdoor_frame(), 200, 40, 260, facing="side")  # skin arm beside a red shirt
+    result, _ = caption(settings, cut, frame, bbox)
+    assert result.fields["lighting"]["value"] != "dramatic side lighting"
+    frame, cut, bbox = place(outdoor_frame(), 200, 40, 260, facing="front")
+    lit = cut.copy()
+    half = lit.shape[1] // 2
+    lit[:, half:, :3] = (lit[:, half:, :3] * 0.45).astype(np.uint8)  # the right half in shadow
+    result, text = caption(settings, lit, frame, bbox)
+    assert result.fields["lighting"]["value"] == "dramatic side lighting"
+    assert "dramatic side lighting" in text
