@@ -139,8 +139,13 @@ class ClusterStage(Stage):
                        if not v.negative}
         else:
             labels = relabel_by_size(labels)
+        unnamed = 0  # unnamed clusters are numbered on their own, largest first
         for label in sorted(int(v) for v in np.unique(labels) if v != NOISE):
-            names[label] = matched[label].name if label in matched else f"character_{label}"
+            if label in matched:
+                names[label] = matched[label].name
+            else:
+                names[label] = f"character_{unnamed}"
+                unnamed += 1
         progress(3, 5)
         # 5. folders, sheets, report
         out = job.output_dir
