@@ -116,6 +116,9 @@ class EmbedStage(Stage):
                 [(r.instance_id, r.content_hash, stored_path(r.path, root), r.frame_id, r.track_id, r.shot_id,
                   r.video_id) for r in refs],
             )
+            if ctx.job.standalone and ctx.job.input_path is not None:
+                # the review page may show cut-outs from here (and only from here, or the workspace)
+                ctx.catalog.set_meta("identity.input_root", str(ctx.job.input_path.resolve()))
         ids, vectors = load_vectors(ctx.catalog, model)
         with atomic_path(ctx.output_dir / "embeddings.npz") as tmp, open(tmp, "wb") as handle:
             np.savez(handle, ids=np.asarray(ids, dtype=str), vectors=vectors)
