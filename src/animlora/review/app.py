@@ -20,11 +20,38 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel
+
 from animlora.review.service import ReviewError, ReviewService
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 TOKEN_HEADER = "x-animlora-token"
 COOKIE = "animlora_token"
+
+
+class RenameBody(BaseModel):
+    cluster: str
+    name: str
+
+
+class MergeBody(BaseModel):
+    clusters: list[str]
+    name: str | None = None
+
+
+class SplitBody(BaseModel):
+    cluster: str
+    k: int = 2
+
+
+class MoveBody(BaseModel):
+    instances: list[str]
+    to: str  # a cluster id, "noise" or "new"
+    name: str | None = None  # the new cluster's name
+
+
+class ClusterBody(BaseModel):
+    cluster: str
 
 
 def is_local(host: str) -> bool:
@@ -34,7 +61,7 @@ def is_local(host: str) -> bool:
 def create_app(service: ReviewService, *, host: str = "127.0.0.1", token: str = "", page_size: int = 120,
                thumb_size: int = 160) -> Any:
     """The FastAPI app. ``token`` is required for a non-local ``host`` (see module doc)."""
-    from fastapi import Body, FastAPI, Request
+    from fastapi import FastAPI, Request
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
     remote = not is_local(host)
@@ -108,24 +135,24 @@ def create_app(service: ReviewService, *, host: str = "127.0.0.1", token: str = 
         return FileResponse(path)
 
     @app.post("/api/rename")
-    def rename(cluster: str = Body(...), name: str = Body(...)) -> dict:
-        return service.rename(cluster, name)
+    def rename(body: RenameBody) -> dict:
+        return service.rename(body.cluster, body.name)
 
     @app.post("/api/merge")
-    def merge(clusters: list[str] = Body(...), name: str | None = Body(None)) -> dict:
-        return service.merge(clusters, name)
+    def merge(body: MergeBody) -> dict:
+        return service.merge(body.clusters, body.name)
 
     @app.post("/api/split")
-    def split(cluster: str = Body(...), k: int = Body(2)) -> dict:
-        return service.split(cluster, k)
+    def split(body: SplitBody) -> dict:
+        return service.split(body.cluster, body.k)
 
     @app.post("/api/move")
-    def move(instances: list[str] = Body(...), to: str = Body(...), name: str | None = Body(None)) -> dict:
-        return service.move(instances, to, name)
+    def move(body: MoveBody) -> dict:
+        return service.move(body.instances, body.to, body.name)
 
     @app.post("/api/not-character")
-    def not_character(cluster: str = Body(..., embed=True)) -> dict:
-        return service.not_character(cluster)
+    def not_character(body: ClusterBody) -> dict:
+        return service.not_character(body.cluster)
 
     @app.post("/api/undo")
     def undo() -> dict:
