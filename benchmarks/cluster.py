@@ -55,8 +55,8 @@ def make_data(n: int, dim: int = 768, identities: int = 30, noise_fraction: floa
 
 
 def ari(truth, found):
-    """ARI with each noise point its own singleton in neither... (sklearn's on the labels as given:
-    noise is one label in both, which is what a user sees: one noise/ folder)."""
+    """sklearn's ARI on the labels as given: noise is one label on both sides, which is what a
+    user sees (one noise/ folder)."""
     from sklearn.metrics import adjusted_rand_score
 
     return float(adjusted_rand_score(truth, found))

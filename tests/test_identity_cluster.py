@@ -208,3 +208,11 @@ def test_cluster_cli_standalone(tmp_path):
     assert [s["stage"] for s in result["stages"]] == ["embed", "cluster"]
     report = json.loads((tmp_path / "out" / "cluster_report.json").read_text())
     assert report["clusters"] == 4 and report["settings"]["min_cluster_size"] == 6
+
+
+def test_project_without_instances_gives_an_empty_result(tmp_path):
+    ws = make_project(tmp_path / "p")  # segment ran and found no character
+    summaries = run_identity(ws)
+    assert [s.failures for s in summaries] == [(), ()]
+    report = json.loads((ws.root / "clustered" / "cluster_report.json").read_text())
+    assert (report["instances"], report["clusters"]) == (0, 0)

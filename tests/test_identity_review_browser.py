@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from identity_project import add_instances, make_project, run_identity
 from identity_synth import CHARACTERS, dataset
 

@@ -89,7 +89,11 @@ class ClusterStage(Stage):
         refs = {r.instance_id: r for r in load_identity_instances(ctx.catalog, ctx.workspace.root)}
         ids, vectors = load_vectors(ctx.catalog, embedder.key)
         if not ids:
-            raise StageError("cluster: no embedded instances; run the embed stage first")
+            if ctx.job.standalone:
+                raise StageError("cluster: no embedded instances; run the embed stage first")
+            # a project whose footage had no characters: an empty result, not a failed run
+            ctx.extra["empty"] = True
+            return []
         folders = reference_folders(ctx.job)
         lineage = [(i, refs[i].content_hash, refs[i].track_id, refs[i].frame_id) for i in ids]
         fingerprint = digest(embedder.key, lineage, _references_fingerprint(folders))
@@ -262,6 +266,12 @@ class ClusterStage(Stage):
         import json
 
         path = ctx.output_dir / REPORT
+        if ctx.extra.get("empty"):
+            for table in ("clusters", "cluster_assignments", "character_members"):
+                ctx.catalog.execute(f"DELETE FROM {table}")
+            atomic_write_json(path, {"instances": 0, "clusters": 0, "noise": 0, "noise_ratio": 0.0,
+                                     "per_cluster": [], "note": "no instances to cluster",
+                                     "settings": ctx.settings.cluster.model_dump(mode="json")})
         report = json.loads(path.read_text()) if path.is_file() else {}
         decisions = ctx.catalog.one("SELECT COUNT(*) FROM review_decisions WHERE undone = 0")[0]
         members = ctx.catalog.one("SELECT COUNT(*) FROM character_members")[0]
