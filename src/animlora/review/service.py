@@ -50,6 +50,7 @@ class ReviewService:
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
         self.lock = threading.RLock()
+        self.thumb_lock = threading.Lock()
         with self.catalog() as catalog:
             if catalog.one("SELECT COUNT(*) FROM clusters")[0] == 0:
                 raise WorkspaceError(f"{workspace.root}: nothing to review yet; run the cluster stage first")
@@ -102,8 +103,9 @@ class ReviewService:
         if source is None:
             return None
         cached = self.workspace.state_dir / "thumbs" / str(size) / f"{instance_id}.jpg"
-        if not cached.is_file() or cached.stat().st_mtime < source.stat().st_mtime:
-            write_image(cached, thumbnail(source, size), jpeg_quality=88)
+        with self.thumb_lock:  # one writer: two requests for one thumbnail share a temp name
+            if not cached.is_file() or cached.stat().st_mtime < source.stat().st_mtime:
+                write_image(cached, thumbnail(source, size), jpeg_quality=88)
         return cached
 
     # -- queries ----------------------------------------------------------------------
@@ -114,14 +116,14 @@ class ReviewService:
                 n_decisions = catalog.one("SELECT COUNT(*) FROM review_decisions WHERE undone = 0")[0]
             clusters = []
             for group in self.state.live_groups():
-                members = self._ordered(group.id)
+                members = self.state.members.get(group.id, set())
                 clusters.append({
                     "id": group.id,
                     "name": group.name,
                     "size": len(members),
                     "is_noise": group.is_noise,
                     "note": group.note,
-                    "medoid": members[0] if members else None,
+                    "medoid": min(members, key=self._closeness) if members else None,
                 })
             return {
                 "project": self.workspace.root.name,
@@ -133,10 +135,13 @@ class ReviewService:
                 "decisions": n_decisions,
             }
 
+    def _closeness(self, instance: str) -> tuple[bool, float, str]:
+        distance = self.distance.get(instance)
+        return (distance is None, distance or 0.0, instance)
+
     def _ordered(self, gid: str) -> list[str]:
         """Members closest to the cluster's centre first (the clustering's distance)."""
-        members = self.state.members.get(gid, set())
-        return sorted(members, key=lambda i: (self.distance.get(i) is None, self.distance.get(i) or 0.0, i))
+        return sorted(self.state.members.get(gid, set()), key=self._closeness)
 
     def members(self, gid: str, offset: int, limit: int) -> dict[str, Any]:
         with self.lock:
