@@ -216,3 +216,20 @@ def test_project_without_instances_gives_an_empty_result(tmp_path):
     assert [s.failures for s in summaries] == [(), ()]
     report = json.loads((ws.root / "clustered" / "cluster_report.json").read_text())
     assert (report["instances"], report["clusters"]) == (0, 0)
+
+
+def test_run_chains_embed_and_cluster(tmp_path):
+    import subprocess
+    import sys
+
+    ws, ids = _project_with_characters(tmp_path, per_character=12)
+    repo = Path(__file__).resolve().parents[1]
+    env = {"PYTHONPATH": str(repo / "src"), "PATH": "/usr/bin"}
+    cmd = [sys.executable, "-m", "animlora", "run", "--project", str(ws.root), "--from", "embed", "--to", "cluster", "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert [s["stage"] for s in json.loads(done.stdout)["stages"]] == ["embed", "cluster"]
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert [s["up_to_date"] for s in json.loads(again.stdout)["stages"]] == [False, True]
+    with ws.open_catalog() as catalog:
+        assert catalog.one("SELECT COUNT(DISTINCT character) FROM character_members")[0] == 4

@@ -70,7 +70,13 @@ def tiny_models(tmp_path_factory):
     CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(root / "clip")
     Dinov2Model(Dinov2Config(**vision)).save_pretrained(root / "dino")
     BitImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(root / "dino")
-    return {"clip-vit-large-patch14": str(root / "clip"), "dinov2-base": str(root / "dino")}
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
+
+    siglip_text = {k: v for k, v in text.items() if k not in ("bos_token_id", "eos_token_id")}
+    SiglipModel(SiglipConfig(text_config=siglip_text, vision_config=vision)).save_pretrained(root / "siglip")
+    SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(root / "siglip")
+    return {"clip-vit-large-patch14": str(root / "clip"), "dinov2-base": str(root / "dino"),
+            "siglip-base-patch16-224": str(root / "siglip")}
 
 
 def _model_settings(tmp_path, tiny_models, backend, batch_size=3):
@@ -94,6 +100,10 @@ def test_tiny_clip_and_dinov2_run_the_real_path(tmp_path, tiny_models):
     dino, _ = create_embedder(s.embed, s.models)
     y = dino.embed(images)
     assert dino.key == "dinov2:dinov2-base" and y.shape == (8, 64)  # class token + mean patch token
+
+    s = _model_settings(tmp_path, tiny_models, "siglip")
+    siglip, _ = create_embedder(s.embed, s.models)
+    assert siglip.key == "siglip:siglip-base-patch16-224" and siglip.embed(images).shape == (8, 32)
 
     s = _model_settings(tmp_path, tiny_models, "clip+dinov2")
     both, _ = create_embedder(s.embed, s.models)

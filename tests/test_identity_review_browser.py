@@ -70,13 +70,26 @@ def test_review_page_in_chromium(server, tmp_path):
             items.nth(4).wait_for()
             assert items.count() == 5  # four characters + noise
             assert "Ctrl" in page.locator("#help").inner_text()  # shortcuts shown on the page
-            # lazy, paginated grid: 8 per page, more on scroll
-            page.locator("#grid figure").first.wait_for()
-            assert page.locator("#grid img").first.get_attribute("loading") == "lazy"
+            # the overview: one card per non-empty cluster, with its count and a strip of thumbnails
+            cards = page.locator("#overview .card")
+            cards.nth(3).wait_for()
+            assert cards.count() == 4 and "15 images" in cards.first.inner_text()
+            assert cards.first.locator("img").count() == 6
+            # every thumbnail arrives and decodes
+            page.wait_for_function(
+                "[...document.querySelectorAll('#overview img')].every(i => i.complete && i.naturalWidth === 96)")
+            shot = os.environ.get("ANIMLORA_REVIEW_SCREENSHOT")
+            if shot:
+                page.screenshot(path=shot.replace(".png", "_overview.png"))
 
-            # 1. rename the red character's cluster
+            # 1. rename the red character's cluster (opened from the list: a lazy, paginated grid)
+            pages: list[str] = []
+            page.on("request", lambda r: pages.append(r.url) if "/members?" in r.url else None)
             red = page.locator("#clusters li", has=page.locator("img[src*='round_red']"))
             red.click()
+            page.wait_for_function("document.querySelectorAll('#grid figure').length === 15")
+            assert page.locator("#grid img").first.get_attribute("loading") == "lazy"
+            assert [u.split("offset=")[1].split("&")[0] for u in pages] == ["0", "8"]  # 8 per page
             page.fill("#rename-input", "luca")
             page.click("#rename-btn")
             page.locator("#clusters li .name", has_text="luca").wait_for()
@@ -114,7 +127,6 @@ def test_review_page_in_chromium(server, tmp_path):
                 if page.locator("#grid figure").count() == 30:
                     break
             assert page.locator("#grid figure").count() == 30
-            shot = os.environ.get("ANIMLORA_REVIEW_SCREENSHOT")
             page.screenshot(path=shot or str(tmp_path / "review.png"))
             # 6. traversal from the browser's own request context
             for bad in ("/files/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "/files/..%2f..%2f..%2fetc%2fpasswd"):

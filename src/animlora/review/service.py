@@ -4,6 +4,7 @@ the operations on it. Every operation appends to the decision log and updates
 
 from __future__ import annotations
 
+import heapq
 import re
 import shutil
 import threading
@@ -21,6 +22,7 @@ from animlora.workspace import STATE_DIR, Workspace
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
 EXPORT_MARKER = "export_report.json"
+PREVIEW = 6  # thumbnails per cluster card in the overview
 
 
 class ReviewError(AnimloraError):
@@ -123,8 +125,9 @@ class ReviewService:
                     "size": len(members),
                     "is_noise": group.is_noise,
                     "note": group.note,
-                    "medoid": min(members, key=self._closeness) if members else None,
+                    "preview": heapq.nsmallest(PREVIEW, members, key=self._closeness),
                 })
+                clusters[-1]["medoid"] = clusters[-1]["preview"][0] if members else None
             return {
                 "project": self.workspace.root.name,
                 "instances": len(self.state.assign),
