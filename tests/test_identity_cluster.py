@@ -233,3 +233,25 @@ def test_run_chains_embed_and_cluster(tmp_path):
     assert [s["up_to_date"] for s in json.loads(again.stdout)["stages"]] == [False, True]
     with ws.open_catalog() as catalog:
         assert catalog.one("SELECT COUNT(DISTINCT character) FROM character_members")[0] == 4
+
+
+def test_turbo_path_matches_direct_and_keeps_rare_characters():
+    from animlora.identity.clustering import ClusterParams, cluster_embeddings
+
+    rng = np.random.default_rng(0)
+    dim, parts, truth = 96, [], []
+    common = rng.normal(size=dim)
+    common /= np.linalg.norm(common)
+    for k, size in enumerate([900, 700, 500, 400, 300, 25]):  # the last one: a rare side character
+        centre = 0.7 * common + 0.7 * (v := rng.normal(size=dim)) / np.linalg.norm(v)
+        parts.append(centre + rng.normal(scale=0.04, size=(size, dim)))
+        truth += [k] * size
+    x = np.concatenate(parts)
+    truth = np.asarray(truth)
+    turbo = cluster_embeddings(x, ClusterParams(turbo_threshold=1000, turbo_sample=1000, turbo_pca_dim=8))
+    direct = cluster_embeddings(x, ClusterParams(turbo_threshold=10_000))
+    assert (turbo.method, direct.method) == ("turbo", "direct")
+    assert adjusted_rand_score(truth, direct.labels) > 0.99
+    assert adjusted_rand_score(truth, turbo.labels) >= adjusted_rand_score(truth, direct.labels) - 0.005
+    rare = turbo.labels[truth == 5]
+    assert (rare == rare[0]).all() and rare[0] != -1 and (truth[turbo.labels == rare[0]] == 5).all()

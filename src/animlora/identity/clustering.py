@@ -13,7 +13,9 @@ at 100k, so from ``turbo_threshold`` on:
    in the full data);
 3. every vector joins the cluster of its nearest clustered sample vector when it is as
    close to it as the cluster's own members are to each other (a per-cluster radius);
-4. what joined nothing (noise, and characters too rare to show up in the sample) is
+4. a cluster much more spread out than the others (radius > 1.3 x the median) is clustered
+   again on its full membership: it can hide characters too rare to show in the sample;
+5. what joined nothing (noise, and characters too rare to show up in the sample) is
    clustered again by the same procedure, so small characters are not lost.
 """
 
@@ -27,6 +29,7 @@ import numpy as np
 
 NOISE = -1
 BRUTE_LIMIT = 8000  # 8000^2 float64 distances = 512 MB
+DIFFUSE = 1.3  # a cluster whose radius exceeds this times the median radius is looked at again
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,8 @@ def pca(x: np.ndarray, dim: int, seed: int, fit_rows: int = 20000) -> np.ndarray
     return model.fit_transform(x).astype(np.float32)
 
 
-def hdbscan(x: np.ndarray, min_cluster_size: int, min_samples: int, selection: str) -> np.ndarray:
+def hdbscan(x: np.ndarray, min_cluster_size: int, min_samples: int, selection: str,
+            allow_single: bool = False) -> np.ndarray:
     if len(x) < max(min_cluster_size, 2):
         return np.full(len(x), NOISE, dtype=np.int64)
     from sklearn.cluster import HDBSCAN
@@ -82,6 +86,7 @@ def hdbscan(x: np.ndarray, min_cluster_size: int, min_samples: int, selection: s
         min_samples=min(min_samples, len(x) - 1),
         cluster_selection_method=selection,
         algorithm=algorithm,
+        allow_single_cluster=allow_single,
         copy=True,
     )
     return model.fit_predict(x).astype(np.int64)
@@ -129,47 +134,91 @@ def _cluster_radius(x: np.ndarray, labels: np.ndarray) -> dict[int, float]:
     return radius
 
 
-def _turbo(x: np.ndarray, params: ClusterParams, rng: np.random.Generator, depth: int) -> tuple[np.ndarray, dict]:
+def _cluster(x: np.ndarray, params: ClusterParams, rng: np.random.Generator, depth: int,
+             ref_radius: float | None = None) -> tuple[np.ndarray, dict]:
+    """Labels of ``x`` (L2-normalised, full dimension): direct up to the turbo threshold,
+    else the turbo path, whose second looks (diffuse clusters, the residual) come back here
+    with the *full-dimensional* vectors: a PCA fitted on everything keeps the axes of the
+    frequent characters, and rare ones can collapse in it.
+
+    ``ref_radius`` (second looks only): the typical radius of the clusters found so far. HDBSCAN
+    never returns its root as a cluster, so a residual holding one rare character and a few
+    odd crops would be all noise; then the single cluster is taken when it is as tight as a
+    typical character."""
     n = len(x)
-    if n <= max(params.turbo_sample, params.turbo_threshold) or depth >= 3:
-        return hdbscan(x, params.min_cluster_size, params.min_samples, params.selection), {"direct": n}
+    if n <= params.turbo_threshold:
+        reduced = pca(x, params.pca_dim, params.seed)
+        labels = hdbscan(reduced, params.min_cluster_size, params.min_samples, params.selection)
+        if ref_radius is not None and (labels == NOISE).all() and n >= params.min_cluster_size:
+            single = hdbscan(reduced, params.min_cluster_size, params.min_samples, params.selection, True)
+            radius = _cluster_radius(x, single).get(0)
+            if radius is not None and radius <= DIFFUSE * ref_radius:
+                # HDBSCAN keeps only the core of a lone cluster; the rest joins it within its radius
+                outside = np.nonzero(single == NOISE)[0]
+                if len(outside):
+                    _, dist = nearest(x[outside], x[single == 0])
+                    single[outside[dist <= radius]] = 0
+                labels = single
+        return labels, {"direct": n}
+    started = time.perf_counter()
+    reduced = pca(x, params.turbo_pca_dim, params.seed)
+    info: dict[str, Any] = {"n": n, "pca_dim": reduced.shape[1], "pca_s": round(time.perf_counter() - started, 2)}
+    if depth >= 2:  # deep enough: PCA + HDBSCAN on all of it
+        labels = hdbscan(reduced, params.min_cluster_size, params.min_samples, params.selection)
+        return labels, {**info, "direct_pca": n}
+
+    # 2. HDBSCAN on a subsample
     started = time.perf_counter()
     sample = np.sort(rng.choice(n, size=min(params.turbo_sample, n), replace=False))
-    sample_labels = hdbscan(x[sample], params.min_cluster_size, params.min_samples, params.selection)
-    hdbscan_s = time.perf_counter() - started
+    sample_labels = hdbscan(reduced[sample], params.min_cluster_size, params.min_samples, params.selection)
+    info.update(sample=len(sample), sample_clusters=int(sample_labels.max() + 1),
+                sample_hdbscan_s=round(time.perf_counter() - started, 2))
+
+    # 3. everything joins the cluster of its nearest clustered sample vector, within its radius
+    started = time.perf_counter()
     labels = np.full(n, NOISE, dtype=np.int64)
     clustered = sample[sample_labels != NOISE]
-    info: dict[str, Any] = {"sample": len(sample), "sample_clusters": int(sample_labels.max() + 1)}
+    radius: dict[int, float] = {}
     if len(clustered):
-        radius = _cluster_radius(x[sample], sample_labels)
-        idx, dist = nearest(x, x[clustered])
+        radius = _cluster_radius(reduced[sample], sample_labels)
+        idx, dist = nearest(reduced, reduced[clustered])
         candidate = sample_labels[sample_labels != NOISE][idx]
         limit = np.array([radius.get(int(c), 0.0) for c in range(int(candidate.max()) + 1)])
         accept = dist <= limit[candidate]
         labels[accept] = candidate[accept]
-    rest = np.nonzero(labels == NOISE)[0]
-    info.update(unassigned=len(rest), sample_hdbscan_s=round(hdbscan_s, 2),
-                assign_s=round(time.perf_counter() - started - hdbscan_s, 2))
-    if len(rest) >= params.min_cluster_size:
-        rest_labels, rest_info = _turbo(x[rest], params, rng, depth + 1)
+    info["assign_s"] = round(time.perf_counter() - started, 2)
+
+    # 4. a diffuse cluster can hide characters too rare to show in the sample (a side
+    # character of 30 instances is ~4 sample points inside a cloud of odd crops)
+    median = float(np.median(list(radius.values()))) if radius else 0.0
+    diffuse = [c for c, r in radius.items() if r > DIFFUSE * median]
+    # the same radius in the full dimension, for the second looks
+    full_radius = _cluster_radius(x[sample], sample_labels)
+    ref = float(np.median([r for c, r in full_radius.items() if c not in diffuse])) if full_radius else None
+    settled = np.zeros(n, bool)  # noise of a second look stays noise (no third look)
+    for c in diffuse:
+        members = np.nonzero(labels == c)[0]
+        sub, _ = _cluster(x[members], params, rng, depth + 1, ref)
+        labels[members] = NOISE
         offset = int(labels.max()) + 1
-        found = rest_labels != NOISE
-        labels[rest[found]] = rest_labels[found] + offset
+        labels[members[sub != NOISE]] = sub[sub != NOISE] + offset
+        settled[members[sub == NOISE]] = True
+    info["diffuse_reclustered"] = len(diffuse)
+
+    # 5. what joined nothing is clustered again
+    rest = np.nonzero((labels == NOISE) & ~settled)[0]
+    info["unassigned"] = len(rest)
+    if len(rest) >= params.min_cluster_size:
+        sub, rest_info = _cluster(x[rest], params, rng, depth + 1, ref)
+        offset = int(labels.max()) + 1
+        labels[rest[sub != NOISE]] = sub[sub != NOISE] + offset
         info["rest"] = rest_info
     return labels, info
 
 
 def cluster_embeddings(x: np.ndarray, params: ClusterParams) -> ClusterResult:
-    """Cluster L2-normalised vectors; the turbo path from ``params.turbo_threshold`` on."""
+    """Cluster L2-normalised vectors; the turbo path above ``params.turbo_threshold``."""
     x = normalise(x)
-    n = len(x)
-    if n > params.turbo_threshold:
-        started = time.perf_counter()
-        reduced = pca(x, min(params.turbo_pca_dim, params.pca_dim or params.turbo_pca_dim), params.seed)
-        pca_s = time.perf_counter() - started
-        labels, info = _turbo(reduced, params, np.random.default_rng(params.seed), 0)
-        return ClusterResult(relabel_by_size(labels), "turbo",
-                             {**info, "pca_dim": reduced.shape[1], "pca_s": round(pca_s, 2)})
-    reduced = pca(x, params.pca_dim, params.seed)
-    labels = hdbscan(reduced, params.min_cluster_size, params.min_samples, params.selection)
-    return ClusterResult(relabel_by_size(labels), "direct", {"pca_dim": reduced.shape[1]})
+    labels, info = _cluster(x, params, np.random.default_rng(params.seed), 0)
+    method = "turbo" if len(x) > params.turbo_threshold else "direct"
+    return ClusterResult(relabel_by_size(labels), method, info)
