@@ -77,9 +77,22 @@ class EmbedStage(Stage):
             chunk = pending[start : start + ITEM_SIZE]
             key = digest(embedder.key, [r.content_hash for r in chunk])[:20]
             items.append(WorkItem(f"batch-{key}", key, (embedder.key, chunk), f"{len(chunk)} cut-outs"))
+        # Batches done before stay in the plan (as done), and one item stands for the set of
+        # instances: a re-run with nothing new is "up to date", while a changed set of
+        # instances (some dropped upstream) still refreshes identity_instances in finish.
+        planned = {item.key for item in items}
+        for row in ctx.catalog.rows(
+            "SELECT item_key, fingerprint FROM stage_items WHERE stage = ? AND status = 'done'", (self.name,)
+        ):
+            if row["item_key"].startswith("batch-") and row["item_key"] not in planned:
+                items.append(WorkItem(row["item_key"], row["fingerprint"], None, "embedded before"))
+        lineage = [(r.instance_id, r.content_hash, r.frame_id, r.track_id, r.shot_id, r.video_id) for r in refs]
+        items.append(WorkItem("instances", digest(embedder.key, lineage)[:20], None, f"{len(refs)} instances"))
         return items
 
     def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:
+        if item.payload is None:  # the instance-set item, or a batch done before a settings change
+            return ItemOutput(data={"rows": [], "bad": []})
         model, chunk = item.payload
         embedder, _ = get_embedder(job.settings)
         images, good, bad = [], [], []
