@@ -245,6 +245,10 @@ class ClusterStage(Stage):
             place("noise", int(i))
             dist = float(1 - (cent @ x[i]).max()) if len(cent_ids) else None
             assignments.append((data.ids[i], NOISE_ID, dist))
+        if len(noise_idx):  # what the clustering left out, to judge min_cluster_size at a glance
+            sheet = f"{SHEETS}/noise.jpg"
+            contact_sheet([data.refs[i].path for i in noise_idx[: s.contact_sheet_max]], out / sheet, s.thumb_size)
+            files.append(sheet)
         clusters.append({"id": NOISE_ID, "name": "noise", "size": len(noise_idx), "medoid_instance_id": None,
                          "cohesion": None, "is_noise": 1})
         return files, clusters, assignments, report_clusters
