@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from animlora.errors import StageError
+from animlora.errors import BadInputError, StageError
 from animlora.identity.clustering import NOISE, ClusterParams, cluster_embeddings, normalise, relabel_by_size
 from animlora.identity.constraints import apply_must_link, merge_similar, split_cannot_link
 from animlora.identity.decisions import NOISE_ID, refresh_members
@@ -83,6 +83,14 @@ class ClusterStage(Stage):
     folder = "clustered"
     version = "1"
     upstream = ("embed",)
+
+    def check_inputs(self, job: StageJob) -> None:
+        given = job.settings.cluster.characters_dir
+        if given:
+            folder = reference_folders(job)[-1]
+            if not folder.is_dir():
+                raise BadInputError(folder, f"cluster.characters_dir = {given!r} is not a folder of <name>.yaml")
+        get_embedder(job.settings)  # references are embedded with it: fail now, not after clustering
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
         embedder, _ = get_embedder(ctx.settings)
