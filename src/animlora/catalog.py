@@ -93,6 +93,55 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
+        "0200_identity",
+        """
+        CREATE TABLE embeddings (
+            instance_id TEXT NOT NULL,
+            model TEXT NOT NULL,              -- embedder key, e.g. color-v1, clip:clip-vit-large-patch14
+            content_hash TEXT NOT NULL,       -- sha256 of the cut-out file: the cache key
+            vector BLOB NOT NULL,             -- float32 little-endian, L2-normalised
+            dim INTEGER NOT NULL,
+            PRIMARY KEY (content_hash, model)
+        );
+        CREATE INDEX embeddings_instance ON embeddings(instance_id);
+        CREATE TABLE identity_instances (
+            instance_id TEXT PRIMARY KEY,     -- the segment stage's id; standalone: the content hash
+            content_hash TEXT NOT NULL,
+            path TEXT NOT NULL,               -- the cut-out: relative to the workspace, or absolute
+            frame_id TEXT,
+            track_id TEXT,
+            shot_id TEXT,
+            video_id TEXT
+        );
+        CREATE TABLE clusters (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            medoid_instance_id TEXT,
+            cohesion REAL,
+            is_noise INTEGER NOT NULL
+        );
+        CREATE TABLE cluster_assignments (
+            instance_id TEXT PRIMARY KEY,
+            cluster_id TEXT NOT NULL,
+            distance REAL                     -- cosine distance to the cluster centroid
+        );
+        CREATE INDEX cluster_assignments_cluster ON cluster_assignments(cluster_id);
+        CREATE TABLE review_decisions (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts REAL NOT NULL,
+            action TEXT NOT NULL,
+            payload TEXT NOT NULL,            -- JSON, keyed by stable instance ids
+            undone INTEGER NOT NULL DEFAULT 0 -- 0 active, 1 undone (redo-able), 2 undone and superseded
+        );
+        CREATE TABLE character_members (
+            instance_id TEXT PRIMARY KEY,
+            character TEXT NOT NULL
+        );
+        CREATE INDEX character_members_character ON character_members(character);
+        """,
+    ),
+    (
         "0300_dataset",
         """
         CREATE TABLE captions (

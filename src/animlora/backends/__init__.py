@@ -1,1 +1,1 @@
-"""Model adapters behind small protocols, one file per backend, heavy imports lazy."""
+"""Model adapters behind small protocols, one module per backend, heavy imports lazy."""

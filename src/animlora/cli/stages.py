@@ -29,6 +29,8 @@ from animlora.cli.common import (
 
 def register(app: typer.Typer) -> None:
     app.command("extract")(extract)
+    app.command("embed")(embed)
+    app.command("cluster")(cluster)
     app.command("caption")(caption)
     app.command("dataset")(dataset)
 
@@ -44,8 +46,10 @@ def run_standalone(
     profile: str | None,
     force: bool,
     as_json: bool,
+    before: tuple[str, ...] = (),
 ) -> None:
-    """Run one stage from ``input_path`` into ``output_dir`` (a standalone workspace)."""
+    """Run one stage from ``input_path`` into ``output_dir`` (a standalone workspace),
+    after the stages in ``before`` (which it needs, e.g. cluster after embed)."""
     from animlora.config import load_settings
     from animlora.errors import BadInputError, WorkspaceError
     from animlora.pipeline.runner import Runner
@@ -64,12 +68,12 @@ def run_standalone(
             "choose an empty folder or pass --force to write into it"
         )
     workspace = Workspace.for_output(out)
-    stage = get_stage(stage_name)
+    stages = [get_stage(name) for name in (*before, stage_name)]
     runner = Runner(workspace, loaded, force=force, input_path=input_path.resolve())
     with progress_bar(not as_json) as progress:
         runner.progress = progress
         try:
-            summaries = runner.run([stage])
+            summaries = runner.run(stages)
         finally:
             setup_logging(None)
     print_summaries(summaries)
@@ -193,4 +197,65 @@ def dataset(
     run_standalone(
         "dataset", source, output_dir, flags,
         sets=sets, config_files=config, profile=profile, force=force, as_json=as_json,
+    )
+
+
+InputDirOpt = Annotated[Path, typer.Option("--input-dir", "-i", help="Folder of RGBA PNG cut-outs (e.g. filtered/).")]
+ModelOpt = Annotated[
+    str | None, typer.Option("--model", help="Embedder: color | clip | siglip | dinov2 | auto, or two joined by '+'.")
+]
+
+
+def embed(
+    input_dir: InputDirOpt,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", "-o", help="Where vectors go (default: embeddings/ beside the input).")
+    ] = None,
+    model: ModelOpt = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per forward pass.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
+    profile: ProfileOpt = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """One vector per cut-out (cached by content: a re-run embeds only new images)."""
+    flags = {"embed.backend": model, "embed.batch_size": batch_size, "embed.device": device}
+    out = output_dir or input_dir.resolve().parent / "embeddings"
+    run_standalone(
+        "embed", input_dir, out, flags,
+        sets=sets, config_files=config, profile=profile, force=force, as_json=as_json,
+    )
+
+
+def cluster(
+    input_dir: InputDirOpt,
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Folder for character_<n>/, noise/, report.")],
+    min_cluster_size: Annotated[int | None, typer.Option(help="HDBSCAN min_cluster_size (3D 12, 2D 20).")] = None,
+    min_samples: Annotated[int | None, typer.Option(help="HDBSCAN min_samples (3D 2, 2D 3).")] = None,
+    model: ModelOpt = None,
+    pca_dim: Annotated[int | None, typer.Option(help="PCA before HDBSCAN (0 = full dimension).")] = None,
+    merge_similarity: Annotated[float | None, typer.Option(help="Merge clusters more similar than this.")] = None,
+    characters_dir: Annotated[
+        Path | None, typer.Option(help="Folder of <name>.yaml specs whose references name clusters.")
+    ] = None,
+    profile: ProfileOpt = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cut-outs -> one folder per character (embeds first; vectors are cached in the output)."""
+    flags = {
+        "embed.backend": model,
+        "cluster.min_cluster_size": min_cluster_size,
+        "cluster.min_samples": min_samples,
+        "cluster.pca_dim": pca_dim,
+        "cluster.merge_similarity": merge_similarity,
+        "cluster.characters_dir": str(characters_dir.resolve()) if characters_dir else None,
+    }
+    run_standalone(
+        "cluster", input_dir, output_dir, flags,
+        sets=sets, config_files=config, profile=profile, force=force, as_json=as_json, before=("embed",),
     )

@@ -60,6 +60,47 @@ class ExtractSettings(Section):
     quality: Literal["high", "medium"]
 
 
+class EmbedSettings(Section):
+    # color | clip | siglip | dinov2 | auto, or two joined by "+" (e.g. "clip+dinov2")
+    backend: str
+    clip_model: str = Field(description="registry name of the CLIP weights")
+    siglip_model: str
+    dinov2_model: str
+    batch_size: int = Field(ge=1, le=4096)
+    device: Literal["auto", "cpu", "cuda"]
+    half: bool = Field(description="fp16 on CUDA")
+    # what a missing model does: error (default) or fall back to the color backend, recorded in the report
+    fallback: Literal["none", "color"]
+    background: list[int] = Field(min_length=3, max_length=3, description="RGB the cut-outs are composited on")
+    color_size: int = Field(ge=32, le=512, description="color backend: cut-outs are resized to fit this square")
+
+
+class ClusterSettings(Section):
+    min_cluster_size: int = Field(ge=2)
+    min_samples: int = Field(ge=1)
+    pca_dim: int = Field(ge=0, description="0 = cluster the full-dimensional embeddings")
+    selection: Literal["eom", "leaf"]
+    merge_similarity: float = Field(ge=-1, le=1, description="merge clusters whose centroids are this similar (1 = never)")
+    track_aware: bool
+    turbo_threshold: int = Field(ge=1000, description="from this many instances on, the subsample path runs")
+    turbo_sample: int = Field(ge=1000)
+    turbo_pca_dim: int = Field(ge=2)
+    name_similarity: float = Field(ge=-1, le=1, description="cosine bound for naming from references")
+    characters_dir: str = Field(description="extra folder of <name>.yaml character specs (standalone)")
+    copy_mode: Literal["copy", "hardlink"]
+    contact_sheet_max: int = Field(ge=1)
+    thumb_size: int = Field(ge=16, le=512)
+
+
+class ReviewSettings(Section):
+    host: str
+    port: int = Field(ge=0, le=65535)
+    token: str
+    page_size: int = Field(ge=1, le=5000)
+    thumb_size: int = Field(ge=32, le=512)
+    split_k: int = Field(ge=2)
+
+
 class CharacterSpec(BaseModel):
     """``characters/<name>.yaml``: who a character is, and settings only for them.
 
@@ -148,5 +189,8 @@ class Settings(Section):
     runner: RunnerSettings
     models: ModelsSettings
     extract: ExtractSettings
+    embed: EmbedSettings
+    cluster: ClusterSettings
+    review: ReviewSettings
     caption: CaptionSettings
     dataset: DatasetSettings

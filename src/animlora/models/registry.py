@@ -48,6 +48,26 @@ def get_spec(name: str) -> ModelSpec:
     return spec
 
 
+# -- embedding (identity stage) ------------------------------------------------------
+_HF_IMAGE_FILES = ("*.json", "model.safetensors")
+register(ModelSpec(
+    name="clip-vit-large-patch14", kind="embedding",
+    description="OpenAI CLIP ViT-L/14: image embeddings for identity clustering",
+    used_by=("embed.clip",), hf_repo="openai/clip-vit-large-patch14", hf_files=_HF_IMAGE_FILES,
+    size_mb=1710, license="MIT",
+))
+register(ModelSpec(
+    name="siglip-base-patch16-224", kind="embedding",
+    description="Google SigLIP base/16 at 224 px: image embeddings for identity clustering",
+    used_by=("embed.siglip",), hf_repo="google/siglip-base-patch16-224", hf_files=_HF_IMAGE_FILES,
+    size_mb=813, license="Apache-2.0",
+))
+register(ModelSpec(
+    name="dinov2-base", kind="embedding",
+    description="Meta DINOv2 ViT-B/14: self-supervised image features for identity clustering",
+    used_by=("embed.dinov2",), hf_repo="facebook/dinov2-base", hf_files=_HF_IMAGE_FILES,
+    size_mb=346, license="Apache-2.0",
+))
 # -- captioning (caption stage) ---------------------------------------------------------
 register(ModelSpec(
     name="blip-large", kind="captioning", description="BLIP image captioning, large (plain sentences)",

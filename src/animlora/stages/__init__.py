@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 # runs every stage listed. The folder is here too so listing folders imports no stage.
 STAGES: dict[str, tuple[str, str]] = {
     "extract": ("frames", "animlora.stages.extract:ExtractStage"),
+    "embed": ("embeddings", "animlora.stages.embed:EmbedStage"),
+    "cluster": ("clustered", "animlora.stages.cluster:ClusterStage"),
     "caption": ("captions", "animlora.stages.caption:CaptionStage"),
     "dataset": ("training_data", "animlora.stages.dataset:DatasetStage"),
 }

@@ -1,0 +1,1 @@
+"""Identity: clustering cut-outs into characters, naming them, and the review decisions."""

@@ -1,0 +1,102 @@
+"""The instances identity works on: from the catalog in a project, from a folder standalone.
+
+In a project the cut-outs are the prefilter stage's kept ones (``prefilter_results.kept = 1``,
+files under ``filtered/``), or every instance of the segment stage when prefilter has not
+run; lineage (frame, track, shot, video) comes from ``instances``. Standalone, every image
+under the input folder is an instance whose id is its content hash, without lineage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from animlora.catalog import Catalog
+from animlora.errors import BadInputError, StageError
+from animlora.io.images import list_images
+
+SEGMENT_FOLDER = "segmentation"
+PREFILTER_FOLDER = "filtered"
+
+
+@dataclass(frozen=True)
+class InstanceRef:
+    instance_id: str
+    content_hash: str
+    path: Path  # absolute path of the RGBA cut-out
+    frame_id: str | None = None
+    track_id: str | None = None
+    shot_id: str | None = None
+    video_id: str | None = None
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def table_exists(catalog: Catalog, name: str) -> bool:
+    return catalog.one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)) is not None
+
+
+def from_folder(folder: Path) -> list[InstanceRef]:
+    """Every image under ``folder``; duplicates (same bytes) count once."""
+    if not folder.is_dir():
+        raise BadInputError(folder, "expected a folder of RGBA PNG cut-outs")
+    refs: dict[str, InstanceRef] = {}
+    for path in list_images(folder):
+        digest = file_hash(path)
+        refs.setdefault(digest, InstanceRef(digest, digest, path.resolve()))
+    if not refs:
+        raise BadInputError(folder, "no images in this folder (expected RGBA PNG cut-outs)")
+    return sorted(refs.values(), key=lambda r: r.instance_id)
+
+
+def from_project(catalog: Catalog, root: Path) -> list[InstanceRef]:
+    """Kept instances of a project with their lineage (see module doc)."""
+    if not table_exists(catalog, "instances"):
+        raise StageError(
+            "identity needs the segment stage's instances, and this project has none yet: "
+            "run `animlora run --to prefilter` first"
+        )
+    if table_exists(catalog, "prefilter_results"):
+        rows = catalog.rows(
+            "SELECT i.id, p.path AS path, i.frame_id, i.track_id, i.shot_id, i.video_id "
+            "FROM instances i JOIN prefilter_results p ON p.instance_id = i.id WHERE p.kept = 1 ORDER BY i.id"
+        )
+        base = root / PREFILTER_FOLDER
+    else:
+        rows = catalog.rows("SELECT id, path, frame_id, track_id, shot_id, video_id FROM instances ORDER BY id")
+        base = root / SEGMENT_FOLDER
+    refs = []
+    for row in rows:
+        if not row["path"]:
+            continue
+        path = (base / row["path"]).resolve()
+        if not path.is_file():
+            raise BadInputError(path, f"cut-out of instance {row['id']} is missing; re-run the upstream stage")
+        refs.append(InstanceRef(row["id"], file_hash(path), path, row["frame_id"], row["track_id"],
+                                row["shot_id"], row["video_id"]))
+    return refs
+
+
+def stored_path(path: Path, root: Path) -> str:
+    """How a path is kept in the catalog: relative to the workspace when inside it."""
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def load_identity_instances(catalog: Catalog, root: Path) -> list[InstanceRef]:
+    """The instances the last embed run saw (``identity_instances``), in id order."""
+    refs = []
+    for row in catalog.rows("SELECT * FROM identity_instances ORDER BY instance_id"):
+        p = Path(row["path"])
+        refs.append(InstanceRef(row["instance_id"], row["content_hash"], p if p.is_absolute() else root / p,
+                                row["frame_id"], row["track_id"], row["shot_id"], row["video_id"]))
+    return refs

@@ -1,0 +1,296 @@
+"""What the review page can do, independent of HTTP: the reviewed state of a workspace and
+the operations on it. Every operation appends to the decision log and updates
+``character_members`` in the same call, so the catalog is always current."""
+
+from __future__ import annotations
+
+import heapq
+import re
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from animlora.catalog import Catalog
+from animlora.errors import AnimloraError, BadInputError, WorkspaceError
+from animlora.identity import decisions
+from animlora.identity.decisions import NOISE_ID, ReviewState
+from animlora.io.files import atomic_path, atomic_write_json
+from animlora.workspace import STATE_DIR, Workspace
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
+EXPORT_MARKER = "export_report.json"
+PREVIEW = 6  # thumbnails per cluster card in the overview
+
+
+class ReviewError(AnimloraError):
+    """A review request that cannot be done (unknown cluster, bad name); HTTP 400."""
+
+
+def open_workspace(folder: Path | None) -> Workspace:
+    """A project (project.yaml) or a standalone cluster output (.animlora/catalog.sqlite)."""
+    if folder is not None and (folder / STATE_DIR / "catalog.sqlite").is_file() and not (folder / "project.yaml").is_file():
+        return Workspace.for_output(folder)
+    return Workspace.find(folder)
+
+
+def check_name(name: str) -> str:
+    name = (name or "").strip()
+    if not NAME_RE.match(name) or name.lower() == "noise":
+        raise ReviewError(
+            f"{name!r} cannot be a character name: use letters, digits, space, '_', '-', '.', "
+            "at most 64 characters, not 'noise'"
+        )
+    return name
+
+
+class ReviewService:
+    """The reviewed state of one workspace, shared by the requests of one server."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.lock = threading.RLock()
+        self.thumb_lock = threading.Lock()
+        with self.catalog() as catalog:
+            if catalog.one("SELECT COUNT(*) FROM clusters")[0] == 0:
+                raise WorkspaceError(f"{workspace.root}: nothing to review yet; run the cluster stage first")
+            self.state = decisions.refresh_members(catalog)
+            self.paths = {row[0]: row[1] for row in catalog.rows("SELECT instance_id, path FROM identity_instances")}
+            self.distance = dict(catalog.rows("SELECT instance_id, distance FROM cluster_assignments"))
+            self.model = catalog.get_meta("identity.model")
+            self.input_root = catalog.get_meta("identity.input_root")
+
+    def catalog(self) -> Catalog:
+        # one connection per call: requests run on a thread pool and sqlite3 connections
+        # belong to the thread that opened them
+        return self.workspace.open_catalog()
+
+    # -- files ----------------------------------------------------------------------
+    def allowed_roots(self) -> list[Path]:
+        roots = [self.workspace.root.resolve()]
+        if self.input_root:
+            roots.append(Path(self.input_root).resolve())
+        return roots
+
+    def instance_path(self, instance_id: str) -> Path | None:
+        """The cut-out of an instance, only when it lies inside the workspace (or the
+        standalone input folder)."""
+        stored = self.paths.get(instance_id)
+        if stored is None:
+            return None
+        path = Path(stored)
+        path = (path if path.is_absolute() else self.workspace.root / path).resolve()
+        if not any(path.is_relative_to(root) for root in self.allowed_roots()) or not path.is_file():
+            return None
+        return path
+
+    def workspace_file(self, rel: str) -> Path | None:
+        """A file under the workspace for a URL path; None for anything outside (traversal)."""
+        root = self.workspace.root.resolve()
+        try:
+            path = (root / rel).resolve()
+        except (OSError, ValueError):
+            return None
+        if not path.is_relative_to(root) or not path.is_file() or STATE_DIR in path.relative_to(root).parts[:1]:
+            return None
+        return path
+
+    def thumbnail(self, instance_id: str, size: int) -> Path | None:
+        from animlora.identity.sheets import thumbnail
+        from animlora.io.images import write_image
+
+        source = self.instance_path(instance_id)
+        if source is None:
+            return None
+        cached = self.workspace.state_dir / "thumbs" / str(size) / f"{instance_id}.jpg"
+        with self.thumb_lock:  # one writer: two requests for one thumbnail share a temp name
+            if not cached.is_file() or cached.stat().st_mtime < source.stat().st_mtime:
+                write_image(cached, thumbnail(source, size), jpeg_quality=88)
+        return cached
+
+    # -- queries ----------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        with self.lock:
+            with self.catalog() as catalog:
+                can_undo, can_redo = decisions.can_undo_redo(catalog)
+                n_decisions = catalog.one("SELECT COUNT(*) FROM review_decisions WHERE undone = 0")[0]
+            clusters = []
+            for group in self.state.live_groups():
+                members = self.state.members.get(group.id, set())
+                clusters.append({
+                    "id": group.id,
+                    "name": group.name,
+                    "size": len(members),
+                    "is_noise": group.is_noise,
+                    "note": group.note,
+                    "preview": heapq.nsmallest(PREVIEW, members, key=self._closeness),
+                })
+                clusters[-1]["medoid"] = clusters[-1]["preview"][0] if members else None
+            return {
+                "project": self.workspace.root.name,
+                "instances": len(self.state.assign),
+                "characters": len({c["name"] for c in clusters if not c["is_noise"]}),
+                "clusters": clusters,
+                "can_undo": can_undo,
+                "can_redo": can_redo,
+                "decisions": n_decisions,
+            }
+
+    def _closeness(self, instance: str) -> tuple[bool, float, str]:
+        distance = self.distance.get(instance)
+        return (distance is None, distance or 0.0, instance)
+
+    def _ordered(self, gid: str) -> list[str]:
+        """Members closest to the cluster's centre first (the clustering's distance)."""
+        return sorted(self.state.members.get(gid, set()), key=self._closeness)
+
+    def members(self, gid: str, offset: int, limit: int) -> dict[str, Any]:
+        with self.lock:
+            if gid not in self.state.groups:
+                raise ReviewError(f"no cluster {gid!r}")
+            ordered = self._ordered(gid)
+            return {"id": gid, "name": self.state.groups[gid].name, "total": len(ordered), "offset": offset,
+                    "limit": limit, "items": ordered[offset : offset + limit]}
+
+    # -- operations -------------------------------------------------------------------
+    def _group(self, gid: str, allow_noise: bool = False) -> str:
+        if gid not in self.state.groups or not (self.state.members.get(gid) or gid == NOISE_ID):
+            raise ReviewError(f"no cluster {gid!r}")
+        if gid == NOISE_ID and not allow_noise:
+            raise ReviewError("noise is not a cluster; move images out of it instead")
+        return gid
+
+    def _do(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        with self.catalog() as catalog:
+            decisions.record(catalog, action, payload)
+            self.state.apply(action, payload)
+            decisions.write_members(catalog, self.state)
+        return self.summary()
+
+    def rename(self, gid: str, name: str) -> dict[str, Any]:
+        with self.lock:
+            gid = self._group(gid)
+            return self._do("rename", {"cluster": gid, "snapshot": self.state.snapshot(gid), "name": check_name(name)})
+
+    def merge(self, gids: list[str], name: str | None = None) -> dict[str, Any]:
+        with self.lock:
+            gids = [self._group(g) for g in dict.fromkeys(gids)]
+            if len(gids) < 2:
+                raise ReviewError("merge needs two clusters or more")
+            payload: dict[str, Any] = {"clusters": gids, "snapshots": [self.state.snapshot(g) for g in gids]}
+            if name:
+                payload["name"] = check_name(name)
+            return self._do("merge", payload)
+
+    def move(self, instances: list[str], to: str, name: str | None = None) -> dict[str, Any]:
+        with self.lock:
+            known = [i for i in dict.fromkeys(instances) if i in self.state.assign]
+            if not known:
+                raise ReviewError("no known images selected")
+            payload: dict[str, Any] = {"instances": known}
+            if to == NOISE_ID:
+                payload["to"] = NOISE_ID
+            elif to == "new":
+                payload["to"] = None
+                payload["to_name"] = check_name(name or f"character_new_{len(self.state.groups)}")
+            else:
+                to = self._group(to)
+                payload.update(to=to, to_snapshot=self.state.snapshot(to), to_name=self.state.groups[to].name)
+            return self._do("move", payload)
+
+    def not_character(self, gid: str) -> dict[str, Any]:
+        with self.lock:
+            gid = self._group(gid)
+            return self._do("not_character", {"cluster": gid, "snapshot": self.state.snapshot(gid)})
+
+    def split(self, gid: str, k: int) -> dict[str, Any]:
+        """Re-cluster one cluster into ``k`` parts (k-means on its embeddings, seeded)."""
+        with self.lock:
+            gid = self._group(gid)
+            members = sorted(self.state.members[gid])
+            if not 2 <= k <= len(members):
+                raise ReviewError(f"cannot split {len(members)} images into {k} parts")
+            parts = self._kmeans_parts(members, k)
+            return self._do("split", {"cluster": gid, "snapshot": self.state.snapshot(gid), "k": k, "parts": parts})
+
+    def _kmeans_parts(self, members: list[str], k: int) -> list[list[str]]:
+        from sklearn.cluster import KMeans
+
+        from animlora.identity.clustering import normalise
+
+        with self.catalog() as catalog:
+            placeholders = ",".join("?" * len(members))
+            rows = catalog.rows(
+                f"SELECT i.instance_id, e.vector FROM identity_instances i JOIN embeddings e "
+                f"ON e.content_hash = i.content_hash AND e.model = ? WHERE i.instance_id IN ({placeholders})",
+                (self.model, *members),
+            )
+        vec = {row[0]: np.frombuffer(row[1], dtype="<f4") for row in rows}
+        have = [m for m in members if m in vec]
+        if len(have) < k:
+            raise ReviewError("the embeddings of this cluster are missing; run embed again")
+        x = normalise(np.stack([vec[m] for m in have]))
+        labels = KMeans(n_clusters=k, n_init=4, random_state=0).fit_predict(x)
+        sizes = np.bincount(labels, minlength=k)
+        order = np.argsort(-sizes, kind="stable")  # the largest part keeps the cluster's name
+        return [[m for m, lab in zip(have, labels, strict=True) if lab == part] for part in order]
+
+    def undo(self) -> dict[str, Any]:
+        return self._replay(decisions.undo)
+
+    def redo(self) -> dict[str, Any]:
+        return self._replay(decisions.redo)
+
+    def _replay(self, step) -> dict[str, Any]:
+        with self.lock:
+            with self.catalog() as catalog:
+                step(catalog)
+                self.state = decisions.refresh_members(catalog)
+            return self.summary()
+
+    # -- export -----------------------------------------------------------------------
+    def export(self, output_dir: Path, force: bool = False) -> dict[str, Any]:
+        with self.lock:
+            return export_state(self.state, self.workspace, self.instance_path, output_dir, force)
+
+
+def export_state(state: ReviewState, workspace: Workspace, locate, output_dir: Path, force: bool) -> dict[str, Any]:
+    """Write ``<output>/<character>/`` (and ``noise/``) with the reviewed membership.
+
+    The folder is built beside the target and swapped in; an existing export (it has
+    export_report.json) is replaced, any other non-empty folder needs ``force``."""
+    out = output_dir.resolve()
+    if out.is_file():
+        raise BadInputError(out, "the output must be a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / EXPORT_MARKER).is_file() and not force:
+        raise WorkspaceError(f"{out}: not empty and not an earlier export; choose another folder or pass --force")
+    tmp = out.with_name(f".tmp-{out.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    counts: dict[str, int] = {}
+    missing = []
+    for inst, gid in sorted(state.assign.items()):
+        group = state.groups[gid]
+        folder = "noise" if group.is_noise else group.name
+        src = locate(inst)
+        if src is None:
+            missing.append(inst)
+            continue
+        dest = tmp / folder / f"{src.stem}{src.suffix.lower()}"
+        if dest.exists():
+            dest = dest.with_name(f"{src.stem}_{inst[:8]}{src.suffix.lower()}")
+        with atomic_path(dest) as part:
+            shutil.copyfile(src, part)
+        counts[folder] = counts.get(folder, 0) + 1
+    report = {
+        "workspace": str(workspace.root),
+        "characters": {k: v for k, v in sorted(counts.items()) if k != "noise"},
+        "noise": counts.get("noise", 0),
+        "missing": missing,
+    }
+    atomic_write_json(tmp / EXPORT_MARKER, report)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return {"output": str(out), **report}

@@ -1,0 +1,314 @@
+"""The ``cluster`` stage: embeddings -> one folder per character.
+
+1. HDBSCAN on the L2-normalised vectors (turbo path for 100k+, see identity/clustering.py);
+2. track-aware constraints: must-link by track, cannot-link by frame (identity/constraints.py);
+3. merge clusters that are one character under different light (and never share a frame);
+4. names from ``characters/*.yaml`` references; negative references send clusters to noise;
+5. outputs: ``character_<n>/`` (or the name), ``noise/``, ``cluster_report.json``,
+   ``cluster_visualization.png``, ``contact_sheets/<folder>.jpg``;
+6. catalog: ``clusters``, ``cluster_assignments`` (the base clustering) and
+   ``character_members`` (the base with the review decisions replayed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from animlora.errors import BadInputError, StageError
+from animlora.identity.clustering import NOISE, ClusterParams, cluster_embeddings, normalise, relabel_by_size
+from animlora.identity.constraints import apply_must_link, merge_similar, split_cannot_link
+from animlora.identity.decisions import NOISE_ID, refresh_members
+from animlora.identity.inputs import InstanceRef, file_hash, load_identity_instances
+from animlora.identity.naming import embed_references, match_clusters, references
+from animlora.identity.sheets import contact_sheet, visualization
+from animlora.io.files import atomic_path, atomic_write_json
+from animlora.pipeline.stage import (
+    ItemOutput,
+    Progress,
+    RunSummary,
+    Stage,
+    StageContext,
+    StageJob,
+    WorkItem,
+    digest,
+)
+from animlora.stages.embed import get_embedder, load_vectors
+
+REPORT = "cluster_report.json"
+VISUALIZATION = "cluster_visualization.png"
+SHEETS = "contact_sheets"
+
+
+@dataclass(frozen=True)
+class ClusterInput:
+    model: str
+    ids: list[str]
+    vectors: np.ndarray
+    refs: list[InstanceRef]
+    reference_folders: list[Path]
+    project_root: Path | None
+
+
+def reference_folders(job: StageJob) -> list[Path]:
+    folders = []
+    if not job.standalone:
+        folders.append(job.workspace_root / "characters")
+    if job.settings.cluster.characters_dir:
+        given = Path(job.settings.cluster.characters_dir).expanduser()
+        folders.append(given if given.is_absolute() else job.workspace_root / given)
+    return folders
+
+
+def _references_fingerprint(folders: list[Path]) -> list[tuple[str, str]]:
+    """Character specs and their reference images, so editing them re-runs the naming."""
+    seen = []
+    for folder in folders:
+        if folder.is_dir():
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    seen.append((str(path), file_hash(path)))
+    return seen
+
+
+class ClusterStage(Stage):
+    name = "cluster"
+    folder = "clustered"
+    version = "1"
+    upstream = ("embed",)
+
+    def check_inputs(self, job: StageJob) -> None:
+        given = job.settings.cluster.characters_dir
+        if given:
+            folder = reference_folders(job)[-1]
+            if not folder.is_dir():
+                raise BadInputError(folder, f"cluster.characters_dir = {given!r} is not a folder of <name>.yaml")
+        get_embedder(job.settings)  # references are embedded with it: fail now, not after clustering
+
+    def plan(self, ctx: StageContext) -> list[WorkItem]:
+        embedder, _ = get_embedder(ctx.settings)
+        refs = {r.instance_id: r for r in load_identity_instances(ctx.catalog, ctx.workspace.root)}
+        ids, vectors = load_vectors(ctx.catalog, embedder.key)
+        if not ids:
+            if ctx.job.standalone:
+                raise StageError("cluster: no embedded instances; run the embed stage first")
+            # a project whose footage had no characters: an empty result, not a failed run
+            ctx.extra["empty"] = True
+            return []
+        folders = reference_folders(ctx.job)
+        lineage = [(i, refs[i].content_hash, refs[i].track_id, refs[i].frame_id) for i in ids]
+        fingerprint = digest(embedder.key, lineage, _references_fingerprint(folders))
+        payload = ClusterInput(embedder.key, ids, vectors, [refs[i] for i in ids], folders,
+                               None if ctx.job.standalone else ctx.workspace.root)
+        return [WorkItem("clusters", fingerprint, payload, f"{len(ids)} instances")]
+
+    # -- the work ---------------------------------------------------------------------
+    def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:
+        data: ClusterInput = item.payload
+        s = job.settings.cluster
+        started = time.monotonic()
+        x = normalise(data.vectors)
+        tracks = [r.track_id for r in data.refs]
+        frames = [r.frame_id for r in data.refs]
+
+        # 1. HDBSCAN
+        params = ClusterParams(s.min_cluster_size, s.min_samples, s.pca_dim, s.selection, s.turbo_threshold,
+                               s.turbo_sample, s.turbo_pca_dim, job.settings.project.seed)
+        result = cluster_embeddings(x, params)
+        labels = result.labels
+        progress(1, 5)
+        # 2. track constraints
+        constraints: dict[str, Any] = {"track_aware": s.track_aware}
+        if s.track_aware:
+            labels, moved = apply_must_link(labels, tracks)
+            labels, splits = split_cannot_link(x, labels, frames, tracks, s.min_cluster_size)
+            constraints.update(must_link_moved=moved, cannot_link_splits=splits)
+        # 3. one character under two lights
+        labels, merges = merge_similar(x, labels, frames if s.track_aware else [None] * len(x), s.merge_similarity)
+        constraints["merges"] = [{"kept": a, "absorbed": b, "similarity": round(c, 4)} for a, b, c in merges]
+        labels = _small_to_noise(labels, s.min_cluster_size)
+        progress(2, 5)
+        # 4. names from references
+        names: dict[int, str] = {}
+        matched: dict[int, Any] = {}
+        refs = references(data.reference_folders, data.project_root)
+        if refs:
+            embedder, _ = get_embedder(job.settings)
+            ref_vectors = embed_references(refs, embedder)
+            first = match_clusters(_centroids(x, labels), ref_vectors, s.name_similarity)
+            for label, match in first.items():
+                if match.negative:
+                    labels[labels == label] = NOISE
+            labels = relabel_by_size(labels)
+            matched = {k: v for k, v in match_clusters(_centroids(x, labels), ref_vectors, s.name_similarity).items()
+                       if not v.negative}
+        else:
+            labels = relabel_by_size(labels)
+        unnamed = 0  # unnamed clusters are numbered on their own, largest first
+        for label in sorted(int(v) for v in np.unique(labels) if v != NOISE):
+            if label in matched:
+                names[label] = matched[label].name
+            else:
+                names[label] = f"character_{unnamed}"
+                unnamed += 1
+        progress(3, 5)
+        # 5. folders, sheets, report
+        out = job.output_dir
+        files, clusters, assignments, report_clusters = self._write(job, data, x, labels, names, matched)
+        progress(4, 5)
+        noise = int((labels == NOISE).sum())
+        report = {
+            "model": data.model,
+            "instances": len(labels),
+            "clusters": len(names),
+            "noise": noise,
+            "noise_ratio": round(noise / max(len(labels), 1), 4),
+            "method": result.method,
+            "method_details": result.details,
+            "constraints": constraints,
+            "references": [{"name": r.name, "negative": r.negative, "images": len(r.paths)} for r in refs],
+            "per_cluster": report_clusters,
+            "seconds": round(time.monotonic() - started, 3),
+            "settings": s.model_dump(mode="json"),
+        }
+        atomic_write_json(out / REPORT, report)
+        files.append(REPORT)
+        medoids = {lab: data.refs[data.ids.index(c["medoid_instance_id"])].path
+                   for lab, c in zip(sorted(names), report_clusters, strict=True)}
+        visualization(x, labels, names, medoids, out / VISUALIZATION, seed=job.settings.project.seed)
+        files.append(VISUALIZATION)
+        progress(5, 5)
+        return ItemOutput(files=tuple(files), data={"clusters": clusters, "assignments": assignments,
+                                                    "model": data.model})
+
+    def _write(self, job: StageJob, data: ClusterInput, x: np.ndarray, labels: np.ndarray,
+               names: dict[int, str], matched: dict[int, Any]):
+        s = job.settings.cluster
+        out = job.output_dir
+        centroids = _centroids(x, labels)
+        cent_ids = sorted(centroids)
+        cent = normalise(np.stack([centroids[k] for k in cent_ids])) if cent_ids else np.zeros((0, x.shape[1]))
+        files: list[str] = []
+        used: dict[str, set[str]] = defaultdict(set)
+        clusters, assignments, report_clusters = [], [], []
+
+        def place(folder: str, idx: int) -> None:
+            ref = data.refs[idx]
+            stem = ref.path.stem
+            name = f"{stem}.png" if ref.path.suffix.lower() == ".png" else f"{stem}{ref.path.suffix.lower()}"
+            if name in used[folder]:
+                name = f"{stem}_{ref.instance_id[:8]}{ref.path.suffix.lower()}"
+            used[folder].add(name)
+            _copy(ref.path, out / folder / name, s.copy_mode)
+            files.append(f"{folder}/{name}")
+
+        for row, label in enumerate(cent_ids):
+            idx = np.nonzero(labels == label)[0]
+            sims = x[idx] @ cent[row]
+            order = idx[np.argsort(-sims)]
+            member_ids = [data.ids[i] for i in idx]
+            cid = "c" + digest("cluster", sorted(member_ids))[:12]
+            folder = names[label]
+            for i in order:
+                place(folder, int(i))
+            other = cent @ cent[row]
+            other[row] = -np.inf
+            near = int(np.argmax(other)) if len(cent_ids) > 1 else None
+            sheet = f"{SHEETS}/{folder}.jpg" if f"{SHEETS}/{folder}.jpg" not in files else f"{SHEETS}/{folder}_{cid}.jpg"
+            contact_sheet([data.refs[i].path for i in order[: s.contact_sheet_max]], out / sheet, s.thumb_size)
+            files.append(sheet)
+            medoid = data.ids[int(order[0])]
+            cohesion = float(sims.mean())
+            clusters.append({"id": cid, "name": folder, "size": len(idx), "medoid_instance_id": medoid,
+                             "cohesion": cohesion, "is_noise": 0})
+            for i, sim in zip(idx, sims, strict=True):
+                assignments.append((data.ids[i], cid, float(1 - sim)))
+            refs = [data.refs[i] for i in idx]
+            report_clusters.append({
+                "id": cid,
+                "name": folder,
+                "label": label,
+                "folder": folder,
+                "size": len(idx),
+                "tracks": len({r.track_id for r in refs if r.track_id}),
+                "shots": len({r.shot_id for r in refs if r.shot_id}),
+                "videos": len({r.video_id for r in refs if r.video_id}),
+                "medoid_instance_id": medoid,
+                "medoid_path": str(data.refs[int(order[0])].path),
+                "cohesion": round(cohesion, 4),
+                "nearest_cluster": None if near is None else {
+                    "name": names[cent_ids[near]], "similarity": round(float(other[near]), 4)},
+                "reference_similarity": round(matched[label].similarity, 4) if label in matched else None,
+                "contact_sheet": sheet,
+            })
+        noise_idx = np.nonzero(labels == NOISE)[0]
+        for i in noise_idx:
+            place("noise", int(i))
+            dist = float(1 - (cent @ x[i]).max()) if len(cent_ids) else None
+            assignments.append((data.ids[i], NOISE_ID, dist))
+        if len(noise_idx):  # what the clustering left out, to judge min_cluster_size at a glance
+            sheet = f"{SHEETS}/noise.jpg"
+            contact_sheet([data.refs[i].path for i in noise_idx[: s.contact_sheet_max]], out / sheet, s.thumb_size)
+            files.append(sheet)
+        clusters.append({"id": NOISE_ID, "name": "noise", "size": len(noise_idx), "medoid_instance_id": None,
+                         "cohesion": None, "is_noise": 1})
+        return files, clusters, assignments, report_clusters
+
+    # -- catalog ----------------------------------------------------------------------
+    def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:
+        ctx.catalog.execute("DELETE FROM clusters")
+        ctx.catalog.execute("DELETE FROM cluster_assignments")
+        ctx.catalog.upsert("clusters", output.data["clusters"])
+        ctx.catalog.conn.executemany("INSERT INTO cluster_assignments VALUES (?, ?, ?)", output.data["assignments"])
+        ctx.catalog.set_meta("identity.model", output.data["model"])
+        refresh_members(ctx.catalog)
+
+    def forget(self, ctx: StageContext, item_key: str) -> None:
+        for table in ("clusters", "cluster_assignments", "character_members"):
+            ctx.catalog.execute(f"DELETE FROM {table}")
+
+    def finish(self, ctx: StageContext, summary: RunSummary) -> dict[str, Any]:
+        import json
+
+        path = ctx.output_dir / REPORT
+        if ctx.extra.get("empty"):
+            for table in ("clusters", "cluster_assignments", "character_members"):
+                ctx.catalog.execute(f"DELETE FROM {table}")
+            atomic_write_json(path, {"instances": 0, "clusters": 0, "noise": 0, "noise_ratio": 0.0,
+                                     "per_cluster": [], "note": "no instances to cluster",
+                                     "settings": ctx.settings.cluster.model_dump(mode="json")})
+        report = json.loads(path.read_text()) if path.is_file() else {}
+        decisions = ctx.catalog.one("SELECT COUNT(*) FROM review_decisions WHERE undone = 0")[0]
+        members = ctx.catalog.one("SELECT COUNT(*) FROM character_members")[0]
+        return {k: v for k, v in report.items() if k != "per_cluster"} | {
+            "review_decisions_replayed": decisions, "character_members": members}
+
+
+def _centroids(x: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
+    return {int(lab): x[labels == lab].mean(0) for lab in np.unique(labels) if lab != NOISE}
+
+
+def _small_to_noise(labels: np.ndarray, min_size: int) -> np.ndarray:
+    out = labels.copy()
+    for lab in np.unique(labels):
+        if lab != NOISE and (labels == lab).sum() < min_size:
+            out[labels == lab] = NOISE
+    return out
+
+
+def _copy(src: Path, dest: Path, mode: str) -> None:
+    with atomic_path(dest) as tmp:
+        if mode == "hardlink":
+            try:
+                os.link(src, tmp)
+                return
+            except OSError:
+                pass  # another file system: copy instead
+        shutil.copyfile(src, tmp)

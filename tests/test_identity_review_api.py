@@ -1,0 +1,175 @@
+"""The review server's API through FastAPI's TestClient: every operation, undo/redo, the
+catalog it keeps current, export, and the security rules."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from fastapi.testclient import TestClient
+
+from animlora.review.app import create_app
+from animlora.review.service import ReviewService
+from animlora.workspace import Workspace
+from identity_project import add_instances, make_project, run_identity
+from identity_synth import CHARACTERS, dataset
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tpl") / "p"
+    ws = make_project(root)
+    images, labels, _ = dataset(per_character=15, seed=0)
+    add_instances(ws, images, [f"{CHARACTERS[lab].name}_{n:03d}" for n, lab in enumerate(labels)])
+    run_identity(ws)
+    return root
+
+
+@pytest.fixture
+def project(template, tmp_path):
+    root = tmp_path / "p"
+    shutil.copytree(template, root)
+    return Workspace(root)
+
+
+def _client(ws, **kw):
+    app = create_app(ReviewService(ws), **kw)
+    return TestClient(app, base_url="http://127.0.0.1:8000")
+
+
+def _token(client) -> str:
+    html = client.get("/").text
+    return html.split('name="animlora-token" content="')[1].split('"')[0]
+
+
+def _members(ws):
+    with ws.open_catalog() as catalog:
+        return dict(catalog.rows("SELECT instance_id, character FROM character_members"))
+
+
+def _by_name(state, name):
+    return next(c for c in state["clusters"] if c["name"] == name)
+
+
+def test_operations_undo_redo_and_catalog(project):
+    client = _client(project)
+    headers = {"X-Animlora-Token": _token(client)}
+    state = client.get("/api/state").json()
+    assert [c["size"] for c in state["clusters"]] == [15, 15, 15, 15, 0]
+    assert state["clusters"][-1]["id"] == "noise" and not state["can_undo"]
+
+    # pages of members
+    first = state["clusters"][0]
+    page = client.get(f"/api/clusters/{first['id']}/members", params={"offset": 10, "limit": 10}).json()
+    assert page["total"] == 15 and len(page["items"]) == 5
+    thumb = client.get(f"/api/thumb/{page['items'][0]}")
+    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+
+    # rename
+    red = next(c for c in state["clusters"] if c["medoid"].startswith("round_red"))
+    state = client.post("/api/rename", json={"cluster": red["id"], "name": "luca"}, headers=headers).json()
+    assert _by_name(state, "luca")["size"] == 15
+    assert sorted(i for i, c in _members(project).items() if c == "luca") == [f"round_red_{n:03d}" for n in range(15, 30)]
+
+    # merge two
+    blue = next(c for c in state["clusters"] if c["medoid"].startswith("round_blue"))
+    state = client.post("/api/merge", json={"clusters": [red["id"], blue["id"]]}, headers=headers).json()
+    assert _by_name(state, "luca")["size"] == 30 and len(state["clusters"]) == 4
+
+    # move two images to noise, then to a new cluster
+    state = client.post("/api/move", json={"instances": ["round_blue_000", "round_blue_001"], "to": "noise"},
+                        headers=headers).json()
+    assert _by_name(state, "noise")["size"] == 2 and "round_blue_000" not in _members(project)
+    state = client.post("/api/move", json={"instances": ["round_blue_000"], "to": "new", "name": "extra"},
+                        headers=headers).json()
+    assert _by_name(state, "extra")["size"] == 1 and _members(project)["round_blue_000"] == "extra"
+
+    # split luca (blue + red) back into two
+    luca = _by_name(state, "luca")
+    state = client.post("/api/split", json={"cluster": luca["id"], "k": 2}, headers=headers).json()
+    assert sorted(c["size"] for c in state["clusters"] if c["name"].startswith("luca")) == [13, 15]
+
+    # not a character
+    purple = next(c for c in state["clusters"] if c["medoid"].startswith("tall_purple"))
+    state = client.post("/api/not-character", json={"cluster": purple["id"]}, headers=headers).json()
+    assert _by_name(state, purple["name"])["is_noise"] and not any(i.startswith("tall_purple") for i in _members(project))
+
+    # undo twice, redo once
+    state = client.post("/api/undo", headers=headers).json()
+    assert any(i.startswith("tall_purple") for i in _members(project))
+    state = client.post("/api/undo", headers=headers).json()
+    assert _by_name(state, "luca")["size"] == 28 and state["can_redo"]
+    state = client.post("/api/redo", headers=headers).json()
+    assert sorted(c["size"] for c in state["clusters"] if c["name"].startswith("luca")) == [13, 15]
+
+    # a new server on the same project sees the same state (it is all in the catalog)
+    again = _client(project).get("/api/state").json()
+    assert [(c["name"], c["size"]) for c in again["clusters"]] == [(c["name"], c["size"]) for c in state["clusters"]]
+
+    # export
+    result = client.post("/api/export", headers=headers).json()
+    out = project.root / "clustered_refined"
+    assert result["noise"] == 1 and (out / "export_report.json").is_file()
+    assert len(list((out / "luca").glob("*.png"))) in (13, 15) and len(list((out / "extra").glob("*.png"))) == 1
+
+
+def test_bad_requests(project):
+    client = _client(project)
+    headers = {"X-Animlora-Token": _token(client)}
+    cid = client.get("/api/state").json()["clusters"][0]["id"]
+    assert client.post("/api/rename", json={"cluster": cid, "name": "../x"}, headers=headers).status_code == 400
+    assert client.post("/api/rename", json={"cluster": "nope", "name": "a"}, headers=headers).status_code == 400
+    assert client.post("/api/merge", json={"clusters": [cid]}, headers=headers).status_code == 400
+
+
+def test_security(project):
+    client = _client(project)
+    token = _token(client)
+    cid = client.get("/api/state").json()["clusters"][0]["id"]
+    body = {"cluster": cid, "name": "x"}
+    # state changes need the page's token, and a same-host Origin
+    assert client.post("/api/rename", json=body).status_code == 403
+    assert client.post("/api/rename", json=body, headers={"X-Animlora-Token": "wrong"}).status_code == 403
+    evil = {"X-Animlora-Token": token, "Origin": "http://evil.example"}
+    assert client.post("/api/rename", json=body, headers=evil).status_code == 403
+    # DNS rebinding: a foreign Host is refused on a local server
+    assert client.get("/api/state", headers={"Host": "evil.example"}).status_code == 403
+    # only files inside the workspace; traversal is a 404
+    assert client.get("/files/clustered/cluster_report.json").status_code == 200
+    for path in ("/files/../../../../etc/passwd", "/files/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+                 "/files/..%2f..%2f..%2fetc%2fpasswd", "/files/catalog.sqlite/../../x", "/files/.animlora/lock",
+                 "/api/thumb/..%2f..%2fetc%2fpasswd", "/api/image/nope"):
+        assert client.get(path).status_code == 404, path
+    assert client.get("/files//etc/passwd").status_code == 404
+
+    # another host: a token on every request
+    with pytest.raises(ValueError):
+        create_app(ReviewService(project), host="0.0.0.0")
+    remote = TestClient(create_app(ReviewService(project), host="0.0.0.0", token="s3cret"),
+                        base_url="http://192.168.1.5:8000")
+    assert remote.get("/api/state").status_code == 401
+    assert remote.get("/", params={"token": "s3cret"}).status_code == 200  # sets the cookie
+    assert remote.get("/api/state").status_code == 200
+    assert remote.post("/api/undo", headers={"X-Animlora-Token": "s3cret"}).status_code == 200
+
+
+def test_export_cli_refuses_foreign_folder(project, tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {"PYTHONPATH": str(repo / "src"), "PATH": "/usr/bin"}
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("user data")
+    cmd = [sys.executable, "-m", "animlora", "export-clusters", "--project", str(project.root), "--json"]
+    done = subprocess.run([*cmd, "--output-dir", str(foreign)], capture_output=True, text=True, env=env)
+    assert done.returncode == 1 and "not empty" in done.stderr and (foreign / "keep.txt").exists()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert sum(result["characters"].values()) == 60
+    assert sorted(p.name for p in (project.root / "clustered_refined").iterdir()) == [
+        "character_0", "character_1", "character_2", "character_3", "export_report.json"]

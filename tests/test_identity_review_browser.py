@@ -1,0 +1,136 @@
+"""The review page in a real headless Chromium (Playwright driving Debian's chromium):
+open, rename a cluster, merge two, move an image, undo, reload, then check the page and the
+catalog; a path-traversal request gets a 404."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from identity_project import add_instances, make_project, run_identity
+from identity_synth import CHARACTERS, dataset
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
+)
+
+
+@pytest.fixture
+def server(tmp_path):
+    import uvicorn
+
+    from animlora.review.app import create_app, free_port
+    from animlora.review.service import ReviewService
+
+    ws = make_project(tmp_path / "p")
+    images, labels, _ = dataset(per_character=15, seed=0)
+    add_instances(ws, images, [f"{CHARACTERS[lab].name}_{n:03d}" for n, lab in enumerate(labels)])
+    run_identity(ws)
+    port = free_port("127.0.0.1")
+    app = create_app(ReviewService(ws), page_size=8, thumb_size=96)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.started
+    yield ws, f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def _members(ws):
+    with ws.open_catalog() as catalog:
+        return dict(catalog.rows("SELECT instance_id, character FROM character_members"))
+
+
+def _count(page, name: str) -> str:
+    return page.locator("#clusters li", has=page.locator(".name", has_text=name)).locator(".count").inner_text()
+
+
+def test_review_page_in_chromium(server, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    ws, url = server
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(url)
+            items = page.locator("#clusters li")
+            items.nth(4).wait_for()
+            assert items.count() == 5  # four characters + noise
+            assert "Ctrl" in page.locator("#help").inner_text()  # shortcuts shown on the page
+            # the overview: one card per non-empty cluster, with its count and a strip of thumbnails
+            cards = page.locator("#overview .card")
+            cards.nth(3).wait_for()
+            assert cards.count() == 4 and "15 images" in cards.first.inner_text()
+            assert cards.first.locator("img").count() == 6
+            # every thumbnail arrives and decodes
+            page.wait_for_function(
+                "[...document.querySelectorAll('#overview img')].every(i => i.complete && i.naturalWidth === 96)")
+            shot = os.environ.get("ANIMLORA_REVIEW_SCREENSHOT")
+            if shot:
+                page.screenshot(path=shot.replace(".png", "_overview.png"))
+
+            # 1. rename the red character's cluster (opened from the list: a lazy, paginated grid)
+            pages: list[str] = []
+            page.on("request", lambda r: pages.append(r.url) if "/members?" in r.url else None)
+            red = page.locator("#clusters li", has=page.locator("img[src*='round_red']"))
+            red.click()
+            page.wait_for_function("document.querySelectorAll('#grid figure').length === 15")
+            assert page.locator("#grid img").first.get_attribute("loading") == "lazy"
+            assert [u.split("offset=")[1].split("&")[0] for u in pages] == ["0", "8"]  # 8 per page
+            page.fill("#rename-input", "luca")
+            page.click("#rename-btn")
+            page.locator("#clusters li .name", has_text="luca").wait_for()
+            # 2. merge the blue one into it (check it, merge into the open cluster)
+            blue = page.locator("#clusters li", has=page.locator("img[src*='round_blue']"))
+            blue.locator("input.pick").click()
+            page.click("#merge-btn")
+            page.wait_for_function("document.querySelectorAll('#clusters li').length === 4")
+            assert _count(page, "luca") == "30"
+            # 3. move one image to another cluster
+            page.locator("#grid figure").first.click()
+            assert page.inner_text("#sel-count") == "1 selected"
+            page.click("#move-btn")
+            page.wait_for_function("[...document.querySelectorAll('#clusters li')].some(li => li.querySelector('.count').textContent === '29')")
+            moved_members = _members(ws)
+            assert sum(1 for c in moved_members.values() if c == "luca") == 29
+            # 4. undo (keyboard shortcut)
+            page.locator("body").click(position={"x": 1, "y": 1})
+            page.keyboard.press("Control+z")
+            page.wait_for_function("[...document.querySelectorAll('#clusters li')].some(li => li.querySelector('.count').textContent === '30')")
+            # 5. reload: the page shows what the catalog holds
+            page.reload()
+            page.locator("#clusters li .name", has_text="luca").wait_for()
+            assert items.count() == 4 and _count(page, "luca") == "30"
+            members = _members(ws)
+            assert sorted(i for i, c in members.items() if c == "luca") == sorted(
+                f"{name}_{n:03d}" for name, r in (("round_blue", range(0, 15)), ("round_red", range(15, 30))) for n in r)
+            # scrolling the grid loads the next pages
+            page.locator("#clusters li .name", has_text="luca").click()
+            page.wait_for_function("document.querySelectorAll('#grid figure').length >= 8")
+            for _ in range(10):
+                page.mouse.move(700, 500)
+                page.mouse.wheel(0, 3000)
+                page.wait_for_timeout(150)
+                if page.locator("#grid figure").count() == 30:
+                    break
+            assert page.locator("#grid figure").count() == 30
+            page.screenshot(path=shot or str(tmp_path / "review.png"))
+            # 6. traversal from the browser's own request context
+            for bad in ("/files/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "/files/..%2f..%2f..%2fetc%2fpasswd"):
+                assert page.request.get(url + bad).status == 404
+            assert page.request.get(url + "/files/clustered/cluster_report.json").status == 200
+        finally:
+            browser.close()
