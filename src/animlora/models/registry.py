@@ -46,3 +46,21 @@ def get_spec(name: str) -> ModelSpec:
         known = ", ".join(sorted(MODELS)) or "none"
         raise AnimloraError(f"unknown model {name!r}; known models: {known}")
     return spec
+
+
+# -- segmentation ------------------------------------------------------------------------
+register(
+    ModelSpec(
+        name="isnet",
+        kind="segmentation",
+        description="ISNet general-use matting model (ONNX, fp16 weights, float32 I/O, 1024x1024)",
+        used_by=("segment.isnet", "segment.sam2"),
+        hf_repo="imgly/isnet-general-onnx",
+        hf_files=("isnet_fp16.onnx",),
+        sha256={"isnet.onnx": "b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb"},
+        size_mb=88.2,
+        license="Apache-2.0 (ISNet/DIS weights); the npm package itself is AGPL-3.0",
+        other_source="animlora.models.npm:fetch_imgly_isnet",
+        other_source_label="npm @imgly/background-removal-data@1.4.5 (dist/resources.json /models/medium)",
+    )
+)

@@ -1,0 +1,1 @@
+"""Model adapters behind small protocols, one file per backend, heavy imports lazy."""
