@@ -64,3 +64,17 @@ register(
         other_source_label="npm @imgly/background-removal-data@1.4.5 (dist/resources.json /models/medium)",
     )
 )
+
+for _size, _mb in (("tiny", 156), ("small", 184), ("base-plus", 324), ("large", 898)):
+    register(
+        ModelSpec(
+            name=f"sam2.1-hiera-{_size}",
+            kind="segmentation",
+            description=f"SAM 2.1 Hiera-{_size} (transformers Sam2VideoModel), video masks with tracking",
+            used_by=("segment.sam2",),
+            hf_repo=f"facebook/sam2.1-hiera-{_size}",
+            hf_files=("*.json", "*.safetensors"),
+            size_mb=float(_mb),
+            license="Apache-2.0",
+        )
+    )
