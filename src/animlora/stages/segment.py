@@ -19,6 +19,7 @@ Catalog: ``instances``, ``tracks``, ``segment_frames`` (every frame read, with s
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import re
 from collections import Counter
 from pathlib import Path
@@ -58,6 +59,25 @@ def open_segmenter(settings: Any) -> tuple[Any, str | None]:
         return get_segmenter("classic", s, settings.models), note
 
 
+def check_backend(settings: Any) -> None:
+    """Without ``segment.fallback``, a backend whose weights or packages are missing is one
+    clear error before anything is written (with it, the stage switches and reports)."""
+    from animlora.backends.segmentation.base import BACKENDS, get_segmenter
+    from animlora.models import locate, resolve
+
+    s = settings.segment
+    if s.fallback:
+        return
+    entry = BACKENDS[s.backend]
+    for pkg in entry.packages:
+        if importlib.util.find_spec(pkg) is None:
+            get_segmenter(s.backend, s, settings.models)  # raises MissingDependencyError
+    names = {"isnet": ["isnet"], "sam2": [s.sam2_model] + (["isnet"] if s.sam2_prompter == "isnet" else [])}
+    for name in names.get(s.backend, []):
+        if locate(name, settings.models).path is None:
+            resolve(name, settings.models)  # downloads when allowed, else ModelNotFoundError
+
+
 def _file_id(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -89,6 +109,7 @@ class SegmentStage(Stage):
                 raise BadInputError(src, f"not an image folder or image ({', '.join(IMAGE_SUFFIXES)})")
             if src.is_dir() and not list_images(src):
                 raise BadInputError(src, "no images in this folder")
+        check_backend(job.settings)
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
         return self._plan_standalone(ctx) if ctx.job.standalone else self._plan_project(ctx)

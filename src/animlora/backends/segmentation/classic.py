@@ -54,7 +54,11 @@ def colour_contrast(small: np.ndarray, seed: int) -> np.ndarray:
     )
     flat = lab.reshape(-1, 1, 3)
     dist = np.sqrt(((flat - centres[None]) ** 2).sum(-1)).min(1).reshape(h, w)
-    return np.clip(dist / CONTRAST_SCALE, 0, 1)
+    # how far the background's own pixels stray from its colours: a busy texture raises
+    # the bar, so its grain does not read as characters
+    own = np.sqrt(((border[:, None] - centres[None]) ** 2).sum(-1)).min(1)
+    scale = max(CONTRAST_SCALE, 2.5 * float(np.percentile(own, 99)))
+    return np.clip(dist / scale, 0, 1)
 
 
 def motion_contrast(smalls: list[np.ndarray]) -> list[np.ndarray] | None:
