@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from segment_synth import iou, scene
 
 from animlora.backends.segmentation.base import (
     BACKENDS,
@@ -17,6 +16,7 @@ from animlora.backends.segmentation.base import (
 )
 from animlora.config import load_settings
 from animlora.errors import ConfigError
+from segment_synth import iou, scene
 
 RED, BLUE, PURPLE = (220, 90, 60), (60, 80, 210), (200, 60, 200)
 

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import cv2
-from segment_synth import scene
 
 from animlora.io.images import write_image
+from segment_synth import scene
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from segment_synth import scene
 
 from animlora.cli.stages import run_standalone
 from animlora.io.images import read_image, write_image
 from animlora.workspace import Workspace
+from segment_synth import scene
 
 RED, BLUE, PURPLE = (220, 90, 60), (60, 80, 210), (200, 60, 200)
 
@@ -89,7 +89,7 @@ def test_bad_images_are_skipped_or_converted_and_reported(tmp_path):
     (inp / "truncated.png").write_bytes(good[: len(good) // 2])
     image, _ = scene(3, [((160, 90), (40, 60), PURPLE)])
     Image.fromarray(image).convert("CMYK").save(inp / "cmyk.jpg", quality=95)
-    Image.fromarray((image[..., 0].astype(np.uint16) * 257)).save(inp / "deep16.png")
+    Image.fromarray(image[..., 0].astype(np.uint16) * 257).save(inp / "deep16.png")
     Image.fromarray(image).convert("L").save(inp / "gray.png")
 
     segment(inp, out)  # never a crash
