@@ -78,3 +78,17 @@ for _size, _mb in (("tiny", 156), ("small", 184), ("base-plus", 324), ("large", 
             license="Apache-2.0",
         )
     )
+
+# -- inpainting ---------------------------------------------------------------------------
+register(
+    ModelSpec(
+        name="big-lama",
+        kind="inpainting",
+        description="LaMa big (Fourier-convolution inpainting), loaded with spandrel",
+        used_by=("inpaint.lama",),
+        hf_repo="fashn-ai/LaMa",
+        hf_files=("big-lama.safetensors",),
+        size_mb=205.0,
+        license="Apache-2.0",
+    )
+)

@@ -301,6 +301,10 @@ class SegmentStage(Stage):
             "failed_shots": [{"shot": k, "error": e} for k, e in summary.failures],
         }
         full = dict(report)
+        full["frames"] = [
+            {k: r[k] for k in ("frame_id", "shot_id", "source", "status", "background_path", "n_instances")}
+            for r in frames
+        ]
         full["instances"] = [
             {k: r[k] for k in ("id", "frame_id", "shot_id", "track_id", "path", "mask_path", "area_fraction",
                                "truncated", "sharpness", "score", "backend")} | {"bbox": _json_list(r["bbox"])}
