@@ -98,7 +98,7 @@ def test_isnet_path_end_to_end_with_a_tiny_onnx_model(tmp_path):
     pytest.importorskip("onnxruntime")
     from animlora.backends.segmentation.isnet import IsnetSegmenter
 
-    s = settings(batch_size=2)
+    s = settings(batch_size=2, isnet_size=0)
     model = tiny_isnet(tmp_path / "tiny.onnx", size=128)
     frames, truths = [], []
     for i in range(3):
@@ -143,3 +143,43 @@ def test_unknown_backend_names_the_choices_and_availability_is_a_table():
     table = availability()
     assert set(table) == set(BACKENDS)
     assert table["classic"] is True
+
+
+def test_a_fixed_size_graph_runs_at_another_size_after_the_resize_rewrite(tmp_path):
+    """Exported ISNet graphs bake upsampling sizes traced at 1024; the rewrite turns them
+    into scales so the model runs at ``segment.isnet_size``."""
+    pytest.importorskip("onnxruntime")
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from animlora.backends.segmentation.isnet import IsnetMatte
+
+    sizes = np.array([1, 1, 64, 64], np.int64)  # baked, as in the exported ISNet
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["input"], ["gray"], axes=[1], keepdims=1),
+            helper.make_node("MaxPool", ["gray"], ["pooled"], kernel_shape=[2, 2], strides=[2, 2]),
+            helper.make_node("Resize", ["pooled", "", "", "sizes"], ["up"], mode="nearest"),
+            helper.make_node("Sigmoid", ["up"], ["output"]),
+        ],
+        "baked",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 64, 64])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, 64, 64])],
+        [numpy_helper.from_array(sizes, "sizes")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / "w" / "baked.onnx"
+    path.parent.mkdir()
+    onnx.save(model, path)
+
+    image = np.zeros((90, 120, 3), np.uint8)
+    image[20:60, 30:80] = 255
+    native = IsnetMatte(path, size=0)
+    assert native.size == (64, 64)
+    resized = IsnetMatte(path, size=96)
+    assert resized.size == (96, 96)
+    matte = resized.predict([image])[0]
+    assert matte.shape == (90, 120)
+    assert matte[40, 55] > 0.6 and matte[5, 5] < 0.6
+    assert list((path.parent / ".derived").glob("*-flex.onnx"))  # cached beside the weights

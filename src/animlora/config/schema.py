@@ -69,6 +69,8 @@ class SegmentSettings(Section):
     track_similarity: float = Field(ge=0, le=1, description="min shape/colour/position similarity to continue a track")
     batch_size: int = Field(ge=1)
     device: Literal["auto", "cpu", "cuda"]
+    isnet_size: int = Field(ge=0, multiple_of=32, description="isnet input side in px; 0 = the model's own (1024)")
+    cpu_streams: int = Field(ge=0, description="isnet: frames run concurrently on the CPU; 0 = one per 4 cores")
     padding: float = Field(ge=0, le=1, description="box padding, fraction of the box's larger side")
     context_variants: list[Literal["original", "blurred"]]
     context_blur: float = Field(gt=0, description="Gaussian sigma (px) of the blurred-background variant")

@@ -4,15 +4,17 @@ The model maps an RGB image resized to its input size (1024²) to a soft foregro
 Instances are the matte's connected components (touching characters split, see
 ``instances.split_matte``); tracks link them across the shot's frames.
 
-Speed, compared with a plain per-image session (rembg): frames go through in batches when
-the model allows a dynamic batch, resizing is OpenCV's (area/linear) instead of PIL's
-Lanczos, normalisation is one fused numpy expression, and the session runs with every
-graph optimisation on and the threads this process may use.
+Speed, compared with a plain per-image session (rembg): several frames are in flight at
+once (``segment.cpu_streams`` concurrent runs of one session, each with its share of the
+cores: a 1024² conv net does not scale over many cores within one image), frames go
+through in batches when the model allows a dynamic batch, resizing is OpenCV's (area /
+linear) instead of PIL's Lanczos, and normalisation is one float32 expression.
 """
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +43,15 @@ def find_onnx(path: Path) -> Path:
 class IsnetMatte:
     """The bare model: RGB frames in, soft mattes (float32 HxW, frame size) out."""
 
-    def __init__(self, onnx_path: Path, device: str = "cpu", threads: int = 0) -> None:
+    def __init__(self, onnx_path: Path, device: str = "cpu", streams: int = 0, size: int = 0) -> None:
         import onnxruntime as ort
 
+        cores = len(os.sched_getaffinity(0))
+        # concurrent runs of one session; 0 = one per 4 cores
+        self.streams = max(1, streams or cores // 4)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+        options.intra_op_num_threads = max(1, cores // self.streams)
         providers = ["CPUExecutionProvider"]
         if device in ("cuda", "auto") and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
@@ -55,13 +60,21 @@ class IsnetMatte:
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise BadInputError(onnx_path, f"onnxruntime cannot load this model ({exc})") from exc
         meta = self.session.get_inputs()[0]
-        self.input_name = meta.name
         shape = meta.shape
-        self.size = (
+        native = (
             int(shape[2]) if isinstance(shape[2], int) else 1024,
             int(shape[3]) if isinstance(shape[3], int) else 1024,
         )
-        self.dynamic_batch = not isinstance(shape[0], int)
+        if size and (size, size) != native and all(isinstance(d, int) for d in shape[2:]):
+            # a fixed-size graph asked to run at another size: use its size-agnostic copy
+            from animlora.backends.segmentation.isnet_graph import flexible_copy
+
+            flexible = flexible_copy(onnx_path)
+            self.session = ort.InferenceSession(str(flexible), options, providers=providers)
+            meta = self.session.get_inputs()[0]
+        self.input_name = meta.name
+        self.size = (size, size) if size else native
+        self.dynamic_batch = not isinstance(meta.shape[0], int)
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         import cv2
@@ -73,24 +86,32 @@ class IsnetMatte:
         return x.transpose(2, 0, 1)
 
     def predict(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        if self.dynamic_batch and len(images) > 1:
+            batch = np.stack([self.preprocess(im) for im in images])
+            raw = self.session.run(None, {self.input_name: batch})[0]
+            return [self.postprocess(r, im) for r, im in zip(raw, images, strict=True)]
+        if self.streams == 1 or len(images) == 1:
+            return [self._one(im) for im in images]
+        # onnxruntime releases the GIL while it runs: threads overlap whole images
+        with ThreadPoolExecutor(self.streams) as pool:
+            return list(pool.map(self._one, images))
+
+    def _one(self, image: np.ndarray) -> np.ndarray:
+        raw = self.session.run(None, {self.input_name: self.preprocess(image)[None]})[0]
+        return self.postprocess(raw[0], image)
+
+    @staticmethod
+    def postprocess(raw: np.ndarray, image: np.ndarray) -> np.ndarray:
         import cv2
 
-        batch = np.stack([self.preprocess(im) for im in images])
-        if self.dynamic_batch:
-            raw = self.session.run(None, {self.input_name: batch})[0]
-        else:
-            raw = np.concatenate([self.session.run(None, {self.input_name: b[None]})[0] for b in batch])
-        out = []
-        for pred, image in zip(raw[:, 0], images, strict=True):
-            pred = pred.astype(np.float32)
-            lo, hi = float(pred.min()), float(pred.max())
-            # ISNet's output is a sigmoid; stretch it to [0, 1] only when it is clearly not
-            # (an image without a character must stay near 0, not be amplified)
-            if hi > 1.0 or lo < 0.0:
-                pred = (pred - lo) / max(hi - lo, 1e-6)
-            full = cv2.resize(pred, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
-            out.append(np.clip(full, 0.0, 1.0))
-        return out
+        pred = raw[0].astype(np.float32)
+        lo, hi = float(pred.min()), float(pred.max())
+        # ISNet's output is a sigmoid; stretch it to [0, 1] only when it is clearly not
+        # (an image without a character must stay near 0, not be amplified)
+        if hi > 1.0 or lo < 0.0:
+            pred = (pred - lo) / max(hi - lo, 1e-6)
+        full = cv2.resize(pred, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+        return np.clip(full, 0.0, 1.0)
 
 
 class IsnetSegmenter(Segmenter):
@@ -103,7 +124,8 @@ class IsnetSegmenter(Segmenter):
             from animlora.models import resolve
 
             onnx_path = find_onnx(resolve("isnet", models))
-        self.model = IsnetMatte(onnx_path, device=settings.device)
+        self.model = IsnetMatte(onnx_path, device=settings.device, streams=settings.cpu_streams,
+                                size=settings.isnet_size)
 
     def segment(self, frames: Frames) -> list[Instance]:
         s = self.settings
