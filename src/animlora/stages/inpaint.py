@@ -23,6 +23,7 @@ table ``plates``.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +155,8 @@ class InpaintStage(Stage):
         if static:
             stack = np.stack(images).astype(np.float32)
             stack[np.stack(holes)] = np.nan
-            with np.errstate(all="ignore"):
+            with warnings.catch_warnings():  # pixels hidden in every frame are NaN, on purpose
+                warnings.simplefilter("ignore", RuntimeWarning)
                 median = np.nanmedian(stack, axis=0)
             remaining = np.isnan(median[..., 0])
             base = np.nan_to_num(median, nan=0.0).round().astype(np.uint8)
