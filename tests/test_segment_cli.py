@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from segment_synth import scene
 from typer.testing import CliRunner
 
 from animlora.cli import app
 from animlora.io.images import write_image
 from animlora.stages import STAGES, select_stages
+from segment_synth import scene
 
 
 def test_segment_prefilter_inpaint_commands_chain_on_folders(tmp_path):

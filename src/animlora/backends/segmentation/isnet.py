@@ -55,23 +55,24 @@ class IsnetMatte:
         providers = ["CPUExecutionProvider"]
         if device in ("cuda", "auto") and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
-        try:
-            self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise BadInputError(onnx_path, f"onnxruntime cannot load this model ({exc})") from exc
-        meta = self.session.get_inputs()[0]
-        shape = meta.shape
+        from animlora.backends.segmentation.isnet_graph import derived_copy, inspect
+
+        shape, fp16 = inspect(onnx_path)
+        if len(shape) != 4:
+            raise BadInputError(onnx_path, f"expected an image model with input [N, 3, H, W], got {shape}")
         native = (
             int(shape[2]) if isinstance(shape[2], int) else 1024,
             int(shape[3]) if isinstance(shape[3], int) else 1024,
         )
-        if size and (size, size) != native and all(isinstance(d, int) for d in shape[2:]):
-            # a fixed-size graph asked to run at another size: use its size-agnostic copy
-            from animlora.backends.segmentation.isnet_graph import flexible_copy
-
-            flexible = flexible_copy(onnx_path)
-            self.session = ort.InferenceSession(str(flexible), options, providers=providers)
-            meta = self.session.get_inputs()[0]
+        # on a CPU, fp16 weights cost casts and slow kernels: run a float32 copy
+        to_fp32 = providers[0] == "CPUExecutionProvider" and fp16
+        flexible = bool(size) and (size, size) != native and all(isinstance(d, int) for d in shape[2:])
+        self.path = derived_copy(onnx_path, to_fp32=to_fp32, flexible=flexible)
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise BadInputError(onnx_path, f"onnxruntime cannot load this model ({exc})") from exc
+        meta = self.session.get_inputs()[0]
         self.input_name = meta.name
         self.size = (size, size) if size else native
         self.dynamic_batch = not isinstance(meta.shape[0], int)
