@@ -94,3 +94,28 @@ def test_lama_random_weights_run_the_spandrel_path():
     hole = disc(60, 84, 40, 30, 10)
     out = lama.inpaint(image, hole)
     assert out.shape == image.shape and out.dtype == np.uint8
+
+
+def test_remove_occluders_fills_the_other_character_and_keeps_the_original(tmp_path):
+    from segment_synth import scene
+
+    # a small blue character in front of the corner of a big red one's box
+    image, _ = scene(4, [((120, 90), (50, 70), (220, 90, 60)), ((168, 150), (12, 12), (60, 80, 210))])
+    write_image(tmp_path / "frames" / "two.png", image)
+    run_standalone("segment", tmp_path / "frames", tmp_path / "seg", {"segment.backend": "classic"},
+                   sets=None, config_files=None, profile=None, force=False, as_json=False)
+    run_standalone("deocclude", tmp_path / "seg", tmp_path / "deocc", {"inpaint.backend": "opencv"},
+                   sets=None, config_files=None, profile=None, force=False, as_json=False)
+    report = json.loads((tmp_path / "deocc" / "deocclude_report.json").read_text())
+    assert report["instances_changed"] == 2
+    assert sorted(p.name for p in (tmp_path / "deocc").glob("*.jpg")) == [
+        "two_i0.jpg", "two_i0_original.jpg", "two_i1.jpg", "two_i1_original.jpg"
+    ]
+    # the red character's context: the blue one's pixels are gone, the original keeps them
+    filled = read_image(tmp_path / "deocc" / "two_i0.jpg").astype(int)
+    original = read_image(tmp_path / "deocc" / "two_i0_original.jpg").astype(int)
+
+    def blue(a):
+        return ((a[..., 2] - a[..., 0]) > 80).sum()
+
+    assert blue(original) > 100 and blue(filled) < 0.05 * blue(original)

@@ -32,6 +32,7 @@ def register(app: typer.Typer) -> None:
     app.command("segment")(segment)
     app.command("prefilter")(prefilter)
     app.command("inpaint-background")(inpaint_background)
+    app.command("remove-occluders")(remove_occluders)
 
 
 def run_standalone(
@@ -177,5 +178,24 @@ def inpaint_background(
     flags = {"inpaint.backend": model, "inpaint.dilation": dilation}
     run_standalone(
         "inpaint", input_dir, output_dir, flags,
+        sets=sets, config_files=config, profile=profile, force=force, as_json=as_json,
+    )
+
+
+def remove_occluders(
+    input_dir: Annotated[Path, typer.Option("--input-dir", "-i", help="A segment output folder.")],
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Folder for the filled context images.")],
+    model: Annotated[str | None, typer.Option(help="lama | opencv")] = None,
+    dilation: Annotated[int | None, typer.Option(help="Occluder mask dilation in px.")] = None,
+    profile: ProfileOpt = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fill other characters out of each instance's context image (original kept beside it)."""
+    flags = {"inpaint.backend": model, "inpaint.dilation": dilation}
+    run_standalone(
+        "deocclude", input_dir, output_dir, flags,
         sets=sets, config_files=config, profile=profile, force=force, as_json=as_json,
     )

@@ -17,6 +17,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "segment": ("segmentation", "animlora.stages.segment:SegmentStage"),
     "prefilter": ("filtered", "animlora.stages.prefilter:PrefilterStage"),
     "inpaint": ("plates", "animlora.stages.inpaint:InpaintStage"),
+    "deocclude": ("deoccluded", "animlora.stages.deocclude:DeoccludeStage"),
 }
 
 

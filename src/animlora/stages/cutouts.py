@@ -47,8 +47,8 @@ def mask_sharpness(rgb: np.ndarray, mask: np.ndarray) -> float:
     return float(values.var()) if values.size else 0.0
 
 
-def padded_box(inst: Instance, padding: float, height: int, width: int) -> tuple[int, int, int, int]:
-    x, y, w, h = inst.bbox
+def padded_box(bbox: tuple[int, int, int, int], padding: float, height: int, width: int) -> tuple[int, int, int, int]:
+    x, y, w, h = bbox
     pad = int(round(padding * max(w, h)))
     x0, y0 = max(0, x - pad), max(0, y - pad)
     x1, y1 = min(width, x + w + pad), min(height, y + h + pad)

@@ -236,7 +236,7 @@ class SegmentStage(Stage):
             full = inst.full_alpha(height, width)
             full[full < s.alpha_threshold] = 0.0
             np.maximum(union, full, out=union)
-            box = padded_box(inst, s.padding, height, width)
+            box = padded_box(inst.bbox, s.padding, height, width)
             alpha = crop_alpha(inst, box, s.alpha_threshold)
             write_image(out / "character" / f"{name}.png", rgba_cutout(image, alpha, box))
             write_image(out / "masks" / f"{name}.png", np.clip(full * 255 + 0.5, 0, 255).astype(np.uint8))
