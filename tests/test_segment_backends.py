@@ -140,9 +140,11 @@ def test_unknown_backend_names_the_choices_and_availability_is_a_table():
     s = settings()
     with pytest.raises(ConfigError, match="choices: isnet, classic, sam2, yolo"):
         get_segmenter("magic", s.segment, s.models)
+    with pytest.raises(ConfigError, match="'yolo' is not implemented.*isnet, classic, sam2"):
+        get_segmenter("yolo", s.segment, s.models)
     table = availability()
     assert set(table) == set(BACKENDS)
-    assert table["classic"] is True
+    assert table["classic"] is True and table["yolo"] is False
 
 
 def test_a_fixed_size_graph_runs_at_another_size_after_the_resize_rewrite(tmp_path):

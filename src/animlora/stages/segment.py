@@ -66,9 +66,11 @@ def check_backend(settings: Any) -> None:
     from animlora.models import locate, resolve
 
     s = settings.segment
+    entry = BACKENDS[s.backend]
+    if not entry.implemented:
+        get_segmenter(s.backend, s, settings.models)  # raises: names the working choices
     if s.fallback:
         return
-    entry = BACKENDS[s.backend]
     for pkg in entry.packages:
         if importlib.util.find_spec(pkg) is None:
             get_segmenter(s.backend, s, settings.models)  # raises MissingDependencyError

@@ -94,6 +94,7 @@ class BackendEntry:
     packages: tuple[str, ...]  # importable names it needs
     extra: str  # pip extra that installs them
     description: str
+    implemented: bool = True
 
 
 BACKENDS: dict[str, BackendEntry] = {
@@ -110,8 +111,8 @@ BACKENDS: dict[str, BackendEntry] = {
         "SAM 2.1 (transformers) prompted by character mattes, propagated through the shot; GPU default",
     ),
     "yolo": BackendEntry(
-        "animlora.backends.segmentation.yolo:YoloSegmenter", ("ultralytics",), "yolo",
-        "ultralytics YOLO-seg, characters by class (not implemented yet)",
+        "", ("ultralytics",), "yolo", "ultralytics YOLO-seg, characters by class (not implemented yet)",
+        implemented=False,
     ),
 }
 
@@ -119,7 +120,7 @@ BACKENDS: dict[str, BackendEntry] = {
 def availability() -> dict[str, bool]:
     """Which backends can run here, from what imports (without importing it)."""
     return {
-        name: all(importlib.util.find_spec(pkg) is not None for pkg in entry.packages)
+        name: entry.implemented and all(importlib.util.find_spec(pkg) is not None for pkg in entry.packages)
         for name, entry in BACKENDS.items()
     }
 
@@ -129,6 +130,9 @@ def get_segmenter(name: str, settings: SegmentSettings, models: ModelsSettings) 
     entry = BACKENDS.get(name)
     if entry is None:
         raise ConfigError(f"unknown segmentation backend {name!r}; choices: {', '.join(BACKENDS)}")
+    if not entry.implemented:
+        working = ", ".join(n for n, e in BACKENDS.items() if e.implemented)
+        raise ConfigError(f"segmentation backend {name!r} is not implemented in this version; use one of: {working}")
     for pkg in entry.packages:
         if importlib.util.find_spec(pkg) is None:
             raise MissingDependencyError(pkg, entry.extra, f"segmentation backend '{name}'")
