@@ -87,6 +87,7 @@ def test_bad_images_are_skipped_or_converted_and_reported(tmp_path):
     (inp / "zero.png").write_bytes(b"")
     good = (inp / "single.png").read_bytes()
     (inp / "truncated.png").write_bytes(good[: len(good) // 2])
+    (inp / "dup.png").write_bytes(good)  # the same bytes twice: two frames, two instances
     image, _ = scene(3, [((160, 90), (40, 60), PURPLE)])
     Image.fromarray(image).convert("CMYK").save(inp / "cmyk.jpg", quality=95)
     Image.fromarray(image[..., 0].astype(np.uint16) * 257).save(inp / "deep16.png")
@@ -102,7 +103,9 @@ def test_bad_images_are_skipped_or_converted_and_reported(tmp_path):
     assert converted == {"cmyk.jpg": "CMYK", "deep16.png": "I;16", "gray.png": "L"}
     assert report["counts"]["frames_skipped"] == 2
     frames = rows(out, "SELECT source, status FROM segment_frames")
-    assert sum(r["status"] == "ok" for r in frames) == 7
+    assert sum(r["status"] == "ok" for r in frames) == 8
+    assert (out / "character" / "dup_i0.png").is_file() and (out / "character" / "single_i0.png").is_file()
+    assert len(rows(out, "SELECT id FROM instances")) == report["counts"]["instances"] >= 9
     # the converted CMYK frame was segmented like any other
     assert (out / "character" / "cmyk_i0.png").is_file()
 

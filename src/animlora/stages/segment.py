@@ -152,15 +152,19 @@ class SegmentStage(Stage):
                 rel = path.relative_to(src)
                 key = rel.parts[0] if len(rel.parts) > 1 else str(rel)
                 groups.setdefault(key, []).append(path)
-        items = []
+        items, seen = [], set()
         for key, paths in sorted(groups.items()):
             shot = "shot_" + _safe_name(key)
             frames = []
             for path in paths:
                 stat = path.stat()
+                frame_id = _file_id(path) if stat.st_size else "empty_" + digest(str(path))[:16]
+                if frame_id in seen:  # the same image twice: each copy is its own frame
+                    frame_id = f"{frame_id}_{digest(str(path))[:6]}"
+                seen.add(frame_id)
                 frames.append(
                     {
-                        "frame_id": _file_id(path) if stat.st_size else "empty_" + digest(str(path))[:16],
+                        "frame_id": frame_id,
                         "video_id": None, "shot_id": shot, "source": str(path),
                         "name": _safe_name(str(path.relative_to(base).with_suffix("")).replace("/", "__")),
                         "stamp": (stat.st_size, stat.st_mtime_ns),
