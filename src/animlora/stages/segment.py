@@ -46,17 +46,29 @@ RESULTS_FILE = "segmentation_results.json"
 
 def open_segmenter(settings: Any) -> tuple[Any, str | None]:
     """The configured backend, or — when it cannot run and ``segment.fallback`` allows —
-    the weightless ``classic`` one, with a note saying why (for the report)."""
+    the next that can (sam2 → isnet → classic; isnet → classic), with a note saying why
+    (for the report)."""
     from animlora.backends.segmentation.base import get_segmenter
 
     s = settings.segment
-    try:
-        return get_segmenter(s.backend, s, settings.models), None
-    except (ModelNotFoundError, MissingDependencyError) as exc:
-        if not s.fallback or s.backend == "classic":
-            raise
-        note = f"backend '{s.backend}' unavailable ({exc}); used 'classic' because segment.fallback is true"
-        return get_segmenter("classic", s, settings.models), note
+    chain = [s.backend] + (["isnet"] if s.backend == "sam2" else []) + (["classic"] if s.backend != "classic" else [])
+    reasons: list[str] = []
+    last: Exception | None = None
+    for name in chain if s.fallback else chain[:1]:
+        try:
+            segmenter = get_segmenter(name, s, settings.models)
+        except (ModelNotFoundError, MissingDependencyError) as exc:
+            if not s.fallback:
+                raise
+            reasons.append(f"backend '{name}' unavailable ({exc})")
+            last = exc
+            continue
+        note = None
+        if reasons:
+            note = "; ".join(reasons) + f"; used '{name}' because segment.fallback is true"
+        return segmenter, note
+    assert last is not None
+    raise last
 
 
 def check_backend(settings: Any) -> None:
