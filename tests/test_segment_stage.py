@@ -168,3 +168,17 @@ def test_project_mode_reads_kept_frames_by_shot_from_the_catalog(tmp_path):
     assert (root / "segmentation" / "segmentation_results.json").is_file()
     summary = Runner(ws, loaded).run([get_stage("segment")])[0]
     assert summary.up_to_date
+
+
+def test_sam2_without_weights_falls_back_to_isnet_before_classic(tmp_path, monkeypatch):
+    from test_segment_backends import tiny_isnet
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    model = tiny_isnet(tmp_path / "tiny.onnx", size=128)
+    inp, out = make_input(tmp_path / "in"), tmp_path / "out"
+    sets = ["models.store=" + str(tmp_path / "empty-store"), f"models.paths.isnet={model}", "segment.isnet_size=0"]
+    segment(inp, out, {"segment.backend": "sam2"}, sets=sets)
+    report = json.loads((out / "segmentation_results.json").read_text())
+    assert report["backends_used"] == {"isnet": 4}
+    assert "backend 'sam2' unavailable" in report["fallback"][0] and "used 'isnet'" in report["fallback"][0]
