@@ -93,6 +93,66 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
+        "0100_segment",
+        """
+        CREATE TABLE instances (
+            id TEXT PRIMARY KEY,              -- <frame id>_i<index in frame>
+            frame_id TEXT NOT NULL,
+            video_id TEXT,                    -- NULL standalone
+            shot_id TEXT,
+            track_id TEXT,                    -- <shot id>_t<n>
+            path TEXT NOT NULL,               -- RGBA cut-out, relative to the segmentation folder
+            mask_path TEXT NOT NULL,          -- full-frame 8-bit soft mask, same folder
+            bbox TEXT NOT NULL,               -- JSON [x, y, w, h] in frame pixels (unpadded)
+            area_fraction REAL NOT NULL,      -- mask area (alpha >= threshold) / frame area
+            truncated INTEGER NOT NULL,       -- number of frame edges the mask touches (0 = whole)
+            sharpness REAL NOT NULL,          -- variance of the Laplacian inside the mask
+            score REAL NOT NULL,              -- backend's character confidence 0..1
+            backend TEXT NOT NULL
+        );
+        CREATE INDEX instances_frame ON instances(frame_id);
+        CREATE INDEX instances_shot ON instances(shot_id);
+        CREATE TABLE tracks (
+            id TEXT PRIMARY KEY,
+            video_id TEXT,
+            shot_id TEXT,
+            n_instances INTEGER NOT NULL
+        );
+        CREATE TABLE segment_frames (
+            frame_id TEXT PRIMARY KEY,        -- catalog frame id, or content hash standalone
+            shot_id TEXT,
+            source TEXT NOT NULL,             -- the frame image read
+            status TEXT NOT NULL,             -- ok | skipped
+            problem TEXT,                     -- why skipped
+            converted_from TEXT,              -- e.g. CMYK, I;16, L: converted to RGB
+            width INTEGER,
+            height INTEGER,
+            n_instances INTEGER NOT NULL,
+            background_path TEXT,             -- RGBA frame with characters transparent
+            backend TEXT,
+            note TEXT                         -- e.g. the fallback that happened
+        );
+        CREATE INDEX segment_frames_shot ON segment_frames(shot_id);
+        CREATE TABLE prefilter_results (
+            instance_id TEXT PRIMARY KEY,
+            kept INTEGER NOT NULL,
+            reason TEXT,                      -- NULL when kept; else tiny | truncated | blurred | not_character
+            path TEXT                         -- kept cut-out, relative to the prefilter folder
+        );
+        CREATE TABLE plates (
+            id TEXT PRIMARY KEY,              -- frame id, or shot id for a static shot's one plate
+            shot_id TEXT,
+            frame_ids TEXT NOT NULL,          -- JSON list of the frames it covers
+            path TEXT NOT NULL,               -- relative to the plates folder
+            static INTEGER NOT NULL,
+            backend TEXT NOT NULL,
+            hole_fraction REAL NOT NULL,
+            psnr REAL,                        -- of the unmasked region, raw model output vs frame
+            ssim REAL
+        );
+        """,
+    ),
+    (
         "0200_identity",
         """
         CREATE TABLE embeddings (

@@ -29,6 +29,10 @@ from animlora.cli.common import (
 
 def register(app: typer.Typer) -> None:
     app.command("extract")(extract)
+    app.command("segment")(segment)
+    app.command("prefilter")(prefilter)
+    app.command("inpaint-background")(inpaint_background)
+    app.command("remove-occluders")(remove_occluders)
     app.command("embed")(embed)
     app.command("cluster")(cluster)
     app.command("caption")(caption)
@@ -258,4 +262,95 @@ def cluster(
     run_standalone(
         "cluster", input_dir, output_dir, flags,
         sets=sets, config_files=config, profile=profile, force=force, as_json=as_json, before=("embed",),
+    )
+
+
+def segment(
+    input_dir: Annotated[
+        Path, typer.Option("--input-dir", "-i", help="Images: each subfolder is one shot, each loose image its own.")
+    ],
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", "-o", help="Folder for character/, background/, masks/, variants/.")
+    ],
+    model: Annotated[str | None, typer.Option(help="isnet | classic (no weights) | sam2 | yolo")] = None,
+    alpha_threshold: Annotated[float | None, typer.Option(help="Matte value that counts as character.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Frames per model call (halves on GPU OOM).")] = None,
+    fallback: Annotated[
+        bool | None, typer.Option("--fallback/--no-fallback", help="Use 'classic' when the model is missing.")
+    ] = None,
+    profile: ProfileOpt = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Character instances (RGBA cut-outs, masks, tracks) from frames."""
+    flags = {
+        "segment.backend": model,
+        "segment.alpha_threshold": alpha_threshold,
+        "segment.batch_size": batch_size,
+        "segment.fallback": fallback,
+    }
+    run_standalone(
+        "segment", input_dir, output_dir, flags,
+        sets=sets, config_files=config, profile=profile, force=force, as_json=as_json,
+    )
+
+
+def prefilter(
+    input_dir: Annotated[
+        Path, typer.Option("--input-dir", "-i", help="RGBA cut-outs (a segment output's character/ folder).")
+    ],
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Folder for the kept cut-outs.")],
+    mode: Annotated[str | None, typer.Option(help="strict | balanced | lenient")] = None,
+    blur_threshold: Annotated[float | None, typer.Option(help="Variance of the Laplacian inside the mask.")] = None,
+    profile: ProfileOpt = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reject tiny, truncated, blurred and non-character instances (no face needed)."""
+    flags = {"prefilter.mode": mode, "prefilter.blur_threshold": blur_threshold}
+    run_standalone(
+        "prefilter", input_dir, output_dir, flags,
+        sets=sets, config_files=config, profile=profile, force=force, as_json=as_json,
+    )
+
+
+def inpaint_background(
+    input_dir: Annotated[Path, typer.Option("--input-dir", "-i", help="A segment output folder (with background/).")],
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Folder for the background plates.")],
+    model: Annotated[str | None, typer.Option(help="lama | opencv")] = None,
+    dilation: Annotated[int | None, typer.Option(help="Mask dilation in px.")] = None,
+    profile: ProfileOpt = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Background plates: characters removed from frames (LaMa or OpenCV)."""
+    flags = {"inpaint.backend": model, "inpaint.dilation": dilation}
+    run_standalone(
+        "inpaint", input_dir, output_dir, flags,
+        sets=sets, config_files=config, profile=profile, force=force, as_json=as_json,
+    )
+
+
+def remove_occluders(
+    input_dir: Annotated[Path, typer.Option("--input-dir", "-i", help="A segment output folder.")],
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Folder for the filled context images.")],
+    model: Annotated[str | None, typer.Option(help="lama | opencv")] = None,
+    dilation: Annotated[int | None, typer.Option(help="Occluder mask dilation in px.")] = None,
+    profile: ProfileOpt = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fill other characters out of each instance's context image (original kept beside it)."""
+    flags = {"inpaint.backend": model, "inpaint.dilation": dilation}
+    run_standalone(
+        "deocclude", input_dir, output_dir, flags,
+        sets=sets, config_files=config, profile=profile, force=force, as_json=as_json,
     )

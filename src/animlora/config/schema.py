@@ -60,6 +60,50 @@ class ExtractSettings(Section):
     quality: Literal["high", "medium"]
 
 
+class SegmentSettings(Section):
+    backend: Literal["isnet", "classic", "sam2", "yolo"]
+    fallback: bool = Field(description="switch to 'classic' when the backend's weights/packages are missing")
+    alpha_threshold: float = Field(ge=0, le=1, description="matte value that counts as character; profile sets it")
+    min_area_fraction: float = Field(ge=0, lt=1, description="smaller blobs are not instances")
+    split_overlaps: bool
+    track_similarity: float = Field(ge=0, le=1, description="min shape/colour/position similarity to continue a track")
+    batch_size: int = Field(ge=1)
+    device: Literal["auto", "cpu", "cuda"]
+    isnet_size: int = Field(ge=0, multiple_of=32, description="isnet input side in px; 0 = the model's own (1024)")
+    cpu_streams: int = Field(ge=0, description="isnet: frames run concurrently on the CPU; 0 = min(4, cores)")
+    padding: float = Field(ge=0, le=1, description="box padding, fraction of the box's larger side")
+    context_variants: list[Literal["original", "blurred"]]
+    context_blur: float = Field(gt=0, description="Gaussian sigma (px) of the blurred-background variant")
+    sam2_model: str = Field(description="models registry name of the SAM 2 checkpoint")
+    sam2_prompter: Literal["isnet", "classic"]
+
+
+class PrefilterMode(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_area_fraction: float = Field(ge=0, lt=1)
+    min_side: int = Field(ge=0, description="shorter side of the box, px")
+    max_truncated_edges: int = Field(ge=0, le=4, description="frame edges an instance may touch")
+    blur_factor: float = Field(ge=0, description="multiplies blur_threshold")
+    min_score: float = Field(ge=0, le=1, description="backend's character confidence")
+    max_area_fraction: float = Field(gt=0, le=1, description="larger = background taken for a character")
+    max_aspect: float = Field(ge=1, description="longer/shorter box side; larger = strips, poles, horizons")
+
+
+class PrefilterSettings(Section):
+    mode: Literal["strict", "balanced", "lenient"]
+    blur_threshold: float = Field(ge=0, description="variance of the Laplacian inside the mask; profile sets it")
+    modes: dict[Literal["strict", "balanced", "lenient"], PrefilterMode]
+
+
+class InpaintSettings(Section):
+    backend: Literal["lama", "opencv"]
+    fallback: bool = Field(description="use opencv when LaMa's weights or torch are missing")
+    opencv_method: Literal["telea", "ns"]
+    dilation: int = Field(ge=0, description="mask dilation in px before filling")
+    radius: int = Field(ge=1, description="OpenCV inpainting radius")
+    static_threshold: float = Field(ge=0, description="mean abs difference (0-255) of a shot's frames below which the camera is static")
+    device: Literal["auto", "cpu", "cuda"]
 class EmbedSettings(Section):
     # color | clip | siglip | dinov2 | auto, or two joined by "+" (e.g. "clip+dinov2")
     backend: str
@@ -189,6 +233,9 @@ class Settings(Section):
     runner: RunnerSettings
     models: ModelsSettings
     extract: ExtractSettings
+    segment: SegmentSettings
+    prefilter: PrefilterSettings
+    inpaint: InpaintSettings
     embed: EmbedSettings
     cluster: ClusterSettings
     review: ReviewSettings

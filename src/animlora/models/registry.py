@@ -48,6 +48,52 @@ def get_spec(name: str) -> ModelSpec:
     return spec
 
 
+# -- segmentation ------------------------------------------------------------------------
+register(
+    ModelSpec(
+        name="isnet",
+        kind="segmentation",
+        description="ISNet general-use matting model (ONNX, fp16 weights, float32 I/O, 1024x1024)",
+        used_by=("segment.isnet", "segment.sam2"),
+        hf_repo="imgly/isnet-general-onnx",
+        hf_files=("isnet_fp16.onnx",),
+        sha256={"isnet.onnx": "b6e8497ba978a6f5fbb647e419d2696cd80df5a23cb6a8ea532021911bd76acb"},
+        size_mb=88.2,
+        license="Apache-2.0 (ISNet/DIS weights); the npm package itself is AGPL-3.0",
+        other_source="animlora.models.npm:fetch_imgly_isnet",
+        other_source_label="npm @imgly/background-removal-data@1.4.5 (dist/resources.json /models/medium)",
+    )
+)
+
+for _size, _mb in (("tiny", 156), ("small", 184), ("base-plus", 324), ("large", 898)):
+    register(
+        ModelSpec(
+            name=f"sam2.1-hiera-{_size}",
+            kind="segmentation",
+            description=f"SAM 2.1 Hiera-{_size} (transformers Sam2VideoModel), video masks with tracking",
+            used_by=("segment.sam2",),
+            hf_repo=f"facebook/sam2.1-hiera-{_size}",
+            hf_files=("*.json", "*.safetensors"),
+            size_mb=float(_mb),
+            license="Apache-2.0",
+        )
+    )
+
+# -- inpainting ---------------------------------------------------------------------------
+register(
+    ModelSpec(
+        name="big-lama",
+        kind="inpainting",
+        description="LaMa big (Fourier-convolution inpainting), loaded with spandrel",
+        used_by=("inpaint.lama",),
+        hf_repo="fashn-ai/LaMa",
+        hf_files=("big-lama.safetensors",),
+        size_mb=205.0,
+        license="Apache-2.0",
+    )
+)
+
+
 # -- embedding (identity stage) ------------------------------------------------------
 _HF_IMAGE_FILES = ("*.json", "model.safetensors")
 register(ModelSpec(

@@ -14,6 +14,10 @@ if TYPE_CHECKING:
 # runs every stage listed. The folder is here too so listing folders imports no stage.
 STAGES: dict[str, tuple[str, str]] = {
     "extract": ("frames", "animlora.stages.extract:ExtractStage"),
+    "segment": ("segmentation", "animlora.stages.segment:SegmentStage"),
+    "prefilter": ("filtered", "animlora.stages.prefilter:PrefilterStage"),
+    "inpaint": ("plates", "animlora.stages.inpaint:InpaintStage"),
+    "deocclude": ("deoccluded", "animlora.stages.deocclude:DeoccludeStage"),
     "embed": ("embeddings", "animlora.stages.embed:EmbedStage"),
     "cluster": ("clustered", "animlora.stages.cluster:ClusterStage"),
     "caption": ("captions", "animlora.stages.caption:CaptionStage"),

@@ -1,0 +1,1 @@
+"""Inpainting backends: fill a masked region of an image."""

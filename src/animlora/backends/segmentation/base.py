@@ -1,0 +1,186 @@
+"""The Segmenter protocol: the frames of one shot in, character instances with soft masks,
+scores and track ids out.
+
+A backend subclasses :class:`Segmenter` and implements one method, :meth:`Segmenter.segment`.
+Backends are listed in :data:`BACKENDS` by module path, so nothing heavy is imported until
+one is used; :func:`availability` says which can run here (from what imports), and
+:func:`get_segmenter` builds one or raises an error naming the choices and the pip extra.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import numpy as np
+
+from animlora.errors import ConfigError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from animlora.config.schema import ModelsSettings, SegmentSettings
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One character in one frame.
+
+    ``alpha`` is the soft matte (float32 in [0, 1]) cropped to ``bbox`` = (x, y, w, h) in
+    frame pixels; ``track`` numbers the instances of one character within the shot (0, 1, …)."""
+
+    frame: int  # index into the shot's frames
+    bbox: tuple[int, int, int, int]
+    alpha: np.ndarray
+    score: float  # backend confidence that this is a character, 0..1
+    track: int = -1
+
+    def full_alpha(self, height: int, width: int) -> np.ndarray:
+        """The matte pasted into an empty frame-sized array."""
+        out = np.zeros((height, width), np.float32)
+        x, y, w, h = self.bbox
+        out[y : y + h, x : x + w] = self.alpha
+        return out
+
+
+class Frames(Sequence[np.ndarray]):
+    """The frames of one shot, loaded on access (RGB uint8 HxWx3), so a long shot is never
+    held in memory all at once."""
+
+    def __init__(self, loaders: Sequence[Callable[[], np.ndarray]]) -> None:
+        self._loaders = list(loaders)
+
+    def __len__(self) -> int:
+        return len(self._loaders)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self._loaders[i]() for i in range(*index.indices(len(self)))]
+        return self._loaders[index]()
+
+    @classmethod
+    def of_arrays(cls, arrays: Sequence[np.ndarray]) -> Frames:
+        return cls([lambda a=a: a for a in arrays])
+
+
+class Segmenter(ABC):
+    """Base of every segmentation backend."""
+
+    name: ClassVar[str]
+    # weights this backend resolves through animlora.models (registry names)
+    models: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, settings: SegmentSettings, models: ModelsSettings) -> None:
+        self.settings = settings
+        self.models_settings = models
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name})"
+
+    @abstractmethod
+    def segment(self, frames: Frames) -> list[Instance]:
+        """Every character instance in the shot's frames, with track ids linking the
+        instances of one character across frames."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Free the model (GPU memory); the default has nothing to free."""
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    target: str  # "module:Class"
+    packages: tuple[str, ...]  # importable names it needs
+    extra: str  # pip extra that installs them
+    description: str
+    implemented: bool = True
+
+
+BACKENDS: dict[str, BackendEntry] = {
+    "isnet": BackendEntry(
+        "animlora.backends.segmentation.isnet:IsnetSegmenter", ("onnxruntime", "cv2"), "cpu",
+        "ISNet matting model (ONNX) on onnxruntime; CPU default",
+    ),
+    "classic": BackendEntry(
+        "animlora.backends.segmentation.classic:ClassicSegmenter", ("cv2",), "cpu",
+        "no weights: border-contrast saliency + shot background model + GrabCut",
+    ),
+    "sam2": BackendEntry(
+        "animlora.backends.segmentation.sam2:Sam2Segmenter", ("torch", "transformers", "cv2"), "models",
+        "SAM 2.1 (transformers) prompted by character mattes, propagated through the shot; GPU default",
+    ),
+    "yolo": BackendEntry(
+        "", ("ultralytics",), "yolo", "ultralytics YOLO-seg, characters by class (not implemented yet)",
+        implemented=False,
+    ),
+}
+
+
+def availability() -> dict[str, bool]:
+    """Which backends can run here, from what imports (without importing it)."""
+    return {
+        name: entry.implemented and all(importlib.util.find_spec(pkg) is not None for pkg in entry.packages)
+        for name, entry in BACKENDS.items()
+    }
+
+
+def get_segmenter(name: str, settings: SegmentSettings, models: ModelsSettings) -> Segmenter:
+    """Build a backend; unknown or uninstalled backends are one error naming the fix."""
+    entry = BACKENDS.get(name)
+    if entry is None:
+        raise ConfigError(f"unknown segmentation backend {name!r}; choices: {', '.join(BACKENDS)}")
+    if not entry.implemented:
+        working = ", ".join(n for n, e in BACKENDS.items() if e.implemented)
+        raise ConfigError(f"segmentation backend {name!r} is not implemented in this version; use one of: {working}")
+    for pkg in entry.packages:
+        if importlib.util.find_spec(pkg) is None:
+            raise MissingDependencyError(pkg, entry.extra, f"segmentation backend '{name}'")
+    module, _, cls = entry.target.partition(":")
+    return getattr(import_module(module), cls)(settings, models)
+
+
+# -- batching ---------------------------------------------------------------------------
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """torch's OutOfMemoryError, or an onnxruntime/CUDA allocation failure."""
+    if type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc).lower()
+    return "out of memory" in text or "failed to allocate memory" in text
+
+
+def run_in_batches(
+    fn: Callable[[list[T]], list[R]], items: Sequence[T], batch_size: int,
+    on_shrink: Callable[[int], None] | None = None,
+) -> list[R]:
+    """``fn`` over ``items`` in batches; on out-of-memory the batch size halves and the
+    failed batch is retried (down to 1, where the error is raised)."""
+    out: list[R] = []
+    size = max(1, batch_size)
+    start = 0
+    while start < len(items):
+        batch = list(items[start : start + size])
+        try:
+            out.extend(fn(batch))
+        except Exception as exc:
+            if not is_out_of_memory(exc) or size == 1:
+                raise
+            size = max(1, size // 2)
+            _empty_cuda_cache()
+            if on_shrink is not None:
+                on_shrink(size)
+            continue
+        start += len(batch)
+    return out
+
+
+def _empty_cuda_cache() -> None:
+    import sys
+
+    torch: Any = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,173 @@
+"""From a soft matte to character instances, and instances to tracks: shared by the
+matte-based backends (isnet, classic) and by sam2's prompts.
+
+- :func:`split_matte`: connected components of the thresholded matte; a component whose
+  distance transform has two or more well-separated peaks (two characters touching or
+  overlapping) is split through the neck between them.
+- :func:`link_tracks`: instances of consecutive frames linked by mask IoU (after aligning
+  box centres, so a panning camera does not break a track) and colour-histogram similarity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from animlora.backends.segmentation.base import Instance
+
+
+def split_matte(
+    alpha: np.ndarray, frame: int, threshold: float, min_area_fraction: float,
+    split_overlaps: bool = True, score: np.ndarray | None = None,
+) -> list[Instance]:
+    """Instances in one frame's matte (float32 HxW in [0, 1]).
+
+    The soft matte is kept (anti-aliased edges), but each instance's matte is restricted to
+    its region grown by a few pixels, so a neighbour's edge does not leak in. ``score`` is
+    an optional per-pixel confidence map (default: the matte itself)."""
+    import cv2
+
+    height, width = alpha.shape
+    binary = (alpha >= threshold).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    min_area = max(1, int(min_area_fraction * height * width))
+    regions: list[np.ndarray] = []
+    for label in range(1, count):
+        if stats[label, cv2.CC_STAT_AREA] < min_area:
+            continue
+        x, y, w, h = (int(v) for v in stats[label, :4])
+        region = np.zeros((height, width), np.uint8)
+        region[y : y + h, x : x + w] = labels[y : y + h, x : x + w] == label
+        parts = _split_touching(region, min_area) if split_overlaps else [region]
+        regions.extend(parts)
+    instances = []
+    grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+    confidence = alpha if score is None else score
+    for region in regions:
+        near = cv2.dilate(region, grow)
+        # other regions' cores are excluded from this one's grown border
+        matte = np.where(near > 0, alpha, 0).astype(np.float32)
+        for other in regions:
+            if other is not region:
+                matte[other > 0] = 0
+        ys, xs = np.nonzero(matte > 0)
+        x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+        inside = region > 0
+        instances.append(
+            Instance(
+                frame=frame,
+                bbox=(int(x0), int(y0), int(x1 - x0), int(y1 - y0)),
+                alpha=np.ascontiguousarray(matte[y0:y1, x0:x1]),
+                score=float(np.clip(confidence[inside].mean(), 0, 1)),
+            )
+        )
+    instances.sort(key=lambda inst: (inst.bbox[0], inst.bbox[1]))
+    return instances
+
+
+def _split_touching(region: np.ndarray, min_area: int) -> list[np.ndarray]:
+    """Split a blob between distance-transform peaks of similar height that are joined by
+    a neck (two bodies touching or overlapping a little)."""
+    import cv2
+
+    dist = cv2.distanceTransform(region, cv2.DIST_L2, 5)
+    peak = float(dist.max())
+    if peak < 4:
+        return [region]
+    # cores: the parts thicker than 70% of the thickest point. Two cores of similar
+    # thickness joined by a neck are two bodies; a smaller, thinner core (a head on a body)
+    # is not split off.
+    cores = (dist >= 0.7 * peak).astype(np.uint8)
+    count, markers = cv2.connectedComponents(cores, connectivity=8)
+    if count <= 2:
+        return [region]
+    keep = [k for k in range(1, count) if float(dist[markers == k].max()) >= 0.85 * peak]
+    if len(keep) < 2:
+        return [region]
+    # every pixel of the blob goes to its nearest core (the split runs through the neck)
+    seeds = np.zeros(region.shape, np.uint8)
+    for k in keep:
+        seeds[markers == k] = 1
+    _, nearest = cv2.distanceTransformWithLabels(1 - seeds, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_CCOMP)
+    parts = []
+    for k in keep:
+        label = int(nearest[markers == k][0])
+        part = ((nearest == label) & (region > 0)).astype(np.uint8)
+        if part.sum() >= min_area:
+            parts.append(part)
+    return parts if len(parts) >= 2 else [region]
+
+
+def _histogram(image: np.ndarray, inst: Instance) -> np.ndarray:
+    import cv2
+
+    x, y, w, h = inst.bbox
+    crop = image[y : y + h, x : x + w]
+    mask = (inst.alpha >= 0.5).astype(np.uint8)
+    hsv = cv2.cvtColor(crop, cv2.COLOR_RGB2HSV)
+    hist = cv2.calcHist([hsv], [0, 1], mask, [16, 8], [0, 180, 0, 256]).ravel()
+    total = hist.sum()
+    return hist / total if total > 0 else hist
+
+
+def _aligned_iou(a: Instance, b: Instance) -> float:
+    """IoU of two masks after moving b's box centre onto a's (camera motion tolerant),
+    times a size-agreement factor."""
+    ax, ay, aw, ah = a.bbox
+    bx, by, bw, bh = b.bbox
+    w, h = max(aw, bw), max(ah, bh)
+    canvas_a = np.zeros((h, w), bool)
+    canvas_b = np.zeros((h, w), bool)
+    oy, ox = (h - ah) // 2, (w - aw) // 2
+    canvas_a[oy : oy + ah, ox : ox + aw] = a.alpha >= 0.5
+    oy, ox = (h - bh) // 2, (w - bw) // 2
+    canvas_b[oy : oy + bh, ox : ox + bw] = b.alpha >= 0.5
+    union = np.logical_or(canvas_a, canvas_b).sum()
+    return float(np.logical_and(canvas_a, canvas_b).sum() / union) if union else 0.0
+
+
+def _centre_distance(a: Instance, b: Instance, diagonal: float) -> float:
+    ax, ay, aw, ah = a.bbox
+    bx, by, bw, bh = b.bbox
+    return float(np.hypot(ax + aw / 2 - bx - bw / 2, ay + ah / 2 - by - bh / 2) / diagonal)
+
+
+def link_tracks(
+    instances: Sequence[Instance], images: Sequence[np.ndarray], min_similarity: float
+) -> list[Instance]:
+    """Give every instance a track id: greedy best-first matching of each frame's
+    instances to the tracks' latest instances by shape, colour and position."""
+    from dataclasses import replace
+
+    by_frame: dict[int, list[int]] = {}
+    for i, inst in enumerate(instances):
+        by_frame.setdefault(inst.frame, []).append(i)
+    tracks: list[tuple[Instance, np.ndarray]] = []  # latest instance + histogram per track
+    assigned: dict[int, int] = {}
+    for frame in sorted(by_frame):
+        image = images[frame]
+        diagonal = float(np.hypot(*image.shape[:2]))
+        current = [(i, instances[i], _histogram(image, instances[i])) for i in by_frame[frame]]
+        pairs = []
+        for ci, (_, inst, hist) in enumerate(current):
+            for t, (last, last_hist) in enumerate(tracks):
+                colour = float(np.minimum(hist, last_hist).sum())  # histogram intersection
+                shape = _aligned_iou(last, inst)
+                near = max(0.0, 1.0 - 2.0 * _centre_distance(last, inst, diagonal))
+                pairs.append((0.4 * colour + 0.35 * shape + 0.25 * near, ci, t))
+        pairs.sort(reverse=True)
+        used_c: set[int] = set()
+        used_t: set[int] = set()
+        for sim, ci, t in pairs:
+            if sim < min_similarity or ci in used_c or t in used_t:
+                continue
+            used_c.add(ci)
+            used_t.add(t)
+            assigned[current[ci][0]] = t
+            tracks[t] = (current[ci][1], current[ci][2])
+        for ci, (i, inst, hist) in enumerate(current):
+            if ci not in used_c:
+                assigned[i] = len(tracks)
+                tracks.append((inst, hist))
+    return [replace(inst, track=assigned[i]) for i, inst in enumerate(instances)]

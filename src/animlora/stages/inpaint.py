@@ -1,0 +1,231 @@
+"""The inpaint stage (``animlora inpaint-background``): background plates with the
+characters removed.
+
+Items are shots. For each shot:
+
+1. read every frame's background (segment's ``background/``: the frame with characters
+   transparent); the hole is every pixel a character covers, grown by ``inpaint.dilation``
+   px (soft edges, contact shadows);
+2. **static camera?** frames of one size whose visible pixels differ by less than
+   ``inpaint.static_threshold`` (mean absolute difference, 0-255) share one plate: the
+   per-pixel median of the frames where each pixel is visible; only pixels hidden in every
+   frame are left to the model. Otherwise each frame gets its own plate;
+3. fill the remaining hole with the backend (LaMa via spandrel, or OpenCV Telea/NS) and
+   composite it into the hole;
+4. check: PSNR and SSIM between the backend's raw output and the input *outside* the hole
+   (a broken model, or a colour shift, shows here; 100 dB = identical).
+
+Outputs: ``plates/<shot>.png`` (static) or ``plates/<frame>.png``, ``inpaint_report.json``
+(which shots were static, per-plate hole fraction, PSNR/SSIM, backend, fallback), catalog
+table ``plates``.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from animlora.errors import BadInputError, MissingDependencyError, ModelNotFoundError
+from animlora.io.files import atomic_write_json
+from animlora.io.images import list_images, read_image, write_image
+from animlora.pipeline.stage import (
+    ItemOutput,
+    Progress,
+    RunSummary,
+    Stage,
+    StageContext,
+    StageJob,
+    WorkItem,
+    digest,
+)
+
+REPORT_FILE = "inpaint_report.json"
+PSNR_CAP = 100.0
+
+
+def open_inpainter(settings: Any) -> tuple[Any, str | None]:
+    from animlora.backends.inpainting.base import get_inpainter
+
+    s = settings.inpaint
+    try:
+        return get_inpainter(s.backend, s, settings.models), None
+    except (ModelNotFoundError, MissingDependencyError) as exc:
+        if not s.fallback or s.backend == "opencv":
+            raise
+        note = f"backend '{s.backend}' unavailable ({exc}); used 'opencv' because inpaint.fallback is true"
+        return get_inpainter("opencv", s, settings.models), note
+
+
+def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
+    if not where.any():
+        return PSNR_CAP
+    mse = float(((a[where].astype(np.float64) - b[where].astype(np.float64)) ** 2).mean())
+    return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10 * np.log10(255.0**2 / mse))
+
+
+def ssim(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
+    """Mean SSIM (gray, Gaussian window sigma 1.5) over ``where``."""
+    import cv2
+
+    x = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY).astype(np.float64)
+    y = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY).astype(np.float64)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def blur(z: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(z, (11, 11), 1.5)
+
+    mx, my = blur(x), blur(y)
+    vx, vy, cxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    smap = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return float(smap[where].mean()) if where.any() else 1.0
+
+
+def hole_of(background_rgba: np.ndarray, dilation: int) -> np.ndarray:
+    import cv2
+
+    hole = (background_rgba[..., 3] < 250).astype(np.uint8)
+    if dilation > 0 and hole.any():
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilation + 1, 2 * dilation + 1))
+        hole = cv2.dilate(hole, kernel)
+    return hole > 0
+
+
+class InpaintStage(Stage):
+    name = "inpaint"
+    folder = "plates"
+    upstream = ("segment",)
+
+    def __init__(self) -> None:
+        self._inpainter: Any = None
+        self._note: str | None = None
+
+    def check_inputs(self, job: StageJob) -> None:
+        if job.standalone:
+            src = job.input_path
+            if src is None or not (src / "background").is_dir():
+                raise BadInputError(src or Path("?"), "expected a segment output folder (with background/)")
+
+    def plan(self, ctx: StageContext) -> list[WorkItem]:
+        shots: dict[str, list[dict[str, Any]]] = {}
+        if ctx.job.standalone:
+            seg_dir = ctx.job.input_path
+            assert seg_dir is not None
+            listed = {}
+            results = seg_dir / "segmentation_results.json"
+            if results.is_file():
+                for r in json.loads(results.read_text(encoding="utf-8")).get("frames", []):
+                    if r.get("background_path"):
+                        listed[Path(r["background_path"]).name] = (r["frame_id"], r["shot_id"])
+            for path in list_images(seg_dir / "background"):
+                frame_id, shot = listed.get(path.name, (path.stem, path.stem))
+                shots.setdefault(shot, []).append({"frame_id": frame_id, "background": str(path)})
+        else:
+            from animlora.stages import stage_folder
+
+            seg_dir = ctx.workspace.stage_dir(stage_folder("segment"))
+            for r in ctx.catalog.rows(
+                "SELECT frame_id, shot_id, background_path FROM segment_frames "
+                "WHERE status = 'ok' AND background_path IS NOT NULL ORDER BY shot_id, source"
+            ):
+                shots.setdefault(r["shot_id"], []).append(
+                    {"frame_id": r["frame_id"], "background": str(seg_dir / r["background_path"])}
+                )
+        items = []
+        for shot, frames in sorted(shots.items()):
+            stamps = [(f["frame_id"], f["background"], Path(f["background"]).stat().st_mtime_ns) for f in frames]
+            items.append(WorkItem(shot, digest(stamps), frames, shot))
+        return items
+
+    def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:
+        s = job.settings.inpaint
+        if self._inpainter is None:
+            self._inpainter, self._note = open_inpainter(job.settings)
+        # 1. frames and holes
+        frames = [read_image(f["background"], "RGBA") for f in item.payload]
+        images = [f[..., :3] for f in frames]
+        holes = [hole_of(f, s.dilation) for f in frames]
+        del frames
+        # 2. static camera: one plate from the visible pixels of every frame
+        static = self._is_static(images, holes, s.static_threshold)
+        rows, files = [], []
+        if static:
+            stack = np.stack(images).astype(np.float32)
+            stack[np.stack(holes)] = np.nan
+            with warnings.catch_warnings():  # pixels hidden in every frame are NaN, on purpose
+                warnings.simplefilter("ignore", RuntimeWarning)
+                median = np.nanmedian(stack, axis=0)
+            remaining = np.isnan(median[..., 0])
+            base = np.nan_to_num(median, nan=0.0).round().astype(np.uint8)
+            groups = [(item.key, base, remaining, [f["frame_id"] for f in item.payload], images[0], holes[0])]
+        else:
+            groups = [
+                (f["frame_id"], image, hole, [f["frame_id"]], image, hole)
+                for f, image, hole in zip(item.payload, images, holes, strict=True)
+            ]
+        # 3. fill and composite; 4. check outside the hole
+        for k, (plate_id, base, hole, frame_ids, reference, ref_hole) in enumerate(groups):
+            raw = self._inpainter.inpaint(base, hole) if hole.any() else base
+            plate = np.where(hole[..., None], raw, base)
+            visible = ~ref_hole
+            name = f"{_safe(plate_id)}.png"
+            write_image(job.output_dir / name, plate)
+            files.append(name)
+            rows.append({
+                "id": plate_id, "shot_id": item.key, "frame_ids": frame_ids, "path": name, "static": int(static),
+                "backend": self._inpainter.name, "hole_fraction": round(float(hole.mean()), 6),
+                "psnr": round(psnr(raw if not static else plate, reference, visible), 3),
+                "ssim": round(ssim(raw if not static else plate, reference, visible), 4),
+            })
+            progress(k + 1, len(groups))
+        return ItemOutput(files=tuple(files), data={"plates": rows, "note": self._note})
+
+    @staticmethod
+    def _is_static(images: list[np.ndarray], holes: list[np.ndarray], threshold: float) -> bool:
+        if len(images) < 2 or len({im.shape for im in images}) != 1:
+            return False
+        first, first_hole = images[0].astype(np.int16), holes[0]
+        for image, hole in zip(images[1:], holes[1:], strict=True):
+            visible = ~(first_hole | hole)
+            if visible.mean() < 0.2:
+                return False
+            if float(np.abs(image.astype(np.int16) - first)[visible].mean()) > threshold:
+                return False
+        return True
+
+    def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:
+        self.forget(ctx, item.key)
+        ctx.catalog.upsert("plates", output.data["plates"])
+        if output.data["note"]:
+            ctx.catalog.set_meta("inpaint.fallback", output.data["note"])
+
+    def forget(self, ctx: StageContext, item_key: str) -> None:
+        ctx.catalog.execute("DELETE FROM plates WHERE shot_id = ?", (item_key,))
+
+    def finish(self, ctx: StageContext, summary: RunSummary) -> dict[str, Any]:
+        s = ctx.settings.inpaint
+        rows = [dict(r) for r in ctx.catalog.rows("SELECT * FROM plates ORDER BY shot_id, id")]
+        note = ctx.catalog.get_meta("inpaint.fallback")
+        for r in rows:
+            r["frame_ids"] = json.loads(r["frame_ids"])
+        report = {
+            "settings": s.model_dump(mode="json"),
+            "backend_requested": s.backend,
+            "backends_used": sorted({r["backend"] for r in rows}),
+            "fallback": [note] if note and any(r["backend"] != s.backend for r in rows) else [],
+            "static_shots": sorted({r["shot_id"] for r in rows if r["static"]}),
+            "counts": {"shots": len({r["shot_id"] for r in rows}), "plates": len(rows)},
+            "psnr_unmasked_min": min((r["psnr"] for r in rows), default=None),
+            "ssim_unmasked_min": min((r["ssim"] for r in rows), default=None),
+        }
+        atomic_write_json(ctx.output_dir / REPORT_FILE, report | {"plates": rows})
+        return report
+
+
+def _safe(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "plate"

@@ -1,0 +1,338 @@
+"""The segment stage: character instances and tracks from the frames of each shot.
+
+Items are shots. In a project they come from the catalog (frames with ``kept = 1``, grouped
+by shot); standalone, from a folder of images: **each subfolder is one shot** (its images,
+recursively, in name order) and **each image directly in the folder is a shot of its own**.
+
+Outputs (the original pipeline's contract) in the stage folder::
+
+    character/<frame>_i<k>.png        RGBA cut-out: soft matte, tight box + padding
+    variants/original/<...>.jpg       the same box with its original background
+    variants/blurred/<...>.jpg        ... with the background blurred
+    masks/<frame>_i<k>.png            full-frame 8-bit soft mask of the instance
+    background/<frame>.png            the frame with every character transparent
+    segmentation_results.json         settings, counts, skipped/converted images, instances
+
+Catalog: ``instances``, ``tracks``, ``segment_frames`` (every frame read, with status).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from animlora.errors import BadInputError, MissingDependencyError, ModelNotFoundError
+from animlora.io.files import atomic_write_json
+from animlora.io.images import IMAGE_SUFFIXES, list_images, read_image_info, write_image
+from animlora.pipeline.stage import (
+    ItemOutput,
+    Progress,
+    RunSummary,
+    Stage,
+    StageContext,
+    StageJob,
+    WorkItem,
+    digest,
+)
+
+RESULTS_FILE = "segmentation_results.json"
+
+
+def open_segmenter(settings: Any) -> tuple[Any, str | None]:
+    """The configured backend, or — when it cannot run and ``segment.fallback`` allows —
+    the next that can (sam2 → isnet → classic; isnet → classic), with a note saying why
+    (for the report)."""
+    from animlora.backends.segmentation.base import get_segmenter
+
+    s = settings.segment
+    chain = [s.backend] + (["isnet"] if s.backend == "sam2" else []) + (["classic"] if s.backend != "classic" else [])
+    reasons: list[str] = []
+    last: Exception | None = None
+    for name in chain if s.fallback else chain[:1]:
+        try:
+            segmenter = get_segmenter(name, s, settings.models)
+        except (ModelNotFoundError, MissingDependencyError) as exc:
+            if not s.fallback:
+                raise
+            reasons.append(f"backend '{name}' unavailable ({exc})")
+            last = exc
+            continue
+        note = None
+        if reasons:
+            note = "; ".join(reasons) + f"; used '{name}' because segment.fallback is true"
+        return segmenter, note
+    assert last is not None
+    raise last
+
+
+def check_backend(settings: Any) -> None:
+    """Without ``segment.fallback``, a backend whose weights or packages are missing is one
+    clear error before anything is written (with it, the stage switches and reports)."""
+    from animlora.backends.segmentation.base import BACKENDS, get_segmenter
+    from animlora.models import locate, resolve
+
+    s = settings.segment
+    entry = BACKENDS[s.backend]
+    if not entry.implemented:
+        get_segmenter(s.backend, s, settings.models)  # raises: names the working choices
+    if s.fallback:
+        return
+    for pkg in entry.packages:
+        if importlib.util.find_spec(pkg) is None:
+            get_segmenter(s.backend, s, settings.models)  # raises MissingDependencyError
+    names = {"isnet": ["isnet"], "sam2": [s.sam2_model] + (["isnet"] if s.sam2_prompter == "isnet" else [])}
+    for name in names.get(s.backend, []):
+        if locate(name, settings.models).path is None:
+            resolve(name, settings.models)  # downloads when allowed, else ModelNotFoundError
+
+
+def _file_id(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return "img_" + h.hexdigest()[:16]
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "frame"
+
+
+class SegmentStage(Stage):
+    name = "segment"
+    folder = "segmentation"
+    upstream = ("extract",)
+
+    def __init__(self) -> None:
+        self._segmenter: Any = None
+        self._note: str | None = None
+
+    # -- inputs -------------------------------------------------------------------------
+    def check_inputs(self, job: StageJob) -> None:
+        if job.standalone:
+            src = job.input_path
+            if src is None or not src.exists():
+                raise BadInputError(src or Path("?"), "no such file or folder")
+            if src.is_file() and src.suffix.lower() not in IMAGE_SUFFIXES:
+                raise BadInputError(src, f"not an image folder or image ({', '.join(IMAGE_SUFFIXES)})")
+            if src.is_dir() and not list_images(src):
+                raise BadInputError(src, "no images in this folder")
+        check_backend(job.settings)
+
+    def plan(self, ctx: StageContext) -> list[WorkItem]:
+        return self._plan_standalone(ctx) if ctx.job.standalone else self._plan_project(ctx)
+
+    def _plan_project(self, ctx: StageContext) -> list[WorkItem]:
+        from animlora.stages import stage_folder
+
+        frames_dir = ctx.workspace.stage_dir(stage_folder("extract"))
+        rows = ctx.catalog.rows(
+            "SELECT id, video_id, shot_id, path FROM frames WHERE kept = 1 AND path IS NOT NULL "
+            "ORDER BY video_id, frame_index"
+        )
+        shots: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            shot = row["shot_id"] or f"{row['video_id']}_frame_{row['id']}"
+            shots.setdefault(shot, []).append(
+                {
+                    "frame_id": row["id"], "video_id": row["video_id"], "shot_id": shot,
+                    "source": str(frames_dir / row["path"]), "name": _safe_name(Path(row["path"]).stem),
+                }
+            )
+        return [
+            WorkItem(key=shot, fingerprint=digest([(f["frame_id"], f["source"]) for f in frames]),
+                     payload=frames, label=shot)
+            for shot, frames in shots.items()
+        ]
+
+    def _plan_standalone(self, ctx: StageContext) -> list[WorkItem]:
+        src = ctx.job.input_path
+        assert src is not None  # checked by check_inputs
+        groups: dict[str, list[Path]] = {}
+        if src.is_file():
+            groups[src.name] = [src]
+            base = src.parent
+        else:
+            base = src
+            for path in list_images(src):
+                rel = path.relative_to(src)
+                key = rel.parts[0] if len(rel.parts) > 1 else str(rel)
+                groups.setdefault(key, []).append(path)
+        items, seen = [], set()
+        for key, paths in sorted(groups.items()):
+            shot = "shot_" + _safe_name(key)
+            frames = []
+            for path in paths:
+                stat = path.stat()
+                frame_id = _file_id(path) if stat.st_size else "empty_" + digest(str(path))[:16]
+                if frame_id in seen:  # the same image twice: each copy is its own frame
+                    frame_id = f"{frame_id}_{digest(str(path))[:6]}"
+                seen.add(frame_id)
+                frames.append(
+                    {
+                        "frame_id": frame_id,
+                        "video_id": None, "shot_id": shot, "source": str(path),
+                        "name": _safe_name(str(path.relative_to(base).with_suffix("")).replace("/", "__")),
+                        "stamp": (stat.st_size, stat.st_mtime_ns),
+                    }
+                )
+            fingerprint = digest([(f["frame_id"], f["source"], f["stamp"]) for f in frames])
+            items.append(WorkItem(key=shot, fingerprint=fingerprint, payload=frames, label=key))
+        return items
+
+    # -- work ---------------------------------------------------------------------------
+    def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:
+        from animlora.backends.segmentation.base import Frames
+        from animlora.io.images import read_image
+
+        s = job.settings.segment
+        out = job.output_dir
+        # 1. read and check every frame: a bad image is skipped and reported, never a crash
+        frame_rows, good = [], []
+        for f in item.payload:
+            try:
+                arr, info = read_image_info(f["source"], "RGB")
+            except BadInputError as exc:
+                frame_rows.append(self._frame_row(f, "skipped", exc.problem))
+                continue
+            frame_rows.append(self._frame_row(f, "ok", None, info.converted_from, info.width, info.height))
+            good.append((f, frame_rows[-1]))
+            del arr
+        # 2. segment the shot (frames loaded lazily, so memory stays bounded)
+        files: list[str] = []
+        instance_rows: list[dict[str, Any]] = []
+        if good:
+            if self._segmenter is None:
+                self._segmenter, self._note = open_segmenter(job.settings)
+            frames = Frames([lambda p=f["source"]: read_image(p, "RGB") for f, _ in good])
+            instances = self._segmenter.segment(frames)
+            by_frame: dict[int, list[Any]] = {}
+            for inst in instances:
+                by_frame.setdefault(inst.frame, []).append(inst)
+            # 3. write each frame's instances and background
+            for index, (f, row) in enumerate(good):
+                image = frames[index]
+                insts = by_frame.get(index, [])
+                written, rows = self._write_frame(out, f, image, insts, s, self._segmenter.name)
+                files.extend(written)
+                instance_rows.extend(rows)
+                row.update(n_instances=len(insts), backend=self._segmenter.name, note=self._note,
+                           background_path=f"background/{f['name']}.png")
+                progress(index + 1, len(good))
+        counts = Counter(r["track_id"] for r in instance_rows)
+        video_id = item.payload[0]["video_id"]
+        track_rows = [
+            {"id": t, "video_id": video_id, "shot_id": item.key, "n_instances": n} for t, n in sorted(counts.items())
+        ]
+        return ItemOutput(files=tuple(files), data={"frames": frame_rows, "instances": instance_rows, "tracks": track_rows})
+
+    @staticmethod
+    def _frame_row(f: dict[str, Any], status: str, problem: str | None, converted: str | None = None,
+                   width: int | None = None, height: int | None = None) -> dict[str, Any]:
+        return {
+            "frame_id": f["frame_id"], "shot_id": f["shot_id"], "source": f["source"], "status": status,
+            "problem": problem, "converted_from": converted, "width": width, "height": height,
+            "n_instances": 0, "background_path": None, "backend": None, "note": None,
+        }
+
+    @staticmethod
+    def _write_frame(out: Path, f: dict[str, Any], image: np.ndarray, insts: list[Any], s: Any,
+                     backend: str) -> tuple[list[str], list[dict[str, Any]]]:
+        from animlora.stages.cutouts import blurred_context, crop_alpha, measure, padded_box, rgba_cutout
+
+        height, width = image.shape[:2]
+        files, rows = [], []
+        union = np.zeros((height, width), np.float32)
+        for k, inst in enumerate(insts):
+            name = f"{f['name']}_i{k}"
+            full = inst.full_alpha(height, width)
+            full[full < s.alpha_threshold] = 0.0
+            np.maximum(union, full, out=union)
+            box = padded_box(inst.bbox, s.padding, height, width)
+            alpha = crop_alpha(inst, box, s.alpha_threshold)
+            write_image(out / "character" / f"{name}.png", rgba_cutout(image, alpha, box))
+            write_image(out / "masks" / f"{name}.png", np.clip(full * 255 + 0.5, 0, 255).astype(np.uint8))
+            files += [f"character/{name}.png", f"masks/{name}.png"]
+            bx, by, bw, bh = box
+            if "original" in s.context_variants:
+                write_image(out / "variants" / "original" / f"{name}.jpg", image[by : by + bh, bx : bx + bw])
+                files.append(f"variants/original/{name}.jpg")
+            if "blurred" in s.context_variants:
+                write_image(out / "variants" / "blurred" / f"{name}.jpg",
+                            blurred_context(image, alpha, box, s.context_blur))
+                files.append(f"variants/blurred/{name}.jpg")
+            m = measure(image, inst, s.alpha_threshold)
+            rows.append(
+                {
+                    "id": f"{f['frame_id']}_i{k}", "frame_id": f["frame_id"], "video_id": f["video_id"],
+                    "shot_id": f["shot_id"], "track_id": f"{f['shot_id']}_t{inst.track}",
+                    "path": f"character/{name}.png", "mask_path": f"masks/{name}.png", "bbox": list(inst.bbox),
+                    "area_fraction": round(m.area_fraction, 6), "truncated": m.truncated,
+                    "sharpness": round(m.sharpness, 3), "score": round(inst.score, 4), "backend": backend,
+                }
+            )
+        background = np.dstack([image, np.clip((1.0 - union) * 255 + 0.5, 0, 255).astype(np.uint8)])
+        write_image(out / "background" / f"{f['name']}.png", background)
+        files.append(f"background/{f['name']}.png")
+        return files, rows
+
+    # -- catalog ------------------------------------------------------------------------
+    def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:
+        self.forget(ctx, item.key)
+        ctx.catalog.upsert("segment_frames", output.data["frames"])
+        ctx.catalog.upsert("instances", output.data["instances"])
+        ctx.catalog.upsert("tracks", output.data["tracks"])
+
+    def forget(self, ctx: StageContext, item_key: str) -> None:
+        for table in ("instances", "tracks", "segment_frames"):
+            ctx.catalog.execute(f"DELETE FROM {table} WHERE shot_id = ?", (item_key,))
+
+    def finish(self, ctx: StageContext, summary: RunSummary) -> dict[str, Any]:
+        cat = ctx.catalog
+        s = ctx.settings.segment
+        frames = [dict(r) for r in cat.rows("SELECT * FROM segment_frames ORDER BY shot_id, source")]
+        instances = [dict(r) for r in cat.rows("SELECT * FROM instances ORDER BY shot_id, frame_id, id")]
+        backends = Counter(r["backend"] for r in frames if r["backend"])
+        notes = sorted({r["note"] for r in frames if r["note"]})
+        report = {
+            "settings": s.model_dump(mode="json"),
+            "backend_requested": s.backend,
+            "backends_used": dict(backends),
+            "fallback": notes,
+            "counts": {
+                "shots": len({r["shot_id"] for r in frames}),
+                "frames": len(frames),
+                "frames_skipped": sum(r["status"] == "skipped" for r in frames),
+                "instances": len(instances),
+                "tracks": cat.one("SELECT COUNT(*) FROM tracks")[0],
+            },
+            "skipped": [{"source": r["source"], "problem": r["problem"]} for r in frames if r["status"] == "skipped"],
+            "converted": [
+                {"source": r["source"], "from": r["converted_from"]} for r in frames if r["converted_from"]
+            ],
+            "failed_shots": [{"shot": k, "error": e} for k, e in summary.failures],
+        }
+        full = dict(report)
+        full["frames"] = [
+            {k: r[k] for k in ("frame_id", "shot_id", "source", "status", "background_path", "n_instances")}
+            for r in frames
+        ]
+        full["instances"] = [
+            {k: r[k] for k in ("id", "frame_id", "shot_id", "track_id", "path", "mask_path", "area_fraction",
+                               "truncated", "sharpness", "score", "backend")} | {"bbox": _json_list(r["bbox"])}
+            for r in instances
+        ]
+        atomic_write_json(ctx.output_dir / RESULTS_FILE, full)
+        return report
+
+
+def _json_list(text: str) -> list[int]:
+    import json
+
+    return json.loads(text)

@@ -1,0 +1,112 @@
+"""prefilter: tiny, truncated, blurred and non-character instances are rejected with their
+reason, stay in the catalog, and never reach the output folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import pytest
+
+from animlora.cli.stages import run_standalone
+from animlora.config import load_settings
+from animlora.io.images import write_image
+from animlora.stages.prefilter import judge
+from animlora.workspace import Workspace
+from segment_synth import scene
+
+RED, BLUE = (220, 90, 60), (60, 80, 210)
+
+
+def run(stage: str, inp: Path, out: Path, flags: dict) -> None:
+    run_standalone(stage, inp, out, flags, sets=None, config_files=None, profile=None, force=False, as_json=False)
+
+
+@pytest.fixture(scope="module")
+def segmented(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("pf")
+    cases = {
+        "good": ([((320, 180), (70, 110), RED)], 0),
+        "tiny": ([((320, 180), (18, 22), RED)], 0),
+        "blurry": ([((320, 180), (70, 110), RED)], 4),
+        "strip": ([((320, 180), (280, 35), BLUE)], 0),
+    }
+    for k, (name, (shapes, blur)) in enumerate(cases.items()):
+        image, _ = scene(k, shapes, height=360, width=640)
+        if blur:
+            image = cv2.GaussianBlur(image, (0, 0), blur)
+        write_image(root / "frames" / f"{name}.png", image)
+    run("segment", root / "frames", root / "seg", {"segment.backend": "classic"})
+    return root / "seg"
+
+
+def test_each_reason_is_recorded_and_only_kept_instances_are_copied(segmented, tmp_path):
+    out = tmp_path / "filtered"
+    run("prefilter", segmented / "character", out, {"prefilter.mode": "balanced"})
+
+    assert sorted(p.name for p in out.glob("*.png")) == ["good_i0.png"]
+    report = json.loads((out / "prefilter_report.json").read_text())
+    assert report["counts"] == {"total": 4, "kept": 1, "rejected": 3}
+    assert report["rejected_by_reason"] == {"tiny": 1, "truncated": 0, "blurred": 1, "not_character": 1, "unreadable": 0}
+    catalog = Workspace.for_output(out).open_catalog()
+    rows = {r["instance_id"].split("_i")[0]: (r["kept"], r["reason"], r["path"]) for r in catalog.rows("SELECT * FROM prefilter_results")}
+    catalog.close()
+    seg = json.loads((segmented / "segmentation_results.json").read_text())
+    frame_of = {Path(i["path"]).stem.removesuffix("_i0"): i["frame_id"] for i in seg["instances"]}
+    assert rows == {
+        frame_of["good"]: (1, None, "good_i0.png"),
+        frame_of["tiny"]: (0, "tiny", None),
+        frame_of["blurry"]: (0, "blurred", None),
+        frame_of["strip"]: (0, "not_character", None),
+    }
+
+
+def test_modes_differ_and_plain_folders_are_measured_from_the_files(segmented, tmp_path):
+    plain = tmp_path / "plain"
+    shutil.copytree(segmented / "character", plain)  # no segmentation_results.json next to it
+    run("prefilter", plain, tmp_path / "lenient", {"prefilter.mode": "lenient"})
+    run("prefilter", plain, tmp_path / "strict", {"prefilter.mode": "strict"})
+    lenient = sorted(p.name for p in (tmp_path / "lenient").glob("*.png"))
+    strict = sorted(p.name for p in (tmp_path / "strict").glob("*.png"))
+    assert lenient == ["good_i0.png", "strip_i0.png", "tiny_i0.png"]  # 32 px side, aspect 8 < 10
+    assert strict == ["good_i0.png"]
+
+
+def test_truncation_limits_per_mode_and_no_face_needed():
+    p = load_settings().settings.prefilter
+    base = {"width": 200, "height": 300, "area_fraction": 0.1, "sharpness": 50.0, "score": 0.9}
+    verdicts = {
+        mode: [judge(base | {"truncated": edges}, p.modes[mode], p.blur_threshold) for edges in (0, 1, 2, 3)]
+        for mode in ("strict", "balanced", "lenient")
+    }
+    assert verdicts == {
+        "strict": [None, "truncated", "truncated", "truncated"],
+        "balanced": [None, None, "truncated", "truncated"],
+        "lenient": [None, None, None, "truncated"],
+    }
+    # a back view / robot / animal: nothing about faces is measured, a sharp whole instance passes
+    assert judge(base | {"truncated": 0, "score": 0.5}, p.modes["balanced"], p.blur_threshold) is None
+
+
+def test_project_mode_reads_instances_and_rejects_never_reach_filtered(segmented, tmp_path):
+    from animlora.pipeline.runner import Runner
+    from animlora.stages import get_stage
+
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "project.yaml").write_text("project:\n  name: t\n")
+    shutil.copytree(segmented, root / "segmentation", ignore=shutil.ignore_patterns(".animlora"))
+    ws = Workspace(root)
+    src = Workspace.for_output(segmented).open_catalog()
+    rows = [dict(r) for r in src.rows("SELECT * FROM instances")]
+    src.close()
+    cat = ws.open_catalog()
+    cat.upsert("instances", rows)
+    cat.close()
+    Runner(ws, load_settings(root)).run([get_stage("prefilter")])
+    assert sorted(p.name for p in (root / "filtered").glob("*.png")) == ["good_i0.png"]
+    cat = ws.open_catalog()
+    assert cat.one("SELECT COUNT(*) FROM prefilter_results WHERE kept = 0")[0] == 3
+    cat.close()

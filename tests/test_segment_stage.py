@@ -1,0 +1,184 @@
+"""The segment stage: output contract, catalog rows, bad images, fallback, project mode."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from animlora.cli.stages import run_standalone
+from animlora.io.images import read_image, write_image
+from animlora.workspace import Workspace
+from segment_synth import scene
+
+RED, BLUE, PURPLE = (220, 90, 60), (60, 80, 210), (200, 60, 200)
+
+
+def make_input(root: Path) -> Path:
+    for i in range(3):
+        image, _ = scene(i, [((80 + 10 * i, 100), (30, 45), RED), ((230 - 5 * i, 95), (35, 40), BLUE)])
+        write_image(root / "shotA" / f"f{i}.png", image)
+    image, _ = scene(9, [((160, 90), (40, 60), PURPLE)])
+    write_image(root / "single.png", image)
+    return root
+
+
+def segment(inp: Path, out: Path, flags: dict | None = None, sets: list[str] | None = None) -> None:
+    run_standalone("segment", inp, out, {"segment.backend": "classic", **(flags or {})},
+                   sets=sets, config_files=None, profile=None, force=False, as_json=False)
+
+
+def rows(out: Path, sql: str) -> list[dict]:
+    catalog = Workspace.for_output(out).open_catalog()
+    try:
+        return [dict(r) for r in catalog.rows(sql)]
+    finally:
+        catalog.close()
+
+
+def test_standalone_segment_writes_the_output_contract_and_catalog(tmp_path):
+    inp, out = make_input(tmp_path / "in"), tmp_path / "out"
+    segment(inp, out)
+
+    names = ["shotA__f0_i0", "shotA__f0_i1", "shotA__f1_i0", "shotA__f1_i1", "shotA__f2_i0", "shotA__f2_i1", "single_i0"]
+    assert sorted(p.stem for p in (out / "character").iterdir()) == names
+    assert sorted(p.stem for p in (out / "masks").iterdir()) == names
+    assert sorted(p.stem for p in (out / "variants" / "blurred").iterdir()) == names
+    assert sorted(p.stem for p in (out / "variants" / "original").iterdir()) == names
+    assert sorted(p.stem for p in (out / "background").iterdir()) == ["shotA__f0", "shotA__f1", "shotA__f2", "single"]
+
+    cut = read_image(out / "character" / "shotA__f0_i0.png", "RGBA")
+    alpha = cut[..., 3]
+    assert alpha[0, 0] == 0 and alpha[alpha.shape[0] // 2, alpha.shape[1] // 2] == 255
+    assert ((alpha > 0) & (alpha < 255)).any()  # soft edges kept
+    background = read_image(out / "background" / "shotA__f0.png", "RGBA")
+    assert background[100, 80, 3] == 0 and background[5, 5, 3] == 255
+
+    instances = rows(out, "SELECT * FROM instances ORDER BY id")
+    assert len(instances) == 7
+    shot_a = sorted((r["path"], r["track_id"]) for r in instances if r["shot_id"] == "shot_shotA")
+    assert [t for _, t in shot_a] == ["shot_shotA_t0", "shot_shotA_t1"] * 3
+    for r in instances:
+        assert 0.02 < r["area_fraction"] < 0.2
+        assert r["truncated"] == 0 and r["backend"] == "classic" and r["sharpness"] > 0
+        assert len(json.loads(r["bbox"])) == 4
+    tracks = rows(out, "SELECT id, n_instances FROM tracks ORDER BY id")
+    assert tracks == [
+        {"id": "shot_shotA_t0", "n_instances": 3}, {"id": "shot_shotA_t1", "n_instances": 3},
+        {"id": "shot_single.png_t0", "n_instances": 1},
+    ]
+    report = json.loads((out / "segmentation_results.json").read_text())
+    assert report["counts"] == {"shots": 2, "frames": 4, "frames_skipped": 0, "instances": 7, "tracks": 3}
+    assert report["backends_used"] == {"classic": 4} and report["fallback"] == []
+    assert len(report["instances"]) == 7
+
+    # same settings again: nothing redone
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+    segment(inp, out)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == before
+
+
+def test_bad_images_are_skipped_or_converted_and_reported(tmp_path):
+    from PIL import Image
+
+    inp, out = make_input(tmp_path / "in"), tmp_path / "out"
+    (inp / "zero.png").write_bytes(b"")
+    good = (inp / "single.png").read_bytes()
+    (inp / "truncated.png").write_bytes(good[: len(good) // 2])
+    (inp / "dup.png").write_bytes(good)  # the same bytes twice: two frames, two instances
+    image, _ = scene(3, [((160, 90), (40, 60), PURPLE)])
+    Image.fromarray(image).convert("CMYK").save(inp / "cmyk.jpg", quality=95)
+    Image.fromarray(image[..., 0].astype(np.uint16) * 257).save(inp / "deep16.png")
+    Image.fromarray(image).convert("L").save(inp / "gray.png")
+
+    segment(inp, out)  # never a crash
+
+    report = json.loads((out / "segmentation_results.json").read_text())
+    skipped = {Path(s["source"]).name: s["problem"] for s in report["skipped"]}
+    assert set(skipped) == {"zero.png", "truncated.png"}
+    assert "empty" in skipped["zero.png"] and "truncated" in skipped["truncated.png"]
+    converted = {Path(c["source"]).name: c["from"] for c in report["converted"]}
+    assert converted == {"cmyk.jpg": "CMYK", "deep16.png": "I;16", "gray.png": "L"}
+    assert report["counts"]["frames_skipped"] == 2
+    frames = rows(out, "SELECT source, status FROM segment_frames")
+    assert sum(r["status"] == "ok" for r in frames) == 8
+    assert (out / "character" / "dup_i0.png").is_file() and (out / "character" / "single_i0.png").is_file()
+    assert len(rows(out, "SELECT id FROM instances")) == report["counts"]["instances"] >= 9
+    # the converted CMYK frame was segmented like any other
+    assert (out / "character" / "cmyk_i0.png").is_file()
+
+
+def test_missing_isnet_weights_fall_back_to_classic_and_say_so(tmp_path, monkeypatch):
+    from animlora.errors import ModelNotFoundError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    inp, out = make_input(tmp_path / "in"), tmp_path / "out"
+    store = ["models.store=" + str(tmp_path / "empty-store")]
+    segment(inp, out, {"segment.backend": "isnet"}, sets=store)
+    report = json.loads((out / "segmentation_results.json").read_text())
+    assert report["backends_used"] == {"classic": 4}
+    assert len(report["fallback"]) == 1 and "used 'classic'" in report["fallback"][0]
+    assert "animlora models pull isnet" in report["fallback"][0]
+
+    with pytest.raises(ModelNotFoundError, match="isnet"):
+        segment(inp, tmp_path / "out2", {"segment.backend": "isnet", "segment.fallback": False}, sets=store)
+    assert not (tmp_path / "out2" / "character").exists()
+
+
+def test_project_mode_reads_kept_frames_by_shot_from_the_catalog(tmp_path):
+    from animlora.config import load_settings
+    from animlora.pipeline.runner import Runner
+    from animlora.stages import get_stage
+
+    root = tmp_path / "proj"
+    (root / "frames").mkdir(parents=True)
+    (root / "project.yaml").write_text("project:\n  name: t\nsegment:\n  backend: classic\n")
+    ws = Workspace(root)
+    cat = ws.open_catalog()
+    cat.upsert("videos", [{"id": "v1", "path": "v.mp4", "name": "v", "size": 1, "status": "ok"}])
+    cat.upsert("shots", [
+        {"id": f"v1_s{k}", "video_id": "v1", "idx": k, "start_frame": 10 * k, "end_frame": 10 * k + 10,
+         "start_time": k, "end_time": k + 1, "frame_count": 10} for k in range(2)
+    ])
+    frames = []
+    for k, (shot, fi, kept) in enumerate([(0, 2, 1), (0, 5, 1), (1, 12, 1), (1, 15, 0)]):
+        image, _ = scene(k, [((100 + 5 * k, 90), (35, 50), RED)])
+        name = f"v1_s{shot}_{fi:06d}.png"
+        write_image(root / "frames" / name, image)
+        frames.append({"id": f"v1_f{fi}", "video_id": "v1", "shot_id": f"v1_s{shot}", "frame_index": fi,
+                       "timestamp": fi / 10, "path": name, "kept": kept})
+    cat.upsert("frames", frames)
+    cat.close()
+
+    loaded = load_settings(root)
+    Runner(ws, loaded).run([get_stage("segment")])
+
+    cat = ws.open_catalog()
+    got = [(r["frame_id"], r["shot_id"], r["track_id"], r["video_id"]) for r in cat.rows("SELECT * FROM instances ORDER BY frame_id")]
+    cat.close()
+    assert sorted(got) == [
+        ("v1_f12", "v1_s1", "v1_s1_t0", "v1"),
+        ("v1_f2", "v1_s0", "v1_s0_t0", "v1"),
+        ("v1_f5", "v1_s0", "v1_s0_t0", "v1"),
+    ]
+    assert (root / "segmentation" / "character" / "v1_s0_000002_i0.png").is_file()
+    assert (root / "segmentation" / "segmentation_results.json").is_file()
+    summary = Runner(ws, loaded).run([get_stage("segment")])[0]
+    assert summary.up_to_date
+
+
+def test_sam2_without_weights_falls_back_to_isnet_before_classic(tmp_path, monkeypatch):
+    from test_segment_backends import tiny_isnet
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    model = tiny_isnet(tmp_path / "tiny.onnx", size=128)
+    inp, out = make_input(tmp_path / "in"), tmp_path / "out"
+    sets = ["models.store=" + str(tmp_path / "empty-store"), f"models.paths.isnet={model}", "segment.isnet_size=0"]
+    segment(inp, out, {"segment.backend": "sam2"}, sets=sets)
+    report = json.loads((out / "segmentation_results.json").read_text())
+    assert report["backends_used"] == {"isnet": 4}
+    assert "backend 'sam2' unavailable" in report["fallback"][0] and "used 'isnet'" in report["fallback"][0]
