@@ -29,7 +29,7 @@ from animlora.config import LoadedSettings
 from animlora.errors import AnimloraError, StageError
 from animlora.io.files import atomic_write_json, clean_temp_files
 from animlora.pipeline.executors import run_pool, run_serial
-from animlora.pipeline.stage import ItemOutput, RunSummary, Stage, StageContext, StageJob, WorkItem, digest
+from animlora.pipeline.stage import RunSummary, Stage, StageContext, StageJob, WorkItem, digest
 from animlora.workspace import Workspace
 
 log = logging.getLogger("animlora")

@@ -32,7 +32,16 @@ from typing import Any
 
 from animlora.errors import BadInputError, StageError
 from animlora.io.files import atomic_path, atomic_write_json
-from animlora.pipeline.stage import ItemOutput, Progress, RunSummary, Stage, StageContext, StageJob, WorkItem, digest
+from animlora.pipeline.stage import (
+    ItemOutput,
+    Progress,
+    RunSummary,
+    Stage,
+    StageContext,
+    StageJob,
+    WorkItem,
+    digest,
+)
 
 RESULTS_FILE = "extraction_results.json"
 DUPLICATES_DIR = "_duplicates"
@@ -335,13 +344,19 @@ class ExtractStage(Stage):
 
         paths = self._videos(ctx.job, ctx.workspace.root)
         stems = [p.stem for p in paths]
-        items = []
+        found = []
         for p in paths:
             resolved = p.resolve() if p.exists() else p
             if p.is_file():
                 vid, size = content_id(p), p.stat().st_size
             else:
                 vid, size = digest("missing", str(resolved))[:16], 0
+            found.append((p, resolved, vid, size))
+        ids = [f[2] for f in found]
+        items = []
+        for p, resolved, vid, size in found:
+            if ids.count(vid) > 1:  # the same file listed twice (or a copy): ids must stay apart
+                vid = digest(vid, str(resolved))[:16]
             name = _safe(p.stem) if stems.count(p.stem) == 1 else f"{_safe(p.stem)}-{vid[:8]}"
             payload = {"path": str(resolved), "id": vid, "name": name, "size": size}
             items.append(WorkItem(key=str(resolved), fingerprint=digest(vid, size, name), payload=payload,
