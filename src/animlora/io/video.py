@@ -260,8 +260,13 @@ def luma_scale(frame: Any) -> float:
 
 
 def small_bgr(frame: Any, width: int) -> np.ndarray:
-    """A small BGR image (about ``width`` wide) for shot detection, read straight from the
-    YUV planes by striding: about 20x cheaper than a full-size RGB conversion."""
+    """A small BGR image (about ``width`` wide) for shot detection (see :func:`analysis_images`)."""
+    return analysis_images(frame, width)[0]
+
+
+def analysis_images(frame: Any, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(BGR, gray) images about ``width`` wide, read straight from the YUV planes by
+    striding: about 20x cheaper than a full-size RGB conversion and a resize."""
     import cv2
 
     if frame.format.name in _FAST_FORMATS:
@@ -275,10 +280,11 @@ def small_bgr(frame: Any, width: int) -> np.ndarray:
         if u.shape[0] < h or u.shape[1] < w:
             u = cv2.resize(u, (w, h), interpolation=cv2.INTER_NEAREST)
             v = cv2.resize(v, (w, h), interpolation=cv2.INTER_NEAREST)
-        yuv = np.dstack((y, u[:h, :w], v[:h, :w]))
-        return cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR)
+        y = np.ascontiguousarray(y)
+        return cv2.cvtColor(cv2.merge((y, u[:h, :w], v[:h, :w])), cv2.COLOR_YUV2BGR), y
     height = max(2, round(frame.height * width / frame.width))
-    return frame.reformat(width=width, height=height, format="bgr24").to_ndarray()
+    bgr = frame.reformat(width=width, height=height, format="bgr24").to_ndarray()
+    return bgr, cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
 
 
 def to_rgb(frame: Any, crop: tuple[int, int, int, int] | None = None) -> np.ndarray:

@@ -75,8 +75,10 @@ def _encode(rgb: Any, suffix: str) -> bytes:
     return buf.tobytes()
 
 
-def _write_frame(path: Path, rgb: Any) -> None:
-    data = _encode(rgb, path.suffix)
+def _write_frame(path: Path, frame: Any, crop: Any) -> None:
+    from animlora.io.video import to_rgb
+
+    data = _encode(to_rgb(frame, crop), path.suffix)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
@@ -108,7 +110,7 @@ class _VideoExtraction:
 
     # -- 1. probe and bars -------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        from animlora.io.video import iter_frames, luma, probe, sample_frames, small_bgr
+        from animlora.io.video import analysis_images, iter_frames, luma, probe, sample_frames
         from animlora.stages.frame_measures import detect_bars, limited_range
         from animlora.stages.shots import ShotDetector
 
@@ -116,7 +118,8 @@ class _VideoExtraction:
         info = probe(path, check_end=False)
         self.crop = None
         if self.s.crop_bars:
-            samples = sample_frames(path, 12)
+            # a dozen keyframes on a film, fewer on a short clip (each costs a seek and a decode)
+            samples = sample_frames(path, min(12, max(4, int(info.duration // 10))))
             if samples:
                 self.crop = detect_bars([luma(f) for f in samples], limited_range(samples[0]))
         self.fps = info.fps
@@ -132,7 +135,7 @@ class _VideoExtraction:
             for decoded in iter_frames(path):
                 count = decoded.index + 1
                 self.times.append(decoded.time)
-                found = detector.push(decoded.index, small_bgr(decoded.frame, self.s.analysis_width))
+                found = detector.push(decoded.index, *analysis_images(decoded.frame, self.s.analysis_width))
                 self._select(decoded)
                 for boundary in found:
                     self._close_shot(boundary.index)
@@ -225,7 +228,7 @@ class _VideoExtraction:
 
     # -- 3. measure, reject or write -------------------------------------------------------
     def _take(self, decoded: Any, shot_idx: int) -> None:
-        from animlora.io.video import luma, luma_scale, to_rgb
+        from animlora.io.video import luma, luma_scale
         from animlora.stages.frame_measures import phash, sharpness
 
         frame = decoded.frame
@@ -252,9 +255,9 @@ class _VideoExtraction:
             rel = frame_file(self.name, shot_idx, decoded.time, self.s.quality)
             row["path"] = rel
             row["kept"] = 1
-            rgb = to_rgb(frame, self.crop)
             self._wait_writes(_MAX_PENDING_WRITES)
-            self.pending_writes.append(self.writer.submit(_write_frame, self.out / rel, rgb))
+            # conversion, encoding and writing overlap with decoding (all release the GIL)
+            self.pending_writes.append(self.writer.submit(_write_frame, self.out / rel, frame, self.crop))
             self.files.append(rel)
         self.frames.append(row)
 

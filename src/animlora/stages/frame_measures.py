@@ -32,10 +32,10 @@ def sharpness(y: np.ndarray, crop: Crop | None = None, scale: float = 1.0) -> fl
 
 
 def sharpness_proxy(y: np.ndarray, crop: Crop | None = None) -> float:
-    """A 4x cheaper stand-in used only to rank frames of one shot (half-size luma)."""
+    """A 16x cheaper stand-in used only to rank frames of one shot (every 4th pixel of the luma)."""
     import cv2
 
-    lap = cv2.Laplacian(_cropped(y, crop)[::2, ::2], cv2.CV_16S)
+    lap = cv2.Laplacian(_cropped(y, crop)[::4, ::4], cv2.CV_16S)
     return float(cv2.meanStdDev(lap)[1][0, 0])
 
 

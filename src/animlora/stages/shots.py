@@ -51,7 +51,9 @@ def make_detector(kind: str, threshold: float, min_frames: int) -> Any:
 
 
 def _diff(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.abs(a - b).mean())
+    import cv2
+
+    return cv2.norm(a, b, cv2.NORM_L1) / a.size
 
 
 class ShotDetector:
@@ -64,7 +66,7 @@ class ShotDetector:
         detector: str = "adaptive",
         threshold: float = 3.0,
         min_shot_seconds: float = 0.5,
-        dissolve_threshold: float = 18.0,
+        dissolve_threshold: float = 12.0,
         flash_seconds: float = 0.5,
     ) -> None:
         from scenedetect import FrameTimecode
@@ -92,11 +94,13 @@ class ShotDetector:
         self.flashes: list[int] = []  # cuts dropped by the flash check
 
     # -- feeding -------------------------------------------------------------------------
-    def push(self, index: int, bgr: np.ndarray) -> list[Boundary]:
-        """Add frame ``index`` (0, 1, 2, ... in order); return boundaries that became final."""
+    def push(self, index: int, bgr: np.ndarray, gray: np.ndarray | None = None) -> list[Boundary]:
+        """Add frame ``index`` (0, 1, 2, ... in order) as a small BGR image (and its gray
+        version when the caller has it); return the boundaries that became final."""
         import cv2
 
-        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        if gray is None:
+            gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
         self._thumbs.append((index, cv2.resize(gray, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)))
         for tc in self.inner.process_frame(self._timecode(index, self.fps), bgr):
             self._raw.append(tc.frame_num)
@@ -130,6 +134,8 @@ class ShotDetector:
         return None
 
     def _check_flashes(self, newest: int) -> None:
+        if not self._raw:
+            return
         keep = []
         for cut in self._raw:
             if cut + self.flash_frames > newest and newest < self._count + self.flash_frames:
@@ -164,8 +170,11 @@ class ShotDetector:
             a, b = self._thumb(first), self._thumb(end)
             if a is None or b is None:
                 continue
-            near_cut = any(first - 2 <= c <= end + 2 for c in (*self._cuts, *self._raw, *self.flashes[-4:]))
-            if not near_cut and _diff(a, b) >= self.dissolve_threshold and self._is_mix(first, end):
+            if (
+                _diff(a, b) >= self.dissolve_threshold
+                and not any(first - 2 <= c <= end + 2 for c in (*self._cuts, *self._raw, *self.flashes[-4:]))
+                and self._is_mix(first, end)
+            ):
                 if self._open_span is not None and first <= self._open_span[1] + 1:
                     self._open_span[1] = end
                 else:
@@ -183,17 +192,21 @@ class ShotDetector:
         norm = float((d * d).sum())
         if norm <= 1e-6:
             return False
-        prev_alpha = 0.0
-        for i in range(first + 1, last):
-            f = self._thumb(i)
-            if f is None:
-                return False
-            alpha = float(((f - a) * d).sum()) / norm
-            residual = f - a - alpha * d
-            if float((residual * residual).sum()) > 0.04 * norm or alpha < prev_alpha - 0.1:
-                return False
-            prev_alpha = alpha
-        return True
+        sa, sb = float(a.std()), float(b.std())
+        if sa > 4 and sb > 4 and float(((a - a.mean()) * (b - b.mean())).mean()) / (sa * sb) > 0.85:
+            return False  # the same picture lit differently (a lamp, a brightening sky): not a transition
+        inner = [self._thumb(i) for i in range(first + 1, last)]
+        if any(f is None for f in inner):
+            return False
+        if not inner:
+            return True
+        stack = np.stack(inner).reshape(len(inner), -1) - a.reshape(1, -1)
+        flat = d.reshape(-1)
+        alphas = stack @ flat / norm
+        residual = stack - alphas[:, None] * flat[None, :]
+        if float((residual * residual).sum(axis=1).max()) > 0.04 * norm:
+            return False
+        return bool(np.all(np.diff(alphas) >= -0.1))
 
     def _close_span(self) -> None:
         span = self._open_span
@@ -230,6 +243,9 @@ class ShotDetector:
         limit = min(limit, self._checked - self.window)
         if upto > self._count:  # flushing
             limit = upto
+        if not self._cuts and not self._spans:
+            self.finalized_upto = max(self.finalized_upto, limit)
+            return []
         ready = sorted(
             [Boundary(c) for c in self._cuts if c < limit] + [s for s in self._spans if s.index < limit],
             key=lambda b: b.index,
@@ -258,21 +274,23 @@ def detect_shots(
     detector: str = "adaptive",
     threshold: float = 3.0,
     min_shot_seconds: float = 0.5,
-    analysis_width: int = 128,
+    analysis_width: int = 96,
+    dissolve_threshold: float = 12.0,
 ) -> tuple[list[Boundary], int, float]:
     """Shot boundaries of a whole video, as fast as decoding allows.
 
     Decodes with the deblocking filter skipped (the pixels are only compared, never
     saved) and reads small frames straight from the YUV planes. Returns (boundaries,
     frame count, average fps)."""
-    from animlora.io.video import iter_frames, probe, small_bgr
+    from animlora.io.video import analysis_images, iter_frames, probe
 
     info = probe(path, check_end=False)
-    shots = ShotDetector(info.fps, detector=detector, threshold=threshold, min_shot_seconds=min_shot_seconds)
+    shots = ShotDetector(info.fps, detector=detector, threshold=threshold, min_shot_seconds=min_shot_seconds,
+                         dissolve_threshold=dissolve_threshold)
     found: list[Boundary] = []
     count = 0
     for decoded in iter_frames(path, fast_analysis=True):
-        found += shots.push(decoded.index, small_bgr(decoded.frame, analysis_width))
+        found += shots.push(decoded.index, *analysis_images(decoded.frame, analysis_width))
         count = decoded.index + 1
     found += shots.flush()
     return found, count, info.fps
