@@ -66,7 +66,7 @@ def synthetic_frames() -> list[np.ndarray]:
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int = FPS, pts: list[int] | None = None,
-                time_base: Fraction | None = None, faststart: bool = False) -> Path:
+                time_base: Fraction | None = None, faststart: bool = False, bframes: bool = False) -> Path:
     """Encode RGB frames with libx264 (yuv420p); ``pts`` in ``time_base`` units for VFR files."""
     import av
 
@@ -76,6 +76,11 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = FPS, pts: list[
         stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": "18", "preset": "ultrafast"}
+        if bframes:
+            # B-frames in a fixed pattern and no scene-cut keyframes: cuts land between
+            # skipped (non-reference) frames, as some encoders leave them
+            stream.options = {"crf": "18", "preset": "veryfast",
+                              "x264-params": "scenecut=0:bframes=3:b-adapt=0:b-pyramid=none:keyint=60"}
         if time_base is not None:
             stream.codec_context.time_base = time_base
         for i, img in enumerate(frames):
@@ -90,8 +95,8 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = FPS, pts: list[
     return path
 
 
-def make_synthetic(path: Path) -> Path:
-    return write_video(path, synthetic_frames())
+def make_synthetic(path: Path, bframes: bool = False) -> Path:
+    return write_video(path, synthetic_frames(), bframes=bframes)
 
 
 def make_clip(path: Path, seed: int, shots: int = 2, frames_per_shot: int = 20) -> Path:

@@ -24,8 +24,16 @@ def synthetic(tmp_path_factory) -> Path:
     return media.make_synthetic(tmp_path_factory.mktemp("syn") / "syn.mp4")
 
 
-def test_bikes_cuts_within_one_frame():
-    found, count, fps = detect_shots(DATA / "bikes.mp4")
+@pytest.fixture(scope="module")
+def synthetic_bframes(tmp_path_factory) -> Path:
+    """The same clip with only every 4th frame a reference frame and no keyframes at cuts,
+    so the coarse pass skips the frames around every cut and must refine them."""
+    return media.make_synthetic(tmp_path_factory.mktemp("synb") / "synb.mp4", bframes=True)
+
+
+@pytest.mark.parametrize("coarse", [True, False])
+def test_bikes_cuts_within_one_frame(coarse):
+    found, count, fps = detect_shots(DATA / "bikes.mp4", coarse=coarse)
     assert count == 250 and fps == 25.0
     cuts = [b.index for b in found]
     assert len(cuts) == len(BIKES_CUTS)
@@ -34,9 +42,15 @@ def test_bikes_cuts_within_one_frame():
     assert all(b.transition is None for b in found)
 
 
-@pytest.mark.parametrize("detector", ["adaptive", "content", "hash"])
-def test_synthetic_cuts_dissolve_and_flash(synthetic, detector):
-    found, count, _ = detect_shots(synthetic, detector=detector, threshold=THRESHOLDS[detector])
+@pytest.mark.parametrize(
+    ("detector", "encoding", "coarse"),
+    [("adaptive", "plain", True), ("content", "plain", True), ("hash", "plain", True),
+     ("adaptive", "plain", False), ("adaptive", "bframes", True), ("adaptive", "bframes", False),
+     ("content", "bframes", True)],
+)
+def test_synthetic_cuts_dissolve_and_flash(synthetic, synthetic_bframes, detector, encoding, coarse):
+    clip = synthetic if encoding == "plain" else synthetic_bframes
+    found, count, _ = detect_shots(clip, detector=detector, threshold=THRESHOLDS[detector], coarse=coarse)
     assert count == media.SYN_FRAMES
     hard = [b.index for b in found if b.transition is None]
     soft = [b for b in found if b.transition == "dissolve"]

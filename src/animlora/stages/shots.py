@@ -18,6 +18,7 @@ a caller can stream: everything before ``finalized_upto`` is final.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +82,9 @@ class ShotDetector:
         self.dissolve_threshold = dissolve_threshold
         # raw cuts reach us `inner lag` frames late; the flash check looks flash_frames ahead
         self.lag = self.window + self.flash_frames + 8
-        self._thumbs: deque[tuple[int, np.ndarray]] = deque(maxlen=self.lag + self.max_span + self.window + 4)
+        self._keep = self.lag + self.max_span + self.window + 4  # frames of history held
+        self._thumbs: dict[int, np.ndarray] = {}
+        self._order: deque[int] = deque()  # indices held, ascending (gaps allowed: see detect_shots)
         self._raw: list[int] = []  # cuts from the detector, not yet flash-checked
         self._cuts: list[int] = []  # flash-checked cuts not yet emitted
         self._open_span: list[int] | None = None  # [first, last] window ends of a transition being followed
@@ -101,7 +104,10 @@ class ShotDetector:
 
         if gray is None:
             gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-        self._thumbs.append((index, cv2.resize(gray, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)))
+        self._thumbs[index] = cv2_thumb(gray)
+        self._order.append(index)
+        while self._order[0] < index - self._keep:
+            del self._thumbs[self._order.popleft()]
         for tc in self.inner.process_frame(self._timecode(index, self.fps), bgr):
             self._raw.append(tc.frame_num)
             self.raw_cuts.append(tc.frame_num)
@@ -125,12 +131,19 @@ class ShotDetector:
 
     # -- checks ----------------------------------------------------------------------------
     def _thumb(self, index: int) -> np.ndarray | None:
-        if not self._thumbs:
-            return None
-        first = self._thumbs[0][0]
-        pos = index - first
-        if 0 <= pos < len(self._thumbs):
-            return self._thumbs[pos][1]
+        return self._thumbs.get(index)
+
+    def _held(self, lo: int, hi: int) -> list[int]:
+        """Indices held in [lo, hi] (all of them when every frame is pushed)."""
+        if hi - lo < 64:
+            return [i for i in range(lo, hi + 1) if i in self._thumbs]
+        return [i for i in self._order if lo <= i <= hi]
+
+    def _before(self, index: int) -> int | None:
+        """The nearest held index before ``index``."""
+        for i in range(index - 1, index - 1 - self.window, -1):
+            if i in self._thumbs:
+                return i
         return None
 
     def _check_flashes(self, newest: int) -> None:
@@ -141,17 +154,16 @@ class ShotDetector:
             if cut + self.flash_frames > newest and newest < self._count + self.flash_frames:
                 keep.append(cut)  # not enough frames after it yet
                 continue
-            before = self._thumb(cut - 1)
+            prev = self._before(cut)
+            before = self._thumb(prev) if prev is not None else None
             at = self._thumb(cut)
             if before is None or at is None:
                 self._cuts.append(cut)
                 continue
             jump = _diff(before, at)
             back = False
-            for j in range(1, self.flash_frames + 1):
-                after = self._thumb(cut + j)
-                if after is None:
-                    break
+            for j in self._held(cut + 1, cut + self.flash_frames):
+                after = self._thumb(j)
                 if _diff(before, after) < 0.35 * jump:
                     back = True
                     break
@@ -162,14 +174,17 @@ class ShotDetector:
         self._raw = keep
 
     def _check_dissolves(self, upto: int) -> None:
-        """Look at windows ending at every frame up to ``upto`` (inclusive)."""
-        start = max(self._checked + 1, self.window)
-        for end in range(start, upto + 1):
+        """Look at windows ending at every held frame up to ``upto`` (inclusive)."""
+        if upto <= self._checked:
+            return
+        for end in self._held(max(self._checked + 1, self.window), upto):
             self._checked = end
             first = end - self.window
-            a, b = self._thumb(first), self._thumb(end)
-            if a is None or b is None:
-                continue
+            if first not in self._thumbs:
+                first = self._before(first)
+                if first is None:
+                    continue
+            a, b = self._thumbs[first], self._thumbs[end]
             if (
                 _diff(a, b) >= self.dissolve_threshold
                 and not any(first - 2 <= c <= end + 2 for c in (*self._cuts, *self._raw, *self.flashes[-4:]))
@@ -182,12 +197,13 @@ class ShotDetector:
                     self._open_span = [first, end]
                 if self._open_span[1] - self._open_span[0] >= self.max_span:
                     self._close_span()
-            elif self._open_span is not None and end > self._open_span[1] + 1:
+            elif self._open_span is not None and first > self._open_span[1]:
                 self._close_span()
+        self._checked = max(self._checked, upto)
 
     def _is_mix(self, first: int, last: int) -> bool:
         """True when every frame between ``first`` and ``last`` is close to a blend of the ends."""
-        a, b = self._thumb(first), self._thumb(last)
+        a, b = self._thumbs[first], self._thumbs[last]
         d = b - a
         norm = float((d * d).sum())
         if norm <= 1e-6:
@@ -195,9 +211,7 @@ class ShotDetector:
         sa, sb = float(a.std()), float(b.std())
         if sa > 4 and sb > 4 and float(((a - a.mean()) * (b - b.mean())).mean()) / (sa * sb) > 0.85:
             return False  # the same picture lit differently (a lamp, a brightening sky): not a transition
-        inner = [self._thumb(i) for i in range(first + 1, last)]
-        if any(f is None for f in inner):
-            return False
+        inner = [self._thumbs[i] for i in self._held(first + 1, last - 1)]
         if not inner:
             return True
         stack = np.stack(inner).reshape(len(inner), -1) - a.reshape(1, -1)
@@ -219,18 +233,14 @@ class ShotDetector:
             return
         d = b - a
         norm = float((d * d).sum())
-        alphas = []
-        for i in range(first, last + 1):
-            f = self._thumb(i)
-            alphas.append(0.0 if f is None else float(((f - a) * d).sum()) / norm)
-        alphas_arr = np.array(alphas)
-        moving = np.nonzero((alphas_arr > 0.1) & (alphas_arr < 0.9))[0]
-        half = int(np.argmax(alphas_arr >= 0.5))
-        boundary = first + half
+        held = self._held(first, last)
+        alphas = np.array([float(((self._thumbs[i] - a) * d).sum()) / norm for i in held])
+        moving = [held[int(k)] for k in np.nonzero((alphas > 0.1) & (alphas < 0.9))[0]]
+        boundary = held[int(np.argmax(alphas >= 0.5))]
         if len(moving) < 2:  # a jump from one picture to the other: a hard cut the detector missed
             self._raw.append(boundary)  # ... unless it is a flash
             return
-        self._spans.append(Boundary(boundary, "dissolve", (first + int(moving[0]), first + int(moving[-1]))))
+        self._spans.append(Boundary(boundary, "dissolve", (moving[0], moving[-1])))
 
     # -- output ----------------------------------------------------------------------------
     def _emit(self, upto: int) -> list[Boundary]:
@@ -276,21 +286,145 @@ def detect_shots(
     min_shot_seconds: float = 0.5,
     analysis_width: int = 96,
     dissolve_threshold: float = 12.0,
+    coarse: bool = True,
 ) -> tuple[list[Boundary], int, float]:
-    """Shot boundaries of a whole video, as fast as decoding allows.
+    """Shot boundaries of a whole video, without saving any frame. Returns (boundaries,
+    frame count, average fps).
 
-    Decodes with the deblocking filter skipped (the pixels are only compared, never
-    saved) and reads small frames straight from the YUV planes. Returns (boundaries,
-    frame count, average fps)."""
-    from animlora.io.video import analysis_images, iter_frames, probe
+    Decodes with the deblocking filter skipped (the pixels are only compared). With
+    ``coarse`` (default), a first pass decodes only the reference frames (I/P and
+    referenced B: no other frame depends on the rest, so skipping them costs nothing):
+    encoders put reference frames on both sides of a cut, so most cuts already fall
+    between two consecutive frames. A cut the detector finds across skipped frames is
+    refined afterwards: decode just that stretch (seek to its keyframe) and take the frame
+    where the picture jumps. Hard cuts stay frame-exact either way."""
+    from animlora.io.video import probe
 
     info = probe(path, check_end=False)
     shots = ShotDetector(info.fps, detector=detector, threshold=threshold, min_shot_seconds=min_shot_seconds,
                          dissolve_threshold=dissolve_threshold)
-    found: list[Boundary] = []
-    count = 0
-    for decoded in iter_frames(path, fast_analysis=True):
-        found += shots.push(decoded.index, *analysis_images(decoded.frame, analysis_width))
-        count = decoded.index + 1
+    if coarse:
+        try:
+            found, count, decoded = _coarse_pass(Path(path), shots, analysis_width)
+            return _refine(Path(path), found, decoded, analysis_width, shots.min_frames), count, info.fps
+        except _OutOfOrder:  # a stream whose frame order we cannot follow: decode every frame
+            shots = ShotDetector(info.fps, detector=detector, threshold=threshold,
+                                 min_shot_seconds=min_shot_seconds, dissolve_threshold=dissolve_threshold)
+    from animlora.io.video import analysis_images, iter_frames
+
+    found, count = [], 0
+    for frame in iter_frames(path, fast_analysis=True):
+        found += shots.push(frame.index, *analysis_images(frame.frame, analysis_width))
+        count = frame.index + 1
     found += shots.flush()
     return found, count, info.fps
+
+
+class _OutOfOrder(Exception):
+    pass
+
+
+def _coarse_pass(path: Path, shots: ShotDetector, width: int) -> tuple[list[Boundary], int, dict[int, int]]:
+    """Reference frames only, indexed by their rank among every packet's PTS (display order)."""
+    import av
+    import cv2
+
+    from animlora.errors import BadInputError
+    from animlora.io.video import analysis_images
+
+    prev_bgr = prev_gray = None
+    found: list[Boundary] = []
+    decoded: dict[int, int] = {}  # display index -> pts, of the frames decoded
+    seen: list[int] = []  # pts of every packet so far, sorted
+    container = av.open(str(path))
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        ctx = stream.codec_context
+        ctx.options = {"skip_loop_filter": "all"}
+        ctx.skip_frame = "NONREF"
+        last = -1
+        try:
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.size:
+                    insort(seen, packet.pts)
+                for frame in packet.decode():
+                    # every packet shown before this frame has been read: the decoder holds a
+                    # frame back until the frames it reorders past it are in
+                    index = bisect_left(seen, frame.pts)
+                    if index <= last:
+                        raise _OutOfOrder()
+                    bgr, gray = analysis_images(frame, width)
+                    if last >= 0 and index - last > 1:
+                        # skipped frames: the detector compares neighbours, so give it blends
+                        # of the two real frames around the gap (motion spread over the gap)
+                        for k in range(last + 1, index):
+                            w = (k - last) / (index - last)
+                            found += shots.push(k, cv2.addWeighted(prev_bgr, 1 - w, bgr, w, 0),
+                                                cv2.addWeighted(prev_gray, 1 - w, gray, w, 0))
+                    last = index
+                    prev_bgr, prev_gray = bgr, gray
+                    decoded[index] = frame.pts
+                    found += shots.push(index, bgr, gray)
+        except av.FFmpegError as exc:
+            raise BadInputError(path, f"corrupt or truncated ({exc})") from exc
+    finally:
+        container.close()
+    shots._count = len(seen)
+    found += shots.flush()
+    return found, len(seen), decoded
+
+
+def _refine(path: Path, found: list[Boundary], decoded: dict[int, int], width: int,
+            min_frames: int) -> list[Boundary]:
+    """Hard cuts with skipped frames just before them: decode that stretch, find the jump."""
+    import av
+
+    from animlora.io.video import analysis_images
+
+    out = []
+    held = sorted(decoded)
+    for boundary in found:
+        if boundary.transition is not None and boundary.span is not None:
+            lo = bisect_left(held, boundary.span[0])
+            if lo < len(held) and held[lo] > boundary.span[1]:  # the whole "dissolve" was blends: a cut
+                boundary = Boundary(held[lo])
+        pos = bisect_left(held, boundary.index)
+        prev = held[pos - 1] if pos > 0 else None
+        if boundary.transition is not None or prev is None or boundary.index - prev <= 1:
+            out.append(boundary)
+            continue
+        thumbs: dict[int, np.ndarray] = {}
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.codec_context.options = {"skip_loop_filter": "all"}
+            container.seek(decoded[prev], stream=stream, backward=True)
+            pts_to_index = {pts: i for i, pts in decoded.items()}
+            index = None
+            for frame in container.decode(stream):
+                if frame.pts in pts_to_index:
+                    index = pts_to_index[frame.pts]
+                elif index is not None:
+                    index += 1  # frames between two decoded ones are consecutive
+                if index is None or index < prev:
+                    continue
+                gray = analysis_images(frame, width)[1]
+                thumbs[index] = cv2_thumb(gray)
+                if index >= boundary.index:
+                    break
+        jumps = {i: _diff(thumbs[i - 1], thumbs[i]) for i in range(prev + 1, boundary.index + 1)
+                 if i in thumbs and i - 1 in thumbs}
+        cut = max(jumps, key=jumps.__getitem__) if jumps else boundary.index
+        out.append(Boundary(cut, boundary.transition, boundary.span))
+    # refinement can move a cut closer to its neighbour than the minimum shot length
+    kept: list[Boundary] = []
+    for boundary in out:
+        if not kept or boundary.index - kept[-1].index >= min_frames:
+            kept.append(boundary)
+    return kept
+
+
+def cv2_thumb(gray: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(gray, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
