@@ -51,6 +51,10 @@ def make_detector(kind: str, threshold: float, min_frames: int) -> Any:
     raise ValueError(f"unknown detector {kind!r}; choose adaptive, content or hash")
 
 
+def _is_black(thumb: np.ndarray) -> bool:
+    return float(thumb.max()) < 40 and float(thumb.std()) < 4
+
+
 def _diff(a: np.ndarray, b: np.ndarray) -> float:
     import cv2
 
@@ -90,7 +94,7 @@ class ShotDetector:
         self._open_span: list[int] | None = None  # [first, last] window ends of a transition being followed
         self._spans: list[Boundary] = []  # finished transitions not yet emitted
         self._checked = -1  # last frame index the dissolve check has looked at
-        self._last_emitted = -(10**9)
+        self._last_emitted = 0  # a first shot shorter than the minimum is not split off
         self._count = 0
         self.finalized_upto = 0
         self.raw_cuts: list[int] = []  # every cut the detector proposed (for reports/tuning)
@@ -240,6 +244,10 @@ class ShotDetector:
         if len(moving) < 2:  # a jump from one picture to the other: a hard cut the detector missed
             self._raw.append(boundary)  # ... unless it is a flash
             return
+        if _is_black(a):  # fade in from black: the shot starts where the picture appears
+            boundary = next((held[k] for k, al in enumerate(alphas) if al > 0.03), boundary)
+        elif _is_black(b):  # fade out to black: the shot ends where the picture is gone
+            boundary = next((held[k] for k, al in enumerate(alphas) if al > 0.97), boundary)
         self._spans.append(Boundary(boundary, "dissolve", (moving[0], moving[-1])))
 
     # -- output ----------------------------------------------------------------------------
@@ -256,24 +264,31 @@ class ShotDetector:
         if not self._cuts and not self._spans:
             self.finalized_upto = max(self.finalized_upto, limit)
             return []
-        ready = sorted(
-            [Boundary(c) for c in self._cuts if c < limit] + [s for s in self._spans if s.index < limit],
-            key=lambda b: b.index,
-        )
+        flushing = upto > self._count
+        # a dissolve waits until the cuts just after it are known: a detector cut near a
+        # transition, outside its span (a fade-in from black ends in one), is the boundary
+        ready_spans = [b for b in self._spans if flushing or b.index + self.min_frames < limit]
+        ready = sorted([Boundary(c) for c in self._cuts if c < limit] + ready_spans, key=lambda b: b.index)
+        known_cuts = [*self._cuts, *self._raw]
+        spans = list(self._spans)
         self._cuts = [c for c in self._cuts if c >= limit]
-        self._spans = [s for s in self._spans if s.index >= limit]
+        self._spans = [b for b in self._spans if b not in ready_spans]
         out = []
         for boundary in ready:
-            inside_span = any(
-                s.span is not None and s.span[0] - 2 <= boundary.index <= s.span[1] + 2
-                for s in ready if s is not boundary
-            )
-            if boundary.transition is None and inside_span:
-                continue  # a hard cut the detector put inside a dissolve: the dissolve wins
+            if boundary.transition is None:
+                if any(b.span is not None and b.span[0] < boundary.index <= b.span[1] for b in spans):
+                    continue  # a hard cut the detector put inside a dissolve: the dissolve wins
+            else:
+                span = boundary.span or (boundary.index, boundary.index)
+                if any(abs(c - boundary.index) < self.min_frames and not span[0] < c <= span[1]
+                       for c in known_cuts):
+                    continue
             if boundary.index <= 0 or boundary.index - self._last_emitted < self.min_frames:
                 continue
             out.append(boundary)
             self._last_emitted = boundary.index
+        if self._spans:
+            limit = min(limit, min(b.index for b in self._spans))
         self.finalized_upto = max(self.finalized_upto, limit)
         return out
 
