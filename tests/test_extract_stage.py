@@ -228,3 +228,19 @@ def test_kill_9_resume_equals_uninterrupted_run(tmp_path, clips):
     stage = json.loads(resumed.stdout)["stages"][0]
     assert stage["items_skipped"] >= done_at_kill
     assert snapshot(killed) == snapshot(reference)
+
+
+def test_scene_mode_on_b_frames_has_exact_shots(tmp_path):
+    # only every 4th frame is a reference frame, cuts fall between skipped frames: the stage
+    # reads reference frames only, then refines those cuts to the exact frame
+    clip = media.make_synthetic(tmp_path / "synb.mp4", bframes=True)
+    root = create_project(tmp_path / "p", "p", [clip], "3d")
+    run_project(root, {"extract": {"blur_threshold": 0, "dedupe": False}})
+    shots = table(root, "SELECT start_frame, end_frame, transition, start_time FROM shots")
+    assert [s[0] for s in shots] == [0, 50, 95, 131, 160]
+    assert [s[2] for s in shots] == [None, None, None, "dissolve", None]
+    assert shots[-1][1] == media.SYN_FRAMES
+    assert [s[3] for s in shots] == pytest.approx([0, 2.0, 3.8, 5.24, 6.4])
+    frames = table(root, "SELECT frame_index, timestamp, shot_id FROM frames")
+    assert all(ts == pytest.approx(i / 25) for i, ts, _ in frames)
+    assert len({f[2] for f in frames}) == 5

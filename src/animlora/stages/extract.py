@@ -104,15 +104,15 @@ class _VideoExtraction:
         # scene mode
         self.bin_width = 1
         self.bins: dict[int, tuple[float, Any]] = {}  # bin -> (proxy sharpness, DecodedFrame)
+        self.last_sample = -(10**9)
         # interval / all modes
         self.waiting: list[Any] = []
         self.next_time = 0.0
 
     # -- 1. probe and bars -------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        from animlora.io.video import analysis_images, iter_frames, luma, probe, sample_frames
+        from animlora.io.video import FrameOrderError, luma, probe, sample_frames
         from animlora.stages.frame_measures import detect_bars, limited_range
-        from animlora.stages.shots import ShotDetector
 
         path = Path(self.payload["path"])
         info = probe(path, check_end=False)
@@ -124,46 +124,80 @@ class _VideoExtraction:
                 self.crop = detect_bars([luma(f) for f in samples], limited_range(samples[0]))
         self.fps = info.fps
         self.sample_step = max(1, round(info.fps / 8))  # scene mode: ~8 sharpness samples a second
-        detector = ShotDetector(
-            info.fps, detector=self.s.detector, threshold=self.s.threshold,
-            min_shot_seconds=self.s.min_shot_seconds, dissolve_threshold=self.s.dissolve_threshold,
-        )
-        total = max(1, info.frame_count)
-        # 2. one decode: detector + selector
         try:
-            count = 0
-            for decoded in iter_frames(path):
-                count = decoded.index + 1
-                self.times.append(decoded.time)
-                found = detector.push(decoded.index, *analysis_images(decoded.frame, self.s.analysis_width))
-                self._select(decoded)
-                for boundary in found:
-                    self._close_shot(boundary.index)
-                    self.boundaries.append(boundary)
-                    self.shot_starts.append(boundary.index)
-                self._drain(detector.finalized_upto)
-                if count % 256 == 0:
-                    self.progress(count, total)
-            for boundary in detector.flush():
-                self._close_shot(boundary.index)
-                self.boundaries.append(boundary)
-                self.shot_starts.append(boundary.index)
-            self._close_shot(count)
-            self._drain(count)
+            try:
+                result = self._decode(path, info, reference_only=self.s.mode == "scene")
+            except FrameOrderError:  # rare streams: decode every frame instead, from scratch
+                self._wait_writes(0)
+                for rel in self.files:
+                    (self.out / rel).unlink(missing_ok=True)
+                crop, writer = self.crop, self.writer
+                self.__init__(self.job, self.payload, self.progress)  # type: ignore[misc]
+                writer.shutdown(wait=True)
+                self.crop, self.fps, self.sample_step = crop, info.fps, max(1, round(info.fps / 8))
+                result = self._decode(path, info, reference_only=False)
             self._wait_writes(0)
         except BaseException:
             self.writer.shutdown(wait=True, cancel_futures=True)
             raise
         self.writer.shutdown(wait=True)
+        return result
+
+    # -- 2. one decode: detector + selector ----------------------------------------------
+    def _decode(self, path: Path, info: Any, reference_only: bool) -> dict[str, Any]:
+        """Scene mode reads only the reference frames (see io/video.py ReferenceFrames): a
+        third to a half less decoding, and the frames it keeps are the encoder's best-quality
+        ones. Interval and all modes need any frame, so they decode every one."""
+        from animlora.io.video import ReferenceFrames, analysis_images, iter_frames
+        from animlora.stages.shots import ShotDetector, refine_cuts
+
+        detector = ShotDetector(
+            info.fps, detector=self.s.detector, threshold=self.s.threshold,
+            min_shot_seconds=self.s.min_shot_seconds, dissolve_threshold=self.s.dissolve_threshold,
+        )
+        reader = ReferenceFrames(path) if reference_only else None
+        if reader is not None:
+            self.sample_step = 1  # reference frames are already sparse: rank every one
+        push = detector.push_after_gap if reader is not None else detector.push
+        total = max(1, info.frame_count)
+        count = reported = 0
+        for decoded in reader if reader is not None else iter_frames(path):
+            count = decoded.index + 1
+            if reader is None:
+                self.times.append(decoded.time)
+            found = push(decoded.index, *analysis_images(decoded.frame, self.s.analysis_width))
+            self._select(decoded)
+            self._boundaries(found)
+            self._drain(detector.finalized_upto)
+            if count - reported >= 256:
+                reported = count
+                self.progress(count, total)
+        if reader is not None:
+            count = reader.count
+            detector._count = count
+            self.times = array("d", (reader.time_of(i) for i in range(count)))
+        self._boundaries(detector.flush())
+        self._close_shot(count)
+        self._drain(count)
+        if reader is not None:  # cuts found across skipped frames: the exact frame
+            self.boundaries = refine_cuts(path, self.boundaries, reader.decoded, self.s.analysis_width, 0)
+            self.shot_starts = [0, *(b.index for b in self.boundaries)]
         self.progress(count, count)
         return self._result(info, count, detector)
+
+    def _boundaries(self, found: list[Any]) -> None:
+        for boundary in found:
+            self._close_shot(boundary.index)
+            self.boundaries.append(boundary)
+            self.shot_starts.append(boundary.index)
 
     # -- selection -----------------------------------------------------------------------
     def _select(self, decoded: Any) -> None:
         mode = self.s.mode
         if mode == "scene":
-            if decoded.index % self.sample_step:
+            if decoded.index - self.last_sample < self.sample_step:
                 return
+            self.last_sample = decoded.index
             from animlora.io.video import luma
             from animlora.stages.frame_measures import sharpness_proxy
 

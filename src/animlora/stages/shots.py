@@ -18,7 +18,7 @@ a caller can stream: everything before ``finalized_upto`` is final.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +99,7 @@ class ShotDetector:
         self.finalized_upto = 0
         self.raw_cuts: list[int] = []  # every cut the detector proposed (for reports/tuning)
         self.flashes: list[int] = []  # cuts dropped by the flash check
+        self._last_pushed: tuple[int, np.ndarray, np.ndarray] | None = None
 
     # -- feeding -------------------------------------------------------------------------
     def push(self, index: int, bgr: np.ndarray, gray: np.ndarray | None = None) -> list[Boundary]:
@@ -119,6 +120,23 @@ class ShotDetector:
         self._check_flashes(index)
         self._check_dissolves(index - self.flash_frames - 4)
         return self._emit(index - self.lag)
+
+    def push_after_gap(self, index: int, bgr: np.ndarray, gray: np.ndarray) -> list[Boundary]:
+        """Like :meth:`push`, for a sequence with skipped frames (reference frames only): the
+        detector compares neighbours, so it gets blends of the two real frames around a gap
+        (motion spread over the gap); cuts across a gap are refined later (:func:`refine_cuts`)."""
+        import cv2
+
+        found: list[Boundary] = []
+        last = self._last_pushed
+        if last is not None and index - last[0] > 1:
+            for k in range(last[0] + 1, index):
+                w = (k - last[0]) / (index - last[0])
+                found += self.push(k, cv2.addWeighted(last[1], 1 - w, bgr, w, 0),
+                                   cv2.addWeighted(last[2], 1 - w, gray, w, 0))
+        found += self.push(index, bgr, gray)
+        self._last_pushed = (index, bgr, gray)
+        return found
 
     def flush(self) -> list[Boundary]:
         """End of video: decide everything left."""
@@ -319,10 +337,17 @@ def detect_shots(
     shots = ShotDetector(info.fps, detector=detector, threshold=threshold, min_shot_seconds=min_shot_seconds,
                          dissolve_threshold=dissolve_threshold)
     if coarse:
+        from animlora.io.video import FrameOrderError, ReferenceFrames, analysis_images
+
+        reader = ReferenceFrames(path, fast_analysis=True)
         try:
-            found, count, decoded = _coarse_pass(Path(path), shots, analysis_width)
-            return _refine(Path(path), found, decoded, analysis_width, shots.min_frames), count, info.fps
-        except _OutOfOrder:  # a stream whose frame order we cannot follow: decode every frame
+            found = []
+            for frame in reader:
+                found += shots.push_after_gap(frame.index, *analysis_images(frame.frame, analysis_width))
+            shots._count = reader.count
+            found += shots.flush()
+            return refine_cuts(path, found, reader.decoded, analysis_width, shots.min_frames), reader.count, info.fps
+        except FrameOrderError:  # a stream whose frame order we cannot follow: decode every frame
             shots = ShotDetector(info.fps, detector=detector, threshold=threshold,
                                  min_shot_seconds=min_shot_seconds, dissolve_threshold=dissolve_threshold)
     from animlora.io.video import analysis_images, iter_frames
@@ -335,64 +360,10 @@ def detect_shots(
     return found, count, info.fps
 
 
-class _OutOfOrder(Exception):
-    pass
-
-
-def _coarse_pass(path: Path, shots: ShotDetector, width: int) -> tuple[list[Boundary], int, dict[int, int]]:
-    """Reference frames only, indexed by their rank among every packet's PTS (display order)."""
-    import av
-    import cv2
-
-    from animlora.errors import BadInputError
-    from animlora.io.video import analysis_images
-
-    prev_bgr = prev_gray = None
-    found: list[Boundary] = []
-    decoded: dict[int, int] = {}  # display index -> pts, of the frames decoded
-    seen: list[int] = []  # pts of every packet so far, sorted
-    container = av.open(str(path))
-    try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        ctx = stream.codec_context
-        ctx.options = {"skip_loop_filter": "all"}
-        ctx.skip_frame = "NONREF"
-        last = -1
-        try:
-            for packet in container.demux(stream):
-                if packet.pts is not None and packet.size:
-                    insort(seen, packet.pts)
-                for frame in packet.decode():
-                    # every packet shown before this frame has been read: the decoder holds a
-                    # frame back until the frames it reorders past it are in
-                    index = bisect_left(seen, frame.pts)
-                    if index <= last:
-                        raise _OutOfOrder()
-                    bgr, gray = analysis_images(frame, width)
-                    if last >= 0 and index - last > 1:
-                        # skipped frames: the detector compares neighbours, so give it blends
-                        # of the two real frames around the gap (motion spread over the gap)
-                        for k in range(last + 1, index):
-                            w = (k - last) / (index - last)
-                            found += shots.push(k, cv2.addWeighted(prev_bgr, 1 - w, bgr, w, 0),
-                                                cv2.addWeighted(prev_gray, 1 - w, gray, w, 0))
-                    last = index
-                    prev_bgr, prev_gray = bgr, gray
-                    decoded[index] = frame.pts
-                    found += shots.push(index, bgr, gray)
-        except av.FFmpegError as exc:
-            raise BadInputError(path, f"corrupt or truncated ({exc})") from exc
-    finally:
-        container.close()
-    shots._count = len(seen)
-    found += shots.flush()
-    return found, len(seen), decoded
-
-
-def _refine(path: Path, found: list[Boundary], decoded: dict[int, int], width: int,
-            min_frames: int) -> list[Boundary]:
-    """Hard cuts with skipped frames just before them: decode that stretch, find the jump."""
+def refine_cuts(path: str | Path, found: list[Boundary], decoded: dict[int, int], width: int,
+                min_frames: int) -> list[Boundary]:
+    """Hard cuts with skipped frames just before them (``decoded``: index -> pts of the
+    frames that were decoded): decode that stretch, put the cut where the picture jumps."""
     import av
 
     from animlora.io.video import analysis_images
