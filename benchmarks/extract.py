@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -66,13 +65,18 @@ def fetch_film() -> Path | None:
     return target
 
 
-def best_of(repeat: int, fn):
-    best, result = float("inf"), None
+def measure(repeat: int, named: dict) -> dict:
+    """Run every function ``repeat`` times, round-robin (so a burst of load from other
+    processes hits all of them alike); keep each one's best wall and CPU seconds."""
+    best = {name: [float("inf"), float("inf"), None] for name in named}
     for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+        for name, fn in named.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            result = fn()
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            entry = best[name]
+            entry[0], entry[1], entry[2] = min(entry[0], wall), min(entry[1], cpu), result
+    return best
 
 
 def plain_decode(path: Path) -> int:
@@ -130,28 +134,38 @@ def child_stage(path: Path) -> tuple[float, float]:
 
 def bench(path: Path, repeat: int, memory: bool) -> dict:
     print(f"\n== {path.name}")
-    t_plain, frames = best_of(repeat, lambda: plain_decode(path))
-    t_psd, psd_cuts = best_of(repeat, lambda: pyscenedetect(path))
-    t_ours, (found, count) = best_of(repeat, lambda: ours(path))
-    t_stage, totals = best_of(repeat, lambda: stage(path))
-    t_stage_jpg, _ = best_of(repeat, lambda: stage(path, "medium"))
+    runs = measure(repeat, {
+        "plain decode": lambda: plain_decode(path),
+        "PySceneDetect detect()": lambda: pyscenedetect(path),
+        "ours detect_shots()": lambda: ours(path),
+        "extract stage, PNG": lambda: stage(path),
+        "extract stage, JPEG": lambda: stage(path, "medium"),
+    })
+    frames = runs["plain decode"][2]
+    psd_cuts = runs["PySceneDetect detect()"][2]
+    found, count = runs["ours detect_shots()"][2]
+    totals = runs["extract stage, PNG"][2]
     assert count == frames, (count, frames)
     our_cuts = [b.index for b in found]
     missed = [c for c in psd_cuts if c not in our_cuts]
-    fps = {k: frames / t for k, t in [("plain decode", t_plain), ("PySceneDetect detect()", t_psd),
-                                       ("ours detect_shots()", t_ours), ("extract stage, PNG", t_stage),
-                                       ("extract stage, JPEG", t_stage_jpg)]}
-    print(f"frames: {frames}")
-    for name, value in fps.items():
-        print(f"  {name:26s} {value:8.1f} frames/s")
-    print(f"  shot detection / PySceneDetect: {t_psd / t_ours:.2f}x   (target >= 2)")
-    print(f"  extract stage (PNG) / plain decode: {t_plain / t_stage:.2f}x   (target >= 0.8)")
-    print(f"  extract stage (JPEG) / plain decode: {t_plain / t_stage_jpg:.2f}x")
+    print(f"frames: {frames}   (best of {repeat}, run round-robin; CPU = process CPU time, all threads)")
+    print(f"  {'':26s} {'wall frames/s':>14s} {'CPU frames/s':>14s}")
+    for name, (wall, cpu, _) in runs.items():
+        print(f"  {name:26s} {frames / wall:14.1f} {frames / cpu:14.1f}")
+
+    def ratio(a: str, b: str) -> str:
+        return f"wall {runs[b][0] / runs[a][0]:.2f}x, CPU {runs[b][1] / runs[a][1]:.2f}x"
+
+    print(f"  shot detection vs PySceneDetect:      {ratio('ours detect_shots()', 'PySceneDetect detect()')}"
+          "   (target >= 2)")
+    print(f"  extract stage (PNG) vs plain decode:  {ratio('extract stage, PNG', 'plain decode')}"
+          "   (target >= 0.8)")
+    print(f"  extract stage (JPEG) vs plain decode: {ratio('extract stage, JPEG', 'plain decode')}")
     print(f"  PySceneDetect cuts: {len(psd_cuts)}; ours: {len(our_cuts)} "
-          f"({sum(b.transition == 'dissolve' for b in found)} dissolves); "
-          f"PySceneDetect cuts we miss or misplace: {missed or 'none'}")
+          f"({sum(b.transition == 'dissolve' for b in found)} of them dissolves/fades); "
+          f"PySceneDetect cuts ours does not have at the same frame: {missed or 'none'}")
     print(f"  frames kept by the stage: {totals['kept']}, rejected: {totals['rejected']}")
-    result = {"frames": frames, "fps": fps, "missed": missed}
+    result = {"frames": frames, "missed": missed}
     if memory:
         seconds, rss = child_stage(path)
         print(f"  extract stage alone in a child process: {seconds:.1f} s, peak RSS {rss:.0f} MiB "
@@ -168,14 +182,17 @@ def main() -> None:
     parser.add_argument("--fetch-film", action="store_true", help="download the 10-minute film if missing")
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
-    print(f"machine: {resource.getpagesize()} B pages; python {sys.version.split()[0]}")
+    import os
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load:.1f} at start")
     if args.trailer.is_file():
         bench(args.trailer, args.repeat, memory=False)
     else:
         print(f"no trailer at {args.trailer}")
     film = args.film if args.film.is_file() else (fetch_film() if args.fetch_film else None)
     if film is not None:
-        bench(film, 1, memory=True)
+        bench(film, max(1, args.repeat - 1), memory=True)
     else:
         print("\n(10-minute film not present: pass --film PATH or --fetch-film)")
 
