@@ -86,3 +86,21 @@ def test_project_bad_video_fails_as_item_others_processed(bad, tmp_path):
     assert con.execute("SELECT COUNT(*) FROM frames WHERE kept = 1").fetchone()[0] > 0
     report = json.loads((project / "frames" / "extraction_results.json").read_text())
     assert {v["name"]: v["status"] for v in report["videos"]} == {"good": "ok", "cut": "error"}
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--detector", "foo"], ["extract.detector", "adaptive, content, hash"]),
+        (["--set", "extract.detector_thresholds.hash=-1"], ["extract.detector_thresholds.hash", "greater than 0"]),
+        (["--set", "extract.shot_margin=0.7"], ["extract.shot_margin", "less than 0.5"]),
+        (["--set", "extract.no_such_key=1"], ["extract.no_such_key"]),
+    ],
+)
+def test_bad_extract_settings_one_line_naming_the_key(tmp_path, args, words):
+    out = tmp_path / "out"
+    result = _run("extract", "--input", str(Path(__file__).parent / "data" / "bikes.mp4"), "--output", str(out), *args)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and all(w in lines[0] for w in words), result.stderr
+    assert not out.exists()

@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
 
 class Section(BaseModel):
@@ -50,7 +50,7 @@ class ExtractSettings(Section):
     scene_threshold: float | None = Field(
         gt=0, description="threshold of the chosen detector; null = its entry in detector_thresholds"
     )
-    detector_thresholds: dict[Literal["adaptive", "content", "hash"], float] = Field(
+    detector_thresholds: dict[Literal["adaptive", "content", "hash"], PositiveFloat] = Field(
         description="tuned threshold per detector, used when scene_threshold is null"
     )
     dissolve_threshold: float = Field(ge=0, description="mean luma change (0-255) that makes a dissolve")
