@@ -174,9 +174,8 @@ class _VideoExtraction:
                 self.progress(count, total)
         if reader is not None:
             count = reader.count
-            detector._count = count
             self.times = array("d", (reader.time_of(i) for i in range(count)))
-        self._boundaries(detector.flush())
+        self._boundaries(detector.flush(count))
         self._close_shot(count)
         self._drain(count)
         if reader is not None:  # cuts found across skipped frames: the exact frame

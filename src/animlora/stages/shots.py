@@ -138,14 +138,15 @@ class ShotDetector:
         self._last_pushed = (index, bgr, gray)
         return found
 
-    def flush(self) -> list[Boundary]:
-        """End of video: decide everything left."""
-        import cv2
-
-        for tc in getattr(self.inner, "post_process", lambda _tc: [])(self._timecode(self._count, self.fps)) or []:
+    def flush(self, frame_count: int | None = None) -> list[Boundary]:
+        """End of video (``frame_count`` frames, when the last ones were not pushed): decide
+        everything left."""
+        if frame_count is not None:
+            self._count = frame_count
+        # detectors that hold cuts back (ContentDetector's flash filter) release them here
+        for tc in self.inner.post_process(self._timecode(self._count, self.fps)) or []:
             self._raw.append(tc.frame_num)
             self.raw_cuts.append(tc.frame_num)
-        del cv2
         self._check_flashes(self._count + self.flash_frames + 1)
         self._check_dissolves(self._count - 1)
         self._close_span()
@@ -344,8 +345,7 @@ def detect_shots(
             found = []
             for frame in reader:
                 found += shots.push_after_gap(frame.index, *analysis_images(frame.frame, analysis_width))
-            shots._count = reader.count
-            found += shots.flush()
+            found += shots.flush(reader.count)
             return refine_cuts(path, found, reader.decoded, analysis_width, shots.min_frames), reader.count, info.fps
         except FrameOrderError:  # a stream whose frame order we cannot follow: decode every frame
             shots = ShotDetector(info.fps, detector=detector, threshold=threshold,
