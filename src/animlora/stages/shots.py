@@ -375,10 +375,13 @@ def refine_cuts(path: str | Path, found: list[Boundary], decoded: dict[int, int]
             lo = bisect_left(held, boundary.span[0])
             if lo < len(held) and held[lo] > boundary.span[1]:  # the whole "dissolve" was blends: a cut
                 boundary = Boundary(held[lo])
+        # the cut lies after the last decoded frame before the boundary and at or before the
+        # first decoded frame from it on (the boundary itself may be a blend in a gap)
         pos = bisect_left(held, boundary.index)
         prev = held[pos - 1] if pos > 0 else None
-        if boundary.transition is not None or prev is None or boundary.index - prev <= 1:
-            out.append(boundary)
+        last = held[pos] if pos < len(held) else None
+        if boundary.transition is not None or prev is None or last is None or last - prev <= 1:
+            out.append(boundary if last is None or boundary.transition is not None else Boundary(last))
             continue
         thumbs: dict[int, np.ndarray] = {}
         with av.open(str(path)) as container:
@@ -396,11 +399,11 @@ def refine_cuts(path: str | Path, found: list[Boundary], decoded: dict[int, int]
                     continue
                 gray = analysis_images(frame, width)[1]
                 thumbs[index] = cv2_thumb(gray)
-                if index >= boundary.index:
+                if index >= last:
                     break
-        jumps = {i: _diff(thumbs[i - 1], thumbs[i]) for i in range(prev + 1, boundary.index + 1)
+        jumps = {i: _diff(thumbs[i - 1], thumbs[i]) for i in range(prev + 1, last + 1)
                  if i in thumbs and i - 1 in thumbs}
-        cut = max(jumps, key=jumps.__getitem__) if jumps else boundary.index
+        cut = max(jumps, key=jumps.__getitem__) if jumps else last
         out.append(Boundary(cut, boundary.transition, boundary.span))
     # refinement can move a cut closer to its neighbour than the minimum shot length
     kept: list[Boundary] = []
