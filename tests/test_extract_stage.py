@@ -244,3 +244,27 @@ def test_scene_mode_on_b_frames_has_exact_shots(tmp_path):
     frames = table(root, "SELECT frame_index, timestamp, shot_id FROM frames")
     assert all(ts == pytest.approx(i / 25) for i, ts, _ in frames)
     assert len({f[2] for f in frames}) == 5
+
+
+def test_letterbox_and_pillarbox_bars_are_cropped(tmp_path):
+    import numpy as np
+
+    frames = []
+    for img in media.synthetic_frames()[:60]:
+        boxed = np.zeros_like(img)
+        boxed[16:-16, 16:-16] = img[16:-16, 16:-16]  # 16 px black bars on every side
+        frames.append(boxed)
+    clip = media.write_video(tmp_path / "boxed.mp4", frames)
+    root = create_project(tmp_path / "p", "p", [clip], "3d")
+    run_project(root, {"extract": {"blur_threshold": 0, "dedupe": False}})
+    assert table(root, "SELECT crop FROM videos") == [("[16, 16, 128, 88]",)]
+    rows = table(root, "SELECT path, width, height FROM frames WHERE kept = 1")
+    assert rows
+    from animlora.io.images import read_image
+
+    for path, width, height in rows:
+        assert (width, height) == (128, 88)
+        assert read_image(root / "frames" / path).shape == (88, 128, 3)
+    root2 = create_project(tmp_path / "q", "q", [clip], "3d")
+    run_project(root2, {"extract": {"blur_threshold": 0, "dedupe": False, "crop_bars": False}})
+    assert table(root2, "SELECT crop FROM videos") == [(None,)]
