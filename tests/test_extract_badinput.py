@@ -84,6 +84,8 @@ def test_project_bad_video_fails_as_item_others_processed(bad, tmp_path):
     rows = dict(con.execute("SELECT name, status FROM videos").fetchall())
     assert rows == {"good": "ok", "cut": "error"}
     assert con.execute("SELECT COUNT(*) FROM frames WHERE kept = 1").fetchone()[0] > 0
+    assert not list((project / "frames").glob("cut/*"))  # the failed video left no frames
+    assert list((project / "frames").glob("good/*.png"))
     report = json.loads((project / "frames" / "extraction_results.json").read_text())
     assert {v["name"]: v["status"] for v in report["videos"]} == {"good": "ok", "cut": "error"}
 

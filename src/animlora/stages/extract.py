@@ -137,8 +137,11 @@ class _VideoExtraction:
                 self.crop, self.fps, self.sample_step = crop, info.fps, max(1, round(info.fps / 8))
                 result = self._decode(path, info, reference_only=False)
             self._wait_writes(0)
-        except BaseException:
+        except BaseException as exc:
             self.writer.shutdown(wait=True, cancel_futures=True)
+            if isinstance(exc, Exception):  # a failed video leaves no frames behind
+                for rel in self.files:
+                    (self.out / rel).unlink(missing_ok=True)
             raise
         self.writer.shutdown(wait=True)
         return result
