@@ -30,7 +30,10 @@ review.register(app)
 def main() -> None:
     """Entry point: project errors print one line and exit 1 (ANIMLORA_DEBUG=1: traceback)."""
     try:
-        app(standalone_mode=False)
+        # standalone_mode=False makes click *return* typer.Exit's code instead of exiting
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except AnimloraError as exc:
         if os.environ.get("ANIMLORA_DEBUG"):
             raise

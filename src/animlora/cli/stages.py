@@ -91,7 +91,7 @@ def extract(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for frames and extraction_results.json.")],
     mode: Annotated[str | None, typer.Option(help="scene | interval | all")] = None,
     detector: Annotated[str | None, typer.Option(help="adaptive | content | hash")] = None,
-    scene_threshold: Annotated[float | None, typer.Option(help="Shot detector threshold.")] = None,
+    scene_threshold: Annotated[float | None, typer.Option(help="Shot detector threshold (default: the detector's entry in extract.detector_thresholds).")] = None,
     frames_per_shot: Annotated[int | None, typer.Option(help="Scene mode: frames kept per shot.")] = None,
     interval: Annotated[float | None, typer.Option(help="Interval mode: seconds between frames.")] = None,
     quality: Annotated[str | None, typer.Option(help="high (PNG) | medium (JPEG q95)")] = None,

@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
 
 class Section(BaseModel):
@@ -47,7 +47,13 @@ class ModelsSettings(Section):
 class ExtractSettings(Section):
     mode: Literal["scene", "interval", "all"]
     detector: Literal["adaptive", "content", "hash"]
-    scene_threshold: float = Field(gt=0, description="content-change threshold of the detector")
+    scene_threshold: float | None = Field(
+        gt=0, description="threshold of the chosen detector; null = its entry in detector_thresholds"
+    )
+    detector_thresholds: dict[Literal["adaptive", "content", "hash"], PositiveFloat] = Field(
+        description="tuned threshold per detector, used when scene_threshold is null"
+    )
+    dissolve_threshold: float = Field(ge=0, description="mean luma change (0-255) that makes a dissolve")
     min_shot_seconds: float = Field(ge=0)
     analysis_width: int = Field(ge=32, le=1920)
     frames_per_shot: int = Field(ge=1)
@@ -58,6 +64,13 @@ class ExtractSettings(Section):
     dedupe_distance: int = Field(ge=0, le=64, description="max perceptual-hash Hamming distance")
     crop_bars: bool
     quality: Literal["high", "medium"]
+
+    @property
+    def threshold(self) -> float:
+        """The threshold the chosen detector runs with."""
+        if self.scene_threshold is not None:
+            return self.scene_threshold
+        return self.detector_thresholds[self.detector]
 
 
 class SegmentSettings(Section):

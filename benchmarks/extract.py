@@ -1,0 +1,201 @@
+"""Extract benchmark: our shot detection vs PySceneDetect, and the whole stage vs a plain decode.
+
+In ONE process, on the same file, each measured ``--repeat`` times (best kept, since other
+work on the machine only ever slows a run down):
+
+- plain decode: PyAV decodes every frame (threaded), nothing else: the floor;
+- PySceneDetect: ``scenedetect.detect(path, AdaptiveDetector())`` with its defaults;
+- ours: ``animlora.stages.shots.detect_shots`` with the extract defaults;
+- accuracy: every cut PySceneDetect finds must be found by ours at the same frame;
+- the whole extract stage in scene mode (standalone run into a temp folder);
+- on the 10-minute film, the stage once more in a child process, for its peak RSS alone.
+
+Usage::
+
+    python benchmarks/extract.py [--trailer PATH] [--film PATH | --fetch-film] [--repeat N]
+
+The 10-minute film (Big Buck Bunny, 14,315 frames) is inside the moviepy 2.2.1 sdist;
+``--fetch-film`` gets it with pip into ``~/.cache/animlora/bench`` and checks its sha256.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+FILM_SHA256_PREFIX = "475fbbf3"
+FILM_ZIP = "moviepy-2.2.1/docs/_static/medias/getting_started/moviepy_10_minutes/moviepy_10_minutes.zip"
+CACHE = Path.home() / ".cache" / "animlora" / "bench"
+
+
+def fetch_film() -> Path | None:
+    """bbb.mp4 from the moviepy sdist (pip download), cached; None when it cannot be had."""
+    import tarfile
+
+    target = CACHE / "bbb.mp4"
+    if target.is_file():
+        return target
+    CACHE.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "moviepy==2.2.1",
+           "-d", str(CACHE)]
+    if subprocess.run(cmd, capture_output=True).returncode != 0:
+        print("could not download moviepy 2.2.1 (offline?): skipping the 10-minute film")
+        return None
+    sdist = next(CACHE.glob("moviepy-2.2.1.tar.gz"))
+    with tarfile.open(sdist) as tar:
+        member = tar.extractfile(FILM_ZIP)
+        assert member is not None
+        with zipfile.ZipFile(member) as zf:
+            name = next(n for n in zf.namelist() if n.endswith("resources/bbb.mp4"))
+            target.write_bytes(zf.read(name))
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    if not digest.startswith(FILM_SHA256_PREFIX):
+        target.unlink()
+        raise SystemExit(f"bbb.mp4 sha256 {digest[:8]} != {FILM_SHA256_PREFIX}: not the expected file")
+    return target
+
+
+def measure(repeat: int, named: dict) -> dict:
+    """Run every function ``repeat`` times, round-robin (so a burst of load from other
+    processes hits all of them alike); keep each one's best wall and CPU seconds."""
+    best = {name: [float("inf"), float("inf"), None] for name in named}
+    for _ in range(repeat):
+        for name, fn in named.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            result = fn()
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            entry = best[name]
+            entry[0], entry[1], entry[2] = min(entry[0], wall), min(entry[1], cpu), result
+    return best
+
+
+def plain_decode(path: Path) -> int:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        return sum(1 for _ in container.decode(stream))
+
+
+def pyscenedetect(path: Path) -> list[int]:
+    from scenedetect import AdaptiveDetector, detect
+
+    scenes = detect(str(path), AdaptiveDetector())
+    return [start.frame_num for start, _ in scenes[1:]]
+
+
+def ours(path: Path) -> tuple[list, int]:
+    from animlora.config import load_settings
+    from animlora.stages.shots import detect_shots
+
+    s = load_settings().settings.extract
+    found, count, _ = detect_shots(path, detector=s.detector, threshold=s.threshold,
+                                   min_shot_seconds=s.min_shot_seconds, analysis_width=s.analysis_width,
+                                   dissolve_threshold=s.dissolve_threshold)
+    return found, count
+
+
+def stage(path: Path, quality: str = "high") -> dict:
+    from animlora.config import load_settings
+    from animlora.pipeline.runner import Runner
+    from animlora.stages import get_stage
+    from animlora.workspace import Workspace
+
+    with tempfile.TemporaryDirectory() as tmp:
+        loaded = load_settings(overrides={"extract": {"mode": "scene", "quality": quality}})
+        runner = Runner(Workspace.for_output(Path(tmp) / "out"), loaded, input_path=path)
+        runner.run([get_stage("extract")])
+        report = json.loads((Path(tmp) / "out" / "extraction_results.json").read_text())
+    return report["totals"]
+
+
+def child_stage(path: Path) -> tuple[float, float]:
+    """The stage alone in a child process: (seconds, peak RSS in MiB)."""
+    code = (
+        "import sys, time, resource; sys.path.insert(0, {!r}); sys.path.insert(0, {!r});"
+        "from extract import stage; t = time.perf_counter(); stage(__import__('pathlib').Path({!r}));"
+        "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    ).format(str(REPO / "src"), str(REPO / "benchmarks"), str(path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    seconds, rss = out.split()[-2:]
+    return float(seconds), float(rss)
+
+
+def bench(path: Path, repeat: int, memory: bool) -> dict:
+    print(f"\n== {path.name}")
+    runs = measure(repeat, {
+        "plain decode": lambda: plain_decode(path),
+        "PySceneDetect detect()": lambda: pyscenedetect(path),
+        "ours detect_shots()": lambda: ours(path),
+        "extract stage, PNG": lambda: stage(path),
+        "extract stage, JPEG": lambda: stage(path, "medium"),
+    })
+    frames = runs["plain decode"][2]
+    psd_cuts = runs["PySceneDetect detect()"][2]
+    found, count = runs["ours detect_shots()"][2]
+    totals = runs["extract stage, PNG"][2]
+    assert count == frames, (count, frames)
+    our_cuts = [b.index for b in found]
+    missed = [c for c in psd_cuts if c not in our_cuts]
+    print(f"frames: {frames}   (best of {repeat}, run round-robin; CPU = process CPU time, all threads)")
+    print(f"  {'':26s} {'wall frames/s':>14s} {'CPU frames/s':>14s}")
+    for name, (wall, cpu, _) in runs.items():
+        print(f"  {name:26s} {frames / wall:14.1f} {frames / cpu:14.1f}")
+
+    def ratio(a: str, b: str) -> str:
+        return f"wall {runs[b][0] / runs[a][0]:.2f}x, CPU {runs[b][1] / runs[a][1]:.2f}x"
+
+    print(f"  shot detection vs PySceneDetect:      {ratio('ours detect_shots()', 'PySceneDetect detect()')}"
+          "   (target >= 2)")
+    print(f"  extract stage (PNG) vs plain decode:  {ratio('extract stage, PNG', 'plain decode')}"
+          "   (target >= 0.8)")
+    print(f"  extract stage (JPEG) vs plain decode: {ratio('extract stage, JPEG', 'plain decode')}")
+    print(f"  PySceneDetect cuts: {len(psd_cuts)}; ours: {len(our_cuts)} "
+          f"({sum(b.transition == 'dissolve' for b in found)} of them dissolves/fades); "
+          f"PySceneDetect cuts ours does not have at the same frame: {missed or 'none'}")
+    print(f"  frames kept by the stage: {totals['kept']}, rejected: {totals['rejected']}")
+    result = {"frames": frames, "missed": missed}
+    if memory:
+        seconds, rss = child_stage(path)
+        print(f"  extract stage alone in a child process: {seconds:.1f} s, peak RSS {rss:.0f} MiB "
+              f"(target < 1536)")
+        result["rss_mib"] = rss
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    shared = next((p / "shared" for p in REPO.parents if (p / "shared" / "media").is_dir()), REPO.parent / "shared")
+    parser.add_argument("--trailer", type=Path, default=shared / "media" / "trailer_bbb.mp4")
+    parser.add_argument("--film", type=Path, default=CACHE / "bbb.mp4")
+    parser.add_argument("--fetch-film", action="store_true", help="download the 10-minute film if missing")
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    import os
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load:.1f} at start")
+    if args.trailer.is_file():
+        bench(args.trailer, args.repeat, memory=False)
+    else:
+        print(f"no trailer at {args.trailer}")
+    film = args.film if args.film.is_file() else (fetch_film() if args.fetch_film else None)
+    if film is not None:
+        bench(film, max(1, args.repeat - 1), memory=True)
+    else:
+        print("\n(10-minute film not present: pass --film PATH or --fetch-film)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,377 @@
+"""Video reading on PyAV: probe, streaming decode, cheap views of decoded frames.
+
+Everything ffmpeg reads is accepted. Timestamps come from each frame's PTS, so
+variable-frame-rate files get true times; the frame index is the frame's position in
+display order. Decoding streams one frame at a time (bounded memory) and uses ffmpeg's
+own frame/slice threads. A file that cannot be used raises one :class:`BadInputError`
+naming it and the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from animlora.errors import BadInputError
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".m2ts", ".wmv", ".flv")
+# Pixel formats whose planes we read directly (8-bit 4:2:0); anything else goes through swscale.
+_FAST_FORMATS = ("yuv420p", "yuvj420p")
+_LUMA_FIRST = (*_FAST_FORMATS, "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "gray")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a probe learns about a video (times in seconds)."""
+
+    path: Path
+    duration: float
+    fps: float  # average frame rate; a VFR file's true times come from the frames
+    frame_count: int  # from the container; 0 when it does not say
+    width: int
+    height: int
+    codec: str
+    pix_fmt: str
+
+
+@dataclass
+class DecodedFrame:
+    """One decoded frame: its display-order index, time from its PTS, and the PyAV frame."""
+
+    index: int
+    time: float
+    frame: Any  # av.VideoFrame; kept as is so no copy is made unless a stage needs pixels
+
+
+def list_videos(folder: str | Path) -> list[Path]:
+    """Video files under ``folder`` (recursive), sorted, hidden files excluded."""
+    root = Path(folder)
+    return sorted(
+        p for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith(".")
+    )
+
+
+def content_id(path: str | Path) -> str:
+    """A stable id of a file's content: its size and three 64 KiB samples (fast on big films)."""
+    p = Path(path)
+    size = p.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(p, "rb") as handle:
+        for offset in (0, max(0, size // 2 - 32768), max(0, size - 65536)):
+            handle.seek(offset)
+            h.update(handle.read(65536))
+    return h.hexdigest()[:16]
+
+
+def _open(path: Path) -> Any:
+    import av
+
+    if not path.exists():
+        raise BadInputError(path, "no such file")
+    if path.is_dir():
+        raise BadInputError(path, "is a folder, not a video file")
+    if path.stat().st_size == 0:
+        raise BadInputError(path, "empty file (0 bytes)")
+    try:
+        return av.open(str(path), metadata_errors="ignore")
+    except av.FFmpegError as exc:
+        raise BadInputError(path, f"not a readable video ({_reason(exc)})") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.split(":")[0].strip().rstrip(".") or type(exc).__name__
+
+
+def _video_stream(container: Any, path: Path) -> Any:
+    if not container.streams.video:
+        if container.streams.audio:
+            raise BadInputError(path, "no video stream (audio only)")
+        raise BadInputError(path, "no video stream (no frames at all)")
+    return container.streams.video[0]
+
+
+def probe(path: str | Path, *, check_end: bool = True) -> VideoInfo:
+    """Open ``path``, decode its first frame and (``check_end``) one near its end.
+
+    Raises BadInputError for a missing path, a non-video file, an audio-only file, a
+    video with no frames, and a truncated or corrupt file."""
+    import av
+
+    p = Path(path)
+    container = _open(p)
+    try:
+        stream = _video_stream(container, p)
+        try:
+            first = _first_frame(container, stream)
+        except av.FFmpegError as exc:
+            raise BadInputError(p, f"corrupt video stream ({_reason(exc)})") from exc
+        if first is None:
+            raise BadInputError(p, "no video frames (zero-frame video)")
+        fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
+        duration = _duration(container, stream)
+        if check_end:
+            _check_end(container, stream, p, duration)
+        return VideoInfo(
+            path=p,
+            duration=duration,
+            fps=fps,
+            frame_count=int(stream.frames or 0) or int(round(duration * fps)),
+            width=int(first.width),
+            height=int(first.height),
+            codec=stream.codec_context.name,
+            pix_fmt=first.format.name,
+        )
+    finally:
+        container.close()
+
+
+def _first_frame(container: Any, stream: Any) -> Any:
+    for frame in container.decode(stream):
+        return frame
+    return None
+
+
+def _duration(container: Any, stream: Any) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return 0.0
+
+
+def _check_end(container: Any, stream: Any, path: Path, duration: float) -> None:
+    """A file cut short can keep its index (moov first) but lose its last frames: read every
+    packet (no decoding, fast) and compare with the frame count the index promises."""
+    import av
+
+    expected = int(stream.frames or 0)
+    if expected <= 0:
+        return
+    container.seek(0, stream=stream, backward=True)
+    count = 0
+    try:
+        for packet in container.demux(stream):
+            if packet.size:
+                count += 1
+    except av.FFmpegError as exc:
+        raise BadInputError(path, f"truncated or corrupt (stops after {count} of {expected} frames: "
+                                  f"{_reason(exc)})") from exc
+    if count < expected - max(2, expected // 100):
+        raise BadInputError(path, f"truncated or corrupt (only {count} of {expected} frames are in the file)")
+
+
+def iter_frames(path: str | Path, *, threads: bool = True, fast_analysis: bool = False) -> Iterator[DecodedFrame]:
+    """Decode every frame of the first video stream, in display order, streaming.
+
+    ``fast_analysis`` skips h264/hevc's in-loop deblocking filter: about 25% faster and
+    fine for measuring change between frames, but the pixels are not the real output,
+    so never use it for frames that are saved."""
+    import av
+
+    p = Path(path)
+    container = _open(p)
+    try:
+        stream = _video_stream(container, p)
+        if threads:
+            stream.thread_type = "AUTO"
+        if fast_analysis:
+            stream.codec_context.options = {"skip_loop_filter": "all"}
+        base = float(stream.time_base)
+        start = stream.start_time if stream.start_time is not None else None
+        index = 0
+        last_time = -1.0
+        try:
+            for frame in container.decode(stream):
+                pts = frame.pts
+                if pts is None:  # no timestamp: continue at the average rate
+                    t = last_time + 1.0 / float(stream.average_rate or 25)
+                else:
+                    if start is None:
+                        start = pts
+                    t = (pts - start) * base
+                yield DecodedFrame(index, t, frame)
+                last_time = t
+                index += 1
+        except av.FFmpegError as exc:
+            raise BadInputError(p, f"corrupt or truncated at frame {index} ({_reason(exc)})") from exc
+        if index == 0:
+            raise BadInputError(p, "no video frames (zero-frame video)")
+        expected = int(stream.frames or 0)
+        if expected and index < expected - max(2, expected // 100):
+            raise BadInputError(p, f"truncated or corrupt (only {index} of {expected} frames decode)")
+    finally:
+        container.close()
+
+
+class FrameOrderError(Exception):
+    """Frames came out of the decoder in an order the reference-only reader cannot index."""
+
+
+class ReferenceFrames:
+    """Iterate only the reference frames (I, P, referenced B) of the first video stream.
+
+    Nothing depends on the other frames, so the decoder skips them (``skip_frame=NONREF``):
+    often a third to a half of all frames. Every packet is still read, so each decoded
+    frame gets its true display index (its rank among all packets' PTS: gaps where frames
+    were skipped), and after iteration :attr:`count` and :meth:`time_of` cover every frame.
+    Raises :class:`FrameOrderError` when the stream does not allow this (no PTS, or frames
+    out of order); the caller then decodes every frame instead."""
+
+    def __init__(self, path: str | Path, *, threads: bool = True, fast_analysis: bool = False) -> None:
+        self.path = Path(path)
+        self.threads = threads
+        self.fast_analysis = fast_analysis
+        self.pts: list[int] = []  # sorted PTS of every packet
+        self.time_base = 0.0
+        self.decoded: dict[int, int] = {}  # display index -> pts of each decoded frame
+
+    @property
+    def count(self) -> int:
+        return len(self.pts)
+
+    def time_of(self, index: int) -> float:
+        return (self.pts[index] - self.pts[0]) * self.time_base
+
+    def __iter__(self) -> Iterator[DecodedFrame]:
+        from bisect import bisect_left, insort
+
+        import av
+
+        container = _open(self.path)
+        try:
+            stream = _video_stream(container, self.path)
+            if self.threads:
+                stream.thread_type = "AUTO"
+            ctx = stream.codec_context
+            if self.fast_analysis:
+                ctx.options = {"skip_loop_filter": "all"}
+            ctx.skip_frame = "NONREF"
+            self.time_base = float(stream.time_base)
+            seen = self.pts
+            last = -1
+            try:
+                for packet in container.demux(stream):
+                    if packet.size and packet.pts is None:
+                        raise FrameOrderError(f"{self.path}: packets without timestamps")
+                    if packet.size:
+                        insort(seen, packet.pts)
+                    for frame in packet.decode():
+                        # the decoder hands a frame out only once the frames it reorders past
+                        # it are read, so every packet shown before it is in `seen`
+                        index = bisect_left(seen, frame.pts)
+                        if index <= last or frame.pts not in (seen[index] if index < len(seen) else None,):
+                            raise FrameOrderError(f"{self.path}: frames out of order")
+                        last = index
+                        self.decoded[index] = frame.pts
+                        yield DecodedFrame(index, (frame.pts - seen[0]) * self.time_base, frame)
+            except av.FFmpegError as exc:
+                raise BadInputError(self.path, f"corrupt or truncated ({_reason(exc)})") from exc
+            if not self.decoded:
+                raise BadInputError(self.path, "no video frames (zero-frame video)")
+            expected = int(stream.frames or 0)
+            if expected and len(seen) < expected - max(2, expected // 100):
+                raise BadInputError(self.path, f"truncated or corrupt (only {len(seen)} of {expected} frames)")
+        finally:
+            container.close()
+
+
+def sample_frames(path: str | Path, count: int) -> list[Any]:
+    """Up to ``count`` keyframes spread over the video (seek + decode one each): cheap."""
+    import av
+
+    p = Path(path)
+    container = _open(p)
+    frames = []
+    try:
+        stream = _video_stream(container, p)
+        stream.codec_context.skip_frame = "NONKEY"
+        duration = _duration(container, stream)
+        start = stream.start_time or 0
+        seen = set()
+        for i in range(count):
+            t = duration * (i + 0.5) / count
+            try:
+                container.seek(start + int(t / stream.time_base), stream=stream, backward=True)
+                frame = _first_frame(container, stream)
+            except av.FFmpegError:
+                continue
+            if frame is not None and frame.pts not in seen:
+                seen.add(frame.pts)
+                frames.append(frame)
+    finally:
+        container.close()
+    return frames
+
+
+# -- cheap views of a decoded frame ------------------------------------------------------
+
+def _plane(frame: Any, i: int, width: int) -> np.ndarray:
+    plane = frame.planes[i]
+    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :width]
+
+
+def luma(frame: Any) -> np.ndarray:
+    """The luma plane as a uint8 HxW view (no copy for 8-bit YUV)."""
+    if frame.format.name in _LUMA_FIRST:
+        return _plane(frame, 0, frame.width)
+    return frame.to_ndarray(format="gray")
+
+
+def luma_scale(frame: Any) -> float:
+    """Factor that turns a Laplacian variance on limited-range luma (16-235) into the
+    full-range (0-255) grayscale value that blur thresholds are written for."""
+    limited = frame.color_range != 2 and frame.format.name not in ("yuvj420p", "yuvj422p", "yuvj444p")
+    return (255.0 / 219.0) ** 2 if limited else 1.0
+
+
+def small_bgr(frame: Any, width: int) -> np.ndarray:
+    """A small BGR image (about ``width`` wide) for shot detection (see :func:`analysis_images`)."""
+    return analysis_images(frame, width)[0]
+
+
+def analysis_images(frame: Any, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(BGR, gray) images about ``width`` wide, read straight from the YUV planes by
+    striding: about 20x cheaper than a full-size RGB conversion and a resize."""
+    import cv2
+
+    if frame.format.name in _FAST_FORMATS:
+        step = max(1, frame.width // width)
+        y = _plane(frame, 0, frame.width)[::step, ::step]
+        cstep = max(1, step // 2)
+        cw = frame.width // 2
+        u = _plane(frame, 1, cw)[::cstep, ::cstep]
+        v = _plane(frame, 2, cw)[::cstep, ::cstep]
+        h, w = y.shape
+        if u.shape[0] < h or u.shape[1] < w:
+            u = cv2.resize(u, (w, h), interpolation=cv2.INTER_NEAREST)
+            v = cv2.resize(v, (w, h), interpolation=cv2.INTER_NEAREST)
+        y = np.ascontiguousarray(y)
+        return cv2.cvtColor(cv2.merge((y, u[:h, :w], v[:h, :w])), cv2.COLOR_YUV2BGR), y
+    height = max(2, round(frame.height * width / frame.width))
+    bgr = frame.reformat(width=width, height=height, format="bgr24").to_ndarray()
+    return bgr, cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+
+
+def to_rgb(frame: Any, crop: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Full-size RGB (HxWx3 uint8) with the right YUV matrix (BT.709 for HD when untagged)."""
+    colorspace = None
+    if frame.colorspace in (0, 2):  # RGB / unspecified: ffmpeg's convention, 709 from 720 lines up
+        colorspace = "itu709" if frame.height >= 720 else "itu601"
+    elif frame.colorspace == 1:
+        colorspace = "itu709"
+    try:
+        rgb = frame.reformat(format="rgb24", src_colorspace=colorspace).to_ndarray() if colorspace else \
+            frame.to_ndarray(format="rgb24")
+    except (ValueError, TypeError):
+        rgb = frame.to_ndarray(format="rgb24")
+    if crop is not None:
+        x, y, w, h = crop
+        rgb = rgb[y : y + h, x : x + w]
+    return np.ascontiguousarray(rgb)

@@ -1,0 +1,72 @@
+"""Shot boundaries: a real live-action clip, a generated clip with cuts, a dissolve and a
+flash, every detector, and variable-frame-rate timestamps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import media
+from animlora.io.video import iter_frames, probe
+from animlora.stages.shots import detect_shots
+
+DATA = Path(__file__).parent / "data"
+# First frames of each new shot in bikes.mp4, looked up once by eye (frames dumped around
+# every candidate: 30 office->man, 76 taxi->cyclist, 137 cyclist->railing, 187 railing->legs,
+# 242 bollard->close-up). Frame 97 is a car passing close to the camera: not a cut.
+BIKES_CUTS = [30, 76, 137, 187, 242]
+THRESHOLDS = {"adaptive": 3.0, "content": 27.0, "hash": 0.35}
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    return media.make_synthetic(tmp_path_factory.mktemp("syn") / "syn.mp4")
+
+
+@pytest.fixture(scope="module")
+def synthetic_bframes(tmp_path_factory) -> Path:
+    """The same clip with only every 4th frame a reference frame and no keyframes at cuts,
+    so the coarse pass skips the frames around every cut and must refine them."""
+    return media.make_synthetic(tmp_path_factory.mktemp("synb") / "synb.mp4", bframes=True)
+
+
+@pytest.mark.parametrize("coarse", [True, False])
+def test_bikes_cuts_within_one_frame(coarse):
+    found, count, fps = detect_shots(DATA / "bikes.mp4", coarse=coarse)
+    assert count == 250 and fps == 25.0
+    cuts = [b.index for b in found]
+    assert len(cuts) == len(BIKES_CUTS)
+    for got, want in zip(cuts, BIKES_CUTS, strict=True):
+        assert abs(got - want) <= 1
+    assert all(b.transition is None for b in found)
+
+
+@pytest.mark.parametrize(
+    ("detector", "encoding", "coarse"),
+    [("adaptive", "plain", True), ("content", "plain", True), ("hash", "plain", True),
+     ("adaptive", "plain", False), ("adaptive", "bframes", True), ("adaptive", "bframes", False),
+     ("content", "bframes", True)],
+)
+def test_synthetic_cuts_dissolve_and_flash(synthetic, synthetic_bframes, detector, encoding, coarse):
+    clip = synthetic if encoding == "plain" else synthetic_bframes
+    found, count, _ = detect_shots(clip, detector=detector, threshold=THRESHOLDS[detector], coarse=coarse)
+    assert count == media.SYN_FRAMES
+    hard = [b.index for b in found if b.transition is None]
+    soft = [b for b in found if b.transition == "dissolve"]
+    assert hard == media.SYN_CUTS  # frame-exact; nothing at the flash (70-71)
+    assert len(soft) == 1  # one boundary for the whole cross-dissolve
+    first, last = media.SYN_DISSOLVE
+    assert first <= soft[0].index <= last
+    assert abs(soft[0].index - (first + last) / 2) <= 3
+    assert soft[0].span is not None and first - 3 <= soft[0].span[0] < soft[0].span[1] <= last + 3
+
+
+def test_vfr_timestamps_come_from_pts(tmp_path):
+    path, times = media.make_vfr(tmp_path / "vfr.mp4")
+    got = [f.time for f in iter_frames(path)]
+    assert len(got) == len(times) == 50
+    assert got == pytest.approx(times, abs=1e-3)  # 0.1 s apart, then 1/30 s apart
+    found, _, _ = detect_shots(path)
+    assert [b.index for b in found] == [20]
+    assert probe(path).duration == pytest.approx(3.0, abs=0.05)
