@@ -196,10 +196,6 @@ class Catalog:
 
 
 def _statements(sql: str) -> list[str]:
-    parts = []
-    for chunk in sql.split(";"):
-        lines = [line.split("--", 1)[0] for line in chunk.splitlines()]
-        text = "\n".join(lines).strip()
-        if text:
-            parts.append(text)
-    return parts
+    """Split a migration into statements (comments dropped first: keep `--` out of literals)."""
+    text = "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
+    return [part.strip() for part in text.split(";") if part.strip()]

@@ -46,3 +46,40 @@ def get_spec(name: str) -> ModelSpec:
         known = ", ".join(sorted(MODELS)) or "none"
         raise AnimloraError(f"unknown model {name!r}; known models: {known}")
     return spec
+
+
+# -- train / evaluate ---------------------------------------------------------------------
+_DIFFUSERS_FILES = ("model_index.json", "*/*.json", "*/*.txt", "*/diffusion_pytorch_model.safetensors",
+                    "text_encoder*/model.safetensors", "tokenizer*/*")
+register(ModelSpec(
+    name="sd15",
+    kind="diffusion",
+    description="Stable Diffusion 1.5 base model (diffusers layout), for training and evaluation",
+    used_by=("train.builtin", "evaluate"),
+    hf_repo="stable-diffusion-v1-5/stable-diffusion-v1-5",
+    hf_files=_DIFFUSERS_FILES,
+    size_mb=5200,
+    license="CreativeML Open RAIL-M",
+))
+register(ModelSpec(
+    name="sdxl-base",
+    kind="diffusion",
+    description="Stable Diffusion XL 1.0 base model (diffusers layout), for training and evaluation",
+    used_by=("train.builtin", "evaluate"),
+    hf_repo="stabilityai/stable-diffusion-xl-base-1.0",
+    hf_files=_DIFFUSERS_FILES,
+    size_mb=13000,
+    license="CreativeML Open RAIL++-M",
+))
+if "clip-vit-large-patch14" not in MODELS:
+    register(ModelSpec(
+        name="clip-vit-large-patch14",
+        kind="embedding",
+        description="OpenAI CLIP ViT-L/14: text-image score and identity similarity of evaluation images",
+        used_by=("evaluate",),
+        hf_repo="openai/clip-vit-large-patch14",
+        hf_files=("config.json", "model.safetensors", "preprocessor_config.json", "tokenizer*", "vocab.json",
+                  "merges.txt", "special_tokens_map.json"),
+        size_mb=1710,
+        license="MIT",
+    ))
