@@ -77,11 +77,6 @@ def locate_base_model(given: str, models: ModelsSettings) -> BaseModelRef:
     """Find the base model and its family; errors name the path and the fix."""
     if not given:
         raise ConfigError("no base model: pass --base-model PATH|ID or set train.base_model")
-    if given in MODELS and MODELS[given].kind == "diffusion":
-        from animlora.models import resolve
-
-        folder = resolve(given, models)
-        return BaseModelRef(given, folder, "folder", family_of_folder(folder))
     path = Path(given).expanduser()
     if path.exists():
         if path.is_dir():
@@ -92,6 +87,11 @@ def locate_base_model(given: str, models: ModelsSettings) -> BaseModelRef:
         if path.suffix.lower() not in SINGLE_FILE_SUFFIXES:
             raise BadInputError(path, "a base model file must be .safetensors or .ckpt")
         return BaseModelRef(given, path.resolve(), "single_file", family_of_single_file(path))
+    if given in MODELS and MODELS[given].kind == "diffusion":
+        from animlora.models import resolve
+
+        folder = resolve(given, models)
+        return BaseModelRef(given, folder, "folder", family_of_folder(folder))
     if given.count("/") == 1 and not given.startswith((".", "/", "~")):
         folder = _hub_snapshot(given, models)
         return BaseModelRef(given, folder, "folder", family_of_folder(folder))

@@ -132,8 +132,8 @@ def make_buckets(resolution: int, min_size: int, max_size: int, step: int) -> li
             buckets.add((width, height))
             buckets.add((height, width))
         width += step
-    if not buckets:
-        buckets.add((resolution, resolution))
+    square = max(min_size, min(max_size, resolution // step * step or resolution))
+    buckets.add((square, square))  # kohya always has the square bucket
     return sorted(buckets)
 
 

@@ -79,6 +79,12 @@ class TrainResult:
 
 def _real_size(ref: BaseModelRef) -> bool:
     """A real SD/SDXL U-Net (not a tiny test one), known from its config without loading it."""
+    if ref.kind == "single_file" and ref.path is not None and ref.path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(ref.path), framework="pt") as handle:
+            key = "model.diffusion_model.input_blocks.0.0.weight"
+            return key not in handle.keys() or handle.get_slice(key).get_shape()[0] >= 320  # noqa: SIM118
     if ref.kind != "folder" or ref.path is None:
         return True
     try:
@@ -256,7 +262,8 @@ class LoraTrainer:
             comp.unet.enable_gradient_checkpointing()
             if s.train_text_encoder:
                 for encoder in comp.text_encoders:
-                    encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                    enable = getattr(encoder, "activation_checkpointing_enable", None) or encoder.gradient_checkpointing_enable
+                    enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
         # 4. prepare data: buckets, cached latents and masks
         buckets_of = self._buckets_of(data)
@@ -357,7 +364,8 @@ class LoraTrainer:
         # the fields that change what is trained (not where samples go or how often they are made)
         keep = {k: v for k, v in self.settings.model_dump().items()
                 if k not in ("sample_every_n_epochs", "sample_prompts", "sample_steps", "sample_cfg", "sample_seeds",
-                             "tensorboard", "allow_cpu", "save_state_every_n_steps", "output_name", "engine", "sd_scripts")}
+                             "tensorboard", "allow_cpu", "save_state_every_n_steps", "output_name", "engine", "sd_scripts",
+                             "base_model")}
         return digest(sorted(keep.items()), data.content_hash, ref.given, self.seed)
 
     def _optimizer(self, groups: list[dict[str, Any]]) -> Any:
