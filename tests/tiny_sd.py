@@ -137,3 +137,26 @@ def write_dataset(folder: Path, n: int = 4, size: tuple[int, int] = (32, 32), se
         (folder / "captions" / f"img_{i:02d}.txt").write_text(f"lucaxyz, 3d character, pose {i}, smiling")
     (folder / "metadata.json").write_text(json.dumps({"character": "luca", "trigger": "lucaxyz", "images": n}))
     return folder
+
+
+def build_clip(folder: Path, seed: int = 0) -> Path:
+    """A tiny CLIP (text + vision towers, 32 px) with its processor, saved as a model folder."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    tok = _tokenizer(folder)
+    n = len(tok)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=n, hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                         num_hidden_layers=2, max_position_embeddings=32, bos_token_id=n - 2, eos_token_id=n - 1,
+                         pad_token_id=n - 1),
+        vision_config=dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                           num_hidden_layers=2),
+        projection_dim=16,
+    )
+    torch.manual_seed(seed)
+    CLIPModel(config).save_pretrained(str(folder))
+    processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
+                                                                 crop_size={"height": 32, "width": 32}), tokenizer=tok)
+    processor.save_pretrained(str(folder))
+    return folder

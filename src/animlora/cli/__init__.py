@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from animlora.cli import project, stages, system, train
+from animlora.cli import evaluate, project, stages, system, train
 from animlora.cli.common import console_err
 from animlora.errors import AnimloraError
 
@@ -25,6 +25,7 @@ project.register(app)
 stages.register(app)
 system.register(app)
 train.register(app)
+evaluate.register(app)
 
 
 def main() -> None:

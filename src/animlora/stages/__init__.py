@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 # runs every stage listed. The folder is here too so listing folders imports no stage.
 STAGES: dict[str, tuple[str, str]] = {
     "extract": ("frames", "animlora.stages.extract:ExtractStage"),
+    # train/evaluate plan nothing (and print the train command) while train.base_model is empty
+    "train": ("runs", "animlora.stages.train:TrainStage"),
+    "evaluate": ("evaluation", "animlora.stages.evaluate:EvaluateStage"),
 }
 
 
