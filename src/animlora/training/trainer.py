@@ -147,7 +147,7 @@ class LoraTrainer:
             try:
                 import bitsandbytes  # noqa: F401
             except ImportError as exc:
-                raise MissingDependencyError("bitsandbytes", "train", "the adamw8bit optimizer") from exc
+                raise MissingDependencyError("bitsandbytes", "train8bit", "the adamw8bit optimizer") from exc
         if s.optimizer == "prodigy":
             try:
                 import prodigyopt  # noqa: F401
