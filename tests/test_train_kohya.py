@@ -42,8 +42,7 @@ def _images(pipe):
                 generator=gen).images
 
 
-@pytest.mark.parametrize("family", ["sd15", "sdxl"])
-@pytest.mark.parametrize("with_te", [False, True])
+@pytest.mark.parametrize(("family", "with_te"), [("sd15", False), ("sd15", True), ("sdxl", True)])
 def test_kohya_file_loads_back_equal(bases, tmp_path, family, with_te):
     pipe = _pipe(family, bases[family])
     base_images = _images(pipe)
