@@ -13,7 +13,6 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 import tiny_sd  # noqa: E402
-
 from animlora.cli.project import create_project, run_project  # noqa: E402
 from animlora.workspace import Workspace  # noqa: E402
 

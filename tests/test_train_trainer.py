@@ -133,7 +133,7 @@ def test_kill9_then_resume_equals_uninterrupted_run(base, data, tmp_path):
 
 def test_single_file_checkpoint_base_model(base, data, tmp_path):
     single = sd_single_file.write_single_file(base, tmp_path / "tiny-sd15.safetensors")
-    t = trainer(epochs=1, base_model_config=str(base))
+    t = trainer(epochs=1, base_model_config=str(base), gradient_checkpointing=True)
     _, ref, plan = t.check_inputs(data, str(single))
     assert (ref.kind, ref.family) == ("single_file", "sd15")
     result = t.train(data, tmp_path / "run", str(single))

@@ -219,6 +219,12 @@ class LoraTrainer:
 
         from animlora.training import state as st
 
+        if fresh:  # start over: drop this run's state and checkpoints (only files the trainer writes)
+            import shutil
+
+            shutil.rmtree(state_dir, ignore_errors=True)
+            for old in [*output_dir.glob(f"{name}-*.safetensors"), output_dir / f"{name}.safetensors"]:
+                old.unlink(missing_ok=True)
         saved = None if fresh else st.latest_state(state_dir)
         if saved is not None and saved.info.get("fingerprint") != fingerprint:
             raise StageError(f"{output_dir}: holds a run with other settings or data; "
@@ -262,8 +268,10 @@ class LoraTrainer:
             comp.unet.enable_gradient_checkpointing()
             if s.train_text_encoder:
                 for encoder in comp.text_encoders:
-                    enable = getattr(encoder, "activation_checkpointing_enable", None) or encoder.gradient_checkpointing_enable
-                    enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                    if hasattr(encoder, "activation_checkpointing_enable"):  # transformers ≥ 5.x
+                        encoder.activation_checkpointing_enable({"use_reentrant": False})
+                    else:
+                        encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
         # 4. prepare data: buckets, cached latents and masks
         buckets_of = self._buckets_of(data)
