@@ -316,17 +316,21 @@ def _reference_images(dataset: Path | None, limit: int) -> list[Any]:
 
 def write_grid(path: Path, rows: list[tuple[str, list[Any]]], columns: list[str], cell: int = 256) -> Path:
     """Rows = checkpoints, columns = prompts × seeds, with labels."""
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
     label_w, header_h = 180, 28
+    try:
+        font = ImageFont.load_default(size=16)
+    except TypeError:  # Pillow < 10.1: fixed-size bitmap font
+        font = ImageFont.load_default()
     n_cols = max(len(cells) for _, cells in rows)
     canvas = Image.new("RGB", (label_w + n_cols * cell, header_h + len(rows) * cell), "white")
     draw = ImageDraw.Draw(canvas)
     for j, name in enumerate(columns[:n_cols]):
-        draw.text((label_w + j * cell + 4, 8), name, fill="black")
+        draw.text((label_w + j * cell + 4, 6), name, fill="black", font=font)
     for i, (label, cells) in enumerate(rows):
         y = header_h + i * cell
-        draw.text((6, y + cell // 2 - 6), label, fill="black")
+        draw.text((6, y + cell // 2 - 8), label, fill="black", font=font)
         for j, image in enumerate(cells):
             canvas.paste(image.convert("RGB").resize((cell, cell)), (label_w + j * cell, y))
     with atomic_path(path) as tmp:
