@@ -89,6 +89,9 @@ def save_state(
 
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
+    if (final / "state.json").is_file():  # this step is saved already (epoch end = step interval)
+        atomic_write_json(root / LATEST, {"folder": final.name, "step": step})
+        return final
     tmp = root / f".tmp-step_{step:08d}"
     shutil.rmtree(tmp, ignore_errors=True)
     opt_tensors, opt_rest = split_optimizer_state(optimizer.state_dict())
@@ -105,8 +108,7 @@ def save_state(
                            save({k: v.detach().to("cpu").contiguous() for k, v in weights.items()}))
         atomic_write_bytes(tmp / "optimizer.safetensors", save(opt_tensors))
         atomic_write_json(tmp / "state.json", body)
-        if final.exists():
-            shutil.rmtree(final)
+        shutil.rmtree(final, ignore_errors=True)  # an incomplete folder (no state.json) only
         tmp.rename(final)
     except (AnimloraError, OSError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
