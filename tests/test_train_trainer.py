@@ -82,26 +82,25 @@ def eval_loss(base: Path, data: Path, lora: Path | None) -> float:
     return total
 
 
-def test_training_changes_lora_and_lowers_loss(base, data, tmp_path):
-    result = trainer(epochs=3, save_every_n_epochs=2, train_text_encoder=False, unet_lr=3e-2, alpha_mask=False).train(
-        data, tmp_path / "run", str(base))
-    assert result.steps == 12
-    assert [p.name for p in result.checkpoints] == ["luca-000002.safetensors", "luca-000003.safetensors"]
-    weights = load_file(str(result.final))
+def test_training_learns_and_kill9_resume_equals_uninterrupted_run(base, data, tmp_path):
+    settings = {"epochs": 3, "save_every_n_epochs": 2, "save_state_every_n_steps": 2, "caption_dropout": 0.2,
+                "noise_offset": 0.05, "min_snr_gamma": 5.0, "lr_scheduler": "cosine_with_restarts",
+                "unet_lr": 3e-2, "alpha_mask": False}
+    # 1. an uninterrupted run learns: LoRA weights move, the loss at fixed noise drops
+    reference = trainer(**settings).train(data, tmp_path / "ref", str(base))
+    assert reference.steps == 12
+    assert [p.name for p in reference.checkpoints] == ["luca-000002.safetensors", "luca-000003.safetensors"]
+    weights = load_file(str(reference.final))
     ups = [v for k, v in weights.items() if k.endswith("lora_up.weight")]
     assert ups and all(float(v.abs().max()) > 0 for v in ups)  # up matrices start at zero
-    assert not any(k.startswith("lora_te") for k in weights)
-    before, after = eval_loss(base, data, None), eval_loss(base, data, result.final)
-    assert after < before * 0.99, (before, after)  # a random tiny U-Net learns slowly (-2% here)
-    report = json.loads((tmp_path / "run" / "training_results.json").read_text())
+    assert any(k.startswith("lora_te_") for k in weights)
+    before, after = eval_loss(base, data, None), eval_loss(base, data, reference.final)
+    assert after < before * 0.99, (before, after)  # a random tiny U-Net learns slowly (-1.4% here)
+    report = json.loads((tmp_path / "ref" / "training_results.json").read_text())
     assert report["steps"] == 12 and report["final"] == "luca.safetensors"
-    assert (tmp_path / "run" / "diffusers" / "pytorch_lora_weights.safetensors").is_file()
+    assert (tmp_path / "ref" / "diffusers" / "pytorch_lora_weights.safetensors").is_file()
 
-
-def test_kill9_then_resume_equals_uninterrupted_run(base, data, tmp_path):
-    settings = {"epochs": 3, "save_every_n_epochs": 2, "save_state_every_n_steps": 2, "caption_dropout": 0.2,
-                "noise_offset": 0.05, "min_snr_gamma": 5.0, "lr_scheduler": "cosine_with_restarts"}
-    reference = trainer(**settings).train(data, tmp_path / "ref", str(base))
+    # 2. the same run killed with SIGKILL after a saved state, then resumed, ends bit-identical
 
     config = tmp_path / "tiny.yaml"
     config.write_text(json.dumps(tiny_overrides(**settings)))  # JSON is YAML
