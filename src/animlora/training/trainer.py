@@ -430,17 +430,32 @@ def _encode(vae: Any, item: ds.DatasetItem, bucket: tuple[int, int], flip: bool,
     return latents[0].cpu(), torch.from_numpy(alpha), crop
 
 
+@dataclass
 class _LoopContext:
     """What one training step needs; keeps ``train`` readable."""
 
-    def __init__(self, trainer: LoraTrainer, accelerator: Any, comp: Any, unet: Any, encoders: tuple, optimizer: Any,
-                 lr_scheduler: Any, data: ds.TrainingDataset, buckets_of: list, cache: list | None, device: Any,
-                 weight_dtype: Any, trainable: dict, name: str, ref: BaseModelRef, plan: TrainPlan,
-                 fingerprint: str) -> None:
-        self.__dict__.update(locals())
-        self.state_dir = Path(accelerator.project_dir).parent / "state"
-        self.s = trainer.settings
-        self.seed = trainer.seed
+    trainer: LoraTrainer
+    accelerator: Any
+    comp: Any
+    unet: Any
+    encoders: tuple
+    optimizer: Any
+    lr_scheduler: Any
+    data: ds.TrainingDataset
+    buckets_of: list
+    cache: list | None
+    device: Any
+    weight_dtype: Any
+    trainable: dict
+    name: str
+    ref: BaseModelRef
+    plan: TrainPlan
+    fingerprint: str
+
+    def __post_init__(self) -> None:
+        self.state_dir = Path(self.accelerator.project_dir).parent / "state"
+        self.s = self.trainer.settings
+        self.seed = self.trainer.seed
 
     # one step ------------------------------------------------------------------------------
     def batch_tensors(self, batch: ds.Batch, step: int) -> tuple[Any, Any, list, list[str]]:
