@@ -40,9 +40,15 @@ def test_run_trains_each_dataset_when_a_base_model_is_set(tmp_path):
     data["train"] = {"base_model": str(base), "resolution": 16, "bucket_min": 8, "bucket_max": 32, "bucket_step": 8,
                      "network_dim": 4, "network_alpha": 2, "epochs": 1, "sample_every_n_epochs": 0,
                      "tensorboard": False, "gradient_checkpointing": False}
+    data["evaluate"] = {"clip_model": str(tiny_sd.build_clip(tmp_path / "clip")), "steps": 2, "seeds": [1, 2],
+                        "width": 32, "height": 32}
     project_yaml.write_text(yaml.safe_dump(data))
-    summaries = run_project(Workspace(root), None, "train", "train", False, False)
-    assert [(s.stage, s.items_total, s.items_done, s.failures) for s in summaries] == [("train", 1, 1, ())]
+    summaries = run_project(Workspace(root), None, "train", "evaluate", False, False)
+    assert [(s.stage, s.items_total, s.items_done, s.failures) for s in summaries] == [
+        ("train", 1, 1, ()), ("evaluate", 1, 1, ())]
     assert (root / "runs" / "luca" / "luca.safetensors").is_file()
-    again = run_project(Workspace(root), None, "train", "train", False, False)
-    assert again[0].up_to_date
+    report = json.loads((root / "evaluation" / "luca" / "quality_evaluation.json").read_text())
+    assert report["best"]["label"] == "checkpoint_1" and report["reference_images"] == 2
+    assert (root / "evaluation" / "luca" / "checkpoint_1" / "portrait_s2.png").is_file()
+    again = run_project(Workspace(root), None, "train", "evaluate", False, False)
+    assert [s.up_to_date for s in again] == [True, True]

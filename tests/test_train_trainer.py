@@ -17,6 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
+from safetensors import safe_open  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 import sd_single_file  # noqa: E402
@@ -94,6 +95,11 @@ def test_training_learns_and_kill9_resume_equals_uninterrupted_run(base, data, t
     ups = [v for k, v in weights.items() if k.endswith("lora_up.weight")]
     assert ups and all(float(v.abs().max()) > 0 for v in ups)  # up matrices start at zero
     assert any(k.startswith("lora_te_") for k in weights)
+    with safe_open(str(reference.final), "pt") as f:
+        meta = f.metadata()
+    assert (meta["ss_network_dim"], meta["ss_network_alpha"], meta["ss_trigger_word"], meta["ss_steps"]) == (
+        "4", "2.0", "lucaxyz", "12")
+    assert meta["ss_base_model_version"] == "sd_v1" and len(meta["ss_dataset_hash"]) == 64
     before, after = eval_loss(base, data, None), eval_loss(base, data, reference.final)
     assert after < before * 0.99, (before, after)  # a random tiny U-Net learns slowly (-1.4% here)
     report = json.loads((tmp_path / "ref" / "training_results.json").read_text())
