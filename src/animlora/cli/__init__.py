@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from animlora.cli import project, review, stages, system
+from animlora.cli import evaluate, project, review, stages, system, train
 from animlora.cli.common import console_err
 from animlora.errors import AnimloraError
 
@@ -24,6 +24,8 @@ app = typer.Typer(
 project.register(app)
 stages.register(app)
 system.register(app)
+train.register(app)
+evaluate.register(app)
 review.register(app)
 
 

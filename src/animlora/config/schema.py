@@ -158,6 +158,79 @@ class ReviewSettings(Section):
     split_k: int = Field(ge=2)
 
 
+class TrainSettings(Section):
+    """LoRA training (the built-in diffusers+peft trainer, or kohya sd-scripts)."""
+
+    engine: Literal["builtin", "kohya"]
+    sd_scripts: str = Field(description="kohya engine: the sd-scripts checkout")
+    base_model: str = Field(description="diffusers folder, single .safetensors file, registry name or hub id; empty = not configured")
+    base_model_config: str = Field(description="single-file base model: diffusers folder or hub id holding its configs; empty = auto")
+    family: Literal["auto", "sd15", "sdxl"]
+    output_name: str = Field(description="file name stem of the LoRA; empty = the dataset folder's name")
+    trigger: str = Field(description="trigger word; empty = from the dataset's metadata.json")
+    # network
+    network_dim: int = Field(ge=1, le=1024)
+    network_alpha: float = Field(gt=0)
+    train_text_encoder: bool
+    # optimisation
+    optimizer: Literal["adamw", "adamw8bit", "prodigy"]
+    unet_lr: float = Field(gt=0)
+    text_encoder_lr: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    lr_scheduler: Literal["constant", "cosine", "cosine_with_restarts"]
+    lr_warmup_steps: int = Field(ge=0)
+    lr_restarts: int = Field(ge=1, description="cosine_with_restarts: number of cycles")
+    max_grad_norm: float = Field(ge=0, description="0 = no clipping")
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    repeats: int = Field(ge=1, description="times each image is seen per epoch")
+    min_snr_gamma: float = Field(ge=0, description="0 = off")
+    noise_offset: float = Field(ge=0)
+    # data
+    resolution: int = Field(ge=8, le=4096)
+    enable_buckets: bool
+    bucket_min: int = Field(ge=8)
+    bucket_max: int = Field(ge=8)
+    bucket_step: int = Field(ge=8)
+    shuffle_caption: bool
+    keep_tokens: int = Field(ge=0, description="caption tokens (comma-separated) kept in front when shuffling")
+    caption_dropout: float = Field(ge=0, le=1, description="probability of training a step with an empty caption")
+    flip_aug: bool
+    color_aug: bool
+    alpha_mask: bool = Field(description="weight the loss by the image's alpha channel")
+    cache_latents: bool
+    # memory / precision
+    gradient_checkpointing: bool
+    mixed_precision: Literal["no", "fp16", "bf16"]
+    allow_cpu: bool = Field(description="allow a real-size model on the CPU (very slow)")
+    # outputs
+    save_every_n_epochs: int = Field(ge=1)
+    save_state_every_n_steps: int = Field(ge=0, description="resume state between epochs; 0 = at saves only")
+    sample_every_n_epochs: int = Field(ge=0, description="0 = no samples")
+    sample_prompts: str = Field(description="prompt file (JSON or one prompt a line); empty = the package's test prompts")
+    sample_steps: int = Field(ge=1)
+    sample_cfg: float = Field(ge=0)
+    sample_seeds: list[int]
+    tensorboard: bool
+
+
+class EvaluateSettings(Section):
+    """Checkpoint evaluation: images per checkpoint, metrics, the pick."""
+
+    prompts: str = Field(description="prompt JSON; empty = the package's prompts/3d_character_test.json")
+    base_model: str = Field(description="empty = train.base_model")
+    scheduler: Literal["dpm++", "euler", "euler_a", "ddim", "pndm"]
+    steps: int = Field(ge=1)
+    cfg: float = Field(ge=0)
+    seeds: list[int]
+    width: int = Field(ge=0, description="0 = the base model's native size")
+    height: int = Field(ge=0)
+    strengths: list[float] = Field(description="LoRA strengths to sweep")
+    clip_model: str = Field(description="registry name or folder of the CLIP model used for scores")
+    reference_images: int = Field(ge=1, description="dataset images used as the identity reference")
+    weights: dict[str, float] = Field(description="best-checkpoint score: weight per metric")
+
+
 class CharacterSpec(BaseModel):
     """``characters/<name>.yaml``: who a character is, and settings only for them.
 
@@ -246,6 +319,8 @@ class Settings(Section):
     runner: RunnerSettings
     models: ModelsSettings
     extract: ExtractSettings
+    train: TrainSettings
+    evaluate: EvaluateSettings
     segment: SegmentSettings
     prefilter: PrefilterSettings
     inpaint: InpaintSettings

@@ -99,7 +99,8 @@ _HF_IMAGE_FILES = ("*.json", "model.safetensors")
 register(ModelSpec(
     name="clip-vit-large-patch14", kind="embedding",
     description="OpenAI CLIP ViT-L/14: image embeddings for identity clustering",
-    used_by=("embed.clip",), hf_repo="openai/clip-vit-large-patch14", hf_files=_HF_IMAGE_FILES,
+    used_by=("embed.clip", "evaluate"), hf_repo="openai/clip-vit-large-patch14",
+    hf_files=(*_HF_IMAGE_FILES, "merges.txt"),  # evaluate also needs the tokenizer
     size_mb=1710, license="MIT",
 ))
 register(ModelSpec(
@@ -144,4 +145,29 @@ register(ModelSpec(
     name="qwen2.5-vl-7b", kind="captioning", description="Qwen2.5-VL-7B-Instruct (schema-guided JSON captions)",
     used_by=("caption.qwen2_5_vl",), hf_repo="Qwen/Qwen2.5-VL-7B-Instruct",
     hf_files=("*.json", "*.safetensors", "*.txt", "merges.txt"), size_mb=16600, license="Apache-2.0",
+))
+
+
+# -- train / evaluate ---------------------------------------------------------------------
+_DIFFUSERS_FILES = ("model_index.json", "*/*.json", "*/*.txt", "*/diffusion_pytorch_model.safetensors",
+                    "text_encoder*/model.safetensors", "tokenizer*/*")
+register(ModelSpec(
+    name="sd15",
+    kind="diffusion",
+    description="Stable Diffusion 1.5 base model (diffusers layout), for training and evaluation",
+    used_by=("train.builtin", "evaluate"),
+    hf_repo="stable-diffusion-v1-5/stable-diffusion-v1-5",
+    hf_files=_DIFFUSERS_FILES,
+    size_mb=5200,
+    license="CreativeML Open RAIL-M",
+))
+register(ModelSpec(
+    name="sdxl-base",
+    kind="diffusion",
+    description="Stable Diffusion XL 1.0 base model (diffusers layout), for training and evaluation",
+    used_by=("train.builtin", "evaluate"),
+    hf_repo="stabilityai/stable-diffusion-xl-base-1.0",
+    hf_files=_DIFFUSERS_FILES,
+    size_mb=13000,
+    license="CreativeML Open RAIL++-M",
 ))

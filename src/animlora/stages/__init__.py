@@ -22,6 +22,9 @@ STAGES: dict[str, tuple[str, str]] = {
     "cluster": ("clustered", "animlora.stages.cluster:ClusterStage"),
     "caption": ("captions", "animlora.stages.caption:CaptionStage"),
     "dataset": ("training_data", "animlora.stages.dataset:DatasetStage"),
+    # train/evaluate plan nothing (and print the train command) while train.base_model is empty
+    "train": ("runs", "animlora.stages.train:TrainStage"),
+    "evaluate": ("evaluation", "animlora.stages.evaluate:EvaluateStage"),
 }
 
 

@@ -1,0 +1,54 @@
+"""train/evaluate inside `animlora run`: skipped with the exact train command when no base model
+is configured; with one, the run trains every dataset in training_data/."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import yaml
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+import tiny_sd  # noqa: E402
+from animlora.cli.project import create_project, run_project  # noqa: E402
+from animlora.workspace import Workspace  # noqa: E402
+
+
+def test_run_skips_training_without_base_model_and_prints_the_command(tmp_path, caplog):
+    root = create_project(tmp_path / "proj", "proj", [], "3d")
+    tiny_sd.write_dataset(root / "training_data" / "luca", n=2)
+    workspace = Workspace(root)
+    with caplog.at_level(logging.WARNING, logger="animlora"):
+        summaries = run_project(workspace, None, "train", "evaluate", False, False)
+    assert [(s.stage, s.items_total, s.failures) for s in summaries] == [("train", 0, ()), ("evaluate", 0, ())]
+    assert ("animlora train --dataset training_data/luca --base-model BASE_MODEL --preset 3d-character-sd15"
+            in caplog.text)
+    manifest = json.loads(workspace.manifest_path("train").read_text())
+    assert manifest["report"]["train_commands"] == [
+        "animlora train --dataset training_data/luca --base-model BASE_MODEL --preset 3d-character-sd15"]
+
+
+def test_run_trains_each_dataset_when_a_base_model_is_set(tmp_path):
+    base = tiny_sd.build_sd15(tmp_path / "sd15")
+    root = create_project(tmp_path / "proj", "proj", [], "3d")
+    tiny_sd.write_dataset(root / "training_data" / "luca", n=2)
+    project_yaml = root / "project.yaml"
+    data = yaml.safe_load(project_yaml.read_text())
+    data["train"] = {"base_model": str(base), "resolution": 16, "bucket_min": 8, "bucket_max": 32, "bucket_step": 8,
+                     "network_dim": 4, "network_alpha": 2, "epochs": 1, "sample_every_n_epochs": 0,
+                     "tensorboard": False, "gradient_checkpointing": False}
+    data["evaluate"] = {"clip_model": str(tiny_sd.build_clip(tmp_path / "clip")), "steps": 2, "seeds": [1, 2],
+                        "width": 32, "height": 32}
+    project_yaml.write_text(yaml.safe_dump(data))
+    summaries = run_project(Workspace(root), None, "train", "evaluate", False, False)
+    assert [(s.stage, s.items_total, s.items_done, s.failures) for s in summaries] == [
+        ("train", 1, 1, ()), ("evaluate", 1, 1, ())]
+    assert (root / "runs" / "luca" / "luca.safetensors").is_file()
+    report = json.loads((root / "evaluation" / "luca" / "quality_evaluation.json").read_text())
+    assert report["best"]["label"] == "checkpoint_1" and report["reference_images"] == 2
+    assert (root / "evaluation" / "luca" / "checkpoint_1" / "portrait_s2.png").is_file()
+    again = run_project(Workspace(root), None, "train", "evaluate", False, False)
+    assert [s.up_to_date for s in again] == [True, True]
