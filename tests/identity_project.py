@@ -52,10 +52,14 @@ def add_instances(
             rel = f"character/{iid}.png"
             write_image(ws.root / "filtered" / rel, image)
             shot = f"s_{frame.split('_')[0]}" if frame else None
-            catalog.execute(
-                "INSERT OR REPLACE INTO instances (id, frame_id, video_id, shot_id, track_id, path) VALUES (?,?,?,?,?,?)",
-                (iid, frame, "v1", shot, track, rel),
-            )
+            h, w = image.shape[:2]
+            catalog.upsert("instances", [{
+                # the segment stage's schema: every instance has a frame; a unique one here
+                # stands for "no other instance shares it"
+                "id": iid, "frame_id": frame or f"solo_{iid}", "video_id": "v1", "shot_id": shot,
+                "track_id": track, "path": rel, "mask_path": f"masks/{iid}.png", "bbox": [0, 0, w, h],
+                "area_fraction": 0.1, "truncated": 0, "sharpness": 100.0, "score": 1.0, "backend": "test",
+            }])
             catalog.execute("INSERT OR REPLACE INTO prefilter_results VALUES (?, ?, ?, ?)",
                             (iid, int(keep), None if keep else "blurry", rel))
 

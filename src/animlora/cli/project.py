@@ -211,6 +211,22 @@ def config_show(
     console.print(table)
 
 
+# The sample is 5 s of one character in one shot: sample it densely and accept a small
+# dataset, so every stage has something to show. Written into the demo's project.yaml.
+DEMO_SETTINGS = """
+# demo: a 5-second, one-shot clip needs denser sampling and smaller minimums than a film
+extract:
+  mode: interval
+  interval_seconds: 0.25
+cluster:
+  min_cluster_size: 5
+dataset:
+  min_size: 3
+  target_size: 16
+  resolution: 512
+"""
+
+
 def demo(
     directory: Annotated[Path, typer.Option("--dir", help="Where to create the demo project.")] = Path("animlora-demo"),
     force: ForceOpt = False,
@@ -229,6 +245,8 @@ def demo(
         local = folder / clip.name
         shutil.copy2(clip, local)
         create_project(folder, "demo", [local], "3d")
+        with open(folder / "project.yaml", "a") as handle:
+            handle.write(DEMO_SETTINGS)
     workspace = Workspace(folder)
     summaries = run_project(workspace, None, None, None, False, not as_json)
     print_summaries(summaries)

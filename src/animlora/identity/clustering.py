@@ -149,10 +149,13 @@ def _cluster(x: np.ndarray, params: ClusterParams, rng: np.random.Generator, dep
     if n <= params.turbo_threshold:
         reduced = pca(x, params.pca_dim, params.seed)
         labels = hdbscan(reduced, params.min_cluster_size, params.min_samples, params.selection)
-        if ref_radius is not None and (labels == NOISE).all() and n >= params.min_cluster_size:
+        # At the top (depth 0) an all-noise result means "one character only" (a single-shot
+        # clip, a film about one character): HDBSCAN cannot say that without allow_single.
+        top = depth == 0 and ref_radius is None
+        if (top or ref_radius is not None) and (labels == NOISE).all() and n >= params.min_cluster_size:
             single = hdbscan(reduced, params.min_cluster_size, params.min_samples, params.selection, True)
             radius = _cluster_radius(x, single).get(0)
-            if radius is not None and radius <= DIFFUSE * ref_radius:
+            if radius is not None and (ref_radius is None or radius <= DIFFUSE * ref_radius):
                 # HDBSCAN keeps only the core of a lone cluster; the rest joins it within its radius
                 outside = np.nonzero(single == NOISE)[0]
                 if len(outside):
