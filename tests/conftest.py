@@ -1,6 +1,12 @@
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
+
+# The developer's model store, before the autouse fixture hides it (see real_model_store).
+REAL_MODEL_STORE = Path(os.environ.get("ANIMLORA_MODELS") or Path.home() / ".cache" / "animlora" / "models")
 
 
 @pytest.fixture(autouse=True)
@@ -11,3 +17,11 @@ def _isolated_model_store(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf-home")))
     yield
+
+
+@pytest.fixture
+def real_model_store(monkeypatch) -> Path:
+    """For the few tests that use real weights a registry package ships (ISNet from npm,
+    fetched by `animlora models pull isnet`): animlora's own store, never the hub."""
+    monkeypatch.setenv("ANIMLORA_MODELS", str(REAL_MODEL_STORE))
+    return REAL_MODEL_STORE

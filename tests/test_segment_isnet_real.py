@@ -10,7 +10,8 @@ from animlora.config import load_settings
 from animlora.models import locate
 
 
-def real_isnet():
+@pytest.fixture
+def real_isnet(real_model_store):
     settings = load_settings().settings
     location = locate("isnet", settings.models)
     if location.path is None:
@@ -33,11 +34,11 @@ def sampled_frames(indices: list[int]) -> list[np.ndarray]:
     return out
 
 
-def test_the_bunny_is_one_track_with_a_sensible_area():
+def test_the_bunny_is_one_track_with_a_sensible_area(real_isnet):
     pytest.importorskip("onnxruntime")
     from animlora.backends.segmentation.base import Frames, get_segmenter
 
-    settings = real_isnet()
+    settings = real_isnet
     frames = sampled_frames([45, 85, 125])  # the bunny standing, arms moving
     instances = get_segmenter("isnet", settings.segment, settings.models).segment(Frames.of_arrays(frames))
     height, width = frames[0].shape[:2]
