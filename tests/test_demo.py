@@ -6,6 +6,7 @@ import json
 import subprocess
 
 import pytest
+
 from cli_support import animlora_cmd, cli_env
 
 
