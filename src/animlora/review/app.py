@@ -54,6 +54,19 @@ class ClusterBody(BaseModel):
     cluster: str
 
 
+class CaptionBody(BaseModel):
+    instance_id: str
+    character: str
+
+
+class CaptionEditBody(CaptionBody):
+    text: str
+
+
+# a caption is one prompt line; anything far longer is a paste gone wrong, not a caption
+MAX_CAPTION_CHARS = 2000
+
+
 def is_local(host: str) -> bool:
     return host in LOCAL_HOSTS
 
@@ -161,6 +174,34 @@ def create_app(service: ReviewService, *, host: str = "127.0.0.1", token: str = 
     @app.post("/api/redo")
     def redo() -> dict:
         return service.redo()
+
+    @app.get("/api/captions")
+    def captions(character: str | None = None, offset: int = 0, limit: int = page_size) -> dict:
+        return service.captions(character, max(0, offset), max(1, min(limit, 1000)))
+
+    def _caption_or_404(row: dict | None) -> Any:
+        if row is None:
+            return JSONResponse({"error": "no such caption"}, status_code=404)
+        return row
+
+    @app.post("/api/captions/edit")
+    def caption_edit(body: CaptionEditBody) -> Any:
+        # checked here rather than left to store_edit so the page gets a 422 that says what is wrong
+        if not body.text.strip():
+            return JSONResponse({"error": "the caption text is empty; write a caption or revert to the automatic one"},
+                                status_code=422)
+        if len(body.text) > MAX_CAPTION_CHARS:
+            return JSONResponse({"error": f"the caption text is longer than {MAX_CAPTION_CHARS} characters"},
+                                status_code=422)
+        return _caption_or_404(service.edit_caption(body.instance_id, body.character, body.text))
+
+    @app.post("/api/captions/accept")
+    def caption_accept(body: CaptionBody) -> Any:
+        return _caption_or_404(service.accept_caption(body.instance_id, body.character))
+
+    @app.post("/api/captions/revert")
+    def caption_revert(body: CaptionBody) -> Any:
+        return _caption_or_404(service.revert_caption(body.instance_id, body.character))
 
     @app.post("/api/export")
     def export() -> dict:

@@ -250,10 +250,70 @@ class ReviewService:
                 self.state = decisions.refresh_members(catalog)
             return self.summary()
 
+    # -- captions ---------------------------------------------------------------------
+    # The caption functions of animlora.captions do the catalog work; the service only checks
+    # that the caption exists (so an unknown one is a 404, not a silent no-op) and returns the
+    # row as the page shows it. Edits are stored verbatim (whitespace tidied): the dataset stage
+    # lints them and puts the trigger word first when it composes the set's text files.
+    def captions(self, character: str | None, offset: int, limit: int) -> dict[str, Any]:
+        from animlora.captions import list_captions
+
+        with self.catalog() as catalog:
+            rows = list_captions(catalog, character)
+        return {"character": character, "total": len(rows), "offset": offset, "limit": limit,
+                "items": [caption_view(r) for r in rows[offset : offset + limit]]}
+
+    def caption(self, instance_id: str, character: str) -> dict[str, Any] | None:
+        from animlora.captions import get_caption
+
+        with self.catalog() as catalog:
+            row = get_caption(catalog, instance_id, character)
+        return None if row is None else caption_view(row)
+
+    def edit_caption(self, instance_id: str, character: str, text: str) -> dict[str, Any] | None:
+        """None when there is no such caption (a new one is not created from the page)."""
+        from animlora.captions import store_edit
+
+        with self.lock:
+            if self.caption(instance_id, character) is None:
+                return None
+            with self.catalog() as catalog:
+                store_edit(catalog, instance_id, character, text)
+            return self.caption(instance_id, character)
+
+    def accept_caption(self, instance_id: str, character: str) -> dict[str, Any] | None:
+        from animlora.captions import accept_caption
+
+        with self.lock:
+            if self.caption(instance_id, character) is None:
+                return None
+            with self.catalog() as catalog:
+                accept_caption(catalog, instance_id, character)
+            return self.caption(instance_id, character)
+
+    def revert_caption(self, instance_id: str, character: str) -> dict[str, Any] | None:
+        from animlora.captions import revert_edit
+
+        with self.lock:
+            if self.caption(instance_id, character) is None:
+                return None
+            with self.catalog() as catalog:
+                revert_edit(catalog, instance_id, character)
+            return self.caption(instance_id, character)
+
     # -- export -----------------------------------------------------------------------
     def export(self, output_dir: Path, force: bool = False) -> dict[str, Any]:
         with self.lock:
             return export_state(self.state, self.workspace, self.instance_path, output_dir, force)
+
+
+def caption_view(row: dict[str, Any]) -> dict[str, Any]:
+    """A caption row as the page needs it (the fields and their measurements stay out)."""
+    return {
+        "instance_id": row["instance_id"], "character": row["character"], "text": row["text"],
+        "auto_text": row["auto_text"], "source": row["source"], "edited": bool(row["edited"]),
+        "accepted": bool(row["accepted"]), "confidence": row["confidence"],
+    }
 
 
 def export_state(state: ReviewState, workspace: Workspace, locate, output_dir: Path, force: bool) -> dict[str, Any]:
