@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,17 +21,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def server(tmp_path):
+@contextmanager
+def _serve(ws):
     import uvicorn
 
     from animlora.review.app import create_app, free_port
     from animlora.review.service import ReviewService
 
-    ws = make_project(tmp_path / "p")
-    images, labels, _ = dataset(per_character=15, seed=0)
-    add_instances(ws, images, [f"{CHARACTERS[lab].name}_{n:03d}" for n, lab in enumerate(labels)])
-    run_identity(ws)
     port = free_port("127.0.0.1")
     app = create_app(ReviewService(ws), page_size=8, thumb_size=96)
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -40,9 +37,29 @@ def server(tmp_path):
     while not srv.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert srv.started
-    yield ws, f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+def _launch(pw):
+    return pw.chromium.launch(
+        executable_path=str(CHROMIUM), headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+              "--disable-sync", "--no-first-run"],
+    )
+
+
+@pytest.fixture
+def server(tmp_path):
+    ws = make_project(tmp_path / "p")
+    images, labels, _ = dataset(per_character=15, seed=0)
+    add_instances(ws, images, [f"{CHARACTERS[lab].name}_{n:03d}" for n, lab in enumerate(labels)])
+    run_identity(ws)
+    with _serve(ws) as url:
+        yield ws, url
 
 
 def _members(ws):
@@ -58,11 +75,7 @@ def test_review_page_in_chromium(server, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     ws, url = server
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )
+        browser = _launch(pw)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.goto(url)
@@ -132,5 +145,57 @@ def test_review_page_in_chromium(server, tmp_path):
             for bad in ("/files/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "/files/..%2f..%2f..%2fetc%2fpasswd"):
                 assert page.request.get(url + bad).status == 404
             assert page.request.get(url + "/files/clustered/cluster_report.json").status == 200
+        finally:
+            browser.close()
+
+
+def test_caption_edit_in_chromium(tmp_path):
+    """Captions mode: the grid shows each image's caption; one is edited inline and saved."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from animlora.captions import get_caption
+    from animlora.catalog import now
+
+    ws = make_project(tmp_path / "p")
+    images, labels, _ = dataset(per_character=6, seed=0)
+    add_instances(ws, images, [f"{CHARACTERS[lab].name}_{n:03d}" for n, lab in enumerate(labels)])
+    run_identity(ws)
+    members = _members(ws)
+    with ws.open_catalog() as catalog:  # the caption stage's rows (it needs source frames, absent here)
+        catalog.upsert("captions", [{
+            "instance_id": iid, "character": char, "text": f"{char}, 3d render, standing", "source": "template",
+            "fields": {}, "edited": 0, "accepted": 0, "auto_text": None, "confidence": 0.9, "note": None,
+            "updated_at": now(),
+        } for iid, char in members.items()])
+    with _serve(ws) as url, sync_api.sync_playwright() as pw:
+        browser = _launch(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(url)
+            assert "captions mode" in page.locator("#help").inner_text()
+            first = page.locator("#clusters li:not(.noise)").first
+            size = int(first.locator(".count").inner_text())
+            assert size > 0
+            first.click()
+            page.wait_for_function(f"document.querySelectorAll('#grid figure .cap').length === {size}")
+            assert "3d render" in page.locator("#grid figure .cap").first.inner_text()
+            page.keyboard.press("t")  # captions mode
+            fig = page.locator("#grid figure").first
+            inst = fig.get_attribute("data-id")
+            fig.locator("textarea").fill("luca, laughing on a vespa")
+            fig.locator("textarea").press("Control+Enter")
+            page.wait_for_function("document.querySelector('#grid figure .cap').classList.contains('edited')")
+            assert fig.locator("button", has_text="Revert").is_enabled()
+            assert page.inner_text("#sel-count") == "0 selected"  # editing did not select the image
+            with ws.open_catalog() as catalog:
+                row = get_caption(catalog, inst, members[inst])
+            assert row["edited"] == 1 and row["text"] == "luca, laughing on a vespa"
+            shot = os.environ.get("ANIMLORA_REVIEW_SCREENSHOT")
+            if shot:
+                page.screenshot(path=shot.replace(".png", "_captions.png"))
+            # an empty edit is refused with the server's reason
+            fig.locator("textarea").fill("  ")
+            fig.locator("button", has_text="Save").click()
+            page.wait_for_function("document.querySelector('#status').classList.contains('error')")
+            assert "empty" in page.inner_text("#status")
         finally:
             browser.close()
