@@ -187,7 +187,7 @@ def config_show(
 ) -> None:
     """The merged, validated settings, with where each value came from."""
     from animlora.config import load_settings
-    from animlora.config.loader import _flatten
+    from animlora.config.loader import flatten_keys
 
     try:
         root = _workspace(project).root
@@ -196,7 +196,7 @@ def config_show(
             raise
         root = None  # outside a project: package defaults
     loaded = load_settings(root, character=character, overrides=overrides_tree(sets))
-    flat = _flatten(loaded.settings.model_dump(mode="json"))
+    flat = flatten_keys(loaded.settings.model_dump(mode="json"))
     if as_json:
         emit({key: {"value": value, "source": loaded.source_of(key)} for key, value in flat.items()}, True)
         return

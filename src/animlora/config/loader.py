@@ -137,12 +137,12 @@ def _check_keys(data: dict[str, Any], model: type[BaseModel], source: str, prefi
             _check_keys(value, sub, source, f"{dotted}.")
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_keys(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
         dotted = f"{prefix}{key}"
         if isinstance(value, dict) and value:
-            out.update(_flatten(value, f"{dotted}."))
+            out.update(flatten_keys(value, f"{dotted}."))
         else:
             out[dotted] = value
     return out
@@ -184,7 +184,7 @@ def load_character(path: Path) -> CharacterSpec:
     data = read_yaml(path)
     data.setdefault("name", path.stem)
     _check_keys(data, CharacterSpec, str(path))
-    return validate_tree(data, {key: str(path) for key in _flatten(data)}, CharacterSpec)
+    return validate_tree(data, {key: str(path) for key in flatten_keys(data)}, CharacterSpec)
 
 
 def load_settings(
@@ -230,7 +230,7 @@ def load_settings(
     tree = _merge(layers)
     sources: dict[str, str] = {}
     for layer in layers:
-        for key in _flatten(layer.data):
+        for key in flatten_keys(layer.data):
             sources[key] = layer.source
     settings = validate_tree(tree, sources)
     return LoadedSettings(settings=settings, layers=tuple(layers), sources=sources)
