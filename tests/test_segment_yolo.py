@@ -67,7 +67,7 @@ def test_tiny_random_yolo_runs_through_the_registry_path(tiny_weights):
         x, y, w, h = inst.bbox
         assert inst.frame in (0, 1, 2)
         assert inst.alpha.dtype == np.float32 and inst.alpha.shape == (h, w)
-        assert 0 <= x and 0 <= y and x + w <= 320 and y + h <= 180
+        assert x >= 0 and y >= 0 and x + w <= 320 and y + h <= 180
         assert 0.0 <= inst.score <= 1.0
         assert float(inst.alpha.min()) >= 0.0 and float(inst.alpha.max()) <= 1.0
         assert isinstance(inst.track, int) and inst.track >= 0
@@ -152,3 +152,32 @@ def test_post_processing_filters_classes_and_confidence_and_tracks_link():
     empty = SimpleNamespace(boxes=SimpleNamespace(xyxy=np.zeros((0, 4)), conf=np.zeros(0), cls=np.zeros(0)),
                             orig_shape=(180, 320), input_shape=(192, 320), mask_logits=np.zeros((0, 48, 80)))
     assert instances_from_result(empty, 0, wanted, s) == []
+
+
+def test_imported_weights_run_the_segment_command_without_fallback(tiny_weights, tmp_path):
+    """`models import` puts the .pt in the store; `segment --model yolo --no-fallback` finds
+    it there and writes the output contract."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from animlora.cli import app
+    from animlora.io.images import write_image
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["models", "import", "yolo11n-seg", str(tiny_weights), "--json"])
+    assert result.exit_code == 0, result.output
+    for i, image in enumerate(frames()):
+        write_image(tmp_path / "frames" / "shot1" / f"f{i}.png", image)
+    seg = tmp_path / "seg"
+    result = runner.invoke(app, [
+        "segment", "--input-dir", str(tmp_path / "frames"), "--output-dir", str(seg), "--model", "yolo",
+        "--no-fallback", "--set", "segment.yolo_confidence=0", "--set", "segment.yolo_classes=[person]",
+        "--set", "segment.yolo_size=160", "--set", "segment.min_area_fraction=0", "--json",
+    ])
+    assert result.exit_code == 0, result.output
+    report = json.loads((seg / "segmentation_results.json").read_text())
+    assert report["counts"]["instances"] == len(list((seg / "masks").glob("*.png")))
+    assert len(list((seg / "background").glob("*.png"))) == 3
+    assert report["backends_used"] == {"yolo": 3}  # the yolo backend, every frame
+    assert report["counts"]["instances"] > 0  # the random model with confidence 0 finds "persons"
