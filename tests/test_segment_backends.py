@@ -136,15 +136,22 @@ def test_batches_halve_on_out_of_memory_and_finish():
         run_in_batches(lambda b: (_ for _ in ()).throw(ValueError("not memory")), [1, 2], 2)
 
 
-def test_unknown_backend_names_the_choices_and_availability_is_a_table():
+def test_unknown_backend_names_the_choices_and_availability_is_a_table(monkeypatch):
+    import importlib.util
+
+    from animlora.backends.segmentation.base import BackendEntry
+
     s = settings()
     with pytest.raises(ConfigError, match="choices: isnet, classic, sam2, yolo"):
         get_segmenter("magic", s.segment, s.models)
-    with pytest.raises(ConfigError, match="'yolo' is not implemented.*isnet, classic, sam2"):
-        get_segmenter("yolo", s.segment, s.models)
     table = availability()
     assert set(table) == set(BACKENDS)
-    assert table["classic"] is True and table["yolo"] is False
+    assert table["classic"] is True
+    assert table["yolo"] is (importlib.util.find_spec("ultralytics") is not None)
+    monkeypatch.setitem(BACKENDS, "later", BackendEntry("", (), "x", "planned", implemented=False))
+    with pytest.raises(ConfigError, match="'later' is not implemented.*isnet, classic, sam2, yolo"):
+        get_segmenter("later", s.segment, s.models)
+    assert availability()["later"] is False
 
 
 def test_a_fixed_size_graph_runs_at_another_size_after_the_resize_rewrite(tmp_path):

@@ -89,6 +89,10 @@ class SegmentSettings(Section):
     context_blur: float = Field(gt=0, description="Gaussian sigma (px) of the blurred-background variant")
     sam2_model: str = Field(description="models registry name of the SAM 2 checkpoint")
     sam2_prompter: Literal["isnet", "classic"]
+    yolo_model: str = Field(description="models registry name of the YOLO-seg weights (.pt)")
+    yolo_classes: list[str] = Field(description="class names that count as characters; empty = every class")
+    yolo_confidence: float = Field(ge=0, le=1, description="min detection confidence of a yolo instance")
+    yolo_size: int = Field(ge=32, multiple_of=32, description="yolo inference size (longer side), px")
 
 
 class PrefilterMode(BaseModel):

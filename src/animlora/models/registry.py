@@ -79,6 +79,25 @@ for _size, _mb in (("tiny", 156), ("small", 184), ("base-plus", 324), ("large", 
         )
     )
 
+# ultralytics YOLO-seg (.pt); ultralytics fetches these from its GitHub release assets,
+# which animlora never downloads at run time. The hub repositories are not verified (no
+# hub access while this was written): `animlora models import NAME file.pt` takes a local file.
+for _name, _repo, _mb in (("yolo11n-seg", "Ultralytics/YOLO11", 6.0), ("yolo11s-seg", "Ultralytics/YOLO11", 20.5),
+                          ("yolov8n-seg", "Ultralytics/YOLOv8", 6.9)):
+    register(
+        ModelSpec(
+            name=_name,
+            kind="segmentation",
+            description=f"ultralytics {_name} (COCO instance segmentation, .pt); "
+            f"`animlora models import {_name} PATH` takes a local {_name}.pt",
+            used_by=("segment.yolo",),
+            hf_repo=_repo,
+            hf_files=(f"{_name}.pt",),
+            size_mb=_mb,
+            license="AGPL-3.0 (ultralytics weights)",
+        )
+    )
+
 # -- inpainting ---------------------------------------------------------------------------
 register(
     ModelSpec(

@@ -86,7 +86,8 @@ def check_backend(settings: Any) -> None:
     for pkg in entry.packages:
         if importlib.util.find_spec(pkg) is None:
             get_segmenter(s.backend, s, settings.models)  # raises MissingDependencyError
-    names = {"isnet": ["isnet"], "sam2": [s.sam2_model] + (["isnet"] if s.sam2_prompter == "isnet" else [])}
+    names = {"isnet": ["isnet"], "sam2": [s.sam2_model] + (["isnet"] if s.sam2_prompter == "isnet" else []),
+             "yolo": [s.yolo_model]}
     for name in names.get(s.backend, []):
         if locate(name, settings.models).path is None:
             resolve(name, settings.models)  # downloads when allowed, else ModelNotFoundError

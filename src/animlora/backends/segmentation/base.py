@@ -111,8 +111,8 @@ BACKENDS: dict[str, BackendEntry] = {
         "SAM 2.1 (transformers) prompted by character mattes, propagated through the shot; GPU default",
     ),
     "yolo": BackendEntry(
-        "", ("ultralytics",), "yolo", "ultralytics YOLO-seg, characters by class (not implemented yet)",
-        implemented=False,
+        "animlora.backends.segmentation.yolo:YoloSegmenter", ("ultralytics", "torch", "cv2"), "yolo",
+        "ultralytics YOLO-seg: detections of character classes (segment.yolo_classes), soft masks, tracks",
     ),
 }
 
