@@ -44,6 +44,24 @@ def test_canvas_is_a_multiple_of_8_with_the_aspect_kept():
     assert canvas_size(1000, 20, 512) == (512, 8)
 
 
+def test_sd_is_in_the_backend_table():
+    from animlora.backends.inpainting.base import availability, get_inpainter
+    from animlora.errors import ConfigError
+
+    assert set(availability()) == {"lama", "opencv", "sd"} and availability()["sd"]
+    with pytest.raises(ConfigError, match="lama, opencv, sd"):
+        get_inpainter("nope", None, None)
+
+
+def test_a_text_to_image_unet_is_refused(tmp_path):
+    from animlora.backends.inpainting.sd import load_pipeline
+    from animlora.errors import BadInputError
+
+    folder = tiny_sd.build_sd15(tmp_path / "plain", seed=0)  # U-Net with 4 input channels
+    with pytest.raises(BadInputError, match="not an inpainting model"):
+        load_pipeline(folder, torch.float32)
+
+
 def test_only_the_hole_changes_and_the_seed_fixes_the_result(weights):
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)  # not a multiple of 8: resized and back
