@@ -117,8 +117,10 @@ class DeoccludeStage(Stage):
         self._note: str | None = None
 
     def settings_hash(self, settings: Any) -> str:
-        return digest(self.version, settings.inpaint.fingerprint(), settings.deocclude.fingerprint(),
-                      settings.project.seed, settings.segment.padding, settings.segment.alpha_threshold)
+        # the sd settings and the seed only change sd's output: a lama run ignores them
+        sd = (settings.deocclude.fingerprint(), settings.project.seed) if backend_name(settings) == "sd" else ()
+        return digest(self.version, settings.inpaint.fingerprint(), backend_name(settings), sd,
+                      settings.segment.padding, settings.segment.alpha_threshold)
 
     def check_inputs(self, job: StageJob) -> None:
         if job.standalone:
