@@ -55,14 +55,23 @@ def _text_encoder(vocab_size: int, projection: bool, seed: int, hidden: int = 32
     return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config)
 
 
-def build_sd15(folder: Path, seed: int = 0) -> Path:
-    """Save a tiny SD 1.x pipeline (diffusers layout) into ``folder``; 2× VAE downsampling."""
+def build_sd15(folder: Path, seed: int = 0, inpainting: bool = False) -> Path:
+    """Save a tiny SD 1.x pipeline (diffusers layout) into ``folder``; 2× VAE downsampling.
+
+    ``inpainting``: a StableDiffusionInpaintPipeline (U-Net in_channels 9: latents, mask, masked image)."""
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionInpaintPipeline,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=2, sample_size=16, in_channels=4, out_channels=4,
+        block_out_channels=(32, 64), layers_per_block=2, sample_size=16, in_channels=9 if inpainting else 4,
+        out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=32, norm_num_groups=32, attention_head_dim=8,
     )
@@ -76,8 +85,9 @@ def build_sd15(folder: Path, seed: int = 0) -> Path:
     encoder = _text_encoder(len(tok), projection=False, seed=seed + 2)
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
                               set_alpha_to_one=False, steps_offset=1)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=encoder, tokenizer=tok, unet=unet, scheduler=scheduler,
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    cls = StableDiffusionInpaintPipeline if inpainting else StableDiffusionPipeline
+    pipe = cls(vae=vae, text_encoder=encoder, tokenizer=tok, unet=unet, scheduler=scheduler,
+               safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(str(folder))
     return folder
 

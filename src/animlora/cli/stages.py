@@ -340,7 +340,8 @@ def inpaint_background(
 def remove_occluders(
     input_dir: Annotated[Path, typer.Option("--input-dir", "-i", help="A segment output folder.")],
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Folder for the filled context images.")],
-    model: Annotated[str | None, typer.Option(help="lama | opencv")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="lama | opencv | sd (text-guided, diffusers) | inherit (= inpaint.backend)")] = None,
     dilation: Annotated[int | None, typer.Option(help="Occluder mask dilation in px.")] = None,
     profile: ProfileOpt = None,
     config: ConfigOpt = None,
@@ -349,7 +350,7 @@ def remove_occluders(
     as_json: JsonOpt = False,
 ) -> None:
     """Fill other characters out of each instance's context image (original kept beside it)."""
-    flags = {"inpaint.backend": model, "inpaint.dilation": dilation}
+    flags = {"deocclude.backend": model, "inpaint.dilation": dilation}
     run_standalone(
         "deocclude", input_dir, output_dir, flags,
         sets=sets, config_files=config, profile=profile, force=force, as_json=as_json,

@@ -121,6 +121,23 @@ class InpaintSettings(Section):
     radius: int = Field(ge=1, description="OpenCV inpainting radius")
     static_threshold: float = Field(ge=0, description="mean abs difference (0-255) of a shot's frames below which the camera is static")
     device: Literal["auto", "cpu", "cuda"]
+
+
+class DeoccludeSettings(Section):
+    backend: Literal["inherit", "lama", "opencv", "sd"] = Field(
+        description="what fills occluders: inherit = inpaint.backend; sd = text-guided Stable Diffusion inpainting"
+    )
+    fallback: Literal["none", "lama", "opencv"] = Field(
+        description="sd weights or diffusers missing: use this backend instead (recorded in the report); none = error"
+    )
+    sd_model: str = Field(description="registry name of the SD inpainting weights (models.paths may point it elsewhere)")
+    prompt: str = Field(description="sd: the prompt; a known character's description is appended")
+    negative_prompt: str
+    steps: int = Field(ge=1, le=200)
+    guidance: float = Field(ge=0)
+    resolution: int = Field(ge=64, le=2048, multiple_of=8, description="sd: long side of the canvas the crop is resized to")
+
+
 class EmbedSettings(Section):
     # color | clip | siglip | dinov2 | auto, or two joined by "+" (e.g. "clip+dinov2")
     backend: str
@@ -328,6 +345,7 @@ class Settings(Section):
     segment: SegmentSettings
     prefilter: PrefilterSettings
     inpaint: InpaintSettings
+    deocclude: DeoccludeSettings
     embed: EmbedSettings
     cluster: ClusterSettings
     review: ReviewSettings

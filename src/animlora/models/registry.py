@@ -190,3 +190,13 @@ register(ModelSpec(
     size_mb=13000,
     license="CreativeML Open RAIL++-M",
 ))
+register(ModelSpec(
+    name="sd15-inpainting",
+    kind="inpainting",
+    description="Stable Diffusion 1.5 inpainting (9-channel U-Net, diffusers layout): text-guided occluder removal",
+    used_by=("deocclude.sd",),
+    hf_repo="stable-diffusion-v1-5/stable-diffusion-inpainting",
+    hf_files=_DIFFUSERS_FILES,
+    size_mb=4300,
+    license="CreativeML Open RAIL-M",
+))

@@ -9,9 +9,16 @@ instance's box is cut from the frame and the *other* instances' masks there (gro
 
 Outputs in ``deoccluded/``: ``<instance>.jpg`` (the filled context) next to
 ``<instance>_original.jpg`` (the crop as it was), only for instances that changed, and
-``deocclude_report.json`` listing them with the occluded fraction of their box. The
-transparent cut-outs in ``character/`` need no change: their alpha already excludes the
-occluder. Text-guided SD inpainting with the character's description is not implemented.
+``deocclude_report.json`` listing them with the occluded fraction of their box, the backend
+that filled them and (sd) the prompt. The transparent cut-outs in ``character/`` need no
+change: their alpha already excludes the occluder.
+
+``deocclude.backend: sd`` fills with text-guided Stable Diffusion inpainting (diffusers). The
+prompt is ``deocclude.prompt`` plus the target instance's character description from
+``characters/<name>.yaml`` when the catalog knows the character (``character_members``,
+written by the cluster stage and review: so on a project's second run, or with
+``--force``); otherwise the generic prompt alone. Missing weights or diffusers are an error
+unless ``deocclude.fallback`` names lama or opencv (recorded in the report).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from animlora.errors import BadInputError
+from animlora.errors import BadInputError, MissingDependencyError, ModelNotFoundError
 from animlora.io.files import atomic_write_json
 from animlora.io.images import read_image, write_image
 from animlora.pipeline.stage import (
@@ -37,6 +44,67 @@ from animlora.pipeline.stage import (
 )
 
 REPORT_FILE = "deocclude_report.json"
+FALLBACK_META = "deocclude.fallback"
+
+
+def backend_name(settings: Any) -> str:
+    d = settings.deocclude
+    return settings.inpaint.backend if d.backend == "inherit" else d.backend
+
+
+def open_occluder_inpainter(settings: Any) -> tuple[Any, str | None]:
+    """The backend that fills occluders, and a note when a fallback replaced it."""
+    from animlora.backends.inpainting.base import get_inpainter
+    from animlora.stages.inpaint import open_inpainter
+
+    def with_backend(name: str) -> Any:
+        return settings.model_copy(update={"inpaint": settings.inpaint.model_copy(update={"backend": name})})
+
+    name, d = backend_name(settings), settings.deocclude
+    if name != "sd":
+        return open_inpainter(with_backend(name))
+    try:
+        return get_inpainter("sd", d, settings.models, seed=settings.project.seed, device=settings.inpaint.device), None
+    except (ModelNotFoundError, MissingDependencyError) as exc:
+        if d.fallback == "none":
+            raise
+        inpainter, more = open_inpainter(with_backend(d.fallback))
+        note = f"backend 'sd' unavailable ({exc}); used '{inpainter.name}' because deocclude.fallback is {d.fallback}"
+        return inpainter, note + (f"; {more}" if more else "")
+
+
+def check_sd(settings: Any) -> None:
+    """Missing SD weights or packages stop the stage before any item runs (unless a fallback is set)."""
+    import importlib.util
+
+    from animlora.backends.inpainting.base import BACKENDS
+    from animlora.models import resolve
+
+    if backend_name(settings) != "sd" or settings.deocclude.fallback != "none":
+        return
+    entry = BACKENDS["sd"]
+    for package in entry.packages:
+        if importlib.util.find_spec(package) is None:
+            raise MissingDependencyError(package, entry.extra, "deocclude backend 'sd'")
+    resolve(settings.deocclude.sd_model, settings.models)
+
+
+def character_prompts(ctx: StageContext) -> dict[str, tuple[str, str]]:
+    """instance id -> (character, description) from ``character_members`` and ``characters/*.yaml``."""
+    from animlora.config.loader import load_character
+    from animlora.identity.inputs import table_exists
+
+    if ctx.job.standalone or not table_exists(ctx.catalog, "character_members"):
+        return {}
+    descriptions: dict[str, str] = {}
+    out = {}
+    for row in ctx.catalog.rows("SELECT instance_id, character FROM character_members"):
+        name = row["character"]
+        if name not in descriptions:
+            path = ctx.workspace.characters_dir / f"{name}.yaml"
+            descriptions[name] = load_character(path).description if path.is_file() else ""
+        out[row["instance_id"]] = (name, descriptions[name])
+    return out
 
 
 class DeoccludeStage(Stage):
@@ -46,16 +114,20 @@ class DeoccludeStage(Stage):
 
     def __init__(self) -> None:
         self._inpainter: Any = None
+        self._note: str | None = None
 
     def settings_hash(self, settings: Any) -> str:
-        return digest(self.version, settings.inpaint.fingerprint(), settings.segment.padding,
-                      settings.segment.alpha_threshold)
+        # the sd settings and the seed only change sd's output: a lama run ignores them
+        sd = (settings.deocclude.fingerprint(), settings.project.seed) if backend_name(settings) == "sd" else ()
+        return digest(self.version, settings.inpaint.fingerprint(), backend_name(settings), sd,
+                      settings.segment.padding, settings.segment.alpha_threshold)
 
     def check_inputs(self, job: StageJob) -> None:
         if job.standalone:
             src = job.input_path
             if src is None or not (src / "segmentation_results.json").is_file():
                 raise BadInputError(src or Path("?"), "expected a segment output folder (with segmentation_results.json)")
+        check_sd(job.settings)
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
         if ctx.job.standalone:
@@ -70,6 +142,8 @@ class DeoccludeStage(Stage):
             seg_dir = ctx.workspace.stage_dir(stage_folder("segment"))
             sources = {r["frame_id"]: r["source"] for r in ctx.catalog.rows("SELECT frame_id, source FROM segment_frames")}
             instances = [dict(r) | {"bbox": json.loads(r["bbox"])} for r in ctx.catalog.rows("SELECT * FROM instances")]
+        # only the sd backend reads characters: other backends' items do not rerun when review renames
+        known = character_prompts(ctx) if backend_name(ctx.settings) == "sd" else {}
         by_frame: dict[str, list[dict[str, Any]]] = {}
         for inst in instances:
             by_frame.setdefault(inst["frame_id"], []).append(inst)
@@ -82,6 +156,9 @@ class DeoccludeStage(Stage):
                 "instances": [{"id": i["id"], "bbox": i["bbox"], "mask": str(seg_dir / i["mask_path"]),
                                "name": Path(i["path"]).stem} for i in sorted(insts, key=lambda i: i["id"])],
             }
+            for inst in payload["instances"]:
+                if inst["id"] in known:
+                    inst["character"], inst["description"] = known[inst["id"]]
             items.append(WorkItem(frame_id, digest(payload), payload, frame_id))
         return items
 
@@ -89,11 +166,11 @@ class DeoccludeStage(Stage):
         import cv2
 
         from animlora.stages.cutouts import padded_box
-        from animlora.stages.inpaint import open_inpainter
 
         s, p = job.settings.segment, job.settings.inpaint
         if self._inpainter is None:
-            self._inpainter, _ = open_inpainter(job.settings)
+            self._inpainter, self._note = open_occluder_inpainter(job.settings)
+        text_guided = getattr(self._inpainter, "text_guided", False)
         image = read_image(item.payload["source"], "RGB")
         height, width = image.shape[:2]
         masks = [read_image(i["mask"], "RGB")[..., 0] >= s.alpha_threshold * 255
@@ -112,19 +189,25 @@ class DeoccludeStage(Stage):
             hole = cv2.dilate(region.astype(np.uint8), kernel) > 0
             hole &= ~masks[k][by : by + bh, bx : bx + bw]
             crop = image[by : by + bh, bx : bx + bw]
-            raw = self._inpainter.inpaint(crop, hole)
+            entry: dict[str, Any] = {"backend": self._inpainter.name, "character": inst.get("character")}
+            if text_guided:
+                entry["prompt"] = self._inpainter.prompt_for(inst.get("description", ""))
+                raw = self._inpainter.inpaint(crop, hole, prompt=entry["prompt"])
+            else:
+                raw = self._inpainter.inpaint(crop, hole)
             filled = np.where(hole[..., None], raw, crop)
             write_image(job.output_dir / f"{inst['name']}.jpg", filled)
             write_image(job.output_dir / f"{inst['name']}_original.jpg", crop)
             files += [f"{inst['name']}.jpg", f"{inst['name']}_original.jpg"]
             changed.append({"instance_id": inst["id"], "occluded_fraction": round(float(hole.mean()), 4),
-                            "path": f"{inst['name']}.jpg", "original": f"{inst['name']}_original.jpg",
-                            "backend": self._inpainter.name})
+                            "path": f"{inst['name']}.jpg", "original": f"{inst['name']}_original.jpg"} | entry)
         progress(1, 1)
-        return ItemOutput(files=tuple(files), data=changed)
+        return ItemOutput(files=tuple(files), data={"changed": changed, "note": self._note})
 
     def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:
-        ctx.catalog.set_meta(f"deocclude:{item.key}", json.dumps(output.data))
+        ctx.catalog.set_meta(f"deocclude:{item.key}", json.dumps(output.data["changed"]))
+        if output.data["note"]:
+            ctx.catalog.set_meta(FALLBACK_META, output.data["note"])
 
     def forget(self, ctx: StageContext, item_key: str) -> None:
         ctx.catalog.execute("DELETE FROM meta WHERE key = ?", (f"deocclude:{item_key}",))
@@ -133,7 +216,12 @@ class DeoccludeStage(Stage):
         changed = []
         for row in ctx.catalog.rows("SELECT value FROM meta WHERE key LIKE 'deocclude:%' ORDER BY key"):
             changed.extend(json.loads(row["value"]))
-        report = {"frames_with_several_instances": summary.items_total, "instances_changed": len(changed)}
+        wanted = backend_name(ctx.settings)
+        used = sorted({c["backend"] for c in changed})
+        note = ctx.catalog.get_meta(FALLBACK_META)
+        report = {"frames_with_several_instances": summary.items_total, "instances_changed": len(changed),
+                  "backend": wanted, "backends_used": used,
+                  "fallback": [note] if note and any(b != wanted for b in used) else []}
         atomic_write_json(ctx.output_dir / REPORT_FILE, report | {"changed": changed})
         return report
 

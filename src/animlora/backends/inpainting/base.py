@@ -19,6 +19,8 @@ from animlora.errors import ConfigError, MissingDependencyError
 
 class Inpainter(ABC):
     name: ClassVar[str]
+    # True: ``inpaint`` takes a ``prompt`` keyword (text-guided backends)
+    text_guided: ClassVar[bool] = False
 
     def __init__(self, settings: Any, models: Any) -> None:
         self.settings = settings
@@ -45,6 +47,8 @@ BACKENDS: dict[str, BackendEntry] = {
                          "LaMa (big-lama weights) through spandrel"),
     "opencv": BackendEntry("animlora.backends.inpainting.opencv:OpenCVInpainter", ("cv2",), "cpu",
                            "OpenCV Telea / Navier-Stokes, no weights"),
+    "sd": BackendEntry("animlora.backends.inpainting.sd:SDInpainter", ("torch", "diffusers", "transformers"), "models",
+                       "Stable Diffusion inpainting (diffusers), text-guided; occluder removal only"),
 }
 
 
@@ -52,7 +56,9 @@ def availability() -> dict[str, bool]:
     return {n: all(importlib.util.find_spec(p) is not None for p in e.packages) for n, e in BACKENDS.items()}
 
 
-def get_inpainter(name: str, settings: Any, models: Any) -> Inpainter:
+def get_inpainter(name: str, settings: Any, models: Any, **options: Any) -> Inpainter:
+    """The backend ``name`` built from its settings section; ``options`` go to its constructor
+    (the sd backend's ``seed`` and ``device``)."""
     entry = BACKENDS.get(name)
     if entry is None:
         raise ConfigError(f"unknown inpainting backend {name!r}; choices: {', '.join(BACKENDS)}")
@@ -60,4 +66,4 @@ def get_inpainter(name: str, settings: Any, models: Any) -> Inpainter:
         if importlib.util.find_spec(pkg) is None:
             raise MissingDependencyError(pkg, entry.extra, f"inpainting backend '{name}'")
     module, _, cls = entry.target.partition(":")
-    return getattr(import_module(module), cls)(settings, models)
+    return getattr(import_module(module), cls)(settings, models, **options)
