@@ -181,3 +181,14 @@ def test_imported_weights_run_the_segment_command_without_fallback(tiny_weights,
     assert len(list((seg / "background").glob("*.png"))) == 3
     assert report["backends_used"] == {"yolo": 3}  # the yolo backend, every frame
     assert report["counts"]["instances"] > 0  # the random model with confidence 0 finds "persons"
+
+
+def test_importing_ultralytics_leaves_corrupt_image_errors_intact(tmp_path):
+    from animlora.errors import BadInputError
+    from animlora.io.images import read_image_info
+
+    import_ultralytics()
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png at all")
+    with pytest.raises(BadInputError, match="not an image"):
+        read_image_info(bad)

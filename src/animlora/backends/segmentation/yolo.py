@@ -41,8 +41,16 @@ def import_ultralytics() -> Any:
     """ultralytics with downloads, auto-installs and online checks off."""
     for key, value in _OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
-    import ultralytics
+    from PIL import Image
 
+    pil_open = Image.open
+    import ultralytics
+    import ultralytics.utils.patches  # noqa: F401 - applies its patches now, so they can be undone
+
+    # ultralytics replaces PIL.Image.open process-wide with one that, on an unreadable file,
+    # tries to pip-install pi-heif: every other stage's "corrupt image" handling would then see
+    # an ImportError. The backend reads frames as arrays, so PIL's own open is put back.
+    Image.open = pil_open
     return ultralytics
 
 
