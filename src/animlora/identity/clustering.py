@@ -144,15 +144,15 @@ def _cluster(x: np.ndarray, params: ClusterParams, rng: np.random.Generator, dep
     ``ref_radius`` (second looks only): the typical radius of the clusters found so far. HDBSCAN
     never returns its root as a cluster, so a residual holding one rare character and a few
     odd crops would be all noise; then the single cluster is taken when it is as tight as a
-    typical character."""
+    typical character. At the top level (no reference yet) an all-noise result is taken as
+    one cluster: the input is a single character."""
     n = len(x)
     if n <= params.turbo_threshold:
         reduced = pca(x, params.pca_dim, params.seed)
         labels = hdbscan(reduced, params.min_cluster_size, params.min_samples, params.selection)
         # At the top (depth 0) an all-noise result means "one character only" (a single-shot
         # clip, a film about one character): HDBSCAN cannot say that without allow_single.
-        top = depth == 0 and ref_radius is None
-        if (top or ref_radius is not None) and (labels == NOISE).all() and n >= params.min_cluster_size:
+        if (depth == 0 or ref_radius is not None) and (labels == NOISE).all() and n >= params.min_cluster_size:
             single = hdbscan(reduced, params.min_cluster_size, params.min_samples, params.selection, True)
             radius = _cluster_radius(x, single).get(0)
             if radius is not None and (ref_radius is None or radius <= DIFFUSE * ref_radius):
