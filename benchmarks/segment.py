@@ -1,10 +1,11 @@
 """CPU throughput of the isnet segmentation backend against rembg on the same ONNX file.
 
-    python benchmarks/segment.py [--frames 6] [--repeats 2] [--streams 0]
+    python benchmarks/segment.py [--frames 6] [--repeats 2] [--streams 0] [--runtime auto] [--precision auto]
 
 Runs, in one process, on the same frames of the bundled clip (Big Buck Bunny, 1280x720):
 
-- ours:  IsnetSegmenter.segment (matte + instances + tracks), the backend the stage uses;
+- ours:  IsnetSegmenter.segment (matte + instances + tracks), the backend the stage uses,
+         with its default engine (OpenVINO; ``--runtime onnxruntime`` for the other);
 - rembg: ``new_session("dis_custom", model_path=...)`` on the same ONNX file, one
   ``predict`` per frame. (rembg's ``u2net_custom`` session feeds 320x320 images with
   ImageNet statistics; ISNet's graph has a fixed 1024x1024 input, so that session cannot
@@ -46,6 +47,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--streams", type=int, default=0, help="segment.cpu_streams for ours (0 = auto)")
+    parser.add_argument("--runtime", default="auto", choices=["auto", "openvino", "onnxruntime"],
+                        help="segment.isnet_runtime for ours")
+    parser.add_argument("--precision", default="auto", choices=["auto", "f32"], help="segment.isnet_precision")
     args = parser.parse_args()
 
     from PIL import Image
@@ -56,7 +60,9 @@ def main() -> None:
     from animlora.config import load_settings
     from animlora.models import resolve
 
-    settings = load_settings(overrides={"segment": {"cpu_streams": args.streams, "batch_size": 4}}).settings
+    settings = load_settings(overrides={"segment": {
+        "cpu_streams": args.streams, "batch_size": 4, "isnet_runtime": args.runtime, "isnet_precision": args.precision,
+    }}).settings
     onnx_path = find_onnx(resolve("isnet", settings.models))
     images = frames(args.frames)
     # rembg only opens custom models inside its home folder
@@ -65,7 +71,7 @@ def main() -> None:
           f"{images[0].shape[1]}x{images[0].shape[0]}, {len(os.sched_getaffinity(0))} CPU cores")
 
     ours = IsnetSegmenter(settings.segment, settings.models, onnx_path=onnx_path)
-    print(f"ours: {ours.model.streams} stream(s) x {ours.model.session.get_session_options().intra_op_num_threads} threads")
+    print(f"ours: {ours.model.describe}")
     try:
         new_session("u2net_custom", model_path=str(onnx_path)).predict(Image.fromarray(images[0]))
         print("rembg u2net_custom: ran")

@@ -94,11 +94,12 @@ def tiny_isnet(path: Path, size: int = 64) -> Path:
     return path
 
 
-def test_isnet_path_end_to_end_with_a_tiny_onnx_model(tmp_path):
-    pytest.importorskip("onnxruntime")
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_isnet_path_end_to_end_with_a_tiny_onnx_model(tmp_path, runtime):
+    pytest.importorskip(runtime)
     from animlora.backends.segmentation.isnet import IsnetSegmenter
 
-    s = settings(batch_size=2, isnet_size=0)
+    s = settings(batch_size=2, isnet_size=0, isnet_runtime=runtime)
     model = tiny_isnet(tmp_path / "tiny.onnx", size=128)
     frames, truths = [], []
     for i in range(3):
@@ -106,7 +107,8 @@ def test_isnet_path_end_to_end_with_a_tiny_onnx_model(tmp_path):
         frames.append(image)
         truths.append(masks)
     segmenter = IsnetSegmenter(s.segment, s.models, onnx_path=model)
-    assert segmenter.model.size == (128, 128) and segmenter.model.dynamic_batch
+    assert segmenter.model.size == (128, 128)
+    assert segmenter.model.describe.startswith(runtime) and segmenter.model.describe.endswith("128x128")
     instances = segmenter.segment(Frames.of_arrays(frames))
     assert [(inst.frame, inst.track) for inst in instances] == [(0, 0), (1, 0), (2, 0)]
     for inst in instances:
@@ -184,11 +186,30 @@ def test_a_fixed_size_graph_runs_at_another_size_after_the_resize_rewrite(tmp_pa
 
     image = np.zeros((90, 120, 3), np.uint8)
     image[20:60, 30:80] = 255
-    native = IsnetMatte(path, size=0)
+    native = IsnetMatte(path, size=0, runtime="onnxruntime")
     assert native.size == (64, 64)
-    resized = IsnetMatte(path, size=96)
-    assert resized.size == (96, 96)
-    matte = resized.predict([image])[0]
-    assert matte.shape == (90, 120)
-    assert matte[40, 55] > 0.6 and matte[5, 5] < 0.6
+    mattes = []
+    for runtime in ("onnxruntime", "openvino"):
+        resized = IsnetMatte(path, size=96, runtime=runtime, precision="f32")
+        assert resized.size == (96, 96)
+        mattes.append(resized.predict([image])[0])
+        assert mattes[-1].shape == (90, 120)
+        assert mattes[-1][40, 55] > 0.6 and mattes[-1][5, 5] < 0.6
+    np.testing.assert_allclose(mattes[0], mattes[1], atol=1e-4)  # both engines run the same graph
     assert list((path.parent / ".derived").glob("*-flex.onnx"))  # cached beside the weights
+
+
+def test_isnet_runtime_auto_uses_onnxruntime_without_openvino_and_openvino_alone_is_a_clear_error(
+    tmp_path, monkeypatch
+):
+    import importlib.util
+
+    from animlora.backends.segmentation import isnet
+    from animlora.errors import MissingDependencyError
+
+    model = tiny_isnet(tmp_path / "tiny.onnx", size=64)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(isnet.importlib.util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    assert isnet.IsnetMatte(model, runtime="auto").describe.startswith("onnxruntime")
+    with pytest.raises(MissingDependencyError, match=r"segment.isnet_runtime 'openvino'.*pip install 'animlora\[cpu\]'"):
+        isnet.IsnetMatte(model, runtime="openvino")

@@ -54,3 +54,18 @@ def test_the_bunny_is_one_track_with_a_sensible_area(real_isnet):
     # the bunny is one piece, not split at the neck or arms
     for b in bunnies:
         assert b.bbox[3] > 0.5 * height
+
+
+def test_both_engines_give_the_same_matte_on_the_real_model(real_isnet):
+    """The default engine (OpenVINO; bfloat16 where the CPU computes it natively) against
+    onnxruntime's float32 run of the same file: the masks agree."""
+    pytest.importorskip("openvino")
+    from animlora.backends.segmentation.isnet import IsnetMatte, find_onnx
+    from animlora.models import resolve
+
+    onnx_path = find_onnx(resolve("isnet", real_isnet.models))
+    frames = sampled_frames([85])
+    default = IsnetMatte(onnx_path).predict(frames)[0] >= 0.5
+    exact = IsnetMatte(onnx_path, runtime="onnxruntime").predict(frames)[0] >= 0.5
+    assert exact.mean() > 0.05
+    assert (default & exact).sum() / (default | exact).sum() >= 0.98

@@ -72,6 +72,7 @@ def test_standalone_segment_writes_the_output_contract_and_catalog(tmp_path):
     report = json.loads((out / "segmentation_results.json").read_text())
     assert report["counts"] == {"shots": 2, "frames": 4, "frames_skipped": 0, "instances": 7, "tracks": 3}
     assert report["backends_used"] == {"classic": 4} and report["fallback"] == []
+    assert report["engine"] == "classic"
     assert len(report["instances"]) == 7
 
     # same settings again: nothing redone
@@ -181,4 +182,5 @@ def test_sam2_without_weights_falls_back_to_isnet_before_classic(tmp_path, monke
     segment(inp, out, {"segment.backend": "sam2"}, sets=sets)
     report = json.loads((out / "segmentation_results.json").read_text())
     assert report["backends_used"] == {"isnet": 4}
+    assert report["engine"].startswith("isnet on ") and report["engine"].endswith("128x128")
     assert "backend 'sam2' unavailable" in report["fallback"][0] and "used 'isnet'" in report["fallback"][0]

@@ -17,7 +17,7 @@ models_app = typer.Typer(help="Model weights: list, pull for offline use, import
 
 PACKAGES = (
     "av", "scenedetect", "opencv-python", "numpy", "pydantic", "omegaconf", "typer", "rich",
-    "onnxruntime", "scikit-learn", "fastapi", "uvicorn",
+    "onnxruntime", "openvino", "scikit-learn", "fastapi", "uvicorn",
     "torch", "torchvision", "transformers", "diffusers", "peft", "accelerate", "spandrel", "safetensors",
     "huggingface_hub",
 )

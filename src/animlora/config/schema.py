@@ -83,7 +83,9 @@ class SegmentSettings(Section):
     batch_size: int = Field(ge=1)
     device: Literal["auto", "cpu", "cuda"]
     isnet_size: int = Field(ge=0, multiple_of=32, description="isnet input side in px; 0 = the model's own (1024)")
-    cpu_streams: int = Field(ge=0, description="isnet: frames run concurrently on the CPU; 0 = min(4, cores)")
+    cpu_streams: int = Field(ge=0, description="isnet: frames run concurrently on the CPU; 0 = the engine's choice")
+    isnet_runtime: Literal["auto", "openvino", "onnxruntime"]
+    isnet_precision: Literal["auto", "f32"] = Field(description="auto = bfloat16 where the CPU computes it natively")
     padding: float = Field(ge=0, le=1, description="box padding, fraction of the box's larger side")
     context_variants: list[Literal["original", "blurred"]]
     context_blur: float = Field(gt=0, description="Gaussian sigma (px) of the blurred-background variant")

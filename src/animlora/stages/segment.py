@@ -306,6 +306,8 @@ class SegmentStage(Stage):
             "backend_requested": s.backend,
             "backends_used": dict(backends),
             "fallback": notes,
+            # how the backend ran in this run (engine, precision, size); null when every shot was resumed
+            "engine": self._segmenter.describe() if self._segmenter is not None else None,
             "counts": {
                 "shots": len({r["shot_id"] for r in frames}),
                 "frames": len(frames),

@@ -79,6 +79,11 @@ class Segmenter(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name})"
 
+    def describe(self) -> str:
+        """How this backend runs (engine, precision, size) for reports; a backend with
+        choices of its own says more than its name."""
+        return self.name
+
     @abstractmethod
     def segment(self, frames: Frames) -> list[Instance]:
         """Every character instance in the shot's frames, with track ids linking the
