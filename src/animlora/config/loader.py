@@ -36,6 +36,11 @@ class LoadedSettings:
         return self.sources.get(key, "?")
 
 
+def _yaml(text: str) -> Any:
+    """yaml.safe_load, on libyaml's C parser when PyYAML has it (5-10x faster, same result)."""
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping; an unreadable or malformed file is a ConfigError naming it."""
     try:
@@ -45,7 +50,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
     try:
-        data = yaml.safe_load(text)
+        data = _yaml(text)
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
@@ -69,7 +74,7 @@ def parse_set_options(options: list[str] | tuple[str, ...]) -> dict[str, Any]:
         if not sep or not key or any(not part for part in key.split(".")):
             raise ConfigError(f"--set {option!r}: expected section.key=value, e.g. extract.mode=all")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = _yaml(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
         node = tree
@@ -87,12 +92,12 @@ def _package_layers(profile: str) -> list[Layer]:
     defaults: dict[str, Any] = {}
     for entry in sorted(root.joinpath("defaults").iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".yaml"):
-            data = yaml.safe_load(entry.read_text(encoding="utf-8")) or {}
+            data = _yaml(entry.read_text(encoding="utf-8")) or {}
             defaults[entry.name.removesuffix(".yaml")] = data
     profile_file = root.joinpath("profiles", f"{profile}.yaml")
     if not profile_file.is_file():
         raise ConfigError(f"profile {profile!r} does not exist; allowed: 3d, 2d")
-    profile_data = yaml.safe_load(profile_file.read_text(encoding="utf-8")) or {}
+    profile_data = _yaml(profile_file.read_text(encoding="utf-8")) or {}
     return [Layer("package default", defaults), Layer(f"profile {profile}", profile_data)]
 
 

@@ -94,7 +94,9 @@ class _VideoExtraction:
         self.name = payload["name"]
         self.vid = payload["id"]
         self.out = job.output_dir
-        self.writer = ThreadPoolExecutor(max_workers=1)
+        # two writers: PNG encoding (~15 ms a 720p frame) is the heaviest work after decoding, and
+        # the last frames of a video are encoded side by side instead of one after another
+        self.writer = ThreadPoolExecutor(max_workers=2)
         self.pending_writes: list[Future[None]] = []
         self.files: list[str] = []
         self.frames: list[dict[str, Any]] = []
@@ -116,12 +118,14 @@ class _VideoExtraction:
 
         path = Path(self.payload["path"])
         info = probe(path, check_end=False)
-        self.crop = None
-        if self.s.crop_bars:
+
+        def find_bars() -> Any:
             # a dozen keyframes on a film, fewer on a short clip (each costs a seek and a decode)
             samples = sample_frames(path, min(12, max(4, int(info.duration // 10))))
-            if samples:
-                self.crop = detect_bars([luma(f) for f in samples], limited_range(samples[0]))
+            return detect_bars([luma(f) for f in samples], limited_range(samples[0])) if samples else None
+
+        # the bars are looked for on the writer thread while the first frames decode
+        self.crop = self.writer.submit(find_bars) if self.s.crop_bars else None
         self.fps = info.fps
         self.sample_step = max(1, round(info.fps / 8))  # scene mode: ~8 sharpness samples a second
         try:
@@ -151,7 +155,7 @@ class _VideoExtraction:
         """Scene mode reads only the reference frames (see io/video.py ReferenceFrames): a
         third to a half less decoding, and the frames it keeps are the encoder's best-quality
         ones. Interval and all modes need any frame, so they decode every one."""
-        from animlora.io.video import ReferenceFrames, analysis_images, iter_frames
+        from animlora.io.video import ReadAhead, ReferenceFrames, analysis_images, iter_frames
         from animlora.stages.shots import ShotDetector, refine_cuts
 
         detector = ShotDetector(
@@ -164,17 +168,20 @@ class _VideoExtraction:
         push = detector.push_after_gap if reader is not None else detector.push
         total = max(1, info.frame_count)
         count = reported = 0
-        for decoded in reader if reader is not None else iter_frames(path):
-            count = decoded.index + 1
-            if reader is None:
-                self.times.append(decoded.time)
-            found = push(decoded.index, *analysis_images(decoded.frame, self.s.analysis_width))
-            self._select(decoded)
-            self._boundaries(found)
-            self._drain(detector.finalized_upto)
-            if count - reported >= 256:
-                reported = count
-                self.progress(count, total)
+        with ReadAhead(reader if reader is not None else iter_frames(path)) as frames:
+            if isinstance(self.crop, Future):
+                self.crop = self.crop.result()
+            for decoded in frames:
+                count = decoded.index + 1
+                if reader is None:
+                    self.times.append(decoded.time)
+                found = push(decoded.index, *analysis_images(decoded.frame, self.s.analysis_width))
+                self._select(decoded)
+                self._boundaries(found)
+                self._drain(detector.finalized_upto)
+                if count - reported >= 256:
+                    reported = count
+                    self.progress(count, total)
         if reader is not None:
             count = reader.count
             self.times = array("d", (reader.time_of(i) for i in range(count)))

@@ -338,24 +338,26 @@ def detect_shots(
     shots = ShotDetector(info.fps, detector=detector, threshold=threshold, min_shot_seconds=min_shot_seconds,
                          dissolve_threshold=dissolve_threshold)
     if coarse:
-        from animlora.io.video import FrameOrderError, ReferenceFrames, analysis_images
+        from animlora.io.video import FrameOrderError, ReadAhead, ReferenceFrames, analysis_images
 
         reader = ReferenceFrames(path, fast_analysis=True)
         try:
             found = []
-            for frame in reader:
-                found += shots.push_after_gap(frame.index, *analysis_images(frame.frame, analysis_width))
+            with ReadAhead(reader) as frames:  # decoding goes on while the detector works
+                for frame in frames:
+                    found += shots.push_after_gap(frame.index, *analysis_images(frame.frame, analysis_width))
             found += shots.flush(reader.count)
             return refine_cuts(path, found, reader.decoded, analysis_width, shots.min_frames), reader.count, info.fps
         except FrameOrderError:  # a stream whose frame order we cannot follow: decode every frame
             shots = ShotDetector(info.fps, detector=detector, threshold=threshold,
                                  min_shot_seconds=min_shot_seconds, dissolve_threshold=dissolve_threshold)
-    from animlora.io.video import analysis_images, iter_frames
+    from animlora.io.video import ReadAhead, analysis_images, iter_frames
 
     found, count = [], 0
-    for frame in iter_frames(path, fast_analysis=True):
-        found += shots.push(frame.index, *analysis_images(frame.frame, analysis_width))
-        count = frame.index + 1
+    with ReadAhead(iter_frames(path, fast_analysis=True)) as frames:
+        for frame in frames:
+            found += shots.push(frame.index, *analysis_images(frame.frame, analysis_width))
+            count = frame.index + 1
     found += shots.flush()
     return found, count, info.fps
 
