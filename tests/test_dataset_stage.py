@@ -213,3 +213,31 @@ def test_repeats_balance_characters():
     assert balanced_repeats({"luca": 400, "alberto": 100, "giulia": 190}, 2) == {"luca": 2, "alberto": 8, "giulia": 4}
     assert kohya_folder(3, "luca paguro") == "3_luca paguro"
     assert np.isclose(1, 1)
+
+
+def test_an_edit_follows_its_instance_when_the_character_is_renamed(tmp_path):
+    root = tmp_path / "proj"
+    rows = make_project(root, {"luca": 10})
+    one = sorted(rows)[3]
+    run_stages(root, ["caption"], SETTINGS)
+    with Catalog(root / "catalog.sqlite") as cat:
+        store_edit(cat, one, "luca", "luca, laughing on a vespa")
+        cat.execute("UPDATE captions SET accepted = 1 WHERE instance_id = ?", (one,))
+        # what the review page's rename writes
+        cat.execute("UPDATE character_members SET character = 'luca_paguro' WHERE character = 'luca'")
+    run_stages(root, ["caption"], SETTINGS)
+    with Catalog(root / "catalog.sqlite") as cat:
+        rows_now = [dict(r) for r in cat.rows("SELECT * FROM captions WHERE instance_id = ?", (one,))]
+        characters = {r["character"] for r in cat.rows("SELECT character FROM captions")}
+    assert len(rows_now) == 1
+    row = rows_now[0]
+    assert (row["character"], row["text"], row["edited"], row["accepted"]) == (
+        "luca_paguro", "luca_paguro, laughing on a vespa", 1, 1)
+    assert characters == {"luca_paguro"}
+    assert (root / "captions" / "luca_paguro" / f"{one}.txt").read_text().strip() == row["text"]
+    assert not list((root / "captions").glob("luca/*.txt"))  # the old name's files are gone
+    # and it stays an edit on the next forced run
+    run_stages(root, ["caption"], SETTINGS, force=True)
+    with Catalog(root / "catalog.sqlite") as cat:
+        again = cat.one("SELECT text, edited FROM captions WHERE instance_id = ?", (one,))
+    assert (again["text"], again["edited"]) == ("luca_paguro, laughing on a vespa", 1)

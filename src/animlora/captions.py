@@ -249,6 +249,14 @@ def prune_fields(fields: dict[str, Any], drop: Iterable[tuple[str, str]]) -> dic
 
 
 # -- catalog ----------------------------------------------------------------------------
+def retrigger(text: str, old: str, new: str) -> str:
+    """A caption written for trigger word ``old``, for ``new``: the leading trigger swapped
+    (a character renamed in review keeps the person's edits); other text is left alone."""
+    if old and old != new and text.startswith(old) and (len(text) == len(old) or not text[len(old)].isalnum()):
+        return new + text[len(old):]
+    return text
+
+
 def get_caption(catalog: Catalog, instance_id: str, character: str) -> dict[str, Any] | None:
     row = catalog.one("SELECT * FROM captions WHERE instance_id = ? AND character = ?", (instance_id, character))
     if row is None:

@@ -6,7 +6,9 @@ and ``captions/<character>/<instance id>.txt``. Standalone: a folder of RGBA cut
 character; ``<output>/<image stem>.txt`` per image.
 
 A caption a person edited in the review page is never overwritten: its text is kept, only the
-measured fields are refreshed.
+measured fields are refreshed. When the instance's character is renamed in review (or the
+instance moved to another character), the edit follows it, its leading trigger word swapped
+for the new character's.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from animlora.captions import retrigger
 from animlora.catalog import now
 from animlora.dataset.sources import (
     Member,
@@ -183,20 +186,30 @@ class CaptionStage(Stage):
         members, root = self._members(ctx)
         ctx.extra["unusable"] = [(m.character, m.instance_id, m.problem) for m in members if m.problem]
         triggers: dict[str, str] = {}
-        edits = {
-            (r["instance_id"], r["character"]): r["text"]
-            for r in ctx.catalog.rows("SELECT instance_id, character, text FROM captions WHERE edited = 1")
-        }
+
+        def trigger(character: str) -> str:
+            if character not in triggers:
+                given = ctx.settings.caption.trigger if ctx.job.standalone else ""
+                triggers[character] = given or trigger_for(root, character)
+            return triggers[character]
+
+        edits: dict[str, dict[str, str]] = defaultdict(dict)  # instance -> character -> edited text
+        for r in ctx.catalog.rows("SELECT instance_id, character, text FROM captions WHERE edited = 1"):
+            edits[r["instance_id"]][r["character"]] = r["text"]
         items = []
         for m in members:
             if m.problem:
                 continue
-            if m.character not in triggers:
-                given = ctx.settings.caption.trigger if ctx.job.standalone else ""
-                triggers[m.character] = given or trigger_for(root, m.character)
-            edited = edits.get((m.instance_id, m.character))
-            payload = {"member": m.to_json(), "trigger": triggers[m.character], "edited": edited}
-            fingerprint = digest(stat_key(m.image_path), stat_key(m.frame_path), m.bbox, triggers[m.character], edited)
+            edited = edits[m.instance_id].get(m.character)
+            carried = None
+            if edited is None and edits[m.instance_id]:
+                # the instance's character was renamed (or it was moved) in review since a
+                # person edited its caption: the edit follows it, with the new trigger word
+                carried, text = sorted(edits[m.instance_id].items())[0]
+                edited = retrigger(text, trigger(carried), trigger(m.character))
+            payload = {"member": m.to_json(), "trigger": trigger(m.character), "edited": edited,
+                       "carried_from": carried}
+            fingerprint = digest(stat_key(m.image_path), stat_key(m.frame_path), m.bbox, trigger(m.character), edited)
             items.append(WorkItem(f"{m.character}:{m.instance_id}", fingerprint, payload, f"{m.character}/{m.stem}"))
         # the next items ride along in a VLM batch (not part of the fingerprint: results are the same)
         ahead = max(0, ctx.settings.caption.batch_size - 1)
@@ -211,21 +224,27 @@ class CaptionStage(Stage):
                               ahead=item.payload.get("ahead"))
         rel = f"{member.stem}.txt" if job.standalone else f"{member.character}/{member.stem}.txt"
         atomic_write_text(job.output_dir / rel, data["text"] + "\n")
-        data.update(instance_id=member.instance_id, character=member.character, file=rel)
+        data.update(instance_id=member.instance_id, character=member.character, file=rel,
+                    carried_from=item.payload.get("carried_from"))
         progress(1, 1)
         return ItemOutput(files=(rel,), data=data)
 
     def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:
         d = output.data
-        row = ctx.catalog.one("SELECT edited, accepted FROM captions WHERE instance_id = ? AND character = ?",
-                              (d["instance_id"], d["character"]))
-        edited = bool(row and row["edited"])
+        query = "SELECT edited, accepted FROM captions WHERE instance_id = ? AND character = ?"
+        row = ctx.catalog.one(query, (d["instance_id"], d["character"]))
+        carried = d.get("carried_from")
+        old = ctx.catalog.one(query, (d["instance_id"], carried)) if carried else None
+        edited = bool(row and row["edited"]) or old is not None
         ctx.catalog.upsert("captions", [{
             "instance_id": d["instance_id"], "character": d["character"],
             "text": d["text"], "source": "edit" if edited else d["source"], "fields": d["fields"],
-            "edited": int(edited), "accepted": int(bool(row and row["accepted"])),
+            "edited": int(edited), "accepted": int(bool(row and row["accepted"]) or bool(old and old["accepted"])),
             "auto_text": d["auto_text"], "confidence": d["confidence"], "note": d["note"], "updated_at": now(),
         }])
+        if old is not None:  # the edit now lives under the instance's current character
+            ctx.catalog.execute("DELETE FROM captions WHERE instance_id = ? AND character = ?",
+                                (d["instance_id"], carried))
 
     def forget(self, ctx: StageContext, item_key: str) -> None:
         character, _, instance_id = item_key.partition(":")
