@@ -94,3 +94,30 @@ def test_side_lighting_from_one_material_not_from_outfit(settings):
     result, text = caption(settings, lit, frame, bbox)
     assert result.fields["lighting"]["value"] == "dramatic side lighting"
     assert "dramatic side lighting" in text
+
+
+def shaded(height: int, colours: list[tuple[int, int, int]], shade: tuple[float, float]) -> np.ndarray:
+    """A figure whose bands (top to bottom) have the given colours, each lit from the left:
+    its lightness falls smoothly from shade[1] to shade[0] across the body, as on a render."""
+    h, w = height, height // 3
+    cut = np.zeros((h, w, 4), np.uint8)
+    ramp = np.linspace(shade[1], shade[0], w)[None, :, None]
+    edges = np.linspace(0, h, len(colours) + 1).astype(int)
+    for (top, bottom), colour in zip(zip(edges[:-1], edges[1:], strict=True), colours, strict=True):
+        cut[top:bottom, :, :3] = np.clip(np.array(colour, np.float32)[None, None] * ramp, 0, 255).astype(np.uint8)
+    cut[..., 3] = 255
+    return cut
+
+
+def test_one_shaded_grey_is_one_colour_not_three(settings):
+    # a grey coat from lit (x1.3) to deep shadow (x0.25): k-means alone said "light grey, grey and black"
+    result, _ = caption(settings, shaded(240, [(150, 150, 150)], (0.25, 1.3)))
+    assert len(result.fields["outfit"]["colors"]) == 1
+    assert result.fields["outfit"]["colors"][0] in ("grey", "light grey")
+
+
+def test_two_greys_with_an_edge_stay_two_and_shaded_hues_keep_their_names(settings):
+    result, _ = caption(settings, shaded(240, [(245, 245, 245), (25, 25, 25)], (0.85, 1.0)))
+    assert set(result.fields["outfit"]["colors"]) == {"white", "black"}
+    result, _ = caption(settings, shaded(240, [(200, 35, 35), (40, 80, 200)], (0.4, 1.1)))
+    assert set(result.fields["outfit"]["colors"]) == {"red", "blue"}

@@ -189,12 +189,12 @@ def palette(image: np.ndarray, mask: np.ndarray, k: int, min_share: float, seed:
                 centres[j] = lab[labels == j].mean(axis=0)
     shares: dict[str, float] = {}
     heights: dict[str, list[float]] = {}
-    for j in range(k):
-        share = float((labels == j).mean())
+    for members in materials(lab, labels, centres):
+        share = float(members.mean())
         if share > 0:
-            name = color_name(centres[j])
+            name = color_name(lit_colour(lab[members]))
             shares[name] = shares.get(name, 0.0) + share
-            heights.setdefault(name, []).extend(rows[labels == j].tolist())
+            heights.setdefault(name, []).extend(rows[members].tolist())
     ranked = sorted(shares.items(), key=lambda kv: -kv[1])
     colors = [name for name, share in ranked if share >= min_share][:3]
     # top to bottom, as a person lists clothes: shirt, then trousers
@@ -206,6 +206,58 @@ def palette(image: np.ndarray, mask: np.ndarray, k: int, min_share: float, seed:
     covered = sum(shares[c] for c in colors)
     return outfit_phrase(colors), float(np.clip(covered, 0.3, 0.9)), {
         "colors": colors, "shares": {n: round(s, 3) for n, s in ranked}}
+
+
+_ACHROMATIC = 10.0  # CIELAB chroma below which a colour is a grey
+_SAME_HUE = 20.0  # degrees: shading changes lightness, hardly hue
+
+
+def materials(lab: np.ndarray, labels: np.ndarray, centres: np.ndarray) -> list[np.ndarray]:
+    """Join k-means clusters that are one material under shading (pixel masks, one per
+    material). A rendered surface runs from lit to shadowed, and k-means cuts that gradient
+    into bands ("light grey, grey and black" for one grey coat); two materials of one hue
+    (a white shirt over black trousers) meet at an edge instead. So clusters of one hue
+    family (both greys, or hues within 20°) that are neighbours in lightness are joined when
+    the lightness between them is continuous: the pixels half way between the two centres
+    are at least a third as dense as those around the centres."""
+    k = len(centres)
+    chroma = np.hypot(centres[:, 1], centres[:, 2])
+    hue = np.degrees(np.arctan2(centres[:, 2], centres[:, 1])) % 360
+    group = list(range(k))
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    def one_family(i: int, j: int) -> bool:
+        if chroma[i] < _ACHROMATIC and chroma[j] < _ACHROMATIC:
+            return True
+        gap = abs(hue[i] - hue[j]) % 360
+        return chroma[i] >= _ACHROMATIC and chroma[j] >= _ACHROMATIC and min(gap, 360 - gap) < _SAME_HUE
+
+    def continuous(i: int, j: int) -> bool:
+        family = (labels == i) | (labels == j)
+        lightness = lab[family, 0]
+        lo, hi = sorted((float(centres[i, 0]), float(centres[j, 0])))
+        band = max((hi - lo) / 6, 1.0)
+        density = [float((np.abs(lightness - c) <= band).sum()) for c in (lo, (lo + hi) / 2, hi)]
+        return density[1] >= min(density[0], density[2]) / 3
+
+    for i in sorted(range(k), key=lambda c: centres[c, 0]):
+        later = [j for j in range(k) if centres[j, 0] > centres[i, 0] and one_family(i, j)]
+        if later:
+            j = min(later, key=lambda c: centres[c, 0])  # the next lighter one of the family
+            if continuous(i, j):
+                group[root(j)] = root(i)
+    return [np.isin(labels, [c for c in range(k) if root(c) == r]) for r in sorted({root(c) for c in range(k)})]
+
+
+def lit_colour(lab: np.ndarray) -> np.ndarray:
+    """The colour a person names for a shaded material: that of its lit part (the upper
+    half of its lightness), not the average with its shadows."""
+    lit = lab[lab[:, 0] >= np.median(lab[:, 0])]
+    return lit.mean(axis=0)
 
 
 # -- lighting, time of day, background ---------------------------------------------------
