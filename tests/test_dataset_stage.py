@@ -241,3 +241,40 @@ def test_an_edit_follows_its_instance_when_the_character_is_renamed(tmp_path):
     with Catalog(root / "catalog.sqlite") as cat:
         again = cat.one("SELECT text, edited FROM captions WHERE instance_id = ?", (one,))
     assert (again["text"], again["edited"]) == ("luca_paguro, laughing on a vespa", 1)
+
+
+def test_surroundings_come_from_the_deoccluded_box_where_there_is_one(tmp_path):
+    """Where the deocclude stage painted another character out of an instance's box, the
+    dataset image shows the filled box (here: magenta, which nothing else in the frames is)."""
+    from animlora.io.images import write_image
+
+    root = tmp_path / "proj"
+    rows = make_project(root, {"luca": 10})
+    filled = sorted(rows)[:5]
+    with Catalog(root / "catalog.sqlite") as cat:
+        for iid in filled:
+            x, y, w, h = json.loads(rows[iid]["bbox"])
+            box = [max(0, x - 20), max(0, y - 10), w + 40, h + 20]
+            box[2], box[3] = min(box[2], 640 - box[0]), min(box[3], 360 - box[1])
+            write_image(root / "deoccluded" / f"{iid}.png", np.full((box[3], box[2], 3), (255, 0, 255), np.uint8))
+            cat.set_meta(f"deocclude:{rows[iid]['frame_id']}", json.dumps(
+                [{"instance_id": iid, "path": f"{iid}.png", "box": box}]))
+
+    def built(use: bool) -> dict[str, tuple[bool, int]]:
+        settings = {"dataset": SETTINGS["dataset"] | {"background": "context", "use_deoccluded": use,
+                                                       "regularization": 0, "validation_split": 0.0}}
+        run_stages(root, ["caption", "dataset"], settings, force=True)
+        meta = json.loads((root / "training_data" / "luca" / "metadata.json").read_text())
+        out = {}
+        for rec in meta["images"]:
+            image = read_image(root / "training_data" / rec["file"], "RGB").astype(int)
+            magenta = (image[..., 0] > 230) & (image[..., 1] < 30) & (image[..., 2] > 230)
+            out[rec["instance_id"]] = (rec["deoccluded"], int(magenta.sum()))
+        return out
+
+    on = built(True)
+    assert set(filled) & set(on)  # some of them are in the set
+    assert {i for i, (flag, _) in on.items() if flag} == set(filled) & set(on)
+    assert all((n > 0) == (i in filled) for i, (_, n) in on.items())
+    off = built(False)
+    assert all(flag is False and n == 0 for flag, n in off.values())

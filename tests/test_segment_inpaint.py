@@ -119,3 +119,11 @@ def test_remove_occluders_fills_the_other_character_and_keeps_the_original(tmp_p
         return ((a[..., 2] - a[..., 0]) > 80).sum()
 
     assert blue(original) > 100 and blue(filled) < 0.05 * blue(original)
+    # each record says where its box sits in the frame (the dataset stage pastes it back there)
+    for entry in report["changed"]:
+        x, y, w, h = entry["box"]
+        crop = read_image(tmp_path / "deocc" / entry["original"]).astype(int)
+        assert crop.shape[:2] == (h, w)
+        here = np.abs(crop - image[y : y + h, x : x + w].astype(int)).mean()  # JPEG q95 noise only
+        beside = np.abs(crop - image[y + 4 : y + h + 4, x + 4 : x + w + 4].astype(int)).mean()
+        assert here < 6 and beside > 2 * here

@@ -321,6 +321,7 @@ class DatasetSettings(Section):
     context_margin: float = Field(ge=0, le=2, description="box margin around the character, fraction of its size")
     background: Literal["alpha", "context", "flat", "blur"]
     background_color: list[int] = Field(min_length=3, max_length=3)
+    use_deoccluded: bool = Field(description="surroundings from the deocclude stage's filled boxes where it made one")
     image_format: Literal["png", "jpg"]
     flip_aug: bool
     color_aug: bool

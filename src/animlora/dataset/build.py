@@ -26,6 +26,26 @@ def _sharpness(rgba: np.ndarray, mask: np.ndarray) -> float:
     return float(lap[inner].var()) if inner.any() else 0.0
 
 
+def _with_filled_box(frame: np.ndarray, member: Member) -> tuple[np.ndarray, bool]:
+    """The frame with the deocclude stage's filled box (other characters and props painted
+    out) put back in, so the image's surroundings show no other character; the frame as it
+    is (and False) when there is none or it does not fit."""
+    from animlora.io.images import read_image
+
+    if not member.filled_path or not member.filled_box:
+        return frame, False
+    x, y, w, h = member.filled_box
+    try:
+        filled = read_image(member.filled_path, "RGB")
+    except BadInputError:
+        return frame, False
+    if filled.shape[:2] != (h, w) or x < 0 or y < 0 or y + h > frame.shape[0] or x + w > frame.shape[1]:
+        return frame, False
+    out = frame.copy()
+    out[y : y + h, x : x + w] = filled
+    return out, True
+
+
 def _template_fields(member: Member, rgba: np.ndarray, settings: Any) -> dict[str, Any]:
     from animlora.backends.captioning.base import CaptionInput
     from animlora.backends.captioning.template import TemplateCaptioner
@@ -144,6 +164,9 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
             except BadInputError as exc:
                 skipped.append({"instance": m.instance_id, "reason": f"source frame unreadable ({exc.problem})"})
                 continue
+        filled = False
+        if frame is not None and s.use_deoccluded:
+            frame, filled = _with_filled_box(frame, m)
         cap = captions.get(m.instance_id)
         if cap is None:
             cap = {"text": "", "source": "template (dataset)", "fields": _template_fields(m, rgba, job.settings),
@@ -160,13 +183,13 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
             skipped.append({"instance": m.instance_id, "reason": f"smaller than dataset.min_bucket {s.min_bucket} "
                                                                  f"after at most {s.max_upscale}x enlargement"})
             continue
-        rendered.append((m, img, cap, {}))
+        rendered.append((m, img, cap, {"deoccluded": filled}))
 
     drop = intrinsic_traits([c["fields"] for _, _, c, _ in rendered if not c.get("edited") and c.get("fields")],
                             s.intrinsic_share) if s.prune_intrinsic else set()
     used_stems: set[str] = set()
     ext = "png" if s.background == "alpha" else s.image_format
-    for m, img, cap, _ in rendered:
+    for m, img, cap, extra in rendered:
         stem = _stem(m.stem)
         if stem in used_stems:
             stem = f"{stem}_{m.instance_id[:8]}"
@@ -192,7 +215,7 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
             "video": m.video_id, "video_name": m.video_name, "timestamp": m.timestamp, "frame_index": m.frame_index,
             "frame": m.frame_id, "shot": m.shot_id, "track": m.track_id,
             "box": list(m.bbox) if m.bbox else None, "cutout": m.image_path, "mask": m.mask_path,
-            "source_frame": m.frame_path,
+            "source_frame": m.frame_path, "deoccluded": extra["deoccluded"],
             "score": round(score_of[m.instance_id], 5), "quality": round(quality_of[m.instance_id], 4),
             **img.info,
         })

@@ -77,6 +77,10 @@ class Member:
     truncated: bool | None = None
     area_fraction: float | None = None
     mask_path: str | None = None  # the segmentation mask (lineage)
+    # the instance's box with other characters/props filled in (deocclude stage), and where it
+    # sits in the frame (x, y, w, h)
+    filled_path: str | None = None
+    filled_box: tuple[int, int, int, int] | None = None
     problem: str = ""  # why it cannot be used (missing files), "" when fine
 
     def to_json(self) -> dict[str, Any]:
@@ -85,7 +89,7 @@ class Member:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Member:
         data = dict(data)
-        for key in ("bbox", "frame_size"):
+        for key in ("bbox", "frame_size", "filled_box"):
             if data.get(key) is not None:
                 data[key] = tuple(data[key])
         return cls(**data)
@@ -136,6 +140,7 @@ def project_members(catalog: Catalog, root: Path, characters: list[str] | None =
         params = list(characters)
     sql += " ORDER BY cm.character, cm.instance_id"
     seg_dir, filt_dir, frames_dir = (stage_dir(root, s) for s in ("segment", "prefilter", "extract"))
+    filled = deoccluded(catalog, root)
     members = []
     for row in catalog.rows(sql, params):
         r = dict(row)
@@ -170,9 +175,25 @@ def project_members(catalog: Catalog, root: Path, characters: list[str] | None =
             timestamp=r.get("f_timestamp"), frame_index=r.get("f_index"), sharpness=r.get("i_sharpness"),
             truncated=None if r.get("i_truncated") is None else bool(r["i_truncated"]),
             area_fraction=r.get("i_area_fraction"),
-            mask_path=str(seg_dir / r["i_mask_path"]) if r.get("i_mask_path") else None, problem=problem,
+            mask_path=str(seg_dir / r["i_mask_path"]) if r.get("i_mask_path") else None,
+            filled_path=filled.get(r["instance_id"], (None, None))[0],
+            filled_box=filled.get(r["instance_id"], (None, None))[1], problem=problem,
         ))
     return members
+
+
+def deoccluded(catalog: Catalog, root: Path) -> dict[str, tuple[str, tuple[int, int, int, int]]]:
+    """instance id -> (filled box image, its (x, y, w, h) in the frame), from the deocclude
+    stage's catalog records (instances another character or prop overlapped)."""
+    if not table_exists(catalog, "meta"):
+        return {}
+    folder = stage_dir(root, "deocclude")
+    out = {}
+    for row in catalog.rows("SELECT value FROM meta WHERE key LIKE 'deocclude:%'"):
+        for entry in json.loads(row["value"]):
+            if entry.get("box") and len(entry["box"]) == 4:  # records of version 1 had no box
+                out[entry["instance_id"]] = (str(folder / entry["path"]), tuple(int(v) for v in entry["box"]))
+    return out
 
 
 def trigger_for(root: Path | None, character: str) -> str:

@@ -114,7 +114,8 @@ class DatasetStage(Stage):
             }
             fingerprint = digest(
                 trigger,
-                [(m.instance_id, stat_key(m.image_path), stat_key(m.frame_path), m.problem) for m in group],
+                [(m.instance_id, stat_key(m.image_path), stat_key(m.frame_path), stat_key(m.filled_path), m.problem)
+                 for m in group],
                 sorted((k, json.dumps(v, sort_keys=True)) for k, v in caps.items()),
                 None if embeddings is None else (embeddings["model"], digest(sorted(embeddings["vectors"].items()))),
                 [(p, stat_key(p)) for p in reg],

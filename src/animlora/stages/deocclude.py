@@ -110,6 +110,7 @@ def character_prompts(ctx: StageContext) -> dict[str, tuple[str, str]]:
 class DeoccludeStage(Stage):
     name = "deocclude"
     folder = "deoccluded"
+    version = "2"  # 2: each changed instance records its box in the frame (the dataset pastes it back)
     upstream = ("segment",)
 
     def __init__(self) -> None:
@@ -200,7 +201,8 @@ class DeoccludeStage(Stage):
             write_image(job.output_dir / f"{inst['name']}_original.jpg", crop)
             files += [f"{inst['name']}.jpg", f"{inst['name']}_original.jpg"]
             changed.append({"instance_id": inst["id"], "occluded_fraction": round(float(hole.mean()), 4),
-                            "path": f"{inst['name']}.jpg", "original": f"{inst['name']}_original.jpg"} | entry)
+                            "path": f"{inst['name']}.jpg", "original": f"{inst['name']}_original.jpg",
+                            "box": [bx, by, bw, bh]} | entry)
         progress(1, 1)
         return ItemOutput(files=tuple(files), data={"changed": changed, "note": self._note})
 
