@@ -144,6 +144,7 @@ def project_members(catalog: Catalog, root: Path, characters: list[str] | None =
     members = []
     for row in catalog.rows(sql, params):
         r = dict(row)
+        filled_path, filled_box = filled.get(r["instance_id"], (None, None))
         if r.get("p_kept") == 0:
             continue  # the prefilter rejected it: downstream reads only kept=1
         image = None
@@ -176,8 +177,7 @@ def project_members(catalog: Catalog, root: Path, characters: list[str] | None =
             truncated=None if r.get("i_truncated") is None else bool(r["i_truncated"]),
             area_fraction=r.get("i_area_fraction"),
             mask_path=str(seg_dir / r["i_mask_path"]) if r.get("i_mask_path") else None,
-            filled_path=filled.get(r["instance_id"], (None, None))[0],
-            filled_box=filled.get(r["instance_id"], (None, None))[1], problem=problem,
+            filled_path=filled_path, filled_box=filled_box, problem=problem,
         ))
     return members
 
