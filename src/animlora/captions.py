@@ -248,7 +248,6 @@ def prune_fields(fields: dict[str, Any], drop: Iterable[tuple[str, str]]) -> dic
     return out
 
 
-# -- catalog ----------------------------------------------------------------------------
 def retrigger(text: str, old: str, new: str) -> str:
     """A caption written for trigger word ``old``, for ``new``: the leading trigger swapped
     (a character renamed in review keeps the person's edits); other text is left alone."""
@@ -257,6 +256,7 @@ def retrigger(text: str, old: str, new: str) -> str:
     return text
 
 
+# -- catalog ----------------------------------------------------------------------------
 def get_caption(catalog: Catalog, instance_id: str, character: str) -> dict[str, Any] | None:
     row = catalog.one("SELECT * FROM captions WHERE instance_id = ? AND character = ?", (instance_id, character))
     if row is None:
