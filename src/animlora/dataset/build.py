@@ -11,7 +11,7 @@ import numpy as np
 
 from animlora.dataset.sources import Member
 from animlora.errors import BadInputError
-from animlora.io.files import atomic_write_json, atomic_write_text
+from animlora.io.files import atomic_write_json, atomic_write_text, safe_name
 from animlora.pipeline.stage import ItemOutput, Progress, StageJob
 
 METADATA = "metadata.json"
@@ -133,7 +133,7 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
     if candidates < s.min_size:
         reason = (f"only {candidates} usable images (dataset.min_size {s.min_size}); "
                   f"{len(skipped)} left out — add footage or lower dataset.min_size")
-        marker = f".skipped/{_stem(character)}.json"
+        marker = f".skipped/{safe_name(character)}.json"
         atomic_write_json(job.output_dir / marker, {"character": character, "reason": reason, "left_out": skipped})
         return ItemOutput(files=(marker,), data={"skipped_character": reason})
     k = min(s.target_size, s.max_size, candidates)
@@ -190,7 +190,7 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
     used_stems: set[str] = set()
     ext = "png" if s.background == "alpha" else s.image_format
     for m, img, cap, extra in rendered:
-        stem = _stem(m.stem)
+        stem = safe_name(m.stem)
         if stem in used_stems:
             stem = f"{stem}_{m.instance_id[:8]}"
         used_stems.add(stem)
@@ -251,12 +251,6 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
     return ItemOutput(files=tuple(files), data={"images": records, "skipped": skipped})
 
 
-def _stem(name: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "item"
-
-
 def _write_reg(frames: list[str], out: Path, rel: Any, buckets: list[tuple[int, int]], s: Any, count: Any,
                cs: Any) -> list[str]:
     import cv2
@@ -278,7 +272,7 @@ def _write_reg(frames: list[str], out: Path, rel: Any, buckets: list[tuple[int, 
         resized = cv2.resize(frame, (max(bw, round(w * scale)), max(bh, round(h * scale))),
                              interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
         y0, x0 = (resized.shape[0] - bh) // 2, (resized.shape[1] - bw) // 2
-        stem = _stem(Path(path).stem)
+        stem = safe_name(Path(path).stem)
         write_image(out / f"reg/{stem}.png", resized[y0 : y0 + bh, x0 : x0 + bw])
         atomic_write_text(out / f"reg/{stem}.txt", text + "\n")
         files += [rel(f"reg/{stem}.png"), rel(f"reg/{stem}.txt")]

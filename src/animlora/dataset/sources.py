@@ -8,12 +8,12 @@ one character; an instance id is the file's content hash and it has no lineage.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from animlora.io.files import file_sha256, safe_name
 from animlora.io.images import list_images
 
 if TYPE_CHECKING:
@@ -31,13 +31,6 @@ def stage_dir(root: Path, stage: str) -> Path:
     return root / (entry[0] if entry else _DEFAULT_FOLDERS[stage])
 
 
-def safe_stem(name: str) -> str:
-    """A file stem from an id: anything but letters, digits, '.', '_' and '-' becomes '_'."""
-    import re
-
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "item"
-
-
 def table_exists(catalog: Catalog, name: str) -> bool:
     return catalog.one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)) is not None
 
@@ -48,11 +41,7 @@ def columns(catalog: Catalog, table: str) -> set[str]:
 
 def file_id(path: Path) -> str:
     """Content id of a standalone cut-out (sha256 of its bytes, 16 hex digits)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 @dataclass(frozen=True)
@@ -169,7 +158,7 @@ def project_members(catalog: Catalog, root: Path, characters: list[str] | None =
         size = (int(r["f_width"]), int(r["f_height"])) if r.get("f_width") and r.get("f_height") else None
         members.append(Member(
             instance_id=r["instance_id"], character=r["character"],
-            image_path=str(image) if image else "", stem=safe_stem(r["instance_id"]),
+            image_path=str(image) if image else "", stem=safe_name(r["instance_id"]),
             frame_path=str(frame) if frame else None, bbox=bbox if bbox and len(bbox) == 4 else None,
             frame_size=size, frame_id=r.get("i_frame_id"), video_id=r.get("i_video_id"),
             video_name=r.get("v_name"), shot_id=r.get("i_shot_id"), track_id=r.get("i_track_id"),

@@ -8,12 +8,12 @@ under the input folder is an instance whose id is its content hash, without line
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from animlora.catalog import Catalog
 from animlora.errors import BadInputError, StageError
+from animlora.io.files import file_sha256
 from animlora.io.images import list_images
 
 SEGMENT_FOLDER = "segmentation"
@@ -31,12 +31,7 @@ class InstanceRef:
     video_id: str | None = None
 
 
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+file_hash = file_sha256  # the old name, kept for callers
 
 
 def table_exists(catalog: Catalog, name: str) -> bool:

@@ -6,6 +6,7 @@ when the stage starts again; a reader never sees a half-written output.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -67,3 +68,24 @@ def clean_temp_files(folder: str | Path) -> int:
             tmp.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes (hex), read in 1 MiB blocks: the one file hash of the project."""
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def safe_name(text: object, default: str = "item") -> str:
+    """A file or folder name from any text: the one sanitiser of the project.
+
+    Letters and digits (any script), ``-``, ``_`` and ``.`` are kept; every other character
+    becomes ``_`` (one for one, so ``"a (1)"`` is ``"a__1"``); leading and trailing ``.``/``_``
+    are dropped, and an empty result is ``default``. Distinct texts can give one name
+    (``"a b"`` and ``"a_b"``): a caller that needs unique names makes them so.
+    """
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(text)).strip("._")
+    return cleaned or default

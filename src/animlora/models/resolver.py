@@ -3,7 +3,6 @@ cache → the hub (skipped when offline). The first hit wins; nothing found is o
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from animlora.config.schema import ModelsSettings
 from animlora.errors import AnimloraError, BadInputError, ModelNotFoundError
+from animlora.io.files import file_sha256
 from animlora.models.registry import ModelSpec, get_spec
 
 
@@ -111,20 +111,12 @@ def _other_hint(spec: ModelSpec) -> str:
     return f" (sources: {spec.other_source_label})" if spec.other_source_label else ""
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify(folder: Path, spec: ModelSpec) -> None:
     for rel, expected in spec.sha256.items():
         path = folder / rel
         if not path.is_file():
             raise BadInputError(path, f"missing file of model '{spec.name}'")
-        actual = sha256_of(path)
+        actual = file_sha256(path)
         if actual != expected:
             raise BadInputError(path, f"checksum mismatch for model '{spec.name}' (sha256 {actual[:12]}…, expected {expected[:12]}…)")
 

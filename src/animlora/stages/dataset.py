@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from animlora.dataset.sources import (
     trigger_for,
 )
 from animlora.errors import BadInputError
-from animlora.io.files import atomic_write_json
+from animlora.io.files import atomic_write_json, safe_name
 from animlora.pipeline.stage import (
     ItemOutput,
     Progress,
@@ -48,10 +47,6 @@ from animlora.pipeline.stage import (
 
 RESULTS_FILE = "dataset_results.json"
 SKIPPED_DIR = ".skipped"
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "item"
 
 
 class DatasetStage(Stage):
@@ -184,7 +179,7 @@ class DatasetStage(Stage):
     def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:
         from animlora.dataset.build import build_character
 
-        sub = "" if job.standalone else _safe(item.payload["character"])
+        sub = "" if job.standalone else safe_name(item.payload["character"])
         return build_character(job, item.payload, sub, progress)
 
     def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:

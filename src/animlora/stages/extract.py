@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from animlora.errors import BadInputError, StageError
-from animlora.io.files import atomic_path, atomic_write_json
+from animlora.io.files import atomic_path, atomic_write_json, safe_name
 from animlora.pipeline.stage import (
     ItemOutput,
     Progress,
@@ -403,7 +403,7 @@ class ExtractStage(Stage):
         for p, resolved, vid, size in found:
             if ids.count(vid) > 1:  # the same file listed twice (or a copy): ids must stay apart
                 vid = digest(vid, str(resolved))[:16]
-            name = _safe(p.stem) if stems.count(p.stem) == 1 else f"{_safe(p.stem)}-{vid[:8]}"
+            name = safe_name(p.stem, "video") if stems.count(p.stem) == 1 else f"{safe_name(p.stem, 'video')}-{vid[:8]}"
             payload = {"path": str(resolved), "id": vid, "name": name, "size": size}
             items.append(WorkItem(key=str(resolved), fingerprint=digest(vid, size, name), payload=payload,
                                   label=p.name))
@@ -474,11 +474,6 @@ class ExtractStage(Stage):
         atomic_write_json(out / RESULTS_FILE, report)
         return {"videos": len(report["videos"]), "frames_kept": report["totals"]["kept"],
                 "rejected": report["totals"]["rejected"]}
-
-
-def _safe(stem: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem).strip("._")
-    return cleaned or "video"
 
 
 def _delete_rows(ctx: StageContext, vid: str) -> None:

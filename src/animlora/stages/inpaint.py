@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from animlora.errors import BadInputError, MissingDependencyError, ModelNotFoundError
-from animlora.io.files import atomic_write_json
+from animlora.io.files import atomic_write_json, safe_name
 from animlora.io.images import list_images, read_image, write_image
 from animlora.pipeline.stage import (
     ItemOutput,
@@ -171,7 +171,7 @@ class InpaintStage(Stage):
             raw = self._inpainter.inpaint(base, hole) if hole.any() else base
             plate = np.where(hole[..., None], raw, base)
             visible = ~ref_hole
-            name = f"{_safe(plate_id)}.png"
+            name = f"{safe_name(plate_id, 'plate')}.png"
             write_image(job.output_dir / name, plate)
             files.append(name)
             rows.append({
@@ -223,9 +223,3 @@ class InpaintStage(Stage):
         }
         atomic_write_json(ctx.output_dir / REPORT_FILE, report | {"plates": rows})
         return report
-
-
-def _safe(text: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "plate"

@@ -18,9 +18,7 @@ Catalog: ``instances``, ``tracks``, ``segment_frames`` (every frame read, with s
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from animlora.errors import BadInputError, MissingDependencyError, ModelNotFoundError
-from animlora.io.files import atomic_write_json
+from animlora.io.files import atomic_write_json, file_sha256, safe_name
 from animlora.io.images import IMAGE_SUFFIXES, list_images, read_image_info, write_image
 from animlora.pipeline.stage import (
     ItemOutput,
@@ -94,15 +92,7 @@ def check_backend(settings: Any) -> None:
 
 
 def _file_id(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return "img_" + h.hexdigest()[:16]
-
-
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "frame"
+    return "img_" + file_sha256(path)[:16]
 
 
 class SegmentStage(Stage):
@@ -143,7 +133,7 @@ class SegmentStage(Stage):
             shots.setdefault(shot, []).append(
                 {
                     "frame_id": row["id"], "video_id": row["video_id"], "shot_id": shot,
-                    "source": str(frames_dir / row["path"]), "name": _safe_name(Path(row["path"]).stem),
+                    "source": str(frames_dir / row["path"]), "name": safe_name(Path(row["path"]).stem, "frame"),
                 }
             )
         return [
@@ -167,7 +157,7 @@ class SegmentStage(Stage):
                 groups.setdefault(key, []).append(path)
         items, seen = [], set()
         for key, paths in sorted(groups.items()):
-            shot = "shot_" + _safe_name(key)
+            shot = "shot_" + safe_name(key, "frame")
             frames = []
             for path in paths:
                 stat = path.stat()
@@ -179,7 +169,7 @@ class SegmentStage(Stage):
                     {
                         "frame_id": frame_id,
                         "video_id": None, "shot_id": shot, "source": str(path),
-                        "name": _safe_name(str(path.relative_to(base).with_suffix("")).replace("/", "__")),
+                        "name": safe_name(str(path.relative_to(base).with_suffix("")).replace("/", "__"), "frame"),
                         "stamp": (stat.st_size, stat.st_mtime_ns),
                     }
                 )
