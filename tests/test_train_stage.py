@@ -24,11 +24,16 @@ def test_run_skips_training_without_base_model_and_prints_the_command(tmp_path, 
     with caplog.at_level(logging.WARNING, logger="animlora"):
         summaries = run_project(workspace, None, "train", "evaluate", False, False)
     assert [(s.stage, s.items_total, s.failures) for s in summaries] == [("train", 0, ()), ("evaluate", 0, ())]
-    assert ("animlora train --dataset training_data/luca --base-model BASE_MODEL --preset 3d-character-sd15"
-            in caplog.text)
+    assert "animlora train --dataset training_data/luca --base-model BASE_MODEL" in caplog.text
     manifest = json.loads(workspace.manifest_path("train").read_text())
     assert manifest["report"]["train_commands"] == [
-        "animlora train --dataset training_data/luca --base-model BASE_MODEL --preset 3d-character-sd15"]
+        "animlora train --dataset training_data/luca --base-model BASE_MODEL"]
+    # a project that names a preset gets it in the command (no preset is hard-coded)
+    (root / "project.yaml").write_text((root / "project.yaml").read_text() + "train:\n  preset: 3d-character-sdxl\n")
+    run_project(Workspace(root), None, "train", "train", False, False)
+    manifest = json.loads(workspace.manifest_path("train").read_text())
+    assert manifest["report"]["train_commands"] == [
+        "animlora train --dataset training_data/luca --base-model BASE_MODEL --preset 3d-character-sdxl"]
 
 
 def test_run_trains_each_dataset_when_a_base_model_is_set(tmp_path):
@@ -52,3 +57,40 @@ def test_run_trains_each_dataset_when_a_base_model_is_set(tmp_path):
     assert (root / "evaluation" / "luca" / "checkpoint_1" / "portrait_s2.png").is_file()
     again = run_project(Workspace(root), None, "train", "evaluate", False, False)
     assert [s.up_to_date for s in again] == [True, True]
+
+
+def fake_sd_scripts(folder):
+    """An sd-scripts checkout whose accelerate records its argv and working folder."""
+    (folder / "venv" / "bin").mkdir(parents=True)
+    (folder / "train_network.py").write_text("# fake\n")
+    record = folder / "argv.txt"
+    fake = folder / "venv" / "bin" / "accelerate"
+    fake.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$PWD\" \"$@\" >> {record}\n")
+    fake.chmod(0o755)
+    return folder, record
+
+
+def test_run_honours_the_kohya_engine(tmp_path):
+    base = tiny_sd.build_sd15(tmp_path / "sd15")
+    checkout, record = fake_sd_scripts(tmp_path / "sd-scripts")
+    root = create_project(tmp_path / "proj", "proj", [], "3d")
+    tiny_sd.write_dataset(root / "training_data" / "luca", n=2)
+    project_yaml = root / "project.yaml"
+    data = yaml.safe_load(project_yaml.read_text())
+    data["train"] = {"base_model": str(base), "engine": "kohya", "sd_scripts": str(checkout), "epochs": 99,
+                     "preset": "3d-character-sd15"}
+    project_yaml.write_text(yaml.safe_dump(data))
+    (summary,) = run_project(Workspace(root), None, "train", "train", False, False)
+    assert (summary.items_total, summary.items_done, summary.failures) == (1, 1, ())
+    run = root / "runs" / "luca"
+    argv = record.read_text().splitlines()
+    assert argv[-2:] == ["--config_file", str(run / "training_config.toml")]
+    import tomllib
+
+    config = tomllib.loads((run / "training_config.toml").read_text())
+    assert config["max_train_epochs"] == 99  # project.yaml wins over the preset
+    manifest = json.loads(Workspace(root).manifest_path("train").read_text())
+    assert manifest["report"]["engine"] == "kohya"
+    assert manifest["report"]["results"]["luca"]["command"][-1] == str(run / "training_config.toml")
+    again = run_project(Workspace(root), None, "train", "train", False, False)
+    assert again[0].up_to_date and len(record.read_text().splitlines()) == len(argv)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from animlora.cli.common import ConfigOpt, JsonOpt, ProfileOpt, SetOpt, console_err, emit
+from animlora.cli.common import ConfigOpt, ForceOpt, JsonOpt, ProfileOpt, SetOpt, console_err, emit
 
 
 def register(app: typer.Typer) -> None:
@@ -21,10 +21,14 @@ SeedsOpt = Annotated[list[int] | None, typer.Option("--seed", help="Seed (repeat
 StrengthOpt = Annotated[list[float] | None, typer.Option("--strength", help="LoRA strength to sweep (repeatable).")]
 
 
-def _settings(profile: str | None, config: list[Path] | None, sets: list[str] | None, flags: dict[str, Any]):
+def _loaded(profile: str | None, config: list[Path] | None, sets: list[str] | None, flags: dict[str, Any]):
     from animlora.cli.train import load_train_settings
 
-    return load_train_settings(None, profile, config, sets, flags).settings
+    return load_train_settings(None, profile, config, sets, flags)
+
+
+def _settings(profile: str | None, config: list[Path] | None, sets: list[str] | None, flags: dict[str, Any]):
+    return _loaded(profile, config, sets, flags).settings
 
 
 def _finish(report: dict[str, Any], out: Path, as_json: bool) -> None:
@@ -48,21 +52,22 @@ def evaluate(
     profile: ProfileOpt = None,
     config: ConfigOpt = None,
     sets: SetOpt = None,
+    force: ForceOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Images per checkpoint for test prompts, CLIP/identity/diversity metrics, grid, best pick."""
-    from animlora.errors import ConfigError
-    from animlora.training.evaluation import evaluate_run
+    import json
 
-    s = _settings(profile, config, sets, {"evaluate.seeds": seeds, "evaluate.strengths": strengths,
-                                          "evaluate.steps": steps, "evaluate.cfg": cfg, "evaluate.scheduler": scheduler})
-    base = base_model or s.evaluate.base_model or s.train.base_model
-    if not base:
-        raise ConfigError("no base model: pass --base-model PATH|ID (the one the LoRA was trained on)")
+    from animlora.cli.train import run_stage_into
+
+    flags = {"evaluate.seeds": seeds, "evaluate.strengths": strengths, "evaluate.steps": steps, "evaluate.cfg": cfg,
+             "evaluate.scheduler": scheduler, "evaluate.base_model": base_model,
+             "evaluate.prompts": str(prompts.resolve()) if prompts else None,
+             "evaluate.dataset": str(dataset.resolve()) if dataset else None}
+    loaded = _loaded(profile, config, sets, flags)
     out = (output or Path("evaluation") / run.resolve().name).resolve()
-    report = evaluate_run(run, out, s.evaluate, s.models, base_model=base, dataset=dataset,
-                          prompts=str(prompts) if prompts else None)
-    _finish(report, out, as_json)
+    run_stage_into("evaluate", run, out, loaded, force=force, as_json=as_json)
+    _finish(json.loads((out / "quality_evaluation.json").read_text(encoding="utf-8")), out, as_json)
 
 
 def compare(

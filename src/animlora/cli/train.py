@@ -1,4 +1,10 @@
-"""``animlora train``: a LoRA from a dataset folder, with the built-in trainer or kohya sd-scripts."""
+"""``animlora train``: a LoRA from a dataset folder, with the built-in trainer or kohya sd-scripts.
+
+A thin command: it loads the settings (inside a project, that project's), then runs the
+train stage on the dataset through the runner, as ``animlora run`` does — so the run folder
+gets a manifest, ``animlora status``-style state and item-level resume. The engines live in
+:mod:`animlora.training.engine`.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,10 @@ from animlora.cli.common import (
     console_err,
     emit,
     overrides_tree,
+    print_summaries,
+    progress_bar,
+    setup_logging,
+    summaries_json,
 )
 
 
@@ -28,28 +38,51 @@ def load_train_settings(preset: str | None, profile: str | None, config: list[Pa
     """Settings with the preset as a layer under the user's files (project.yaml when inside a project)."""
     from animlora.config import load_settings
     from animlora.errors import WorkspaceError
-    from animlora.training.presets import preset_file
     from animlora.workspace import Workspace
 
-    files = [preset_file(preset)] if preset else []
     project_dir = None
     try:
         project_dir = Workspace.find(project).root
     except WorkspaceError:
         if project is not None:
             raise
-    return load_settings(project_dir, profile=profile, config_files=files + list(config or []),
+    return load_settings(project_dir, profile=profile, preset=preset, config_files=list(config or []),
                          overrides=overrides_tree(sets, flags))
 
 
-def train_command(dataset: str, base_model: str, preset: str | None) -> str:
-    """The exact command line that trains ``dataset`` (printed by ``animlora run``)."""
-    import shlex
+def run_stage_into(stage_name: str, input_path: Path, output: Path, loaded: Any, *, force: bool,
+                   as_json: bool) -> dict[str, Any]:
+    """Run one stage on ``input_path`` into the standalone workspace ``output``; return its report.
 
-    parts = ["animlora", "train", "--dataset", dataset, "--base-model", base_model or "BASE_MODEL"]
-    if preset:
-        parts += ["--preset", preset]
-    return " ".join(shlex.quote(p) if p != "BASE_MODEL" else p for p in parts)
+    A run or evaluation folder already holding another animlora run's files is its own
+    (the engine refuses, naming --force, to mix runs of other settings)."""
+    from animlora.errors import BadInputError
+    from animlora.pipeline.runner import Runner
+    from animlora.stages import get_stage
+    from animlora.workspace import Workspace
+
+    if not input_path.exists():
+        raise BadInputError(input_path, "no such file or folder")
+    if output.is_file():
+        raise BadInputError(output, "the output must be a folder, this is a file")
+    workspace = Workspace.for_output(output)
+    runner = Runner(workspace, loaded, force=force, input_path=input_path.resolve())
+    setup_logging(workspace.logs_dir)
+    with progress_bar(not as_json) as progress:
+        runner.progress = progress
+        try:
+            summaries = runner.run([get_stage(stage_name)])
+        finally:
+            setup_logging(None)
+    print_summaries(summaries)
+    manifest = workspace.manifest_path(stage_name)
+    import json
+
+    report = json.loads(manifest.read_text(encoding="utf-8")).get("report", {}) if manifest.is_file() else {}
+    if any(s.failures for s in summaries):
+        emit({"output": str(output), "stages": summaries_json(summaries)}, as_json)
+        raise typer.Exit(1)
+    return {"output": str(output), "stages": summaries_json(summaries), "report": report}
 
 
 def train(
@@ -74,6 +107,8 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Train a LoRA: checks the data and model first, resumes a cut-short run, writes kohya files."""
+    from animlora.training.engine import check
+
     flags = {
         "train.base_model": base_model,
         "train.engine": engine,
@@ -85,89 +120,19 @@ def train(
         "train.allow_cpu": allow_cpu,
     }
     loaded = load_train_settings(preset, profile, config, sets, flags, project)
-    settings = loaded.settings
-    s = settings.train
     out = (output or Path("runs") / dataset.resolve().name).resolve()
-    if s.engine == "kohya":
-        summary = _train_kohya(settings, dataset, out, dry_run=dry_run)
-        emit(summary, as_json)
-        if summary.get("returncode", 0):
-            raise typer.Exit(summary["returncode"])
-        return
-    from animlora.training.trainer import LoraTrainer
-
-    trainer = LoraTrainer(s, settings.models, seed=settings.project.seed)
-    data, ref, plan = trainer.check_inputs(dataset, s.base_model)
-    console_err.print(f"[bold]plan:[/] {plan.describe()}", highlight=False)
-    for warning in plan.warnings:
+    # 1. check inputs and show the plan (the stage checks again; this is the one the user reads)
+    plan = check(loaded.settings, dataset)
+    if plan.get("describe"):
+        console_err.print(f"[bold]plan:[/] {plan['describe']}", highlight=False)
+    for warning in plan.get("warnings", []):
         console_err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if dry_run:
-        from dataclasses import asdict
-
-        emit({"plan": asdict(plan), "output": str(out)}, as_json)
+        emit({"plan": plan, "output": str(out)}, as_json)
         return
-    result = _run_with_progress(trainer, dataset, out, s.base_model, fresh=force, quiet=as_json)
-    console_err.print(f"[green]✓[/] {result.steps} steps; LoRA: {result.final}", highlight=False)
-    emit({
-        "output": str(out), "final": str(result.final) if result.final else None,
-        "checkpoints": [str(p) for p in result.checkpoints], "steps": result.steps,
-        "resumed_from_step": result.resumed_from, "epoch_loss": result.epoch_losses,
-        "seconds": round(result.seconds, 2),
-    }, as_json)
-
-
-def _run_with_progress(trainer: Any, dataset: Path, out: Path, base_model: str, *, fresh: bool, quiet: bool):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    from animlora.cli.common import setup_logging
-
-    setup_logging(out / "logs")
-    with Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=console_err, disable=quiet) as progress:
-        task = progress.add_task("train", total=None, info="loading models")
-
-        def on_step(step: int, total: int, metrics: dict[str, float]) -> None:
-            progress.update(task, completed=step, total=total,
-                            info=f"epoch {int(metrics['epoch'])} loss {metrics['loss']:.4f} lr {metrics['lr']:.2e}")
-
-        trainer.on_step = on_step
-        return trainer.train(dataset, out, base_model, fresh=fresh)
-
-
-def _train_kohya(settings: Any, dataset: Path, out: Path, *, dry_run: bool) -> dict[str, Any]:
-    from animlora.errors import AnimloraError
-    from animlora.training.base_model import check_family, locate_base_model
-    from animlora.training.dataset import load_dataset
-    from animlora.training.sampling import load_prompts
-    from animlora.training.sd_scripts import check_checkout, launch, prepare_kohya
-
-    s = settings.train
-    data = load_dataset(dataset, s.trigger)
-    family = s.family
-    if not s.base_model:
-        raise AnimloraError("no base model: pass --base-model PATH|ID or set train.base_model")
-    try:
-        ref = locate_base_model(s.base_model, settings.models)
-        check_family(ref, s.family)
-        family, base = ref.family, str(ref.path or ref.given)
-    except AnimloraError:
-        if family == "auto":
-            raise
-        base = s.base_model  # a hub id sd-scripts downloads itself
-    check_checkout(s.sd_scripts, family)
-    prompts = [p.prompt for p in load_prompts(s.sample_prompts or None, data.trigger).prompts]
-    job = prepare_kohya(s, data, out, base_model=base, family=family, seed=settings.project.seed,
-                        output_name=s.output_name or data.name, sample_prompts=prompts)
-    summary: dict[str, Any] = {"engine": "kohya", "output": str(out), "command": list(job.command),
-                               "dataset_config": str(job.dataset_toml), "training_config": str(job.config_toml)}
-    console_err.print(f"[bold]sd-scripts:[/] {' '.join(job.command)}", highlight=False)
-    if not dry_run:
-        summary["returncode"] = launch(job)
-    return summary
+    # 2. train through the runner (manifest, resume, the same code as `animlora run`)
+    summary = run_stage_into("train", dataset, out, loaded, force=force, as_json=as_json)
+    result = next(iter(summary["report"].get("results", {}).values()), {})
+    if result.get("final"):
+        console_err.print(f"[green]✓[/] LoRA: {result['final']}", highlight=False)
+    emit({**result, "output": str(out), "stages": summary["stages"]}, as_json)

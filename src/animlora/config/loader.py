@@ -87,6 +87,27 @@ def parse_set_options(options: list[str] | tuple[str, ...]) -> dict[str, Any]:
     return tree
 
 
+def preset_names() -> list[str]:
+    """The training presets shipped in ``config/presets/``."""
+    folder = resources.files("animlora.config").joinpath("presets")
+    return sorted(entry.name.removesuffix(".yaml") for entry in folder.iterdir() if entry.name.endswith(".yaml"))
+
+
+def preset_file(name: str) -> Path:
+    """The YAML file of preset ``name``; an unknown name lists the presets."""
+    entry = resources.files("animlora.config").joinpath("presets", f"{name}.yaml")
+    if not name or not entry.is_file():
+        raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(preset_names())}")
+    return Path(str(entry))
+
+
+def _preset_layer(name: str) -> Layer:
+    path = preset_file(name)
+    data = read_yaml(path)
+    _check_keys(data, Settings, str(path))
+    return Layer(str(path), data)
+
+
 def _package_layers(profile: str) -> list[Layer]:
     root = resources.files("animlora.config")
     defaults: dict[str, Any] = {}
@@ -199,12 +220,16 @@ def load_settings(
     character: str | None = None,
     config_files: list[Path] | tuple[Path, ...] = (),
     overrides: dict[str, Any] | None = None,
+    preset: str | None = None,
 ) -> LoadedSettings:
     """Merge every layer and validate.
 
-    ``project_dir`` adds ``project.yaml`` (and, with ``character``, that character's
-    ``settings:`` block); ``config_files`` are extra YAML files (standalone commands'
-    ``--config``); ``overrides`` is the ``--set`` tree.
+    Layers, later wins: package defaults → profile → training preset → ``project.yaml`` →
+    ``config_files`` → character → ``overrides``. ``project_dir`` adds ``project.yaml`` (and,
+    with ``character``, that character's ``settings:`` block); ``config_files`` are extra YAML
+    files (standalone commands' ``--config``); ``overrides`` is the ``--set`` tree. The preset
+    is ``preset`` (a command's ``--preset``) or else the last ``train.preset`` a user layer
+    sets; it sits under the user's files, so a project's ``train.epochs`` survives it.
     """
     user_layers: list[Layer] = []
     if project_dir is not None:
@@ -228,9 +253,18 @@ def load_settings(
     if chosen is None:
         for layer in user_layers:
             chosen = layer.data.get("project", {}).get("profile", chosen)
-    layers = _package_layers(chosen or "3d") + user_layers
+    chosen_preset = preset
+    if chosen_preset is None:
+        for layer in user_layers:
+            train = layer.data.get("train")
+            if isinstance(train, dict) and train.get("preset"):
+                chosen_preset = str(train["preset"])
+    preset_layers = [_preset_layer(chosen_preset)] if chosen_preset else []
+    layers = _package_layers(chosen or "3d") + preset_layers + user_layers
     if profile is not None:
         layers.append(Layer("--profile", {"project": {"profile": profile}}))
+    if preset is not None:
+        layers.append(Layer("--preset", {"train": {"preset": preset}}))
 
     tree = _merge(layers)
     sources: dict[str, str] = {}

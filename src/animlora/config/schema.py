@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
@@ -17,10 +17,17 @@ class Section(BaseModel):
     """Base of a settings section: frozen, unknown keys rejected."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # Fields added after a release, with the value that means "behave as before": while a
+    # field holds it, it stays out of the fingerprint, so adding it redoes no finished work.
+    added_fields: ClassVar[dict[str, Any]] = {}
 
     def fingerprint(self) -> str:
         """A stable hash of the section's values (part of a stage's settings hash)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        values = self.model_dump(mode="json")
+        for name, old in self.added_fields.items():
+            if values.get(name) == old:
+                values.pop(name, None)
+        blob = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -184,6 +191,9 @@ class ReviewSettings(Section):
 class TrainSettings(Section):
     """LoRA training (the built-in diffusers+peft trainer, or kohya sd-scripts)."""
 
+    added_fields: ClassVar[dict[str, Any]] = {"preset": ""}
+
+    preset: str = Field(description="training preset layered under project.yaml (config/presets/NAME.yaml); empty = none")
     engine: Literal["builtin", "kohya"]
     sd_scripts: str = Field(description="kohya engine: the sd-scripts checkout")
     base_model: str = Field(description="diffusers folder, single .safetensors file, registry name or hub id; empty = not configured")
@@ -240,6 +250,10 @@ class TrainSettings(Section):
 class EvaluateSettings(Section):
     """Checkpoint evaluation: images per checkpoint, metrics, the pick."""
 
+    added_fields: ClassVar[dict[str, Any]] = {"dataset": ""}
+
+    dataset: str = Field(description="dataset of the identity reference; empty = training_data/<run name> in a "
+                                     "project, else the dataset the run was trained on")
     prompts: str = Field(description="prompt JSON; empty = the package's prompts/3d_character_test.json")
     base_model: str = Field(description="empty = train.base_model")
     scheduler: Literal["dpm++", "euler", "euler_a", "ddim", "pndm"]

@@ -75,6 +75,7 @@ class Runner:
             input_path=self.input_path,
             workspace_root=self.workspace.root,
             standalone=self.workspace.standalone,
+            force=self.force,
         )
 
     def run(self, stages: Sequence[Stage]) -> list[RunSummary]:

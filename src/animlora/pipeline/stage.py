@@ -71,6 +71,7 @@ class StageJob:
     input_path: Path | None
     workspace_root: Path
     standalone: bool
+    force: bool = False  # --force: redo up-to-date work (a stage with its own resume state starts over)
 
 
 @dataclass

@@ -1,12 +1,15 @@
 """The train stage: one LoRA per character dataset in ``training_data/``, into ``runs/<name>/``.
 
-Runs only when a base model is configured (``train.base_model``); otherwise it plans nothing
-and logs the exact ``animlora train`` command for each dataset, so ``animlora run`` ends with
-the datasets and tells the user how to go on.
+The engine is ``train.engine`` (:mod:`animlora.training.engine`: the built-in trainer or kohya
+sd-scripts). Runs only when a base model is configured (``train.base_model``); otherwise it
+plans nothing and logs the exact ``animlora train`` command for each dataset, so
+``animlora run`` ends with the datasets and tells the user how to go on. Standalone
+(``animlora train --dataset D --output O``) it trains ``D`` into ``O`` itself.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +24,22 @@ from animlora.pipeline.stage import (
     digest,
 )
 
-DATASET_FOLDER = "training_data"
-
 
 def dataset_dirs(job: StageJob) -> list[Path]:
     """The dataset folders to train: the standalone input, or every ``training_data/<name>/``."""
+    from animlora.stages import stage_folder
+
     if job.standalone and job.input_path is not None:
         return [job.input_path]
-    root = job.workspace_root / DATASET_FOLDER
+    root = job.workspace_root / stage_folder("dataset")
     if not root.is_dir():
         return []
     return sorted(p for p in root.iterdir() if (p / "images").is_dir())
+
+
+def run_dir(job: StageJob, key: str) -> Path:
+    """Where one dataset's run goes: ``runs/<name>/`` in a project, the output folder standalone."""
+    return job.output_dir if job.standalone else job.output_dir / key
 
 
 def _dataset_fingerprint(folder: Path) -> str:
@@ -44,36 +52,50 @@ class TrainStage(Stage):
     folder = "runs"
     upstream = ("dataset",)
 
+    def check_inputs(self, job: StageJob) -> None:
+        if job.standalone and job.input_path is not None:
+            from animlora.training.engine import check
+
+            check(job.settings, job.input_path)
+
     def plan(self, ctx: StageContext) -> list[WorkItem]:
         folders = dataset_dirs(ctx.job)
-        base = ctx.settings.train.base_model
-        if not base:
-            from animlora.cli.train import train_command
+        s = ctx.settings.train
+        if not s.base_model:
+            from animlora.training.engine import train_command
 
+            root = ctx.job.workspace_root
             ctx.extra["commands"] = [
-                train_command(str(f.relative_to(ctx.job.workspace_root)) if f.is_relative_to(ctx.job.workspace_root)
-                              else str(f), "", "3d-character-sd15") for f in folders
+                train_command(str(f.relative_to(root)) if f.is_relative_to(root) else str(f), "", s.preset)
+                for f in folders
             ]
             for command in ctx.extra["commands"]:
                 ctx.log.warning("train: no base model configured (train.base_model), skipped; to train run: %s", command)
             if not folders:
-                ctx.log.info("train: no datasets in %s/", DATASET_FOLDER)
+                from animlora.stages import stage_folder
+
+                ctx.log.info("train: no datasets in %s/", stage_folder("dataset"))
             return []
         return [WorkItem(key=f.name, fingerprint=_dataset_fingerprint(f), payload=str(f), label=f.name) for f in folders]
 
     def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:
-        from animlora.training.trainer import LoraTrainer
+        from animlora.training.engine import train
 
-        s = job.settings
-        trainer = LoraTrainer(s.train, s.models, seed=s.project.seed,
-                              on_step=lambda step, total, _m: progress(step, total))
-        out = job.output_dir / item.key
-        result = trainer.train(Path(item.payload), out, s.train.base_model)
-        files = [p.relative_to(job.output_dir) for p in [*result.checkpoints, result.final] if p is not None]
-        return ItemOutput(files=tuple(str(f) for f in files),
-                          data={"final": str(result.final), "steps": result.steps})
+        out = run_dir(job, item.key)
+        result = train(job.settings, Path(item.payload), out, fresh=job.force,
+                       on_step=lambda step, total, _m: progress(step, total))
+        files = [str(p.relative_to(job.output_dir)) for p in result.files if p.is_relative_to(job.output_dir)]
+        return ItemOutput(files=tuple(files), data=result.summary)
+
+    def forget(self, ctx: StageContext, item_key: str) -> None:
+        # The run is redone under other settings or data: its resume state is stale too.
+        shutil.rmtree(run_dir(ctx.job, item_key) / "state", ignore_errors=True)
+
+    def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:
+        ctx.extra.setdefault("results", {})[item.key] = output.data
 
     def finish(self, ctx: StageContext, summary: RunSummary) -> dict[str, Any]:
         if ctx.extra.get("commands") is not None:
             return {"skipped": "no base model configured (train.base_model)", "train_commands": ctx.extra["commands"]}
-        return {"runs": summary.items_done}
+        return {"engine": ctx.settings.train.engine, "runs": summary.items_done,
+                "results": ctx.extra.get("results", {})}
