@@ -9,7 +9,7 @@ from animlora.catalog import Catalog
 from animlora.config import load_settings
 from animlora.pipeline.runner import Runner
 from animlora.workspace import Workspace
-from toy_stage import ToyStage
+from toy_stage import ModelToyStage, ToyStage
 
 
 def make_inputs(folder: Path, texts: dict[str, str]) -> Path:
@@ -114,3 +114,14 @@ def test_process_pool_gives_the_same_result_as_serial(tmp_path):
     assert summary.items_done == 5
     assert outputs(tmp_path / "pool") == outputs(tmp_path / "serial")
     assert meta(tmp_path / "pool") == meta(tmp_path / "serial")
+
+
+def test_a_process_pool_worker_loads_a_model_once_for_all_its_items(tmp_path):
+    make_inputs(tmp_path / "in", {f"i{n}": "v" * n for n in range(1, 7)})
+    loaded = load_settings(overrides={"runner": {"executor": "process", "workers": 2}})
+    ws = Workspace.for_output(tmp_path / "out")
+    [summary] = Runner(ws, loaded, input_path=tmp_path / "in").run([ModelToyStage()])
+    assert summary.items_done == 6 and outputs(tmp_path)["i3.out"] == "VVV"
+    loads = (tmp_path / "in" / "loads.log").read_text().split()
+    assert 1 <= len(loads) <= 2  # one per worker (a model kept on the stage: 6, one per item)
+    assert len(set(loads)) == len(loads)  # no worker loaded twice

@@ -184,3 +184,12 @@ def test_sam2_without_weights_falls_back_to_isnet_before_classic(tmp_path, monke
     assert report["backends_used"] == {"isnet": 4}
     assert report["engine"].startswith("isnet on ") and report["engine"].endswith("128x128")
     assert "backend 'sam2' unavailable" in report["fallback"][0] and "used 'isnet'" in report["fallback"][0]
+
+
+@pytest.mark.parametrize("executor", ["serial", "process"])
+def test_the_report_names_the_engine_under_every_executor(tmp_path, executor):
+    inp, out = make_input(tmp_path / "in"), tmp_path / "out"
+    segment(inp, out, sets=[f"runner.executor={executor}", "runner.workers=2"])
+    report = json.loads((out / "segmentation_results.json").read_text())
+    assert report["engine"] and report["engine"].startswith("classic")
+    assert report["backends_used"] == {"classic": 4}

@@ -42,3 +42,29 @@ class ToyStage(Stage):
     def finish(self, ctx: StageContext, summary) -> dict:
         atomic_write_text(ctx.output_dir / "report.txt", f"{summary.items_done}/{summary.items_total}\n")
         return {"done": summary.items_done}
+
+
+class ModelToyStage(ToyStage):
+    """The toy stage with a "model": each load appends the loading process's pid to
+    ``<input>/loads.log``, so a test counts loads per process."""
+
+    name: ClassVar[str] = "toy"
+
+    @staticmethod
+    def _model(job: StageJob) -> str:
+        from animlora.backends.registry import held
+
+        def load() -> str:
+            assert job.input_path is not None
+            with open(job.input_path / "loads.log", "a") as log:
+                log.write(f"{os.getpid()}\n")
+            return "upper"
+
+        return held("toy", str(job.input_path), load)
+
+    def setup_worker(self, job: StageJob) -> None:
+        self._model(job)
+
+    def process(self, job: StageJob, item: WorkItem, progress) -> ItemOutput:
+        assert self._model(job) == "upper"
+        return super().process(job, item, progress)

@@ -33,12 +33,24 @@ def _process_one(stage: Stage, job: StageJob, item: WorkItem) -> ItemOutput:
     return stage.process(job, item, _no_progress)
 
 
+def _setup_worker(stage: Stage, job: StageJob) -> None:
+    """Pool initializer: the stage's per-worker hook. A failure here is left for the items,
+    which meet it again and record it one by one (a failing initializer breaks the pool)."""
+    import logging
+
+    try:
+        stage.setup_worker(job)
+    except Exception as exc:  # noqa: BLE001 - reported by the items
+        logging.getLogger("animlora").debug("%s: worker setup failed: %s", stage.name, exc)
+
+
 def run_pool(stage: Stage, job: StageJob, items: Iterable[WorkItem], workers: int) -> Iterator[Outcome]:
     # spawn, not fork: workers may load torch or onnxruntime, which do not survive fork.
     context = multiprocessing.get_context("spawn")
     pending: dict[Future[ItemOutput], WorkItem] = {}
     iterator = iter(items)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_setup_worker,
+                             initargs=(stage, job)) as pool:
         while True:
             while len(pending) < 2 * workers:
                 item = next(iterator, None)

@@ -4,6 +4,8 @@ A stage turns input items into outputs in its own folder plus catalog rows::
 
     check_inputs(job)            validate up front; nothing written yet     (optional)
     plan(ctx) -> [WorkItem]      what there is to do, each with a stable key and fingerprint
+    setup_worker(job)            once in each worker process before its first item, e.g. load
+                                 the model into ``backends.registry.held``          (optional)
     process(job, item, progress) do one item: write files (atomically), return ItemOutput
                                  (runs in a worker process with the `process` executor)
     commit(ctx, item, output)    write the item's catalog rows (main process, one transaction
@@ -131,6 +133,13 @@ class Stage(ABC):
 
     @abstractmethod
     def plan(self, ctx: StageContext) -> list[WorkItem]: ...
+
+    def setup_worker(self, job: StageJob) -> None:  # noqa: B027 - optional hook
+        """Prepare a worker process (the ``process`` executor calls it once per worker).
+
+        A stage that needs a model loads it here into :func:`animlora.backends.registry.held`
+        and gets it from there in ``process``: a model kept on ``self`` would be loaded again
+        for every item, since each item reaches a worker with its own copy of the stage."""
 
     @abstractmethod
     def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput: ...

@@ -169,7 +169,7 @@ class CaptionStage(Stage):
             # missing weights fail here, before anything is written
             from animlora.models import resolve
 
-            backend = import_module(BACKENDS[cs.backend][0].partition(":")[0])
+            backend = import_module(BACKENDS[cs.backend].target.partition(":")[0])
             resolve(cs.model or backend.DEFAULT_MODEL, job.settings.models)
 
     # -- plan --------------------------------------------------------------------------

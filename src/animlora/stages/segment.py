@@ -46,10 +46,11 @@ def open_segmenter(settings: Any) -> tuple[Any, str | None]:
     """The configured backend, or — when it cannot run and ``segment.fallback`` allows —
     the next that can (sam2 → isnet → classic; isnet → classic), with a note saying why
     (for the report)."""
+    from animlora.backends.registry import fallback_chain
     from animlora.backends.segmentation.base import get_segmenter
 
     s = settings.segment
-    chain = [s.backend] + (["isnet"] if s.backend == "sam2" else []) + (["classic"] if s.backend != "classic" else [])
+    chain = fallback_chain("segmentation", s.backend, True)
     reasons: list[str] = []
     last: Exception | None = None
     for name in chain if s.fallback else chain[:1]:
@@ -67,6 +68,14 @@ def open_segmenter(settings: Any) -> tuple[Any, str | None]:
         return segmenter, note
     assert last is not None
     raise last
+
+
+def held_segmenter(settings: Any) -> tuple[Any, str | None]:
+    """:func:`open_segmenter`, loaded once per process and reused for every shot it is given."""
+    from animlora.backends.registry import held
+
+    key = (settings.segment.fingerprint(), settings.models.fingerprint())
+    return held("segmentation", key, lambda: open_segmenter(settings))
 
 
 def check_backend(settings: Any) -> None:
@@ -100,10 +109,6 @@ class SegmentStage(Stage):
     folder = "segmentation"
     upstream = ("extract",)
 
-    def __init__(self) -> None:
-        self._segmenter: Any = None
-        self._note: str | None = None
-
     # -- inputs -------------------------------------------------------------------------
     def check_inputs(self, job: StageJob) -> None:
         if job.standalone:
@@ -115,6 +120,9 @@ class SegmentStage(Stage):
             if src.is_dir() and not list_images(src):
                 raise BadInputError(src, "no images in this folder")
         check_backend(job.settings)
+
+    def setup_worker(self, job: StageJob) -> None:
+        held_segmenter(job.settings)  # each pool worker loads the model once, before its first shot
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
         return self._plan_standalone(ctx) if ctx.job.standalone else self._plan_project(ctx)
@@ -198,11 +206,12 @@ class SegmentStage(Stage):
         # 2. segment the shot (frames loaded lazily, so memory stays bounded)
         files: list[str] = []
         instance_rows: list[dict[str, Any]] = []
+        engine = None
         if good:
-            if self._segmenter is None:
-                self._segmenter, self._note = open_segmenter(job.settings)
+            segmenter, note = held_segmenter(job.settings)
+            engine = segmenter.describe()
             frames = Frames([lambda p=f["source"]: read_image(p, "RGB") for f, _ in good])
-            instances = self._segmenter.segment(frames)
+            instances = segmenter.segment(frames)
             by_frame: dict[int, list[Any]] = {}
             for inst in instances:
                 by_frame.setdefault(inst.frame, []).append(inst)
@@ -210,10 +219,10 @@ class SegmentStage(Stage):
             for index, (f, row) in enumerate(good):
                 image = frames[index]
                 insts = by_frame.get(index, [])
-                written, rows = self._write_frame(out, f, image, insts, s, self._segmenter.name)
+                written, rows = self._write_frame(out, f, image, insts, s, segmenter.name)
                 files.extend(written)
                 instance_rows.extend(rows)
-                row.update(n_instances=len(insts), backend=self._segmenter.name, note=self._note,
+                row.update(n_instances=len(insts), backend=segmenter.name, note=note,
                            background_path=f"background/{f['name']}.png")
                 progress(index + 1, len(good))
         counts = Counter(r["track_id"] for r in instance_rows)
@@ -221,7 +230,8 @@ class SegmentStage(Stage):
         track_rows = [
             {"id": t, "video_id": video_id, "shot_id": item.key, "n_instances": n} for t, n in sorted(counts.items())
         ]
-        return ItemOutput(files=tuple(files), data={"frames": frame_rows, "instances": instance_rows, "tracks": track_rows})
+        return ItemOutput(files=tuple(files), data={"frames": frame_rows, "instances": instance_rows,
+                                                    "tracks": track_rows, "engine": engine})
 
     @staticmethod
     def _frame_row(f: dict[str, Any], status: str, problem: str | None, converted: str | None = None,
@@ -275,6 +285,8 @@ class SegmentStage(Stage):
 
     # -- catalog ------------------------------------------------------------------------
     def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:
+        if output.data.get("engine"):  # as the worker that ran the shot reported it
+            ctx.extra["engine"] = output.data["engine"]
         self.forget(ctx, item.key)
         ctx.catalog.upsert("segment_frames", output.data["frames"])
         ctx.catalog.upsert("instances", output.data["instances"])
@@ -297,7 +309,7 @@ class SegmentStage(Stage):
             "backends_used": dict(backends),
             "fallback": notes,
             # how the backend ran in this run (engine, precision, size); null when every shot was resumed
-            "engine": self._segmenter.describe() if self._segmenter is not None else None,
+            "engine": ctx.extra.get("engine"),
             "counts": {
                 "shots": len({r["shot_id"] for r in frames}),
                 "frames": len(frames),

@@ -7,25 +7,20 @@ vectors it makes (backend, weights, descriptor version): the embedding cache is 
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
-from importlib import import_module
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from animlora.errors import ConfigError, MissingDependencyError
+from animlora.backends import registry
+from animlora.backends.registry import BackendEntry
+from animlora.errors import ConfigError
 
 if TYPE_CHECKING:
     from animlora.config.schema import EmbedSettings, ModelsSettings
 
-# name -> ("module:Class", packages it needs, the extra that installs them)
-BACKENDS: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "color": ("animlora.backends.embedding.color:ColorEmbedder", ("cv2",), ""),
-    "clip": ("animlora.backends.embedding.clip:ClipEmbedder", ("torch", "transformers"), "models"),
-    "siglip": ("animlora.backends.embedding.siglip:SiglipEmbedder", ("torch", "transformers"), "models"),
-    "dinov2": ("animlora.backends.embedding.dinov2:Dinov2Embedder", ("torch", "transformers"), "models"),
-}
+# The family's part of the one backend table (backends/registry.py); the old names stay.
+BACKENDS: dict[str, BackendEntry] = registry.BACKENDS["embedding"]
 
 
 @runtime_checkable
@@ -41,10 +36,7 @@ class Embedder(Protocol):
 
 def available_backends() -> dict[str, bool]:
     """Which backends can run here: the table is built from what imports."""
-    return {
-        name: all(importlib.util.find_spec(pkg) is not None for pkg in packages)
-        for name, (_, packages, _) in BACKENDS.items()
-    }
+    return registry.available("embedding")
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
@@ -91,9 +83,4 @@ class ConcatEmbedder:
 
 def create_backend(name: str, settings: EmbedSettings, models: ModelsSettings) -> Embedder:
     """One backend by name; a missing package names the pip line that installs it."""
-    target, packages, extra = BACKENDS[name]
-    for pkg in packages:
-        if importlib.util.find_spec(pkg) is None:
-            raise MissingDependencyError(pkg, extra or "models", f"the {name} embedding backend")
-    module, _, cls = target.partition(":")
-    return getattr(import_module(module), cls)(settings, models)
+    return registry.get_backend("embedding", name, settings, models)

@@ -6,15 +6,13 @@ the hole (and may compare it with the input outside the hole as a sanity check).
 
 from __future__ import annotations
 
-import importlib.util
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from importlib import import_module
 from typing import Any, ClassVar
 
 import numpy as np
 
-from animlora.errors import ConfigError, MissingDependencyError
+from animlora.backends import registry
+from animlora.backends.registry import BackendEntry
 
 
 class Inpainter(ABC):
@@ -34,36 +32,15 @@ class Inpainter(ABC):
         """``image`` HxWx3 uint8 RGB, ``hole`` HxW bool (True = fill) -> HxWx3 uint8."""
 
 
-@dataclass(frozen=True)
-class BackendEntry:
-    target: str
-    packages: tuple[str, ...]
-    extra: str
-    description: str
-
-
-BACKENDS: dict[str, BackendEntry] = {
-    "lama": BackendEntry("animlora.backends.inpainting.lama:LamaInpainter", ("torch", "spandrel"), "models",
-                         "LaMa (big-lama weights) through spandrel"),
-    "opencv": BackendEntry("animlora.backends.inpainting.opencv:OpenCVInpainter", ("cv2",), "cpu",
-                           "OpenCV Telea / Navier-Stokes, no weights"),
-    "sd": BackendEntry("animlora.backends.inpainting.sd:SDInpainter", ("torch", "diffusers", "transformers"), "models",
-                       "Stable Diffusion inpainting (diffusers), text-guided; occluder removal only"),
-}
+# The family's part of the one backend table (backends/registry.py); the old names stay.
+BACKENDS: dict[str, BackendEntry] = registry.BACKENDS["inpainting"]
 
 
 def availability() -> dict[str, bool]:
-    return {n: all(importlib.util.find_spec(p) is not None for p in e.packages) for n, e in BACKENDS.items()}
+    return registry.available("inpainting")
 
 
 def get_inpainter(name: str, settings: Any, models: Any, **options: Any) -> Inpainter:
     """The backend ``name`` built from its settings section; ``options`` go to its constructor
     (the sd backend's ``seed`` and ``device``)."""
-    entry = BACKENDS.get(name)
-    if entry is None:
-        raise ConfigError(f"unknown inpainting backend {name!r}; choices: {', '.join(BACKENDS)}")
-    for pkg in entry.packages:
-        if importlib.util.find_spec(pkg) is None:
-            raise MissingDependencyError(pkg, entry.extra, f"inpainting backend '{name}'")
-    module, _, cls = entry.target.partition(":")
-    return getattr(import_module(module), cls)(settings, models, **options)
+    return registry.get_backend("inpainting", name, settings, models, **options)

@@ -2,23 +2,23 @@
 scores and track ids out.
 
 A backend subclasses :class:`Segmenter` and implements one method, :meth:`Segmenter.segment`.
-Backends are listed in :data:`BACKENDS` by module path, so nothing heavy is imported until
-one is used; :func:`availability` says which can run here (from what imports), and
-:func:`get_segmenter` builds one or raises an error naming the choices and the pip extra.
+Backends are listed in the one backend table (:mod:`animlora.backends.registry`) by module
+path, so nothing heavy is imported until one is used; :func:`availability` says which can run
+here (from what imports), and :func:`get_segmenter` builds one or raises an error naming the
+choices and the pip extra.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import import_module
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
-from animlora.errors import ConfigError, MissingDependencyError
+from animlora.backends import registry
+from animlora.backends.registry import BackendEntry
 
 if TYPE_CHECKING:
     from animlora.config.schema import ModelsSettings, SegmentSettings
@@ -93,56 +93,18 @@ class Segmenter(ABC):
         """Free the model (GPU memory); the default has nothing to free."""
 
 
-@dataclass(frozen=True)
-class BackendEntry:
-    target: str  # "module:Class"
-    packages: tuple[str, ...]  # importable names it needs
-    extra: str  # pip extra that installs them
-    description: str
-    implemented: bool = True
-
-
-BACKENDS: dict[str, BackendEntry] = {
-    "isnet": BackendEntry(
-        "animlora.backends.segmentation.isnet:IsnetSegmenter", ("onnxruntime", "cv2"), "cpu",
-        "ISNet matting model (ONNX) on onnxruntime; CPU default",
-    ),
-    "classic": BackendEntry(
-        "animlora.backends.segmentation.classic:ClassicSegmenter", ("cv2",), "cpu",
-        "no weights: border-contrast saliency + shot background model + GrabCut",
-    ),
-    "sam2": BackendEntry(
-        "animlora.backends.segmentation.sam2:Sam2Segmenter", ("torch", "transformers", "cv2"), "models",
-        "SAM 2.1 (transformers) prompted by character mattes, propagated through the shot; GPU default",
-    ),
-    "yolo": BackendEntry(
-        "animlora.backends.segmentation.yolo:YoloSegmenter", ("ultralytics", "torch", "cv2"), "yolo",
-        "ultralytics YOLO-seg: detections of character classes (segment.yolo_classes), soft masks, tracks",
-    ),
-}
+# The family's part of the one backend table (backends/registry.py); the old names stay.
+BACKENDS: dict[str, BackendEntry] = registry.BACKENDS["segmentation"]
 
 
 def availability() -> dict[str, bool]:
     """Which backends can run here, from what imports (without importing it)."""
-    return {
-        name: entry.implemented and all(importlib.util.find_spec(pkg) is not None for pkg in entry.packages)
-        for name, entry in BACKENDS.items()
-    }
+    return registry.available("segmentation")
 
 
 def get_segmenter(name: str, settings: SegmentSettings, models: ModelsSettings) -> Segmenter:
     """Build a backend; unknown or uninstalled backends are one error naming the fix."""
-    entry = BACKENDS.get(name)
-    if entry is None:
-        raise ConfigError(f"unknown segmentation backend {name!r}; choices: {', '.join(BACKENDS)}")
-    if not entry.implemented:
-        working = ", ".join(n for n, e in BACKENDS.items() if e.implemented)
-        raise ConfigError(f"segmentation backend {name!r} is not implemented in this version; use one of: {working}")
-    for pkg in entry.packages:
-        if importlib.util.find_spec(pkg) is None:
-            raise MissingDependencyError(pkg, entry.extra, f"segmentation backend '{name}'")
-    module, _, cls = entry.target.partition(":")
-    return getattr(import_module(module), cls)(settings, models)
+    return registry.get_backend("segmentation", name, settings, models)
 
 
 # -- batching ---------------------------------------------------------------------------
