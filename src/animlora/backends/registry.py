@@ -176,5 +176,10 @@ def held(slot: str, key: Hashable, build: Callable[[], T]) -> T:
 def release(slot: str) -> None:
     """Close and forget the model in ``slot`` (frees GPU memory)."""
     current = _HELD.pop(slot, None)
-    if current is not None and hasattr(current[1], "close"):
-        current[1].close()
+    if current is None:
+        return
+    value = current[1]
+    for part in value if isinstance(value, tuple) else (value,):  # (model, note) pairs too
+        close = getattr(part, "close", None)
+        if callable(close):
+            close()

@@ -169,8 +169,11 @@ class DeoccludeStage(Stage):
         from animlora.stages.cutouts import padded_box
 
         s, p = job.settings.segment, job.settings.inpaint
-        if self._inpainter is None:
-            self._inpainter, self._note = open_occluder_inpainter(job.settings)
+        from animlora.backends.registry import held
+
+        st = job.settings  # one load per process (the inpaint stage's model is released)
+        key = ("deocclude", st.deocclude.fingerprint(), st.inpaint.fingerprint(), st.models.fingerprint(), st.project.seed)
+        self._inpainter, self._note = held("inpainting", key, lambda: open_occluder_inpainter(st))
         text_guided = getattr(self._inpainter, "text_guided", False)
         image = read_image(item.payload["source"], "RGB")
         height, width = image.shape[:2]

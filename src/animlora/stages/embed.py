@@ -30,16 +30,13 @@ from animlora.pipeline.stage import (
 )
 
 ITEM_SIZE = 256  # instances per work item: the unit of resume
-_EMBEDDERS: dict[str, Any] = {}  # per process: a model is loaded once, not once per item
-
-
 def get_embedder(settings: Any) -> tuple[Any, list[str]]:
+    """The embedder, loaded once per process (a model is loaded once, not once per item)."""
     from animlora.backends.embedding import create_embedder
+    from animlora.backends.registry import held
 
     key = settings.embed.fingerprint() + settings.models.fingerprint()
-    if key not in _EMBEDDERS:
-        _EMBEDDERS[key] = create_embedder(settings.embed, settings.models)
-    return _EMBEDDERS[key]
+    return held("embedding", key, lambda: create_embedder(settings.embed, settings.models))
 
 
 def collect(ctx: StageContext) -> list[InstanceRef]:

@@ -142,8 +142,10 @@ class InpaintStage(Stage):
 
     def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:
         s = job.settings.inpaint
-        if self._inpainter is None:
-            self._inpainter, self._note = open_inpainter(job.settings)
+        from animlora.backends.registry import held
+
+        key = ("inpaint", s.fingerprint(), job.settings.models.fingerprint())  # one load per process
+        self._inpainter, self._note = held("inpainting", key, lambda: open_inpainter(job.settings))
         # 1. frames and holes
         frames = [read_image(f["background"], "RGBA") for f in item.payload]
         images = [f[..., :3] for f in frames]
