@@ -84,7 +84,7 @@ COLORS = [(200, 35, 35), (50, 160, 60), (240, 215, 50), (120, 55, 160), (240, 13
 
 def make_project(root, characters: dict[str, int], *, shots: int = 6, seed: int = 0, embeddings: bool = True,
                  duplicates: tuple[int, ...] = ()):
-    """A project whose catalog holds the upstream rows (CONTRACT.md) of ``characters``
+    """A project whose catalog holds the upstream rows (docs/contract.md) of ``characters``
     (name -> instances), one instance per frame, spread over ``shots`` shots of one video.
     Returns {instance id: row dict}."""
     import json

@@ -1,4 +1,4 @@
-"""A project with the segment/prefilter stages' rows already in its catalog (the CONTRACT.md
+"""A project with the segment/prefilter stages' rows already in its catalog (the docs/contract.md
 tables, created here as the segment helper's migration would), for the identity tests."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""caption + dataset stages on a project whose upstream rows are written by the test (CONTRACT.md)."""
+"""caption + dataset stages on a project whose upstream rows are written by the test (docs/contract.md)."""
 
 from __future__ import annotations
 
@@ -247,6 +247,7 @@ def test_surroundings_come_from_the_deoccluded_box_where_there_is_one(tmp_path):
     """Where the deocclude stage painted another character out of an instance's box, the
     dataset image shows the filled box (here: magenta, which nothing else in the frames is)."""
     from animlora.io.images import write_image
+    from animlora.records import deocclude as records
 
     root = tmp_path / "proj"
     rows = make_project(root, {"luca": 10})
@@ -257,8 +258,8 @@ def test_surroundings_come_from_the_deoccluded_box_where_there_is_one(tmp_path):
             box = [max(0, x - 20), max(0, y - 10), w + 40, h + 20]
             box[2], box[3] = min(box[2], 640 - box[0]), min(box[3], 360 - box[1])
             write_image(root / "deoccluded" / f"{iid}.png", np.full((box[3], box[2], 3), (255, 0, 255), np.uint8))
-            cat.set_meta(f"deocclude:{rows[iid]['frame_id']}", json.dumps(
-                [{"instance_id": iid, "path": f"{iid}.png", "box": box}]))
+            records.replace_frame(cat, rows[iid]["frame_id"], [records.Fill(
+                iid, rows[iid]["frame_id"], f"{iid}.png", f"{iid}_original.png", tuple(box), 0.1, "opencv")])
 
     def built(use: bool) -> dict[str, tuple[bool, int]]:
         settings = {"dataset": SETTINGS["dataset"] | {"background": "context", "use_deoccluded": use,

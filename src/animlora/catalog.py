@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from animlora.errors import WorkspaceError
+from animlora.records import deocclude as deocclude_records
 
 # (name, SQL). Append only: a migration that has shipped is never edited or reordered.
 MIGRATIONS: list[tuple[str, str]] = [
@@ -229,6 +230,8 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    # A stage's own tables are made by its records module (animlora.records.<stage>).
+    deocclude_records.MIGRATION,
 ]
 
 

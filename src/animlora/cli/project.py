@@ -124,30 +124,25 @@ def run(
 
 
 def status_rows(workspace: Any) -> list[dict[str, Any]]:
+    from animlora.records.runs import count_done, failed_items, stage_run
     from animlora.stages import stage_names
 
     catalog = workspace.open_catalog()
     try:
         rows = []
         for name in stage_names():
-            run = catalog.one("SELECT * FROM stage_runs WHERE stage = ?", (name,))
-            errors = catalog.rows(
-                "SELECT item_key, error FROM stage_items WHERE stage = ? AND status = 'failed' ORDER BY item_key",
-                (name,),
-            )
-            done = catalog.one(
-                "SELECT COUNT(*) FROM stage_items WHERE stage = ? AND status = 'done'", (name,)
-            )[0]
+            run = stage_run(catalog, name)
+            errors = failed_items(catalog, name)
             rows.append(
                 {
                     "stage": name,
-                    "status": run["status"] if run else "not run",
-                    "items_done": done,
-                    "items_total": run["items_total"] if run else 0,
+                    "status": run.status if run else "not run",
+                    "items_done": count_done(catalog, name),
+                    "items_total": run.items_total if run else 0,
                     "items_failed": len(errors),
-                    "settings_hash": run["settings_hash"][:12] if run else None,
-                    "seconds": run["seconds"] if run else None,
-                    "errors": [{"item": r["item_key"], "error": r["error"]} for r in errors],
+                    "settings_hash": run.settings_hash[:12] if run else None,
+                    "seconds": run.seconds if run else None,
+                    "errors": [{"item": key, "error": error} for key, error in errors],
                 }
             )
         return rows

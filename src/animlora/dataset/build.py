@@ -11,7 +11,7 @@ import numpy as np
 
 from animlora.dataset.sources import Member
 from animlora.errors import BadInputError
-from animlora.io.files import atomic_write_json, atomic_write_text, safe_name
+from animlora.io.files import atomic_write_json, atomic_write_text, link_or_copy, safe_name
 from animlora.pipeline.stage import ItemOutput, Progress, StageJob
 
 METADATA = "metadata.json"
@@ -297,7 +297,6 @@ def _dataset_level(s: Any, seed: int) -> dict[str, Any]:
 def _write_formats(out: Path, rel: Any, character: str, trigger: str, records: list[dict[str, Any]], has_reg: bool,
                    job: StageJob) -> list[str]:
     from animlora.dataset import formats
-    from animlora.stages.dataset import link_or_copy
 
     s = job.settings.dataset
     files = []
@@ -355,7 +354,6 @@ def combined_config(output_dir: Path, built: dict[str, Any], settings: Any) -> d
     """Project-level files for training several characters together: one sd-scripts dataset with a
     subset per character, repeats balanced; optionally the ``{repeats}_{name}`` folders."""
     from animlora.dataset import formats
-    from animlora.stages.dataset import link_or_copy
 
     s = settings.dataset
     counts = {name: meta["count"] for name, meta in built.items()}

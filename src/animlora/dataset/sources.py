@@ -19,24 +19,15 @@ from animlora.io.images import list_images
 if TYPE_CHECKING:
     from animlora.catalog import Catalog
 
-# Project folders of the upstream stages (CONTRACT.md); read through the stage registry when
-# those stages are registered, so a renamed folder follows.
-_DEFAULT_FOLDERS = {"extract": "frames", "segment": "segmentation", "prefilter": "filtered"}
-
-
 def stage_dir(root: Path, stage: str) -> Path:
-    from animlora.stages import STAGES
+    """A project's folder of an upstream stage (named once, in the stage registry; docs/contract.md)."""
+    from animlora.records.folders import stage_folder
 
-    entry = STAGES.get(stage)
-    return root / (entry[0] if entry else _DEFAULT_FOLDERS[stage])
-
-
-def table_exists(catalog: Catalog, name: str) -> bool:
-    return catalog.one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)) is not None
+    return root / stage_folder(stage)
 
 
 def columns(catalog: Catalog, table: str) -> set[str]:
-    return {row[1] for row in catalog.rows(f"PRAGMA table_info({table})")} if table_exists(catalog, table) else set()
+    return {row[1] for row in catalog.rows(f"PRAGMA table_info({table})")}
 
 
 def file_id(path: Path) -> str:
@@ -103,10 +94,8 @@ def folder_members(folder: Path, character: str) -> list[Member]:
 
 def project_members(catalog: Catalog, root: Path, characters: list[str] | None = None) -> list[Member]:
     """Reviewed members of every (or the given) character, with lineage."""
-    if not table_exists(catalog, "character_members"):
-        return []
-    have_instances = table_exists(catalog, "instances")
-    have_prefilter = table_exists(catalog, "prefilter_results")
+    # every catalog has these tables (its migrations make them on open): no "absent" branch
+    have_instances = have_prefilter = True
     inst_cols = columns(catalog, "instances")
     select = ["cm.instance_id AS instance_id", "cm.character AS character"]
     joins = []
@@ -174,15 +163,11 @@ def project_members(catalog: Catalog, root: Path, characters: list[str] | None =
 def deoccluded(catalog: Catalog, root: Path) -> dict[str, tuple[str, tuple[int, int, int, int]]]:
     """instance id -> (filled box image, its (x, y, w, h) in the frame), from the deocclude
     stage's catalog records (instances another character or prop overlapped)."""
-    if not table_exists(catalog, "meta"):
-        return {}
+    from animlora.records.deocclude import fills_by_instance
+
     folder = stage_dir(root, "deocclude")
-    out = {}
-    for row in catalog.rows("SELECT value FROM meta WHERE key LIKE 'deocclude:%'"):
-        for entry in json.loads(row["value"]):
-            if entry.get("box") and len(entry["box"]) == 4:  # records of version 1 had no box
-                out[entry["instance_id"]] = (str(folder / entry["path"]), tuple(int(v) for v in entry["box"]))
-    return out
+    return {key: (str(folder / fill.path), fill.box)  # records of stage version 1 have no box
+            for key, fill in fills_by_instance(catalog).items() if fill.box is not None}
 
 
 def trigger_for(root: Path | None, character: str) -> str:

@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from animlora.catalog import Catalog
-from animlora.errors import BadInputError, StageError
+from animlora.errors import BadInputError
 from animlora.io.files import file_sha256
 from animlora.io.images import list_images
-
-SEGMENT_FOLDER = "segmentation"
-PREFILTER_FOLDER = "filtered"
+from animlora.records.folders import stage_folder
 
 
 @dataclass(frozen=True)
@@ -32,10 +30,6 @@ class InstanceRef:
 
 
 file_hash = file_sha256  # the old name, kept for callers
-
-
-def table_exists(catalog: Catalog, name: str) -> bool:
-    return catalog.one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)) is not None
 
 
 def from_folder(folder: Path) -> list[InstanceRef]:
@@ -53,20 +47,12 @@ def from_folder(folder: Path) -> list[InstanceRef]:
 
 def from_project(catalog: Catalog, root: Path) -> list[InstanceRef]:
     """Kept instances of a project with their lineage (see module doc)."""
-    if not table_exists(catalog, "instances"):
-        raise StageError(
-            "identity needs the segment stage's instances, and this project has none yet: "
-            "run `animlora run --to prefilter` first"
-        )
-    if table_exists(catalog, "prefilter_results"):
-        rows = catalog.rows(
-            "SELECT i.id, p.path AS path, i.frame_id, i.track_id, i.shot_id, i.video_id "
-            "FROM instances i JOIN prefilter_results p ON p.instance_id = i.id WHERE p.kept = 1 ORDER BY i.id"
-        )
-        base = root / PREFILTER_FOLDER
-    else:
-        rows = catalog.rows("SELECT id, path, frame_id, track_id, shot_id, video_id FROM instances ORDER BY id")
-        base = root / SEGMENT_FOLDER
+    # every catalog has both tables (its migrations make them on open)
+    rows = catalog.rows(
+        "SELECT i.id, p.path AS path, i.frame_id, i.track_id, i.shot_id, i.video_id "
+        "FROM instances i JOIN prefilter_results p ON p.instance_id = i.id WHERE p.kept = 1 ORDER BY i.id"
+    )
+    base = root / stage_folder("prefilter")
     refs = []
     for row in rows:
         if not row["path"]:

@@ -70,6 +70,21 @@ def clean_temp_files(folder: str | Path) -> int:
     return removed
 
 
+def link_or_copy(src: str | Path, dst: str | Path) -> None:
+    """``dst`` as a hard link to ``src`` (no second copy of the bytes), or a copy where links
+    cannot be made (another file system); an existing ``dst`` is replaced."""
+    import shutil
+
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+        dst.unlink()
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def file_sha256(path: str | Path) -> str:
     """sha256 of a file's bytes (hex), read in 1 MiB blocks: the one file hash of the project."""
     h = hashlib.sha256()

@@ -6,26 +6,29 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 from animlora.errors import StageError
+from animlora.records.folders import FOLDERS
 
 if TYPE_CHECKING:
     from animlora.pipeline.stage import Stage
 
-# name -> (folder in a project, "module:Class"). Order is pipeline order; `animlora run`
-# runs every stage listed. The folder is here too so listing folders imports no stage.
-STAGES: dict[str, tuple[str, str]] = {
-    "extract": ("frames", "animlora.stages.extract:ExtractStage"),
-    "segment": ("segmentation", "animlora.stages.segment:SegmentStage"),
-    "prefilter": ("filtered", "animlora.stages.prefilter:PrefilterStage"),
-    "inpaint": ("plates", "animlora.stages.inpaint:InpaintStage"),
-    "deocclude": ("deoccluded", "animlora.stages.deocclude:DeoccludeStage"),
-    "embed": ("embeddings", "animlora.stages.embed:EmbedStage"),
-    "cluster": ("clustered", "animlora.stages.cluster:ClusterStage"),
-    "caption": ("captions", "animlora.stages.caption:CaptionStage"),
-    "dataset": ("training_data", "animlora.stages.dataset:DatasetStage"),
-    # train/evaluate plan nothing (and print the train command) while train.base_model is empty
-    "train": ("runs", "animlora.stages.train:TrainStage"),
-    "evaluate": ("evaluation", "animlora.stages.evaluate:EvaluateStage"),
+# name -> "module:Class". Order is pipeline order; `animlora run` runs every stage listed.
+# train/evaluate plan nothing (and print the train command) while train.base_model is empty.
+_CLASSES: dict[str, str] = {
+    "extract": "animlora.stages.extract:ExtractStage",
+    "segment": "animlora.stages.segment:SegmentStage",
+    "prefilter": "animlora.stages.prefilter:PrefilterStage",
+    "inpaint": "animlora.stages.inpaint:InpaintStage",
+    "deocclude": "animlora.stages.deocclude:DeoccludeStage",
+    "embed": "animlora.stages.embed:EmbedStage",
+    "cluster": "animlora.stages.cluster:ClusterStage",
+    "caption": "animlora.stages.caption:CaptionStage",
+    "dataset": "animlora.stages.dataset:DatasetStage",
+    "train": "animlora.stages.train:TrainStage",
+    "evaluate": "animlora.stages.evaluate:EvaluateStage",
 }
+# name -> (folder in a project, "module:Class"); the folders are named in records/folders.py,
+# so listing folders imports no stage.
+STAGES: dict[str, tuple[str, str]] = {name: (FOLDERS[name], target) for name, target in _CLASSES.items()}
 
 
 def stage_names() -> list[str]:
@@ -43,7 +46,7 @@ def get_stage(name: str) -> Stage:
 
 
 def stage_folder(name: str) -> str:
-    return STAGES[name][0]
+    return STAGES[name][0]  # = records.folders.stage_folder(name)
 
 
 def select_stages(start: str | None = None, stop: str | None = None) -> list[Stage]:

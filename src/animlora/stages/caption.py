@@ -26,7 +26,6 @@ from animlora.dataset.sources import (
     folder_members,
     project_members,
     stat_key,
-    table_exists,
     trigger_for,
 )
 from animlora.errors import BadInputError, MissingDependencyError, ModelNotFoundError, StageError
@@ -178,9 +177,10 @@ class CaptionStage(Stage):
             assert ctx.job.input_path is not None
             name = ctx.settings.caption.character or ctx.job.input_path.name
             return folder_members(ctx.job.input_path, name), None
-        if not table_exists(ctx.catalog, "character_members"):
+        members = project_members(ctx.catalog, ctx.workspace.root)
+        if not members:
             ctx.log.warning("caption: no reviewed characters yet (the cluster stage writes them); nothing to caption")
-        return project_members(ctx.catalog, ctx.workspace.root), ctx.workspace.root
+        return members, ctx.workspace.root
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
         members, root = self._members(ctx)

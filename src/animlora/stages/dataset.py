@@ -17,8 +17,6 @@ A character with fewer usable images than ``min_size`` is skipped with a warning
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,6 @@ from animlora.dataset.sources import (
     folder_members,
     project_members,
     stat_key,
-    table_exists,
     trigger_for,
 )
 from animlora.errors import BadInputError
@@ -121,12 +118,11 @@ class DatasetStage(Stage):
     def _captions(self, ctx: StageContext, catalog: Any, members: list[Member]) -> dict[tuple[str, str], Any]:
         out: dict[tuple[str, str], Any] = {}
         if catalog is not None:
-            if table_exists(catalog, "captions"):
-                for r in catalog.rows("SELECT instance_id, character, text, source, fields, edited, confidence "
-                                      "FROM captions"):
-                    out[(r["instance_id"], r["character"])] = {
-                        "text": r["text"], "source": r["source"], "fields": json.loads(r["fields"] or "{}"),
-                        "edited": bool(r["edited"]), "confidence": r["confidence"]}
+            for r in catalog.rows("SELECT instance_id, character, text, source, fields, edited, confidence "
+                                  "FROM captions"):
+                out[(r["instance_id"], r["character"])] = {
+                    "text": r["text"], "source": r["source"], "fields": json.loads(r["fields"] or "{}"),
+                    "edited": bool(r["edited"]), "confidence": r["confidence"]}
             return out
         folder = Path(ctx.settings.dataset.captions_dir) if ctx.settings.dataset.captions_dir else None
         for m in members:
@@ -140,8 +136,6 @@ class DatasetStage(Stage):
 
     @staticmethod
     def _embeddings(catalog: Any, group: list[Member], model: str) -> dict[str, Any] | None:
-        if not table_exists(catalog, "embeddings"):
-            return None
         ids = [m.instance_id for m in group]
         rows = []
         for start in range(0, len(ids), 500):
@@ -161,7 +155,7 @@ class DatasetStage(Stage):
     @staticmethod
     def _reg_frames(catalog: Any, root: Path | None, character: str, count: int) -> list[str]:
         """Frames in which the character does not appear, spread over the film."""
-        if count <= 0 or root is None or not table_exists(catalog, "instances"):
+        if count <= 0 or root is None:
             return []
         from animlora.dataset.sources import stage_dir
 
@@ -226,11 +220,3 @@ class DatasetStage(Stage):
         return report
 
 
-def link_or_copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists():
-        dst.unlink()
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)

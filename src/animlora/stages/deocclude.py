@@ -92,9 +92,7 @@ def check_sd(settings: Any) -> None:
 def character_prompts(ctx: StageContext) -> dict[str, tuple[str, str]]:
     """instance id -> (character, description) from ``character_members`` and ``characters/*.yaml``."""
     from animlora.config.loader import load_character
-    from animlora.identity.inputs import table_exists
-
-    if ctx.job.standalone or not table_exists(ctx.catalog, "character_members"):
+    if ctx.job.standalone:
         return {}
     descriptions: dict[str, str] = {}
     out = {}
@@ -210,17 +208,22 @@ class DeoccludeStage(Stage):
         return ItemOutput(files=tuple(files), data={"changed": changed, "note": self._note})
 
     def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:
-        ctx.catalog.set_meta(f"deocclude:{item.key}", json.dumps(output.data["changed"]))
+        from animlora.records import deocclude as records
+
+        records.replace_frame(ctx.catalog, item.key, [records.fill_from_entry(item.key, entry)
+                                                      for entry in output.data["changed"]])
         if output.data["note"]:
             ctx.catalog.set_meta(FALLBACK_META, output.data["note"])
 
     def forget(self, ctx: StageContext, item_key: str) -> None:
-        ctx.catalog.execute("DELETE FROM meta WHERE key = ?", (f"deocclude:{item_key}",))
+        from animlora.records import deocclude as records
+
+        records.delete_frame(ctx.catalog, item_key)
 
     def finish(self, ctx: StageContext, summary: RunSummary) -> dict[str, Any]:
-        changed = []
-        for row in ctx.catalog.rows("SELECT value FROM meta WHERE key LIKE 'deocclude:%' ORDER BY key"):
-            changed.extend(json.loads(row["value"]))
+        from animlora.records import deocclude as records
+
+        changed = [fill.as_report_entry() for fill in records.all_fills(ctx.catalog)]
         wanted = backend_name(ctx.settings)
         used = sorted({c["backend"] for c in changed})
         note = ctx.catalog.get_meta(FALLBACK_META)

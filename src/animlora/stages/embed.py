@@ -78,11 +78,11 @@ class EmbedStage(Stage):
         # instances: a re-run with nothing new is "up to date", while a changed set of
         # instances (some dropped upstream) still refreshes identity_instances in finish.
         planned = {item.key for item in items}
-        for row in ctx.catalog.rows(
-            "SELECT item_key, fingerprint FROM stage_items WHERE stage = ? AND status = 'done'", (self.name,)
-        ):
-            if row["item_key"].startswith("batch-") and row["item_key"] not in planned:
-                items.append(WorkItem(row["item_key"], row["fingerprint"], None, "embedded before"))
+        from animlora.records.runs import done_items
+
+        for item_key, fingerprint in done_items(ctx.catalog, self.name).items():
+            if item_key.startswith("batch-") and item_key not in planned:
+                items.append(WorkItem(item_key, fingerprint, None, "embedded before"))
         lineage = [(r.instance_id, r.content_hash, r.frame_id, r.track_id, r.shot_id, r.video_id) for r in refs]
         items.append(WorkItem("instances", digest(embedder.key, lineage)[:20], None, f"{len(refs)} instances"))
         return items

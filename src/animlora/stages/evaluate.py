@@ -18,6 +18,7 @@ from animlora.pipeline.stage import (
     WorkItem,
     digest,
 )
+from animlora.records.folders import stage_folder
 
 
 def _base_model(job: StageJob) -> str:
@@ -27,7 +28,7 @@ def _base_model(job: StageJob) -> str:
 
 class EvaluateStage(Stage):
     name = "evaluate"
-    folder = "evaluation"
+    folder = stage_folder("evaluate")
     upstream = ("train",)
 
     def check_inputs(self, job: StageJob) -> None:
@@ -45,8 +46,6 @@ class EvaluateStage(Stage):
         if ctx.job.standalone and ctx.job.input_path is not None:
             runs = [ctx.job.input_path]
         else:
-            from animlora.stages import stage_folder
-
             root = ctx.job.workspace_root / stage_folder("train")
             runs = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
         items = []
@@ -67,8 +66,6 @@ class EvaluateStage(Stage):
         elif job.standalone:
             dataset = None  # the dataset the run names in its training_results.json
         else:
-            from animlora.stages import stage_folder
-
             dataset = job.workspace_root / stage_folder("dataset") / item.key
             dataset = dataset if dataset.is_dir() else None
         report = evaluate_run(Path(item.payload), out, s.evaluate, s.models, base_model=_base_model(job),

@@ -23,12 +23,11 @@ from animlora.pipeline.stage import (
     WorkItem,
     digest,
 )
+from animlora.records.folders import stage_folder
 
 
 def dataset_dirs(job: StageJob) -> list[Path]:
     """The dataset folders to train: the standalone input, or every ``training_data/<name>/``."""
-    from animlora.stages import stage_folder
-
     if job.standalone and job.input_path is not None:
         return [job.input_path]
     root = job.workspace_root / stage_folder("dataset")
@@ -49,7 +48,7 @@ def _dataset_fingerprint(folder: Path) -> str:
 
 class TrainStage(Stage):
     name = "train"
-    folder = "runs"
+    folder = stage_folder("train")
     upstream = ("dataset",)
 
     def check_inputs(self, job: StageJob) -> None:
@@ -72,8 +71,6 @@ class TrainStage(Stage):
             for command in ctx.extra["commands"]:
                 ctx.log.warning("train: no base model configured (train.base_model), skipped; to train run: %s", command)
             if not folders:
-                from animlora.stages import stage_folder
-
                 ctx.log.info("train: no datasets in %s/", stage_folder("dataset"))
             return []
         return [WorkItem(key=f.name, fingerprint=_dataset_fingerprint(f), payload=str(f), label=f.name) for f in folders]

@@ -1,0 +1,49 @@
+"""The runner's records: ``stage_runs`` (one row per stage: key, status, counts) and
+``stage_items`` (one row per finished or failed work item). The runner writes them
+(:mod:`animlora.pipeline.runner`); ``animlora status`` and stages that reuse finished work
+read them here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from animlora.catalog import Catalog
+
+
+@dataclass(frozen=True)
+class StageRunRecord:
+    stage: str
+    status: str  # running | done
+    settings_hash: str
+    items_total: int
+    items_done: int
+    items_failed: int
+    finished_at: float | None
+    seconds: float | None
+
+
+def stage_run(catalog: Catalog, stage: str) -> StageRunRecord | None:
+    """The last run of ``stage``, or None when it never ran here."""
+    row = catalog.one("SELECT stage, status, settings_hash, items_total, items_done, items_failed, finished_at, seconds "
+                      "FROM stage_runs WHERE stage = ?", (stage,))
+    return None if row is None else StageRunRecord(**dict(row))
+
+
+def done_items(catalog: Catalog, stage: str) -> dict[str, str]:
+    """item key -> fingerprint of every item of ``stage`` finished (under any stage key)."""
+    rows = catalog.rows("SELECT item_key, fingerprint FROM stage_items WHERE stage = ? AND status = 'done'", (stage,))
+    return {row["item_key"]: row["fingerprint"] for row in rows}
+
+
+def count_done(catalog: Catalog, stage: str) -> int:
+    row = catalog.one("SELECT COUNT(*) FROM stage_items WHERE stage = ? AND status = 'done'", (stage,))
+    return int(row[0]) if row else 0
+
+
+def failed_items(catalog: Catalog, stage: str) -> list[tuple[str, str]]:
+    """(item key, one-line error) of every failed item of ``stage``, by key."""
+    rows = catalog.rows("SELECT item_key, error FROM stage_items WHERE stage = ? AND status = 'failed' "
+                        "ORDER BY item_key", (stage,))
+    return [(row["item_key"], row["error"] or "") for row in rows]

@@ -1,0 +1,90 @@
+"""Records: the deocclude stage's table, made by a named migration that moves the records
+older catalogs kept in ``meta``; a project made by the last release re-runs with nothing
+redone; the runner's records read back for ``status``."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from animlora.catalog import MIGRATIONS, Catalog
+from animlora.cli.stages import run_standalone
+from animlora.io.images import write_image
+from animlora.records import deocclude as records
+from animlora.records.runs import count_done, done_items, failed_items, stage_run
+from segment_synth import scene
+
+MIGRATION = records.MIGRATION[0]
+
+
+def make_old(path: Path, meta: dict[str, str]) -> None:
+    """Turn a catalog into one made before the deocclude table: the records as JSON in meta."""
+    with Catalog(path) as cat:
+        for key, value in meta.items():
+            cat.set_meta(key, value)
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE deocclude_fills")
+    conn.execute("DELETE FROM schema_migrations WHERE name = ?", (MIGRATION,))
+    conn.execute(f"PRAGMA user_version={len(MIGRATIONS) - 1}")
+    conn.commit()
+    conn.close()
+
+
+def test_the_migration_moves_the_meta_records_into_the_table_and_loses_nothing(tmp_path):
+    path = tmp_path / "catalog.sqlite"
+    v2 = [{"instance_id": "f1_i0", "occluded_fraction": 0.12, "path": "a_i0.jpg", "original": "a_i0_original.jpg",
+           "box": [1, 2, 30, 40], "backend": "sd", "character": "luca", "prompt": "luca, a boy"},
+          {"instance_id": "f1_i1", "occluded_fraction": 0.3, "path": "a_i1.jpg", "original": "a_i1_original.jpg",
+           "box": [5, 6, 7, 8], "backend": "lama", "character": None}]
+    v1 = [{"instance_id": "f3_i0", "occluded_fraction": 0.2, "path": "c_i0.jpg", "original": "c_i0_original.jpg",
+           "backend": "opencv", "character": None}]
+    make_old(path, {"deocclude:f1": json.dumps(v2), "deocclude:f2": "[]", "deocclude:f3": json.dumps(v1),
+                    "deocclude:bad": "{not json", "deocclude.fallback": "used opencv", "extract.stats.v": "{}"})
+    with Catalog(path) as cat:
+        assert cat.schema_version == len(MIGRATIONS)
+        fills = records.all_fills(cat)
+        assert [f.as_report_entry() for f in fills if f.frame_id == "f1"] == v2  # the report's entries, as they were
+        (old,) = [f for f in fills if f.frame_id == "f3"]
+        assert old.box is None and old.backend == "opencv"
+        assert {r["key"] for r in cat.rows("SELECT key FROM meta")} == {
+            "deocclude:bad", "deocclude.fallback", "extract.stats.v"}  # malformed: kept where it was
+        assert set(records.fills_by_instance(cat)) == {"f1_i0", "f1_i1", "f3_i0"}
+        records.replace_frame(cat, "f1", [fills[0]])
+        assert [f.instance_id for f in records.all_fills(cat)] == ["f1_i0", "f3_i0"]
+    with Catalog(path) as cat:  # applied once: reopening changes nothing
+        assert len(records.all_fills(cat)) == 2
+
+
+def test_a_deocclude_output_made_by_the_last_release_migrates_and_is_up_to_date(tmp_path):
+    image, _ = scene(4, [((120, 90), (50, 70), (220, 90, 60)), ((168, 150), (12, 12), (60, 80, 210))])
+    write_image(tmp_path / "frames" / "two.png", image)
+    common = {"sets": None, "config_files": None, "profile": None, "force": False, "as_json": False}
+    run_standalone("segment", tmp_path / "frames", tmp_path / "seg", {"segment.backend": "classic"}, **common)
+    out = tmp_path / "deocc"
+    run_standalone("deocclude", tmp_path / "seg", out, {"inpaint.backend": "opencv"}, **common)
+    report = json.loads((out / "deocclude_report.json").read_text())
+    assert report["instances_changed"] == 2
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.jpg")}
+    catalog = out / ".animlora" / "catalog.sqlite"
+    # what the last release left: the same records as JSON in meta, no table, no migration record
+    with Catalog(catalog) as cat:
+        by_frame: dict[str, list] = {}
+        for fill in records.all_fills(cat):
+            by_frame.setdefault(fill.frame_id, []).append(fill.as_report_entry())
+    conn = sqlite3.connect(catalog)
+    conn.execute("DELETE FROM deocclude_fills")
+    conn.commit()
+    conn.close()
+    make_old(catalog, {f"deocclude:{frame}": json.dumps(entries) for frame, entries in by_frame.items()})
+
+    run_standalone("deocclude", tmp_path / "seg", out, {"inpaint.backend": "opencv"}, **common)
+    with Catalog(catalog) as cat:
+        run = stage_run(cat, "deocclude")
+        assert run is not None and run.status == "done" and count_done(cat, "deocclude") == 1
+        assert failed_items(cat, "deocclude") == [] and len(done_items(cat, "deocclude")) == 1
+        assert [f.as_report_entry() for f in records.all_fills(cat)] == report["changed"]
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.jpg")} == stamps  # nothing redone
+    # and a forced re-run writes the same report from the table
+    run_standalone("deocclude", tmp_path / "seg", out, {"inpaint.backend": "opencv"}, **common | {"force": True})
+    assert json.loads((out / "deocclude_report.json").read_text())["changed"] == report["changed"]
