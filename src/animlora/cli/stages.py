@@ -31,8 +31,11 @@ def register(app: typer.Typer) -> None:
     app.command("extract")(extract)
     app.command("segment")(segment)
     app.command("prefilter")(prefilter)
-    app.command("inpaint-background")(inpaint_background)
-    app.command("remove-occluders")(remove_occluders)
+    # a command is named as its stage; the names of earlier releases stay as hidden aliases
+    app.command("inpaint")(inpaint_background)
+    app.command("deocclude")(remove_occluders)
+    app.command("inpaint-background", hidden=True)(inpaint_background)
+    app.command("remove-occluders", hidden=True)(remove_occluders)
     app.command("embed")(embed)
     app.command("cluster")(cluster)
     app.command("caption")(caption)

@@ -128,6 +128,13 @@ def train(
     for warning in plan.get("warnings", []):
         console_err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if dry_run:
+        if loaded.settings.train.engine == "kohya":  # the files sd-scripts would read, and its command
+            from animlora.training.engine import prepare_kohya
+
+            job = prepare_kohya(loaded.settings, dataset, out)
+            console_err.print(f"[bold]sd-scripts:[/] {' '.join(job.command)}", highlight=False)
+            plan |= {"command": list(job.command), "dataset_config": str(job.dataset_toml),
+                     "training_config": str(job.config_toml)}
         emit({"plan": plan, "output": str(out)}, as_json)
         return
     # 2. train through the runner (manifest, resume, the same code as `animlora run`)

@@ -1,4 +1,4 @@
-"""The inpaint stage (``animlora inpaint-background``): background plates with the
+"""The inpaint stage (``animlora inpaint``): background plates with the
 characters removed.
 
 Items are shots. For each shot:
