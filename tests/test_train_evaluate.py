@@ -87,6 +87,23 @@ def test_evaluate_run_writes_grid_metrics_and_pick(world, tmp_path):
     assert "checkpoint_2" in (out / "report.html").read_text()
 
 
+def test_evaluate_cli_runs_the_stage_with_a_manifest_and_skips_when_up_to_date(world, tmp_path):
+    out = tmp_path / "ev"
+    args = ["evaluate", str(world["run"]), "--base-model", str(world["base"]), "--prompts", str(world["prompts"]),
+            "--dataset", str(world["data"]), "--output", str(out), "--seed", "1", "--json",
+            "--set", f"evaluate.clip_model={world['clip']}", "--set", "evaluate.steps=2",
+            "--set", "evaluate.width=32", "--set", "evaluate.height=32"]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert [r["label"] for r in summary["checkpoints"]] == ["checkpoint_1", "checkpoint_2"]
+    manifest = json.loads((out / ".animlora" / "manifests" / "evaluate.json").read_text())
+    assert manifest["items"]["done"] == 1 and manifest["settings"]["dataset"] == str(world["data"].resolve())
+    stamp = (out / "quality_evaluation.json").stat().st_mtime_ns
+    again = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert again.exit_code == 0 and (out / "quality_evaluation.json").stat().st_mtime_ns == stamp
+
+
 def test_compare_cli_with_strength_sweep(world, tmp_path):
     a, b = world["run"] / "luca-000001.safetensors", world["run"] / "luca-000002.safetensors"
     out = tmp_path / "cmp"
