@@ -81,7 +81,9 @@ class TrainStage(Stage):
         out = run_dir(job, item.key)
         result = train(job.settings, Path(item.payload), out, fresh=job.force,
                        on_step=lambda step, total, _m: progress(step, total))
-        files = [str(p.relative_to(job.output_dir)) for p in result.files if p.is_relative_to(job.output_dir)]
+        # the run's own files; never the standalone workspace's state (catalog, manifests, logs)
+        files = [str(p.relative_to(job.output_dir)) for p in result.files
+                 if p.is_relative_to(job.output_dir) and ".animlora" not in p.relative_to(job.output_dir).parts]
         return ItemOutput(files=tuple(files), data=result.summary)
 
     def forget(self, ctx: StageContext, item_key: str) -> None:
