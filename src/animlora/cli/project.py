@@ -41,6 +41,24 @@ def _workspace(project: Path | None):
     return Workspace.find(project)
 
 
+def probe_video(path: Path) -> None:
+    """Open the file as a video now, so a text file given as --video fails at init, not at run."""
+    try:
+        import av
+    except ImportError:
+        return  # the base install cannot decode; extract will say what to install
+    from animlora.errors import BadInputError
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise BadInputError(path, "has no video stream")
+    except BadInputError:
+        raise
+    except Exception as exc:  # av.error.* and OSError: not a video PyAV can read
+        raise BadInputError(path, f"not a readable video ({type(exc).__name__}: {exc})".replace("\n", " ")) from exc
+
+
 def create_project(folder: Path, name: str, videos: list[Path], profile: str) -> Path:
     """Write a new project folder; refuses an existing project.yaml."""
     import yaml
@@ -51,11 +69,16 @@ def create_project(folder: Path, name: str, videos: list[Path], profile: str) ->
     from animlora.workspace import Workspace
 
     folder = folder.resolve()
+    if folder.exists() and not folder.is_dir():
+        raise BadInputError(folder, "not a folder; give --dir a folder (it is created when missing)")
     if (folder / "project.yaml").exists():
         raise WorkspaceError(f"{folder / 'project.yaml'}: a project already exists here")
     for video in videos:
         if not video.exists():
             raise BadInputError(video, "no such file")
+        if not video.is_file():
+            raise BadInputError(video, "not a video file")
+        probe_video(video)
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
     for video in videos:
@@ -232,23 +255,31 @@ def demo(
     force: ForceOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """The README's main job on the bundled sample clip (Big Buck Bunny, CC-BY 3.0)."""
+    """The README's main job on the bundled sample clip (Big Buck Bunny, CC-BY 3.0).
+
+    ``--force`` redoes every stage; it never deletes a file."""
     from animlora.data import sample_clip
+    from animlora.errors import BadInputError, WorkspaceError
     from animlora.workspace import Workspace
 
     folder = directory.resolve()
-    if force and folder.exists():
-        shutil.rmtree(folder)
+    if folder.exists() and not folder.is_dir():
+        raise BadInputError(folder, "not a folder; choose another --dir")
     if not (folder / "project.yaml").exists():
+        # --force never deletes: it lets the demo be made inside a folder that holds other files
+        if folder.is_dir() and any(folder.iterdir()) and not force:
+            raise WorkspaceError(f"{folder}: not empty and not an animlora project; choose another --dir "
+                                 "or pass --force (which adds the demo beside what is there and deletes nothing)")
         clip = sample_clip()
         folder.mkdir(parents=True, exist_ok=True)
         local = folder / clip.name
-        shutil.copy2(clip, local)
+        if not local.exists():
+            shutil.copy2(clip, local)
         create_project(folder, "demo", [local], "3d")
         with open(folder / "project.yaml", "a") as handle:
             handle.write(DEMO_SETTINGS)
     workspace = Workspace(folder)
-    summaries = run_project(workspace, None, None, None, False, not as_json)
+    summaries = run_project(workspace, None, None, None, force, not as_json)
     print_summaries(summaries)
     rows = status_rows(workspace)
     console_err.print(f"demo project: {folder}  (inspect with `animlora status -p {folder}`)")

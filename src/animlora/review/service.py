@@ -5,7 +5,8 @@ the operations on it. Every operation appends to the decision log and updates
 from __future__ import annotations
 
 import heapq
-import re
+import json
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -17,10 +18,9 @@ from animlora.catalog import Catalog
 from animlora.errors import AnimloraError, BadInputError, WorkspaceError
 from animlora.identity import decisions
 from animlora.identity.decisions import NOISE_ID, ReviewState
-from animlora.io.files import atomic_path, atomic_write_json
+from animlora.io.files import atomic_path, atomic_write_json, character_name_problem, inside
 from animlora.workspace import STATE_DIR, Workspace
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
 EXPORT_MARKER = "export_report.json"
 PREVIEW = 6  # thumbnails per cluster card in the overview
 
@@ -38,12 +38,14 @@ def open_workspace(folder: Path | None) -> Workspace:
 
 def check_name(name: str) -> str:
     name = (name or "").strip()
-    if not NAME_RE.match(name) or name.lower() == "noise":
-        raise ReviewError(
-            f"{name!r} cannot be a character name: use letters, digits, space, '_', '-', '.', "
-            "at most 64 characters, not 'noise'"
-        )
+    problem = character_name_problem(name)
+    if problem:
+        raise ReviewError(problem)
     return name
+
+
+def check_name_problem(name: str) -> str | None:
+    return character_name_problem(name)
 
 
 class ReviewService:
@@ -316,41 +318,89 @@ def caption_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _previous_export(out: Path) -> set[str] | None:
+    """The files an earlier export wrote into ``out`` (relative paths), or None when ``out``
+    holds no export. Reports before the file list: the files of its character folders."""
+    marker = out / EXPORT_MARKER
+    if not marker.is_file():
+        return None
+    try:
+        report = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(report, dict):
+        return None
+    if isinstance(report.get("files"), list):
+        return {str(f) for f in report["files"]}
+    folders = [f for f in [*report.get("characters", {}), "noise"] if _plain(f)]
+    return {str(p.relative_to(out)) for f in folders for p in (out / f).rglob("*") if p.is_file()}
+
+
+def _plain(rel: str) -> bool:
+    """A relative path that stays where it is joined (no '..', not absolute)."""
+    path = Path(rel)
+    return bool(rel) and not path.is_absolute() and ".." not in path.parts
+
+
 def export_state(state: ReviewState, workspace: Workspace, locate, output_dir: Path, force: bool) -> dict[str, Any]:
     """Write ``<output>/<character>/`` (and ``noise/``) with the reviewed membership.
 
-    The folder is built beside the target and swapped in; an existing export (it has
-    export_report.json) is replaced, any other non-empty folder needs ``force``."""
+    Nothing animlora did not write is ever deleted or overwritten: an earlier export (it has
+    export_report.json, listing its files) is replaced file by file; another non-empty
+    folder needs ``force``, and then the export is added beside what is there, refused
+    before anything is written if one of its files would replace one of the user's."""
     out = output_dir.resolve()
     if out.is_file():
         raise BadInputError(out, "the output must be a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / EXPORT_MARKER).is_file() and not force:
-        raise WorkspaceError(f"{out}: not empty and not an earlier export; choose another folder or pass --force")
-    tmp = out.with_name(f".tmp-{out.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    previous = _previous_export(out) if out.is_dir() else None
+    if out.is_dir() and previous is None and any(out.iterdir()) and not force:
+        raise WorkspaceError(f"{out}: not empty and not an earlier export; choose another folder or pass --force "
+                             "(which adds the export and deletes nothing)")
+    ours = previous or set()
+    tmp = out / ".tmp-export"
+    if tmp.is_dir():
+        shutil.rmtree(tmp)  # our own leftover from a killed export
     counts: dict[str, int] = {}
     missing = []
+    files: list[str] = []
     for inst, gid in sorted(state.assign.items()):
         group = state.groups[gid]
         folder = "noise" if group.is_noise else group.name
+        if not group.is_noise and check_name_problem(folder):
+            raise ReviewError(f"cluster {gid}: {check_name_problem(folder)}; rename it first")
         src = locate(inst)
         if src is None:
             missing.append(inst)
             continue
-        dest = tmp / folder / f"{src.stem}{src.suffix.lower()}"
-        if dest.exists():
-            dest = dest.with_name(f"{src.stem}_{inst[:8]}{src.suffix.lower()}")
-        with atomic_path(dest) as part:
+        rel = f"{folder}/{src.stem}{src.suffix.lower()}"
+        if (tmp / rel).exists():
+            rel = f"{folder}/{src.stem}_{inst[:8]}{src.suffix.lower()}"
+        with atomic_path(inside(tmp, rel)) as part:
             shutil.copyfile(src, part)
+        files.append(rel)
         counts[folder] = counts.get(folder, 0) + 1
+    clash = next((rel for rel in files if (out / rel).exists() and rel not in ours), None)
+    if clash is not None:
+        shutil.rmtree(tmp)
+        raise WorkspaceError(f"{out / clash}: exists and animlora did not write it; choose another folder")
     report = {
         "workspace": str(workspace.root),
         "characters": {k: v for k, v in sorted(counts.items()) if k != "noise"},
         "noise": counts.get("noise", 0),
         "missing": missing,
+        "files": files,
     }
-    atomic_write_json(tmp / EXPORT_MARKER, report)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return {"output": str(out), **report}
+    for rel in sorted(ours):  # the earlier export's files, and only those
+        old = out / rel
+        if _plain(rel) and old.is_file() and not old.is_symlink() and old.resolve().is_relative_to(out):
+            old.unlink()
+    for rel in files:
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp / rel, out / rel)
+    atomic_write_json(out / EXPORT_MARKER, report)
+    shutil.rmtree(tmp)
+    for folder in {rel.split("/")[0] for rel in ours if _plain(rel)}:  # folders the earlier export left empty
+        path = out / folder
+        if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+            path.rmdir()
+    return {"output": str(out), **{k: v for k, v in report.items() if k != "files"}}
