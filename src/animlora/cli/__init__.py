@@ -97,6 +97,12 @@ def main() -> None:
             sys.exit(int(getattr(exc, "exit_code", 0) or 0))
         if debug:
             raise
+        import sqlite3
+
+        if isinstance(exc, sqlite3.DatabaseError):
+            from animlora.catalog import damaged
+
+            _fail(escape(str(damaged(None, exc))))
         if isinstance(exc, OSError):
             where = f"{exc.filename}: " if exc.filename else ""
             _fail(escape(f"{where}{exc.strerror or exc}"))

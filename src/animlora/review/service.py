@@ -4,18 +4,21 @@ the operations on it. Every operation appends to the decision log and updates
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
 import os
+import secrets
 import shutil
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from animlora.catalog import Catalog
-from animlora.errors import AnimloraError, BadInputError, WorkspaceError
+from animlora.errors import AnimloraError, BadInputError, WorkspaceError, WorkspaceLockedError
 from animlora.identity import decisions
 from animlora.identity.decisions import NOISE_ID, ReviewState
 from animlora.io.files import atomic_path, atomic_write_json, character_name_problem, inside
@@ -29,11 +32,29 @@ class ReviewError(AnimloraError):
     """A review request that cannot be done (unknown cluster, bad name); HTTP 400."""
 
 
+class StaleStateError(AnimloraError):
+    """A decision made on a page showing an older state of the project; HTTP 409, reload."""
+
+
+class ReviewBusyError(AnimloraError):
+    """A run is writing the project; a decision now would interleave with it. HTTP 423."""
+
+
+STALE = "the project changed since this page was loaded (a stage re-ran or another page decided); reload"
+
+
 def open_workspace(folder: Path | None) -> Workspace:
     """A project (project.yaml) or a standalone cluster output (.animlora/catalog.sqlite)."""
     if folder is not None and (folder / STATE_DIR / "catalog.sqlite").is_file() and not (folder / "project.yaml").is_file():
         return Workspace.for_output(folder)
     return Workspace.find(folder)
+
+
+def upstream_key(catalog: Catalog) -> str:
+    """Changes whenever a stage the review rests on (embed, cluster) runs again."""
+    rows = catalog.rows("SELECT stage, stage_key, started_at, status FROM stage_runs WHERE stage IN ('embed', 'cluster') "
+                        "ORDER BY stage")
+    return hashlib.sha256(repr([tuple(r) for r in rows]).encode()).hexdigest()
 
 
 def check_name(name: str) -> str:
@@ -55,14 +76,49 @@ class ReviewService:
         self.workspace = workspace
         self.lock = threading.RLock()
         self.thumb_lock = threading.Lock()
+        self.boot = secrets.token_hex(4)  # a page from an earlier server is stale too
+        self.revision = 0  # decisions made through this server
         with self.catalog() as catalog:
             if catalog.one("SELECT COUNT(*) FROM clusters")[0] == 0:
                 raise WorkspaceError(f"{workspace.root}: nothing to review yet; run the cluster stage first")
-            self.state = decisions.refresh_members(catalog)
-            self.paths = {row[0]: row[1] for row in catalog.rows("SELECT instance_id, path FROM identity_instances")}
-            self.distance = dict(catalog.rows("SELECT instance_id, distance FROM cluster_assignments"))
-            self.model = catalog.get_meta("identity.model")
-            self.input_root = catalog.get_meta("identity.input_root")
+            self._load(catalog)
+
+    def _load(self, catalog: Catalog) -> None:
+        self.state = decisions.refresh_members(catalog)
+        self.paths = {row[0]: row[1] for row in catalog.rows("SELECT instance_id, path FROM identity_instances")}
+        self.distance = dict(catalog.rows("SELECT instance_id, distance FROM cluster_assignments"))
+        self.model = catalog.get_meta("identity.model")
+        self.input_root = catalog.get_meta("identity.input_root")
+        self.upstream = upstream_key(catalog)
+
+    @property
+    def version(self) -> str:
+        """The state the page shows: the clustering it rests on + the decisions made since."""
+        return f"{self.upstream[:12]}.{self.boot}.{self.revision}"
+
+    def _current(self) -> None:
+        """Reload when the stages under the review re-ran since this server read them."""
+        with self.catalog() as catalog:
+            if upstream_key(catalog) != self.upstream:
+                self._load(catalog)
+                self.revision += 1
+
+    @contextmanager
+    def _writing(self, version: str | None, bump: bool = True):
+        """Around every decision: one at a time, never during a run (the workspace lock),
+        and only on the state the page was showing (``version``; None: not checked).
+        ``bump``: the decision changes what the page shows (a caption edit does not)."""
+        with self.lock:
+            try:
+                with self.workspace.lock():
+                    self._current()
+                    if version is not None and version != self.version:
+                        raise StaleStateError(STALE)
+                    yield
+                    if bump:
+                        self.revision += 1
+            except WorkspaceLockedError as exc:
+                raise ReviewBusyError("a run is writing this project; wait for it to finish, then reload") from exc
 
     def catalog(self) -> Catalog:
         # one connection per call: requests run on a thread pool and sqlite3 connections
@@ -115,6 +171,7 @@ class ReviewService:
     # -- queries ----------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         with self.lock:
+            self._current()
             with self.catalog() as catalog:
                 can_undo, can_redo = decisions.can_undo_redo(catalog)
                 n_decisions = catalog.one("SELECT COUNT(*) FROM review_decisions WHERE undone = 0")[0]
@@ -138,6 +195,7 @@ class ReviewService:
                 "can_undo": can_undo,
                 "can_redo": can_redo,
                 "decisions": n_decisions,
+                "version": self.version,
             }
 
     def _closeness(self, instance: str) -> tuple[bool, float, str]:
@@ -164,30 +222,33 @@ class ReviewService:
             raise ReviewError("noise is not a cluster; move images out of it instead")
         return gid
 
-    def _do(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def _do(self, action: str, payload: dict[str, Any]) -> None:
         with self.catalog() as catalog:
             decisions.record(catalog, action, payload)
             self.state.apply(action, payload)
             decisions.write_members(catalog, self.state)
+
+    # Every decision takes ``version``: the state the page showed (None: not checked, for
+    # callers that hold no page). See _writing.
+    def rename(self, gid: str, name: str, version: str | None = None) -> dict[str, Any]:
+        with self._writing(version):
+            gid = self._group(gid)
+            self._do("rename", {"cluster": gid, "snapshot": self.state.snapshot(gid), "name": check_name(name)})
         return self.summary()
 
-    def rename(self, gid: str, name: str) -> dict[str, Any]:
-        with self.lock:
-            gid = self._group(gid)
-            return self._do("rename", {"cluster": gid, "snapshot": self.state.snapshot(gid), "name": check_name(name)})
-
-    def merge(self, gids: list[str], name: str | None = None) -> dict[str, Any]:
-        with self.lock:
+    def merge(self, gids: list[str], name: str | None = None, version: str | None = None) -> dict[str, Any]:
+        with self._writing(version):
             gids = [self._group(g) for g in dict.fromkeys(gids)]
             if len(gids) < 2:
                 raise ReviewError("merge needs two clusters or more")
             payload: dict[str, Any] = {"clusters": gids, "snapshots": [self.state.snapshot(g) for g in gids]}
             if name:
                 payload["name"] = check_name(name)
-            return self._do("merge", payload)
+            self._do("merge", payload)
+        return self.summary()
 
-    def move(self, instances: list[str], to: str, name: str | None = None) -> dict[str, Any]:
-        with self.lock:
+    def move(self, instances: list[str], to: str, name: str | None = None, version: str | None = None) -> dict[str, Any]:
+        with self._writing(version):
             known = [i for i in dict.fromkeys(instances) if i in self.state.assign]
             if not known:
                 raise ReviewError("no known images selected")
@@ -200,22 +261,25 @@ class ReviewService:
             else:
                 to = self._group(to)
                 payload.update(to=to, to_snapshot=self.state.snapshot(to), to_name=self.state.groups[to].name)
-            return self._do("move", payload)
+            self._do("move", payload)
+        return self.summary()
 
-    def not_character(self, gid: str) -> dict[str, Any]:
-        with self.lock:
+    def not_character(self, gid: str, version: str | None = None) -> dict[str, Any]:
+        with self._writing(version):
             gid = self._group(gid)
-            return self._do("not_character", {"cluster": gid, "snapshot": self.state.snapshot(gid)})
+            self._do("not_character", {"cluster": gid, "snapshot": self.state.snapshot(gid)})
+        return self.summary()
 
-    def split(self, gid: str, k: int) -> dict[str, Any]:
+    def split(self, gid: str, k: int, version: str | None = None) -> dict[str, Any]:
         """Re-cluster one cluster into ``k`` parts (k-means on its embeddings, seeded)."""
-        with self.lock:
+        with self._writing(version):
             gid = self._group(gid)
             members = sorted(self.state.members[gid])
             if not 2 <= k <= len(members):
                 raise ReviewError(f"cannot split {len(members)} images into {k} parts")
             parts = self._kmeans_parts(members, k)
-            return self._do("split", {"cluster": gid, "snapshot": self.state.snapshot(gid), "k": k, "parts": parts})
+            self._do("split", {"cluster": gid, "snapshot": self.state.snapshot(gid), "k": k, "parts": parts})
+        return self.summary()
 
     def _kmeans_parts(self, members: list[str], k: int) -> list[list[str]]:
         from sklearn.cluster import KMeans
@@ -239,18 +303,17 @@ class ReviewService:
         order = np.argsort(-sizes, kind="stable")  # the largest part keeps the cluster's name
         return [[m for m, lab in zip(have, labels, strict=True) if lab == part] for part in order]
 
-    def undo(self) -> dict[str, Any]:
-        return self._replay(decisions.undo)
+    def undo(self, version: str | None = None) -> dict[str, Any]:
+        return self._replay(decisions.undo, version)
 
-    def redo(self) -> dict[str, Any]:
-        return self._replay(decisions.redo)
+    def redo(self, version: str | None = None) -> dict[str, Any]:
+        return self._replay(decisions.redo, version)
 
-    def _replay(self, step) -> dict[str, Any]:
-        with self.lock:
-            with self.catalog() as catalog:
-                step(catalog)
-                self.state = decisions.refresh_members(catalog)
-            return self.summary()
+    def _replay(self, step, version: str | None) -> dict[str, Any]:
+        with self._writing(version), self.catalog() as catalog:
+            step(catalog)
+            self.state = decisions.refresh_members(catalog)
+        return self.summary()
 
     # -- captions ---------------------------------------------------------------------
     # The caption functions of animlora.captions do the catalog work; the service only checks
@@ -276,7 +339,7 @@ class ReviewService:
         """None when there is no such caption (a new one is not created from the page)."""
         from animlora.captions import store_edit
 
-        with self.lock:
+        with self._writing(None, bump=False):
             if self.caption(instance_id, character) is None:
                 return None
             with self.catalog() as catalog:
@@ -286,7 +349,7 @@ class ReviewService:
     def accept_caption(self, instance_id: str, character: str) -> dict[str, Any] | None:
         from animlora.captions import accept_caption
 
-        with self.lock:
+        with self._writing(None, bump=False):
             if self.caption(instance_id, character) is None:
                 return None
             with self.catalog() as catalog:
@@ -296,7 +359,7 @@ class ReviewService:
     def revert_caption(self, instance_id: str, character: str) -> dict[str, Any] | None:
         from animlora.captions import revert_edit
 
-        with self.lock:
+        with self._writing(None, bump=False):
             if self.caption(instance_id, character) is None:
                 return None
             with self.catalog() as catalog:
@@ -304,8 +367,11 @@ class ReviewService:
             return self.caption(instance_id, character)
 
     # -- export -----------------------------------------------------------------------
-    def export(self, output_dir: Path, force: bool = False) -> dict[str, Any]:
+    def export(self, output_dir: Path, force: bool = False, version: str | None = None) -> dict[str, Any]:
         with self.lock:
+            self._current()
+            if version is not None and version != self.version:
+                raise StaleStateError(STALE)
             return export_state(self.state, self.workspace, self.instance_path, output_dir, force)
 
 
