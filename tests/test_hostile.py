@@ -368,3 +368,43 @@ def test_a_failed_items_partial_files_are_removed(tmp_path):
     [summary] = Runner(Workspace.for_output(out), load_settings()).run([Fails()])
     assert len(summary.failures) == 1
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["a.mask", "b.mask.user", "c.mask"]
+
+
+# -- images that are not what their names say ------------------------------------------------
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    """A 100-byte PNG that claims ``width`` x ``height`` (a decompression bomb's shape)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("side", [12_000, 40_000])
+def test_decompression_bomb_is_named_and_refused(tmp_path, side):
+    from animlora.errors import BadInputError
+    from animlora.io.images import read_image
+
+    bomb = _png_header_only(tmp_path / "bomb.png", side, side)
+    with pytest.raises(BadInputError) as err:
+        read_image(bomb)
+    assert "bomb.png" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_folders_and_link_loops_named_like_images_are_reported(tmp_path, caplog):
+    import numpy as np
+
+    from animlora.io.images import list_images, write_image
+
+    write_image(tmp_path / "ok.png", np.zeros((4, 4, 3), np.uint8))
+    (tmp_path / "album.png").mkdir()
+    (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")
+    with caplog.at_level("WARNING", logger="animlora"):
+        assert list_images(tmp_path) == [tmp_path / "ok.png"]
+    text = caplog.text
+    assert "album.png" in text and "a folder" in text and "loop.jpg" in text and "loop" in text
