@@ -408,3 +408,17 @@ def test_folders_and_link_loops_named_like_images_are_reported(tmp_path, caplog)
         assert list_images(tmp_path) == [tmp_path / "ok.png"]
     text = caplog.text
     assert "album.png" in text and "a folder" in text and "loop.jpg" in text and "loop" in text
+
+
+def test_project_option_naming_nothing(tmp_path):
+    line = assert_one_line(run_cli("run", "-p", str(tmp_path / "nowhere")), 1, "nowhere", "no such folder")
+    assert "pass --project" not in line
+    line = assert_one_line(run_cli("status", "-p", str(tmp_path)), 1, str(tmp_path), "animlora init")
+    assert "pass --project" not in line
+
+
+def test_dataset_resolution_has_an_upper_bound(tmp_path):
+    project = tmp_path / "p"
+    assert run_cli("init", "p", "--dir", str(project)).returncode == 0
+    assert_one_line(run_cli("config", "show", "-p", str(project), "--set", "dataset.resolution=100000"), 1,
+                    "dataset.resolution", "4096")

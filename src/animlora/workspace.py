@@ -44,11 +44,18 @@ class Workspace:
     def find(cls, start: str | Path | None = None) -> Workspace:
         """The project containing ``start`` (default: the current folder), by its project.yaml."""
         here = Path(start or Path.cwd()).resolve()
+        if start is not None and not here.exists():
+            raise WorkspaceError(f"{here}: no such folder (--project must name an animlora project folder)")
         if here.is_file():
             here = here.parent
         for folder in (here, *here.parents):
             if (folder / PROJECT_FILE).is_file():
                 return cls(folder)
+        if start is not None:
+            raise WorkspaceError(
+                f"{here}: not inside an animlora project (no {PROJECT_FILE} here or above); "
+                f"make one with `animlora init NAME --video FILE --dir {here}`"
+            )
         raise WorkspaceError(
             f"{here}: not inside an animlora project (no {PROJECT_FILE} here or above); "
             "run `animlora init NAME --video FILE` or pass --project"

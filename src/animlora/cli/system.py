@@ -166,6 +166,8 @@ def doctor(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         emit(report, True)
         return
+    from rich.markup import escape  # "animlora[models]" is not markup
+
     console.print(f"python {report['python']} on {report['platform']}")
     for name, version in packages.items():
         console.print(f"  {name:18} {version or '[yellow]not installed[/]'}")
@@ -175,7 +177,7 @@ def doctor(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
         for dev in gpu["devices"]:
             console.print(f"GPU: {dev['name']} {dev['memory_gb']} GB (CUDA {gpu['cuda_version']})")
     else:
-        console.print(f"GPU: none usable ({gpu.get('note') or 'torch sees no CUDA device'})")
+        console.print(f"GPU: none usable ({escape(gpu.get('note') or 'torch sees no CUDA device')})")
     console.print(f"disk: {report['disk']['free_gb']} GB free at {disk_root}")
     present = [m["name"] for m in report["models"] if m["present"]]
     missing = [m["name"] for m in report["models"] if not m["present"]]
