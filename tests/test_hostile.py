@@ -289,6 +289,21 @@ def test_writes_are_confined_to_the_stage_folder(tmp_path):
                     stage / "luca" / ".." / ".." / "characters" / "x.yaml"):
             with pytest.raises(AnimloraError):
                 atomic_write_text(bad, "no")
+        # a writer thread the stage starts is held to the same scope
+        import threading
+
+        errors = []
+
+        def writer():
+            try:
+                atomic_write_text(root / "characters" / "x.yaml", "no")
+            except AnimloraError as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        thread.join()
+        assert len(errors) == 1 and not (root / "characters" / "x.yaml").exists()
     assert (stage / "luca" / "a.txt").read_text() == "ok"
     assert not (tmp_path / "escape.txt").exists() and not (root / "project.yaml").exists()
     assert [json.loads(line)[0] for line in journal.read_text().splitlines()] == ["item1"]

@@ -41,6 +41,9 @@ class WriteScope:
 
 
 _SCOPE: ContextVar[WriteScope | None] = ContextVar("animlora_write_scope", default=None)
+# The same scope for threads the stage starts (writer pools do not inherit context vars):
+# the runner processes one item at a time per process, so one process-wide scope is right.
+_PROCESS_SCOPE: list[WriteScope] = []
 
 
 @contextmanager
@@ -50,14 +53,16 @@ def confined_writes(workspace: Path, allowed: Sequence[Path], journal: Path | No
     they land inside ``workspace``, and are listed in ``journal`` (with ``tag``)."""
     scope = WriteScope(Path(workspace).resolve(), tuple(Path(a).resolve() for a in allowed), journal, tag)
     token = _SCOPE.set(scope)
+    _PROCESS_SCOPE.append(scope)
     try:
         yield
     finally:
+        _PROCESS_SCOPE.remove(scope)
         _SCOPE.reset(token)
 
 
 def _check_write(target: Path) -> None:
-    scope = _SCOPE.get()
+    scope = _SCOPE.get() or (_PROCESS_SCOPE[-1] if _PROCESS_SCOPE else None)
     if scope is None:
         return
     if ".." in target.parts:
