@@ -21,6 +21,7 @@ import fcntl
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -106,13 +107,23 @@ class Workspace:
         return Catalog(self.catalog_path)
 
     @contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self, wait: float = 2.0) -> Iterator[None]:
         """Exclusive lock for writers. The OS drops it when its process dies, so a lock
-        left by a killed run is stale by construction and taken over at once."""
+        left by a killed run is stale by construction and taken over at once. ``wait``
+        seconds are allowed for a short holder (a review decision) to finish."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         path = self.state_dir / "lock"
         handle = open(path, "a+")  # noqa: SIM115 - held for the whole block
         try:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        break
+                    time.sleep(0.05)
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:

@@ -164,7 +164,8 @@ def status_rows(workspace: Any) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "stage": name,
-                    "status": run["status"] if run else "not run",
+                    "status": ("skipped: no input items" if run and run["status"] == "done" and not run["items_total"]
+                               else run["status"] if run else "not run"),
                     "items_done": done,
                     "items_total": run["items_total"] if run else 0,
                     "items_failed": len(errors),

@@ -110,7 +110,7 @@ class ReviewService:
         ``bump``: the decision changes what the page shows (a caption edit does not)."""
         with self.lock:
             try:
-                with self.workspace.lock():
+                with self.workspace.lock(wait=0):
                     self._current()
                     if version is not None and version != self.version:
                         raise StaleStateError(STALE)
