@@ -42,21 +42,15 @@ def _workspace(project: Path | None):
 
 
 def probe_video(path: Path) -> None:
-    """Open the file as a video now, so a text file given as --video fails at init, not at run."""
+    """Open the file as a video now (its first frame), so a text file given as --video fails
+    at init, not at the first run. The end of the file is left to extract."""
     try:
-        import av
+        import av  # noqa: F401
     except ImportError:
         return  # the base install cannot decode; extract will say what to install
-    from animlora.errors import BadInputError
+    from animlora.io.video import probe
 
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise BadInputError(path, "has no video stream")
-    except BadInputError:
-        raise
-    except Exception as exc:  # av.error.* and OSError: not a video PyAV can read
-        raise BadInputError(path, f"not a readable video ({type(exc).__name__}: {exc})".replace("\n", " ")) from exc
+    probe(path, check_end=False)
 
 
 def create_project(folder: Path, name: str, videos: list[Path], profile: str) -> Path:
