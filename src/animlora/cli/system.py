@@ -100,8 +100,13 @@ def models_pull(
     """Fetch a model for offline use (the hub, or the model's other source)."""
     from animlora.models import pull
 
-    location = pull(name, _models_settings(project))
-    console_err.print(f"{name}: {location.path} ({location.source})")
+    settings = _models_settings(project)
+    if as_json:
+        location = pull(name, settings)
+    else:  # a download takes a while: say so (the hub's own bars show bytes where it has them)
+        with console_err.status(f"fetching {name} (Ctrl+C stops; run again to resume)…"):
+            location = pull(name, settings)
+    console_err.print(f"{name}: {location.path} ({location.source})", highlight=False, markup=False)
     emit({"name": name, "path": str(location.path), "source": location.source}, as_json)
 
 
