@@ -437,3 +437,9 @@ def test_dataset_resolution_has_an_upper_bound(tmp_path):
     assert run_cli("init", "p", "--dir", str(project)).returncode == 0
     assert_one_line(run_cli("config", "show", "-p", str(project), "--set", "dataset.resolution=100000"), 1,
                     "dataset.resolution", "4096")
+
+
+def test_config_show_section(tmp_path):
+    shown = run_cli("config", "show", "review", "--json", cwd=tmp_path)
+    assert shown.returncode == 0 and all(k.startswith("review.") for k in json.loads(shown.stdout))
+    assert_one_line(run_cli("config", "show", "nope", cwd=tmp_path), 1, "'nope'", "sections:")

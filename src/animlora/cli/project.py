@@ -198,6 +198,7 @@ def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
 
 
 def config_show(
+    section: Annotated[str | None, typer.Argument(help="Only this section (or dotted key prefix), e.g. extract.")] = None,
     project: ProjectOpt = None,
     character: Annotated[str | None, typer.Option("--character", help="Include characters/NAME.yaml.")] = None,
     sets: SetOpt = None,
@@ -215,6 +216,14 @@ def config_show(
         root = None  # outside a project: package defaults
     loaded = load_settings(root, character=character, overrides=overrides_tree(sets))
     flat = flatten_keys(loaded.settings.model_dump(mode="json"))
+    if section:
+        prefix = section.rstrip(".")
+        flat = {k: v for k, v in flat.items() if k == prefix or k.startswith(prefix + ".")}
+        if not flat:
+            from animlora.errors import ConfigError
+
+            sections = sorted({k.split(".")[0] for k in flatten_keys(loaded.settings.model_dump(mode="json"))})
+            raise ConfigError(f"no setting {section!r}; sections: {', '.join(sections)}")
     if as_json:
         emit({key: {"value": value, "source": loaded.source_of(key)} for key, value in flat.items()}, True)
         return
