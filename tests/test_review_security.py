@@ -171,3 +171,18 @@ def test_export_force_beside_the_users_files(project, tmp_path):
     service.export(mine, force=True)
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in before} == before
     assert not (mine / ".tmp-export").exists()
+
+
+def test_a_tampered_export_report_deletes_nothing_outside(project, tmp_path):
+    import json
+
+    service = ReviewService(project)
+    out = tmp_path / "export"
+    service.export(out)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    report = json.loads((out / "export_report.json").read_text())
+    report["files"] += ["../victim.txt", str(victim), "noise/../../victim.txt"]
+    (out / "export_report.json").write_text(json.dumps(report))
+    service.export(out)
+    assert victim.read_text() == "keep me"
