@@ -28,7 +28,7 @@ import secrets
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from fastapi import Request
 from pydantic import BaseModel
@@ -298,7 +298,7 @@ def serve(service: ReviewService, host: str, port: int, token: str, page_size: i
                      thumb_size=thumb_size)
     port = port or free_port(host)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}/?token={app.state.token}"
+    url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}/?token={quote(app.state.token, safe='')}"
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
 
     def started() -> None:
