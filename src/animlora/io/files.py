@@ -106,16 +106,16 @@ def _fold(name: str) -> str:
     return name.casefold()  # two names equal but for case are one file on macOS/Windows
 
 
-def unique_names(entries: Iterable[tuple[str, str]], clean=None) -> list[str]:
+def unique_names(entries: Iterable[tuple[str, str]], default: str = "item") -> list[str]:
     """``[(stem, id), ...]`` -> one file-system name each, distinct by construction.
 
-    A stem is cleaned (``clean``, default: characters outside ``[A-Za-z0-9._-]`` become
-    ``_``); a name that more than one entry would get (``a b`` and ``a_b``, or ``A`` and
-    ``a``) takes ``-<id[:8]>`` (and a counter if that still collides). Give the entries in a
-    stable order: the counter depends on it."""
-    clean = clean or _clean_stem
+    A stem is cleaned (letters and digits of any script, ``-``, ``_`` and ``.`` kept, every
+    other character ``_``, leading and trailing ``.``/``_`` dropped, ``default`` when
+    nothing is left: the project's one sanitiser); a name that more than one entry would get
+    (``a b`` and ``a_b``, or ``A`` and ``a``) takes ``-<id[:8]>`` (and a counter if that still
+    collides). Give the entries in a stable order: the counter depends on it."""
     pairs = list(entries)
-    base = [clean(stem) for stem, _ in pairs]
+    base = [_clean_stem(stem, default) for stem, _ in pairs]
     counts: dict[str, int] = {}
     for name in base:
         counts[_fold(name)] = counts.get(_fold(name), 0) + 1
@@ -132,9 +132,9 @@ def unique_names(entries: Iterable[tuple[str, str]], clean=None) -> list[str]:
     return out
 
 
-def _clean_stem(stem: str) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._")
-    return cleaned or "item"
+def _clean_stem(stem: str, default: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(stem)).strip("._")
+    return cleaned or default
 
 
 def temp_path_for(path: Path) -> Path:

@@ -400,7 +400,7 @@ class ExtractStage(Stage):
         ids = [f[2] for f in found]
         found = [(p, resolved, digest(vid, str(resolved))[:16] if ids.count(vid) > 1 else vid, size)
                  for p, resolved, vid, size in found]  # the same file listed twice (or a copy): ids stay apart
-        names = unique_names([(p.stem, vid) for p, _, vid, _ in found], _safe)  # `a b` and `a_b` stay apart
+        names = unique_names([(p.stem, vid) for p, _, vid, _ in found], "video")  # `a b` and `a_b` stay apart
         items = []
         for (p, resolved, vid, size), name in zip(found, names, strict=True):
             payload = {"path": str(resolved), "id": vid, "name": name, "size": size}

@@ -169,12 +169,11 @@ class SegmentStage(Stage):
         # names unique by construction (`a b.png` and `a_b.png` stay apart): shots, and output
         # files, which share one folder across shots
         keys = sorted(groups)
-        shots = unique_names([(key, digest(key)) for key in keys], _safe_name)
+        shots = unique_names([(key, digest(key)) for key in keys], "shot")
         every = [path for key in keys for path in groups[key]]
         stems = [str(path.relative_to(base).with_suffix("")).replace("/", "__") for path in every]
-        file_names = dict(zip(every, unique_names([(stem, digest(str(path))) for stem, path in zip(stems, every,
-                                                                                                  strict=True)],
-                                                  _safe_name), strict=True))
+        pairs = [(stem, digest(str(path))) for stem, path in zip(stems, every, strict=True)]
+        file_names = dict(zip(every, unique_names(pairs, "frame"), strict=True))
         for key, shot_name in zip(keys, shots, strict=True):
             paths = groups[key]
             shot = "shot_" + shot_name
