@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from cli_support import animlora_cmd, cli_env
 
@@ -26,8 +27,7 @@ def test_help_imports_no_heavy_library():
 
 
 def test_init_creates_the_project_and_refuses_to_clobber_it(tmp_path):
-    video = tmp_path / "film.mp4"
-    video.write_bytes(b"x")
+    video = Path(__file__).parent / "data" / "bikes.mp4"
     proc = run_cli("init", "luca", "--video", str(video), "--dir", str(tmp_path / "luca"), "--json", check=True)
     assert json.loads(proc.stdout)["project"] == "luca"
     project = tmp_path / "luca"

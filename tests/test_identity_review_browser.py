@@ -38,10 +38,18 @@ def _serve(ws):
         time.sleep(0.05)
     assert srv.started
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", app.state.token
     finally:
         srv.should_exit = True
         thread.join(timeout=10)
+
+
+def _wait(page, expression: str, timeout: float = 20.0) -> None:
+    """page.wait_for_function without eval: the page's CSP forbids 'unsafe-eval'."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        time.sleep(0.05)
 
 
 def _launch(pw):
@@ -58,8 +66,8 @@ def server(tmp_path):
     images, labels, _ = dataset(per_character=15, seed=0)
     add_instances(ws, images, [f"{CHARACTERS[lab].name}_{n:03d}" for n, lab in enumerate(labels)])
     run_identity(ws)
-    with _serve(ws) as url:
-        yield ws, url
+    with _serve(ws) as (url, token):
+        yield ws, url, token
 
 
 def _members(ws):
@@ -73,12 +81,12 @@ def _count(page, name: str) -> str:
 
 def test_review_page_in_chromium(server, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
-    ws, url = server
+    ws, url, token = server
     with sync_api.sync_playwright() as pw:
         browser = _launch(pw)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(url)
+            page.goto(f"{url}/?token={token}")
             items = page.locator("#clusters li")
             items.nth(4).wait_for()
             assert items.count() == 5  # four characters + noise
@@ -89,7 +97,7 @@ def test_review_page_in_chromium(server, tmp_path):
             assert cards.count() == 4 and "15 images" in cards.first.inner_text()
             assert cards.first.locator("img").count() == 6
             # every thumbnail arrives and decodes
-            page.wait_for_function(
+            _wait(page,
                 "[...document.querySelectorAll('#overview img')].every(i => i.complete && i.naturalWidth === 96)")
             shot = os.environ.get("ANIMLORA_REVIEW_SCREENSHOT")
             if shot:
@@ -100,7 +108,7 @@ def test_review_page_in_chromium(server, tmp_path):
             page.on("request", lambda r: pages.append(r.url) if "/members?" in r.url else None)
             red = page.locator("#clusters li", has=page.locator("img[src*='round_red']"))
             red.click()
-            page.wait_for_function("document.querySelectorAll('#grid figure').length === 15")
+            _wait(page, "document.querySelectorAll('#grid figure').length === 15")
             assert page.locator("#grid img").first.get_attribute("loading") == "lazy"
             assert [u.split("offset=")[1].split("&")[0] for u in pages] == ["0", "8"]  # 8 per page
             page.fill("#rename-input", "luca")
@@ -110,19 +118,19 @@ def test_review_page_in_chromium(server, tmp_path):
             blue = page.locator("#clusters li", has=page.locator("img[src*='round_blue']"))
             blue.locator("input.pick").click()
             page.click("#merge-btn")
-            page.wait_for_function("document.querySelectorAll('#clusters li').length === 4")
+            _wait(page, "document.querySelectorAll('#clusters li').length === 4")
             assert _count(page, "luca") == "30"
             # 3. move one image to another cluster
             page.locator("#grid figure").first.click()
             assert page.inner_text("#sel-count") == "1 selected"
             page.click("#move-btn")
-            page.wait_for_function("[...document.querySelectorAll('#clusters li')].some(li => li.querySelector('.count').textContent === '29')")
+            _wait(page, "[...document.querySelectorAll('#clusters li')].some(li => li.querySelector('.count').textContent === '29')")
             moved_members = _members(ws)
             assert sum(1 for c in moved_members.values() if c == "luca") == 29
             # 4. undo (keyboard shortcut)
             page.locator("body").click(position={"x": 1, "y": 1})
             page.keyboard.press("Control+z")
-            page.wait_for_function("[...document.querySelectorAll('#clusters li')].some(li => li.querySelector('.count').textContent === '30')")
+            _wait(page, "[...document.querySelectorAll('#clusters li')].some(li => li.querySelector('.count').textContent === '30')")
             # 5. reload: the page shows what the catalog holds
             page.reload()
             page.locator("#clusters li .name", has_text="luca").wait_for()
@@ -132,7 +140,7 @@ def test_review_page_in_chromium(server, tmp_path):
                 f"{name}_{n:03d}" for name, r in (("round_blue", range(0, 15)), ("round_red", range(15, 30))) for n in r)
             # scrolling the grid loads the next pages
             page.locator("#clusters li .name", has_text="luca").click()
-            page.wait_for_function("document.querySelectorAll('#grid figure').length >= 8")
+            _wait(page, "document.querySelectorAll('#grid figure').length >= 8")
             for _ in range(10):
                 page.mouse.move(700, 500)
                 page.mouse.wheel(0, 3000)
@@ -166,24 +174,24 @@ def test_caption_edit_in_chromium(tmp_path):
             "fields": {}, "edited": 0, "accepted": 0, "auto_text": None, "confidence": 0.9, "note": None,
             "updated_at": now(),
         } for iid, char in members.items()])
-    with _serve(ws) as url, sync_api.sync_playwright() as pw:
+    with _serve(ws) as (url, token), sync_api.sync_playwright() as pw:
         browser = _launch(pw)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(url)
+            page.goto(f"{url}/?token={token}")
             assert "captions mode" in page.locator("#help").inner_text()
             first = page.locator("#clusters li:not(.noise)").first
             size = int(first.locator(".count").inner_text())
             assert size > 0
             first.click()
-            page.wait_for_function(f"document.querySelectorAll('#grid figure .cap').length === {size}")
+            _wait(page, f"document.querySelectorAll('#grid figure .cap').length === {size}")
             assert "3d render" in page.locator("#grid figure .cap").first.inner_text()
             page.keyboard.press("t")  # captions mode
             fig = page.locator("#grid figure").first
             inst = fig.get_attribute("data-id")
             fig.locator("textarea").fill("luca, laughing on a vespa")
             fig.locator("textarea").press("Control+Enter")
-            page.wait_for_function("document.querySelector('#grid figure .cap').classList.contains('edited')")
+            _wait(page, "document.querySelector('#grid figure .cap').classList.contains('edited')")
             assert fig.locator("button", has_text="Revert").is_enabled()
             assert page.inner_text("#sel-count") == "0 selected"  # editing did not select the image
             with ws.open_catalog() as catalog:
@@ -195,7 +203,7 @@ def test_caption_edit_in_chromium(tmp_path):
             # an empty edit is refused with the server's reason
             fig.locator("textarea").fill("  ")
             fig.locator("button", has_text="Save").click()
-            page.wait_for_function("document.querySelector('#status').classList.contains('error')")
+            _wait(page, "document.querySelector('#status').classList.contains('error')")
             assert "empty" in page.inner_text("#status")
         finally:
             browser.close()

@@ -46,7 +46,9 @@ def project(template, tmp_path):
 
 
 def _client(ws) -> tuple[TestClient, dict[str, str]]:
-    client = TestClient(create_app(ReviewService(ws), page_size=8), base_url="http://127.0.0.1:8000")
+    app = create_app(ReviewService(ws), page_size=8)
+    client = TestClient(app, base_url="http://127.0.0.1:8000")
+    client.get("/", params={"token": app.state.token})  # the printed URL: sets the cookie
     html = client.get("/").text
     token = html.split('name="animlora-token" content="')[1].split('"')[0]
     return client, {"X-Animlora-Token": token}
@@ -129,7 +131,7 @@ def test_security(project):
     body = {"instance_id": ids[0], "character": CHARACTER, "text": "luca, hijacked"}
     for path in ("edit", "accept", "revert"):
         assert client.post(f"/api/captions/{path}", json=body).status_code == 403
-        assert client.post(f"/api/captions/{path}", json=body, headers={"X-Animlora-Token": "wrong"}).status_code == 403
+        assert client.post(f"/api/captions/{path}", json=body, headers={"X-Animlora-Token": "wrong"}).status_code in (401, 403)
         evil = {**headers, "Origin": "http://evil.example"}
         assert client.post(f"/api/captions/{path}", json=body, headers=evil).status_code == 403
     assert client.get("/api/captions", headers={"Host": "evil.example"}).status_code == 403
@@ -137,7 +139,8 @@ def test_security(project):
     assert row["edited"] == 0 and row["accepted"] == 0 and "hijacked" not in row["text"]
 
     # another host: the list needs the token too
-    remote = TestClient(create_app(ReviewService(ws), host="0.0.0.0", token="s3cret"),
+    strong = "k3Rz9-vQw2_pL7xN"
+    remote = TestClient(create_app(ReviewService(ws), host="0.0.0.0", token=strong),
                         base_url="http://192.168.1.5:8000")
     assert remote.get("/api/captions").status_code == 401
-    assert remote.get("/api/captions", headers={"X-Animlora-Token": "s3cret"}).status_code == 200
+    assert remote.get("/api/captions", headers={"X-Animlora-Token": strong}).status_code == 200

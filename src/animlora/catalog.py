@@ -239,6 +239,69 @@ def now() -> float:
     return time.time()
 
 
+def damaged(path: Path | None, exc: BaseException) -> WorkspaceError:
+    """The one message for a catalog SQLite cannot read."""
+    where = f"{path}: " if path else ""
+    return WorkspaceError(f"{where}the catalog is damaged ({exc}); restore it from a backup or run `animlora repair`")
+
+
+# What a user did by hand, kept by `animlora repair`; everything else is recomputed.
+USER_TABLES = {"review_decisions": "1", "captions": "edited = 1 OR accepted = 1"}
+
+
+def check_integrity(path: Path) -> str:
+    """'ok', or SQLite's first complaint about the file."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = conn.execute("PRAGMA quick_check").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    return str(row[0]) if row else "empty answer"
+
+
+def salvage(path: Path) -> tuple[Path, dict[str, int]]:
+    """Move a damaged catalog aside (``<name>.damaged-<time>``, with its -wal/-shm), make a
+    fresh one, and copy the rows of :data:`USER_TABLES` that can still be read. Every stage
+    then runs again. Returns the damaged copy's path and the rows kept per table."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    path.replace(aside)
+    for suffix in ("-wal", "-shm"):
+        extra = path.with_name(path.name + suffix)
+        if extra.exists():
+            extra.replace(aside.with_name(aside.name + suffix))
+    kept: dict[str, int] = {}
+    fresh = Catalog(path)
+    try:
+        try:
+            old = sqlite3.connect(f"file:{aside}?mode=ro", uri=True)
+        except sqlite3.DatabaseError:
+            return aside, kept
+        try:
+            for table, where in USER_TABLES.items():
+                columns = [r[1] for r in fresh.conn.execute(f"PRAGMA table_info({table})")]
+                rows: list[tuple[Any, ...]] = []
+                try:
+                    for row in old.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE {where}"):
+                        rows.append(tuple(row))
+                except sqlite3.DatabaseError:
+                    pass  # keep what was read before the damage
+                with fresh.transaction():
+                    fresh.conn.executemany(
+                        f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                        rows,
+                    )
+                kept[table] = len(rows)
+        finally:
+            old.close()
+    finally:
+        fresh.close()
+    return aside, kept
+
+
 class Catalog:
     """A connection to one project's catalog file."""
 
@@ -249,10 +312,16 @@ class Catalog:
         except sqlite3.Error as exc:
             raise WorkspaceError(f"{self.path}: cannot open the catalog ({exc})") from exc
         self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self.migrate()
+        try:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.migrate()
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise WorkspaceError(f"{self.path}: the catalog is busy ({exc}); try again") from exc
+            raise damaged(self.path, exc) from exc
 
     # -- schema ---------------------------------------------------------------------
     def migrate(self) -> list[str]:

@@ -21,6 +21,7 @@ import fcntl
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,11 +45,18 @@ class Workspace:
     def find(cls, start: str | Path | None = None) -> Workspace:
         """The project containing ``start`` (default: the current folder), by its project.yaml."""
         here = Path(start or Path.cwd()).resolve()
+        if start is not None and not here.exists():
+            raise WorkspaceError(f"{here}: no such folder (--project must name an animlora project folder)")
         if here.is_file():
             here = here.parent
         for folder in (here, *here.parents):
             if (folder / PROJECT_FILE).is_file():
                 return cls(folder)
+        if start is not None:
+            raise WorkspaceError(
+                f"{here}: not inside an animlora project (no {PROJECT_FILE} here or above); "
+                f"make one with `animlora init NAME --video FILE --dir {here}`"
+            )
         raise WorkspaceError(
             f"{here}: not inside an animlora project (no {PROJECT_FILE} here or above); "
             "run `animlora init NAME --video FILE` or pass --project"
@@ -99,13 +107,23 @@ class Workspace:
         return Catalog(self.catalog_path)
 
     @contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self, wait: float = 2.0) -> Iterator[None]:
         """Exclusive lock for writers. The OS drops it when its process dies, so a lock
-        left by a killed run is stale by construction and taken over at once."""
+        left by a killed run is stale by construction and taken over at once. ``wait``
+        seconds are allowed for a short holder (a review decision) to finish."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         path = self.state_dir / "lock"
         handle = open(path, "a+")  # noqa: SIM115 - held for the whole block
         try:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        break
+                    time.sleep(0.05)
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:

@@ -111,6 +111,9 @@ def summaries_json(summaries: list[Any]) -> list[dict[str, Any]]:
 
 def print_summaries(summaries: list[Any]) -> None:
     for s in summaries:
+        if s.items_total == 0 and not s.failures:
+            console_err.print(f"[dim]-[/] {s.stage}: skipped, nothing to do (no input items)")
+            continue
         if s.up_to_date:
             console_err.print(f"[green]✓[/] {s.stage}: up to date ({s.items_total} items)")
             continue

@@ -41,6 +41,18 @@ def _workspace(project: Path | None):
     return Workspace.find(project)
 
 
+def probe_video(path: Path) -> None:
+    """Open the file as a video now (its first frame), so a text file given as --video fails
+    at init, not at the first run. The end of the file is left to extract."""
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return  # the base install cannot decode; extract will say what to install
+    from animlora.io.video import probe
+
+    probe(path, check_end=False)
+
+
 def create_project(folder: Path, name: str, videos: list[Path], profile: str) -> Path:
     """Write a new project folder; refuses an existing project.yaml."""
     import yaml
@@ -51,11 +63,16 @@ def create_project(folder: Path, name: str, videos: list[Path], profile: str) ->
     from animlora.workspace import Workspace
 
     folder = folder.resolve()
+    if folder.exists() and not folder.is_dir():
+        raise BadInputError(folder, "not a folder; give --dir a folder (it is created when missing)")
     if (folder / "project.yaml").exists():
         raise WorkspaceError(f"{folder / 'project.yaml'}: a project already exists here")
     for video in videos:
         if not video.exists():
             raise BadInputError(video, "no such file")
+        if not video.is_file():
+            raise BadInputError(video, "not a video file")
+        probe_video(video)
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
     for video in videos:
@@ -136,7 +153,8 @@ def status_rows(workspace: Any) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "stage": name,
-                    "status": run.status if run else "not run",
+                    "status": ("skipped: no input items" if run and run.status == "done" and not run.items_total
+                               else run.status if run else "not run"),
                     "items_done": count_done(catalog, name),
                     "items_total": run.items_total if run else 0,
                     "items_failed": len(errors),
@@ -175,6 +193,7 @@ def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
 
 
 def config_show(
+    section: Annotated[str | None, typer.Argument(help="Only this section (or dotted key prefix), e.g. extract.")] = None,
     project: ProjectOpt = None,
     character: Annotated[str | None, typer.Option("--character", help="Include characters/NAME.yaml.")] = None,
     sets: SetOpt = None,
@@ -192,6 +211,14 @@ def config_show(
         root = None  # outside a project: package defaults
     loaded = load_settings(root, character=character, overrides=overrides_tree(sets))
     flat = flatten_keys(loaded.settings.model_dump(mode="json"))
+    if section:
+        prefix = section.rstrip(".")
+        flat = {k: v for k, v in flat.items() if k == prefix or k.startswith(prefix + ".")}
+        if not flat:
+            from animlora.errors import ConfigError
+
+            sections = sorted({k.split(".")[0] for k in flatten_keys(loaded.settings.model_dump(mode="json"))})
+            raise ConfigError(f"no setting {section!r}; sections: {', '.join(sections)}")
     if as_json:
         emit({key: {"value": value, "source": loaded.source_of(key)} for key, value in flat.items()}, True)
         return
@@ -227,23 +254,31 @@ def demo(
     force: ForceOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """The README's main job on the bundled sample clip (Big Buck Bunny, CC-BY 3.0)."""
+    """The README's main job on the bundled sample clip (Big Buck Bunny, CC-BY 3.0).
+
+    ``--force`` redoes every stage; it never deletes a file."""
     from animlora.data import sample_clip
+    from animlora.errors import BadInputError, WorkspaceError
     from animlora.workspace import Workspace
 
     folder = directory.resolve()
-    if force and folder.exists():
-        shutil.rmtree(folder)
+    if folder.exists() and not folder.is_dir():
+        raise BadInputError(folder, "not a folder; choose another --dir")
     if not (folder / "project.yaml").exists():
+        # --force never deletes: it lets the demo be made inside a folder that holds other files
+        if folder.is_dir() and any(folder.iterdir()) and not force:
+            raise WorkspaceError(f"{folder}: not empty and not an animlora project; choose another --dir "
+                                 "or pass --force (which adds the demo beside what is there and deletes nothing)")
         clip = sample_clip()
         folder.mkdir(parents=True, exist_ok=True)
         local = folder / clip.name
-        shutil.copy2(clip, local)
+        if not local.exists():
+            shutil.copy2(clip, local)
         create_project(folder, "demo", [local], "3d")
         with open(folder / "project.yaml", "a") as handle:
             handle.write(DEMO_SETTINGS)
     workspace = Workspace(folder)
-    summaries = run_project(workspace, None, None, None, False, not as_json)
+    summaries = run_project(workspace, None, None, None, force, not as_json)
     print_summaries(summaries)
     rows = status_rows(workspace)
     console_err.print(f"demo project: {folder}  (inspect with `animlora status -p {folder}`)")

@@ -26,9 +26,11 @@ def _service(project: Path | None, sets: list[str] | None):
 
 def review(
     project: ProjectOpt = None,
-    host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1; others need a token).")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: a random free one).")] = None,
-    token: Annotated[str | None, typer.Option(help="Access token for a non-local host (default: generated).")] = None,
+    token: Annotated[str | None, typer.Option(
+        help="Access token, needed on every host (default: generated, and part of the printed URL); "
+             "16 characters or more for a non-local host.")] = None,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser.")] = False,
     sets: SetOpt = None,
     as_json: JsonOpt = False,
@@ -56,7 +58,10 @@ def export_clusters(
     sets: SetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write the reviewed clusters: <output>/<character>/ and noise/."""
+    """Write the reviewed clusters: <output>/<character>/ and noise/.
+
+    An earlier export there is replaced file by file; ``--force`` writes into another
+    non-empty folder beside its files, and never deletes or overwrites one of them."""
     service, _ = _service(project, sets)
     out = output_dir or service.workspace.root / "clustered_refined"
     result = service.export(out, force=force)

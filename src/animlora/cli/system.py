@@ -1,4 +1,4 @@
-"""Machine and model commands: doctor, models list|pull|import."""
+"""Machine and model commands: doctor, repair, models list|pull|import."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ PACKAGES = (
 
 def register(app: typer.Typer) -> None:
     app.command("doctor")(doctor)
+    app.command("repair")(repair)
     app.add_typer(models_app, name="models")
     models_app.command("list")(models_list)
     models_app.command("pull")(models_pull)
@@ -99,8 +100,13 @@ def models_pull(
     """Fetch a model for offline use (the hub, or the model's other source)."""
     from animlora.models import pull
 
-    location = pull(name, _models_settings(project))
-    console_err.print(f"{name}: {location.path} ({location.source})")
+    settings = _models_settings(project)
+    if as_json:
+        location = pull(name, settings)
+    else:  # a download takes a while: say so (the hub's own bars show bytes where it has them)
+        with console_err.status(f"fetching {name} (Ctrl+C stops; run again to resume)…"):
+            location = pull(name, settings)
+    console_err.print(f"{name}: {location.path} ({location.source})", highlight=False, markup=False)
     emit({"name": name, "path": str(location.path), "source": location.source}, as_json)
 
 
@@ -165,6 +171,8 @@ def doctor(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         emit(report, True)
         return
+    from rich.markup import escape  # "animlora[models]" is not markup
+
     console.print(f"python {report['python']} on {report['platform']}")
     for name, version in packages.items():
         console.print(f"  {name:18} {version or '[yellow]not installed[/]'}")
@@ -174,10 +182,39 @@ def doctor(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
         for dev in gpu["devices"]:
             console.print(f"GPU: {dev['name']} {dev['memory_gb']} GB (CUDA {gpu['cuda_version']})")
     else:
-        console.print(f"GPU: none usable ({gpu.get('note') or 'torch sees no CUDA device'})")
+        console.print(f"GPU: none usable ({escape(gpu.get('note') or 'torch sees no CUDA device')})")
     console.print(f"disk: {report['disk']['free_gb']} GB free at {disk_root}")
     present = [m["name"] for m in report["models"] if m["present"]]
     missing = [m["name"] for m in report["models"] if not m["present"]]
     console.print(f"models present: {', '.join(present) or 'none'}")
     if missing:
         console.print(f"models missing: {', '.join(missing)} (`animlora models pull NAME`)")
+
+
+def repair(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
+    """Check the catalog; when SQLite cannot read it, move it aside and start a fresh one that
+    keeps the review decisions and caption edits still readable (every stage then re-runs)."""
+    from animlora.catalog import check_integrity, salvage
+    from animlora.review.service import open_workspace
+
+    workspace = open_workspace(project.resolve() if project else None)
+    path = workspace.catalog_path
+    if not path.is_file():
+        console_err.print(f"{path}: no catalog yet; nothing to repair")
+        emit({"catalog": str(path), "status": "missing"}, as_json)
+        return
+    with workspace.lock():
+        verdict = check_integrity(path)
+        if verdict == "ok":
+            console_err.print(f"{path}: the catalog is sound; nothing to repair")
+            emit({"catalog": str(path), "status": "ok"}, as_json)
+            return
+        aside, kept = salvage(path)
+    console_err.print(
+        f"{path}: was damaged ({verdict}); moved to {aside.name}, a fresh catalog keeps "
+        f"{kept.get('review_decisions', 0)} review decisions and {kept.get('captions', 0)} caption edits; "
+        "`animlora run` redoes every stage",
+        highlight=False, soft_wrap=True, markup=False,
+    )
+    emit({"catalog": str(path), "status": "repaired", "damaged_copy": str(aside), "kept": kept,
+          "problem": verdict}, as_json)

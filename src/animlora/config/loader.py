@@ -47,8 +47,12 @@ def read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: file not found") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: is a folder, not a YAML file") from exc
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
     try:
         data = _yaml(text)
     except yaml.YAMLError as exc:
@@ -207,10 +211,36 @@ def validate_tree(tree: dict[str, Any], sources: dict[str, str], model: type[Bas
 
 
 def load_character(path: Path) -> CharacterSpec:
+    """Read ``characters/<file>.yaml``; the name (default: the file name) is checked here,
+    where it enters, since it becomes a folder and file names downstream."""
+    from animlora.io.files import character_name_problem
+
     data = read_yaml(path)
     data.setdefault("name", path.stem)
     _check_keys(data, CharacterSpec, str(path))
-    return validate_tree(data, {key: str(path) for key in flatten_keys(data)}, CharacterSpec)
+    spec = validate_tree(data, {key: str(path) for key in flatten_keys(data)}, CharacterSpec)
+    problem = character_name_problem(spec.name)
+    if problem:
+        where = "name" if "name" in read_yaml(path) else "name (from the file name)"
+        raise ConfigError(f"{path}: {where}: {problem}")
+    return spec
+
+
+def find_character(folder: Path, name: str) -> CharacterSpec | None:
+    """The spec in ``folder`` whose ``name`` is ``name``: ``<name>.yaml`` first, else any
+    file that says ``name: <name>`` (a file may be named otherwise than its character)."""
+    first = folder / f"{name}.yaml"
+    if first.is_file():
+        spec = load_character(first)
+        if spec.name == name:
+            return spec
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.yaml")):
+            if path != first:
+                spec = load_character(path)
+                if spec.name == name:
+                    return spec
+    return None
 
 
 def load_settings(
@@ -240,6 +270,11 @@ def load_settings(
     if character is not None:
         if project_dir is None:
             raise ConfigError(f"character {character!r} given without a project")
+        from animlora.io.files import character_name_problem
+
+        problem = character_name_problem(character)
+        if problem:
+            raise ConfigError(f"--character: {problem}")
         cpath = Path(project_dir) / CHARACTERS_DIR / f"{character}.yaml"
         spec = load_character(cpath)
         user_layers.append(Layer(f"{cpath} (settings)", spec.settings))

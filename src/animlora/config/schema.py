@@ -326,7 +326,7 @@ class DatasetSettings(Section):
     spread_penalty: float = Field(ge=0, description="penalty per image already taken from the same shot/track")
     truncated_penalty: float = Field(ge=0, le=1, description="quality factor of an instance cut by the frame")
     min_side: int = Field(ge=16, description="instances whose longer side is shorter than this (pixels) are left out")
-    resolution: int = Field(ge=64, description="base model resolution (512 SD1.5, 1024 SDXL)")
+    resolution: int = Field(ge=64, le=4096, description="base model resolution (512 SD1.5, 1024 SDXL)")
     bucket_step: int = Field(ge=8)
     min_bucket: int = Field(ge=64)
     max_bucket: int = Field(ge=64)

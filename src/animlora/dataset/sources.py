@@ -173,11 +173,11 @@ def deoccluded(catalog: Catalog, root: Path) -> dict[str, tuple[str, tuple[int, 
 def trigger_for(root: Path | None, character: str) -> str:
     """The character's trigger word: ``characters/<name>.yaml`` ``trigger``, else the name."""
     if root is not None:
-        path = root / "characters" / f"{character}.yaml"
-        if path.is_file():
-            from animlora.config.loader import load_character
+        from animlora.config.loader import find_character
 
-            return load_character(path).trigger_word
+        spec = find_character(root / "characters", character)
+        if spec is not None:
+            return spec.trigger_word
     return character
 
 

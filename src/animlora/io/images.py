@@ -27,13 +27,26 @@ class ImageInfo:
     converted_from: str | None  # original PIL mode when it was not RGB/RGBA, e.g. "CMYK", "I;16"
 
 
+MAX_PIXELS = 120_000_000  # 8K x 8K is 67 megapixels; beyond this an image is a mistake or an attack
+
+
 def list_images(folder: str | Path) -> list[Path]:
-    """Image files under ``folder`` (recursive), sorted, temp files excluded."""
+    """Image files under ``folder`` (recursive), sorted, temp files excluded. Entries named
+    like images that are not readable files (a folder, a broken link, a symlink loop) are
+    left out with a warning naming them."""
+    import logging
+
     root = Path(folder)
-    return sorted(
-        p for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-    )
+    found = []
+    for p in root.rglob("*"):
+        if p.suffix.lower() not in IMAGE_SUFFIXES or p.name.startswith("."):
+            continue
+        if p.is_file():
+            found.append(p)
+        else:
+            what = "a folder" if p.is_dir() else "a broken link or a link loop" if p.is_symlink() else "not a file"
+            logging.getLogger("animlora").warning("%s: skipped, named like an image but %s", p, what)
+    return sorted(found)
 
 
 def read_image_info(path: str | Path, mode: str = "RGB") -> tuple[np.ndarray, ImageInfo]:
@@ -49,6 +62,9 @@ def read_image_info(path: str | Path, mode: str = "RGB") -> tuple[np.ndarray, Im
         raise BadInputError(p, "empty file (0 bytes)")
     try:
         with Image.open(p) as img:
+            if img.width * img.height > MAX_PIXELS:  # checked before decoding: a small file can unpack to GBs
+                raise BadInputError(p, f"{img.width}x{img.height} pixels is more than animlora decodes "
+                                       f"({MAX_PIXELS // 1_000_000} megapixels; a decompression bomb?)")
             img.load()
             original = img.mode
             if original in ("I;16", "I;16B", "I;16L", "I"):
@@ -59,6 +75,8 @@ def read_image_info(path: str | Path, mode: str = "RGB") -> tuple[np.ndarray, Im
             converted = img.convert(mode)
     except UnidentifiedImageError as exc:
         raise BadInputError(p, "not an image (unrecognised format)") from exc
+    except Image.DecompressionBombError as exc:
+        raise BadInputError(p, f"too large to decode safely ({exc})") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadInputError(p, f"corrupt or truncated image ({exc})") from exc
     arr = np.asarray(converted)

@@ -20,6 +20,7 @@ import logging
 import time
 import traceback
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from animlora import __version__
 from animlora.catalog import Catalog, now
 from animlora.config import LoadedSettings
 from animlora.errors import AnimloraError, StageError
-from animlora.io.files import atomic_write_json, clean_temp_files
+from animlora.io.files import atomic_write_json, clean_temp_files, confined_writes, sweep_journal
 from animlora.pipeline.executors import run_pool, run_serial
 from animlora.pipeline.stage import RunSummary, Stage, StageContext, StageJob, WorkItem, digest
 from animlora.workspace import Workspace
@@ -47,6 +48,11 @@ def _error_text(exc: BaseException) -> str:
     if isinstance(exc, AnimloraError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+def item_scope(root: Path, allowed: tuple[Path, ...], journal: Path, item: WorkItem) -> Any:
+    """Where one item's writes may land, and their journal (module level: picklable)."""
+    return confined_writes(root, allowed, journal, item.key)
 
 
 class Runner:
@@ -99,6 +105,7 @@ class Runner:
         ctx = StageContext(job=job, workspace=self.workspace, catalog=catalog, log=log, force=self.force)
         job.output_dir.mkdir(parents=True, exist_ok=True)
         clean_temp_files(job.output_dir)
+        self._sweep_unrecorded(stage, ctx)
 
         # 1. plan
         items = stage.plan(ctx)
@@ -180,7 +187,26 @@ class Runner:
                 (now(), done, len(all_failures), summary.seconds, stage.name),
             )
         self._write_manifest(stage, stage_key, settings_hash, inputs_hash, summary, report)
+        self._sweep_unrecorded(stage, ctx)  # what failed items wrote before they failed
         return summary
+
+    def journal_path(self, stage: Stage) -> Path:
+        return self.workspace.state_dir / "journal" / f"{stage.name}.txt"
+
+    def _sweep_unrecorded(self, stage: Stage, ctx: StageContext) -> None:
+        """Remove files an item wrote but never recorded (killed before its commit, or
+        failed): the journal lists every write of ``process``; what no item row records is
+        orphaned. Files of other origin are never listed, so never touched."""
+        journal = self.journal_path(stage)
+        if not journal.is_file():
+            return
+        root = str(ctx.output_dir.resolve())
+        rows = ctx.catalog.rows("SELECT item_key, status, outputs FROM stage_items WHERE stage = ?", (stage.name,))
+        recorded = {f"{root}/{rel}" for row in rows for rel in json.loads(row["outputs"] or "[]")}
+        done = {row["item_key"] for row in rows if row["status"] == "done"}
+        removed = sweep_journal(journal, ctx.output_dir, recorded, done, spare=(self.workspace.state_dir,))
+        if removed:
+            log.info("%s: removed %d unrecorded files of an interrupted or failed item", stage.name, removed)
 
     def _process_items(self, stage: Stage, ctx: StageContext, todo: list[WorkItem], stage_key: str) -> None:
         task = None
@@ -195,10 +221,13 @@ class Runner:
             return report
 
         settings = self.settings.runner
+        # writes of process() stay in the stage's folder (or the state folder) and are journaled
+        scope = partial(item_scope, self.workspace.root, (ctx.output_dir, self.workspace.state_dir),
+                        self.journal_path(stage))
         if settings.executor == "process" and settings.workers > 1 and len(todo) > 1:
-            outcomes = run_pool(stage, ctx.job, todo, settings.workers)
+            outcomes = run_pool(stage, ctx.job, todo, settings.workers, scope)
         else:
-            outcomes = run_serial(stage, ctx.job, todo, item_progress)
+            outcomes = run_serial(stage, ctx.job, todo, item_progress, scope)
 
         for item, outcome in outcomes:
             if isinstance(outcome, BaseException):

@@ -4,29 +4,43 @@ the operations on it. Every operation appends to the decision log and updates
 
 from __future__ import annotations
 
+import hashlib
 import heapq
-import re
+import json
+import os
+import secrets
 import shutil
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from animlora.catalog import Catalog
-from animlora.errors import AnimloraError, BadInputError, WorkspaceError
+from animlora.errors import AnimloraError, BadInputError, WorkspaceError, WorkspaceLockedError
 from animlora.identity import decisions
 from animlora.identity.decisions import NOISE_ID, ReviewState
-from animlora.io.files import atomic_path, atomic_write_json
+from animlora.io.files import atomic_path, atomic_write_json, character_name_problem, inside
 from animlora.workspace import STATE_DIR, Workspace
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
 EXPORT_MARKER = "export_report.json"
 PREVIEW = 6  # thumbnails per cluster card in the overview
 
 
 class ReviewError(AnimloraError):
     """A review request that cannot be done (unknown cluster, bad name); HTTP 400."""
+
+
+class StaleStateError(AnimloraError):
+    """A decision made on a page showing an older state of the project; HTTP 409, reload."""
+
+
+class ReviewBusyError(AnimloraError):
+    """A run is writing the project; a decision now would interleave with it. HTTP 423."""
+
+
+STALE = "the project changed since this page was loaded (a stage re-ran or another page decided); reload"
 
 
 def open_workspace(folder: Path | None) -> Workspace:
@@ -36,14 +50,23 @@ def open_workspace(folder: Path | None) -> Workspace:
     return Workspace.find(folder)
 
 
+def upstream_key(catalog: Catalog) -> str:
+    """Changes whenever a stage the review rests on (embed, cluster) runs again."""
+    rows = catalog.rows("SELECT stage, stage_key, started_at, status FROM stage_runs WHERE stage IN ('embed', 'cluster') "
+                        "ORDER BY stage")
+    return hashlib.sha256(repr([tuple(r) for r in rows]).encode()).hexdigest()
+
+
 def check_name(name: str) -> str:
     name = (name or "").strip()
-    if not NAME_RE.match(name) or name.lower() == "noise":
-        raise ReviewError(
-            f"{name!r} cannot be a character name: use letters, digits, space, '_', '-', '.', "
-            "at most 64 characters, not 'noise'"
-        )
+    problem = character_name_problem(name)
+    if problem:
+        raise ReviewError(problem)
     return name
+
+
+def check_name_problem(name: str) -> str | None:
+    return character_name_problem(name)
 
 
 class ReviewService:
@@ -53,14 +76,49 @@ class ReviewService:
         self.workspace = workspace
         self.lock = threading.RLock()
         self.thumb_lock = threading.Lock()
+        self.boot = secrets.token_hex(4)  # a page from an earlier server is stale too
+        self.revision = 0  # decisions made through this server
         with self.catalog() as catalog:
             if catalog.one("SELECT COUNT(*) FROM clusters")[0] == 0:
                 raise WorkspaceError(f"{workspace.root}: nothing to review yet; run the cluster stage first")
-            self.state = decisions.refresh_members(catalog)
-            self.paths = {row[0]: row[1] for row in catalog.rows("SELECT instance_id, path FROM identity_instances")}
-            self.distance = dict(catalog.rows("SELECT instance_id, distance FROM cluster_assignments"))
-            self.model = catalog.get_meta("identity.model")
-            self.input_root = catalog.get_meta("identity.input_root")
+            self._load(catalog)
+
+    def _load(self, catalog: Catalog) -> None:
+        self.state = decisions.refresh_members(catalog)
+        self.paths = {row[0]: row[1] for row in catalog.rows("SELECT instance_id, path FROM identity_instances")}
+        self.distance = dict(catalog.rows("SELECT instance_id, distance FROM cluster_assignments"))
+        self.model = catalog.get_meta("identity.model")
+        self.input_root = catalog.get_meta("identity.input_root")
+        self.upstream = upstream_key(catalog)
+
+    @property
+    def version(self) -> str:
+        """The state the page shows: the clustering it rests on + the decisions made since."""
+        return f"{self.upstream[:12]}.{self.boot}.{self.revision}"
+
+    def _current(self) -> None:
+        """Reload when the stages under the review re-ran since this server read them."""
+        with self.catalog() as catalog:
+            if upstream_key(catalog) != self.upstream:
+                self._load(catalog)
+                self.revision += 1
+
+    @contextmanager
+    def _writing(self, version: str | None, bump: bool = True):
+        """Around every decision: one at a time, never during a run (the workspace lock),
+        and only on the state the page was showing (``version``; None: not checked).
+        ``bump``: the decision changes what the page shows (a caption edit does not)."""
+        with self.lock:
+            try:
+                with self.workspace.lock(wait=0):
+                    self._current()
+                    if version is not None and version != self.version:
+                        raise StaleStateError(STALE)
+                    yield
+                    if bump:
+                        self.revision += 1
+            except WorkspaceLockedError as exc:
+                raise ReviewBusyError("a run is writing this project; wait for it to finish, then reload") from exc
 
     def catalog(self) -> Catalog:
         # one connection per call: requests run on a thread pool and sqlite3 connections
@@ -113,6 +171,7 @@ class ReviewService:
     # -- queries ----------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         with self.lock:
+            self._current()
             with self.catalog() as catalog:
                 can_undo, can_redo = decisions.can_undo_redo(catalog)
                 n_decisions = catalog.one("SELECT COUNT(*) FROM review_decisions WHERE undone = 0")[0]
@@ -136,6 +195,7 @@ class ReviewService:
                 "can_undo": can_undo,
                 "can_redo": can_redo,
                 "decisions": n_decisions,
+                "version": self.version,
             }
 
     def _closeness(self, instance: str) -> tuple[bool, float, str]:
@@ -162,30 +222,33 @@ class ReviewService:
             raise ReviewError("noise is not a cluster; move images out of it instead")
         return gid
 
-    def _do(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def _do(self, action: str, payload: dict[str, Any]) -> None:
         with self.catalog() as catalog:
             decisions.record(catalog, action, payload)
             self.state.apply(action, payload)
             decisions.write_members(catalog, self.state)
+
+    # Every decision takes ``version``: the state the page showed (None: not checked, for
+    # callers that hold no page). See _writing.
+    def rename(self, gid: str, name: str, version: str | None = None) -> dict[str, Any]:
+        with self._writing(version):
+            gid = self._group(gid)
+            self._do("rename", {"cluster": gid, "snapshot": self.state.snapshot(gid), "name": check_name(name)})
         return self.summary()
 
-    def rename(self, gid: str, name: str) -> dict[str, Any]:
-        with self.lock:
-            gid = self._group(gid)
-            return self._do("rename", {"cluster": gid, "snapshot": self.state.snapshot(gid), "name": check_name(name)})
-
-    def merge(self, gids: list[str], name: str | None = None) -> dict[str, Any]:
-        with self.lock:
+    def merge(self, gids: list[str], name: str | None = None, version: str | None = None) -> dict[str, Any]:
+        with self._writing(version):
             gids = [self._group(g) for g in dict.fromkeys(gids)]
             if len(gids) < 2:
                 raise ReviewError("merge needs two clusters or more")
             payload: dict[str, Any] = {"clusters": gids, "snapshots": [self.state.snapshot(g) for g in gids]}
             if name:
                 payload["name"] = check_name(name)
-            return self._do("merge", payload)
+            self._do("merge", payload)
+        return self.summary()
 
-    def move(self, instances: list[str], to: str, name: str | None = None) -> dict[str, Any]:
-        with self.lock:
+    def move(self, instances: list[str], to: str, name: str | None = None, version: str | None = None) -> dict[str, Any]:
+        with self._writing(version):
             known = [i for i in dict.fromkeys(instances) if i in self.state.assign]
             if not known:
                 raise ReviewError("no known images selected")
@@ -198,22 +261,25 @@ class ReviewService:
             else:
                 to = self._group(to)
                 payload.update(to=to, to_snapshot=self.state.snapshot(to), to_name=self.state.groups[to].name)
-            return self._do("move", payload)
+            self._do("move", payload)
+        return self.summary()
 
-    def not_character(self, gid: str) -> dict[str, Any]:
-        with self.lock:
+    def not_character(self, gid: str, version: str | None = None) -> dict[str, Any]:
+        with self._writing(version):
             gid = self._group(gid)
-            return self._do("not_character", {"cluster": gid, "snapshot": self.state.snapshot(gid)})
+            self._do("not_character", {"cluster": gid, "snapshot": self.state.snapshot(gid)})
+        return self.summary()
 
-    def split(self, gid: str, k: int) -> dict[str, Any]:
+    def split(self, gid: str, k: int, version: str | None = None) -> dict[str, Any]:
         """Re-cluster one cluster into ``k`` parts (k-means on its embeddings, seeded)."""
-        with self.lock:
+        with self._writing(version):
             gid = self._group(gid)
             members = sorted(self.state.members[gid])
             if not 2 <= k <= len(members):
                 raise ReviewError(f"cannot split {len(members)} images into {k} parts")
             parts = self._kmeans_parts(members, k)
-            return self._do("split", {"cluster": gid, "snapshot": self.state.snapshot(gid), "k": k, "parts": parts})
+            self._do("split", {"cluster": gid, "snapshot": self.state.snapshot(gid), "k": k, "parts": parts})
+        return self.summary()
 
     def _kmeans_parts(self, members: list[str], k: int) -> list[list[str]]:
         from sklearn.cluster import KMeans
@@ -237,18 +303,17 @@ class ReviewService:
         order = np.argsort(-sizes, kind="stable")  # the largest part keeps the cluster's name
         return [[m for m, lab in zip(have, labels, strict=True) if lab == part] for part in order]
 
-    def undo(self) -> dict[str, Any]:
-        return self._replay(decisions.undo)
+    def undo(self, version: str | None = None) -> dict[str, Any]:
+        return self._replay(decisions.undo, version)
 
-    def redo(self) -> dict[str, Any]:
-        return self._replay(decisions.redo)
+    def redo(self, version: str | None = None) -> dict[str, Any]:
+        return self._replay(decisions.redo, version)
 
-    def _replay(self, step) -> dict[str, Any]:
-        with self.lock:
-            with self.catalog() as catalog:
-                step(catalog)
-                self.state = decisions.refresh_members(catalog)
-            return self.summary()
+    def _replay(self, step, version: str | None) -> dict[str, Any]:
+        with self._writing(version), self.catalog() as catalog:
+            step(catalog)
+            self.state = decisions.refresh_members(catalog)
+        return self.summary()
 
     # -- captions ---------------------------------------------------------------------
     # The caption functions of animlora.captions do the catalog work; the service only checks
@@ -274,7 +339,7 @@ class ReviewService:
         """None when there is no such caption (a new one is not created from the page)."""
         from animlora.captions import store_edit
 
-        with self.lock:
+        with self._writing(None, bump=False):
             if self.caption(instance_id, character) is None:
                 return None
             with self.catalog() as catalog:
@@ -284,7 +349,7 @@ class ReviewService:
     def accept_caption(self, instance_id: str, character: str) -> dict[str, Any] | None:
         from animlora.captions import accept_caption
 
-        with self.lock:
+        with self._writing(None, bump=False):
             if self.caption(instance_id, character) is None:
                 return None
             with self.catalog() as catalog:
@@ -294,7 +359,7 @@ class ReviewService:
     def revert_caption(self, instance_id: str, character: str) -> dict[str, Any] | None:
         from animlora.captions import revert_edit
 
-        with self.lock:
+        with self._writing(None, bump=False):
             if self.caption(instance_id, character) is None:
                 return None
             with self.catalog() as catalog:
@@ -302,8 +367,11 @@ class ReviewService:
             return self.caption(instance_id, character)
 
     # -- export -----------------------------------------------------------------------
-    def export(self, output_dir: Path, force: bool = False) -> dict[str, Any]:
+    def export(self, output_dir: Path, force: bool = False, version: str | None = None) -> dict[str, Any]:
         with self.lock:
+            self._current()
+            if version is not None and version != self.version:
+                raise StaleStateError(STALE)
             return export_state(self.state, self.workspace, self.instance_path, output_dir, force)
 
 
@@ -316,41 +384,89 @@ def caption_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _previous_export(out: Path) -> set[str] | None:
+    """The files an earlier export wrote into ``out`` (relative paths), or None when ``out``
+    holds no export. Reports before the file list: the files of its character folders."""
+    marker = out / EXPORT_MARKER
+    if not marker.is_file():
+        return None
+    try:
+        report = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(report, dict):
+        return None
+    if isinstance(report.get("files"), list):
+        return {str(f) for f in report["files"]}
+    folders = [f for f in [*report.get("characters", {}), "noise"] if _plain(f)]
+    return {str(p.relative_to(out)) for f in folders for p in (out / f).rglob("*") if p.is_file()}
+
+
+def _plain(rel: str) -> bool:
+    """A relative path that stays where it is joined (no '..', not absolute)."""
+    path = Path(rel)
+    return bool(rel) and not path.is_absolute() and ".." not in path.parts
+
+
 def export_state(state: ReviewState, workspace: Workspace, locate, output_dir: Path, force: bool) -> dict[str, Any]:
     """Write ``<output>/<character>/`` (and ``noise/``) with the reviewed membership.
 
-    The folder is built beside the target and swapped in; an existing export (it has
-    export_report.json) is replaced, any other non-empty folder needs ``force``."""
+    Nothing animlora did not write is ever deleted or overwritten: an earlier export (it has
+    export_report.json, listing its files) is replaced file by file; another non-empty
+    folder needs ``force``, and then the export is added beside what is there, refused
+    before anything is written if one of its files would replace one of the user's."""
     out = output_dir.resolve()
     if out.is_file():
         raise BadInputError(out, "the output must be a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / EXPORT_MARKER).is_file() and not force:
-        raise WorkspaceError(f"{out}: not empty and not an earlier export; choose another folder or pass --force")
-    tmp = out.with_name(f".tmp-{out.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    previous = _previous_export(out) if out.is_dir() else None
+    if out.is_dir() and previous is None and any(out.iterdir()) and not force:
+        raise WorkspaceError(f"{out}: not empty and not an earlier export; choose another folder or pass --force "
+                             "(which adds the export and deletes nothing)")
+    ours = previous or set()
+    tmp = out / ".tmp-export"
+    if tmp.is_dir():
+        shutil.rmtree(tmp)  # our own leftover from a killed export
     counts: dict[str, int] = {}
     missing = []
+    files: list[str] = []
     for inst, gid in sorted(state.assign.items()):
         group = state.groups[gid]
         folder = "noise" if group.is_noise else group.name
+        if not group.is_noise and check_name_problem(folder):
+            raise ReviewError(f"cluster {gid}: {check_name_problem(folder)}; rename it first")
         src = locate(inst)
         if src is None:
             missing.append(inst)
             continue
-        dest = tmp / folder / f"{src.stem}{src.suffix.lower()}"
-        if dest.exists():
-            dest = dest.with_name(f"{src.stem}_{inst[:8]}{src.suffix.lower()}")
-        with atomic_path(dest) as part:
+        rel = f"{folder}/{src.stem}{src.suffix.lower()}"
+        if (tmp / rel).exists():
+            rel = f"{folder}/{src.stem}_{inst[:8]}{src.suffix.lower()}"
+        with atomic_path(inside(tmp, rel)) as part:
             shutil.copyfile(src, part)
+        files.append(rel)
         counts[folder] = counts.get(folder, 0) + 1
+    clash = next((rel for rel in files if (out / rel).exists() and rel not in ours), None)
+    if clash is not None:
+        shutil.rmtree(tmp)
+        raise WorkspaceError(f"{out / clash}: exists and animlora did not write it; choose another folder")
     report = {
         "workspace": str(workspace.root),
         "characters": {k: v for k, v in sorted(counts.items()) if k != "noise"},
         "noise": counts.get("noise", 0),
         "missing": missing,
+        "files": files,
     }
-    atomic_write_json(tmp / EXPORT_MARKER, report)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return {"output": str(out), **report}
+    for rel in sorted(ours):  # the earlier export's files, and only those
+        old = out / rel
+        if _plain(rel) and old.is_file() and not old.is_symlink() and old.resolve().is_relative_to(out):
+            old.unlink()
+    for rel in files:
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp / rel, out / rel)
+    atomic_write_json(out / EXPORT_MARKER, report)
+    shutil.rmtree(tmp)
+    for folder in {rel.split("/")[0] for rel in ours if _plain(rel)}:  # folders the earlier export left empty
+        path = out / folder
+        if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+            path.rmdir()
+    return {"output": str(out), **{k: v for k, v in report.items() if k != "files"}}

@@ -91,7 +91,8 @@ def check_sd(settings: Any) -> None:
 
 def character_prompts(ctx: StageContext) -> dict[str, tuple[str, str]]:
     """instance id -> (character, description) from ``character_members`` and ``characters/*.yaml``."""
-    from animlora.config.loader import load_character
+    from animlora.config.loader import find_character
+
     if ctx.job.standalone:
         return {}
     descriptions: dict[str, str] = {}
@@ -99,8 +100,8 @@ def character_prompts(ctx: StageContext) -> dict[str, tuple[str, str]]:
     for row in ctx.catalog.rows("SELECT instance_id, character FROM character_members"):
         name = row["character"]
         if name not in descriptions:
-            path = ctx.workspace.characters_dir / f"{name}.yaml"
-            descriptions[name] = load_character(path).description if path.is_file() else ""
+            spec = find_character(ctx.workspace.characters_dir, name)
+            descriptions[name] = spec.description if spec is not None else ""
         out[row["instance_id"]] = (name, descriptions[name])
     return out
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from animlora.errors import BadInputError, StageError
-from animlora.io.files import atomic_path, atomic_write_json, safe_name
+from animlora.io.files import atomic_path, atomic_write_json, unique_names
 from animlora.pipeline.stage import (
     ItemOutput,
     Progress,
@@ -389,7 +389,6 @@ class ExtractStage(Stage):
         from animlora.io.video import content_id
 
         paths = self._videos(ctx.job, ctx.workspace.root)
-        stems = [p.stem for p in paths]
         found = []
         for p in paths:
             resolved = p.resolve() if p.exists() else p
@@ -399,11 +398,11 @@ class ExtractStage(Stage):
                 vid, size = digest("missing", str(resolved))[:16], 0
             found.append((p, resolved, vid, size))
         ids = [f[2] for f in found]
+        found = [(p, resolved, digest(vid, str(resolved))[:16] if ids.count(vid) > 1 else vid, size)
+                 for p, resolved, vid, size in found]  # the same file listed twice (or a copy): ids stay apart
+        names = unique_names([(p.stem, vid) for p, _, vid, _ in found], "video")  # `a b` and `a_b` stay apart
         items = []
-        for p, resolved, vid, size in found:
-            if ids.count(vid) > 1:  # the same file listed twice (or a copy): ids must stay apart
-                vid = digest(vid, str(resolved))[:16]
-            name = safe_name(p.stem, "video") if stems.count(p.stem) == 1 else f"{safe_name(p.stem, 'video')}-{vid[:8]}"
+        for (p, resolved, vid, size), name in zip(found, names, strict=True):
             payload = {"path": str(resolved), "id": vid, "name": name, "size": size}
             items.append(WorkItem(key=str(resolved), fingerprint=digest(vid, size, name), payload=payload,
                                   label=p.name))

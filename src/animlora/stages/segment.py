@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from animlora.errors import BadInputError, MissingDependencyError, ModelNotFoundError
-from animlora.io.files import atomic_write_json, file_sha256, safe_name
+from animlora.io.files import atomic_write_json, file_sha256, safe_name, unique_names
 from animlora.io.images import IMAGE_SUFFIXES, list_images, read_image_info, write_image
 from animlora.pipeline.stage import (
     ItemOutput,
@@ -164,10 +164,20 @@ class SegmentStage(Stage):
                 key = rel.parts[0] if len(rel.parts) > 1 else str(rel)
                 groups.setdefault(key, []).append(path)
         items, seen = [], set()
-        for key, paths in sorted(groups.items()):
-            shot = "shot_" + safe_name(key, "frame")
+        # names unique by construction (`a b.png` and `a_b.png` stay apart): shots, and output
+        # files, which share one folder across shots
+        keys = sorted(groups)
+        shots = unique_names([(key, digest(key)) for key in keys], "shot")
+        every = [path for key in keys for path in groups[key]]
+        stems = [str(path.relative_to(base).with_suffix("")).replace("/", "__") for path in every]
+        pairs = [(stem, digest(str(path))) for stem, path in zip(stems, every, strict=True)]
+        file_names = dict(zip(every, unique_names(pairs, "frame"), strict=True))
+        for key, shot_name in zip(keys, shots, strict=True):
+            paths = groups[key]
+            shot = "shot_" + shot_name
             frames = []
             for path in paths:
+                name = file_names[path]
                 stat = path.stat()
                 frame_id = _file_id(path) if stat.st_size else "empty_" + digest(str(path))[:16]
                 if frame_id in seen:  # the same image twice: each copy is its own frame
@@ -177,7 +187,7 @@ class SegmentStage(Stage):
                     {
                         "frame_id": frame_id,
                         "video_id": None, "shot_id": shot, "source": str(path),
-                        "name": safe_name(str(path.relative_to(base).with_suffix("")).replace("/", "__"), "frame"),
+                        "name": name,
                         "stamp": (stat.st_size, stat.st_mtime_ns),
                     }
                 )
