@@ -186,3 +186,22 @@ def test_unscorable_inputs_give_one_line_errors(tmp_path, capsys):
     (truth_dir / "truth.json").write_text(json.dumps({"cuts": []}))
     assert quality.main([str(proj), str(truth_dir)]) == 2
     assert "not the cgi-bench format" in capsys.readouterr().err
+
+
+def test_contact_sheet_pages_and_dataset_labels(tmp_path):
+    sheets = _load("contact_sheet")
+    folder = tmp_path / "ds" / "images"
+    for i in range(5):
+        rgba = np.zeros((40, 30, 4), np.uint8)
+        rgba[..., 0], rgba[10:30, 5:25, 3] = 200, 255
+        _png(folder / f"img{i}.png", rgba)
+    (tmp_path / "ds" / "metadata.json").write_text(json.dumps(
+        {"images": [{"file": f"images/img{i}.png", "frame_index": 10 * i, "instance_id": f"v_f{i}_i0"}
+                    for i in range(5)]}))
+    assert sheets.main([str(tmp_path / "ds"), "-o", str(tmp_path / "out"), "--per-page", "3", "--cols", "2",
+                        "--thumb", "64", "--label", "frame"]) == 0
+    made = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert made == ["ds_p01.png", "ds_p02.png"]
+    with Image.open(tmp_path / "out" / "ds_p01.png") as im:
+        assert im.size == (2 * 70, 2 * 94 + 18)  # 2 columns, 2 rows of 3 images, title strip
+    assert sheets.dataset_items(tmp_path / "ds", "frame")[1][2] == "f20 _i0"
