@@ -299,6 +299,33 @@ def score_dataset(images: Sequence[str], truth_of: dict[str, int], clean: set[st
 
 
 # ---------------------------------------------------------------------------------------------
+# 5. coverage: character-shots
+def score_coverage(truth_frames: Sequence[dict[str, Any]], min_px: float, stages: dict[str, set[tuple[int, int]]],
+                   names: dict[int, str] | None = None) -> dict[str, Any]:
+    """Per character: the shots it is visible in (truth area >= ``min_px`` in some frame), and
+    how many of them each stage reached. ``stages``: name -> {(character, frame index)}."""
+    names = names or {}
+    shot_of = {int(f["frame"]): int(f["shot"]) for f in truth_frames}
+    visible: dict[int, set[int]] = defaultdict(set)
+    for f in truth_frames:
+        for c in f.get("characters", []):
+            if c.get("area_px", 0) >= min_px:
+                visible[int(c["id"])].add(int(f["shot"]))
+    out: dict[str, Any] = {}
+    totals: Counter[str] = Counter()
+    for k in sorted(visible):
+        row = {"shots": len(visible[k])}
+        for stage, pairs in stages.items():
+            got = {shot_of[fr] for kk, fr in pairs if kk == k and fr in shot_of} & visible[k]
+            row[stage] = len(got)
+            totals[stage] += len(got)
+        totals["shots"] += len(visible[k])
+        out[names.get(k, str(k))] = row
+    share = {stage: round(totals[stage] / totals["shots"], 4) if totals["shots"] else None for stage in stages}
+    return {"character_shots": totals["shots"], "share": share, "per_character": out}
+
+
+# ---------------------------------------------------------------------------------------------
 # reading the project and the truth
 def _read_png(path: Path) -> np.ndarray:
     from PIL import Image
@@ -428,6 +455,8 @@ def evaluate(project_dir: Path, truth_dir: Path, video_name: str | None = None, 
     truth_of: dict[str, int] = {}
     clean: set[str] = set()
     present: set[int] = set()  # characters visible in some segmented frame
+    inst_frame: dict[str, int] = {}
+    reached: dict[str, set[tuple[int, int]]] = {"segmented": set(), "clean": set(), "dataset": set()}
     if proj.has("instances", "id", "frame_id", "mask_path") and proj.has("frames", "id", "frame_index"):
         seg_dir = proj.folder("segment", "segmentation")
         frames = proj.rows("SELECT f.id, f.frame_index FROM frames f WHERE f.video_id = ? AND f.id IN "
@@ -458,12 +487,15 @@ def evaluate(project_dir: Path, truth_dir: Path, video_name: str | None = None, 
             fs = score_frame(t, masks, min_area)
             for r, lab in zip(insts, fs.labels, strict=True):
                 truth_of[r["id"]] = lab
+                inst_frame[r["id"]] = int(f["frame_index"])
             for k, c in fs.characters.items():
                 statuses[c["status"]] += 1
                 present.add(k)
                 per_char.append({"frame": int(f["frame_index"]), "character": k, **c})
+                reached["segmented"].add((k, int(f["frame_index"])))
                 if c["status"] == "one":
                     clean.add(insts[c["instances"][0]]["id"])
+                    reached["clean"].add((k, int(f["frame_index"])))
         n = len(per_char)
         by_name: dict[str, Any] = {}
         for k in sorted({c["character"] for c in per_char}):
@@ -506,11 +538,15 @@ def evaluate(project_dir: Path, truth_dir: Path, video_name: str | None = None, 
             raise QualityError(f"{path}: no images[].instance_id ({exc}); dataset metadata schema changed") from exc
         d = score_dataset(images, truth_of, clean, names)
         folders.append({"folder": path.parent.name, "name": meta.get("character", path.parent.name), **d})
+        reached["dataset"] |= {(truth_of[i], inst_frame[i]) for i in images if truth_of.get(i) and i in inst_frame}
     good = {d["character_id"] for d in folders if d["precision"] is not None and d["precision"] >= 0.98}
     result["datasets"] = {
         "folders": folders, "images": sum(d["images"] for d in folders),
         "characters_without_dataset": sorted(names[k] for k in present - good),
     }
+    if isinstance(truth.data.get("frames"), list):
+        w, h = (crop[2], crop[3]) if crop else (truth.data["width"], truth.data["height"])
+        result["coverage"] = score_coverage(truth.data["frames"], min_area * w * h, reached, names)
     return result
 
 
@@ -559,6 +595,12 @@ def table(r: dict[str, Any]) -> str:
                          f"{_fmt(cl['purity'])}  {cl['composition']}")
     else:
         lines.append("identity  - (no clusters)")
+    cov = r.get("coverage")
+    if cov:
+        lines.append(f"coverage  {cov['character_shots']} character-shots; share reached by "
+                     + ", ".join(f"{k} {_fmt(v)}" for k, v in cov["share"].items()))
+        for name, row in cov["per_character"].items():
+            lines.append(f"          {name:<14} " + "  ".join(f"{k} {v}" for k, v in row.items()))
     d = r["datasets"]
     lines.append(f"datasets  {len(d['folders'])} folders, {d['images']} images; characters without a >=0.98 "
                  f"dataset: {d['characters_without_dataset']}")

@@ -135,7 +135,9 @@ def _tiny(tmp_path: Path) -> tuple[Path, Path]:
         _png(truth_dir / "masks" / f"frame_{i:05d}.png", t)
     (truth_dir / "truth.json").write_text(json.dumps({
         "n_frames": 4, "width": 80, "height": 60, "cuts": [2], "dissolve": None, "flash_frames": [],
-        "characters": {"1": "bunny", "2": "fox"}, "confusable_pairs": []}))
+        "characters": {"1": "bunny", "2": "fox"}, "confusable_pairs": [],
+        "frames": [{"frame": i, "shot": i // 2, "characters": [{"id": 1, "area_px": 800}, {"id": 2, "area_px": 800}]}
+                   for i in range(4)]}))
     proj.mkdir()
     with Catalog(proj / "catalog.sqlite") as cat:
         cat.upsert("videos", [{"id": "v", "path": "film.mp4", "name": "film.mp4", "size": 1, "frame_count": 4,
@@ -176,6 +178,8 @@ def test_evaluate_tiny_project(tmp_path):
     (folder,) = r["datasets"]["folders"]
     assert (folder["character"], folder["precision"], folder["clean"]) == ("bunny", 0.75, 0.75)
     assert r["datasets"]["characters_without_dataset"] == ["bunny", "fox"]
+    assert r["coverage"]["share"] == {"segmented": 1.0, "clean": 1.0, "dataset": 0.5}
+    assert r["coverage"]["per_character"]["fox"] == {"shots": 2, "segmented": 2, "clean": 2, "dataset": 0}
     assert "bunny" in quality.table(r)
 
 
