@@ -209,3 +209,15 @@ def test_contact_sheet_pages_and_dataset_labels(tmp_path):
     with Image.open(tmp_path / "out" / "ds_p01.png") as im:
         assert im.size == (2 * 70, 2 * 94 + 18)  # 2 columns, 2 rows of 3 images, title strip
     assert sheets.dataset_items(tmp_path / "ds", "frame")[1][2] == "f20 _i0"
+
+
+def test_frame_offset_names_a_shifted_project(tmp_path):
+    for i in range(6):
+        t = np.zeros((30, 60), np.uint8)
+        t[5:25, 8 * i : 8 * i + 10] = 1  # moves 8 px a frame
+        _png(tmp_path / "masks" / f"frame_{i:05d}.png", t)
+    truth = quality.Truth(tmp_path, {"n_frames": 6})
+    same = [(i, quality._read_png(tmp_path / "masks" / f"frame_{i:05d}.png") > 0) for i in (1, 2, 3)]
+    shifted = [(i - 1, m) for i, m in same]  # the project calls frame i what the truth calls i + 1
+    assert quality.frame_offset(truth, same, None) is None
+    assert quality.frame_offset(truth, shifted, None) == 1
