@@ -8,15 +8,44 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+import types
+from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
+
+# YAML 1.1 (PyYAML) reads these words as booleans; a choice field that offers one gets it back
+_YAML_WORDS = {False: ("no", "off", "false"), True: ("yes", "on", "true")}
+
+
+def _choices(annotation: Any) -> tuple[str, ...]:
+    """The string values of a ``Literal[...]`` annotation (also inside ``X | None``)."""
+    if get_origin(annotation) is Literal:
+        return tuple(a for a in get_args(annotation) if isinstance(a, str))
+    if get_origin(annotation) in (Union, types.UnionType):
+        return tuple(c for arg in get_args(annotation) for c in _choices(arg))
+    return ()
 
 
 class Section(BaseModel):
     """Base of a settings section: frozen, unknown keys rejected."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_booleans(cls, data: Any) -> Any:
+        """``mixed_precision: no`` is read by YAML as false: a choice that offers the word
+        (no/off/false, yes/on/true) gets the word back, so the unquoted spelling works."""
+        if not isinstance(data, dict):
+            return data
+        fixed = dict(data)
+        for name, value in data.items():
+            if isinstance(value, bool) and name in cls.model_fields:
+                choices = _choices(cls.model_fields[name].annotation)
+                word = next((w for w in _YAML_WORDS[value] if w in choices), None)
+                if word is not None:
+                    fixed[name] = word
+        return fixed
 
     def fingerprint(self) -> str:
         """A stable hash of the section's values (part of a stage's settings hash)."""
