@@ -256,6 +256,7 @@ class TrainSettings(Section):
     mixed_precision: Literal["no", "fp16", "bf16"]
     allow_cpu: bool = Field(description="allow a real-size model on the CPU (very slow)")
     # outputs
+    save_precision: Literal["fp16", "bf16", "fp32"] = Field(description="dtype of the saved LoRA weights (sd-scripts' default fp16)")
     save_every_n_epochs: int = Field(ge=1)
     save_state_every_n_steps: int = Field(ge=0, description="resume state between epochs; 0 = at saves only")
     sample_every_n_epochs: int = Field(ge=0, description="0 = no samples")

@@ -135,7 +135,7 @@ def write_kohya_files(
         "output_dir": str(run_dir),
         "output_name": output_name,
         "save_model_as": "safetensors",
-        "save_precision": "fp16",
+        "save_precision": {"fp32": "float"}.get(s.save_precision, s.save_precision),
         "network_module": "networks.lora",
         "network_dim": s.network_dim,
         "network_alpha": s.network_alpha,

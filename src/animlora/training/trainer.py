@@ -72,8 +72,8 @@ class TrainResult:
     checkpoints: list[Path]
     steps: int
     resumed_from: int
-    losses: list[float] = field(default_factory=list)  # per step of this session
-    epoch_losses: dict[int, float] = field(default_factory=dict)
+    losses: list[float] = field(default_factory=list)  # per step, the whole run (kept across resumes)
+    epoch_losses: dict[int, float] = field(default_factory=dict)  # mean loss per epoch, the whole run
     seconds: float = 0.0
 
 
@@ -219,10 +219,11 @@ class LoraTrainer:
 
         from animlora.training import state as st
 
-        if fresh:  # start over: drop this run's state and checkpoints (only files the trainer writes)
+        if fresh:  # start over: drop this run's state, checkpoints and loss curves (only files the trainer writes)
             import shutil
 
             shutil.rmtree(state_dir, ignore_errors=True)
+            shutil.rmtree(output_dir / "logs" / "train", ignore_errors=True)
             for old in [*output_dir.glob(f"{name}-*.safetensors"), output_dir / f"{name}.safetensors"]:
                 old.unlink(missing_ok=True)
         saved = None if fresh else st.latest_state(state_dir)
@@ -307,16 +308,20 @@ class LoraTrainer:
             step = saved.step
             log.info("train: resumed from step %d (%s)", step, saved.folder)
         resumed_from = step
+        # the loss of every step before this session, saved with the state it resumes from
+        history: list[float] = [float(v) for v in (saved.info.get("losses") or [])[:step]] if saved else []
+        started_at = float(saved.info.get("started_at", time.time())) if saved else time.time()
+        run_meta = self._run_metadata(data, ref, plan, comp, fingerprint, started_at)
         if s.tensorboard:
             accelerator.init_trackers("train", config={k: v for k, v in s.model_dump().items()
                                                        if isinstance(v, int | float | str | bool)})
 
         # 7. training loop
-        result = TrainResult(output_dir, None, [], step, resumed_from)
+        result = TrainResult(output_dir, None, [], step, resumed_from, losses=history)
         checkpoints = sorted(output_dir.glob(f"{name}-*.safetensors"))
         ctx = _LoopContext(self, accelerator, comp, unet, encoders, optimizer, lr_scheduler, data, buckets_of,
-                           cache, device, weight_dtype, trainable, name, ref, plan, fingerprint)
-        epoch_sums: dict[int, list[float]] = {}
+                           cache, device, weight_dtype, trainable, name, ref, plan, fingerprint, history, run_meta,
+                           started_at)
         start_epoch = step // plan.steps_per_epoch
         stopped = False
         for epoch in range(start_epoch, s.epochs):
@@ -327,8 +332,7 @@ class LoraTrainer:
                     continue  # done before the resume
                 loss = ctx.train_step(batch, step)
                 step += 1
-                result.losses.append(loss)
-                epoch_sums.setdefault(epoch + 1, []).append(loss)
+                history.append(loss)
                 lr = lr_scheduler.get_last_lr()[0]
                 if s.tensorboard:
                     accelerator.log({"loss": loss, "lr": lr}, step=step)
@@ -351,16 +355,16 @@ class LoraTrainer:
         if not stopped:
             # 8. save (final): the kohya file users load, and the diffusers/peft format
             result.final = ctx.save_checkpoint(output_dir / f"{name}.safetensors", step, s.epochs)
-            from animlora.training.kohya_format import save_diffusers
+            from animlora.training.kohya_format import save_diffusers, save_dtype
 
             save_diffusers(output_dir / "diffusers", accelerator.unwrap_model(unet),
                            tuple(accelerator.unwrap_model(e) for e in encoders) if s.train_text_encoder else (),
-                           ref.family)
+                           ref.family, dtype=save_dtype(s.save_precision))
         if s.tensorboard:
             accelerator.end_training()
         result.steps = step
         result.checkpoints = sorted(set(checkpoints))
-        result.epoch_losses = {e: sum(v) / len(v) for e, v in epoch_sums.items()}
+        result.epoch_losses = epoch_means(history, plan.steps_per_epoch)
         result.seconds = time.monotonic() - started
         if not stopped:
             self._report(output_dir, plan, result, data)
@@ -373,22 +377,37 @@ class LoraTrainer:
         keep = {k: v for k, v in self.settings.model_dump().items()
                 if k not in ("sample_every_n_epochs", "sample_prompts", "sample_steps", "sample_cfg", "sample_seeds",
                              "tensorboard", "allow_cpu", "save_state_every_n_steps", "output_name", "engine", "sd_scripts",
-                             "base_model")}
+                             "base_model", "save_precision")}
         return digest(sorted(keep.items()), data.content_hash, ref.given, self.seed)
+
+    def _run_metadata(self, data: ds.TrainingDataset, ref: BaseModelRef, plan: TrainPlan, comp: Any,
+                      fingerprint: str, started_at: float) -> dict[str, str]:
+        """What sd-scripts records about a run, once (the base model's hashes are read once)."""
+        from animlora.training.metadata import run_metadata
+
+        return run_metadata(
+            self.settings, captions=[item.caption for item in data.items], dataset_name=data.name, family=ref.family,
+            base_model=ref.given, base_model_file=ref.path if ref.kind == "single_file" else None, seed=self.seed,
+            steps_per_epoch=plan.steps_per_epoch, total_steps=plan.total_steps, buckets=plan.buckets,
+            mixed_precision=plan.mixed_precision, session_id=int(fingerprint[:8], 16), started_at=started_at,
+            trigger=data.trigger,
+        )
 
     def _optimizer(self, groups: list[dict[str, Any]]) -> Any:
         import torch
 
-        s = self.settings
-        if s.optimizer == "adamw8bit":
+        from animlora.training.metadata import optimizer_kwargs
+
+        kwargs = optimizer_kwargs(self.settings)
+        if self.settings.optimizer == "adamw8bit":
             import bitsandbytes as bnb
 
-            return bnb.optim.AdamW8bit(groups, weight_decay=s.weight_decay)
-        if s.optimizer == "prodigy":
+            return bnb.optim.AdamW8bit(groups, **kwargs)
+        if self.settings.optimizer == "prodigy":
             from prodigyopt import Prodigy
 
-            return Prodigy(groups, weight_decay=s.weight_decay, safeguard_warmup=True, use_bias_correction=True)
-        return torch.optim.AdamW(groups, weight_decay=s.weight_decay)
+            return Prodigy(groups, **kwargs)
+        return torch.optim.AdamW(groups, **kwargs)
 
     def _encode_all(self, vae: Any, data: ds.TrainingDataset, buckets_of: list, device: Any) -> list[tuple[Any, Any, tuple]]:
         """Latents (VAE sample with a per-image seed), alpha masks and crop offsets, once."""
@@ -408,10 +427,19 @@ class LoraTrainer:
             "steps": result.steps,
             "resumed_from_step": result.resumed_from,
             "epoch_loss": {str(k): v for k, v in result.epoch_losses.items()},
+            "loss": result.losses,  # per step, the whole run across resumes
             "checkpoints": [p.name for p in result.checkpoints],
             "final": result.final.name if result.final else None,
             "seconds": round(result.seconds, 2),
         })
+
+
+def epoch_means(losses: list[float], steps_per_epoch: int) -> dict[int, float]:
+    """Mean loss per epoch (1-based) of a per-step loss list."""
+    out: dict[int, list[float]] = {}
+    for index, loss in enumerate(losses):
+        out.setdefault(index // steps_per_epoch + 1, []).append(loss)
+    return {epoch: sum(v) / len(v) for epoch, v in out.items()}
 
 
 def _encode(vae: Any, item: ds.DatasetItem, bucket: tuple[int, int], flip: bool, device: Any, seed: int,
@@ -451,6 +479,9 @@ class _LoopContext:
     ref: BaseModelRef
     plan: TrainPlan
     fingerprint: str
+    history: list[float]  # loss per step since step 1 (saved with every state)
+    run_meta: dict[str, str]
+    started_at: float
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.accelerator.project_dir).parent / "state"
@@ -551,15 +582,16 @@ class _LoopContext:
         return unwrap(self.unet), encoders
 
     def save_checkpoint(self, path: Path, step: int, epoch: int) -> Path:
-        from animlora.training.kohya_format import kohya_metadata, kohya_state_dict, save_kohya
+        from animlora.training.kohya_format import kohya_metadata, kohya_state_dict, save_dtype, save_kohya
 
         unet, encoders = self._modules()
-        state = kohya_state_dict(unet, encoders, self.comp.family, dtype=None)
+        state = kohya_state_dict(unet, encoders, self.comp.family, dtype=save_dtype(self.s.save_precision))
         meta = kohya_metadata(
             family=self.comp.family, base_model=self.ref.given, output_name=self.name, dim=self.s.network_dim,
             alpha=self.s.network_alpha, trigger=self.data.trigger, dataset_hash=self.data.content_hash, steps=step,
             epoch=epoch, num_images=len(self.data.items), resolution=self.s.resolution, unet_lr=self.s.unet_lr,
             text_encoder_lr=self.s.text_encoder_lr if self.s.train_text_encoder else None, seed=self.seed,
+            prediction_type=self.comp.noise_scheduler.config.prediction_type, extra=self.run_meta,
         )
         save_kohya(path, state, meta)
         log.info("train: saved %s (epoch %d, step %d)", path.name, epoch, step)
@@ -570,7 +602,8 @@ class _LoopContext:
 
         save_state(self.state_dir, step, weights=self.trainable,
                    optimizer=self.optimizer, scheduler=self.lr_scheduler, scaler=self.accelerator.scaler,
-                   info={"epoch": epoch, "fingerprint": self.fingerprint})
+                   info={"epoch": epoch, "fingerprint": self.fingerprint, "started_at": self.started_at,
+                         "losses": self.history[:step]})
 
     def sample(self, folder: Path) -> list[Path]:
         """Images for the sample prompts × seeds, with the LoRA as it is now."""
