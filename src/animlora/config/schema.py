@@ -259,6 +259,7 @@ class TrainSettings(Section):
     save_precision: Literal["fp16", "bf16", "fp32"] = Field(description="dtype of the saved LoRA weights (sd-scripts' default fp16)")
     save_every_n_epochs: int = Field(ge=1)
     save_state_every_n_steps: int = Field(ge=0, description="resume state between epochs; 0 = at saves only")
+    keep_states: int = Field(ge=1, description="resume states kept on disk, newest first (both engines)")
     sample_every_n_epochs: int = Field(ge=0, description="0 = no samples")
     sample_prompts: str = Field(description="prompt file (JSON or one prompt a line); empty = the package's test prompts")
     sample_steps: int = Field(ge=1)

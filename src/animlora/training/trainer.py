@@ -288,7 +288,9 @@ class LoraTrainer:
         optimizer = self._optimizer(groups)
         from diffusers.optimization import get_scheduler
 
-        sched_name = {"constant": "constant_with_warmup"}.get(s.lr_scheduler, s.lr_scheduler)
+        from animlora.training.metadata import lr_scheduler_name
+
+        sched_name = lr_scheduler_name(s)  # the name the kohya engine gives sd-scripts too
         lr_scheduler = get_scheduler(sched_name, optimizer, num_warmup_steps=s.lr_warmup_steps,
                                      num_training_steps=plan.total_steps, num_cycles=s.lr_restarts)
         prepared = accelerator.prepare(comp.unet, *comp.text_encoders, optimizer, lr_scheduler)
@@ -376,9 +378,41 @@ class LoraTrainer:
         # the fields that change what is trained (not where samples go or how often they are made)
         keep = {k: v for k, v in self.settings.model_dump().items()
                 if k not in ("sample_every_n_epochs", "sample_prompts", "sample_steps", "sample_cfg", "sample_seeds",
-                             "tensorboard", "allow_cpu", "save_state_every_n_steps", "output_name", "engine", "sd_scripts",
+                             "tensorboard", "allow_cpu", "save_state_every_n_steps", "keep_states", "output_name", "engine", "sd_scripts",
                              "base_model", "save_precision")}
         return digest(sorted(keep.items()), data.content_hash, ref.given, self.seed)
+
+    def recipe(self, data: ds.TrainingDataset) -> dict[str, Any]:
+        """What this trainer does with these settings, in engine-neutral terms (the kohya engine's
+        files read back by ``sd_scripts.kohya_recipe`` must say the same)."""
+        from animlora.training.metadata import OPTIMIZERS as NAMES
+        from animlora.training.metadata import lr_scheduler_name, optimizer_kwargs
+        from animlora.training.sampling import SAMPLE_SAMPLER, load_prompts
+
+        s = self.settings
+        prompts = load_prompts(s.sample_prompts or None, data.trigger).prompts if s.sample_every_n_epochs else ()
+        return {
+            "network_dim": s.network_dim, "network_alpha": float(s.network_alpha),
+            "train_text_encoder": s.train_text_encoder, "optimizer": NAMES[s.optimizer][0],
+            "optimizer_args": optimizer_kwargs(s), "unet_lr": s.unet_lr,
+            "text_encoder_lr": s.text_encoder_lr if s.train_text_encoder else None,
+            "lr_scheduler": lr_scheduler_name(s), "lr_warmup_steps": s.lr_warmup_steps,
+            "lr_cycles": s.lr_restarts if s.lr_scheduler == "cosine_with_restarts" else 1,
+            "max_grad_norm": s.max_grad_norm, "epochs": s.epochs, "batch_size": s.batch_size, "repeats": s.repeats,
+            "min_snr_gamma": s.min_snr_gamma, "noise_offset": s.noise_offset, "resolution": s.resolution,
+            "enable_buckets": s.enable_buckets, "bucket_min": s.bucket_min, "bucket_max": s.bucket_max,
+            "bucket_step": s.bucket_step, "bucket_upscale": True, "random_crop": False,  # ds.load_pixels
+            "shuffle_caption": s.shuffle_caption, "keep_tokens": s.keep_tokens, "caption_dropout": s.caption_dropout,
+            "caption_tag_dropout": 0.0, "flip_aug": s.flip_aug, "color_aug": s.color_aug, "alpha_mask": s.alpha_mask,
+            "captions": {str(item.image): {"caption": item.caption} for item in data.items},
+            "cache_latents": s.cache_latents, "gradient_checkpointing": s.gradient_checkpointing,
+            "mixed_precision": s.mixed_precision, "seed": self.seed, "save_every_n_epochs": s.save_every_n_epochs,
+            "save_precision": s.save_precision, "sample_every_n_epochs": s.sample_every_n_epochs,
+            "sample_sampler": SAMPLE_SAMPLER if s.sample_every_n_epochs else None,
+            "samples": [{"prompt": p.prompt, "negative": p.negative, "seed": seed, "steps": s.sample_steps,
+                         "cfg": s.sample_cfg, "size": [s.resolution, s.resolution]}
+                        for p in prompts for seed in s.sample_seeds],
+        }
 
     def _run_metadata(self, data: ds.TrainingDataset, ref: BaseModelRef, plan: TrainPlan, comp: Any,
                       fingerprint: str, started_at: float) -> dict[str, str]:
@@ -603,14 +637,20 @@ class _LoopContext:
         save_state(self.state_dir, step, weights=self.trainable,
                    optimizer=self.optimizer, scheduler=self.lr_scheduler, scaler=self.accelerator.scaler,
                    info={"epoch": epoch, "fingerprint": self.fingerprint, "started_at": self.started_at,
-                         "losses": self.history[:step]})
+                         "losses": self.history[:step]}, keep=self.s.keep_states)
 
     def sample(self, folder: Path) -> list[Path]:
         """Images for the sample prompts × seeds, with the LoRA as it is now."""
         import torch
 
         from animlora.io.files import atomic_path
-        from animlora.training.sampling import build_pipeline, generate, load_prompts, make_scheduler
+        from animlora.training.sampling import (
+            SAMPLE_SAMPLER,
+            build_pipeline,
+            generate,
+            load_prompts,
+            make_scheduler,
+        )
 
         s = self.s
         prompts = load_prompts(s.sample_prompts or None, self.data.trigger)
@@ -618,7 +658,7 @@ class _LoopContext:
         encoders = tuple(self.accelerator.unwrap_model(e) for e in self.encoders)
         self.comp.vae.to(self.device)
         pipe = build_pipeline(self.comp.family, self.comp.tokenizers, encoders, self.comp.vae, unet,
-                              make_scheduler("euler", self.comp.noise_scheduler.config))
+                              make_scheduler(SAMPLE_SAMPLER, self.comp.noise_scheduler.config))
         pipe.set_progress_bar_config(disable=True)
         written = []
         unet.eval()
