@@ -264,6 +264,9 @@ def evaluate_checkpoints(checkpoints: list[Checkpoint], out_dir: Path, settings:
 
     from animlora.training.base_model import check_family, load_components, locate_base_model
     from animlora.training.sampling import build_pipeline, generate, load_prompts, make_scheduler
+    from animlora.training.trainer import quiet_library_noise
+
+    quiet_library_noise()
 
     # 1. check inputs
     out_dir = Path(out_dir)

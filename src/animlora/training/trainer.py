@@ -77,6 +77,21 @@ class TrainResult:
     seconds: float = 0.0
 
 
+class _NoEmptyFp32Warning(logging.Filter):
+    """diffusers warns "modules ... should be kept in float32: []" on every ``.to(dtype)`` even
+    when there are none; that says nothing to the user. A non-empty list still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "should be kept in float32: []" not in record.getMessage()
+
+
+def quiet_library_noise() -> None:
+    """Install the filters for library warnings that are not the user's business (idempotent)."""
+    target = logging.getLogger("diffusers.models.modeling_utils")
+    if not any(isinstance(f, _NoEmptyFp32Warning) for f in target.filters):
+        target.addFilter(_NoEmptyFp32Warning())
+
+
 def _real_size(ref: BaseModelRef) -> bool:
     """A real SD/SDXL U-Net (not a tiny test one), known from its config without loading it."""
     if ref.kind == "single_file" and ref.path is not None and ref.path.suffix == ".safetensors":
@@ -205,6 +220,7 @@ class LoraTrainer:
         import torch
 
         started = time.monotonic()
+        quiet_library_noise()
         s = self.settings
         data, ref, plan = self.check_inputs(Path(dataset_dir), base_model)
         name = output_name or s.output_name or data.name
