@@ -68,7 +68,7 @@ def test_evaluate_run_writes_grid_metrics_and_pick(world, tmp_path):
                           dataset=world["data"], prompts=str(world["prompts"]))
     labels = [r["label"] for r in report["checkpoints"]]
     assert labels == ["checkpoint_1", "checkpoint_2"]  # the final copy of epoch 2 is not evaluated twice
-    for label in labels:
+    for label in [*labels, "base_model"]:  # the base model (LoRA strength 0) is always scored
         assert sorted(p.name for p in (out / label).iterdir()) == [
             "beach_s1.png", "beach_s2.png", "portrait_s1.png", "portrait_s2.png"]
     saved = json.loads((out / "quality_evaluation.json").read_text())
@@ -77,12 +77,21 @@ def test_evaluate_run_writes_grid_metrics_and_pick(world, tmp_path):
         assert 0 <= row["metrics"]["clip_score"] <= 100 and -1 <= row["metrics"]["identity"] <= 1
     best = max(saved["checkpoints"], key=lambda r: r["score"])
     assert saved["best"]["label"] == best["label"]
+    assert (saved["baseline"]["label"], saved["baseline"]["strength"]) == ("base_model", 0.0)
+    for row in [saved["baseline"], *saved["checkpoints"]]:  # spread over prompts × seeds, per metric
+        assert (row["spread"]["clip_score"]["n"], row["spread"]["diversity"]["n"]) == (4, 2)
+        assert row["score"] == pytest.approx(sum(row["image_scores"]) / 4)
+    verdict = saved["best"]
+    other = "checkpoint_1" if best["label"] == "checkpoint_2" else "checkpoint_2"
+    assert (verdict["versus_base"]["against"], verdict["runner_up"]["against"]) == ("base_model", other)
+    assert verdict["tie"] == (abs(verdict["runner_up"]["margin"]) <= verdict["runner_up"]["noise"])
+    assert "base model" in verdict["verdict"]
     w = saved["score"]["weights"]
     m = best["metrics"]
     assert best["score"] == pytest.approx(w["identity"] * m["identity"] + w["clip_score"] * m["clip_score"] / 100
                                           + w["diversity"] * m["diversity"])
     with Image.open(out / "comparison_grid.png") as grid:
-        assert grid.size == (180 + 4 * 256, 28 + 2 * 256)  # rows: checkpoints; columns: 2 prompts × 2 seeds
+        assert grid.size == (180 + 4 * 256, 28 + 3 * 256)  # rows: base + checkpoints; columns: 2 prompts × 2 seeds
     assert (out / "metrics_per_epoch.png").stat().st_size > 0
     assert "checkpoint_2" in (out / "report.html").read_text()
 
@@ -119,6 +128,33 @@ def test_compare_cli_with_strength_sweep(world, tmp_path):
         "luca-000001@0.5", "luca-000001@1", "luca-000002@0.5", "luca-000002@1"]
     assert sorted(p.name for p in (out / "luca-000001").iterdir()) == [
         "beach_s3_w0.5.png", "beach_s3_w1.png", "portrait_s3_w0.5.png", "portrait_s3_w1.png"]
+
+
+def _row(label, identity, clip=30.0, diversity=0.2, seeds=2):
+    n = len(identity)
+    return {"label": label, "score": 0.5 * sum(identity) / n + 0.3 * clip / 100 + 0.2 * diversity,
+            "metrics": {"identity": sum(identity) / n, "clip_score": clip, "diversity": diversity},
+            "image_scores": [0.5 * v + 0.3 * clip / 100 + 0.2 * diversity for v in identity]}
+
+
+def test_judge_calls_a_tie_within_noise_and_names_the_deciding_metric():
+    from animlora.training.evaluation import judge
+
+    weights = {"identity": 0.5, "clip_score": 0.3, "diversity": 0.2}
+    base = _row("base_model", [0.50, 0.52, 0.48, 0.50])
+    noisy_a = _row("checkpoint_1", [0.70, 0.60, 0.80, 0.62])
+    noisy_b = _row("checkpoint_2", [0.71, 0.62, 0.78, 0.62])  # better by 1e-3 on average, spread 5e-2
+    verdict = judge(noisy_b, [noisy_a, noisy_b], base, weights)
+    assert verdict["tie"] and verdict["tied_with"] == ["checkpoint_1"] and verdict["decided_by"] is None
+    assert verdict["beats_base"] and verdict["versus_base"]["decided_by"] == "identity"
+    assert verdict["verdict"].startswith("tie: checkpoint_2 leads checkpoint_1")
+
+    clear = _row("checkpoint_3", [0.90, 0.81, 0.99, 0.82])
+    verdict = judge(clear, [noisy_a, clear], base, weights)
+    assert not verdict["tie"] and verdict["decided_by"] == "identity"
+    same_as_base = _row("checkpoint_4", [0.51, 0.52, 0.48, 0.50])
+    verdict = judge(same_as_base, [same_as_base], base, weights)
+    assert not verdict["beats_base"] and "does not measurably beat the base model" in verdict["verdict"]
 
 
 def test_bad_prompt_file_is_named(world, tmp_path):

@@ -83,10 +83,46 @@ def eval_loss(base: Path, data: Path, lora: Path | None) -> float:
     return total
 
 
+# every key sd-scripts' train_network.py writes for a LoRA trained from a dataset config, with
+# networks/lora.py's sshs_* hashes and sai_model_spec.build_metadata's modelspec.* fields
+# (kohya-ss/sd-scripts 48d368fa; ss_vae_* only with --vae, ss_sd_model_hash only for a file)
+SD_SCRIPTS_KEYS = (
+    "ss_session_id", "ss_training_started_at", "ss_output_name", "ss_learning_rate", "ss_text_encoder_lr",
+    "ss_unet_lr", "ss_num_train_images", "ss_num_validation_images", "ss_num_reg_images",
+    "ss_num_batches_per_epoch", "ss_num_epochs", "ss_gradient_checkpointing", "ss_gradient_accumulation_steps",
+    "ss_max_train_steps", "ss_lr_warmup_steps", "ss_lr_scheduler", "ss_network_module", "ss_network_dim",
+    "ss_network_alpha", "ss_network_dropout", "ss_mixed_precision", "ss_full_fp16", "ss_v2",
+    "ss_base_model_version", "ss_clip_skip", "ss_max_token_length", "ss_cache_latents", "ss_seed", "ss_lowram",
+    "ss_noise_offset", "ss_multires_noise_iterations", "ss_multires_noise_discount", "ss_adaptive_noise_scale",
+    "ss_zero_terminal_snr", "ss_training_comment", "ss_sd_scripts_commit_hash", "ss_optimizer", "ss_max_grad_norm",
+    "ss_caption_dropout_rate", "ss_caption_dropout_every_n_epochs", "ss_caption_tag_dropout_rate",
+    "ss_face_crop_aug_range", "ss_prior_loss_weight", "ss_min_snr_gamma", "ss_scale_weight_norms",
+    "ss_ip_noise_gamma", "ss_debiased_estimation", "ss_noise_offset_random_strength",
+    "ss_ip_noise_gamma_random_strength", "ss_loss_type", "ss_huber_schedule", "ss_huber_scale", "ss_huber_c",
+    "ss_fp8_base", "ss_fp8_base_unet", "ss_validation_seed", "ss_validation_split", "ss_max_validation_steps",
+    "ss_validate_every_n_epochs", "ss_validate_every_n_steps", "ss_resize_interpolation", "ss_datasets",
+    "ss_tag_frequency", "ss_dataset_dirs", "ss_batch_size_per_device", "ss_total_batch_size", "ss_resolution",
+    "ss_color_aug", "ss_flip_aug", "ss_random_crop", "ss_shuffle_caption", "ss_enable_bucket",
+    "ss_bucket_no_upscale", "ss_min_bucket_reso", "ss_max_bucket_reso", "ss_keep_tokens", "ss_reg_dataset_dirs",
+    "ss_bucket_info", "ss_network_args", "ss_sd_model_name", "ss_training_finished_at", "ss_steps", "ss_epoch",
+    "sshs_model_hash", "sshs_legacy_hash", "modelspec.sai_model_spec", "modelspec.architecture",
+    "modelspec.implementation", "modelspec.title", "modelspec.resolution", "modelspec.date",
+    "modelspec.prediction_type", "modelspec.implementation_version",
+)
+
+
+def tensorboard_losses(folder: Path) -> dict[int, float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder))  # reads every events file; a restart's overlap is purged
+    acc.Reload()
+    return {e.step: e.value for e in acc.Scalars("loss")}
+
+
 def test_training_learns_and_kill9_resume_equals_uninterrupted_run(base, data, tmp_path):
     settings = {"epochs": 3, "save_every_n_epochs": 2, "save_state_every_n_steps": 2, "caption_dropout": 0.2,
                 "noise_offset": 0.05, "min_snr_gamma": 5.0, "lr_scheduler": "cosine_with_restarts",
-                "unet_lr": 3e-2, "alpha_mask": False}
+                "unet_lr": 3e-2, "alpha_mask": False, "tensorboard": True}
     # 1. an uninterrupted run learns: LoRA weights move, the loss at fixed noise drops
     reference = trainer(**settings).train(data, tmp_path / "ref", str(base))
     assert reference.steps == 12
@@ -100,11 +136,30 @@ def test_training_learns_and_kill9_resume_equals_uninterrupted_run(base, data, t
     assert (meta["ss_network_dim"], meta["ss_network_alpha"], meta["ss_trigger_word"], meta["ss_steps"]) == (
         "4", "2.0", "lucaxyz", "12")
     assert meta["ss_base_model_version"] == "sd_v1" and len(meta["ss_dataset_hash"]) == 64
+    assert sorted(set(SD_SCRIPTS_KEYS) - set(meta)) == []
+    assert (meta["ss_optimizer"], meta["ss_lr_scheduler"], meta["ss_num_epochs"], meta["ss_max_train_steps"]) == (
+        "torch.optim.adamw.AdamW(weight_decay=0.01)", "cosine_with_restarts", "3", "12")
+    assert (meta["modelspec.architecture"], meta["modelspec.implementation"], meta["modelspec.resolution"],
+            meta["modelspec.trigger_phrase"], meta["modelspec.title"]) == (
+        "stable-diffusion-v1/lora", "diffusers", "16x16", "lucaxyz", "luca")
+    captions = [p.read_text() for p in sorted((data / "captions").glob("*.txt"))]
+    tags = json.loads(meta["ss_tag_frequency"])["luca"]
+    assert tags["lucaxyz"] == len(captions) and sum(tags.values()) == sum(len(c.split(",")) for c in captions)
+    assert json.loads(meta["ss_dataset_dirs"]) == {"luca": {"n_repeats": 1, "img_count": 4}}
+    assert {v.dtype for v in weights.values()} == {torch.float16}  # train.save_precision default
+    from animlora.training.metadata import addnet_hashes
+
+    assert addnet_hashes(weights, meta)["sshs_model_hash"] == meta["sshs_model_hash"]
     before, after = eval_loss(base, data, None), eval_loss(base, data, reference.final)
     assert after < before * 0.99, (before, after)  # a random tiny U-Net learns slowly (-1.4% here)
     report = json.loads((tmp_path / "ref" / "training_results.json").read_text())
     assert report["steps"] == 12 and report["final"] == "luca.safetensors"
+    assert len(report["loss"]) == 12 and sorted(report["epoch_loss"]) == ["1", "2", "3"]
     assert (tmp_path / "ref" / "diffusers" / "pytorch_lora_weights.safetensors").is_file()
+    # re-running the finished run trains nothing and keeps the whole history
+    again = trainer(**settings).train(data, tmp_path / "ref", str(base))
+    assert (again.resumed_from, again.steps) == (12, 12)
+    assert json.loads((tmp_path / "ref" / "training_results.json").read_text())["loss"] == report["loss"]
 
     # 2. the same run killed with SIGKILL after a saved state, then resumed, ends bit-identical
 
@@ -118,7 +173,7 @@ def test_training_learns_and_kill9_resume_equals_uninterrupted_run(base, data, t
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     latest = run / "state" / "latest.json"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600  # a loaded machine can take minutes to load the models
     while time.monotonic() < deadline and proc.poll() is None:
         if latest.is_file() and json.loads(latest.read_text())["step"] >= 4:
             break
@@ -134,6 +189,12 @@ def test_training_learns_and_kill9_resume_equals_uninterrupted_run(base, data, t
     a, b = load_file(str(reference.final)), load_file(str(resumed.final))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the loss history survives the kill: the JSON and TensorBoard hold every step once
+    history = json.loads((run / "training_results.json").read_text())
+    assert history["loss"] == report["loss"] and history["epoch_loss"] == report["epoch_loss"]
+    curve = tensorboard_losses(run / "logs" / "train")
+    assert sorted(curve) == list(range(1, 13))
+    assert [curve[i] for i in range(1, 13)] == pytest.approx(report["loss"], rel=1e-6)
 
 
 def test_single_file_checkpoint_base_model(base, data, tmp_path):

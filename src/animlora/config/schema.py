@@ -8,9 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, ClassVar, Literal
+import types
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
+
+# YAML 1.1 (PyYAML) reads these words as booleans; a choice field that offers one gets it back
+_YAML_WORDS = {False: ("no", "off", "false"), True: ("yes", "on", "true")}
+
+
+def _choices(annotation: Any) -> tuple[str, ...]:
+    """The string values of a ``Literal[...]`` annotation (also inside ``X | None``)."""
+    if get_origin(annotation) is Literal:
+        return tuple(a for a in get_args(annotation) if isinstance(a, str))
+    if get_origin(annotation) in (Union, types.UnionType):
+        return tuple(c for arg in get_args(annotation) for c in _choices(arg))
+    return ()
 
 
 class Section(BaseModel):
@@ -20,6 +33,22 @@ class Section(BaseModel):
     # Fields added after a release, with the value that means "behave as before": while a
     # field holds it, it stays out of the fingerprint, so adding it redoes no finished work.
     added_fields: ClassVar[dict[str, Any]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_booleans(cls, data: Any) -> Any:
+        """``mixed_precision: no`` is read by YAML as false: a choice that offers the word
+        (no/off/false, yes/on/true) gets the word back, so the unquoted spelling works."""
+        if not isinstance(data, dict):
+            return data
+        fixed = dict(data)
+        for name, value in data.items():
+            if isinstance(value, bool) and name in cls.model_fields:
+                choices = _choices(cls.model_fields[name].annotation)
+                word = next((w for w in _YAML_WORDS[value] if w in choices), None)
+                if word is not None:
+                    fixed[name] = word
+        return fixed
 
     def fingerprint(self) -> str:
         """A stable hash of the section's values (part of a stage's settings hash)."""
@@ -237,8 +266,10 @@ class TrainSettings(Section):
     mixed_precision: Literal["no", "fp16", "bf16"]
     allow_cpu: bool = Field(description="allow a real-size model on the CPU (very slow)")
     # outputs
+    save_precision: Literal["fp16", "bf16", "fp32"] = Field(description="dtype of the saved LoRA weights (sd-scripts' default fp16)")
     save_every_n_epochs: int = Field(ge=1)
     save_state_every_n_steps: int = Field(ge=0, description="resume state between epochs; 0 = at saves only")
+    keep_states: int = Field(ge=1, description="resume states kept on disk, newest first (both engines)")
     sample_every_n_epochs: int = Field(ge=0, description="0 = no samples")
     sample_prompts: str = Field(description="prompt file (JSON or one prompt a line); empty = the package's test prompts")
     sample_steps: int = Field(ge=1)

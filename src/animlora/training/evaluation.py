@@ -3,9 +3,12 @@
     1. check inputs     checkpoints (kohya files, epoch from ss_epoch), prompt file, base model family
     2. load models      the base pipeline (sampler, steps, CFG from settings) and the CLIP scorer
     3. reference        CLIP image embeddings of the character's dataset (identity centroid)
-    4. generate         per checkpoint × LoRA strength: prompts × seeds → checkpoint_<epoch>/
-    5. metrics          CLIP text-image score, identity similarity, diversity across seeds
-    6. pick and report  best checkpoint, quality_evaluation.json, comparison_grid.png,
+    4. generate         the base model (LoRA strength 0) → base_model/, then per checkpoint × LoRA
+                        strength: prompts × seeds → checkpoint_<epoch>/
+    5. metrics          CLIP text-image score, identity similarity, diversity across seeds; each
+                        with its spread (std, standard error) over prompts × seeds
+    6. pick and report  best checkpoint and a verdict (tie or win, deciding metric, against the
+                        base model), quality_evaluation.json, comparison_grid.png,
                         metrics_per_epoch.png, report.html
 
 Metrics (all from one CLIP model, cosine similarities of L2-normalised embeddings):
@@ -18,6 +21,12 @@ Metrics (all from one CLIP model, cosine similarities of L2-normalised embedding
 Best-checkpoint score = Σ weight × metric with ``clip_score`` divided by 100, weights from
 ``evaluate.weights`` (default identity 0.5, clip_score 0.3, diversity 0.2): raw values, not
 ranks, so the pick does not depend on which other checkpoints are in the comparison.
+
+Noise: every row renders the same prompts × seeds (the same starting noise), so two rows are
+compared image by image. Each image gets the score of its own identity and CLIP score and its
+prompt's diversity (their mean is the row's score); a margin within ``NOISE_Z`` (2) standard
+errors of the paired differences is a tie. The metric with the largest weighted share of the
+margin is named as the one that decided.
 """
 
 from __future__ import annotations
@@ -140,6 +149,89 @@ def diversity(embeddings: Any) -> float:
     return float(1.0 - off)
 
 
+BASE_LABEL = "base_model"
+NOISE_Z = 2.0  # a margin below 2 standard errors of the paired differences is a tie (≈95%)
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    """Mean, standard deviation and standard error of the mean of the finite values."""
+    vals = [v for v in values if not math.isnan(v)]
+    n = len(vals)
+    mean = sum(vals) / n if n else float("nan")
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1)) if n > 1 else float("nan")
+    return {"mean": mean, "std": std, "sem": std / math.sqrt(n) if n > 1 else float("nan"), "n": n}
+
+
+def _unit_scores(samples: dict[str, list[float]], weights: dict[str, float], per_prompt: int) -> list[float]:
+    """The score of each image (prompt × seed): its identity and CLIP score, its prompt's diversity.
+    Their mean is the row's score; two rows' images pair up by (prompt, seed)."""
+    n = len(samples["clip_score"])
+    out = []
+    for i in range(n):
+        metrics = {"clip_score": samples["clip_score"][i],
+                   "identity": samples["identity"][i] if samples["identity"] else float("nan"),
+                   "diversity": samples["diversity"][i // per_prompt]}
+        out.append(best_score(metrics, weights))
+    return out
+
+
+def _row(label: str, checkpoint: str | None, epoch: int | None, strength: float, steps: int | None, folder: str,
+         samples: dict[str, list[float]], weights: dict[str, float], per_prompt: int) -> dict[str, Any]:
+    spread = {name: _spread(values) for name, values in samples.items()}
+    metrics = {name: spread[name]["mean"] for name in ("clip_score", "identity", "diversity")}
+    units = _unit_scores(samples, weights, per_prompt)
+    return {"label": label, "checkpoint": checkpoint, "epoch": epoch, "strength": strength, "steps": steps,
+            "folder": folder, "metrics": metrics, "spread": spread, "score": best_score(metrics, weights),
+            "image_scores": units}
+
+
+def compare_rows(a: dict[str, Any], b: dict[str, Any], weights: dict[str, float]) -> dict[str, Any]:
+    """Row ``a`` against ``b``: score margin, its noise (paired by image), whether it is a tie,
+    and each metric's weighted share of the margin (the largest one decided)."""
+    diffs = [x - y for x, y in zip(a["image_scores"], b["image_scores"], strict=True)]
+    spread = _spread(diffs)
+    margin = a["score"] - b["score"]
+    noise = NOISE_Z * spread["sem"] if not math.isnan(spread["sem"]) else float("inf")
+    scale = {"clip_score": 0.01}
+    shares = {}
+    for name, weight in weights.items():
+        va, vb = a["metrics"].get(name, float("nan")), b["metrics"].get(name, float("nan"))
+        if not (math.isnan(va) or math.isnan(vb)):
+            shares[name] = weight * scale.get(name, 1.0) * (va - vb)
+    decided_by = max(shares, key=lambda k: shares[k]) if shares and margin > 0 else None
+    return {"against": b["label"], "margin": margin, "noise": noise, "tie": abs(margin) <= noise,
+            "decided_by": decided_by, "metric_shares": shares}
+
+
+def judge(best: dict[str, Any], rows: list[dict[str, Any]], baseline: dict[str, Any],
+          weights: dict[str, float]) -> dict[str, Any]:
+    """The pick, said honestly: tied checkpoints, the deciding metric, and whether the LoRA
+    measurably beats the base model at all."""
+    others = sorted((r for r in rows if r is not best), key=lambda r: -r["score"])
+    versus = [compare_rows(best, r, weights) for r in others]
+    tied = [v["against"] for v in versus if v["tie"]]
+    runner = versus[0] if versus else None
+    vs_base = compare_rows(best, baseline, weights)
+    parts = []
+    if runner is None:
+        parts.append(f"{best['label']} is the only checkpoint")
+    elif tied:
+        parts.append(f"tie: {best['label']} leads {', '.join(tied)} by less than the noise "
+                     f"(margin {runner['margin']:.2g} ≤ {runner['noise']:.2g})")
+    else:
+        parts.append(f"{best['label']} beats {runner['against']} by {runner['margin']:.2g} "
+                     f"(noise {runner['noise']:.2g}), decided by {runner['decided_by']}")
+    if vs_base["tie"] or vs_base["margin"] <= 0:
+        parts.append(f"it does not measurably beat the base model (margin {vs_base['margin']:.2g}, "
+                     f"noise {vs_base['noise']:.2g})")
+    else:
+        parts.append(f"it beats the base model by {vs_base['margin']:.2g} (noise {vs_base['noise']:.2g}), "
+                     f"mostly by {vs_base['decided_by']}")
+    return {"tie": bool(tied), "tied_with": tied, "decided_by": runner["decided_by"] if runner and not tied else None,
+            "runner_up": runner, "versus_base": vs_base, "beats_base": not vs_base["tie"] and vs_base["margin"] > 0,
+            "verdict": "; ".join(parts)}
+
+
 def best_score(metrics: dict[str, float], weights: dict[str, float]) -> float:
     scaled = {"clip_score": metrics.get("clip_score", 0.0) / 100.0, "identity": metrics.get("identity", 0.0),
               "diversity": metrics.get("diversity", 0.0)}
@@ -172,6 +264,9 @@ def evaluate_checkpoints(checkpoints: list[Checkpoint], out_dir: Path, settings:
 
     from animlora.training.base_model import check_family, load_components, locate_base_model
     from animlora.training.sampling import build_pipeline, generate, load_prompts, make_scheduler
+    from animlora.training.trainer import quiet_library_noise
+
+    quiet_library_noise()
 
     # 1. check inputs
     out_dir = Path(out_dir)
@@ -207,59 +302,56 @@ def evaluate_checkpoints(checkpoints: list[Checkpoint], out_dir: Path, settings:
         centroid = torch.nn.functional.normalize(ref_emb.mean(0, keepdim=True), dim=-1)
     text_emb = scorer.texts([p.prompt for p in prompt_set.prompts])
 
-    # 4–5. generate and measure
+    # 4–5. generate and measure: the base model (LoRA strength 0) first, then every checkpoint × strength
+    total = (1 + len(checkpoints) * len(settings.strengths)) * len(prompt_set.prompts) * len(seeds)
+    counter = {"done": 0}
+
+    def measure(folder: Path, suffix: str) -> tuple[list[Any], dict[str, Any]]:
+        cells, clip_scores, identities, per_prompt_div = [], [], [], []
+        for pi, prompt in enumerate(prompt_set.prompts):
+            prompt_images = []
+            for seed in seeds:
+                image = generate(pipe, prompt, seed, steps=settings.steps, cfg=settings.cfg, width=width,
+                                 height=height)
+                with atomic_path(folder / f"{prompt.name}_s{seed}{suffix}.png") as tmp:
+                    image.save(tmp, format="PNG")
+                prompt_images.append(image)
+                counter["done"] += 1
+                if progress is not None:
+                    progress(counter["done"], total)
+            emb = scorer.images(prompt_images)
+            clip_scores += (100.0 * torch.clamp(emb @ text_emb[pi], min=0)).tolist()
+            if centroid is not None:
+                identities += (emb @ centroid[0]).tolist()
+            per_prompt_div.append(diversity(emb))
+            cells += prompt_images
+        return cells, {"clip_score": clip_scores, "identity": identities, "diversity": per_prompt_div}
+
     rows: list[dict[str, Any]] = []
     grid_rows: list[tuple[str, list[Any]]] = []
-    total = len(checkpoints) * len(settings.strengths) * len(prompt_set.prompts) * len(seeds)
-    done = 0
+    cells, samples = measure(out_dir / BASE_LABEL, "")
+    baseline = _row(BASE_LABEL, None, None, 0.0, None, BASE_LABEL, samples, settings.weights, len(seeds))
+    grid_rows.append((f"{BASE_LABEL} (LoRA 0)", cells))
     for ci, ckpt in enumerate(checkpoints):
         adapter = f"ckpt{ci}"
         pipe.load_lora_weights(str(ckpt.path), adapter_name=adapter)
         for strength in settings.strengths:
             pipe.set_adapters([adapter], adapter_weights=[strength])
             label = ckpt.label if len(settings.strengths) == 1 else f"{ckpt.label}@{strength:g}"
-            folder = out_dir / ckpt.label
-            images, cells = [], []
-            per_prompt_div = []
-            clip_scores, identities = [], []
-            for pi, prompt in enumerate(prompt_set.prompts):
-                prompt_images = []
-                for seed in seeds:
-                    image = generate(pipe, prompt, seed, steps=settings.steps, cfg=settings.cfg, width=width,
-                                     height=height)
-                    suffix = "" if len(settings.strengths) == 1 else f"_w{strength:g}"
-                    path = folder / f"{prompt.name}_s{seed}{suffix}.png"
-                    with atomic_path(path) as tmp:
-                        image.save(tmp, format="PNG")
-                    prompt_images.append(image)
-                    cells.append(image)
-                    done += 1
-                    if progress is not None:
-                        progress(done, total)
-                emb = scorer.images(prompt_images)
-                clip_scores += (100.0 * torch.clamp(emb @ text_emb[pi], min=0)).tolist()
-                if centroid is not None:
-                    identities += (emb @ centroid[0]).tolist()
-                per_prompt_div.append(diversity(emb))
-                images += prompt_images
-            divs = [d for d in per_prompt_div if not math.isnan(d)]
-            metrics = {
-                "clip_score": sum(clip_scores) / len(clip_scores),
-                "identity": sum(identities) / len(identities) if identities else float("nan"),
-                "diversity": sum(divs) / len(divs) if divs else float("nan"),
-            }
-            score = best_score(metrics, settings.weights)
-            rows.append({"label": label, "checkpoint": str(ckpt.path), "epoch": ckpt.epoch, "strength": strength,
-                         "steps": int(ckpt.meta["ss_steps"]) if ckpt.meta.get("ss_steps", "").isdigit() else None,
-                         "folder": ckpt.label, "metrics": metrics, "score": score})
+            suffix = "" if len(settings.strengths) == 1 else f"_w{strength:g}"
+            cells, samples = measure(out_dir / ckpt.label, suffix)
+            steps = int(ckpt.meta["ss_steps"]) if ckpt.meta.get("ss_steps", "").isdigit() else None
+            rows.append(_row(label, str(ckpt.path), ckpt.epoch, strength, steps, ckpt.label, samples,
+                             settings.weights, len(seeds)))
             grid_rows.append((label, cells))
         pipe.delete_adapters(adapter)
 
     # 6. pick and report
     best = max(rows, key=lambda r: r["score"])
+    verdict = judge(best, rows, baseline, settings.weights)
     columns = [f"{p.name} s{s}" for p in prompt_set.prompts for s in seeds]
     grid = write_grid(out_dir / "comparison_grid.png", grid_rows, columns)
-    plot = write_metric_plot(out_dir / "metrics_per_epoch.png", rows)
+    plot = write_metric_plot(out_dir / "metrics_per_epoch.png", rows, baseline)
     report = {
         "base_model": base_model,
         "family": ref.family,
@@ -272,10 +364,12 @@ def evaluate_checkpoints(checkpoints: list[Checkpoint], out_dir: Path, settings:
         "size": [width, height],
         "strengths": list(settings.strengths),
         "reference_images": len(reference_images),
-        "score": {"formula": "sum(weight * metric), clip_score / 100", "weights": dict(settings.weights)},
+        "score": {"formula": "sum(weight * metric), clip_score / 100", "weights": dict(settings.weights),
+                  "noise": f"{NOISE_Z:g} x the standard error of the paired per-image score difference"},
+        "baseline": baseline,
         "checkpoints": rows,
         "best": {"label": best["label"], "checkpoint": best["checkpoint"], "epoch": best["epoch"],
-                 "strength": best["strength"], "score": best["score"]},
+                 "strength": best["strength"], "score": best["score"], **verdict},
         "files": {"grid": grid.name, "plot": plot.name if plot else None, "html": "report.html"},
     }
     atomic_write_json(out_dir / "quality_evaluation.json", _finite(report))
@@ -284,8 +378,8 @@ def evaluate_checkpoints(checkpoints: list[Checkpoint], out_dir: Path, settings:
 
 
 def _finite(value: Any) -> Any:
-    """NaN → None, so the JSON is valid (NaN is not JSON)."""
-    if isinstance(value, float) and math.isnan(value):
+    """NaN and infinities → None, so the JSON is valid (they are not JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
@@ -338,8 +432,9 @@ def write_grid(path: Path, rows: list[tuple[str, list[Any]]], columns: list[str]
     return path
 
 
-def write_metric_plot(path: Path, rows: list[dict[str, Any]]) -> Path | None:
-    """The metrics against epoch (or checkpoint order), one line per metric and strength."""
+def write_metric_plot(path: Path, rows: list[dict[str, Any]], baseline: dict[str, Any] | None = None) -> Path | None:
+    """The metrics against epoch (or checkpoint order), one line per metric and strength, with
+    ±1 standard error bars and the base model as a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -352,12 +447,18 @@ def write_metric_plot(path: Path, rows: list[dict[str, Any]]) -> Path | None:
             sel = [r for r in rows if r["strength"] == strength]
             xs = [r["epoch"] if r["epoch"] is not None else i for i, r in enumerate(sel)]
             ys = [r["score"] if name == "score" else r["metrics"][name] for r in sel]
-            ax.plot(xs, ys, marker="o", label=f"strength {strength:g}")
+            errs = [0.0 if name == "score" else (r["spread"][name]["sem"] if "spread" in r else 0.0) for r in sel]
+            errs = [0.0 if e is None or math.isnan(e) else e for e in errs]
+            ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=f"strength {strength:g}")
+        if baseline is not None:
+            value = baseline["score"] if name == "score" else baseline["metrics"][name]
+            if not math.isnan(value):
+                ax.axhline(value, color="grey", linestyle="--", label="base model")
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    if len(strengths) > 1:
-        axes[0].legend()
+    if len(strengths) > 1 or baseline is not None:
+        axes[0].legend(fontsize=7)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)
@@ -371,13 +472,17 @@ def write_html(path: Path, report: dict[str, Any], prompt_set: Any, seeds: list[
     def fmt(v: Any) -> str:
         return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
+    def cell(r: dict[str, Any], name: str) -> str:
+        sem = (r.get("spread") or {}).get(name, {}).get("sem")
+        plus = "" if sem is None or (isinstance(sem, float) and math.isnan(sem)) else f" ± {sem:.3f}"
+        return f"<td>{fmt(r['metrics'][name])}{plus}</td>"
+
     rows = []
-    for r in report["checkpoints"]:
+    for r in [report["baseline"], *report["checkpoints"]] if report.get("baseline") else report["checkpoints"]:
         mark = " ★" if r["label"] == report["best"]["label"] else ""
-        m = r["metrics"]
         rows.append(f"<tr><td>{html.escape(r['label'])}{mark}</td><td>{r['epoch'] if r['epoch'] is not None else '–'}</td>"
-                    f"<td>{r['strength']:g}</td><td>{fmt(m['clip_score'])}</td><td>{fmt(m['identity'])}</td>"
-                    f"<td>{fmt(m['diversity'])}</td><td><b>{fmt(r['score'])}</b></td></tr>")
+                    f"<td>{r['strength']:g}</td>{cell(r, 'clip_score')}{cell(r, 'identity')}{cell(r, 'diversity')}"
+                    f"<td><b>{fmt(r['score'])}</b></td></tr>")
     prompts = "".join(f"<li><code>{html.escape(p.name)}</code>: {html.escape(p.prompt)}</li>" for p in prompt_set.prompts)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>LoRA evaluation</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}
@@ -386,6 +491,8 @@ img{{max-width:100%}}</style></head><body>
 <p>Best: <b>{html.escape(report['best']['label'])}</b> ({html.escape(report['best']['checkpoint'])}),
 score {fmt(report['best']['score'])}. Score = {html.escape(report['score']['formula'])},
 weights {html.escape(json.dumps(report['score']['weights']))}.</p>
+<p><b>Verdict:</b> {html.escape(report['best'].get('verdict', ''))}. Values are means ± standard error over
+prompts × seeds; a margin within {html.escape(report['score'].get('noise', ''))} is a tie.</p>
 <p>Base model {html.escape(str(report['base_model']))}; {report['scheduler']}, {report['steps']} steps, CFG {report['cfg']},
 seeds {seeds}, {report['reference_images']} reference images.</p>
 <table><tr><th>checkpoint</th><th>epoch</th><th>strength</th><th>CLIP score</th><th>identity</th><th>diversity</th><th>score</th></tr>

@@ -58,6 +58,13 @@ def _pairs(model: Any) -> list[tuple[str, Any, Any, float]]:
     return out
 
 
+def save_dtype(name: str) -> Any:
+    """``train.save_precision`` → torch dtype (fp16 | bf16 | fp32)."""
+    import torch
+
+    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[name]
+
+
 def kohya_state_dict(unet: Any, text_encoders: tuple[Any, ...], family: str, dtype: Any = None) -> dict[str, Any]:
     """The LoRA of ``unet`` and ``text_encoders`` as a kohya state dict (tensors on the CPU)."""
     import torch
@@ -80,10 +87,15 @@ def kohya_state_dict(unet: Any, text_encoders: tuple[Any, ...], family: str, dty
 
 
 def save_kohya(path: str | Path, state: dict[str, Any], metadata: dict[str, str]) -> Path:
-    """Write atomically (temp file + rename): a full disk fails cleanly, never half a file."""
+    """Write atomically (temp file + rename): a full disk fails cleanly, never half a file.
+    Adds sd-scripts' ``sshs_model_hash``/``sshs_legacy_hash`` (what additional-networks indexes)."""
     from safetensors.torch import save
 
-    data = save(state, metadata={k: str(v) for k, v in metadata.items()})
+    from animlora.training.metadata import addnet_hashes
+
+    metadata = {k: str(v) for k, v in metadata.items()}
+    metadata.update(addnet_hashes(state, metadata))
+    data = save(state, metadata=metadata)
     return atomic_write_bytes(path, data)
 
 
@@ -103,12 +115,17 @@ def kohya_metadata(
     unet_lr: float,
     text_encoder_lr: float | None,
     seed: int,
+    prediction_type: str = "epsilon",
     extra: dict[str, Any] | None = None,
 ) -> dict[str, str]:
-    """``ss_*`` metadata as sd-scripts writes it (UIs show it), plus modelspec's trigger phrase."""
+    """The per-save ``ss_*`` metadata and ModelSpec's core fields; the trainer adds the rest of
+    what sd-scripts records (``metadata.run_metadata``) through ``extra``."""
     import json
     import time
 
+    from animlora.training.metadata import modelspec
+
+    now = time.time()
     meta = {
         "ss_network_module": "networks.lora",
         "ss_network_dim": str(dim),
@@ -130,20 +147,19 @@ def kohya_metadata(
         "ss_text_encoder_lr": str(text_encoder_lr) if text_encoder_lr is not None else "None",
         "ss_network_train_unet_only": str(text_encoder_lr is None),
         "ss_seed": str(seed),
-        "ss_training_finished_at": str(time.time()),
-        "ss_tag_frequency": json.dumps({output_name: {trigger: num_images}}),
-        "modelspec.architecture": "stable-diffusion-xl-v1-base/lora" if family == "sdxl" else "stable-diffusion-v1/lora",
-        "modelspec.trigger_phrase": trigger,
-        "modelspec.title": output_name,
+        "ss_training_finished_at": str(now),
+        **modelspec(family=family, title=output_name, resolution=resolution, trigger=trigger,
+                    prediction_type=prediction_type, timestamp=now),
         "animlora.format": "kohya",
     }
     meta.update({k: str(v) for k, v in (extra or {}).items()})
     return meta
 
 
-def save_diffusers(folder: str | Path, unet: Any, text_encoders: tuple[Any, ...], family: str) -> Path:
+def save_diffusers(folder: str | Path, unet: Any, text_encoders: tuple[Any, ...], family: str,
+                   dtype: Any = None) -> Path:
     """The diffusers/peft format (``pytorch_lora_weights.safetensors`` + adapter metadata),
-    written into a temp folder and renamed."""
+    written into a temp folder and renamed; ``dtype`` casts the weights (None: as trained)."""
     import shutil
 
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
@@ -154,14 +170,18 @@ def save_diffusers(folder: str | Path, unet: Any, text_encoders: tuple[Any, ...]
     folder = Path(folder)
     tmp = folder.with_name(f".tmp-{folder.name}")
     shutil.rmtree(tmp, ignore_errors=True)
+    def layers(model: Any) -> dict[str, Any]:
+        state = get_peft_model_state_dict(model, adapter_name=ADAPTER)
+        return {k: v.detach().to("cpu", dtype or v.dtype) for k, v in state.items()}
+
     kwargs: dict[str, Any] = {
-        "unet_lora_layers": get_peft_model_state_dict(unet, adapter_name=ADAPTER),
+        "unet_lora_layers": layers(unet),
         "unet_lora_adapter_metadata": unet.peft_config[ADAPTER].to_dict(),
     }
     names = ("text_encoder", "text_encoder_2")
     for name, encoder in zip(names, text_encoders, strict=False):
         if lora_layers(encoder):
-            kwargs[f"{name}_lora_layers"] = get_peft_model_state_dict(encoder, adapter_name=ADAPTER)
+            kwargs[f"{name}_lora_layers"] = layers(encoder)
             kwargs[f"{name}_lora_adapter_metadata"] = encoder.peft_config[ADAPTER].to_dict()
     cls = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
     try:

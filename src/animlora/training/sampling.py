@@ -10,6 +10,7 @@ from typing import Any
 
 from animlora.errors import BadInputError, ConfigError
 
+SAMPLE_SAMPLER = "euler"  # the training samples' sampler (both engines)
 SCHEDULERS = {
     "dpm++": "DPMSolverMultistepScheduler",
     "euler": "EulerDiscreteScheduler",

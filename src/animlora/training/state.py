@@ -26,7 +26,7 @@ from animlora.errors import AnimloraError, BadInputError
 from animlora.io.files import atomic_write_bytes, atomic_write_json
 
 LATEST = "latest.json"
-KEEP = 2  # states kept on disk (the newest ones)
+KEEP = 2  # states kept on disk (the newest ones) unless the caller says otherwise (train.keep_states)
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,7 @@ def save_state(
     scheduler: Any,
     scaler: Any,
     info: dict[str, Any],
+    keep: int = KEEP,
 ) -> Path:
     """Write ``root/step_<step>/`` atomically, point ``latest.json`` at it, drop old states."""
     import torch
@@ -114,7 +115,7 @@ def save_state(
         shutil.rmtree(tmp, ignore_errors=True)
         raise AnimloraError(f"{root}: cannot save the resume state ({exc}); free disk space and resume") from exc
     atomic_write_json(root / LATEST, {"folder": final.name, "step": step})
-    for old in sorted(p for p in root.glob("step_*") if p.is_dir())[:-KEEP]:
+    for old in sorted(p for p in root.glob("step_*") if p.is_dir())[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 

@@ -72,9 +72,24 @@ class TrainResult:
     checkpoints: list[Path]
     steps: int
     resumed_from: int
-    losses: list[float] = field(default_factory=list)  # per step of this session
-    epoch_losses: dict[int, float] = field(default_factory=dict)
+    losses: list[float] = field(default_factory=list)  # per step, the whole run (kept across resumes)
+    epoch_losses: dict[int, float] = field(default_factory=dict)  # mean loss per epoch, the whole run
     seconds: float = 0.0
+
+
+class _NoEmptyFp32Warning(logging.Filter):
+    """diffusers warns "modules ... should be kept in float32: []" on every ``.to(dtype)`` even
+    when there are none; that says nothing to the user. A non-empty list still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "should be kept in float32: []" not in record.getMessage()
+
+
+def quiet_library_noise() -> None:
+    """Install the filters for library warnings that are not the user's business (idempotent)."""
+    target = logging.getLogger("diffusers.models.modeling_utils")
+    if not any(isinstance(f, _NoEmptyFp32Warning) for f in target.filters):
+        target.addFilter(_NoEmptyFp32Warning())
 
 
 def _real_size(ref: BaseModelRef) -> bool:
@@ -205,6 +220,7 @@ class LoraTrainer:
         import torch
 
         started = time.monotonic()
+        quiet_library_noise()
         s = self.settings
         data, ref, plan = self.check_inputs(Path(dataset_dir), base_model)
         name = output_name or s.output_name or data.name
@@ -219,10 +235,11 @@ class LoraTrainer:
 
         from animlora.training import state as st
 
-        if fresh:  # start over: drop this run's state and checkpoints (only files the trainer writes)
+        if fresh:  # start over: drop this run's state, checkpoints and loss curves (only files the trainer writes)
             import shutil
 
             shutil.rmtree(state_dir, ignore_errors=True)
+            shutil.rmtree(output_dir / "logs" / "train", ignore_errors=True)
             for old in [*output_dir.glob(f"{name}-*.safetensors"), output_dir / f"{name}.safetensors"]:
                 old.unlink(missing_ok=True)
         saved = None if fresh else st.latest_state(state_dir)
@@ -287,7 +304,9 @@ class LoraTrainer:
         optimizer = self._optimizer(groups)
         from diffusers.optimization import get_scheduler
 
-        sched_name = {"constant": "constant_with_warmup"}.get(s.lr_scheduler, s.lr_scheduler)
+        from animlora.training.metadata import lr_scheduler_name
+
+        sched_name = lr_scheduler_name(s)  # the name the kohya engine gives sd-scripts too
         lr_scheduler = get_scheduler(sched_name, optimizer, num_warmup_steps=s.lr_warmup_steps,
                                      num_training_steps=plan.total_steps, num_cycles=s.lr_restarts)
         prepared = accelerator.prepare(comp.unet, *comp.text_encoders, optimizer, lr_scheduler)
@@ -307,16 +326,20 @@ class LoraTrainer:
             step = saved.step
             log.info("train: resumed from step %d (%s)", step, saved.folder)
         resumed_from = step
+        # the loss of every step before this session, saved with the state it resumes from
+        history: list[float] = [float(v) for v in (saved.info.get("losses") or [])[:step]] if saved else []
+        started_at = float(saved.info.get("started_at", time.time())) if saved else time.time()
+        run_meta = self._run_metadata(data, ref, plan, comp, fingerprint, started_at)
         if s.tensorboard:
             accelerator.init_trackers("train", config={k: v for k, v in s.model_dump().items()
                                                        if isinstance(v, int | float | str | bool)})
 
         # 7. training loop
-        result = TrainResult(output_dir, None, [], step, resumed_from)
+        result = TrainResult(output_dir, None, [], step, resumed_from, losses=history)
         checkpoints = sorted(output_dir.glob(f"{name}-*.safetensors"))
         ctx = _LoopContext(self, accelerator, comp, unet, encoders, optimizer, lr_scheduler, data, buckets_of,
-                           cache, device, weight_dtype, trainable, name, ref, plan, fingerprint)
-        epoch_sums: dict[int, list[float]] = {}
+                           cache, device, weight_dtype, trainable, name, ref, plan, fingerprint, history, run_meta,
+                           started_at)
         start_epoch = step // plan.steps_per_epoch
         stopped = False
         for epoch in range(start_epoch, s.epochs):
@@ -327,8 +350,7 @@ class LoraTrainer:
                     continue  # done before the resume
                 loss = ctx.train_step(batch, step)
                 step += 1
-                result.losses.append(loss)
-                epoch_sums.setdefault(epoch + 1, []).append(loss)
+                history.append(loss)
                 lr = lr_scheduler.get_last_lr()[0]
                 if s.tensorboard:
                     accelerator.log({"loss": loss, "lr": lr}, step=step)
@@ -351,16 +373,16 @@ class LoraTrainer:
         if not stopped:
             # 8. save (final): the kohya file users load, and the diffusers/peft format
             result.final = ctx.save_checkpoint(output_dir / f"{name}.safetensors", step, s.epochs)
-            from animlora.training.kohya_format import save_diffusers
+            from animlora.training.kohya_format import save_diffusers, save_dtype
 
             save_diffusers(output_dir / "diffusers", accelerator.unwrap_model(unet),
                            tuple(accelerator.unwrap_model(e) for e in encoders) if s.train_text_encoder else (),
-                           ref.family)
+                           ref.family, dtype=save_dtype(s.save_precision))
         if s.tensorboard:
             accelerator.end_training()
         result.steps = step
         result.checkpoints = sorted(set(checkpoints))
-        result.epoch_losses = {e: sum(v) / len(v) for e, v in epoch_sums.items()}
+        result.epoch_losses = epoch_means(history, plan.steps_per_epoch)
         result.seconds = time.monotonic() - started
         if not stopped:
             self._report(output_dir, plan, result, data)
@@ -372,23 +394,70 @@ class LoraTrainer:
         # the fields that change what is trained (not where samples go or how often they are made)
         keep = {k: v for k, v in self.settings.model_dump().items()
                 if k not in ("sample_every_n_epochs", "sample_prompts", "sample_steps", "sample_cfg", "sample_seeds",
-                             "tensorboard", "allow_cpu", "save_state_every_n_steps", "output_name", "engine", "sd_scripts",
-                             "base_model")}
+                             "tensorboard", "allow_cpu", "save_state_every_n_steps", "keep_states", "output_name", "engine", "sd_scripts",
+                             "base_model", "save_precision")}
         return digest(sorted(keep.items()), data.content_hash, ref.given, self.seed)
+
+    def recipe(self, data: ds.TrainingDataset) -> dict[str, Any]:
+        """What this trainer does with these settings, in engine-neutral terms (the kohya engine's
+        files read back by ``sd_scripts.kohya_recipe`` must say the same)."""
+        from animlora.training.metadata import OPTIMIZERS as NAMES
+        from animlora.training.metadata import lr_scheduler_name, optimizer_kwargs
+        from animlora.training.sampling import SAMPLE_SAMPLER, load_prompts
+
+        s = self.settings
+        prompts = load_prompts(s.sample_prompts or None, data.trigger).prompts if s.sample_every_n_epochs else ()
+        return {
+            "network_dim": s.network_dim, "network_alpha": float(s.network_alpha),
+            "train_text_encoder": s.train_text_encoder, "optimizer": NAMES[s.optimizer][0],
+            "optimizer_args": optimizer_kwargs(s), "unet_lr": s.unet_lr,
+            "text_encoder_lr": s.text_encoder_lr if s.train_text_encoder else None,
+            "lr_scheduler": lr_scheduler_name(s), "lr_warmup_steps": s.lr_warmup_steps,
+            "lr_cycles": s.lr_restarts if s.lr_scheduler == "cosine_with_restarts" else 1,
+            "max_grad_norm": s.max_grad_norm, "epochs": s.epochs, "batch_size": s.batch_size, "repeats": s.repeats,
+            "min_snr_gamma": s.min_snr_gamma, "noise_offset": s.noise_offset, "resolution": s.resolution,
+            "enable_buckets": s.enable_buckets, "bucket_min": s.bucket_min, "bucket_max": s.bucket_max,
+            "bucket_step": s.bucket_step, "bucket_upscale": True, "random_crop": False,  # ds.load_pixels
+            "shuffle_caption": s.shuffle_caption, "keep_tokens": s.keep_tokens, "caption_dropout": s.caption_dropout,
+            "caption_tag_dropout": 0.0, "flip_aug": s.flip_aug, "color_aug": s.color_aug, "alpha_mask": s.alpha_mask,
+            "captions": {str(item.image): {"caption": item.caption} for item in data.items},
+            "cache_latents": s.cache_latents, "gradient_checkpointing": s.gradient_checkpointing,
+            "mixed_precision": s.mixed_precision, "seed": self.seed, "save_every_n_epochs": s.save_every_n_epochs,
+            "save_precision": s.save_precision, "sample_every_n_epochs": s.sample_every_n_epochs,
+            "sample_sampler": SAMPLE_SAMPLER if s.sample_every_n_epochs else None,
+            "samples": [{"prompt": p.prompt, "negative": p.negative, "seed": seed, "steps": s.sample_steps,
+                         "cfg": s.sample_cfg, "size": [s.resolution, s.resolution]}
+                        for p in prompts for seed in s.sample_seeds],
+        }
+
+    def _run_metadata(self, data: ds.TrainingDataset, ref: BaseModelRef, plan: TrainPlan, comp: Any,
+                      fingerprint: str, started_at: float) -> dict[str, str]:
+        """What sd-scripts records about a run, once (the base model's hashes are read once)."""
+        from animlora.training.metadata import run_metadata
+
+        return run_metadata(
+            self.settings, captions=[item.caption for item in data.items], dataset_name=data.name, family=ref.family,
+            base_model=ref.given, base_model_file=ref.path if ref.kind == "single_file" else None, seed=self.seed,
+            steps_per_epoch=plan.steps_per_epoch, total_steps=plan.total_steps, buckets=plan.buckets,
+            mixed_precision=plan.mixed_precision, session_id=int(fingerprint[:8], 16), started_at=started_at,
+            trigger=data.trigger,
+        )
 
     def _optimizer(self, groups: list[dict[str, Any]]) -> Any:
         import torch
 
-        s = self.settings
-        if s.optimizer == "adamw8bit":
+        from animlora.training.metadata import optimizer_kwargs
+
+        kwargs = optimizer_kwargs(self.settings)
+        if self.settings.optimizer == "adamw8bit":
             import bitsandbytes as bnb
 
-            return bnb.optim.AdamW8bit(groups, weight_decay=s.weight_decay)
-        if s.optimizer == "prodigy":
+            return bnb.optim.AdamW8bit(groups, **kwargs)
+        if self.settings.optimizer == "prodigy":
             from prodigyopt import Prodigy
 
-            return Prodigy(groups, weight_decay=s.weight_decay, safeguard_warmup=True, use_bias_correction=True)
-        return torch.optim.AdamW(groups, weight_decay=s.weight_decay)
+            return Prodigy(groups, **kwargs)
+        return torch.optim.AdamW(groups, **kwargs)
 
     def _encode_all(self, vae: Any, data: ds.TrainingDataset, buckets_of: list, device: Any) -> list[tuple[Any, Any, tuple]]:
         """Latents (VAE sample with a per-image seed), alpha masks and crop offsets, once."""
@@ -408,10 +477,19 @@ class LoraTrainer:
             "steps": result.steps,
             "resumed_from_step": result.resumed_from,
             "epoch_loss": {str(k): v for k, v in result.epoch_losses.items()},
+            "loss": result.losses,  # per step, the whole run across resumes
             "checkpoints": [p.name for p in result.checkpoints],
             "final": result.final.name if result.final else None,
             "seconds": round(result.seconds, 2),
         })
+
+
+def epoch_means(losses: list[float], steps_per_epoch: int) -> dict[int, float]:
+    """Mean loss per epoch (1-based) of a per-step loss list."""
+    out: dict[int, list[float]] = {}
+    for index, loss in enumerate(losses):
+        out.setdefault(index // steps_per_epoch + 1, []).append(loss)
+    return {epoch: sum(v) / len(v) for epoch, v in out.items()}
 
 
 def _encode(vae: Any, item: ds.DatasetItem, bucket: tuple[int, int], flip: bool, device: Any, seed: int,
@@ -451,6 +529,9 @@ class _LoopContext:
     ref: BaseModelRef
     plan: TrainPlan
     fingerprint: str
+    history: list[float]  # loss per step since step 1 (saved with every state)
+    run_meta: dict[str, str]
+    started_at: float
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.accelerator.project_dir).parent / "state"
@@ -551,15 +632,16 @@ class _LoopContext:
         return unwrap(self.unet), encoders
 
     def save_checkpoint(self, path: Path, step: int, epoch: int) -> Path:
-        from animlora.training.kohya_format import kohya_metadata, kohya_state_dict, save_kohya
+        from animlora.training.kohya_format import kohya_metadata, kohya_state_dict, save_dtype, save_kohya
 
         unet, encoders = self._modules()
-        state = kohya_state_dict(unet, encoders, self.comp.family, dtype=None)
+        state = kohya_state_dict(unet, encoders, self.comp.family, dtype=save_dtype(self.s.save_precision))
         meta = kohya_metadata(
             family=self.comp.family, base_model=self.ref.given, output_name=self.name, dim=self.s.network_dim,
             alpha=self.s.network_alpha, trigger=self.data.trigger, dataset_hash=self.data.content_hash, steps=step,
             epoch=epoch, num_images=len(self.data.items), resolution=self.s.resolution, unet_lr=self.s.unet_lr,
             text_encoder_lr=self.s.text_encoder_lr if self.s.train_text_encoder else None, seed=self.seed,
+            prediction_type=self.comp.noise_scheduler.config.prediction_type, extra=self.run_meta,
         )
         save_kohya(path, state, meta)
         log.info("train: saved %s (epoch %d, step %d)", path.name, epoch, step)
@@ -570,14 +652,21 @@ class _LoopContext:
 
         save_state(self.state_dir, step, weights=self.trainable,
                    optimizer=self.optimizer, scheduler=self.lr_scheduler, scaler=self.accelerator.scaler,
-                   info={"epoch": epoch, "fingerprint": self.fingerprint})
+                   info={"epoch": epoch, "fingerprint": self.fingerprint, "started_at": self.started_at,
+                         "losses": self.history[:step]}, keep=self.s.keep_states)
 
     def sample(self, folder: Path) -> list[Path]:
         """Images for the sample prompts × seeds, with the LoRA as it is now."""
         import torch
 
         from animlora.io.files import atomic_path
-        from animlora.training.sampling import build_pipeline, generate, load_prompts, make_scheduler
+        from animlora.training.sampling import (
+            SAMPLE_SAMPLER,
+            build_pipeline,
+            generate,
+            load_prompts,
+            make_scheduler,
+        )
 
         s = self.s
         prompts = load_prompts(s.sample_prompts or None, self.data.trigger)
@@ -585,7 +674,7 @@ class _LoopContext:
         encoders = tuple(self.accelerator.unwrap_model(e) for e in self.encoders)
         self.comp.vae.to(self.device)
         pipe = build_pipeline(self.comp.family, self.comp.tokenizers, encoders, self.comp.vae, unet,
-                              make_scheduler("euler", self.comp.noise_scheduler.config))
+                              make_scheduler(SAMPLE_SAMPLER, self.comp.noise_scheduler.config))
         pipe.set_progress_bar_config(disable=True)
         written = []
         unet.eval()
