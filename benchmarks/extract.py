@@ -1,4 +1,11 @@
-"""Extract benchmark: our shot detection vs PySceneDetect, and the whole stage vs a plain decode.
+"""Extract benchmark: `animlora extract` vs PySceneDetect's CLI, our shot detection vs
+PySceneDetect's, the whole stage vs a plain decode, and what scene-mode sampling gives.
+
+Whole processes (the target): ``animlora extract --input F --output D`` against
+``scenedetect -i F -o D detect-adaptive save-images -n 3`` (PySceneDetect's CLI doing the
+same job: find the shots, save frames of each), each a subprocess, run round-robin
+``--repeat`` times into fresh folders, best wall time kept (and the children's CPU time);
+the sampling report (candidates per shot, shots without one) comes from our run.
 
 In ONE process, on the same file, each measured ``--repeat`` times (best kept, since other
 work on the machine only ever slows a run down):
@@ -14,7 +21,7 @@ work on the machine only ever slows a run down):
 
 Usage::
 
-    python benchmarks/extract.py [--trailer PATH] [--film PATH | --fetch-film] [--repeat N]
+    python benchmarks/extract.py [--trailer PATH] [--film PATH | --fetch-film] [--repeat N] [--cli-only]
 
 The 10-minute film (Big Buck Bunny, 14,315 frames) is inside the moviepy 2.2.1 sdist;
 ``--fetch-film`` gets it with pip into ``~/.cache/animlora/bench`` and checks its sha256.
@@ -106,7 +113,7 @@ def ours(path: Path) -> tuple[list, int]:
 
     s = load_settings().settings.extract
     found, count, _ = detect_shots(path, detector=s.detector, threshold=s.threshold,
-                                   min_shot_seconds=s.min_shot_seconds, analysis_width=s.analysis_width,
+                                   min_shot_frames=s.min_shot_frames, analysis_width=s.analysis_width,
                                    dissolve_threshold=s.dissolve_threshold)
     return found, count
 
@@ -135,6 +142,68 @@ def child_stage(path: Path) -> tuple[float, float]:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     seconds, rss = out.split()[-2:]
     return float(seconds), float(rss)
+
+
+def _child_run(cmd: list[str], env: dict) -> tuple[float, float]:
+    """(wall, CPU) seconds of one subprocess (CPU: user + system of the child and its threads)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, env=env)
+    wall = time.perf_counter() - wall
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def cli_versus_pyscenedetect(path: Path, repeat: int) -> dict:
+    """`animlora extract` vs `scenedetect ... detect-adaptive save-images -n 3`, whole processes."""
+    import os
+    import shutil
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    scenedetect = shutil.which("scenedetect") or str(Path(sys.executable).with_name("scenedetect"))
+    best = {"animlora extract": [float("inf"), float("inf")], "scenedetect CLI": [float("inf"), float("inf")]}
+    images = {}
+    report = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(repeat):
+            for name in best:
+                out = Path(tmp) / f"{name.split()[0]}{r}"
+                if name == "animlora extract":
+                    cmd = [sys.executable, "-m", "animlora", "extract", "--input", str(path), "--output", str(out)]
+                else:
+                    cmd = [scenedetect, "-q", "-i", str(path), "-o", str(out), "detect-adaptive", "save-images",
+                           "-n", "3"]
+                wall, cpu = _child_run(cmd, env)
+                best[name] = [min(best[name][0], wall), min(best[name][1], cpu)]
+                images[name] = sum(1 for f in out.rglob("*") if f.suffix in (".jpg", ".png"))
+                if name == "animlora extract":
+                    report = json.loads((out / "extraction_results.json").read_text())
+                shutil.rmtree(out)
+    (ow, oc), (pw, pc) = best["animlora extract"], best["scenedetect CLI"]
+    print(f"  whole process, best of {repeat} (round-robin):  animlora extract {ow:.2f} s wall / {oc:.2f} s CPU "
+          f"({images['animlora extract']} images);  scenedetect CLI {pw:.2f} s / {pc:.2f} s "
+          f"({images['scenedetect CLI']} images)")
+    print(f"  animlora extract vs scenedetect CLI: wall {pw / ow:.2f}x, CPU {pc / oc:.2f}x   (target >= 2)")
+    assert report is not None
+    sampling_report(report)
+    return {"ratio_wall": pw / ow, "ratio_cpu": pc / oc}
+
+
+def sampling_report(report: dict) -> None:
+    """Candidates per shot from one extract run's extraction_results.json."""
+    from collections import Counter
+
+    for video in report["videos"]:
+        shots = video["shots"]
+        kept = [s["kept"] for s in shots]
+        hist = ", ".join(f"{k}: {n}" for k, n in sorted(Counter(kept).items()))
+        print(f"  sampling: {sum(kept)} candidates (budget {video.get('budget')}) from {len(shots)} shots; "
+              f"per shot min {min(kept)} / median {sorted(kept)[len(kept) // 2]} / max {max(kept)}")
+        print(f"  candidates per shot -> shots: {hist}")
+        print(f"  shots with no candidate: {len(video.get('shots_without_candidates', []))}; "
+              f"all-black shots (none by design): {video.get('black_shots', [])}")
 
 
 def bench(path: Path, repeat: int, memory: bool) -> dict:
@@ -192,18 +261,25 @@ def main() -> None:
     parser.add_argument("--film", type=Path, default=CACHE / "bbb.mp4")
     parser.add_argument("--fetch-film", action="store_true", help="download the 10-minute film if missing")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--cli-only", action="store_true", help="only the whole-process comparison")
     args = parser.parse_args()
     import os
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load:.1f} at start")
     if args.trailer.is_file():
-        bench(args.trailer, args.repeat, memory=False)
+        print(f"\n== {args.trailer.name}: whole processes")
+        cli_versus_pyscenedetect(args.trailer, args.repeat)
+        if not args.cli_only:
+            bench(args.trailer, args.repeat, memory=False)
     else:
         print(f"no trailer at {args.trailer}")
     film = args.film if args.film.is_file() else (fetch_film() if args.fetch_film else None)
     if film is not None:
-        bench(film, max(1, args.repeat - 1), memory=True)
+        print(f"\n== {film.name}: whole processes")
+        cli_versus_pyscenedetect(film, max(1, args.repeat - 1))
+        if not args.cli_only:
+            bench(film, max(1, args.repeat - 1), memory=True)
     else:
         print("\n(10-minute film not present: pass --film PATH or --fetch-film)")
 
