@@ -39,9 +39,38 @@ class Boundary:
     span: tuple[int, int] | None = None
 
 
+def _scenedetect() -> Any:
+    """The ``scenedetect`` package, imported without its ffmpeg probe.
+
+    Importing it runs ``ffmpeg -v quiet`` in a subprocess to find ffmpeg for its
+    ``split_video_ffmpeg`` (0.2-0.3 s CPU, more wall time on a busy machine: a tenth of
+    extracting a trailer). Only its detectors are used here, so the probe is answered
+    "not found" while the package loads."""
+    import sys
+
+    if "scenedetect" in sys.modules:
+        return sys.modules["scenedetect"]
+    import subprocess
+
+    real = subprocess.call
+
+    def no_ffmpeg_probe(args: Any, *rest: Any, **kwargs: Any) -> int:
+        if isinstance(args, (list, tuple)) and args and str(args[0]).endswith("ffmpeg"):
+            raise OSError("ffmpeg is not probed for (animlora uses only the detectors)")
+        return real(args, *rest, **kwargs)
+
+    subprocess.call = no_ffmpeg_probe  # type: ignore[assignment]
+    try:
+        import scenedetect
+    finally:
+        subprocess.call = real
+    return scenedetect
+
+
 def make_detector(kind: str, threshold: float, min_frames: int) -> Any:
     """The PySceneDetect detector named by ``extract.detector``."""
-    from scenedetect import AdaptiveDetector, ContentDetector, HashDetector
+    sd = _scenedetect()
+    AdaptiveDetector, ContentDetector, HashDetector = sd.AdaptiveDetector, sd.ContentDetector, sd.HashDetector
 
     if kind == "adaptive":
         return AdaptiveDetector(adaptive_threshold=threshold, min_scene_len=min_frames)
@@ -75,9 +104,7 @@ class ShotDetector:
         dissolve_threshold: float = 12.0,
         flash_seconds: float = 0.25,
     ) -> None:
-        from scenedetect import FrameTimecode
-
-        self._timecode = FrameTimecode
+        self._timecode = _scenedetect().FrameTimecode
         self.fps = fps
         self.min_frames = max(1, min_shot_frames)
         # a hard cut this close to a transition's boundary (outside its span) is the boundary
