@@ -22,6 +22,7 @@ work on the machine only ever slows a run down):
 Usage::
 
     python benchmarks/extract.py [--trailer PATH] [--film PATH | --fetch-film] [--repeat N] [--cli-only]
+    python benchmarks/extract.py --truth /work/cgi/seed2 [--truth /work/cgi/seed3]   # cut F1 etc.
 
 The 10-minute film (Big Buck Bunny, 14,315 frames) is inside the moviepy 2.2.1 sdist;
 ``--fetch-film`` gets it with pip into ``~/.cache/animlora/bench`` and checks its sha256.
@@ -206,6 +207,48 @@ def sampling_report(report: dict) -> None:
               f"all-black shots (none by design): {video.get('black_shots', [])}")
 
 
+def score_cuts(boundaries: list[int], truth: dict, tolerance: int = 2) -> dict:
+    """Shot boundaries against a cgi-bench ``truth.json`` (the definitions of
+    benchmarks/quality.py): a boundary within ``tolerance`` frames of a truth cut is a hit
+    (each cut matched once); the dissolve is one transition (the first boundary inside
+    [first - tol, last + tol] is a hit, more are false); a boundary at the flash is false."""
+    cuts = list(truth["cuts"])
+    first, last = truth["dissolve"]
+    flash = truth.get("flash_frames") or [truth["flash_frame"]]
+    in_dissolve = [b for b in boundaries if first - tolerance <= b <= last + tolerance]
+    at_flash = [b for b in boundaries if min(flash) - tolerance <= b <= max(flash) + tolerance]
+    rest = [b for b in boundaries if b not in in_dissolve]
+    unmatched = list(cuts)
+    hits = 0
+    for b in rest:
+        near = [c for c in unmatched if abs(c - b) <= tolerance]
+        if near:
+            unmatched.remove(min(near, key=lambda c: abs(c - b)))
+            hits += 1
+    tp = hits + (1 if in_dissolve else 0)
+    fp = len(boundaries) - tp
+    fn = len(cuts) + 1 - tp
+    precision = tp / max(1, tp + fp)
+    recall = tp / max(1, tp + fn)
+    f1 = 2 * precision * recall / max(1e-9, precision + recall)
+    return {"f1": round(f1, 4), "precision": round(precision, 4), "recall": round(recall, 4),
+            "missed_cuts": unmatched, "false": [b for b in rest if all(abs(c - b) > tolerance for c in cuts)],
+            "dissolve_boundaries": len(in_dissolve), "flash_cut": bool(at_flash)}
+
+
+def truth_check(folder: Path) -> dict:
+    """Shot detection (the stage's settings) on a cgi-bench render: cut F1 >= 0.97, the
+    dissolve found once, the flash not a cut."""
+    found, _ = ours(folder / "film.mp4")
+    truth = json.loads((folder / "truth.json").read_text())
+    result = score_cuts([b.index for b in found], truth)
+    ok = result["f1"] >= 0.97 and result["dissolve_boundaries"] == 1 and not result["flash_cut"]
+    print(f"  {folder}: cut F1 {result['f1']} (P {result['precision']}, R {result['recall']}), dissolve "
+          f"boundaries {result['dissolve_boundaries']} (want 1), flash a cut: {result['flash_cut']}; "
+          f"missed {result['missed_cuts']}, false {result['false']}  -> {'met' if ok else 'NOT met'}")
+    return result
+
+
 def bench(path: Path, repeat: int, memory: bool) -> dict:
     from animlora.io.video import decode_threads
 
@@ -262,7 +305,13 @@ def main() -> None:
     parser.add_argument("--fetch-film", action="store_true", help="download the 10-minute film if missing")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--cli-only", action="store_true", help="only the whole-process comparison")
+    parser.add_argument("--truth", type=Path, action="append", default=[],
+                        help="a cgi-bench render folder (film.mp4 + truth.json): score the cuts, then stop")
     args = parser.parse_args()
+    if args.truth:
+        for folder in args.truth:
+            truth_check(folder)
+        return
     import os
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
