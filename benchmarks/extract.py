@@ -1,4 +1,11 @@
-"""Extract benchmark: our shot detection vs PySceneDetect, and the whole stage vs a plain decode.
+"""Extract benchmark: `animlora extract` vs PySceneDetect's CLI, our shot detection vs
+PySceneDetect's, the whole stage vs a plain decode, and what scene-mode sampling gives.
+
+Whole processes (the target): ``animlora extract --input F --output D`` against
+``scenedetect -i F -o D detect-adaptive save-images -n 3`` (PySceneDetect's CLI doing the
+same job: find the shots, save frames of each), each a subprocess, run round-robin
+``--repeat`` times into fresh folders, best wall time kept (and the children's CPU time);
+the sampling report (candidates per shot, shots without one) comes from our run.
 
 In ONE process, on the same file, each measured ``--repeat`` times (best kept, since other
 work on the machine only ever slows a run down):
@@ -14,7 +21,8 @@ work on the machine only ever slows a run down):
 
 Usage::
 
-    python benchmarks/extract.py [--trailer PATH] [--film PATH | --fetch-film] [--repeat N]
+    python benchmarks/extract.py [--trailer PATH] [--film PATH | --fetch-film] [--repeat N] [--cli-only]
+    python benchmarks/extract.py --truth /work/cgi/seed2 [--truth /work/cgi/seed3]   # cut F1 etc.
 
 The 10-minute film (Big Buck Bunny, 14,315 frames) is inside the moviepy 2.2.1 sdist;
 ``--fetch-film`` gets it with pip into ``~/.cache/animlora/bench`` and checks its sha256.
@@ -106,7 +114,7 @@ def ours(path: Path) -> tuple[list, int]:
 
     s = load_settings().settings.extract
     found, count, _ = detect_shots(path, detector=s.detector, threshold=s.threshold,
-                                   min_shot_seconds=s.min_shot_seconds, analysis_width=s.analysis_width,
+                                   min_shot_frames=s.min_shot_frames, analysis_width=s.analysis_width,
                                    dissolve_threshold=s.dissolve_threshold)
     return found, count
 
@@ -135,6 +143,110 @@ def child_stage(path: Path) -> tuple[float, float]:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     seconds, rss = out.split()[-2:]
     return float(seconds), float(rss)
+
+
+def _child_run(cmd: list[str], env: dict) -> tuple[float, float]:
+    """(wall, CPU) seconds of one subprocess (CPU: user + system of the child and its threads)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, env=env)
+    wall = time.perf_counter() - wall
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def cli_versus_pyscenedetect(path: Path, repeat: int) -> dict:
+    """`animlora extract` vs `scenedetect ... detect-adaptive save-images -n 3`, whole processes."""
+    import os
+    import shutil
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    scenedetect = shutil.which("scenedetect") or str(Path(sys.executable).with_name("scenedetect"))
+    best = {"animlora extract": [float("inf"), float("inf")], "scenedetect CLI": [float("inf"), float("inf")]}
+    images = {}
+    report = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(repeat):
+            for name in best:
+                out = Path(tmp) / f"{name.split()[0]}{r}"
+                if name == "animlora extract":
+                    cmd = [sys.executable, "-m", "animlora", "extract", "--input", str(path), "--output", str(out)]
+                else:
+                    cmd = [scenedetect, "-q", "-i", str(path), "-o", str(out), "detect-adaptive", "save-images",
+                           "-n", "3"]
+                wall, cpu = _child_run(cmd, env)
+                best[name] = [min(best[name][0], wall), min(best[name][1], cpu)]
+                images[name] = sum(1 for f in out.rglob("*") if f.suffix in (".jpg", ".png"))
+                if name == "animlora extract":
+                    report = json.loads((out / "extraction_results.json").read_text())
+                shutil.rmtree(out)
+    (ow, oc), (pw, pc) = best["animlora extract"], best["scenedetect CLI"]
+    print(f"  whole process, best of {repeat} (round-robin):  animlora extract {ow:.2f} s wall / {oc:.2f} s CPU "
+          f"({images['animlora extract']} images);  scenedetect CLI {pw:.2f} s / {pc:.2f} s "
+          f"({images['scenedetect CLI']} images)")
+    print(f"  animlora extract vs scenedetect CLI: wall {pw / ow:.2f}x, CPU {pc / oc:.2f}x   (target >= 2)")
+    assert report is not None
+    sampling_report(report)
+    return {"ratio_wall": pw / ow, "ratio_cpu": pc / oc}
+
+
+def sampling_report(report: dict) -> None:
+    """Candidates per shot from one extract run's extraction_results.json."""
+    from collections import Counter
+
+    for video in report["videos"]:
+        shots = video["shots"]
+        kept = [s["kept"] for s in shots]
+        hist = ", ".join(f"{k}: {n}" for k, n in sorted(Counter(kept).items()))
+        print(f"  sampling: {sum(kept)} candidates (budget {video.get('budget')}) from {len(shots)} shots; "
+              f"per shot min {min(kept)} / median {sorted(kept)[len(kept) // 2]} / max {max(kept)}")
+        print(f"  candidates per shot -> shots: {hist}")
+        print(f"  shots with no candidate: {len(video.get('shots_without_candidates', []))}; "
+              f"all-black shots (none by design): {video.get('black_shots', [])}")
+
+
+def score_cuts(boundaries: list[int], truth: dict, tolerance: int = 2) -> dict:
+    """Shot boundaries against a cgi-bench ``truth.json`` (the definitions of
+    benchmarks/quality.py): a boundary within ``tolerance`` frames of a truth cut is a hit
+    (each cut matched once); the dissolve is one transition (the first boundary inside
+    [first - tol, last + tol] is a hit, more are false); a boundary at the flash is false."""
+    cuts = list(truth["cuts"])
+    first, last = truth["dissolve"]
+    flash = truth.get("flash_frames") or [truth["flash_frame"]]
+    in_dissolve = [b for b in boundaries if first - tolerance <= b <= last + tolerance]
+    at_flash = [b for b in boundaries if min(flash) - tolerance <= b <= max(flash) + tolerance]
+    rest = [b for b in boundaries if b not in in_dissolve]
+    unmatched = list(cuts)
+    hits = 0
+    for b in rest:
+        near = [c for c in unmatched if abs(c - b) <= tolerance]
+        if near:
+            unmatched.remove(min(near, key=lambda c: abs(c - b)))
+            hits += 1
+    tp = hits + (1 if in_dissolve else 0)
+    fp = len(boundaries) - tp
+    fn = len(cuts) + 1 - tp
+    precision = tp / max(1, tp + fp)
+    recall = tp / max(1, tp + fn)
+    f1 = 2 * precision * recall / max(1e-9, precision + recall)
+    return {"f1": round(f1, 4), "precision": round(precision, 4), "recall": round(recall, 4),
+            "missed_cuts": unmatched, "false": [b for b in rest if all(abs(c - b) > tolerance for c in cuts)],
+            "dissolve_boundaries": len(in_dissolve), "flash_cut": bool(at_flash)}
+
+
+def truth_check(folder: Path) -> dict:
+    """Shot detection (the stage's settings) on a cgi-bench render: cut F1 >= 0.97, the
+    dissolve found once, the flash not a cut."""
+    found, _ = ours(folder / "film.mp4")
+    truth = json.loads((folder / "truth.json").read_text())
+    result = score_cuts([b.index for b in found], truth)
+    ok = result["f1"] >= 0.97 and result["dissolve_boundaries"] == 1 and not result["flash_cut"]
+    print(f"  {folder}: cut F1 {result['f1']} (P {result['precision']}, R {result['recall']}), dissolve "
+          f"boundaries {result['dissolve_boundaries']} (want 1), flash a cut: {result['flash_cut']}; "
+          f"missed {result['missed_cuts']}, false {result['false']}  -> {'met' if ok else 'NOT met'}")
+    return result
 
 
 def bench(path: Path, repeat: int, memory: bool) -> dict:
@@ -192,18 +304,31 @@ def main() -> None:
     parser.add_argument("--film", type=Path, default=CACHE / "bbb.mp4")
     parser.add_argument("--fetch-film", action="store_true", help="download the 10-minute film if missing")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--cli-only", action="store_true", help="only the whole-process comparison")
+    parser.add_argument("--truth", type=Path, action="append", default=[],
+                        help="a cgi-bench render folder (film.mp4 + truth.json): score the cuts, then stop")
     args = parser.parse_args()
+    if args.truth:
+        for folder in args.truth:
+            truth_check(folder)
+        return
     import os
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load:.1f} at start")
     if args.trailer.is_file():
-        bench(args.trailer, args.repeat, memory=False)
+        print(f"\n== {args.trailer.name}: whole processes")
+        cli_versus_pyscenedetect(args.trailer, args.repeat)
+        if not args.cli_only:
+            bench(args.trailer, args.repeat, memory=False)
     else:
         print(f"no trailer at {args.trailer}")
     film = args.film if args.film.is_file() else (fetch_film() if args.fetch_film else None)
     if film is not None:
-        bench(film, max(1, args.repeat - 1), memory=True)
+        print(f"\n== {film.name}: whole processes")
+        cli_versus_pyscenedetect(film, max(1, args.repeat - 1))
+        if not args.cli_only:
+            bench(film, max(1, args.repeat - 1), memory=True)
     else:
         print("\n(10-minute film not present: pass --film PATH or --fetch-film)")
 

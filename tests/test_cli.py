@@ -48,11 +48,11 @@ def test_init_with_a_missing_video_is_one_line(tmp_path):
 
 def test_config_show_json_has_values_and_sources(tmp_path):
     run_cli("init", "p", "--dir", str(tmp_path / "p"), check=True)
-    proc = run_cli("config", "show", "--json", "--set", "extract.frames_per_shot=5", cwd=tmp_path / "p", check=True)
+    proc = run_cli("config", "show", "--json", "--set", "extract.max_per_shot=5", cwd=tmp_path / "p", check=True)
     data = json.loads(proc.stdout)
-    assert data["extract.frames_per_shot"] == {"value": 5, "source": "--set"}
+    assert data["extract.max_per_shot"] == {"value": 5, "source": "--set"}
     assert data["project.name"]["source"].endswith("project.yaml")
-    assert data["extract.blur_threshold"] == {"value": 80.0, "source": "profile 3d"}
+    assert data["segment.alpha_threshold"] == {"value": 0.15, "source": "profile 3d"}
 
 
 def test_config_error_exits_1_with_one_line(tmp_path):

@@ -20,26 +20,26 @@ def test_defaults_and_profiles_follow_the_design_table():
     three_d = load_settings().settings
     two_d = load_settings(profile="2d").settings
     assert three_d.project.profile == "3d"
-    assert three_d.extract.blur_threshold == 80
-    assert two_d.extract.blur_threshold == 100
+    assert three_d.segment.alpha_threshold == 0.15
+    assert two_d.segment.alpha_threshold == 0.25
     assert two_d.project.profile == "2d"
 
 
 def test_layers_override_in_order_and_record_their_source(tmp_path):
-    write(tmp_path / "project.yaml", "project:\n  name: luca\n  profile: 2d\nextract:\n  frames_per_shot: 5\n")
-    write(tmp_path / "characters" / "luca.yaml", "trigger: lucap\nsettings:\n  extract:\n    frames_per_shot: 7\n")
+    write(tmp_path / "project.yaml", "project:\n  name: luca\n  profile: 2d\nextract:\n  max_per_shot: 5\n")
+    write(tmp_path / "characters" / "luca.yaml", "trigger: lucap\nsettings:\n  extract:\n    max_per_shot: 7\n")
     loaded = load_settings(tmp_path, overrides=parse_set_options(["extract.mode=all"]))
     s = loaded.settings
-    assert (s.project.name, s.project.profile, s.extract.frames_per_shot, s.extract.mode) == ("luca", "2d", 5, "all")
-    assert s.extract.blur_threshold == 100  # the project's profile, not the default one
-    assert loaded.source_of("extract.frames_per_shot") == str(tmp_path / "project.yaml")
+    assert (s.project.name, s.project.profile, s.extract.max_per_shot, s.extract.mode) == ("luca", "2d", 5, "all")
+    assert s.segment.alpha_threshold == 0.25  # the project's profile, not the default one
+    assert loaded.source_of("extract.max_per_shot") == str(tmp_path / "project.yaml")
     assert loaded.source_of("extract.mode") == "--set"
-    assert loaded.source_of("extract.blur_threshold") == "profile 2d"
+    assert loaded.source_of("segment.alpha_threshold") == "profile 2d"
     assert loaded.source_of("extract.quality") == "package default"
 
     with_char = load_settings(tmp_path, character="luca")
-    assert with_char.settings.extract.frames_per_shot == 7
-    assert "characters" in with_char.source_of("extract.frames_per_shot")
+    assert with_char.settings.extract.max_per_shot == 7
+    assert "characters" in with_char.source_of("extract.max_per_shot")
 
 
 def test_set_values_are_typed():
@@ -62,7 +62,7 @@ def test_unknown_key_names_key_file_and_allowed(tmp_path):
     assert str(project) in message
     assert "extract.mod" in message
     assert "did you mean extract.mode" in message
-    assert "frames_per_shot" in message  # the allowed keys are listed
+    assert "max_per_shot" in message  # the allowed keys are listed
 
 
 def test_unknown_section_is_an_error(tmp_path):

@@ -85,7 +85,7 @@ def test_project_bad_video_fails_as_item_others_processed(bad, tmp_path):
     assert rows == {"good": "ok", "cut": "error"}
     assert con.execute("SELECT COUNT(*) FROM frames WHERE kept = 1").fetchone()[0] > 0
     assert not list((project / "frames").glob("cut/*"))  # the failed video left no frames
-    assert list((project / "frames").glob("good/*.png"))
+    assert list((project / "frames").glob("good/*.jpg"))
     report = json.loads((project / "frames" / "extraction_results.json").read_text())
     assert {v["name"]: v["status"] for v in report["videos"]} == {"good": "ok", "cut": "error"}
 
@@ -95,7 +95,7 @@ def test_project_bad_video_fails_as_item_others_processed(bad, tmp_path):
     [
         (["--detector", "foo"], ["extract.detector", "adaptive, content, hash"]),
         (["--set", "extract.detector_thresholds.hash=-1"], ["extract.detector_thresholds.hash", "greater than 0"]),
-        (["--set", "extract.shot_margin=0.7"], ["extract.shot_margin", "less than 0.5"]),
+        (["--set", "extract.change_share=1.5"], ["extract.change_share", "less than or equal to 1"]),
         (["--set", "extract.no_such_key=1"], ["extract.no_such_key"]),
     ],
 )

@@ -70,3 +70,56 @@ def test_vfr_timestamps_come_from_pts(tmp_path):
     found, _, _ = detect_shots(path)
     assert [b.index for b in found] == [20]
     assert probe(path).duration == pytest.approx(3.0, abs=0.05)
+
+
+def _cut_list(tmp_path: Path, name: str, frames: list, detector: str = "adaptive", coarse: bool = True) -> list[int]:
+    clip = media.write_video(tmp_path / f"{name}.mp4", frames)
+    found, count, _ = detect_shots(clip, detector=detector, threshold=THRESHOLDS[detector], coarse=coarse)
+    assert count == len(frames)
+    return [b.index for b in found]
+
+
+def _pan(seed: int, frames: int, start: int = 0) -> list:
+    big = media._scene(seed)
+    return [big[20 : 20 + media.H, i : i + media.W].copy() for i in range(start, start + frames)]
+
+
+@pytest.mark.parametrize("detector", ["adaptive", "content"])
+def test_short_shot_right_after_a_cut_is_found(tmp_path, detector):
+    # an 8-frame shot between two others, and an 8-frame cut-away that cuts back to the
+    # picture before it (not a flash: it lasts as long as the shortest shot)
+    a, b, c = _pan(21, 40), _pan(22, 8), _pan(23, 40)
+    assert _cut_list(tmp_path, "short", a + b + c, detector) == [40, 48]
+    back = _pan(21, 40, start=48)  # the first shot's picture again, where it would be by now
+    assert _cut_list(tmp_path, "cutaway", a + b + back, detector) == [40, 48]
+    assert _cut_list(tmp_path, "short2", a + _pan(24, 9) + b + c, detector) == [40, 49, 57]
+
+
+@pytest.mark.parametrize("length", [1, 3, 5])
+def test_a_flash_that_ends_is_not_a_cut(tmp_path, length):
+    import numpy as np
+
+    frames = _pan(31, 60) + _pan(32, 60)
+    for i in range(20, 20 + length):  # a brightness spike, then the same picture again
+        frames[i] = np.clip(frames[i].astype(np.int16) + 160 - 20 * (i - 20), 0, 255).astype(np.uint8)
+    assert _cut_list(tmp_path, f"flash{length}", frames) == [60]
+
+
+def test_stream_finalises_nothing_inside_a_pending_transition():
+    # frames of a dissolve are given out (finalized_upto) only once the dissolve is known,
+    # so a sampler can leave them out
+    import cv2
+
+    from animlora.stages.shots import ShotDetector
+
+    frames = media.synthetic_frames()
+    shots = ShotDetector(25.0)
+    first, last = media.SYN_DISSOLVE
+    for i, rgb in enumerate(frames):
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        shots.push(i, bgr)
+        if shots.finalized_upto > first + 2:
+            assert any(a <= first + 3 and b >= first + 3 for a, b in shots.transitions), (i, shots.transitions)
+            break
+    else:
+        raise AssertionError("never finalised past the dissolve")

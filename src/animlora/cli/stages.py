@@ -95,7 +95,7 @@ def extract(
     mode: Annotated[str | None, typer.Option(help="scene | interval | all")] = None,
     detector: Annotated[str | None, typer.Option(help="adaptive | content | hash")] = None,
     scene_threshold: Annotated[float | None, typer.Option(help="Shot detector threshold (default: the detector's entry in extract.detector_thresholds).")] = None,
-    frames_per_shot: Annotated[int | None, typer.Option(help="Scene mode: frames kept per shot.")] = None,
+    max_per_shot: Annotated[int | None, typer.Option(help="Scene mode: most candidate frames from one shot.")] = None,
     interval: Annotated[float | None, typer.Option(help="Interval mode: seconds between frames.")] = None,
     quality: Annotated[str | None, typer.Option(help="high (PNG) | medium (JPEG q95)")] = None,
     profile: ProfileOpt = None,
@@ -104,12 +104,12 @@ def extract(
     force: ForceOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Shots and frames from video: shot-aware sampling, sharpness, dedupe, bar cropping."""
+    """Shots and candidate frames from video: sampling by shot length and picture change, bar cropping."""
     flags = {
         "extract.mode": mode,
         "extract.detector": detector,
         "extract.scene_threshold": scene_threshold,
-        "extract.frames_per_shot": frames_per_shot,
+        "extract.max_per_shot": max_per_shot,
         "extract.interval_seconds": interval,
         "extract.quality": quality,
     }

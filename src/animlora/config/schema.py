@@ -90,12 +90,14 @@ class ExtractSettings(Section):
         description="tuned threshold per detector, used when scene_threshold is null"
     )
     dissolve_threshold: float = Field(ge=0, description="mean luma change (0-255) that makes a dissolve")
-    min_shot_seconds: float = Field(ge=0)
+    min_shot_frames: int = Field(ge=1, description="shortest shot; a flash that ends sooner is not a cut")
     analysis_width: int = Field(ge=32, le=1920)
-    frames_per_shot: int = Field(ge=1)
-    shot_margin: float = Field(ge=0, lt=0.5, description="fraction of a shot skipped at each end")
+    candidates_per_minute: float = Field(gt=0, description="scene mode: project budget per minute of video")
+    min_candidates: int = Field(ge=0, description="scene mode: project budget at least")
+    max_candidates: int = Field(ge=1, description="scene mode: project budget at most")
+    change_share: float = Field(ge=0, le=1, description="part of the budget that follows picture change")
+    max_per_shot: int = Field(ge=1, description="scene mode: most candidates from one shot")
     interval_seconds: float = Field(gt=0)
-    blur_threshold: float = Field(ge=0, description="minimum variance of the Laplacian")
     dedupe: bool
     dedupe_distance: int = Field(ge=0, le=64, description="max perceptual-hash Hamming distance")
     crop_bars: bool

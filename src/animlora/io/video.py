@@ -443,18 +443,19 @@ def analysis_images(frame: Any, width: int) -> tuple[np.ndarray, np.ndarray]:
     return bgr, cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
 
 
-def to_rgb(frame: Any, crop: tuple[int, int, int, int] | None = None) -> np.ndarray:
-    """Full-size RGB (HxWx3 uint8) with the right YUV matrix (BT.709 for HD when untagged)."""
+def to_rgb(frame: Any, crop: tuple[int, int, int, int] | None = None, fmt: str = "rgb24") -> np.ndarray:
+    """Full-size RGB (HxWx3 uint8) with the right YUV matrix (BT.709 for HD when untagged);
+    ``fmt="bgr24"`` gives BGR straight from the conversion (for OpenCV's encoders)."""
     colorspace = None
     if frame.colorspace in (0, 2):  # RGB / unspecified: ffmpeg's convention, 709 from 720 lines up
         colorspace = "itu709" if frame.height >= 720 else "itu601"
     elif frame.colorspace == 1:
         colorspace = "itu709"
     try:
-        rgb = frame.reformat(format="rgb24", src_colorspace=colorspace).to_ndarray() if colorspace else \
-            frame.to_ndarray(format="rgb24")
+        rgb = frame.reformat(format=fmt, src_colorspace=colorspace).to_ndarray() if colorspace else \
+            frame.to_ndarray(format=fmt)
     except (ValueError, TypeError):
-        rgb = frame.to_ndarray(format="rgb24")
+        rgb = frame.to_ndarray(format=fmt)
     if crop is not None:
         x, y, w, h = crop
         rgb = rgb[y : y + h, x : x + w]

@@ -1,24 +1,24 @@
-"""The extract stage: videos in, shots and frames out.
+"""The extract stage: videos in, shots and candidate frames out.
 
 One item per video, one decode per video:
 
 1. probe; find black bars on a dozen keyframes (seek + decode one each);
 2. decode every frame once (threaded); each frame feeds the shot detector (a small image
    read from the YUV planes) and the frame selector of the mode:
-   - ``scene``: a cheap sharpness on a few frames a second, the best one per time bin kept
-     (bins double in width as a shot grows, so memory is bounded); when a shot closes, its
-     middle (``shot_margin`` off each end) is cut into ``frames_per_shot`` parts and the
-     sharpest frame of each part is taken;
+   - ``scene``: candidates in proportion to a shot's length and to how much its picture
+     changes (see :class:`_ShotSampler`): the project's budget (``candidates_per_minute``,
+     bounded by ``min_candidates`` / ``max_candidates``) sets how many candidates a second
+     of video and a unit of picture change are worth; each shot is cut into slots of equal
+     worth and the sharpest frame of each slot (a relative, in-slot choice) is a candidate;
+     at least one per shot, at most ``max_per_shot``; a slot whose best frame is nearly the
+     same picture as the shot's previous candidate gives none;
    - ``interval``: the first frame at or after every ``interval_seconds``;
    - ``all``: every frame;
-3. a taken frame is measured exactly (sharpness on the full-size luma, perceptual hash),
-   rejected as ``blurry`` under ``blur_threshold``, else cropped, converted to RGB and
-   written (PNG or JPEG q95) by a writer thread while decoding goes on;
+3. every candidate is written (JPEG or PNG) by a writer thread while decoding goes on; its
+   sharpness and perceptual hash are recorded, never used to reject it;
 4. ``commit`` writes the video, shots and frames rows;
-5. ``finish`` removes near-duplicates over ALL videos at once (sharpest first, ties by id,
-   so the result does not depend on the order videos were processed), moving duplicate
-   files to ``_duplicates/`` (and back, should a later run keep them), then writes
-   ``extraction_results.json``.
+5. ``finish`` (with ``dedupe``, off by default) removes near-duplicates over ALL videos at
+   once, then writes ``extraction_results.json``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,10 @@ from __future__ import annotations
 import json
 import shutil
 from array import array
+from bisect import bisect_right
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +48,18 @@ from animlora.pipeline.stage import (
 
 RESULTS_FILE = "extraction_results.json"
 DUPLICATES_DIR = "_duplicates"
-_MAX_BINS = 48  # candidate frames held per open shot in scene mode
 _MAX_PENDING_WRITES = 6
+# scene mode: two candidates of a shot are the same picture when no cell of an 8x6 grid
+# over the small gray images changed by this much (mean abs, 0-255)
+_SAME_PICTURE = 3.0
+_MAX_RATE = 4.0  # candidates a second of video, at most (a short clip's budget)
+# picture change a second (mean abs difference of the small gray images between decoded
+# frames, summed over a second) that a video is assumed to have before it has shown its own
+_PRIOR_CHANGE_RATE = 50.0
+# a candidate with under this fraction of the contrast of its shot's median candidate is
+# part of a fade (a fade through black the detector could not tell from a lighting change)
+_FADED = 0.6
+_PRIOR_SECONDS = 10.0
 
 
 def frame_file(name: str, shot_idx: int, seconds: float, quality: str) -> str:
@@ -59,10 +72,9 @@ def frame_file(name: str, shot_idx: int, seconds: float, quality: str) -> str:
     return f"{name}/{name}_s{shot_idx:04d}_{h:02d}h{m:02d}m{s:02d}s{ms:03d}.{ext}"
 
 
-def _encode(rgb: Any, suffix: str) -> bytes:
+def _encode(bgr: Any, suffix: str) -> bytes:
     import cv2
 
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     if suffix == ".png":
         # zlib level 1 + RLE + the Up filter: lossless, about as small as the defaults, 2.5x faster
         params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
@@ -75,12 +87,149 @@ def _encode(rgb: Any, suffix: str) -> bytes:
     return buf.tobytes()
 
 
-def _write_frame(path: Path, frame: Any, crop: Any) -> None:
-    from animlora.io.video import to_rgb
+def _write_frame(path: Path, frame: Any, crop: Any, quarter: Any = None) -> tuple[float, str]:
+    """Write one frame; return its (sharpness, perceptual hash), measured on the
+    quarter-size luma (given by scene mode, which has it already)."""
+    import numpy as np
 
-    data = _encode(to_rgb(frame, crop), path.suffix)
+    from animlora.io.video import luma, luma_scale, to_rgb
+    from animlora.stages.frame_measures import cropped, phash, sharpness
+
+    if quarter is None:
+        quarter = np.ascontiguousarray(cropped(luma(frame), crop)[::4, ::4])
+    measures = sharpness(quarter, None, luma_scale(frame)), phash(quarter)
+    data = _encode(to_rgb(frame, crop, "bgr24"), path.suffix)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+    return measures
+
+
+@dataclass
+class _Entry:
+    """A decoded frame waiting for its shot to be known (scene mode)."""
+
+    index: int
+    time: float
+    score: float  # sharpness proxy: ranks frames inside one slot only
+    change: float  # picture change since the previous decoded frame (mean abs, 0-255)
+    gray: Any  # the small gray image (near-identity test)
+    contrast: float  # its standard deviation: a fade in or out lowers it
+    quarter: Any  # quarter-size luma (sharpness, perceptual hash)
+    black: bool
+    decoded: Any
+
+
+def _near_identical(a: Any, b: Any) -> bool:
+    """No part of the picture changed: every cell of an 8x6 grid over the small gray images
+    differs by less than ``_SAME_PICTURE`` (so a small character that moves is a change)."""
+    import cv2
+
+    diff = cv2.absdiff(a, b)
+    cells = cv2.resize(diff, (8, 6), interpolation=cv2.INTER_AREA)
+    return float(cells.max()) < _SAME_PICTURE
+
+
+class _ShotSampler:
+    """Scene mode: the candidates of one shot after another, streaming, bounded memory.
+
+    A shot's worth grows with time (``rate * share_t`` per second) and with picture change
+    (``rate * (1 - share_t)`` per average second's change, the average being the video's
+    so far, started from a prior): a still shot gets candidates for its length, a shot
+    full of motion gets more. Worth is cut into slots of 1 (one candidate each); the
+    sharpest eligible frame of a slot is its candidate. Frames in a dissolve or fade and
+    black frames are not eligible (unless the shot has nothing else that is not black).
+    A slot whose best frame is the same picture as the shot's previous candidate gives none.
+    When a shot reaches ``2 * cap`` candidates, neighbours are merged pairwise (the sharper
+    kept) and later slots are twice as wide, so memory holds at most ``2 * cap`` frames;
+    a shot that ends with more than ``cap`` keeps ``cap`` of them, evenly spread."""
+
+    def __init__(self, rate: float, share_t: float, cap: int) -> None:
+        self.rate, self.share_t, self.cap = rate, share_t, cap
+        self.total_change = _PRIOR_CHANGE_RATE * _PRIOR_SECONDS
+        self.total_seconds = _PRIOR_SECONDS
+        self.shot = -1
+        self.stats: dict[int, dict[str, Any]] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self.weight = 0.0
+        self.scale = 1.0
+        self.slot = 0
+        self.slot_best: _Entry | None = None
+        self.fallback: _Entry | None = None  # best non-black frame, eligible or not
+        self.picks: list[_Entry] = []
+        self.prev: _Entry | None = None
+        self.change = 0.0
+        self.seconds = 0.0
+        self.skipped = 0
+
+    def add(self, shot: int, entry: _Entry, in_transition: bool) -> list[tuple[int, _Entry]]:
+        """Feed the next frame (in order) of ``shot``; returns picks of shots that closed."""
+        done = self.close() if shot != self.shot else []
+        if shot != self.shot:
+            self.shot = shot
+        prev = self.prev
+        if prev is not None:
+            dt = max(0.0, entry.time - prev.time)
+            # a fade or dissolve changes the whole picture and shows nothing new: no worth
+            change = 0.0 if in_transition or entry.black else entry.change
+            self.seconds += dt
+            self.change += change
+            mean = self.total_change / self.total_seconds
+            self.total_change += change
+            self.total_seconds += dt
+            self.weight += self.rate * (self.share_t * dt + (1 - self.share_t) * change / max(mean, 1e-6)) \
+                / self.scale
+            while self.weight >= self.slot + 1:
+                self.slot += 1
+                self._close_slot()
+        self.prev = entry
+        if entry.black:
+            return done
+        if self.fallback is None or entry.score > self.fallback.score:
+            self.fallback = entry
+        if not in_transition and (self.slot_best is None or entry.score > self.slot_best.score):
+            self.slot_best = entry
+        return done
+
+    def _close_slot(self) -> None:
+        best, self.slot_best = self.slot_best, None
+        if best is None:
+            return
+        if self.picks and _near_identical(self.picks[-1].gray, best.gray):
+            self.skipped += 1
+            return
+        self.picks.append(best)
+        if len(self.picks) >= 2 * self.cap:
+            pairs = [self.picks[i : i + 2] for i in range(0, len(self.picks), 2)]
+            self.picks = [max(pair, key=lambda e: (e.score, -e.index)) for pair in pairs]
+            self.scale *= 2
+            self.weight /= 2
+            self.slot = int(self.weight)  # the open slot, in the new (twice as wide) slots
+
+    def close(self) -> list[tuple[int, _Entry]]:
+        """The open shot is complete: its candidates (at least one unless it is all black)."""
+        if self.shot < 0:
+            return []
+        if self.slot_best is not None and (not self.picks or self.weight - self.slot >= 0.5):
+            self._close_slot()
+        if len(self.picks) > 1:  # a fade the detector took for a lighting change: the picture half gone
+            contrasts = sorted(e.contrast for e in self.picks)
+            floor = _FADED * contrasts[len(contrasts) // 2]
+            self.picks = [e for e in self.picks if e.contrast >= floor]
+        if not self.picks and self.fallback is not None:
+            self.picks.append(self.fallback)
+        if len(self.picks) > self.cap:  # spread over the shot: evenly in rank
+            n = len(self.picks)
+            self.picks = [self.picks[round(i * (n - 1) / (self.cap - 1))] for i in range(self.cap)] \
+                if self.cap > 1 else [max(self.picks, key=lambda e: (e.score, -e.index))]
+        self.stats[self.shot] = {"change": round(self.change, 1), "seconds": round(self.seconds, 3),
+                                 "worth": round(self.weight * self.scale, 2), "same_picture": self.skipped,
+                                 "black": self.fallback is None}
+        picks = [(self.shot, e) for e in sorted(self.picks, key=lambda e: e.index)]
+        self._reset()
+        self.shot = -1
+        return picks
 
 
 class _VideoExtraction:
@@ -94,8 +243,8 @@ class _VideoExtraction:
         self.name = payload["name"]
         self.vid = payload["id"]
         self.out = job.output_dir
-        # two writers: PNG encoding (~15 ms a 720p frame) is the heaviest work after decoding, and
-        # the last frames of a video are encoded side by side instead of one after another
+        # two writers: image encoding is the heaviest work after decoding, and the last
+        # frames of a video are encoded side by side instead of one after another
         self.writer = ThreadPoolExecutor(max_workers=2)
         self.pending_writes: list[Future[None]] = []
         self.files: list[str] = []
@@ -104,9 +253,10 @@ class _VideoExtraction:
         self.boundaries: list[Any] = []
         self.shot_starts = [0]
         # scene mode
-        self.bin_width = 1
-        self.bins: dict[int, tuple[float, Any]] = {}  # bin -> (proxy sharpness, DecodedFrame)
-        self.last_sample = -(10**9)
+        self.pending: deque[_Entry] = deque()
+        self.transitions: list[tuple[int, int]] = []  # the detector's (it adds to it)
+        self.last_gray: Any = None
+        self.sampler: _ShotSampler | None = None
         # interval / all modes
         self.waiting: list[Any] = []
         self.next_time = 0.0
@@ -127,7 +277,6 @@ class _VideoExtraction:
         # the bars are looked for on the writer thread while the first frames decode
         self.crop = self.writer.submit(find_bars) if self.s.crop_bars else None
         self.fps = info.fps
-        self.sample_step = max(1, round(info.fps / 8))  # scene mode: ~8 sharpness samples a second
         try:
             try:
                 result = self._decode(path, info, reference_only=self.s.mode == "scene")
@@ -138,7 +287,7 @@ class _VideoExtraction:
                 crop, writer = self.crop, self.writer
                 self.__init__(self.job, self.payload, self.progress)  # type: ignore[misc]
                 writer.shutdown(wait=True)
-                self.crop, self.fps, self.sample_step = crop, info.fps, max(1, round(info.fps / 8))
+                self.crop, self.fps = crop, info.fps
                 result = self._decode(path, info, reference_only=False)
             self._wait_writes(0)
         except BaseException as exc:
@@ -160,11 +309,15 @@ class _VideoExtraction:
 
         detector = ShotDetector(
             info.fps, detector=self.s.detector, threshold=self.s.threshold,
-            min_shot_seconds=self.s.min_shot_seconds, dissolve_threshold=self.s.dissolve_threshold,
+            min_shot_frames=self.s.min_shot_frames, dissolve_threshold=self.s.dissolve_threshold,
         )
+        scene = self.s.mode == "scene"
+        if scene:
+            seconds = max(info.duration, 1.0 / max(info.fps, 1.0))
+            rate = float(self.payload.get("budget", self.s.min_candidates)) / seconds
+            self.sampler = _ShotSampler(rate, 1.0 - self.s.change_share, self.s.max_per_shot)
+        self.transitions = detector.transitions
         reader = ReferenceFrames(path) if reference_only else None
-        if reader is not None:
-            self.sample_step = 1  # reference frames are already sparse: rank every one
         push = detector.push_after_gap if reader is not None else detector.push
         total = max(1, info.frame_count)
         count = reported = 0
@@ -175,9 +328,13 @@ class _VideoExtraction:
                 count = decoded.index + 1
                 if reader is None:
                     self.times.append(decoded.time)
-                found = push(decoded.index, *analysis_images(decoded.frame, self.s.analysis_width))
-                self._select(decoded)
+                bgr, gray = analysis_images(decoded.frame, self.s.analysis_width)
+                found = push(decoded.index, bgr, gray)
                 self._boundaries(found)
+                if scene:
+                    self._queue(decoded, gray)
+                else:
+                    self._select(decoded)
                 self._drain(detector.finalized_upto)
                 if count - reported >= 256:
                     reported = count
@@ -186,127 +343,101 @@ class _VideoExtraction:
             count = reader.count
             self.times = array("d", (reader.time_of(i) for i in range(count)))
         self._boundaries(detector.flush(count))
-        self._close_shot(count)
-        self._drain(count)
+        self._drain(count + 1)
+        if self.sampler is not None:
+            self._take_picks(self.sampler.close())
         if reader is not None:  # cuts found across skipped frames: the exact frame
             self.boundaries = refine_cuts(path, self.boundaries, reader.decoded, self.s.analysis_width, 0)
             self.shot_starts = [0, *(b.index for b in self.boundaries)]
+        self._wait_writes(0)
         self.progress(count, count)
         return self._result(info, count, detector)
 
     def _boundaries(self, found: list[Any]) -> None:
         for boundary in found:
-            self._close_shot(boundary.index)
             self.boundaries.append(boundary)
             self.shot_starts.append(boundary.index)
 
     # -- selection -----------------------------------------------------------------------
-    def _select(self, decoded: Any) -> None:
-        mode = self.s.mode
-        if mode == "scene":
-            if decoded.index - self.last_sample < self.sample_step:
-                return
-            self.last_sample = decoded.index
-            from animlora.io.video import luma
-            from animlora.stages.frame_measures import sharpness_proxy
+    def _queue(self, decoded: Any, gray: Any) -> None:
+        """Scene mode: measure the frame now; it waits until its shot is known."""
+        import cv2
+        import numpy as np
 
-            score = sharpness_proxy(luma(decoded.frame), self.crop)
-            key = decoded.index // self.bin_width
-            held = self.bins.get(key)
-            if held is None or score > held[0]:
-                self.bins[key] = (score, decoded)
-            if len(self.bins) > _MAX_BINS:
-                self._widen_bins()
-        elif mode == "all" or decoded.time >= self.next_time - 1e-6:
+        from animlora.io.video import luma
+        from animlora.stages.frame_measures import cropped, is_black
+
+        quarter = np.ascontiguousarray(cropped(luma(decoded.frame), self.crop)[::4, ::4])
+        lap = cv2.Laplacian(quarter, cv2.CV_16S)
+        score = float(cv2.meanStdDev(lap)[1][0, 0])
+        change = 0.0 if self.last_gray is None else cv2.norm(gray, self.last_gray, cv2.NORM_L1) / gray.size
+        self.last_gray = gray
+        self.pending.append(_Entry(decoded.index, decoded.time, score, change, gray, float(gray.std()), quarter,
+                                   is_black(gray), decoded))
+
+    def _select(self, decoded: Any) -> None:
+        """Interval / all modes."""
+        if self.s.mode == "all" or decoded.time >= self.next_time - 1e-6:
             self.waiting.append(decoded)
-            if mode == "interval":
+            if self.s.mode == "interval":
                 while self.next_time <= decoded.time + 1e-6:
                     self.next_time += self.s.interval_seconds
 
-    def _widen_bins(self) -> None:
-        self.bin_width *= 2
-        merged: dict[int, tuple[float, Any]] = {}
-        for score, decoded in self.bins.values():
-            key = decoded.index // self.bin_width
-            held = merged.get(key)
-            if held is None or score > held[0]:
-                merged[key] = (score, decoded)
-        self.bins = merged
-
-    def _close_shot(self, end: int) -> None:
-        """Scene mode: the shot [last start, end) is complete; take its best frames."""
-        start = self.shot_starts[-1]
-        if self.s.mode != "scene" or end <= start:
-            return
-        inside = sorted(
-            ((d.index, score, d) for score, d in self.bins.values() if start <= d.index < end),
-            key=lambda t: t[0],
-        )
-        self.bins = {k: v for k, v in self.bins.items() if v[1].index >= end}
-        length = end - start
-        margin = int(length * self.s.shot_margin)
-        lo, hi = start + margin, end - margin
-        if hi <= lo:
-            lo, hi = start, end
-        k = self.s.frames_per_shot
-        edges = [lo + (hi - lo) * j / k for j in range(k + 1)]
-        for j in range(k):
-            part = [t for t in inside if edges[j] <= t[0] < edges[j + 1]]
-            if part:
-                best = max(part, key=lambda t: (t[1], -t[0]))
-                self._take(best[2], len(self.shot_starts) - 1)
-
     def _drain(self, upto: int) -> None:
-        """Interval / all modes: frames whose shot is known are taken."""
+        """Frames before ``upto`` have a known shot: scene mode feeds them to the sampler,
+        interval / all modes take them."""
+        if self.sampler is not None:
+            picks = []
+            while self.pending and self.pending[0].index < upto:
+                entry = self.pending.popleft()
+                shot = bisect_right(self.shot_starts, entry.index) - 1
+                in_transition = any(a <= entry.index <= b for a, b in self.transitions[-8:])
+                picks += self.sampler.add(shot, entry, in_transition)
+            self._take_picks(picks)
+            return
         if not self.waiting:
             return
         keep = []
         for decoded in self.waiting:
             if decoded.index < upto:
-                shot = sum(1 for s in self.shot_starts[1:] if s <= decoded.index)
-                self._take(decoded, shot)
+                self._take(decoded, bisect_right(self.shot_starts, decoded.index) - 1)
             else:
                 keep.append(decoded)
         self.waiting = keep
 
-    # -- 3. measure, reject or write -------------------------------------------------------
-    def _take(self, decoded: Any, shot_idx: int) -> None:
-        from animlora.io.video import luma, luma_scale
-        from animlora.stages.frame_measures import phash, sharpness
+    def _take_picks(self, picks: list[tuple[int, _Entry]]) -> None:
+        for shot, entry in picks:
+            self._take(entry.decoded, shot, entry.quarter)
 
+    # -- 3. measure and write ----------------------------------------------------------------
+    def _take(self, decoded: Any, shot_idx: int, quarter: Any = None) -> None:
         frame = decoded.frame
-        y = luma(frame)
-        sharp = sharpness(y, self.crop, luma_scale(frame))
         w, h = (self.crop[2], self.crop[3]) if self.crop else (frame.width, frame.height)
+        rel = frame_file(self.name, shot_idx, decoded.time, self.s.quality)
         row: dict[str, Any] = {
             "id": f"{self.vid}_f{decoded.index}",
             "video_id": self.vid,
             "shot_id": f"{self.vid}_s{shot_idx}",
             "frame_index": decoded.index,
             "timestamp": round(decoded.time, 6),
-            "path": None,
+            "path": rel,
             "width": w,
             "height": h,
-            "sharpness": round(sharp, 3),
-            "phash": phash(y, self.crop),
-            "kept": 0,
+            "sharpness": None,
+            "phash": None,
+            "kept": 1,
             "reject_reason": None,
         }
-        if sharp < self.s.blur_threshold:
-            row["reject_reason"] = "blurry"
-        else:
-            rel = frame_file(self.name, shot_idx, decoded.time, self.s.quality)
-            row["path"] = rel
-            row["kept"] = 1
-            self._wait_writes(_MAX_PENDING_WRITES)
-            # conversion, encoding and writing overlap with decoding (all release the GIL)
-            self.pending_writes.append(self.writer.submit(_write_frame, self.out / rel, frame, self.crop))
-            self.files.append(rel)
+        self._wait_writes(_MAX_PENDING_WRITES)
+        # measuring, conversion, encoding and writing overlap with decoding (all release the GIL)
+        self.pending_writes.append((row, self.writer.submit(_write_frame, self.out / rel, frame, self.crop, quarter)))
+        self.files.append(rel)
         self.frames.append(row)
 
     def _wait_writes(self, keep: int) -> None:
         while len(self.pending_writes) > keep:
-            self.pending_writes.pop(0).result()
+            row, future = self.pending_writes.pop(0)
+            row["sharpness"], row["phash"] = future.result()
 
     # -- result -------------------------------------------------------------------------------
     def _result(self, info: Any, count: int, detector: Any) -> dict[str, Any]:
@@ -344,7 +475,11 @@ class _VideoExtraction:
             "error": None,
         }
         spans = [list(b.span) for b in self.boundaries if b.span is not None]
-        stats = {"raw_cuts": list(detector.raw_cuts), "flashes": list(detector.flashes), "dissolves": spans}
+        stats: dict[str, Any] = {"raw_cuts": list(detector.raw_cuts), "flashes": list(detector.flashes),
+                                 "dissolves": spans}
+        if self.sampler is not None:
+            stats["budget"] = self.payload.get("budget")
+            stats["sampling"] = {str(k): v for k, v in sorted(self.sampler.stats.items())}
         return {"video": video, "shots": shots, "frames": self.frames, "stats": stats}
 
 
@@ -401,10 +536,11 @@ class ExtractStage(Stage):
         found = [(p, resolved, digest(vid, str(resolved))[:16] if ids.count(vid) > 1 else vid, size)
                  for p, resolved, vid, size in found]  # the same file listed twice (or a copy): ids stay apart
         names = unique_names([(p.stem, vid) for p, _, vid, _ in found], "video")  # `a b` and `a_b` stay apart
+        budgets = _budgets(ctx.settings.extract, [f[0] for f in found])
         items = []
-        for (p, resolved, vid, size), name in zip(found, names, strict=True):
-            payload = {"path": str(resolved), "id": vid, "name": name, "size": size}
-            items.append(WorkItem(key=str(resolved), fingerprint=digest(vid, size, name), payload=payload,
+        for (p, resolved, vid, size), name, budget in zip(found, names, budgets, strict=True):
+            payload = {"path": str(resolved), "id": vid, "name": name, "size": size, "budget": budget}
+            items.append(WorkItem(key=str(resolved), fingerprint=digest(vid, size, name, budget), payload=payload,
                                   label=p.name))
         return items
 
@@ -475,6 +611,37 @@ class ExtractStage(Stage):
                 "rejected": report["totals"]["rejected"]}
 
 
+def _budgets(s: Any, paths: list[Path]) -> list[int]:
+    """Scene mode: each video's candidate budget (see :func:`project_budget`)."""
+    from animlora.errors import BadInputError
+    from animlora.io.video import probe
+
+    seconds = []
+    for p in paths:
+        try:
+            seconds.append(probe(p, check_end=False).duration if p.is_file() else 0.0)
+        except BadInputError:
+            seconds.append(0.0)  # fails on its own in process
+    if s.mode != "scene":
+        return [0] * len(paths)
+    return project_budget(seconds, s.candidates_per_minute, s.min_candidates, s.max_candidates)
+
+
+def project_budget(seconds: list[float], per_minute: float, least: int, most: int) -> list[int]:
+    """Each video's share of the project's candidate budget, by duration.
+
+    The project's budget is ``per_minute`` times its minutes of video, at least ``least``
+    (a trailer still feeds every later stage) and at most ``most`` (downstream CPU time
+    grows with it); no video gets more than ``_MAX_RATE`` a second (a 5 s clip is not
+    sampled frame by frame). Between the bounds a video's share depends only on its own
+    length, so adding a video redoes no other."""
+    total = sum(seconds)
+    if total <= 0:
+        return [0] * len(seconds)
+    budget = min(max(per_minute * total / 60.0, least), most)
+    return [round(min(budget * sec / total, _MAX_RATE * sec)) for sec in seconds]
+
+
 def _delete_rows(ctx: StageContext, vid: str) -> None:
     ctx.catalog.execute("DELETE FROM frames WHERE video_id = ?", (vid,))
     ctx.catalog.execute("DELETE FROM shots WHERE video_id = ?", (vid,))
@@ -516,6 +683,7 @@ def _report(ctx: StageContext, duplicate_of: dict[str, str]) -> dict[str, Any]:
             videos.append(entry)
             continue
         stats = json.loads(cat.get_meta(f"extract.stats.{v['id']}") or "{}")
+        sampling = stats.get("sampling", {})
         shots = []
         for sh in cat.rows("SELECT * FROM shots WHERE video_id = ? ORDER BY idx", (v["id"],)):
             counts = {r["reason"] or "kept": r["n"] for r in cat.rows(
@@ -527,11 +695,15 @@ def _report(ctx: StageContext, duplicate_of: dict[str, str]) -> dict[str, Any]:
                 totals["rejected"][reason] = totals["rejected"].get(reason, 0) + n
             shots.append({"shot": sh["idx"], "start": sh["start_time"], "end": sh["end_time"],
                           "frames": sh["frame_count"], "transition": sh["transition"],
-                          "kept": kept, "rejected": counts})
+                          "kept": kept, "rejected": counts, **sampling.get(str(sh["idx"]), {})})
         entry.update({
             "duration": v["duration"], "fps": v["fps"], "size": [v["width"], v["height"]],
             "frame_count": v["frame_count"], "crop": json.loads(v["crop"]) if v["crop"] else None,
-            "shots": shots, "flashes_ignored": stats.get("flashes", []), "dissolves": stats.get("dissolves", []),
+            "budget": stats.get("budget"), "shots": shots,
+            "shots_without_candidates": [sh["shot"] for sh in shots
+                                         if not sh["kept"] and not sh["rejected"] and not sh.get("black")],
+            "black_shots": [sh["shot"] for sh in shots if sh.get("black")],
+            "flashes_ignored": stats.get("flashes", []), "dissolves": stats.get("dissolves", []),
         })
         videos.append(entry)
     return {

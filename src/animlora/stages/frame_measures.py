@@ -14,7 +14,8 @@ import numpy as np
 Crop = tuple[int, int, int, int]  # x, y, w, h
 
 
-def _cropped(y: np.ndarray, crop: Crop | None) -> np.ndarray:
+def cropped(y: np.ndarray, crop: Crop | None) -> np.ndarray:
+    """The picture inside the crop (a view, no copy)."""
     if crop is None:
         return y
     x0, y0, w, h = crop
@@ -22,28 +23,26 @@ def _cropped(y: np.ndarray, crop: Crop | None) -> np.ndarray:
 
 
 def sharpness(y: np.ndarray, crop: Crop | None = None, scale: float = 1.0) -> float:
-    """Variance of the Laplacian of the (cropped) luma, on the 0-255 grayscale scale that
-    blur thresholds (3D: 80, 2D: 100) are written for."""
+    """Variance of the Laplacian of the (cropped) luma, on the 0-255 grayscale scale
+    (``scale`` turns video-range luma into it). A score to compare frames of one shot,
+    never a gate: smooth 3D shading and depth of field give sharp frames low values."""
     import cv2
 
-    lap = cv2.Laplacian(_cropped(y, crop), cv2.CV_16S)
+    lap = cv2.Laplacian(cropped(y, crop), cv2.CV_16S)
     std = cv2.meanStdDev(lap)[1][0, 0]
     return float(std * std * scale)
 
 
-def sharpness_proxy(y: np.ndarray, crop: Crop | None = None) -> float:
-    """A 16x cheaper stand-in used only to rank frames of one shot (every 4th pixel of the luma)."""
-    import cv2
-
-    lap = cv2.Laplacian(_cropped(y, crop)[::4, ::4], cv2.CV_16S)
-    return float(cv2.meanStdDev(lap)[1][0, 0])
+def is_black(gray: np.ndarray) -> bool:
+    """A black (or nearly black, featureless) picture: nothing can be seen in it."""
+    return float(gray.max()) < 40 and float(gray.std()) < 4
 
 
 def phash(y: np.ndarray, crop: Crop | None = None) -> str:
     """64-bit DCT perceptual hash (the imagehash ``phash`` algorithm) as 16 hex digits."""
     import cv2
 
-    small = cv2.resize(_cropped(y, crop), (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    small = cv2.resize(cropped(y, crop), (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
     low = cv2.dct(small)[:8, :8]
     bits = (low > np.median(low)).flatten()
     value = 0

@@ -5,7 +5,8 @@ see io/video.py), are fed to the detector's ``process_frame``, and its raw cuts 
 
 1. a flash check: a cut after which the picture comes back to what it was before the
    cut within ``flash_frames`` (a photo flash, an explosion, a lightning strike) is not a
-   cut;
+   cut; a flash is shorter than the shortest shot (``min_shot_frames``), so a short shot
+   that cuts back to the picture before it (a cut-away) is still a shot;
 2. a gradual-transition check: where frames half a second apart differ a lot but no hard
    cut was found, and every frame in between is a linear mix of the two ends (a
    cross-dissolve, a fade through black), the transition gives ONE boundary, at the frame
@@ -38,9 +39,38 @@ class Boundary:
     span: tuple[int, int] | None = None
 
 
+def _scenedetect() -> Any:
+    """The ``scenedetect`` package, imported without its ffmpeg probe.
+
+    Importing it runs ``ffmpeg -v quiet`` in a subprocess to find ffmpeg for its
+    ``split_video_ffmpeg`` (0.2-0.3 s CPU, more wall time on a busy machine: a tenth of
+    extracting a trailer). Only its detectors are used here, so the probe is answered
+    "not found" while the package loads."""
+    import sys
+
+    if "scenedetect" in sys.modules:
+        return sys.modules["scenedetect"]
+    import subprocess
+
+    real = subprocess.call
+
+    def no_ffmpeg_probe(args: Any, *rest: Any, **kwargs: Any) -> int:
+        if isinstance(args, (list, tuple)) and args and str(args[0]).endswith("ffmpeg"):
+            raise OSError("ffmpeg is not probed for (animlora uses only the detectors)")
+        return real(args, *rest, **kwargs)
+
+    subprocess.call = no_ffmpeg_probe  # type: ignore[assignment]
+    try:
+        import scenedetect
+    finally:
+        subprocess.call = real
+    return scenedetect
+
+
 def make_detector(kind: str, threshold: float, min_frames: int) -> Any:
     """The PySceneDetect detector named by ``extract.detector``."""
-    from scenedetect import AdaptiveDetector, ContentDetector, HashDetector
+    sd = _scenedetect()
+    AdaptiveDetector, ContentDetector, HashDetector = sd.AdaptiveDetector, sd.ContentDetector, sd.HashDetector
 
     if kind == "adaptive":
         return AdaptiveDetector(adaptive_threshold=threshold, min_scene_len=min_frames)
@@ -70,17 +100,18 @@ class ShotDetector:
         *,
         detector: str = "adaptive",
         threshold: float = 3.0,
-        min_shot_seconds: float = 0.5,
+        min_shot_frames: int = 8,
         dissolve_threshold: float = 12.0,
-        flash_seconds: float = 0.5,
+        flash_seconds: float = 0.25,
     ) -> None:
-        from scenedetect import FrameTimecode
-
-        self._timecode = FrameTimecode
+        self._timecode = _scenedetect().FrameTimecode
         self.fps = fps
-        self.min_frames = max(1, round(min_shot_seconds * fps))
+        self.min_frames = max(1, min_shot_frames)
+        # a hard cut this close to a transition's boundary (outside its span) is the boundary
+        self.near = max(self.min_frames, round(0.5 * fps))
         self.inner = make_detector(detector, threshold, self.min_frames)
-        self.flash_frames = max(2, round(flash_seconds * fps))
+        # a flash ends within flash_seconds, and sooner than the shortest shot
+        self.flash_frames = max(1, min(round(flash_seconds * fps), self.min_frames - 1))
         self.window = max(4, round(0.5 * fps))  # frames between the two ends a dissolve check compares
         self.max_span = round(4.0 * fps)  # longest transition followed as one
         self.dissolve_threshold = dissolve_threshold
@@ -99,6 +130,10 @@ class ShotDetector:
         self.finalized_upto = 0
         self.raw_cuts: list[int] = []  # every cut the detector proposed (for reports/tuning)
         self.flashes: list[int] = []  # cuts dropped by the flash check
+        self._flash_spans: list[tuple[int, int]] = []  # (flash cut, frame where the picture is back)
+        # (first, last) frames of every blend seen (a dissolve or fade), kept as a boundary
+        # or not: its frames show two pictures, or a picture half gone
+        self.transitions: list[tuple[int, int]] = []
         self._last_pushed: tuple[int, np.ndarray, np.ndarray] | None = None
 
     # -- feeding -------------------------------------------------------------------------
@@ -183,15 +218,19 @@ class ShotDetector:
             if before is None or at is None:
                 self._cuts.append(cut)
                 continue
+            if any(a < cut <= b for a, b in self._flash_spans[-4:]):
+                self.flashes.append(cut)  # where a flash ends: the picture comes back
+                continue
             jump = _diff(before, at)
-            back = False
+            back = None
             for j in self._held(cut + 1, cut + self.flash_frames):
                 after = self._thumb(j)
                 if _diff(before, after) < 0.35 * jump:
-                    back = True
+                    back = j
                     break
-            if back:
+            if back is not None:
                 self.flashes.append(cut)
+                self._flash_spans.append((cut, back))
             else:
                 self._cuts.append(cut)
         self._raw = keep
@@ -268,6 +307,7 @@ class ShotDetector:
         elif _is_black(b):  # fade out to black: the shot ends where the picture is gone
             boundary = next((held[k] for k, al in enumerate(alphas) if al > 0.97), boundary)
         self._spans.append(Boundary(boundary, "dissolve", (moving[0], moving[-1])))
+        self.transitions.append((moving[0], moving[-1]))
 
     # -- output ----------------------------------------------------------------------------
     def _emit(self, upto: int) -> list[Boundary]:
@@ -286,7 +326,7 @@ class ShotDetector:
         flushing = upto > self._count
         # a dissolve waits until the cuts just after it are known: a detector cut near a
         # transition, outside its span (a fade-in from black ends in one), is the boundary
-        ready_spans = [b for b in self._spans if flushing or b.index + self.min_frames < limit]
+        ready_spans = [b for b in self._spans if flushing or b.index + self.near < limit]
         ready = sorted([Boundary(c) for c in self._cuts if c < limit] + ready_spans, key=lambda b: b.index)
         known_cuts = [*self._cuts, *self._raw]
         spans = list(self._spans)
@@ -299,15 +339,17 @@ class ShotDetector:
                     continue  # a hard cut the detector put inside a dissolve: the dissolve wins
             else:
                 span = boundary.span or (boundary.index, boundary.index)
-                if any(abs(c - boundary.index) < self.min_frames and not span[0] < c <= span[1]
+                if any(abs(c - boundary.index) < self.near and not span[0] < c <= span[1]
                        for c in known_cuts):
                     continue
+                if self._last_emitted and boundary.index - self._last_emitted < self.near:
+                    continue  # a fade that goes on after the cut where its picture appeared
             if boundary.index <= 0 or boundary.index - self._last_emitted < self.min_frames:
                 continue
             out.append(boundary)
             self._last_emitted = boundary.index
-        if self._spans:
-            limit = min(limit, min(b.index for b in self._spans))
+        if self._spans:  # frames of a transition not yet given out are not final (callers skip them)
+            limit = min(limit, min(b.span[0] if b.span is not None else b.index for b in self._spans))
         self.finalized_upto = max(self.finalized_upto, limit)
         return out
 
@@ -317,7 +359,7 @@ def detect_shots(
     *,
     detector: str = "adaptive",
     threshold: float = 3.0,
-    min_shot_seconds: float = 0.5,
+    min_shot_frames: int = 8,
     analysis_width: int = 96,
     dissolve_threshold: float = 12.0,
     coarse: bool = True,
@@ -335,7 +377,7 @@ def detect_shots(
     from animlora.io.video import probe
 
     info = probe(path, check_end=False)
-    shots = ShotDetector(info.fps, detector=detector, threshold=threshold, min_shot_seconds=min_shot_seconds,
+    shots = ShotDetector(info.fps, detector=detector, threshold=threshold, min_shot_frames=min_shot_frames,
                          dissolve_threshold=dissolve_threshold)
     if coarse:
         from animlora.io.video import FrameOrderError, ReadAhead, ReferenceFrames, analysis_images
@@ -350,7 +392,7 @@ def detect_shots(
             return refine_cuts(path, found, reader.decoded, analysis_width, shots.min_frames), reader.count, info.fps
         except FrameOrderError:  # a stream whose frame order we cannot follow: decode every frame
             shots = ShotDetector(info.fps, detector=detector, threshold=threshold,
-                                 min_shot_seconds=min_shot_seconds, dissolve_threshold=dissolve_threshold)
+                                 min_shot_frames=min_shot_frames, dissolve_threshold=dissolve_threshold)
     from animlora.io.video import ReadAhead, analysis_images, iter_frames
 
     found, count = [], 0

@@ -1,0 +1,124 @@
+"""Scene-mode sampling: candidates follow a shot's length and picture change, every shot
+gives at least one and at most ``max_per_shot``, no frame is rejected for a low frame
+Laplacian, and the budget follows the project's length."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import media
+from animlora.cli.project import create_project
+from animlora.config import load_settings
+from animlora.pipeline.runner import Runner
+from animlora.stages import get_stage
+from animlora.stages.extract import project_budget
+from animlora.workspace import Workspace
+
+
+def extract(tmp_path: Path, clip: Path, **settings) -> tuple[dict[int, list[int]], dict]:
+    """Run the stage on one clip; (shot idx -> sampled frame indices, the video's report)."""
+    root = create_project(tmp_path / "p", "p", [clip], "3d")
+    loaded = load_settings(root, overrides={"extract": settings})
+    summary = Runner(Workspace(root), loaded).run([get_stage("extract")])[0]
+    assert summary.items_done == 1 and not summary.failures
+    con = sqlite3.connect(root / "catalog.sqlite")
+    try:
+        shots = {idx: [] for (idx,) in con.execute("SELECT idx FROM shots")}
+        rows = con.execute("SELECT s.idx, f.frame_index, f.kept, f.path, f.sharpness FROM frames f "
+                           "JOIN shots s ON s.id = f.shot_id").fetchall()
+    finally:
+        con.close()
+    for idx, index, kept, path, sharp in rows:
+        assert kept == 1 and (root / "frames" / path).is_file() and sharp is not None
+        shots[idx].append(index)
+    report = json.loads((root / "frames" / "extraction_results.json").read_text())
+    return {k: sorted(v) for k, v in shots.items()}, report["videos"][0]
+
+
+def panning(seed: int, frames: int, speed: int = 1) -> list[np.ndarray]:
+    """A camera panning over a scene, back and forth (no jump: one shot)."""
+    big = media._scene(seed)
+    xs = [(i * speed) % 400 for i in range(frames)]
+    xs = [x if x <= 200 else 400 - x for x in xs]
+    return [np.ascontiguousarray(big[20 : 20 + media.H, x : x + media.W]) for x in xs]
+
+
+def still(seed: int, frames: int) -> list[np.ndarray]:
+    return panning(seed, 1) * frames
+
+
+def test_long_shot_then_short_shots_each_get_candidates(tmp_path):
+    # the old sampler kept widening its time bins over a long shot and never reset them:
+    # the short shots after it got nothing
+    frames = panning(1, 300) + [f for k in range(2, 7) for f in panning(k, 12)]
+    clip = media.write_video(tmp_path / "long_short.mp4", frames)
+    shots, report = extract(tmp_path, clip)
+    assert [s["start"] * 25 for s in report["shots"]] == pytest.approx([0, 300, 312, 324, 336, 348])
+    assert all(len(v) >= 1 for v in shots.values()), shots
+    assert report["shots_without_candidates"] == [] and report["black_shots"] == []
+    assert len(shots[0]) > 3 * max(len(shots[k]) for k in range(1, 6))  # in proportion to length
+
+
+def test_candidates_follow_length_and_change(tmp_path):
+    # same length: a still shot, a slow pan, a fast pan; then a slow pan twice as long
+    frames = still(1, 60) + panning(2, 60, 1) + panning(3, 60, 3) + panning(4, 120, 1)
+    clip = media.write_video(tmp_path / "change.mp4", frames)
+    shots, report = extract(tmp_path, clip)
+    assert [s["start"] * 25 for s in report["shots"]] == pytest.approx([0, 60, 120, 180])
+    n = [len(shots[k]) for k in range(4)]
+    assert n[0] == 1  # a still picture: one candidate, the rest are the same picture
+    assert report["shots"][0]["same_picture"] >= 1
+    assert n[1] < n[2]  # more change, more candidates
+    assert n[3] > n[1]  # longer, more candidates
+    for k in range(4):  # spread over the shot, not bunched at one end
+        start, end = k * 60 if k < 3 else 180, (k + 1) * 60 if k < 3 else 300
+        got = shots[k]
+        assert all(start <= i < end for i in got)
+        if len(got) >= 3:
+            assert got[0] < start + (end - start) / 2 < got[-1]
+
+
+def test_ceiling_per_shot_and_floor(tmp_path):
+    frames = panning(5, 150, 3) + panning(6, 10)
+    clip = media.write_video(tmp_path / "cap.mp4", frames)
+    shots, _ = extract(tmp_path, clip, max_per_shot=3)
+    assert len(shots[0]) == 3 and len(shots[1]) >= 1
+    assert shots[0][0] < 50 and shots[0][-1] >= 100  # the 3 kept are spread over the shot
+
+
+def test_soft_frames_are_candidates_not_rejects(tmp_path):
+    import cv2
+
+    # frames as soft as smooth 3D shading: their frame Laplacian is far under the old gate (80)
+    frames = [cv2.GaussianBlur(f, (0, 0), 2.5) for f in panning(7, 50) + panning(8, 50)]
+    clip = media.write_video(tmp_path / "soft.mp4", frames)
+    shots, report = extract(tmp_path, clip)
+    assert len(shots) == 2 and all(len(v) >= 1 for v in shots.values())
+    assert report["shots"][0]["rejected"] == {} and report["shots"][1]["rejected"] == {}
+
+
+def test_black_frames_and_fades_are_not_candidates(tmp_path):
+    black = [np.zeros((media.H, media.W, 3), np.uint8)] * 30
+    pan = panning(9, 60)
+    fade_in = [(f.astype(np.float32) * (i + 1) / 13).astype(np.uint8) for i, f in enumerate(pan[:12])]
+    frames = black + fade_in + pan[12:]
+    clip = media.write_video(tmp_path / "fade.mp4", frames)
+    shots, report = extract(tmp_path, clip)
+    got = [i for v in shots.values() for i in v]
+    assert got and all(i >= 30 + 8 for i in got)  # no black frame, no frame of the fade's first two thirds
+    assert report["black_shots"] == [k for k, v in shots.items() if not v]
+
+
+def test_project_budget_adapts_to_length():
+    # a 55 s trailer, a 10 min film, a 5 s clip, a whole season (per_minute 120, 240..4000)
+    assert project_budget([55.0], 120, 240, 4000) == [220]  # at most 4 a second
+    assert project_budget([600.0], 120, 240, 4000) == [1200]
+    assert project_budget([5.28], 120, 240, 4000) == [21]
+    assert project_budget([3000.0, 3000.0], 120, 240, 4000) == [2000, 2000]
+    assert project_budget([600.0, 300.0], 120, 240, 4000) == [1200, 600]  # each by its own length
+    assert project_budget([0.0], 120, 240, 4000) == [0]
