@@ -3,7 +3,8 @@ score embedders, light correction, track pooling and learned metrics against the
 
     # 1. numbered sheets, one thumbnail per track (the track's middle member), to label by eye
     PYTHONPATH=src python benchmarks/identity.py sheets PROJECT -o OUT
-    # 2. write OUT/labels.json: {"<sheet number>": "buck" | "frank" | ... | "-" (not a character)}
+    # 2. write OUT/labels.json: {"<sheet number>": "buck" | "frank" | ... | "-" (not a character)
+    #    | "x" (several characters in one mask, or unsure: left out of every score)}
     # 3. score variants (each runs embed + cluster on a scratch copy of PROJECT's catalog)
     PYTHONPATH=src python benchmarks/identity.py score PROJECT OUT/labels.json [--variants a,b,...]
 
@@ -41,6 +42,11 @@ VARIANTS = {
     "color_shotlight_linear": {"embed": {"shot_light": "on"}, "cluster": {"metric": "linear"}},
     "color_shotlight_mlp": {"embed": {"shot_light": "on"}, "cluster": {"metric": "mlp"}},
     "color_linear": {"embed": {"shot_light": "off"}, "cluster": {"metric": "linear"}},
+    "color_mlp": {"embed": {"shot_light": "off"}, "cluster": {"metric": "mlp"}},
+    "color_mlp_instance": {"embed": {"shot_light": "off"}, "cluster": {"metric": "mlp", "unit": "instance"}},
+    "color_mlp_seed1": {"embed": {"shot_light": "off"}, "cluster": {"metric": "mlp"}, "project": {"seed": 1}},
+    "color_track_nopartmerge": {"embed": {"shot_light": "off"}, "cluster": {"part_merge": 0.0}},
+    "color_instance_partmerge": {"embed": {"shot_light": "off"}, "cluster": {"unit": "instance"}},
 }
 
 
@@ -135,7 +141,14 @@ def _scores(truth: dict[str, str], assign: dict[str, str], shots: dict[str, str 
     return result
 
 
-def score(project: Path, labels_path: Path, variants: list[str]) -> dict:
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def score(project: Path, labels_path: Path, variants: list[str], extra: dict | None = None) -> dict:
     from animlora.config import load_settings
     from animlora.identity.clustering import normalise
     from animlora.identity.geometry import build_constraints, project_geometry
@@ -149,7 +162,8 @@ def score(project: Path, labels_path: Path, variants: list[str]) -> dict:
     index = json.loads((labels_path.parent / "index.json").read_text())
     by_track = {index[k]: v for k, v in json.loads(labels_path.read_text()).items()}
     tracks = dict(_tracks(project / "catalog.sqlite"))
-    truth = {iid: by_track[key] for key, members in tracks.items() if key in by_track for iid, _, _ in members}
+    truth = {iid: by_track[key] for key, members in tracks.items() if key in by_track and by_track[key] != "x"
+             for iid, _, _ in members}
     shots = {iid: shot for members in tracks.values() for iid, _, shot in members}
     results = {}
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
@@ -162,7 +176,7 @@ def score(project: Path, labels_path: Path, variants: list[str]) -> dict:
                 (scratch / name).symlink_to((project / name).resolve())
         ws = Workspace(scratch)
         for variant in variants:
-            loaded = load_settings(scratch, overrides=VARIANTS[variant])
+            loaded = load_settings(scratch, overrides=_merge(VARIANTS[variant], extra or {}))
             Runner(ws, loaded, force=True).run([get_stage("embed"), get_stage("cluster")])
             with ws.open_catalog() as catalog:
                 assign = dict(catalog.rows("SELECT instance_id, cluster_id FROM cluster_assignments"))
@@ -192,11 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     p_score.add_argument("labels", type=Path)
     p_score.add_argument("--variants", default=",".join(VARIANTS))
     p_score.add_argument("--json", type=Path)
+    p_score.add_argument("--min-cluster-size", type=int, default=0, help="override cluster.min_cluster_size")
     args = parser.parse_args(argv)
     if args.command == "sheets":
         sheets(args.project, args.out)
         return 0
-    results = score(args.project, args.labels, args.variants.split(","))
+    extra = {"cluster": {"min_cluster_size": args.min_cluster_size}} if args.min_cluster_size else {}
+    results = score(args.project, args.labels, args.variants.split(","), extra)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

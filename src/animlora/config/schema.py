@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator
 
 
 class Section(BaseModel):
@@ -156,6 +156,12 @@ class EmbedSettings(Section):
     # divide out each shot's light (grey-edge on the shot's background plates) before embedding;
     # auto = for the colour-based backend only
     shot_light: Literal["auto", "on", "off"]
+
+    @field_validator("shot_light", mode="before")
+    @classmethod
+    def _yaml_bool(cls, value: object) -> object:
+        """YAML reads a bare on/off as a bool."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
 class ClusterSettings(Section):

@@ -67,6 +67,10 @@ def learn_metric(
     if kind == "linear":
         learned = _linear(x, pos, neg)
     elif kind == "mlp":
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            return x, info | {"skipped": "torch is not installed (pip install 'animlora[models]'): vectors unchanged"}
         learned = _mlp(x, pos, neg, seed)
     else:
         raise ValueError(f"unknown metric {kind!r}")
@@ -114,10 +118,13 @@ def _train_mlp(x: np.ndarray, pos: np.ndarray, neg: np.ndarray, seed: int, steps
         p = post[torch.randint(len(post), (min(256, len(post)),), generator=gen)]
         q = negt[torch.randint(len(negt), (min(256, len(negt)),), generator=gen)]
         r = torch.randint(n, (256, 2), generator=gen)
-        z = nn.functional.normalize(head(xt), dim=1)
-        dp = 1 - (z[p[:, 0]] * z[p[:, 1]]).sum(1)
-        dn = 1 - (z[q[:, 0]] * z[q[:, 1]]).sum(1)
-        keep = (z[r[:, 0]] * z[r[:, 1]]).sum(1) - (xt[r[:, 0]] * xt[r[:, 1]]).sum(1)
+        rows = torch.cat([p.reshape(-1), q.reshape(-1), r.reshape(-1)])
+        z = nn.functional.normalize(head(xt[rows]), dim=1)  # only the rows this step needs
+        zp, zq, zr = torch.split(z, [p.numel(), q.numel(), r.numel()])
+        zp, zq, zr = zp.reshape(-1, 2, MLP_DIM), zq.reshape(-1, 2, MLP_DIM), zr.reshape(-1, 2, MLP_DIM)
+        dp = 1 - (zp[:, 0] * zp[:, 1]).sum(1)
+        dn = 1 - (zq[:, 0] * zq[:, 1]).sum(1)
+        keep = (zr[:, 0] * zr[:, 1]).sum(1) - (xt[r[:, 0]] * xt[r[:, 1]]).sum(1)
         loss = (torch.relu(dp - POS_MARGIN) ** 2).mean() + (torch.relu(NEG_MARGIN - dn) ** 2).mean() + (keep**2).mean()
         opt.zero_grad()
         loss.backward()
