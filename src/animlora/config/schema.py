@@ -191,6 +191,9 @@ class EmbedSettings(Section):
     fallback: Literal["none", "color"]
     background: list[int] = Field(min_length=3, max_length=3, description="RGB the cut-outs are composited on")
     color_size: int = Field(ge=32, le=512, description="color backend: cut-outs are resized to fit this square")
+    # divide out each shot's light (grey-edge on the shot's background plates) before embedding;
+    # auto = for the colour-based backend only
+    shot_light: Literal["auto", "on", "off"]  # a bare YAML on/off comes back as its word (Section)
 
 
 class ClusterSettings(Section):
@@ -200,6 +203,9 @@ class ClusterSettings(Section):
     selection: Literal["eom", "leaf"]
     merge_similarity: float = Field(ge=-1, le=1, description="merge clusters whose centroids are this similar (1 = never)")
     track_aware: bool
+    unit: Literal["track", "instance"] = Field(description="what is clustered: tracks (pooled) or lone instances")
+    part_merge: float = Field(ge=0, le=1, description="a cluster this share of whose instances touch another's joins it (0 = off)")
+    metric: Literal["none", "linear", "mlp"] = Field(description="a metric learned from the film's own tracks and frames")
     turbo_threshold: int = Field(ge=1000, description="from this many instances on, the subsample path runs")
     turbo_sample: int = Field(ge=1000)
     turbo_pca_dim: int = Field(ge=2)

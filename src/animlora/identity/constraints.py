@@ -1,12 +1,16 @@
 """Track and frame constraints on a clustering, and merging over-split clusters.
 
 - must-link: the instances of one track are one character, so a track takes the cluster most
-  of its members got (noise only when most of them are noise);
-- cannot-link: two instances of one frame are two characters, so a cluster holding both is
-  split (constrained 2-means seeded by the conflicting pairs, by track);
+  of its members got (noise only when most of them are noise); a member that does not look
+  like the rest of its track (a tracking slip, see identity/tracks.py) keeps its own label;
+- cannot-link: two instances of one frame that do not touch, of different tracks that are not
+  attached, are two characters (identity/geometry.py), so a cluster holding both is split
+  (constrained k-means over tracks seeded by the conflicting instances);
 - merge: HDBSCAN splits one character shown under two lights into two dense clusters; two
-  clusters whose centroids are more similar than a bound, and that never share a frame, are
-  one character.
+  clusters whose centroids are more similar than a bound, and that hold no cannot-link pair,
+  are one character;
+- parts: a cluster most of whose instances touch an instance of another cluster in their frame
+  is a part of that character (a head cut from its body) and joins it.
 """
 
 from __future__ import annotations
@@ -17,10 +21,16 @@ from collections.abc import Sequence
 import numpy as np
 
 from animlora.identity.clustering import NOISE, normalise
+from animlora.identity.geometry import Constraints, build_constraints
 
 
-def apply_must_link(labels: np.ndarray, track_ids: Sequence[str | None]) -> tuple[np.ndarray, int]:
-    """Give every member of a track the track's majority label; return (labels, instances moved)."""
+def apply_must_link(
+    labels: np.ndarray, track_ids: Sequence[str | None], outliers: np.ndarray | None = None
+) -> tuple[np.ndarray, int]:
+    """Give every member of a track the track's majority label; return (labels, instances moved).
+    Members flagged in ``outliers`` do not vote, and follow only when they fell in noise (a
+    tracking slip that landed in another character's cluster stays there; a frame under an odd
+    light that fits nothing follows its track)."""
     out = labels.copy()
     members: dict[str, list[int]] = defaultdict(list)
     for i, track in enumerate(track_ids):
@@ -30,10 +40,13 @@ def apply_must_link(labels: np.ndarray, track_ids: Sequence[str | None]) -> tupl
     for idx in members.values():
         if len(idx) < 2:
             continue
-        votes = Counter(int(labels[i]) for i in idx)
+        voters = [i for i in idx if outliers is None or not outliers[i]] or idx
+        votes = Counter(int(labels[i]) for i in voters)
         # ties: prefer a real cluster over noise, then the smaller label (the larger cluster)
         best = sorted(votes.items(), key=lambda kv: (-kv[1], kv[0] == NOISE, kv[0]))[0][0]
         for i in idx:
+            if outliers is not None and outliers[i] and labels[i] != NOISE:
+                continue
             if out[i] != best:
                 out[i] = best
                 moved += 1
@@ -48,12 +61,18 @@ def _units(idx: np.ndarray, track_ids: Sequence[str | None]) -> list[list[int]]:
     return list(groups.values())
 
 
-def _conflicts(idx: Sequence[int], frame_ids: Sequence[str | None]) -> dict[str, list[int]]:
-    by_frame: dict[str, list[int]] = defaultdict(list)
-    for i in idx:
-        if frame_ids[i]:
-            by_frame[frame_ids[i]].append(int(i))
-    return {f: m for f, m in by_frame.items() if len(m) > 1}
+def _seed_clique(units: list[list[int]], unit_conflicts: dict[int, set[int]]) -> list[int]:
+    """A greedy clique of mutually conflicting units: the most-conflicted first."""
+    order = sorted(unit_conflicts, key=lambda u: (-len(unit_conflicts[u]), u))
+    best: list[int] = []
+    for start in order:
+        clique = [start]
+        for other in sorted(unit_conflicts[start], key=lambda u: (-len(unit_conflicts[u]), u)):
+            if all(other in unit_conflicts[c] for c in clique):
+                clique.append(other)
+        if len(clique) > len(best):
+            best = clique
+    return best
 
 
 def split_cannot_link(
@@ -62,77 +81,107 @@ def split_cannot_link(
     frame_ids: Sequence[str | None],
     track_ids: Sequence[str | None],
     min_cluster_size: int,
+    constraints: Constraints | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Split every cluster that holds two instances of one frame; return (labels, clusters split)."""
+    """Split every cluster that holds a cannot-link pair; return (labels, clusters split).
+    Without ``constraints``, any two instances of one frame are a cannot-link (no geometry)."""
     x = normalise(x)
+    constraints = constraints or build_constraints(frame_ids, track_ids)
+    cannot_of: dict[int, set[int]] = defaultdict(set)
+    for i, j in constraints.cannot:
+        cannot_of[i].add(j)
+        cannot_of[j].add(i)
     out = labels.copy()
     next_label = int(out.max()) + 1 if len(out) else 0
     split = 0
     for lab in sorted(int(v) for v in np.unique(labels) if v != NOISE):
         idx = np.nonzero(out == lab)[0]
-        conflicts = _conflicts(idx, frame_ids)
-        if not conflicts:
+        inside = set(int(i) for i in idx)
+        pairs = [(i, j) for i in idx for j in cannot_of.get(int(i), ()) if j in inside and i < j]
+        if not pairs:
             continue
         split += 1
-        k = max(len(m) for m in conflicts.values())
         units = _units(idx, track_ids)
-        unit_vec = normalise(np.stack([x[u].mean(0) for u in units]))
         unit_of = {i: n for n, u in enumerate(units) for i in u}
-        # seeds: the members of the most crowded frame, one per part
-        seed_frame = max(conflicts.items(), key=lambda kv: (len(kv[1]), kv[0]))[1][:k]
-        centroids = np.stack([unit_vec[unit_of[i]] for i in seed_frame])
+        unit_conflicts: dict[int, set[int]] = defaultdict(set)
+        for i, j in pairs:
+            if unit_of[i] != unit_of[j]:
+                unit_conflicts[unit_of[i]].add(unit_of[j])
+                unit_conflicts[unit_of[j]].add(unit_of[i])
+        unit_vec = normalise(np.stack([x[u].mean(0) for u in units]))
+        seeds = _seed_clique(units, unit_conflicts) if unit_conflicts else []
+        if len(seeds) < 2:  # the conflict is inside one track: its farther member goes to noise
+            for i, j in pairs:
+                far = i if float(x[i] @ unit_vec[unit_of[i]]) < float(x[j] @ unit_vec[unit_of[j]]) else j
+                out[far] = NOISE
+            continue
+        k = len(seeds)
+        centroids = unit_vec[seeds].copy()
         assign = np.zeros(len(units), np.int64)
-        for _ in range(20):
+        for step in range(20):
             new = np.argmax(unit_vec @ centroids.T, axis=1)
-            for part, i in enumerate(seed_frame):  # seeds stay in their own part
-                new[unit_of[i]] = part
-            if np.array_equal(new, assign) and _ > 0:
+            new[seeds] = np.arange(k)  # seeds stay in their own part
+            if step > 0 and np.array_equal(new, assign):
                 break
             assign = new
             for part in range(k):
                 if (assign == part).any():
                     centroids[part] = normalise(unit_vec[assign == part].mean(0, keepdims=True))[0]
-        # repair what 2-means left in conflict: the unit farther from the centroid moves to the
-        # most similar part without that frame, or to noise
-        part_of = {i: int(assign[unit_of[i]]) for i in idx}
-        final = dict(part_of)
-        for members in conflicts.values():
-            by_part: dict[int, list[int]] = defaultdict(list)
-            for i in members:
-                by_part[final[i]].append(i)
-            for part, clash in by_part.items():
-                if len(clash) < 2:
-                    continue
-                clash.sort(key=lambda i: -float(x[i] @ centroids[part]))
-                for i in clash[1:]:
-                    used = {final[j] for j in members if j != i}
-                    options = [p for p in np.argsort(-(centroids @ x[i])) if int(p) not in used]
-                    final[i] = int(options[0]) if options else -2  # -2: to noise
+        # repair what k-means left in conflict: the unit farther from its part's centroid moves
+        # to the most similar part holding nothing it conflicts with, or to noise
+        final = {u: int(assign[u]) for u in range(len(units))}
+        for u in sorted(unit_conflicts, key=lambda u: -float(unit_vec[u] @ centroids[final[u]])):
+            if final[u] < 0:
+                continue
+            clash = [v for v in unit_conflicts[u] if final[v] == final[u]]
+            if not clash:
+                continue
+            rivals = [u, *clash]
+            rivals.sort(key=lambda v: -float(unit_vec[v] @ centroids[final[v]]))
+            for v in rivals[1:]:
+                used = {final[w] for w in unit_conflicts[v]}
+                options = [int(p) for p in np.argsort(-(centroids @ unit_vec[v])) if int(p) not in used]
+                final[v] = options[0] if options else -2  # -2: noise
         for part in range(k):
-            members = [i for i in idx if final[i] == part]
+            members = [i for u, p in final.items() if p == part for i in units[u]]
             target = lab if part == 0 else next_label
             if part > 0:
                 next_label += 1
             for i in members:
                 out[i] = target if len(members) >= min_cluster_size else NOISE
-        for i in idx:
-            if final[i] == -2:
-                out[i] = NOISE
+        for u, p in final.items():
+            if p == -2:
+                out[units[u]] = NOISE
     return out, split
 
 
+def _pairs_between(labels: np.ndarray, pairs: frozenset[tuple[int, int]]) -> dict[tuple[int, int], int]:
+    counts: dict[tuple[int, int], int] = defaultdict(int)
+    for i, j in pairs:
+        a, b = int(labels[i]), int(labels[j])
+        if a != NOISE and b != NOISE and a != b:
+            counts[(min(a, b), max(a, b))] += 1
+    return counts
+
+
 def merge_similar(
-    x: np.ndarray, labels: np.ndarray, frame_ids: Sequence[str | None], bound: float
+    x: np.ndarray,
+    labels: np.ndarray,
+    frame_ids: Sequence[str | None],
+    bound: float,
+    constraints: Constraints | None = None,
 ) -> tuple[np.ndarray, list[tuple[int, int, float]]]:
     """Merge clusters whose centroids' cosine similarity exceeds ``bound`` (most similar pair
-    first) unless they share a frame; return (labels, merges as (kept, absorbed, similarity))."""
+    first) unless a cannot-link pair joins them (without ``constraints``: unless they share a
+    frame); return (labels, merges as (kept, absorbed, similarity))."""
     out = labels.copy()
     if bound >= 1.0:
         return out, []
     x = normalise(x)
+    constraints = constraints or build_constraints(frame_ids, [None] * len(frame_ids))
     ids = [int(v) for v in np.unique(out) if v != NOISE]
     sums = {lab: x[out == lab].sum(0) for lab in ids}
-    frames = {lab: {frame_ids[i] for i in np.nonzero(out == lab)[0] if frame_ids[i]} for lab in ids}
+    blocked = set(_pairs_between(out, constraints.cannot))
     merges = []
     while len(ids) > 1:
         cent = normalise(np.stack([sums[lab] for lab in ids]))
@@ -143,7 +192,8 @@ def merge_similar(
             a, b = divmod(int(flat), len(ids))
             if sim[a, b] <= bound:
                 break
-            if a < b and not (frames[ids[a]] & frames[ids[b]]):
+            pair = (min(ids[a], ids[b]), max(ids[a], ids[b]))
+            if a < b and pair not in blocked:
                 best = (a, b)
                 break
         if best is None:
@@ -152,6 +202,41 @@ def merge_similar(
         merges.append((keep, gone, float(sim[best])))
         out[out == gone] = keep
         sums[keep] = sums[keep] + sums.pop(gone)
-        frames[keep] |= frames.pop(gone)
         ids.remove(gone)
+        blocked = {(keep if a == gone else a, keep if b == gone else b) for a, b in blocked}
+        blocked = {(min(a, b), max(a, b)) for a, b in blocked}
     return out, merges
+
+
+def merge_parts(
+    labels: np.ndarray, constraints: Constraints, share: float
+) -> tuple[np.ndarray, list[tuple[int, int, float]]]:
+    """A cluster at least ``share`` of whose instances touch an instance of one other cluster
+    in their frame — and that holds no cannot-link pair with it — is a part of that character
+    (a head cut from its body) and joins it, smaller into larger. Returns (labels, merges as
+    (kept, absorbed, share))."""
+    out = labels.copy()
+    if share <= 0:
+        return out, []
+    merges = []
+    while True:
+        touched: dict[tuple[int, int], set[int]] = defaultdict(set)  # (cluster, other) -> its instances touching
+        for i, j in constraints.touching:
+            a, b = int(out[i]), int(out[j])
+            if a != NOISE and b != NOISE and a != b:
+                touched[(a, b)].add(i)
+                touched[(b, a)].add(j)
+        blocked = set(_pairs_between(out, constraints.cannot))
+        best = None
+        for (a, b), members in touched.items():
+            size_a, size_b = int((out == a).sum()), int((out == b).sum())
+            if size_a > size_b or (size_a == size_b and a < b) or (min(a, b), max(a, b)) in blocked:
+                continue
+            frac = len(members) / size_a
+            if frac >= share and (best is None or frac > best[2]):
+                best = (b, a, frac)
+        if best is None:
+            return out, merges
+        keep, gone, frac = best
+        out[out == gone] = keep
+        merges.append((keep, gone, float(frac)))

@@ -1,13 +1,19 @@
 """The ``cluster`` stage: embeddings -> one folder per character.
 
-1. HDBSCAN on the L2-normalised vectors (turbo path for 100k+, see identity/clustering.py);
-2. track-aware constraints: must-link by track, cannot-link by frame (identity/constraints.py);
-3. merge clusters that are one character under different light (and never share a frame);
+1. tracks are the unit: each track's robust mean (identity/tracks.py), optionally in a metric
+   learned from the film's own tracks and frames (identity/metric.py); HDBSCAN on the
+   instances pulled onto their tracks (turbo path for 100k+, see identity/clustering.py);
+2. track-aware constraints: must-link by track, cannot-link between two instances of one frame
+   that do not touch (identity/geometry.py, identity/constraints.py);
+3. merge clusters that are one character under different light (and hold no cannot-link pair),
+   and clusters that are a part of another (a head cut from its body);
 4. names from ``characters/*.yaml`` references; negative references send clusters to noise;
 5. outputs: ``character_<n>/`` (or the name), ``noise/``, ``cluster_report.json``,
    ``cluster_visualization.png``, ``contact_sheets/<folder>.jpg``;
-6. catalog: ``clusters``, ``cluster_assignments`` (the base clustering) and
-   ``character_members`` (the base with the review decisions replayed).
+6. catalog: ``clusters``, ``cluster_assignments`` (the base clustering),
+   ``identity_distances`` (per instance: distance to its track, its cluster and the nearest
+   other cluster, to re-tune bounds without re-running) and ``character_members`` (the base
+   with the review decisions replayed).
 """
 
 from __future__ import annotations
@@ -24,11 +30,14 @@ import numpy as np
 
 from animlora.errors import BadInputError, StageError
 from animlora.identity.clustering import NOISE, ClusterParams, cluster_embeddings, normalise, relabel_by_size
-from animlora.identity.constraints import apply_must_link, merge_similar, split_cannot_link
+from animlora.identity.constraints import apply_must_link, merge_parts, merge_similar, split_cannot_link
 from animlora.identity.decisions import NOISE_ID, refresh_members
+from animlora.identity.geometry import FrameGeometry, build_constraints, project_geometry
 from animlora.identity.inputs import InstanceRef, file_hash, load_identity_instances
+from animlora.identity.metric import learn_metric
 from animlora.identity.naming import embed_references, match_clusters, references
 from animlora.identity.sheets import contact_sheet, visualization
+from animlora.identity.tracks import pool_tracks, pulled
 from animlora.io.files import atomic_path, atomic_write_json
 from animlora.pipeline.stage import (
     ItemOutput,
@@ -43,6 +52,19 @@ from animlora.pipeline.stage import (
 from animlora.stages.embed import get_embedder, load_vectors
 
 REPORT = "cluster_report.json"
+# Per instance, the distances the clustering decided on (cosine distances in the space it
+# clustered in), so bounds can be re-tuned from the catalog without re-running. Created here
+# (IF NOT EXISTS) rather than as a catalog migration: only the cluster stage writes it.
+DISTANCES_SQL = """CREATE TABLE IF NOT EXISTS identity_distances (
+    instance_id TEXT PRIMARY KEY,
+    track_id TEXT,
+    track_outlier INTEGER NOT NULL,   -- left out of its track's pooled vector (keeps its own)
+    to_track REAL,                    -- 1 - cosine to its track's pooled vector
+    cluster_id TEXT NOT NULL,         -- as in cluster_assignments ('noise' for noise)
+    to_cluster REAL,                  -- 1 - cosine to its cluster's centroid (NULL for noise)
+    nearest_other TEXT,               -- the nearest other cluster's id
+    to_other REAL                     -- 1 - cosine to that centroid
+)"""
 VISUALIZATION = "cluster_visualization.png"
 SHEETS = "contact_sheets"
 
@@ -55,6 +77,7 @@ class ClusterInput:
     refs: list[InstanceRef]
     reference_folders: list[Path]
     project_root: Path | None
+    geometry: FrameGeometry
 
 
 def reference_folders(job: StageJob) -> list[Path]:
@@ -81,7 +104,7 @@ def _references_fingerprint(folders: list[Path]) -> list[tuple[str, str]]:
 class ClusterStage(Stage):
     name = "cluster"
     folder = "clustered"
-    version = "1"
+    version = "2"
     upstream = ("embed",)
 
     def check_inputs(self, job: StageJob) -> None:
@@ -105,8 +128,11 @@ class ClusterStage(Stage):
         folders = reference_folders(ctx.job)
         lineage = [(i, refs[i].content_hash, refs[i].track_id, refs[i].frame_id) for i in ids]
         fingerprint = digest(embedder.key, lineage, _references_fingerprint(folders))
+        geometry = FrameGeometry() if ctx.job.standalone else project_geometry(ctx.catalog, ctx.workspace.root, ids)
+        boxes = [(p.box, str(p.mask)) for _, p in sorted(geometry.placements.items())]
+        fingerprint = digest(fingerprint, boxes)
         payload = ClusterInput(embedder.key, ids, vectors, [refs[i] for i in ids], folders,
-                               None if ctx.job.standalone else ctx.workspace.root)
+                               None if ctx.job.standalone else ctx.workspace.root, geometry)
         return [WorkItem("clusters", fingerprint, payload, f"{len(ids)} instances")]
 
     # -- the work ---------------------------------------------------------------------
@@ -114,25 +140,40 @@ class ClusterStage(Stage):
         data: ClusterInput = item.payload
         s = job.settings.cluster
         started = time.monotonic()
-        x = normalise(data.vectors)
+        raw = normalise(data.vectors)
         tracks = [r.track_id for r in data.refs]
         frames = [r.frame_id for r in data.refs]
+        geometry = data.geometry if s.track_aware else FrameGeometry()
+        links = build_constraints(frames if s.track_aware else [None] * len(raw),
+                                  tracks if s.track_aware else [None] * len(raw), geometry)
+        constraints: dict[str, Any] = {
+            "track_aware": s.track_aware, "unit": s.unit,
+            "same_frame_pairs": links.same_frame_pairs, "cannot_link_pairs": len(links.cannot),
+            "touching_pairs": len(links.touching), "attached_track_pairs": links.attached_tracks}
 
-        # 1. HDBSCAN
+        # 1. the metric (learned from the film's own constraints, or the embedder's), tracks, HDBSCAN
+        x, metric_info = learn_metric(raw, tracks if s.track_aware else [None] * len(raw), sorted(links.cannot),
+                                      s.metric, job.settings.project.seed)
+        constraints["metric"] = metric_info
+        pool = pool_tracks(x, tracks if s.track_aware and s.unit == "track" else [None] * len(x))
+        xc = pulled(x, pool) if s.track_aware and s.unit == "track" else x
+        constraints.update(units=pool.tracks, track_outliers=int(pool.outlier.sum()))
         params = ClusterParams(s.min_cluster_size, s.min_samples, s.pca_dim, s.selection, s.turbo_threshold,
                                s.turbo_sample, s.turbo_pca_dim, job.settings.project.seed)
-        result = cluster_embeddings(x, params)
+        result = cluster_embeddings(xc, params)
         labels = result.labels
         progress(1, 5)
         # 2. track constraints
-        constraints: dict[str, Any] = {"track_aware": s.track_aware}
         if s.track_aware:
-            labels, moved = apply_must_link(labels, tracks)
-            labels, splits = split_cannot_link(x, labels, frames, tracks, s.min_cluster_size)
+            labels, moved = apply_must_link(labels, tracks, pool.outlier)
+            labels, splits = split_cannot_link(xc, labels, frames, tracks, s.min_cluster_size, links)
             constraints.update(must_link_moved=moved, cannot_link_splits=splits)
-        # 3. one character under two lights
-        labels, merges = merge_similar(x, labels, frames if s.track_aware else [None] * len(x), s.merge_similarity)
+        # 3. one character under two lights; a part of a character
+        labels, merges = merge_similar(xc, labels, frames, s.merge_similarity, links)
         constraints["merges"] = [{"kept": a, "absorbed": b, "similarity": round(c, 4)} for a, b, c in merges]
+        if s.track_aware:
+            labels, parts = merge_parts(labels, links, s.part_merge)
+            constraints["part_merges"] = [{"kept": a, "absorbed": b, "touching": round(c, 4)} for a, b, c in parts]
         labels = _small_to_noise(labels, s.min_cluster_size)
         progress(2, 5)
         # 4. names from references
@@ -142,12 +183,12 @@ class ClusterStage(Stage):
         if refs:
             embedder, _ = get_embedder(job.settings)
             ref_vectors = embed_references(refs, embedder)
-            first = match_clusters(_centroids(x, labels), ref_vectors, s.name_similarity)
+            first = match_clusters(_centroids(raw, labels), ref_vectors, s.name_similarity)
             for label, match in first.items():
                 if match.negative:
                     labels[labels == label] = NOISE
             labels = relabel_by_size(labels)
-            matched = {k: v for k, v in match_clusters(_centroids(x, labels), ref_vectors, s.name_similarity).items()
+            matched = {k: v for k, v in match_clusters(_centroids(raw, labels), ref_vectors, s.name_similarity).items()
                        if not v.negative}
         else:
             labels = relabel_by_size(labels)
@@ -162,6 +203,7 @@ class ClusterStage(Stage):
         # 5. folders, sheets, report
         out = job.output_dir
         files, clusters, assignments, report_clusters = self._write(job, data, x, labels, names, matched)
+        distances = _distances(data, x, labels, clusters, pool)
         progress(4, 5)
         noise = int((labels == NOISE).sum())
         report = {
@@ -186,7 +228,7 @@ class ClusterStage(Stage):
         files.append(VISUALIZATION)
         progress(5, 5)
         return ItemOutput(files=tuple(files), data={"clusters": clusters, "assignments": assignments,
-                                                    "model": data.model})
+                                                    "distances": distances, "model": data.model})
 
     def _write(self, job: StageJob, data: ClusterInput, x: np.ndarray, labels: np.ndarray,
                names: dict[int, str], matched: dict[int, Any]):
@@ -267,12 +309,18 @@ class ClusterStage(Stage):
         ctx.catalog.execute("DELETE FROM cluster_assignments")
         ctx.catalog.upsert("clusters", output.data["clusters"])
         ctx.catalog.conn.executemany("INSERT INTO cluster_assignments VALUES (?, ?, ?)", output.data["assignments"])
+        ctx.catalog.execute(DISTANCES_SQL)
+        ctx.catalog.execute("DELETE FROM identity_distances")
+        ctx.catalog.conn.executemany("INSERT INTO identity_distances VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                     output.data["distances"])
         ctx.catalog.set_meta("identity.model", output.data["model"])
         refresh_members(ctx.catalog)
 
     def forget(self, ctx: StageContext, item_key: str) -> None:
         for table in ("clusters", "cluster_assignments", "character_members"):
             ctx.catalog.execute(f"DELETE FROM {table}")
+        ctx.catalog.execute(DISTANCES_SQL)
+        ctx.catalog.execute("DELETE FROM identity_distances")
 
     def finish(self, ctx: StageContext, summary: RunSummary) -> dict[str, Any]:
         import json
@@ -289,6 +337,31 @@ class ClusterStage(Stage):
         members = ctx.catalog.one("SELECT COUNT(*) FROM character_members")[0]
         return {k: v for k, v in report.items() if k != "per_cluster"} | {
             "review_decisions_replayed": decisions, "character_members": members}
+
+
+def _distances(data: ClusterInput, x: np.ndarray, labels: np.ndarray, clusters: list[dict], pool: Any) -> list[tuple]:
+    """Rows of ``identity_distances`` (see DISTANCES_SQL)."""
+    ids = sorted(int(v) for v in np.unique(labels) if v != NOISE)
+    cid_of = {}
+    for lab in ids:
+        members = sorted(data.ids[i] for i in np.nonzero(labels == lab)[0])
+        cid_of[lab] = "c" + digest("cluster", members)[:12]
+    cent = normalise(np.stack([x[labels == lab].mean(0) for lab in ids])) if ids else np.zeros((0, x.shape[1]))
+    sims = x @ cent.T if ids else np.zeros((len(x), 0))
+    rows = []
+    for i, iid in enumerate(data.ids):
+        lab = int(labels[i])
+        own = ids.index(lab) if lab != NOISE else None
+        other = sims[i].copy()
+        if own is not None:
+            other[own] = -np.inf
+        near = int(np.argmax(other)) if len(ids) > (0 if own is None else 1) else None
+        rows.append((iid, data.refs[i].track_id, int(pool.outlier[i]), round(float(pool.to_unit[i]), 5),
+                     cid_of[lab] if own is not None else NOISE_ID,
+                     None if own is None else round(float(1 - sims[i, own]), 5),
+                     None if near is None else cid_of[ids[near]],
+                     None if near is None else round(float(1 - sims[i, near]), 5)))
+    return rows
 
 
 def _centroids(x: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:

@@ -30,13 +30,31 @@ from animlora.pipeline.stage import (
 )
 
 ITEM_SIZE = 256  # instances per work item: the unit of resume
+
+
 def get_embedder(settings: Any) -> tuple[Any, list[str]]:
-    """The embedder, loaded once per process (a model is loaded once, not once per item)."""
-    from animlora.backends.embedding import create_embedder
+    """The configured embedder (wrapped in the per-shot light correction where it applies),
+    loaded once per process (a model is loaded once, not once per item)."""
     from animlora.backends.registry import held
 
     key = settings.embed.fingerprint() + settings.models.fingerprint()
-    return held("embedding", key, lambda: create_embedder(settings.embed, settings.models))
+    return held("embedding", key, lambda: _load_embedder(settings))
+
+
+def _load_embedder(settings: Any) -> tuple[Any, list[str]]:
+    from animlora.backends.embedding import create_embedder
+    from animlora.identity.light import ShotLight
+
+    embedder, notes = create_embedder(settings.embed, settings.models)
+    if uses_shot_light(settings.embed.shot_light, embedder.key):
+        embedder = ShotLight(embedder)
+    return embedder, notes
+
+
+def uses_shot_light(mode: str, key: str) -> bool:
+    """``on``: always; ``auto``: for the colour descriptor alone (neural models were trained on
+    every light; the colour descriptor sees the light as much as the character)."""
+    return mode == "on" or (mode == "auto" and key.startswith("color-") and "+" not in key)
 
 
 def collect(ctx: StageContext) -> list[InstanceRef]:
@@ -69,11 +87,18 @@ class EmbedStage(Stage):
                 todo.setdefault(ref.content_hash, ref)
         pending = sorted(todo.values(), key=lambda r: r.content_hash)
         ctx.extra["cached"] = len(refs) - len(pending)
+        gains: dict[str, list[float]] = {}
+        if hasattr(embedder, "inner") and pending and not ctx.job.standalone:
+            from animlora.identity.light import project_plates, shot_gains
+
+            gains = shot_gains(project_plates(ctx.catalog, ctx.workspace.root))
+        ctx.extra["shot_gains"] = gains
         items = []
         for start in range(0, len(pending), ITEM_SIZE):
             chunk = pending[start : start + ITEM_SIZE]
             key = digest(embedder.key, [r.content_hash for r in chunk])[:20]
-            items.append(WorkItem(f"batch-{key}", key, (embedder.key, chunk), f"{len(chunk)} cut-outs"))
+            chunk_gains = [gains.get(r.shot_id or "") for r in chunk]
+            items.append(WorkItem(f"batch-{key}", key, (embedder.key, chunk, chunk_gains), f"{len(chunk)} cut-outs"))
         # Batches done before stay in the plan (as done), and one item stands for the set of
         # instances: a re-run with nothing new is "up to date", while a changed set of
         # instances (some dropped upstream) still refreshes identity_instances in finish.
@@ -90,18 +115,19 @@ class EmbedStage(Stage):
     def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:
         if item.payload is None:  # the instance-set item, or a batch done before a settings change
             return ItemOutput(data={"rows": [], "bad": []})
-        model, chunk = item.payload
+        model, chunk, chunk_gains = item.payload
         embedder, _ = get_embedder(job.settings)
-        images, good, bad = [], [], []
-        for ref in chunk:
+        images, good, gains, bad = [], [], [], []
+        for ref, gain in zip(chunk, chunk_gains, strict=True):
             try:
                 images.append(read_image(ref.path, "RGBA"))
                 good.append(ref)
+                gains.append(gain)
             except AnimloraError as exc:
                 bad.append((str(ref.path), str(exc)))
         rows = []
         if images:
-            vectors = embedder.embed(images)
+            vectors = embedder.embed(images, gains) if hasattr(embedder, "inner") else embedder.embed(images)
             for ref, vec in zip(good, vectors, strict=True):
                 rows.append((ref.instance_id, model, ref.content_hash, vec.astype("<f4").tobytes(), int(vec.shape[0])))
         progress(len(chunk), len(chunk))
@@ -141,6 +167,7 @@ class EmbedStage(Stage):
             "unreadable": [{"path": p, "error": e} for p, e in ctx.extra.get("bad", [])],
             "missing": len(refs) - len(ids),
             "dim": int(vectors.shape[1]) if len(ids) else 0,
+            "shot_light": {"shots": len(ctx.extra.get("shot_gains", {})), "gains": ctx.extra.get("shot_gains", {})},
             "seconds": round(time.monotonic() - ctx.extra["started"], 3),
             "settings": ctx.settings.embed.model_dump(mode="json"),
         }

@@ -1,0 +1,222 @@
+"""Identity quality on a project without rendered truth: label its tracks by eye once, then
+score embedders, light correction, track pooling and learned metrics against the labels.
+
+    # 1. numbered sheets, one thumbnail per track (the track's middle member), to label by eye
+    PYTHONPATH=src python benchmarks/identity.py sheets PROJECT -o OUT
+    # 2. write OUT/labels.json: {"<sheet number>": "buck" | "frank" | ... | "-" (not a character)
+    #    | "x" (several characters in one mask, or unsure: left out of every score)}
+    # 3. score variants (each runs embed + cluster on a scratch copy of PROJECT's catalog)
+    PYTHONPATH=src python benchmarks/identity.py score PROJECT OUT/labels.json [--variants a,b,...]
+
+Scores (labelled character instances only; "-" = scenery/prop, counted as its own class
+only in ``ari_all``):
+- ``ari``: adjusted Rand index over clustered (non-noise) character instances;
+- ``min_purity`` / ``purity``: per cluster, share of its majority character (character-majority
+  clusters) / instance-weighted;
+- ``noise``: share of character instances left in noise;
+- ``nn_other_shot``: share of character instances whose nearest neighbour from *another shot*
+  (in the space clustered) is the same character — the truth-free-clustering view of an
+  embedder;
+- ``pair_together``: for each pair of characters, whether one cluster holds >= max(2, 10%)
+  of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sqlite3
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+VARIANTS = {
+    # name: settings overrides
+    "color_instance_old": {"embed": {"shot_light": "off"}, "cluster": {"unit": "instance", "part_merge": 0.0}},
+    "color": {"embed": {"shot_light": "off"}},
+    "color_shotlight": {"embed": {"shot_light": "on"}},
+    "color_shotlight_linear": {"embed": {"shot_light": "on"}, "cluster": {"metric": "linear"}},
+    "color_shotlight_mlp": {"embed": {"shot_light": "on"}, "cluster": {"metric": "mlp"}},
+    "color_linear": {"embed": {"shot_light": "off"}, "cluster": {"metric": "linear"}},
+    "color_mlp": {"embed": {"shot_light": "off"}, "cluster": {"metric": "mlp"}},
+    "color_mlp_instance": {"embed": {"shot_light": "off"}, "cluster": {"metric": "mlp", "unit": "instance"}},
+    "color_mlp_seed1": {"embed": {"shot_light": "off"}, "cluster": {"metric": "mlp"}, "project": {"seed": 1}},
+    "color_track_nopartmerge": {"embed": {"shot_light": "off"}, "cluster": {"part_merge": 0.0}},
+    "color_instance_partmerge": {"embed": {"shot_light": "off"}, "cluster": {"unit": "instance"}},
+}
+
+
+def _tracks(db: Path) -> list[tuple[str, list[tuple[str, str, str | None]]]]:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    con.row_factory = sqlite3.Row
+    table = "identity_instances"
+    if not con.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone():
+        raise SystemExit("error: run embed first (identity_instances is empty)")
+    groups: dict[str, list] = defaultdict(list)
+    for row in con.execute(f"SELECT instance_id, path, track_id, shot_id FROM {table} ORDER BY instance_id"):
+        groups[row["track_id"] or row["instance_id"]].append((row["instance_id"], row["path"], row["shot_id"]))
+    return sorted(groups.items())
+
+
+def sheets(project: Path, out: Path, size: int = 112, columns: int = 10) -> None:
+    import cv2
+
+    from animlora.identity.sheets import thumbnail
+
+    out.mkdir(parents=True, exist_ok=True)
+    tracks = _tracks(project / "catalog.sqlite")
+    index = {}
+    tiles = []
+    for n, (key, members) in enumerate(tracks):
+        iid, path, _ = members[len(members) // 2]
+        p = Path(path) if Path(path).is_absolute() else project / path
+        tile = thumbnail(p, size).copy()
+        cv2.putText(tile, str(n), (2, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(tile, f"x{len(members)}", (2, size - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 160), 1)
+        tiles.append(tile)
+        index[str(n)] = key
+    per_sheet = columns * 6
+    for s in range(0, len(tiles), per_sheet):
+        chunk = tiles[s : s + per_sheet]
+        rows = -(-len(chunk) // columns)
+        sheet = np.full((rows * (size + 2), columns * (size + 2), 3), 255, np.uint8)
+        for k, tile in enumerate(chunk):
+            r, c = divmod(k, columns)
+            sheet[r * (size + 2) : r * (size + 2) + size, c * (size + 2) : c * (size + 2) + size] = tile
+        cv2.imwrite(str(out / f"tracks_{s // per_sheet:02d}.png"), sheet[..., ::-1])
+    (out / "index.json").write_text(json.dumps(index, indent=1))
+    print(f"{len(tracks)} tracks, {sum(len(m) for _, m in tracks)} instances -> {out}")
+
+
+def _scores(truth: dict[str, str], assign: dict[str, str], shots: dict[str, str | None],
+            vectors: dict[str, np.ndarray] | None) -> dict:
+    from sklearn.metrics import adjusted_rand_score
+
+    chars = [i for i, t in truth.items() if t != "-" and i in assign]
+    clustered = [i for i in chars if assign[i] != "noise"]
+    result: dict = {"character_instances": len(chars), "noise": round(1 - len(clustered) / max(len(chars), 1), 3)}
+    result["ari"] = round(adjusted_rand_score([truth[i] for i in clustered], [assign[i] for i in clustered]), 4)
+    every = [i for i in truth if i in assign and assign[i] != "noise"]
+    result["ari_all"] = round(adjusted_rand_score([truth[i] for i in every], [assign[i] for i in every]), 4)
+    members: dict[str, list[str]] = defaultdict(list)
+    for i in every:
+        members[assign[i]].append(truth[i])
+    purities, weighted, clusters = [], 0, []
+    for _cid, labels in sorted(members.items(), key=lambda kv: -len(kv[1])):
+        top, count = Counter(labels).most_common(1)[0]
+        clusters.append(f"{top}:{count}/{len(labels)}")
+        weighted += count
+        if top != "-":
+            purities.append(count / len(labels))
+    result["min_purity"] = round(min(purities), 3) if purities else None
+    result["purity"] = round(weighted / max(len(every), 1), 3)
+    result["clusters"] = clusters
+    names = sorted({truth[i] for i in chars})
+    together = []
+    for a in names:
+        for b in names:
+            if a < b:
+                na, nb = sum(truth[i] == a for i in chars), sum(truth[i] == b for i in chars)
+                for labels in members.values():
+                    c = Counter(labels)
+                    if c[a] >= max(2, 0.1 * na) and c[b] >= max(2, 0.1 * nb):
+                        together.append(f"{a}+{b}")
+                        break
+    result["pair_together"] = together
+    if vectors:
+        ids = [i for i in chars if i in vectors]
+        v = np.stack([vectors[i] for i in ids])
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        sim = v @ v.T
+        shot = np.array([shots.get(i) or i for i in ids])
+        sim[shot[:, None] == shot[None, :]] = -np.inf
+        ok = np.isfinite(sim.max(1))
+        nn = np.argmax(sim, 1)
+        lab = np.array([truth[i] for i in ids])
+        result["nn_other_shot"] = round(float((lab[nn] == lab)[ok].mean()), 4) if ok.any() else None
+    return result
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def score(project: Path, labels_path: Path, variants: list[str], extra: dict | None = None) -> dict:
+    from animlora.config import load_settings
+    from animlora.identity.clustering import normalise
+    from animlora.identity.geometry import build_constraints, project_geometry
+    from animlora.identity.inputs import load_identity_instances
+    from animlora.identity.metric import learn_metric
+    from animlora.pipeline.runner import Runner
+    from animlora.stages import get_stage
+    from animlora.stages.embed import get_embedder, load_vectors
+    from animlora.workspace import Workspace
+
+    index = json.loads((labels_path.parent / "index.json").read_text())
+    by_track = {index[k]: v for k, v in json.loads(labels_path.read_text()).items()}
+    tracks = dict(_tracks(project / "catalog.sqlite"))
+    truth = {iid: by_track[key] for key, members in tracks.items() if key in by_track and by_track[key] != "x"
+             for iid, _, _ in members}
+    shots = {iid: shot for members in tracks.values() for iid, _, shot in members}
+    results = {}
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        scratch = Path(tmp) / "p"
+        shutil.copytree(project, scratch, ignore=shutil.ignore_patterns("clustered", "frames", "training_data"),
+                        symlinks=True)
+        for name in ("segmentation", "filtered"):  # the cut-outs: link, do not copy
+            if (project / name).exists():
+                shutil.rmtree(scratch / name, ignore_errors=True)
+                (scratch / name).symlink_to((project / name).resolve())
+        ws = Workspace(scratch)
+        for variant in variants:
+            loaded = load_settings(scratch, overrides=_merge(VARIANTS[variant], extra or {}))
+            Runner(ws, loaded, force=True).run([get_stage("embed"), get_stage("cluster")])
+            with ws.open_catalog() as catalog:
+                assign = dict(catalog.rows("SELECT instance_id, cluster_id FROM cluster_assignments"))
+                embedder, _ = get_embedder(loaded.settings if hasattr(loaded, "settings") else loaded)
+                ids, vecs = load_vectors(catalog, embedder.key)
+                refs = {r.instance_id: r for r in load_identity_instances(catalog, scratch)}
+                s = (loaded.settings if hasattr(loaded, "settings") else loaded).cluster
+                geometry = project_geometry(catalog, scratch, ids)
+            frames = [refs[i].frame_id for i in ids]
+            trk = [refs[i].track_id for i in ids]
+            links = build_constraints(frames, trk, geometry)
+            x, _ = learn_metric(normalise(vecs), trk, sorted(links.cannot), s.metric)
+            vectors = dict(zip(ids, x, strict=True))
+            results[variant] = _scores(truth, assign, shots, vectors)
+            print(variant, json.dumps({k: v for k, v in results[variant].items()}), flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_sheets = sub.add_parser("sheets")
+    p_sheets.add_argument("project", type=Path)
+    p_sheets.add_argument("-o", "--out", type=Path, required=True)
+    p_score = sub.add_parser("score")
+    p_score.add_argument("project", type=Path)
+    p_score.add_argument("labels", type=Path)
+    p_score.add_argument("--variants", default=",".join(VARIANTS))
+    p_score.add_argument("--json", type=Path)
+    p_score.add_argument("--min-cluster-size", type=int, default=0, help="override cluster.min_cluster_size")
+    args = parser.parse_args(argv)
+    if args.command == "sheets":
+        sheets(args.project, args.out)
+        return 0
+    extra = {"cluster": {"min_cluster_size": args.min_cluster_size}} if args.min_cluster_size else {}
+    results = score(args.project, args.labels, args.variants.split(","), extra)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Per-shot light normalisation for colour-based embedders.
+
+A colour descriptor sees the light as much as the character: on Big Buck Bunny the warm-lit
+Buck sat with the orange rodents and the shaded Buck with the grey chinchilla. One shot has
+one light set-up, and the shot's set shows it better than any character does. So:
+
+1. per shot, the colour of the light is estimated on the shot's background plates (the
+   frames with the characters cut out; the whole frames when there are no plates), up to
+   ``FRAMES_PER_SHOT`` of them, by *grey-edge* (Minkowski p = ``P`` norm of each linear-RGB
+   channel's gradient): edges of a scene average to grey far more reliably than its surfaces
+   do (a meadow is green, its edges are not);
+2. the film's light is the per-channel median of the shots' (chromaticity only: exposure is
+   the embedder's business);
+3. every cut-out of a shot is multiplied, in linear RGB, by ``(film / shot) ** STRENGTH``
+   (clipped to ``[1 / MAX_GAIN, MAX_GAIN]``) before it is embedded: a von Kries correction
+   towards the film's average light.
+
+Vectors made this way carry the key ``<embedder key>+shotlight<VERSION>``, so they never mix
+with uncorrected ones in the cache.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+VERSION = "1"
+FRAMES_PER_SHOT = 4
+P = 6.0
+STRENGTH = 1.0
+MAX_GAIN = 2.0
+WIDTH = 192  # plates are measured at about this width
+
+
+def estimate_light(rgb: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray | None:
+    """Grey-edge estimate of the light's colour (3 linear-RGB values summing to 3), or None."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    scale = WIDTH / max(w, 1)
+    if scale < 1:
+        size = (max(8, round(w * scale)), max(8, round(h * scale)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        if valid is not None:
+            valid = cv2.resize(valid.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    lin = (rgb.astype(np.float32) / 255.0) ** 2.2
+    lin = cv2.GaussianBlur(lin, (0, 0), 1.0)
+    gx = cv2.Sobel(lin, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(lin, cv2.CV_32F, 0, 1, ksize=3)
+    grad = np.hypot(gx, gy)
+    keep = np.ones(grad.shape[:2], bool) if valid is None else cv2.erode(valid.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    # saturated pixels say nothing about the light
+    keep &= lin.max(2) < 0.98
+    if keep.sum() < 64:
+        return None
+    g = grad[keep].astype(np.float64)
+    e = (g**P).mean(0) ** (1 / P)
+    if not np.all(np.isfinite(e)) or e.sum() <= 1e-9:
+        return None
+    return (3 * e / e.sum()).astype(np.float32)
+
+
+def shot_gains(plates: dict[str, Sequence[Path]]) -> dict[str, list[float]]:
+    """Per shot: the linear-RGB gains that bring its light to the film's (see module doc)."""
+    from animlora.io.images import read_image
+
+    lights: dict[str, np.ndarray] = {}
+    for shot, paths in plates.items():
+        picks = list(paths)
+        if len(picks) > FRAMES_PER_SHOT:
+            picks = [picks[round(k * (len(picks) - 1) / (FRAMES_PER_SHOT - 1))] for k in range(FRAMES_PER_SHOT)]
+        estimates = []
+        for path in picks:
+            try:
+                image = read_image(path, "RGBA")
+            except Exception:  # noqa: BLE001 - a missing or unreadable plate: just not measured
+                continue
+            est = estimate_light(image[..., :3], image[..., 3] >= 128)
+            if est is not None:
+                estimates.append(est)
+        if estimates:
+            lights[shot] = np.median(np.stack(estimates), 0)
+    if not lights:
+        return {}
+    film = np.median(np.stack(list(lights.values())), 0)
+    return {shot: np.clip((film / light) ** STRENGTH, 1 / MAX_GAIN, MAX_GAIN).round(4).tolist()
+            for shot, light in lights.items()}
+
+
+def apply_gain(rgba: np.ndarray, gain: Sequence[float] | None) -> np.ndarray:
+    """The cut-out with its RGB multiplied by ``gain`` in linear light (alpha untouched)."""
+    if gain is None:
+        return rgba
+    rgb = rgba[..., :3].astype(np.float32) / 255.0
+    lin = rgb**2.2 * np.asarray(gain, np.float32).reshape(1, 1, 3)
+    out = rgba.copy()
+    out[..., :3] = np.clip(np.clip(lin, 0, 1) ** (1 / 2.2) * 255 + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+def project_plates(catalog: Any, root: Path) -> dict[str, list[Path]]:
+    """Per shot: its frames' background plates (segmentation/background/...), else the frames."""
+    from animlora.identity.inputs import SEGMENT_FOLDER, table_exists
+
+    if not table_exists(catalog, "segment_frames"):
+        return {}
+    plates: dict[str, list[Path]] = defaultdict(list)
+    for row in catalog.rows(
+        "SELECT shot_id, source, background_path FROM segment_frames WHERE status = 'ok' AND shot_id IS NOT NULL "
+        "ORDER BY frame_id"
+    ):
+        plate = root / SEGMENT_FOLDER / row["background_path"] if row["background_path"] else None
+        if plate is not None and plate.is_file():
+            plates[row["shot_id"]].append(plate)
+        elif row["source"] and Path(row["source"]).is_file():
+            plates[row["shot_id"]].append(Path(row["source"]))
+    return dict(plates)
+
+
+class ShotLight:
+    """An embedder whose cut-outs are corrected for their shot's light before embedding."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.key = f"{inner.key}+shotlight{VERSION}"
+
+    def embed(self, images: Sequence[np.ndarray], gains: Sequence[Sequence[float] | None] | None = None) -> np.ndarray:
+        if gains is not None:
+            images = [apply_gain(image, gain) for image, gain in zip(images, gains, strict=True)]
+        return self.inner.embed(images)

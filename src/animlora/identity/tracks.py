@@ -1,0 +1,89 @@
+"""Tracks as the unit of identity: one robust vector per track, instances drawn towards it.
+
+A track is many views of one character in one shot. Its members' embeddings scatter with
+pose and framing; their robust mean is a steadier description of the character than any
+one view. Pooling:
+
+1. the mean of the track's L2-normalised vectors, then the members' cosine to it;
+2. a member whose cosine is below ``median - OUTLIER_MADS * MAD`` (and below
+   ``OUTLIER_FLOOR``-close to the median) is an *outlier*: most often a tracking slip (a
+   neighbour's instance joined the track) or a partial view; it is left out of the mean and
+   keeps its own vector and its own cluster (must-link skips it);
+3. the mean of the rest is the track's vector.
+
+Clustering runs on the instances with each inlier pulled onto its track's vector
+(``x' = normalise(m + shrink * (x - m))``, shrink 0.2): HDBSCAN then sees one tight clump
+per track, so tracks are what get linked, while ``min_cluster_size`` still counts instances,
+as users of the original pipeline know it (it works as a weight: a long track counts more).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from animlora.identity.clustering import normalise
+
+OUTLIER_MADS = 3.0
+OUTLIER_FLOOR = 0.05  # a member this close (in cosine) to the track's median is never an outlier
+SHRINK = 0.2
+
+
+@dataclass(frozen=True)
+class TrackPool:
+    unit: np.ndarray  # per instance: index of its unit (a track's inliers share one; others alone)
+    unit_vectors: np.ndarray  # (units, d) L2-normalised
+    outlier: np.ndarray  # per instance: left out of its track's mean
+    to_unit: np.ndarray  # per instance: 1 - cosine to its track's pooled vector (0 for lone instances)
+    unit_size: np.ndarray  # per instance: inliers in its unit
+
+    @property
+    def tracks(self) -> int:
+        return int(len(self.unit_vectors))
+
+
+def pool_tracks(x: np.ndarray, track_ids: Sequence[str | None]) -> TrackPool:
+    """Robust per-track vectors (see module doc)."""
+    x = normalise(x)
+    n = len(x)
+    members: dict[str, list[int]] = defaultdict(list)
+    for i, track in enumerate(track_ids):
+        members[track or f"#{i}"].append(i)
+    unit = np.zeros(n, np.int64)
+    outlier = np.zeros(n, bool)
+    to_unit = np.zeros(n, np.float32)
+    unit_size = np.ones(n, np.int64)
+    vectors: list[np.ndarray] = []
+    for key in sorted(members):
+        idx = np.asarray(members[key])
+        mean = normalise(x[idx].mean(0, keepdims=True))[0]
+        keep = np.ones(len(idx), bool)
+        if len(idx) >= 3:
+            sims = x[idx] @ mean
+            med = float(np.median(sims))
+            mad = float(np.median(np.abs(sims - med)))
+            keep = sims >= min(med - OUTLIER_MADS * 1.4826 * mad, med - OUTLIER_FLOOR)
+            if keep.sum() < 2:
+                keep[:] = True
+            mean = normalise(x[idx[keep]].mean(0, keepdims=True))[0]
+        inliers, strays = idx[keep], idx[~keep]
+        unit[inliers] = len(vectors)
+        unit_size[inliers] = len(inliers)
+        vectors.append(mean)
+        to_unit[idx] = 1.0 - x[idx] @ mean
+        for i in strays:  # a lone unit of its own
+            outlier[i] = True
+            unit[i] = len(vectors)
+            vectors.append(x[i])
+    return TrackPool(unit, np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, x.shape[1]), np.float32),
+                     outlier, to_unit, unit_size)
+
+
+def pulled(x: np.ndarray, pool: TrackPool, shrink: float = SHRINK) -> np.ndarray:
+    """Each instance pulled onto its unit's vector: ``normalise(m + shrink * (x - m))``."""
+    x = normalise(x)
+    m = pool.unit_vectors[pool.unit]
+    return normalise(m + shrink * (x - m))
