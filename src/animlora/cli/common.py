@@ -89,7 +89,14 @@ def setup_logging(log_dir: Path | None) -> Path | None:
 @contextmanager
 def progress_bar(enabled: bool = True):
     """A rich progress display on stderr (silent when not a terminal and not wanted)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     if not enabled:
         yield None
@@ -99,6 +106,8 @@ def progress_bar(enabled: bool = True):
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
         console=console_err,
         transient=False,
     ) as progress:
