@@ -397,12 +397,13 @@ class ExtractStage(Stage):
             else:
                 vid, size = digest("missing", str(resolved))[:16], 0
             found.append((p, resolved, vid, size))
+        names = unique_names([(f[0].stem, f[2]) for f in found], "video")  # `a b` and `a_b` stay apart
         ids = [f[2] for f in found]
-        found = [(p, resolved, digest(vid, str(resolved))[:16] if ids.count(vid) > 1 else vid, size)
-                 for p, resolved, vid, size in found]  # the same file listed twice (or a copy): ids stay apart
-        names = unique_names([(p.stem, vid) for p, _, vid, _ in found], "video")  # `a b` and `a_b` stay apart
         items = []
-        for (p, resolved, vid, size), name in zip(found, names, strict=True):
+        for p, resolved, vid, size in found:
+            if ids.count(vid) > 1:  # the same file listed twice (or a copy): ids must stay apart
+                vid = digest(vid, str(resolved))[:16]
+            name = names[len(items)]
             payload = {"path": str(resolved), "id": vid, "name": name, "size": size}
             items.append(WorkItem(key=str(resolved), fingerprint=digest(vid, size, name), payload=payload,
                                   label=p.name))
