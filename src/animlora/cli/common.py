@@ -54,13 +54,24 @@ def overrides_tree(sets: list[str] | None, flags: dict[str, Any] | None = None) 
     return tree
 
 
+class _ConsoleHandler(logging.Handler):
+    """Warnings on the terminal through rich's console, so a warning printed while the
+    progress panel is live goes above it instead of breaking its line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            console_err.print(self.format(record), markup=False, highlight=False, soft_wrap=True)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
 def setup_logging(log_dir: Path | None) -> Path | None:
     """Log everything to a file in the workspace; the terminal gets progress and summaries."""
     logger = logging.getLogger("animlora")
     logger.setLevel(logging.DEBUG)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
-    handler_err = logging.StreamHandler(sys.stderr)
+    handler_err = _ConsoleHandler()
     handler_err.setLevel(logging.WARNING)
     handler_err.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     logger.addHandler(handler_err)
@@ -78,7 +89,14 @@ def setup_logging(log_dir: Path | None) -> Path | None:
 @contextmanager
 def progress_bar(enabled: bool = True):
     """A rich progress display on stderr (silent when not a terminal and not wanted)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     if not enabled:
         yield None
@@ -88,6 +106,8 @@ def progress_bar(enabled: bool = True):
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
         console=console_err,
         transient=False,
     ) as progress:

@@ -225,9 +225,9 @@ def config_show(
     from rich.table import Table
 
     table = Table(title="settings")
-    table.add_column("key")
-    table.add_column("value")
-    table.add_column("from")
+    table.add_column("key", no_wrap=True)  # at 80 columns: keys whole, values and sources folded, never cut
+    table.add_column("value", overflow="fold")
+    table.add_column("from", overflow="fold")
     for key, value in flat.items():
         table.add_row(key, repr(value), loaded.source_of(key))
     console.print(table)

@@ -83,8 +83,10 @@ def models_list(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     from rich.table import Table
 
     table = Table(title="models")
-    for column in ("name", "kind", "used by", "present", "size MB", "source"):
-        table.add_column(column)
+    # at 80 columns: names whole, the rest folded rather than cut with an ellipsis
+    table.add_column("name", no_wrap=True)
+    for column in ("kind", "used by", "present", "size MB", "source"):
+        table.add_column(column, overflow="fold")
     for row in rows:
         present = f"[green]yes[/] ({row['found_in']})" if row["present"] else "[red]no[/]"
         size = f"{row['size_mb']:.0f}" if row["size_mb"] else "?"
