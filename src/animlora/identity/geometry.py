@@ -153,16 +153,14 @@ def build_constraints(
 def project_geometry(catalog: object, root: Path, ids: Sequence[str]) -> FrameGeometry:
     """Boxes and mask files of the segment stage's instances (``instances.bbox``, ``mask_path``
     under segmentation/), by position in ``ids``."""
-    from animlora.identity.inputs import SEGMENT_FOLDER, table_exists
+    from animlora.records.folders import stage_folder
 
-    if not table_exists(catalog, "instances"):  # type: ignore[arg-type]
-        return FrameGeometry()
     position = {iid: n for n, iid in enumerate(ids)}
     placements = {}
     for row in catalog.rows("SELECT id, bbox, mask_path FROM instances"):  # type: ignore[attr-defined]
         n = position.get(row["id"])
         if n is None:
             continue
-        mask = root / SEGMENT_FOLDER / row["mask_path"] if row["mask_path"] else None
+        mask = root / stage_folder("segment") / row["mask_path"] if row["mask_path"] else None
         placements[n] = Placement(parse_box(row["bbox"]), mask)
     return FrameGeometry(placements)

@@ -104,16 +104,14 @@ def apply_gain(rgba: np.ndarray, gain: Sequence[float] | None) -> np.ndarray:
 
 def project_plates(catalog: Any, root: Path) -> dict[str, list[Path]]:
     """Per shot: its frames' background plates (segmentation/background/...), else the frames."""
-    from animlora.identity.inputs import SEGMENT_FOLDER, table_exists
+    from animlora.records.folders import stage_folder
 
-    if not table_exists(catalog, "segment_frames"):
-        return {}
     plates: dict[str, list[Path]] = defaultdict(list)
     for row in catalog.rows(
         "SELECT shot_id, source, background_path FROM segment_frames WHERE status = 'ok' AND shot_id IS NOT NULL "
         "ORDER BY frame_id"
     ):
-        plate = root / SEGMENT_FOLDER / row["background_path"] if row["background_path"] else None
+        plate = root / stage_folder("segment") / row["background_path"] if row["background_path"] else None
         if plate is not None and plate.is_file():
             plates[row["shot_id"]].append(plate)
         elif row["source"] and Path(row["source"]).is_file():

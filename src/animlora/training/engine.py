@@ -66,9 +66,9 @@ def train(settings: Settings, dataset: Path, output_dir: Path, *, fresh: bool = 
           on_step: StepCallback | None = None) -> EngineRun:
     """Train a LoRA from ``dataset`` into ``output_dir`` with the configured engine.
 
-    ``fresh`` starts over instead of resuming a run cut short (builtin engine)."""
+    ``fresh`` starts over instead of resuming a run cut short (both engines)."""
     if settings.train.engine == "kohya":
-        return _train_kohya(settings, dataset, output_dir)
+        return _train_kohya(settings, dataset, output_dir, fresh=fresh)
     trainer = _builtin(settings, on_step)
     before = _files(output_dir)
     result = trainer.train(dataset, output_dir, settings.train.base_model, fresh=fresh)
@@ -110,27 +110,27 @@ def _kohya_base(settings: Settings) -> tuple[str, str]:
         return s.family, s.base_model
 
 
-def prepare_kohya(settings: Settings, dataset: Path, output_dir: Path) -> Any:
-    """Write sd-scripts' dataset and training TOML files into ``output_dir``; return the job."""
+def prepare_kohya(settings: Settings, dataset: Path, output_dir: Path, *, fresh: bool = False) -> Any:
+    """Write sd-scripts' dataset and training TOML files into ``output_dir`` (resuming from the
+    newest saved state unless ``fresh``); return the job. The sample prompts, negatives included,
+    come from ``train.sample_prompts``."""
     from animlora.training.dataset import load_dataset
-    from animlora.training.sampling import load_prompts
     from animlora.training.sd_scripts import prepare_kohya as write_job
 
     s = settings.train
     data = load_dataset(dataset, s.trigger)
     family, base = _kohya_base(settings)
-    prompts = [p.prompt for p in load_prompts(s.sample_prompts or None, data.trigger).prompts]
     return write_job(s, data, output_dir, base_model=base, family=family, seed=settings.project.seed,
-                     output_name=s.output_name or data.name, sample_prompts=prompts)
+                     output_name=s.output_name or data.name, fresh=fresh)
 
 
-def _train_kohya(settings: Settings, dataset: Path, output_dir: Path) -> EngineRun:
+def _train_kohya(settings: Settings, dataset: Path, output_dir: Path, *, fresh: bool = False) -> EngineRun:
     import logging
 
     from animlora.training.sd_scripts import launch
 
     before = _files(output_dir)
-    job = prepare_kohya(settings, dataset, output_dir)
+    job = prepare_kohya(settings, dataset, output_dir, fresh=fresh)
     logging.getLogger("animlora").info("sd-scripts: %s", " ".join(job.command))
     code = launch(job)
     if code:
