@@ -229,6 +229,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0110_instance_measures",
+        """
+        -- JSON: the segment stage's shot pass (static fraction, prop, text score, parts merged)
+        -- and the appearance signature used for per-track duplicate removal
+        ALTER TABLE instances ADD COLUMN measures TEXT;
+        """,
+    ),
 ]
 
 
