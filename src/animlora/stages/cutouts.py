@@ -89,8 +89,13 @@ def appearance_signature(rgb: np.ndarray, mask: np.ndarray) -> str:
     if not mask.any():
         return ""
     n = SIGNATURE_SIDE
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
-    m = mask.astype(np.float32)
+    # centred on a square canvas, so the silhouette's proportions count too
+    h, w = mask.shape
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    pad = ((top, side - h - top), (left, side - w - left))
+    lab = np.pad(cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32), (*pad, (0, 0)))
+    m = np.pad(mask.astype(np.float32), pad)
     cover = cv2.resize(m, (n, n), interpolation=cv2.INTER_AREA)
     sums = cv2.resize(lab * m[..., None], (n, n), interpolation=cv2.INTER_AREA)
     mean = np.where(cover[..., None] > 1e-3, sums / np.maximum(cover[..., None], 1e-3), 128.0)

@@ -95,7 +95,8 @@ def register(a: np.ndarray, b: np.ndarray, set_a: np.ndarray, set_b: np.ndarray)
 
     if a.shape != b.shape:
         return None
-    orb = cv2.ORB_create(600)
+    # low FAST threshold: painted and defocused sets have soft corners
+    orb = cv2.ORB_create(600, edgeThreshold=15, fastThreshold=7)
     ua, ub = np.clip(a, 0, 255).astype(np.uint8), np.clip(b, 0, 255).astype(np.uint8)
     ka, da = orb.detectAndCompute(ua, set_a.astype(np.uint8) * 255)
     kb, db = orb.detectAndCompute(ub, set_b.astype(np.uint8) * 255)
@@ -109,10 +110,28 @@ def register(a: np.ndarray, b: np.ndarray, set_a: np.ndarray, set_b: np.ndarray)
                 det = float(np.linalg.det(hom[:2, :2]))
                 if 0.5 < det < 2.0:
                     return hom
+    # a plain or still set (or a pan with too few features): the best translation, kept
+    # when it makes the set agree
     both = set_a & set_b
-    if both.sum() >= 0.05 * both.size and float(np.median(np.abs(a - b)[both])) < 4.0:
-        return np.eye(3)
-    return None
+    if both.sum() < 0.05 * both.size:
+        return None
+    candidates = [np.eye(3)]
+    window = cv2.createHanningWindow(a.shape[::-1], cv2.CV_32F)
+    (dx, dy), response = cv2.phaseCorrelate(np.where(set_b, b, b[set_b].mean()).astype(np.float32),
+                                             np.where(set_a, a, a[set_a].mean()).astype(np.float32), window)
+    if response > 0.05:
+        candidates.append(np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1]], np.float64))
+    best, best_err = None, 4.0
+    for hom in candidates:
+        h, w = a.shape
+        moved = cv2.warpPerspective(b, hom, (w, h), borderValue=-1000.0)
+        valid = both & (moved > -500)
+        if valid.sum() < 0.05 * valid.size:
+            continue
+        err = float(np.median(np.abs(a - moved)[valid]))
+        if err < best_err:
+            best, best_err = hom, err
+    return best
 
 
 def static_map(i: int, views: list[_View], sets: list[np.ndarray], homs: dict[tuple[int, int], Any]) -> tuple[np.ndarray, np.ndarray]:
