@@ -37,11 +37,14 @@ from animlora.backends.segmentation.base import Instance
 
 WORK_WIDTH = 480  # analysis resolution of the shot pass
 NEIGHBOURS = 3  # each frame is compared with up to this many frames on each side
-STATIC_DIFF = 12.0  # grey levels (0-255) under which a registered pixel counts as unchanged
+STATIC_DIFF = 12.0  # Lab levels (8-bit scale, largest channel) under which a registered pixel is unchanged
 SHIFT = 2  # px at analysis scale: parallax / registration slack when comparing frames
 STATIC_FRACTION = 0.8  # an instance this static (of its pixels with evidence) is a prop
 MIN_EVIDENCE = 0.5  # fraction of an instance's pixels that need a registered neighbour
-CUT_FRACTION = 0.06  # a prop region this large (of the mask) is cut off a moving mask
+CUT_FRACTION = 0.03  # a set region this large (of the mask) is cut off a moving mask ...
+KEEP_FRACTION = 0.25  # ... when at least this much of the mask is left
+SET_VOTES = 2  # neighbours that must show a region as the set before it is cut off a mask
+MIN_SOLIDITY = 0.7  # ... and it is a solid chunk (area / convex hull area)
 MERGE_GAP = 0.12  # parts this close (x sqrt(area of the larger)) may be one character
 MERGE_GAP_SINGLE = 0.04  # ... and without other frames to show they move together
 OFFSET_SPREAD = 0.1  # max spread of the parts' offset (x size) over the shot: "move together"
@@ -58,6 +61,7 @@ class Refined:
 @dataclass
 class _View:
     gray: np.ndarray  # float32 analysis-scale grey, lightly smoothed
+    lab: np.ndarray  # float32 analysis-scale CIE Lab (8-bit scale), lightly smoothed
     scale: float  # analysis / full resolution
     shape: tuple[int, int]  # full-resolution (height, width)
 
@@ -83,7 +87,8 @@ def _views(frames: Sequence[np.ndarray]) -> list[_View]:
         scale = min(1.0, WORK_WIDTH / w)
         small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         gray = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 0.8)
-        views.append(_View(gray, scale, (h, w)))
+        lab = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32), (0, 0), 0.8)
+        views.append(_View(gray, lab, scale, (h, w)))
     return views
 
 
@@ -134,33 +139,65 @@ def register(a: np.ndarray, b: np.ndarray, set_a: np.ndarray, set_b: np.ndarray)
     return best
 
 
-def static_map(i: int, views: list[_View], sets: list[np.ndarray], homs: dict[tuple[int, int], Any]) -> tuple[np.ndarray, np.ndarray]:
-    """(static, known) for frame ``i``: pixels unchanged in at least half of the registered
-    neighbours, and pixels that have any registered neighbour."""
+def neighbour_evidence(i: int, views: list[_View], homs: dict[tuple[int, int], Any]) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """For each registered neighbour ``j`` of frame ``i``: (j, unchanged, valid), pixel maps
+    in frame ``i``'s coordinates (unchanged = same grey at the registered place, within a
+    few pixels of parallax)."""
     import cv2
 
-    a = views[i].gray
-    h, w = a.shape
-    votes = np.zeros((h, w), np.int16)
-    counted = np.zeros((h, w), np.int16)
+    a = views[i].lab
+    h, w = a.shape[:2]
+    out = []
     for j in range(max(0, i - NEIGHBOURS), min(len(views), i + NEIGHBOURS + 1)):
-        if j == i:
-            continue
-        hom = homs.get((i, j))
+        hom = homs.get((i, j)) if j != i else None
         if hom is None:
             continue
-        warped = cv2.warpPerspective(views[j].gray, hom, (w, h), flags=cv2.INTER_LINEAR, borderValue=-1000.0)
-        valid = warped > -500
+        warped = cv2.warpPerspective(views[j].lab, hom, (w, h), flags=cv2.INTER_LINEAR, borderValue=(-1000.0,) * 3)
+        valid = warped[..., 0] > -500
         best = np.full((h, w), 1e9, np.float32)
         padded = cv2.copyMakeBorder(warped, SHIFT, SHIFT, SHIFT, SHIFT, cv2.BORDER_REPLICATE)
         for dy in range(-SHIFT, SHIFT + 1):
             for dx in range(-SHIFT, SHIFT + 1):
                 shifted = padded[SHIFT + dy : SHIFT + dy + h, SHIFT + dx : SHIFT + dx + w]
-                np.minimum(best, np.abs(a - shifted), out=best)
-        votes += (valid & (best < STATIC_DIFF)).astype(np.int16)
-        counted += valid.astype(np.int16)
+                # the largest channel difference: a grey arm on a grey-green set differs in a, b
+                np.minimum(best, np.abs(a - shifted).max(axis=2), out=best)
+        out.append((j, valid & (best < STATIC_DIFF), valid))
+    return out
+
+
+def static_map(evidence: list[tuple[int, np.ndarray, np.ndarray]], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(static, known): pixels unchanged in at least half of the registered neighbours, and
+    pixels that have any registered neighbour."""
+    votes = np.zeros(shape, np.int16)
+    counted = np.zeros(shape, np.int16)
+    for _, same, valid in evidence:
+        votes += same
+        counted += valid
     known = counted > 0
     return known & (2 * votes >= counted), known
+
+
+def set_in_neighbours(i: int, evidence: list[tuple[int, np.ndarray, np.ndarray]], free: list[np.ndarray],
+                      props: list[np.ndarray], homs: dict[tuple[int, int], Any]) -> np.ndarray:
+    """Pixels of frame ``i`` that are unchanged *and* part of the set in the registered
+    neighbours — the set, wherever a matte took it. A neighbour where the place is a prop
+    seen on its own counts ``SET_VOTES`` (strong evidence); one where it is plain set
+    (outside every instance) counts 1, since the matte may just have missed a still body
+    there; ``SET_VOTES`` in all, and half of the neighbours, are needed."""
+    import cv2
+
+    h, w = free[i].shape
+    votes = np.zeros((h, w), np.int16)
+    agree = np.zeros((h, w), np.int16)
+    counted = np.zeros((h, w), np.int16)
+    for j, same, valid in evidence:
+        hom = homs[(i, j)]
+        there = cv2.warpPerspective(free[j].astype(np.uint8), hom, (w, h), flags=cv2.INTER_NEAREST) > 0
+        prop = cv2.warpPerspective(props[j].astype(np.uint8), hom, (w, h), flags=cv2.INTER_NEAREST) > 0
+        votes += (same & there) + SET_VOTES * (same & prop)
+        agree += same & (there | prop)
+        counted += valid
+    return (votes >= SET_VOTES) & (2 * agree >= counted)
 
 
 def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], settings: Any,
@@ -194,29 +231,44 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
             homs[(i, j)] = hom
             homs[(j, i)] = None if hom is None else np.linalg.inv(hom)
     # 2. static pixels, 3. props
-    statics = [static_map(i, views, sets, homs) if n > 1 else None for i in range(n)]
+    evidence = [neighbour_evidence(i, views, homs) if n > 1 else [] for i in range(n)]
+    statics = [static_map(evidence[i], views[i].gray.shape) if evidence[i] else None for i in range(n)]
     fraction = [_static_fraction(smalls[k], statics[inst.frame]) for k, inst in enumerate(instances)]
     props = {k for k, f in enumerate(fraction) if f is not None and f >= STATIC_FRACTION}
+    free, prop_masks = [], []  # per frame: outside every instance; inside a prop
+    for i in range(n):
+        anything = np.zeros(views[i].gray.shape, np.uint8)
+        still = np.zeros(views[i].gray.shape, bool)
+        for k in by_frame.get(i, []):
+            anything |= smalls[k]
+            if k in props:
+                still |= smalls[k]
+        free.append(cv2.dilate(anything, np.ones((3, 3), np.uint8)) == 0)
+        prop_masks.append(still)
     out: list[Instance] = []
     notes: list[dict[str, Any]] = []
     for i in range(n):
-        prop_here = _props_seen_from(i, views, instances, smalls, props, homs)
+        set_here = set_in_neighbours(i, evidence[i], free, prop_masks, homs) if evidence[i] else None
         for k in by_frame.get(i, []):
             inst = instances[k]
-            if k in props or prop_here is None or statics[i] is None:
+            if k in props or set_here is None:
                 out.append(inst)
                 notes.append({"static": fraction[k], "prop": k in props})
                 continue
-            static, _ = statics[i]
-            cut = smalls[k] & prop_here & static
-            if cut.sum() < CUT_FRACTION * max(1, smalls[k].sum()):
+            cut = smalls[k] & set_here
+            cut = cv2.morphologyEx(cut.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+            area = max(1, int(smalls[k].sum()))
+            if cut.sum() < CUT_FRACTION * area or cut.sum() > (1 - KEEP_FRACTION) * area:
                 out.append(inst)
                 notes.append({"static": fraction[k], "prop": False})
                 continue
-            pieces = _cut(inst, cut, prop_here & smalls[k], views[i], settings)
+            pieces = _cut(inst, cut, cut, views[i], settings)
             for piece, is_prop in pieces:
                 out.append(piece)
-                notes.append({"static": 1.0 if is_prop else fraction[k], "prop": is_prop, "cut_from_prop": not is_prop})
+                if piece is inst:  # nothing solid to cut
+                    notes.append({"static": fraction[k], "prop": False})
+                else:
+                    notes.append({"static": 1.0 if is_prop else fraction[k], "prop": is_prop, "cut_from_prop": not is_prop})
     # tracks over the corrected instances
     if relink:
         out = link_tracks(out, frames, settings.track_similarity)
@@ -258,26 +310,6 @@ def _static_fraction(mask: np.ndarray, static: tuple[np.ndarray, np.ndarray] | N
     return float((still & have).sum() / have.sum())
 
 
-def _props_seen_from(i: int, views: list[_View], instances: list[Instance], smalls: list[np.ndarray],
-                     props: set[int], homs: dict[tuple[int, int], Any]) -> np.ndarray | None:
-    """Where the shot's props (seen on their own in other frames) lie in frame ``i``."""
-    import cv2
-
-    h, w = views[i].gray.shape
-    where = np.zeros((h, w), np.uint8)
-    for k in props:
-        j = instances[k].frame
-        if j == i:
-            continue
-        hom = homs.get((i, j))
-        if hom is None:
-            continue
-        where |= cv2.warpPerspective(smalls[k].astype(np.uint8), hom, (w, h), flags=cv2.INTER_NEAREST)
-    if not where.any():
-        return None
-    return cv2.dilate(where, np.ones((5, 5), np.uint8)) > 0
-
-
 def _cut(inst: Instance, cut_small: np.ndarray, prop_small: np.ndarray, view: _View,
          settings: Any) -> list[tuple[Instance, bool]]:
     """Split ``inst`` into the prop part (``cut_small``: its static pixels where a prop
@@ -294,6 +326,22 @@ def _cut(inst: Instance, cut_small: np.ndarray, prop_small: np.ndarray, view: _V
         return up[y : y + bh, x : x + bw] > 0
 
     cut = cv2.morphologyEx(full(cut_small).astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)) > 0
+    # a prop is a solid chunk: scattered or ragged set-like patches inside a body are the
+    # matte having missed that body elsewhere, not a prop, and stay
+    area = float((inst.alpha >= 0.5).sum())
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(cut.astype(np.uint8), connectivity=8)
+    solid = np.zeros_like(cut)
+    for label in range(1, count):
+        if stats[label, cv2.CC_STAT_AREA] < CUT_FRACTION * area:
+            continue
+        piece = (labels == label).astype(np.uint8)
+        contours, _ = cv2.findContours(piece, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        hull = cv2.contourArea(cv2.convexHull(np.concatenate(contours)))
+        if hull > 0 and stats[label, cv2.CC_STAT_AREA] / hull >= MIN_SOLIDITY:
+            solid |= piece > 0
+    if not solid.any():
+        return [(inst, False)]
+    cut = solid
     reach = int(max(5, 0.04 * np.sqrt((inst.alpha >= 0.5).sum())))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
     prop = cv2.dilate(full(prop_small).astype(np.uint8), kernel) > 0
@@ -471,8 +519,14 @@ def text_score(image: np.ndarray, inst: Instance, same_frame: Sequence[Instance]
     crop = gray[y : y + bh, x : x + bw]
     inside = crop[core]
     flat = float((np.abs(inside - np.median(inside)) < 12).mean())
-    # glyphs: several separate strokes (components of the matte at 0.5) or a wide box
+    # glyphs: several separate strokes (components of the matte at 0.5), a wide box, or a
+    # line of neighbours of about the same height beside it (each word its own instance)
     count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     strokes = int((stats[1:, cv2.CC_STAT_AREA] >= 0.01 * mask.sum()).sum()) if count > 1 else 0
-    glyphs = 1.0 if strokes >= 3 or bw >= 3 * bh else 0.5
+    in_line = sum(
+        1 for o in same_frame
+        if o is not inst and 0.6 * bh <= o.bbox[3] <= 1.6 * bh
+        and abs((o.bbox[1] + o.bbox[3] / 2) - (y + bh / 2)) <= 0.35 * bh
+    )
+    glyphs = 1.0 if strokes >= 3 or bw >= 3 * bh or in_line >= 1 else 0.6
     return float(np.clip(plain, 0, 1) * np.clip((flat - 0.5) / 0.4, 0, 1) * glyphs)
