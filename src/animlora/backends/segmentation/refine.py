@@ -262,7 +262,7 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
                 out.append(inst)
                 notes.append({"static": fraction[k], "prop": False})
                 continue
-            pieces = _cut(inst, cut, cut, views[i], settings)
+            pieces = _cut(inst, cut, views[i], settings)
             for piece, is_prop in pieces:
                 out.append(piece)
                 if piece is inst:  # nothing solid to cut
@@ -310,8 +310,7 @@ def _static_fraction(mask: np.ndarray, static: tuple[np.ndarray, np.ndarray] | N
     return float((still & have).sum() / have.sum())
 
 
-def _cut(inst: Instance, cut_small: np.ndarray, prop_small: np.ndarray, view: _View,
-         settings: Any) -> list[tuple[Instance, bool]]:
+def _cut(inst: Instance, cut_small: np.ndarray, view: _View, settings: Any) -> list[tuple[Instance, bool]]:
     """Split ``inst`` into the prop part (``cut_small``: its static pixels where a prop
     lies, analysis scale) and the rest; each piece large enough becomes an instance (True =
     the prop part). A leftover lying mostly where the prop is (its anti-aliased rim, a
@@ -344,7 +343,12 @@ def _cut(inst: Instance, cut_small: np.ndarray, prop_small: np.ndarray, view: _V
     cut = solid
     reach = int(max(5, 0.04 * np.sqrt((inst.alpha >= 0.5).sum())))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
-    prop = cv2.dilate(full(prop_small).astype(np.uint8), kernel) > 0
+    prop = cv2.dilate(cut.astype(np.uint8), kernel) > 0
+    # the prop's soft rim (matte between the threshold and 0.5) hangs on the character's
+    # outline: near the prop, only what is close to the character's own core stays
+    core = (inst.alpha >= 0.5) & ~cut
+    near_core = cv2.dilate(core.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))) > 0
+    cut |= prop & ~near_core & (inst.alpha > 0)
     binary = (inst.alpha >= settings.alpha_threshold) & ~cut
     count, labels = cv2.connectedComponents(binary.astype(np.uint8), connectivity=8)
     for label in range(1, count):
