@@ -1,15 +1,20 @@
-"""The prefilter stage: instances too small, cut by the frame edge, blurred, or unlike a
-character are rejected before identity clustering.
+"""The prefilter stage: instances too small, cut by the frame edge, unlike a character
+(title-card text, scenery that does not move relative to the set, odd shapes), blurred, or
+repeating a kept instance of their track are rejected before identity clustering.
 
 There is no face requirement: back views and non-human characters (robots, animals, toys)
 pass. A rejected instance keeps its catalog row in ``prefilter_results`` with its reason
-(the first failed test, in the order tiny → truncated → blurred → not_character) and is
-never copied to the output folder, which is the next stage's only input.
+(the first failed test, in the order of ``REASONS``) and is never copied to the output
+folder, which is the next stage's only input.
+
+Blur is relative (the film's crisp instances, the instance's own track), so every verdict is
+reached in ``plan()`` with all instances at hand (:func:`decide`); ``process()`` copies.
 
 Measures come from the segment stage (catalog in a project; ``segmentation_results.json``
 next to or inside the input folder standalone). A plain folder of RGBA cut-outs without it
-is measured from the files: sharpness and size from the image and its alpha; the frame
-area and edges are then unknown, so only the box size, blur and shape tests apply.
+is measured from the files: crispness and size from the image and its alpha; the frame
+area, edges, track, motion and text are then unknown, so only the box size, blur and shape
+tests apply.
 """
 
 from __future__ import annotations
