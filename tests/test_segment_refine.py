@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from animlora.backends.segmentation.instances import link_tracks, split_matte
-from animlora.backends.segmentation.refine import refine_shot, text_score
+from animlora.backends.segmentation.refine import flat_fill, refine_shot, text_score
 from animlora.config import load_settings
 from animlora.stages.cutouts import appearance_signature, mask_sharpness, signature_distance
 from segment_synth import iou, shaded_ellipse, textured_background
@@ -140,9 +140,11 @@ def test_title_card_text_scores_high_and_a_character_on_a_set_low():
     s = settings()
     text = split_matte(matte_of([glyphs]), 0, s.alpha_threshold, 0.0005, False)
     assert text and max(text_score(card, t, text) for t in text) >= 0.5
+    assert max(flat_fill(card, t) for t in text) >= 0.7
     frames, _, shapes = panning_shot(1, [[((200, 130), (40, 60), ORANGE)]])
     char = split_matte(matte_of(shapes[0]), 0, s.alpha_threshold, s.min_area_fraction, False)
     assert text_score(frames[0], char[0], char) < 0.2
+    assert flat_fill(frames[0], char[0]) < 0.7  # a shaded body is no flat fill
 
 
 def test_crispness_is_scale_and_shading_fair_and_falls_with_blur():
@@ -188,10 +190,12 @@ def test_decide_blur_relative_to_track_and_film_and_duplicates_per_track(mode):
         item("a4", 0.33, "a", other),  # motion-blurred in its track
         item("b1", 0.22, "b", same),  # soft compared with the film, above the floor
         item("c1", 0.47, "c", same, static=0.95), item("d1", 0.47, "d", same, text=0.9),
+        item("e1", 0.47, "e", same, flat=0.95),  # a logo over footage
     ]
     verdict = decide(items, p)
     assert verdict == {"a1": None, "a2": "duplicate", "a3": None, "a4": "blur:track", "b1": "blur:film",
-                       "c1": "not_character:static", "d1": "not_character:text"}
+                       "c1": "not_character:static", "d1": "not_character:text",
+                       "e1": "not_character:text"}
 
 
 def test_deocclude_never_treats_a_part_of_the_same_character_as_an_occluder():

@@ -118,6 +118,7 @@ class PrefilterSettings(Section):
     duplicate_distance: float = Field(ge=0, description="same-track appearance distance (0-255) under which it is a duplicate; 0 = off")
     max_static: float = Field(ge=0, le=1, description="static fraction (unchanged relative to the set) of a prop")
     max_text: float = Field(ge=0, le=1, description="text score of title-card text")
+    max_flat: float = Field(ge=0, le=2, description="share of one flat colour of a title graphic / logo; > 1 = off (2D)")
     modes: dict[Literal["strict", "balanced", "lenient"], PrefilterMode]
 
 

@@ -59,7 +59,7 @@ def judge(measures: dict[str, Any], mode: Any, blur_threshold: float, settings: 
         return "truncated"
     extra = measures.get("extra") or {}
     if settings is not None:
-        if (extra.get("text") or 0.0) >= settings.max_text:
+        if (extra.get("text") or 0.0) >= settings.max_text or (extra.get("flat") or 0.0) >= settings.max_flat:
             return "not_character:text"
         if extra.get("prop") or (extra.get("static") is not None and extra["static"] >= settings.max_static):
             return "not_character:static"

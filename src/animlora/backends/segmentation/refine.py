@@ -22,7 +22,9 @@ its frames:
    a thin gap and similar colours merge them unless the pair looks like two bodies (two
    distance-transform cores of similar thickness).
 5. **Text.** Title cards: an instance of flat colour with crisp edges on a plain background
-   gets a high ``text`` score (prefilter: ``not_character:text``).
+   gets a high ``text`` score; ``flat`` is the share of its pixels of one colour (logos and
+   titles over footage are flat fills, shaded 3D characters are not). Prefilter rejects
+   either as ``not_character:text``.
 """
 
 from __future__ import annotations
@@ -289,6 +291,7 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
         image = frames[i] if here else None
         for k in here:
             notes[k]["text"] = round(text_score(image, out[k], [out[o] for o in here]), 3)
+            notes[k]["flat"] = round(flat_fill(image, out[k]), 3)
     for note in notes:
         if note.get("static") is not None:
             note["static"] = round(float(note["static"]), 3)
@@ -534,3 +537,17 @@ def text_score(image: np.ndarray, inst: Instance, same_frame: Sequence[Instance]
     )
     glyphs = 1.0 if strokes >= 3 or bw >= 3 * bh or in_line >= 1 else 0.6
     return float(np.clip(plain, 0, 1) * np.clip((flat - 0.5) / 0.4, 0, 1) * glyphs)
+
+
+def flat_fill(image: np.ndarray, inst: Instance) -> float:
+    """Share of the instance's eroded mask within 12 levels (every Lab channel) of its median
+    colour. A 3D character is shaded (0.07-0.37 on the trailer); title graphics and logos
+    are flat fills (0.74-1.0)."""
+    import cv2
+
+    x, y, bw, bh = inst.bbox
+    core = cv2.erode((inst.alpha >= 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    if core.sum() < 20:
+        return 0.0
+    lab = cv2.cvtColor(image[y : y + bh, x : x + bw], cv2.COLOR_RGB2LAB).astype(np.float32)[core]
+    return float((np.abs(lab - np.median(lab, axis=0)).max(axis=1) < 12).mean())
