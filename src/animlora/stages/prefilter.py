@@ -61,7 +61,7 @@ def judge(measures: dict[str, Any], mode: Any, blur_threshold: float, settings: 
     if settings is not None:
         if (extra.get("text") or 0.0) >= settings.max_text or (extra.get("flat") or 0.0) >= settings.max_flat:
             return "not_character:text"
-        if extra.get("prop") or (extra.get("static") is not None and extra["static"] >= settings.max_static):
+        if extra.get("static") is not None and extra["static"] >= settings.max_static:  # cut-off props: 1.0
             return "not_character:static"
     score = measures.get("score")
     aspect = max(w, h) / max(1, min(w, h))
