@@ -49,7 +49,10 @@ def test_each_reason_is_recorded_and_only_kept_instances_are_copied(segmented, t
     assert sorted(p.name for p in out.glob("*.png")) == ["good_i0.png"]
     report = json.loads((out / "prefilter_report.json").read_text())
     assert report["counts"] == {"total": 4, "kept": 1, "rejected": 3}
-    assert report["rejected_by_reason"] == {"tiny": 1, "truncated": 0, "blurred": 1, "not_character": 1, "unreadable": 0}
+    assert {k: v for k, v in report["rejected_by_reason"].items() if v} == {
+        "tiny": 1, "blur:film": 1, "not_character:shape": 1}
+    assert report["rejected_by_group"] == {"tiny": 1, "truncated": 0, "not_character": 1, "blur": 1, "duplicate": 0,
+                                           "unreadable": 0}
     catalog = Workspace.for_output(out).open_catalog()
     rows = {r["instance_id"].split("_i")[0]: (r["kept"], r["reason"], r["path"]) for r in catalog.rows("SELECT * FROM prefilter_results")}
     catalog.close()
@@ -58,8 +61,8 @@ def test_each_reason_is_recorded_and_only_kept_instances_are_copied(segmented, t
     assert rows == {
         frame_of["good"]: (1, None, "good_i0.png"),
         frame_of["tiny"]: (0, "tiny", None),
-        frame_of["blurry"]: (0, "blurred", None),
-        frame_of["strip"]: (0, "not_character", None),
+        frame_of["blurry"]: (0, "blur:film", None),
+        frame_of["strip"]: (0, "not_character:shape", None),
     }
 
 
@@ -70,7 +73,9 @@ def test_modes_differ_and_plain_folders_are_measured_from_the_files(segmented, t
     run("prefilter", plain, tmp_path / "strict", {"prefilter.mode": "strict"})
     lenient = sorted(p.name for p in (tmp_path / "lenient").glob("*.png"))
     strict = sorted(p.name for p in (tmp_path / "strict").glob("*.png"))
-    assert lenient == ["good_i0.png", "strip_i0.png", "tiny_i0.png"]  # 32 px side, aspect 8 < 10
+    # lenient: 32 px side, aspect 8 < 10, and blur relative to the others 0.55 ** 2 = 0.30 (the
+    # sigma-4 ellipse is at 0.46 of the crisp ones' upper quartile)
+    assert lenient == ["blurry_i0.png", "good_i0.png", "strip_i0.png", "tiny_i0.png"]
     assert strict == ["good_i0.png"]
 
 

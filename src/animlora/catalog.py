@@ -232,6 +232,14 @@ MIGRATIONS: list[tuple[str, str]] = [
     ),
     # A stage's own tables are made by its records module (animlora.records.<stage>).
     deocclude_records.MIGRATION,
+    (
+        "0110_instance_measures",
+        """
+        -- JSON: the segment stage's shot pass (static fraction, prop, text score, parts merged)
+        -- and the appearance signature used for per-track duplicate removal
+        ALTER TABLE instances ADD COLUMN measures TEXT;
+        """,
+    ),
 ]
 
 

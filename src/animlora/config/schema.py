@@ -117,6 +117,7 @@ class SegmentSettings(Section):
     alpha_threshold: float = Field(ge=0, le=1, description="matte value that counts as character; profile sets it")
     min_area_fraction: float = Field(ge=0, lt=1, description="smaller blobs are not instances")
     split_overlaps: bool
+    refine: bool = Field(description="shot pass: cut props out of masks, merge parts that move together, score text")
     track_similarity: float = Field(ge=0, le=1, description="min shape/colour/position similarity to continue a track")
     batch_size: int = Field(ge=1)
     device: Literal["auto", "cpu", "cuda"]
@@ -149,7 +150,13 @@ class PrefilterMode(BaseModel):
 
 class PrefilterSettings(Section):
     mode: Literal["strict", "balanced", "lenient"]
-    blur_threshold: float = Field(ge=0, description="variance of the Laplacian inside the mask; profile sets it")
+    blur_threshold: float = Field(ge=0, le=1, description="crispness floor (0..1) inside the mask; profile sets it")
+    blur_film: float = Field(ge=0, le=1, description="blurred below this fraction of the film's median crispness")
+    blur_track: float = Field(ge=0, le=1, description="blurred below this fraction of its track's crispest instance")
+    duplicate_distance: float = Field(ge=0, description="same-track appearance distance (0-255) under which it is a duplicate; 0 = off")
+    max_static: float = Field(ge=0, le=1, description="static fraction (unchanged relative to the set) of a prop")
+    max_text: float = Field(ge=0, le=1, description="text score of title-card text")
+    max_flat: float = Field(ge=0, le=2, description="share of one flat colour of a title graphic / logo; > 1 = off (2D)")
     modes: dict[Literal["strict", "balanced", "lenient"], PrefilterMode]
 
 

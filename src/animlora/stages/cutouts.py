@@ -9,12 +9,16 @@ import numpy as np
 
 from animlora.backends.segmentation.base import Instance
 
+SHARPNESS_SIDE = 512  # instances are judged at (at most) this long side, about training size
+SIGNATURE_SIDE = 8  # appearance signature: the masked cut-out as 8x8 Lab cells
+
 
 @dataclass(frozen=True)
 class Measures:
     area_fraction: float  # mask (alpha >= threshold) area / frame area
     truncated: int  # frame edges the mask touches, 0..4
-    sharpness: float  # variance of the Laplacian of the gray image over the mask
+    sharpness: float  # 0 (blurred) .. 1 (crisp): 1 - blur effect inside the mask (mask_sharpness)
+    signature: str  # appearance signature (hex), for per-track duplicate removal
 
 
 def measure(image: np.ndarray, inst: Instance, threshold: float) -> Measures:
@@ -31,20 +35,83 @@ def measure(image: np.ndarray, inst: Instance, threshold: float) -> Measures:
         edges += 1
     if x + w >= width and mask[:, -1].any():
         edges += 1
-    sharpness = mask_sharpness(image[y : y + h, x : x + w], mask)
-    return Measures(area, edges, sharpness)
+    crop = image[y : y + h, x : x + w]
+    return Measures(area, edges, mask_sharpness(crop, mask), appearance_signature(crop, mask))
 
 
 def mask_sharpness(rgb: np.ndarray, mask: np.ndarray) -> float:
-    """Variance of the Laplacian of the gray image over the mask, its outline included:
-    a sharp character has crisp edges against its background and within (eyes, fur,
-    clothes); motion or focus blur softens both. Smooth shading alone scores low, which is
-    why the instance threshold (prefilter.blur_threshold) is far below the frame one."""
+    """How crisp the instance is, inside its mask (its outline included), 0..1.
+
+    The no-reference blur measure of Crete-Roffet et al. (2007): the image is blurred again
+    with a 9-tap box filter; a sharp image loses much of its local contrast, a blurred one
+    little. ``1 - blur`` is returned. It depends on the *edges' profile*, not on how much
+    texture or contrast there is, so smooth 3D shading and a close-up are not "blurry" (the
+    variance of the Laplacian, its predecessor here, scored sharp Big Buck Bunny close-ups
+    8-70 and textured grass 300+). Only the masked pixels count: a background softened by
+    depth of field does not lower a sharp character's score. The crop is first reduced to a
+    long side of at most ``SHARPNESS_SIDE`` px (about training size): a large close-up is
+    judged as it will be used. Measured on the sample clip's bunny: 0.46-0.48 sharp,
+    0.32-0.35 after a Gaussian blur of sigma 1, 0.23-0.25 sigma 2, 0.17-0.20 sigma 4."""
     import cv2
 
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    values = cv2.Laplacian(gray, cv2.CV_64F)[mask]
-    return float(values.var()) if values.size else 0.0
+    if not mask.any():
+        return 0.0
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
+    near = cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8))
+    side = max(gray.shape)
+    if side > SHARPNESS_SIDE:
+        f = SHARPNESS_SIDE / side
+        size = (max(1, round(gray.shape[1] * f)), max(1, round(gray.shape[0] * f)))
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        near = cv2.resize(near, size, interpolation=cv2.INTER_NEAREST)
+    image = gray.astype(np.float32) / 255.0
+    inside = near > 0
+    blur = 0.0
+    for axis, ksize in ((0, (1, 9)), (1, (9, 1))):
+        again = cv2.blur(image, ksize)
+        d_image = np.abs(np.diff(image, axis=axis))
+        d_again = np.abs(np.diff(again, axis=axis))
+        where = inside[1:] if axis == 0 else inside[:, 1:]
+        total = float(d_image[where].sum())
+        if total <= 1e-6:
+            return 0.0
+        kept = float(np.maximum(0.0, d_image - d_again)[where].sum())
+        blur = max(blur, (total - kept) / total)
+    return float(1.0 - blur)
+
+
+def appearance_signature(rgb: np.ndarray, mask: np.ndarray) -> str:
+    """The masked cut-out as ``SIGNATURE_SIDE``² cells of mean Lab colour (background
+    cells neutral), plus the cells' coverage: 4 bytes a cell, as hex. Two instances of
+    one track whose signatures are close show the same pose and framing."""
+    import cv2
+
+    if not mask.any():
+        return ""
+    n = SIGNATURE_SIDE
+    # centred on a square canvas, so the silhouette's proportions count too
+    h, w = mask.shape
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    pad = ((top, side - h - top), (left, side - w - left))
+    lab = np.pad(cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32), (*pad, (0, 0)))
+    m = np.pad(mask.astype(np.float32), pad)
+    cover = cv2.resize(m, (n, n), interpolation=cv2.INTER_AREA)
+    sums = cv2.resize(lab * m[..., None], (n, n), interpolation=cv2.INTER_AREA)
+    mean = np.where(cover[..., None] > 1e-3, sums / np.maximum(cover[..., None], 1e-3), 128.0)
+    mean[..., 0] = np.where(cover > 1e-3, mean[..., 0], 0.0)
+    cells = np.dstack([mean, cover * 255.0])
+    return np.clip(cells + 0.5, 0, 255).astype(np.uint8).tobytes().hex()
+
+
+def signature_distance(a: str, b: str) -> float:
+    """Mean absolute difference (0-255) of two appearance signatures; inf when either is
+    missing or they differ in size."""
+    if not a or not b or len(a) != len(b):
+        return float("inf")
+    x = np.frombuffer(bytes.fromhex(a), np.uint8).astype(np.float32)
+    y = np.frombuffer(bytes.fromhex(b), np.uint8).astype(np.float32)
+    return float(np.abs(x - y).mean())
 
 
 def padded_box(bbox: tuple[int, int, int, int], padding: float, height: int, width: int) -> tuple[int, int, int, int]:

@@ -106,10 +106,60 @@ def character_prompts(ctx: StageContext) -> dict[str, tuple[str, str]]:
     return out
 
 
+PART_GAP = 0.12  # boxes this close (x the larger's size) may be parts of one character
+PART_SPREAD = 0.1  # ... and are when their offset varies less than this (x size) over the shot
+
+
+def parts_of_one_character(instances: list[dict[str, Any]], members: dict[str, str] | None = None) -> set[frozenset[str]]:
+    """Pairs of instance ids (same frame) that are one character and so never occlude each
+    other: both assigned to the same character (``members``: instance id -> character), or
+    parts whose tracks move together over the shot (close boxes, same offset in every frame
+    where both appear, two frames or more) — a head the segmenter cut from its body."""
+    members = members or {}
+    pairs: set[frozenset[str]] = set()
+    by_frame: dict[str, list[dict[str, Any]]] = {}
+    for inst in instances:
+        by_frame.setdefault(inst["frame_id"], []).append(inst)
+    # per shot and track pair: the offsets and closeness of their boxes where both appear
+    seen: dict[tuple[Any, str, str], list[tuple[float, float, bool]]] = {}
+    for insts in by_frame.values():
+        for a in insts:
+            for b in insts:
+                if a["id"] >= b["id"]:
+                    continue
+                ca, cb = members.get(a["id"]), members.get(b["id"])
+                if ca is not None and ca == cb:
+                    pairs.add(frozenset((a["id"], b["id"])))
+                ta, tb = a.get("track_id"), b.get("track_id")
+                if not ta or not tb or ta == tb:
+                    continue
+                (ax, ay, aw, ah), (bx, by, bw, bh) = a["bbox"], b["bbox"]
+                size = max(np.sqrt(aw * ah), np.sqrt(bw * bh), 1.0)
+                gap = max(bx - (ax + aw), ax - (bx + bw), by - (ay + ah), ay - (by + bh), 0)
+                key = (a.get("shot_id"), *sorted((ta, tb)))
+                sign = 1.0 if ta < tb else -1.0
+                dx = sign * ((bx + bw / 2) - (ax + aw / 2)) / size
+                dy = sign * ((by + bh / 2) - (ay + ah / 2)) / size
+                seen.setdefault(key, []).append((dx, dy, gap <= PART_GAP * size))
+    together = {
+        key for key, rows in seen.items()
+        if len(rows) >= 2 and all(close for _, _, close in rows)
+        and float(np.linalg.norm(np.std(np.array([(dx, dy) for dx, dy, _ in rows]), axis=0))) <= PART_SPREAD
+    }
+    for insts in by_frame.values():
+        for a in insts:
+            for b in insts:
+                if a["id"] < b["id"] and (a.get("shot_id"), *sorted((a.get("track_id") or "", b.get("track_id") or ""))) in together:
+                    pairs.add(frozenset((a["id"], b["id"])))
+    return pairs
+
+
 class DeoccludeStage(Stage):
     name = "deocclude"
     folder = "deoccluded"
-    version = "2"  # 2: each changed instance records its box in the frame (the dataset pastes it back)
+    # 2: each changed instance records its box in the frame (the dataset pastes it back)
+    # 3: parts of the target's own character (same character, or tracks that move together) are never filled
+    version = "3"
     upstream = ("segment",)
 
     def __init__(self) -> None:
@@ -144,6 +194,8 @@ class DeoccludeStage(Stage):
             instances = [dict(r) | {"bbox": json.loads(r["bbox"])} for r in ctx.catalog.rows("SELECT * FROM instances")]
         # only the sd backend reads characters: other backends' items do not rerun when review renames
         known = character_prompts(ctx) if backend_name(ctx.settings) == "sd" else {}
+        # never paint out a part of the target's own character
+        same = parts_of_one_character(instances, {i: c for i, (c, _) in character_prompts(ctx).items()})
         by_frame: dict[str, list[dict[str, Any]]] = {}
         for inst in instances:
             by_frame.setdefault(inst["frame_id"], []).append(inst)
@@ -157,6 +209,7 @@ class DeoccludeStage(Stage):
                                "name": Path(i["path"]).stem} for i in sorted(insts, key=lambda i: i["id"])],
             }
             for inst in payload["instances"]:
+                inst["same"] = sorted(o["id"] for o in payload["instances"] if frozenset((inst["id"], o["id"])) in same)
                 if inst["id"] in known:
                     inst["character"], inst["description"] = known[inst["id"]]
             items.append(WorkItem(frame_id, digest(payload), payload, frame_id))
@@ -183,7 +236,7 @@ class DeoccludeStage(Stage):
         for k, inst in enumerate(item.payload["instances"]):
             others = np.zeros((height, width), bool)
             for j, mask in enumerate(masks):
-                if j != k:
+                if j != k and item.payload["instances"][j]["id"] not in inst.get("same", ()):
                     others |= mask
             bx, by, bw, bh = padded_box(tuple(inst["bbox"]), s.padding, height, width)
             region = others[by : by + bh, bx : bx + bw]

@@ -1,15 +1,20 @@
-"""The prefilter stage: instances too small, cut by the frame edge, blurred, or unlike a
-character are rejected before identity clustering.
+"""The prefilter stage: instances too small, cut by the frame edge, unlike a character
+(title-card text, scenery that does not move relative to the set, odd shapes), blurred, or
+repeating a kept instance of their track are rejected before identity clustering.
 
 There is no face requirement: back views and non-human characters (robots, animals, toys)
 pass. A rejected instance keeps its catalog row in ``prefilter_results`` with its reason
-(the first failed test, in the order tiny → truncated → blurred → not_character) and is
-never copied to the output folder, which is the next stage's only input.
+(the first failed test, in the order of ``REASONS``) and is never copied to the output
+folder, which is the next stage's only input.
+
+Blur is relative (the film's crisp instances, the instance's own track), so every verdict is
+reached in ``plan()`` with all instances at hand (:func:`decide`); ``process()`` copies.
 
 Measures come from the segment stage (catalog in a project; ``segmentation_results.json``
 next to or inside the input folder standalone). A plain folder of RGBA cut-outs without it
-is measured from the files: sharpness and size from the image and its alpha; the frame
-area and edges are then unknown, so only the box size, blur and shape tests apply.
+is measured from the files: crispness and size from the image and its alpha; the frame
+area, edges, track, motion and text are then unknown, so only the box size, blur and shape
+tests apply.
 """
 
 from __future__ import annotations
@@ -36,11 +41,15 @@ from animlora.pipeline.stage import (
 )
 
 REPORT_FILE = "prefilter_report.json"
-REASONS = ("tiny", "truncated", "blurred", "not_character")
+# every reason, in the order tested; the first that applies is recorded
+REASONS = ("tiny", "truncated", "not_character:text", "not_character:static", "not_character:shape",
+           "blur:floor", "blur:film", "blur:track", "duplicate")
 
 
-def judge(measures: dict[str, Any], mode: Any, blur_threshold: float) -> str | None:
-    """The reason to reject, or None to keep. Unknown measures (None) are not tested."""
+def judge(measures: dict[str, Any], mode: Any, blur_threshold: float, settings: Any = None) -> str | None:
+    """The reason to reject an instance on its own measures, or None. Unknown measures
+    (None) are not tested. The tests that compare an instance with its track and its film
+    (relative blur, duplicates) are in :func:`decide`."""
     w, h = measures["width"], measures["height"]
     area = measures.get("area_fraction")
     if min(w, h) < mode.min_side or (area is not None and area < mode.min_area_fraction):
@@ -48,15 +57,79 @@ def judge(measures: dict[str, Any], mode: Any, blur_threshold: float) -> str | N
     truncated = measures.get("truncated")
     if truncated is not None and truncated > mode.max_truncated_edges:
         return "truncated"
-    if measures["sharpness"] < blur_threshold * mode.blur_factor:
-        return "blurred"
+    extra = measures.get("extra") or {}
+    if settings is not None:
+        if (extra.get("text") or 0.0) >= settings.max_text or (extra.get("flat") or 0.0) >= settings.max_flat:
+            return "not_character:text"
+        if extra.get("static") is not None and extra["static"] >= settings.max_static:  # cut-off props: 1.0
+            return "not_character:static"
     score = measures.get("score")
     aspect = max(w, h) / max(1, min(w, h))
     if (score is not None and score < mode.min_score) or aspect > mode.max_aspect or (
         area is not None and area > mode.max_area_fraction
     ):
-        return "not_character"
+        return "not_character:shape"
+    if measures["sharpness"] < blur_threshold * mode.blur_factor:
+        return "blur:floor"
     return None
+
+
+def _relative(ratio: float, factor: float) -> float:
+    """A relative threshold made stricter (factor > 1) or looser (< 1) by the mode:
+    ratio ** (1 / factor), so 0.6 is 0.71 in strict (x1.5) and 0.36 in lenient (x0.5)."""
+    return float(ratio ** (1.0 / max(factor, 1e-6)))
+
+
+def decide(items: list[dict[str, Any]], settings: Any) -> dict[str, str | None]:
+    """Every instance's verdict (reason or None), judged with its track and its film.
+
+    ``items``: dicts with ``id``, ``measures`` (see :func:`judge`), ``track`` and ``film``
+    (None when unknown). Sharpness is relative: an instance is blurred when it is far less
+    crisp than the film's crisp instances (upper quartile; ``blur_film``: the film's own look, depth of
+    field included) or than the crispest instance of its own track (``blur_track``: motion
+    blur, a focus pull). Then, per track, the crispest instances are kept first and an
+    instance whose appearance is within ``duplicate_distance`` of one kept is a duplicate."""
+    from animlora.stages.cutouts import signature_distance
+
+    p = settings
+    mode = p.modes[p.mode]
+    verdict = {it["id"]: judge(it["measures"], mode, p.blur_threshold, p) for it in items}
+    film_ratio = _relative(p.blur_film, mode.blur_factor)
+    track_ratio = _relative(p.blur_track, mode.blur_factor)
+    # what "crisp" means in this film: the upper quartile of its candidates (shape tests passed)
+    films: dict[Any, list[float]] = {}
+    tracks: dict[Any, list[dict[str, Any]]] = {}
+    for it in items:
+        if verdict[it["id"]] in (None, "blur:floor"):
+            films.setdefault(it.get("film"), []).append(it["measures"]["sharpness"])
+            if it.get("track") is not None:
+                tracks.setdefault((it.get("film"), it["track"]), []).append(it)
+    typical = {film: float(np.percentile(values, 75)) for film, values in films.items() if len(values) >= 2}
+    for it in items:
+        if verdict[it["id"]] is not None:
+            continue
+        crisp = it["measures"]["sharpness"]
+        ref = typical.get(it.get("film"))
+        if ref is not None and crisp < film_ratio * ref:
+            verdict[it["id"]] = "blur:film"
+            continue
+        mates = tracks.get((it.get("film"), it.get("track")), [])
+        best = max((m["measures"]["sharpness"] for m in mates), default=crisp)
+        if len(mates) >= 2 and crisp < track_ratio * best:
+            verdict[it["id"]] = "blur:track"
+    # duplicates per track: crispest first; each later one must differ from every kept one
+    if p.duplicate_distance > 0:
+        for mates in tracks.values():
+            kept: list[str] = []
+            for it in sorted(mates, key=lambda m: (-m["measures"]["sharpness"], m["id"])):
+                if verdict[it["id"]] is not None:
+                    continue
+                sig = (it["measures"].get("extra") or {}).get("signature", "")
+                if any(signature_distance(sig, other) < p.duplicate_distance for other in kept):
+                    verdict[it["id"]] = "duplicate"
+                else:
+                    kept.append(sig)
+    return verdict
 
 
 def measure_cutout(rgba: np.ndarray) -> dict[str, Any]:
@@ -71,6 +144,13 @@ def measure_cutout(rgba: np.ndarray) -> dict[str, Any]:
         "width": int(xs.max() - xs.min() + 1), "height": int(ys.max() - ys.min() + 1),
         "sharpness": mask_sharpness(rgba[..., :3], alpha),
     }
+
+
+def _extra(text: str | None) -> dict[str, Any]:
+    try:
+        return json.loads(text) if text else {}
+    except ValueError:
+        return {}
 
 
 def _results_near(folder: Path) -> dict[str, dict[str, Any]]:
@@ -104,16 +184,25 @@ class PrefilterStage(Stage):
         from animlora.stages import stage_folder
 
         seg_dir = ctx.workspace.stage_dir(stage_folder("segment"))
-        items = []
+        found = []
         for r in ctx.catalog.rows("SELECT * FROM instances ORDER BY id"):
             x, y, w, h = json.loads(r["bbox"])
-            payload = {
-                "instance_id": r["id"], "source": str(seg_dir / r["path"]),
-                "measures": {"width": w, "height": h, "area_fraction": r["area_fraction"],
-                             "truncated": r["truncated"], "sharpness": r["sharpness"], "score": r["score"]},
-            }
-            fingerprint = digest(r["path"], payload["measures"])
-            items.append(WorkItem(r["id"], fingerprint, payload, label=r["id"]))
+            measures = {"width": w, "height": h, "area_fraction": r["area_fraction"], "truncated": r["truncated"],
+                        "sharpness": r["sharpness"], "score": r["score"], "extra": _extra(r["measures"])}
+            found.append({"id": r["id"], "source": str(seg_dir / r["path"]), "path": r["path"], "measures": measures,
+                          "track": r["track_id"], "film": r["video_id"]})
+        return self._items(ctx, found)
+
+    def _items(self, ctx: StageContext, found: list[dict[str, Any]]) -> list[WorkItem]:
+        """Work items carrying the verdict :func:`decide` reached with every instance at
+        hand (a verdict that changes re-runs that item)."""
+        verdict = decide([f for f in found if f["measures"] is not None], ctx.settings.prefilter)
+        items = []
+        for f in found:
+            payload = {"instance_id": f["id"], "source": f["source"], "measures": f["measures"],
+                       "reason": verdict.get(f["id"])}
+            fingerprint = digest(f["path"], f["measures"], payload["reason"], f.get("stamp"))
+            items.append(WorkItem(f["id"], fingerprint, payload, label=f.get("label", f["id"])))
         return items
 
     def _plan_standalone(self, ctx: StageContext) -> list[WorkItem]:
@@ -122,7 +211,7 @@ class PrefilterStage(Stage):
         src = ctx.job.input_path
         assert src is not None  # check_inputs
         known = _results_near(src)
-        items, seen = [], set()
+        found, seen = [], set()
         for path in list_images(src):
             stat = path.stat()
             meta = known.get(path.name)
@@ -131,16 +220,22 @@ class PrefilterStage(Stage):
                 instance_id = f"{instance_id}_{digest(str(path))[:6]}"
             seen.add(instance_id)
             measures = None
-            if meta:
+            if not meta:  # a plain cut-out folder: measured from the file
+                try:
+                    measures = measure_cutout(read_image(path, "RGBA"))
+                except BadInputError:
+                    measures = None  # process() reports it unreadable
+            else:
                 measures = {"width": meta["bbox"][2], "height": meta["bbox"][3], "area_fraction": meta["area_fraction"],
-                            "truncated": meta["truncated"], "sharpness": meta["sharpness"], "score": meta["score"]}
-            payload = {"instance_id": instance_id, "source": str(path), "measures": measures}
+                            "truncated": meta["truncated"], "sharpness": meta["sharpness"], "score": meta["score"],
+                            "extra": meta.get("measures") or {}}
             rel = str(path.relative_to(src))
-            items.append(WorkItem(instance_id, digest(rel, stat.st_size, stat.st_mtime_ns, measures), payload, rel))
-        return items
+            found.append({"id": instance_id, "source": str(path), "path": rel, "measures": measures, "label": rel,
+                          "track": meta.get("track_id") if meta else None, "film": None,
+                          "stamp": (stat.st_size, stat.st_mtime_ns)})
+        return self._items(ctx, found)
 
     def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:
-        p = job.settings.prefilter
         source = Path(item.payload["source"])
         measures = item.payload["measures"]
         if measures is None:
@@ -149,7 +244,7 @@ class PrefilterStage(Stage):
             except BadInputError as exc:
                 return ItemOutput(data={"instance_id": item.payload["instance_id"], "kept": 0,
                                         "reason": f"unreadable: {exc.problem}", "path": None, "source": str(source)})
-        reason = judge(measures, p.modes[p.mode], p.blur_threshold)
+        reason = item.payload["reason"]
         row = {"instance_id": item.payload["instance_id"], "kept": int(reason is None), "reason": reason,
                "path": None, "source": str(source)}
         files: tuple[str, ...] = ()
@@ -170,13 +265,17 @@ class PrefilterStage(Stage):
     def finish(self, ctx: StageContext, summary: RunSummary) -> dict[str, Any]:
         p = ctx.settings.prefilter
         rows = [dict(r) for r in ctx.catalog.rows("SELECT * FROM prefilter_results ORDER BY instance_id")]
-        reasons = Counter(r["reason"].split(":")[0] for r in rows if not r["kept"])
+        reasons = Counter(r["reason"].split(":")[0] if r["reason"].startswith("unreadable") else r["reason"]
+                          for r in rows if not r["kept"])
+        top = {k: v for k, v in p.model_dump(mode="json").items() if k not in ("mode", "modes")}
         report = {
             "mode": p.mode,
-            "thresholds": p.modes[p.mode].model_dump(mode="json") | {"blur_threshold": p.blur_threshold},
+            "thresholds": p.modes[p.mode].model_dump(mode="json") | top,
             "counts": {"total": len(rows), "kept": sum(r["kept"] for r in rows),
                        "rejected": sum(not r["kept"] for r in rows)},
             "rejected_by_reason": {reason: reasons.get(reason, 0) for reason in (*REASONS, "unreadable")},
+            "rejected_by_group": {group: sum(n for reason, n in reasons.items() if reason.split(":")[0] == group)
+                                  for group in ("tiny", "truncated", "not_character", "blur", "duplicate", "unreadable")},
         }
         full = report | {"rejected": [{"instance_id": r["instance_id"], "reason": r["reason"]} for r in rows if not r["kept"]]}
         atomic_write_json(ctx.output_dir / REPORT_FILE, full)

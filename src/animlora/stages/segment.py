@@ -19,6 +19,7 @@ Catalog: ``instances``, ``tracks``, ``segment_frames`` (every frame read, with s
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,7 @@ def _file_id(path: Path) -> str:
 class SegmentStage(Stage):
     name = "segment"
     folder = "segmentation"
+    version = "2"  # 2: the shot pass (props cut off, parts merged), crispness 0..1, measures JSON
     upstream = ("extract",)
 
     # -- inputs -------------------------------------------------------------------------
@@ -222,10 +224,19 @@ class SegmentStage(Stage):
             engine = segmenter.describe()
             frames = Frames([lambda p=f["source"]: read_image(p, "RGB") for f, _ in good])
             instances = segmenter.segment(frames)
+            # 3. the shot pass: props cut off and flagged, parts that move together merged
+            extra: list[dict[str, Any]] = [{} for _ in instances]
+            if s.refine and instances:
+                from animlora.backends.segmentation.refine import refine_shot
+
+                refined = refine_shot(instances, frames, s, relink=segmenter.name != "sam2")
+                instances, extra = refined.instances, refined.measures
             by_frame: dict[int, list[Any]] = {}
-            for inst in instances:
-                by_frame.setdefault(inst.frame, []).append(inst)
-            # 3. write each frame's instances and background
+            for inst, more in zip(instances, extra, strict=True):
+                by_frame.setdefault(inst.frame, []).append((inst, more))
+            for found in by_frame.values():
+                found.sort(key=lambda pair: (pair[0].bbox[0], pair[0].bbox[1]))
+            # 4. write each frame's instances and background
             for index, (f, row) in enumerate(good):
                 image = frames[index]
                 insts = by_frame.get(index, [])
@@ -253,14 +264,14 @@ class SegmentStage(Stage):
         }
 
     @staticmethod
-    def _write_frame(out: Path, f: dict[str, Any], image: np.ndarray, insts: list[Any], s: Any,
-                     backend: str) -> tuple[list[str], list[dict[str, Any]]]:
+    def _write_frame(out: Path, f: dict[str, Any], image: np.ndarray, found: list[tuple[Any, dict[str, Any]]],
+                     s: Any, backend: str) -> tuple[list[str], list[dict[str, Any]]]:
         from animlora.stages.cutouts import blurred_context, crop_alpha, measure, padded_box, rgba_cutout
 
         height, width = image.shape[:2]
         files, rows = [], []
         union = np.zeros((height, width), np.float32)
-        for k, inst in enumerate(insts):
+        for k, (inst, more) in enumerate(found):
             name = f"{f['name']}_i{k}"
             full = inst.full_alpha(height, width)
             full[full < s.alpha_threshold] = 0.0
@@ -285,7 +296,8 @@ class SegmentStage(Stage):
                     "shot_id": f["shot_id"], "track_id": f"{f['shot_id']}_t{inst.track}",
                     "path": f"character/{name}.png", "mask_path": f"masks/{name}.png", "bbox": list(inst.bbox),
                     "area_fraction": round(m.area_fraction, 6), "truncated": m.truncated,
-                    "sharpness": round(m.sharpness, 3), "score": round(inst.score, 4), "backend": backend,
+                    "sharpness": round(m.sharpness, 4), "score": round(inst.score, 4), "backend": backend,
+                    "measures": json.dumps(more | {"signature": m.signature}, sort_keys=True),
                 }
             )
         background = np.dstack([image, np.clip((1.0 - union) * 255 + 0.5, 0, 255).astype(np.uint8)])
@@ -340,7 +352,8 @@ class SegmentStage(Stage):
         ]
         full["instances"] = [
             {k: r[k] for k in ("id", "frame_id", "shot_id", "track_id", "path", "mask_path", "area_fraction",
-                               "truncated", "sharpness", "score", "backend")} | {"bbox": _json_list(r["bbox"])}
+                               "truncated", "sharpness", "score", "backend")}
+            | {"bbox": _json_list(r["bbox"]), "measures": json.loads(r["measures"] or "{}")}
             for r in instances
         ]
         atomic_write_json(ctx.output_dir / RESULTS_FILE, full)
@@ -348,6 +361,4 @@ class SegmentStage(Stage):
 
 
 def _json_list(text: str) -> list[int]:
-    import json
-
     return json.loads(text)

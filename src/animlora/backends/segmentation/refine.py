@@ -1,0 +1,553 @@
+"""One clean instance per visible character: a shot-level pass over any backend's instances.
+
+A matte (isnet, classic, yolo, sam2's prompter) sees *salient things* one frame at a time: a
+boulder the character leans on joins its mask, a dark collar cuts a head from its body, a
+tree or a rock is as salient as a rabbit. What tells them apart is what the shot does over
+its frames:
+
+1. **Registration.** Each frame is registered to its neighbours in the shot by a homography
+   fitted to ORB features *outside* every instance (the set), so camera moves cancel.
+2. **Static pixels.** A pixel of an instance is *static* when, registered, the neighbouring
+   frames show the same colour there (within a few pixels of parallax). The set and the
+   props on it are static; characters animate and move relative to the set.
+3. **Props.** An instance whose pixels are static (``STATIC_FRACTION``) is a prop or scenery
+   (``static`` in its measures; prefilter rejects it as ``not_character:static``). Where a
+   prop seen on its own in one frame is joined to a moving character's mask in another
+   (registered onto the same place), its static pixels are cut out of that mask and become
+   their own (static) instance; pixels where the character is in front of the prop differ
+   from the prop and stay with the character.
+4. **Parts that move together.** Two moving instances of one frame that are close and whose
+   tracks keep the same offset over the shot's frames are one character (a head cut from
+   its body by a thin neck, a collar, or an occluder) and are merged. With one frame only,
+   a thin gap and similar colours merge them unless the pair looks like two bodies (two
+   distance-transform cores of similar thickness).
+5. **Text.** Title cards: an instance of flat colour with crisp edges on a plain background
+   gets a high ``text`` score; ``flat`` is the share of its pixels of one colour (logos and
+   titles over footage are flat fills, shaded 3D characters are not). Prefilter rejects
+   either as ``not_character:text``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from animlora.backends.segmentation.base import Instance
+
+WORK_WIDTH = 480  # analysis resolution of the shot pass
+NEIGHBOURS = 3  # each frame is compared with up to this many frames on each side
+STATIC_DIFF = 12.0  # Lab levels (8-bit scale, largest channel) under which a registered pixel is unchanged
+SHIFT = 2  # px at analysis scale: parallax / registration slack when comparing frames
+STATIC_FRACTION = 0.8  # an instance this static (of its pixels with evidence) is a prop
+MIN_EVIDENCE = 0.5  # fraction of an instance's pixels that need a registered neighbour
+CUT_FRACTION = 0.03  # a set region this large (of the mask) is cut off a moving mask ...
+KEEP_FRACTION = 0.25  # ... when at least this much of the mask is left
+SET_VOTES = 2  # neighbours that must show a region as the set before it is cut off a mask
+MIN_SOLIDITY = 0.7  # ... and it is a solid chunk (area / convex hull area)
+MERGE_GAP = 0.12  # parts this close (x sqrt(area of the larger)) may be one character
+MERGE_GAP_SINGLE = 0.04  # ... and without other frames to show they move together
+OFFSET_SPREAD = 0.1  # max spread of the parts' offset (x size) over the shot: "move together"
+
+
+@dataclass
+class Refined:
+    """Instances after the shot pass, each with its measures (same order)."""
+
+    instances: list[Instance]
+    measures: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _View:
+    gray: np.ndarray  # float32 analysis-scale grey, lightly smoothed
+    lab: np.ndarray  # float32 analysis-scale CIE Lab (8-bit scale), lightly smoothed
+    scale: float  # analysis / full resolution
+    shape: tuple[int, int]  # full-resolution (height, width)
+
+
+def _small_mask(inst: Instance, view: _View, level: float = 0.5) -> np.ndarray:
+    import cv2
+
+    h, w = view.shape
+    full = np.zeros((h, w), np.uint8)
+    x, y, bw, bh = inst.bbox
+    full[y : y + bh, x : x + bw] = inst.alpha >= level
+    sh, sw = view.gray.shape
+    return cv2.resize(full, (sw, sh), interpolation=cv2.INTER_AREA if view.scale < 1 else cv2.INTER_NEAREST) > 0
+
+
+def _views(frames: Sequence[np.ndarray]) -> list[_View]:
+    import cv2
+
+    views = []
+    for i in range(len(frames)):
+        image = frames[i]
+        h, w = image.shape[:2]
+        scale = min(1.0, WORK_WIDTH / w)
+        small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        gray = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 0.8)
+        lab = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32), (0, 0), 0.8)
+        views.append(_View(gray, lab, scale, (h, w)))
+    return views
+
+
+def register(a: np.ndarray, b: np.ndarray, set_a: np.ndarray, set_b: np.ndarray) -> np.ndarray | None:
+    """Homography taking frame ``b`` onto frame ``a`` (analysis grey images), fitted to
+    features of the set (``set_*``: pixels outside every instance); identity for a plain or
+    still set that agrees; None when the frames cannot be registered."""
+    import cv2
+
+    if a.shape != b.shape:
+        return None
+    # low FAST threshold: painted and defocused sets have soft corners
+    orb = cv2.ORB_create(600, edgeThreshold=15, fastThreshold=7)
+    ua, ub = np.clip(a, 0, 255).astype(np.uint8), np.clip(b, 0, 255).astype(np.uint8)
+    ka, da = orb.detectAndCompute(ua, set_a.astype(np.uint8) * 255)
+    kb, db = orb.detectAndCompute(ub, set_b.astype(np.uint8) * 255)
+    if da is not None and db is not None and len(ka) >= 12 and len(kb) >= 12:
+        matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(db, da)
+        if len(matches) >= 12:
+            pb = np.float32([kb[m.queryIdx].pt for m in matches])
+            pa = np.float32([ka[m.trainIdx].pt for m in matches])
+            hom, inliers = cv2.findHomography(pb, pa, cv2.RANSAC, 3.0)
+            if hom is not None and inliers is not None and inliers.sum() >= 12 and inliers.mean() >= 0.25:
+                det = float(np.linalg.det(hom[:2, :2]))
+                if 0.5 < det < 2.0:
+                    return hom
+    # a plain or still set (or a pan with too few features): the best translation, kept
+    # when it makes the set agree
+    both = set_a & set_b
+    if both.sum() < 0.05 * both.size:
+        return None
+    candidates = [np.eye(3)]
+    window = cv2.createHanningWindow(a.shape[::-1], cv2.CV_32F)
+    (dx, dy), response = cv2.phaseCorrelate(np.where(set_b, b, b[set_b].mean()).astype(np.float32),
+                                             np.where(set_a, a, a[set_a].mean()).astype(np.float32), window)
+    if response > 0.05:
+        candidates.append(np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1]], np.float64))
+    best, best_err = None, 4.0
+    for hom in candidates:
+        h, w = a.shape
+        moved = cv2.warpPerspective(b, hom, (w, h), borderValue=-1000.0)
+        valid = both & (moved > -500)
+        if valid.sum() < 0.05 * valid.size:
+            continue
+        err = float(np.median(np.abs(a - moved)[valid]))
+        if err < best_err:
+            best, best_err = hom, err
+    return best
+
+
+def neighbour_evidence(i: int, views: list[_View], homs: dict[tuple[int, int], Any]) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """For each registered neighbour ``j`` of frame ``i``: (j, unchanged, valid), pixel maps
+    in frame ``i``'s coordinates (unchanged = same grey at the registered place, within a
+    few pixels of parallax)."""
+    import cv2
+
+    a = views[i].lab
+    h, w = a.shape[:2]
+    out = []
+    for j in range(max(0, i - NEIGHBOURS), min(len(views), i + NEIGHBOURS + 1)):
+        hom = homs.get((i, j)) if j != i else None
+        if hom is None:
+            continue
+        warped = cv2.warpPerspective(views[j].lab, hom, (w, h), flags=cv2.INTER_LINEAR, borderValue=(-1000.0,) * 3)
+        valid = warped[..., 0] > -500
+        best = np.full((h, w), 1e9, np.float32)
+        padded = cv2.copyMakeBorder(warped, SHIFT, SHIFT, SHIFT, SHIFT, cv2.BORDER_REPLICATE)
+        for dy in range(-SHIFT, SHIFT + 1):
+            for dx in range(-SHIFT, SHIFT + 1):
+                shifted = padded[SHIFT + dy : SHIFT + dy + h, SHIFT + dx : SHIFT + dx + w]
+                # the largest channel difference: a grey arm on a grey-green set differs in a, b
+                np.minimum(best, np.abs(a - shifted).max(axis=2), out=best)
+        out.append((j, valid & (best < STATIC_DIFF), valid))
+    return out
+
+
+def static_map(evidence: list[tuple[int, np.ndarray, np.ndarray]], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(static, known): pixels unchanged in at least half of the registered neighbours, and
+    pixels that have any registered neighbour."""
+    votes = np.zeros(shape, np.int16)
+    counted = np.zeros(shape, np.int16)
+    for _, same, valid in evidence:
+        votes += same
+        counted += valid
+    known = counted > 0
+    return known & (2 * votes >= counted), known
+
+
+def set_in_neighbours(i: int, evidence: list[tuple[int, np.ndarray, np.ndarray]], free: list[np.ndarray],
+                      props: list[np.ndarray], homs: dict[tuple[int, int], Any]) -> np.ndarray:
+    """Pixels of frame ``i`` that are unchanged *and* part of the set in the registered
+    neighbours — the set, wherever a matte took it. A neighbour where the place is a prop
+    seen on its own counts ``SET_VOTES`` (strong evidence); one where it is plain set
+    (outside every instance) counts 1, since the matte may just have missed a still body
+    there; ``SET_VOTES`` in all, and half of the neighbours, are needed."""
+    import cv2
+
+    h, w = free[i].shape
+    votes = np.zeros((h, w), np.int16)
+    agree = np.zeros((h, w), np.int16)
+    counted = np.zeros((h, w), np.int16)
+    for j, same, valid in evidence:
+        hom = homs[(i, j)]
+        there = cv2.warpPerspective(free[j].astype(np.uint8), hom, (w, h), flags=cv2.INTER_NEAREST) > 0
+        prop = cv2.warpPerspective(props[j].astype(np.uint8), hom, (w, h), flags=cv2.INTER_NEAREST) > 0
+        votes += (same & there) + SET_VOTES * (same & prop)
+        agree += same & (there | prop)
+        counted += valid
+    return (votes >= SET_VOTES) & (2 * agree >= counted)
+
+
+def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], settings: Any,
+                relink: bool = True) -> Refined:
+    """The shot pass (module doc): props cut off and flagged, parts merged, measures."""
+    import cv2
+
+    from animlora.backends.segmentation.instances import link_tracks
+
+    instances = list(instances)
+    if not instances:
+        return Refined([], [])
+    views = _views(frames)
+    n = len(views)
+    by_frame: dict[int, list[int]] = {}
+    for k, inst in enumerate(instances):
+        by_frame.setdefault(inst.frame, []).append(k)
+    smalls = [_small_mask(inst, views[inst.frame]) for inst in instances]
+    grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+    sets = []
+    for i in range(n):
+        union = np.zeros(views[i].gray.shape, np.uint8)
+        for k in by_frame.get(i, []):
+            union |= smalls[k]
+        sets.append(cv2.dilate(union, grow) == 0)
+    # 1. registration between neighbours
+    homs: dict[tuple[int, int], Any] = {}
+    for i in range(n):
+        for j in range(i + 1, min(n, i + NEIGHBOURS + 1)):
+            hom = register(views[i].gray, views[j].gray, sets[i], sets[j])
+            homs[(i, j)] = hom
+            homs[(j, i)] = None if hom is None else np.linalg.inv(hom)
+    # 2. static pixels, 3. props
+    evidence = [neighbour_evidence(i, views, homs) if n > 1 else [] for i in range(n)]
+    statics = [static_map(evidence[i], views[i].gray.shape) if evidence[i] else None for i in range(n)]
+    fraction = [_static_fraction(smalls[k], statics[inst.frame]) for k, inst in enumerate(instances)]
+    props = {k for k, f in enumerate(fraction) if f is not None and f >= STATIC_FRACTION}
+    free, prop_masks = [], []  # per frame: outside every instance; inside a prop
+    for i in range(n):
+        anything = np.zeros(views[i].gray.shape, np.uint8)
+        still = np.zeros(views[i].gray.shape, bool)
+        for k in by_frame.get(i, []):
+            anything |= smalls[k]
+            if k in props:
+                still |= smalls[k]
+        free.append(cv2.dilate(anything, np.ones((3, 3), np.uint8)) == 0)
+        prop_masks.append(still)
+    out: list[Instance] = []
+    notes: list[dict[str, Any]] = []
+    for i in range(n):
+        set_here = set_in_neighbours(i, evidence[i], free, prop_masks, homs) if evidence[i] else None
+        for k in by_frame.get(i, []):
+            inst = instances[k]
+            if k in props or set_here is None:
+                out.append(inst)
+                notes.append({"static": fraction[k], "prop": k in props})
+                continue
+            cut = smalls[k] & set_here
+            cut = cv2.morphologyEx(cut.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+            area = max(1, int(smalls[k].sum()))
+            if cut.sum() < CUT_FRACTION * area or cut.sum() > (1 - KEEP_FRACTION) * area:
+                out.append(inst)
+                notes.append({"static": fraction[k], "prop": False})
+                continue
+            pieces = _cut(inst, cut, views[i], settings)
+            for piece, is_prop in pieces:
+                out.append(piece)
+                if piece is inst:  # nothing solid to cut
+                    notes.append({"static": fraction[k], "prop": False})
+                else:
+                    notes.append({"static": 1.0 if is_prop else fraction[k], "prop": is_prop, "cut_from_prop": not is_prop})
+    # tracks over the corrected instances
+    if relink:
+        out = link_tracks(out, frames, settings.track_similarity)
+    else:
+        top = max((inst.track for inst in out), default=-1)
+        fixed = []
+        for inst, note in zip(out, notes, strict=True):
+            if note.get("prop") and note.get("static") == 1.0 and inst.track < 0:
+                top += 1
+                inst = replace(inst, track=top)
+            fixed.append(inst)
+        out = fixed
+    # 4. parts that move together
+    out, notes = _merge_parts(out, notes, views, frames, settings)
+    # 5. text
+    for i in range(n):
+        here = [k for k, inst in enumerate(out) if inst.frame == i]
+        image = frames[i] if here else None
+        for k in here:
+            notes[k]["text"] = round(text_score(image, out[k], [out[o] for o in here]), 3)
+            notes[k]["flat"] = round(flat_fill(image, out[k]), 3)
+    for note in notes:
+        if note.get("static") is not None:
+            note["static"] = round(float(note["static"]), 3)
+    return Refined(out, notes)
+
+
+def _static_fraction(mask: np.ndarray, static: tuple[np.ndarray, np.ndarray] | None) -> float | None:
+    import cv2
+
+    if static is None:
+        return None
+    core = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    if core.sum() < 8:
+        core = mask
+    still, known = static
+    have = known & core
+    if have.sum() < MIN_EVIDENCE * max(1, core.sum()):
+        return None
+    return float((still & have).sum() / have.sum())
+
+
+def _cut(inst: Instance, cut_small: np.ndarray, view: _View, settings: Any) -> list[tuple[Instance, bool]]:
+    """Split ``inst`` into the prop part (``cut_small``: its static pixels where a prop
+    lies, analysis scale) and the rest; each piece large enough becomes an instance (True =
+    the prop part). A leftover lying mostly where the prop is (its anti-aliased rim, a
+    sliver) goes with the prop."""
+    import cv2
+
+    h, w = view.shape
+    x, y, bw, bh = inst.bbox
+
+    def full(small: np.ndarray) -> np.ndarray:
+        up = cv2.resize(small.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+        return up[y : y + bh, x : x + bw] > 0
+
+    cut = cv2.morphologyEx(full(cut_small).astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)) > 0
+    # a prop is a solid chunk: scattered or ragged set-like patches inside a body are the
+    # matte having missed that body elsewhere, not a prop, and stay
+    area = float((inst.alpha >= 0.5).sum())
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(cut.astype(np.uint8), connectivity=8)
+    solid = np.zeros_like(cut)
+    for label in range(1, count):
+        if stats[label, cv2.CC_STAT_AREA] < CUT_FRACTION * area:
+            continue
+        piece = (labels == label).astype(np.uint8)
+        contours, _ = cv2.findContours(piece, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        hull = cv2.contourArea(cv2.convexHull(np.concatenate(contours)))
+        if hull > 0 and stats[label, cv2.CC_STAT_AREA] / hull >= MIN_SOLIDITY:
+            solid |= piece > 0
+    if not solid.any():
+        return [(inst, False)]
+    cut = solid
+    reach = int(max(5, 0.04 * np.sqrt((inst.alpha >= 0.5).sum())))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
+    prop = cv2.dilate(cut.astype(np.uint8), kernel) > 0
+    # the prop's soft rim (matte between the threshold and 0.5) hangs on the character's
+    # outline: near the prop, only what is close to the character's own core stays
+    core = (inst.alpha >= 0.5) & ~cut
+    near_core = cv2.dilate(core.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))) > 0
+    cut |= prop & ~near_core & (inst.alpha > 0)
+    binary = (inst.alpha >= settings.alpha_threshold) & ~cut
+    count, labels = cv2.connectedComponents(binary.astype(np.uint8), connectivity=8)
+    for label in range(1, count):
+        piece = labels == label
+        if (piece & prop).sum() >= 0.6 * piece.sum():
+            cut |= piece
+    min_area = max(1, int(settings.min_area_fraction * h * w))
+    pieces: list[tuple[Instance, bool]] = []
+    for part, is_prop in ((inst.alpha * ~cut, False), (inst.alpha * cut, True)):
+        binary = (part >= settings.alpha_threshold).astype(np.uint8)
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+        for label in range(1, count):
+            if stats[label, cv2.CC_STAT_AREA] < min_area:
+                continue
+            near = cv2.dilate((labels == label).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+            matte = np.where(near & (cut if is_prop else ~cut), inst.alpha, 0).astype(np.float32)
+            ys, xs = np.nonzero(matte > 0)
+            x0, y0 = int(xs.min()), int(ys.min())
+            crop = np.ascontiguousarray(matte[y0 : ys.max() + 1, x0 : xs.max() + 1])
+            piece = Instance(frame=inst.frame, bbox=(x + x0, y + y0, crop.shape[1], crop.shape[0]), alpha=crop,
+                             score=inst.score, track=-1 if is_prop else inst.track)
+            pieces.append((piece, is_prop))
+    return pieces or [(inst, False)]
+
+
+# -- parts that move together ------------------------------------------------------------
+def _geometry(inst: Instance, level: float = 0.5) -> tuple[float, np.ndarray]:
+    mask = inst.alpha >= level
+    area = float(mask.sum())
+    ys, xs = np.nonzero(mask)
+    x, y = inst.bbox[:2]
+    centre = np.array([xs.mean() + x, ys.mean() + y]) if len(xs) else np.array([x, y], float)
+    return area, centre
+
+
+def gap_between(a: Instance, b: Instance, level: float = 0.5) -> float:
+    """Shortest distance (px) between two instances' masks (0 when they touch)."""
+    import cv2
+
+    ax, ay, aw, ah = a.bbox
+    bx, by, bw, bh = b.bbox
+    x0, y0 = min(ax, bx), min(ay, by)
+    x1, y1 = max(ax + aw, bx + bw), max(ay + ah, by + bh)
+    canvas = np.ones((y1 - y0, x1 - x0), np.uint8)
+    canvas[ay - y0 : ay - y0 + ah, ax - x0 : ax - x0 + aw][a.alpha >= level] = 0
+    dist = cv2.distanceTransform(canvas, cv2.DIST_L2, 3)
+    mb = np.zeros_like(canvas, bool)
+    mb[by - y0 : by - y0 + bh, bx - x0 : bx - x0 + bw] = b.alpha >= level
+    return float(dist[mb].min()) if mb.any() else float("inf")
+
+
+def _thickness(inst: Instance, level: float = 0.5) -> float:
+    import cv2
+
+    mask = np.pad((inst.alpha >= level).astype(np.uint8), 1)
+    return float(cv2.distanceTransform(mask, cv2.DIST_L2, 5).max())
+
+
+def _colour_similarity(image: np.ndarray, a: Instance, b: Instance) -> float:
+    from animlora.backends.segmentation.instances import _histogram
+
+    return float(np.minimum(_histogram(image, a), _histogram(image, b)).sum())
+
+
+def _merge_parts(instances: list[Instance], notes: list[dict[str, Any]], views: list[_View],
+                 frames: Sequence[np.ndarray], settings: Any) -> tuple[list[Instance], list[dict[str, Any]]]:
+    moving = [not note.get("prop") for note in notes]
+    geo = [_geometry(inst) for inst in instances]
+    # per pair of tracks: offsets (x size) and gaps in the frames where both appear
+    by_track_frame = {(inst.track, inst.frame): k for k, inst in enumerate(instances) if moving[k]}
+    tracks = sorted({t for t, _ in by_track_frame})
+    together: dict[tuple[int, int], bool] = {}
+    for ai, ta in enumerate(tracks):
+        for tb in tracks[ai + 1 :]:
+            shared = [f for (t, f) in by_track_frame if t == ta and (tb, f) in by_track_frame]
+            if len(shared) < 2:
+                continue
+            offsets, close = [], True
+            for f in shared:
+                ka, kb = by_track_frame[(ta, f)], by_track_frame[(tb, f)]
+                size = np.sqrt(max(geo[ka][0], geo[kb][0], 1.0))
+                offsets.append((geo[kb][1] - geo[ka][1]) / size)
+                close &= gap_between(instances[ka], instances[kb]) <= MERGE_GAP * size
+            spread = float(np.linalg.norm(np.std(np.array(offsets), axis=0)))
+            together[(ta, tb)] = together[(tb, ta)] = close and spread <= OFFSET_SPREAD
+    # union-find over instances of each frame
+    parent = list(range(len(instances)))
+
+    def find(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    by_frame: dict[int, list[int]] = {}
+    for k, inst in enumerate(instances):
+        if moving[k]:
+            by_frame.setdefault(inst.frame, []).append(k)
+    for f, ks in by_frame.items():
+        for ai, ka in enumerate(ks):
+            for kb in ks[ai + 1 :]:
+                a, b = instances[ka], instances[kb]
+                if a.track == b.track and a.track >= 0:
+                    continue
+                size = np.sqrt(max(geo[ka][0], geo[kb][0], 1.0))
+                key = (a.track, b.track)
+                if key in together:
+                    merge = together[key]
+                else:
+                    small, large = sorted((a, b), key=lambda i: float((i.alpha >= 0.5).sum()))
+                    merge = (
+                        gap_between(a, b) <= MERGE_GAP_SINGLE * size
+                        and _thickness(small) < 0.85 * _thickness(large)
+                        and _colour_similarity(frames[f], a, b) >= 0.25
+                    )
+                if merge:
+                    parent[find(kb)] = find(ka)
+    groups: dict[int, list[int]] = {}
+    for k in range(len(instances)):
+        groups.setdefault(find(k), []).append(k)
+    out, out_notes = [], []
+    for members in sorted(groups.values(), key=lambda m: m[0]):
+        if len(members) == 1:
+            out.append(instances[members[0]])
+            out_notes.append(notes[members[0]])
+            continue
+        largest = max(members, key=lambda k: geo[k][0])
+        out.append(_union([instances[k] for k in members], instances[largest].track))
+        note = dict(notes[largest])
+        note["parts"] = len(members)
+        out_notes.append(note)
+    return out, out_notes
+
+
+def _union(parts: list[Instance], track: int) -> Instance:
+    x0 = min(p.bbox[0] for p in parts)
+    y0 = min(p.bbox[1] for p in parts)
+    x1 = max(p.bbox[0] + p.bbox[2] for p in parts)
+    y1 = max(p.bbox[1] + p.bbox[3] for p in parts)
+    alpha = np.zeros((y1 - y0, x1 - x0), np.float32)
+    for p in parts:
+        x, y, w, h = p.bbox
+        region = alpha[y - y0 : y - y0 + h, x - x0 : x - x0 + w]
+        np.maximum(region, p.alpha, out=region)
+    area = [float((p.alpha >= 0.5).sum()) for p in parts]
+    score = float(np.average([p.score for p in parts], weights=np.maximum(area, 1)))
+    return Instance(frame=parts[0].frame, bbox=(x0, y0, x1 - x0, y1 - y0), alpha=alpha, score=score, track=track)
+
+
+# -- text ----------------------------------------------------------------------------------
+def text_score(image: np.ndarray, inst: Instance, same_frame: Sequence[Instance]) -> float:
+    """0..1: how much ``inst`` looks like title-card text: flat fills with crisp edges
+    (few distinct colours inside, strong edges at the outline) on a plain background."""
+    import cv2
+
+    h, w = image.shape[:2]
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    union = np.zeros((h, w), bool)
+    for other in same_frame:
+        union |= other.full_alpha(h, w) >= 0.1
+    outside = cv2.dilate(union.astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
+    if outside.sum() < 0.2 * h * w:
+        return 0.0
+    # plain background: most of it within a few grey levels of its median
+    bg = gray[outside]
+    plain = float((np.abs(bg - np.median(bg)) < 10).mean())
+    x, y, bw, bh = inst.bbox
+    mask = inst.alpha >= 0.5
+    core = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    if core.sum() < 20:
+        return 0.0
+    crop = gray[y : y + bh, x : x + bw]
+    inside = crop[core]
+    flat = float((np.abs(inside - np.median(inside)) < 12).mean())
+    # glyphs: several separate strokes (components of the matte at 0.5), a wide box, or a
+    # line of neighbours of about the same height beside it (each word its own instance)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    strokes = int((stats[1:, cv2.CC_STAT_AREA] >= 0.01 * mask.sum()).sum()) if count > 1 else 0
+    in_line = sum(
+        1 for o in same_frame
+        if o is not inst and 0.6 * bh <= o.bbox[3] <= 1.6 * bh
+        and abs((o.bbox[1] + o.bbox[3] / 2) - (y + bh / 2)) <= 0.35 * bh
+    )
+    glyphs = 1.0 if strokes >= 3 or bw >= 3 * bh or in_line >= 1 else 0.6
+    return float(np.clip(plain, 0, 1) * np.clip((flat - 0.5) / 0.4, 0, 1) * glyphs)
+
+
+def flat_fill(image: np.ndarray, inst: Instance) -> float:
+    """Share of the instance's eroded mask within 12 levels (every Lab channel) of its median
+    colour. A 3D character is shaded (0.07-0.37 on the trailer); title graphics and logos
+    are flat fills (0.74-1.0)."""
+    import cv2
+
+    x, y, bw, bh = inst.bbox
+    core = cv2.erode((inst.alpha >= 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    if core.sum() < 20:
+        return 0.0
+    lab = cv2.cvtColor(image[y : y + bh, x : x + bw], cv2.COLOR_RGB2LAB).astype(np.float32)[core]
+    return float((np.abs(lab - np.median(lab, axis=0)).max(axis=1) < 12).mean())

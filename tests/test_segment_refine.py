@@ -1,0 +1,216 @@
+"""The shot pass: one clean instance per visible character, on generated shots with known
+masks (a panning camera over a textured set, a rock on the set, characters that move)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from animlora.backends.segmentation.instances import link_tracks, split_matte
+from animlora.backends.segmentation.refine import flat_fill, refine_shot, text_score
+from animlora.config import load_settings
+from animlora.stages.cutouts import appearance_signature, mask_sharpness, signature_distance
+from segment_synth import iou, shaded_ellipse, textured_background
+
+GREY, ORANGE, BLUE = (150, 150, 160), (230, 130, 40), (60, 80, 210)
+H, W = 240, 400
+
+
+def settings():
+    return load_settings().settings.segment
+
+
+def _rock(image: np.ndarray, centre: tuple[int, int], axes: tuple[int, int]) -> np.ndarray:
+    """A grey rock with its own speckles (so it is as salient as a character)."""
+    mask = shaded_ellipse(image, centre, axes, GREY)
+    rng = np.random.default_rng(7)
+    speck = rng.integers(-25, 25, image.shape[:2])
+    image[mask] = np.clip(image[mask].astype(int) + speck[mask][:, None], 0, 255).astype(np.uint8)
+    return mask
+
+
+def panning_shot(n: int, characters: list[list[tuple[tuple[int, int], tuple[int, int], tuple[int, int, int]]]],
+                 rock: tuple[tuple[int, int], tuple[int, int]] | None = None, pan: int = 4):
+    """``n`` frames of a camera panning ``pan`` px a frame over a set (with a rock on it);
+    ``characters[k]`` lists frame k's shapes (centre in frame coordinates, axes, colour).
+    Returns frames, the rock's true mask per frame, and the shapes' true masks per frame."""
+    big = textured_background(H + 20, W + n * pan + 20, seed=3)
+    rock_mask_big = _rock(big, *rock) if rock else np.zeros(big.shape[:2], bool)
+    frames, rocks, shapes = [], [], []
+    for k in range(n):
+        x0 = 10 + k * pan
+        image = big[10 : 10 + H, x0 : x0 + W].copy()
+        rocks.append(rock_mask_big[10 : 10 + H, x0 : x0 + W].copy())
+        masks = [shaded_ellipse(image, c, a, col) for c, a, col in characters[k]]
+        for m in masks:
+            rocks[-1] &= ~m
+        frames.append(image)
+        shapes.append(masks)
+    return frames, rocks, shapes
+
+
+def matte_of(masks: list[np.ndarray]) -> np.ndarray:
+    """What a matting model gives: every salient thing, soft-edged, as one matte."""
+    import cv2
+
+    union = np.zeros(masks[0].shape, np.float32)
+    for m in masks:
+        union = np.maximum(union, m.astype(np.float32))
+    return np.clip(cv2.GaussianBlur(union, (0, 0), 0.8), 0, 1)
+
+
+def segment_like_a_matte(frames, truth_per_frame):
+    s = settings()
+    found = []
+    for k, masks in enumerate(truth_per_frame):
+        found += split_matte(matte_of(masks), k, s.alpha_threshold, s.min_area_fraction, s.split_overlaps)
+    return link_tracks(found, frames, s.track_similarity)
+
+
+def masks_in(instances, frame, shape=(H, W)):
+    return [i.full_alpha(*shape) >= 0.5 for i in instances if i.frame == frame]
+
+
+def test_a_rock_joined_to_the_character_is_cut_off_and_flagged_as_a_prop():
+    # the character walks away from the rock: touching it in frames 0-1, apart in 2-3;
+    # the camera pans, so the rock moves in the frame with the set
+    rock = ((120, 170), (45, 38))
+    walk = [[((x, 150), (38, 60), ORANGE)] for x in (165, 175, 240, 290)]
+    frames, rocks, shapes = panning_shot(4, walk, rock)
+    assert (rocks[1] & np.roll(shapes[1][0], -2, axis=1)).any()  # they touch in frame 1
+    before = segment_like_a_matte(frames, [[r, *m] for r, m in zip(rocks, shapes, strict=True)])
+    # the matte alone: character and rock are one instance where they touch (old behaviour)
+    assert max(iou(m, shapes[0][0]) for m in masks_in(before, 0)) < 0.8
+
+    refined = refine_shot(before, frames, settings())
+    for k in range(4):
+        kept = [(inst, note) for inst, note in zip(refined.instances, refined.measures, strict=True) if inst.frame == k]
+        characters = [inst for inst, note in kept if not note["prop"]]
+        props = [inst for inst, note in kept if note["prop"]]
+        assert len(characters) == 1, k
+        assert iou(characters[0].full_alpha(H, W) >= 0.5, shapes[k][0]) >= 0.9, k
+        assert len(props) == 1 and iou(props[0].full_alpha(H, W) >= 0.5, rocks[k]) >= 0.8, k
+
+
+def test_head_and_body_apart_in_the_matte_but_moving_together_are_one_instance():
+    # a head above a body, a thin gap between them (a dark collar the matte misses); they move
+    # together, while another character nearby moves on its own
+    shots = []
+    for k in range(3):
+        x = 120 + 20 * k
+        shots.append([((x, 75), (24, 22), ORANGE), ((x, 150), (36, 50), ORANGE), ((320 - 15 * k, 150), (30, 45), BLUE)])
+    frames, _, shapes = panning_shot(3, shots)
+    before = segment_like_a_matte(frames, shapes)
+    assert all(len(masks_in(before, k)) == 3 for k in range(3))  # the old instances: head and body apart
+    refined = refine_shot(before, frames, settings())
+    for k in range(3):
+        found = masks_in(refined.instances, k)
+        assert len(found) == 2, k
+        whole = shapes[k][0] | shapes[k][1]
+        assert max(iou(m, whole) for m in found) >= 0.9
+        assert max(iou(m, shapes[k][2]) for m in found) >= 0.9
+    merged = [note for inst, note in zip(refined.instances, refined.measures, strict=True) if note.get("parts")]
+    assert len(merged) == 3 and all(note["parts"] == 2 for note in merged)
+    # one track for the whole character over the shot
+    tracks = {inst.track for inst in refined.instances if (inst.full_alpha(H, W) >= 0.5)[75, :].any()}
+    assert len(tracks) == 1
+
+
+def test_two_characters_side_by_side_are_not_merged_when_they_do_not_move_together():
+    shots = [[((150 + 10 * k, 130), (40, 60), ORANGE), ((236 + 25 * k, 130), (40, 60), BLUE)] for k in range(3)]
+    frames, _, shapes = panning_shot(3, shots)
+    refined = refine_shot(segment_like_a_matte(frames, shapes), frames, settings())
+    assert [len(masks_in(refined.instances, k)) for k in range(3)] == [2, 2, 2]
+
+
+def test_a_still_frame_without_neighbours_keeps_its_instances_and_has_no_static_verdict():
+    frames, _, shapes = panning_shot(1, [[((200, 130), (40, 60), ORANGE)]], ((80, 170), (40, 30)))
+    found = segment_like_a_matte(frames, shapes)
+    refined = refine_shot(found, frames, settings())
+    assert len(refined.instances) == len(found) == 1
+    assert refined.measures[0]["static"] is None and refined.measures[0]["prop"] is False
+
+
+def test_title_card_text_scores_high_and_a_character_on_a_set_low():
+    import cv2
+
+    card = np.full((H, W, 3), 8, np.uint8)
+    cv2.putText(card, "REVENGE", (40, 140), cv2.FONT_HERSHEY_DUPLEX, 2.2, (240, 240, 240), 5, cv2.LINE_AA)
+    glyphs = card[..., 0] > 128
+    s = settings()
+    text = split_matte(matte_of([glyphs]), 0, s.alpha_threshold, 0.0005, False)
+    assert text and max(text_score(card, t, text) for t in text) >= 0.5
+    assert max(flat_fill(card, t) for t in text) >= 0.7
+    frames, _, shapes = panning_shot(1, [[((200, 130), (40, 60), ORANGE)]])
+    char = split_matte(matte_of(shapes[0]), 0, s.alpha_threshold, s.min_area_fraction, False)
+    assert text_score(frames[0], char[0], char) < 0.2
+    assert flat_fill(frames[0], char[0]) < 0.7  # a shaded body is no flat fill
+
+
+def test_crispness_is_scale_and_shading_fair_and_falls_with_blur():
+    import cv2
+
+    # a smooth-shaded close-up (the variance of the Laplacian called these "blurred")
+    big = textured_background(720, 1280, seed=1)
+    mask = shaded_ellipse(big, (640, 360), (300, 330), ORANGE)
+    sharp = mask_sharpness(big, mask)
+    soft = mask_sharpness(cv2.GaussianBlur(big, (0, 0), 3), mask)
+    lap_sharp = float(cv2.Laplacian(cv2.cvtColor(big, cv2.COLOR_RGB2GRAY), cv2.CV_64F)[mask].var())
+    assert lap_sharp < 12  # the old per-instance measure: under its own 3D threshold
+    assert sharp >= 0.3 and soft < 0.75 * sharp
+
+
+def test_signatures_tell_a_new_pose_from_a_repeat():
+    frames, _, shapes = panning_shot(3, [[((200, 130), (40, 60), ORANGE)], [((201, 130), (40, 60), ORANGE)],
+                                         [((200, 130), (60, 35), ORANGE)]], pan=0)
+
+    def sig(k):
+        ys, xs = np.nonzero(shapes[k][0])
+        box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+        return appearance_signature(frames[k][box], shapes[k][0][box])
+
+    p = load_settings().settings.prefilter
+    assert signature_distance(sig(0), sig(1)) < p.duplicate_distance < signature_distance(sig(0), sig(2))
+
+
+@pytest.mark.parametrize("mode", ["balanced"])
+def test_decide_blur_relative_to_track_and_film_and_duplicates_per_track(mode):
+    from animlora.stages.prefilter import decide
+
+    p = load_settings(overrides={"prefilter": {"mode": mode}}).settings.prefilter
+    base = {"width": 200, "height": 300, "area_fraction": 0.1, "truncated": 0, "score": 0.9}
+    same = "10" * 256
+    other = "f0" * 256
+
+    def item(name, crisp, track, sig, **extra):
+        return {"id": name, "track": track, "film": "v", "measures": base | {"sharpness": crisp, "extra": {"signature": sig} | extra}}
+
+    items = [
+        item("a1", 0.50, "a", same), item("a2", 0.48, "a", same), item("a3", 0.49, "a", other),
+        item("a4", 0.33, "a", other),  # motion-blurred in its track
+        item("b1", 0.22, "b", same),  # soft compared with the film, above the floor
+        item("c1", 0.47, "c", same, static=0.95), item("d1", 0.47, "d", same, text=0.9),
+        item("e1", 0.47, "e", same, flat=0.95),  # a logo over footage
+    ]
+    verdict = decide(items, p)
+    assert verdict == {"a1": None, "a2": "duplicate", "a3": None, "a4": "blur:track", "b1": "blur:film",
+                       "c1": "not_character:static", "d1": "not_character:text",
+                       "e1": "not_character:text"}
+
+
+def test_deocclude_never_treats_a_part_of_the_same_character_as_an_occluder():
+    from animlora.stages.deocclude import parts_of_one_character
+
+    def inst(name, frame, track, bbox):
+        return {"id": f"{frame}_{name}", "frame_id": frame, "shot_id": "s", "track_id": track, "bbox": bbox}
+
+    rows = []
+    for k, frame in enumerate(("f0", "f1", "f2")):
+        x = 100 + 30 * k
+        rows += [inst("head", frame, "t_head", [x, 20, 50, 45]),  # a head cut from its body by the matte
+                 inst("body", frame, "t_body", [x - 10, 68, 70, 120]),
+                 inst("other", frame, "t_other", [x + 40 - 25 * k, 60, 70, 130])]  # crosses in front of them
+    pairs = parts_of_one_character(rows)
+    assert pairs == {frozenset((f"{f}_head", f"{f}_body")) for f in ("f0", "f1", "f2")}
+    # a review / cluster that says two instances of one frame are the same character is obeyed too
+    assert frozenset(("f0_other", "f0_body")) in parts_of_one_character(rows, {"f0_other": "fox", "f0_body": "fox"})
