@@ -88,7 +88,10 @@ def test_characters_built_and_small_one_skipped(built):
     report = json.loads((root / "training_data" / "dataset_results.json").read_text())
     assert sorted(report["characters"]) == ["alberto", "luca"]
     assert [s["character"] for s in report["skipped_characters"]] == ["guido"]
-    assert "only 4 usable images" in report["skipped_characters"][0]["reason"]
+    guido = report["skipped_characters"][0]
+    # min_size counts the images that can be written: 4 members, one too small at <= 1.25x
+    assert guido["images"] == 3 and "only 3 images could be written" in guido["reason"]
+    assert guido["left_out_counts"] == {"too small": 1}
     assert not (root / "training_data" / "guido" / "metadata.json").exists()
     assert report["characters"]["luca"]["images"] == 12
     assert report["characters"]["alberto"]["images"] == 12

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 _SUBSET_ASCENDABLE = {
@@ -118,3 +121,14 @@ def kohya_folder(repeats: int, name: str) -> str:
     """The ``{repeats}_{name}`` folder name of sd-scripts' train_data_dir layout."""
     safe = "".join(c if c.isalnum() or c in "-_ " else "_" for c in name).strip() or "character"
     return f"{repeats}_{safe}"
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` as a hard link to ``src`` (a copy where links are not possible), replacing it."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+        dst.unlink()
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
