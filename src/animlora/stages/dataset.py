@@ -229,6 +229,10 @@ class DatasetStage(Stage):
             "skipped_characters": [{k: v for k, v in sk.items() if k != "left_out"} for sk in skipped],
             "failed": [{"item": k, "error": e} for k, e in summary.failures],
         }
+        if not ctx.job.standalone:
+            from animlora.dataset.summary import upstream_counts
+
+            report["upstream"] = upstream_counts(ctx.catalog)
         if not ctx.job.standalone and len(built) > 1:
             report["combined_config"] = combined_config(ctx.output_dir, built, ctx.settings)
         if ctx.settings.dataset.report and (built or skipped):
