@@ -180,12 +180,12 @@ def solid_mask(alpha: np.ndarray, alpha_threshold: float, fill_holes: float) -> 
         # holes: background components that do not touch the crop's border
         n, labels, stats, _ = cv2.connectedComponentsWithStats(1 - body, connectivity=4)
         h, w = body.shape
-        for i in range(1, n):
-            x, y, bw, bh, size = stats[i]
-            touches = x == 0 or y == 0 or x + bw == w or y + bh == h
-            if not touches and size <= fill_holes * area:
-                body[labels == i] = 1
-                out[labels == i] = 255
+        x, y, bw, bh, size = (stats[:, i] for i in range(5))
+        inside = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & (size <= fill_holes * area)
+        inside[0] = False  # label 0 is the body itself
+        holes = inside[labels]
+        body[holes] = 1
+        out[holes] = 255
     ys, xs = np.nonzero(body)
     r = max(1, int(round(0.01 * max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1))))
     inner = cv2.erode(body, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0

@@ -176,7 +176,10 @@ def view(image: np.ndarray, mask: np.ndarray) -> Measured:
     # front vs back: only eyes decide. A pair of eye-like blobs in the head region is a face
     # (front view); a plain head with no inner detail at all is the back of a head (from
     # behind); anything else (fur texture, hair strands, a head too small to tell) says nothing.
-    head_rows = max(4, h // 6 if h / max(1, w) >= 1.25 else int(h * 0.45))  # close-up: the head fills the top
+    # the head region: a tall (human-like) figure's top sixth; a stockier one's (a creature with
+    # ears, a child) top third; a close-up's top 45%
+    tall = h / max(1, w)
+    head_rows = max(4, h // 6 if tall >= 2.2 else h // 3 if tall >= 1.25 else int(h * 0.45))
     head_mask = cv2.erode(sub[:head_rows], np.ones((3, 3), np.uint8), iterations=max(1, head_rows // 12))
     scale = 48.0 / head_rows
     head_gray = cv2.resize(gray[:head_rows], None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
