@@ -118,7 +118,7 @@ def test_one_shaded_grey_is_one_colour_not_three(settings):
 
 
 def test_two_greys_with_an_edge_stay_two_and_shaded_hues_keep_their_names(settings):
-    result, _ = caption(settings, shaded(240, [(245, 245, 245), (25, 25, 25)], (0.85, 1.0)))
+    result, _ = caption(settings, shaded(240, [(245, 245, 245), (25, 25, 25)], (0.85, 1.0)), clothed=True)
     assert set(result.fields["outfit"]["colors"]) == {"white", "black"}
     result, _ = caption(settings, shaded(240, [(200, 35, 35), (40, 80, 200)], (0.4, 1.1)))
     assert set(result.fields["outfit"]["colors"]) == {"red", "blue"}
@@ -172,3 +172,19 @@ def test_clothed_from_the_character_description():
     assert clothed_hint(CharacterSpec(name="fox", description="a fox in a red jacket")) is True
     assert clothed_hint(CharacterSpec(name="x", description="the hero")) is None
     assert clothed_hint(CharacterSpec(name="x", description="a rabbit", clothed=True)) is True
+
+
+def test_an_asymmetric_pose_is_not_a_side_view(settings):
+    """A figure facing the camera with one arm raised is asymmetric; the old code called any
+    asymmetric figure a side view. The eyes say front."""
+    import cv2
+
+    cut = np.zeros((240, 160, 4), np.uint8)
+    from dataset_synth import draw_person
+
+    draw_person(cut, 40, 0, 240, facing="front")
+    cv2.rectangle(cut, (108, 10), (150, 40), (235, 190, 160, 255), -1)  # a raised arm on one side
+    cv2.rectangle(cut, (120, 40), (135, 95), (200, 35, 35, 255), -1)
+    result, text = caption(settings, cut)
+    assert "side view" not in text
+    assert result.fields.get("view", {}).get("value") in (None, "front view")

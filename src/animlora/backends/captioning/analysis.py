@@ -169,15 +169,12 @@ def view(image: np.ndarray, mask: np.ndarray) -> Measured:
     torso = widths[int(h * 0.25) : max(int(h * 0.25) + 1, int(h * 0.45))]
     narrow = h / max(1, w) >= 1.25 and float(np.median(torso)) < 1.25 * head_w
     info["torso_to_head"] = round(float(np.median(torso)) / max(1.0, head_w), 3)
-    if symmetry < 0.62 or (narrow and symmetry < 0.9):
-        return "side view", float(np.clip(0.55 + (0.9 - symmetry), 0.55, 0.85)), info
-    if symmetry < 0.72:
-        return "three-quarter view", 0.4, info
     # front vs back: only eyes decide. A pair of eye-like blobs in the head region is a face
-    # (front view); a plain head with no inner detail at all is the back of a head (from
-    # behind); anything else (fur texture, hair strands, a head too small to tell) says nothing.
-    # the head region: a tall (human-like) figure's top sixth; a stockier one's (a creature with
-    # ears, a child) top third; a close-up's top 45%
+    # (front view, whatever the arms do); a symmetric figure whose head shows no inner detail at
+    # all is the back of a head (from behind); anything else (an asymmetric pose without
+    # visible eyes, fur or hair texture, a head too small to tell) says nothing.
+    # The head region: a tall (human-like) figure's top sixth; a stockier one's (a creature with
+    # ears, a child) top third; a close-up's top 45%.
     tall = h / max(1, w)
     head_rows = max(4, h // 6 if tall >= 2.2 else h // 3 if tall >= 1.25 else int(h * 0.45))
     head_mask = cv2.erode(sub[:head_rows], np.ones((3, 3), np.uint8), iterations=max(1, head_rows // 12))
@@ -190,7 +187,9 @@ def view(image: np.ndarray, mask: np.ndarray) -> Measured:
     info.update({"head_detail": round(detail, 3), "eyes": eyes, "head_px": int(head_rows)})
     if eyes:
         return "front view", float(np.clip(0.5 + (symmetry - 0.72), 0.55, 0.8)), info
-    if detail < 1.5 and head_rows >= 24:
+    if narrow and symmetry < 0.9:  # no pair of eyes, an asymmetric figure without shoulders: a profile
+        return "side view", float(np.clip(0.55 + (0.9 - symmetry), 0.55, 0.85)), info
+    if symmetry >= 0.72 and detail < 1.5 and head_rows >= 24:
         return "from behind", 0.5, info
     return "", 0.0, info
 
@@ -254,6 +253,10 @@ def palette(image: np.ndarray, mask: np.ndarray, k: int, min_share: float, seed:
     heights: dict[str, list[float]] = {}
     found = materials(lab, labels, centres)
     largest = max(float(m.mean()) for m in found)
+    families = set()
+    for members in found:
+        if float(members.mean()) >= min_share:
+            families.add(hue_family(lit_colour(lab[members])))
     for members in found:
         share = float(members.mean())
         if share > 0:
@@ -270,7 +273,8 @@ def palette(image: np.ndarray, mask: np.ndarray, k: int, min_share: float, seed:
 
     covered = sum(shares[c] for c in colors)
     return outfit_phrase(colors), float(np.clip(covered, 0.3, 0.9)), {
-        "colors": colors, "shares": {n: round(s, 3) for n, s in ranked}, "one_material": round(largest, 3)}
+        "colors": colors, "shares": {n: round(s, 3) for n, s in ranked}, "one_material": round(largest, 3),
+        "one_family": len(families) == 1}
 
 
 _ACHROMATIC = 10.0  # CIELAB chroma below which a colour is a grey
@@ -316,6 +320,15 @@ def materials(lab: np.ndarray, labels: np.ndarray, centres: np.ndarray) -> list[
             if continuous(i, j):
                 group[root(j)] = root(i)
     return [np.isin(labels, [c for c in range(k) if root(c) == r]) for r in sorted({root(c) for c in range(k)})]
+
+
+def hue_family(lab: np.ndarray) -> str:
+    """A colour's family: "grey" for achromatic colours, else its hue in 30° sectors — shading and
+    fur markings (grey and dark grey; brown and beige) stay in one family, clothes rarely do."""
+    chroma = float(np.hypot(lab[1], lab[2]))
+    if chroma < _ACHROMATIC:
+        return "grey"
+    return f"hue{int(((np.degrees(np.arctan2(lab[2], lab[1])) + 15) % 360) // 30)}"
 
 
 def lit_colour(lab: np.ndarray) -> np.ndarray:

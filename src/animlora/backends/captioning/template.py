@@ -2,7 +2,8 @@
 
 framing from the mask against the frame edges (or the cut-out's own silhouette), view from
 left-right symmetry and eyes, outfit colours from the masked palette named in CIELAB (only for a
-character that wears clothes: its description says so, or it is not one continuous material), lighting and time of day from
+character that wears clothes: its description says so, or its colours are not all one material
+or one colour family), lighting and time of day from
 the frame's brightness and colour temperature, background kind from sky/foliage/flatness. Pose
 and expression are left to the VLM backends: nothing cheap measures them honestly.
 """
@@ -66,4 +67,6 @@ def wears_clothes(hint: bool | None, outfit_info: dict) -> bool:
     so (``hint``), else only when the figure is not one continuous material."""
     if hint is not None:
         return hint
+    if outfit_info.get("one_family"):
+        return False  # shades of one colour family (grey and dark grey fur): markings, not clothes
     return float(outfit_info.get("one_material", 0.0)) < ONE_MATERIAL
