@@ -160,6 +160,10 @@ def test_a_bare_animal_is_not_wearing_its_fur(settings):
     two = shaded(240, [(200, 35, 35), (40, 80, 200)], (0.4, 1.1))
     assert "wearing" in caption(settings, two)[1]
     assert "wearing" not in caption(settings, two, clothed=False)[1]
+    # shades of one colour family (the demo's bunny: "wearing grey and dark grey") are fur too
+    greys = shaded(240, [(200, 200, 205), (70, 70, 78)], (0.85, 1.0))
+    assert "wearing" not in caption(settings, greys)[1]
+    assert "wearing" in caption(settings, greys, clothed=True)[1]
 
 
 def test_clothed_from_the_character_description():

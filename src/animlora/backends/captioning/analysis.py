@@ -253,10 +253,6 @@ def palette(image: np.ndarray, mask: np.ndarray, k: int, min_share: float, seed:
     heights: dict[str, list[float]] = {}
     found = materials(lab, labels, centres)
     largest = max(float(m.mean()) for m in found)
-    families = set()
-    for members in found:
-        if float(members.mean()) >= min_share:
-            families.add(hue_family(lit_colour(lab[members])))
     for members in found:
         share = float(members.mean())
         if share > 0:
@@ -274,7 +270,7 @@ def palette(image: np.ndarray, mask: np.ndarray, k: int, min_share: float, seed:
     covered = sum(shares[c] for c in colors)
     return outfit_phrase(colors), float(np.clip(covered, 0.3, 0.9)), {
         "colors": colors, "shares": {n: round(s, 3) for n, s in ranked}, "one_material": round(largest, 3),
-        "one_family": len(families) == 1}
+        "one_family": round(max(family_shares(shares).values()), 3)}
 
 
 _ACHROMATIC = 10.0  # CIELAB chroma below which a colour is a grey
@@ -322,13 +318,27 @@ def materials(lab: np.ndarray, labels: np.ndarray, centres: np.ndarray) -> list[
     return [np.isin(labels, [c for c in range(k) if root(c) == r]) for r in sorted({root(c) for c in range(k)})]
 
 
-def hue_family(lab: np.ndarray) -> str:
-    """A colour's family: "grey" for achromatic colours, else its hue in 30° sectors — shading and
-    fur markings (grey and dark grey; brown and beige) stay in one family, clothes rarely do."""
-    chroma = float(np.hypot(lab[1], lab[2]))
-    if chroma < _ACHROMATIC:
-        return "grey"
-    return f"hue{int(((np.degrees(np.arctan2(lab[2], lab[1])) + 15) % 360) // 30)}"
+# colour families: shading and fur markings stay inside one (grey and dark grey; brown and
+# beige), clothes usually bring another
+FAMILIES = {
+    "neutral": ("black", "dark grey", "grey", "light grey", "white"),
+    "earth": ("brown", "beige", "orange"),
+    "red": ("red", "dark red", "pink"),
+    "yellow": ("yellow", "olive"),
+    "green": ("green", "dark green"),
+    "blue": ("teal", "light blue", "blue", "navy"),
+    "purple": ("purple",),
+}
+_FAMILY_OF = {name: family for family, names in FAMILIES.items() for name in names}
+
+
+def family_shares(shares: dict[str, float]) -> dict[str, float]:
+    """Share of the figure per colour family (from the named colours' shares)."""
+    out: dict[str, float] = {}
+    for name, share in shares.items():
+        family = _FAMILY_OF.get(name, name)
+        out[family] = out.get(family, 0.0) + share
+    return out or {"": 0.0}
 
 
 def lit_colour(lab: np.ndarray) -> np.ndarray:

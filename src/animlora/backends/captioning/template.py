@@ -60,6 +60,9 @@ class TemplateCaptioner(Captioner):
 # a figure of which one material (one colour under shading) covers this share is one continuous
 # fur, skin or surface: nothing on it reads as clothing
 ONE_MATERIAL = 0.85
+# ... and a figure of which one colour family (greys; browns and beige) covers this share: clothes
+# bring a colour of another family over more than a quarter of a figure
+ONE_FAMILY = 0.75
 
 
 def wears_clothes(hint: bool | None, outfit_info: dict) -> bool:
@@ -67,6 +70,6 @@ def wears_clothes(hint: bool | None, outfit_info: dict) -> bool:
     so (``hint``), else only when the figure is not one continuous material."""
     if hint is not None:
         return hint
-    if outfit_info.get("one_family"):
+    if float(outfit_info.get("one_family", 0.0)) >= ONE_FAMILY:
         return False  # shades of one colour family (grey and dark grey fur): markings, not clothes
     return float(outfit_info.get("one_material", 0.0)) < ONE_MATERIAL
