@@ -68,7 +68,11 @@ def test_caption_stage_rows_files_and_failures(built):
         txt = (root / "captions" / "luca" / f"{c['instance_id']}.txt").read_text().strip()
         assert txt == c["text"] and txt.startswith("luca, ")
         assert c["source"] == "template" and 0 < c["confidence"] <= 1
-        assert {"framing", "outfit"} <= set(c["fields"])
+        assert {"lighting", "background"} <= set(c["fields"])
+    # framing unless a side edge cuts the figure; an outfit unless shirt and trousers are one
+    # colour family (a blue shirt over blue trousers reads as one material)
+    assert sum("framing" in c["fields"] for c in caps) >= 15
+    assert sum("outfit" in c["fields"] for c in caps) >= 12
     report = json.loads((root / "captions" / "caption_results.json").read_text())
     assert report["unusable"][0]["instance"] == luca[1]
 
