@@ -343,3 +343,24 @@ def test_the_ending_says_when_no_usable_dataset_came_out(tmp_path):
     results.write_text(json.dumps({"characters": {}, "skipped_characters": [], "failed": [],
                                    "upstream": {"instances": 50}}))
     assert "animlora review" in ending(results)["lines"][0]
+
+
+def test_instances_that_never_reached_a_character_are_listed(tmp_path):
+    """The trailer's report said "Instances left out: none" while 6 instances were in no character."""
+    from animlora.dataset.report import write_report
+    from animlora.dataset.summary import upstream_counts, upstream_left_out
+
+    with Catalog(tmp_path / "catalog.sqlite") as cat:
+        cat.upsert("prefilter_results", [
+            {"instance_id": "a", "kept": 0, "reason": "tiny", "path": None},
+            {"instance_id": "b", "kept": 1, "reason": None, "path": "b.png"},
+            {"instance_id": "c", "kept": 1, "reason": None, "path": "c.png"},
+        ])
+        cat.upsert("character_members", [{"instance_id": "c", "character": "buck"}])
+        left = upstream_left_out(cat)
+        counts = upstream_counts(cat)
+    assert [(x["instance"], x["code"]) for x in left] == [("a", "prefilter: tiny"), ("b", "in no character")]
+    assert counts["prefilter_rejected"] == {"tiny": 1} and counts["in_no_character"] == 1
+    write_report(tmp_path, {}, [], left)
+    html = (tmp_path / "dataset_report.html").read_text()
+    assert "1 × prefilter: tiny" in html and "1 × in no character" in html and "<code>b</code>" in html

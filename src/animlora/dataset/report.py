@@ -29,7 +29,8 @@ def _bar(ax: Any, counts: dict[str, int], title: str) -> None:
     ax.set_title(title, fontsize=10)
 
 
-def write_report(folder: Path, built: dict[str, Any], skipped: list[dict[str, Any]]) -> dict[str, Any]:
+def write_report(folder: Path, built: dict[str, Any], skipped: list[dict[str, Any]],
+                 upstream: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Plots and the HTML page; returns the file names written."""
     import matplotlib
 
@@ -39,7 +40,7 @@ def write_report(folder: Path, built: dict[str, Any], skipped: list[dict[str, An
     names = sorted(built)
     files: list[str] = []
     if not names:  # nothing built: the page still says who was skipped and what was left out
-        atomic_write_text(folder / "dataset_report.html", _html(built, skipped, files))
+        atomic_write_text(folder / "dataset_report.html", _html(built, skipped, files, upstream or []))
         return {"html": "dataset_report.html", "plots": files}
     # 1. images, shots and videos per character
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
@@ -89,7 +90,7 @@ def write_report(folder: Path, built: dict[str, Any], skipped: list[dict[str, An
         name = f"report_samples_{_slug(n)}.png"
         _save(fig, folder / name)
         files.append(name)
-    atomic_write_text(folder / "dataset_report.html", _html(built, skipped, files))
+    atomic_write_text(folder / "dataset_report.html", _html(built, skipped, files, upstream or []))
     return {"html": "dataset_report.html", "plots": files}
 
 
@@ -103,7 +104,8 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)
 
 
-def _html(built: dict[str, Any], skipped: list[dict[str, Any]], plots: list[str]) -> str:
+def _html(built: dict[str, Any], skipped: list[dict[str, Any]], plots: list[str],
+          upstream: list[dict[str, Any]]) -> str:
     e = html.escape
     rows = []
     for n in sorted(built):
@@ -118,6 +120,7 @@ def _html(built: dict[str, Any], skipped: list[dict[str, Any]], plots: list[str]
         )
     left_out = "".join(_left_out_html(n, built[n]["skipped"]) for n in sorted(built))
     left_out += "".join(_left_out_html(f"{sk['character']} (no dataset)", sk.get("left_out", [])) for sk in skipped)
+    left_out += _left_out_html("before the datasets (in no character's set)", upstream)
     skipped_html = "".join(f"<li><b>{e(s['character'])}</b>: {e(s['reason'])}</li>" for s in skipped)
     images = "".join(f'<h3>{e(p)}</h3><img src="{e(p)}" style="max-width:100%">' for p in plots)
     return f"""<!doctype html>

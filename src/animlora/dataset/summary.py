@@ -32,6 +32,24 @@ def upstream_counts(catalog: Any) -> dict[str, Any]:
     }
 
 
+def upstream_left_out(catalog: Any) -> list[dict[str, str]]:
+    """Every instance that never reached a character's dataset before this stage: rejected by
+    the prefilter (with its reason) or kept but in no character (identity noise)."""
+    out: list[dict[str, str]] = []
+    try:
+        for row in catalog.rows("SELECT instance_id, COALESCE(reason, 'rejected') AS reason FROM prefilter_results "
+                                "WHERE kept = 0 ORDER BY instance_id"):
+            out.append({"instance": row["instance_id"], "code": f"prefilter: {row['reason']}",
+                        "reason": f"rejected by the prefilter ({row['reason']})"})
+        for row in catalog.rows("SELECT instance_id FROM prefilter_results WHERE kept = 1 AND instance_id NOT IN "
+                                "(SELECT instance_id FROM character_members) ORDER BY instance_id"):
+            out.append({"instance": row["instance_id"], "code": "in no character",
+                        "reason": "kept by the prefilter, but clustered into no character (noise)"})
+    except Exception:  # a table an older catalog lacks
+        return out
+    return out
+
+
 def ending(results_path: Path) -> dict[str, Any] | None:
     """The ending table's rows and verdict from ``dataset_results.json`` (None without one)."""
     if not results_path.is_file():

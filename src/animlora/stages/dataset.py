@@ -229,16 +229,18 @@ class DatasetStage(Stage):
             "skipped_characters": [{k: v for k, v in sk.items() if k != "left_out"} for sk in skipped],
             "failed": [{"item": k, "error": e} for k, e in summary.failures],
         }
+        upstream: list[dict[str, str]] = []
         if not ctx.job.standalone:
-            from animlora.dataset.summary import upstream_counts
+            from animlora.dataset.summary import upstream_counts, upstream_left_out
 
             report["upstream"] = upstream_counts(ctx.catalog)
+            upstream = upstream_left_out(ctx.catalog)
         if not ctx.job.standalone and len(built) > 1:
             report["combined_config"] = combined_config(ctx.output_dir, built, ctx.settings)
-        if ctx.settings.dataset.report and (built or skipped):
+        if ctx.settings.dataset.report and (built or skipped or upstream):
             from animlora.dataset.report import write_report
 
-            report["report"] = write_report(ctx.output_dir, built, skipped)
+            report["report"] = write_report(ctx.output_dir, built, skipped, upstream)
         atomic_write_json(ctx.output_dir / RESULTS_FILE, report)
         return report
 
