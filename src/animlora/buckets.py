@@ -28,3 +28,13 @@ def nearest_bucket(aspect: float, buckets: list[tuple[int, int]]) -> tuple[int, 
     """The bucket whose aspect (w/h) is closest in log scale; the larger area wins ties."""
     target = math.log(aspect)
     return min(buckets, key=lambda b: (abs(math.log(b[0] / b[1]) - target), -b[0] * b[1]))
+
+
+def bucket_for(width: int, height: int, buckets: list[tuple[int, int]], step: int) -> tuple[int, int]:
+    """The bucket an image trains in: the nearest-aspect bucket, unless filling it would enlarge
+    the image — then the image's own size floored to ``step`` (sd-scripts' ``bucket_no_upscale``,
+    which the dataset stage's TOML sets: a small crop is never blown up at training time either)."""
+    bw, bh = nearest_bucket(width / height, buckets)
+    if max(bw / width, bh / height) <= 1.0:
+        return bw, bh
+    return max(step, width // step * step), max(step, height // step * step)
