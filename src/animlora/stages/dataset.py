@@ -93,6 +93,8 @@ class DatasetStage(Stage):
         return folder_members(source, s.character or source.name), None, None
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
+        from animlora.captions import character_clothed
+
         members, catalog, root = self._sources(ctx)
         s = ctx.settings.dataset
         by_char: dict[str, list[Member]] = {}
@@ -108,8 +110,6 @@ class DatasetStage(Stage):
             embeddings = self._embeddings(catalog, group, s.embedding_model) if catalog is not None else None
             reg = self._reg_frames(catalog, root, character, s.regularization) if catalog is not None else []
             caps = {m.instance_id: captions.get((m.instance_id, character)) for m in group}
-            from animlora.captions import character_clothed
-
             payload = {
                 "character": character, "trigger": trigger, "members": [m.to_json() for m in group],
                 "captions": caps, "embeddings": embeddings, "reg": reg, "clothed": character_clothed(root, character),
