@@ -17,8 +17,9 @@ def settings():
     return load_settings().settings
 
 
-def caption(settings, cut, frame=None, bbox=None, trigger="luca"):
-    result = TemplateCaptioner(settings.caption).caption_one(CaptionInput("k", cut, trigger, "luca", frame, bbox))
+def caption(settings, cut, frame=None, bbox=None, trigger="luca", clothed=None):
+    result = TemplateCaptioner(settings.caption).caption_one(
+        CaptionInput("k", cut, trigger, "luca", frame, bbox, clothed))
     return result, caption_from_fields(trigger, result.fields, settings.caption).text
 
 
@@ -26,7 +27,7 @@ def caption(settings, cut, frame=None, bbox=None, trigger="luca"):
     ("x", "y", "height", "framing"),
     [
         (200, 40, 260, "full body"),  # whole figure inside the frame
-        (250, 60, 600, "medium shot"),  # cut at the waist by the frame bottom
+        (250, 60, 600, "upper body"),  # cut at the waist by the frame bottom
         (150, -10, 1900, "close-up"),  # head and shoulders fill the frame
     ],
 )
@@ -111,13 +112,83 @@ def shaded(height: int, colours: list[tuple[int, int, int]], shade: tuple[float,
 
 def test_one_shaded_grey_is_one_colour_not_three(settings):
     # a grey coat from lit (x1.3) to deep shadow (x0.25): k-means alone said "light grey, grey and black"
-    result, _ = caption(settings, shaded(240, [(150, 150, 150)], (0.25, 1.3)))
+    result, _ = caption(settings, shaded(240, [(150, 150, 150)], (0.25, 1.3)), clothed=True)
     assert len(result.fields["outfit"]["colors"]) == 1
     assert result.fields["outfit"]["colors"][0] in ("grey", "light grey")
 
 
 def test_two_greys_with_an_edge_stay_two_and_shaded_hues_keep_their_names(settings):
-    result, _ = caption(settings, shaded(240, [(245, 245, 245), (25, 25, 25)], (0.85, 1.0)))
+    result, _ = caption(settings, shaded(240, [(245, 245, 245), (25, 25, 25)], (0.85, 1.0)), clothed=True)
     assert set(result.fields["outfit"]["colors"]) == {"white", "black"}
     result, _ = caption(settings, shaded(240, [(200, 35, 35), (40, 80, 200)], (0.4, 1.1)))
     assert set(result.fields["outfit"]["colors"]) == {"red", "blue"}
+
+
+# -- only what is known --------------------------------------------------------------------
+@pytest.mark.parametrize(("x", "y"), [(-40, 40), (590, 40), (200, -30)])
+def test_a_figure_cut_by_a_side_or_the_top_is_not_full_body(settings, x, y):
+    """Feet inside the frame but an arm (or the head) cut by the frame edge: the old code said
+    "full body" because it looked at the bottom edge only."""
+    frame, cut, bbox = place(outdoor_frame(), x, y, 260)
+    result, text = caption(settings, cut, frame, bbox)
+    assert result.fields.get("framing", {}).get("value") != "full body"
+    assert "full body" not in text
+    assert result.fields.get("framing") is None  # nothing else can honestly be said
+
+
+def test_the_back_of_a_head_with_hair_strands_is_not_front_view(settings):
+    """A symmetric figure seen from behind whose hair has texture: the old code took any head
+    detail for a face and said "front view"; only a pair of eyes says front now."""
+    cut = person_cutout(240, "back")
+    u = 240 / 8
+    for dx in range(-12, 13, 3):  # darker strands down the back of the head
+        x = int(1.5 * u + dx) + 1
+        cut[2 : int(u) - 2, x, :3] = (55, 35, 15)
+    result, text = caption(settings, cut)
+    assert result.fields.get("view", {}).get("value") != "front view"
+    assert "front view" not in text
+    result, text = caption(settings, person_cutout(240, "front"))
+    assert result.fields["view"]["value"] == "front view"  # the eyes are found
+
+
+def test_a_bare_animal_is_not_wearing_its_fur(settings):
+    """One continuous material (a grey rabbit's fur from lit to shadow) is not an outfit: the
+    old code wrote "wearing grey"."""
+    result, text = caption(settings, shaded(240, [(150, 150, 150)], (0.25, 1.3)))
+    assert "outfit" not in result.fields and "wearing" not in text
+    # two materials would read as clothes, unless the character's description says it is an animal
+    two = shaded(240, [(200, 35, 35), (40, 80, 200)], (0.4, 1.1))
+    assert "wearing" in caption(settings, two)[1]
+    assert "wearing" not in caption(settings, two, clothed=False)[1]
+    # shades of one colour family (the demo's bunny: "wearing grey and dark grey") are fur too
+    greys = shaded(240, [(200, 200, 205), (70, 70, 78)], (0.85, 1.0))
+    assert "wearing" not in caption(settings, greys)[1]
+    assert "wearing" in caption(settings, greys, clothed=True)[1]
+
+
+def test_clothed_from_the_character_description():
+    from animlora.captions import clothed_hint
+    from animlora.config.schema import CharacterSpec
+
+    assert clothed_hint(CharacterSpec(name="buck", description="a big grey rabbit with white belly fur")) is False
+    assert clothed_hint(CharacterSpec(name="frank", description="a flying squirrel")) is False
+    assert clothed_hint(CharacterSpec(name="luca", description="a boy wearing a striped shirt")) is True
+    assert clothed_hint(CharacterSpec(name="fox", description="a fox in a red jacket")) is True
+    assert clothed_hint(CharacterSpec(name="x", description="the hero")) is None
+    assert clothed_hint(CharacterSpec(name="x", description="a rabbit", clothed=True)) is True
+
+
+def test_an_asymmetric_pose_is_not_a_side_view(settings):
+    """A figure facing the camera with one arm raised is asymmetric; the old code called any
+    asymmetric figure a side view. The eyes say front."""
+    import cv2
+
+    cut = np.zeros((240, 160, 4), np.uint8)
+    from dataset_synth import draw_person
+
+    draw_person(cut, 40, 0, 240, facing="front")
+    cv2.rectangle(cut, (108, 10), (150, 40), (235, 190, 160, 255), -1)  # a raised arm on one side
+    cv2.rectangle(cut, (120, 40), (135, 95), (200, 35, 35, 255), -1)
+    result, text = caption(settings, cut)
+    assert "side view" not in text
+    assert result.fields.get("view", {}).get("value") in (None, "front view")

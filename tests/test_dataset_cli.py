@@ -46,7 +46,7 @@ def test_caption_then_dataset_on_a_folder(tmp_path):
     out = tmp_path / "training_data" / "luca"
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["count"] == 10
-    assert {s["reason"].split(" (")[0] for s in meta["skipped"]} <= {"not an image", "near-duplicate of a better image"}
+    assert {s["code"] for s in meta["skipped"]} <= {"unreadable", "near-duplicate", "not picked"}
     for rec in meta["images"]:
         stem = Path(rec["file"]).stem
         text = (out / "captions" / f"{stem}.txt").read_text().strip()

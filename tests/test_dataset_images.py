@@ -21,7 +21,7 @@ def test_buckets_like_sd_scripts():
 
 
 def kwargs(**over):
-    base = {"buckets": BUCKETS, "step": 64, "margin": 0.1, "max_upscale": 2.0, "min_side": 128,
+    base = {"buckets": BUCKETS, "step": 64, "margin": 0.1, "max_enlarge": 1.25, "min_side": 128,
             "background": "alpha", "color": (127, 127, 127), "alpha_threshold": 0.15}
     return {**base, **over}
 
@@ -48,14 +48,70 @@ def test_no_frame_falls_back_to_flat_and_says_so():
     assert out.info["background"] == "flat"
 
 
-def test_upscale_limited():
-    small = person_cutout(150)  # a 57x150 figure: 2x gives ~340 px tall, not the 640-720 px bucket
-    out = render(small, None, None, **kwargs())
+def test_enlargement_limited():
+    small = person_cutout(150)  # a 57x150 figure: 1.25x gives ~225 px tall, not the 640-720 px bucket
+    out = render(small, None, None, **kwargs(min_side=64))
     assert out.info["upscale_limited"] is True
-    assert out.info["scale"] <= 2.0
-    assert out.image.shape[0] <= 150 * 1.25 * 2  # crop height (with margins) x max_upscale
-    tiny = person_cutout(40)
-    assert render(tiny, None, None, **kwargs()) is None  # below min_side even at 2x
+    assert out.info["scale"] <= 1.25
+    assert out.image.shape[0] <= 150 * 1.2 * 1.25  # crop height (with margins) x max_enlarge
+    assert render(person_cutout(40), None, None, **kwargs(min_side=64)) is None  # below min_side even at 1.25x
+
+
+@pytest.mark.parametrize("height", [120, 160, 200, 260, 330])
+@pytest.mark.parametrize("x", [0, 150, 560])
+def test_no_image_enlarged_past_max_enlarge(height, x):
+    """Old code enlarged small crops up to 2x; every image now stays within 1.25x (or is left out)."""
+    frame, cut, bbox = place(outdoor_frame(), x, 360 - height, height)
+    out = render(cut, frame, bbox, **kwargs(min_side=64))
+    assert out is not None
+    w, h = out.info["size"]
+    cx, cy, cw, ch = out.info["crop"]
+    assert max(w / cw, h / ch) <= 1.25 + 0.02
+    assert w % 64 == 0 and h % 64 == 0
+
+
+@pytest.mark.parametrize(("x", "y"), [(0, 100), (600, 50), (250, 360 - 300)])
+def test_crop_stays_inside_the_frame_no_smeared_edges(x, y):
+    """A character at the frame's edge: the crop is shifted inside the frame; the old code
+    replicated the edge pixels into a smeared band."""
+    frame = outdoor_frame()
+    frame[:, :4] = (255, 0, 255)  # a magenta left edge column and a yellow right one: any
+    frame[:, -4:] = (255, 255, 0)  # replicated band would show as a stripe of them
+    frame, cut, bbox = place(frame, x, y, 300)
+    out = render(cut, frame, bbox, **kwargs(background="context"))
+    cx, cy, cw, ch = out.info["crop"]
+    assert cx >= -0.5 and cy >= -0.5 and cx + cw <= 640.5 and cy + ch <= 360.5
+    assert out.info["padded"] is False
+    img = out.image.astype(int)
+    magenta = (abs(img - np.array([255, 0, 255])).max(axis=2) < 40).sum()
+    yellow = (abs(img - np.array([255, 255, 0])).max(axis=2) < 40).sum()
+    assert magenta <= 8 * img.shape[0] and yellow <= 8 * img.shape[0]  # at most the 4-px columns, scaled
+
+
+def test_alpha_is_solid_on_the_body_with_a_soft_edge():
+    frame, cut, bbox = place(outdoor_frame(), 200, 20, 320)
+    cut = cut.copy()
+    h, w = cut.shape[:2]
+    # matting holes inside the body: a transparent spot in the shirt and a half-opaque patch
+    cut[int(h * 0.3) : int(h * 0.3) + 10, w // 2 - 5 : w // 2 + 5, 3] = 0
+    cut[int(h * 0.6) : int(h * 0.6) + 20, w // 2 - 10 : w // 2 + 10, 3] = 100
+    # a soft (anti-aliased) outer edge
+    import cv2
+
+    soft = cv2.GaussianBlur(cut[..., 3], (7, 7), 2)
+    cut[..., 3] = np.where(cut[..., 3] > 0, np.minimum(cut[..., 3], soft), soft)
+    out = render(cut, frame, bbox, **kwargs(min_side=64))
+    a = out.image[..., 3]
+    cx, cy, cw, ch = out.info["crop"]
+    s = out.info["scale"]
+
+    def at(px, py):  # the output alpha at a cut-out pixel
+        return int(a[int((bbox[1] + py - cy) * s), int((bbox[0] + px - cx) * s)])
+
+    assert at(w // 2, int(h * 0.3) + 5) == 255
+    assert at(w // 2, int(h * 0.6) + 10) == 255
+    partial = ((a > 0) & (a < 255)).sum()
+    assert partial > 0.5 * (a.shape[0] + a.shape[1])  # the soft edge is kept, not thresholded away
 
 
 def test_profiles_set_augmentation():

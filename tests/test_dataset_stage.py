@@ -33,7 +33,7 @@ ALLOWED = {
     "ft_subset": SUBSET_ASC | FT_DISTINCT | DO,
 }
 
-SETTINGS = {"dataset": {"target_size": 12, "min_size": 8, "resolution": 512, "min_bucket": 128, "max_bucket": 1024,
+SETTINGS = {"dataset": {"target_size": 12, "min_size": 8, "small_size": 12, "resolution": 512, "min_bucket": 128, "max_bucket": 1024,
                         "kohya_layout": True, "regularization": 3, "validation_split": 0.1}}
 
 
@@ -68,7 +68,11 @@ def test_caption_stage_rows_files_and_failures(built):
         txt = (root / "captions" / "luca" / f"{c['instance_id']}.txt").read_text().strip()
         assert txt == c["text"] and txt.startswith("luca, ")
         assert c["source"] == "template" and 0 < c["confidence"] <= 1
-        assert {"framing", "outfit"} <= set(c["fields"])
+        assert {"lighting", "background"} <= set(c["fields"])
+    # framing unless a side edge cuts the figure; an outfit unless shirt and trousers are one
+    # colour family (a blue shirt over blue trousers reads as one material)
+    assert sum("framing" in c["fields"] for c in caps) >= 15
+    assert sum("outfit" in c["fields"] for c in caps) >= 12
     report = json.loads((root / "captions" / "caption_results.json").read_text())
     assert report["unusable"][0]["instance"] == luca[1]
 
@@ -88,7 +92,10 @@ def test_characters_built_and_small_one_skipped(built):
     report = json.loads((root / "training_data" / "dataset_results.json").read_text())
     assert sorted(report["characters"]) == ["alberto", "luca"]
     assert [s["character"] for s in report["skipped_characters"]] == ["guido"]
-    assert "only 4 usable images" in report["skipped_characters"][0]["reason"]
+    guido = report["skipped_characters"][0]
+    # min_size counts the images that can be written: 4 members, one too small at <= 1.25x
+    assert guido["images"] == 3 and "only 3 images could be written" in guido["reason"]
+    assert guido["left_out_counts"] == {"too small": 1}
     assert not (root / "training_data" / "guido" / "metadata.json").exists()
     assert report["characters"]["luca"]["images"] == 12
     assert report["characters"]["alberto"]["images"] == 12
@@ -279,3 +286,82 @@ def test_surroundings_come_from_the_deoccluded_box_where_there_is_one(tmp_path):
     assert all((n > 0) == (i in filled) for i, (_, n) in on.items())
     off = built(False)
     assert all(flag is False and n == 0 for flag, n in off.values())
+
+
+def test_report_lists_every_left_out_instance(built):
+    """The old page said "Instances left out: none" while instances were left out."""
+    root, *_ = built
+    html = (root / "training_data" / "dataset_report.html").read_text()
+    left = []
+    for character in ("luca", "alberto"):
+        meta = json.loads((root / "training_data" / character / "metadata.json").read_text())
+        assert sum(meta["left_out_counts"].values()) == len(meta["skipped"])
+        left += meta["skipped"]
+    guido = json.loads((root / "training_data" / ".skipped" / "guido.json").read_text())
+    left += guido["left_out"]
+    assert left
+    for sk in left:
+        assert sk["instance"] in html and sk["code"] in html
+
+
+def test_the_run_ends_with_a_table_per_character(built):
+    from rich.console import Console
+
+    from animlora.dataset.summary import ending, print_ending
+
+    root, *_ = built
+    summary = ending(root / "training_data" / "dataset_results.json")
+    rows = {r["character"]: r for r in summary["characters"]}
+    assert rows["luca"]["status"] == "ok" and rows["luca"]["images"] == 12 and rows["luca"]["shots"] == 6
+    assert rows["luca"]["left_out"]["near-duplicate"] == 1
+    assert rows["guido"]["status"] == "no dataset" and rows["guido"]["left_out"] == {"too small": 1}
+    assert summary["usable"] == 2
+    assert any(line.startswith("guido: no dataset") for line in summary["lines"])
+    assert summary["upstream"]["instances"] == 40
+    console = Console(record=True, width=160)
+    print_ending(summary, console)
+    text = console.export_text()
+    assert "luca" in text and "1 near-duplicate" in text and "guido" in text
+
+
+def test_the_ending_says_when_no_usable_dataset_came_out(tmp_path):
+    from animlora.dataset.summary import ending
+
+    results = tmp_path / "dataset_results.json"
+    results.write_text(json.dumps({
+        "characters": {"buck": {"images": 9, "status": "small", "shots": 3, "candidate_shots": 4,
+                                "left_out": {"near-duplicate": 5}}},
+        "skipped_characters": [], "failed": [], "upstream": {"instances": 50}}))
+    small = ending(results)
+    assert small["usable"] == 1 and "marked small" in small["lines"][0]
+    results.write_text(json.dumps({
+        "characters": {}, "failed": [], "upstream": {"instances": 50},
+        "skipped_characters": [{"character": "buck", "reason": "only 3 images could be written",
+                                "left_out_counts": {"too small": 7}}]}))
+    none = ending(results)
+    assert none["usable"] == 0 and none["lines"][0].startswith("No usable dataset came out.")
+    assert "dataset.min_size" in none["lines"][0]
+    results.write_text(json.dumps({"characters": {}, "skipped_characters": [], "failed": [],
+                                   "upstream": {"instances": 50}}))
+    assert "animlora review" in ending(results)["lines"][0]
+
+
+def test_instances_that_never_reached_a_character_are_listed(tmp_path):
+    """The trailer's report said "Instances left out: none" while 6 instances were in no character."""
+    from animlora.dataset.report import write_report
+    from animlora.dataset.summary import upstream_counts, upstream_left_out
+
+    with Catalog(tmp_path / "catalog.sqlite") as cat:
+        cat.upsert("prefilter_results", [
+            {"instance_id": "a", "kept": 0, "reason": "tiny", "path": None},
+            {"instance_id": "b", "kept": 1, "reason": None, "path": "b.png"},
+            {"instance_id": "c", "kept": 1, "reason": None, "path": "c.png"},
+        ])
+        cat.upsert("character_members", [{"instance_id": "c", "character": "buck"}])
+        left = upstream_left_out(cat)
+        counts = upstream_counts(cat)
+    assert [(x["instance"], x["code"]) for x in left] == [("a", "prefilter: tiny"), ("b", "in no character")]
+    assert counts["prefilter_rejected"] == {"tiny": 1} and counts["in_no_character"] == 1
+    write_report(tmp_path, {}, [], left)
+    html = (tmp_path / "dataset_report.html").read_text()
+    assert "1 × prefilter: tiny" in html and "1 × in no character" in html and "<code>b</code>" in html

@@ -210,6 +210,42 @@ def outfit_phrase(colors: Sequence[str]) -> str:
     return f"wearing {', '.join(colors[:-1])} and {colors[-1]}"
 
 
+_CLOTHES = re.compile(r"\b(wear\w*|dress\w*|cloth\w*|shirt\w*|t-shirt|jacket|trousers|pants|jeans|skirt|"
+                      r"outfit|uniform|hat|cap|scarf|vest|shoes|boots|gloves|armou?r|suit|hoodie|sweater|"
+                      r"overalls|apron|cape|robe)\b", re.I)
+_BARE = re.compile(r"\b(animal|rabbit|bunny|hare|squirrel|chinchilla|rodent|bird|butterfly|insect|dog|puppy|"
+                   r"cat|kitten|fox|bear|mouse|rat|wolf|deer|horse|cow|pig|sheep|goat|fish|frog|turtle|"
+                   r"lizard|dragon|creature|fur|furry|feathers?|prop|rock|stone|tree|plant|object)s?\b", re.I)
+
+
+def character_clothed(root: Path | None, character: str) -> bool | None:
+    """:func:`clothed_hint` of ``<root>/characters/<character>.yaml`` (None without one)."""
+    if root is None:
+        return None
+    path = Path(root) / "characters" / f"{character}.yaml"
+    if not path.is_file():
+        return None
+    from animlora.config.loader import load_character
+
+    return clothed_hint(load_character(path))
+
+
+def clothed_hint(spec: Any) -> bool | None:
+    """Whether a character wears clothes, from ``characters/<name>.yaml``: its ``clothed`` field,
+    else its description (clothing words: yes; an animal, fur or a prop and no clothing word:
+    no); None when nothing says (the captioner then decides from the colours)."""
+    if spec is None:
+        return None
+    if getattr(spec, "clothed", None) is not None:
+        return bool(spec.clothed)
+    text = str(getattr(spec, "description", "") or "")
+    if _CLOTHES.search(text):
+        return True
+    if _BARE.search(text):
+        return False
+    return None
+
+
 def intrinsic_traits(all_fields: Sequence[dict[str, Any]], share: float) -> set[tuple[str, str]]:
     """(field, value) pairs — and ("colors", colour) for outfit palettes — found in at least
     ``share`` of a character's captions: traits of the character, not of the shot."""

@@ -133,11 +133,28 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Run every stage in order; up-to-date stages are skipped, cut-short ones resume."""
-    summaries = run_project(_workspace(project), sets, start, stop, force, not as_json)
+    workspace = _workspace(project)
+    summaries = run_project(workspace, sets, start, stop, force, not as_json)
     print_summaries(summaries)
-    emit({"stages": summaries_json(summaries)}, as_json)
+    datasets = dataset_ending(workspace, summaries)
+    emit({"stages": summaries_json(summaries), **({"datasets": datasets} if datasets else {})}, as_json)
     if any(s.failures for s in summaries):
         raise typer.Exit(1)
+
+
+def dataset_ending(workspace: Any, summaries: list[Any]) -> dict[str, Any] | None:
+    """The run's ending table (per character: images, shots, what was left out and why), printed
+    when the dataset stage was part of the run; its JSON for --json."""
+    if not any(s.stage == "dataset" for s in summaries):
+        return None
+    from animlora.dataset.summary import ending, print_ending
+    from animlora.stages import stage_folder
+    from animlora.stages.dataset import RESULTS_FILE
+
+    summary = ending(workspace.stage_dir(stage_folder("dataset")) / RESULTS_FILE)
+    if summary is not None:
+        print_ending(summary, console_err)
+    return summary
 
 
 def status_rows(workspace: Any) -> list[dict[str, Any]]:
@@ -280,8 +297,10 @@ def demo(
     workspace = Workspace(folder)
     summaries = run_project(workspace, None, None, None, force, not as_json)
     print_summaries(summaries)
+    datasets = dataset_ending(workspace, summaries)
     rows = status_rows(workspace)
     console_err.print(f"demo project: {folder}  (inspect with `animlora status -p {folder}`)")
-    emit({"project": str(folder), "stages": summaries_json(summaries), "status": rows}, as_json)
+    emit({"project": str(folder), "stages": summaries_json(summaries), "status": rows,
+          **({"datasets": datasets} if datasets else {})}, as_json)
     if any(s.failures for s in summaries):
         raise typer.Exit(1)

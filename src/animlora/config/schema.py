@@ -327,6 +327,8 @@ class CharacterSpec(BaseModel):
     description: str = ""
     references: list[str] = Field(default_factory=list, description="images or folders of this character")
     negative: bool = Field(False, description="references of what is NOT a character (noise)")
+    clothed: bool | None = Field(None, description="wears clothes (captions may say 'wearing ...'); "
+                                                   "empty = from the description, else from its colours")
     settings: dict = Field(default_factory=dict, description="section overrides for this character")
 
     @property
@@ -364,7 +366,8 @@ class DatasetSettings(Section):
     caption_prefix: str = Field(description="words after the trigger word in every caption")
     captions_dir: str = Field(description="folder input: .txt captions by stem ('' = beside the images)")
     target_size: int = Field(ge=1, description="images per character")
-    min_size: int = Field(ge=1, description="a character with fewer usable images is skipped")
+    min_size: int = Field(ge=1, description="a character with fewer images that can be written gets no dataset")
+    small_size: int = Field(ge=1, description="a dataset with fewer images is built but marked small, with a warning")
     max_size: int = Field(ge=1)
     embedding_model: str = Field(description="embeddings table model used for diversity; '' = the most common")
     duplicate_similarity: float = Field(gt=0, le=1, description="cosine similarity above which two are duplicates")
@@ -376,7 +379,10 @@ class DatasetSettings(Section):
     bucket_step: int = Field(ge=8)
     min_bucket: int = Field(ge=64)
     max_bucket: int = Field(ge=64)
-    max_upscale: float = Field(ge=1, description="no image is enlarged by more than this")
+    max_enlarge: float = Field(ge=1, description="no image is enlarged by more than this (plain resampling); "
+                                                 "a smaller crop gets a smaller output, or is left out")
+    fill_holes: float = Field(ge=0, le=1, description="alpha masks: enclosed holes up to this share of the "
+                                                      "figure's area are filled (0 = none)")
     max_aspect: float = Field(ge=1, le=4, description="crops wider/taller than this ratio get more context")
     context_margin: float = Field(ge=0, le=2, description="box margin around the character, fraction of its size")
     background: Literal["alpha", "context", "flat", "blur"]

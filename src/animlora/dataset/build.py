@@ -46,7 +46,7 @@ def _with_filled_box(frame: np.ndarray, member: Member) -> tuple[np.ndarray, boo
     return out, True
 
 
-def _template_fields(member: Member, rgba: np.ndarray, settings: Any) -> dict[str, Any]:
+def _template_fields(member: Member, rgba: np.ndarray, settings: Any, clothed: bool | None) -> dict[str, Any]:
     from animlora.backends.captioning.base import CaptionInput
     from animlora.backends.captioning.template import TemplateCaptioner
     from animlora.io.images import read_image
@@ -58,8 +58,44 @@ def _template_fields(member: Member, rgba: np.ndarray, settings: Any) -> dict[st
         except BadInputError:
             frame = None
     result = TemplateCaptioner(settings.caption).caption_one(
-        CaptionInput(member.instance_id, rgba, "", member.character, frame, member.bbox))
+        CaptionInput(member.instance_id, rgba, "", member.character, frame, member.bbox, clothed))
     return result.fields
+
+
+# Why an instance is left out: one short code per reason, counted in the run's ending table
+# and the report; the full sentence stays beside it.
+MISSING = "missing file"
+UNREADABLE = "unreadable"
+EMPTY_CAPTION = "empty caption"
+TRANSPARENT = "transparent"
+TOO_SMALL = "too small"
+DUPLICATE = "near-duplicate"
+NOT_PICKED = "not picked"
+
+
+def _left(skipped: list[dict[str, str]], instance: str, code: str, reason: str) -> None:
+    skipped.append({"instance": instance, "code": code, "reason": reason})
+
+
+def _too_small(m: Member, rgba: np.ndarray, s: Any, alpha_threshold: float,
+               buckets: list[tuple[int, int]]) -> str:
+    """Why this instance cannot make a dataset image ("" when it can), from its mask box alone."""
+    from animlora.dataset.images import mask_box, mask_in_canvas, plan_crop
+
+    canvas = m.frame_size if (m.frame_path and m.frame_size) else None
+    try:
+        mask = mask_in_canvas(rgba, canvas, m.bbox)
+    except ValueError:
+        canvas, mask = None, rgba[..., 3]
+    box = mask_box(mask, alpha_threshold)
+    if box is None:
+        return "no pixels of the character inside the frame"
+    plan = plan_crop(box, canvas, buckets=buckets, step=s.bucket_step, margin=s.context_margin,
+                     max_enlarge=s.max_enlarge, min_side=s.min_bucket, max_aspect=s.max_aspect)
+    if plan is None:
+        return (f"too small: {int(box[2])}x{int(box[3])} px cannot reach dataset.min_bucket {s.min_bucket} "
+                f"without enlarging more than dataset.max_enlarge {s.max_enlarge}x")
+    return ""
 
 
 def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: Progress) -> ItemOutput:
@@ -82,35 +118,41 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
     out = job.output_dir / sub if sub else job.output_dir
     rel = (lambda p: f"{sub}/{p}" if sub else p)  # noqa: E731 - file paths relative to the stage folder
     skipped: list[dict[str, str]] = []
+    buckets = bucket_sizes(s.resolution, s.bucket_step, s.min_bucket, s.max_bucket)
 
-    # 1. usable instances
+    # 1. usable instances: readable, captioned, big enough for a dataset image without enlarging
+    #    past max_enlarge (checked here, so min_size and the selection count what will be written)
     usable: list[Member] = []
     feats, sharp, size, trunc = [], [], [], []
     embeds = payload.get("embeddings")
     for i, m in enumerate(members):
         progress(i, len(members) * 2)
         if m.problem:
-            skipped.append({"instance": m.instance_id, "reason": m.problem})
+            _left(skipped, m.instance_id, MISSING, m.problem)
             continue
         cap = captions.get(m.instance_id)
         if cap is not None and not str(cap.get("text", "")).strip():
-            skipped.append({"instance": m.instance_id, "reason": "empty caption"})
+            _left(skipped, m.instance_id, EMPTY_CAPTION, "empty caption")
             continue
         try:
             rgba = read_image(m.image_path, "RGBA")
         except BadInputError as exc:
-            skipped.append({"instance": m.instance_id, "reason": exc.problem})
+            _left(skipped, m.instance_id, UNREADABLE, exc.problem)
             continue
         mask = rgba[..., 3] > int(cs.alpha_threshold * 255)
         if not mask.any():
-            skipped.append({"instance": m.instance_id, "reason": "fully transparent cut-out"})
+            _left(skipped, m.instance_id, TRANSPARENT, "fully transparent cut-out")
             continue
         ys, xs = np.nonzero(mask)
         w, h = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
         if m.bbox is not None:
             w, h = m.bbox[2], m.bbox[3]
         if max(w, h) < s.min_side:
-            skipped.append({"instance": m.instance_id, "reason": f"too small ({w}x{h} px, dataset.min_side {s.min_side})"})
+            _left(skipped, m.instance_id, TOO_SMALL, f"too small ({w}x{h} px, dataset.min_side {s.min_side})")
+            continue
+        why = _too_small(m, rgba, s, cs.alpha_threshold, buckets)
+        if why:
+            _left(skipped, m.instance_id, TOO_SMALL, why)
             continue
         usable.append(m)
         sharp.append(m.sharpness if m.sharpness is not None else _sharpness(rgba, mask))
@@ -118,7 +160,7 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
         trunc.append(m.truncated)
         feats.append(simple_features(rgba, cs.alpha_threshold))
 
-    # 2. features, quality, duplicates, selection
+    # 2. features, quality, duplicates, selection order
     feature_source = "simple colour+silhouette features"
     if embeds and all(m.instance_id in embeds["vectors"] for m in usable) and usable:
         feats = [np.frombuffer(embeds["vectors"][m.instance_id], dtype="<f4") for m in usable]
@@ -127,73 +169,94 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
     quality = quality_scores(sharp, size, trunc, s.truncated_penalty)
     dup = set(near_duplicates(X, quality, s.duplicate_similarity)) if len(X) else set()
     for i in sorted(dup):
-        skipped.append({"instance": usable[i].instance_id, "reason": "near-duplicate of a better image"})
+        _left(skipped, usable[i].instance_id, DUPLICATE, "near-duplicate of a better image")
     keep = [i for i in range(len(usable)) if i not in dup]
     candidates = len(keep)
-    if candidates < s.min_size:
-        reason = (f"only {candidates} usable images (dataset.min_size {s.min_size}); "
-                  f"{len(skipped)} left out — add footage or lower dataset.min_size")
-        marker = f".skipped/{safe_name(character)}.json"
-        atomic_write_json(job.output_dir / marker, {"character": character, "reason": reason, "left_out": skipped})
-        return ItemOutput(files=(marker,), data={"skipped_character": reason})
     k = min(s.target_size, s.max_size, candidates)
     groups = [(("shot", usable[i].shot_id), ("track", usable[i].track_id), ("video", usable[i].video_id))
               for i in keep]
     groups = [[g if g[1] is not None else None for g in gs] for gs in groups]
-    picks = farthest_point(X[keep], k, quality[keep], groups, quality_weight=s.quality_weight,
-                           spread_penalty=s.spread_penalty)
-
-    # 3. captions (fields of template/VLM captions pruned of identity-intrinsic traits)
-    count, how = load_token_counter(cs.tokenizer, job.settings.models)
-    chosen = [usable[keep[p.index]] for p in picks]
+    # a few spare picks stand in for any image that still cannot be rendered (frame unreadable)
+    picks = farthest_point(X[keep], min(candidates, k + max(4, k // 10)), quality[keep], groups,
+                           quality_weight=s.quality_weight, spread_penalty=s.spread_penalty)
     score_of = {usable[keep[p.index]].instance_id: p.score for p in picks}
     quality_of = {usable[i].instance_id: float(quality[i]) for i in keep}
 
-    # 4. images + files
-    buckets = bucket_sizes(s.resolution, s.bucket_step, s.min_bucket, s.max_bucket)
-    files: list[str] = []
-    records: list[dict[str, Any]] = []
-    rendered: list[tuple[Member, Any, dict[str, Any], dict[str, Any]]] = []
-    for j, m in enumerate(chosen):
-        progress(len(members) + j, len(members) + len(chosen))
+    # 3. images, written as they are made (memory stays one image); captions once all are known
+    ext = "png" if s.background == "alpha" else s.image_format
+    used_stems: set[str] = set()
+    rendered: list[tuple[Member, str, dict[str, Any], dict[str, Any]]] = []
+    image_files: list[str] = []
+    picked = [usable[keep[p.index]] for p in picks]
+    for j, m in enumerate(picked):
+        progress(len(members) + j, len(members) + k)
+        if len(rendered) >= k:
+            _left(skipped, m.instance_id, NOT_PICKED, f"not picked (dataset.target_size {s.target_size})")
+            continue
         rgba = read_image(m.image_path, "RGBA")
         frame = None
         if m.frame_path:
             try:
                 frame = read_image(m.frame_path, "RGB")
             except BadInputError as exc:
-                skipped.append({"instance": m.instance_id, "reason": f"source frame unreadable ({exc.problem})"})
+                _left(skipped, m.instance_id, UNREADABLE, f"source frame unreadable ({exc.problem})")
                 continue
         filled = False
         if frame is not None and s.use_deoccluded:
             frame, filled = _with_filled_box(frame, m)
         cap = captions.get(m.instance_id)
         if cap is None:
-            cap = {"text": "", "source": "template (dataset)", "fields": _template_fields(m, rgba, job.settings),
+            cap = {"text": "", "source": "template (dataset)", "fields": _template_fields(m, rgba, job.settings,
+                                                                                      payload.get("clothed")),
                    "edited": False, "confidence": None}
         try:
             img = render(rgba, frame, m.bbox, buckets=buckets, step=s.bucket_step, margin=s.context_margin,
-                         max_upscale=s.max_upscale, min_side=s.min_bucket, background=s.background,
+                         max_enlarge=s.max_enlarge, min_side=s.min_bucket, background=s.background,
                          color=tuple(s.background_color), alpha_threshold=cs.alpha_threshold,
-                         max_aspect=s.max_aspect)
+                         max_aspect=s.max_aspect, fill_holes=s.fill_holes)
         except ValueError as exc:
-            skipped.append({"instance": m.instance_id, "reason": str(exc)})
+            _left(skipped, m.instance_id, UNREADABLE, str(exc))
             continue
         if img is None:
-            skipped.append({"instance": m.instance_id, "reason": f"smaller than dataset.min_bucket {s.min_bucket} "
-                                                                 f"after at most {s.max_upscale}x enlargement"})
+            _left(skipped, m.instance_id, TOO_SMALL, f"smaller than dataset.min_bucket {s.min_bucket} without "
+                                                     f"enlarging more than {s.max_enlarge}x")
             continue
-        rendered.append((m, img, cap, {"deoccluded": filled}))
-
-    drop = intrinsic_traits([c["fields"] for _, _, c, _ in rendered if not c.get("edited") and c.get("fields")],
-                            s.intrinsic_share) if s.prune_intrinsic else set()
-    used_stems: set[str] = set()
-    ext = "png" if s.background == "alpha" else s.image_format
-    for m, img, cap, extra in rendered:
         stem = safe_name(m.stem)
         if stem in used_stems:
             stem = f"{stem}_{m.instance_id[:8]}"
         used_stems.add(stem)
+        image_rel = f"images/{stem}.{ext}"
+        write_image(out / image_rel, img.image)
+        image_files.append(image_rel)
+        rendered.append((m, stem, cap, {"deoccluded": filled, **img.info}))
+    seen = {sk["instance"] for sk in skipped} | {m.instance_id for m, *_ in rendered}
+    for i in keep:  # beyond the spare picks
+        if usable[i].instance_id not in seen:
+            _left(skipped, usable[i].instance_id, NOT_PICKED, f"not picked (dataset.target_size {s.target_size})")
+
+    # 4. enough images? (min_size counts what is written; under small_size it is built, marked small)
+    written = len(rendered)
+    left_out = dict(Counter(sk["code"] for sk in skipped))
+    if written < s.min_size:
+        for f in image_files:
+            (out / f).unlink(missing_ok=True)
+        reason = (f"only {written} images could be written (dataset.min_size {s.min_size}); "
+                  f"{len(skipped)} left out ({_counts_text(left_out)}) — add footage, lower dataset.min_size, "
+                  f"or allow more enlargement (dataset.max_enlarge)")
+        marker = f".skipped/{safe_name(character)}.json"
+        atomic_write_json(job.output_dir / marker, {
+            "character": character, "reason": reason, "images": written, "candidates": candidates,
+            "left_out_counts": left_out, "left_out": skipped})
+        return ItemOutput(files=(marker,), data={"skipped_character": reason})
+    status = "ok" if written >= s.small_size else "small"
+
+    # 5. captions (fields of template/VLM captions pruned of identity-intrinsic traits)
+    count, how = load_token_counter(cs.tokenizer, job.settings.models)
+    drop = intrinsic_traits([c["fields"] for _, _, c, _ in rendered if not c.get("edited") and c.get("fields")],
+                            s.intrinsic_share) if s.prune_intrinsic else set()
+    files: list[str] = []
+    records: list[dict[str, Any]] = []
+    for m, stem, cap, info in rendered:
         if cap.get("edited") or not cap.get("fields"):
             parts = [lint_text(cap["text"], ban_words=cs.ban_words, style_words=cs.style_words)]
             composed = compose(trigger, s.caption_prefix, parts, max_tokens=cs.max_tokens, ban_words=cs.ban_words,
@@ -201,7 +264,6 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
         else:
             composed = caption_from_fields(trigger, cap["fields"], cs, prefix=s.caption_prefix, count=count, drop=drop)
         image_rel, txt_rel, cap_rel = f"images/{stem}.{ext}", f"images/{stem}.txt", f"captions/{stem}.txt"
-        write_image(out / image_rel, img.image)
         atomic_write_text(out / txt_rel, composed.text + "\n")
         atomic_write_text(out / cap_rel, composed.text + "\n")
         files += [rel(image_rel), rel(txt_rel), rel(cap_rel)]
@@ -215,17 +277,18 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
             "video": m.video_id, "video_name": m.video_name, "timestamp": m.timestamp, "frame_index": m.frame_index,
             "frame": m.frame_id, "shot": m.shot_id, "track": m.track_id,
             "box": list(m.bbox) if m.bbox else None, "cutout": m.image_path, "mask": m.mask_path,
-            "source_frame": m.frame_path, "deoccluded": extra["deoccluded"],
+            "source_frame": m.frame_path,
             "score": round(score_of[m.instance_id], 5), "quality": round(quality_of[m.instance_id], 4),
-            **img.info,
+            **info,
         })
 
     # regularisation frames: the prefix alone as caption (no trigger word)
     reg_files = _write_reg(payload.get("reg") or [], out, rel, buckets, s, count, cs)
     files += reg_files
 
-    # 5. trainer formats + metadata
+    # 6. trainer formats + metadata
     files += _write_formats(out, rel, character, trigger, records, bool(reg_files), job)
+    scales = sorted(r["scale"] for r in records)
     coverage = {
         "shots": len({r["shot"] for r in records if r["shot"]}),
         "tracks": len({r["track"] for r in records if r["track"]}),
@@ -234,12 +297,16 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
     }
     meta = {
         "character": character, "trigger": trigger, "count": len(records), "candidates": candidates,
+        "status": status, "members": len(members),
         "folder": sub or ".", "selection": {"features": feature_source, "target_size": s.target_size},
         "captions": {"prefix": s.caption_prefix, "token_count": how,
                      "pruned_traits": sorted(f"{a}:{b}" for a, b in drop)},
-        "images_settings": {"resolution": s.resolution, "background": s.background, "max_upscale": s.max_upscale,
+        "images_settings": {"resolution": s.resolution, "background": s.background, "max_enlarge": s.max_enlarge,
                             "flip_aug": s.flip_aug, "color_aug": s.color_aug},
-        "coverage": coverage, "images": records, "skipped": skipped,
+        "enlargement": {"max": scales[-1], "median": scales[len(scales) // 2],
+                        "limited": sum(1 for r in records if r["upscale_limited"]),
+                        "padded": sum(1 for r in records if r["padded"])},
+        "coverage": coverage, "images": records, "left_out_counts": left_out, "skipped": skipped,
         "distribution": {
             "framing": dict(Counter(r["framing"] or "unknown" for r in records)),
             "view": dict(Counter(r["view"] or "unknown" for r in records)),
@@ -248,15 +315,21 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
     atomic_write_json(out / METADATA, meta)
     files.append(rel(METADATA))
     progress(1, 1)
-    return ItemOutput(files=tuple(files), data={"images": records, "skipped": skipped})
+    return ItemOutput(files=tuple(files), data={"images": records, "skipped": skipped, "status": status})
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {code}" for code, n in sorted(counts.items(), key=lambda kv: -kv[1])) or "none"
 
 
 def _write_reg(frames: list[str], out: Path, rel: Any, buckets: list[tuple[int, int]], s: Any, count: Any,
                cs: Any) -> list[str]:
+    """Whole frames in a bucket (the largest centred crop of the bucket's shape), enlarged no more
+    than ``max_enlarge`` either."""
     import cv2
 
     from animlora.captions import compose
-    from animlora.dataset.images import choose_bucket
+    from animlora.dataset.images import plan_crop
     from animlora.io.images import read_image, write_image
 
     files = []
@@ -267,13 +340,15 @@ def _write_reg(frames: list[str], out: Path, rel: Any, buckets: list[tuple[int, 
         except BadInputError:
             continue
         h, w = frame.shape[:2]
-        bw, bh = choose_bucket(w / h, buckets)
-        scale = max(bw / w, bh / h)
-        resized = cv2.resize(frame, (max(bw, round(w * scale)), max(bh, round(h * scale))),
-                             interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
-        y0, x0 = (resized.shape[0] - bh) // 2, (resized.shape[1] - bw) // 2
+        plan = plan_crop((0.0, 0.0, float(w), float(h)), (w, h), buckets=buckets, step=s.bucket_step, margin=0.0,
+                         max_enlarge=s.max_enlarge, min_side=s.min_bucket, max_aspect=s.max_aspect)
+        if plan is None:
+            continue
+        x0, y0, cw, ch = (int(round(v)) for v in plan.crop)
+        crop = frame[max(0, y0) : y0 + ch, max(0, x0) : x0 + cw]
+        interp = cv2.INTER_AREA if plan.scale < 1 else cv2.INTER_CUBIC
         stem = safe_name(Path(path).stem)
-        write_image(out / f"reg/{stem}.png", resized[y0 : y0 + bh, x0 : x0 + bw])
+        write_image(out / f"reg/{stem}.png", cv2.resize(crop, plan.size, interpolation=interp))
         atomic_write_text(out / f"reg/{stem}.txt", text + "\n")
         files += [rel(f"reg/{stem}.png"), rel(f"reg/{stem}.txt")]
     return files
@@ -346,7 +421,9 @@ def read_character_reports(output_dir: Path, standalone: bool) -> tuple[dict[str
     for path in sorted((output_dir / ".skipped").glob("*.json")):
         info = json.loads(path.read_text(encoding="utf-8"))
         if info["character"] not in built:
-            skipped.append({"character": info["character"], "reason": info["reason"]})
+            skipped.append({"character": info["character"], "reason": info["reason"],
+                            "images": info.get("images", 0), "candidates": info.get("candidates", 0),
+                            "left_out_counts": info.get("left_out_counts", {}), "left_out": info.get("left_out", [])})
     return built, skipped
 
 

@@ -118,3 +118,4 @@ def kohya_folder(repeats: int, name: str) -> str:
     """The ``{repeats}_{name}`` folder name of sd-scripts' train_data_dir layout."""
     safe = "".join(c if c.isalnum() or c in "-_ " else "_" for c in name).strip() or "character"
     return f"{repeats}_{safe}"
+

@@ -1,12 +1,22 @@
-"""Dataset images: an aspect-ratio bucket per image, a crop around the character, a background.
+"""Dataset images: an output size per image, a crop around the character, a solid mask, a background.
 
-The crop is the character's box grown by ``context_margin`` and widened (not cut) to the bucket's
-aspect ratio, taken from the source frame when there is one — so the character keeps its
-surroundings — or from the cut-out padded with transparency. Nothing is enlarged by more than
-``max_upscale``: a small crop gets a smaller bucket (sd-scripts' ``bucket_no_upscale`` does the
-same at training time).
+1. The crop is the character's box grown by ``context_margin``, given the aspect of the nearest
+   aspect-ratio bucket (:mod:`animlora.buckets`) by growing, not cutting; it is taken from the
+   source frame when there is one, so the character keeps its surroundings.
+2. A crop never holds invented pixels: it is shifted to lie inside the frame, and where the
+   frame is too small for the bucket's shape the output takes the crop's own shape instead.
+   Only when even that would cut the character is the crop padded, with ``background_color``
+   under alpha 0 (masked out of the loss; plain colour in the ``context`` mode) — recorded as
+   ``padded``. A cut-out without a frame is padded the same way (its surroundings are
+   transparent anyway).
+3. Nothing is enlarged by more than ``max_enlarge`` (1.25× by default): a crop too small for its
+   bucket gets a smaller output of its own shape on the ``bucket_step`` grid (sd-scripts keeps
+   such images as they are with ``bucket_no_upscale``); below ``min_bucket`` it is left out.
+4. The alpha mask is solid on the body: enclosed holes up to ``fill_holes`` of the figure's area
+   and every pixel more than a few pixels inside the figure become opaque; the soft outer edge
+   (anti-aliasing, fur) keeps the matting's values.
 
-Backgrounds: ``alpha`` (RGBA: the original pixels under an alpha mask, for sd-scripts'
+Backgrounds: ``alpha`` (RGBA: the original pixels under the mask, for sd-scripts'
 ``alpha_mask = true`` masked loss — trainers that ignore alpha still see the real context),
 ``context`` (the frame as is), ``flat`` (one colour), ``blur`` (the frame heavily blurred).
 """
@@ -19,49 +29,121 @@ from typing import Any
 
 import numpy as np
 
+from animlora.buckets import enumerate_buckets, nearest_bucket
+
 
 def bucket_sizes(resolution: int, step: int, min_side: int, max_side: int) -> list[tuple[int, int]]:
-    """(w, h) buckets of about ``resolution``² pixels, sides multiples of ``step`` (as sd-scripts)."""
-    area = resolution * resolution
-    out = set()
-    w = min_side
-    while w <= max_side:
-        h = min(max_side, (area // w) // step * step)
-        if h >= min_side:
-            out.add((w, h))
-            out.add((h, w))
-        w += step
-    return sorted(out)
+    """(w, h) buckets of about ``resolution``² pixels (sd-scripts' set, shared with training)."""
+    return enumerate_buckets(resolution, step, min_side, max_side)
 
 
 def choose_bucket(aspect: float, buckets: list[tuple[int, int]]) -> tuple[int, int]:
     """The bucket whose aspect (w/h) is closest in log scale; the larger area wins ties."""
-    return min(buckets, key=lambda b: (abs(math.log(b[0] / b[1]) - math.log(aspect)), -b[0] * b[1]))
+    return nearest_bucket(aspect, buckets)
 
 
-def fit_box(box: tuple[float, float, float, float], aspect: float) -> tuple[float, float, float, float]:
-    """Grow a box (x, y, w, h) about its centre to ``aspect`` (w/h)."""
-    x, y, w, h = box
-    cx, cy = x + w / 2, y + h / 2
-    if w / h < aspect:
-        w = h * aspect
-    else:
-        h = w / aspect
-    return cx - w / 2, cy - h / 2, w, h
+Box = tuple[float, float, float, float]  # x, y, w, h
 
 
 @dataclass(frozen=True)
-class Rendered:
-    image: np.ndarray  # RGB or RGBA uint8
-    info: dict[str, Any]
+class CropPlan:
+    """Where to crop (in canvas pixels, may reach past a frameless canvas) and the output size."""
+
+    crop: Box
+    size: tuple[int, int]
+    bucket: tuple[int, int]
+    scale: float  # output pixels per source pixel (> 1 = enlarged)
+    padded: bool  # the crop reaches past the canvas (padded with alpha 0)
+
+    @property
+    def limited(self) -> bool:
+        return self.size != self.bucket
 
 
-def _place_cutout(cutout: np.ndarray, frame: np.ndarray, bbox: tuple[int, int, int, int] | None) -> np.ndarray:
-    """The cut-out's alpha as a full-frame mask (cut-outs are stored tight or full-frame)."""
+def _place(cw: float, ch: float, around: Box, canvas: tuple[int, int] | None) -> Box:
+    """A cw x ch box centred on ``around``, shifted to lie inside ``canvas`` where it fits."""
+    x, y, w, h = around
+    x0, y0 = x + w / 2 - cw / 2, y + h / 2 - ch / 2
+    if canvas is not None:
+        W, H = canvas
+        if cw <= W:
+            x0 = min(max(x0, 0.0), W - cw)
+        if ch <= H:
+            y0 = min(max(y0, 0.0), H - ch)
+    return x0, y0, cw, ch
+
+
+def _to_aspect(crop: Box, t: float, box: Box, canvas: tuple[int, int] | None) -> Box:
+    """The crop given aspect ``t`` (w/h): grown where the canvas allows, else trimmed where that
+    keeps the character's ``box`` whole, else grown past the canvas (padded)."""
+    _, _, cw, ch = crop
+    if abs(cw / ch - t) < 1e-9:
+        return crop
+    W, H = canvas if canvas is not None else (math.inf, math.inf)
+    if cw / ch < t:  # too narrow
+        if ch * t <= W + 1e-6:
+            return _place(min(ch * t, W), ch, crop, canvas)
+        if cw / t >= box[3]:
+            return _place(cw, cw / t, box, canvas)
+        return _place(ch * t, ch, crop, canvas)
+    if cw / t <= H + 1e-6:
+        return _place(cw, min(cw / t, H), crop, canvas)
+    if ch * t >= box[2]:
+        return _place(ch * t, ch, box, canvas)
+    return _place(cw, cw / t, crop, canvas)
+
+
+def plan_crop(box: Box, canvas: tuple[int, int] | None, *, buckets: list[tuple[int, int]], step: int,
+              margin: float, max_enlarge: float, min_side: int, max_aspect: float = 2.0) -> CropPlan | None:
+    """The crop and output size of a character whose mask box is ``box`` on a canvas of size
+    ``canvas`` (w, h; None = no frame, so no edge); None when the output would be smaller than
+    ``min_side`` without enlarging more than ``max_enlarge``."""
+    x, y, w, h = box
+    gx0, gy0, gx1, gy1 = x - w * margin, y - h * margin, x + w * (1 + margin), y + h * (1 + margin)
+    if canvas is not None:
+        W, H = canvas
+        gx0, gy0, gx1, gy1 = max(0.0, gx0), max(0.0, gy0), min(float(W), gx1), min(float(H), gy1)
+    grown = (gx0, gy0, gx1 - gx0, gy1 - gy0)
+    gw, gh = grown[2], grown[3]
+    # a thin standing figure gets more surroundings rather than a 1:6 bucket; no wider/taller
+    # than the frame allows around it
+    a = min(max_aspect, max(1 / max_aspect, gw / gh))
+    if canvas is not None:
+        a = min(canvas[0] / gh, max(gw / canvas[1], a))
+    crop = _place(max(gw, gh * a), max(gh, gw / a), grown, canvas)
+    bucket = choose_bucket(a, buckets)
+    fitted = _to_aspect(crop, bucket[0] / bucket[1], box, canvas)
+    scale = bucket[0] / fitted[2]
+    if scale <= max_enlarge + 1e-9 and not _outside(fitted, canvas):
+        return CropPlan(fitted, bucket, bucket, scale, False)
+    # too small for the bucket, or the bucket's shape does not fit the frame: an output of the
+    # crop's own shape on the step grid, enlarged at most max_enlarge, no larger than the bucket
+    cw, ch = crop[2], crop[3]
+    s = min(max_enlarge, math.sqrt(bucket[0] * bucket[1] / (cw * ch)))
+    out_w, out_h = int(cw * s // step * step), int(ch * s // step * step)
+    if min(out_w, out_h) < min_side:
+        return None
+    fitted = _to_aspect(crop, out_w / out_h, box, canvas)
+    return CropPlan(fitted, (out_w, out_h), bucket, out_w / fitted[2], _outside(fitted, canvas))
+
+
+def _outside(crop: Box, canvas: tuple[int, int] | None) -> bool:
+    if canvas is None:
+        return False
+    x0, y0, cw, ch = crop
+    return x0 < -0.5 or y0 < -0.5 or x0 + cw > canvas[0] + 0.5 or y0 + ch > canvas[1] + 0.5
+
+
+def mask_in_canvas(cutout: np.ndarray, frame_size: tuple[int, int] | None,
+                   bbox: tuple[int, int, int, int] | None) -> np.ndarray:
+    """The cut-out's alpha on the frame's canvas (cut-outs are stored tight or full-frame);
+    the cut-out's own alpha without a frame."""
     import cv2
 
-    fh, fw = frame.shape[:2]
     alpha = cutout[..., 3]
+    if frame_size is None:
+        return alpha.copy()
+    fw, fh = frame_size
     if alpha.shape == (fh, fw):
         return alpha.copy()
     mask = np.zeros((fh, fw), np.uint8)
@@ -71,8 +153,63 @@ def _place_cutout(cutout: np.ndarray, frame: np.ndarray, bbox: tuple[int, int, i
     if alpha.shape != (h, w):
         alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)
     x0, y0, x1, y1 = max(0, x), max(0, y), min(fw, x + w), min(fh, y + h)
-    mask[y0:y1, x0:x1] = alpha[y0 - y : y1 - y, x0 - x : x1 - x]
+    if x1 > x0 and y1 > y0:
+        mask[y0:y1, x0:x1] = alpha[y0 - y : y1 - y, x0 - x : x1 - x]
     return mask
+
+
+def mask_box(mask: np.ndarray, alpha_threshold: float) -> Box | None:
+    ys, xs = np.nonzero(mask > int(alpha_threshold * 255))
+    if len(xs) == 0:
+        return None
+    return float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)
+
+
+def solid_mask(alpha: np.ndarray, alpha_threshold: float, fill_holes: float) -> np.ndarray:
+    """The alpha made solid on the body: enclosed holes of at most ``fill_holes`` of the figure's
+    area filled, every pixel more than ~1% of the figure's size inside it opaque; the outer soft
+    edge keeps its values."""
+    import cv2
+
+    body = (alpha > int(alpha_threshold * 255)).astype(np.uint8)
+    area = int(body.sum())
+    if area == 0:
+        return alpha
+    out = alpha.copy()
+    if fill_holes > 0:
+        # holes: background components that do not touch the crop's border
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(1 - body, connectivity=4)
+        h, w = body.shape
+        x, y, bw, bh, size = (stats[:, i] for i in range(5))
+        inside = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & (size <= fill_holes * area)
+        inside[0] = False  # label 0 is the body itself
+        holes = inside[labels]
+        body[holes] = 1
+        out[holes] = 255
+    ys, xs = np.nonzero(body)
+    r = max(1, int(round(0.01 * max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1))))
+    inner = cv2.erode(body, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
+    out[inner] = 255
+    return out
+
+
+@dataclass(frozen=True)
+class Rendered:
+    image: np.ndarray  # RGB or RGBA uint8
+    info: dict[str, Any]
+
+
+def _crop(image: np.ndarray, crop: Box, fill: Any) -> np.ndarray:
+    """Integer crop of ``image``; parts past its edge are ``fill`` (never replicated edge pixels)."""
+    x0, y0 = int(math.floor(crop[0] + 1e-6)), int(math.floor(crop[1] + 1e-6))
+    x1, y1 = int(math.ceil(crop[0] + crop[2] - 1e-6)), int(math.ceil(crop[1] + crop[3] - 1e-6))
+    h, w = image.shape[:2]
+    out = np.empty((y1 - y0, x1 - x0) + image.shape[2:], image.dtype)
+    out[...] = fill
+    sx0, sy0, sx1, sy1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if sx1 > sx0 and sy1 > sy0:
+        out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    return out
 
 
 def render(
@@ -83,12 +220,13 @@ def render(
     buckets: list[tuple[int, int]],
     step: int,
     margin: float,
-    max_upscale: float,
+    max_enlarge: float,
     min_side: int,
     background: str,
     color: tuple[int, int, int],
     alpha_threshold: float,
     max_aspect: float = 2.0,
+    fill_holes: float = 0.05,
 ) -> Rendered | None:
     """The dataset image of one instance, or None when it would be smaller than ``min_side``."""
     import cv2
@@ -96,43 +234,27 @@ def render(
     used = background
     if frame is not None:
         canvas = frame
-        mask = _place_cutout(cutout, frame, bbox)
+        mask = mask_in_canvas(cutout, (frame.shape[1], frame.shape[0]), bbox)
+        size: tuple[int, int] | None = (frame.shape[1], frame.shape[0])
     else:
         canvas = np.empty(cutout.shape[:2] + (3,), np.uint8)
         canvas[:] = color
         a = cutout[..., 3:4].astype(np.float32) / 255
         canvas = (cutout[..., :3] * a + canvas * (1 - a)).astype(np.uint8)
         mask = cutout[..., 3].copy()
+        size = None
         if background in ("context", "blur"):
             used = "flat"  # no frame to take the surroundings from
-    ys, xs = np.nonzero(mask > int(alpha_threshold * 255))
-    if len(xs) == 0:
+    box = mask_box(mask, alpha_threshold)
+    if box is None:
         return None
-    box = (float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1))
-    x, y, w, h = box
-    grown = (x - w * margin, y - h * margin, w * (1 + 2 * margin), h * (1 + 2 * margin))
-    # a thin standing figure gets more surroundings rather than a 1:6 bucket
-    aspect = min(max_aspect, max(1 / max_aspect, grown[2] / grown[3]))
-    bw, bh = choose_bucket(aspect, buckets)
-    cx, cy, cw, ch = fit_box(grown, bw / bh)
-    scale = bw / cw
-    if scale > max_upscale:  # a smaller bucket of the same shape instead of enlarging
-        out_w = int(cw * max_upscale) // step * step
-        out_h = int(round(out_w * bh / bw / step)) * step
-    else:
-        out_w, out_h = bw, bh
-    if min(out_w, out_h) < min_side:
+    plan = plan_crop(box, size, buckets=buckets, step=step, margin=margin, max_enlarge=max_enlarge,
+                     min_side=min_side, max_aspect=max_aspect)
+    if plan is None:
         return None
-    # crop (with padding where the box leaves the canvas), then resize
-    x0, y0 = int(math.floor(cx)), int(math.floor(cy))
-    x1, y1 = int(math.ceil(cx + cw)), int(math.ceil(cy + ch))
-    pad = max(0, -x0, -y0, x1 - canvas.shape[1], y1 - canvas.shape[0])
-    if pad:
-        canvas = cv2.copyMakeBorder(canvas, pad, pad, pad, pad, cv2.BORDER_REPLICATE if frame is not None
-                                    else cv2.BORDER_CONSTANT, value=color)
-        mask = cv2.copyMakeBorder(mask, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-    rgb = canvas[y0 + pad : y1 + pad, x0 + pad : x1 + pad]
-    m = mask[y0 + pad : y1 + pad, x0 + pad : x1 + pad]
+    out_w, out_h = plan.size
+    rgb = _crop(canvas, plan.crop, np.array(color, np.uint8))
+    m = solid_mask(_crop(mask, plan.crop, 0), alpha_threshold, fill_holes)
     interp = cv2.INTER_AREA if out_w < rgb.shape[1] else cv2.INTER_CUBIC
     rgb = cv2.resize(rgb, (out_w, out_h), interpolation=interp)
     m = cv2.resize(m, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
@@ -147,7 +269,9 @@ def render(
         image = (rgb * a + blurred * (1 - a)).round().astype(np.uint8)
     else:
         image = rgb
+    cx, cy, cw, ch = plan.crop
     return Rendered(image, {
-        "bucket": [bw, bh], "size": [out_w, out_h], "crop": [round(cx, 1), round(cy, 1), round(cw, 1), round(ch, 1)],
-        "scale": round(out_w / cw, 4), "background": used, "upscale_limited": (out_w, out_h) != (bw, bh),
+        "bucket": list(plan.bucket), "size": [out_w, out_h], "crop": [round(cx, 1), round(cy, 1), round(cw, 1),
+                                                                       round(ch, 1)],
+        "scale": round(plan.scale, 4), "background": used, "upscale_limited": plan.limited, "padded": plan.padded,
     })

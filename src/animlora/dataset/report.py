@@ -29,7 +29,8 @@ def _bar(ax: Any, counts: dict[str, int], title: str) -> None:
     ax.set_title(title, fontsize=10)
 
 
-def write_report(folder: Path, built: dict[str, Any], skipped: list[dict[str, Any]]) -> dict[str, Any]:
+def write_report(folder: Path, built: dict[str, Any], skipped: list[dict[str, Any]],
+                 upstream: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Plots and the HTML page; returns the file names written."""
     import matplotlib
 
@@ -37,7 +38,10 @@ def write_report(folder: Path, built: dict[str, Any], skipped: list[dict[str, An
     import matplotlib.pyplot as plt
 
     names = sorted(built)
-    files = []
+    files: list[str] = []
+    if not names:  # nothing built: the page still says who was skipped and what was left out
+        atomic_write_text(folder / "dataset_report.html", _html(built, skipped, files, upstream or []))
+        return {"html": "dataset_report.html", "plots": files}
     # 1. images, shots and videos per character
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     _bar(axes[0], {n: built[n]["count"] for n in names}, "images per character")
@@ -86,7 +90,7 @@ def write_report(folder: Path, built: dict[str, Any], skipped: list[dict[str, An
         name = f"report_samples_{_slug(n)}.png"
         _save(fig, folder / name)
         files.append(name)
-    atomic_write_text(folder / "dataset_report.html", _html(built, skipped, files))
+    atomic_write_text(folder / "dataset_report.html", _html(built, skipped, files, upstream or []))
     return {"html": "dataset_report.html", "plots": files}
 
 
@@ -100,7 +104,8 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)
 
 
-def _html(built: dict[str, Any], skipped: list[dict[str, Any]], plots: list[str]) -> str:
+def _html(built: dict[str, Any], skipped: list[dict[str, Any]], plots: list[str],
+          upstream: list[dict[str, Any]]) -> str:
     e = html.escape
     rows = []
     for n in sorted(built):
@@ -109,14 +114,13 @@ def _html(built: dict[str, Any], skipped: list[dict[str, Any]], plots: list[str]
         rows.append(
             f"<tr><td>{e(n)}</td><td>{e(m['trigger'])}</td><td>{m['count']}</td><td>{m['candidates']}</td>"
             f"<td>{m['coverage']['shots']} / {m['coverage']['candidate_shots']}</td><td>{m['coverage']['videos']}</td>"
+            f"<td>{e(m.get('status', 'ok'))}</td>"
             f"<td>{len(m['skipped'])}</td><td>{e(', '.join(f'{k}: {v}' for k, v in sources.items()))}</td>"
             f"<td>{e(m['selection']['features'])}</td></tr>"
         )
-    left_out = []
-    for n in sorted(built):
-        reasons = Counter(s["reason"].split(":")[0].split(" (")[0] for s in built[n]["skipped"])
-        for reason, count in reasons.most_common():
-            left_out.append(f"<li>{e(n)}: {count} × {e(reason)}</li>")
+    left_out = "".join(_left_out_html(n, built[n]["skipped"]) for n in sorted(built))
+    left_out += "".join(_left_out_html(f"{sk['character']} (no dataset)", sk.get("left_out", [])) for sk in skipped)
+    left_out += _left_out_html("before the datasets (in no character's set)", upstream)
     skipped_html = "".join(f"<li><b>{e(s['character'])}</b>: {e(s['reason'])}</li>" for s in skipped)
     images = "".join(f'<h3>{e(p)}</h3><img src="{e(p)}" style="max-width:100%">' for p in plots)
     return f"""<!doctype html>
@@ -125,10 +129,27 @@ def _html(built: dict[str, Any], skipped: list[dict[str, Any]], plots: list[str]
 </head><body>
 <h1>Dataset report</h1>
 <table><tr><th>character</th><th>trigger</th><th>images</th><th>candidates</th><th>shots (of available)</th>
-<th>videos</th><th>left out</th><th>caption sources</th><th>diversity features</th></tr>
+<th>videos</th><th>status</th><th>left out</th><th>caption sources</th><th>diversity features</th></tr>
 {''.join(rows)}</table>
 <h2>Characters skipped</h2><ul>{skipped_html or '<li>none</li>'}</ul>
-<h2>Instances left out</h2><ul>{''.join(left_out) or '<li>none</li>'}</ul>
+<h2>Instances left out</h2>{left_out or '<p>none</p>'}
 {images}
 </body></html>
 """
+
+
+def _left_out_html(title: str, skipped: list[dict[str, Any]]) -> str:
+    """Counts per reason, then every left-out instance with its full reason."""
+    if not skipped:
+        return ""
+    e = html.escape
+    by_code: dict[str, list[dict[str, Any]]] = {}
+    for sk in skipped:
+        by_code.setdefault(sk.get("code") or sk["reason"].split(":")[0].split(" (")[0], []).append(sk)
+    parts = [f"<h3>{e(title)}: {len(skipped)}</h3><ul>"]
+    for code, items in sorted(by_code.items(), key=lambda kv: -len(kv[1])):
+        rows = "".join(f"<li><code>{e(sk['instance'])}</code>: {e(sk['reason'])}</li>" for sk in items)
+        parts.append(f"<li>{len(items)} × {e(code)}<details><summary>instances</summary><ul>{rows}</ul>"
+                     f"</details></li>")
+    parts.append("</ul>")
+    return "".join(parts)

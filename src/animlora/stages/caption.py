@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from dataclasses import replace
 from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from animlora.captions import retrigger
+from animlora.captions import character_clothed, retrigger
 from animlora.catalog import now
 from animlora.dataset.sources import (
     Member,
@@ -65,7 +66,7 @@ def _ahead_key(settings: Any, member: Member) -> tuple[Any, ...]:
     return (settings.caption.fingerprint(), member.character, member.instance_id, stat_key(member.image_path))
 
 
-def _load_input(member: Member, trigger: str) -> tuple[Any, list[str]]:
+def _load_input(member: Member, trigger: str, clothed: bool | None = None) -> tuple[Any, list[str]]:
     from animlora.backends.captioning.base import CaptionInput
     from animlora.io.images import read_image
 
@@ -77,7 +78,7 @@ def _load_input(member: Member, trigger: str) -> tuple[Any, list[str]]:
             frame = read_image(member.frame_path, "RGB")
         except BadInputError as exc:
             notes.append(f"frame unreadable, captioned without it ({exc.problem})")
-    return CaptionInput(member.instance_id, image, trigger, member.character, frame, member.bbox), notes
+    return CaptionInput(member.instance_id, image, trigger, member.character, frame, member.bbox, clothed), notes
 
 
 def _captioner(settings: Any) -> tuple[Any, list[str]]:
@@ -93,20 +94,21 @@ def _captioner(settings: Any) -> tuple[Any, list[str]]:
         return cached_captioner("template", cs, settings.models), [f"fallback to template: {exc}"]
 
 
-def _caption_result(member: Member, trigger: str, settings: Any, ahead: list[Any]) -> tuple[Any, list[str]]:
+def _caption_result(member: Member, trigger: str, settings: Any, ahead: list[Any],
+                    clothed: bool | None = None) -> tuple[Any, list[str]]:
     cached = _AHEAD.pop(_ahead_key(settings, member), None)
     if cached is not None:
         return cached
     captioner, common = _captioner(settings)
-    own, notes = _load_input(member, trigger)
+    own, notes = _load_input(member, trigger, clothed)
     batch = [(member, own, notes)]
     if captioner.name != "template":
-        for other_json, other_trigger in ahead[: max(0, settings.caption.batch_size - 1)]:
+        for other_json, other_trigger, *other_clothed in ahead[: max(0, settings.caption.batch_size - 1)]:
             other = Member.from_json(other_json)
             if _ahead_key(settings, other) in _AHEAD:
                 continue
             try:
-                batch.append((other, *_load_input(other, other_trigger)))
+                batch.append((other, *_load_input(other, other_trigger, (other_clothed or [None])[0])))
             except BadInputError:
                 continue  # its own work item reports it
     results = captioner.caption([b[1] for b in batch])
@@ -118,13 +120,15 @@ def _caption_result(member: Member, trigger: str, settings: Any, ahead: list[Any
 
 
 def caption_member(member: Member, trigger: str, settings: Any, *, edited_text: str | None = None,
-                   ahead: list[Any] | None = None) -> dict[str, Any]:
+                   ahead: list[Any] | None = None, clothed: bool | None = None) -> dict[str, Any]:
     """Caption one member with the configured backend: the row data (text, fields, source ...).
     ``ahead`` = (member json, trigger) of the next items, captioned in the same batch by a VLM."""
     from animlora.captions import caption_from_fields, compose, lint_text
 
     cs = settings.caption
-    result, notes = _caption_result(member, trigger, settings, ahead or [])
+    result, notes = _caption_result(member, trigger, settings, ahead or [], clothed)
+    if clothed is False and "outfit" in result.fields:  # a VLM's "wearing ..." of a bare animal or a prop
+        result = replace(result, fields={k: v for k, v in result.fields.items() if k != "outfit"})
     count, how = _counter(cs.tokenizer, settings.models)
     if result.fields:
         composed = caption_from_fields(trigger, result.fields, cs, count=count)
@@ -151,7 +155,7 @@ def caption_member(member: Member, trigger: str, settings: Any, *, edited_text: 
 class CaptionStage(Stage):
     name = "caption"
     folder = "captions"
-    version = "1"
+    version = "2"  # 2: framing from every frame edge, view from eyes, no outfit on bare figures
     upstream = ("segment", "prefilter", "cluster")
 
     def check_inputs(self, job: StageJob) -> None:
@@ -193,6 +197,13 @@ class CaptionStage(Stage):
                 triggers[character] = given or trigger_for(root, character)
             return triggers[character]
 
+        hints: dict[str, bool | None] = {}
+
+        def clothed(character: str) -> bool | None:
+            if character not in hints:
+                hints[character] = character_clothed(root, character)
+            return hints[character]
+
         edits: dict[str, dict[str, str]] = defaultdict(dict)  # instance -> character -> edited text
         for r in ctx.catalog.rows("SELECT instance_id, character, text FROM captions WHERE edited = 1"):
             edits[r["instance_id"]][r["character"]] = r["text"]
@@ -208,20 +219,22 @@ class CaptionStage(Stage):
                 carried, text = sorted(edits[m.instance_id].items())[0]
                 edited = retrigger(text, trigger(carried), trigger(m.character))
             payload = {"member": m.to_json(), "trigger": trigger(m.character), "edited": edited,
-                       "carried_from": carried}
-            fingerprint = digest(stat_key(m.image_path), stat_key(m.frame_path), m.bbox, trigger(m.character), edited)
+                       "carried_from": carried, "clothed": clothed(m.character)}
+            fingerprint = digest(stat_key(m.image_path), stat_key(m.frame_path), m.bbox, trigger(m.character), edited,
+                                 clothed(m.character))
             items.append(WorkItem(f"{m.character}:{m.instance_id}", fingerprint, payload, f"{m.character}/{m.stem}"))
         # the next items ride along in a VLM batch (not part of the fingerprint: results are the same)
         ahead = max(0, ctx.settings.caption.batch_size - 1)
         for i, item in enumerate(items):
-            item.payload["ahead"] = [(nxt.payload["member"], nxt.payload["trigger"]) for nxt in items[i + 1 : i + 1 + ahead]]
+            item.payload["ahead"] = [(nxt.payload["member"], nxt.payload["trigger"], nxt.payload["clothed"])
+                                     for nxt in items[i + 1 : i + 1 + ahead]]
         return items
 
     # -- process -----------------------------------------------------------------------
     def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:
         member = Member.from_json(item.payload["member"])
         data = caption_member(member, item.payload["trigger"], job.settings, edited_text=item.payload["edited"],
-                              ahead=item.payload.get("ahead"))
+                              ahead=item.payload.get("ahead"), clothed=item.payload.get("clothed"))
         rel = f"{member.stem}.txt" if job.standalone else f"{member.character}/{member.stem}.txt"
         atomic_write_text(job.output_dir / rel, data["text"] + "\n")
         data.update(instance_id=member.instance_id, character=member.character, file=rel,

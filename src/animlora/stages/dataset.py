@@ -11,7 +11,9 @@ Per character (one work item):
    DreamBooth layout), ``captions/``, ``metadata.json`` (lineage), ``metadata.jsonl``,
    ``dataset.toml`` (sd-scripts, DreamBooth style) and ``dataset_finetune.toml`` (JSONL metadata),
    optionally ``kohya/{repeats}_{name}/`` and a regularisation set ``reg/``.
-A character with fewer usable images than ``min_size`` is skipped with a warning; the others are built.
+``min_size`` and ``small_size`` count the images that are written: a character with fewer than
+``min_size`` gets no dataset, one with fewer than ``small_size`` a dataset marked small; both are
+warned about, and every instance left out is listed with its reason.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ SKIPPED_DIR = ".skipped"
 class DatasetStage(Stage):
     name = "dataset"
     folder = "training_data"
-    version = "1"
+    version = "2"
     upstream = ("caption", "cluster", "embed")
 
     def settings_hash(self, settings: Any) -> str:
@@ -85,6 +87,8 @@ class DatasetStage(Stage):
         return folder_members(source, s.character or source.name), None, None
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
+        from animlora.captions import character_clothed
+
         members, catalog, root = self._sources(ctx)
         s = ctx.settings.dataset
         by_char: dict[str, list[Member]] = {}
@@ -102,10 +106,10 @@ class DatasetStage(Stage):
             caps = {m.instance_id: captions.get((m.instance_id, character)) for m in group}
             payload = {
                 "character": character, "trigger": trigger, "members": [m.to_json() for m in group],
-                "captions": caps, "embeddings": embeddings, "reg": reg,
+                "captions": caps, "embeddings": embeddings, "reg": reg, "clothed": character_clothed(root, character),
             }
             fingerprint = digest(
-                trigger,
+                trigger, payload["clothed"],
                 [(m.instance_id, stat_key(m.image_path), stat_key(m.frame_path), stat_key(m.filled_path), m.problem)
                  for m in group],
                 sorted((k, json.dumps(v, sort_keys=True)) for k, v in caps.items()),
@@ -182,6 +186,9 @@ class DatasetStage(Stage):
         if d.get("skipped_character"):
             ctx.log.warning("dataset: %s skipped: %s", item.key, d["skipped_character"])
             return
+        if d.get("status") == "small":
+            ctx.log.warning("dataset: %s has only %d images (dataset.small_size %d): built, marked small",
+                            item.key, len(d["images"]), ctx.settings.dataset.small_size)
         ctx.catalog.upsert("dataset_items", [
             {"character": item.key, "instance_id": r["instance_id"], "image_path": r["file"],
              "caption_path": r["caption_file"], "score": r["score"]}
@@ -202,21 +209,29 @@ class DatasetStage(Stage):
         report: dict[str, Any] = {
             "characters": {
                 name: {
-                    "images": m["count"], "candidates": m["candidates"], "skipped_instances": len(m["skipped"]),
-                    "shots": m["coverage"]["shots"], "videos": m["coverage"]["videos"], "folder": m["folder"],
+                    "images": m["count"], "status": m.get("status", "ok"), "candidates": m["candidates"],
+                    "skipped_instances": len(m["skipped"]), "left_out": m.get("left_out_counts", {}),
+                    "shots": m["coverage"]["shots"], "candidate_shots": m["coverage"]["candidate_shots"],
+                    "videos": m["coverage"]["videos"], "folder": m["folder"],
+                    "enlargement": m.get("enlargement"),
                 }
                 for name, m in built.items()
             },
-            "skipped_characters": skipped,
+            "skipped_characters": [{k: v for k, v in sk.items() if k != "left_out"} for sk in skipped],
             "failed": [{"item": k, "error": e} for k, e in summary.failures],
         }
+        upstream: list[dict[str, str]] = []
+        if not ctx.job.standalone:
+            from animlora.dataset.summary import upstream_counts, upstream_left_out
+
+            report["upstream"] = upstream_counts(ctx.catalog)
+            upstream = upstream_left_out(ctx.catalog)
         if not ctx.job.standalone and len(built) > 1:
             report["combined_config"] = combined_config(ctx.output_dir, built, ctx.settings)
-        if ctx.settings.dataset.report and built:
+        if ctx.settings.dataset.report and (built or skipped or upstream):
             from animlora.dataset.report import write_report
 
-            report["report"] = write_report(ctx.output_dir, built, skipped)
+            report["report"] = write_report(ctx.output_dir, built, skipped, upstream)
         atomic_write_json(ctx.output_dir / RESULTS_FILE, report)
         return report
-
 

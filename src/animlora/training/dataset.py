@@ -121,26 +121,17 @@ def load_dataset(root: str | Path, trigger: str = "") -> TrainingDataset:
 
 # -- buckets ---------------------------------------------------------------------------
 def make_buckets(resolution: int, min_size: int, max_size: int, step: int) -> list[tuple[int, int]]:
-    """kohya's bucket set: every (w, h) on the step grid within [min, max], area ≤ resolution²,
-    as large as possible for its aspect ratio."""
-    max_area = resolution * resolution
-    buckets = set()
-    width = min_size
-    while width <= max_size:
-        height = min(max_size, (max_area // width) // step * step)
-        if height >= min_size:
-            buckets.add((width, height))
-            buckets.add((height, width))
-        width += step
-    square = max(min_size, min(max_size, resolution // step * step or resolution))
-    buckets.add((square, square))  # kohya always has the square bucket
-    return sorted(buckets)
+    """kohya's bucket set (one enumeration with the dataset stage: :mod:`animlora.buckets`)."""
+    from animlora.buckets import enumerate_buckets
+
+    return enumerate_buckets(resolution, step, min_size, max_size)
 
 
 def assign_bucket(width: int, height: int, buckets: list[tuple[int, int]]) -> tuple[int, int]:
     """The bucket whose aspect ratio is closest (in log space) to the image's."""
-    ratio = math.log(width / height)
-    return min(buckets, key=lambda b: (abs(math.log(b[0] / b[1]) - ratio), -b[0] * b[1]))
+    from animlora.buckets import nearest_bucket
+
+    return nearest_bucket(width / height, buckets)
 
 
 def load_pixels(

@@ -210,7 +210,9 @@ class LoraTrainer:
         if not s.enable_buckets:
             return [(s.resolution, s.resolution)] * len(data.items)
         buckets = ds.make_buckets(s.resolution, s.bucket_min, s.bucket_max, s.bucket_step)
-        return [ds.assign_bucket(item.width, item.height, buckets) for item in data.items]
+        from animlora.buckets import bucket_for
+
+        return [bucket_for(item.width, item.height, buckets, s.bucket_step) for item in data.items]
 
     # -- the whole procedure ----------------------------------------------------------------
     def train(self, dataset_dir: Path, output_dir: Path, base_model: str, *, output_name: str = "",

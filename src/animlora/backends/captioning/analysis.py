@@ -69,13 +69,41 @@ def extent(mask: np.ndarray) -> tuple[int, int, int, int] | None:
 
 
 # -- framing ----------------------------------------------------------------------------
-def framing(mask: np.ndarray, bbox: tuple[int, int, int, int] | None, frame_size: tuple[int, int] | None) -> Measured:
-    """close-up / medium shot / full body.
+_EDGE_TOL = 2  # pixels: a mask this close to the frame's edge touches it
+_CUT_SHARE = 0.03  # share of the figure's extent along an edge that is in contact: cut there
 
-    A figure cut by the bottom of the frame (or, for a tight cut-out, one whose lowest rows are
-    as wide as its body — a torso cut straight, not feet) is a close-up when its silhouette is
-    about as wide as tall (head and shoulders), a medium shot when taller; a figure whose bottom
-    is inside the frame is full body.
+
+def frame_cuts(mask: np.ndarray, bbox: tuple[int, int, int, int] | None,
+               frame_size: tuple[int, int]) -> dict[str, float]:
+    """Per frame edge (left, top, right, bottom), the share of the figure's extent along that
+    edge where the figure touches it — the frame cuts the figure there."""
+    fw, fh = frame_size
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return {}
+    if mask.shape != (fh, fw) and bbox is not None:  # a tight cut-out: its pixels in frame coordinates
+        bx, by, bw, bh = bbox
+        xs = bx + (xs + 0.5) * bw / mask.shape[1]
+        ys = by + (ys + 0.5) * bh / mask.shape[0]
+    h = max(1.0, float(ys.max() - ys.min() + 1))
+    w = max(1.0, float(xs.max() - xs.min() + 1))
+    out = {}
+    for edge, near, along, extent in (("left", xs <= _EDGE_TOL, ys, h), ("right", xs >= fw - 1 - _EDGE_TOL, ys, h),
+                                      ("top", ys <= _EDGE_TOL, xs, w), ("bottom", ys >= fh - 1 - _EDGE_TOL, xs, w)):
+        if near.any():
+            span = len(np.unique(np.round(along[near]).astype(int)))
+            out[edge] = round(min(1.0, span / extent), 3)
+    return out
+
+
+def framing(mask: np.ndarray, bbox: tuple[int, int, int, int] | None, frame_size: tuple[int, int] | None) -> Measured:
+    """close-up / upper body / full body — only what the frame shows.
+
+    With the frame: a figure no frame edge cuts is *full body*; one cut by the bottom edge is a
+    *close-up* when its visible silhouette is about as wide as tall (head and shoulders), else
+    *upper body*; one cut only at the top or a side shows its feet but not all of it, so nothing
+    is said. Without a frame (a tight cut-out), a figure whose lowest rows are as wide as its
+    body is taken as cut there, and a tall silhouette as whole (confidence 0.6).
     """
     ext = extent(mask)
     if ext is None:
@@ -86,25 +114,23 @@ def framing(mask: np.ndarray, bbox: tuple[int, int, int, int] | None, frame_size
     widths = sub.sum(axis=1)
     bottom_cover = float(widths[-band:].mean() / max(1.0, widths.max()))
     aspect = h / max(1, w)
-    if bbox is not None and frame_size is not None:
-        fw, fh = frame_size
-        bx, by, bw, bh = bbox
-        aspect = bh / max(1, bw)
-        at_bottom = by + bh >= fh - max(2, fh // 50)
-        cut = at_bottom and bottom_cover > 0.35
-        confidence = 0.8
-        info = {"touches_frame_bottom": at_bottom, "height_fraction": round(bh / fh, 3)}
-    else:
-        # a tight cut-out: a tall silhouette is a whole standing figure whatever its feet do
-        cut = bottom_cover > 0.45 and aspect < 2.3
-        confidence = 0.6
-        info = {}
-    info.update({"bottom_cover": round(bottom_cover, 3), "aspect": round(aspect, 3)})
+    info: dict[str, Any] = {"bottom_cover": round(bottom_cover, 3)}
+    if frame_size is not None and (bbox is not None or mask.shape == (frame_size[1], frame_size[0])):
+        cuts = {e: v for e, v in frame_cuts(mask, bbox, frame_size).items() if v >= _CUT_SHARE}
+        if bbox is not None:
+            aspect = bbox[3] / max(1, bbox[2])
+        info.update({"cut_edges": sorted(cuts), "aspect": round(aspect, 3)})
+        if not cuts:
+            return "full body", 0.8, info
+        if "bottom" not in cuts:
+            return "", 0.0, info  # feet in the frame, but a side or the top cut: not "full body"
+        return ("close-up" if aspect < 1.25 else "upper body"), 0.75, info
+    # a tight cut-out: a tall silhouette is a whole standing figure whatever its feet do
+    cut = bottom_cover > 0.45 and aspect < 2.3
+    info["aspect"] = round(aspect, 3)
     if not cut:
-        return "full body", confidence, info
-    if aspect < 1.25:
-        return "close-up", confidence, info
-    return "medium shot", confidence, info
+        return "full body", 0.6, info
+    return ("close-up" if aspect < 1.25 else "upper body"), 0.6, info
 
 
 # -- view -------------------------------------------------------------------------------
@@ -143,22 +169,58 @@ def view(image: np.ndarray, mask: np.ndarray) -> Measured:
     torso = widths[int(h * 0.25) : max(int(h * 0.25) + 1, int(h * 0.45))]
     narrow = h / max(1, w) >= 1.25 and float(np.median(torso)) < 1.25 * head_w
     info["torso_to_head"] = round(float(np.median(torso)) / max(1.0, head_w), 3)
-    if symmetry < 0.62 or (narrow and symmetry < 0.9):
-        return "side view", float(np.clip(0.55 + (0.9 - symmetry), 0.55, 0.85)), info
-    if symmetry < 0.72:
-        return "three-quarter view", 0.4, info
-    # front vs back: inner detail of the head (eyes, mouth) vs the plain back of a head
-    head_rows = max(4, h // 6 if h / max(1, w) >= 1.25 else int(h * 0.45))  # close-up: the head fills the top
+    # front vs back: only eyes decide. A pair of eye-like blobs in the head region is a face
+    # (front view, whatever the arms do); a symmetric figure whose head shows no inner detail at
+    # all is the back of a head (from behind); anything else (an asymmetric pose without
+    # visible eyes, fur or hair texture, a head too small to tell) says nothing.
+    # The head region: a tall (human-like) figure's top sixth; a stockier one's (a creature with
+    # ears, a child) top third; a close-up's top 45%.
+    tall = h / max(1, w)
+    head_rows = max(4, h // 6 if tall >= 2.2 else h // 3 if tall >= 1.25 else int(h * 0.45))
     head_mask = cv2.erode(sub[:head_rows], np.ones((3, 3), np.uint8), iterations=max(1, head_rows // 12))
     scale = 48.0 / head_rows
     head_gray = cv2.resize(gray[:head_rows], None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     head_mask = cv2.resize(head_mask, (head_gray.shape[1], head_gray.shape[0]), interpolation=cv2.INTER_NEAREST)
     lap = np.abs(cv2.Laplacian(head_gray, cv2.CV_32F))
     detail = float(lap[head_mask > 0].mean()) if (head_mask > 0).any() else 0.0
-    info["head_detail"] = round(detail, 3)
-    if detail < 1.5:
+    eyes = eye_pair(head_gray, head_mask > 0)
+    info.update({"head_detail": round(detail, 3), "eyes": eyes, "head_px": int(head_rows)})
+    if eyes:
+        return "front view", float(np.clip(0.5 + (symmetry - 0.72), 0.55, 0.8)), info
+    if narrow and symmetry < 0.9:  # no pair of eyes, an asymmetric figure without shoulders: a profile
+        return "side view", float(np.clip(0.55 + (0.9 - symmetry), 0.55, 0.85)), info
+    if symmetry >= 0.72 and detail < 1.5 and head_rows >= 24:
         return "from behind", 0.5, info
-    return "front view", float(np.clip(0.45 + (symmetry - 0.72), 0.5, 0.8)), info
+    return "", 0.0, info
+
+
+def eye_pair(gray: np.ndarray, head: np.ndarray) -> bool:
+    """Two eye-like blobs side by side in a head region: compact spots much darker than the
+    face around them (pupils), of similar size, at one height, a sensible distance apart."""
+    import cv2
+
+    if head.sum() < 60:
+        return False
+    k = max(3, (int(head.shape[1] * 0.25) // 2) * 2 + 1)
+    around = cv2.medianBlur(gray.astype(np.uint8), k).astype(np.float32)
+    dark = ((gray.astype(np.float32) < around - 25) & head).astype(np.uint8)
+    n, _, stats, centres = cv2.connectedComponentsWithStats(dark, connectivity=8)
+    area = float(head.sum())
+    ys, xs = np.nonzero(head)
+    hw, hh = float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)
+    blobs = []
+    for i in range(1, n):
+        x, y, bw, bh, size = stats[i]
+        compact = 0.4 <= bw / max(1, bh) <= 2.5 and size >= 0.35 * bw * bh
+        if compact and 0.001 * area <= size <= 0.06 * area and size >= 2:
+            blobs.append((float(centres[i][0]), float(centres[i][1]), float(size)))
+    for i in range(len(blobs)):
+        for j in range(i + 1, len(blobs)):
+            (x1, y1, a1), (x2, y2, a2) = blobs[i], blobs[j]
+            if (max(a1, a2) / min(a1, a2) <= 3 and abs(y1 - y2) <= 0.12 * hh
+                    and 0.12 * hw <= abs(x1 - x2) <= 0.65 * hw):
+                return True
+    return False
 
 
 # -- palette ----------------------------------------------------------------------------
@@ -189,7 +251,9 @@ def palette(image: np.ndarray, mask: np.ndarray, k: int, min_share: float, seed:
                 centres[j] = lab[labels == j].mean(axis=0)
     shares: dict[str, float] = {}
     heights: dict[str, list[float]] = {}
-    for members in materials(lab, labels, centres):
+    found = materials(lab, labels, centres)
+    largest = max(float(m.mean()) for m in found)
+    for members in found:
         share = float(members.mean())
         if share > 0:
             name = color_name(lit_colour(lab[members]))
@@ -205,7 +269,8 @@ def palette(image: np.ndarray, mask: np.ndarray, k: int, min_share: float, seed:
 
     covered = sum(shares[c] for c in colors)
     return outfit_phrase(colors), float(np.clip(covered, 0.3, 0.9)), {
-        "colors": colors, "shares": {n: round(s, 3) for n, s in ranked}}
+        "colors": colors, "shares": {n: round(s, 3) for n, s in ranked}, "one_material": round(largest, 3),
+        "one_family": round(max(family_shares(shares).values()), 3)}
 
 
 _ACHROMATIC = 10.0  # CIELAB chroma below which a colour is a grey
@@ -251,6 +316,29 @@ def materials(lab: np.ndarray, labels: np.ndarray, centres: np.ndarray) -> list[
             if continuous(i, j):
                 group[root(j)] = root(i)
     return [np.isin(labels, [c for c in range(k) if root(c) == r]) for r in sorted({root(c) for c in range(k)})]
+
+
+# colour families: shading and fur markings stay inside one (grey and dark grey; brown and
+# beige), clothes usually bring another
+FAMILIES = {
+    "neutral": ("black", "dark grey", "grey", "light grey", "white"),
+    "earth": ("brown", "beige", "orange"),
+    "red": ("red", "dark red", "pink"),
+    "yellow": ("yellow", "olive"),
+    "green": ("green", "dark green"),
+    "blue": ("teal", "light blue", "blue", "navy"),
+    "purple": ("purple",),
+}
+_FAMILY_OF = {name: family for family, names in FAMILIES.items() for name in names}
+
+
+def family_shares(shares: dict[str, float]) -> dict[str, float]:
+    """Share of the figure per colour family (from the named colours' shares)."""
+    out: dict[str, float] = {}
+    for name, share in shares.items():
+        family = _FAMILY_OF.get(name, name)
+        out[family] = out.get(family, 0.0) + share
+    return out or {"": 0.0}
 
 
 def lit_colour(lab: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ class CaptionInput:
     character: str
     frame: np.ndarray | None = None  # RGB source frame, when known
     bbox: tuple[int, int, int, int] | None = None  # x, y, w, h of the instance in the frame
+    clothed: bool | None = None  # from the character's description; None = not known
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ PROMPT = (
     "Answer with JSON only, one short phrase per key, no names, no art-style words:\n"
     '{"view": "front view | side view | from behind | three-quarter view", "pose": "...", '
     '"expression": "...", "outfit": "...", "lighting": "...", '
-    '"framing": "close-up | medium shot | full body", "background": "..."}'
+    '"framing": "close-up | upper body | full body", "background": "..."}'
 )
 RETRY_PROMPT = (
     "Reply with one JSON object and nothing else. Keys: view, pose, expression, outfit, lighting, "

@@ -1,7 +1,9 @@
 """The ``template`` captioner: CPU, no weights, fields measured from the cut-out and its frame.
 
-framing from the box against the frame (or the cut-out's own silhouette), view from left-right
-symmetry, outfit colours from the masked palette named in CIELAB, lighting and time of day from
+framing from the mask against the frame edges (or the cut-out's own silhouette), view from
+left-right symmetry and eyes, outfit colours from the masked palette named in CIELAB (only for a
+character that wears clothes: its description says so, or its colours are not all one material
+or one colour family), lighting and time of day from
 the frame's brightness and colour temperature, background kind from sky/foliage/flatness. Pose
 and expression are left to the VLM backends: nothing cheap measures them honestly.
 """
@@ -41,13 +43,33 @@ class TemplateCaptioner(Captioner):
             "time_of_day": analysis.time_of_day(item.frame, item.bbox),
             "background": analysis.background(item.frame, item.bbox),
         }
+        if not wears_clothes(item.clothed, measured["outfit"][2]):
+            measured["outfit"] = ("", 0.0, measured["outfit"][2])  # a bare animal or a prop: no outfit
         fields = {}
         for name, (phrase, confidence, info) in measured.items():
             if not phrase:
                 continue
             entry = {"value": phrase, "confidence": round(float(confidence), 3)}
-            if name == "outfit":
+            if name == "outfit" and phrase:
                 entry["colors"] = info.get("colors", [])
             entry["measured"] = {k: v for k, v in info.items() if k != "colors"}
             fields[name] = entry
         return CaptionResult(fields, self.name)
+
+
+# a figure of which one material (one colour under shading) covers this share is one continuous
+# fur, skin or surface: nothing on it reads as clothing
+ONE_MATERIAL = 0.85
+# ... and a figure of which one colour family (greys; browns and beige) covers this share: clothes
+# bring a colour of another family over more than a quarter of a figure
+ONE_FAMILY = 0.75
+
+
+def wears_clothes(hint: bool | None, outfit_info: dict) -> bool:
+    """Whether the outfit colours may be called clothes: the character's own description says
+    so (``hint``), else only when the figure is not one continuous material."""
+    if hint is not None:
+        return hint
+    if float(outfit_info.get("one_family", 0.0)) >= ONE_FAMILY:
+        return False  # shades of one colour family (grey and dark grey fur): markings, not clothes
+    return float(outfit_info.get("one_material", 0.0)) < ONE_MATERIAL

@@ -1,0 +1,123 @@
+"""The run's ending: per character, what the dataset stage wrote, what it left out and why, and
+what to do when no usable dataset came out. ``animlora run`` prints it; ``--json`` carries it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def upstream_counts(catalog: Any) -> dict[str, Any]:
+    """What never reached a character: instances found, rejected by the prefilter (per reason),
+    and kept but in no character (identity noise)."""
+    def count(sql: str) -> int:
+        try:
+            return int(catalog.one(sql)[0])
+        except Exception:  # a table an older catalog lacks: nothing to count
+            return 0
+
+    rejected: dict[str, int] = {}
+    try:
+        for row in catalog.rows("SELECT COALESCE(reason, 'rejected') AS reason, COUNT(*) AS n "
+                                "FROM prefilter_results WHERE kept = 0 GROUP BY reason"):
+            rejected[row["reason"]] = int(row["n"])
+    except Exception:
+        rejected = {}
+    return {
+        "instances": count("SELECT COUNT(*) FROM instances"),
+        "prefilter_rejected": rejected,
+        "in_no_character": count("SELECT COUNT(*) FROM prefilter_results p WHERE p.kept = 1 AND p.instance_id "
+                                 "NOT IN (SELECT instance_id FROM character_members)"),
+    }
+
+
+def upstream_left_out(catalog: Any) -> list[dict[str, str]]:
+    """Every instance that never reached a character's dataset before this stage: rejected by
+    the prefilter (with its reason) or kept but in no character (identity noise)."""
+    out: list[dict[str, str]] = []
+    try:
+        for row in catalog.rows("SELECT instance_id, COALESCE(reason, 'rejected') AS reason FROM prefilter_results "
+                                "WHERE kept = 0 ORDER BY instance_id"):
+            out.append({"instance": row["instance_id"], "code": f"prefilter: {row['reason']}",
+                        "reason": f"rejected by the prefilter ({row['reason']})"})
+        for row in catalog.rows("SELECT instance_id FROM prefilter_results WHERE kept = 1 AND instance_id NOT IN "
+                                "(SELECT instance_id FROM character_members) ORDER BY instance_id"):
+            out.append({"instance": row["instance_id"], "code": "in no character",
+                        "reason": "kept by the prefilter, but clustered into no character (noise)"})
+    except Exception:  # a table an older catalog lacks
+        return out
+    return out
+
+
+def ending(results_path: Path) -> dict[str, Any] | None:
+    """The ending table's rows and verdict from ``dataset_results.json`` (None without one)."""
+    if not results_path.is_file():
+        return None
+    report = json.loads(results_path.read_text(encoding="utf-8"))
+    rows = []
+    for name, c in sorted(report.get("characters", {}).items()):
+        rows.append({"character": name, "status": c.get("status", "ok"), "images": c["images"],
+                     "shots": c["shots"], "candidate_shots": c.get("candidate_shots"),
+                     "left_out": c.get("left_out", {}), "folder": c.get("folder"), "reason": ""})
+    for sk in report.get("skipped_characters", []):
+        rows.append({"character": sk["character"], "status": "no dataset", "images": 0, "shots": 0,
+                     "candidate_shots": None, "left_out": sk.get("left_out_counts", {}), "folder": None,
+                     "reason": sk["reason"]})
+    for failed in report.get("failed", []):
+        rows.append({"character": failed["item"], "status": "failed", "images": 0, "shots": 0,
+                     "candidate_shots": None, "left_out": {}, "folder": None, "reason": failed["error"]})
+    usable = [r for r in rows if r["status"] in ("ok", "small")]
+    lines = []
+    if not usable:
+        lines.append("No usable dataset came out. " + _advice(rows, report.get("upstream", {})))
+    for r in rows:
+        if r["status"] == "no dataset":
+            lines.append(f"{r['character']}: no dataset — {r['reason']}")
+        if r["status"] == "small":
+            lines.append(f"{r['character']}: only {r['images']} images — built, but marked small (dataset.small_size); "
+                         "a LoRA from so few overfits: add footage with this character, or review its cluster.")
+    return {"characters": rows, "usable": len(usable), "upstream": report.get("upstream", {}), "lines": lines,
+            "report": str(results_path.parent / report["report"]["html"]) if report.get("report") else None}
+
+
+def _advice(rows: list[dict[str, Any]], upstream: dict[str, Any]) -> str:
+    if not rows:
+        found = upstream.get("instances", 0)
+        if not found:
+            return ("No instances were found: check the segment stage (`animlora status`) and that the videos "
+                    "show characters.")
+        return (f"{found} instances were found but none belongs to a character: name clusters in "
+                "`animlora review`, or lower cluster.min_cluster_size for a short film.")
+    if any(r["status"] == "no dataset" for r in rows):
+        return ("Every character had too few images that could be written: add footage, lower dataset.min_size, "
+                "or let small crops in with a larger dataset.max_enlarge (softer images).")
+    return "Every character failed: see the errors above (`animlora status`)."
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {code}" for code, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))) or "-"
+
+
+def print_ending(summary: dict[str, Any], console: Any) -> None:
+    """The ending as a rich table plus its verdict lines."""
+    from rich.table import Table
+
+    table = Table(title="datasets")
+    for column in ("character", "status", "images", "shots", "left out (why)"):
+        table.add_column(column)
+    for r in summary["characters"]:
+        shots = str(r["shots"]) + (f"/{r['candidate_shots']}" if r.get("candidate_shots") else "")
+        table.add_row(r["character"], r["status"], str(r["images"]), shots, counts_text(r["left_out"]))
+    up = summary.get("upstream") or {}
+    if summary["characters"]:
+        console.print(table)
+    if up:
+        rejected = sum(up.get("prefilter_rejected", {}).values())
+        console.print(f"before the datasets: {up.get('instances', 0)} instances, {rejected} rejected by the prefilter "
+                      f"({counts_text(up.get('prefilter_rejected', {}))}), {up.get('in_no_character', 0)} in no "
+                      "character", highlight=False)
+    for line in summary["lines"]:
+        console.print(f"[yellow]![/] {line}", highlight=False, soft_wrap=True)
+    if summary.get("report"):
+        console.print(f"every left-out instance with its reason: {summary['report']}", highlight=False)
