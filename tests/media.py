@@ -163,3 +163,16 @@ def make_truncated(path: Path, faststart: bool = True) -> Path:
 def make_not_video(path: Path) -> Path:
     path.write_text("this is a text file, not a video\n" * 50)
     return path
+
+
+def make_damaged(path: Path, span: int = 4000) -> Path:
+    """100 frames with ``span`` bytes in the middle of the file overwritten (header and index
+    intact): a stretch of packets that fail to decode, good frames before and after it."""
+    source = path.with_name(path.stem + "-whole.mp4")
+    write_video(source, synthetic_frames()[:100], faststart=True)
+    data = bytearray(source.read_bytes())
+    source.unlink()
+    middle = len(data) // 2
+    data[middle : middle + span] = b"\xff" * span
+    path.write_bytes(bytes(data))
+    return path
