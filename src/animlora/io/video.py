@@ -117,6 +117,7 @@ def probe(path: str | Path, *, check_end: bool = True) -> VideoInfo:
         if first is None:
             raise BadInputError(p, "no video frames (zero-frame video)")
         fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
+        turns = quarter_turns(first)
         duration = _duration(container, stream)
         if check_end:
             _check_end(container, stream, p, duration)
@@ -125,8 +126,8 @@ def probe(path: str | Path, *, check_end: bool = True) -> VideoInfo:
             duration=duration,
             fps=fps,
             frame_count=int(stream.frames or 0) or int(round(duration * fps)),
-            width=int(first.width),
-            height=int(first.height),
+            width=int(first.height if turns % 2 else first.width),  # as displayed (rotation honoured)
+            height=int(first.width if turns % 2 else first.height),
             codec=stream.codec_context.name,
             pix_fmt=first.format.name,
         )
@@ -477,6 +478,23 @@ def sample_frames(path: str | Path, count: int) -> list[Any]:
 
 # -- cheap views of a decoded frame ------------------------------------------------------
 
+def quarter_turns(frame: Any) -> int:
+    """How many times :func:`numpy.rot90` turns ``frame``'s pixels upright (0-3), from its
+    display matrix (a phone's ``rotate`` tag). PyAV's ``frame.rotation`` is the matrix's
+    counter-clockwise angle (-90 for ``rotate=90``), and ffmpeg's autorotate turns the
+    picture by that angle, as ``np.rot90`` does with k = angle / 90 (checked against the
+    ffmpeg CLI). PyAV without ``frame.rotation``: 0."""
+    angle = getattr(frame, "rotation", 0) or 0
+    return round(float(angle) / 90) % 4
+
+
+def upright(image: np.ndarray, frame: Any) -> np.ndarray:
+    """``image`` (made from ``frame``'s stored pixels) turned as the video is displayed."""
+    turns = quarter_turns(frame)
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
+
 def _plane(frame: Any, i: int, width: int) -> np.ndarray:
     plane = frame.planes[i]
     return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :width]
@@ -526,7 +544,8 @@ def analysis_images(frame: Any, width: int) -> tuple[np.ndarray, np.ndarray]:
 
 def to_rgb(frame: Any, crop: tuple[int, int, int, int] | None = None, fmt: str = "rgb24") -> np.ndarray:
     """Full-size RGB (HxWx3 uint8) with the right YUV matrix (BT.709 for HD when untagged);
-    ``fmt="bgr24"`` gives BGR straight from the conversion (for OpenCV's encoders)."""
+    ``fmt="bgr24"`` gives BGR straight from the conversion (for OpenCV's encoders). ``crop``
+    is in stored-pixel coordinates; the result is turned upright (see :func:`upright`)."""
     colorspace = None
     if frame.colorspace in (0, 2):  # RGB / unspecified: ffmpeg's convention, 709 from 720 lines up
         colorspace = "itu709" if frame.height >= 720 else "itu601"
@@ -540,4 +559,4 @@ def to_rgb(frame: Any, crop: tuple[int, int, int, int] | None = None, fmt: str =
     if crop is not None:
         x, y, w, h = crop
         rgb = rgb[y : y + h, x : x + w]
-    return np.ascontiguousarray(rgb)
+    return upright(np.ascontiguousarray(rgb), frame)

@@ -418,8 +418,12 @@ class _VideoExtraction:
 
     # -- 3. measure and write ----------------------------------------------------------------
     def _take(self, decoded: Any, shot_idx: int, quarter: Any = None) -> None:
+        from animlora.io.video import quarter_turns
+
         frame = decoded.frame
         w, h = (self.crop[2], self.crop[3]) if self.crop else (frame.width, frame.height)
+        if quarter_turns(frame) % 2:  # saved upright (see io/video.py upright)
+            w, h = h, w
         rel = frame_file(self.name, shot_idx, decoded.time, self.s.quality)
         row: dict[str, Any] = {
             "id": f"{self.vid}_f{decoded.index}",
