@@ -163,3 +163,42 @@ def make_truncated(path: Path, faststart: bool = True) -> Path:
 def make_not_video(path: Path) -> Path:
     path.write_text("this is a text file, not a video\n" * 50)
     return path
+
+
+def make_damaged(path: Path, span: int = 4000) -> Path:
+    """100 frames with ``span`` bytes in the middle of the file overwritten (header and index
+    intact): a stretch of packets that fail to decode, good frames before and after it."""
+    source = path.with_name(path.stem + "-whole.mp4")
+    write_video(source, synthetic_frames()[:100], faststart=True)
+    data = bytearray(source.read_bytes())
+    source.unlink()
+    middle = len(data) // 2
+    data[middle : middle + span] = b"\xff" * span
+    path.write_bytes(bytes(data))
+    return path
+
+
+def make_rotated(path: Path, matrix: tuple[int, int, int, int] = (0, 1, -1, 0)) -> Path:
+    """A 80x60 (stored) clip, white block top-left, whose track header (tkhd) carries the
+    display matrix ``(a, b, c, d)``; the default is what a phone's ``rotate=90`` (turn
+    clockwise to display) writes. PyAV cannot set the matrix, so its bytes are patched."""
+    import struct
+
+    import av
+
+    img = np.zeros((60, 80, 3), np.uint8)
+    img[:10, :20] = 255
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = 80, 60, "yuv420p"
+        for _ in range(5):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    data = path.read_bytes()
+    i = data.index(b"tkhd")
+    offset = i + 8 + (32 if data[i + 4] == 1 else 20) + 16  # version/flags, times+ids, reserved..volume
+    a, b, c, d = (v * 0x10000 for v in matrix)
+    path.write_bytes(data[:offset] + struct.pack(">9i", a, b, 0, c, d, 0, 0, 0, 0x40000000) + data[offset + 36:])
+    return path

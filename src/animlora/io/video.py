@@ -117,6 +117,7 @@ def probe(path: str | Path, *, check_end: bool = True) -> VideoInfo:
         if first is None:
             raise BadInputError(p, "no video frames (zero-frame video)")
         fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
+        turns = quarter_turns(first)
         duration = _duration(container, stream)
         if check_end:
             _check_end(container, stream, p, duration)
@@ -125,8 +126,8 @@ def probe(path: str | Path, *, check_end: bool = True) -> VideoInfo:
             duration=duration,
             fps=fps,
             frame_count=int(stream.frames or 0) or int(round(duration * fps)),
-            width=int(first.width),
-            height=int(first.height),
+            width=int(first.height if turns % 2 else first.width),  # as displayed (rotation honoured)
+            height=int(first.width if turns % 2 else first.height),
             codec=stream.codec_context.name,
             pix_fmt=first.format.name,
         )
@@ -187,16 +188,70 @@ def _check_end(container: Any, stream: Any, path: Path, duration: float) -> None
         raise BadInputError(path, f"truncated or corrupt (only {count} of {expected} frames are in the file)")
 
 
-def iter_frames(path: str | Path, *, threads: bool = True, fast_analysis: bool = False) -> Iterator[DecodedFrame]:
+@dataclass
+class Damage:
+    """Frames lost to a damaged stretch of a video: the frames ``first``..``last`` (display
+    indices, inclusive) between the last good frame before it and the first good one after
+    it, and the times of those two good frames (``end`` is None when no good frame follows)."""
+
+    first: int
+    last: int | None
+    start: float
+    end: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"frames": [self.first, self.last], "time": [round(self.start, 6),
+                                                            None if self.end is None else round(self.end, 6)]}
+
+
+class _DamageLog:
+    """Collects :class:`Damage` while decoding: ``hit`` on a packet that fails to decode,
+    ``good`` on each frame that decodes."""
+
+    def __init__(self, out: list[Damage] | None) -> None:
+        self.out = out
+        self.open: Damage | None = None
+        self.last_index = -1
+        self.last_time = 0.0
+
+    def hit(self) -> None:
+        if self.open is None:
+            self.open = Damage(self.last_index + 1, None, self.last_time, None)
+
+    def good(self, index: int, time: float) -> None:
+        if self.open is not None:
+            self.open.last, self.open.end = index - 1, time
+            if self.out is not None and self.open.last >= self.open.first:
+                self.out.append(self.open)
+            self.open = None
+        self.last_index, self.last_time = index, time
+
+    def finish(self, count: int) -> None:
+        if self.open is not None and self.out is not None:
+            self.open.last = max(self.open.first, count - 1)
+            self.out.append(self.open)
+        self.open = None
+
+
+def iter_frames(path: str | Path, *, threads: bool = True, fast_analysis: bool = False,
+                damage: list[Damage] | None = None) -> Iterator[DecodedFrame]:
     """Decode every frame of the first video stream, in display order, streaming.
 
     ``fast_analysis`` skips h264/hevc's in-loop deblocking filter: about 25% faster and
     fine for measuring change between frames, but the pixels are not the real output,
-    so never use it for frames that are saved."""
+    so never use it for frames that are saved.
+
+    With a ``damage`` list, a packet that fails to decode (a corrupt stretch of the file)
+    is skipped and the frames lost are appended to it as :class:`Damage`; the frames after
+    it keep their display index (their rank among the packets' PTS). Without one, the
+    first such packet raises :class:`BadInputError`."""
+    from bisect import bisect_left, insort
+
     import av
 
     p = Path(path)
     container = _open(p)
+    log = _DamageLog(damage)
     try:
         stream = _video_stream(container, p)
         if threads:
@@ -207,24 +262,41 @@ def iter_frames(path: str | Path, *, threads: bool = True, fast_analysis: bool =
         start = stream.start_time if stream.start_time is not None else None
         index = 0
         last_time = -1.0
+        seen: list[int] = []  # sorted PTS of every packet (display index after damage)
+        damaged = False
         try:
-            for frame in container.decode(stream):
-                pts = frame.pts
-                if pts is None:  # no timestamp: continue at the average rate
-                    t = last_time + 1.0 / float(stream.average_rate or 25)
-                else:
-                    if start is None:
-                        start = pts
-                    t = (pts - start) * base
-                yield DecodedFrame(index, t, frame)
-                last_time = t
-                index += 1
+            for packet in container.demux(stream):
+                if packet.size and packet.pts is not None:
+                    insort(seen, packet.pts)
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError as exc:
+                    if damage is None:
+                        raise BadInputError(p, f"corrupt or truncated at frame {index} ({_reason(exc)})") from exc
+                    damaged = True
+                    log.hit()
+                    continue
+                for frame in frames:
+                    pts = frame.pts
+                    if pts is None:  # no timestamp: continue at the average rate
+                        t = last_time + 1.0 / float(stream.average_rate or 25)
+                    else:
+                        if start is None:
+                            start = pts
+                        t = (pts - start) * base
+                        if damaged:
+                            index = max(index, bisect_left(seen, pts))
+                    log.good(index, t)
+                    yield DecodedFrame(index, t, frame)
+                    last_time = t
+                    index += 1
         except av.FFmpegError as exc:
             raise BadInputError(p, f"corrupt or truncated at frame {index} ({_reason(exc)})") from exc
         if index == 0:
             raise BadInputError(p, "no video frames (zero-frame video)")
+        log.finish(max(index, len(seen)))
         expected = int(stream.frames or 0)
-        if expected and index < expected - max(2, expected // 100):
+        if expected and max(index, len(seen) if damaged else 0) < expected - max(2, expected // 100):
             raise BadInputError(p, f"truncated or corrupt (only {index} of {expected} frames decode)")
     finally:
         container.close()
@@ -251,6 +323,7 @@ class ReferenceFrames:
         self.pts: list[int] = []  # sorted PTS of every packet
         self.time_base = 0.0
         self.decoded: dict[int, int] = {}  # display index -> pts of each decoded frame
+        self.damage: list[Damage] = []  # stretches lost to packets that fail to decode
 
     @property
     def count(self) -> int:
@@ -276,13 +349,19 @@ class ReferenceFrames:
             self.time_base = float(stream.time_base)
             seen = self.pts
             last = -1
+            log = _DamageLog(self.damage)
             try:
                 for packet in container.demux(stream):
                     if packet.size and packet.pts is None:
                         raise FrameOrderError(f"{self.path}: packets without timestamps")
                     if packet.size:
                         insort(seen, packet.pts)
-                    for frame in packet.decode():
+                    try:
+                        frames = packet.decode()
+                    except av.FFmpegError:  # a damaged packet: skip it, note the stretch lost
+                        log.hit()
+                        continue
+                    for frame in frames:
                         # the decoder hands a frame out only once the frames it reorders past
                         # it are read, so every packet shown before it is in `seen`
                         index = bisect_left(seen, frame.pts)
@@ -290,11 +369,14 @@ class ReferenceFrames:
                             raise FrameOrderError(f"{self.path}: frames out of order")
                         last = index
                         self.decoded[index] = frame.pts
-                        yield DecodedFrame(index, (frame.pts - seen[0]) * self.time_base, frame)
+                        t = (frame.pts - seen[0]) * self.time_base
+                        log.good(index, t)
+                        yield DecodedFrame(index, t, frame)
             except av.FFmpegError as exc:
                 raise BadInputError(self.path, f"corrupt or truncated ({_reason(exc)})") from exc
             if not self.decoded:
                 raise BadInputError(self.path, "no video frames (zero-frame video)")
+            log.finish(len(seen))
             expected = int(stream.frames or 0)
             if expected and len(seen) < expected - max(2, expected // 100):
                 raise BadInputError(self.path, f"truncated or corrupt (only {len(seen)} of {expected} frames)")
@@ -396,6 +478,23 @@ def sample_frames(path: str | Path, count: int) -> list[Any]:
 
 # -- cheap views of a decoded frame ------------------------------------------------------
 
+def quarter_turns(frame: Any) -> int:
+    """How many times :func:`numpy.rot90` turns ``frame``'s pixels upright (0-3), from its
+    display matrix (a phone's ``rotate`` tag). PyAV's ``frame.rotation`` is the matrix's
+    counter-clockwise angle (-90 for ``rotate=90``), and ffmpeg's autorotate turns the
+    picture by that angle, as ``np.rot90`` does with k = angle / 90 (checked against the
+    ffmpeg CLI). PyAV without ``frame.rotation``: 0."""
+    angle = getattr(frame, "rotation", 0) or 0
+    return round(float(angle) / 90) % 4
+
+
+def upright(image: np.ndarray, frame: Any) -> np.ndarray:
+    """``image`` (made from ``frame``'s stored pixels) turned as the video is displayed."""
+    turns = quarter_turns(frame)
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
+
 def _plane(frame: Any, i: int, width: int) -> np.ndarray:
     plane = frame.planes[i]
     return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :width]
@@ -445,7 +544,8 @@ def analysis_images(frame: Any, width: int) -> tuple[np.ndarray, np.ndarray]:
 
 def to_rgb(frame: Any, crop: tuple[int, int, int, int] | None = None, fmt: str = "rgb24") -> np.ndarray:
     """Full-size RGB (HxWx3 uint8) with the right YUV matrix (BT.709 for HD when untagged);
-    ``fmt="bgr24"`` gives BGR straight from the conversion (for OpenCV's encoders)."""
+    ``fmt="bgr24"`` gives BGR straight from the conversion (for OpenCV's encoders). ``crop``
+    is in stored-pixel coordinates; the result is turned upright (see :func:`upright`)."""
     colorspace = None
     if frame.colorspace in (0, 2):  # RGB / unspecified: ffmpeg's convention, 709 from 720 lines up
         colorspace = "itu709" if frame.height >= 720 else "itu601"
@@ -459,4 +559,4 @@ def to_rgb(frame: Any, crop: tuple[int, int, int, int] | None = None, fmt: str =
     if crop is not None:
         x, y, w, h = crop
         rgb = rgb[y : y + h, x : x + w]
-    return np.ascontiguousarray(rgb)
+    return upright(np.ascontiguousarray(rgb), frame)

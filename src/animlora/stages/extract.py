@@ -321,12 +321,17 @@ class _VideoExtraction:
         push = detector.push_after_gap if reader is not None else detector.push
         total = max(1, info.frame_count)
         count = reported = 0
-        with ReadAhead(reader if reader is not None else iter_frames(path)) as frames:
+        damage = reader.damage if reader is not None else []  # stretches lost to corrupt packets
+        with ReadAhead(reader if reader is not None else iter_frames(path, damage=damage)) as frames:
             if isinstance(self.crop, Future):
                 self.crop = self.crop.result()
             for decoded in frames:
                 count = decoded.index + 1
                 if reader is None:
+                    gap = decoded.index - len(self.times)  # frames lost to damage: times spread between
+                    if gap > 0:
+                        before = self.times[-1] if len(self.times) else 0.0
+                        self.times.extend(before + (decoded.time - before) * k / (gap + 1) for k in range(1, gap + 1))
                     self.times.append(decoded.time)
                 bgr, gray = analysis_images(decoded.frame, self.s.analysis_width)
                 found = push(decoded.index, bgr, gray)
@@ -351,7 +356,9 @@ class _VideoExtraction:
             self.shot_starts = [0, *(b.index for b in self.boundaries)]
         self._wait_writes(0)
         self.progress(count, count)
-        return self._result(info, count, detector)
+        result = self._result(info, count, detector)
+        result["stats"]["damaged"] = [d.as_dict() for d in damage]
+        return result
 
     def _boundaries(self, found: list[Any]) -> None:
         for boundary in found:
@@ -411,8 +418,12 @@ class _VideoExtraction:
 
     # -- 3. measure and write ----------------------------------------------------------------
     def _take(self, decoded: Any, shot_idx: int, quarter: Any = None) -> None:
+        from animlora.io.video import quarter_turns
+
         frame = decoded.frame
         w, h = (self.crop[2], self.crop[3]) if self.crop else (frame.width, frame.height)
+        if quarter_turns(frame) % 2:  # saved upright (see io/video.py upright)
+            w, h = h, w
         rel = frame_file(self.name, shot_idx, decoded.time, self.s.quality)
         row: dict[str, Any] = {
             "id": f"{self.vid}_f{decoded.index}",
@@ -560,6 +571,10 @@ class ExtractStage(Stage):
         ctx.catalog.upsert("shots", data["shots"])
         ctx.catalog.upsert("frames", data["frames"])
         ctx.catalog.set_meta(f"extract.stats.{vid}", json.dumps(data["stats"]))
+        for d in data["stats"].get("damaged", []):
+            ctx.log.warning("extract: %s: damaged, frames %s-%s (%ss-%ss) could not be decoded and were skipped",
+                            data["video"]["name"], d["frames"][0], d["frames"][1], d["time"][0],
+                            "end" if d["time"][1] is None else d["time"][1])
 
     def fail(self, ctx: StageContext, item: WorkItem, error: str) -> None:
         p = item.payload
@@ -704,6 +719,7 @@ def _report(ctx: StageContext, duplicate_of: dict[str, str]) -> dict[str, Any]:
                                          if not sh["kept"] and not sh["rejected"] and not sh.get("black")],
             "black_shots": [sh["shot"] for sh in shots if sh.get("black")],
             "flashes_ignored": stats.get("flashes", []), "dissolves": stats.get("dissolves", []),
+            "damaged": stats.get("damaged", []),
         })
         videos.append(entry)
     return {
