@@ -152,6 +152,12 @@ def test_project_mode_reads_kept_frames_by_shot_from_the_catalog(tmp_path):
         frames.append({"id": f"v1_f{fi}", "video_id": "v1", "shot_id": f"v1_s{shot}", "frame_index": fi,
                        "timestamp": fi / 10, "path": name, "kept": kept})
     cat.upsert("frames", frames)
+
+    # the progress panel names the video, the shot and its time, never the content id
+    from types import SimpleNamespace
+
+    plan = get_stage("segment")._plan_project(SimpleNamespace(workspace=ws, catalog=cat))
+    assert [(item.key, item.label) for item in plan] == [("v1_s0", "v shot 0 (00:00)"), ("v1_s1", "v shot 1 (00:01)")]
     cat.close()
 
     loaded = load_settings(root)
@@ -193,3 +199,14 @@ def test_the_report_names_the_engine_under_every_executor(tmp_path, executor):
     report = json.loads((out / "segmentation_results.json").read_text())
     assert report["engine"] and report["engine"].startswith("classic")
     assert report["backends_used"] == {"classic": 4}
+
+
+def test_shot_labels_read_as_video_shot_and_time():
+    from animlora.stages.segment import _shot_label
+
+    row = {"video_name": "bbb_film", "video_id": "a04a6b75e4eb52ab", "shot_idx": 54, "shot_start": 192.4,
+           "timestamp": 193.0}
+    assert _shot_label(row, "a04a6b75e4eb52ab_s54") == "bbb_film shot 54 (03:12)"
+    assert _shot_label({**row, "shot_start": 3725.0}, "x") == "bbb_film shot 54 (1:02:05)"
+    no_shot = {**row, "shot_idx": None, "shot_start": None}
+    assert _shot_label(no_shot, "a04a6b75e4eb52ab_frame_f1") == "bbb_film frame at 03:13"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
+from pathlib import Path
 
 import pytest
 import yaml
@@ -17,23 +19,38 @@ from animlora.cli.project import create_project, run_project  # noqa: E402
 from animlora.workspace import Workspace  # noqa: E402
 
 
-def test_run_skips_training_without_base_model_and_prints_the_command(tmp_path, caplog):
+def test_run_skips_training_without_base_model_and_prints_the_command(tmp_path, caplog, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the user runs from the folder above the project (as `demo` leaves them)
     root = create_project(tmp_path / "proj", "proj", [], "3d")
     tiny_sd.write_dataset(root / "training_data" / "luca", n=2)
     workspace = Workspace(root)
     with caplog.at_level(logging.WARNING, logger="animlora"):
         summaries = run_project(workspace, None, "train", "evaluate", False, False)
     assert [(s.stage, s.items_total, s.failures) for s in summaries] == [("train", 0, ()), ("evaluate", 0, ())]
-    assert "animlora train --dataset training_data/luca --base-model BASE_MODEL" in caplog.text
+    assert "animlora train --dataset proj/training_data/luca --base-model BASE_MODEL" in caplog.text
     manifest = json.loads(workspace.manifest_path("train").read_text())
     assert manifest["report"]["train_commands"] == [
-        "animlora train --dataset training_data/luca --base-model BASE_MODEL"]
+        "animlora train --dataset proj/training_data/luca --base-model BASE_MODEL"]
     # a project that names a preset gets it in the command (no preset is hard-coded)
     (root / "project.yaml").write_text((root / "project.yaml").read_text() + "train:\n  preset: 3d-character-sdxl\n")
     run_project(Workspace(root), None, "train", "train", False, False)
     manifest = json.loads(workspace.manifest_path("train").read_text())
     assert manifest["report"]["train_commands"] == [
-        "animlora train --dataset training_data/luca --base-model BASE_MODEL --preset 3d-character-sdxl"]
+        "animlora train --dataset proj/training_data/luca --base-model BASE_MODEL --preset 3d-character-sdxl"]
+
+
+def test_printed_train_command_works_from_a_directory_outside_the_project(tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    root = create_project(tmp_path / "proj", "proj", [], "3d")
+    tiny_sd.write_dataset(root / "training_data" / "luca", n=2)
+    monkeypatch.chdir(elsewhere)
+    run_project(Workspace(root), None, "train", "train", False, False)
+    (command,) = json.loads(Workspace(root).manifest_path("train").read_text())["report"]["train_commands"]
+    args = shlex.split(command)
+    dataset = Path(args[args.index("--dataset") + 1])
+    assert dataset.is_absolute() and (dataset / "images").is_dir()
+    assert dataset == (root / "training_data" / "luca").resolve()
 
 
 def test_run_trains_each_dataset_when_a_base_model_is_set(tmp_path):

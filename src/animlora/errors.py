@@ -18,6 +18,7 @@ __all__ = [
     "StageError",
     "WorkspaceError",
     "WorkspaceLockedError",
+    "require_packages",
 ]
 
 
@@ -60,6 +61,20 @@ class MissingDependencyError(AnimloraError):
             f"{purpose} needs the Python package '{package}', which is not installed: "
             f"pip install 'animlora[{extra}]'"
         )
+
+
+def require_packages(packages: tuple[str, ...], extra: str, purpose: str) -> None:
+    """Raise MissingDependencyError for the first of ``packages`` that cannot be imported
+    (found without importing it), so a base install gets the pip line, not ModuleNotFoundError."""
+    import importlib.util
+
+    for package in packages:
+        try:
+            found = importlib.util.find_spec(package) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise MissingDependencyError(package, extra, purpose)
 
 
 class ModelNotFoundError(AnimloraError):

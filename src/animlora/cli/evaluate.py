@@ -59,7 +59,9 @@ def evaluate(
     import json
 
     from animlora.cli.train import run_stage_into
+    from animlora.training.evaluation import require_evaluate_packages
 
+    require_evaluate_packages()  # before the output folder is made
     flags = {"evaluate.seeds": seeds, "evaluate.strengths": strengths, "evaluate.steps": steps, "evaluate.cfg": cfg,
              "evaluate.scheduler": scheduler, "evaluate.base_model": base_model,
              "evaluate.prompts": str(prompts.resolve()) if prompts else None,

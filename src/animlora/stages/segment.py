@@ -105,6 +105,23 @@ def _file_id(path: Path) -> str:
     return "img_" + file_sha256(path)[:16]
 
 
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
+
+
+def _shot_label(row: Any, shot: str) -> str:
+    """What the progress panel shows for a shot: ``bbb_film shot 54 (03:12)``, not its content id
+    (the item key stays the id, so nothing is redone)."""
+    video = row["video_name"] or row["video_id"]
+    if row["shot_idx"] is not None:
+        return f"{video} shot {row['shot_idx']} ({_clock(row['shot_start'] or 0.0)})"
+    if row["timestamp"] is not None:
+        return f"{video} frame at {_clock(row['timestamp'])}"
+    return shot
+
+
 class SegmentStage(Stage):
     name = "segment"
     folder = "segmentation"
@@ -134,12 +151,17 @@ class SegmentStage(Stage):
 
         frames_dir = ctx.workspace.stage_dir(stage_folder("extract"))
         rows = ctx.catalog.rows(
-            "SELECT id, video_id, shot_id, path FROM frames WHERE kept = 1 AND path IS NOT NULL "
-            "ORDER BY video_id, frame_index"
+            "SELECT f.id, f.video_id, f.shot_id, f.path, f.timestamp, v.name AS video_name, "
+            "s.idx AS shot_idx, s.start_time AS shot_start "
+            "FROM frames f LEFT JOIN videos v ON v.id = f.video_id LEFT JOIN shots s ON s.id = f.shot_id "
+            "WHERE f.kept = 1 AND f.path IS NOT NULL ORDER BY f.video_id, f.frame_index"
         )
         shots: dict[str, list[dict[str, Any]]] = {}
+        labels: dict[str, str] = {}
         for row in rows:
             shot = row["shot_id"] or f"{row['video_id']}_frame_{row['id']}"
+            if shot not in labels:
+                labels[shot] = _shot_label(row, shot)
             shots.setdefault(shot, []).append(
                 {
                     "frame_id": row["id"], "video_id": row["video_id"], "shot_id": shot,
@@ -148,7 +170,7 @@ class SegmentStage(Stage):
             )
         return [
             WorkItem(key=shot, fingerprint=digest([(f["frame_id"], f["source"]) for f in frames]),
-                     payload=frames, label=shot)
+                     payload=frames, label=labels[shot])
             for shot, frames in shots.items()
         ]
 

@@ -46,6 +46,17 @@ def _dataset_fingerprint(folder: Path) -> str:
     return digest([(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.is_file()])
 
 
+def shown_path(folder: Path) -> str:
+    """How a printed command names ``folder`` so it works as printed from where the user is:
+    relative to the current directory when under it, else absolute."""
+    folder = folder.resolve()
+    try:
+        cwd = Path.cwd().resolve()
+    except OSError:  # the current directory was removed
+        return str(folder)
+    return str(folder.relative_to(cwd)) if folder.is_relative_to(cwd) and folder != cwd else str(folder)
+
+
 class TrainStage(Stage):
     name = "train"
     folder = stage_folder("train")
@@ -63,11 +74,7 @@ class TrainStage(Stage):
         if not s.base_model:
             from animlora.training.engine import train_command
 
-            root = ctx.job.workspace_root
-            ctx.extra["commands"] = [
-                train_command(str(f.relative_to(root)) if f.is_relative_to(root) else str(f), "", s.preset)
-                for f in folders
-            ]
+            ctx.extra["commands"] = [train_command(shown_path(f), "", s.preset) for f in folders]
             for command in ctx.extra["commands"]:
                 ctx.log.warning("train: no base model configured (train.base_model), skipped; to train run: %s", command)
             if not folders:

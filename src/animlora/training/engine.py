@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from animlora.errors import AnimloraError, StageError
+from animlora.errors import AnimloraError, StageError, require_packages
 
 if TYPE_CHECKING:
     from animlora.config import Settings
@@ -83,7 +83,12 @@ def train(settings: Settings, dataset: Path, output_dir: Path, *, fresh: bool = 
 
 
 # -- builtin ------------------------------------------------------------------------------
+#: what the built-in trainer and the evaluation import (all in ``pip install 'animlora[train]'``)
+TRAIN_PACKAGES = ("torch", "diffusers", "transformers", "peft", "accelerate", "safetensors", "huggingface_hub")
+
+
 def _builtin(settings: Settings, on_step: StepCallback | None = None) -> Any:
+    require_packages(TRAIN_PACKAGES, "train", "LoRA training (train.engine 'builtin')")
     from animlora.training.trainer import LoraTrainer
 
     return LoraTrainer(settings.train, settings.models, seed=settings.project.seed, on_step=on_step)

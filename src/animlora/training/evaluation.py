@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from animlora.config.schema import EvaluateSettings, ModelsSettings
-from animlora.errors import BadInputError, ConfigError
+from animlora.errors import BadInputError, ConfigError, require_packages
 from animlora.io.files import atomic_path, atomic_write_json, atomic_write_text
 
 
@@ -61,9 +61,18 @@ def read_metadata(path: Path) -> dict[str, str]:
         raise BadInputError(path, f"not a readable .safetensors LoRA ({exc})") from exc
 
 
+#: what evaluation imports (all in ``pip install 'animlora[train]'``)
+EVALUATE_PACKAGES = ("torch", "diffusers", "transformers", "peft", "safetensors")
+
+
+def require_evaluate_packages() -> None:
+    require_packages(EVALUATE_PACKAGES, "train", "LoRA evaluation")
+
+
 def run_checkpoints(run_dir: Path) -> list[Checkpoint]:
     """The kohya files of a run, by epoch; the final file is dropped when an epoch file holds the
     same epoch (they are the same weights)."""
+    require_evaluate_packages()
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise BadInputError(run_dir, "the run folder does not exist")
@@ -83,6 +92,7 @@ def run_checkpoints(run_dir: Path) -> list[Checkpoint]:
 
 
 def file_checkpoints(paths: list[Path]) -> list[Checkpoint]:
+    require_evaluate_packages()
     out = []
     for path in paths:
         path = Path(path)
@@ -260,6 +270,7 @@ def evaluate_run(run_dir: Path, out_dir: Path, settings: EvaluateSettings, model
 def evaluate_checkpoints(checkpoints: list[Checkpoint], out_dir: Path, settings: EvaluateSettings,
                          models: ModelsSettings, *, base_model: str, dataset: Path | None = None,
                          prompts: str | None = None, progress: Any = None) -> dict[str, Any]:
+    require_evaluate_packages()
     import torch
 
     from animlora.training.base_model import check_family, load_components, locate_base_model
