@@ -23,7 +23,6 @@ One item per video, one decode per video:
 
 from __future__ import annotations
 
-import json
 import shutil
 from array import array
 from bisect import bisect_right
@@ -45,6 +44,7 @@ from animlora.pipeline.stage import (
     WorkItem,
     digest,
 )
+from animlora.records import extract as records
 
 RESULTS_FILE = "extraction_results.json"
 DUPLICATES_DIR = "_duplicates"
@@ -565,12 +565,7 @@ class ExtractStage(Stage):
 
     def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:
         data = output.data
-        vid = data["video"]["id"]
-        _delete_rows(ctx, vid)
-        ctx.catalog.upsert("videos", [data["video"]])
-        ctx.catalog.upsert("shots", data["shots"])
-        ctx.catalog.upsert("frames", data["frames"])
-        ctx.catalog.set_meta(f"extract.stats.{vid}", json.dumps(data["stats"]))
+        records.write_video(ctx.catalog, data["video"], data["shots"], data["frames"], data["stats"])
         for d in data["stats"].get("damaged", []):
             ctx.log.warning("extract: %s: damaged, frames %s-%s (%ss-%ss) could not be decoded and were skipped",
                             data["video"]["name"], d["frames"][0], d["frames"][1], d["time"][0],
@@ -578,16 +573,12 @@ class ExtractStage(Stage):
 
     def fail(self, ctx: StageContext, item: WorkItem, error: str) -> None:
         p = item.payload
-        _delete_rows(ctx, p["id"])
-        ctx.catalog.upsert("videos", [{
-            "id": p["id"], "path": p["path"], "name": p["name"], "size": p["size"],
-            "status": "error", "error": error,
-        }])
+        records.write_failed_video(ctx.catalog, p["id"], p["path"], p["name"], p["size"], error)
 
     def forget(self, ctx: StageContext, item_key: str) -> None:
-        for row in ctx.catalog.rows("SELECT id, name FROM videos WHERE path = ?", (item_key,)):
-            _delete_rows(ctx, row["id"])
-            dup = ctx.output_dir / DUPLICATES_DIR / row["name"]
+        for video in records.videos_at(ctx.catalog, item_key):
+            records.delete_video(ctx.catalog, video.id)
+            dup = ctx.output_dir / DUPLICATES_DIR / video.name
             if dup.is_dir():
                 shutil.rmtree(dup)
 
@@ -595,31 +586,24 @@ class ExtractStage(Stage):
     def finish(self, ctx: StageContext, summary: RunSummary) -> dict[str, Any]:
         s = ctx.settings.extract
         cat = ctx.catalog
-        rows = cat.rows(
-            "SELECT f.id, f.sharpness, f.phash, f.kept, f.reject_reason, f.timestamp, f.path, v.name, "
-            "sh.idx AS shot_idx FROM frames f JOIN videos v ON v.id = f.video_id "
-            "JOIN shots sh ON sh.id = f.shot_id "
-            "WHERE v.status = 'ok' AND (f.kept = 1 OR f.reject_reason = 'duplicate')"
-        )
+        rows = records.dedupe_candidates(cat)
         duplicate_of = _dedupe(rows, s.dedupe_distance) if s.dedupe else {}
         out = ctx.output_dir
         with cat.transaction():
             for row in rows:
-                rel = frame_file(row["name"], row["shot_idx"], row["timestamp"], s.quality)
+                rel = frame_file(row.video_name, row.shot_idx, row.timestamp, s.quality)
                 main, moved = out / rel, out / DUPLICATES_DIR / rel
-                if row["id"] in duplicate_of:
+                if row.id in duplicate_of:
                     if main.exists():
                         moved.parent.mkdir(parents=True, exist_ok=True)
                         main.replace(moved)
-                    if row["kept"] or row["reject_reason"] != "duplicate":
-                        cat.execute("UPDATE frames SET kept = 0, reject_reason = 'duplicate', path = NULL "
-                                    "WHERE id = ?", (row["id"],))
+                    if row.kept or row.reject_reason != "duplicate":
+                        records.mark_duplicate(cat, row.id)
                 else:
                     if moved.exists() and not main.exists():
                         moved.replace(main)
-                    if not row["kept"]:
-                        cat.execute("UPDATE frames SET kept = 1, reject_reason = NULL, path = ? WHERE id = ?",
-                                    (rel, row["id"]))
+                    if not row.kept:
+                        records.mark_kept(cat, row.id, rel)
         report = _report(ctx, duplicate_of)
         atomic_write_json(out / RESULTS_FILE, report)
         return {"videos": len(report["videos"]), "frames_kept": report["totals"]["kept"],
@@ -657,33 +641,26 @@ def project_budget(seconds: list[float], per_minute: float, least: int, most: in
     return [round(min(budget * sec / total, _MAX_RATE * sec)) for sec in seconds]
 
 
-def _delete_rows(ctx: StageContext, vid: str) -> None:
-    ctx.catalog.execute("DELETE FROM frames WHERE video_id = ?", (vid,))
-    ctx.catalog.execute("DELETE FROM shots WHERE video_id = ?", (vid,))
-    ctx.catalog.execute("DELETE FROM videos WHERE id = ?", (vid,))
-    ctx.catalog.execute("DELETE FROM meta WHERE key = ?", (f"extract.stats.{vid}",))
-
-
-def _dedupe(rows: list[Any], distance: int) -> dict[str, str]:
+def _dedupe(rows: list[records.Candidate], distance: int) -> dict[str, str]:
     """frame id -> id of the frame it duplicates. Sharpest first, ties by id: the result
     depends only on the set of frames, never on the order they were extracted in."""
     import numpy as np
 
-    order = sorted(rows, key=lambda r: (-(r["sharpness"] or 0.0), r["id"]))
+    order = sorted(rows, key=lambda r: (-(r.sharpness or 0.0), r.id))
     kept_hashes = np.zeros(0, dtype=np.uint64)
     kept_ids: list[str] = []
     result: dict[str, str] = {}
     for row in order:
-        h = np.uint64(int(row["phash"], 16))
+        h = np.uint64(int(row.phash, 16))
         if len(kept_hashes):
             x = np.bitwise_xor(kept_hashes, h)
             dist = np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(axis=1)
             hit = int(np.argmin(dist))
             if dist[hit] <= distance:
-                result[row["id"]] = kept_ids[hit]
+                result[row.id] = kept_ids[hit]
                 continue
         kept_hashes = np.append(kept_hashes, h)
-        kept_ids.append(row["id"])
+        kept_ids.append(row.id)
     return result
 
 
@@ -691,29 +668,27 @@ def _report(ctx: StageContext, duplicate_of: dict[str, str]) -> dict[str, Any]:
     cat = ctx.catalog
     videos = []
     totals: dict[str, Any] = {"kept": 0, "rejected": {}}
-    for v in cat.rows("SELECT * FROM videos ORDER BY name, id"):
-        entry: dict[str, Any] = {"name": v["name"], "id": v["id"], "path": v["path"], "status": v["status"]}
-        if v["status"] != "ok":
-            entry["error"] = v["error"]
+    for v in records.all_videos(cat):
+        entry: dict[str, Any] = {"name": v.name, "id": v.id, "path": v.path, "status": v.status}
+        if v.status != "ok":
+            entry["error"] = v.error
             videos.append(entry)
             continue
-        stats = json.loads(cat.get_meta(f"extract.stats.{v['id']}") or "{}")
+        stats = records.video_stats(cat, v.id)
         sampling = stats.get("sampling", {})
         shots = []
-        for sh in cat.rows("SELECT * FROM shots WHERE video_id = ? ORDER BY idx", (v["id"],)):
-            counts = {r["reason"] or "kept": r["n"] for r in cat.rows(
-                "SELECT reject_reason AS reason, COUNT(*) AS n FROM frames WHERE shot_id = ? GROUP BY reject_reason",
-                (sh["id"],))}
+        for sh in records.shots_of(cat, v.id):
+            counts = {reason or "kept": n for reason, n in records.frame_outcomes(cat, sh.id).items()}
             kept = counts.pop("kept", 0)
             totals["kept"] += kept
             for reason, n in counts.items():
                 totals["rejected"][reason] = totals["rejected"].get(reason, 0) + n
-            shots.append({"shot": sh["idx"], "start": sh["start_time"], "end": sh["end_time"],
-                          "frames": sh["frame_count"], "transition": sh["transition"],
-                          "kept": kept, "rejected": counts, **sampling.get(str(sh["idx"]), {})})
+            shots.append({"shot": sh.idx, "start": sh.start_time, "end": sh.end_time,
+                          "frames": sh.frame_count, "transition": sh.transition,
+                          "kept": kept, "rejected": counts, **sampling.get(str(sh.idx), {})})
         entry.update({
-            "duration": v["duration"], "fps": v["fps"], "size": [v["width"], v["height"]],
-            "frame_count": v["frame_count"], "crop": json.loads(v["crop"]) if v["crop"] else None,
+            "duration": v.duration, "fps": v.fps, "size": [v.width, v.height],
+            "frame_count": v.frame_count, "crop": list(v.crop) if v.crop else None,
             "budget": stats.get("budget"), "shots": shots,
             "shots_without_candidates": [sh["shot"] for sh in shots
                                          if not sh["kept"] and not sh["rejected"] and not sh.get("black")],
