@@ -15,7 +15,7 @@ LAYERS: list[set[str]] = [
     {"errors", "buckets", "animlora", "data", "prompts"},
     {"config", "io"},
     {"models", "catalog", "records", "workspace"},
-    {"captions", "pipeline"},
+    {"text", "pipeline"},
     {"backends", "training"},
     {"identity", "dataset"},
     {"stages"},

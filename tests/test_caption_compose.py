@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from animlora.captions import (
+from animlora.text.captions import (
     compose,
     estimate_tokens,
     intrinsic_traits,
@@ -87,9 +87,9 @@ def test_intrinsic_traits_pruned():
 
 @pytest.mark.parametrize("text", ["", "   "])
 def test_empty_edit_refused(tmp_path, text):
-    from animlora.captions import store_edit
     from animlora.catalog import Catalog
     from animlora.errors import BadInputError
+    from animlora.records.caption import store_edit
 
     with Catalog(tmp_path / "c.sqlite") as cat, pytest.raises(BadInputError):
         store_edit(cat, "i1", "luca", text)

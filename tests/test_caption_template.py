@@ -7,8 +7,8 @@ import pytest
 
 from animlora.backends.captioning.base import CaptionInput
 from animlora.backends.captioning.template import TemplateCaptioner
-from animlora.captions import caption_from_fields
 from animlora.config import load_settings
+from animlora.text.captions import caption_from_fields
 from dataset_synth import outdoor_frame, person_cutout, place
 
 
@@ -167,8 +167,8 @@ def test_a_bare_animal_is_not_wearing_its_fur(settings):
 
 
 def test_clothed_from_the_character_description():
-    from animlora.captions import clothed_hint
     from animlora.config.schema import CharacterSpec
+    from animlora.text.captions import clothed_hint
 
     assert clothed_hint(CharacterSpec(name="buck", description="a big grey rabbit with white belly fur")) is False
     assert clothed_hint(CharacterSpec(name="frank", description="a flying squirrel")) is False

@@ -8,9 +8,9 @@ import pytest
 
 from animlora.backends.captioning import get_captioner
 from animlora.backends.captioning.base import CaptionInput
-from animlora.captions import caption_from_fields
 from animlora.config import load_settings
 from animlora.errors import ModelNotFoundError
+from animlora.text.captions import caption_from_fields
 from dataset_synth import outdoor_frame, place
 
 torch = pytest.importorskip("torch")

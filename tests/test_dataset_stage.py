@@ -9,9 +9,9 @@ import tomllib
 import numpy as np
 import pytest
 
-from animlora.captions import list_captions, store_edit
 from animlora.catalog import Catalog
 from animlora.io.images import read_image
+from animlora.records.caption import list_captions, store_edit
 from dataset_synth import make_project, run_stages
 
 # The allowed keys per level of sd-scripts' dataset config, typed from kohya-ss/sd-scripts
@@ -63,16 +63,16 @@ def test_caption_stage_rows_files_and_failures(built):
         caps = list_captions(cat, "luca")
     assert len(caps) == 20
     for c in caps:
-        if c["instance_id"] in (luca[2], luca[3]):
+        if c.instance_id in (luca[2], luca[3]):
             continue
-        txt = (root / "captions" / "luca" / f"{c['instance_id']}.txt").read_text().strip()
-        assert txt == c["text"] and txt.startswith("luca, ")
-        assert c["source"] == "template" and 0 < c["confidence"] <= 1
-        assert {"lighting", "background"} <= set(c["fields"])
+        txt = (root / "captions" / "luca" / f"{c.instance_id}.txt").read_text().strip()
+        assert txt == c.text and txt.startswith("luca, ")
+        assert c.source == "template" and 0 < c.confidence <= 1
+        assert {"lighting", "background"} <= set(c.fields)
     # framing unless a side edge cuts the figure; an outfit unless shirt and trousers are one
     # colour family (a blue shirt over blue trousers reads as one material)
-    assert sum("framing" in c["fields"] for c in caps) >= 15
-    assert sum("outfit" in c["fields"] for c in caps) >= 12
+    assert sum("framing" in c.fields for c in caps) >= 15
+    assert sum("outfit" in c.fields for c in caps) >= 12
     report = json.loads((root / "captions" / "caption_results.json").read_text())
     assert report["unusable"][0]["instance"] == luca[1]
 

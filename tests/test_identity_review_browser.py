@@ -160,8 +160,8 @@ def test_review_page_in_chromium(server, tmp_path):
 def test_caption_edit_in_chromium(tmp_path):
     """Captions mode: the grid shows each image's caption; one is edited inline and saved."""
     sync_api = pytest.importorskip("playwright.sync_api")
-    from animlora.captions import get_caption
     from animlora.catalog import now
+    from animlora.records.caption import get_caption
 
     ws = make_project(tmp_path / "p")
     images, labels, _ = dataset(per_character=6, seed=0)
@@ -196,7 +196,7 @@ def test_caption_edit_in_chromium(tmp_path):
             assert page.inner_text("#sel-count") == "0 selected"  # editing did not select the image
             with ws.open_catalog() as catalog:
                 row = get_caption(catalog, inst, members[inst])
-            assert row["edited"] == 1 and row["text"] == "luca, laughing on a vespa"
+            assert row.edited and row.text == "luca, laughing on a vespa"
             shot = os.environ.get("ANIMLORA_REVIEW_SCREENSHOT")
             if shot:
                 page.screenshot(path=shot.replace(".png", "_captions.png"))

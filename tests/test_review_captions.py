@@ -8,8 +8,8 @@ import shutil
 import pytest
 from fastapi.testclient import TestClient
 
-from animlora.captions import get_caption
 from animlora.catalog import now
+from animlora.records.caption import get_caption
 from animlora.review.app import create_app
 from animlora.review.service import ReviewService
 from animlora.workspace import Workspace
@@ -76,26 +76,26 @@ def test_edit_accept_revert(project):
     ws, ids = project
     client, headers = _client(ws)
     iid, other = ids[0], ids[1]
-    auto = _row(ws, iid)["text"]
+    auto = _row(ws, iid).text
 
     # edit: stored in the catalog, whitespace tidied, the automatic text kept
     r = client.post("/api/captions/edit", json={"instance_id": iid, "character": CHARACTER,
                                                 "text": "  luca,  laughing on a vespa "}, headers=headers)
     assert r.status_code == 200 and r.json()["edited"] and r.json()["text"] == "luca, laughing on a vespa"
     row = _row(ws, iid)
-    assert row["edited"] == 1 and row["accepted"] == 1 and row["text"] == "luca, laughing on a vespa"
-    assert row["auto_text"] == auto
+    assert row.edited == 1 and row.accepted == 1 and row.text == "luca, laughing on a vespa"
+    assert row.auto_text == auto
 
     # accept another one as it is
     r = client.post("/api/captions/accept", json={"instance_id": other, "character": CHARACTER}, headers=headers)
     assert r.status_code == 200 and r.json()["accepted"] and not r.json()["edited"]
-    assert _row(ws, other)["accepted"] == 1 and _row(ws, other)["edited"] == 0
+    assert _row(ws, other).accepted == 1 and _row(ws, other).edited == 0
 
     # revert: back to the automatic text
     r = client.post("/api/captions/revert", json={"instance_id": iid, "character": CHARACTER}, headers=headers)
     assert r.status_code == 200 and r.json()["text"] == auto
     row = _row(ws, iid)
-    assert row["text"] == auto and row["edited"] == 0 and row["accepted"] == 0
+    assert row.text == auto and row.edited == 0 and row.accepted == 0
 
     # the list shows the states
     items = {c["instance_id"]: c for c in client.get("/api/captions", params={"character": CHARACTER,
@@ -136,7 +136,7 @@ def test_security(project):
         assert client.post(f"/api/captions/{path}", json=body, headers=evil).status_code == 403
     assert client.get("/api/captions", headers={"Host": "evil.example"}).status_code == 403
     row = _row(ws, ids[0])
-    assert row["edited"] == 0 and row["accepted"] == 0 and "hijacked" not in row["text"]
+    assert row.edited == 0 and row.accepted == 0 and "hijacked" not in row.text
 
     # another host: the list needs the token too
     strong = "k3Rz9-vQw2_pL7xN"

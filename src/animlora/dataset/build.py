@@ -99,16 +99,16 @@ def _too_small(m: Member, rgba: np.ndarray, s: Any, alpha_threshold: float,
 
 
 def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: Progress) -> ItemOutput:
-    from animlora.captions import (
+    from animlora.dataset.images import bucket_sizes, render
+    from animlora.dataset.selection import farthest_point, near_duplicates, quality_scores, simple_features
+    from animlora.io.images import read_image, write_image
+    from animlora.text.captions import (
         caption_from_fields,
         compose,
         intrinsic_traits,
         lint_text,
         load_token_counter,
     )
-    from animlora.dataset.images import bucket_sizes, render
-    from animlora.dataset.selection import farthest_point, near_duplicates, quality_scores, simple_features
-    from animlora.io.images import read_image, write_image
 
     s = job.settings.dataset
     cs = job.settings.caption
@@ -328,9 +328,9 @@ def _write_reg(frames: list[str], out: Path, rel: Any, buckets: list[tuple[int, 
     than ``max_enlarge`` either."""
     import cv2
 
-    from animlora.captions import compose
     from animlora.dataset.images import plan_crop
     from animlora.io.images import read_image, write_image
+    from animlora.text.captions import compose
 
     files = []
     text = compose("", s.caption_prefix, [], max_tokens=cs.max_tokens, style_words=cs.style_words, count=count).text

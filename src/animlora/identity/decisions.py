@@ -1,7 +1,8 @@
 """Review decisions: an append-only log over stable instance ids, replayed on the clustering.
 
-The cluster stage writes a *base* clustering (``clusters``, ``cluster_assignments``). Every
-review action appends a row to ``review_decisions``; the reviewed state is the base with
+The cluster stage writes a *base* clustering (``clusters``, ``cluster_assignments``:
+:mod:`animlora.records.cluster`). Every review action appends a row to ``review_decisions``
+(:mod:`animlora.records.decisions`, which stores the log this module gives meaning to); the reviewed state is the base with
 every active decision replayed in order, and ``character_members`` is kept equal to it.
 
 A decision names clusters by id *and* by a snapshot of their members (up to 256 instance
@@ -13,12 +14,16 @@ decision ``undone = 1``; redo clears it; a new decision after an undo flags the 
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from animlora.catalog import Catalog, now
 from animlora.pipeline.stage import digest
+from animlora.records import cluster as cluster_records
+from animlora.records import decisions as records
+
+if TYPE_CHECKING:
+    from animlora.catalog import Catalog
 
 NOISE_ID = "noise"
 SNAPSHOT = 256
@@ -48,19 +53,15 @@ class ReviewState:
     # -- loading ---------------------------------------------------------------------
     @classmethod
     def base(cls, catalog: Catalog) -> ReviewState:
-        groups = {
-            row["id"]: Group(row["id"], row["name"], bool(row["is_noise"]))
-            for row in catalog.rows("SELECT id, name, is_noise FROM clusters")
-        }
-        assign = {row[0]: row[1] for row in catalog.rows("SELECT instance_id, cluster_id FROM cluster_assignments")}
-        return cls(groups, assign)
+        groups = {c.id: Group(c.id, c.name, c.is_noise) for c in cluster_records.clusters(catalog)}
+        return cls(groups, cluster_records.assignments(catalog))
 
     @classmethod
     def load(cls, catalog: Catalog) -> ReviewState:
         """The base clustering with every active decision replayed."""
         state = cls.base(catalog)
-        for row in catalog.rows("SELECT action, payload FROM review_decisions WHERE undone = 0 ORDER BY seq"):
-            state.apply(row["action"], json.loads(row["payload"]))
+        for action, payload in records.active(catalog):
+            state.apply(action, payload)
         return state
 
     # -- queries ---------------------------------------------------------------------
@@ -150,47 +151,23 @@ def record(catalog: Catalog, action: str, payload: dict) -> int:
     """Append a decision (superseding what was undone); return its seq."""
     if action not in ACTIONS:
         raise ValueError(f"unknown review action {action!r}")
-    with catalog.transaction():
-        catalog.execute("UPDATE review_decisions SET undone = 2 WHERE undone = 1")
-        cur = catalog.execute(
-            "INSERT INTO review_decisions (ts, action, payload, undone) VALUES (?, ?, ?, 0)",
-            (now(), action, json.dumps(payload)),
-        )
-        return int(cur.lastrowid)
+    return records.append(catalog, action, payload)
 
 
 def undo(catalog: Catalog) -> int | None:
-    row = catalog.one("SELECT seq FROM review_decisions WHERE undone = 0 ORDER BY seq DESC LIMIT 1")
-    if row is None:
-        return None
-    catalog.execute("UPDATE review_decisions SET undone = 1 WHERE seq = ?", (row[0],))
-    return int(row[0])
+    return records.undo_last(catalog)
 
 
 def redo(catalog: Catalog) -> int | None:
-    row = catalog.one("SELECT seq FROM review_decisions WHERE undone = 1 ORDER BY seq ASC LIMIT 1")
-    if row is None:
-        return None
-    catalog.execute("UPDATE review_decisions SET undone = 0 WHERE seq = ?", (row[0],))
-    return int(row[0])
+    return records.redo_next(catalog)
 
 
-def can_undo_redo(catalog: Catalog) -> tuple[bool, bool]:
-    undo_ok = catalog.one("SELECT 1 FROM review_decisions WHERE undone = 0 LIMIT 1") is not None
-    redo_ok = catalog.one("SELECT 1 FROM review_decisions WHERE undone = 1 LIMIT 1") is not None
-    return undo_ok, redo_ok
+can_undo_redo = records.can_undo_redo
 
 
 def write_members(catalog: Catalog, state: ReviewState) -> int:
     """Make ``character_members`` equal the state's characters; return rows changed."""
-    wanted = state.characters()
-    current = {row[0]: row[1] for row in catalog.rows("SELECT instance_id, character FROM character_members")}
-    gone = [(i,) for i in current if i not in wanted]
-    changed = [(i, c) for i, c in wanted.items() if current.get(i) != c]
-    with catalog.transaction():
-        catalog.conn.executemany("DELETE FROM character_members WHERE instance_id = ?", gone)
-        catalog.conn.executemany("INSERT OR REPLACE INTO character_members VALUES (?, ?)", changed)
-    return len(gone) + len(changed)
+    return records.replace_members(catalog, state.characters())
 
 
 def refresh_members(catalog: Catalog) -> ReviewState:

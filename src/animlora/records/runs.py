@@ -47,3 +47,12 @@ def failed_items(catalog: Catalog, stage: str) -> list[tuple[str, str]]:
     rows = catalog.rows("SELECT item_key, error FROM stage_items WHERE stage = ? AND status = 'failed' "
                         "ORDER BY item_key", (stage,))
     return [(row["item_key"], row["error"] or "") for row in rows]
+
+
+def run_marks(catalog: Catalog, stages: tuple[str, ...]) -> list[tuple[str, str, float, str]]:
+    """(stage, stage key, started at, status) of the last run of each of ``stages`` that ran,
+    by stage: changes whenever one of them runs again."""
+    marks = ", ".join("?" * len(stages))
+    rows = catalog.rows(f"SELECT stage, stage_key, started_at, status FROM stage_runs WHERE stage IN ({marks}) "
+                        "ORDER BY stage", stages)
+    return [tuple(row) for row in rows]  # type: ignore[misc]

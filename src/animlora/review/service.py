@@ -13,7 +13,7 @@ import shutil
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,7 +22,14 @@ from animlora.errors import AnimloraError, BadInputError, WorkspaceError, Worksp
 from animlora.identity import decisions
 from animlora.identity.decisions import NOISE_ID, ReviewState
 from animlora.io.files import atomic_path, atomic_write_json, character_name_problem, inside
+from animlora.records import cluster as cluster_records
+from animlora.records import decisions as decision_records
+from animlora.records import embed as embed_records
+from animlora.records.runs import run_marks
 from animlora.workspace import STATE_DIR, Workspace
+
+if TYPE_CHECKING:
+    from animlora.records.caption import Caption
 
 EXPORT_MARKER = "export_report.json"
 PREVIEW = 6  # thumbnails per cluster card in the overview
@@ -52,9 +59,7 @@ def open_workspace(folder: Path | None) -> Workspace:
 
 def upstream_key(catalog: Catalog) -> str:
     """Changes whenever a stage the review rests on (embed, cluster) runs again."""
-    rows = catalog.rows("SELECT stage, stage_key, started_at, status FROM stage_runs WHERE stage IN ('embed', 'cluster') "
-                        "ORDER BY stage")
-    return hashlib.sha256(repr([tuple(r) for r in rows]).encode()).hexdigest()
+    return hashlib.sha256(repr(run_marks(catalog, ("embed", "cluster"))).encode()).hexdigest()
 
 
 def check_name(name: str) -> str:
@@ -79,16 +84,16 @@ class ReviewService:
         self.boot = secrets.token_hex(4)  # a page from an earlier server is stale too
         self.revision = 0  # decisions made through this server
         with self.catalog() as catalog:
-            if catalog.one("SELECT COUNT(*) FROM clusters")[0] == 0:
+            if cluster_records.count_clusters(catalog) == 0:
                 raise WorkspaceError(f"{workspace.root}: nothing to review yet; run the cluster stage first")
             self._load(catalog)
 
     def _load(self, catalog: Catalog) -> None:
         self.state = decisions.refresh_members(catalog)
-        self.paths = {row[0]: row[1] for row in catalog.rows("SELECT instance_id, path FROM identity_instances")}
-        self.distance = dict(catalog.rows("SELECT instance_id, distance FROM cluster_assignments"))
-        self.model = catalog.get_meta("identity.model")
-        self.input_root = catalog.get_meta("identity.input_root")
+        self.paths = embed_records.instance_paths(catalog)
+        self.distance = cluster_records.assignment_distances(catalog)
+        self.model = cluster_records.clustered_model(catalog)
+        self.input_root = embed_records.input_root(catalog)
         self.upstream = upstream_key(catalog)
 
     @property
@@ -174,7 +179,7 @@ class ReviewService:
             self._current()
             with self.catalog() as catalog:
                 can_undo, can_redo = decisions.can_undo_redo(catalog)
-                n_decisions = catalog.one("SELECT COUNT(*) FROM review_decisions WHERE undone = 0")[0]
+                n_decisions = decision_records.count_active(catalog)
             clusters = []
             for group in self.state.live_groups():
                 members = self.state.members.get(group.id, set())
@@ -287,13 +292,7 @@ class ReviewService:
         from animlora.identity.clustering import normalise
 
         with self.catalog() as catalog:
-            placeholders = ",".join("?" * len(members))
-            rows = catalog.rows(
-                f"SELECT i.instance_id, e.vector FROM identity_instances i JOIN embeddings e "
-                f"ON e.content_hash = i.content_hash AND e.model = ? WHERE i.instance_id IN ({placeholders})",
-                (self.model, *members),
-            )
-        vec = {row[0]: np.frombuffer(row[1], dtype="<f4") for row in rows}
+            vec = embed_records.vectors(catalog, self.model, members)
         have = [m for m in members if m in vec]
         if len(have) < k:
             raise ReviewError("the embeddings of this cluster are missing; run embed again")
@@ -316,12 +315,12 @@ class ReviewService:
         return self.summary()
 
     # -- captions ---------------------------------------------------------------------
-    # The caption functions of animlora.captions do the catalog work; the service only checks
+    # The caption functions of animlora.records.caption do the catalog work; the service only checks
     # that the caption exists (so an unknown one is a 404, not a silent no-op) and returns the
     # row as the page shows it. Edits are stored verbatim (whitespace tidied): the dataset stage
     # lints them and puts the trigger word first when it composes the set's text files.
     def captions(self, character: str | None, offset: int, limit: int) -> dict[str, Any]:
-        from animlora.captions import list_captions
+        from animlora.records.caption import list_captions
 
         with self.catalog() as catalog:
             rows = list_captions(catalog, character)
@@ -329,7 +328,7 @@ class ReviewService:
                 "items": [caption_view(r) for r in rows[offset : offset + limit]]}
 
     def caption(self, instance_id: str, character: str) -> dict[str, Any] | None:
-        from animlora.captions import get_caption
+        from animlora.records.caption import get_caption
 
         with self.catalog() as catalog:
             row = get_caption(catalog, instance_id, character)
@@ -337,7 +336,7 @@ class ReviewService:
 
     def edit_caption(self, instance_id: str, character: str, text: str) -> dict[str, Any] | None:
         """None when there is no such caption (a new one is not created from the page)."""
-        from animlora.captions import store_edit
+        from animlora.records.caption import store_edit
 
         with self._writing(None, bump=False):
             if self.caption(instance_id, character) is None:
@@ -347,7 +346,7 @@ class ReviewService:
             return self.caption(instance_id, character)
 
     def accept_caption(self, instance_id: str, character: str) -> dict[str, Any] | None:
-        from animlora.captions import accept_caption
+        from animlora.records.caption import accept_caption
 
         with self._writing(None, bump=False):
             if self.caption(instance_id, character) is None:
@@ -357,7 +356,7 @@ class ReviewService:
             return self.caption(instance_id, character)
 
     def revert_caption(self, instance_id: str, character: str) -> dict[str, Any] | None:
-        from animlora.captions import revert_edit
+        from animlora.records.caption import revert_edit
 
         with self._writing(None, bump=False):
             if self.caption(instance_id, character) is None:
@@ -375,12 +374,12 @@ class ReviewService:
             return export_state(self.state, self.workspace, self.instance_path, output_dir, force)
 
 
-def caption_view(row: dict[str, Any]) -> dict[str, Any]:
+def caption_view(row: Caption) -> dict[str, Any]:
     """A caption row as the page needs it (the fields and their measurements stay out)."""
     return {
-        "instance_id": row["instance_id"], "character": row["character"], "text": row["text"],
-        "auto_text": row["auto_text"], "source": row["source"], "edited": bool(row["edited"]),
-        "accepted": bool(row["accepted"]), "confidence": row["confidence"],
+        "instance_id": row.instance_id, "character": row.character, "text": row.text,
+        "auto_text": row.auto_text, "source": row.source, "edited": row.edited,
+        "accepted": row.accepted, "confidence": row.confidence,
     }
 
 

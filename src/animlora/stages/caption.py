@@ -13,15 +13,12 @@ for the new character's.
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from dataclasses import replace
 from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from animlora.captions import character_clothed, retrigger
-from animlora.catalog import now
 from animlora.dataset.sources import (
     Member,
     folder_members,
@@ -41,6 +38,8 @@ from animlora.pipeline.stage import (
     WorkItem,
     digest,
 )
+from animlora.records import caption as records
+from animlora.text.captions import character_clothed, retrigger
 
 RESULTS_FILE = "caption_results.json"
 
@@ -48,7 +47,7 @@ _COUNTERS: dict[str, Any] = {}
 
 
 def _counter(spec: str, models: Any):
-    from animlora.captions import load_token_counter
+    from animlora.text.captions import load_token_counter
 
     if spec not in _COUNTERS:
         _COUNTERS[spec] = load_token_counter(spec, models)
@@ -123,7 +122,7 @@ def caption_member(member: Member, trigger: str, settings: Any, *, edited_text: 
                    ahead: list[Any] | None = None, clothed: bool | None = None) -> dict[str, Any]:
     """Caption one member with the configured backend: the row data (text, fields, source ...).
     ``ahead`` = (member json, trigger) of the next items, captioned in the same batch by a VLM."""
-    from animlora.captions import caption_from_fields, compose, lint_text
+    from animlora.text.captions import caption_from_fields, compose, lint_text
 
     cs = settings.caption
     result, notes = _caption_result(member, trigger, settings, ahead or [], clothed)
@@ -204,9 +203,7 @@ class CaptionStage(Stage):
                 hints[character] = character_clothed(root, character)
             return hints[character]
 
-        edits: dict[str, dict[str, str]] = defaultdict(dict)  # instance -> character -> edited text
-        for r in ctx.catalog.rows("SELECT instance_id, character, text FROM captions WHERE edited = 1"):
-            edits[r["instance_id"]][r["character"]] = r["text"]
+        edits = records.edited_texts(ctx.catalog)  # instance -> character -> edited text
         items = []
         for m in members:
             if m.problem:
@@ -244,42 +241,29 @@ class CaptionStage(Stage):
 
     def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:
         d = output.data
-        query = "SELECT edited, accepted FROM captions WHERE instance_id = ? AND character = ?"
-        row = ctx.catalog.one(query, (d["instance_id"], d["character"]))
-        carried = d.get("carried_from")
-        old = ctx.catalog.one(query, (d["instance_id"], carried)) if carried else None
-        edited = bool(row and row["edited"]) or old is not None
-        ctx.catalog.upsert("captions", [{
-            "instance_id": d["instance_id"], "character": d["character"],
-            "text": d["text"], "source": "edit" if edited else d["source"], "fields": d["fields"],
-            "edited": int(edited), "accepted": int(bool(row and row["accepted"]) or bool(old and old["accepted"])),
-            "auto_text": d["auto_text"], "confidence": d["confidence"], "note": d["note"], "updated_at": now(),
-        }])
-        if old is not None:  # the edit now lives under the instance's current character
-            ctx.catalog.execute("DELETE FROM captions WHERE instance_id = ? AND character = ?",
-                                (d["instance_id"], carried))
+        records.write_stage_caption(ctx.catalog, instance_id=d["instance_id"], character=d["character"],
+                                    text=d["text"], source=d["source"], fields=d["fields"], auto_text=d["auto_text"],
+                                    confidence=d["confidence"], note=d["note"], carried_from=d.get("carried_from"))
 
     def forget(self, ctx: StageContext, item_key: str) -> None:
         character, _, instance_id = item_key.partition(":")
-        # a person's edit outlives any re-run
-        ctx.catalog.execute("DELETE FROM captions WHERE instance_id = ? AND character = ? AND edited = 0",
-                            (instance_id, character))
+        records.forget_caption(ctx.catalog, instance_id, character)  # a person's edit outlives any re-run
 
     # -- finish ------------------------------------------------------------------------
     def finish(self, ctx: StageContext, summary: RunSummary) -> dict[str, Any]:
-        rows = ctx.catalog.rows("SELECT * FROM captions ORDER BY character, instance_id")
+        rows = records.list_captions(ctx.catalog)
         per_char: dict[str, dict[str, Any]] = defaultdict(lambda: {"captions": 0, "edited": 0, "sources": Counter(),
                                                                    "fields": defaultdict(Counter), "words": [],
                                                                    "notes": Counter()})
         for r in rows:
-            c = per_char[r["character"]]
+            c = per_char[r.character]
             c["captions"] += 1
-            c["edited"] += int(r["edited"])
-            c["sources"][r["source"]] += 1
-            c["words"].append(len(r["text"].split()))
-            if r["note"]:
-                c["notes"][r["note"].split(":")[0].split(" (")[0]] += 1
-            for name, entry in json.loads(r["fields"] or "{}").items():
+            c["edited"] += int(r.edited)
+            c["sources"][r.source] += 1
+            c["words"].append(len(r.text.split()))
+            if r.note:
+                c["notes"][r.note.split(":")[0].split(" (")[0]] += 1
+            for name, entry in r.fields.items():
                 if isinstance(entry, dict) and entry.get("value"):
                     c["fields"][name][entry["value"]] += 1
         report = {

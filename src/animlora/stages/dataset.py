@@ -87,7 +87,7 @@ class DatasetStage(Stage):
         return folder_members(source, s.character or source.name), None, None
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
-        from animlora.captions import character_clothed
+        from animlora.text.captions import character_clothed
 
         members, catalog, root = self._sources(ctx)
         s = ctx.settings.dataset

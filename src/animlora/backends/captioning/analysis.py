@@ -265,7 +265,7 @@ def palette(image: np.ndarray, mask: np.ndarray, k: int, min_share: float, seed:
     colors.sort(key=lambda name: float(np.mean(heights[name])))
     if not colors:
         return "", 0.0, {"colors": [], "shares": shares}
-    from animlora.captions import outfit_phrase
+    from animlora.text.captions import outfit_phrase
 
     covered = sum(shares[c] for c in colors)
     return outfit_phrase(colors), float(np.clip(covered, 0.3, 0.9)), {

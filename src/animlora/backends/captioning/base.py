@@ -2,7 +2,7 @@
 
 A backend implements one method, :meth:`Captioner.caption`, over a batch. It returns fields
 (``{"view": {"value": "side view", "confidence": 0.7}, ...}``) rather than finished text, so
-that composition, lint and the token budget live in one place (:mod:`animlora.captions`) and
+that composition, lint and the token budget live in one place (:mod:`animlora.text.captions`) and
 the dataset stage can prune identity-intrinsic traits per character.
 """
 

@@ -59,7 +59,7 @@ def description_result(item: CaptionInput, text: str, source: str, settings: Cap
                        confidence: float = 0.7) -> CaptionResult:
     """A free-text model's sentence as the ``description`` field, completed by measurement."""
     from animlora.backends.captioning.schema import plain_caption
-    from animlora.captions import lint_text
+    from animlora.text.captions import lint_text
 
     sentence = lint_text(plain_caption(text), ban_words=settings.ban_words, style_words=settings.style_words)
     fields: dict[str, dict[str, Any]] = {}

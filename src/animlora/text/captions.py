@@ -1,4 +1,5 @@
-"""Caption text: composition, lint, token budget, and the catalog functions of the captions table.
+"""Caption text: composition, lint and the token budget (no catalog access; the captions
+table is :mod:`animlora.records.caption`).
 
 A caption is built as ``trigger, prefix, field, field, ...``: the trigger word first so that
 sd-scripts' ``keep_tokens = 1`` keeps it in place when captions are shuffled, then the style
@@ -6,13 +7,12 @@ prefix, then the fields in ``caption.field_order`` (earlier fields survive trimm
 banned words and words that pull a 3D character toward 2D illustration, drops duplicates, and
 trims fields from the end until the text fits the text encoder (77 CLIP tokens, BOS/EOS included).
 
-The review web app edits captions through :func:`store_edit` and :func:`accept_caption`; an
-edited caption is kept verbatim across re-runs of the caption stage.
+A caption a person edited in the review page (:func:`animlora.records.caption.store_edit`) is
+kept verbatim across re-runs of the caption stage.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import Counter
@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from animlora.catalog import Catalog
     from animlora.config.schema import CaptionSettings, ModelsSettings
 
 # Fields that describe who the character is rather than this shot; with pruning on, a value
@@ -290,77 +289,3 @@ def retrigger(text: str, old: str, new: str) -> str:
     if old and old != new and text.startswith(old) and (len(text) == len(old) or not text[len(old)].isalnum()):
         return new + text[len(old):]
     return text
-
-
-# -- catalog ----------------------------------------------------------------------------
-def get_caption(catalog: Catalog, instance_id: str, character: str) -> dict[str, Any] | None:
-    row = catalog.one("SELECT * FROM captions WHERE instance_id = ? AND character = ?", (instance_id, character))
-    if row is None:
-        return None
-    out = dict(row)
-    out["fields"] = json.loads(out["fields"] or "{}")
-    return out
-
-
-def list_captions(catalog: Catalog, character: str | None = None) -> list[dict[str, Any]]:
-    """Every caption (of one character), for the review page."""
-    sql = "SELECT * FROM captions"
-    params: tuple[Any, ...] = ()
-    if character is not None:
-        sql += " WHERE character = ?"
-        params = (character,)
-    rows = []
-    for row in catalog.rows(sql + " ORDER BY character, instance_id", params):
-        item = dict(row)
-        item["fields"] = json.loads(item["fields"] or "{}")
-        rows.append(item)
-    return rows
-
-
-def store_edit(catalog: Catalog, instance_id: str, character: str, text: str) -> None:
-    """A person's caption: kept verbatim (whitespace tidied) and never overwritten by a re-run."""
-    from animlora.catalog import now
-    from animlora.errors import BadInputError
-
-    clean = " ".join(text.split())
-    if not clean:
-        raise BadInputError(f"caption {instance_id}", "an empty caption; delete the image from the set instead")
-    with catalog.transaction():
-        row = catalog.one("SELECT text, auto_text FROM captions WHERE instance_id = ? AND character = ?",
-                          (instance_id, character))
-        if row is None:
-            catalog.upsert("captions", [{
-                "instance_id": instance_id, "character": character, "text": clean, "source": "edit",
-                "fields": {}, "edited": 1, "accepted": 1, "auto_text": None, "confidence": 1.0,
-                "note": None, "updated_at": now(),
-            }])
-        else:
-            catalog.execute(
-                "UPDATE captions SET text = ?, edited = 1, accepted = 1, auto_text = COALESCE(auto_text, ?), "
-                "updated_at = ? WHERE instance_id = ? AND character = ?",
-                (clean, row["text"], now(), instance_id, character),
-            )
-
-
-def accept_caption(catalog: Catalog, instance_id: str, character: str) -> None:
-    """A person accepted the caption as written."""
-    from animlora.catalog import now
-    from animlora.errors import BadInputError
-
-    with catalog.transaction():
-        cur = catalog.execute(
-            "UPDATE captions SET accepted = 1, updated_at = ? WHERE instance_id = ? AND character = ?",
-            (now(), instance_id, character),
-        )
-    if cur.rowcount == 0:
-        raise BadInputError(f"caption {instance_id}", f"no caption for character {character!r}")
-
-
-def revert_edit(catalog: Catalog, instance_id: str, character: str) -> None:
-    """Back to the backend's caption (the edit is dropped)."""
-    with catalog.transaction():
-        catalog.execute(
-            "UPDATE captions SET text = COALESCE(auto_text, text), edited = 0, accepted = 0 "
-            "WHERE instance_id = ? AND character = ?",
-            (instance_id, character),
-        )
