@@ -88,3 +88,30 @@ def test_a_deocclude_output_made_by_the_last_release_migrates_and_is_up_to_date(
     # and a forced re-run writes the same report from the table
     run_standalone("deocclude", tmp_path / "seg", out, {"inpaint.backend": "opencv"}, **common | {"force": True})
     assert json.loads((out / "deocclude_report.json").read_text())["changed"] == report["changed"]
+
+
+def test_identity_distances_comes_from_a_migration_and_an_old_catalog_keeps_its_rows(tmp_path):
+    from animlora.records import cluster as cluster_records
+    from animlora.stages.cluster import DISTANCES_SQL
+
+    name = cluster_records.MIGRATION[0]
+    new = tmp_path / "new.sqlite"
+    with Catalog(new) as cat:  # a new catalog has the table before any cluster run
+        made = [tuple(r) for r in cat.rows("PRAGMA table_info(identity_distances)")]
+    # an old catalog: the table made by the cluster stage of the last release, with a row
+    old = tmp_path / "old.sqlite"
+    Catalog(old).close()
+    conn = sqlite3.connect(old)
+    conn.execute("DROP TABLE identity_distances")
+    conn.execute("DELETE FROM schema_migrations WHERE name = ?", (name,))
+    conn.execute(DISTANCES_SQL)
+    conn.execute("INSERT INTO identity_distances VALUES ('i1', 't1', 0, 0.1, 'c1', 0.2, 'c2', 0.6)")
+    conn.commit()
+    conn.close()
+    with Catalog(old) as cat:
+        assert cat.one("SELECT 1 FROM schema_migrations WHERE name = ?", (name,)) is not None
+        assert [tuple(r) for r in cat.rows("SELECT * FROM identity_distances")] == [
+            ("i1", "t1", 0, 0.1, "c1", 0.2, "c2", 0.6)]
+        assert [tuple(r) for r in cat.rows("PRAGMA table_info(identity_distances)")] == made
+        cat.execute(DISTANCES_SQL)  # the cluster stage's own CREATE is now a no-op
+        assert cat.one("SELECT COUNT(*) FROM identity_distances")[0] == 1

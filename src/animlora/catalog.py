@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from animlora.errors import WorkspaceError
+from animlora.records import cluster as cluster_records
 from animlora.records import deocclude as deocclude_records
 
 # (name, SQL). Append only: a migration that has shipped is never edited or reordered.
@@ -240,6 +241,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE instances ADD COLUMN measures TEXT;
         """,
     ),
+    cluster_records.MIGRATION,  # identity_distances, which the cluster stage made before
 ]
 
 
