@@ -14,7 +14,7 @@ work on the machine only ever slows a run down):
   else: the floor the target is set against; once more with the decoder thread count
   the stage uses (``animlora.io.video.decode_threads``), a stricter floor;
 - PySceneDetect: ``scenedetect.detect(path, AdaptiveDetector())`` with its defaults;
-- ours: ``animlora.stages.shots.detect_shots`` with the extract defaults;
+- ours: ``animlora.video.shots.detect_shots`` with the extract defaults;
 - accuracy: every cut PySceneDetect finds must be found by ours at the same frame;
 - the whole extract stage in scene mode (standalone run into a temp folder);
 - on the 10-minute film, the stage once more in a child process, for its peak RSS alone.
@@ -110,7 +110,7 @@ def pyscenedetect(path: Path) -> list[int]:
 
 def ours(path: Path) -> tuple[list, int]:
     from animlora.config import load_settings
-    from animlora.stages.shots import detect_shots
+    from animlora.video.shots import detect_shots
 
     s = load_settings().settings.extract
     found, count, _ = detect_shots(path, detector=s.detector, threshold=s.threshold,

@@ -15,7 +15,7 @@ LAYERS: list[set[str]] = [
     {"errors", "buckets", "animlora", "data", "prompts"},
     {"config", "io"},
     {"models", "catalog", "records", "workspace"},
-    {"text", "pipeline"},
+    {"text", "video", "pipeline"},
     {"backends", "training"},
     {"identity", "dataset"},
     {"stages"},

@@ -9,7 +9,7 @@ import pytest
 
 import media
 from animlora.io.video import iter_frames, probe
-from animlora.stages.shots import detect_shots
+from animlora.video.shots import detect_shots
 
 DATA = Path(__file__).parent / "data"
 # First frames of each new shot in bikes.mp4, looked up once by eye (frames dumped around
@@ -110,7 +110,7 @@ def test_stream_finalises_nothing_inside_a_pending_transition():
     # so a sampler can leave them out
     import cv2
 
-    from animlora.stages.shots import ShotDetector
+    from animlora.video.shots import ShotDetector
 
     frames = media.synthetic_frames()
     shots = ShotDetector(25.0)

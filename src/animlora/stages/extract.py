@@ -93,7 +93,7 @@ def _write_frame(path: Path, frame: Any, crop: Any, quarter: Any = None) -> tupl
     import numpy as np
 
     from animlora.io.video import luma, luma_scale, to_rgb
-    from animlora.stages.frame_measures import cropped, phash, sharpness
+    from animlora.video.frame_measures import cropped, phash, sharpness
 
     if quarter is None:
         quarter = np.ascontiguousarray(cropped(luma(frame), crop)[::4, ::4])
@@ -264,7 +264,7 @@ class _VideoExtraction:
     # -- 1. probe and bars -------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         from animlora.io.video import FrameOrderError, luma, probe, sample_frames
-        from animlora.stages.frame_measures import detect_bars, limited_range
+        from animlora.video.frame_measures import detect_bars, limited_range
 
         path = Path(self.payload["path"])
         info = probe(path, check_end=False)
@@ -305,7 +305,7 @@ class _VideoExtraction:
         third to a half less decoding, and the frames it keeps are the encoder's best-quality
         ones. Interval and all modes need any frame, so they decode every one."""
         from animlora.io.video import ReadAhead, ReferenceFrames, analysis_images, iter_frames
-        from animlora.stages.shots import ShotDetector, refine_cuts
+        from animlora.video.shots import ShotDetector, refine_cuts
 
         detector = ShotDetector(
             info.fps, detector=self.s.detector, threshold=self.s.threshold,
@@ -372,7 +372,7 @@ class _VideoExtraction:
         import numpy as np
 
         from animlora.io.video import luma
-        from animlora.stages.frame_measures import cropped, is_black
+        from animlora.video.frame_measures import cropped, is_black
 
         quarter = np.ascontiguousarray(cropped(luma(decoded.frame), self.crop)[::4, ::4])
         lap = cv2.Laplacian(quarter, cv2.CV_16S)
