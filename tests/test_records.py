@@ -115,3 +115,53 @@ def test_identity_distances_comes_from_a_migration_and_an_old_catalog_keeps_its_
         assert [tuple(r) for r in cat.rows("PRAGMA table_info(identity_distances)")] == made
         cat.execute(DISTANCES_SQL)  # the cluster stage's own CREATE is now a no-op
         assert cat.one("SELECT COUNT(*) FROM identity_distances")[0] == 1
+
+
+def test_stage_folders_new_names_and_an_old_layout_project_resumes_with_nothing_redone(tmp_path):
+    """A new project writes inpaint/deocclude into inpainting/ and deocclusion/; a project
+    made by an earlier release (plates/, deoccluded/) keeps its folders and is up to date."""
+    from animlora.config import load_settings
+    from animlora.pipeline.runner import Runner
+    from animlora.records.folders import stage_folder
+    from animlora.stages import get_stage
+    from animlora.workspace import Workspace
+
+    root = tmp_path / "proj"
+    (root / "frames").mkdir(parents=True)
+    (root / "project.yaml").write_text("project:\n  name: t\nsegment:\n  backend: classic\n"
+                                       "inpaint:\n  backend: opencv\n")
+    ws = Workspace(root)
+    with ws.open_catalog() as cat:
+        cat.upsert("videos", [{"id": "v1", "path": "v.mp4", "name": "v", "size": 1, "status": "ok"}])
+        cat.upsert("shots", [{"id": "v1_s0", "video_id": "v1", "idx": 0, "start_frame": 0, "end_frame": 10,
+                              "start_time": 0, "end_time": 1, "frame_count": 10}])
+        cat.upsert("frames", [{"id": "v1_f2", "video_id": "v1", "shot_id": "v1_s0", "frame_index": 2,
+                               "timestamp": 0.2, "path": "f2.png", "kept": 1}])
+    image, _ = scene(4, [((120, 90), (50, 70), (220, 90, 60)), ((168, 150), (12, 12), (60, 80, 210))])
+    write_image(root / "frames" / "f2.png", image)
+    stages = ["segment", "inpaint", "deocclude"]
+
+    def run(force: bool = False) -> list:
+        return Runner(ws, load_settings(root), force=force).run([get_stage(s) for s in stages])
+
+    run()
+    assert (stage_folder("inpaint", root), stage_folder("deocclude", root)) == ("inpainting", "deocclusion")
+    made = {d: sorted(p.name for p in (root / d).iterdir()) for d in ("inpainting", "deocclusion")}
+    assert "inpaint_report.json" in made["inpainting"] and "deocclude_report.json" in made["deocclusion"]
+    assert len([n for n in made["deocclusion"] if n.endswith("_original.jpg")]) == 2
+    assert not (root / "plates").exists() and not (root / "deoccluded").exists()
+
+    # the same project as the last release left it: the folders under their earlier names
+    (root / "inpainting").rename(root / "plates")
+    (root / "deocclusion").rename(root / "deoccluded")
+    stamps = {p: p.stat().st_mtime_ns for d in ("plates", "deoccluded") for p in (root / d).iterdir()}
+    summaries = run()
+    assert [s.up_to_date for s in summaries] == [True, True, True]
+    assert {p: p.stat().st_mtime_ns for d in ("plates", "deoccluded") for p in (root / d).iterdir()} == stamps
+    assert not (root / "inpainting").exists() and not (root / "deocclusion").exists()
+    assert ws.stage_path("deocclude") == root / "deoccluded"
+    # a forced re-run writes into the old folders too, the same files
+    run(force=True)
+    assert {d: sorted(p.name for p in (root / d).iterdir()) for d in ("plates", "deoccluded")} == {
+        "plates": made["inpainting"], "deoccluded": made["deocclusion"]}
+    assert not (root / "inpainting").exists() and not (root / "deocclusion").exists()

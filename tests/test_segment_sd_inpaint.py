@@ -156,7 +156,7 @@ def test_project_prompt_comes_from_the_character_yaml(tmp_path, weights):
     cat.close()
 
     Runner(ws, loaded).run([get_stage("deocclude")])
-    report = json.loads((root / "deoccluded" / "deocclude_report.json").read_text())
+    report = json.loads((root / "deocclusion" / "deocclude_report.json").read_text())
     prompts = {c["instance_id"]: (c["character"], c["prompt"]) for c in report["changed"]}
     assert prompts == {
         ids[0]: ("red", "a 3d animated character, a tall red fox with a green scarf"),

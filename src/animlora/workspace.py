@@ -6,7 +6,7 @@
       project.yaml          settings of this project (layered over the package defaults)
       characters/           <name>.yaml per character: trigger word, references, overrides
       catalog.sqlite        the single source of truth (see catalog.py)
-      <stage folders>       frames/, segmentation/, ... one per stage (Stage.folder)
+      <stage folders>       frames/, segmentation/, ... one per stage (records/folders.py)
       logs/                 one log file per run
       .animlora/            lock, per-stage manifests
 
@@ -92,6 +92,13 @@ class Workspace:
     def stage_dir(self, folder: str) -> Path:
         """Where a stage writes: its own folder in a project, the output folder standalone."""
         return self.root if self.standalone else self.root / folder
+
+    def stage_path(self, stage: str) -> Path:
+        """Where ``stage`` writes: its folder in this project (an earlier release's name where
+        the project has that folder, see records/folders.py), the output folder standalone."""
+        from animlora.records.folders import stage_folder
+
+        return self.root if self.standalone else self.root / stage_folder(stage, self.root)
 
     def manifest_path(self, stage: str) -> Path:
         return self.state_dir / "manifests" / f"{stage}.json"

@@ -59,7 +59,7 @@ def create_project(folder: Path, name: str, videos: list[Path], profile: str) ->
 
     from animlora.config import load_settings
     from animlora.errors import BadInputError, WorkspaceError
-    from animlora.stages import stage_folder, stage_names
+    from animlora.stages import stage_names
     from animlora.workspace import Workspace
 
     folder = folder.resolve()
@@ -91,7 +91,7 @@ def create_project(folder: Path, name: str, videos: list[Path], profile: str) ->
     load_settings(folder)  # validates what was just written
     workspace.characters_dir.mkdir(exist_ok=True)
     for stage_name in stage_names():
-        workspace.stage_dir(stage_folder(stage_name)).mkdir(exist_ok=True)
+        workspace.stage_path(stage_name).mkdir(exist_ok=True)
     workspace.logs_dir.mkdir(exist_ok=True)
     workspace.open_catalog().close()
     return folder
@@ -148,10 +148,9 @@ def dataset_ending(workspace: Any, summaries: list[Any]) -> dict[str, Any] | Non
     if not any(s.stage == "dataset" for s in summaries):
         return None
     from animlora.dataset.summary import ending, print_ending
-    from animlora.stages import stage_folder
     from animlora.stages.dataset import RESULTS_FILE
 
-    summary = ending(workspace.stage_dir(stage_folder("dataset")) / RESULTS_FILE)
+    summary = ending(workspace.stage_path("dataset") / RESULTS_FILE)
     if summary is not None:
         print_ending(summary, console_err)
     return summary

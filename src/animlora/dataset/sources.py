@@ -23,7 +23,7 @@ def stage_dir(root: Path, stage: str) -> Path:
     """A project's folder of an upstream stage (named once, in the stage registry; docs/contract.md)."""
     from animlora.records.folders import stage_folder
 
-    return root / stage_folder(stage)
+    return root / stage_folder(stage, root)
 
 
 def columns(catalog: Catalog, table: str) -> set[str]:

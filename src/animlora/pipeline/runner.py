@@ -77,7 +77,7 @@ class Runner:
     def job_for(self, stage: Stage) -> StageJob:
         return StageJob(
             settings=self.settings,
-            output_dir=self.workspace.stage_dir(stage.folder),
+            output_dir=self.workspace.stage_path(stage.name),
             input_path=self.input_path,
             workspace_root=self.workspace.root,
             standalone=self.workspace.standalone,
