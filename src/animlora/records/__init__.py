@@ -1,14 +1,21 @@
 """Records: what stages hand each other through the catalog, one module per stage.
 
-A records module owns its stage's tables — the migration that makes them, the row type
-(a frozen dataclass), the writers its stage calls and the readers everyone else calls — so
-the SQL of a table lives in one file and a reader never spells another stage's columns.
-The stage folders are named once, in the stage registry (``animlora.stages.STAGES``).
+A records module owns its stage's tables — the migration that makes them (tables made by
+the migrations that shipped before ``records/`` stay in ``catalog.MIGRATIONS``, which is
+append-only), the row type (a frozen dataclass), the writers its stage calls and the readers
+everyone else calls — so the SQL of a table lives in one file and a reader never spells
+another stage's columns. The stage folders are named once, in :mod:`.folders`.
 
 - :mod:`animlora.records.runs`       the runner's ``stage_runs`` / ``stage_items`` (status, resume)
+- :mod:`animlora.records.extract`    ``videos``, ``shots``, ``frames``, meta ``extract.stats.<video>``
 - :mod:`animlora.records.deocclude`  ``deocclude_fills``: the filled box of each occluded instance
+- :mod:`animlora.records.embed`      ``identity_instances``, ``embeddings`` (readers)
+- :mod:`animlora.records.cluster`    ``clusters``, ``cluster_assignments``, ``identity_distances``
+- :mod:`animlora.records.decisions`  ``review_decisions``, ``character_members``
+- :mod:`animlora.records.caption`    ``captions`` (the stage's rows and a person's edits)
+- :mod:`animlora.records.folders`    each stage's folder in a project
 
 Records sit beside ``catalog.py`` in the storage layer: they import the catalog only for
-types, so the catalog can list their migrations. Tables not yet moved here are read where
-their stage writes them (see docs/architecture.md, "Records").
+types (and ``now``, lazily), so the catalog can list their migrations. Tables not yet moved
+here are read where their stage writes them (see docs/architecture.md, "Left for a later pass").
 """
