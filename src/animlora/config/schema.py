@@ -168,6 +168,15 @@ class InpaintSettings(Section):
     radius: int = Field(ge=1, description="OpenCV inpainting radius")
     static_threshold: float = Field(ge=0, description="mean abs difference (0-255) of a shot's frames below which the camera is static")
     device: Literal["auto", "cpu", "cuda"]
+    temporal: Literal["flow", "per_frame"] = Field(
+        description="moving-camera shots (plates and occluder fills): flow = inpaint a keyframe and carry "
+                    "its fill along optical flow; per_frame = inpaint every frame on its own")
+    flow: Literal["dis", "raft"] = Field(description="optical flow: dis (OpenCV, CPU) | raft (torchvision, raft_weights)")
+    raft_weights: str = Field(description="raft: a torchvision raft_small/raft_large state-dict file ('' = none)")
+    flow_error: float = Field(ge=0, le=255, description="carried fill whose ring disagrees with the frame by more "
+                                                        "than this (mean abs, 0-255) is re-inpainted")
+    reinpaint_fraction: float = Field(ge=0, le=1, description="more of a hole than this failing: the frame "
+                                                              "becomes a keyframe (inpainted whole)")
 
 
 class DeoccludeSettings(Section):
