@@ -2,7 +2,8 @@
 frame-by-frame inpainting (per_frame), on a shot whose true background is known.
 
     python benchmarks/flicker.py [--frames 40] [--size 320x180] [--backend opencv] [--seed 0]
-    python benchmarks/flicker.py --real PROJECT --shot SHOT [--truth-frames DIR]
+    python benchmarks/flicker.py --cgi /work/cgi/seed2 --shot 4 [--step 1] [--save DIR]
+    python benchmarks/flicker.py --real PROJECT --shot SHOT_ID [--save DIR]
 
 **Synthetic shot** (truth exact): a textured background image larger than the frame; the
 camera pans over it by a whole number of pixels per frame (so motion compensation with the
@@ -19,9 +20,12 @@ Measures, per method, in one process:
   window, averaged over the hole);
 - the ratio per_frame / flow of flicker (target >= 2) and the PSNR/SSIM differences.
 
-``--real`` runs both on one shot of an animlora project (its segment ``background/`` files);
-there is no truth, so only flicker is printed, with the camera motion estimated by DIS flow
-on the frames (background flow, holes excluded).
+``--cgi`` runs both on one shot of a cgi-bench render (film frames; holes from its true
+character masks) and ``--real`` on one shot of an animlora project (its segment
+``background/`` files). There is no true background there, so only flicker is printed, with
+the camera motion estimated by DIS flow on the frames (background flow, holes filled from
+around them); ``frames_flicker_outside_holes`` is the same measure on the visible pixels of
+the frames themselves (what imperfect motion compensation alone costs).
 """
 
 from __future__ import annotations
@@ -192,35 +196,59 @@ def synthetic(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def real(args: argparse.Namespace) -> dict[str, Any]:
-    """One shot of a project: its segment background/ files; flicker with DIS-estimated motion."""
+def project_shot(root: Path, shot: str, limit: int) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+    """An animlora project's shot: its segment background/ files (through load_background)."""
     import sqlite3
 
-    from animlora.backends.inpainting.flow import DISFlow
-    from animlora.backends.inpainting.temporal import background_flow, warp
     from animlora.config import load_settings
     from animlora.stages.inpaint import hole_of, load_background
 
-    root = Path(args.real)
-    conn = sqlite3.connect(str(root / ".animlora" / "catalog.sqlite")) if (root / ".animlora").is_dir() else None
-    if conn is None:
-        found = list(root.rglob("catalog*.sqlite")) + list(root.rglob("*.db"))
-        conn = sqlite3.connect(str(found[0]))
+    conn = sqlite3.connect(f"file:{root / 'catalog.sqlite'}?mode=ro", uri=True)
     conn.row_factory = sqlite3.Row
     rows = conn.execute("SELECT frame_id, background_path FROM segment_frames WHERE shot_id = ? AND status = 'ok' "
-                        "AND background_path IS NOT NULL ORDER BY source", (args.shot,)).fetchall()
-    if args.limit:
-        rows = rows[: args.limit]
-    seg = root / "segmentation"
+                        "AND background_path IS NOT NULL ORDER BY source", (shot,)).fetchall()
+    rows = rows[:limit] if limit else rows
     dilation = load_settings().settings.inpaint.dilation
-    images, holes = [], []
-    for r in rows:
-        rgb, raw_hole = load_background(seg / r["background_path"])
-        images.append(rgb)
-        holes.append(hole_of(raw_hole, dilation))
+    loaded = [load_background(root / "segmentation" / r["background_path"]) for r in rows]
+    return [r["frame_id"] for r in rows], [rgb for rgb, _ in loaded], [hole_of(c, dilation) for _, c in loaded]
+
+
+def cgi_shot(folder: Path, shot: int, step: int, limit: int) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
+    """A cgi-bench shot: film frames, holes from the true character masks (grown by inpaint.dilation)."""
+    import av
+
+    from animlora.config import load_settings
+    from animlora.io.images import read_image
+    from animlora.stages.inpaint import hole_of
+
+    truth = json.loads((folder / "truth.json").read_text())
+    spec = truth["shots"][shot]
+    wanted = list(range(spec["start"], spec["end"] + 1, step))[: limit or None]
+    dilation = load_settings().settings.inpaint.dilation
+    images: dict[int, np.ndarray] = {}
+    with av.open(str(folder / "film.mp4")) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index in wanted:
+                images[index] = frame.to_ndarray(format="rgb24")
+            if index >= wanted[-1]:
+                break
+    holes = [hole_of(read_image(folder / "masks" / f"frame_{i:05d}.png", "L") > 0, dilation) for i in wanted]
+    return [f"frame_{i:05d}" for i in wanted], [images[i] for i in wanted], holes
+
+
+def real(args: argparse.Namespace) -> dict[str, Any]:
+    """A real shot (no truth): flicker with the camera motion estimated by DIS flow on the frames."""
+    from animlora.backends.inpainting.flow import DISFlow
+    from animlora.backends.inpainting.temporal import background_flow, warp
+
+    if args.cgi:
+        names, images, holes = cgi_shot(Path(args.cgi), int(args.shot), args.step, args.limit)
+    else:
+        names, images, holes = project_shot(Path(args.real), args.shot, args.limit)
     methods = run_methods(images, holes, args.backend, args.flow)
     dis = DISFlow()
-    report: dict[str, Any] = {"shot": {"project": str(root), "shot": args.shot, "frames": len(images),
+    report: dict[str, Any] = {"shot": {"source": args.cgi or args.real, "shot": args.shot, "frames": len(images),
+                                       "step": args.step if args.cgi else None,
                                        "hole_fraction": round(float(np.mean([h.mean() for h in holes])), 4)}}
     motions = [background_flow(dis.flow(images[t], images[t - 1]), holes[t] | holes[t - 1])
                for t in range(1, len(images))]
@@ -235,12 +263,16 @@ def real(args: argparse.Namespace) -> dict[str, Any]:
         report[name] = {"flicker": round(total / max(count, 1), 3), "cpu_s": round(m["cpu_s"], 2)} | {
             k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items() if k in ("keyframes", "reinpainted")}
         if args.save:
-            out = Path(args.save) / name
-            out.mkdir(parents=True, exist_ok=True)
             from animlora.io.images import write_image
 
-            for r, plate in zip(rows, m["plates"], strict=True):
-                write_image(out / f"{r['frame_id']}.png", plate)
+            out = Path(args.save) / name
+            out.mkdir(parents=True, exist_ok=True)
+            for frame_name, plate in zip(names, m["plates"], strict=True):
+                write_image(out / f"{frame_name}.png", plate)
+    # the same measure on the frames themselves, holes included: how well the motion is compensated
+    report["frames_flicker_outside_holes"] = round(float(np.mean([
+        np.abs(images[t].astype(np.int16) - warp(images[t - 1], motions[t - 1])[0].astype(np.int16)).mean(axis=2)[
+            ~(holes[t] | holes[t - 1])].mean() for t in range(1, len(images))])), 3)
     report["flicker_ratio"] = round(report["per_frame"]["flicker"] / max(report["flow"]["flicker"], 1e-6), 2)
     return report
 
@@ -253,12 +285,14 @@ def main() -> None:
     parser.add_argument("--backend", default="opencv", help="opencv | lama (weights needed)")
     parser.add_argument("--flow", default="dis", help="dis | raft (inpaint.raft_weights needed)")
     parser.add_argument("--dilation", type=int, default=None, help="default: inpaint.dilation")
-    parser.add_argument("--real", help="an animlora project folder")
-    parser.add_argument("--shot", help="with --real: the shot id")
-    parser.add_argument("--limit", type=int, default=0, help="with --real: first N frames only")
-    parser.add_argument("--save", help="with --real: write both methods' plates here")
+    parser.add_argument("--real", help="an animlora project folder (its segment background/ files)")
+    parser.add_argument("--cgi", help="a cgi-bench folder (film.mp4, masks/, truth.json)")
+    parser.add_argument("--shot", help="with --real: the shot id; with --cgi: the shot index")
+    parser.add_argument("--step", type=int, default=1, help="with --cgi: every step-th frame")
+    parser.add_argument("--limit", type=int, default=0, help="with --real/--cgi: first N frames only")
+    parser.add_argument("--save", help="with --real/--cgi: write both methods' plates here")
     args = parser.parse_args()
-    report = real(args) if args.real else synthetic(args)
+    report = real(args) if args.real or args.cgi else synthetic(args)
     print(json.dumps(report, indent=2))
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from animlora.errors import BadInputError, MissingDependencyError
 
 RAFT_MULTIPLE = 8  # RAFT's feature maps are 1/8 of the image: both sides padded to a multiple
+RAFT_MIN_SIDE = 128  # ... and its correlation pyramid needs 16 cells a side
 
 
 class FlowEstimator(ABC):
@@ -84,7 +85,8 @@ class RAFTFlow(FlowEstimator):
         import torch.nn.functional as F
 
         height, width = a.shape[:2]
-        ph, pw = (-height) % RAFT_MULTIPLE, (-width) % RAFT_MULTIPLE
+        ph = max(RAFT_MIN_SIDE - height, (-height) % RAFT_MULTIPLE)
+        pw = max(RAFT_MIN_SIDE - width, (-width) % RAFT_MULTIPLE)
 
         def tensor(x: np.ndarray) -> Any:
             t = torch.from_numpy(x).to(self.device).permute(2, 0, 1)[None].float() / 127.5 - 1.0  # RAFT wants [-1, 1]

@@ -50,29 +50,39 @@ def composite(image: np.ndarray, hole: np.ndarray, raw: np.ndarray) -> np.ndarra
 
 
 def background_flow(flow: np.ndarray, hole: np.ndarray) -> np.ndarray:
-    """``flow`` with its values in (and near) ``hole`` replaced by those of the surroundings."""
+    """``flow`` with its values in (and near) ``hole`` replaced by those of the surroundings:
+    normalized convolution at 1/FLOW_SCALE size, the narrowest Gaussian that reaches known
+    flow winning (a constant flow stays exactly constant; a smooth one stays smooth)."""
     import cv2
 
     if not hole.any():
         return flow
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * MARGIN + 1, 2 * MARGIN + 1))
-    bad = cv2.dilate(hole.astype(np.uint8), kernel)
+    bad = cv2.dilate(hole.astype(np.uint8), kernel) > 0
     if bad.all():  # nothing to take the background's motion from: assume none
         return np.zeros_like(flow)
     height, width = hole.shape
     sw, sh = max(1, width // FLOW_SCALE), max(1, height // FLOW_SCALE)
-    small_bad = cv2.resize(bad, (sw, sh), interpolation=cv2.INTER_NEAREST)
-    small_bad = cv2.dilate(small_bad, np.ones((3, 3), np.uint8))
-    if small_bad.all():
-        mean = flow[bad == 0].mean(axis=0)
-        return np.where(bad[..., None] > 0, mean, flow).astype(np.float32)
-    out = flow.copy()
-    for c in range(2):
-        small = cv2.resize(np.ascontiguousarray(flow[..., c]), (sw, sh), interpolation=cv2.INTER_AREA)
-        small = cv2.inpaint(small.astype(np.float32), small_bad, 3, cv2.INPAINT_TELEA)
-        full = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
-        out[..., c] = np.where(bad > 0, full, flow[..., c])
-    return out
+    known = cv2.resize((~bad).astype(np.float32), (sw, sh), interpolation=cv2.INTER_AREA)
+    known = (known > 0.999).astype(np.float32)  # low-res cells wholly outside the bad area
+    if not known.any():
+        return np.where(bad[..., None], flow[~bad].mean(axis=0), flow).astype(np.float32)
+    small = cv2.resize(flow, (sw, sh), interpolation=cv2.INTER_AREA) * known[..., None]
+    filled = np.zeros_like(small)
+    todo = np.ones((sh, sw), bool)
+    sigma = 1.0
+    while todo.any():
+        weight = cv2.GaussianBlur(known, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
+        sums = cv2.GaussianBlur(small, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
+        reach = todo & (weight > 1e-3)
+        filled[reach] = sums[reach] / weight[reach][:, None]
+        todo &= ~reach
+        sigma *= 2.0
+        if sigma > 4 * max(sw, sh):  # cannot happen with any known cell; guards the loop
+            filled[todo] = small[known > 0].mean(axis=0)
+            break
+    full = cv2.resize(filled, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.where(bad[..., None], full, flow).astype(np.float32)
 
 
 def warp(plate: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
