@@ -170,8 +170,9 @@ class DeoccludeStage(Stage):
     folder = "deoccluded"
     # 2: each changed instance records its box in the frame (the dataset pastes it back)
     # 3: parts of the target's own character (same character, or tracks that move together) are never filled
-    # 4: inpaint.temporal flow: holes first take what the shot's neighbouring frames show there
-    version = "4"
+    # (inpaint.temporal flow, where holes first take what the shot's neighbouring frames show,
+    # changes the inpaint fingerprint and each item's payload: per_frame projects stay up to date)
+    version = "3"
     upstream = ("segment",)
 
     def __init__(self) -> None:
