@@ -233,3 +233,14 @@ def test_deocclude_flow_takes_the_hidden_pixels_from_neighbouring_frames(tmp_pat
             assert "borrowed" not in middle and report["borrowed_mean"] is None
     # mean abs error where the blue one stood: measured 0.95 (JPEG noise) vs 13.7
     assert errors["flow"] < 4 and errors["per_frame"] > 3 * errors["flow"], errors
+
+
+def test_per_frame_keeps_the_fingerprint_of_earlier_releases():
+    import hashlib
+
+    new = ("temporal", "flow", "raft_weights", "flow_error", "reinpaint_fraction")
+    s = load_settings(overrides={"inpaint": {"temporal": "per_frame"}}).settings.inpaint
+    old = {k: v for k, v in s.model_dump(mode="json").items() if k not in new}
+    blob = json.dumps(old, sort_keys=True, separators=(",", ":")).encode()
+    assert s.fingerprint() == hashlib.sha256(blob).hexdigest()  # per_frame projects stay up to date
+    assert load_settings().settings.inpaint.fingerprint() != s.fingerprint()  # flow (default) reruns them
