@@ -166,6 +166,7 @@ def dataset(
     background: Annotated[str | None, typer.Option(help="alpha | context | flat | blur")] = None,
     resolution: Annotated[int | None, typer.Option(help="Base model resolution (512, 768, 1024).")] = None,
     kohya_layout: Annotated[bool | None, typer.Option(help="Also write {repeats}_{name} folders.")] = None,
+    kind: Annotated[str | None, typer.Option(help="character | background (the inpaint plates) | all")] = None,
     profile: ProfileOpt = None,
     config: ConfigOpt = None,
     sets: SetOpt = None,
@@ -187,6 +188,8 @@ def dataset(
                 f"{exc.args[0].split(':')[0]}: not inside an animlora project; run this in a project or give "
                 "--input-dir (a folder of one character's cut-outs, or a project folder)"
             ) from exc
+    if output_dir is None and kind == "background":
+        output_dir = Path("training_data") / "background"
     if output_dir is None:
         if not character:
             raise StageError("give --character (or --output-dir) to name the dataset folder")
@@ -200,6 +203,7 @@ def dataset(
         "dataset.background": background,
         "dataset.resolution": resolution,
         "dataset.kohya_layout": kohya_layout,
+        "dataset.kind": kind,
     }
     run_standalone(
         "dataset", source, output_dir, flags,

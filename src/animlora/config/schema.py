@@ -161,6 +161,9 @@ class PrefilterSettings(Section):
 
 
 class InpaintSettings(Section):
+    # per_frame (with the flow settings at their defaults) is what earlier releases did
+    added_fields: ClassVar[dict[str, Any]] = {"temporal": "per_frame", "flow": "dis", "raft_weights": "",
+                                              "flow_error": 12.0, "reinpaint_fraction": 0.5}
     backend: Literal["lama", "opencv"]
     fallback: bool = Field(description="use opencv when LaMa's weights or torch are missing")
     opencv_method: Literal["telea", "ns"]
@@ -168,6 +171,15 @@ class InpaintSettings(Section):
     radius: int = Field(ge=1, description="OpenCV inpainting radius")
     static_threshold: float = Field(ge=0, description="mean abs difference (0-255) of a shot's frames below which the camera is static")
     device: Literal["auto", "cpu", "cuda"]
+    temporal: Literal["flow", "per_frame"] = Field(
+        description="moving-camera shots (plates and occluder fills): flow = inpaint a keyframe and carry "
+                    "its fill along optical flow; per_frame = inpaint every frame on its own")
+    flow: Literal["dis", "raft"] = Field(description="optical flow: dis (OpenCV, CPU) | raft (torchvision, raft_weights)")
+    raft_weights: str = Field(description="raft: a torchvision raft_small/raft_large state-dict file ('' = none)")
+    flow_error: float = Field(ge=0, le=255, description="carried fill whose ring disagrees with the frame by more "
+                                                        "than this (mean abs, 0-255) is re-inpainted")
+    reinpaint_fraction: float = Field(ge=0, le=1, description="more of a hole than this failing: the frame "
+                                                              "becomes a keyframe (inpainted whole)")
 
 
 class DeoccludeSettings(Section):
@@ -400,6 +412,19 @@ class DatasetSettings(Section):
     validation_split: float = Field(ge=0, lt=1)
     regularization: int = Field(ge=0, description="frames without the character in the reg set (0 = none)")
     report: bool
+    kind: Literal["character", "background", "all"] = Field(
+        description="what is built: character datasets, the background/style dataset from the inpaint "
+                    "stage's plates (dataset/background.py), or both")
+    background_per_shot: int = Field(ge=1, description="background: at most this many plates per shot (spread over it)")
+    background_max_hole: float = Field(ge=0, le=1, description="background: plates with more of their area "
+                                                               "inpainted than this are left out")
+    background_trigger: str = Field(description="background: trigger word ('' = <project>_background)")
+
+
+# added after a release; kept out of the fingerprint while they hold these (a one-line
+# assignment, not in the class body, so it merges beside other helpers' fields)
+DatasetSettings.added_fields = {**DatasetSettings.added_fields, "kind": "character", "background_per_shot": 3,
+                                "background_max_hole": 0.35, "background_trigger": ""}
 
 
 class Settings(Section):

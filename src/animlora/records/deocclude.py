@@ -97,6 +97,27 @@ def replace_frame(catalog: Catalog, frame_id: str, fills: Iterable[Fill]) -> Non
 
 def delete_frame(catalog: Catalog, frame_id: str) -> None:
     catalog.execute(f"DELETE FROM {TABLE} WHERE frame_id = ?", (frame_id,))
+    catalog.execute("DELETE FROM meta WHERE key = ?", (BORROWED_META + frame_id,))
+
+
+# inpaint.temporal flow: per frame, the fraction of each instance's hole taken from the shot's
+# neighbouring frames (a statistic for the report; kept in meta so the table's shape is unchanged)
+BORROWED_META = "deocclude.borrowed:"
+
+
+def set_borrowed(catalog: Catalog, frame_id: str, fractions: dict[str, float]) -> None:
+    if fractions:
+        catalog.set_meta(BORROWED_META + frame_id, json.dumps(fractions, sort_keys=True))
+    else:
+        catalog.execute("DELETE FROM meta WHERE key = ?", (BORROWED_META + frame_id,))
+
+
+def all_borrowed(catalog: Catalog) -> dict[str, float]:
+    """instance id -> fraction of its hole borrowed from neighbouring frames."""
+    out: dict[str, float] = {}
+    for row in catalog.rows("SELECT value FROM meta WHERE key LIKE ?", (BORROWED_META + "%",)):
+        out.update(json.loads(row["value"]))
+    return out
 
 
 def all_fills(catalog: Catalog) -> list[Fill]:

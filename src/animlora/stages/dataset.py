@@ -87,8 +87,13 @@ class DatasetStage(Stage):
         return folder_members(source, s.character or source.name), None, None
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
+        from animlora.dataset import background
         from animlora.text.captions import character_clothed
 
+        kind = ctx.settings.dataset.kind  # the background/style set: dataset/background.py
+        extra = background.plan(ctx) if kind != "character" else []
+        if kind == "background":
+            return extra
         members, catalog, root = self._sources(ctx)
         s = ctx.settings.dataset
         by_char: dict[str, list[Member]] = {}
@@ -117,7 +122,7 @@ class DatasetStage(Stage):
                 [(p, stat_key(p)) for p in reg],
             )
             items.append(WorkItem(character, fingerprint, payload, character))
-        return items
+        return items + extra
 
     def _captions(self, ctx: StageContext, catalog: Any, members: list[Member]) -> dict[tuple[str, str], Any]:
         out: dict[tuple[str, str], Any] = {}
@@ -175,14 +180,19 @@ class DatasetStage(Stage):
 
     # -- process -----------------------------------------------------------------------
     def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:
+        from animlora.dataset import background
         from animlora.dataset.build import build_character
 
+        if item.key == background.KEY:
+            return background.build(job, item.payload, progress)
         sub = "" if job.standalone else safe_name(item.payload["character"])
         return build_character(job, item.payload, sub, progress)
 
     def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:
         d = output.data
         ctx.catalog.execute("DELETE FROM dataset_items WHERE character = ?", (item.key,))
+        if d.get("kind") == "background":  # its lineage is in its metadata.json
+            return
         if d.get("skipped_character"):
             ctx.log.warning("dataset: %s skipped: %s", item.key, d["skipped_character"])
             return
@@ -205,7 +215,10 @@ class DatasetStage(Stage):
         source_catalog = ctx.extra.pop("source_catalog", None)
         if source_catalog is not None:
             source_catalog.close()
+        from animlora.dataset import background
+
         built, skipped = read_character_reports(ctx.output_dir, ctx.job.standalone)
+        built = {name: m for name, m in built.items() if m.get("kind") != "background"}
         report: dict[str, Any] = {
             "characters": {
                 name: {
@@ -220,6 +233,9 @@ class DatasetStage(Stage):
             "skipped_characters": [{k: v for k, v in sk.items() if k != "left_out"} for sk in skipped],
             "failed": [{"item": k, "error": e} for k, e in summary.failures],
         }
+        if ctx.settings.dataset.kind != "character":
+            report["background"] = background.summary(
+                ctx.output_dir if ctx.job.standalone else ctx.output_dir / background.FOLDER)
         upstream: list[dict[str, str]] = []
         if not ctx.job.standalone:
             from animlora.dataset.summary import upstream_counts, upstream_left_out

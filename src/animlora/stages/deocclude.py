@@ -13,6 +13,16 @@ Outputs in ``deoccluded/``: ``<instance>.jpg`` (the filled context) next to
 that filled them and (sd) the prompt. The transparent cut-outs in ``character/`` need no
 change: their alpha already excludes the occluder.
 
+**Temporal** (``inpaint.temporal: flow``, the default): before anything is inpainted, each
+hole is filled where possible with what the shot's neighbouring frames (the previous and the
+next frame of the shot) show there: the neighbour's box is warped onto this one along optical
+flow (``inpaint.flow``; the flow inside the hole replaced by the surroundings'), and a pixel
+is taken when its source was not covered by another character in the neighbour, lies inside
+it, and its hole region's ring agrees with this frame (``inpaint.flow_error``). Only the rest
+is inpainted. Borrowed pixels are real content, so a fill changes from frame to frame only
+as much as the footage does. ``per_frame`` inpaints each box on its own (the earlier
+behaviour). The fraction borrowed per instance is in the report (``borrowed``).
+
 ``deocclude.backend: sd`` fills with text-guided Stable Diffusion inpainting (diffusers). The
 prompt is ``deocclude.prompt`` plus the target instance's character description from
 ``characters/<name>.yaml`` when the catalog knows the character (``character_members``,
@@ -45,6 +55,7 @@ from animlora.pipeline.stage import (
 
 REPORT_FILE = "deocclude_report.json"
 FALLBACK_META = "deocclude.fallback"
+CONTEXT = 16  # px around a box given to the flow (motion at the box's edge needs its surroundings)
 
 
 def backend_name(settings: Any) -> str:
@@ -159,6 +170,8 @@ class DeoccludeStage(Stage):
     folder = "deoccluded"
     # 2: each changed instance records its box in the frame (the dataset pastes it back)
     # 3: parts of the target's own character (same character, or tracks that move together) are never filled
+    # (inpaint.temporal flow, where holes first take what the shot's neighbouring frames show,
+    # changes the inpaint fingerprint and each item's payload: per_frame projects stay up to date)
     version = "3"
     upstream = ("segment",)
 
@@ -185,12 +198,15 @@ class DeoccludeStage(Stage):
             assert seg_dir is not None
             data = json.loads((seg_dir / "segmentation_results.json").read_text(encoding="utf-8"))
             sources = {f["frame_id"]: f["source"] for f in data.get("frames", [])}
+            shot_of = {f["frame_id"]: f.get("shot_id") for f in data.get("frames", [])}
             instances = data.get("instances", [])
         else:
             from animlora.stages import stage_folder
 
             seg_dir = ctx.workspace.stage_dir(stage_folder("segment"))
-            sources = {r["frame_id"]: r["source"] for r in ctx.catalog.rows("SELECT frame_id, source FROM segment_frames")}
+            rows = ctx.catalog.rows("SELECT frame_id, shot_id, source FROM segment_frames")
+            sources = {r["frame_id"]: r["source"] for r in rows}
+            shot_of = {r["frame_id"]: r["shot_id"] for r in rows}
             instances = [dict(r) | {"bbox": json.loads(r["bbox"])} for r in ctx.catalog.rows("SELECT * FROM instances")]
         # only the sd backend reads characters: other backends' items do not rerun when review renames
         known = character_prompts(ctx) if backend_name(ctx.settings) == "sd" else {}
@@ -199,6 +215,7 @@ class DeoccludeStage(Stage):
         by_frame: dict[str, list[dict[str, Any]]] = {}
         for inst in instances:
             by_frame.setdefault(inst["frame_id"], []).append(inst)
+        neighbours = self._neighbours(ctx.settings, sources, shot_of, by_frame, seg_dir)
         items = []
         for frame_id, insts in sorted(by_frame.items()):
             if len(insts) < 2 or frame_id not in sources:
@@ -208,12 +225,37 @@ class DeoccludeStage(Stage):
                 "instances": [{"id": i["id"], "bbox": i["bbox"], "mask": str(seg_dir / i["mask_path"]),
                                "name": Path(i["path"]).stem} for i in sorted(insts, key=lambda i: i["id"])],
             }
+            if frame_id in neighbours:
+                payload["neighbours"] = neighbours[frame_id]
+                for inst, raw in zip(payload["instances"], sorted(insts, key=lambda i: i["id"]), strict=True):
+                    inst["track_id"] = raw.get("track_id")
             for inst in payload["instances"]:
                 inst["same"] = sorted(o["id"] for o in payload["instances"] if frozenset((inst["id"], o["id"])) in same)
                 if inst["id"] in known:
                     inst["character"], inst["description"] = known[inst["id"]]
             items.append(WorkItem(frame_id, digest(payload), payload, frame_id))
         return items
+
+    @staticmethod
+    def _neighbours(settings: Any, sources: dict[str, str], shot_of: dict[str, Any],
+                    by_frame: dict[str, list[dict[str, Any]]], seg_dir: Path) -> dict[str, list[dict[str, Any]]]:
+        """frame id -> the previous and next frame of its shot (source, and every instance's
+        mask and track), nearest first; empty with ``inpaint.temporal: per_frame``."""
+        if settings.inpaint.temporal != "flow":
+            return {}
+        shots: dict[Any, list[str]] = {}
+        for frame_id in sorted(sources, key=lambda f: (str(shot_of.get(f)), sources[f])):
+            if shot_of.get(frame_id) is not None:
+                shots.setdefault(shot_of[frame_id], []).append(frame_id)
+        out: dict[str, list[dict[str, Any]]] = {}
+        for frames in shots.values():
+            for k, frame_id in enumerate(frames):
+                near = [frames[j] for j in (k - 1, k + 1) if 0 <= j < len(frames)]
+                out[frame_id] = [{"frame_id": n, "source": sources[n],
+                                  "instances": [{"mask": str(seg_dir / i["mask_path"]), "track_id": i.get("track_id")}
+                                                for i in sorted(by_frame.get(n, []), key=lambda i: i["id"])]}
+                                 for n in near]
+        return out
 
     def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:
         import cv2
@@ -232,7 +274,8 @@ class DeoccludeStage(Stage):
         masks = [read_image(i["mask"], "RGB")[..., 0] >= s.alpha_threshold * 255
                  for i in item.payload["instances"]]
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * p.dilation + 1, 2 * p.dilation + 1))
-        files, changed = [], []
+        files, changed, borrowed = [], [], {}
+        neighbours = self._load_neighbours(job, item.payload.get("neighbours", []), image.shape, kernel)
         for k, inst in enumerate(item.payload["instances"]):
             others = np.zeros((height, width), bool)
             for j, mask in enumerate(masks):
@@ -246,12 +289,18 @@ class DeoccludeStage(Stage):
             hole &= ~masks[k][by : by + bh, bx : bx + bw]
             crop = image[by : by + bh, bx : bx + bw]
             entry: dict[str, Any] = {"backend": self._inpainter.name, "character": inst.get("character")}
-            if text_guided:
+            base, todo = crop, hole
+            if neighbours:
+                base, todo = self._borrow(job, image, (bx, by, bw, bh), hole, inst.get("track_id"), neighbours)
+                borrowed[inst["id"]] = round(float((hole & ~todo).sum()) / max(int(hole.sum()), 1), 4)
+            if not todo.any():
+                raw = base
+            elif text_guided:
                 entry["prompt"] = self._inpainter.prompt_for(inst.get("description", ""))
-                raw = self._inpainter.inpaint(crop, hole, prompt=entry["prompt"])
+                raw = self._inpainter.inpaint(base, todo, prompt=entry["prompt"])
             else:
-                raw = self._inpainter.inpaint(crop, hole)
-            filled = np.where(hole[..., None], raw, crop)
+                raw = self._inpainter.inpaint(base, todo)
+            filled = np.where(todo[..., None], raw, base)
             write_image(job.output_dir / f"{inst['name']}.jpg", filled)
             write_image(job.output_dir / f"{inst['name']}_original.jpg", crop)
             files += [f"{inst['name']}.jpg", f"{inst['name']}_original.jpg"]
@@ -259,13 +308,69 @@ class DeoccludeStage(Stage):
                             "path": f"{inst['name']}.jpg", "original": f"{inst['name']}_original.jpg",
                             "box": [bx, by, bw, bh]} | entry)
         progress(1, 1)
-        return ItemOutput(files=tuple(files), data={"changed": changed, "note": self._note})
+        return ItemOutput(files=tuple(files), data={"changed": changed, "note": self._note, "borrowed": borrowed})
+
+    @staticmethod
+    def _load_neighbours(job: StageJob, neighbours: list[dict[str, Any]], shape: tuple[int, ...],
+                         kernel: np.ndarray) -> list[tuple[np.ndarray, list[tuple[Any, np.ndarray]]]]:
+        """(frame, [(track, grown mask)]) of each neighbour of this frame's size."""
+        import cv2
+
+        threshold = job.settings.segment.alpha_threshold * 255
+        out = []
+        for n in neighbours:
+            try:
+                frame = read_image(n["source"], "RGB")
+                masks = [(i["track_id"], cv2.dilate((read_image(i["mask"], "RGB")[..., 0] >= threshold).astype(np.uint8),
+                                                    kernel) > 0) for i in n["instances"]]
+            except (BadInputError, OSError):  # a neighbour gone since planning: just not used
+                continue
+            if frame.shape == shape:
+                out.append((frame, masks))
+        return out
+
+    def _borrow(self, job: StageJob, image: np.ndarray, box: tuple[int, int, int, int], hole: np.ndarray,
+                track: Any, neighbours: list[tuple[np.ndarray, list[tuple[Any, np.ndarray]]]]
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """The box with what the neighbours show in its hole, and what is left to inpaint."""
+        from animlora.backends.inpainting.temporal import background_flow, failed_regions, warp
+        from animlora.stages.inpaint import open_flow_estimator
+
+        flow, _ = open_flow_estimator(job.settings)
+        bx, by, bw, bh = box
+        height, width = image.shape[:2]
+        x0, y0 = max(0, bx - CONTEXT), max(0, by - CONTEXT)
+        x1, y1 = min(width, bx + bw + CONTEXT), min(height, by + bh + CONTEXT)
+        inner = (slice(by - y0, by - y0 + bh), slice(bx - x0, bx - x0 + bw))
+        region = image[y0:y1, x0:x1]
+        hole_r = np.zeros(region.shape[:2], bool)
+        hole_r[inner] = hole
+        out, todo = region.copy(), hole_r.copy()
+        for frame, masks in neighbours:
+            # what covers the background there: every instance but the target's own track
+            covered = np.zeros(region.shape[:2], bool)
+            for other_track, mask in masks:
+                if track is None or other_track != track:
+                    covered |= mask[y0:y1, x0:x1]
+            other = frame[y0:y1, x0:x1]
+            motion = background_flow(flow.flow(region, other), hole_r | covered)
+            warped, inside = warp(other, motion)
+            clear, _ = warp((~covered).astype(np.float32), motion)
+            take = todo & inside & (clear > 0.99)
+            failed, _ = failed_regions(warped, region, take, job.settings.inpaint.flow_error, hole_r | covered)
+            take &= ~failed
+            out[take] = warped[take]
+            todo &= ~take
+            if not todo.any():
+                break
+        return out[inner], todo[inner]
 
     def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:
         from animlora.records import deocclude as records
 
         records.replace_frame(ctx.catalog, item.key, [records.fill_from_entry(item.key, entry)
                                                       for entry in output.data["changed"]])
+        records.set_borrowed(ctx.catalog, item.key, output.data.get("borrowed") or {})
         if output.data["note"]:
             ctx.catalog.set_meta(FALLBACK_META, output.data["note"])
 
@@ -278,11 +383,16 @@ class DeoccludeStage(Stage):
         from animlora.records import deocclude as records
 
         changed = [fill.as_report_entry() for fill in records.all_fills(ctx.catalog)]
+        borrowed = records.all_borrowed(ctx.catalog)
+        for entry in changed:
+            if entry["instance_id"] in borrowed:
+                entry["borrowed"] = borrowed[entry["instance_id"]]
         wanted = backend_name(ctx.settings)
         used = sorted({c["backend"] for c in changed})
         note = ctx.catalog.get_meta(FALLBACK_META)
         report = {"frames_with_several_instances": summary.items_total, "instances_changed": len(changed),
-                  "backend": wanted, "backends_used": used,
+                  "backend": wanted, "backends_used": used, "temporal": ctx.settings.inpaint.temporal,
+                  "borrowed_mean": round(float(np.mean(list(borrowed.values()))), 4) if borrowed else None,
                   "fallback": [note] if note and any(b != wanted for b in used) else []}
         atomic_write_json(ctx.output_dir / REPORT_FILE, report | {"changed": changed})
         return report

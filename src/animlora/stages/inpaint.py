@@ -1,23 +1,26 @@
-"""The inpaint stage (``animlora inpaint``): background plates with the
-characters removed.
+"""The inpaint stage (``animlora inpaint``): background plates with the characters removed.
 
 Items are shots. For each shot:
 
-1. read every frame's background (segment's ``background/``: the frame with characters
-   transparent); the hole is every pixel a character covers, grown by ``inpaint.dilation``
-   px (soft edges, contact shadows);
+1. read every frame's background (segment's ``background/``, read by :func:`load_background`
+   only); the hole is every pixel a character covers, grown by ``inpaint.dilation`` px (soft
+   edges, contact shadows);
 2. **static camera?** frames of one size whose visible pixels differ by less than
    ``inpaint.static_threshold`` (mean absolute difference, 0-255) share one plate: the
    per-pixel median of the frames where each pixel is visible; only pixels hidden in every
-   frame are left to the model. Otherwise each frame gets its own plate;
-3. fill the remaining hole with the backend (LaMa via spandrel, or OpenCV Telea/NS) and
-   composite it into the hole;
-4. check: PSNR and SSIM between the backend's raw output and the input *outside* the hole
+   frame are left to the model;
+3. **moving camera**: each frame gets its own plate. ``inpaint.temporal: flow`` (default)
+   inpaints a keyframe and carries its fill along optical flow to the other frames,
+   re-inpainting only where the carried fill fails (backends/inpainting/temporal.py), so the
+   fills do not flicker; ``per_frame`` fills every frame on its own;
+4. fill with the backend (LaMa via spandrel, or OpenCV Telea/NS) and composite into the hole;
+5. check: PSNR and SSIM between the backend's raw output and the input *outside* the hole
    (a broken model, or a colour shift, shows here; 100 dB = identical).
 
 Outputs: ``plates/<shot>.png`` (static) or ``plates/<frame>.png``, ``inpaint_report.json``
-(which shots were static, per-plate hole fraction, PSNR/SSIM, backend, fallback), catalog
-table ``plates``.
+(which shots were static, per-plate hole fraction, PSNR/SSIM, backend, fallback, and for flow
+shots whether each plate was a keyframe and how much of its hole was carried or re-inpainted),
+catalog table ``plates`` (the flow statistics in meta ``inpaint.temporal:<shot>``).
 """
 
 from __future__ import annotations
@@ -84,14 +87,36 @@ def ssim(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
     return float(smap[where].mean()) if where.any() else 1.0
 
 
-def hole_of(background_rgba: np.ndarray, dilation: int) -> np.ndarray:
+def load_background(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """One of segment's background files -> (HxWx3 RGB, HxW bool: where a character was).
+
+    The one place that knows the format (today RGBA, alpha below 250 where a character
+    covers the pixel); every reader of ``background/`` goes through here."""
+    rgba = read_image(path, "RGBA")
+    return np.ascontiguousarray(rgba[..., :3]), rgba[..., 3] < 250
+
+
+def hole_of(character: np.ndarray, dilation: int) -> np.ndarray:
+    """The pixels to fill: ``character`` (bool) grown by ``dilation`` px."""
     import cv2
 
-    hole = (background_rgba[..., 3] < 250).astype(np.uint8)
+    hole = character.astype(np.uint8)
     if dilation > 0 and hole.any():
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilation + 1, 2 * dilation + 1))
         hole = cv2.dilate(hole, kernel)
     return hole > 0
+
+
+def open_flow_estimator(settings: Any) -> tuple[Any, str | None]:
+    """The optical flow of ``inpaint.flow``, held once per process (slot ``optical_flow``)."""
+    from animlora.backends.inpainting.flow import open_flow
+    from animlora.backends.registry import held
+
+    s = settings.inpaint
+    return held("optical_flow", ("flow", s.flow, s.raft_weights, s.device, s.fallback), lambda: open_flow(settings))
+
+
+TEMPORAL_META = "inpaint.temporal:"
 
 
 class InpaintStage(Stage):
@@ -102,6 +127,7 @@ class InpaintStage(Stage):
     def __init__(self) -> None:
         self._inpainter: Any = None
         self._note: str | None = None
+        self._temporal: list[dict[str, Any]] | None = None
 
     def check_inputs(self, job: StageJob) -> None:
         if job.standalone:
@@ -147,13 +173,13 @@ class InpaintStage(Stage):
         key = ("inpaint", s.fingerprint(), job.settings.models.fingerprint())  # one load per process
         self._inpainter, self._note = held("inpainting", key, lambda: open_inpainter(job.settings))
         # 1. frames and holes
-        frames = [read_image(f["background"], "RGBA") for f in item.payload]
-        images = [f[..., :3] for f in frames]
-        holes = [hole_of(f, s.dilation) for f in frames]
-        del frames
+        loaded = [load_background(f["background"]) for f in item.payload]
+        images = [rgb for rgb, _ in loaded]
+        holes = [hole_of(character, s.dilation) for _, character in loaded]
+        del loaded
         # 2. static camera: one plate from the visible pixels of every frame
         static = self._is_static(images, holes, s.static_threshold)
-        rows, files = [], []
+        rows, files, temporal = [], [], {}
         if static:
             stack = np.stack(images).astype(np.float32)
             stack[np.stack(holes)] = np.nan
@@ -162,16 +188,20 @@ class InpaintStage(Stage):
                 median = np.nanmedian(stack, axis=0)
             remaining = np.isnan(median[..., 0])
             base = np.nan_to_num(median, nan=0.0).round().astype(np.uint8)
-            groups = [(item.key, base, remaining, [f["frame_id"] for f in item.payload], images[0], holes[0])]
+            raw = self._inpainter.inpaint(base, remaining) if remaining.any() else base
+            groups = [(item.key, raw, np.where(remaining[..., None], raw, base), remaining,
+                       [f["frame_id"] for f in item.payload], images[0], holes[0])]
         else:
+            # 3. moving camera: a plate per frame, carried along the flow or filled one by one
+            fills = self._fill_moving(job, images, holes, progress)
             groups = [
-                (f["frame_id"], image, hole, [f["frame_id"]], image, hole)
-                for f, image, hole in zip(item.payload, images, holes, strict=True)
+                (f["frame_id"], raw, plate, hole, [f["frame_id"]], image, hole)
+                for f, (raw, plate), image, hole in zip(item.payload, fills, images, holes, strict=True)
             ]
-        # 3. fill and composite; 4. check outside the hole
-        for k, (plate_id, base, hole, frame_ids, reference, ref_hole) in enumerate(groups):
-            raw = self._inpainter.inpaint(base, hole) if hole.any() else base
-            plate = np.where(hole[..., None], raw, base)
+            if self._temporal is not None:
+                temporal = {f["frame_id"]: stats for f, stats in zip(item.payload, self._temporal, strict=True)}
+        # 4. write; 5. check the raw output outside the hole
+        for plate_id, raw, plate, hole, frame_ids, reference, ref_hole in groups:
             visible = ~ref_hole
             name = f"{safe_name(plate_id, 'plate')}.png"
             write_image(job.output_dir / name, plate)
@@ -182,8 +212,41 @@ class InpaintStage(Stage):
                 "psnr": round(psnr(raw if not static else plate, reference, visible), 3),
                 "ssim": round(ssim(raw if not static else plate, reference, visible), 4),
             })
-            progress(k + 1, len(groups))
-        return ItemOutput(files=tuple(files), data={"plates": rows, "note": self._note})
+        return ItemOutput(files=tuple(files), data={"plates": rows, "note": self._note, "temporal": temporal})
+
+    def _fill_moving(self, job: StageJob, images: list[np.ndarray], holes: list[np.ndarray],
+                     progress: Progress) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(raw output, plate) per frame. Flow: the raw output of a carried frame is its plate
+        (the frame outside the hole), so the outside check reads 100 dB there."""
+        from animlora.backends.inpainting.temporal import fill_shot
+
+        s = job.settings.inpaint
+        self._temporal = None
+        if s.temporal == "per_frame" or len(images) < 2:
+            out = []
+            for k, (image, hole) in enumerate(zip(images, holes, strict=True)):
+                raw = self._inpainter.inpaint(image, hole) if hole.any() else image
+                out.append((raw, np.where(hole[..., None], raw, image)))
+                progress(k + 1, len(images))
+            return out
+        flow, flow_note = open_flow_estimator(job.settings)
+        if flow_note:
+            self._note = "; ".join(n for n in (self._note, flow_note) if n)
+        raws: dict[int, np.ndarray] = {}
+
+        def fill(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+            raw = self._inpainter.inpaint(image, hole)
+            raws[id(image)] = raw
+            return raw
+
+        results = fill_shot(images, holes, fill, flow, flow_error=s.flow_error,
+                            reinpaint_fraction=s.reinpaint_fraction, progress=progress)
+        self._temporal = [{"keyframe": r.keyframe, "propagated": round(r.propagated, 4),
+                           "reinpainted": round(r.reinpainted, 4), "flow": flow.name,
+                           "flow_error": None if r.flow_error is None else round(r.flow_error, 2)}
+                          for r in results]
+        return [(raws.get(id(image), r.plate) if r.keyframe else r.plate, r.plate)
+                for image, r in zip(images, results, strict=True)]
 
     @staticmethod
     def _is_static(images: list[np.ndarray], holes: list[np.ndarray], threshold: float) -> bool:
@@ -201,18 +264,27 @@ class InpaintStage(Stage):
     def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:
         self.forget(ctx, item.key)
         ctx.catalog.upsert("plates", output.data["plates"])
+        if output.data.get("temporal"):
+            ctx.catalog.set_meta(TEMPORAL_META + item.key, json.dumps(output.data["temporal"], sort_keys=True))
         if output.data["note"]:
             ctx.catalog.set_meta("inpaint.fallback", output.data["note"])
 
     def forget(self, ctx: StageContext, item_key: str) -> None:
         ctx.catalog.execute("DELETE FROM plates WHERE shot_id = ?", (item_key,))
+        ctx.catalog.execute("DELETE FROM meta WHERE key = ?", (TEMPORAL_META + item_key,))
 
     def finish(self, ctx: StageContext, summary: RunSummary) -> dict[str, Any]:
         s = ctx.settings.inpaint
         rows = [dict(r) for r in ctx.catalog.rows("SELECT * FROM plates ORDER BY shot_id, id")]
         note = ctx.catalog.get_meta("inpaint.fallback")
+        temporal: dict[str, dict[str, Any]] = {}
+        for r in ctx.catalog.rows("SELECT key, value FROM meta WHERE key LIKE ?", (TEMPORAL_META + "%",)):
+            temporal.update(json.loads(r["value"]))
         for r in rows:
             r["frame_ids"] = json.loads(r["frame_ids"])
+            if r["id"] in temporal and not r["static"]:
+                r["temporal"] = temporal[r["id"]]
+        flow_rows = [r["temporal"] for r in rows if "temporal" in r]
         report = {
             "settings": s.model_dump(mode="json"),
             "backend_requested": s.backend,
@@ -222,6 +294,12 @@ class InpaintStage(Stage):
             "counts": {"shots": len({r["shot_id"] for r in rows}), "plates": len(rows)},
             "psnr_unmasked_min": min((r["psnr"] for r in rows), default=None),
             "ssim_unmasked_min": min((r["ssim"] for r in rows), default=None),
+            "temporal": {
+                "mode": s.temporal, "flow": sorted({t["flow"] for t in flow_rows}),
+                "plates": len(flow_rows), "keyframes": sum(t["keyframe"] for t in flow_rows),
+                "reinpainted_mean": round(float(np.mean([t["reinpainted"] for t in flow_rows])), 4)
+                if flow_rows else None,
+            },
         }
         atomic_write_json(ctx.output_dir / REPORT_FILE, report | {"plates": rows})
         return report

@@ -1,0 +1,111 @@
+"""Optical flow for temporally consistent fills: OpenCV DIS on the CPU, RAFT (torchvision)
+where its weights are on disk.
+
+``flow(a, b)`` gives, for every pixel of ``a``, its displacement to where it is in ``b``
+(HxWx2 float32, x then y): ``b`` sampled at ``grid + flow`` is ``a`` moved back into
+``a``'s place (cv2.remap). Heavy imports stay inside the classes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from animlora.errors import BadInputError, MissingDependencyError
+
+RAFT_MULTIPLE = 8  # RAFT's feature maps are 1/8 of the image: both sides padded to a multiple
+RAFT_MIN_SIDE = 128  # ... and its correlation pyramid needs 16 cells a side
+
+
+class FlowEstimator(ABC):
+    name: ClassVar[str]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name})"
+
+    @abstractmethod
+    def flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """``a``, ``b`` HxWx3 uint8 RGB of one size -> HxWx2 float32 displacement of a's pixels."""
+
+
+class DISFlow(FlowEstimator):
+    """OpenCV's Dense Inverse Search (Kroeger et al. 2016): fast, no weights, CPU."""
+
+    name = "dis"
+
+    def __init__(self, preset: str = "medium") -> None:
+        import cv2
+
+        presets = {"fast": cv2.DISOPTICAL_FLOW_PRESET_FAST, "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+                   "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST}
+        self._dis = cv2.DISOpticalFlow_create(presets[preset])
+
+    def flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        import cv2
+
+        ga, gb = (cv2.cvtColor(x, cv2.COLOR_RGB2GRAY) for x in (a, b))
+        return self._dis.calc(ga, gb, None).astype(np.float32)
+
+
+class RAFTFlow(FlowEstimator):
+    """RAFT (Teed & Deng 2020) from torchvision. ``weights``: a state dict file of
+    torchvision's ``raft_small`` or ``raft_large`` (the variant is read from its keys);
+    ``model``: an already built module (tests build ``raft_small(weights=None)``)."""
+
+    name = "raft"
+
+    def __init__(self, weights: str | Path | None = None, *, model: Any = None, device: str = "auto",
+                 iterations: int = 12) -> None:
+        try:
+            import torch
+            from torchvision.models.optical_flow import raft_large, raft_small
+        except ImportError as exc:  # pragma: no cover - torch is a base dependency of the model extras
+            raise MissingDependencyError("torchvision", "models", "inpaint.flow: raft") from exc
+        if model is None:
+            if not weights or not Path(weights).is_file():
+                raise BadInputError(Path(str(weights or "?")), "RAFT weights not found (inpaint.raft_weights)")
+            state = torch.load(str(weights), map_location="cpu", weights_only=True)
+            # raft_small's encoders are bottleneck blocks (convnormrelu3); raft_large's are not
+            large = not any(".convnormrelu3." in k for k in state)
+            model = (raft_large if large else raft_small)(weights=None)
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as exc:
+                raise BadInputError(Path(str(weights)), f"not a torchvision RAFT state dict ({exc})") from exc
+        cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+        self.device = torch.device("cuda" if cuda else "cpu")
+        self.model = model.to(self.device).eval()
+        self.iterations = iterations
+
+    def flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        import torch
+        import torch.nn.functional as F
+
+        height, width = a.shape[:2]
+        ph = max(RAFT_MIN_SIDE - height, (-height) % RAFT_MULTIPLE)
+        pw = max(RAFT_MIN_SIDE - width, (-width) % RAFT_MULTIPLE)
+
+        def tensor(x: np.ndarray) -> Any:
+            t = torch.from_numpy(x).to(self.device).permute(2, 0, 1)[None].float() / 127.5 - 1.0  # RAFT wants [-1, 1]
+            return F.pad(t, (0, pw, 0, ph), mode="replicate")
+
+        with torch.inference_mode():
+            out = self.model(tensor(a), tensor(b), num_flow_updates=self.iterations)[-1]
+        return out[0, :, :height, :width].permute(1, 2, 0).cpu().numpy().astype(np.float32)
+
+
+def open_flow(settings: Any) -> tuple[FlowEstimator, str | None]:
+    """The estimator ``inpaint.flow`` names, and a note when RAFT was asked for but DIS ran
+    (no weights on disk: RAFT's weights are not downloaded by animlora)."""
+    s = settings.inpaint
+    if s.flow == "raft":
+        try:
+            return RAFTFlow(s.raft_weights or None, device=s.device), None
+        except (BadInputError, MissingDependencyError) as exc:
+            if not s.fallback:
+                raise
+            return DISFlow(), f"flow 'raft' unavailable ({exc}); used 'dis' because inpaint.fallback is true"
+    return DISFlow(), None
