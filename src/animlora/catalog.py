@@ -17,6 +17,7 @@ from typing import Any
 
 from animlora.errors import WorkspaceError
 from animlora.records import deocclude as deocclude_records
+from animlora.records import enhance as enhance_records
 
 # (name, SQL). Append only: a migration that has shipped is never edited or reordered.
 MIGRATIONS: list[tuple[str, str]] = [
@@ -240,6 +241,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE instances ADD COLUMN measures TEXT;
         """,
     ),
+    enhance_records.MIGRATION,
 ]
 
 

@@ -7,6 +7,7 @@ The stage folders are named once, in the stage registry (``animlora.stages.STAGE
 
 - :mod:`animlora.records.runs`       the runner's ``stage_runs`` / ``stage_items`` (status, resume)
 - :mod:`animlora.records.deocclude`  ``deocclude_fills``: the filled box of each occluded instance
+- :mod:`animlora.records.enhance`    ``enhanced_crops``: each enlarged crop, its scale, method and gate score
 
 Records sit beside ``catalog.py`` in the storage layer: they import the catalog only for
 types, so the catalog can list their migrations. Tables not yet moved here are read where

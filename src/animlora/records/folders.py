@@ -15,6 +15,7 @@ FOLDERS: dict[str, str] = {
     "deocclude": "deoccluded",
     "embed": "embeddings",
     "cluster": "clustered",
+    "enhance": "enhanced",
     "caption": "captions",
     "dataset": "training_data",
     "train": "runs",
