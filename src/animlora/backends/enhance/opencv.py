@@ -6,7 +6,7 @@
    colours untouched).
 3. Bicubic enlargement, then iterative back-projection: the result, shrunk back, is made to
    equal the (denoised) source, which steepens edges that bicubic smears.
-4. Edge-aware clamp: no pixel leaves the local range (3x3 at the output scale) of the plain
+4. Edge-aware clamp: no pixel leaves the local range (3x3 at the output scale) of a linear
    enlargement, so sharpened edges get no halos or ringing.
 
 It adds no detail that is not in the source: it is a cleaner, crisper enlargement than plain
@@ -54,7 +54,8 @@ class OpenCVEnhancer(Enhancer):
         for _ in range(s.cpu_iterations):
             error = target - cv2.resize(out, (w, h), interpolation=cv2.INTER_AREA)
             out += cv2.resize(error, size, interpolation=cv2.INTER_CUBIC)
-        k = max(3, int(round(factor)) | 1)
-        kernel = np.ones((k, k), np.uint8)
-        out = np.clip(out, cv2.erode(base, kernel), cv2.dilate(base, kernel))
+        # the local range of a linear enlargement (which never overshoots), not of the bicubic one
+        span = cv2.resize(src, size, interpolation=cv2.INTER_LINEAR)
+        kernel = np.ones((max(3, int(round(factor)) | 1),) * 2, np.uint8)
+        out = np.clip(out, cv2.erode(span, kernel).astype(np.float32), cv2.dilate(span, kernel).astype(np.float32))
         return np.clip(out + 0.5, 0, 255).astype(np.uint8)
