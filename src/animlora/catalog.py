@@ -18,6 +18,7 @@ from typing import Any
 from animlora.errors import WorkspaceError
 from animlora.records import cluster as cluster_records
 from animlora.records import deocclude as deocclude_records
+from animlora.records import enhance as enhance_records
 
 # (name, SQL). Append only: a migration that has shipped is never edited or reordered.
 MIGRATIONS: list[tuple[str, str]] = [
@@ -242,6 +243,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     cluster_records.MIGRATION,  # identity_distances, which the cluster stage made before
+    enhance_records.MIGRATION,
 ]
 
 

@@ -1,6 +1,6 @@
 """Every model backend of every family, in one table of one shape.
 
-A family (``segmentation``, ``embedding``, ``captioning``, ``inpainting``) is a protocol in
+A family (``segmentation``, ``embedding``, ``captioning``, ``inpainting``, ``enhance``) is a protocol in
 ``backends/<family>/base.py`` and one module per backend. This table lists each backend by
 module path, so nothing heavy is imported until one is used:
 
@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from animlora.errors import ConfigError, MissingDependencyError
 
-FAMILIES = ("segmentation", "embedding", "captioning", "inpainting")
+FAMILIES = ("segmentation", "embedding", "captioning", "inpainting", "enhance")
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,13 @@ BACKENDS: dict[str, dict[str, BackendEntry]] = {
         "sd": BackendEntry("animlora.backends.inpainting.sd:SDInpainter", ("torch", "diffusers", "transformers"),
                            "models", "Stable Diffusion inpainting (diffusers), text-guided; occluder removal only",
                            fallbacks=("lama", "opencv")),
+    },
+    "enhance": {
+        "spandrel": BackendEntry("animlora.backends.enhance.spandrel_sr:SpandrelEnhancer", ("torch", "spandrel"),
+                                 "models", "super-resolution model (Real-ESRGAN, Compact, SwinIR, DAT, HAT ...) "
+                                 "through spandrel; tiles, fp16 on CUDA", fallbacks=("opencv",)),
+        "opencv": BackendEntry("animlora.backends.enhance.opencv:OpenCVEnhancer", ("cv2",), "cpu",
+                               "no weights: light denoise, CLAHE on luminance, edge-aware upscaling"),
     },
 }
 

@@ -36,6 +36,7 @@ def register(app: typer.Typer) -> None:
     app.command("deocclude")(remove_occluders)
     app.command("inpaint-background", hidden=True)(inpaint_background)
     app.command("remove-occluders", hidden=True)(remove_occluders)
+    app.command("enhance")(enhance)
     app.command("embed")(embed)
     app.command("cluster")(cluster)
     app.command("caption")(caption)
@@ -360,5 +361,42 @@ def remove_occluders(
     flags = {"deocclude.backend": model, "inpaint.dilation": dilation}
     run_standalone(
         "deocclude", input_dir, output_dir, flags,
+        sets=sets, config_files=config, profile=profile, force=force, as_json=as_json,
+    )
+
+
+def enhance(
+    input_dir: Annotated[Path | None, typer.Option(
+        "--input-dir", "-i", help="A folder of images (RGBA alpha kept aligned); default: this project's crops.")] = None,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Folder for the enlarged images.")] = None,
+    model: Annotated[str | None, typer.Option(help="auto | spandrel | opencv (no weights) | none")] = None,
+    sr_model: Annotated[str | None, typer.Option(help="Registry name of the super-resolution weights.")] = None,
+    scale: Annotated[float | None, typer.Option(help="Folder input: enlargement of every image.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda")] = None,
+    profile: ProfileOpt = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    force: ForceOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Enlarge small character crops (super-resolution through spandrel, or OpenCV without weights), gated by SSIM."""
+    flags = {"enhance.backend": model, "enhance.sr_model": sr_model, "enhance.scale": scale, "enhance.device": device}
+    if input_dir is None:  # inside a project: its enhance stage, as `animlora run --from enhance --to enhance`
+        from animlora.cli.project import run_project
+        from animlora.workspace import Workspace
+
+        given = [f"{key}={value}" for key, value in flags.items() if value is not None]
+        summaries = run_project(Workspace.find(), [*given, *(sets or [])], "enhance", "enhance", force, not as_json)
+        print_summaries(summaries)
+        emit({"stages": summaries_json(summaries)}, as_json)
+        if any(s.failures for s in summaries):
+            raise typer.Exit(1)
+        return
+    if output_dir is None:
+        from animlora.errors import StageError
+
+        raise StageError("give --output-dir for the enlarged images of --input-dir")
+    run_standalone(
+        "enhance", input_dir, output_dir, flags,
         sets=sets, config_files=config, profile=profile, force=force, as_json=as_json,
     )

@@ -197,6 +197,24 @@ class DeoccludeSettings(Section):
     resolution: int = Field(ge=64, le=2048, multiple_of=8, description="sd: long side of the canvas the crop is resized to")
 
 
+class EnhanceSettings(Section):
+    backend: Literal["auto", "spandrel", "opencv", "none"] = Field(
+        description="auto = the spandrel model on CUDA when its weights are found, else opencv; none = off")
+    fallback: bool = Field(description="spandrel: weights or torch missing -> opencv, written in the report")
+    sr_model: str = Field(description="registry name of the super-resolution weights (models.paths may point it elsewhere)")
+    device: Literal["auto", "cpu", "cuda"]
+    half: bool = Field(description="fp16 on CUDA where the architecture supports it")
+    tile: int = Field(ge=0, description="input tile size in px for big images (0 = whole image)")
+    tile_pad: int = Field(ge=0, description="px of context around each tile (covers the model's receptive field)")
+    max_scale: float = Field(ge=1, le=8, description="largest enlargement of a crop")
+    cpu_max_scale: float = Field(ge=1, le=8, description="opencv: largest enlargement (it adds no detail)")
+    cpu_iterations: int = Field(ge=0, le=10, description="opencv: back-projection passes")
+    denoise: float = Field(ge=0, le=30, description="opencv: non-local-means strength before enlarging (0 = off)")
+    clahe: float = Field(ge=0, le=10, description="opencv: CLAHE clip limit on luminance (0 = off)")
+    min_ssim: float = Field(ge=0, le=1, description="gate: SSIM of the result shrunk back vs the source below this = rejected")
+    scale: float = Field(ge=1, le=8, description="standalone folders: enlargement of every image")
+
+
 class EmbedSettings(Section):
     # color | clip | siglip | dinov2 | auto, or two joined by "+" (e.g. "clip+dinov2")
     backend: str
@@ -374,6 +392,7 @@ class CaptionSettings(Section):
 
 
 class DatasetSettings(Section):
+    added_fields: ClassVar[dict[str, Any]] = {"min_image_side": 0, "use_enhanced": False}
     character: str = Field(description="project: only this character ('' = all); folder input: its name")
     caption_prefix: str = Field(description="words after the trigger word in every caption")
     captions_dir: str = Field(description="folder input: .txt captions by stem ('' = beside the images)")
@@ -393,6 +412,10 @@ class DatasetSettings(Section):
     max_bucket: int = Field(ge=64)
     max_enlarge: float = Field(ge=1, description="no image is enlarged by more than this (plain resampling); "
                                                  "a smaller crop gets a smaller output, or is left out")
+    min_image_side: int = Field(ge=0, description="a crop that cannot reach min_bucket is kept at its own size "
+                                                  "(kohya bucket_no_upscale) if its shorter side reaches this; "
+                                                  "0 = min_bucket (left out)")
+    use_enhanced: bool = Field(description="take the enhance stage's crop where plain resampling would be limited")
     fill_holes: float = Field(ge=0, le=1, description="alpha masks: enclosed holes up to this share of the "
                                                       "figure's area are filled (0 = none)")
     max_aspect: float = Field(ge=1, le=4, description="crops wider/taller than this ratio get more context")
@@ -440,6 +463,7 @@ class Settings(Section):
     prefilter: PrefilterSettings
     inpaint: InpaintSettings
     deocclude: DeoccludeSettings
+    enhance: EnhanceSettings
     embed: EmbedSettings
     cluster: ClusterSettings
     review: ReviewSettings

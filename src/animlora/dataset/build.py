@@ -26,7 +26,7 @@ def _sharpness(rgba: np.ndarray, mask: np.ndarray) -> float:
     return float(lap[inner].var()) if inner.any() else 0.0
 
 
-def _with_filled_box(frame: np.ndarray, member: Member) -> tuple[np.ndarray, bool]:
+def with_filled_box(frame: np.ndarray, member: Member) -> tuple[np.ndarray, bool]:
     """The frame with the deocclude stage's filled box (other characters and props painted
     out) put back in, so the image's surroundings show no other character; the frame as it
     is (and False) when there is none or it does not fit."""
@@ -77,6 +77,12 @@ def _left(skipped: list[dict[str, str]], instance: str, code: str, reason: str) 
     skipped.append({"instance": instance, "code": code, "reason": reason})
 
 
+def _floor(s: Any) -> int:
+    """The smallest output side kept: ``min_bucket``, or ``min_image_side`` below it (images kept at
+    their own size, as sd-scripts' ``bucket_no_upscale`` trains them)."""
+    return min(s.min_bucket, s.min_image_side or s.min_bucket)
+
+
 def _too_small(m: Member, rgba: np.ndarray, s: Any, alpha_threshold: float,
                buckets: list[tuple[int, int]]) -> str:
     """Why this instance cannot make a dataset image ("" when it can), from its mask box alone."""
@@ -90,16 +96,71 @@ def _too_small(m: Member, rgba: np.ndarray, s: Any, alpha_threshold: float,
     box = mask_box(mask, alpha_threshold)
     if box is None:
         return "no pixels of the character inside the frame"
+    if s.use_enhanced and m.enhanced_path:
+        return ""  # the enhanced crop is larger; rendering decides
     plan = plan_crop(box, canvas, buckets=buckets, step=s.bucket_step, margin=s.context_margin,
-                     max_enlarge=s.max_enlarge, min_side=s.min_bucket, max_aspect=s.max_aspect)
+                     max_enlarge=s.max_enlarge, min_side=_floor(s), max_aspect=s.max_aspect)
     if plan is None:
-        return (f"too small: {int(box[2])}x{int(box[3])} px cannot reach dataset.min_bucket {s.min_bucket} "
-                f"without enlarging more than dataset.max_enlarge {s.max_enlarge}x")
+        return (f"too small: {int(box[2])}x{int(box[3])} px cannot reach {_floor(s)} px (dataset.min_image_side / "
+                f"min_bucket) without enlarging more than dataset.max_enlarge {s.max_enlarge}x, and no enhanced crop")
     return ""
 
 
+def _render_member(m: Member, rgba: np.ndarray, frame: np.ndarray | None, s: Any, alpha_threshold: float,
+                   buckets: list[tuple[int, int]]) -> Any:
+    """The dataset image of one instance: from the frame by plain resampling (at most
+    ``max_enlarge``), or from the enhance stage's enlarged crop where plain resampling is
+    limited and the enhanced one gives the larger image; None when neither reaches the floor."""
+    from animlora.dataset.images import render
+
+    kw: dict[str, Any] = {"buckets": buckets, "step": s.bucket_step, "margin": s.context_margin,
+                          "max_enlarge": s.max_enlarge, "min_side": _floor(s), "background": s.background,
+                          "color": tuple(s.background_color), "alpha_threshold": alpha_threshold,
+                          "max_aspect": s.max_aspect, "fill_holes": s.fill_holes}
+    best = render(rgba, frame, m.bbox, **kw)
+    if best is not None:
+        best.info.update(resample_scale=best.info["scale"], enhanced=None)
+    if s.use_enhanced and m.enhanced_path and m.enhanced_region and (best is None or best.info["upscale_limited"]):
+        enhanced = _render_enhanced(m, kw)
+        if enhanced is not None and (best is None or _area(enhanced) > _area(best)):
+            best = enhanced
+    if best is not None:
+        best.info["below_min_bucket"] = min(best.info["size"]) < s.min_bucket
+    return best
+
+
+def _area(r: Any) -> int:
+    return int(r.info["size"][0] * r.info["size"][1])
+
+
+def _render_enhanced(m: Member, kw: dict[str, Any]) -> Any:
+    """Render from the enhanced crop (an RGBA image of the frame region, alpha aligned) as from a
+    frame; scale and crop are given back in source-frame pixels."""
+    from animlora.dataset.images import render
+    from animlora.io.images import read_image
+
+    try:
+        enhanced = read_image(m.enhanced_path or "", "RGBA")
+    except BadInputError:
+        return None
+    assert m.enhanced_region is not None
+    rx, ry, rw, rh = m.enhanced_region
+    kx, ky = enhanced.shape[1] / rw, enhanced.shape[0] / rh
+    out = render(enhanced, np.ascontiguousarray(enhanced[..., :3]), None, **kw)
+    if out is None:
+        return None
+    cx, cy, cw, ch = out.info["crop"]
+    out.info.update(
+        resample_scale=out.info["scale"], scale=round(out.info["scale"] * kx, 4),
+        crop=[round(rx + cx / kx, 1), round(ry + cy / ky, 1), round(cw / kx, 1), round(ch / ky, 1)],
+        enhanced={"method": m.enhanced_method, "factor": m.enhanced_scale, "ssim": m.enhanced_ssim,
+                  "file": m.enhanced_path},
+    )
+    return out
+
+
 def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: Progress) -> ItemOutput:
-    from animlora.dataset.images import bucket_sizes, render
+    from animlora.dataset.images import bucket_sizes
     from animlora.dataset.selection import farthest_point, near_duplicates, quality_scores, simple_features
     from animlora.io.images import read_image, write_image
     from animlora.text.captions import (
@@ -203,23 +264,20 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
                 continue
         filled = False
         if frame is not None and s.use_deoccluded:
-            frame, filled = _with_filled_box(frame, m)
+            frame, filled = with_filled_box(frame, m)
         cap = captions.get(m.instance_id)
         if cap is None:
             cap = {"text": "", "source": "template (dataset)", "fields": _template_fields(m, rgba, job.settings,
                                                                                       payload.get("clothed")),
                    "edited": False, "confidence": None}
         try:
-            img = render(rgba, frame, m.bbox, buckets=buckets, step=s.bucket_step, margin=s.context_margin,
-                         max_enlarge=s.max_enlarge, min_side=s.min_bucket, background=s.background,
-                         color=tuple(s.background_color), alpha_threshold=cs.alpha_threshold,
-                         max_aspect=s.max_aspect, fill_holes=s.fill_holes)
+            img = _render_member(m, rgba, frame, s, cs.alpha_threshold, buckets)
         except ValueError as exc:
             _left(skipped, m.instance_id, UNREADABLE, str(exc))
             continue
         if img is None:
-            _left(skipped, m.instance_id, TOO_SMALL, f"smaller than dataset.min_bucket {s.min_bucket} without "
-                                                     f"enlarging more than {s.max_enlarge}x")
+            _left(skipped, m.instance_id, TOO_SMALL, f"smaller than {_floor(s)} px (dataset.min_image_side / "
+                                                     f"min_bucket) without enlarging more than {s.max_enlarge}x")
             continue
         stem = safe_name(m.stem)
         if stem in used_stems:
@@ -242,7 +300,7 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
             (out / f).unlink(missing_ok=True)
         reason = (f"only {written} images could be written (dataset.min_size {s.min_size}); "
                   f"{len(skipped)} left out ({_counts_text(left_out)}) — add footage, lower dataset.min_size, "
-                  f"or allow more enlargement (dataset.max_enlarge)")
+                  f"or enlarge small crops with the enhance stage (an SR model: enhance.backend spandrel)")
         marker = f".skipped/{safe_name(character)}.json"
         atomic_write_json(job.output_dir / marker, {
             "character": character, "reason": reason, "images": written, "candidates": candidates,
@@ -302,8 +360,12 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
         "captions": {"prefix": s.caption_prefix, "token_count": how,
                      "pruned_traits": sorted(f"{a}:{b}" for a, b in drop)},
         "images_settings": {"resolution": s.resolution, "background": s.background, "max_enlarge": s.max_enlarge,
+                            "min_bucket": s.min_bucket, "min_image_side": s.min_image_side,
                             "flip_aug": s.flip_aug, "color_aug": s.color_aug},
         "enlargement": {"max": scales[-1], "median": scales[len(scales) // 2],
+                        "resample_max": max(r["resample_scale"] for r in records),
+                        "enhanced": sum(1 for r in records if r["enhanced"]),
+                        "below_min_bucket": sum(1 for r in records if r["below_min_bucket"]),
                         "limited": sum(1 for r in records if r["upscale_limited"]),
                         "padded": sum(1 for r in records if r["padded"])},
         "coverage": coverage, "images": records, "left_out_counts": left_out, "skipped": skipped,

@@ -61,6 +61,13 @@ class Member:
     # sits in the frame (x, y, w, h)
     filled_path: str | None = None
     filled_box: tuple[int, int, int, int] | None = None
+    # the enhance stage's enlargement of the region the dataset crops (RGBA PNG), the region in
+    # the frame (x, y, w, h), its scale and what made it
+    enhanced_path: str | None = None
+    enhanced_region: tuple[int, int, int, int] | None = None
+    enhanced_scale: float | None = None
+    enhanced_method: str | None = None
+    enhanced_ssim: float | None = None
     problem: str = ""  # why it cannot be used (missing files), "" when fine
 
     def to_json(self) -> dict[str, Any]:
@@ -69,7 +76,7 @@ class Member:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Member:
         data = dict(data)
-        for key in ("bbox", "frame_size", "filled_box"):
+        for key in ("bbox", "frame_size", "filled_box", "enhanced_region"):
             if data.get(key) is not None:
                 data[key] = tuple(data[key])
         return cls(**data)
@@ -119,6 +126,7 @@ def project_members(catalog: Catalog, root: Path, characters: list[str] | None =
     sql += " ORDER BY cm.character, cm.instance_id"
     seg_dir, filt_dir, frames_dir = (stage_dir(root, s) for s in ("segment", "prefilter", "extract"))
     filled = deoccluded(catalog, root)
+    enhanced = enhanced_crops(catalog, root)
     members = []
     for row in catalog.rows(sql, params):
         r = dict(row)
@@ -156,6 +164,7 @@ def project_members(catalog: Catalog, root: Path, characters: list[str] | None =
             area_fraction=r.get("i_area_fraction"),
             mask_path=str(seg_dir / r["i_mask_path"]) if r.get("i_mask_path") else None,
             filled_path=filled_path, filled_box=filled_box, problem=problem,
+            **enhanced.get(r["instance_id"], {}),
         ))
     return members
 
@@ -168,6 +177,16 @@ def deoccluded(catalog: Catalog, root: Path) -> dict[str, tuple[str, tuple[int, 
     folder = stage_dir(root, "deocclude")
     return {key: (str(folder / fill.path), fill.box)  # records of stage version 1 have no box
             for key, fill in fills_by_instance(catalog).items() if fill.box is not None}
+
+
+def enhanced_crops(catalog: Catalog, root: Path) -> dict[str, dict[str, Any]]:
+    """instance id -> the Member fields of its accepted enhanced crop (enhance stage records)."""
+    from animlora.records.enhance import accepted_by_item
+
+    folder = stage_dir(root, "enhance")
+    return {key: {"enhanced_path": str(folder / r.path), "enhanced_region": r.region, "enhanced_scale": r.scale,
+                  "enhanced_method": r.method, "enhanced_ssim": r.ssim}
+            for key, r in accepted_by_item(catalog).items() if r.path}
 
 
 def trigger_for(root: Path | None, character: str) -> str:

@@ -59,7 +59,8 @@ def ending(results_path: Path) -> dict[str, Any] | None:
     for name, c in sorted(report.get("characters", {}).items()):
         rows.append({"character": name, "status": c.get("status", "ok"), "images": c["images"],
                      "shots": c["shots"], "candidate_shots": c.get("candidate_shots"),
-                     "left_out": c.get("left_out", {}), "folder": c.get("folder"), "reason": ""})
+                     "left_out": c.get("left_out", {}), "folder": c.get("folder"), "reason": "",
+                     "enlargement": c.get("enlargement") or {}})
     for sk in report.get("skipped_characters", []):
         rows.append({"character": sk["character"], "status": "no dataset", "images": 0, "shots": 0,
                      "candidate_shots": None, "left_out": sk.get("left_out_counts", {}), "folder": None,
@@ -77,6 +78,12 @@ def ending(results_path: Path) -> dict[str, Any] | None:
         if r["status"] == "small":
             lines.append(f"{r['character']}: only {r['images']} images — built, but marked small (dataset.small_size); "
                          "a LoRA from so few overfits: add footage with this character, or review its cluster.")
+    for r in rows:  # what was done to small crops, after the verdicts
+        e = r.get("enlargement") or {}
+        if e.get("enhanced") or e.get("below_min_bucket"):
+            lines.append(f"{r['character']}: {e.get('enhanced', 0)} of {r['images']} images from enhanced crops, "
+                         f"{e.get('below_min_bucket', 0)} kept at their own size below dataset.min_bucket "
+                         f"(sd-scripts bucket_no_upscale); plain resampling at most {e.get('resample_max', 0):.2f}x")
     return {"characters": rows, "usable": len(usable), "upstream": report.get("upstream", {}), "lines": lines,
             "report": str(results_path.parent / report["report"]["html"]) if report.get("report") else None}
 
@@ -91,7 +98,7 @@ def _advice(rows: list[dict[str, Any]], upstream: dict[str, Any]) -> str:
                 "`animlora review`, or lower cluster.min_cluster_size for a short film.")
     if any(r["status"] == "no dataset" for r in rows):
         return ("Every character had too few images that could be written: add footage, lower dataset.min_size, "
-                "or let small crops in with a larger dataset.max_enlarge (softer images).")
+                "or enlarge small crops with a super-resolution model (enhance.backend spandrel, docs/enhance.md).")
     return "Every character failed: see the errors above (`animlora status`)."
 
 

@@ -113,6 +113,33 @@ register(
 )
 
 
+# -- enhancement (enhance stage): super-resolution through spandrel -----------------------
+# The released files are on GitHub (xinntao/Real-ESRGAN releases); the hub repositories below
+# are mirrors that were not fetched while this was written (no hub access): `animlora models
+# import NAME FILE` takes the release file as it is. Face restorers (GFPGAN: Apache-2.0 with
+# NVIDIA StyleGAN2 parts; CodeFormer: S-Lab non-commercial; RestoreFormer++: Apache-2.0) are
+# not wired in this version (docs/enhance.md).
+register(ModelSpec(
+    name="realesrgan-x4plus", kind="enhancement",
+    description="Real-ESRGAN x4plus (RRDBNet, 4x): real-world super-resolution that keeps smooth 3D shading; "
+    "the 3d profile's default",
+    used_by=("enhance.spandrel",), hf_repo="lllyasviel/Annotators", hf_files=("RealESRGAN_x4plus.pth",),
+    size_mb=63.9, license="BSD-3-Clause",
+))
+register(ModelSpec(
+    name="realesr-general-x4v3", kind="enhancement",
+    description="Real-ESRGAN general x4v3 (SRVGGNetCompact, 4x): small and fast, a little softer than x4plus",
+    used_by=("enhance.spandrel",), hf_repo="ai-forever/Real-ESRGAN", hf_files=("realesr-general-x4v3.pth",),
+    size_mb=4.7, license="BSD-3-Clause",
+))
+register(ModelSpec(
+    name="realesrgan-x4plus-anime6b", kind="enhancement",
+    description="Real-ESRGAN x4plus anime 6B (RRDBNet, 6 blocks, 4x): line art and flat colours; the 2d profile's default",
+    used_by=("enhance.spandrel",), hf_repo="ai-forever/Real-ESRGAN", hf_files=("RealESRGAN_x4plus_anime_6B.pth",),
+    sha256={"RealESRGAN_x4plus_anime_6B.pth": "f872d837d3c90ed2e05227bed711af5671a6fd1c9f7d7e91c911a61f155e99da"},
+    size_mb=17.9, license="BSD-3-Clause",
+))
+
 # -- embedding (identity stage) ------------------------------------------------------
 _HF_IMAGE_FILES = ("*.json", "model.safetensors")
 register(ModelSpec(

@@ -14,6 +14,7 @@ another stage's columns. The stage folders are named once, in :mod:`.folders`.
 - :mod:`animlora.records.decisions`  ``review_decisions``, ``character_members``
 - :mod:`animlora.records.caption`    ``captions`` (the stage's rows and a person's edits)
 - :mod:`animlora.records.folders`    each stage's folder in a project
+- :mod:`animlora.records.enhance`    ``enhanced_crops``: each enlarged crop, its scale, method and gate score
 
 Records sit beside ``catalog.py`` in the storage layer: they import the catalog only for
 types (and ``now``, lazily), so the catalog can list their migrations. Tables not yet moved

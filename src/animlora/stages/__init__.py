@@ -21,6 +21,7 @@ _CLASSES: dict[str, str] = {
     "deocclude": "animlora.stages.deocclude:DeoccludeStage",
     "embed": "animlora.stages.embed:EmbedStage",
     "cluster": "animlora.stages.cluster:ClusterStage",
+    "enhance": "animlora.stages.enhance:EnhanceStage",
     "caption": "animlora.stages.caption:CaptionStage",
     "dataset": "animlora.stages.dataset:DatasetStage",
     "train": "animlora.stages.train:TrainStage",

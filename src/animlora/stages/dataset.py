@@ -51,8 +51,10 @@ SKIPPED_DIR = ".skipped"
 class DatasetStage(Stage):
     name = "dataset"
     folder = "training_data"
-    version = "2"
-    upstream = ("caption", "cluster", "embed")
+    # 3: crops from the enhance stage where plain resampling is limited; small crops kept at
+    #    their own size down to min_image_side
+    version = "3"
+    upstream = ("caption", "cluster", "embed", "enhance")
 
     def settings_hash(self, settings: Any) -> str:
         # captions are composed here too (prefix, lint, token budget): caption settings count
@@ -115,8 +117,8 @@ class DatasetStage(Stage):
             }
             fingerprint = digest(
                 trigger, payload["clothed"],
-                [(m.instance_id, stat_key(m.image_path), stat_key(m.frame_path), stat_key(m.filled_path), m.problem)
-                 for m in group],
+                [(m.instance_id, stat_key(m.image_path), stat_key(m.frame_path), stat_key(m.filled_path),
+                  stat_key(m.enhanced_path), m.enhanced_region, m.problem) for m in group],
                 sorted((k, json.dumps(v, sort_keys=True)) for k, v in caps.items()),
                 None if embeddings is None else (embeddings["model"], digest(sorted(embeddings["vectors"].items()))),
                 [(p, stat_key(p)) for p in reg],

@@ -1,0 +1,1 @@
+"""Enhancement backends: super-resolution of small character crops (see docs/enhance.md)."""
