@@ -111,13 +111,15 @@ def init(
 
 
 def run_project(
-    workspace: Any, sets: list[str] | None, start: str | None, stop: str | None, force: bool, show_progress: bool
+    workspace: Any, sets: list[str] | None, start: str | None, stop: str | None, force: bool, show_progress: bool,
+    ray_address: str | None = None,
 ) -> list[Any]:
     from animlora.config import load_settings
     from animlora.pipeline.runner import Runner
     from animlora.stages import select_stages
 
-    loaded = load_settings(workspace.root, overrides=overrides_tree(sets))
+    flags = {"runner.executor": "ray", "runner.ray_address": ray_address} if ray_address else {}
+    loaded = load_settings(workspace.root, overrides=overrides_tree(sets, flags))
     stages = select_stages(start, stop)
     setup_logging(workspace.logs_dir)
     with progress_bar(show_progress) as progress:
@@ -130,11 +132,13 @@ def run(
     stop: Annotated[str | None, typer.Option("--to", help="Last stage to run.")] = None,
     force: ForceOpt = False,
     sets: SetOpt = None,
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="Run the stages' items on this Ray cluster (runner.executor ray).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run every stage in order; up-to-date stages are skipped, cut-short ones resume."""
     workspace = _workspace(project)
-    summaries = run_project(workspace, sets, start, stop, force, not as_json)
+    summaries = run_project(workspace, sets, start, stop, force, not as_json, ray_address)
     print_summaries(summaries)
     datasets = dataset_ending(workspace, summaries)
     emit({"stages": summaries_json(summaries), **({"datasets": datasets} if datasets else {})}, as_json)

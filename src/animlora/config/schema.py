@@ -68,8 +68,12 @@ class ProjectSettings(Section):
 
 
 class RunnerSettings(Section):
-    executor: Literal["serial", "process"]
-    workers: int = Field(ge=1, le=256)
+    executor: Literal["serial", "process", "ray"]
+    workers: int = Field(ge=1, le=4096, description="process pool size; on Ray: tasks in flight / model actors")
+    ray_address: str = Field(description="Ray cluster to join (ray://host:10001, host:6379, auto); "
+                                         "empty = a local Ray that starts and stops with the run")
+    ray_retries: int = Field(ge=0, le=100, description="Ray: times an item is sent again after its worker died")
+    ray_gpus: float = Field(gt=0, le=8, description="Ray: GPUs per model actor (fractional shares a GPU)")
 
 
 class ModelsSettings(Section):
