@@ -239,10 +239,11 @@ class ReviewSettings(Section):
 class TrainSettings(Section):
     """LoRA training (the built-in diffusers+peft trainer, or kohya sd-scripts)."""
 
-    added_fields: ClassVar[dict[str, Any]] = {"preset": ""}
+    added_fields: ClassVar[dict[str, Any]] = {"preset": "", "num_processes": 1}
 
     preset: str = Field(description="training preset layered under project.yaml (config/presets/NAME.yaml); empty = none")
     engine: Literal["builtin", "kohya"]
+    num_processes: int = Field(ge=1, le=64, description="data-parallel processes (GPUs) under `accelerate launch`")
     sd_scripts: str = Field(description="kohya engine: the sd-scripts checkout")
     base_model: str = Field(description="diffusers folder, single .safetensors file, registry name or hub id; empty = not configured")
     base_model_config: str = Field(description="single-file base model: diffusers folder or hub id holding its configs; empty = auto")
