@@ -1,4 +1,4 @@
-"""Project commands: init, run, status, config show, demo."""
+"""Project commands: init, add-video, run, status, config show, demo."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ config_app = typer.Typer(help="Inspect settings.", no_args_is_help=True)
 
 def register(app: typer.Typer) -> None:
     app.command("init")(init)
+    app.command("add-video")(add_video)
     app.command("run")(run)
     app.command("status")(status)
     app.command("demo")(demo)
@@ -110,14 +111,146 @@ def init(
     emit({"project": name, "path": str(folder), "videos": [str(v) for v in video or []]}, as_json)
 
 
+def _videos_edit(text: str, entry: str) -> str | None:
+    """project.yaml's text with ``entry`` appended to ``project.videos``, everything else (the
+    user's comments, order, other sections) as it was; None when the list is not plainly there."""
+    import json
+
+    import yaml
+
+    root = yaml.compose(text)
+    if not isinstance(root, yaml.MappingNode):
+        return None
+    project = next((v for k, v in root.value if k.value == "project"), None)
+    if not isinstance(project, yaml.MappingNode):
+        return None
+    videos = next((v for k, v in project.value if k.value == "videos"), None)
+    if not isinstance(videos, yaml.SequenceNode):
+        return None
+    if videos.flow_style or not videos.value:  # videos: [] or [a, b]: rewrite the brackets
+        items = [node.value for node in videos.value] + [entry]
+        start, end = videos.start_mark.index, videos.end_mark.index
+        return text[:start] + json.dumps(items, ensure_ascii=False) + text[end:]
+    lines = text.splitlines(keepends=True)
+    last = videos.value[-1]
+    # the line after the last item (its end mark sits at the next line's start)
+    after = last.end_mark.line if last.end_mark.column == 0 else last.end_mark.line + 1
+    first = videos.value[0]
+    dash = lines[first.start_mark.line][: first.start_mark.column]  # "  - " as the file writes it
+    new = dash + json.dumps(entry, ensure_ascii=False) + "\n"
+    if after > 0 and not lines[after - 1].endswith("\n"):
+        lines[after - 1] += "\n"
+    return "".join(lines[:after] + [new] + lines[after:])
+
+
+def add_video_to_project(workspace: Any, video: Path) -> dict[str, Any]:
+    """List ``video`` in project.yaml after the checks ``init`` makes (exists, a file, decodes)
+    and refusing one already listed (the same file, or a copy of its content). Earlier results
+    stay valid: the next run extracts the new video alone and carries it downstream."""
+    import yaml
+
+    from animlora.config import load_settings
+    from animlora.errors import BadInputError, ConfigError
+    from animlora.io.files import atomic_write_text
+    from animlora.io.video import content_id
+
+    if not video.exists():
+        raise BadInputError(video, "no such file")
+    if not video.is_file():
+        raise BadInputError(video, "not a video file")
+    probe_video(video)
+    root = workspace.root
+    yaml_path = root / "project.yaml"
+    with workspace.lock():
+        text = yaml_path.read_text(encoding="utf-8")
+        listed = load_settings(root).settings.project.videos
+        resolved = video.resolve()
+        new_id = content_id(resolved)
+        for entry in listed:
+            other = Path(entry).expanduser()
+            other = (other if other.is_absolute() else root / other).resolve()
+            if other == resolved:
+                raise BadInputError(video, f"already in the project (project.videos: {entry})")
+            if other.is_file() and content_id(other) == new_id:
+                raise BadInputError(video, f"the same video as {entry}, already in the project")
+        try:
+            entry = str(resolved.relative_to(root))
+        except ValueError:
+            entry = str(resolved)
+        edited = _videos_edit(text, entry)
+        if edited is None:  # no plain list to append to: write the merged mapping (comments go)
+            data = yaml.safe_load(text) or {}
+            data.setdefault("project", {})["videos"] = [*listed, entry]
+            edited = yaml.safe_dump(data, sort_keys=False)
+        atomic_write_text(yaml_path, edited)
+        try:
+            videos = load_settings(root).settings.project.videos
+        except ConfigError:
+            atomic_write_text(yaml_path, text)
+            raise
+    result: dict[str, Any] = {"project": str(root), "added": entry, "videos": list(videos)}
+    note = _budget_note(load_settings(root).settings, root, listed, resolved)
+    if note:
+        result["warning"] = note
+    return result
+
+
+def _budget_note(settings: Any, root: Path, listed: list[str], added: Path) -> str | None:
+    """Scene mode splits one project budget by duration; where a bound (min/max_candidates)
+    binds, a new video changes the others' share, and their frames are extracted again."""
+    s = settings.extract
+    if s.mode != "scene":
+        return None
+    from animlora.errors import BadInputError
+    from animlora.io.video import probe
+    from animlora.stages.extract import project_budget
+
+    def seconds(p: Path) -> float:
+        try:
+            return probe(p, check_end=False).duration if p.is_file() else 0.0
+        except BadInputError:
+            return 0.0
+
+    paths = [(Path(e).expanduser() if Path(e).expanduser().is_absolute() else root / e) for e in listed]
+    before = [seconds(p) for p in paths]
+    after = [*before, seconds(added)]
+    bounds = (s.candidates_per_minute, s.min_candidates, s.max_candidates)
+    if project_budget(before, *bounds) == project_budget(after, *bounds)[:-1]:
+        return None
+    wanted = round(s.candidates_per_minute * sum(after) / 60.0)
+    return (f"scene mode splits one frame budget over the project, bounded by extract.min_candidates "
+            f"{s.min_candidates} / max_candidates {s.max_candidates}; with this video the bound changes the other "
+            f"videos' share, so the next run extracts them again too (a project that will grow: set "
+            f"extract.max_candidates to {wanted} or more before its first run)")
+
+
+def add_video(
+    video: Annotated[Path, typer.Argument(help="The video file to add.")],
+    project: ProjectOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a video to the project: the next `animlora run` processes it alone (earlier results stay)."""
+    workspace = _workspace(project)
+    result = add_video_to_project(workspace, video)
+    if result.get("warning"):
+        console_err.print(f"[yellow]warning:[/] {result['warning']}", highlight=False)
+        console_err.print(f"added {result['added']} ({len(result['videos'])} videos)", highlight=False)
+    else:
+        console_err.print(f"added {result['added']} ({len(result['videos'])} videos); "
+                          "`animlora run` processes it, and only it", highlight=False)
+    emit(result, as_json)
+
+
 def run_project(
-    workspace: Any, sets: list[str] | None, start: str | None, stop: str | None, force: bool, show_progress: bool
+    workspace: Any, sets: list[str] | None, start: str | None, stop: str | None, force: bool, show_progress: bool,
+    ray_address: str | None = None,
 ) -> list[Any]:
     from animlora.config import load_settings
     from animlora.pipeline.runner import Runner
     from animlora.stages import select_stages
 
-    loaded = load_settings(workspace.root, overrides=overrides_tree(sets))
+    flags = {"runner.executor": "ray", "runner.ray_address": ray_address} if ray_address else {}
+    loaded = load_settings(workspace.root, overrides=overrides_tree(sets, flags))
     stages = select_stages(start, stop)
     setup_logging(workspace.logs_dir)
     with progress_bar(show_progress) as progress:
@@ -130,11 +263,13 @@ def run(
     stop: Annotated[str | None, typer.Option("--to", help="Last stage to run.")] = None,
     force: ForceOpt = False,
     sets: SetOpt = None,
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="Run the stages' items on this Ray cluster (runner.executor ray).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run every stage in order; up-to-date stages are skipped, cut-short ones resume."""
     workspace = _workspace(project)
-    summaries = run_project(workspace, sets, start, stop, force, not as_json)
+    summaries = run_project(workspace, sets, start, stop, force, not as_json, ray_address)
     print_summaries(summaries)
     datasets = dataset_ending(workspace, summaries)
     emit({"stages": summaries_json(summaries), **({"datasets": datasets} if datasets else {})}, as_json)

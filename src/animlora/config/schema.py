@@ -68,8 +68,12 @@ class ProjectSettings(Section):
 
 
 class RunnerSettings(Section):
-    executor: Literal["serial", "process"]
-    workers: int = Field(ge=1, le=256)
+    executor: Literal["serial", "process", "ray"]
+    workers: int = Field(ge=1, le=4096, description="process pool size; on Ray: tasks in flight / model actors")
+    ray_address: str = Field(description="Ray cluster to join (ray://host:10001, host:6379, auto); "
+                                         "empty = a local Ray that starts and stops with the run")
+    ray_retries: int = Field(ge=0, le=100, description="Ray: times an item is sent again after its worker died")
+    ray_gpus: float = Field(gt=0, le=8, description="Ray: GPUs per model actor (fractional shares a GPU)")
 
 
 class ModelsSettings(Section):
@@ -265,10 +269,11 @@ class ReviewSettings(Section):
 class TrainSettings(Section):
     """LoRA training (the built-in diffusers+peft trainer, or kohya sd-scripts)."""
 
-    added_fields: ClassVar[dict[str, Any]] = {"preset": ""}
+    added_fields: ClassVar[dict[str, Any]] = {"preset": "", "num_processes": 1}
 
     preset: str = Field(description="training preset layered under project.yaml (config/presets/NAME.yaml); empty = none")
     engine: Literal["builtin", "kohya"]
+    num_processes: int = Field(ge=1, le=64, description="data-parallel processes (GPUs) under `accelerate launch`")
     sd_scripts: str = Field(description="kohya engine: the sd-scripts checkout")
     base_model: str = Field(description="diffusers folder, single .safetensors file, registry name or hub id; empty = not configured")
     base_model_config: str = Field(description="single-file base model: diffusers folder or hub id holding its configs; empty = auto")

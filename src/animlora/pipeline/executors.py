@@ -1,6 +1,6 @@
-"""Executors run ``Stage.process`` over items: in this process, or in a local worker pool.
+"""Executors run ``Stage.process`` over items: in this process, a local worker pool, or on Ray.
 
-Both yield ``(item, output | exception)`` in completion order and keep at most a bounded
+All yield ``(item, output | exception)`` in completion order and keep at most a bounded
 number of items in flight, so memory stays flat however many items a stage has.
 """
 
@@ -9,8 +9,10 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
 
+from animlora.errors import MissingDependencyError, StageError
 from animlora.pipeline.stage import ItemOutput, Progress, Stage, StageJob, WorkItem
 
 Outcome = tuple[WorkItem, ItemOutput | BaseException]
@@ -78,3 +80,198 @@ def run_pool(stage: Stage, job: StageJob, items: Iterable[WorkItem], workers: in
                 item = pending.pop(future)
                 exc = future.exception()
                 yield item, exc if exc is not None else future.result()
+
+
+# -- Ray -----------------------------------------------------------------------------------
+# Items become Ray tasks, or calls on a pool of actors where the stage holds a model (each
+# actor runs ``Stage.setup_worker`` once, as a pool worker does). Only results travel back:
+# the driver (this process) commits them, so the catalog keeps its single writer.
+
+#: stage -> backend family whose ``backend`` setting decides whether the stage wants a GPU
+_GPU_FAMILIES = {"segment": "segmentation", "embed": "embedding", "caption": "captioning",
+                 "inpaint": "inpainting", "deocclude": "inpainting"}
+_CRASHES = ("WorkerCrashedError", "ActorDiedError", "RayActorError", "ActorUnavailableError",
+            "NodeDiedError", "OwnerDiedError", "ObjectLostError", "LocalRayletDiedError")
+
+
+class ProjectNotVisibleError(StageError):
+    """A Ray worker cannot see the project folder: it is not on storage shared by the cluster."""
+
+
+def wants_gpu(stage: Stage, settings: Any, cluster_gpus: float) -> bool:
+    """Whether the stage's configured backend runs on a GPU: a model backend (``models``/``yolo``
+    extra) on ``device: cuda``, or on ``auto`` where the cluster has GPUs."""
+    from animlora.backends.registry import BACKENDS
+
+    section = getattr(settings, stage.name, None)
+    family = _GPU_FAMILIES.get(stage.name)
+    backend = getattr(section, "backend", None)
+    entry = BACKENDS.get(family or "", {}).get(backend) if isinstance(backend, str) else None
+    if entry is None or entry.extra not in ("models", "yolo"):
+        return False
+    device = str(getattr(section, "device", "auto"))
+    return device.startswith("cuda") or (device == "auto" and cluster_gpus > 0)
+
+
+def uses_actors(stage: Stage, gpu: bool) -> bool:
+    """Actors where a model is held (the stage has a per-worker setup, or runs on a GPU)."""
+    return gpu or type(stage).setup_worker is not Stage.setup_worker
+
+
+def _check_visible(job: StageJob) -> None:
+    if not job.output_dir.is_dir():
+        import socket
+
+        raise ProjectNotVisibleError(
+            f"a Ray worker on {socket.gethostname()} cannot see the project folder {job.workspace_root}: "
+            "on a cluster the project must be on storage every node mounts at the same path (NFS or similar)")
+
+
+def _ray_item(stage: Stage, job: StageJob, item: WorkItem, scope: Scope) -> ItemOutput:
+    """One item in a Ray task (module level, so workers import it rather than unpickle code)."""
+    _check_visible(job)
+    return _process_one(stage, job, item, scope)
+
+
+class _StageActor:
+    """One Ray actor: the stage's model loaded once (``setup_worker``), then item after item."""
+
+    def __init__(self, stage: Stage, job: StageJob) -> None:
+        self.stage, self.job = stage, job
+        if job.output_dir.is_dir():  # else every item reports it (ProjectNotVisibleError)
+            _setup_worker(stage, job)
+
+    def process(self, item: WorkItem, scope: Scope) -> ItemOutput:
+        return _ray_item(self.stage, self.job, item, scope)
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """A task's own exception (Ray wraps it in a RayTaskError that keeps it as ``cause``)."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
+
+
+def _crashed(exc: BaseException) -> bool:
+    return any(type(exc).__name__ == name or name in {t.__name__ for t in type(exc).__mro__} for name in _CRASHES)
+
+
+@contextmanager
+def ray_session(address: str, num_cpus: int) -> Iterator[None]:
+    """Ray for one run: join ``address`` (a cluster), or start a local Ray that stops with the
+    run. A Ray already started in this process (tests, notebooks) is used as it is."""
+    import importlib.util
+    import logging
+    import os
+    import sys
+    from pathlib import Path
+
+    if importlib.util.find_spec("ray") is None:
+        raise MissingDependencyError("ray", "ray", "runner.executor 'ray'")
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    logging.getLogger("ray").setLevel(logging.WARNING)
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    if address:
+        kwargs["address"] = address
+    else:
+        # local workers import this very animlora (a source checkout too), as the process pool's do
+        package_root = str(Path(__file__).resolve().parents[2])
+        path = os.pathsep.join([package_root, *(p for p in sys.path if p and p != package_root)])
+        kwargs |= {"num_cpus": num_cpus, "runtime_env": {"env_vars": {"PYTHONPATH": path}}}
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as exc:
+        raise StageError(f"cannot join the Ray cluster at {address!r}: {exc}") from exc
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def run_ray(stage: Stage, job: StageJob, items: Iterable[WorkItem], workers: int, scope: Scope = _no_scope,
+            *, retries: int = 3, gpus_per_worker: float = 1.0) -> Iterator[Outcome]:
+    """Items on Ray (inside :func:`ray_session`), yielded in completion order.
+
+    ``2 * workers`` tasks in flight, or ``workers`` actors with one call each. A worker that dies
+    mid-item (killed, out of memory, node lost) costs that item one attempt: it is sent again
+    (a dead actor is replaced by a new one, which loads its model again) up to ``retries``
+    times, then recorded as failed with the crash. An exception the item raises is its result, as with the other
+    executors (not retried)."""
+    import ray
+
+    gpu = wants_gpu(stage, job.settings, ray.cluster_resources().get("GPU", 0.0))
+    need = {"num_cpus": 0 if gpu else 1, "num_gpus": gpus_per_worker if gpu else 0}
+    stage_ref, job_ref, scope_ref = ray.put(stage), ray.put(job), ray.put(scope)
+    actors: list[Any] = []
+    if uses_actors(stage, gpu):
+        # one call at a time per actor: a crash then costs only the item that was running
+        actor_cls = ray.remote(_StageActor).options(max_restarts=0, max_task_retries=0, **need)
+        actors = [actor_cls.remote(stage, job) for _ in range(workers)]
+        in_flight = workers
+    else:
+        task = ray.remote(_ray_item).options(max_retries=0, **need)
+        in_flight = 2 * workers
+    idle = list(range(len(actors)))
+    pending: dict[Any, tuple[WorkItem, int, int]] = {}  # ref -> (item, attempt, actor index)
+    attempts_left: list[tuple[WorkItem, int]] = []
+    iterator = iter(items)
+
+    def submit(item: WorkItem, attempt: int) -> None:
+        if actors:
+            slot = idle.pop()
+            pending[actors[slot].process.remote(item, scope_ref)] = (item, attempt, slot)
+        else:
+            pending[task.remote(stage_ref, job_ref, item, scope_ref)] = (item, attempt, -1)
+
+    try:
+        while True:
+            while len(pending) < in_flight:
+                if attempts_left:
+                    submit(*attempts_left.pop())
+                    continue
+                item = next(iterator, None)
+                if item is None:
+                    break
+                submit(item, 1)
+            if not pending:
+                return
+            finished, _ = ray.wait(list(pending), num_returns=1)
+            for ref in finished:
+                item, attempt, slot = pending.pop(ref)
+                try:
+                    output = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - the item's outcome
+                    error = _unwrap(exc)
+                    if isinstance(error, ProjectNotVisibleError):
+                        raise StageError(str(error)) from None
+                    if _crashed(error):
+                        if slot >= 0:  # a fresh actor (its model loaded again) takes the dead one's place
+                            ray.kill(actors[slot])
+                            actors[slot] = actor_cls.remote(stage, job)
+                        if attempt <= retries:
+                            import logging
+
+                            logging.getLogger("animlora").warning(
+                                "%s: a worker died during %s (attempt %d of %d); sending it again",
+                                stage.name, item.label or item.key, attempt, retries + 1)
+                            attempts_left.append((item, attempt + 1))
+                            continue
+                        error = StageError(f"the worker died {attempt} times during this item "
+                                           f"(last: {type(error).__name__})")
+                    yield item, error
+                else:
+                    yield item, output
+                finally:
+                    if slot >= 0:
+                        idle.append(slot)
+    finally:
+        for actor in actors:
+            ray.kill(actor)

@@ -15,6 +15,7 @@ next run; outputs are written under temp names and renamed, so none is half-writ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -29,7 +30,7 @@ from animlora.catalog import Catalog, now
 from animlora.config import LoadedSettings
 from animlora.errors import AnimloraError, StageError
 from animlora.io.files import atomic_write_json, clean_temp_files, confined_writes, sweep_journal
-from animlora.pipeline.executors import run_pool, run_serial
+from animlora.pipeline.executors import ray_session, run_pool, run_ray, run_serial
 from animlora.pipeline.stage import RunSummary, Stage, StageContext, StageJob, WorkItem, digest
 from animlora.workspace import Workspace
 
@@ -73,6 +74,8 @@ class Runner:
         self.force = force
         self.input_path = input_path
         self.progress = progress  # a rich Progress, or None
+        self._sessions = contextlib.ExitStack()
+        self._ray_started = False
 
     def job_for(self, stage: Stage) -> StageJob:
         return StageJob(
@@ -90,7 +93,9 @@ class Runner:
         for stage, job in zip(stages, jobs, strict=True):
             stage.check_inputs(job)
         summaries = []
-        with self.workspace.lock():
+        self._ray_started = False
+        # what an executor keeps for the whole run (Ray: started at the first stage with work)
+        with self.workspace.lock(), contextlib.ExitStack() as self._sessions:
             catalog = self.workspace.open_catalog()
             try:
                 for stage, job in zip(stages, jobs, strict=True):
@@ -224,7 +229,13 @@ class Runner:
         # writes of process() stay in the stage's folder (or the state folder) and are journaled
         scope = partial(item_scope, self.workspace.root, (ctx.output_dir, self.workspace.state_dir),
                         self.journal_path(stage))
-        if settings.executor == "process" and settings.workers > 1 and len(todo) > 1:
+        if settings.executor == "ray" and todo:
+            if not self._ray_started:
+                self._sessions.enter_context(ray_session(settings.ray_address, settings.workers))
+                self._ray_started = True
+            outcomes = run_ray(stage, ctx.job, todo, settings.workers, scope, retries=settings.ray_retries,
+                               gpus_per_worker=settings.ray_gpus)
+        elif settings.executor == "process" and settings.workers > 1 and len(todo) > 1:
             outcomes = run_pool(stage, ctx.job, todo, settings.workers, scope)
         else:
             outcomes = run_serial(stage, ctx.job, todo, item_progress, scope)

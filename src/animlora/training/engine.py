@@ -71,7 +71,10 @@ def train(settings: Settings, dataset: Path, output_dir: Path, *, fresh: bool = 
         return _train_kohya(settings, dataset, output_dir, fresh=fresh)
     trainer = _builtin(settings, on_step)
     before = _files(output_dir)
-    result = trainer.train(dataset, output_dir, settings.train.base_model, fresh=fresh)
+    if settings.train.num_processes > 1:
+        result = _launch_builtin(settings, dataset, output_dir, fresh=fresh)
+    else:
+        result = trainer.train(dataset, output_dir, settings.train.base_model, fresh=fresh)
     summary = {
         "engine": "builtin", "output": str(output_dir), "final": str(result.final) if result.final else None,
         "checkpoints": [str(p) for p in result.checkpoints], "steps": result.steps,
@@ -92,6 +95,62 @@ def _builtin(settings: Settings, on_step: StepCallback | None = None) -> Any:
     from animlora.training.trainer import LoraTrainer
 
     return LoraTrainer(settings.train, settings.models, seed=settings.project.seed, on_step=on_step)
+
+
+def launch_command(num_processes: int, port: int) -> list[str]:
+    """``accelerate launch`` for ``num_processes`` local processes: torchrun underneath, one
+    process per GPU (without a GPU the trainer's Accelerator runs them on the CPU with gloo).
+    The precision is the trainer's own (its Accelerator is given it)."""
+    import sys
+
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+            str(num_processes), "--num_machines", "1", "--main_process_port", str(port),
+            "--mixed_precision", "no", "--dynamo_backend", "no", "--module", "animlora.training.launched"]
+
+
+def _launch_builtin(settings: Settings, dataset: Path, output_dir: Path, *, fresh: bool) -> Any:
+    """The built-in trainer under ``accelerate launch`` (see :mod:`animlora.training.launched`)."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+
+    from animlora.training.trainer import TrainResult
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cpu = not _has_cuda()
+    with tempfile.TemporaryDirectory(prefix="animlora-launch-") as tmp:
+        settings_file, result_file = Path(tmp) / "settings.json", Path(tmp) / "result.json"
+        settings_file.write_text(json.dumps(settings.model_dump(mode="json")), encoding="utf-8")
+        command = [*launch_command(settings.train.num_processes, port), str(settings_file),
+                   str(Path(dataset).resolve()), str(Path(output_dir).resolve()), str(result_file),
+                   *(["--fresh"] if fresh else [])]
+        package_root = str(Path(__file__).resolve().parents[2])  # this animlora, a checkout too
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH"))
+                                                           if p)}
+        if cpu:
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        import logging
+
+        logging.getLogger("animlora").info("train: %s", " ".join(command))
+        code = subprocess.call(command, env=env, stdout=sys.stderr)
+        outcome = json.loads(result_file.read_text(encoding="utf-8")) if result_file.is_file() else {}
+    if code or "error" in outcome or not outcome:
+        raise StageError(outcome.get("error") or f"accelerate launch exited with code {code}: {' '.join(command)}")
+    return TrainResult(Path(output_dir), Path(outcome["final"]) if outcome["final"] else None,
+                       [Path(p) for p in outcome["checkpoints"]], outcome["steps"], outcome["resumed_from"],
+                       losses=outcome["losses"], epoch_losses={int(k): v for k, v in outcome["epoch_losses"].items()},
+                       seconds=outcome["seconds"])
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def _files(folder: Path) -> set[Path]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -227,8 +228,12 @@ class LoraTrainer:
         data, ref, plan = self.check_inputs(Path(dataset_dir), base_model)
         name = output_name or s.output_name or data.name
         output_dir = Path(output_dir)
+        # under `accelerate launch` (train.num_processes > 1) every process runs this; only the
+        # first writes files (checkpoints, states, report), the others read the same state
+        main = int(os.environ.get("RANK", "0")) == 0
         output_dir.mkdir(parents=True, exist_ok=True)
-        clean_temp_files(output_dir)
+        if main:
+            clean_temp_files(output_dir)
         state_dir = output_dir / "state"
         log.info("train: %s", plan.describe())
         for warning in plan.warnings:
@@ -237,7 +242,7 @@ class LoraTrainer:
 
         from animlora.training import state as st
 
-        if fresh:  # start over: drop this run's state, checkpoints and loss curves (only files the trainer writes)
+        if fresh and main:  # start over: drop this run's state, checkpoints and loss curves (only files the trainer writes)
             import shutil
 
             shutil.rmtree(state_dir, ignore_errors=True)
@@ -251,13 +256,16 @@ class LoraTrainer:
 
         # 2. load models
         from accelerate import Accelerator
-        from accelerate.utils import set_seed
+        from accelerate.utils import DataLoaderConfiguration, set_seed
 
         from animlora.training.base_model import load_components
 
         accelerator = Accelerator(
             mixed_precision=plan.mixed_precision, cpu=plan.device == "cpu",
             log_with="tensorboard" if s.tensorboard else None, project_dir=str(output_dir / "logs"),
+            # each global batch is split over the processes (train_step), so the LR schedule
+            # steps once per optimizer step, as with one process
+            dataloader_config=DataLoaderConfiguration(split_batches=True),
         )
         set_seed(self.seed)
         comp = load_components(ref, config=s.base_model_config)
@@ -311,9 +319,12 @@ class LoraTrainer:
         sched_name = lr_scheduler_name(s)  # the name the kohya engine gives sd-scripts too
         lr_scheduler = get_scheduler(sched_name, optimizer, num_warmup_steps=s.lr_warmup_steps,
                                      num_training_steps=plan.total_steps, num_cycles=s.lr_restarts)
-        prepared = accelerator.prepare(comp.unet, *comp.text_encoders, optimizer, lr_scheduler)
+        # frozen text encoders are not wrapped for data parallelism (DDP refuses a module with
+        # nothing to train); one process prepares them as before
+        wrapped = comp.text_encoders if s.train_text_encoder or accelerator.num_processes == 1 else ()
+        prepared = accelerator.prepare(comp.unet, *wrapped, optimizer, lr_scheduler)
         unet = prepared[0]
-        encoders = tuple(prepared[1 : 1 + len(comp.text_encoders)])
+        encoders = tuple(prepared[1 : 1 + len(wrapped)]) if wrapped else tuple(comp.text_encoders)
         optimizer, lr_scheduler = prepared[-2], prepared[-1]
         trainable = {f"unet.{k}": v for k, v in lora_parameters(accelerator.unwrap_model(unet)).items()}
         if s.train_text_encoder:
@@ -370,23 +381,25 @@ class LoraTrainer:
             if done_epoch % s.save_every_n_epochs == 0 or done_epoch == s.epochs:
                 checkpoints.append(ctx.save_checkpoint(output_dir / f"{name}-{done_epoch:06d}.safetensors", step, done_epoch))
                 ctx.save_state(step, done_epoch)
-            if s.sample_every_n_epochs and done_epoch % s.sample_every_n_epochs == 0:
+            if s.sample_every_n_epochs and done_epoch % s.sample_every_n_epochs == 0 and main:
                 ctx.sample(output_dir / "samples" / f"epoch_{done_epoch:06d}")
         if not stopped:
             # 8. save (final): the kohya file users load, and the diffusers/peft format
             result.final = ctx.save_checkpoint(output_dir / f"{name}.safetensors", step, s.epochs)
             from animlora.training.kohya_format import save_diffusers, save_dtype
 
-            save_diffusers(output_dir / "diffusers", accelerator.unwrap_model(unet),
-                           tuple(accelerator.unwrap_model(e) for e in encoders) if s.train_text_encoder else (),
-                           ref.family, dtype=save_dtype(s.save_precision))
+            if main:
+                save_diffusers(output_dir / "diffusers", accelerator.unwrap_model(unet),
+                               tuple(accelerator.unwrap_model(e) for e in encoders) if s.train_text_encoder else (),
+                               ref.family, dtype=save_dtype(s.save_precision))
+            accelerator.wait_for_everyone()
         if s.tensorboard:
             accelerator.end_training()
         result.steps = step
         result.checkpoints = sorted(set(checkpoints))
         result.epoch_losses = epoch_means(history, plan.steps_per_epoch)
         result.seconds = time.monotonic() - started
-        if not stopped:
+        if not stopped and main:
             self._report(output_dir, plan, result, data)
         return result
 
@@ -396,7 +409,7 @@ class LoraTrainer:
         # the fields that change what is trained (not where samples go or how often they are made)
         keep = {k: v for k, v in self.settings.model_dump().items()
                 if k not in ("sample_every_n_epochs", "sample_prompts", "sample_steps", "sample_cfg", "sample_seeds",
-                             "tensorboard", "allow_cpu", "save_state_every_n_steps", "keep_states", "output_name", "engine", "sd_scripts",
+                             "tensorboard", "allow_cpu", "num_processes", "save_state_every_n_steps", "keep_states", "output_name", "engine", "sd_scripts",
                              "base_model", "save_precision")}
         return digest(sorted(keep.items()), data.content_hash, ref.given, self.seed)
 
@@ -541,11 +554,18 @@ class _LoopContext:
         self.seed = self.trainer.seed
 
     # one step ------------------------------------------------------------------------------
-    def batch_tensors(self, batch: ds.Batch, step: int) -> tuple[Any, Any, list, list[str]]:
+    def shard(self, batch: ds.Batch) -> list[int]:
+        """The positions of the global batch this process trains on (all of them with one
+        process); a process left without one borrows the first, with zero weight."""
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        return list(range(len(batch.indices)))[rank::world] or [0]
+
+    def batch_tensors(self, batch: ds.Batch, step: int, positions: list[int]) -> tuple[Any, Any, list, list[str]]:
         import torch
 
         latents, masks, meta = [], [], []
-        for j, index in enumerate(batch.indices):
+        for j in positions:
+            index = batch.indices[j]
             item = self.data.items[index]
             if self.cache is not None:
                 lat, mask, crop = self.cache[index]
@@ -558,10 +578,10 @@ class _LoopContext:
             masks.append(mask)
             meta.append((item.height, item.width, crop[0], crop[1], batch.bucket[1], batch.bucket[0]))
         captions = [
-            ds.process_caption(self.data.items[index].caption, ds.step_rng(self.seed, 2, step, j),
+            ds.process_caption(self.data.items[batch.indices[j]].caption, ds.step_rng(self.seed, 2, step, j),
                                shuffle=self.s.shuffle_caption, keep_tokens=self.s.keep_tokens,
                                dropout=self.s.caption_dropout)
-            for j, index in enumerate(batch.indices)
+            for j in positions
         ]
         return torch.stack(latents).to(self.device), torch.stack(masks).to(self.device), meta, captions
 
@@ -587,14 +607,19 @@ class _LoopContext:
         from diffusers.training_utils import compute_snr
 
         s = self.s
-        latents, masks, meta, captions = self.batch_tensors(batch, step)
+        world = self.accelerator.num_processes
+        positions = self.shard(batch)
+        latents, masks, meta, captions = self.batch_tensors(batch, step, positions)
         scheduler = self.comp.noise_scheduler
+        # noise and timesteps drawn for the whole global batch, so each sample gets the same
+        # draw however many processes share the batch
         generator = torch.Generator("cpu").manual_seed(self.seed * 7_919 + step)
-        noise = torch.randn(latents.shape, generator=generator)
+        shape = (len(batch.indices), *latents.shape[1:])
+        noise = torch.randn(shape, generator=generator)
         if s.noise_offset:
-            noise += s.noise_offset * torch.randn((latents.shape[0], latents.shape[1], 1, 1), generator=generator)
-        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator)
-        noise, timesteps = noise.to(self.device), timesteps.to(self.device)
+            noise += s.noise_offset * torch.randn((shape[0], shape[1], 1, 1), generator=generator)
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (shape[0],), generator=generator)
+        noise, timesteps = noise[positions].to(self.device), timesteps[positions].to(self.device)
         noisy = scheduler.add_noise(latents, noise, timesteps)
         with self.accelerator.autocast():
             embeds, added = self.encode_text(captions, meta)
@@ -614,14 +639,19 @@ class _LoopContext:
             weight = torch.clamp(snr, max=s.min_snr_gamma)
             weight = weight / (snr + 1) if scheduler.config.prediction_type == "v_prediction" else weight / snr
             loss = loss * weight
-        loss = loss.mean()
+        if world == 1:
+            loss = loss.mean()
+        else:  # this shard's share of the global mean; gradient averaging over processes sums them
+            share = 0.0 if len(batch.indices) <= self.accelerator.process_index else world / len(batch.indices)
+            loss = loss.sum() * share
         self.accelerator.backward(loss)
         if s.max_grad_norm and self.accelerator.sync_gradients:
             self.accelerator.clip_grad_norm_(list(self.trainable.values()), s.max_grad_norm)
         self.optimizer.step()
         self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        value = float(loss.detach().item())
+        reported = loss.detach() if world == 1 else self.accelerator.reduce(loss.detach(), reduction="mean")
+        value = float(reported.item())
         if not math.isfinite(value):
             raise StageError(f"training diverged at step {step + 1} (loss {value}); lower the learning rate "
                              "or use bf16 instead of fp16")
@@ -636,6 +666,9 @@ class _LoopContext:
     def save_checkpoint(self, path: Path, step: int, epoch: int) -> Path:
         from animlora.training.kohya_format import kohya_metadata, kohya_state_dict, save_dtype, save_kohya
 
+        if not self.accelerator.is_main_process:
+            self.accelerator.wait_for_everyone()
+            return path
         unet, encoders = self._modules()
         state = kohya_state_dict(unet, encoders, self.comp.family, dtype=save_dtype(self.s.save_precision))
         meta = kohya_metadata(
@@ -647,15 +680,20 @@ class _LoopContext:
         )
         save_kohya(path, state, meta)
         log.info("train: saved %s (epoch %d, step %d)", path.name, epoch, step)
+        self.accelerator.wait_for_everyone()
         return path
 
     def save_state(self, step: int, epoch: int) -> None:
         from animlora.training.state import save_state
 
+        if not self.accelerator.is_main_process:
+            self.accelerator.wait_for_everyone()
+            return
         save_state(self.state_dir, step, weights=self.trainable,
                    optimizer=self.optimizer, scheduler=self.lr_scheduler, scaler=self.accelerator.scaler,
                    info={"epoch": epoch, "fingerprint": self.fingerprint, "started_at": self.started_at,
                          "losses": self.history[:step]}, keep=self.s.keep_states)
+        self.accelerator.wait_for_everyone()
 
     def sample(self, folder: Path) -> list[Path]:
         """Images for the sample prompts × seeds, with the LoRA as it is now."""
