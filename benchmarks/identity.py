@@ -8,6 +8,18 @@ score embedders, light correction, track pooling and learned metrics against the
     # 3. score variants (each runs embed + cluster on a scratch copy of PROJECT's catalog)
     PYTHONPATH=src python benchmarks/identity.py score PROJECT OUT/labels.json [--variants a,b,...]
 
+On rendered footage with truth (cgi-bench: film.mp4, masks/, truth.json) no labelling is
+needed: every instance's label comes from the truth masks (as benchmarks/quality.py does),
+and each variant re-runs prefilter + embed + cluster on a scratch copy of PROJECT (a project
+that ran at least to segment), so what reaches the clusterer is part of the measure:
+
+    PYTHONPATH=src python benchmarks/identity.py truth PROJECT TRUTH [--variants a,b,...]
+        [--set section.key=value ...] [--json OUT.json]
+
+It prints, per variant, the character instances that reach the clusterer (and, by reason,
+those the prefilter left out), the ARI and purities of benchmarks/quality.py, each cluster's
+majority character and composition, and whether the confusable pair shares a cluster.
+
 Scores (labelled character instances only; "-" = scenery/prop, counted as its own class
 only in ``ari_all``):
 - ``ari``: adjusted Rand index over clustered (non-noise) character instances;
@@ -36,6 +48,13 @@ import numpy as np
 
 VARIANTS = {
     # name: settings overrides
+    "default": {},
+    "still_keep": {"cluster": {"still": "keep"}},
+    "shot_light": {"embed": {"shot_light": "on"}},
+    "linear": {"cluster": {"metric": "linear"}},
+    "mlp": {"cluster": {"metric": "mlp"}},
+    "shot_light_linear": {"embed": {"shot_light": "on"}, "cluster": {"metric": "linear"}},
+    "shot_light_mlp": {"embed": {"shot_light": "on"}, "cluster": {"metric": "mlp"}},
     "color_instance_old": {"embed": {"shot_light": "off"}, "cluster": {"unit": "instance", "part_merge": 0.0}},
     "color": {"embed": {"shot_light": "off"}},
     "color_shotlight": {"embed": {"shot_light": "on"}},
@@ -195,6 +214,121 @@ def score(project: Path, labels_path: Path, variants: list[str], extra: dict | N
     return results
 
 
+def truth_labels(project: Path, truth_dir: Path) -> dict[str, str]:
+    """Every segmented instance's truth label (a character's name or ``not_character``), as
+    benchmarks/quality.py assigns it (> 50 % of the instance's mask)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import quality
+
+    truth = quality.Truth.load(truth_dir)
+    proj = quality.Project(project)
+    video = proj.video(truth, None)
+    crop = json.loads(video["crop"]) if video["crop"] else None
+    seg = proj.folder("segment", "segmentation")
+    by_frame: dict[int, list] = defaultdict(list)
+    for r in proj.rows("SELECT i.id, i.mask_path, f.frame_index FROM instances i JOIN frames f ON f.id = i.frame_id "
+                       "WHERE i.video_id = ? ORDER BY i.id", (video["id"],)):
+        by_frame[int(r["frame_index"])].append(r)
+    out = {}
+    for index, rows in sorted(by_frame.items()):
+        masks = []
+        for r in rows:
+            path = Path(r["mask_path"])
+            masks.append(quality._read_png(path if path.is_absolute() else seg / path) >= 128)
+        frame = quality.score_frame(truth.mask(index, crop, masks[0].shape[:2]), masks)
+        out.update({r["id"]: truth.names[k] for r, k in zip(rows, frame.labels, strict=True)})
+    return out
+
+
+def _parse_sets(pairs: list[str]) -> dict:
+    import yaml
+
+    tree: dict = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return tree
+
+
+def score_truth(project: Path, truth_dir: Path, variants: list[str], extra: dict | None = None,
+                keep: Path | None = None) -> dict:
+    """Each variant: prefilter + embed + cluster on a scratch copy, scored against the truth."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import quality
+
+    from animlora.config import load_settings
+    from animlora.identity.clustering import normalise
+    from animlora.pipeline.runner import Runner
+    from animlora.stages import get_stage
+    from animlora.stages.embed import get_embedder, load_vectors
+    from animlora.workspace import Workspace
+
+    labels = truth_labels(project, truth_dir)
+    names = quality.Truth.load(truth_dir).names
+    ids_of = {v: k for k, v in names.items()}
+    truth_of = {i: ids_of[name] for i, name in labels.items()}
+    confusable = quality.Truth.load(truth_dir).data.get("confusable_pairs") or []
+    results = {}
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+        scratch = keep or Path(tmp) / "p"
+        if scratch.exists():
+            shutil.rmtree(scratch)
+        scratch.mkdir(parents=True)
+        for entry in project.iterdir():
+            if entry.name in ("segmentation", "frames", "plates"):  # read only: link
+                (scratch / entry.name).symlink_to(entry.resolve())
+            elif entry.name not in ("clustered", "training_data", "captions", "deoccluded", "evaluation"):
+                (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, scratch / entry.name)
+        ws = Workspace(scratch)
+        for variant in variants:
+            loaded = load_settings(scratch, overrides=_merge(VARIANTS[variant], extra or {}))
+            Runner(ws, loaded, force=True).run([get_stage("prefilter"), get_stage("embed"), get_stage("cluster")])
+            with ws.open_catalog() as catalog:
+                pre = {r[0]: r[1] for r in catalog.rows("SELECT instance_id, reason FROM prefilter_results")}
+                clusters = {r["id"]: r for r in catalog.rows("SELECT id, name, is_noise FROM clusters")}
+                cluster_of = dict(catalog.rows("SELECT instance_id, cluster_id FROM cluster_assignments"))
+                embedder, _ = get_embedder(loaded.settings)
+                vids, vecs = load_vectors(catalog, embedder.key)
+                shot_of = dict(catalog.rows("SELECT id, shot_id FROM instances"))
+            noise = {c for c, r in clusters.items() if r["is_noise"]}
+            ident = quality.score_identity(truth_of, cluster_of, noise, names,
+                                           {c: r["name"] for c, r in clusters.items()}, confusable)
+            chars = [i for i in pre if truth_of.get(i, 0) > 0]
+            lost = Counter(pre[i] for i in chars if pre[i])
+            reached = {"characters": sum(1 for i in chars if not pre[i]),
+                       "not_character": sum(1 for i in pre if truth_of.get(i, 0) == 0 and not pre[i]),
+                       "characters_segmented": len(chars), "characters_left_out": dict(lost.most_common())}
+            # nearest neighbour from another shot (in the embedder's space): the same character?
+            v = normalise(vecs)
+            keep = [k for k, i in enumerate(vids) if truth_of.get(i, 0) > 0]
+            nn = None
+            if len(keep) > 1:
+                sim = v[keep] @ v[keep].T
+                shot = np.array([shot_of.get(vids[k]) or vids[k] for k in keep])
+                sim[shot[:, None] == shot[None, :]] = -np.inf
+                ok = np.isfinite(sim.max(1))
+                lab = np.array([truth_of[vids[k]] for k in keep])
+                nn = round(float((lab[np.argmax(sim, 1)] == lab)[ok].mean()), 4) if ok.any() else None
+            results[variant] = {"reached": reached, "nn_other_shot": nn, **ident}
+            _print_truth(variant, results[variant])
+    return results
+
+
+def _print_truth(variant: str, r: dict) -> None:
+    reached = r["reached"]
+    apart = all(not p["co_clustered"] for p in r["confusable"])
+    print(f"== {variant}: reach {reached['characters']}/{reached['characters_segmented']} characters "
+          f"(+{reached['not_character']} not) left out {reached['characters_left_out']}; "
+          f"ARI {r['ari']} min purity {r['min_purity']} noise {r['noise']}/{r['instances']} "
+          f"nn_other_shot {r['nn_other_shot']} confusable {'apart' if apart else 'TOGETHER'}")
+    for c in r["clusters"]:
+        print(f"     {c['cluster']:<14} {c['size']:>3} {c['majority']:<14} {c['purity']:.3f} {c['composition']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -207,7 +341,19 @@ def main(argv: list[str] | None = None) -> int:
     p_score.add_argument("--variants", default=",".join(VARIANTS))
     p_score.add_argument("--json", type=Path)
     p_score.add_argument("--min-cluster-size", type=int, default=0, help="override cluster.min_cluster_size")
+    p_truth = sub.add_parser("truth")
+    p_truth.add_argument("project", type=Path)
+    p_truth.add_argument("truth", type=Path)
+    p_truth.add_argument("--variants", default="default")
+    p_truth.add_argument("--set", dest="sets", action="append", default=[], help="section.key=value (every variant)")
+    p_truth.add_argument("--json", type=Path)
+    p_truth.add_argument("--keep", type=Path, help="run in this folder (replaced) and keep it, to look at")
     args = parser.parse_args(argv)
+    if args.command == "truth":
+        results = score_truth(args.project, args.truth, args.variants.split(","), _parse_sets(args.sets), args.keep)
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
+        return 0
     if args.command == "sheets":
         sheets(args.project, args.out)
         return 0

@@ -216,3 +216,37 @@ def test_learned_metric_from_tracks_and_frames():
         z, info = learn_metric(x, tracks, sorted(links.cannot), kind, seed=0)
         assert info["cannot_link_pairs"] == len(links.cannot) and "skipped" not in info
         assert nn_agreement(z) > max(base + 0.2, 0.9), (kind, base, nn_agreement(z))
+
+
+def test_still_tracks_found_no_cluster_and_join_only_a_character_that_moves():
+    """A character standing idle in one shot joins its moving self; a group of trees, still
+    in every frame, founds no cluster of its own however tight it is."""
+    from animlora.identity.clustering import NOISE
+    from animlora.identity.still import join_still, still_units
+
+    rng = np.random.default_rng(0)
+    d = 16
+    hero, tree = np.eye(d)[0], np.eye(d)[1]
+
+    def track(centre, n, spread=0.05):
+        return centre + spread * rng.normal(size=(n, d)) / np.sqrt(d)
+
+    x = np.concatenate([track(hero, 5), track(hero, 5), track(hero, 4), track(tree, 4), track(tree, 4)])
+    tracks = ["m1"] * 5 + ["m2"] * 5 + ["idle"] * 4 + ["t1"] * 4 + ["t2"] * 4
+    static = [0.3] * 5 + [None] * 5 + [0.99, 1.0, None, 0.98] + [1.0] * 8
+    still = still_units(tracks, [None if s is None else s >= 0.7 for s in static])
+    assert still.tolist() == [False] * 10 + [True] * 12  # a track is still when every known member is
+    labels = np.full(len(x), NOISE)
+    labels[:10] = 0  # the clustering of the moving tracks
+    joined, info = join_still(x, labels, still, tracks)
+    assert joined[10:14].tolist() == [0] * 4  # the idle hero
+    assert (joined[14:] == NOISE).all()  # the trees: scenery
+    assert info["still_joined"] == 4 and info["still_left_out"] == 8
+
+
+def test_min_cluster_size_adapts_to_a_short_film():
+    from animlora.config import load_settings
+    from animlora.stages.cluster import min_cluster_size
+
+    s = load_settings().settings.cluster  # 3d profile: 12, fraction 0.06
+    assert [min_cluster_size(s, n) for n in (20, 50, 100, 200, 5000)] == [3, 3, 6, 12, 12]

@@ -95,6 +95,24 @@ def test_truncation_limits_per_mode_and_no_face_needed():
     assert judge(base | {"truncated": 0, "score": 0.5}, p.modes["balanced"], p.blur_threshold) is None
 
 
+def test_small_frames_scale_the_pixel_bound_and_a_frame_high_close_up_is_not_truncated():
+    p = load_settings().settings.prefilter
+    balanced = p.modes["balanced"]
+    kid = {"width": 57, "height": 185, "area_fraction": 0.04, "sharpness": 0.5, "score": 0.9, "truncated": 0}
+    # 57 px wide: tiny in a 720p frame (min_side 64), a character in a 480x270 one (64 * 270/720 = 24)
+    assert judge(kid | {"frame": [1280, 720]}, balanced, p.blur_threshold, p) == "tiny"
+    assert judge(kid | {"frame": [480, 270]}, balanced, p.blur_threshold, p) is None
+    assert judge(kid | {"width": 20, "frame": [480, 270]}, balanced, p.blur_threshold, p) == "tiny"
+    # top + bottom: a close-up spanning the frame's height counts as one cut edge; a corner is two
+    close = kid | {"width": 150, "height": 270, "frame": [480, 270], "truncated": 2}
+    assert judge(close | {"bbox": [100, 0, 150, 270]}, balanced, p.blur_threshold, p) is None
+    corner = close | {"height": 140, "bbox": [0, 0, 150, 140]}
+    assert judge(corner, balanced, p.blur_threshold, p) == "truncated"
+    assert judge(close | {"bbox": [0, 0, 150, 270], "truncated": 3}, balanced, p.blur_threshold, p) == "truncated"
+    # still (unchanged relative to the set) is not a rejection: identity decides
+    assert judge(kid | {"frame": [480, 270], "extra": {"static": 1.0}}, balanced, p.blur_threshold, p) is None
+
+
 def test_project_mode_reads_instances_and_rejects_never_reach_filtered(segmented, tmp_path):
     from animlora.pipeline.runner import Runner
     from animlora.stages import get_stage

@@ -194,7 +194,7 @@ def test_decide_blur_relative_to_track_and_film_and_duplicates_per_track(mode):
     ]
     verdict = decide(items, p)
     assert verdict == {"a1": None, "a2": "duplicate", "a3": None, "a4": "blur:track", "b1": "blur:film",
-                       "c1": "not_character:static", "d1": "not_character:text",
+                       "c1": None, "d1": "not_character:text",  # still: identity decides (cluster.still)
                        "e1": "not_character:text"}
 
 

@@ -158,7 +158,7 @@ class PrefilterSettings(Section):
     blur_film: float = Field(ge=0, le=1, description="blurred below this fraction of the film's median crispness")
     blur_track: float = Field(ge=0, le=1, description="blurred below this fraction of its track's crispest instance")
     duplicate_distance: float = Field(ge=0, description="same-track appearance distance (0-255) under which it is a duplicate; 0 = off")
-    max_static: float = Field(ge=0, le=1, description="static fraction (unchanged relative to the set) of a prop")
+    max_static: float = Field(ge=0, le=1, description="static fraction (unchanged relative to the set) of a still instance")
     max_text: float = Field(ge=0, le=1, description="text score of title-card text")
     max_flat: float = Field(ge=0, le=2, description="share of one flat colour of a title graphic / logo; > 1 = off (2D)")
     modes: dict[Literal["strict", "balanced", "lenient"], PrefilterMode]
@@ -238,7 +238,9 @@ class EmbedSettings(Section):
 
 
 class ClusterSettings(Section):
-    min_cluster_size: int = Field(ge=2)
+    min_cluster_size: int = Field(ge=2, description="upper bound; see min_cluster_fraction")
+    min_cluster_fraction: float = Field(ge=0, le=1, description="min cluster size as a share of the instances (short films)")
+    still: Literal["join", "keep"] = Field(description="join: tracks still in every frame only join a moving character")
     min_samples: int = Field(ge=1)
     pca_dim: int = Field(ge=0, description="0 = cluster the full-dimensional embeddings")
     selection: Literal["eom", "leaf"]

@@ -37,6 +37,7 @@ from animlora.identity.inputs import InstanceRef, file_hash, load_identity_insta
 from animlora.identity.metric import learn_metric
 from animlora.identity.naming import embed_references, match_clusters, references
 from animlora.identity.sheets import contact_sheet, visualization
+from animlora.identity.still import join_still, still_units
 from animlora.identity.tracks import pool_tracks, pulled
 from animlora.io.files import atomic_path, atomic_write_json
 from animlora.pipeline.stage import (
@@ -78,6 +79,7 @@ class ClusterInput:
     reference_folders: list[Path]
     project_root: Path | None
     geometry: FrameGeometry
+    still: list[bool | None]  # per instance: unchanged relative to the set (None: unknown)
 
 
 def reference_folders(job: StageJob) -> list[Path]:
@@ -131,8 +133,10 @@ class ClusterStage(Stage):
         geometry = FrameGeometry() if ctx.job.standalone else project_geometry(ctx.catalog, ctx.workspace.root, ids)
         boxes = [(p.box, str(p.mask)) for _, p in sorted(geometry.placements.items())]
         fingerprint = digest(fingerprint, boxes)
+        still = [None] * len(ids) if ctx.job.standalone else _still(ctx, ids)
+        fingerprint = digest(fingerprint, still)
         payload = ClusterInput(embedder.key, ids, vectors, [refs[i] for i in ids], folders,
-                               None if ctx.job.standalone else ctx.workspace.root, geometry)
+                               None if ctx.job.standalone else ctx.workspace.root, geometry, still)
         return [WorkItem("clusters", fingerprint, payload, f"{len(ids)} instances")]
 
     # -- the work ---------------------------------------------------------------------
@@ -158,15 +162,24 @@ class ClusterStage(Stage):
         pool = pool_tracks(x, tracks if s.track_aware and s.unit == "track" else [None] * len(x))
         xc = pulled(x, pool) if s.track_aware and s.unit == "track" else x
         constraints.update(units=pool.tracks, track_outliers=int(pool.outlier.sum()))
-        params = ClusterParams(s.min_cluster_size, s.min_samples, s.pca_dim, s.selection, s.turbo_threshold,
+        # still tracks (unchanged relative to the set in every frame) do not found clusters
+        is_still = still_units(tracks, data.still) if s.still == "join" else np.zeros(len(xc), bool)
+        if (~is_still).sum() < 2 * max(3, s.min_samples + 1):  # too little moves to tell: cluster everything
+            is_still[:] = False
+        mcs = min_cluster_size(s, int((~is_still).sum()))
+        constraints["min_cluster_size"] = mcs
+        params = ClusterParams(mcs, s.min_samples, s.pca_dim, s.selection, s.turbo_threshold,
                                s.turbo_sample, s.turbo_pca_dim, job.settings.project.seed)
-        result = cluster_embeddings(xc, params)
-        labels = result.labels
+        result = cluster_embeddings(xc[~is_still], params)
+        labels = np.full(len(xc), NOISE, np.int64)
+        labels[~is_still] = result.labels
+        if is_still.any():
+            labels, constraints["still"] = join_still(xc, labels, is_still, tracks)
         progress(1, 5)
         # 2. track constraints
         if s.track_aware:
             labels, moved = apply_must_link(labels, tracks, pool.outlier)
-            labels, splits = split_cannot_link(xc, labels, frames, tracks, s.min_cluster_size, links)
+            labels, splits = split_cannot_link(xc, labels, frames, tracks, mcs, links)
             constraints.update(must_link_moved=moved, cannot_link_splits=splits)
         # 3. one character under two lights; a part of a character
         labels, merges = merge_similar(xc, labels, frames, s.merge_similarity, links)
@@ -174,7 +187,7 @@ class ClusterStage(Stage):
         if s.track_aware:
             labels, parts = merge_parts(labels, links, s.part_merge)
             constraints["part_merges"] = [{"kept": a, "absorbed": b, "touching": round(c, 4)} for a, b, c in parts]
-        labels = _small_to_noise(labels, s.min_cluster_size)
+        labels = _small_to_noise(labels, mcs)
         progress(2, 5)
         # 4. names from references
         names: dict[int, str] = {}
@@ -362,6 +375,32 @@ def _distances(data: ClusterInput, x: np.ndarray, labels: np.ndarray, clusters: 
                      None if near is None else cid_of[ids[near]],
                      None if near is None else round(float(1 - sims[i, near]), 5)))
     return rows
+
+
+def _still(ctx: StageContext, ids: list[str]) -> list[bool | None]:
+    """Per instance: still (segment's ``static`` >= ``prefilter.max_static``), moving, or None."""
+    import json
+
+    from animlora.stages.prefilter import still
+
+    wanted = set(ids)
+    flags: dict[str, bool | None] = {}
+    for row in ctx.catalog.rows("SELECT id, measures FROM instances"):
+        if row["id"] in wanted:
+            try:
+                extra = json.loads(row["measures"]) if row["measures"] else {}
+            except ValueError:
+                extra = {}
+            flags[row["id"]] = still({"extra": extra}, ctx.settings.prefilter)
+    return [flags.get(i) for i in ids]
+
+
+def min_cluster_size(s: Any, n: int) -> int:
+    """``cluster.min_cluster_size`` for ``n`` instances: at most the setting, and no more than
+    ``min_cluster_fraction`` of them (a short film's character is seen in a few dozen
+    instances, not hundreds), never under ``max(3, min_samples + 1)``."""
+    floor = max(3, s.min_samples + 1)
+    return max(floor, min(s.min_cluster_size, int(round(s.min_cluster_fraction * n))))
 
 
 def _centroids(x: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:

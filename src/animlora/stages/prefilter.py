@@ -42,8 +42,43 @@ from animlora.pipeline.stage import (
 
 REPORT_FILE = "prefilter_report.json"
 # every reason, in the order tested; the first that applies is recorded
-REASONS = ("tiny", "truncated", "not_character:text", "not_character:static", "not_character:shape",
+REASONS = ("tiny", "truncated", "not_character:text", "not_character:shape",
            "blur:floor", "blur:film", "blur:track", "duplicate")
+# Pixel thresholds (``min_side``) are set for a frame whose shorter side is this long (720p,
+# where they were measured); a smaller frame scales them down (never up): a 480x270 film's
+# characters are 57 px wide where a 720p film's are 150.
+REFERENCE_SHORT_SIDE = 720
+
+
+def min_side_px(mode: Any, frame: tuple[int, int] | None) -> float:
+    """The mode's ``min_side`` for this frame size (``frame`` = (width, height) or None)."""
+    if not frame or min(frame) <= 0:
+        return float(mode.min_side)
+    return mode.min_side * min(1.0, min(frame) / REFERENCE_SHORT_SIDE)
+
+
+def cut_edges(measures: dict[str, Any]) -> int | None:
+    """Frame edges that cut the instance, a pair of *opposite* edges counted once: a
+    character spanning the frame's height (top and bottom) is a close-up, framed as one;
+    what truncation guards against is a fragment in a corner or a sliver at a side. Without
+    the box and the frame size, segment's own count (``truncated``)."""
+    count = measures.get("truncated")
+    box, frame = measures.get("bbox"), measures.get("frame")
+    if count is None or not box or not frame:
+        return count
+    x, y, w, h = box
+    width, height = frame
+    top, bottom, left, right = y <= 0, y + h >= height, x <= 0, x + w >= width
+    if count < top + bottom + left + right:  # the box touches an edge the mask does not
+        return count
+    return count - int(top and bottom) - int(left and right)
+
+
+def still(measures: dict[str, Any], settings: Any) -> bool | None:
+    """Unchanged relative to the set (segment's ``static`` fraction >= ``max_static``);
+    None when segment could not tell (no registered neighbour)."""
+    static = (measures.get("extra") or {}).get("static")
+    return None if static is None else bool(static >= settings.max_static)
 
 
 def judge(measures: dict[str, Any], mode: Any, blur_threshold: float, settings: Any = None) -> str | None:
@@ -52,17 +87,20 @@ def judge(measures: dict[str, Any], mode: Any, blur_threshold: float, settings: 
     (relative blur, duplicates) are in :func:`decide`."""
     w, h = measures["width"], measures["height"]
     area = measures.get("area_fraction")
-    if min(w, h) < mode.min_side or (area is not None and area < mode.min_area_fraction):
+    if min(w, h) < min_side_px(mode, measures.get("frame")) or (area is not None and area < mode.min_area_fraction):
         return "tiny"
-    truncated = measures.get("truncated")
+    truncated = cut_edges(measures)
     if truncated is not None and truncated > mode.max_truncated_edges:
         return "truncated"
     extra = measures.get("extra") or {}
-    if settings is not None:
-        if (extra.get("text") or 0.0) >= settings.max_text or (extra.get("flat") or 0.0) >= settings.max_flat:
-            return "not_character:text"
-        if extra.get("static") is not None and extra["static"] >= settings.max_static:  # cut-off props: 1.0
-            return "not_character:static"
+    # An instance unchanged relative to the set is NOT rejected here: a character standing idle
+    # is as still as a tree (cgi-bench: idle characters 0.99-1.0, like the props). The cluster
+    # stage lets a track that is still in every frame join only a character that moves
+    # somewhere in the film (identity/still.py).
+    if settings is not None and (
+        (extra.get("text") or 0.0) >= settings.max_text or (extra.get("flat") or 0.0) >= settings.max_flat
+    ):
+        return "not_character:text"
     score = measures.get("score")
     aspect = max(w, h) / max(1, min(w, h))
     if (score is not None and score < mode.min_score) or aspect > mode.max_aspect or (
@@ -185,10 +223,13 @@ class PrefilterStage(Stage):
 
         seg_dir = ctx.workspace.stage_dir(stage_folder("segment"))
         found = []
-        for r in ctx.catalog.rows("SELECT * FROM instances ORDER BY id"):
+        for r in ctx.catalog.rows("SELECT i.*, f.width AS frame_w, f.height AS frame_h FROM instances i "
+                                  "LEFT JOIN frames f ON f.id = i.frame_id ORDER BY i.id"):
             x, y, w, h = json.loads(r["bbox"])
+            frame = [r["frame_w"], r["frame_h"]] if r["frame_w"] and r["frame_h"] else None
             measures = {"width": w, "height": h, "area_fraction": r["area_fraction"], "truncated": r["truncated"],
-                        "sharpness": r["sharpness"], "score": r["score"], "extra": _extra(r["measures"])}
+                        "sharpness": r["sharpness"], "score": r["score"], "extra": _extra(r["measures"]),
+                        "bbox": [x, y, w, h], "frame": frame}
             found.append({"id": r["id"], "source": str(seg_dir / r["path"]), "path": r["path"], "measures": measures,
                           "track": r["track_id"], "film": r["video_id"]})
         return self._items(ctx, found)
@@ -197,6 +238,8 @@ class PrefilterStage(Stage):
         """Work items carrying the verdict :func:`decide` reached with every instance at
         hand (a verdict that changes re-runs that item)."""
         verdict = decide([f for f in found if f["measures"] is not None], ctx.settings.prefilter)
+        ctx.extra["still"] = {f["id"] for f in found if f["measures"] is not None
+                              and still(f["measures"], ctx.settings.prefilter)}
         items = []
         for f in found:
             payload = {"instance_id": f["id"], "source": f["source"], "measures": f["measures"],
@@ -276,6 +319,9 @@ class PrefilterStage(Stage):
             "rejected_by_reason": {reason: reasons.get(reason, 0) for reason in (*REASONS, "unreadable")},
             "rejected_by_group": {group: sum(n for reason, n in reasons.items() if reason.split(":")[0] == group)
                                   for group in ("tiny", "truncated", "not_character", "blur", "duplicate", "unreadable")},
+            # kept, but unchanged relative to the set: identity decides (a still track joins only a
+            # character that moves elsewhere; else it is left out as scenery)
+            "kept_still": sum(1 for r in rows if r["kept"] and r["instance_id"] in ctx.extra.get("still", set())),
         }
         full = report | {"rejected": [{"instance_id": r["instance_id"], "reason": r["reason"]} for r in rows if not r["kept"]]}
         atomic_write_json(ctx.output_dir / REPORT_FILE, full)
