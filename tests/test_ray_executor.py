@@ -164,3 +164,18 @@ def _plan(stage, ws, job):
         return stage.plan(StageContext(job=job, workspace=ws, catalog=catalog, log=logging.getLogger()))
     finally:
         catalog.close()
+
+
+def test_gpu_backends_ask_ray_for_gpus_and_cpu_backends_do_not():
+    from animlora.cli.common import stage_wants_gpu
+    from animlora.pipeline.executors import uses_actors
+
+    settings = load_settings(overrides={"segment": {"backend": "sam2"}, "embed": {"backend": "clip", "device": "cpu"},
+                                        "inpaint": {"backend": "opencv"}}).settings
+    asked = {name: (stage_wants_gpu(get_stage(name), settings, 8.0), stage_wants_gpu(get_stage(name), settings, 0.0))
+             for name in ("extract", "segment", "embed", "inpaint")}
+    assert asked == {"extract": (False, False), "segment": (True, False), "embed": (False, False),
+                     "inpaint": (False, False)}
+    # a model held per worker (setup_worker) or a GPU: actors; otherwise plain tasks
+    assert uses_actors(get_stage("segment"), gpu=False) and uses_actors(get_stage("embed"), gpu=True)
+    assert not uses_actors(get_stage("extract"), gpu=False)
