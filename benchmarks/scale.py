@@ -7,7 +7,7 @@ driver's own cost per item, on this machine.
 One process, one project (made in a temp folder from ``--video``, default the bundled clip;
 ``extract.mode interval`` every ``--interval`` s, so the item counts are known), then:
 
-1. extract → prefilter once, serially (set-up, not timed);
+1. extract → segment → prefilter → embed once, serially (set-up, not timed);
 2. per executor: ``segment`` again (``--force``) and ``embed`` again, timed by the runner
    (plan + items + commits + finish). items/s, and per-core efficiency =
    (items/s with W workers) / (W × serial items/s);
@@ -97,7 +97,7 @@ def main() -> None:
         # 1. set-up
         t = time.monotonic()
         runner_for(root, "serial", 1, extra, force=False).run(
-            [get_stage(s) for s in ("extract", "segment", "prefilter", "inpaint", "deocclude", "embed")])
+            [get_stage(s) for s in ("extract", "segment", "prefilter", "embed")])
         results["setup_seconds"] = round(time.monotonic() - t, 1)
         NoopStage.count = args.noop_items
         # 4. Ray start-up (and one session for every Ray measurement below)
