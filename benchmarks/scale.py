@@ -11,8 +11,8 @@ One process, one project (made in a temp folder from ``--video``, default the bu
 2. per executor: ``segment`` again (``--force``) and ``embed`` again, timed by the runner
    (plan + items + commits + finish). items/s, and per-core efficiency =
    (items/s with W workers) / (W × serial items/s);
-3. the driver overhead per item: a stage whose items do nothing, ``--noop-items`` of them, per
-   executor: seconds per item = what the driver spends per item (plan, dispatch, result
+3. the driver overhead per item: a stage whose items do nothing, ``--noop-items`` of them and
+   then twice as many, per executor: (t(2N) - t(N)) / N = what the driver spends per item (plan, dispatch, result
    transfer, the catalog commit of the item and its "done" mark). Its inverse is the most
    items/s (catalog commits/s) one driver sustains, whatever the cluster;
 4. Ray's start-up and shutdown (a local Ray), once.
@@ -64,6 +64,11 @@ def runner_for(root: Path, executor: str, workers: int, extra: dict[str, Any], f
 
 
 def timed(root: Path, stage: Stage, executor: str, workers: int, extra: dict[str, Any]) -> dict[str, Any]:
+    if stage.name == "embed":  # embed keeps vectors by content: empty its cache, so it computes them
+        import sqlite3
+
+        with sqlite3.connect(root / "catalog.sqlite") as db:
+            db.execute("DELETE FROM embeddings")
     summary = runner_for(root, executor, workers, extra).run([stage])[0]
     return {"items": summary.items_total, "failed": len(summary.failures), "seconds": round(summary.seconds, 3),
             "items_per_s": round(summary.items_total / summary.seconds, 3) if summary.seconds else None}
@@ -91,8 +96,10 @@ def main() -> None:
     extra = {"segment": {"backend": args.segment_backend},
              "extract": {"mode": "interval", "interval_seconds": args.interval}}
     root = create_project(work / "p", "scale", [video], "3d") if not (work / "p" / "project.yaml").exists() else work / "p"
+    import os
+
     results: dict[str, Any] = {"video": str(video), "workers": args.workers, "segment_backend": args.segment_backend,
-                               "cpus": __import__("os").cpu_count()}
+                               "cpus": os.cpu_count(), "load_before": os.getloadavg()[0]}
     try:
         # 1. set-up
         t = time.monotonic()
@@ -111,8 +118,14 @@ def main() -> None:
             for executor in executors:
                 workers = 1 if executor == "serial" else args.workers
                 row = {stage: timed(root, get_stage(stage), executor, workers, extra) for stage in ("segment", "embed")}
+                # N items, then 2N: the difference is the cost of N more items without the
+                # executor's start-up (pool processes, Ray workers)
+                NoopStage.count = args.noop_items
                 row["noop"] = timed(root, NoopStage(), executor, workers, extra)
-                row["driver_ms_per_item"] = round(1000 * row["noop"]["seconds"] / max(row["noop"]["items"], 1), 2)
+                NoopStage.count = 2 * args.noop_items
+                row["noop_2x"] = timed(root, NoopStage(), executor, workers, extra)
+                extra_seconds = row["noop_2x"]["seconds"] - row["noop"]["seconds"]
+                row["driver_ms_per_item"] = round(1000 * extra_seconds / args.noop_items, 2)
                 results[executor] = row
         finally:
             if session is not None:
@@ -130,6 +143,7 @@ def main() -> None:
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
+    results["load_after"] = os.getloadavg()[0]
     print(json.dumps(results, indent=1))
 
 
