@@ -10,6 +10,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -48,23 +49,34 @@ def _env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def head(tmp_path_factory):
+def head_process(tmp_path_factory):
     """A local Ray head with 2 CPUs, as `ray start --head` makes one on a cluster (token auth,
-    the token given to every client in RAY_AUTH_TOKEN)."""
+    the token given to every client in RAY_AUTH_TOKEN). Started with --block in a process group
+    of its own, so the test stops exactly the processes it started; it comes up while the
+    serial reference runs (see `head`)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     temp = tmp_path_factory.mktemp("ray")
     ray_cli = str(Path(sys.executable).with_name("ray"))
-    start = [ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
+    start = [ray_cli, "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
              "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats"]
-    subprocess.run(start, env=_env(), check=True, capture_output=True, timeout=120)
+    proc = subprocess.Popen(start, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     try:
-        yield f"127.0.0.1:{port}"
+        yield proc, f"127.0.0.1:{port}"
     finally:
-        # not waited for: the head's processes go while the next tests run
-        subprocess.Popen([ray_cli, "stop", "--force"], env=_env(), stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, start_new_session=True)
+        os.killpg(proc.pid, signal.SIGKILL)  # the head's group: ray start, GCS, raylet, its workers
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def head(head_process, serial) -> str:
+    proc, address = head_process
+    for line in proc.stdout:  # "Ray runtime started." once the head can take clients
+        if "Ray runtime started" in line:
+            return address
+    raise RuntimeError(f"ray start exited with {proc.wait()}")
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +123,7 @@ def snapshot(root: Path) -> tuple[dict[str, str], dict[str, list]]:
 
 
 @pytest.fixture(scope="module")
-def serial(place, clips):
+def serial(place, clips, head_process):
     ws = _project(place, clips)
     summaries = _run(ws, [get_stage(s) for s in STAGES], executor="serial")
     assert [s.failures for s in summaries] == [(), (), ()]
@@ -164,3 +176,18 @@ def _plan(stage, ws, job):
         return stage.plan(StageContext(job=job, workspace=ws, catalog=catalog, log=logging.getLogger()))
     finally:
         catalog.close()
+
+
+def test_gpu_backends_ask_ray_for_gpus_and_cpu_backends_do_not():
+    from animlora.cli.common import stage_wants_gpu
+    from animlora.pipeline.executors import uses_actors
+
+    settings = load_settings(overrides={"segment": {"backend": "sam2"}, "embed": {"backend": "clip", "device": "cpu"},
+                                        "inpaint": {"backend": "opencv"}}).settings
+    asked = {name: (stage_wants_gpu(get_stage(name), settings, 8.0), stage_wants_gpu(get_stage(name), settings, 0.0))
+             for name in ("extract", "segment", "embed", "inpaint")}
+    assert asked == {"extract": (False, False), "segment": (True, False), "embed": (False, False),
+                     "inpaint": (False, False)}
+    # a model held per worker (setup_worker) or a GPU: actors; otherwise plain tasks
+    assert uses_actors(get_stage("segment"), gpu=False) and uses_actors(get_stage("embed"), gpu=True)
+    assert not uses_actors(get_stage("extract"), gpu=False)

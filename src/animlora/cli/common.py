@@ -38,6 +38,25 @@ def emit(data: dict[str, Any], as_json: bool) -> None:
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+#: stage -> the backend family its ``backend`` setting names
+_GPU_FAMILIES = {"segment": "segmentation", "embed": "embedding", "caption": "captioning",
+                 "inpaint": "inpainting", "deocclude": "inpainting"}
+
+
+def stage_wants_gpu(stage: Any, settings: Any, cluster_gpus: float) -> bool:
+    """For the Ray executor: whether a stage's configured backend runs on a GPU: a model backend
+    (``models``/``yolo`` extra) on ``device: cuda``, or on ``auto`` where the cluster has GPUs."""
+    from animlora.backends.registry import BACKENDS
+
+    section = getattr(settings, stage.name, None)
+    backend = getattr(section, "backend", None)
+    entry = BACKENDS.get(_GPU_FAMILIES.get(stage.name, ""), {}).get(backend) if isinstance(backend, str) else None
+    if entry is None or entry.extra not in ("models", "yolo"):
+        return False
+    device = str(getattr(section, "device", "auto"))
+    return device.startswith("cuda") or (device == "auto" and cluster_gpus > 0)
+
+
 def overrides_tree(sets: list[str] | None, flags: dict[str, Any] | None = None) -> dict[str, Any]:
     """--set options plus a command's own flags (only those given) as one override tree."""
     from animlora.config import parse_set_options

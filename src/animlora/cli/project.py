@@ -20,6 +20,7 @@ from animlora.cli.common import (
     print_summaries,
     progress_bar,
     setup_logging,
+    stage_wants_gpu,
     summaries_json,
 )
 
@@ -254,7 +255,7 @@ def run_project(
     stages = select_stages(start, stop)
     setup_logging(workspace.logs_dir)
     with progress_bar(show_progress) as progress:
-        return Runner(workspace, loaded, force=force, progress=progress).run(stages)
+        return Runner(workspace, loaded, force=force, progress=progress, gpu_check=stage_wants_gpu).run(stages)
 
 
 def run(

@@ -23,6 +23,7 @@ from animlora.cli.common import (
     print_summaries,
     progress_bar,
     setup_logging,
+    stage_wants_gpu,
     summaries_json,
 )
 
@@ -77,7 +78,7 @@ def run_standalone(
         )
     workspace = Workspace.for_output(out)
     stages = [get_stage(name) for name in (*before, stage_name)]
-    runner = Runner(workspace, loaded, force=force, input_path=input_path.resolve())
+    runner = Runner(workspace, loaded, force=force, input_path=input_path.resolve(), gpu_check=stage_wants_gpu)
     with progress_bar(not as_json) as progress:
         runner.progress = progress
         try:

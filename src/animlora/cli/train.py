@@ -98,6 +98,8 @@ def train(
     network_alpha: Annotated[float | None, typer.Option("--alpha", help="LoRA alpha.")] = None,
     trigger: Annotated[str | None, typer.Option(help="Trigger word (default: from metadata.json).")] = None,
     allow_cpu: Annotated[bool | None, typer.Option("--allow-cpu", help="Train a full-size model without a GPU.")] = None,
+    num_processes: Annotated[int | None, typer.Option("--num-processes", min=1,
+                             help="Data-parallel processes (one per GPU) under accelerate launch.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything, print the plan, train nothing.")] = False,
     project: Annotated[Path | None, typer.Option("--project", "-p", help="Project whose settings to use.")] = None,
     profile: ProfileOpt = None,
@@ -118,6 +120,7 @@ def train(
         "train.network_alpha": network_alpha,
         "train.trigger": trigger,
         "train.allow_cpu": allow_cpu,
+        "train.num_processes": num_processes,
     }
     loaded = load_train_settings(preset, profile, config, sets, flags, project)
     out = (output or Path("runs") / dataset.resolve().name).resolve()

@@ -87,30 +87,15 @@ def run_pool(stage: Stage, job: StageJob, items: Iterable[WorkItem], workers: in
 # actor runs ``Stage.setup_worker`` once, as a pool worker does). Only results travel back:
 # the driver (this process) commits them, so the catalog keeps its single writer.
 
-#: stage -> backend family whose ``backend`` setting decides whether the stage wants a GPU
-_GPU_FAMILIES = {"segment": "segmentation", "embed": "embedding", "caption": "captioning",
-                 "inpaint": "inpainting", "deocclude": "inpainting"}
 _CRASHES = ("WorkerCrashedError", "ActorDiedError", "RayActorError", "ActorUnavailableError",
             "NodeDiedError", "OwnerDiedError", "ObjectLostError", "LocalRayletDiedError")
+#: (stage, settings, GPUs in the cluster) -> whether the stage's items run on a GPU; given by the
+#: command layer, which knows the backends (cli.common.stage_wants_gpu)
+GpuCheck = Callable[[Stage, Any, float], bool]
 
 
 class ProjectNotVisibleError(StageError):
     """A Ray worker cannot see the project folder: it is not on storage shared by the cluster."""
-
-
-def wants_gpu(stage: Stage, settings: Any, cluster_gpus: float) -> bool:
-    """Whether the stage's configured backend runs on a GPU: a model backend (``models``/``yolo``
-    extra) on ``device: cuda``, or on ``auto`` where the cluster has GPUs."""
-    from animlora.backends.registry import BACKENDS
-
-    section = getattr(settings, stage.name, None)
-    family = _GPU_FAMILIES.get(stage.name)
-    backend = getattr(section, "backend", None)
-    entry = BACKENDS.get(family or "", {}).get(backend) if isinstance(backend, str) else None
-    if entry is None or entry.extra not in ("models", "yolo"):
-        return False
-    device = str(getattr(section, "device", "auto"))
-    return device.startswith("cuda") or (device == "auto" and cluster_gpus > 0)
 
 
 def uses_actors(stage: Stage, gpu: bool) -> bool:
@@ -197,7 +182,8 @@ def ray_session(address: str, num_cpus: int) -> Iterator[None]:
 
 
 def run_ray(stage: Stage, job: StageJob, items: Iterable[WorkItem], workers: int, scope: Scope = _no_scope,
-            *, retries: int = 3, gpus_per_worker: float = 1.0) -> Iterator[Outcome]:
+            *, retries: int = 3, gpus_per_worker: float = 1.0, gpu_check: GpuCheck | None = None,
+            ) -> Iterator[Outcome]:
     """Items on Ray (inside :func:`ray_session`), yielded in completion order.
 
     ``2 * workers`` tasks in flight, or ``workers`` actors with one call each. A worker that dies
@@ -207,7 +193,7 @@ def run_ray(stage: Stage, job: StageJob, items: Iterable[WorkItem], workers: int
     executors (not retried)."""
     import ray
 
-    gpu = wants_gpu(stage, job.settings, ray.cluster_resources().get("GPU", 0.0))
+    gpu = gpu_check is not None and gpu_check(stage, job.settings, ray.cluster_resources().get("GPU", 0.0))
     need = {"num_cpus": 0 if gpu else 1, "num_gpus": gpus_per_worker if gpu else 0}
     stage_ref, job_ref, scope_ref = ray.put(stage), ray.put(job), ray.put(scope)
     actors: list[Any] = []

@@ -67,6 +67,7 @@ class Runner:
         force: bool = False,
         input_path: Path | None = None,
         progress: Any = None,
+        gpu_check: Any = None,
     ) -> None:
         self.workspace = workspace
         self.loaded = loaded
@@ -74,6 +75,7 @@ class Runner:
         self.force = force
         self.input_path = input_path
         self.progress = progress  # a rich Progress, or None
+        self.gpu_check = gpu_check  # Ray: which stages ask for GPUs (executors.GpuCheck)
         self._sessions = contextlib.ExitStack()
         self._ray_started = False
 
@@ -234,7 +236,7 @@ class Runner:
                 self._sessions.enter_context(ray_session(settings.ray_address, settings.workers))
                 self._ray_started = True
             outcomes = run_ray(stage, ctx.job, todo, settings.workers, scope, retries=settings.ray_retries,
-                               gpus_per_worker=settings.ray_gpus)
+                               gpus_per_worker=settings.ray_gpus, gpu_check=self.gpu_check)
         elif settings.executor == "process" and settings.workers > 1 and len(todo) > 1:
             outcomes = run_pool(stage, ctx.job, todo, settings.workers, scope)
         else:

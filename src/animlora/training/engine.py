@@ -132,6 +132,7 @@ def _launch_builtin(settings: Settings, dataset: Path, output_dir: Path, *, fres
         package_root = str(Path(__file__).resolve().parents[2])  # this animlora, a checkout too
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH"))
                                                            if p)}
+        env["ANIMLORA_LAUNCHER_PID"] = str(os.getpid())  # the ranks end with this process
         if cpu:
             env["CUDA_VISIBLE_DEVICES"] = ""
         import logging

@@ -16,6 +16,25 @@ import sys
 from pathlib import Path
 
 
+def _exit_with(pid: int) -> None:
+    """End this process when the animlora process that launched the run is gone (kill -9 of it
+    would otherwise leave the ranks training on: torchrun starts them in sessions of their own)."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(137)
+            except PermissionError:
+                pass
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="animlora-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
     from animlora.config.schema import Settings
     from animlora.errors import AnimloraError
@@ -24,6 +43,8 @@ def main(argv: list[str]) -> int:
     settings_file, dataset, output_dir, result_file = (Path(a) for a in argv[:4])
     fresh = "--fresh" in argv[4:]
     main_process = int(os.environ.get("RANK", "0")) == 0
+    if os.environ.get("ANIMLORA_LAUNCHER_PID"):
+        _exit_with(int(os.environ["ANIMLORA_LAUNCHER_PID"]))
     logging.basicConfig(level=logging.INFO if main_process else logging.WARNING, format="%(message)s")
     settings = Settings.model_validate(json.loads(settings_file.read_text(encoding="utf-8")))
     trainer = LoraTrainer(settings.train, settings.models, seed=settings.project.seed)

@@ -357,7 +357,10 @@ def prepare_kohya(
                          "to start over (its states are deleted) or choose another output folder")
     atomic_write_json(run_file, identity)
     script = root / ("sdxl_train_network.py" if family == "sdxl" else "train_network.py")
-    command = (*accelerate_command(root), "launch", "--num_cpu_threads_per_process", "1", str(script),
+    # train.num_processes > 1: data-parallel, one process per GPU (sd-scripts' batch is per process)
+    parallel = (("--multi_gpu", "--num_processes", str(settings.num_processes))
+                if settings.num_processes > 1 else ())
+    command = (*accelerate_command(root), "launch", *parallel, "--num_cpu_threads_per_process", "1", str(script),
                "--config_file", str(config_toml))
     if command[1:3] == ("-m", "accelerate.commands.launch"):
         command = tuple(c for i, c in enumerate(command) if not (i == 3 and c == "launch"))
