@@ -164,7 +164,7 @@ def test_spandrel_weights_resolve_from_an_imported_file(tmp_path):
     pytest.importorskip("spandrel")
     from animlora.backends.enhance.spandrel_sr import SpandrelEnhancer
     from animlora.models import import_model
-    from animlora.stages.enhance import open_enhancer
+    from animlora.stages.enhance import chosen_backend, open_enhancer
 
     path = tmp_path / "realesr-general-x4v3.pth"
     torch.save(compact(identity=True).model.state_dict(), path)
@@ -174,9 +174,13 @@ def test_spandrel_weights_resolve_from_an_imported_file(tmp_path):
         SpandrelEnhancer(s.enhance, s.models)
     enhancer, note = open_enhancer(s)
     assert enhancer.name == "opencv" and "enhance.fallback" in note  # the fallback, said so
+    auto = s.model_copy(update={"enhance": s.enhance.model_copy(update={"backend": "auto", "device": "auto"})})
+    assert chosen_backend(auto) == "opencv"  # no weights
     import_model("realesr-general-x4v3", path, s.models)
     enhancer, note = open_enhancer(s)
     assert enhancer.name == "spandrel" and note is None and enhancer.scale == 4
+    # weights found: auto takes the model on CUDA only (seconds per crop on a CPU)
+    assert chosen_backend(auto) == ("spandrel" if torch.cuda.is_available() else "opencv")
 
 
 def _images(folder: Path, n: int) -> None:

@@ -49,11 +49,7 @@ def chosen_backend(settings: Any) -> str:
         return e.backend
     import importlib.util
 
-    if any(importlib.util.find_spec(p) is None for p in ("torch", "spandrel")):
-        return "opencv"
-    import torch
-
-    if e.device == "cpu" or not torch.cuda.is_available():
+    if e.device == "cpu" or any(importlib.util.find_spec(p) is None for p in ("torch", "spandrel")):
         return "opencv"  # an SR model on the CPU takes seconds per crop: asked for by name only
     from animlora.models.resolver import locate
 
@@ -61,7 +57,11 @@ def chosen_backend(settings: Any) -> str:
         found = locate(e.sr_model, settings.models, allow_download=False).path is not None
     except Exception:  # an unknown model name is reported when the stage opens it
         found = False
-    return "spandrel" if found else "opencv"
+    if not found:
+        return "opencv"
+    import torch  # only now: importing it costs seconds on every run
+
+    return "spandrel" if torch.cuda.is_available() else "opencv"
 
 
 def open_enhancer(settings: Any) -> tuple[Any, str | None]:
