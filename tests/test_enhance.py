@@ -174,6 +174,8 @@ def test_spandrel_weights_resolve_from_an_imported_file(tmp_path):
         SpandrelEnhancer(s.enhance, s.models)
     enhancer, note = open_enhancer(s)
     assert enhancer.name == "opencv" and "enhance.fallback" in note  # the fallback, said so
+    with pytest.raises(Exception, match="checksum mismatch"):  # the registry knows this file's sha256
+        import_model("realesrgan-x4plus-anime6b", path, s.models)
     auto = s.model_copy(update={"enhance": s.enhance.model_copy(update={"backend": "auto", "device": "auto"})})
     assert chosen_backend(auto) == "opencv"  # no weights
     import_model("realesr-general-x4v3", path, s.models)
