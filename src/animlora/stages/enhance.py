@@ -112,8 +112,7 @@ class EnhanceStage(Stage):
         model = (e.sr_model, e.tile, e.tile_pad) if backend == "spandrel" else ()
         cpu = (e.cpu_max_scale, e.cpu_iterations, e.denoise, e.clahe) if backend == "opencv" else ()
         return digest(self.version, backend, model, cpu, e.max_scale, e.min_ssim, e.scale,
-                      settings_fingerprint(settings.dataset), settings.caption.alpha_threshold,
-                      settings.dataset.use_deoccluded)
+                      settings_fingerprint(settings.dataset), settings.dataset.use_deoccluded)
 
     def check_inputs(self, job: StageJob) -> None:
         if job.standalone and (job.input_path is None or not job.input_path.is_dir()):
