@@ -208,8 +208,12 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
         w, h = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
         if m.bbox is not None:
             w, h = m.bbox[2], m.bbox[3]
-        if max(w, h) < s.min_side:
-            _left(skipped, m.instance_id, TOO_SMALL, f"too small ({w}x{h} px, dataset.min_side {s.min_side})")
+        # min_side counts the character's pixels in the image the dataset crops from: the enhance
+        # stage's enlargement when there is one (docs/dataset.md, "Small films")
+        gain = m.enhanced_scale if (s.use_enhanced and m.enhanced_path and m.enhanced_scale) else 1.0
+        if max(w, h) * gain < s.min_side:
+            how = f" x{gain:g} enhanced" if gain != 1.0 else ""
+            _left(skipped, m.instance_id, TOO_SMALL, f"too small ({w}x{h} px{how}, dataset.min_side {s.min_side})")
             continue
         why = _too_small(m, rgba, s, cs.alpha_threshold, buckets)
         if why:

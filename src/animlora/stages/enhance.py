@@ -49,11 +49,7 @@ def chosen_backend(settings: Any) -> str:
         return e.backend
     import importlib.util
 
-    if any(importlib.util.find_spec(p) is None for p in ("torch", "spandrel")):
-        return "opencv"
-    import torch
-
-    if e.device == "cpu" or not torch.cuda.is_available():
+    if e.device == "cpu" or any(importlib.util.find_spec(p) is None for p in ("torch", "spandrel")):
         return "opencv"  # an SR model on the CPU takes seconds per crop: asked for by name only
     from animlora.models.resolver import locate
 
@@ -61,7 +57,11 @@ def chosen_backend(settings: Any) -> str:
         found = locate(e.sr_model, settings.models, allow_download=False).path is not None
     except Exception:  # an unknown model name is reported when the stage opens it
         found = False
-    return "spandrel" if found else "opencv"
+    if not found:
+        return "opencv"
+    import torch  # only now: importing it costs seconds on every run
+
+    return "spandrel" if torch.cuda.is_available() else "opencv"
 
 
 def open_enhancer(settings: Any) -> tuple[Any, str | None]:
@@ -112,8 +112,7 @@ class EnhanceStage(Stage):
         model = (e.sr_model, e.tile, e.tile_pad) if backend == "spandrel" else ()
         cpu = (e.cpu_max_scale, e.cpu_iterations, e.denoise, e.clahe) if backend == "opencv" else ()
         return digest(self.version, backend, model, cpu, e.max_scale, e.min_ssim, e.scale,
-                      settings_fingerprint(settings.dataset), settings.caption.alpha_threshold,
-                      settings.dataset.use_deoccluded)
+                      settings_fingerprint(settings.dataset), settings.dataset.use_deoccluded)
 
     def check_inputs(self, job: StageJob) -> None:
         if job.standalone and (job.input_path is None or not job.input_path.is_dir()):
