@@ -2,6 +2,7 @@
 frame-by-frame inpainting (per_frame), on a shot whose true background is known.
 
     python benchmarks/flicker.py [--frames 40] [--size 320x180] [--backend opencv] [--seed 0]
+                                 [--flow dis|raft --raft-weights FILE]
     python benchmarks/flicker.py --cgi /work/cgi/seed2 --shot 4 [--step 1] [--save DIR]
     python benchmarks/flicker.py --real PROJECT --shot SHOT_ID [--save DIR]
 
@@ -152,14 +153,14 @@ def inpainter(backend: str) -> Any:
 
 
 def run_methods(images: list[np.ndarray], holes: list[np.ndarray], backend: str = "opencv",
-                flow_name: str = "dis") -> dict[str, dict[str, Any]]:
+                flow_name: str = "dis", raft_weights: str = "") -> dict[str, dict[str, Any]]:
     """Both methods on one shot: plates, seconds, and the flow method's per-frame stats."""
     from animlora.backends.inpainting.flow import DISFlow, RAFTFlow
     from animlora.backends.inpainting.temporal import fill_shot, per_frame
 
     model, settings = inpainter(backend)
     s = settings.inpaint
-    estimator = DISFlow() if flow_name == "dis" else RAFTFlow(s.raft_weights)
+    estimator = DISFlow() if flow_name == "dis" else RAFTFlow(raft_weights or s.raft_weights)
     out: dict[str, dict[str, Any]] = {}
     start = time.process_time()
     results = per_frame(images, holes, model.inpaint)
@@ -180,7 +181,7 @@ def synthetic(args: argparse.Namespace) -> dict[str, Any]:
 
     dilation = load_settings().settings.inpaint.dilation if args.dilation is None else args.dilation
     holes = [grow(c, dilation) for c in shot["characters"]]
-    methods = run_methods(shot["images"], holes, args.backend, args.flow)
+    methods = run_methods(shot["images"], holes, args.backend, args.flow, args.raft_weights)
     report: dict[str, Any] = {"shot": {"frames": args.frames, "size": args.size, "dilation": dilation,
                                        "hole_fraction": round(float(np.mean([h.mean() for h in holes])), 4),
                                        "backend": args.backend, "flow": args.flow, "seed": args.seed}}
@@ -245,7 +246,7 @@ def real(args: argparse.Namespace) -> dict[str, Any]:
         names, images, holes = cgi_shot(Path(args.cgi), int(args.shot), args.step, args.limit)
     else:
         names, images, holes = project_shot(Path(args.real), args.shot, args.limit)
-    methods = run_methods(images, holes, args.backend, args.flow)
+    methods = run_methods(images, holes, args.backend, args.flow, args.raft_weights)
     dis = DISFlow()
     report: dict[str, Any] = {"shot": {"source": args.cgi or args.real, "shot": args.shot, "frames": len(images),
                                        "step": args.step if args.cgi else None,
@@ -283,7 +284,8 @@ def main() -> None:
     parser.add_argument("--size", default="320x180")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backend", default="opencv", help="opencv | lama (weights needed)")
-    parser.add_argument("--flow", default="dis", help="dis | raft (inpaint.raft_weights needed)")
+    parser.add_argument("--flow", default="dis", help="dis | raft (--raft-weights needed)")
+    parser.add_argument("--raft-weights", default="", help="a torchvision raft_small/raft_large state-dict file")
     parser.add_argument("--dilation", type=int, default=None, help="default: inpaint.dilation")
     parser.add_argument("--real", help="an animlora project folder (its segment background/ files)")
     parser.add_argument("--cgi", help="a cgi-bench folder (film.mp4, masks/, truth.json)")

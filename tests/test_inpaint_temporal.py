@@ -129,6 +129,11 @@ def test_raft_wiring_with_random_weights(tmp_path, request):
     settings = load_settings(overrides={"inpaint": {"flow": "raft", "raft_weights": str(tmp_path / "none.pth")}})
     estimator, note = open_flow(settings.settings)
     assert estimator.name == "dis" and "raft" in note
+    # auto (the default): dis on a CPU even with weights, and nothing to say about it
+    settings = load_settings(overrides={"inpaint": {"device": "cpu", "raft_weights": str(weights)}})
+    assert settings.settings.inpaint.flow == "auto"
+    estimator, note = open_flow(settings.settings)
+    assert estimator.name == "dis" and note is None
 
 
 def write_shot(seg: Path, name: str, shot: dict, offset: int) -> list[dict]:

@@ -166,7 +166,7 @@ class PrefilterSettings(Section):
 
 class InpaintSettings(Section):
     # per_frame (with the flow settings at their defaults) is what earlier releases did
-    added_fields: ClassVar[dict[str, Any]] = {"temporal": "per_frame", "flow": "dis", "raft_weights": "",
+    added_fields: ClassVar[dict[str, Any]] = {"temporal": "per_frame", "flow": "auto", "raft_weights": "",
                                               "flow_error": 12.0, "reinpaint_fraction": 0.5}
     backend: Literal["lama", "opencv"]
     fallback: bool = Field(description="use opencv when LaMa's weights or torch are missing")
@@ -178,7 +178,9 @@ class InpaintSettings(Section):
     temporal: Literal["flow", "per_frame"] = Field(
         description="moving-camera shots (plates and occluder fills): flow = inpaint a keyframe and carry "
                     "its fill along optical flow; per_frame = inpaint every frame on its own")
-    flow: Literal["dis", "raft"] = Field(description="optical flow: dis (OpenCV, CPU) | raft (torchvision, raft_weights)")
+    flow: Literal["auto", "dis", "raft"] = Field(
+        description="optical flow: dis (OpenCV, CPU) | raft (torchvision, raft_weights) | auto = raft with its "
+                    "weights on a GPU, else dis")
     raft_weights: str = Field(description="raft: a torchvision raft_small/raft_large state-dict file ('' = none)")
     flow_error: float = Field(ge=0, le=255, description="carried fill whose ring disagrees with the frame by more "
                                                         "than this (mean abs, 0-255) is re-inpainted")

@@ -12,7 +12,7 @@ One work item of the dataset stage (key ``kind:background``), built into
 3. images: shrunk (never enlarged) to at most ``dataset.resolution``² pixels, sides cut to
    multiples of 8 (sd-scripts' buckets then take them without upscaling);
 4. captions from the image itself (no character words): ``<trigger>, empty scene`` plus its
-   light (dark / bright, warm / cool), its two main colours and ``sky`` when the top of the
+   light (dark / bright; warm / cool, read on its near-grey bright pixels), its two main colours and ``sky`` when the top of the
    frame is sky-like; trigger ``dataset.background_trigger`` or ``<project>_background``;
 5. files as for a character: ``images/`` (image + .txt), ``captions/``, ``metadata.json``
    (lineage: plate, shot, frames, hole fraction), ``metadata.jsonl``, ``dataset.toml``.
@@ -134,11 +134,15 @@ def describe(image: np.ndarray) -> list[str]:
         words.append("dark")
     elif value > 170:
         words.append("bright")
-    r, b = float(image[..., 0].mean()), float(image[..., 2].mean())
-    if r - b > 25:
-        words.append("warm light")
-    elif b - r > 25:
-        words.append("cool light")
+    # the light's colour, read on the near-grey bright pixels (walls, stones, clouds): a
+    # frame-wide mean would call every lawn "warm"
+    grey = (hsv[..., 1] < 70) & (hsv[..., 2] > 100)
+    if grey.mean() > 0.02:
+        r, b = float(image[..., 0][grey].mean()), float(image[..., 2][grey].mean())
+        if r - b > 20:
+            words.append("warm light")
+        elif b - r > 20:
+            words.append("cool light")
     top = hsv[: max(1, hsv.shape[0] // 4)]
     sky = (top[..., 0] >= 90) & (top[..., 0] <= 130) & (top[..., 2] > 120)
     if sky.mean() > 0.5:

@@ -98,9 +98,18 @@ class RAFTFlow(FlowEstimator):
 
 
 def open_flow(settings: Any) -> tuple[FlowEstimator, str | None]:
-    """The estimator ``inpaint.flow`` names, and a note when RAFT was asked for but DIS ran
-    (no weights on disk: RAFT's weights are not downloaded by animlora)."""
+    """The estimator ``inpaint.flow`` names, and a note when RAFT was asked for but DIS ran.
+
+    ``auto``: RAFT when ``inpaint.raft_weights`` is a file and a GPU is there (RAFT on a CPU
+    is slow, DIS is not), else DIS, without a note. ``raft``: RAFT, or DIS with a note when
+    its weights are missing and ``inpaint.fallback`` is true (RAFT's weights are not
+    downloaded by animlora)."""
     s = settings.inpaint
+    if s.flow == "auto":
+        weights = bool(s.raft_weights) and Path(s.raft_weights).is_file()
+        if weights and s.device != "cpu" and _cuda():
+            return RAFTFlow(s.raft_weights, device=s.device), None
+        return DISFlow(), None
     if s.flow == "raft":
         try:
             return RAFTFlow(s.raft_weights or None, device=s.device), None
@@ -109,3 +118,11 @@ def open_flow(settings: Any) -> tuple[FlowEstimator, str | None]:
                 raise
             return DISFlow(), f"flow 'raft' unavailable ({exc}); used 'dis' because inpaint.fallback is true"
     return DISFlow(), None
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
