@@ -163,16 +163,17 @@ class ClusterStage(Stage):
         xc = pulled(x, pool) if s.track_aware and s.unit == "track" else x
         constraints.update(units=pool.tracks, track_outliers=int(pool.outlier.sum()))
         # still tracks (unchanged relative to the set in every frame) do not found clusters
-        is_still = still_units(tracks, data.still) if s.still == "join" else np.zeros(len(xc), bool)
+        is_still = still_units(tracks, data.still) if s.still != "keep" else np.zeros(len(xc), bool)
         if (~is_still).sum() < 2 * max(3, s.min_samples + 1):  # too little moves to tell: cluster everything
             is_still[:] = False
-        mcs = min_cluster_size(s, int((~is_still).sum()))
+        found = ~is_still
+        mcs = min_cluster_size(s, int(found.sum()))
         constraints["min_cluster_size"] = mcs
         params = ClusterParams(mcs, s.min_samples, s.pca_dim, s.selection, s.turbo_threshold,
                                s.turbo_sample, s.turbo_pca_dim, job.settings.project.seed)
-        result = cluster_embeddings(xc[~is_still], params)
+        result = cluster_embeddings(xc[found], params)
         labels = np.full(len(xc), NOISE, np.int64)
-        labels[~is_still] = result.labels
+        labels[found] = result.labels
         if is_still.any():
             labels, constraints["still"] = join_still(xc, labels, is_still, tracks)
         progress(1, 5)
