@@ -250,3 +250,15 @@ def test_min_cluster_size_adapts_to_a_short_film():
 
     s = load_settings().settings.cluster  # 3d profile: 12, fraction 0.06
     assert [min_cluster_size(s, n) for n in (20, 50, 100, 200, 5000)] == [3, 3, 6, 12, 12]
+
+
+def test_a_track_that_slips_onto_another_character_is_cut_in_two():
+    from animlora.identity.tracks import split_tracks
+
+    rng = np.random.default_rng(1)
+    d = 16
+    a, b = np.eye(d)[0], np.eye(d)[1]
+    x = np.stack([a, a, b, b, b, a, a] + [a] * 3) + 0.05 * rng.normal(size=(10, d)) / np.sqrt(d)
+    tracks = ["t"] * 7 + ["u"] * 3  # t follows a, then b (a slip), then a again; u is clean
+    assert split_tracks(x, tracks) == ["t#0", "t#0", "t#1", "t#1", "t#1", "t#0", "t#0", "u", "u", "u"]
+    assert split_tracks(x, tracks, 0.0) == tracks

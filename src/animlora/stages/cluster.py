@@ -38,7 +38,7 @@ from animlora.identity.metric import learn_metric
 from animlora.identity.naming import embed_references, match_clusters, references
 from animlora.identity.sheets import contact_sheet, visualization
 from animlora.identity.still import join_still, still_units
-from animlora.identity.tracks import pool_tracks, pulled
+from animlora.identity.tracks import pool_tracks, pulled, split_tracks
 from animlora.io.files import atomic_path, atomic_write_json
 from animlora.pipeline.stage import (
     ItemOutput,
@@ -145,7 +145,8 @@ class ClusterStage(Stage):
         s = job.settings.cluster
         started = time.monotonic()
         raw = normalise(data.vectors)
-        tracks = [r.track_id for r in data.refs]
+        # a track whose members are two characters (a tracking slip) is cut in two first
+        tracks = split_tracks(raw, [r.track_id for r in data.refs], s.track_split)
         frames = [r.frame_id for r in data.refs]
         geometry = data.geometry if s.track_aware else FrameGeometry()
         links = build_constraints(frames if s.track_aware else [None] * len(raw),
@@ -153,7 +154,8 @@ class ClusterStage(Stage):
         constraints: dict[str, Any] = {
             "track_aware": s.track_aware, "unit": s.unit,
             "same_frame_pairs": links.same_frame_pairs, "cannot_link_pairs": len(links.cannot),
-            "touching_pairs": len(links.touching), "attached_track_pairs": links.attached_tracks}
+            "touching_pairs": len(links.touching), "attached_track_pairs": links.attached_tracks,
+            "tracks_split": len({t.split("#")[0] for t in tracks if t and "#" in t})}
 
         # 1. the metric (learned from the film's own constraints, or the embedder's), tracks, HDBSCAN
         x, metric_info = learn_metric(raw, tracks if s.track_aware else [None] * len(raw), sorted(links.cannot),
