@@ -231,7 +231,9 @@ def test_still_tracks_found_no_cluster_and_join_only_a_character_that_moves():
     def track(centre, n, spread=0.05):
         return centre + spread * rng.normal(size=(n, d)) / np.sqrt(d)
 
-    x = np.concatenate([track(hero, 5), track(hero, 5), track(hero, 4), track(tree, 4), track(tree, 4)])
+    # the hero moves in two shots under two lights, and stands idle in a third, in between
+    day, night = hero + 0.3 * np.eye(d)[2], hero + 0.3 * np.eye(d)[3]
+    x = np.concatenate([track(day, 5), track(night, 5), track(hero, 4), track(tree, 4), track(tree, 4)])
     tracks = ["m1"] * 5 + ["m2"] * 5 + ["idle"] * 4 + ["t1"] * 4 + ["t2"] * 4
     static = [0.3] * 5 + [None] * 5 + [0.99, 1.0, None, 0.98] + [1.0] * 8
     still = still_units(tracks, [None if s is None else s >= 0.7 for s in static])

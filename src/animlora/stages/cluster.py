@@ -1,8 +1,11 @@
 """The ``cluster`` stage: embeddings -> one folder per character.
 
-1. tracks are the unit: each track's robust mean (identity/tracks.py), optionally in a metric
-   learned from the film's own tracks and frames (identity/metric.py); HDBSCAN on the
-   instances pulled onto their tracks (turbo path for 100k+, see identity/clustering.py);
+1. tracks are the unit: a track whose members are two characters is cut first; each track's
+   robust mean (identity/tracks.py), optionally in a metric learned from the film's own tracks
+   and frames (identity/metric.py); HDBSCAN on the instances pulled onto their tracks (turbo
+   path for 100k+, see identity/clustering.py), on the tracks that move only: a track still
+   in every frame then joins a cluster within its scale, or is scenery (identity/still.py);
+   min_cluster_size shrinks for a short film (``min_cluster_size()``);
 2. track-aware constraints: must-link by track, cannot-link between two instances of one frame
    that do not touch (identity/geometry.py, identity/constraints.py);
 3. merge clusters that are one character under different light (and hold no cannot-link pair),
