@@ -252,6 +252,7 @@ def test_min_cluster_size_adapts_to_a_short_film():
 
     s = load_settings().settings.cluster  # 3d profile: 12, fraction 0.06
     assert [min_cluster_size(s, n) for n in (20, 50, 100, 200, 5000)] == [3, 3, 6, 12, 12]
+    assert min_cluster_size(s.model_copy(update={"min_cluster_fraction": 0.0}), 50) == 12  # 0 = as set
 
 
 def test_a_track_that_slips_onto_another_character_is_cut_in_two():

@@ -404,7 +404,9 @@ def _still(ctx: StageContext, ids: list[str]) -> list[bool | None]:
 def min_cluster_size(s: Any, n: int) -> int:
     """``cluster.min_cluster_size`` for ``n`` instances: at most the setting, and no more than
     ``min_cluster_fraction`` of them (a short film's character is seen in a few dozen
-    instances, not hundreds), never under ``max(3, min_samples + 1)``."""
+    instances, not hundreds), never under ``max(3, min_samples + 1)``; fraction 0 = the size as set."""
+    if s.min_cluster_fraction <= 0:  # off: the size as set
+        return int(s.min_cluster_size)
     floor = max(3, s.min_samples + 1)
     return max(floor, min(s.min_cluster_size, int(round(s.min_cluster_fraction * n))))
 
