@@ -50,6 +50,10 @@ VARIANTS = {
     # name: settings overrides
     "default": {},
     "still_keep": {"cluster": {"still": "keep"}},
+    "still_keep_shot_light": {"cluster": {"still": "keep"}, "embed": {"shot_light": "on"}},
+    "no_split": {"cluster": {"track_split": 0.0}},
+    "no_split_shot_light": {"cluster": {"track_split": 0.0}, "embed": {"shot_light": "on"}},
+    "shot_light_off": {"embed": {"shot_light": "off"}},
     "shot_light": {"embed": {"shot_light": "on"}},
     "linear": {"cluster": {"metric": "linear"}},
     "mlp": {"cluster": {"metric": "mlp"}},

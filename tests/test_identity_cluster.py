@@ -101,7 +101,9 @@ def test_stage_track_aware(tmp_path):
         frames.append(f"g{i}")
         tracks.append("track_a_0")
     add_instances(ws, images, ids, frames, tracks)
-    run_identity(ws, {"cluster": {"min_cluster_size": 8}})
+    # the size as set (fraction 0): at the short-film size (3) the three red frames, outliers
+    # of their track, would be a cluster of their own, as an outlier that found one stays there
+    run_identity(ws, {"cluster": {"min_cluster_size": 8, "min_cluster_fraction": 0}})
     with ws.open_catalog() as catalog:
         assign = dict(catalog.rows("SELECT instance_id, cluster_id FROM cluster_assignments"))
         frame_clusters = catalog.rows(

@@ -231,7 +231,9 @@ def test_still_tracks_found_no_cluster_and_join_only_a_character_that_moves():
     def track(centre, n, spread=0.05):
         return centre + spread * rng.normal(size=(n, d)) / np.sqrt(d)
 
-    x = np.concatenate([track(hero, 5), track(hero, 5), track(hero, 4), track(tree, 4), track(tree, 4)])
+    # the hero moves in two shots under two lights, and stands idle in a third, in between
+    day, night = hero + 0.3 * np.eye(d)[2], hero + 0.3 * np.eye(d)[3]
+    x = np.concatenate([track(day, 5), track(night, 5), track(hero, 4), track(tree, 4), track(tree, 4)])
     tracks = ["m1"] * 5 + ["m2"] * 5 + ["idle"] * 4 + ["t1"] * 4 + ["t2"] * 4
     static = [0.3] * 5 + [None] * 5 + [0.99, 1.0, None, 0.98] + [1.0] * 8
     still = still_units(tracks, [None if s is None else s >= 0.7 for s in static])
@@ -250,3 +252,16 @@ def test_min_cluster_size_adapts_to_a_short_film():
 
     s = load_settings().settings.cluster  # 3d profile: 12, fraction 0.06
     assert [min_cluster_size(s, n) for n in (20, 50, 100, 200, 5000)] == [3, 3, 6, 12, 12]
+    assert min_cluster_size(s.model_copy(update={"min_cluster_fraction": 0.0}), 50) == 12  # 0 = as set
+
+
+def test_a_track_that_slips_onto_another_character_is_cut_in_two():
+    from animlora.identity.tracks import split_tracks
+
+    rng = np.random.default_rng(1)
+    d = 16
+    a, b = np.eye(d)[0], np.eye(d)[1]
+    x = np.stack([a, a, b, b, b, a, a] + [a] * 3) + 0.05 * rng.normal(size=(10, d)) / np.sqrt(d)
+    tracks = ["t"] * 7 + ["u"] * 3  # t follows a, then b (a slip), then a again; u is clean
+    assert split_tracks(x, tracks) == ["t#0", "t#0", "t#1", "t#1", "t#1", "t#0", "t#0", "u", "u", "u"]
+    assert split_tracks(x, tracks, 0.0) == tracks

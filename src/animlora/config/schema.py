@@ -242,6 +242,7 @@ class EmbedSettings(Section):
 class ClusterSettings(Section):
     min_cluster_size: int = Field(ge=2, description="upper bound; see min_cluster_fraction")
     min_cluster_fraction: float = Field(ge=0, le=1, description="min cluster size as a share of the instances (short films)")
+    track_split: float = Field(ge=0, le=2, description="cut a track whose members are this far apart (cosine, average linkage); 0 = off")
     still: Literal["join", "keep"] = Field(description="join: tracks still in every frame only join a moving character")
     min_samples: int = Field(ge=1)
     pca_dim: int = Field(ge=0, description="0 = cluster the full-dimensional embeddings")

@@ -1,8 +1,11 @@
 """The ``cluster`` stage: embeddings -> one folder per character.
 
-1. tracks are the unit: each track's robust mean (identity/tracks.py), optionally in a metric
-   learned from the film's own tracks and frames (identity/metric.py); HDBSCAN on the
-   instances pulled onto their tracks (turbo path for 100k+, see identity/clustering.py);
+1. tracks are the unit: a track whose members are two characters is cut first; each track's
+   robust mean (identity/tracks.py), optionally in a metric learned from the film's own tracks
+   and frames (identity/metric.py); HDBSCAN on the instances pulled onto their tracks (turbo
+   path for 100k+, see identity/clustering.py), on the tracks that move only: a track still
+   in every frame then joins a cluster within its scale, or is scenery (identity/still.py);
+   min_cluster_size shrinks for a short film (``min_cluster_size()``);
 2. track-aware constraints: must-link by track, cannot-link between two instances of one frame
    that do not touch (identity/geometry.py, identity/constraints.py);
 3. merge clusters that are one character under different light (and hold no cannot-link pair),
@@ -38,7 +41,7 @@ from animlora.identity.metric import learn_metric
 from animlora.identity.naming import embed_references, match_clusters, references
 from animlora.identity.sheets import contact_sheet, visualization
 from animlora.identity.still import join_still, still_units
-from animlora.identity.tracks import pool_tracks, pulled
+from animlora.identity.tracks import pool_tracks, pulled, split_tracks
 from animlora.io.files import atomic_path, atomic_write_json
 from animlora.pipeline.stage import (
     ItemOutput,
@@ -145,7 +148,8 @@ class ClusterStage(Stage):
         s = job.settings.cluster
         started = time.monotonic()
         raw = normalise(data.vectors)
-        tracks = [r.track_id for r in data.refs]
+        # a track whose members are two characters (a tracking slip) is cut in two first
+        tracks = split_tracks(raw, [r.track_id for r in data.refs], s.track_split)
         frames = [r.frame_id for r in data.refs]
         geometry = data.geometry if s.track_aware else FrameGeometry()
         links = build_constraints(frames if s.track_aware else [None] * len(raw),
@@ -153,7 +157,8 @@ class ClusterStage(Stage):
         constraints: dict[str, Any] = {
             "track_aware": s.track_aware, "unit": s.unit,
             "same_frame_pairs": links.same_frame_pairs, "cannot_link_pairs": len(links.cannot),
-            "touching_pairs": len(links.touching), "attached_track_pairs": links.attached_tracks}
+            "touching_pairs": len(links.touching), "attached_track_pairs": links.attached_tracks,
+            "tracks_split": len({t.split("#")[0] for t in tracks if t and "#" in t})}
 
         # 1. the metric (learned from the film's own constraints, or the embedder's), tracks, HDBSCAN
         x, metric_info = learn_metric(raw, tracks if s.track_aware else [None] * len(raw), sorted(links.cannot),
@@ -163,16 +168,17 @@ class ClusterStage(Stage):
         xc = pulled(x, pool) if s.track_aware and s.unit == "track" else x
         constraints.update(units=pool.tracks, track_outliers=int(pool.outlier.sum()))
         # still tracks (unchanged relative to the set in every frame) do not found clusters
-        is_still = still_units(tracks, data.still) if s.still == "join" else np.zeros(len(xc), bool)
+        is_still = still_units(tracks, data.still) if s.still != "keep" else np.zeros(len(xc), bool)
         if (~is_still).sum() < 2 * max(3, s.min_samples + 1):  # too little moves to tell: cluster everything
             is_still[:] = False
-        mcs = min_cluster_size(s, int((~is_still).sum()))
+        found = ~is_still
+        mcs = min_cluster_size(s, int(found.sum()))
         constraints["min_cluster_size"] = mcs
         params = ClusterParams(mcs, s.min_samples, s.pca_dim, s.selection, s.turbo_threshold,
                                s.turbo_sample, s.turbo_pca_dim, job.settings.project.seed)
-        result = cluster_embeddings(xc[~is_still], params)
+        result = cluster_embeddings(xc[found], params)
         labels = np.full(len(xc), NOISE, np.int64)
-        labels[~is_still] = result.labels
+        labels[found] = result.labels
         if is_still.any():
             labels, constraints["still"] = join_still(xc, labels, is_still, tracks)
         progress(1, 5)
@@ -398,7 +404,9 @@ def _still(ctx: StageContext, ids: list[str]) -> list[bool | None]:
 def min_cluster_size(s: Any, n: int) -> int:
     """``cluster.min_cluster_size`` for ``n`` instances: at most the setting, and no more than
     ``min_cluster_fraction`` of them (a short film's character is seen in a few dozen
-    instances, not hundreds), never under ``max(3, min_samples + 1)``."""
+    instances, not hundreds), never under ``max(3, min_samples + 1)``; fraction 0 = the size as set."""
+    if s.min_cluster_fraction <= 0:  # off: the size as set
+        return int(s.min_cluster_size)
     floor = max(3, s.min_samples + 1)
     return max(floor, min(s.min_cluster_size, int(round(s.min_cluster_fraction * n))))
 
