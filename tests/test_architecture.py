@@ -5,6 +5,7 @@ imports have no cycle."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "animlora"
@@ -113,3 +114,31 @@ def test_the_rules_catch_a_violation(tmp_path):
     assert "animlora.stages" in found and "animlora.cli" in found
     assert [t for t, _ in imports(tree, top_level_only=True)] == ["animlora.stages"]
     assert LAYER[unit_of("animlora.cli")] > LAYER[unit_of("animlora.stages.train")] > LAYER[unit_of("animlora.training.engine")]
+
+
+# SQL lives in records/, the catalog and the runner. These files still hold some: each was
+# being changed by other work when the rest moved (docs/architecture.md, "Left for a later
+# pass"); take a file off the list when its SQL moves, never add one.
+SQL_STILL_OUTSIDE_RECORDS = {
+    "animlora.stages.segment", "animlora.stages.prefilter", "animlora.stages.inpaint", "animlora.stages.deocclude",
+    "animlora.stages.embed", "animlora.stages.cluster", "animlora.stages.dataset", "animlora.dataset.sources",
+    "animlora.dataset.summary", "animlora.identity.inputs", "animlora.identity.geometry", "animlora.identity.light",
+}
+SQL = re.compile(r"\b(SELECT .* FROM|INSERT (OR REPLACE )?INTO|UPDATE \w+ SET|DELETE FROM|CREATE TABLE)\b|"
+                 r"\.(upsert|get_meta|set_meta)\(")
+
+
+def sql_modules() -> set[str]:
+    found = set()
+    for path in sorted(SRC.rglob("*.py")):
+        module = module_name(path)
+        if unit_of(module) in ("records", "catalog") or module == "animlora.pipeline.runner":
+            continue
+        if SQL.search(path.read_text(encoding="utf-8")):
+            found.add(module)
+    return found
+
+
+def test_sql_lives_in_records():
+    assert sql_modules() - SQL_STILL_OUTSIDE_RECORDS == set(), "move this SQL into records/<stage>.py"
+    assert SQL.search('catalog.rows("SELECT id FROM frames")') and SQL.search("cat.upsert('videos', rows)")
