@@ -62,7 +62,7 @@ def compact(scale: int = 4, *, identity: bool = False, seed: int = 0):
 
 def test_tiles_equal_one_pass_when_the_pad_covers_the_receptive_field():
     torch = pytest.importorskip("torch")
-    from animlora.backends.enhance.tiles import run_tiled
+    from animlora.backends.enhancement.tiles import run_tiled
 
     d = compact()
     x = torch.rand(1, 3, 40, 52)
@@ -81,7 +81,7 @@ def test_spandrel_rrdbnet_and_compact_load_from_their_state_dicts_and_keep_alpha
     from spandrel import ModelLoader
     from spandrel.architectures.ESRGAN import ESRGAN
 
-    from animlora.backends.enhance.spandrel_sr import SpandrelEnhancer
+    from animlora.backends.enhancement.spandrel_sr import SpandrelEnhancer
     from animlora.stages.enhance import enhance_crop
 
     torch.manual_seed(0)
@@ -111,7 +111,7 @@ def test_the_gate_rejects_a_result_whose_structure_drifts():
     from spandrel import ModelLoader
     from spandrel.architectures.ESRGAN import ESRGAN
 
-    from animlora.backends.enhance.spandrel_sr import SpandrelEnhancer
+    from animlora.backends.enhancement.spandrel_sr import SpandrelEnhancer
     from animlora.stages.enhance import enhance_crop
 
     torch.manual_seed(1)
@@ -121,15 +121,15 @@ def test_the_gate_rejects_a_result_whose_structure_drifts():
     result, _, ssim = enhance_crop(SpandrelEnhancer(s.enhance, s.models, descriptor=noise), rgb, alpha, 2.0, 0.8)
     assert result is None and ssim < 0.8  # random weights: not the source's structure
 
-    from animlora.backends.enhance.opencv import OpenCVEnhancer
+    from animlora.backends.enhancement.opencv import OpenCVEnhancer
 
     kept, used, ssim = enhance_crop(OpenCVEnhancer(s.enhance), rgb, alpha, 3.0, 0.8)
     assert kept is not None and used == 2.0 and ssim > 0.9  # the CPU path stops at cpu_max_scale
 
 
 def test_opencv_path_is_closer_to_the_true_large_image_than_bicubic():
-    from animlora.backends.enhance.base import structure_similarity
-    from animlora.backends.enhance.opencv import OpenCVEnhancer
+    from animlora.backends.enhancement.base import structure_similarity
+    from animlora.backends.enhancement.opencv import OpenCVEnhancer
 
     truth, _ = scene_with_disc(128, 160, 80, 60, 28)  # rendered at the large size
     rgb = cv2.resize(truth, (80, 64), interpolation=cv2.INTER_AREA)  # what the film gives
@@ -162,7 +162,7 @@ def test_registry_and_models_know_the_family():
 def test_spandrel_weights_resolve_from_an_imported_file(tmp_path):
     torch = pytest.importorskip("torch")
     pytest.importorskip("spandrel")
-    from animlora.backends.enhance.spandrel_sr import SpandrelEnhancer
+    from animlora.backends.enhancement.spandrel_sr import SpandrelEnhancer
     from animlora.models import import_model
     from animlora.stages.enhance import chosen_backend, open_enhancer
 
@@ -267,7 +267,7 @@ def test_dataset_takes_enhanced_crops_and_never_resamples_past_max_enlarge(tmp_p
     run_stages(root, ["enhance", "dataset"], {**ds, "enhance": {"backend": "none"}})
     plain = json.loads((root / "training_data" / "luca" / "metadata.json").read_text())
     run_stages(root, ["enhance", "dataset"], {**ds, "enhance": {"backend": "opencv", "denoise": 0}})
-    report = json.loads((root / "enhanced" / "enhance_report.json").read_text())
+    report = json.loads((root / "enhancement" / "enhance_report.json").read_text())
     meta = json.loads((root / "training_data" / "luca" / "metadata.json").read_text())
 
     # 640x360 frames, figures 150-330 px: every crop needs more than 1.25x for a 1024-class bucket

@@ -92,7 +92,11 @@ def test_a_deocclude_output_made_by_the_last_release_migrates_and_is_up_to_date(
 
 def test_identity_distances_comes_from_a_migration_and_an_old_catalog_keeps_its_rows(tmp_path):
     from animlora.records import cluster as cluster_records
-    from animlora.stages.cluster import DISTANCES_SQL
+
+    # the CREATE the cluster stage of the last release ran itself
+    old_release_sql = """CREATE TABLE IF NOT EXISTS identity_distances (
+        instance_id TEXT PRIMARY KEY, track_id TEXT, track_outlier INTEGER NOT NULL, to_track REAL,
+        cluster_id TEXT NOT NULL, to_cluster REAL, nearest_other TEXT, to_other REAL)"""
 
     name = cluster_records.MIGRATION[0]
     new = tmp_path / "new.sqlite"
@@ -104,7 +108,7 @@ def test_identity_distances_comes_from_a_migration_and_an_old_catalog_keeps_its_
     conn = sqlite3.connect(old)
     conn.execute("DROP TABLE identity_distances")
     conn.execute("DELETE FROM schema_migrations WHERE name = ?", (name,))
-    conn.execute(DISTANCES_SQL)
+    conn.execute(old_release_sql)
     conn.execute("INSERT INTO identity_distances VALUES ('i1', 't1', 0, 0.1, 'c1', 0.2, 'c2', 0.6)")
     conn.commit()
     conn.close()
@@ -113,7 +117,6 @@ def test_identity_distances_comes_from_a_migration_and_an_old_catalog_keeps_its_
         assert [tuple(r) for r in cat.rows("SELECT * FROM identity_distances")] == [
             ("i1", "t1", 0, 0.1, "c1", 0.2, "c2", 0.6)]
         assert [tuple(r) for r in cat.rows("PRAGMA table_info(identity_distances)")] == made
-        cat.execute(DISTANCES_SQL)  # the cluster stage's own CREATE is now a no-op
         assert cat.one("SELECT COUNT(*) FROM identity_distances")[0] == 1
 
 

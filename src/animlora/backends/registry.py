@@ -89,10 +89,10 @@ BACKENDS: dict[str, dict[str, BackendEntry]] = {
                            fallbacks=("lama", "opencv")),
     },
     "enhance": {
-        "spandrel": BackendEntry("animlora.backends.enhance.spandrel_sr:SpandrelEnhancer", ("torch", "spandrel"),
+        "spandrel": BackendEntry("animlora.backends.enhancement.spandrel_sr:SpandrelEnhancer", ("torch", "spandrel"),
                                  "models", "super-resolution model (Real-ESRGAN, Compact, SwinIR, DAT, HAT ...) "
                                  "through spandrel; tiles, fp16 on CUDA", fallbacks=("opencv",)),
-        "opencv": BackendEntry("animlora.backends.enhance.opencv:OpenCVEnhancer", ("cv2",), "cpu",
+        "opencv": BackendEntry("animlora.backends.enhancement.opencv:OpenCVEnhancer", ("cv2",), "cpu",
                                "no weights: light denoise, CLAHE on luminance, edge-aware upscaling"),
     },
 }

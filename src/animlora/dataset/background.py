@@ -65,11 +65,12 @@ def gather(ctx: StageContext) -> tuple[list[dict[str, Any]], str]:
 
 def project_plates(catalog: Any, root: Path) -> list[dict[str, Any]]:
     from animlora.dataset.sources import stage_dir
+    from animlora.records.inpaint import plate_rows
 
     folder = stage_dir(root, "inpaint")
     return [{"id": r["id"], "shot": r["shot_id"], "frames": json.loads(r["frame_ids"]), "path": str(folder / r["path"]),
              "hole_fraction": r["hole_fraction"], "static": bool(r["static"])}
-            for r in catalog.rows("SELECT * FROM plates ORDER BY shot_id, id")]
+            for r in plate_rows(catalog)]
 
 
 def plan(ctx: StageContext) -> list[WorkItem]:

@@ -84,3 +84,15 @@ def _record(row: Any) -> Enhanced:
     return Enhanced(item=row["item"], path=row["path"], region=tuple(json.loads(row["region"])),
                     size=tuple(json.loads(row["size"])), scale=row["scale"], method=row["method"], ssim=row["ssim"],
                     status=row["status"], reason=row["reason"])
+
+
+FALLBACK_META = "enhance.fallback"
+
+
+def set_fallback(catalog: Catalog, note: str) -> None:
+    """The run's fallback note (weights missing -> the OpenCV path), for the report."""
+    catalog.set_meta(FALLBACK_META, note)
+
+
+def fallback(catalog: Catalog) -> str | None:
+    return catalog.get_meta(FALLBACK_META)

@@ -24,7 +24,7 @@ FOLDERS: dict[str, str] = {
     "deocclude": "deocclusion",
     "embed": "embeddings",
     "cluster": "clustered",
-    "enhance": "enhanced",
+    "enhance": "enhancement",
     "caption": "captions",
     "dataset": "training_data",
     "train": "runs",

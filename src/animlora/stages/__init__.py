@@ -6,7 +6,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 from animlora.errors import StageError
-from animlora.records.folders import EARLIER, FOLDERS
+from animlora.records.folders import FOLDERS
 
 if TYPE_CHECKING:
     from animlora.pipeline.stage import Stage
@@ -42,9 +42,9 @@ def get_stage(name: str) -> Stage:
         raise StageError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}")
     module, _, cls = entry[1].partition(":")
     stage = getattr(import_module(module), cls)()
-    # the runner writes where records/folders.py says; a class may still name the folder of
-    # earlier releases (inpaint: plates, deocclude: deoccluded) until its module is next edited
-    assert stage.folder in (entry[0], EARLIER.get(name)), f"{name}: folder differs from the registry"
+    # the runner writes where records/folders.py says (a project of an earlier release keeps
+    # its old folder: stage_folder(name, root)); the class names the folder of new projects
+    assert stage.folder == entry[0], f"{name}: folder differs from the registry"
     return stage
 
 

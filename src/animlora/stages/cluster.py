@@ -56,19 +56,6 @@ from animlora.pipeline.stage import (
 from animlora.stages.embed import get_embedder, load_vectors
 
 REPORT = "cluster_report.json"
-# Per instance, the distances the clustering decided on (cosine distances in the space it
-# clustered in), so bounds can be re-tuned from the catalog without re-running. Created here
-# (IF NOT EXISTS) rather than as a catalog migration: only the cluster stage writes it.
-DISTANCES_SQL = """CREATE TABLE IF NOT EXISTS identity_distances (
-    instance_id TEXT PRIMARY KEY,
-    track_id TEXT,
-    track_outlier INTEGER NOT NULL,   -- left out of its track's pooled vector (keeps its own)
-    to_track REAL,                    -- 1 - cosine to its track's pooled vector
-    cluster_id TEXT NOT NULL,         -- as in cluster_assignments ('noise' for noise)
-    to_cluster REAL,                  -- 1 - cosine to its cluster's centroid (NULL for noise)
-    nearest_other TEXT,               -- the nearest other cluster's id
-    to_other REAL                     -- 1 - cosine to that centroid
-)"""
 VISUALIZATION = "cluster_visualization.png"
 SHEETS = "contact_sheets"
 
@@ -328,7 +315,6 @@ class ClusterStage(Stage):
         ctx.catalog.execute("DELETE FROM cluster_assignments")
         ctx.catalog.upsert("clusters", output.data["clusters"])
         ctx.catalog.conn.executemany("INSERT INTO cluster_assignments VALUES (?, ?, ?)", output.data["assignments"])
-        ctx.catalog.execute(DISTANCES_SQL)
         ctx.catalog.execute("DELETE FROM identity_distances")
         ctx.catalog.conn.executemany("INSERT INTO identity_distances VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                                      output.data["distances"])
@@ -338,7 +324,6 @@ class ClusterStage(Stage):
     def forget(self, ctx: StageContext, item_key: str) -> None:
         for table in ("clusters", "cluster_assignments", "character_members"):
             ctx.catalog.execute(f"DELETE FROM {table}")
-        ctx.catalog.execute(DISTANCES_SQL)
         ctx.catalog.execute("DELETE FROM identity_distances")
 
     def finish(self, ctx: StageContext, summary: RunSummary) -> dict[str, Any]:
@@ -359,7 +344,7 @@ class ClusterStage(Stage):
 
 
 def _distances(data: ClusterInput, x: np.ndarray, labels: np.ndarray, clusters: list[dict], pool: Any) -> list[tuple]:
-    """Rows of ``identity_distances`` (see DISTANCES_SQL)."""
+    """Rows of ``identity_distances`` (records/cluster.py: the distances the clustering decided on)."""
     ids = sorted(int(v) for v in np.unique(labels) if v != NOISE)
     cid_of = {}
     for lab in ids:

@@ -7,7 +7,7 @@ instance's box is cut from the frame and the *other* instances' masks there (gro
 ``inpaint.dilation``, minus the target's own mask) are filled with the inpainting backend
 (LaMa by default, OpenCV without weights; ``inpaint.*`` settings).
 
-Outputs in ``deoccluded/``: ``<instance>.jpg`` (the filled context) next to
+Outputs in ``deocclusion/`` (``deoccluded/`` in projects of earlier releases): ``<instance>.jpg`` (the filled context) next to
 ``<instance>_original.jpg`` (the crop as it was), only for instances that changed, and
 ``deocclude_report.json`` listing them with the occluded fraction of their box, the backend
 that filled them and (sd) the prompt. The transparent cut-outs in ``character/`` need no
@@ -167,7 +167,7 @@ def parts_of_one_character(instances: list[dict[str, Any]], members: dict[str, s
 
 class DeoccludeStage(Stage):
     name = "deocclude"
-    folder = "deoccluded"
+    folder = "deocclusion"
     # 2: each changed instance records its box in the frame (the dataset pastes it back)
     # 3: parts of the target's own character (same character, or tracks that move together) are never filled
     # (inpaint.temporal flow, where holes first take what the shot's neighbouring frames show,

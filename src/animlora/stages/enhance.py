@@ -14,7 +14,7 @@ report, and the dataset falls back to plain resampling within ``max_enlarge``.
 Standalone (``animlora enhance -i images/ -o out/``): every image of the folder enlarged by
 ``enhance.scale`` (capped by the backend's own scale), RGBA alpha kept aligned.
 
-Outputs in ``enhanced/``: ``<instance>.png`` (RGBA) and ``enhance_report.json`` (per item:
+Outputs in ``enhancement/``: ``<instance>.png`` (RGBA) and ``enhance_report.json`` (per item:
 region, scale, method, SSIM, accepted or rejected); rows in ``enhanced_crops``.
 """
 
@@ -39,7 +39,6 @@ from animlora.pipeline.stage import (
 )
 
 REPORT_FILE = "enhance_report.json"
-FALLBACK_META = "enhance.fallback"
 
 
 def chosen_backend(settings: Any) -> str:
@@ -66,7 +65,7 @@ def chosen_backend(settings: Any) -> str:
 
 def open_enhancer(settings: Any) -> tuple[Any, str | None]:
     """The enhancer, and a note when a fallback replaced the one asked for."""
-    from animlora.backends.enhance.base import get_enhancer
+    from animlora.backends.enhancement.base import get_enhancer
 
     name = chosen_backend(settings)
     e = settings.enhance
@@ -82,7 +81,7 @@ def open_enhancer(settings: Any) -> tuple[Any, str | None]:
 def enhance_crop(enhancer: Any, rgb: np.ndarray, alpha: np.ndarray | None, factor: float,
                  min_ssim: float) -> tuple[np.ndarray | None, float, float]:
     """(RGB or RGBA result or None when the gate rejects it, the factor used, SSIM)."""
-    from animlora.backends.enhance.base import out_size, resize_alpha, structure_similarity
+    from animlora.backends.enhancement.base import out_size, resize_alpha, structure_similarity
 
     factor = max(1.0, min(factor, enhancer.max_factor))
     h, w = rgb.shape[:2]
@@ -100,7 +99,7 @@ def enhance_crop(enhancer: Any, rgb: np.ndarray, alpha: np.ndarray | None, facto
 
 class EnhanceStage(Stage):
     name = "enhance"
-    folder = "enhanced"
+    folder = "enhancement"
     version = "1"
     upstream = ("prefilter", "deocclude")
 
@@ -225,7 +224,7 @@ class EnhanceStage(Stage):
 
         records.replace(ctx.catalog, records.from_entry(output.data["record"]))
         if output.data.get("note"):
-            ctx.catalog.set_meta(FALLBACK_META, output.data["note"])
+            records.set_fallback(ctx.catalog, output.data["note"])
 
     def forget(self, ctx: StageContext, item_key: str) -> None:
         from animlora.records import enhance as records
@@ -239,7 +238,7 @@ class EnhanceStage(Stage):
         accepted = [r for r in rows if r["status"] == "accepted"]
         rejected = [r for r in rows if r["status"] == "rejected"]
         scales = sorted(r["scale"] for r in accepted)
-        note = ctx.catalog.get_meta(FALLBACK_META)
+        note = records.fallback(ctx.catalog)
         report = {
             "backend": ctx.settings.enhance.backend, "backend_used": chosen_backend(ctx.settings),
             "methods": sorted({r["method"] for r in rows}), "items": len(rows), "accepted": len(accepted),

@@ -17,7 +17,7 @@ Items are shots. For each shot:
 5. check: PSNR and SSIM between the backend's raw output and the input *outside* the hole
    (a broken model, or a colour shift, shows here; 100 dB = identical).
 
-Outputs: ``plates/<shot>.png`` (static) or ``plates/<frame>.png``, ``inpaint_report.json``
+Outputs in ``inpainting/`` (``plates/`` in projects of earlier releases): ``<shot>.png`` (static) or ``<frame>.png``, ``inpaint_report.json``
 (which shots were static, per-plate hole fraction, PSNR/SSIM, backend, fallback, and for flow
 shots whether each plate was a keyframe and how much of its hole was carried or re-inpainted),
 catalog table ``plates`` (the flow statistics in meta ``inpaint.temporal:<shot>``).
@@ -121,7 +121,7 @@ TEMPORAL_META = "inpaint.temporal:"
 
 class InpaintStage(Stage):
     name = "inpaint"
-    folder = "plates"
+    folder = "inpainting"
     upstream = ("segment",)
 
     def __init__(self) -> None:
@@ -274,8 +274,10 @@ class InpaintStage(Stage):
         ctx.catalog.execute("DELETE FROM meta WHERE key = ?", (TEMPORAL_META + item_key,))
 
     def finish(self, ctx: StageContext, summary: RunSummary) -> dict[str, Any]:
+        from animlora.records.inpaint import plate_rows
+
         s = ctx.settings.inpaint
-        rows = [dict(r) for r in ctx.catalog.rows("SELECT * FROM plates ORDER BY shot_id, id")]
+        rows = plate_rows(ctx.catalog)
         note = ctx.catalog.get_meta("inpaint.fallback")
         temporal: dict[str, dict[str, Any]] = {}
         for r in ctx.catalog.rows("SELECT key, value FROM meta WHERE key LIKE ?", (TEMPORAL_META + "%",)):

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from animlora.backends.enhance.base import Enhancer, out_size
+from animlora.backends.enhancement.base import Enhancer, out_size
 
 
 class OpenCVEnhancer(Enhancer):

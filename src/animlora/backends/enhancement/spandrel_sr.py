@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from animlora.backends.enhance.base import Enhancer, out_size
+from animlora.backends.enhancement.base import Enhancer, out_size
 from animlora.errors import BadInputError
 
 
@@ -71,7 +71,7 @@ class SpandrelEnhancer(Enhancer):
         import cv2
         import torch
 
-        from animlora.backends.enhance.tiles import run_tiled
+        from animlora.backends.enhancement.tiles import run_tiled
 
         h, w = image.shape[:2]
         x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)[None]
