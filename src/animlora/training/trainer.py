@@ -2,6 +2,7 @@
 
     1. check inputs        dataset, base model (exists, family), device, settings — nothing loaded yet
     2. load models         tokenizers, text encoders, VAE, U-Net, DDPM noise scheduler
+                           (Flux: text embeddings cached first, then the transformer, see flux_model)
     3. add LoRA            kohya's module set on the U-Net (+ text encoders), rank and alpha
     4. prepare data        buckets, cached latents and alpha masks
     5. optimizer/scheduler AdamW | AdamW8bit | Prodigy; constant | cosine | cosine with restarts
@@ -93,7 +94,12 @@ def quiet_library_noise() -> None:
 
 
 def _real_size(ref: BaseModelRef) -> bool:
-    """A real SD/SDXL U-Net (not a tiny test one), known from its config without loading it."""
+    """A real SD/SDXL U-Net or Flux transformer (not a tiny test one), known from its config
+    without loading it."""
+    if ref.family == "flux":
+        from animlora.training.flux import is_real_size
+
+        return ref.kind != "folder" or is_real_size(ref.path)
     if ref.kind == "single_file" and ref.path is not None and ref.path.suffix == ".safetensors":
         from safetensors import safe_open
 
@@ -113,6 +119,10 @@ def estimate_memory_gb(family: str, settings: TrainSettings, batch_size: int) ->
     """A rough GPU memory estimate (weights + LoRA/optimizer + activations), from measured
     figures of similar trainers: SD 1.5 @512 and SDXL @1024, batch 1."""
     half = settings.mixed_precision in ("fp16", "bf16")
+    if family == "flux":
+        from animlora.training.flux import estimate_memory_gb as flux_estimate
+
+        return flux_estimate(settings, batch_size)
     if family == "sdxl":
         weights = (2.6 + 0.8) * (2 if half else 4)  # U-Net 2.6B params + text encoders 0.8B
         act = 3.5 if settings.gradient_checkpointing else 14.0
@@ -151,6 +161,15 @@ class LoraTrainer:
         ref = locate_base_model(base_model, self.models)
         check_family(ref, s.family)
         device = self._device()
+        warnings = []
+        if ref.family == "flux":
+            from animlora.training.flux_settings import flux_settings
+
+            s, notes = flux_settings(s, device)
+            self.settings = s
+            warnings += notes
+        elif s.quantize_base != "none":
+            warnings.append(f"train.quantize_base = {s.quantize_base} applies to Flux only; ignored for {ref.family}")
         if device == "cpu" and _real_size(ref) and not s.allow_cpu:
             raise StageError(
                 f"no CUDA GPU found, and {ref.given} is a full-size {ref.family} model: training it on the CPU "
@@ -175,7 +194,6 @@ class LoraTrainer:
             counts[f"{b[0]}x{b[1]}"] = counts.get(f"{b[0]}x{b[1]}", 0) + 1
         mem = avail = None
         fits = None
-        warnings = []
         if device == "cuda" or _real_size(ref):
             mem = estimate_memory_gb(ref.family, s, s.batch_size)
         if device == "cuda":
@@ -225,6 +243,7 @@ class LoraTrainer:
         quiet_library_noise()
         s = self.settings
         data, ref, plan = self.check_inputs(Path(dataset_dir), base_model)
+        s = self.settings  # Flux: its effective settings (see flux_settings)
         name = output_name or s.output_name or data.name
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -260,37 +279,43 @@ class LoraTrainer:
             log_with="tensorboard" if s.tensorboard else None, project_dir=str(output_dir / "logs"),
         )
         set_seed(self.seed)
-        comp = load_components(ref, config=s.base_model_config)
         device = accelerator.device
         weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(plan.mixed_precision, torch.float32)
-
-        # 3. add LoRA (seeded: the down matrices' init is random)
         from animlora.training.network import TEXT_ENCODER_TARGETS, UNET_TARGETS, add_lora, lora_parameters
 
-        torch.manual_seed(self.seed)
-        comp.vae.requires_grad_(False)
-        unet_params = add_lora(comp.unet, UNET_TARGETS, s.network_dim, s.network_alpha)
         te_params: list[Any] = []
-        if s.train_text_encoder:
-            for encoder in comp.text_encoders:
-                te_params += add_lora(encoder, TEXT_ENCODER_TARGETS, s.network_dim, s.network_alpha)
+        if ref.family == "flux":  # 2.–3. text embeddings cached, encoders dropped, transformer + LoRA
+            from animlora.training import flux_model
+
+            texts = flux_model.texts_to_cache(self, [item.caption for item in data.items], data.trigger)
+            comp, unet_params = flux_model.prepare(self, ref, texts, device, weight_dtype, s.quantize_base)
+            comp.vae.requires_grad_(False)
         else:
-            for encoder in comp.text_encoders:
-                encoder.requires_grad_(False)
-        # frozen weights in the compute dtype, LoRA weights in fp32 (stable updates)
-        comp.unet.to(device, dtype=weight_dtype)
-        for encoder in comp.text_encoders:
-            encoder.to(device, dtype=weight_dtype)
-        for p in unet_params + te_params:
-            p.data = p.data.float()
-        if s.gradient_checkpointing:
-            comp.unet.enable_gradient_checkpointing()
+            comp = load_components(ref, config=s.base_model_config)
+            # 3. add LoRA (seeded: the down matrices' init is random)
+            torch.manual_seed(self.seed)
+            comp.vae.requires_grad_(False)
+            unet_params = add_lora(comp.unet, UNET_TARGETS, s.network_dim, s.network_alpha)
             if s.train_text_encoder:
                 for encoder in comp.text_encoders:
-                    if hasattr(encoder, "activation_checkpointing_enable"):  # transformers ≥ 5.x
-                        encoder.activation_checkpointing_enable({"use_reentrant": False})
-                    else:
-                        encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                    te_params += add_lora(encoder, TEXT_ENCODER_TARGETS, s.network_dim, s.network_alpha)
+            else:
+                for encoder in comp.text_encoders:
+                    encoder.requires_grad_(False)
+            # frozen weights in the compute dtype, LoRA weights in fp32 (stable updates)
+            comp.unet.to(device, dtype=weight_dtype)
+            for encoder in comp.text_encoders:
+                encoder.to(device, dtype=weight_dtype)
+            for p in unet_params + te_params:
+                p.data = p.data.float()
+            if s.gradient_checkpointing:
+                comp.unet.enable_gradient_checkpointing()
+                if s.train_text_encoder:
+                    for encoder in comp.text_encoders:
+                        if hasattr(encoder, "activation_checkpointing_enable"):  # transformers ≥ 5.x
+                            encoder.activation_checkpointing_enable({"use_reentrant": False})
+                        else:
+                            encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
         # 4. prepare data: buckets, cached latents and masks
         buckets_of = self._buckets_of(data)
@@ -339,7 +364,10 @@ class LoraTrainer:
         # 7. training loop
         result = TrainResult(output_dir, None, [], step, resumed_from, losses=history)
         checkpoints = sorted(output_dir.glob(f"{name}-*.safetensors"))
-        ctx = _LoopContext(self, accelerator, comp, unet, encoders, optimizer, lr_scheduler, data, buckets_of,
+        context = _LoopContext
+        if comp.family == "flux":
+            from animlora.training.flux_model import FluxLoopContext as context
+        ctx = context(self, accelerator, comp, unet, encoders, optimizer, lr_scheduler, data, buckets_of,
                            cache, device, weight_dtype, trainable, name, ref, plan, fingerprint, history, run_meta,
                            started_at)
         start_epoch = step // plan.steps_per_epoch
@@ -379,7 +407,7 @@ class LoraTrainer:
 
             save_diffusers(output_dir / "diffusers", accelerator.unwrap_model(unet),
                            tuple(accelerator.unwrap_model(e) for e in encoders) if s.train_text_encoder else (),
-                           ref.family, dtype=save_dtype(s.save_precision))
+                           comp.family, dtype=save_dtype(s.save_precision))
         if s.tensorboard:
             accelerator.end_training()
         result.steps = step
@@ -398,6 +426,10 @@ class LoraTrainer:
                 if k not in ("sample_every_n_epochs", "sample_prompts", "sample_steps", "sample_cfg", "sample_seeds",
                              "tensorboard", "allow_cpu", "save_state_every_n_steps", "keep_states", "output_name", "engine", "sd_scripts",
                              "base_model", "save_precision")}
+        if ref.family != "flux":  # Flux-only settings do not change what SD 1.x / SDXL train
+            for flux_only in ("timestep_sampling", "sigmoid_scale", "discrete_flow_shift", "guidance_scale",
+                              "quantize_base"):
+                keep.pop(flux_only, None)
         return digest(sorted(keep.items()), data.content_hash, ref.given, self.seed)
 
     def recipe(self, data: ds.TrainingDataset) -> dict[str, Any]:
@@ -435,15 +467,16 @@ class LoraTrainer:
     def _run_metadata(self, data: ds.TrainingDataset, ref: BaseModelRef, plan: TrainPlan, comp: Any,
                       fingerprint: str, started_at: float) -> dict[str, str]:
         """What sd-scripts records about a run, once (the base model's hashes are read once)."""
-        from animlora.training.metadata import run_metadata
+        from animlora.training.metadata import flux_metadata, run_metadata
 
+        extra = flux_metadata(self.settings, comp.unet) if comp.family == "flux" else {}
         return run_metadata(
             self.settings, captions=[item.caption for item in data.items], dataset_name=data.name, family=ref.family,
             base_model=ref.given, base_model_file=ref.path if ref.kind == "single_file" else None, seed=self.seed,
             steps_per_epoch=plan.steps_per_epoch, total_steps=plan.total_steps, buckets=plan.buckets,
             mixed_precision=plan.mixed_precision, session_id=int(fingerprint[:8], 16), started_at=started_at,
             trigger=data.trigger,
-        )
+        ) | extra
 
     def _optimizer(self, groups: list[dict[str, Any]]) -> Any:
         import torch
@@ -506,7 +539,8 @@ def _encode(vae: Any, item: ds.DatasetItem, bucket: tuple[int, int], flip: bool,
         dist = vae.encode(pixels).latent_dist
         generator = torch.Generator("cpu").manual_seed(seed * 1_000_003 + index)
         noise = torch.randn(dist.mean.shape, generator=generator).to(device, dist.mean.dtype)
-        latents = (dist.mean + dist.std * noise) * vae.config.scaling_factor
+        shift = getattr(vae.config, "shift_factor", None) or 0.0  # Flux's VAE: (z − shift) × scale
+        latents = (dist.mean + dist.std * noise - shift) * vae.config.scaling_factor
     return latents[0].cpu(), torch.from_numpy(alpha), crop
 
 
@@ -582,6 +616,22 @@ class _LoopContext:
         return embeds, {"text_embeds": pooled, "time_ids": time_ids}
 
     def train_step(self, batch: ds.Batch, step: int) -> float:
+        s = self.s
+        loss = self.compute_loss(batch, step)
+        self.accelerator.backward(loss)
+        if s.max_grad_norm and self.accelerator.sync_gradients:
+            self.accelerator.clip_grad_norm_(list(self.trainable.values()), s.max_grad_norm)
+        self.optimizer.step()
+        self.lr_scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        value = float(loss.detach().item())
+        if not math.isfinite(value):
+            raise StageError(f"training diverged at step {step + 1} (loss {value}); lower the learning rate "
+                             "or use bf16 instead of fp16")
+        return value
+
+    def compute_loss(self, batch: ds.Batch, step: int) -> Any:
+        """The batch's loss (ε- or v-prediction, min-SNR, masked); Flux overrides it."""
         import torch
         import torch.nn.functional as F
         from diffusers.training_utils import compute_snr
@@ -614,18 +664,7 @@ class _LoopContext:
             weight = torch.clamp(snr, max=s.min_snr_gamma)
             weight = weight / (snr + 1) if scheduler.config.prediction_type == "v_prediction" else weight / snr
             loss = loss * weight
-        loss = loss.mean()
-        self.accelerator.backward(loss)
-        if s.max_grad_norm and self.accelerator.sync_gradients:
-            self.accelerator.clip_grad_norm_(list(self.trainable.values()), s.max_grad_norm)
-        self.optimizer.step()
-        self.lr_scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        value = float(loss.detach().item())
-        if not math.isfinite(value):
-            raise StageError(f"training diverged at step {step + 1} (loss {value}); lower the learning rate "
-                             "or use bf16 instead of fp16")
-        return value
+        return loss.mean()
 
     # saving --------------------------------------------------------------------------------
     def _modules(self) -> tuple[Any, tuple]:
@@ -634,20 +673,26 @@ class _LoopContext:
         return unwrap(self.unet), encoders
 
     def save_checkpoint(self, path: Path, step: int, epoch: int) -> Path:
-        from animlora.training.kohya_format import kohya_metadata, kohya_state_dict, save_dtype, save_kohya
+        from animlora.training.kohya_format import kohya_metadata, save_dtype, save_kohya
 
-        unet, encoders = self._modules()
-        state = kohya_state_dict(unet, encoders, self.comp.family, dtype=save_dtype(self.s.save_precision))
+        state = self.lora_state(save_dtype(self.s.save_precision))
         meta = kohya_metadata(
             family=self.comp.family, base_model=self.ref.given, output_name=self.name, dim=self.s.network_dim,
             alpha=self.s.network_alpha, trigger=self.data.trigger, dataset_hash=self.data.content_hash, steps=step,
             epoch=epoch, num_images=len(self.data.items), resolution=self.s.resolution, unet_lr=self.s.unet_lr,
             text_encoder_lr=self.s.text_encoder_lr if self.s.train_text_encoder else None, seed=self.seed,
-            prediction_type=self.comp.noise_scheduler.config.prediction_type, extra=self.run_meta,
+            prediction_type=self.comp.noise_scheduler.config.get("prediction_type", "flow"), extra=self.run_meta,
         )
         save_kohya(path, state, meta)
         log.info("train: saved %s (epoch %d, step %d)", path.name, epoch, step)
         return path
+
+    def lora_state(self, dtype: Any) -> dict[str, Any]:
+        """The kohya state dict of the LoRA as it is now."""
+        from animlora.training.kohya_format import kohya_state_dict
+
+        unet, encoders = self._modules()
+        return kohya_state_dict(unet, encoders, self.comp.family, dtype=dtype)
 
     def save_state(self, step: int, epoch: int) -> None:
         from animlora.training.state import save_state
