@@ -80,7 +80,6 @@ def modelspec(*, family: str, title: str, resolution: int, trigger: str, predict
     """ModelSpec 1.0.1 core fields of a LoRA, as sd-scripts' ``build_metadata``."""
     from animlora import __version__
 
-    sdxl = family == "sdxl"
     arch = {"sdxl": "stable-diffusion-xl-v1-base", "flux": "flux-1-dev"}.get(family, "stable-diffusion-v1")
     meta = {
         "modelspec.sai_model_spec": "1.0.1",
