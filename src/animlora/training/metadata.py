@@ -116,8 +116,7 @@ def flux_metadata(settings: TrainSettings, transformer: Any) -> dict[str, str]:
         "ss_sigmoid_scale": s.sigmoid_scale,
         "ss_model_prediction_type": "raw",
         "ss_discrete_flow_shift": s.discrete_flow_shift,
-        "ss_fp8_base": s.quantize_base != "none",  # the nearest sd-scripts key: the base was not bf16
-        "ss_animlora_quantize_base": s.quantize_base,
+        "ss_animlora_quantize_base": s.quantize_base,  # int8/NF4 (bitsandbytes) is not sd-scripts' fp8_base
         "modelspec.architecture": ("flux-1-dev" if dev else "flux-1-schnell") + "/lora",
     }
     return {k: str(v) for k, v in values.items()}
