@@ -27,7 +27,7 @@ def test_presets_are_a_settings_layer_under_the_users_overrides():
     t = sdxl.settings.train
     assert (t.family, t.resolution, t.unet_lr, t.text_encoder_lr, t.epochs, t.network_dim) == (
         "sdxl", 1024, 1e-4, 1e-5, 4, 8)
-    with pytest.raises(ConfigError, match="unknown preset 'nope'; presets: 3d-character-sd15, 3d-character-sdxl"):
+    with pytest.raises(ConfigError, match="unknown preset 'nope'; presets: 3d-character-flux, 3d-character-sd15, 3d-character-sdxl"):
         load_train_settings("nope", None, None, None, {})
 
 

@@ -274,7 +274,10 @@ class ReviewSettings(Section):
 class TrainSettings(Section):
     """LoRA training (the built-in diffusers+peft trainer, or kohya sd-scripts)."""
 
-    added_fields: ClassVar[dict[str, Any]] = {"preset": "", "num_processes": 1}
+    added_fields: ClassVar[dict[str, Any]] = {
+        "preset": "", "num_processes": 1, "timestep_sampling": "flux_shift", "sigmoid_scale": 1.0,
+        "discrete_flow_shift": 3.1582, "guidance_scale": 1.0, "quantize_base": "none",
+    }
 
     preset: str = Field(description="training preset layered under project.yaml (config/presets/NAME.yaml); empty = none")
     engine: Literal["builtin", "kohya"]
@@ -282,7 +285,7 @@ class TrainSettings(Section):
     sd_scripts: str = Field(description="kohya engine: the sd-scripts checkout")
     base_model: str = Field(description="diffusers folder, single .safetensors file, registry name or hub id; empty = not configured")
     base_model_config: str = Field(description="single-file base model: diffusers folder or hub id holding its configs; empty = auto")
-    family: Literal["auto", "sd15", "sdxl"]
+    family: Literal["auto", "sd15", "sdxl", "flux"]
     output_name: str = Field(description="file name stem of the LoRA; empty = the dataset folder's name")
     trigger: str = Field(description="trigger word; empty = from the dataset's metadata.json")
     # network
@@ -303,6 +306,14 @@ class TrainSettings(Section):
     repeats: int = Field(ge=1, description="times each image is seen per epoch")
     min_snr_gamma: float = Field(ge=0, description="0 = off")
     noise_offset: float = Field(ge=0)
+    # Flux.1 (flow matching; ignored by SD 1.x / SDXL)
+    timestep_sampling: Literal["flux_shift", "shift", "sigmoid", "logit_normal", "uniform"] = Field(
+        description="Flux: how noise levels are drawn (sd-scripts' --timestep_sampling)")
+    sigmoid_scale: float = Field(gt=0, description="Flux: scale of the normal draw before the sigmoid")
+    discrete_flow_shift: float = Field(gt=0, description="Flux: the shift of timestep_sampling = shift")
+    guidance_scale: float = Field(ge=0, description="Flux [dev]: the guidance embedding's value while training")
+    quantize_base: Literal["none", "int8", "nf4"] = Field(
+        description="Flux: load the transformer 8-bit or NF4 with bitsandbytes (CUDA only)")
     # data
     resolution: int = Field(ge=8, le=4096)
     enable_buckets: bool

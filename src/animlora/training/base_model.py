@@ -1,4 +1,4 @@
-"""Load a Stable Diffusion 1.x or SDXL base model's components for training and sampling.
+"""Load a Stable Diffusion 1.x, SDXL or Flux.1 base model's components for training and sampling.
 
 A base model is a diffusers folder (``model_index.json``), a single ``.safetensors``/``.ckpt``
 checkpoint (loaded with diffusers' ``from_single_file``), an animlora registry name
@@ -18,7 +18,7 @@ from animlora.config.schema import ModelsSettings
 from animlora.errors import BadInputError, ConfigError, ModelNotFoundError
 from animlora.models.registry import MODELS
 
-FAMILY_NAMES = {"sd15": "Stable Diffusion 1.x", "sdxl": "SDXL"}
+FAMILY_NAMES = {"sd15": "Stable Diffusion 1.x", "sdxl": "SDXL", "flux": "Flux.1"}
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 
 @dataclass(frozen=True)
@@ -28,12 +28,14 @@ class BaseModelRef:
     given: str
     path: Path | None  # local folder or file; None: a hub id only diffusers can fetch
     kind: str  # "folder" | "single_file" | "hub"
-    family: str  # "sd15" | "sdxl"
+    family: str  # "sd15" | "sdxl" | "flux"
 
 
 @dataclass
 class BaseComponents:
-    """The loaded model: tokenizers and text encoders are tuples (one for SD 1.x, two for SDXL)."""
+    """The loaded model: tokenizers and text encoders are tuples (one for SD 1.x, two for SDXL and
+    Flux: CLIP and T5). For Flux ``unet`` is the transformer and ``noise_scheduler`` the flow-matching
+    scheduler; ``text_cache`` holds the cached text embeddings once computed."""
 
     family: str
     tokenizers: tuple[Any, ...]
@@ -42,6 +44,7 @@ class BaseComponents:
     unet: Any
     noise_scheduler: Any
     ref: BaseModelRef
+    text_cache: dict[str, Any] | None = None
 
 
 def family_of_folder(folder: Path) -> str:
@@ -50,6 +53,8 @@ def family_of_folder(folder: Path) -> str:
         data = json.loads(index.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise BadInputError(index, f"not a diffusers model folder ({exc})") from exc
+    if "Flux" in str(data.get("_class_name", "")) or "transformer" in data:
+        return "flux"
     if "text_encoder_2" in data or "XL" in str(data.get("_class_name", "")):
         return "sdxl"
     return "sd15"
@@ -67,6 +72,8 @@ def family_of_single_file(path: Path) -> str:
         raise BadInputError(path, f"not a readable .safetensors checkpoint ({exc})") from exc
     if any(k.startswith("conditioner.embedders.1.") for k in keys):
         return "sdxl"
+    if any(k.removeprefix("model.diffusion_model.").startswith("double_blocks.") for k in keys):
+        return "flux"
     if any(k.startswith("cond_stage_model.") for k in keys) or any(k.startswith("model.diffusion_model.") for k in keys):
         return "sd15"
     raise BadInputError(path, "not a Stable Diffusion checkpoint (no model.diffusion_model.* weights); "
@@ -134,7 +141,12 @@ def check_family(ref: BaseModelRef, wanted: str) -> None:
 
 
 def load_components(ref: BaseModelRef, *, config: str = "") -> BaseComponents:
-    """Load tokenizers, text encoders, VAE, U-Net and the DDPM noise scheduler."""
+    """Load tokenizers, text encoders, VAE, U-Net and the DDPM noise scheduler (Flux: the
+    transformer and the flow-matching scheduler)."""
+    if ref.family == "flux":
+        from animlora.training.flux_model import load_flux
+
+        return load_flux(ref, config=config)
     from diffusers import DDPMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
 
     cls = StableDiffusionXLPipeline if ref.family == "sdxl" else StableDiffusionPipeline

@@ -291,18 +291,29 @@ def evaluate_checkpoints(checkpoints: list[Checkpoint], out_dir: Path, settings:
     for c in checkpoints:
         version = c.meta.get("ss_base_model_version", "")
         if version:
-            check_family(ref, "sdxl" if version.startswith("sdxl") else "sd15")
+            check_family(ref, "sdxl" if version.startswith("sdxl") else "flux" if version.startswith("flux") else "sd15")
     reference_images = _reference_images(dataset, settings.reference_images)
 
     # 2. load models
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.float16 if device.type == "cuda" else torch.float32
-    comp = load_components(ref)
-    pipe = build_pipeline(comp.family, comp.tokenizers, comp.text_encoders, comp.vae, comp.unet,
-                          make_scheduler(settings.scheduler, comp.noise_scheduler.config))
-    pipe.to(device, dtype) if device.type == "cuda" else pipe.to(device)
+    scheduler_name = settings.scheduler
+    if ref.family == "flux":  # bf16 (fp16 overflows), its own flow-matching sampler, offload on a 24 GB GPU
+        from animlora.training.flux_model import flux_pipeline, load_flux
+
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        comp = load_flux(ref, dtype=dtype if device.type == "cuda" else None)
+        pipe = flux_pipeline(comp, comp.unet)
+        scheduler_name = "flow_match_euler"
+        pipe.enable_model_cpu_offload() if device.type == "cuda" else pipe.to(device)
+        native = 128 * (2 ** (len(comp.vae.config.block_out_channels) - 1))
+    else:
+        comp = load_components(ref)
+        pipe = build_pipeline(comp.family, comp.tokenizers, comp.text_encoders, comp.vae, comp.unet,
+                              make_scheduler(settings.scheduler, comp.noise_scheduler.config))
+        pipe.to(device, dtype) if device.type == "cuda" else pipe.to(device)
+        native = int(comp.unet.config.sample_size) * (2 ** (len(comp.vae.config.block_out_channels) - 1))
     pipe.set_progress_bar_config(disable=True)
-    native = int(comp.unet.config.sample_size) * (2 ** (len(comp.vae.config.block_out_channels) - 1))
     width, height = settings.width or native, settings.height or native
     scorer = ClipScorer(clip_folder(settings.clip_model, models), device)
 
@@ -345,7 +356,7 @@ def evaluate_checkpoints(checkpoints: list[Checkpoint], out_dir: Path, settings:
     grid_rows.append((f"{BASE_LABEL} (LoRA 0)", cells))
     for ci, ckpt in enumerate(checkpoints):
         adapter = f"ckpt{ci}"
-        pipe.load_lora_weights(str(ckpt.path), adapter_name=adapter)
+        pipe.load_lora_weights(lora_source(ckpt.path, comp.family), adapter_name=adapter)
         for strength in settings.strengths:
             pipe.set_adapters([adapter], adapter_weights=[strength])
             label = ckpt.label if len(settings.strengths) == 1 else f"{ckpt.label}@{strength:g}"
@@ -369,7 +380,7 @@ def evaluate_checkpoints(checkpoints: list[Checkpoint], out_dir: Path, settings:
         "prompts": prompt_set.source,
         "trigger": trigger,
         "seeds": seeds,
-        "scheduler": settings.scheduler,
+        "scheduler": scheduler_name,
         "steps": settings.steps,
         "cfg": settings.cfg,
         "size": [width, height],
@@ -386,6 +397,19 @@ def evaluate_checkpoints(checkpoints: list[Checkpoint], out_dir: Path, settings:
     atomic_write_json(out_dir / "quality_evaluation.json", _finite(report))
     write_html(out_dir / "report.html", report, prompt_set, seeds)
     return report
+
+
+def lora_source(path: Path, family: str) -> Any:
+    """What ``load_lora_weights`` gets: the file, or for a kohya Flux file its diffusers form
+    (diffusers' own kohya-Flux converter only knows the full-size layout)."""
+    if family != "flux":
+        return str(path)
+    from safetensors.torch import load_file
+
+    from animlora.training.flux import is_flux_lora, kohya_to_diffusers
+
+    state = load_file(str(path))
+    return kohya_to_diffusers(state) if is_flux_lora(state) else str(path)
 
 
 def _finite(value: Any) -> Any:

@@ -127,11 +127,11 @@ def kohya_metadata(
 
     now = time.time()
     meta = {
-        "ss_network_module": "networks.lora",
+        "ss_network_module": "networks.lora_flux" if family == "flux" else "networks.lora",
         "ss_network_dim": str(dim),
         "ss_network_alpha": str(alpha),
         "ss_network_args": json.dumps({}),
-        "ss_base_model_version": "sdxl_base_v1-0" if family == "sdxl" else "sd_v1",
+        "ss_base_model_version": {"sdxl": "sdxl_base_v1-0", "flux": "flux1"}.get(family, "sd_v1"),
         "ss_v2": "False",
         "ss_sd_model_name": Path(base_model).name if base_model else "",
         "ss_output_name": output_name,
@@ -162,7 +162,7 @@ def save_diffusers(folder: str | Path, unet: Any, text_encoders: tuple[Any, ...]
     written into a temp folder and renamed; ``dtype`` casts the weights (None: as trained)."""
     import shutil
 
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    from diffusers import FluxPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
     from peft.utils import get_peft_model_state_dict
 
     from animlora.errors import AnimloraError
@@ -174,16 +174,17 @@ def save_diffusers(folder: str | Path, unet: Any, text_encoders: tuple[Any, ...]
         state = get_peft_model_state_dict(model, adapter_name=ADAPTER)
         return {k: v.detach().to("cpu", dtype or v.dtype) for k, v in state.items()}
 
+    part = "transformer" if family == "flux" else "unet"  # Flux: ``unet`` is the transformer
     kwargs: dict[str, Any] = {
-        "unet_lora_layers": layers(unet),
-        "unet_lora_adapter_metadata": unet.peft_config[ADAPTER].to_dict(),
+        f"{part}_lora_layers": layers(unet),
+        f"{part}_lora_adapter_metadata": unet.peft_config[ADAPTER].to_dict(),
     }
     names = ("text_encoder", "text_encoder_2")
     for name, encoder in zip(names, text_encoders, strict=False):
         if lora_layers(encoder):
             kwargs[f"{name}_lora_layers"] = layers(encoder)
             kwargs[f"{name}_lora_adapter_metadata"] = encoder.peft_config[ADAPTER].to_dict()
-    cls = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
+    cls = {"sdxl": StableDiffusionXLPipeline, "flux": FluxPipeline}.get(family, StableDiffusionPipeline)
     try:
         cls.save_lora_weights(str(tmp), weight_name="pytorch_lora_weights.safetensors", **kwargs)
         if folder.exists():

@@ -80,20 +80,46 @@ def modelspec(*, family: str, title: str, resolution: int, trigger: str, predict
     """ModelSpec 1.0.1 core fields of a LoRA, as sd-scripts' ``build_metadata``."""
     from animlora import __version__
 
-    sdxl = family == "sdxl"
+    arch = {"sdxl": "stable-diffusion-xl-v1-base", "flux": "flux-1-dev"}.get(family, "stable-diffusion-v1")
     meta = {
         "modelspec.sai_model_spec": "1.0.1",
-        "modelspec.architecture": ("stable-diffusion-xl-v1-base" if sdxl else "stable-diffusion-v1") + "/lora",
-        "modelspec.implementation": "https://github.com/Stability-AI/generative-models" if sdxl else "diffusers",
+        "modelspec.architecture": arch + "/lora",
+        "modelspec.implementation": {"sdxl": "https://github.com/Stability-AI/generative-models",
+                                     "flux": "https://github.com/black-forest-labs/flux"}.get(family, "diffusers"),
         "modelspec.title": title,
         "modelspec.resolution": f"{resolution}x{resolution}",
         "modelspec.date": datetime.datetime.fromtimestamp(int(timestamp)).isoformat(),
         "modelspec.prediction_type": "v" if prediction_type == "v_prediction" else "epsilon",
         "modelspec.implementation_version": f"animlora/{__version__}",
     }
+    if family == "flux":  # sd-scripts writes no prediction type for Flux
+        del meta["modelspec.prediction_type"]
     if trigger:
         meta["modelspec.trigger_phrase"] = trigger
     return meta
+
+
+def flux_metadata(settings: TrainSettings, transformer: Any) -> dict[str, str]:
+    """The keys sd-scripts' ``flux_train_network.py`` adds (``update_metadata``) and the [dev] /
+    [schnell] architecture (ModelSpec ``flux-1-dev`` / ``flux-1-schnell``)."""
+    s = settings
+    dev = bool(getattr(transformer.config, "guidance_embeds", True))
+    values: dict[str, Any] = {
+        "ss_model_type": "dev" if dev else "schnell",
+        "ss_apply_t5_attn_mask": False,
+        "ss_weighting_scheme": "none",
+        "ss_logit_mean": 0.0,
+        "ss_logit_std": 1.0,
+        "ss_mode_scale": 1.29,
+        "ss_guidance_scale": s.guidance_scale,
+        "ss_timestep_sampling": s.timestep_sampling,
+        "ss_sigmoid_scale": s.sigmoid_scale,
+        "ss_model_prediction_type": "raw",
+        "ss_discrete_flow_shift": s.discrete_flow_shift,
+        "ss_animlora_quantize_base": s.quantize_base,  # int8/NF4 (bitsandbytes) is not sd-scripts' fp8_base
+        "modelspec.architecture": ("flux-1-dev" if dev else "flux-1-schnell") + "/lora",
+    }
+    return {k: str(v) for k, v in values.items()}
 
 
 def run_metadata(settings: TrainSettings, *, captions: list[str], dataset_name: str, family: str,

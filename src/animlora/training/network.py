@@ -14,15 +14,16 @@ TEXT_ENCODER_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 ADAPTER = "default"
 
 
-def add_lora(model: Any, targets: tuple[str, ...], rank: int, alpha: float) -> list[Any]:
-    """Freeze ``model``, add a LoRA (rank, alpha) on ``targets``; return the trainable parameters.
+def add_lora(model: Any, targets: tuple[str, ...] | str, rank: int, alpha: float) -> list[Any]:
+    """Freeze ``model``, add a LoRA (rank, alpha) on ``targets`` (module-name suffixes, or one regex
+    matched against the whole module path); return the trainable parameters.
 
     peft's default init is kohya's: down (A) Kaiming-uniform, up (B) zeros, so the untrained
     LoRA changes nothing."""
     from peft import LoraConfig
 
     model.requires_grad_(False)
-    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets), init_lora_weights=True)
+    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets if isinstance(targets, str) else list(targets), init_lora_weights=True)
     model.add_adapter(config)
     params = [p for n, p in model.named_parameters() if "lora_" in n]
     for p in params:

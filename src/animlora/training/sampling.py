@@ -109,13 +109,24 @@ def build_pipeline(family: str, tokenizers: tuple, text_encoders: tuple, vae: An
 def generate(pipe: Any, prompt: TestPrompt, seed: int, *, steps: int, cfg: float, width: int, height: int,
              scale: float | None = None) -> Any:
     """One image (PIL) for (prompt, seed): the generator lives on the CPU so every device
-    draws the same starting noise."""
+    draws the same starting noise. Flux: ``cfg`` is [dev]'s distilled guidance and the negative
+    prompt is not used (Flux has no classifier-free guidance)."""
     import torch
 
     kwargs: dict[str, Any] = {}
+    generator = torch.Generator("cpu").manual_seed(int(seed))
+    if type(pipe).__name__.startswith("Flux"):
+        from animlora.training.flux import max_sequence_length
+
+        if scale is not None:
+            kwargs["joint_attention_kwargs"] = {"scale": scale}
+        with torch.no_grad():
+            out = pipe(prompt.prompt, num_inference_steps=steps, guidance_scale=cfg, width=width, height=height,
+                       generator=generator, max_sequence_length=max_sequence_length(
+                           pipe.tokenizer_2, bool(pipe.transformer.config.guidance_embeds)), **kwargs)
+        return out.images[0]
     if scale is not None:
         kwargs["cross_attention_kwargs"] = {"scale": scale}
-    generator = torch.Generator("cpu").manual_seed(int(seed))
     with torch.no_grad():
         out = pipe(prompt.prompt, negative_prompt=prompt.negative or None, num_inference_steps=steps,
                    guidance_scale=cfg, width=width, height=height, generator=generator, **kwargs)

@@ -2,6 +2,7 @@
 
     1. check inputs        dataset, base model (exists, family), device, settings — nothing loaded yet
     2. load models         tokenizers, text encoders, VAE, U-Net, DDPM noise scheduler
+                           (Flux: text embeddings cached first, then the transformer, see flux_model)
     3. add LoRA            kohya's module set on the U-Net (+ text encoders), rank and alpha
     4. prepare data        buckets, cached latents and alpha masks
     5. optimizer/scheduler AdamW | AdamW8bit | Prodigy; constant | cosine | cosine with restarts
@@ -94,7 +95,12 @@ def quiet_library_noise() -> None:
 
 
 def _real_size(ref: BaseModelRef) -> bool:
-    """A real SD/SDXL U-Net (not a tiny test one), known from its config without loading it."""
+    """A real SD/SDXL U-Net or Flux transformer (not a tiny test one), known from its config
+    without loading it."""
+    if ref.family == "flux":
+        from animlora.training.flux import is_real_size
+
+        return ref.kind != "folder" or is_real_size(ref.path)
     if ref.kind == "single_file" and ref.path is not None and ref.path.suffix == ".safetensors":
         from safetensors import safe_open
 
@@ -114,6 +120,10 @@ def estimate_memory_gb(family: str, settings: TrainSettings, batch_size: int) ->
     """A rough GPU memory estimate (weights + LoRA/optimizer + activations), from measured
     figures of similar trainers: SD 1.5 @512 and SDXL @1024, batch 1."""
     half = settings.mixed_precision in ("fp16", "bf16")
+    if family == "flux":
+        from animlora.training.flux import estimate_memory_gb as flux_estimate
+
+        return flux_estimate(settings, batch_size)
     if family == "sdxl":
         weights = (2.6 + 0.8) * (2 if half else 4)  # U-Net 2.6B params + text encoders 0.8B
         act = 3.5 if settings.gradient_checkpointing else 14.0
@@ -152,6 +162,15 @@ class LoraTrainer:
         ref = locate_base_model(base_model, self.models)
         check_family(ref, s.family)
         device = self._device()
+        warnings = []
+        if ref.family == "flux":
+            from animlora.training.flux_settings import flux_settings
+
+            s, notes = flux_settings(s, device)
+            self.settings = s
+            warnings += notes
+        elif s.quantize_base != "none":
+            warnings.append(f"train.quantize_base = {s.quantize_base} applies to Flux only; ignored for {ref.family}")
         if device == "cpu" and _real_size(ref) and not s.allow_cpu:
             raise StageError(
                 f"no CUDA GPU found, and {ref.given} is a full-size {ref.family} model: training it on the CPU "
@@ -176,7 +195,6 @@ class LoraTrainer:
             counts[f"{b[0]}x{b[1]}"] = counts.get(f"{b[0]}x{b[1]}", 0) + 1
         mem = avail = None
         fits = None
-        warnings = []
         if device == "cuda" or _real_size(ref):
             mem = estimate_memory_gb(ref.family, s, s.batch_size)
         if device == "cuda":
@@ -226,6 +244,7 @@ class LoraTrainer:
         quiet_library_noise()
         s = self.settings
         data, ref, plan = self.check_inputs(Path(dataset_dir), base_model)
+        s = self.settings  # Flux: its effective settings (see flux_settings)
         name = output_name or s.output_name or data.name
         output_dir = Path(output_dir)
         # under `accelerate launch` (train.num_processes > 1) every process runs this; only the
@@ -268,37 +287,43 @@ class LoraTrainer:
             dataloader_config=DataLoaderConfiguration(split_batches=True),
         )
         set_seed(self.seed)
-        comp = load_components(ref, config=s.base_model_config)
         device = accelerator.device
         weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(plan.mixed_precision, torch.float32)
-
-        # 3. add LoRA (seeded: the down matrices' init is random)
         from animlora.training.network import TEXT_ENCODER_TARGETS, UNET_TARGETS, add_lora, lora_parameters
 
-        torch.manual_seed(self.seed)
-        comp.vae.requires_grad_(False)
-        unet_params = add_lora(comp.unet, UNET_TARGETS, s.network_dim, s.network_alpha)
         te_params: list[Any] = []
-        if s.train_text_encoder:
-            for encoder in comp.text_encoders:
-                te_params += add_lora(encoder, TEXT_ENCODER_TARGETS, s.network_dim, s.network_alpha)
+        if ref.family == "flux":  # 2.–3. text embeddings cached, encoders dropped, transformer + LoRA
+            from animlora.training import flux_model
+
+            texts = flux_model.texts_to_cache(self, [item.caption for item in data.items], data.trigger)
+            comp, unet_params = flux_model.prepare(self, ref, texts, device, weight_dtype, s.quantize_base)
+            comp.vae.requires_grad_(False)
         else:
-            for encoder in comp.text_encoders:
-                encoder.requires_grad_(False)
-        # frozen weights in the compute dtype, LoRA weights in fp32 (stable updates)
-        comp.unet.to(device, dtype=weight_dtype)
-        for encoder in comp.text_encoders:
-            encoder.to(device, dtype=weight_dtype)
-        for p in unet_params + te_params:
-            p.data = p.data.float()
-        if s.gradient_checkpointing:
-            comp.unet.enable_gradient_checkpointing()
+            comp = load_components(ref, config=s.base_model_config)
+            # 3. add LoRA (seeded: the down matrices' init is random)
+            torch.manual_seed(self.seed)
+            comp.vae.requires_grad_(False)
+            unet_params = add_lora(comp.unet, UNET_TARGETS, s.network_dim, s.network_alpha)
             if s.train_text_encoder:
                 for encoder in comp.text_encoders:
-                    if hasattr(encoder, "activation_checkpointing_enable"):  # transformers ≥ 5.x
-                        encoder.activation_checkpointing_enable({"use_reentrant": False})
-                    else:
-                        encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                    te_params += add_lora(encoder, TEXT_ENCODER_TARGETS, s.network_dim, s.network_alpha)
+            else:
+                for encoder in comp.text_encoders:
+                    encoder.requires_grad_(False)
+            # frozen weights in the compute dtype, LoRA weights in fp32 (stable updates)
+            comp.unet.to(device, dtype=weight_dtype)
+            for encoder in comp.text_encoders:
+                encoder.to(device, dtype=weight_dtype)
+            for p in unet_params + te_params:
+                p.data = p.data.float()
+            if s.gradient_checkpointing:
+                comp.unet.enable_gradient_checkpointing()
+                if s.train_text_encoder:
+                    for encoder in comp.text_encoders:
+                        if hasattr(encoder, "activation_checkpointing_enable"):  # transformers ≥ 5.x
+                            encoder.activation_checkpointing_enable({"use_reentrant": False})
+                        else:
+                            encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
         # 4. prepare data: buckets, cached latents and masks
         buckets_of = self._buckets_of(data)
@@ -350,7 +375,10 @@ class LoraTrainer:
         # 7. training loop
         result = TrainResult(output_dir, None, [], step, resumed_from, losses=history)
         checkpoints = sorted(output_dir.glob(f"{name}-*.safetensors"))
-        ctx = _LoopContext(self, accelerator, comp, unet, encoders, optimizer, lr_scheduler, data, buckets_of,
+        context = _LoopContext
+        if comp.family == "flux":
+            from animlora.training.flux_model import FluxLoopContext as context
+        ctx = context(self, accelerator, comp, unet, encoders, optimizer, lr_scheduler, data, buckets_of,
                            cache, device, weight_dtype, trainable, name, ref, plan, fingerprint, history, run_meta,
                            started_at)
         start_epoch = step // plan.steps_per_epoch
@@ -391,7 +419,7 @@ class LoraTrainer:
             if main:
                 save_diffusers(output_dir / "diffusers", accelerator.unwrap_model(unet),
                                tuple(accelerator.unwrap_model(e) for e in encoders) if s.train_text_encoder else (),
-                               ref.family, dtype=save_dtype(s.save_precision))
+                               comp.family, dtype=save_dtype(s.save_precision))
             accelerator.wait_for_everyone()
         if s.tensorboard:
             accelerator.end_training()
@@ -411,6 +439,10 @@ class LoraTrainer:
                 if k not in ("sample_every_n_epochs", "sample_prompts", "sample_steps", "sample_cfg", "sample_seeds",
                              "tensorboard", "allow_cpu", "num_processes", "save_state_every_n_steps", "keep_states", "output_name", "engine", "sd_scripts",
                              "base_model", "save_precision")}
+        if ref.family != "flux":  # Flux-only settings do not change what SD 1.x / SDXL train
+            for flux_only in ("timestep_sampling", "sigmoid_scale", "discrete_flow_shift", "guidance_scale",
+                              "quantize_base"):
+                keep.pop(flux_only, None)
         return digest(sorted(keep.items()), data.content_hash, ref.given, self.seed)
 
     def recipe(self, data: ds.TrainingDataset) -> dict[str, Any]:
@@ -448,15 +480,16 @@ class LoraTrainer:
     def _run_metadata(self, data: ds.TrainingDataset, ref: BaseModelRef, plan: TrainPlan, comp: Any,
                       fingerprint: str, started_at: float) -> dict[str, str]:
         """What sd-scripts records about a run, once (the base model's hashes are read once)."""
-        from animlora.training.metadata import run_metadata
+        from animlora.training.metadata import flux_metadata, run_metadata
 
+        extra = flux_metadata(self.settings, comp.unet) if comp.family == "flux" else {}
         return run_metadata(
             self.settings, captions=[item.caption for item in data.items], dataset_name=data.name, family=ref.family,
             base_model=ref.given, base_model_file=ref.path if ref.kind == "single_file" else None, seed=self.seed,
             steps_per_epoch=plan.steps_per_epoch, total_steps=plan.total_steps, buckets=plan.buckets,
             mixed_precision=plan.mixed_precision, session_id=int(fingerprint[:8], 16), started_at=started_at,
             trigger=data.trigger,
-        )
+        ) | extra
 
     def _optimizer(self, groups: list[dict[str, Any]]) -> Any:
         import torch
@@ -519,7 +552,8 @@ def _encode(vae: Any, item: ds.DatasetItem, bucket: tuple[int, int], flip: bool,
         dist = vae.encode(pixels).latent_dist
         generator = torch.Generator("cpu").manual_seed(seed * 1_000_003 + index)
         noise = torch.randn(dist.mean.shape, generator=generator).to(device, dist.mean.dtype)
-        latents = (dist.mean + dist.std * noise) * vae.config.scaling_factor
+        shift = getattr(vae.config, "shift_factor", None) or 0.0  # Flux's VAE: (z − shift) × scale
+        latents = (dist.mean + dist.std * noise - shift) * vae.config.scaling_factor
     return latents[0].cpu(), torch.from_numpy(alpha), crop
 
 
@@ -602,12 +636,29 @@ class _LoopContext:
         return embeds, {"text_embeds": pooled, "time_ids": time_ids}
 
     def train_step(self, batch: ds.Batch, step: int) -> float:
+        s = self.s
+        loss = self.compute_loss(batch, step)
+        self.accelerator.backward(loss)
+        if s.max_grad_norm and self.accelerator.sync_gradients:
+            self.accelerator.clip_grad_norm_(list(self.trainable.values()), s.max_grad_norm)
+        self.optimizer.step()
+        self.lr_scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        world = self.accelerator.num_processes
+        reported = loss.detach() if world == 1 else self.accelerator.reduce(loss.detach(), reduction="mean")
+        value = float(reported.item())
+        if not math.isfinite(value):
+            raise StageError(f"training diverged at step {step + 1} (loss {value}); lower the learning rate "
+                             "or use bf16 instead of fp16")
+        return value
+
+    def compute_loss(self, batch: ds.Batch, step: int) -> Any:
+        """The batch's loss (ε- or v-prediction, min-SNR, masked); Flux overrides it."""
         import torch
         import torch.nn.functional as F
         from diffusers.training_utils import compute_snr
 
         s = self.s
-        world = self.accelerator.num_processes
         positions = self.shard(batch)
         latents, masks, meta, captions = self.batch_tensors(batch, step, positions)
         scheduler = self.comp.noise_scheduler
@@ -639,23 +690,16 @@ class _LoopContext:
             weight = torch.clamp(snr, max=s.min_snr_gamma)
             weight = weight / (snr + 1) if scheduler.config.prediction_type == "v_prediction" else weight / snr
             loss = loss * weight
+        return self.shard_loss(loss, batch)
+
+    def shard_loss(self, per_sample: Any, batch: ds.Batch) -> Any:
+        """This process's loss from its samples' losses: the batch mean with one process, else
+        this shard's share of the global mean (gradient averaging over processes sums them)."""
+        world = self.accelerator.num_processes
         if world == 1:
-            loss = loss.mean()
-        else:  # this shard's share of the global mean; gradient averaging over processes sums them
-            share = 0.0 if len(batch.indices) <= self.accelerator.process_index else world / len(batch.indices)
-            loss = loss.sum() * share
-        self.accelerator.backward(loss)
-        if s.max_grad_norm and self.accelerator.sync_gradients:
-            self.accelerator.clip_grad_norm_(list(self.trainable.values()), s.max_grad_norm)
-        self.optimizer.step()
-        self.lr_scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        reported = loss.detach() if world == 1 else self.accelerator.reduce(loss.detach(), reduction="mean")
-        value = float(reported.item())
-        if not math.isfinite(value):
-            raise StageError(f"training diverged at step {step + 1} (loss {value}); lower the learning rate "
-                             "or use bf16 instead of fp16")
-        return value
+            return per_sample.mean()
+        share = 0.0 if len(batch.indices) <= self.accelerator.process_index else world / len(batch.indices)
+        return per_sample.sum() * share
 
     # saving --------------------------------------------------------------------------------
     def _modules(self) -> tuple[Any, tuple]:
@@ -664,24 +708,30 @@ class _LoopContext:
         return unwrap(self.unet), encoders
 
     def save_checkpoint(self, path: Path, step: int, epoch: int) -> Path:
-        from animlora.training.kohya_format import kohya_metadata, kohya_state_dict, save_dtype, save_kohya
+        from animlora.training.kohya_format import kohya_metadata, save_dtype, save_kohya
 
         if not self.accelerator.is_main_process:
             self.accelerator.wait_for_everyone()
             return path
-        unet, encoders = self._modules()
-        state = kohya_state_dict(unet, encoders, self.comp.family, dtype=save_dtype(self.s.save_precision))
+        state = self.lora_state(save_dtype(self.s.save_precision))
         meta = kohya_metadata(
             family=self.comp.family, base_model=self.ref.given, output_name=self.name, dim=self.s.network_dim,
             alpha=self.s.network_alpha, trigger=self.data.trigger, dataset_hash=self.data.content_hash, steps=step,
             epoch=epoch, num_images=len(self.data.items), resolution=self.s.resolution, unet_lr=self.s.unet_lr,
             text_encoder_lr=self.s.text_encoder_lr if self.s.train_text_encoder else None, seed=self.seed,
-            prediction_type=self.comp.noise_scheduler.config.prediction_type, extra=self.run_meta,
+            prediction_type=self.comp.noise_scheduler.config.get("prediction_type", "flow"), extra=self.run_meta,
         )
         save_kohya(path, state, meta)
         log.info("train: saved %s (epoch %d, step %d)", path.name, epoch, step)
         self.accelerator.wait_for_everyone()
         return path
+
+    def lora_state(self, dtype: Any) -> dict[str, Any]:
+        """The kohya state dict of the LoRA as it is now."""
+        from animlora.training.kohya_format import kohya_state_dict
+
+        unet, encoders = self._modules()
+        return kohya_state_dict(unet, encoders, self.comp.family, dtype=dtype)
 
     def save_state(self, step: int, epoch: int) -> None:
         from animlora.training.state import save_state

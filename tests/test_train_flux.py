@@ -1,0 +1,311 @@
+"""Flux.1 LoRAs on a tiny random Flux pipeline (transformer, CLIP, T5 built from configs): the
+family is read from the weights, the kohya file maps key by key in ComfyUI's Flux loader and
+reloads with equal output (ComfyUI's patch, diffusers' FluxPipeline), training learns, kill -9 +
+resume is bit-identical, and evaluation samples Flux checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+from safetensors import safe_open  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
+
+import tiny_flux  # noqa: E402
+import tiny_sd  # noqa: E402
+from animlora.config import load_settings  # noqa: E402
+from animlora.errors import ConfigError  # noqa: E402
+from animlora.training import flux  # noqa: E402
+from animlora.training.base_model import family_of_single_file, locate_base_model  # noqa: E402
+from animlora.training.trainer import LoraTrainer  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {
+    "family": "flux", "resolution": 16, "bucket_min": 8, "bucket_max": 32, "bucket_step": 8, "network_dim": 4,
+    "network_alpha": 2, "sample_every_n_epochs": 0, "gradient_checkpointing": False, "tensorboard": False,
+    "mixed_precision": "no", "min_snr_gamma": 0, "shuffle_caption": False, "train_text_encoder": False,
+    "lr_scheduler": "constant", "unet_lr": 1e-2, "save_precision": "fp32",
+}
+
+
+def overrides(**train) -> dict:
+    return {"train": {**TINY, **train}, "project": {"seed": 7}}
+
+
+def trainer(**train) -> LoraTrainer:
+    s = load_settings(overrides=overrides(**train)).settings
+    return LoraTrainer(s.train, s.models, seed=s.project.seed)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    return tiny_flux.build_flux(tmp_path_factory.mktemp("flux") / "flux-dev")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return tiny_sd.write_dataset(tmp_path_factory.mktemp("data") / "luca", n=4, size=(16, 16))
+
+
+# -- ComfyUI's Flux LoRA key map, transcribed from comfy/utils.py ``flux_to_diffusers`` and the
+# Flux branch of comfy/lora.py ``model_lora_keys_unet`` (a ComfyUI Flux model's weights are the BFL
+# ``diffusion_model.*`` keys; every one of them is loadable as ``lora_unet_<key with _>``).
+def comfy_flux_to_diffusers(depth: int, depth_single: int, hidden: int) -> dict:
+    """diffusers weight key → BFL key, or (BFL key, (dim, offset, size)) for a slice of a fused one."""
+    out: dict = {}
+    for i in range(depth):
+        src, dst = f"transformer_blocks.{i}", f"diffusion_model.double_blocks.{i}"
+        for n, part in enumerate(("to_q", "to_k", "to_v")):
+            out[f"{src}.attn.{part}.weight"] = (f"{dst}.img_attn.qkv.weight", (0, n * hidden, hidden))
+        for n, part in enumerate(("add_q_proj", "add_k_proj", "add_v_proj")):
+            out[f"{src}.attn.{part}.weight"] = (f"{dst}.txt_attn.qkv.weight", (0, n * hidden, hidden))
+        for a, b in {"attn.to_out.0": "img_attn.proj", "norm1.linear": "img_mod.lin",
+                     "norm1_context.linear": "txt_mod.lin", "attn.to_add_out": "txt_attn.proj",
+                     "ff.net.0.proj": "img_mlp.0", "ff.net.2": "img_mlp.2", "ff_context.net.0.proj": "txt_mlp.0",
+                     "ff_context.net.2": "txt_mlp.2"}.items():
+            out[f"{src}.{a}.weight"] = f"{dst}.{b}.weight"
+    for i in range(depth_single):
+        src, dst = f"single_transformer_blocks.{i}", f"diffusion_model.single_blocks.{i}"
+        for n, part in enumerate(("to_q", "to_k", "to_v")):
+            out[f"{src}.attn.{part}.weight"] = (f"{dst}.linear1.weight", (0, n * hidden, hidden))
+        out[f"{src}.proj_mlp.weight"] = (f"{dst}.linear1.weight", (0, 3 * hidden, 4 * hidden))
+        out[f"{src}.norm.linear.weight"] = f"{dst}.modulation.lin.weight"
+        out[f"{src}.proj_out.weight"] = f"{dst}.linear2.weight"
+    return out
+
+
+def comfy_patch(transformer, lora: dict) -> dict:
+    """The weights ComfyUI runs after loading ``lora`` at strength 1 (its lora_up @ lora_down ×
+    alpha / rank added to the BFL weight), mapped back to diffusers' names. Asserts every file key
+    is consumed (ComfyUI warns "lora key not loaded" otherwise)."""
+    c = transformer.config
+    hidden = c.num_attention_heads * c.attention_head_dim
+    table = comfy_flux_to_diffusers(c.num_layers, c.num_single_layers, hidden)
+    bfl_keys = {v if isinstance(v, str) else v[0] for v in table.values()}
+    key_map = {"lora_unet_" + k[len("diffusion_model."):-len(".weight")].replace(".", "_"): k for k in bfl_keys}
+    loaded, deltas = set(), {}
+    for name, bfl in key_map.items():
+        if f"{name}.lora_up.weight" not in lora:
+            continue
+        up, down = lora[f"{name}.lora_up.weight"].float(), lora[f"{name}.lora_down.weight"].float()
+        alpha = float(lora[f"{name}.alpha"]) / down.shape[0]
+        deltas[bfl] = alpha * (up @ down)
+        loaded |= {f"{name}.lora_up.weight", f"{name}.lora_down.weight", f"{name}.alpha"}
+    assert sorted(set(lora) - loaded) == []
+    state = {k: v.clone() for k, v in transformer.state_dict().items()}
+    for key, target in table.items():
+        bfl, (dim, offset, size) = (target, (0, 0, None)) if isinstance(target, str) else target
+        if bfl in deltas:
+            delta = deltas[bfl] if size is None else deltas[bfl].narrow(dim, offset, size)
+            assert delta.shape == state[key].shape, key
+            state[key] += delta
+    return state
+
+
+def images(pipe, prompt="lucaxyz, a 3d character"):
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        return pipe(prompt, num_inference_steps=2, width=16, height=16, generator=gen, output_type="np",
+                    max_sequence_length=32).images
+
+
+def test_family_is_read_from_the_weights(base, tmp_path):
+    ref = locate_base_model(str(base), load_settings().settings.models)
+    assert (ref.family, ref.kind) == ("flux", "folder")
+    single = tmp_path / "flux1-dev.safetensors"
+    save_file({"double_blocks.0.img_attn.qkv.weight": torch.zeros(3, 1), "guidance_in.in_layer.weight": torch.zeros(1)},
+              str(single))
+    assert family_of_single_file(single) == "flux"
+    with pytest.raises(ConfigError, match="Flux.1 weights but the settings ask for SDXL"):
+        trainer(family="sdxl").check_inputs(tiny_sd.write_dataset(tmp_path / "d", n=1), str(base))
+
+
+def test_exported_lora_maps_in_comfyui_and_reloads_with_equal_output(base, tmp_path):
+    from diffusers import FluxPipeline
+
+    from animlora.training.evaluation import lora_source
+    from animlora.training.kohya_format import save_diffusers
+    from animlora.training.network import lora_layers
+
+    pipe = FluxPipeline.from_pretrained(str(base))
+    pipe.set_progress_bar_config(disable=True)
+    plain = {k: v.clone() for k, v in pipe.transformer.state_dict().items()}
+    torch.manual_seed(0)
+    flux.add_lora(pipe.transformer, 4, 2)
+    with torch.no_grad():
+        for layer in lora_layers(pipe.transformer).values():
+            layer.lora_B["default"].weight.normal_(0, 0.3)  # a trained-looking LoRA (B starts at zero)
+    # sd-scripts' lora_flux module set: 10 modules per double block, 3 per single block (fused)
+    kohya = flux.kohya_state_dict(pipe.transformer)
+    modules = sorted(k[: -len(".alpha")] for k in kohya if k.endswith(".alpha"))
+    assert len(modules) == 13 and "lora_unet_single_blocks_0_linear1" in modules
+    assert kohya["lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight"].shape == (12, 32)  # 3 parts × rank 4
+    assert float(kohya["lora_unet_double_blocks_0_img_attn_qkv.alpha"]) == 6.0  # 3 × alpha: scale stays 2 / 4
+    expected = images(pipe)
+    lora_file = tmp_path / "luca.safetensors"
+    save_file(kohya, str(lora_file))
+    save_diffusers(tmp_path / "diffusers", pipe.transformer, (), "flux")
+
+    fresh = FluxPipeline.from_pretrained(str(base))
+    fresh.set_progress_bar_config(disable=True)
+    # 1. ComfyUI: every key maps and is consumed; its patch gives the same images
+    with torch.no_grad():
+        fresh.transformer.load_state_dict(comfy_patch(fresh.transformer, load_file(str(lora_file))))
+    assert abs(images(fresh) - expected).max() < 1e-5
+    fresh.transformer.load_state_dict(plain)
+    assert abs(images(fresh) - expected).max() > 1e-3  # the LoRA changes the picture: the check can fail
+    # 2. diffusers' FluxPipeline: the diffusers file, and the kohya file as evaluation loads it
+    for source in (str(tmp_path / "diffusers" / "pytorch_lora_weights.safetensors"), lora_source(lora_file, "flux")):
+        fresh.load_lora_weights(source, adapter_name="a")
+        assert abs(images(fresh) - expected).max() < 1e-5
+        fresh.unload_lora_weights()
+    # 3. sd-scripts' default (not split) fused module: one shared down matrix, dense up
+    dense = dict(load_file(str(lora_file)))
+    key = "lora_unet_double_blocks_0_img_attn_qkv"
+    dense[f"{key}.lora_down.weight"] = torch.randn(4, 32) * 0.3
+    dense[f"{key}.lora_up.weight"] = torch.randn(96, 4) * 0.3
+    dense[f"{key}.alpha"] = torch.tensor(2.0)
+    fresh.transformer.load_state_dict(comfy_patch(fresh.transformer, dense))
+    expected_dense = images(fresh)
+    fresh.transformer.load_state_dict(plain)
+    fresh.load_lora_weights(flux.kohya_to_diffusers(dense), adapter_name="d")
+    assert abs(images(fresh) - expected_dense).max() < 1e-5
+
+
+def flow_loss(base: Path, data: Path, lora: Path | None) -> float:
+    """Flow-matching loss on the dataset at fixed noise levels and noise (the same for every model)."""
+    from diffusers import FluxPipeline
+
+    from animlora.training.dataset import load_pixels
+    from animlora.training.evaluation import lora_source
+
+    pipe = FluxPipeline.from_pretrained(str(base))
+    if lora is not None:
+        pipe.load_lora_weights(lora_source(lora, "flux"))
+    gen = torch.Generator().manual_seed(0)
+    total = 0.0
+    with torch.no_grad():
+        cfg = pipe.vae.config
+        for image in sorted((data / "images").glob("*.png")):
+            caption = (data / "captions" / f"{image.stem}.txt").read_text()
+            embeds, pooled, _ = pipe.encode_prompt(caption, None, max_sequence_length=32)
+            rgb, _, _ = load_pixels(image, (16, 16))
+            lat = (pipe.vae.encode(torch.from_numpy(rgb)[None]).latent_dist.mean - cfg.shift_factor) * cfg.scaling_factor
+            for sigma in (0.2, 0.4, 0.6, 0.8):
+                noise = torch.randn(lat.shape, generator=gen)
+                s = torch.tensor([sigma])
+                pred = flux.predict(pipe.transformer, (1 - sigma) * lat + sigma * noise, s, embeds, pooled, 1.0,
+                                    torch.float32)
+                total += float(((pred - (noise - lat)) ** 2).mean())
+    return total
+
+
+def test_flux_training_learns_and_kill9_resume_is_bit_identical(base, data, tmp_path):
+    settings = {"epochs": 3, "save_every_n_epochs": 2, "save_state_every_n_steps": 2, "caption_dropout": 0.25,
+                "timestep_sampling": "flux_shift", "alpha_mask": False}
+    # 1. an uninterrupted run learns: the LoRA moves and the flow loss at fixed noise drops
+    reference = trainer(**settings).train(data, tmp_path / "ref", str(base))
+    assert reference.steps == 12
+    weights = load_file(str(reference.final))
+    assert all(float(v.abs().max()) > 0 for k, v in weights.items() if k.endswith("lora_up.weight"))
+    assert not any(k.startswith("lora_te") for k in weights)  # text encoders frozen
+    with safe_open(str(reference.final), "pt") as f:
+        meta = f.metadata()
+    assert (meta["ss_network_module"], meta["ss_base_model_version"], meta["modelspec.architecture"],
+            meta["ss_model_type"], meta["ss_timestep_sampling"], meta["ss_guidance_scale"]) == (
+        "networks.lora_flux", "flux1", "flux-1-dev/lora", "dev", "flux_shift", "1.0")
+    from test_train_trainer import SD_SCRIPTS_KEYS
+
+    assert sorted(set(SD_SCRIPTS_KEYS) - set(meta) - {"modelspec.prediction_type"}) == []
+    assert (tmp_path / "ref" / "diffusers" / "pytorch_lora_weights.safetensors").is_file()
+    before, after = flow_loss(base, data, None), flow_loss(base, data, reference.final)
+    assert after < before * 0.99, (before, after)  # a random tiny transformer learns slowly (-2.4% here)
+
+    # 2. the same run killed with SIGKILL after a saved state, then resumed, ends bit-identical
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps(overrides(**settings)))  # JSON is YAML
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "animlora", "train", "--dataset", str(data), "--base-model", str(base),
+         "--config", str(config), "--output", str(run), "--json"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    latest = run / "state" / "latest.json"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if latest.is_file() and json.loads(latest.read_text())["step"] >= 4:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    resumed = trainer(**settings).train(data, run, str(base))
+    assert 4 <= resumed.resumed_from < 12 and resumed.steps == 12
+    a, b = load_file(str(reference.final)), load_file(str(resumed.final))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_preset_plan_and_quantization_on_the_cpu(base, data):
+    from animlora.training.flux import estimate_memory_gb
+
+    preset = load_settings(preset="3d-character-flux").settings.train
+    assert (preset.family, preset.quantize_base, preset.network_dim, preset.resolution) == ("flux", "int8", 16, 1024)
+    assert estimate_memory_gb(preset, 1) <= 24 * 0.95  # the preset fits a 24 GB GPU
+    assert estimate_memory_gb(preset.model_copy(update={"quantize_base": "none"}), 1) > 24  # bf16 does not
+    # SD defaults on a Flux base: each change is said once; quantization is skipped on the CPU
+    t = trainer(quantize_base="nf4", shuffle_caption=True, train_text_encoder=True, min_snr_gamma=5.0)
+    _, ref, plan = t.check_inputs(data, str(base))
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    text = " | ".join(plan.warnings)
+    assert "quantize_base = nf4 needs a CUDA GPU" in text and "text encoders stay frozen" in text
+    assert "caption shuffle is off" in text and "min-SNR" in text
+    assert (t.settings.quantize_base, t.settings.shuffle_caption, t.settings.train_text_encoder) == ("none", False, False)
+
+
+def test_evaluation_samples_flux_checkpoints(base, data, tmp_path):
+    from animlora.training.evaluation import evaluate_checkpoints, file_checkpoints
+
+    clip = tiny_sd.build_clip(tmp_path / "clip")
+    from diffusers import FluxTransformer2DModel
+
+    from animlora.training.kohya_format import kohya_metadata, save_kohya
+
+    transformer = FluxTransformer2DModel.from_pretrained(str(base), subfolder="transformer")
+    torch.manual_seed(0)
+    params = flux.add_lora(transformer, 4, 4)
+    with torch.no_grad():
+        for p in params:
+            p.add_(torch.randn_like(p) * 0.2)
+    meta = kohya_metadata(family="flux", base_model=str(base), output_name="luca", dim=4, alpha=4, trigger="lucaxyz",
+                          dataset_hash="x", steps=4, epoch=1, num_images=4, resolution=16, unet_lr=1e-4,
+                          text_encoder_lr=None, seed=0)
+    save_kohya(tmp_path / "luca-000001.safetensors", flux.kohya_state_dict(transformer), meta)
+    prompts = tmp_path / "prompts.json"
+    prompts.write_text(json.dumps({"prompts": [{"name": "portrait", "prompt": "{trigger}, portrait"}]}))
+    s = load_settings(overrides={"evaluate": {"clip_model": str(clip), "steps": 2, "seeds": [1, 2], "width": 16,
+                                              "height": 16, "cfg": 3.5}}).settings
+    out = tmp_path / "evaluation"
+    report = evaluate_checkpoints(file_checkpoints([tmp_path / "luca-000001.safetensors"]), out, s.evaluate,
+                                  s.models, base_model=str(base), dataset=data, prompts=str(prompts))
+    assert (report["family"], report["scheduler"]) == ("flux", "flow_match_euler")
+    for label in ("base_model", "luca-000001"):
+        assert sorted(p.name for p in (out / label).iterdir()) == ["portrait_s1.png", "portrait_s2.png"]
+    import numpy as np
+    from PIL import Image
+
+    a = np.asarray(Image.open(out / "base_model" / "portrait_s1.png"), dtype=float)
+    b = np.asarray(Image.open(out / "luca-000001" / "portrait_s1.png"), dtype=float)
+    assert abs(a - b).max() > 0  # the LoRA was applied
+    assert (out / "comparison_grid.png").is_file() and report["best"]["label"] == "luca-000001"
