@@ -41,6 +41,6 @@ def test_segment_prefilter_inpaint_commands_chain_on_folders(tmp_path):
 
 
 def test_stages_run_in_pipeline_order_after_extract():
-    assert list(STAGES)[:5] == ["extract", "segment", "prefilter", "inpaint", "deocclude"]
+    assert list(STAGES)[:7] == ["extract", "segment", "prefilter", "inpaint", "embed", "cluster", "deocclude"]
     assert [STAGES[n][0] for n in ("segment", "prefilter", "inpaint")] == ["segmentation", "filtered", "inpainting"]
     assert [s.name for s in select_stages("segment", "inpaint")] == ["segment", "prefilter", "inpaint"]

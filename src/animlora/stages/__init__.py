@@ -18,9 +18,11 @@ _CLASSES: dict[str, str] = {
     "segment": "animlora.stages.segment:SegmentStage",
     "prefilter": "animlora.stages.prefilter:PrefilterStage",
     "inpaint": "animlora.stages.inpaint:InpaintStage",
-    "deocclude": "animlora.stages.deocclude:DeoccludeStage",
     "embed": "animlora.stages.embed:EmbedStage",
     "cluster": "animlora.stages.cluster:ClusterStage",
+    # after cluster: it never paints out a part of the target's own character, which it knows
+    # from the cluster's members (before cluster, a first run and a re-run planned differently)
+    "deocclude": "animlora.stages.deocclude:DeoccludeStage",
     "enhance": "animlora.stages.enhance:EnhanceStage",
     "caption": "animlora.stages.caption:CaptionStage",
     "dataset": "animlora.stages.dataset:DatasetStage",
