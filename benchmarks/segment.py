@@ -1,6 +1,17 @@
-"""CPU throughput of the isnet segmentation backend against rembg on the same ONNX file.
+"""CPU throughput of the isnet segmentation backend against rembg on the same ONNX file;
+with ``--stage PROJECT``, the whole segment stage of this tree against an older commit.
 
     python benchmarks/segment.py [--frames 6] [--repeats 2] [--streams 0] [--runtime auto] [--precision auto]
+    python benchmarks/segment.py --stage PROJECT [--shots 0,3,5] [--baseline f5f41a1] [--repeats 2]
+
+``--stage``: PROJECT is an animlora project that has run ``extract`` (its kept frames, by
+shot). Both versions of ``animlora`` are loaded in this one process (the baseline from
+``git archive BASELINE``; ``sys.modules`` is swapped around each call, so every lazy import
+resolves to the version that runs). The model runs once per shot and its instances are
+replayed to both versions (same input, and the model, which neither version changes, is
+timed on its own): the script prints, per version, the stage's own work (reading frames, the
+shot pass, tracks, measures, writing every file) in frames/s and CPU-s/frame, the ratio,
+the model's s/frame, and whether both wrote the same instances, measures and pixels.
 
 Runs, in one process, on the same frames of the bundled clip (Big Buck Bunny, 1280x720):
 
@@ -42,6 +53,178 @@ def frames(n: int) -> list[np.ndarray]:
     return [all_frames[i] for i in picks]
 
 
+# -- --stage: this tree against an older commit, in one process ------------------------------
+def _load_version(ref: str | None) -> dict[str, object]:
+    """The ``animlora`` modules of ``ref`` (None = this tree), imported and then taken out of
+    ``sys.modules`` (put back by :func:`_active`)."""
+    import importlib
+    import subprocess
+    import tarfile
+    import tempfile
+
+    for name in [m for m in sys.modules if m == "animlora" or m.startswith("animlora.")]:
+        del sys.modules[name]
+    root = Path(__file__).resolve().parents[1]
+    if ref is None:
+        path = str(root / "src")
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="animlora-baseline-"))
+        data = subprocess.run(["git", "-C", str(root), "archive", ref, "src/animlora"], check=True,
+                              capture_output=True).stdout
+        import io
+
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            tar.extractall(folder, filter="data")
+        path = str(folder / "src")
+    sys.path.insert(0, path)
+    importlib.invalidate_caches()
+    for name in ("animlora.stages.segment", "animlora.backends.segmentation.refine",
+                 "animlora.backends.segmentation.isnet", "animlora.config", "animlora.pipeline.stage"):
+        importlib.import_module(name)
+    modules = {m: sys.modules.pop(m) for m in list(sys.modules) if m == "animlora" or m.startswith("animlora.")}
+    sys.path.remove(path)
+    modules["__path__"] = path  # type: ignore[assignment]
+    return modules
+
+
+class _active:
+    """Within the block, ``import animlora...`` (lazy imports too) finds ``modules``."""
+
+    def __init__(self, modules: dict[str, object]) -> None:
+        self.modules = modules
+
+    def __enter__(self) -> dict[str, object]:
+        for name in [m for m in sys.modules if m == "animlora" or m.startswith("animlora.")]:
+            del sys.modules[name]
+        sys.modules.update({k: v for k, v in self.modules.items() if k != "__path__"})  # type: ignore[misc]
+        sys.path.insert(0, str(self.modules["__path__"]))
+        return self.modules
+
+    def __exit__(self, *exc: object) -> None:
+        for name in [m for m in sys.modules if m == "animlora" or m.startswith("animlora.")]:
+            self.modules.setdefault(name, sys.modules[name])  # imported inside the block
+            del sys.modules[name]
+        sys.path.remove(str(self.modules["__path__"]))
+
+
+def _shots(project: Path) -> list[tuple[str, list[dict[str, object]]]]:
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{project / 'catalog.sqlite'}?mode=ro", uri=True)
+    rows = con.execute("SELECT id, video_id, shot_id, path FROM frames WHERE kept = 1 AND path IS NOT NULL "
+                       "ORDER BY video_id, frame_index").fetchall()
+    con.close()
+    shots: dict[str, list[dict[str, object]]] = {}
+    for frame_id, video_id, shot_id, path in rows:
+        shot = shot_id or f"{video_id}_frame_{frame_id}"
+        shots.setdefault(shot, []).append({"frame_id": frame_id, "video_id": video_id, "shot_id": shot,
+                                           "source": str(project / "frames" / path), "name": Path(path).stem})
+    return list(shots.items())
+
+
+def stage_main(args: argparse.Namespace) -> None:
+    import hashlib
+    import shutil
+    import tempfile
+
+    project = Path(args.stage).resolve()
+    shots = _shots(project)
+    picks = [shots[int(i)] for i in args.shots.split(",")] if args.shots else shots
+    n_frames = sum(len(frames) for _, frames in picks)
+    versions = {"baseline": _load_version(args.baseline), "this tree": _load_version(None)}
+    replay: dict[str, list[object]] = {}  # shot -> the model's instances (computed once)
+    model_seconds = [0.0]
+
+    def prepare(modules: dict[str, object]) -> tuple[object, object, object]:
+        with _active(modules):
+            from animlora.backends import registry
+            from animlora.config import load_settings
+            from animlora.pipeline.stage import StageJob
+            from animlora.stages.segment import SegmentStage, held_segmenter
+
+            settings = load_settings(project).settings
+            segmenter, note = held_segmenter(settings)
+
+            class Replay:  # the real segmenter, run once per shot, its output replayed
+                name = segmenter.name
+
+                def describe(self) -> str:
+                    return segmenter.describe()
+
+                def segment(self, frames: object) -> list[object]:
+                    key = current[0]
+                    if key not in replay:
+                        start = time.perf_counter()
+                        replay[key] = segmenter.segment(frames)
+                        model_seconds[0] += time.perf_counter() - start
+                    return list(replay[key])
+
+            held_key = registry._HELD["segmentation"][0]
+            registry._HELD["segmentation"] = (held_key, (Replay(), note))
+            out = Path(tempfile.mkdtemp(prefix="segbench-"))
+            job = StageJob(settings=settings, output_dir=out, input_path=None, workspace_root=project,
+                           standalone=False)
+            return SegmentStage(), job, out
+
+    current = [""]
+    prepared = {name: prepare(modules) for name, modules in versions.items()}
+    # the model once per shot, outside the timings
+    with _active(versions["this tree"]):
+        stage, job, _ = prepared["this tree"]
+        from animlora.pipeline.stage import WorkItem
+
+        for key, frames in picks:
+            current[0] = key
+            stage.process(job, WorkItem(key, "x", frames), lambda done, total: None)  # type: ignore[attr-defined]
+    print(f"{project.name}: {len(picks)} shots, {n_frames} frames; model {model_seconds[0] / n_frames:.2f} s/frame "
+          f"(run once, replayed to both versions)")
+    best = {name: float("inf") for name in versions}
+    cpu = {name: float("inf") for name in versions}
+    outputs: dict[str, list[object]] = {}
+    for r in range(args.repeats):
+        for name, modules in versions.items():
+            stage, job, out = prepared[name]
+            shutil.rmtree(out, ignore_errors=True)
+            with _active(modules):
+                from animlora.pipeline.stage import WorkItem
+
+                start, start_cpu = time.perf_counter(), time.process_time()
+                results = []
+                for key, frames in picks:
+                    current[0] = key
+                    results.append(stage.process(job, WorkItem(key, "x", frames), lambda done, total: None))  # type: ignore[attr-defined]
+                seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
+            outputs[name] = results
+            best[name], cpu[name] = min(best[name], seconds), min(cpu[name], cpu_seconds)
+            print(f"round {r + 1} {name:9s}: {n_frames / seconds:.2f} frames/s, {cpu_seconds / n_frames:.3f} CPU-s/frame",
+                  flush=True)
+    old, new = "baseline", "this tree"
+    print(f"stage work without the model: baseline {n_frames / best[old]:.2f} frames/s, this tree "
+          f"{n_frames / best[new]:.2f} frames/s, ratio {best[old] / best[new]:.2f}x wall, {cpu[old] / cpu[new]:.2f}x CPU")
+    model = model_seconds[0] / n_frames
+    whole_old, whole_new = best[old] / n_frames + model, best[new] / n_frames + model
+    print(f"with the model ({model:.2f} s/frame): baseline {1 / whole_old:.3f} frames/s, this tree "
+          f"{1 / whole_new:.3f} frames/s, ratio {whole_old / whole_new:.2f}x")
+
+    def rows(results: list[object]) -> list[object]:
+        return [(r.data["instances"], r.data["tracks"]) for r in results]  # type: ignore[attr-defined]
+
+    def pixels(out: Path, names: list[str]) -> dict[str, str]:
+        from PIL import Image
+
+        found = {}
+        for name in names:
+            with Image.open(out / name) as im:
+                found[name] = hashlib.sha256(np.asarray(im).tobytes()).hexdigest()
+        return found
+
+    files = {name: sorted(f for r in outputs[name] for f in r.files) for name in versions}  # type: ignore[attr-defined]
+    same_rows = rows(outputs[old]) == rows(outputs[new])
+    same_files = files[old] == files[new]
+    same_pixels = same_files and pixels(prepared[old][2], files[old]) == pixels(prepared[new][2], files[new])
+    print(f"same instances, tracks and measures: {same_rows}; same files: {same_files}; same pixels: {same_pixels}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=6)
@@ -50,7 +233,14 @@ def main() -> None:
     parser.add_argument("--runtime", default="auto", choices=["auto", "openvino", "onnxruntime"],
                         help="segment.isnet_runtime for ours")
     parser.add_argument("--precision", default="auto", choices=["auto", "f32"], help="segment.isnet_precision")
+    parser.add_argument("--stage", metavar="PROJECT", help="time the segment stage on PROJECT's frames, this tree "
+                        "against --baseline")
+    parser.add_argument("--shots", default="", help="--stage: shot numbers (0-based, comma-separated); default all")
+    parser.add_argument("--baseline", default="f5f41a1", help="--stage: git commit to compare with")
     args = parser.parse_args()
+    if args.stage:
+        stage_main(args)
+        return
 
     from PIL import Image
     from rembg import new_session

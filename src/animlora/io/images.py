@@ -89,8 +89,9 @@ def read_image(path: str | Path, mode: str = "RGB") -> np.ndarray:
     return read_image_info(path, mode)[0]
 
 
-def encode_image(array: np.ndarray, suffix: str, jpeg_quality: int = 95) -> bytes:
-    """Encode RGB/RGBA/gray uint8 with OpenCV (fast); PNG keeps alpha."""
+def encode_image(array: np.ndarray, suffix: str, jpeg_quality: int = 95, png_compression: int = 3) -> bytes:
+    """Encode RGB/RGBA/gray uint8 with OpenCV (fast); PNG keeps alpha. ``png_compression``
+    0-9 (zlib level): 1 writes a 1280x720 RGBA frame in ~60% of the time of 3, ~5% larger."""
     import cv2
 
     if array.ndim == 3 and array.shape[2] == 4:
@@ -103,17 +104,17 @@ def encode_image(array: np.ndarray, suffix: str, jpeg_quality: int = 95) -> byte
     if suffix.lower() in (".jpg", ".jpeg"):
         params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
     elif suffix.lower() == ".png":
-        params = [cv2.IMWRITE_PNG_COMPRESSION, 3]
+        params = [cv2.IMWRITE_PNG_COMPRESSION, png_compression]
     ok, buf = cv2.imencode(suffix, bgr, params)
     if not ok:
         raise ValueError(f"cannot encode an image as {suffix}")
     return buf.tobytes()
 
 
-def write_image(path: str | Path, array: np.ndarray, jpeg_quality: int = 95) -> Path:
+def write_image(path: str | Path, array: np.ndarray, jpeg_quality: int = 95, png_compression: int = 3) -> Path:
     """Atomic write (temp name + rename); format from the suffix."""
     target = Path(path)
-    data = encode_image(array, target.suffix, jpeg_quality)
+    data = encode_image(array, target.suffix, jpeg_quality, png_compression)
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
     return target

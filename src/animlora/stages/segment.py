@@ -41,6 +41,9 @@ from animlora.pipeline.stage import (
 )
 
 RESULTS_FILE = "segmentation_results.json"
+# decoded frames of one shot kept in memory while it is segmented (past this, read on access):
+# 1 GiB holds ~380 frames of 1280x720 RGB, longer than any sampled shot
+FRAME_CACHE_BYTES = 1 << 30
 
 
 def open_segmenter(settings: Any) -> tuple[Any, str | None]:
@@ -226,8 +229,12 @@ class SegmentStage(Stage):
 
         s = job.settings.segment
         out = job.output_dir
-        # 1. read and check every frame: a bad image is skipped and reported, never a crash
+        # 1. read and check every frame: a bad image is skipped and reported, never a crash.
+        # Decoded frames are kept for the rest of the shot (the model, the shot pass and the
+        # writers each read every frame) up to FRAME_CACHE_BYTES; past that, read on access.
         frame_rows, good = [], []
+        held: list[np.ndarray | None] = []
+        budget = FRAME_CACHE_BYTES
         for f in item.payload:
             try:
                 arr, info = read_image_info(f["source"], "RGB")
@@ -236,6 +243,11 @@ class SegmentStage(Stage):
                 continue
             frame_rows.append(self._frame_row(f, "ok", None, info.converted_from, info.width, info.height))
             good.append((f, frame_rows[-1]))
+            keep = arr.nbytes <= budget
+            budget -= arr.nbytes if keep else 0
+            if keep:
+                arr.flags.writeable = False  # shared by every reader of the shot: never changed in place
+            held.append(arr if keep else None)
             del arr
         # 2. segment the shot (frames loaded lazily, so memory stays bounded)
         files: list[str] = []
@@ -244,7 +256,10 @@ class SegmentStage(Stage):
         if good:
             segmenter, note = held_segmenter(job.settings)
             engine = segmenter.describe()
-            frames = Frames([lambda p=f["source"]: read_image(p, "RGB") for f, _ in good])
+            frames = Frames([
+                (lambda a=arr: a) if arr is not None else (lambda p=f["source"]: read_image(p, "RGB"))
+                for (f, _), arr in zip(good, held, strict=True)
+            ])
             instances = segmenter.segment(frames)
             # 3. the shot pass: props cut off and flagged, parts that move together merged
             extra: list[dict[str, Any]] = [{} for _ in instances]
@@ -323,7 +338,8 @@ class SegmentStage(Stage):
                 }
             )
         background = np.dstack([image, np.clip((1.0 - union) * 255 + 0.5, 0, 255).astype(np.uint8)])
-        write_image(out / "background" / f"{f['name']}.png", background)
+        # the largest file of the stage (full frame, RGBA): zlib level 1, same pixels
+        write_image(out / "background" / f"{f['name']}.png", background, png_compression=1)
         files.append(f"background/{f['name']}.png")
         return files, rows
 

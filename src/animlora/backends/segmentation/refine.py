@@ -149,6 +149,7 @@ def neighbour_evidence(i: int, views: list[_View], homs: dict[tuple[int, int], A
 
     a = views[i].lab
     h, w = a.shape[:2]
+    planes = [np.ascontiguousarray(a[..., c]) for c in range(3)]
     out = []
     for j in range(max(0, i - NEIGHBOURS), min(len(views), i + NEIGHBOURS + 1)):
         hom = homs.get((i, j)) if j != i else None
@@ -158,11 +159,20 @@ def neighbour_evidence(i: int, views: list[_View], homs: dict[tuple[int, int], A
         valid = warped[..., 0] > -500
         best = np.full((h, w), 1e9, np.float32)
         padded = cv2.copyMakeBorder(warped, SHIFT, SHIFT, SHIFT, SHIFT, cv2.BORDER_REPLICATE)
+        # per channel plane (OpenCV's SIMD absdiff/max/min on strided 2-D views; exact, as
+        # numpy's |a - b|.max(axis=2) was, at a fraction of the time)
+        pads = [np.ascontiguousarray(padded[..., c]) for c in range(3)]
+        diff = np.empty((h, w), np.float32)
+        largest = np.empty((h, w), np.float32)
         for dy in range(-SHIFT, SHIFT + 1):
             for dx in range(-SHIFT, SHIFT + 1):
-                shifted = padded[SHIFT + dy : SHIFT + dy + h, SHIFT + dx : SHIFT + dx + w]
+                rows, cols = slice(SHIFT + dy, SHIFT + dy + h), slice(SHIFT + dx, SHIFT + dx + w)
                 # the largest channel difference: a grey arm on a grey-green set differs in a, b
-                np.minimum(best, np.abs(a - shifted).max(axis=2), out=best)
+                cv2.absdiff(planes[0], pads[0][rows, cols], dst=largest)
+                for c in (1, 2):
+                    cv2.absdiff(planes[c], pads[c][rows, cols], dst=diff)
+                    cv2.max(largest, diff, dst=largest)
+                cv2.min(best, largest, dst=best)
         out.append((j, valid & (best < STATIC_DIFF), valid))
     return out
 
@@ -288,9 +298,13 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
     # 5. text
     for i in range(n):
         here = [k for k, inst in enumerate(out) if inst.frame == i]
-        image = frames[i] if here else None
+        if not here:
+            continue
+        image = frames[i]
+        same = [out[o] for o in here]
+        backdrop = text_backdrop(image, same)
         for k in here:
-            notes[k]["text"] = round(text_score(image, out[k], [out[o] for o in here]), 3)
+            notes[k]["text"] = round(text_score(image, out[k], same, backdrop), 3)
             notes[k]["flat"] = round(flat_fill(image, out[k]), 3)
     for note in notes:
         if note.get("static") is not None:
@@ -502,29 +516,55 @@ def _union(parts: list[Instance], track: int) -> Instance:
 
 
 # -- text ----------------------------------------------------------------------------------
-def text_score(image: np.ndarray, inst: Instance, same_frame: Sequence[Instance]) -> float:
-    """0..1: how much ``inst`` looks like title-card text: flat fills with crisp edges
-    (few distinct colours inside, strong edges at the outline) on a plain background."""
+def text_backdrop(image: np.ndarray, same_frame: Sequence[Instance]) -> tuple[np.ndarray, float] | None:
+    """Per frame, what :func:`text_score` needs of its instances' surroundings: the grey
+    image and how plain the background is (share within a few grey levels of its median);
+    None when the instances leave too little background to tell."""
     import cv2
 
     h, w = image.shape[:2]
-    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    union = np.zeros((h, w), bool)
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    union = np.zeros((h, w), np.uint8)
     for other in same_frame:
-        union |= other.full_alpha(h, w) >= 0.1
-    outside = cv2.dilate(union.astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
+        x, y, bw, bh = other.bbox
+        region = union[y : y + bh, x : x + bw]
+        region |= other.alpha >= 0.1
+    outside = cv2.dilate(union, np.ones((9, 9), np.uint8)) == 0
     if outside.sum() < 0.2 * h * w:
-        return 0.0
-    # plain background: most of it within a few grey levels of its median
+        return None
     bg = gray[outside]
-    plain = float((np.abs(bg - np.median(bg)) < 10).mean())
+    # the median of uint8 grey levels is exact from a histogram (no sort of the frame)
+    counts = np.bincount(bg, minlength=256)
+    cum = np.cumsum(counts)
+    n = int(cum[-1])
+    lo = int(np.searchsorted(cum, (n - 1) // 2 + 1))
+    hi = int(np.searchsorted(cum, n // 2 + 1))
+    median = (lo + hi) / 2.0
+    levels = np.arange(256)
+    plain = float(counts[np.abs(levels - median) < 10].sum() / n)
+    return gray, plain
+
+
+def text_score(image: np.ndarray, inst: Instance, same_frame: Sequence[Instance],
+               backdrop: tuple[np.ndarray, float] | None | str = "compute") -> float:
+    """0..1: how much ``inst`` looks like title-card text: flat fills with crisp edges
+    (few distinct colours inside, strong edges at the outline) on a plain background.
+    ``backdrop``: :func:`text_backdrop` of the frame, computed once per frame by a caller
+    scoring several instances."""
+    import cv2
+
+    if isinstance(backdrop, str):
+        backdrop = text_backdrop(image, same_frame)
+    if backdrop is None:
+        return 0.0
+    gray, plain = backdrop
     x, y, bw, bh = inst.bbox
     mask = inst.alpha >= 0.5
     core = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     if core.sum() < 20:
         return 0.0
     crop = gray[y : y + bh, x : x + bw]
-    inside = crop[core]
+    inside = crop[core].astype(np.float32)
     flat = float((np.abs(inside - np.median(inside)) < 12).mean())
     # glyphs: several separate strokes (components of the matte at 0.5), a wide box, or a
     # line of neighbours of about the same height beside it (each word its own instance)
