@@ -158,6 +158,12 @@ def test_project_mode_reads_kept_frames_by_shot_from_the_catalog(tmp_path):
 
     plan = get_stage("segment")._plan_project(SimpleNamespace(workspace=ws, catalog=cat))
     assert [(item.key, item.label) for item in plan] == [("v1_s0", "v shot 0 (00:00)"), ("v1_s1", "v shot 1 (00:01)")]
+    # the stages whose items are shots or frames (inpaint, deocclude, enhance) name them alike
+    from animlora.records.extract import place_labels
+
+    labels = place_labels(cat)
+    assert labels["v1_s1"] == "v shot 1 (00:01)" and labels["v1_f12"] == "v shot 1 at 00:01"
+    assert labels["v1_f5"] == "v shot 0 at 00:00"
     cat.close()
 
     loaded = load_settings(root)

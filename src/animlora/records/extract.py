@@ -147,3 +147,31 @@ def _video(row: Any) -> Video:
                  error=row["error"], duration=row["duration"], fps=row["fps"], width=row["width"],
                  height=row["height"], frame_count=row["frame_count"],
                  crop=tuple(crop) if crop else None)  # type: ignore[arg-type]
+
+
+# -- what a progress panel shows for an item (its key stays the content id) --------------------
+def clock(seconds: float) -> str:
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
+
+
+def place_labels(catalog: Catalog) -> dict[str, str]:
+    """Shot id and frame id -> ``bbb_film shot 54 (03:12)`` / ``bbb_film shot 54 at 03:14``:
+    the names a person recognises, for the progress panel of stages whose items are shots or
+    frames (the item keys stay the ids, so nothing is redone)."""
+    labels: dict[str, str] = {}
+    for r in catalog.rows(
+        "SELECT f.id, f.shot_id, f.timestamp, f.video_id, v.name AS video_name, s.idx AS shot_idx, "
+        "s.start_time AS shot_start FROM frames f LEFT JOIN videos v ON v.id = f.video_id "
+        "LEFT JOIN shots s ON s.id = f.shot_id"
+    ):
+        video = r["video_name"] or r["video_id"]
+        at = f" at {clock(r['timestamp'])}" if r["timestamp"] is not None else ""
+        if r["shot_idx"] is None:
+            labels[r["id"]] = f"{video} frame{at}"
+            continue
+        shot = f"{video} shot {r['shot_idx']}"
+        labels.setdefault(r["shot_id"], f"{shot} ({clock(r['shot_start'] or 0.0)})")
+        labels[r["id"]] = shot + at
+    return labels

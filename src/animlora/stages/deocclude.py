@@ -208,6 +208,8 @@ class DeoccludeStage(Stage):
             sources = {r["frame_id"]: r["source"] for r in rows}
             shot_of = {r["frame_id"]: r["shot_id"] for r in rows}
             instances = [dict(r) | {"bbox": json.loads(r["bbox"])} for r in ctx.catalog.rows("SELECT * FROM instances")]
+        from animlora.records.extract import place_labels
+
         # only the sd backend reads characters: other backends' items do not rerun when review renames
         known = character_prompts(ctx) if backend_name(ctx.settings) == "sd" else {}
         # never paint out a part of the target's own character
@@ -216,6 +218,7 @@ class DeoccludeStage(Stage):
         for inst in instances:
             by_frame.setdefault(inst["frame_id"], []).append(inst)
         neighbours = self._neighbours(ctx.settings, sources, shot_of, by_frame, seg_dir)
+        labels = {} if ctx.job.standalone else place_labels(ctx.catalog)
         items = []
         for frame_id, insts in sorted(by_frame.items()):
             if len(insts) < 2 or frame_id not in sources:
@@ -233,7 +236,7 @@ class DeoccludeStage(Stage):
                 inst["same"] = sorted(o["id"] for o in payload["instances"] if frozenset((inst["id"], o["id"])) in same)
                 if inst["id"] in known:
                     inst["character"], inst["description"] = known[inst["id"]]
-            items.append(WorkItem(frame_id, digest(payload), payload, frame_id))
+            items.append(WorkItem(frame_id, digest(payload), payload, labels.get(frame_id, frame_id)))
         return items
 
     @staticmethod

@@ -141,8 +141,9 @@ class EnhanceStage(Stage):
             return items
         from animlora.dataset.enhanced import enhancement_need
         from animlora.dataset.sources import project_members, stat_key
+        from animlora.records.extract import place_labels
 
-        items, seen = [], set()
+        items, seen, labels = [], set(), place_labels(ctx.catalog)
         use_fill = ctx.settings.dataset.use_deoccluded
         for m in project_members(ctx.catalog, ctx.workspace.root):
             if m.instance_id in seen or m.problem or not (m.frame_path and m.bbox and m.frame_size):
@@ -158,7 +159,9 @@ class EnhanceStage(Stage):
                        "name": safe_name(m.instance_id), "use_fill": use_fill}
             fingerprint = digest(payload, stat_key(m.image_path), stat_key(m.frame_path),
                                  stat_key(m.filled_path if use_fill else None))
-            items.append(WorkItem(m.instance_id, fingerprint, payload, m.instance_id))
+            place = labels.get(m.frame_id or "")
+            items.append(WorkItem(m.instance_id, fingerprint, payload,
+                                  f"{place} #{m.instance_id.rpartition('_i')[2]}" if place else m.instance_id))
         return items
 
     # -- process -----------------------------------------------------------------------

@@ -160,10 +160,13 @@ class InpaintStage(Stage):
                 shots.setdefault(r["shot_id"], []).append(
                     {"frame_id": r["frame_id"], "background": str(seg_dir / r["background_path"])}
                 )
+        from animlora.records.extract import place_labels
+
+        labels = {} if ctx.job.standalone else place_labels(ctx.catalog)
         items = []
         for shot, frames in sorted(shots.items()):
             stamps = [(f["frame_id"], f["background"], Path(f["background"]).stat().st_mtime_ns) for f in frames]
-            items.append(WorkItem(shot, digest(stamps), frames, shot))
+            items.append(WorkItem(shot, digest(stamps), frames, labels.get(shot, shot)))
         return items
 
     def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:

@@ -108,15 +108,11 @@ def _file_id(path: Path) -> str:
     return "img_" + file_sha256(path)[:16]
 
 
-def _clock(seconds: float) -> str:
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
-
-
 def _shot_label(row: Any, shot: str) -> str:
     """What the progress panel shows for a shot: ``bbb_film shot 54 (03:12)``, not its content id
     (the item key stays the id, so nothing is redone)."""
+    from animlora.records.extract import clock as _clock
+
     video = row["video_name"] or row["video_id"]
     if row["shot_idx"] is not None:
         return f"{video} shot {row['shot_idx']} ({_clock(row['shot_start'] or 0.0)})"
