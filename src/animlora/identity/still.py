@@ -28,7 +28,7 @@ import numpy as np
 from animlora.identity.clustering import NOISE, normalise
 
 SLACK = 1.0  # seed 2: 1.0 -> ARI 0.87, min purity 0.78; 1.5 -> 0.66 / 0.57; 2.0 -> 0.66 / 0.57
-FALLBACK_SCALE = 0.1  # cosine distance, when no cluster has two tracks to measure a scale on
+FALLBACK_SCALE = 0.0  # no cluster has two tracks to measure a scale on: no evidence, still tracks stay scenery
 
 
 def still_units(track_ids: Sequence[str | None], still: Sequence[bool | None]) -> np.ndarray:
