@@ -208,7 +208,7 @@ def test_the_report_names_the_engine_under_every_executor(tmp_path, executor):
 
 
 def test_shot_labels_read_as_video_shot_and_time():
-    from animlora.stages.segment import _shot_label
+    from animlora.records.extract import shot_label as _shot_label
 
     row = {"video_name": "bbb_film", "video_id": "a04a6b75e4eb52ab", "shot_idx": 54, "shot_start": 192.4,
            "timestamp": 193.0}

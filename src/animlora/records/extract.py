@@ -156,6 +156,18 @@ def clock(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
 
 
+def shot_label(row: Any, fallback: str) -> str:
+    """What the progress panel shows for a shot: ``bbb_film shot 54 (03:12)`` (a frame with no
+    shot: ``bbb_film frame at 03:13``), not its content id. ``row`` has ``video_name``,
+    ``video_id``, ``shot_idx``, ``shot_start`` and ``timestamp``."""
+    video = row["video_name"] or row["video_id"]
+    if row["shot_idx"] is not None:
+        return f"{video} shot {row['shot_idx']} ({clock(row['shot_start'] or 0.0)})"
+    if row["timestamp"] is not None:
+        return f"{video} frame at {clock(row['timestamp'])}"
+    return fallback
+
+
 def place_labels(catalog: Catalog) -> dict[str, str]:
     """Shot id and frame id -> ``bbb_film shot 54 (03:12)`` / ``bbb_film shot 54 at 03:14``:
     the names a person recognises, for the progress panel of stages whose items are shots or
@@ -167,11 +179,10 @@ def place_labels(catalog: Catalog) -> dict[str, str]:
         "LEFT JOIN shots s ON s.id = f.shot_id"
     ):
         video = r["video_name"] or r["video_id"]
-        at = f" at {clock(r['timestamp'])}" if r["timestamp"] is not None else ""
         if r["shot_idx"] is None:
-            labels[r["id"]] = f"{video} frame{at}"
+            labels[r["id"]] = shot_label(r, f"{video} frame")
             continue
-        shot = f"{video} shot {r['shot_idx']}"
-        labels.setdefault(r["shot_id"], f"{shot} ({clock(r['shot_start'] or 0.0)})")
-        labels[r["id"]] = shot + at
+        labels.setdefault(r["shot_id"], shot_label(r, r["shot_id"]))
+        at = f" at {clock(r['timestamp'])}" if r["timestamp"] is not None else ""
+        labels[r["id"]] = f"{video} shot {r['shot_idx']}{at}"
     return labels

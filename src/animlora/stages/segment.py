@@ -108,19 +108,6 @@ def _file_id(path: Path) -> str:
     return "img_" + file_sha256(path)[:16]
 
 
-def _shot_label(row: Any, shot: str) -> str:
-    """What the progress panel shows for a shot: ``bbb_film shot 54 (03:12)``, not its content id
-    (the item key stays the id, so nothing is redone)."""
-    from animlora.records.extract import clock as _clock
-
-    video = row["video_name"] or row["video_id"]
-    if row["shot_idx"] is not None:
-        return f"{video} shot {row['shot_idx']} ({_clock(row['shot_start'] or 0.0)})"
-    if row["timestamp"] is not None:
-        return f"{video} frame at {_clock(row['timestamp'])}"
-    return shot
-
-
 class SegmentStage(Stage):
     name = "segment"
     folder = "segmentation"
@@ -146,6 +133,7 @@ class SegmentStage(Stage):
         return self._plan_standalone(ctx) if ctx.job.standalone else self._plan_project(ctx)
 
     def _plan_project(self, ctx: StageContext) -> list[WorkItem]:
+        from animlora.records.extract import shot_label
         from animlora.stages import stage_folder
 
         frames_dir = ctx.workspace.stage_dir(stage_folder("extract"))
@@ -160,7 +148,7 @@ class SegmentStage(Stage):
         for row in rows:
             shot = row["shot_id"] or f"{row['video_id']}_frame_{row['id']}"
             if shot not in labels:
-                labels[shot] = _shot_label(row, shot)
+                labels[shot] = shot_label(row, shot)
             shots.setdefault(shot, []).append(
                 {
                     "frame_id": row["id"], "video_id": row["video_id"], "shot_id": shot,
