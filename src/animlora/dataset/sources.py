@@ -1,8 +1,9 @@
 """Where the caption and dataset stages find a character's instances.
 
-In a project: ``character_members`` (identity's reviewed membership) joined with ``instances``
-(segment), ``prefilter_results`` (kept cut-outs), ``frames``/``shots``/``videos`` — each upstream
-table read with a LEFT JOIN and tolerated when absent. Standalone: a folder of RGBA cut-outs is
+In a project: ``character_members`` (identity's reviewed membership), each member with its
+instance and lineage from the one reader of a project's instances
+(:func:`animlora.records.segment.project_instances`, which the identity inputs read too) and
+the prefilter's verdict (a rejected instance is left out). Standalone: a folder of RGBA cut-outs is
 one character; an instance id is the file's content hash and it has no lineage.
 """
 
@@ -24,10 +25,6 @@ def stage_dir(root: Path, stage: str) -> Path:
     from animlora.records.folders import stage_folder
 
     return root / stage_folder(stage, root)
-
-
-def columns(catalog: Catalog, table: str) -> set[str]:
-    return {row[1] for row in catalog.rows(f"PRAGMA table_info({table})")}
 
 
 def file_id(path: Path) -> str:
@@ -101,70 +98,56 @@ def folder_members(folder: Path, character: str) -> list[Member]:
 
 def project_members(catalog: Catalog, root: Path, characters: list[str] | None = None) -> list[Member]:
     """Reviewed members of every (or the given) character, with lineage."""
-    # every catalog has these tables (its migrations make them on open): no "absent" branch
-    have_instances = have_prefilter = True
-    inst_cols = columns(catalog, "instances")
-    select = ["cm.instance_id AS instance_id", "cm.character AS character"]
-    joins = []
-    if have_instances:
-        wanted = ["path", "mask_path", "bbox", "frame_id", "video_id", "shot_id", "track_id", "sharpness", "truncated",
-                  "area_fraction"]
-        select += [f"i.{c} AS i_{c}" if c in inst_cols else f"NULL AS i_{c}" for c in wanted]
-        joins.append("LEFT JOIN instances i ON i.id = cm.instance_id")
-        joins.append("LEFT JOIN frames f ON f.id = i.frame_id")
-        joins.append("LEFT JOIN videos v ON v.id = i.video_id")
-        select += ["f.path AS f_path", "f.width AS f_width", "f.height AS f_height", "f.timestamp AS f_timestamp",
-                   "f.frame_index AS f_index", "v.name AS v_name"]
-    if have_prefilter:
-        joins.append("LEFT JOIN prefilter_results p ON p.instance_id = cm.instance_id")
-        select += ["p.kept AS p_kept", "p.path AS p_path"]
-    sql = f"SELECT {', '.join(select)} FROM character_members cm {' '.join(joins)}"
-    params: list[Any] = []
-    if characters:
-        sql += f" WHERE cm.character IN ({', '.join('?' * len(characters))})"
-        params = list(characters)
-    sql += " ORDER BY cm.character, cm.instance_id"
+    from animlora.records import decisions, prefilter, segment
+
+    instances = segment.project_instances(catalog)
+    verdicts = prefilter.verdicts(catalog)
+    wanted = set(characters) if characters else None
+    members_of = sorted((c, i) for i, c in decisions.members(catalog).items() if wanted is None or c in wanted)
     seg_dir, filt_dir, frames_dir = (stage_dir(root, s) for s in ("segment", "prefilter", "extract"))
     filled = deoccluded(catalog, root)
     enhanced = enhanced_crops(catalog, root)
     members = []
-    for row in catalog.rows(sql, params):
-        r = dict(row)
-        filled_path, filled_box = filled.get(r["instance_id"], (None, None))
-        if r.get("p_kept") == 0:
+    for character, instance_id in members_of:
+        inst = instances.get(instance_id)  # None: the segment stage has no such instance (no lineage)
+        verdict = verdicts.get(instance_id)
+        filled_path, filled_box = filled.get(instance_id, (None, None))
+        if verdict is not None and not verdict.kept:
             continue  # the prefilter rejected it: downstream reads only kept=1
         image = None
-        if r.get("p_path"):
-            image = filt_dir / r["p_path"]
-        elif r.get("i_path"):
-            image = seg_dir / r["i_path"]
+        if verdict is not None and verdict.path:
+            image = filt_dir / verdict.path
+        elif inst is not None and inst.path:
+            image = seg_dir / inst.path
         problem = ""
         if image is None:
             problem = "no cut-out recorded for this instance"
         elif not image.is_file():
             problem = f"cut-out missing: {image}"
-        frame = frames_dir / r["f_path"] if r.get("f_path") else None
-        if not problem and r.get("i_frame_id") and (frame is None or not frame.is_file()):
-            problem = f"source frame gone: {frame or r['i_frame_id']}"
-        bbox = r.get("i_bbox")
+        frame = frames_dir / inst.frame_path if inst is not None and inst.frame_path else None
+        if not problem and inst is not None and inst.frame_id and (frame is None or not frame.is_file()):
+            problem = f"source frame gone: {frame or inst.frame_id}"
+        bbox: Any = inst.bbox if inst is not None else None
         if isinstance(bbox, str):
             try:
                 bbox = tuple(int(round(v)) for v in json.loads(bbox))
             except (ValueError, TypeError):
                 bbox = None
-        size = (int(r["f_width"]), int(r["f_height"])) if r.get("f_width") and r.get("f_height") else None
+        size = (int(inst.frame_width), int(inst.frame_height)) if inst and inst.frame_width and inst.frame_height \
+            else None
         members.append(Member(
-            instance_id=r["instance_id"], character=r["character"],
-            image_path=str(image) if image else "", stem=safe_name(r["instance_id"]),
+            instance_id=instance_id, character=character,
+            image_path=str(image) if image else "", stem=safe_name(instance_id),
             frame_path=str(frame) if frame else None, bbox=bbox if bbox and len(bbox) == 4 else None,
-            frame_size=size, frame_id=r.get("i_frame_id"), video_id=r.get("i_video_id"),
-            video_name=r.get("v_name"), shot_id=r.get("i_shot_id"), track_id=r.get("i_track_id"),
-            timestamp=r.get("f_timestamp"), frame_index=r.get("f_index"), sharpness=r.get("i_sharpness"),
-            truncated=None if r.get("i_truncated") is None else bool(r["i_truncated"]),
-            area_fraction=r.get("i_area_fraction"),
-            mask_path=str(seg_dir / r["i_mask_path"]) if r.get("i_mask_path") else None,
+            frame_size=size, frame_id=inst.frame_id if inst else None, video_id=inst.video_id if inst else None,
+            video_name=inst.video_name if inst else None, shot_id=inst.shot_id if inst else None,
+            track_id=inst.track_id if inst else None, timestamp=inst.timestamp if inst else None,
+            frame_index=inst.frame_index if inst else None, sharpness=inst.sharpness if inst else None,
+            truncated=None if inst is None or inst.truncated is None else bool(inst.truncated),
+            area_fraction=inst.area_fraction if inst else None,
+            mask_path=str(seg_dir / inst.mask_path) if inst and inst.mask_path else None,
             filled_path=filled_path, filled_box=filled_box, problem=problem,
-            **enhanced.get(r["instance_id"], {}),
+            **enhanced.get(instance_id, {}),
         ))
     return members
 

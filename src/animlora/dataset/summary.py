@@ -5,49 +5,41 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from animlora.records import decisions, prefilter, segment
+
+if TYPE_CHECKING:
+    from animlora.catalog import Catalog
 
 
-def upstream_counts(catalog: Any) -> dict[str, Any]:
+def upstream_counts(catalog: Catalog) -> dict[str, Any]:
     """What never reached a character: instances found, rejected by the prefilter (per reason),
     and kept but in no character (identity noise)."""
-    def count(sql: str) -> int:
-        try:
-            return int(catalog.one(sql)[0])
-        except Exception:  # a table an older catalog lacks: nothing to count
-            return 0
-
-    rejected: dict[str, int] = {}
-    try:
-        for row in catalog.rows("SELECT COALESCE(reason, 'rejected') AS reason, COUNT(*) AS n "
-                                "FROM prefilter_results WHERE kept = 0 GROUP BY reason"):
-            rejected[row["reason"]] = int(row["n"])
-    except Exception:
-        rejected = {}
     return {
-        "instances": count("SELECT COUNT(*) FROM instances"),
-        "prefilter_rejected": rejected,
-        "in_no_character": count("SELECT COUNT(*) FROM prefilter_results p WHERE p.kept = 1 AND p.instance_id "
-                                 "NOT IN (SELECT instance_id FROM character_members)"),
+        "instances": segment.count_instances(catalog),
+        "prefilter_rejected": prefilter.rejected_counts(catalog),
+        "in_no_character": len(_in_no_character(catalog)),
     }
 
 
-def upstream_left_out(catalog: Any) -> list[dict[str, str]]:
+def upstream_left_out(catalog: Catalog) -> list[dict[str, str]]:
     """Every instance that never reached a character's dataset before this stage: rejected by
     the prefilter (with its reason) or kept but in no character (identity noise)."""
     out: list[dict[str, str]] = []
-    try:
-        for row in catalog.rows("SELECT instance_id, COALESCE(reason, 'rejected') AS reason FROM prefilter_results "
-                                "WHERE kept = 0 ORDER BY instance_id"):
-            out.append({"instance": row["instance_id"], "code": f"prefilter: {row['reason']}",
-                        "reason": f"rejected by the prefilter ({row['reason']})"})
-        for row in catalog.rows("SELECT instance_id FROM prefilter_results WHERE kept = 1 AND instance_id NOT IN "
-                                "(SELECT instance_id FROM character_members) ORDER BY instance_id"):
-            out.append({"instance": row["instance_id"], "code": "in no character",
-                        "reason": "kept by the prefilter, but clustered into no character (noise)"})
-    except Exception:  # a table an older catalog lacks
-        return out
+    for instance_id, reason in prefilter.rejected(catalog):
+        out.append({"instance": instance_id, "code": f"prefilter: {reason}",
+                    "reason": f"rejected by the prefilter ({reason})"})
+    for instance_id in _in_no_character(catalog):
+        out.append({"instance": instance_id, "code": "in no character",
+                    "reason": "kept by the prefilter, but clustered into no character (noise)"})
     return out
+
+
+def _in_no_character(catalog: Catalog) -> list[str]:
+    """Instances the prefilter kept that no character has (identity noise), by id."""
+    members = decisions.members(catalog)
+    return [v.instance_id for v in prefilter.verdicts(catalog).values() if v.kept and v.instance_id not in members]
 
 
 def ending(results_path: Path) -> dict[str, Any] | None:

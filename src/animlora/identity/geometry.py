@@ -154,13 +154,14 @@ def project_geometry(catalog: object, root: Path, ids: Sequence[str]) -> FrameGe
     """Boxes and mask files of the segment stage's instances (``instances.bbox``, ``mask_path``
     under segmentation/), by position in ``ids``."""
     from animlora.records.folders import stage_folder
+    from animlora.records.segment import project_instances
 
     position = {iid: n for n, iid in enumerate(ids)}
     placements = {}
-    for row in catalog.rows("SELECT id, bbox, mask_path FROM instances"):  # type: ignore[attr-defined]
-        n = position.get(row["id"])
+    for inst in project_instances(catalog).values():  # type: ignore[arg-type]
+        n = position.get(inst.id)
         if n is None:
             continue
-        mask = root / stage_folder("segment") / row["mask_path"] if row["mask_path"] else None
-        placements[n] = Placement(parse_box(row["bbox"]), mask)
+        mask = root / stage_folder("segment") / inst.mask_path if inst.mask_path else None
+        placements[n] = Placement(parse_box(inst.bbox), mask)
     return FrameGeometry(placements)

@@ -15,6 +15,7 @@ from animlora.catalog import Catalog
 from animlora.errors import BadInputError
 from animlora.io.files import file_sha256
 from animlora.io.images import list_images
+from animlora.records import embed, prefilter, segment
 from animlora.records.folders import stage_folder
 
 
@@ -47,21 +48,18 @@ def from_folder(folder: Path) -> list[InstanceRef]:
 
 def from_project(catalog: Catalog, root: Path) -> list[InstanceRef]:
     """Kept instances of a project with their lineage (see module doc)."""
-    # every catalog has both tables (its migrations make them on open)
-    rows = catalog.rows(
-        "SELECT i.id, p.path AS path, i.frame_id, i.track_id, i.shot_id, i.video_id "
-        "FROM instances i JOIN prefilter_results p ON p.instance_id = i.id WHERE p.kept = 1 ORDER BY i.id"
-    )
+    verdicts = prefilter.verdicts(catalog)
     base = root / stage_folder("prefilter")
     refs = []
-    for row in rows:
-        if not row["path"]:
+    for inst in segment.project_instances(catalog).values():
+        verdict = verdicts.get(inst.id)
+        if verdict is None or not verdict.kept or not verdict.path:
             continue
-        path = (base / row["path"]).resolve()
+        path = (base / verdict.path).resolve()
         if not path.is_file():
-            raise BadInputError(path, f"cut-out of instance {row['id']} is missing; re-run the upstream stage")
-        refs.append(InstanceRef(row["id"], file_hash(path), path, row["frame_id"], row["track_id"],
-                                row["shot_id"], row["video_id"]))
+            raise BadInputError(path, f"cut-out of instance {inst.id} is missing; re-run the upstream stage")
+        refs.append(InstanceRef(inst.id, file_hash(path), path, inst.frame_id, inst.track_id, inst.shot_id,
+                                inst.video_id))
     return refs
 
 
@@ -76,8 +74,8 @@ def stored_path(path: Path, root: Path) -> str:
 def load_identity_instances(catalog: Catalog, root: Path) -> list[InstanceRef]:
     """The instances the last embed run saw (``identity_instances``), in id order."""
     refs = []
-    for row in catalog.rows("SELECT * FROM identity_instances ORDER BY instance_id"):
-        p = Path(row["path"])
-        refs.append(InstanceRef(row["instance_id"], row["content_hash"], p if p.is_absolute() else root / p,
-                                row["frame_id"], row["track_id"], row["shot_id"], row["video_id"]))
+    for row in embed.identity_instances(catalog):
+        p = Path(row.path)
+        refs.append(InstanceRef(row.instance_id, row.content_hash, p if p.is_absolute() else root / p,
+                                row.frame_id, row.track_id, row.shot_id, row.video_id))
     return refs

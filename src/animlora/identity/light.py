@@ -105,17 +105,17 @@ def apply_gain(rgba: np.ndarray, gain: Sequence[float] | None) -> np.ndarray:
 def project_plates(catalog: Any, root: Path) -> dict[str, list[Path]]:
     """Per shot: its frames' background plates (segmentation/background/...), else the frames."""
     from animlora.records.folders import stage_folder
+    from animlora.records.segment import segment_frames
 
     plates: dict[str, list[Path]] = defaultdict(list)
-    for row in catalog.rows(
-        "SELECT shot_id, source, background_path FROM segment_frames WHERE status = 'ok' AND shot_id IS NOT NULL "
-        "ORDER BY frame_id"
-    ):
-        plate = root / stage_folder("segment") / row["background_path"] if row["background_path"] else None
+    for frame in segment_frames(catalog):
+        if frame.status != "ok" or frame.shot_id is None:
+            continue
+        plate = root / stage_folder("segment") / frame.background_path if frame.background_path else None
         if plate is not None and plate.is_file():
-            plates[row["shot_id"]].append(plate)
-        elif row["source"] and Path(row["source"]).is_file():
-            plates[row["shot_id"]].append(Path(row["source"]))
+            plates[frame.shot_id].append(plate)
+        elif frame.source and Path(frame.source).is_file():
+            plates[frame.shot_id].append(Path(frame.source))
     return dict(plates)
 
 

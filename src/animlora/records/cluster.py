@@ -6,14 +6,15 @@ be re-tuned from the catalog) and the meta key ``identity.model`` (the embedder 
 ``clusters`` and ``cluster_assignments`` are made by migration ``0200_identity``;
 ``identity_distances`` by :data:`MIGRATION` (catalogs of earlier releases got it from the
 cluster stage itself, with the same columns: the migration leaves theirs as it is).
-Written by :class:`animlora.stages.cluster.ClusterStage` (its writers move here in a later
-pass); read by the review (:mod:`animlora.identity.decisions`, :mod:`animlora.review.service`).
+Written by :class:`animlora.stages.cluster.ClusterStage` (:func:`write_clustering`,
+:func:`clear`); read by the review (:mod:`animlora.identity.decisions`, :mod:`animlora.review.service`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from animlora.catalog import Catalog
@@ -49,6 +50,31 @@ class Cluster:
     is_noise: bool
 
 
+# -- writers (the cluster stage) --------------------------------------------------------------
+def write_clustering(catalog: Catalog, clusters: Iterable[dict[str, Any]],
+                     assignments: Iterable[tuple[str, str, float | None]], distances: Iterable[Sequence[Any]],
+                     model: str) -> None:
+    """A clustering, replacing the last: ``clusters`` rows (column -> value), assignments
+    (instance id, cluster id, distance to its centroid), ``identity_distances`` rows (in
+    column order) and the embedder key it clustered on."""
+    catalog.execute("DELETE FROM clusters")
+    catalog.execute("DELETE FROM cluster_assignments")
+    catalog.upsert("clusters", clusters)
+    catalog.conn.executemany("INSERT INTO cluster_assignments VALUES (?, ?, ?)", assignments)
+    catalog.execute("DELETE FROM identity_distances")
+    catalog.conn.executemany("INSERT INTO identity_distances VALUES (?, ?, ?, ?, ?, ?, ?, ?)", distances)
+    catalog.set_meta(MODEL_META, model)
+
+
+def clear(catalog: Catalog, distances: bool = True) -> None:
+    """Drop the clustering (and, with ``distances``, the distances it decided on)."""
+    catalog.execute("DELETE FROM clusters")
+    catalog.execute("DELETE FROM cluster_assignments")
+    if distances:
+        catalog.execute("DELETE FROM identity_distances")
+
+
+# -- readers ----------------------------------------------------------------------------------
 def clusters(catalog: Catalog) -> list[Cluster]:
     """The base clustering's clusters (noise included), in the order the stage wrote them."""
     rows = catalog.rows("SELECT id, name, size, medoid_instance_id, cohesion, is_noise FROM clusters")

@@ -70,6 +70,16 @@ def members(catalog: Catalog) -> dict[str, str]:
     return {row[0]: row[1] for row in catalog.rows("SELECT instance_id, character FROM character_members")}
 
 
+def count_members(catalog: Catalog) -> int:
+    row = catalog.one("SELECT COUNT(*) FROM character_members")
+    return int(row[0]) if row else 0
+
+
+def clear_members(catalog: Catalog) -> None:
+    """Drop the reviewed state (the cluster stage redoes it by replaying the log)."""
+    catalog.execute("DELETE FROM character_members")
+
+
 def replace_members(catalog: Catalog, wanted: dict[str, str]) -> int:
     """Make ``character_members`` equal ``wanted`` (instance -> character), touching only the
     rows that differ; return how many changed."""

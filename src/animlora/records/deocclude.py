@@ -3,7 +3,8 @@ overlapped, with the filled box image and where the box sits in the frame.
 
 Written by :class:`animlora.stages.deocclude.DeoccludeStage` (one frame = one work item);
 read by its report and by the dataset stage, which pastes the filled box back into the frame
-before cropping. Catalogs made before this table kept the same records as JSON in ``meta``
+before cropping. In ``meta``: the run's fallback note (``deocclude.fallback``) and, per frame,
+the share of each hole borrowed from neighbouring frames (``deocclude.borrowed:<frame>``). Catalogs made before this table kept the same records as JSON in ``meta``
 (``deocclude:<frame id>``); migration ``0310_deocclude_fills`` moves them here.
 """
 
@@ -98,6 +99,18 @@ def replace_frame(catalog: Catalog, frame_id: str, fills: Iterable[Fill]) -> Non
 def delete_frame(catalog: Catalog, frame_id: str) -> None:
     catalog.execute(f"DELETE FROM {TABLE} WHERE frame_id = ?", (frame_id,))
     catalog.execute("DELETE FROM meta WHERE key = ?", (BORROWED_META + frame_id,))
+
+
+FALLBACK_META = "deocclude.fallback"
+
+
+def set_fallback(catalog: Catalog, note: str) -> None:
+    """The run's fallback note (sd unavailable -> lama or opencv), for the report."""
+    catalog.set_meta(FALLBACK_META, note)
+
+
+def fallback(catalog: Catalog) -> str | None:
+    return catalog.get_meta(FALLBACK_META)
 
 
 # inpaint.temporal flow: per frame, the fraction of each instance's hole taken from the shot's

@@ -141,6 +141,17 @@ def dedupe_candidates(catalog: Catalog) -> list[Candidate]:
                       video_name=r["name"], shot_idx=r["shot_idx"]) for r in rows]
 
 
+def frames_without(catalog: Catalog, character: str) -> list[str]:
+    """Paths (relative to the extract folder) of the kept frames in which no instance of
+    ``character`` (``character_members``) appears, by video then time: the regularisation
+    frames of the dataset stage."""
+    rows = catalog.rows(
+        "SELECT f.path FROM frames f WHERE f.kept = 1 AND f.path IS NOT NULL AND f.id NOT IN "
+        "(SELECT i.frame_id FROM instances i JOIN character_members cm ON cm.instance_id = i.id "
+        "WHERE cm.character = ? AND i.frame_id IS NOT NULL) ORDER BY f.video_id, f.timestamp", (character,))
+    return [row["path"] for row in rows]
+
+
 def _video(row: Any) -> Video:
     crop = json.loads(row["crop"]) if row["crop"] else None
     return Video(id=row["id"], path=row["path"], name=row["name"], size=row["size"], status=row["status"],

@@ -53,6 +53,9 @@ from animlora.pipeline.stage import (
     WorkItem,
     digest,
 )
+from animlora.records import cluster as cluster_records
+from animlora.records import decisions
+from animlora.records import segment as segment_records
 from animlora.stages.embed import get_embedder, load_vectors
 
 REPORT = "cluster_report.json"
@@ -311,36 +314,28 @@ class ClusterStage(Stage):
 
     # -- catalog ----------------------------------------------------------------------
     def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:
-        ctx.catalog.execute("DELETE FROM clusters")
-        ctx.catalog.execute("DELETE FROM cluster_assignments")
-        ctx.catalog.upsert("clusters", output.data["clusters"])
-        ctx.catalog.conn.executemany("INSERT INTO cluster_assignments VALUES (?, ?, ?)", output.data["assignments"])
-        ctx.catalog.execute("DELETE FROM identity_distances")
-        ctx.catalog.conn.executemany("INSERT INTO identity_distances VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                     output.data["distances"])
-        ctx.catalog.set_meta("identity.model", output.data["model"])
+        d = output.data
+        cluster_records.write_clustering(ctx.catalog, d["clusters"], d["assignments"], d["distances"], d["model"])
         refresh_members(ctx.catalog)
 
     def forget(self, ctx: StageContext, item_key: str) -> None:
-        for table in ("clusters", "cluster_assignments", "character_members"):
-            ctx.catalog.execute(f"DELETE FROM {table}")
-        ctx.catalog.execute("DELETE FROM identity_distances")
+        cluster_records.clear(ctx.catalog)
+        decisions.clear_members(ctx.catalog)
 
     def finish(self, ctx: StageContext, summary: RunSummary) -> dict[str, Any]:
         import json
 
         path = ctx.output_dir / REPORT
         if ctx.extra.get("empty"):
-            for table in ("clusters", "cluster_assignments", "character_members"):
-                ctx.catalog.execute(f"DELETE FROM {table}")
+            cluster_records.clear(ctx.catalog, distances=False)
+            decisions.clear_members(ctx.catalog)
             atomic_write_json(path, {"instances": 0, "clusters": 0, "noise": 0, "noise_ratio": 0.0,
                                      "per_cluster": [], "note": "no instances to cluster",
                                      "settings": ctx.settings.cluster.model_dump(mode="json")})
         report = json.loads(path.read_text()) if path.is_file() else {}
-        decisions = ctx.catalog.one("SELECT COUNT(*) FROM review_decisions WHERE undone = 0")[0]
-        members = ctx.catalog.one("SELECT COUNT(*) FROM character_members")[0]
         return {k: v for k, v in report.items() if k != "per_cluster"} | {
-            "review_decisions_replayed": decisions, "character_members": members}
+            "review_decisions_replayed": decisions.count_active(ctx.catalog),
+            "character_members": decisions.count_members(ctx.catalog)}
 
 
 def _distances(data: ClusterInput, x: np.ndarray, labels: np.ndarray, clusters: list[dict], pool: Any) -> list[tuple]:
@@ -376,13 +371,13 @@ def _still(ctx: StageContext, ids: list[str]) -> list[bool | None]:
 
     wanted = set(ids)
     flags: dict[str, bool | None] = {}
-    for row in ctx.catalog.rows("SELECT id, measures FROM instances"):
-        if row["id"] in wanted:
+    for iid, measures in segment_records.instance_measures(ctx.catalog).items():
+        if iid in wanted:
             try:
-                extra = json.loads(row["measures"]) if row["measures"] else {}
+                extra = json.loads(measures) if measures else {}
             except ValueError:
                 extra = {}
-            flags[row["id"]] = still({"extra": extra}, ctx.settings.prefilter)
+            flags[iid] = still({"extra": extra}, ctx.settings.prefilter)
     return [flags.get(i) for i in ids]
 
 

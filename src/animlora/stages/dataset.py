@@ -43,6 +43,7 @@ from animlora.pipeline.stage import (
     WorkItem,
     digest,
 )
+from animlora.records import dataset as records
 
 RESULTS_FILE = "dataset_results.json"
 SKIPPED_DIR = ".skipped"
@@ -129,11 +130,11 @@ class DatasetStage(Stage):
     def _captions(self, ctx: StageContext, catalog: Any, members: list[Member]) -> dict[tuple[str, str], Any]:
         out: dict[tuple[str, str], Any] = {}
         if catalog is not None:
-            for r in catalog.rows("SELECT instance_id, character, text, source, fields, edited, confidence "
-                                  "FROM captions"):
-                out[(r["instance_id"], r["character"])] = {
-                    "text": r["text"], "source": r["source"], "fields": json.loads(r["fields"] or "{}"),
-                    "edited": bool(r["edited"]), "confidence": r["confidence"]}
+            from animlora.records.caption import list_captions
+
+            for c in list_captions(catalog):
+                out[(c.instance_id, c.character)] = {"text": c.text, "source": c.source, "fields": c.fields,
+                                                     "edited": c.edited, "confidence": c.confidence}
             return out
         folder = Path(ctx.settings.dataset.captions_dir) if ctx.settings.dataset.captions_dir else None
         for m in members:
@@ -147,20 +148,17 @@ class DatasetStage(Stage):
 
     @staticmethod
     def _embeddings(catalog: Any, group: list[Member], model: str) -> dict[str, Any] | None:
-        ids = [m.instance_id for m in group]
-        rows = []
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            rows += catalog.rows(f"SELECT instance_id, model, vector FROM embeddings WHERE instance_id IN "
-                                 f"({', '.join('?' * len(chunk))})", chunk)
+        from animlora.records.embed import instance_vectors
+
+        rows = instance_vectors(catalog, [m.instance_id for m in group])
         if not rows:
             return None
         if not model:
             counts: dict[str, int] = {}
-            for r in rows:
-                counts[r["model"]] = counts.get(r["model"], 0) + 1
+            for _, key, _ in rows:
+                counts[key] = counts.get(key, 0) + 1
             model = max(sorted(counts), key=lambda k: counts[k])
-        vectors = {r["instance_id"]: bytes(r["vector"]) for r in rows if r["model"] == model}
+        vectors = {iid: vector for iid, key, vector in rows if key == model}
         return {"model": model, "vectors": vectors}
 
     @staticmethod
@@ -169,16 +167,14 @@ class DatasetStage(Stage):
         if count <= 0 or root is None:
             return []
         from animlora.dataset.sources import stage_dir
+        from animlora.records.extract import frames_without
 
-        rows = catalog.rows(
-            "SELECT f.path FROM frames f WHERE f.kept = 1 AND f.path IS NOT NULL AND f.id NOT IN "
-            "(SELECT i.frame_id FROM instances i JOIN character_members cm ON cm.instance_id = i.id "
-            "WHERE cm.character = ? AND i.frame_id IS NOT NULL) ORDER BY f.video_id, f.timestamp", (character,))
+        rows = frames_without(catalog, character)
         if not rows:
             return []
         idx = np.linspace(0, len(rows) - 1, min(count, len(rows))).round().astype(int)
         frames = stage_dir(root, "extract")
-        return [str(frames / rows[i]["path"]) for i in sorted(set(idx.tolist()))]
+        return [str(frames / rows[i]) for i in sorted(set(idx.tolist()))]
 
     # -- process -----------------------------------------------------------------------
     def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:
@@ -192,7 +188,7 @@ class DatasetStage(Stage):
 
     def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:
         d = output.data
-        ctx.catalog.execute("DELETE FROM dataset_items WHERE character = ?", (item.key,))
+        records.delete_character(ctx.catalog, item.key)
         if d.get("kind") == "background":  # its lineage is in its metadata.json
             return
         if d.get("skipped_character"):
@@ -201,14 +197,13 @@ class DatasetStage(Stage):
         if d.get("status") == "small":
             ctx.log.warning("dataset: %s has only %d images (dataset.small_size %d): built, marked small",
                             item.key, len(d["images"]), ctx.settings.dataset.small_size)
-        ctx.catalog.upsert("dataset_items", [
-            {"character": item.key, "instance_id": r["instance_id"], "image_path": r["file"],
-             "caption_path": r["caption_file"], "score": r["score"]}
+        records.replace_character(ctx.catalog, item.key, [
+            records.DatasetItem(item.key, r["instance_id"], r["file"], r["caption_file"], r["score"])
             for r in d["images"]
         ])
 
     def forget(self, ctx: StageContext, item_key: str) -> None:
-        ctx.catalog.execute("DELETE FROM dataset_items WHERE character = ?", (item_key,))
+        records.delete_character(ctx.catalog, item_key)
 
     # -- finish ------------------------------------------------------------------------
     def finish(self, ctx: StageContext, summary: RunSummary) -> dict[str, Any]:

@@ -54,7 +54,6 @@ from animlora.pipeline.stage import (
 )
 
 REPORT_FILE = "deocclude_report.json"
-FALLBACK_META = "deocclude.fallback"
 CONTEXT = 16  # px around a box given to the flow (motion at the box's edge needs its surroundings)
 
 
@@ -103,17 +102,17 @@ def check_sd(settings: Any) -> None:
 def character_prompts(ctx: StageContext) -> dict[str, tuple[str, str]]:
     """instance id -> (character, description) from ``character_members`` and ``characters/*.yaml``."""
     from animlora.config.loader import find_character
+    from animlora.records.decisions import members
 
     if ctx.job.standalone:
         return {}
     descriptions: dict[str, str] = {}
     out = {}
-    for row in ctx.catalog.rows("SELECT instance_id, character FROM character_members"):
-        name = row["character"]
+    for instance_id, name in members(ctx.catalog).items():
         if name not in descriptions:
             spec = find_character(ctx.workspace.characters_dir, name)
             descriptions[name] = spec.description if spec is not None else ""
-        out[row["instance_id"]] = (name, descriptions[name])
+        out[instance_id] = (name, descriptions[name])
     return out
 
 
@@ -201,13 +200,14 @@ class DeoccludeStage(Stage):
             shot_of = {f["frame_id"]: f.get("shot_id") for f in data.get("frames", [])}
             instances = data.get("instances", [])
         else:
+            from animlora.records.segment import instance_rows, segment_frames
             from animlora.stages import stage_folder
 
             seg_dir = ctx.workspace.stage_dir(stage_folder("segment"))
-            rows = ctx.catalog.rows("SELECT frame_id, shot_id, source FROM segment_frames")
-            sources = {r["frame_id"]: r["source"] for r in rows}
-            shot_of = {r["frame_id"]: r["shot_id"] for r in rows}
-            instances = [dict(r) | {"bbox": json.loads(r["bbox"])} for r in ctx.catalog.rows("SELECT * FROM instances")]
+            frames = segment_frames(ctx.catalog)
+            sources = {f.frame_id: f.source for f in frames}
+            shot_of = {f.frame_id: f.shot_id for f in frames}
+            instances = [r | {"bbox": json.loads(r["bbox"])} for r in instance_rows(ctx.catalog)]
         from animlora.records.extract import place_labels
 
         # only the sd backend reads characters: other backends' items do not rerun when review renames
@@ -375,7 +375,7 @@ class DeoccludeStage(Stage):
                                                       for entry in output.data["changed"]])
         records.set_borrowed(ctx.catalog, item.key, output.data.get("borrowed") or {})
         if output.data["note"]:
-            ctx.catalog.set_meta(FALLBACK_META, output.data["note"])
+            records.set_fallback(ctx.catalog, output.data["note"])
 
     def forget(self, ctx: StageContext, item_key: str) -> None:
         from animlora.records import deocclude as records
@@ -392,7 +392,7 @@ class DeoccludeStage(Stage):
                 entry["borrowed"] = borrowed[entry["instance_id"]]
         wanted = backend_name(ctx.settings)
         used = sorted({c["backend"] for c in changed})
-        note = ctx.catalog.get_meta(FALLBACK_META)
+        note = records.fallback(ctx.catalog)
         report = {"frames_with_several_instances": summary.items_total, "instances_changed": len(changed),
                   "backend": wanted, "backends_used": used, "temporal": ctx.settings.inpaint.temporal,
                   "borrowed_mean": round(float(np.mean(list(borrowed.values()))), 4) if borrowed else None,

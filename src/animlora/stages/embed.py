@@ -28,6 +28,8 @@ from animlora.pipeline.stage import (
     WorkItem,
     digest,
 )
+from animlora.records import embed as records
+from animlora.records.embed import load_vectors  # the cluster stage and benchmarks import it from here
 
 ITEM_SIZE = 256  # instances per work item: the unit of resume
 
@@ -78,9 +80,7 @@ class EmbedStage(Stage):
         embedder, notes = get_embedder(ctx.settings)
         refs = collect(ctx)
         ctx.extra.update(refs=refs, model=embedder.key, notes=notes, started=time.monotonic())
-        cached = {
-            row[0] for row in ctx.catalog.rows("SELECT content_hash FROM embeddings WHERE model = ?", (embedder.key,))
-        }
+        cached = records.cached_hashes(ctx.catalog, embedder.key)
         todo: dict[str, InstanceRef] = {}
         for ref in refs:
             if ref.content_hash not in cached:
@@ -134,7 +134,7 @@ class EmbedStage(Stage):
         return ItemOutput(data={"rows": rows, "bad": bad})
 
     def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:
-        ctx.catalog.conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?)", output.data["rows"])
+        records.write_vectors(ctx.catalog, output.data["rows"])
         ctx.extra.setdefault("bad", []).extend(output.data["bad"])
         ctx.extra["embedded"] = ctx.extra.get("embedded", 0) + len(output.data["rows"])
 
@@ -145,16 +145,13 @@ class EmbedStage(Stage):
         refs: list[InstanceRef] = ctx.extra["refs"]
         model = ctx.extra["model"]
         root = ctx.workspace.root
-        with ctx.catalog.transaction():
-            ctx.catalog.execute("DELETE FROM identity_instances")
-            ctx.catalog.conn.executemany(
-                "INSERT INTO identity_instances VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(r.instance_id, r.content_hash, stored_path(r.path, root), r.frame_id, r.track_id, r.shot_id,
-                  r.video_id) for r in refs],
-            )
-            if ctx.job.standalone and ctx.job.input_path is not None:
-                # the review page may show cut-outs from here (and only from here, or the workspace)
-                ctx.catalog.set_meta("identity.input_root", str(ctx.job.input_path.resolve()))
+        # standalone, the review page may show cut-outs from the input folder (and only from there, or the workspace)
+        records.replace_instances(
+            ctx.catalog,
+            [records.IdentityInstance(r.instance_id, r.content_hash, stored_path(r.path, root), r.frame_id,
+                                      r.track_id, r.shot_id, r.video_id) for r in refs],
+            str(ctx.job.input_path.resolve()) if ctx.job.standalone and ctx.job.input_path is not None else None,
+        )
         ids, vectors = load_vectors(ctx.catalog, model)
         with atomic_path(ctx.output_dir / "embeddings.npz") as tmp, open(tmp, "wb") as handle:
             np.savez(handle, ids=np.asarray(ids, dtype=str), vectors=vectors)
@@ -174,15 +171,3 @@ class EmbedStage(Stage):
         atomic_write_json(ctx.output_dir / "embedding_report.json", report)
         return report
 
-
-def load_vectors(catalog: Any, model: str) -> tuple[list[str], np.ndarray]:
-    """(instance ids, vectors) of the current instances that have a vector for ``model``."""
-    rows = catalog.rows(
-        "SELECT i.instance_id, e.vector, e.dim FROM identity_instances i "
-        "JOIN embeddings e ON e.content_hash = i.content_hash AND e.model = ? ORDER BY i.instance_id",
-        (model,),
-    )
-    if not rows:
-        return [], np.zeros((0, 0), np.float32)
-    vectors = np.stack([np.frombuffer(row["vector"], dtype="<f4") for row in rows]).astype(np.float32)
-    return [row["instance_id"] for row in rows], vectors

@@ -45,6 +45,7 @@ from animlora.pipeline.stage import (
     WorkItem,
     digest,
 )
+from animlora.records import inpaint as records
 
 REPORT_FILE = "inpaint_report.json"
 PSNR_CAP = 100.0
@@ -116,7 +117,7 @@ def open_flow_estimator(settings: Any) -> tuple[Any, str | None]:
     return held("optical_flow", ("flow", s.flow, s.raft_weights, s.device, s.fallback), lambda: open_flow(settings))
 
 
-TEMPORAL_META = "inpaint.temporal:"
+TEMPORAL_META = records.TEMPORAL_META  # the old name, kept for callers
 
 
 class InpaintStage(Stage):
@@ -150,16 +151,16 @@ class InpaintStage(Stage):
                 frame_id, shot = listed.get(path.name, (path.stem, path.stem))
                 shots.setdefault(shot, []).append({"frame_id": frame_id, "background": str(path)})
         else:
+            from animlora.records.segment import segment_frames
             from animlora.stages import stage_folder
 
             seg_dir = ctx.workspace.stage_dir(stage_folder("segment"))
-            for r in ctx.catalog.rows(
-                "SELECT frame_id, shot_id, background_path FROM segment_frames "
-                "WHERE status = 'ok' AND background_path IS NOT NULL ORDER BY shot_id, source"
-            ):
-                shots.setdefault(r["shot_id"], []).append(
-                    {"frame_id": r["frame_id"], "background": str(seg_dir / r["background_path"])}
-                )
+            # by shot, then source (NULL shots first, as the catalog orders them)
+            for f in sorted(segment_frames(ctx.catalog), key=lambda f: (f.shot_id is not None, f.shot_id or "", f.source)):
+                if f.status == "ok" and f.background_path is not None:
+                    shots.setdefault(f.shot_id, []).append(
+                        {"frame_id": f.frame_id, "background": str(seg_dir / f.background_path)}
+                    )
         from animlora.records.extract import place_labels
 
         labels = {} if ctx.job.standalone else place_labels(ctx.catalog)
@@ -265,26 +266,18 @@ class InpaintStage(Stage):
         return True
 
     def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:
-        self.forget(ctx, item.key)
-        ctx.catalog.upsert("plates", output.data["plates"])
-        if output.data.get("temporal"):
-            ctx.catalog.set_meta(TEMPORAL_META + item.key, json.dumps(output.data["temporal"], sort_keys=True))
+        records.replace_shot(ctx.catalog, item.key, output.data["plates"], output.data.get("temporal"))
         if output.data["note"]:
-            ctx.catalog.set_meta("inpaint.fallback", output.data["note"])
+            records.set_fallback(ctx.catalog, output.data["note"])
 
     def forget(self, ctx: StageContext, item_key: str) -> None:
-        ctx.catalog.execute("DELETE FROM plates WHERE shot_id = ?", (item_key,))
-        ctx.catalog.execute("DELETE FROM meta WHERE key = ?", (TEMPORAL_META + item_key,))
+        records.delete_shot(ctx.catalog, item_key)
 
     def finish(self, ctx: StageContext, summary: RunSummary) -> dict[str, Any]:
-        from animlora.records.inpaint import plate_rows
-
         s = ctx.settings.inpaint
-        rows = plate_rows(ctx.catalog)
-        note = ctx.catalog.get_meta("inpaint.fallback")
-        temporal: dict[str, dict[str, Any]] = {}
-        for r in ctx.catalog.rows("SELECT key, value FROM meta WHERE key LIKE ?", (TEMPORAL_META + "%",)):
-            temporal.update(json.loads(r["value"]))
+        rows = records.plate_rows(ctx.catalog)
+        note = records.fallback(ctx.catalog)
+        temporal = records.temporal_stats(ctx.catalog)
         for r in rows:
             r["frame_ids"] = json.loads(r["frame_ids"])
             if r["id"] in temporal and not r["static"]:

@@ -1,0 +1,88 @@
+"""The segment stage's records: ``instances`` (one row per character cut-out, with its box,
+mask and the shot pass's ``measures``), ``tracks`` and ``segment_frames`` (one row per frame
+read: its source, its background with the characters transparent). Made by migrations
+``0100_segment`` and ``0110_instance_measures`` (``catalog.MIGRATIONS``).
+
+Written by :class:`animlora.stages.segment.SegmentStage` (its writers move here at that
+module's next edit); read here by everyone else. :func:`project_instances` is the one reader
+of a project's instances with their lineage (frame, shot, track, video): the identity
+stages (:mod:`animlora.identity.inputs`) and the caption/dataset stages
+(:mod:`animlora.dataset.sources`) both build on it, with the prefilter's verdict from
+:mod:`animlora.records.prefilter`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from animlora.catalog import Catalog
+
+
+@dataclass(frozen=True)
+class ProjectInstance:
+    """An instance of the segment stage with where it came from (``frames``, ``videos``)."""
+
+    id: str
+    frame_id: str
+    video_id: str | None
+    shot_id: str | None
+    track_id: str | None
+    path: str  # RGBA cut-out, relative to the segment folder
+    mask_path: str  # full-frame soft mask, same folder
+    bbox: str  # JSON [x, y, w, h] in frame pixels, as stored
+    area_fraction: float
+    truncated: int  # frame edges the mask touches
+    sharpness: float
+    frame_path: str | None = None  # the source frame, relative to the extract folder
+    frame_width: int | None = None
+    frame_height: int | None = None
+    timestamp: float | None = None
+    frame_index: int | None = None
+    video_name: str | None = None
+
+
+@dataclass(frozen=True)
+class SegmentFrame:
+    """A frame the segment stage read."""
+
+    frame_id: str
+    shot_id: str | None
+    source: str  # the frame image read (absolute)
+    status: str  # ok | skipped
+    background_path: str | None  # the frame with characters transparent, relative to the segment folder
+
+
+def project_instances(catalog: Catalog) -> dict[str, ProjectInstance]:
+    """instance id -> the instance with its lineage, in id order."""
+    rows = catalog.rows(
+        "SELECT i.id, i.frame_id, i.video_id, i.shot_id, i.track_id, i.path, i.mask_path, i.bbox, i.area_fraction, "
+        "i.truncated, i.sharpness, f.path AS frame_path, f.width AS frame_width, f.height AS frame_height, "
+        "f.timestamp, f.frame_index, v.name AS video_name FROM instances i "
+        "LEFT JOIN frames f ON f.id = i.frame_id LEFT JOIN videos v ON v.id = i.video_id ORDER BY i.id"
+    )
+    return {row["id"]: ProjectInstance(**dict(row)) for row in rows}
+
+
+def instance_rows(catalog: Catalog) -> list[dict[str, Any]]:
+    """Every instance row as column -> value (the shape of ``segmentation_results.json``'s
+    ``instances``, which a standalone run reads instead), by id."""
+    return [dict(row) for row in catalog.rows("SELECT * FROM instances ORDER BY id")]
+
+
+def instance_measures(catalog: Catalog) -> dict[str, str | None]:
+    """instance id -> its ``measures`` (JSON text as stored; None when the stage wrote none)."""
+    return {row["id"]: row["measures"] for row in catalog.rows("SELECT id, measures FROM instances")}
+
+
+def segment_frames(catalog: Catalog) -> list[SegmentFrame]:
+    """Every frame the stage read, by frame id."""
+    rows = catalog.rows("SELECT frame_id, shot_id, source, status, background_path FROM segment_frames "
+                        "ORDER BY frame_id")
+    return [SegmentFrame(**dict(row)) for row in rows]
+
+
+def count_instances(catalog: Catalog) -> int:
+    row = catalog.one("SELECT COUNT(*) FROM instances")
+    return int(row[0]) if row else 0
