@@ -10,6 +10,8 @@ module path, so nothing heavy is imported until one is used:
   the choices, or the ``pip install 'animlora[extra]'`` line that fixes it;
 - :func:`fallback_chain` — the configured backend, then the lighter ones its entry declares
   (tried in order when the stage's settings allow a fallback; the stage reports the switch);
+  :func:`fallback_for` its first step. Every stage's ``fallback`` setting has one form:
+  ``none`` | ``auto`` (the declared list) | a backend name;
 - :func:`held` — one loaded model per process: a stage keeps its model here rather than on
   itself, so a process-pool worker loads it once for all its items (see
   ``Stage.setup_worker``), and a new key (other backend or settings) replaces it.
@@ -144,13 +146,13 @@ def get_backend(family: str, name: str, *args: Any, **kwargs: Any) -> Any:
 def fallback_chain(family: str, name: str, allowed: bool | str | tuple[str, ...] | list[str] = True) -> list[str]:
     """``name``, then the fallbacks to try when it cannot run.
 
-    ``allowed`` is a stage's fallback setting in any of its spellings: ``False``/``"none"``
-    (none), ``True`` (the entry's declared list), or one name / a list of names (the declared
-    list from that name on, or those names)."""
+    ``allowed`` is a stage's fallback setting (the one form: ``"none"``, ``"auto"`` = the
+    entry's declared list, or a backend name = the declared list from that name on), also as
+    the booleans of earlier releases (``False`` none, ``True`` auto) or a list of names."""
     declared = list(entry_of(family, name).fallbacks)
     if allowed is False or allowed in ("none", "", None):
         return [name]
-    if allowed is True:
+    if allowed is True or allowed == "auto":
         return [name, *declared]
     wanted = [allowed] if isinstance(allowed, str) else list(allowed)
     for other in wanted:
@@ -158,6 +160,13 @@ def fallback_chain(family: str, name: str, allowed: bool | str | tuple[str, ...]
     if len(wanted) == 1 and wanted[0] in declared:
         return [name, *declared[declared.index(wanted[0]):]]
     return [name, *(n for n in wanted if n != name)]
+
+
+def fallback_for(family: str, name: str, allowed: bool | str) -> str | None:
+    """The backend to use when ``name`` cannot run, as the fallback setting ``allowed``
+    (none | auto | a backend name) says; None: none (the error stands)."""
+    chain = fallback_chain(family, name, allowed)
+    return chain[1] if len(chain) > 1 else None
 
 
 # -- one loaded model per process -----------------------------------------------------------

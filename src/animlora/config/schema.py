@@ -11,10 +11,15 @@ import json
 import types
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator, model_validator
 
 # YAML 1.1 (PyYAML) reads these words as booleans; a choice field that offers one gets it back
 _YAML_WORDS = {False: ("no", "off", "false"), True: ("yes", "on", "true")}
+# A fallback setting, in every section: none (a backend that cannot run is an error) | auto
+# (the lighter backends its registry entry declares, in order) | a backend name. Earlier
+# releases wrote some as booleans: true reads as auto, false as none.
+_FALLBACK_WORDS = {False: ("none",), True: ("auto",)}
+_FALLBACK_WAS_BOOLEAN = {"fallback": {"auto": True, "none": False}}
 
 
 def _choices(annotation: Any) -> tuple[str, ...]:
@@ -33,19 +38,25 @@ class Section(BaseModel):
     # Fields added after a release, with the value that means "behave as before": while a
     # field holds it, it stays out of the fingerprint, so adding it redoes no finished work.
     added_fields: ClassVar[dict[str, Any]] = {}
+    # Fields whose spelling changed after a release: field -> {value now: the value it was
+    # written as before}. The fingerprint hashes the earlier spelling, so upgrading redoes nothing.
+    earlier_values: ClassVar[dict[str, dict[Any, Any]]] = {}
 
     @model_validator(mode="before")
     @classmethod
     def _yaml_booleans(cls, data: Any) -> Any:
         """``mixed_precision: no`` is read by YAML as false: a choice that offers the word
-        (no/off/false, yes/on/true) gets the word back, so the unquoted spelling works."""
+        (no/off/false, yes/on/true) gets the word back, so the unquoted spelling works. A
+        ``fallback`` of the one form (none | auto | a backend name) reads true as auto and
+        false as none (the spelling of earlier releases)."""
         if not isinstance(data, dict):
             return data
         fixed = dict(data)
         for name, value in data.items():
             if isinstance(value, bool) and name in cls.model_fields:
                 choices = _choices(cls.model_fields[name].annotation)
-                word = next((w for w in _YAML_WORDS[value] if w in choices), None)
+                words = _FALLBACK_WORDS[value] if name == "fallback" else _YAML_WORDS[value]
+                word = next((w for w in words if w in choices), None)
                 if word is not None:
                     fixed[name] = word
         return fixed
@@ -53,6 +64,9 @@ class Section(BaseModel):
     def fingerprint(self) -> str:
         """A stable hash of the section's values (part of a stage's settings hash)."""
         values = self.model_dump(mode="json")
+        for name, spelled in self.earlier_values.items():
+            if name in values and values[name] in spelled:
+                values[name] = spelled[values[name]]
         for name, old in self.added_fields.items():
             if values.get(name) == old:
                 values.pop(name, None)
@@ -117,7 +131,8 @@ class ExtractSettings(Section):
 
 class SegmentSettings(Section):
     backend: Literal["isnet", "classic", "sam2", "yolo"]
-    fallback: bool = Field(description="switch to 'classic' when the backend's weights/packages are missing")
+    fallback: bool = Field(description="none | auto (read as false | true): switch to the lighter backends "
+                                       "(sam2 -> isnet -> classic) when the backend's weights/packages are missing")
     alpha_threshold: float = Field(ge=0, le=1, description="matte value that counts as character; profile sets it")
     min_area_fraction: float = Field(ge=0, lt=1, description="smaller blobs are not instances")
     split_overlaps: bool
@@ -138,6 +153,15 @@ class SegmentSettings(Section):
     yolo_classes: list[str] = Field(description="class names that count as characters; empty = every class")
     yolo_confidence: float = Field(ge=0, le=1, description="min detection confidence of a yolo instance")
     yolo_size: int = Field(ge=32, multiple_of=32, description="yolo inference size (longer side), px")
+
+    @field_validator("fallback", mode="before")
+    @classmethod
+    def _fallback_word(cls, value: Any) -> Any:
+        """The one fallback form's words; the segment stage reads the boolean (a backend name
+        here waits for that stage's next edit: docs/architecture.md)."""
+        if isinstance(value, str) and value.strip().lower() in ("none", "auto"):
+            return value.strip().lower() == "auto"
+        return value
 
 
 class PrefilterMode(BaseModel):
@@ -168,8 +192,11 @@ class InpaintSettings(Section):
     # per_frame (with the flow settings at their defaults) is what earlier releases did
     added_fields: ClassVar[dict[str, Any]] = {"temporal": "per_frame", "flow": "auto", "raft_weights": "",
                                               "flow_error": 12.0, "reinpaint_fraction": 0.5}
+    earlier_values: ClassVar[dict[str, dict[Any, Any]]] = _FALLBACK_WAS_BOOLEAN
     backend: Literal["lama", "opencv"]
-    fallback: bool = Field(description="use opencv when LaMa's weights or torch are missing")
+    fallback: Literal["none", "auto", "opencv"] = Field(
+        description="LaMa's weights or torch missing (and RAFT's, for inpaint.flow raft): none = error, "
+                    "auto/opencv = opencv (DIS for the flow), recorded in the report")
     opencv_method: Literal["telea", "ns"]
     dilation: int = Field(ge=0, description="mask dilation in px before filling")
     radius: int = Field(ge=1, description="OpenCV inpainting radius")
@@ -192,8 +219,9 @@ class DeoccludeSettings(Section):
     backend: Literal["inherit", "lama", "opencv", "sd"] = Field(
         description="what fills occluders: inherit = inpaint.backend; sd = text-guided Stable Diffusion inpainting"
     )
-    fallback: Literal["none", "lama", "opencv"] = Field(
-        description="sd weights or diffusers missing: use this backend instead (recorded in the report); none = error"
+    fallback: Literal["none", "auto", "lama", "opencv"] = Field(
+        description="sd weights or diffusers missing: use this backend instead (auto = lama; recorded in the "
+                    "report); none = error"
     )
     sd_model: str = Field(description="registry name of the SD inpainting weights (models.paths may point it elsewhere)")
     prompt: str = Field(description="sd: the prompt; a known character's description is appended")
@@ -206,7 +234,9 @@ class DeoccludeSettings(Section):
 class EnhanceSettings(Section):
     backend: Literal["auto", "spandrel", "opencv", "none"] = Field(
         description="auto = the spandrel model on CUDA when its weights are found, else opencv; none = off")
-    fallback: bool = Field(description="spandrel: weights or torch missing -> opencv, written in the report")
+    earlier_values: ClassVar[dict[str, dict[Any, Any]]] = _FALLBACK_WAS_BOOLEAN
+    fallback: Literal["none", "auto", "opencv"] = Field(
+        description="spandrel: weights or torch missing -> none = error, auto/opencv = opencv, written in the report")
     sr_model: str = Field(description="registry name of the super-resolution weights (models.paths may point it elsewhere)")
     device: Literal["auto", "cpu", "cuda"]
     half: bool = Field(description="fp16 on CUDA where the architecture supports it")
@@ -230,8 +260,9 @@ class EmbedSettings(Section):
     batch_size: int = Field(ge=1, le=4096)
     device: Literal["auto", "cpu", "cuda"]
     half: bool = Field(description="fp16 on CUDA")
-    # what a missing model does: error (default) or fall back to the color backend, recorded in the report
-    fallback: Literal["none", "color"]
+    # what a missing model does: error (none, the default) or fall back to the color backend
+    # (auto or color), recorded in the report
+    fallback: Literal["none", "auto", "color"]
     background: list[int] = Field(min_length=3, max_length=3, description="RGB the cut-outs are composited on")
     color_size: int = Field(ge=32, le=512, description="color backend: cut-outs are resized to fit this square")
     # divide out each shot's light (grey-edge on the shot's background plates) before embedding;
@@ -409,7 +440,8 @@ class CaptionSettings(Section):
     load_in_4bit: bool = Field(description="qwen2_5_vl on CUDA: 4-bit weights via bitsandbytes")
     max_new_tokens: int = Field(ge=8)
     retries: int = Field(ge=0, le=5, description="VLM: re-asks after an unparseable answer")
-    fallback: Literal["none", "template"] = Field(description="backend used when a VLM answer stays unusable")
+    fallback: Literal["none", "auto", "template"] = Field(
+        description="a captioner whose weights or packages are missing: none = error, auto/template = template")
 
 
 class DatasetSettings(Section):

@@ -87,10 +87,13 @@ def _captioner(settings: Any) -> tuple[Any, list[str]]:
     try:
         return cached_captioner(cs.backend, cs, settings.models), []
     except (ModelNotFoundError, MissingDependencyError) as exc:
-        if cs.fallback != "template":
+        from animlora.backends.registry import fallback_for
+
+        other = fallback_for("captioning", cs.backend, cs.fallback)
+        if other is None:
             raise
         # allowed by caption.fallback; recorded on every caption and in the report
-        return cached_captioner("template", cs, settings.models), [f"fallback to template: {exc}"]
+        return cached_captioner(other, cs, settings.models), [f"fallback to {other}: {exc}"]
 
 
 def _caption_result(member: Member, trigger: str, settings: Any, ahead: list[Any],

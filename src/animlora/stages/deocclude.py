@@ -28,7 +28,7 @@ prompt is ``deocclude.prompt`` plus the target instance's character description 
 ``characters/<name>.yaml`` when the catalog knows the character (``character_members``,
 written by the cluster stage and review: so on a project's second run, or with
 ``--force``); otherwise the generic prompt alone. Missing weights or diffusers are an error
-unless ``deocclude.fallback`` names lama or opencv (recorded in the report).
+unless ``deocclude.fallback`` is auto (lama) or names lama or opencv (recorded in the report).
 """
 
 from __future__ import annotations
@@ -76,9 +76,12 @@ def open_occluder_inpainter(settings: Any) -> tuple[Any, str | None]:
     try:
         return get_inpainter("sd", d, settings.models, seed=settings.project.seed, device=settings.inpaint.device), None
     except (ModelNotFoundError, MissingDependencyError) as exc:
-        if d.fallback == "none":
+        from animlora.backends.registry import fallback_for
+
+        other = fallback_for("inpainting", "sd", d.fallback)
+        if other is None:
             raise
-        inpainter, more = open_inpainter(with_backend(d.fallback))
+        inpainter, more = open_inpainter(with_backend(other))
         note = f"backend 'sd' unavailable ({exc}); used '{inpainter.name}' because deocclude.fallback is {d.fallback}"
         return inpainter, note + (f"; {more}" if more else "")
 

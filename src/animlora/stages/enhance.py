@@ -72,10 +72,13 @@ def open_enhancer(settings: Any) -> tuple[Any, str | None]:
     try:
         return get_enhancer(name, e, settings.models), None
     except (ModelNotFoundError, MissingDependencyError, BadInputError) as exc:
-        if name != "spandrel" or not e.fallback:
+        from animlora.backends.registry import fallback_for
+
+        other = fallback_for("enhance", name, e.fallback) if name == "spandrel" else None
+        if other is None:
             raise
-        return get_enhancer("opencv", e, settings.models), (
-            f"backend 'spandrel' unavailable ({exc}); used 'opencv' because enhance.fallback is true")
+        return get_enhancer(other, e, settings.models), (
+            f"backend '{name}' unavailable ({exc}); used '{other}' because enhance.fallback is {e.fallback}")
 
 
 def enhance_crop(enhancer: Any, rgb: np.ndarray, alpha: np.ndarray | None, factor: float,
@@ -117,7 +120,7 @@ class EnhanceStage(Stage):
         if job.standalone and (job.input_path is None or not job.input_path.is_dir()):
             raise BadInputError(job.input_path or Path("?"), "expected a folder of images")
         e = job.settings.enhance
-        if e.backend == "spandrel" and not e.fallback:
+        if e.backend == "spandrel" and e.fallback == "none":
             from animlora.backends.registry import check_packages
             from animlora.models import resolve
 

@@ -58,10 +58,13 @@ def open_inpainter(settings: Any) -> tuple[Any, str | None]:
     try:
         return get_inpainter(s.backend, s, settings.models), None
     except (ModelNotFoundError, MissingDependencyError) as exc:
-        if not s.fallback or s.backend == "opencv":
+        from animlora.backends.registry import fallback_for
+
+        other = fallback_for("inpainting", s.backend, s.fallback)
+        if other is None:
             raise
-        note = f"backend '{s.backend}' unavailable ({exc}); used 'opencv' because inpaint.fallback is true"
-        return get_inpainter("opencv", s, settings.models), note
+        note = f"backend '{s.backend}' unavailable ({exc}); used '{other}' because inpaint.fallback is {s.fallback}"
+        return get_inpainter(other, s, settings.models), note
 
 
 def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:

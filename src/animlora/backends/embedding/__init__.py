@@ -62,10 +62,13 @@ def create_embedder(settings: EmbedSettings, models: ModelsSettings) -> tuple[Em
         try:
             parts.append(create_backend(name, settings, models))
         except (ModelNotFoundError, MissingDependencyError) as exc:
-            if settings.fallback != "color" or name == "color":
+            from animlora.backends.registry import fallback_for
+
+            other = fallback_for("embedding", name, settings.fallback)
+            if other is None:
                 raise
-            notes.append(f"fallback: {name} unavailable ({exc}); using the color backend instead")
-            parts.append(create_backend("color", settings, models))
+            notes.append(f"fallback: {name} unavailable ({exc}); using the {other} backend instead")
+            parts.append(create_backend(other, settings, models))
     if len(parts) == 1:
         return parts[0], notes
     return ConcatEmbedder(parts), notes

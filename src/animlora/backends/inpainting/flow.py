@@ -102,7 +102,7 @@ def open_flow(settings: Any) -> tuple[FlowEstimator, str | None]:
 
     ``auto``: RAFT when ``inpaint.raft_weights`` is a file and a GPU is there (RAFT on a CPU
     is slow, DIS is not), else DIS, without a note. ``raft``: RAFT, or DIS with a note when
-    its weights are missing and ``inpaint.fallback`` is true (RAFT's weights are not
+    its weights are missing and ``inpaint.fallback`` is not none (RAFT's weights are not
     downloaded by animlora)."""
     s = settings.inpaint
     if s.flow == "auto":
@@ -114,9 +114,9 @@ def open_flow(settings: Any) -> tuple[FlowEstimator, str | None]:
         try:
             return RAFTFlow(s.raft_weights or None, device=s.device), None
         except (BadInputError, MissingDependencyError) as exc:
-            if not s.fallback:
+            if s.fallback == "none":
                 raise
-            return DISFlow(), f"flow 'raft' unavailable ({exc}); used 'dis' because inpaint.fallback is true"
+            return DISFlow(), f"flow 'raft' unavailable ({exc}); used 'dis' because inpaint.fallback is {s.fallback}"
     return DISFlow(), None
 
 
