@@ -8,15 +8,21 @@ another stage's columns. The stage folders are named once, in :mod:`.folders`.
 
 - :mod:`animlora.records.runs`       the runner's ``stage_runs`` / ``stage_items`` (status, resume)
 - :mod:`animlora.records.extract`    ``videos``, ``shots``, ``frames``, meta ``extract.stats.<video>``
+- :mod:`animlora.records.segment`    ``instances``, ``segment_frames`` (readers; the one reader of a
+  project's instances with their lineage, :func:`~animlora.records.segment.project_instances`)
+- :mod:`animlora.records.prefilter`  ``prefilter_results`` (readers: each instance's verdict)
+- :mod:`animlora.records.inpaint`    ``plates``, meta ``inpaint.temporal:<shot>``, ``inpaint.fallback``
 - :mod:`animlora.records.deocclude`  ``deocclude_fills``: the filled box of each occluded instance
-- :mod:`animlora.records.embed`      ``identity_instances``, ``embeddings`` (readers)
+- :mod:`animlora.records.embed`      ``identity_instances``, ``embeddings``
 - :mod:`animlora.records.cluster`    ``clusters``, ``cluster_assignments``, ``identity_distances``
 - :mod:`animlora.records.decisions`  ``review_decisions``, ``character_members``
 - :mod:`animlora.records.caption`    ``captions`` (the stage's rows and a person's edits)
+- :mod:`animlora.records.dataset`    ``dataset_items``: the images of each character's dataset
 - :mod:`animlora.records.folders`    each stage's folder in a project
 - :mod:`animlora.records.enhance`    ``enhanced_crops``: each enlarged crop, its scale, method and gate score
 
 Records sit beside ``catalog.py`` in the storage layer: they import the catalog only for
-types (and ``now``, lazily), so the catalog can list their migrations. Tables not yet moved
-here are read where their stage writes them (see docs/architecture.md, "Left for a later pass").
+types (and ``now``, lazily), so the catalog can list their migrations. The segment and
+prefilter stages still write their tables themselves (docs/architecture.md, "Left for a later
+pass"); everyone else reads them here.
 """

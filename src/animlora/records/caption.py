@@ -4,8 +4,8 @@ migration ``0300_dataset`` (``catalog.MIGRATIONS``).
 Written by :class:`animlora.stages.caption.CaptionStage` (:func:`write_stage_caption`) and by
 a person in the review page (:func:`store_edit`, :func:`accept_caption`, :func:`revert_edit`);
 a person's edit (``edited = 1``) is never overwritten by a re-run and survives
-``animlora repair`` (``catalog.USER_TABLES``). The dataset stage reads the table too (its
-reader moves here in a later pass; see docs/architecture.md).
+``animlora repair`` (``catalog.USER_TABLES``). The dataset stage reads the table too
+(:func:`list_captions`).
 """
 
 from __future__ import annotations

@@ -3,9 +3,11 @@
 ``meta`` (``extract.stats.<video id>``, JSON). The tables are made by migration
 ``0001_core`` (``catalog.MIGRATIONS``).
 
-Written by :class:`animlora.stages.extract.ExtractStage` (one video = one work item); the
-segment stage and the dataset's lineage read ``frames`` and ``shots`` (those readers move
-here in a later pass; see docs/architecture.md).
+Written by :class:`animlora.stages.extract.ExtractStage` (one video = one work item); read
+here by the progress labels (:func:`place_labels`) and the dataset's regularisation frames
+(:func:`frames_without`); an instance's lineage joins them in
+:func:`animlora.records.segment.project_instances`. The segment stage's own frame query
+moves here with that module's next edit (docs/architecture.md).
 """
 
 from __future__ import annotations
