@@ -168,3 +168,43 @@ def test_stage_folders_new_names_and_an_old_layout_project_resumes_with_nothing_
     assert {d: sorted(p.name for p in (root / d).iterdir()) for d in ("plates", "deoccluded")} == {
         "plates": made["inpainting"], "deoccluded": made["deocclusion"]}
     assert not (root / "inpainting").exists() and not (root / "deocclusion").exists()
+
+
+def test_one_reader_of_a_projects_instances_serves_identity_and_the_dataset(tmp_path):
+    """identity's kept instances and the dataset's reviewed members come from one reader
+    (records.segment.project_instances) and agree on each instance's lineage."""
+    from animlora.dataset.sources import project_members
+    from animlora.identity.inputs import from_project
+    from animlora.records import prefilter, segment
+
+    for folder, name in (("frames", "v_f1.png"), ("segmentation", "a.png"), ("filtered", "a.png"),
+                         ("filtered", "b.png")):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / name).write_bytes(name.encode() + folder.encode())
+    with Catalog(tmp_path / "catalog.sqlite") as cat:
+        cat.upsert("videos", [{"id": "v", "path": "/v.mp4", "name": "film", "size": 1, "status": "ok"}])
+        cat.upsert("frames", [{"id": "v_f1", "video_id": "v", "shot_id": "v_s0", "frame_index": 1, "timestamp": 0.5,
+                               "path": "v_f1.png", "width": 64, "height": 48, "kept": 1}])
+        row = {"frame_id": "v_f1", "video_id": "v", "shot_id": "v_s0", "mask_path": "m.png", "bbox": "[1.4, 2, 30, 40]",
+               "area_fraction": 0.1, "truncated": 0, "sharpness": 0.5, "score": 1.0, "backend": "classic"}
+        cat.upsert("instances", [row | {"id": "a", "track_id": "v_s0_t0", "path": "a.png"},
+                                 row | {"id": "b", "track_id": "v_s0_t1", "path": "b.png"},
+                                 row | {"id": "c", "track_id": None, "path": "c.png"}])
+        cat.upsert("prefilter_results", [{"instance_id": "a", "kept": 1, "reason": None, "path": "a.png"},
+                                         {"instance_id": "b", "kept": 1, "reason": None, "path": "b.png"},
+                                         {"instance_id": "c", "kept": 0, "reason": "tiny", "path": None}])
+        cat.upsert("character_members", [{"instance_id": "a", "character": "buck"},
+                                         {"instance_id": "c", "character": "buck"}])
+        instances = segment.project_instances(cat)
+        kept = from_project(cat, tmp_path)
+        members = project_members(cat, tmp_path)
+        assert prefilter.rejected_counts(cat) == {"tiny": 1}
+    assert list(instances) == ["a", "b", "c"] and instances["a"].video_name == "film"
+    assert [(r.instance_id, r.track_id, r.shot_id, r.video_id) for r in kept] == [
+        ("a", "v_s0_t0", "v_s0", "v"), ("b", "v_s0_t1", "v_s0", "v")]
+    assert kept[0].path == (tmp_path / "filtered" / "a.png").resolve()
+    (a,) = members  # c: rejected by the prefilter; b: in no character
+    assert (a.instance_id, a.track_id, a.shot_id, a.video_id, a.video_name, a.frame_index, a.timestamp) == (
+        "a", "v_s0_t0", "v_s0", "v", "film", 1, 0.5)
+    assert a.bbox == (1, 2, 30, 40) and a.frame_size == (64, 48) and a.problem == ""
+    assert a.image_path == str(tmp_path / "filtered" / "a.png") and a.frame_path == str(tmp_path / "frames" / "v_f1.png")

@@ -120,9 +120,6 @@ def open_flow_estimator(settings: Any) -> tuple[Any, str | None]:
     return held("optical_flow", ("flow", s.flow, s.raft_weights, s.device, s.fallback), lambda: open_flow(settings))
 
 
-TEMPORAL_META = records.TEMPORAL_META  # the old name, kept for callers
-
-
 class InpaintStage(Stage):
     name = "inpaint"
     folder = "inpainting"
