@@ -23,14 +23,15 @@ log = logging.getLogger("animlora")
 DEFAULT_CONFIG = "black-forest-labs/FLUX.1-dev"
 
 
-def _source(ref: BaseModelRef, config: str) -> str:
+def pipeline_source(ref: BaseModelRef, config: str) -> str:
     """Where the pipeline's other parts (text encoders, VAE, scheduler) come from."""
     if ref.kind != "single_file":
         return str(ref.path or ref.given)
     if not config:
-        raise ConfigError(f"{ref.given}: a single-file Flux checkpoint holds only the transformer; set "
-                          "train.base_model_config to a diffusers Flux folder or hub id (e.g. "
-                          f"{DEFAULT_CONFIG}) for its text encoders, VAE and configs")
+        raise ConfigError(f"{ref.given}: a single-file Flux checkpoint holds only the transformer; name a "
+                          f"diffusers Flux folder or hub id (e.g. {DEFAULT_CONFIG}) for its text encoders, VAE "
+                          "and configs: train.base_model_config, or --base-model-config on train, evaluate "
+                          "and compare")
     return config
 
 
@@ -56,8 +57,8 @@ def load_transformer(ref: BaseModelRef, *, config: str = "", dtype: Any = None, 
             BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype))
     if ref.kind == "single_file":
         return _load("transformer", ref, FluxTransformer2DModel.from_single_file, str(ref.path),
-                     config=_source(ref, config), subfolder="transformer", **kwargs)
-    return _load("transformer", ref, FluxTransformer2DModel.from_pretrained, _source(ref, config),
+                     config=pipeline_source(ref, config), subfolder="transformer", **kwargs)
+    return _load("transformer", ref, FluxTransformer2DModel.from_pretrained, pipeline_source(ref, config),
                  subfolder="transformer", **kwargs)
 
 
@@ -70,7 +71,7 @@ def load_flux(ref: BaseModelRef, *, config: str = "", transformer: bool = True, 
     kwargs: dict[str, Any] = {"transformer": None}
     if dtype is not None:
         kwargs["torch_dtype"] = dtype
-    pipe = _load("pipeline", ref, FluxPipeline.from_pretrained, _source(ref, config), **kwargs)
+    pipe = _load("pipeline", ref, FluxPipeline.from_pretrained, pipeline_source(ref, config), **kwargs)
     model = load_transformer(ref, config=config, dtype=dtype, quantize=quantize) if transformer else None
     scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)
     return BaseComponents("flux", (pipe.tokenizer, pipe.tokenizer_2), (pipe.text_encoder, pipe.text_encoder_2),
