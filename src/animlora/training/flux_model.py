@@ -10,7 +10,6 @@ encoders are then dropped, and only then is the transformer loaded — in bf16, 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from animlora.errors import BadInputError, ConfigError
@@ -169,39 +168,24 @@ class FluxLoopContext(_LoopContext):
         unet, _ = self._modules()
         return flux.kohya_state_dict(unet, dtype=dtype)
 
-    def sample(self, folder: Path) -> list[Path]:
+    def sample_maker(self, unet: Any) -> Any:
+        """Flux samples from the cached prompt embeddings (the text encoders are gone), with
+        ``sample_cfg`` as [dev]'s distilled guidance."""
         import torch
 
-        from animlora.io.files import atomic_path
-        from animlora.training.sampling import load_prompts
-
         s = self.s
-        prompts = load_prompts(s.sample_prompts or None, self.data.trigger)
-        unet, _ = self._modules()
-        self.comp.vae.to(self.device)
         pipe = flux_pipeline(self.comp, unet)
-        written = []
-        unet.eval()
-        try:
-            for prompt in prompts.prompts:
-                embeds, pooled = self.text_condition([prompt.prompt])
-                for seed in s.sample_seeds:
-                    generator = torch.Generator("cpu").manual_seed(int(seed))
-                    with torch.no_grad(), torch.autocast(self.device.type, dtype=self.weight_dtype,
-                                                         enabled=self.device.type == "cuda"):
-                        image = pipe(prompt_embeds=embeds.to(self.weight_dtype),
-                                     pooled_prompt_embeds=pooled.to(self.weight_dtype), num_inference_steps=s.sample_steps,
-                                     guidance_scale=s.sample_cfg, width=s.resolution, height=s.resolution,
-                                     generator=generator).images[0]
-                    path = folder / f"{prompt.name}_{seed}.png"
-                    with atomic_path(path) as tmp:
-                        image.save(tmp, format="PNG")
-                    written.append(path)
-        finally:
-            unet.train()
-            if self.cache is not None:
-                self.comp.vae.to("cpu")
-        return written
+
+        def make(prompt: Any, seed: int) -> Any:
+            embeds, pooled = self.text_condition([prompt.prompt])
+            generator = torch.Generator("cpu").manual_seed(int(seed))
+            with torch.no_grad(), torch.autocast(self.device.type, dtype=self.weight_dtype,
+                                                 enabled=self.device.type == "cuda"):
+                return pipe(prompt_embeds=embeds.to(self.weight_dtype), pooled_prompt_embeds=pooled.to(self.weight_dtype),
+                            num_inference_steps=s.sample_steps, guidance_scale=s.sample_cfg, width=s.resolution,
+                            height=s.resolution, generator=generator).images[0]
+
+        return make
 
 
 def flux_pipeline(comp: BaseComponents, transformer: Any) -> Any:
