@@ -25,3 +25,28 @@ def real_model_store(monkeypatch) -> Path:
     fetched by `animlora models pull isnet`): animlora's own store, never the hub."""
     monkeypatch.setenv("ANIMLORA_MODELS", str(REAL_MODEL_STORE))
     return REAL_MODEL_STORE
+
+
+# -- tiny training models, built once per session (tests/train_support.py) -------------------
+@pytest.fixture(scope="session")
+def tiny_sd15(tmp_path_factory) -> Path:
+    """A tiny SD 1.x pipeline folder (tests/tiny_sd.py)."""
+    import tiny_sd
+
+    return tiny_sd.build_sd15(tmp_path_factory.mktemp("tiny-sd15") / "sd15")
+
+
+@pytest.fixture(scope="session")
+def tiny_flux(tmp_path_factory) -> Path:
+    """A tiny Flux.1 [dev] pipeline folder (tests/tiny_flux.py)."""
+    import tiny_flux
+
+    return tiny_flux.build_flux(tmp_path_factory.mktemp("tiny-flux") / "flux-dev")
+
+
+@pytest.fixture(scope="session")
+def tiny_luca(tmp_path_factory) -> Path:
+    """A 4-image dataset folder ``luca`` (32×32 RGBA, trigger ``lucaxyz``)."""
+    import tiny_sd
+
+    return tiny_sd.write_dataset(tmp_path_factory.mktemp("tiny-data") / "luca", n=4)

@@ -191,3 +191,24 @@ def test_gpu_backends_ask_ray_for_gpus_and_cpu_backends_do_not():
     # a model held per worker (setup_worker) or a GPU: actors; otherwise plain tasks
     assert uses_actors(get_stage("segment"), gpu=False) and uses_actors(get_stage("embed"), gpu=True)
     assert not uses_actors(get_stage("extract"), gpu=False)
+
+
+def test_doctor_checks_every_ray_node_sees_the_project(place, clips, head, tmp_path):
+    import json
+
+    ws = _project(place, clips)
+    result = subprocess.run([sys.executable, "-m", "animlora", "doctor", "--ray-address", head, "--json"],
+                            cwd=ws.root, env=_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    cluster = json.loads(result.stdout)["ray"]
+    assert cluster["folder"] == str(ws.root) and len(cluster["nodes"]) == 1  # the head is the one node
+    assert [(n["sees_project"], n["writable"], "problem" in n) for n in cluster["nodes"]] == [(True, True, False)]
+    assert not [p for p in ws.root.iterdir() if p.name.startswith(".animlora-doctor")]  # its check file is gone
+    # a node whose folder of that path is not the driver's (a local disk, not the shared one)
+    from animlora.pipeline.executors import node_report
+
+    (tmp_path / ".check").write_text("another run")
+    row = node_report(str(tmp_path), ".check", "token")
+    assert (row["sees_project"], row["problem"]) == (False, f"{tmp_path} on this node is another folder "
+                                                            "(the driver's check file differs)")
+    assert "cannot read" in node_report(str(tmp_path / "absent"), ".check", "token")["problem"]

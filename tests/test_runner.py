@@ -125,3 +125,19 @@ def test_a_process_pool_worker_loads_a_model_once_for_all_its_items(tmp_path):
     loads = (tmp_path / "in" / "loads.log").read_text().split()
     assert 1 <= len(loads) <= 2  # one per worker (a model kept on the stage: 6, one per item)
     assert len(set(loads)) == len(loads)  # no worker loaded twice
+
+
+def test_a_stage_runs_with_its_own_executor_and_a_misspelt_stage_is_named(tmp_path):
+    import os
+
+    from animlora.errors import ConfigError
+
+    make_inputs(tmp_path / "in", {f"i{n}": "v" * n for n in range(1, 5)})
+    # every stage in a process pool, except this one: its items (and its model) stay in this process
+    loaded = load_settings(overrides={"runner": {"executor": "process", "executors": {"toy": "serial"}, "workers": 2}})
+    [summary] = Runner(Workspace.for_output(tmp_path / "out"), loaded, input_path=tmp_path / "in").run([ModelToyStage()])
+    assert summary.items_done == 4 and outputs(tmp_path)["i2.out"] == "VV"
+    assert (tmp_path / "in" / "loads.log").read_text().split() == [str(os.getpid())]
+    typo = load_settings(overrides={"runner": {"executors": {"segmnt": "ray"}}})
+    with pytest.raises(ConfigError, match="runner.executors: unknown stage.s. segmnt; stages: extract, segment"):
+        Runner(Workspace.for_output(tmp_path / "out2"), typo, input_path=tmp_path / "in").run([ToyStage()])

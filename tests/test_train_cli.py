@@ -49,3 +49,19 @@ def test_dry_run_prints_the_plan_and_errors_are_one_line(tmp_path):
     missing = CliRunner().invoke(app, ["train", "--dataset", str(data), "--base-model", str(tmp_path / "x.safetensors"),
                                        "--dry-run"])
     assert isinstance(missing.exception, BadInputError) and "does not exist" in str(missing.exception)
+
+
+def test_help_lists_every_preset_and_kohya_refuses_flux_in_one_line(tmp_path):
+    import re
+
+    from animlora.config import preset_names
+
+    text = re.sub(r"[\s│]+", " ", CliRunner().invoke(app, ["train", "--help"], terminal_width=200).stdout)
+    assert f"Settings preset: {' | '.join(preset_names())}." in text and "3d-character-flux" in text
+    data = tiny_sd.write_dataset(tmp_path / "luca", n=1)
+    result = CliRunner().invoke(app, ["train", "--dataset", str(data), "--base-model", "black-forest-labs/FLUX.1-dev",
+                                      "--preset", "3d-character-flux", "--engine", "kohya", "--dry-run"])
+    assert isinstance(result.exception, ConfigError)  # printed as one line by the app's error handler
+    assert str(result.exception).startswith("train.engine = kohya does not train Flux.1")
+    assert "--engine builtin" in str(result.exception) and "\n" not in str(result.exception)
+    assert not (tmp_path / "runs").exists()

@@ -199,3 +199,18 @@ def test_kohya_engine_writes_tomls_and_launches_sd_scripts(world, tmp_path):
     missing = CliRunner().invoke(app, args[:-5] + ["--sd-scripts", str(tmp_path / "none"), "--output", str(run)])
     assert missing.exit_code != 0
     assert "sd-scripts checkout does not exist" in str(missing.exception)
+
+
+def test_a_single_file_flux_base_without_its_configs_is_one_error_naming_the_fix(tmp_path):
+    from safetensors.torch import save_file
+
+    from animlora.errors import ConfigError
+
+    single = tmp_path / "flux1-dev.safetensors"  # a BFL-layout transformer file: no text encoders, no VAE
+    save_file({"double_blocks.0.img_attn.qkv.weight": torch.zeros(3, 1), "guidance_in.in_layer.weight": torch.zeros(1)},
+              str(single))
+    s = load_settings().settings
+    with pytest.raises(ConfigError, match="holds only the transformer.*train.base_model_config, or "
+                                          "--base-model-config on train, evaluate and compare"):
+        evaluate_checkpoints([], tmp_path / "evaluation", s.evaluate, s.models, base_model=str(single))
+    assert not (tmp_path / "evaluation").exists()

@@ -6,11 +6,6 @@ resume is bit-identical, and evaluation samples Flux checkpoints."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,40 +16,33 @@ pytest.importorskip("peft")
 from safetensors import safe_open  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-import tiny_flux  # noqa: E402
 import tiny_sd  # noqa: E402
 from animlora.config import load_settings  # noqa: E402
 from animlora.errors import ConfigError  # noqa: E402
 from animlora.training import flux  # noqa: E402
 from animlora.training.base_model import family_of_single_file, locate_base_model  # noqa: E402
-from animlora.training.trainer import LoraTrainer  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = {
-    "family": "flux", "resolution": 16, "bucket_min": 8, "bucket_max": 32, "bucket_step": 8, "network_dim": 4,
-    "network_alpha": 2, "sample_every_n_epochs": 0, "gradient_checkpointing": False, "tensorboard": False,
-    "mixed_precision": "no", "min_snr_gamma": 0, "shuffle_caption": False, "train_text_encoder": False,
-    "lr_scheduler": "constant", "unet_lr": 1e-2, "save_precision": "fp32",
-}
-
-
-def overrides(**train) -> dict:
-    return {"train": {**TINY, **train}, "project": {"seed": 7}}
+from train_support import (  # noqa: E402
+    SD_SCRIPTS_KEYS,
+    TINY_FLUX,
+    kill_train_after_state,
+    make_trainer,
+    overrides,
+    sample_prompt_file,
+)
 
 
-def trainer(**train) -> LoraTrainer:
-    s = load_settings(overrides=overrides(**train)).settings
-    return LoraTrainer(s.train, s.models, seed=s.project.seed)
+def trainer(**train):
+    return make_trainer(TINY_FLUX, **train)
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    return tiny_flux.build_flux(tmp_path_factory.mktemp("flux") / "flux-dev")
+@pytest.fixture
+def base(tiny_flux) -> Path:
+    return tiny_flux
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return tiny_sd.write_dataset(tmp_path_factory.mktemp("data") / "luca", n=4, size=(16, 16))
+@pytest.fixture
+def data(tiny_luca) -> Path:
+    return tiny_luca
 
 
 # -- ComfyUI's Flux LoRA key map, transcribed from comfy/utils.py ``flux_to_diffusers`` and the
@@ -212,7 +200,8 @@ def flow_loss(base: Path, data: Path, lora: Path | None) -> float:
 
 def test_flux_training_learns_and_kill9_resume_is_bit_identical(base, data, tmp_path):
     settings = {"epochs": 3, "save_every_n_epochs": 2, "save_state_every_n_steps": 2, "caption_dropout": 0.25,
-                "timestep_sampling": "flux_shift", "alpha_mask": False}
+                "timestep_sampling": "flux_shift", "alpha_mask": False, "sample_every_n_epochs": 3,
+                "sample_prompts": str(sample_prompt_file(tmp_path)), "sample_seeds": [1], "sample_steps": 2}
     # 1. an uninterrupted run learns: the LoRA moves and the flow loss at fixed noise drops
     reference = trainer(**settings).train(data, tmp_path / "ref", str(base))
     assert reference.steps == 12
@@ -224,36 +213,21 @@ def test_flux_training_learns_and_kill9_resume_is_bit_identical(base, data, tmp_
     assert (meta["ss_network_module"], meta["ss_base_model_version"], meta["modelspec.architecture"],
             meta["ss_model_type"], meta["ss_timestep_sampling"], meta["ss_guidance_scale"]) == (
         "networks.lora_flux", "flux1", "flux-1-dev/lora", "dev", "flux_shift", "1.0")
-    from test_train_trainer import SD_SCRIPTS_KEYS
-
     assert sorted(set(SD_SCRIPTS_KEYS) - set(meta) - {"modelspec.prediction_type"}) == []
     assert (tmp_path / "ref" / "diffusers" / "pytorch_lora_weights.safetensors").is_file()
     before, after = flow_loss(base, data, None), flow_loss(base, data, reference.final)
     assert after < before * 0.99, (before, after)  # a random tiny transformer learns slowly (-2.4% here)
 
     # 2. the same run killed with SIGKILL after a saved state, then resumed, ends bit-identical
-    config = tmp_path / "tiny.yaml"
-    config.write_text(json.dumps(overrides(**settings)))  # JSON is YAML
     run = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "animlora", "train", "--dataset", str(data), "--base-model", str(base),
-         "--config", str(config), "--output", str(run), "--json"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    latest = run / "state" / "latest.json"
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and proc.poll() is None:
-        if latest.is_file() and json.loads(latest.read_text())["step"] >= 4:
-            break
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    kill_train_after_state(data, base, overrides(TINY_FLUX, **settings), run, step=4)
     resumed = trainer(**settings).train(data, run, str(base))
     assert 4 <= resumed.resumed_from < 12 and resumed.steps == 12
     a, b = load_file(str(reference.final)), load_file(str(resumed.final))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # the samples of the last epoch (cached prompt embeddings, the shared sample loop), equal after the resume
+    sample = Path("samples") / "epoch_000003" / "portrait_1.png"
+    assert (tmp_path / "ref" / sample).read_bytes() == (run / sample).read_bytes()
 
 
 def test_preset_plan_and_quantization_on_the_cpu(base, data):

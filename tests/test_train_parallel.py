@@ -14,13 +14,9 @@ from safetensors.torch import load_file  # noqa: E402
 import tiny_sd  # noqa: E402
 from animlora.config import load_settings  # noqa: E402
 from animlora.training import engine  # noqa: E402
+from train_support import TINY_SD  # noqa: E402
 
-TINY = {
-    "resolution": 16, "bucket_min": 8, "bucket_max": 32, "bucket_step": 8, "network_dim": 4, "network_alpha": 2,
-    "sample_every_n_epochs": 0, "gradient_checkpointing": False, "tensorboard": False, "mixed_precision": "no",
-    "min_snr_gamma": 0, "lr_scheduler": "constant", "unet_lr": 2e-3, "text_encoder_lr": 1e-3,
-    "epochs": 1, "batch_size": 2, "save_precision": "fp32",
-}
+TINY = {**TINY_SD, "epochs": 1, "batch_size": 2, "save_precision": "fp32"}
 
 
 def test_two_processes_train_the_weights_of_one_with_the_same_global_batch(tmp_path):

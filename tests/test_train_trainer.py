@@ -5,11 +5,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,39 +17,29 @@ from safetensors.torch import load_file  # noqa: E402
 
 import sd_single_file  # noqa: E402
 import tiny_sd  # noqa: E402
-from animlora.config import load_settings  # noqa: E402
 from animlora.errors import AnimloraError, BadInputError, ConfigError, StageError  # noqa: E402
-from animlora.training.trainer import LoraTrainer  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = {
-    "resolution": 16, "bucket_min": 8, "bucket_max": 32, "bucket_step": 8, "network_dim": 4, "network_alpha": 2,
-    "sample_every_n_epochs": 0, "gradient_checkpointing": False, "tensorboard": False, "mixed_precision": "no",
-    "min_snr_gamma": 0, "lr_scheduler": "constant", "unet_lr": 2e-3, "text_encoder_lr": 1e-3,
-}
-
-
-def tiny_overrides(**train) -> dict:
-    return {"train": {**TINY, **train}, "project": {"seed": 7}}
+from train_support import (  # noqa: E402
+    SD_SCRIPTS_KEYS,
+    TINY_SD,
+    kill_train_after_state,
+    make_trainer,
+    overrides,
+    sample_prompt_file,
+)
 
 
-def tiny_settings(**train):
-    return load_settings(overrides=tiny_overrides(**train)).settings
+def trainer(**train):
+    return make_trainer(TINY_SD, **train)
 
 
-def trainer(**train) -> LoraTrainer:
-    s = tiny_settings(**train)
-    return LoraTrainer(s.train, s.models, seed=s.project.seed)
+@pytest.fixture
+def base(tiny_sd15) -> Path:
+    return tiny_sd15
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory) -> Path:
-    return tiny_sd.build_sd15(tmp_path_factory.mktemp("base") / "sd15")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return tiny_sd.write_dataset(tmp_path_factory.mktemp("data") / "luca", n=4)
+@pytest.fixture
+def data(tiny_luca) -> Path:
+    return tiny_luca
 
 
 def eval_loss(base: Path, data: Path, lora: Path | None) -> float:
@@ -83,34 +68,6 @@ def eval_loss(base: Path, data: Path, lora: Path | None) -> float:
     return total
 
 
-# every key sd-scripts' train_network.py writes for a LoRA trained from a dataset config, with
-# networks/lora.py's sshs_* hashes and sai_model_spec.build_metadata's modelspec.* fields
-# (kohya-ss/sd-scripts 48d368fa; ss_vae_* only with --vae, ss_sd_model_hash only for a file)
-SD_SCRIPTS_KEYS = (
-    "ss_session_id", "ss_training_started_at", "ss_output_name", "ss_learning_rate", "ss_text_encoder_lr",
-    "ss_unet_lr", "ss_num_train_images", "ss_num_validation_images", "ss_num_reg_images",
-    "ss_num_batches_per_epoch", "ss_num_epochs", "ss_gradient_checkpointing", "ss_gradient_accumulation_steps",
-    "ss_max_train_steps", "ss_lr_warmup_steps", "ss_lr_scheduler", "ss_network_module", "ss_network_dim",
-    "ss_network_alpha", "ss_network_dropout", "ss_mixed_precision", "ss_full_fp16", "ss_v2",
-    "ss_base_model_version", "ss_clip_skip", "ss_max_token_length", "ss_cache_latents", "ss_seed", "ss_lowram",
-    "ss_noise_offset", "ss_multires_noise_iterations", "ss_multires_noise_discount", "ss_adaptive_noise_scale",
-    "ss_zero_terminal_snr", "ss_training_comment", "ss_sd_scripts_commit_hash", "ss_optimizer", "ss_max_grad_norm",
-    "ss_caption_dropout_rate", "ss_caption_dropout_every_n_epochs", "ss_caption_tag_dropout_rate",
-    "ss_face_crop_aug_range", "ss_prior_loss_weight", "ss_min_snr_gamma", "ss_scale_weight_norms",
-    "ss_ip_noise_gamma", "ss_debiased_estimation", "ss_noise_offset_random_strength",
-    "ss_ip_noise_gamma_random_strength", "ss_loss_type", "ss_huber_schedule", "ss_huber_scale", "ss_huber_c",
-    "ss_fp8_base", "ss_fp8_base_unet", "ss_validation_seed", "ss_validation_split", "ss_max_validation_steps",
-    "ss_validate_every_n_epochs", "ss_validate_every_n_steps", "ss_resize_interpolation", "ss_datasets",
-    "ss_tag_frequency", "ss_dataset_dirs", "ss_batch_size_per_device", "ss_total_batch_size", "ss_resolution",
-    "ss_color_aug", "ss_flip_aug", "ss_random_crop", "ss_shuffle_caption", "ss_enable_bucket",
-    "ss_bucket_no_upscale", "ss_min_bucket_reso", "ss_max_bucket_reso", "ss_keep_tokens", "ss_reg_dataset_dirs",
-    "ss_bucket_info", "ss_network_args", "ss_sd_model_name", "ss_training_finished_at", "ss_steps", "ss_epoch",
-    "sshs_model_hash", "sshs_legacy_hash", "modelspec.sai_model_spec", "modelspec.architecture",
-    "modelspec.implementation", "modelspec.title", "modelspec.resolution", "modelspec.date",
-    "modelspec.prediction_type", "modelspec.implementation_version",
-)
-
-
 def tensorboard_losses(folder: Path) -> dict[int, float]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -122,7 +79,8 @@ def tensorboard_losses(folder: Path) -> dict[int, float]:
 def test_training_learns_and_kill9_resume_equals_uninterrupted_run(base, data, tmp_path):
     settings = {"epochs": 3, "save_every_n_epochs": 2, "save_state_every_n_steps": 2, "caption_dropout": 0.2,
                 "noise_offset": 0.05, "min_snr_gamma": 5.0, "lr_scheduler": "cosine_with_restarts",
-                "unet_lr": 3e-2, "alpha_mask": False, "tensorboard": True}
+                "unet_lr": 3e-2, "alpha_mask": False, "tensorboard": True, "sample_every_n_epochs": 3,
+                "sample_prompts": str(sample_prompt_file(tmp_path)), "sample_seeds": [1], "sample_steps": 2}
     # 1. an uninterrupted run learns: LoRA weights move, the loss at fixed noise drops
     reference = trainer(**settings).train(data, tmp_path / "ref", str(base))
     assert reference.steps == 12
@@ -162,25 +120,8 @@ def test_training_learns_and_kill9_resume_equals_uninterrupted_run(base, data, t
     assert json.loads((tmp_path / "ref" / "training_results.json").read_text())["loss"] == report["loss"]
 
     # 2. the same run killed with SIGKILL after a saved state, then resumed, ends bit-identical
-
-    config = tmp_path / "tiny.yaml"
-    config.write_text(json.dumps(tiny_overrides(**settings)))  # JSON is YAML
     run = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "animlora", "train", "--dataset", str(data), "--base-model", str(base),
-         "--config", str(config), "--output", str(run), "--json"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    latest = run / "state" / "latest.json"
-    deadline = time.monotonic() + 600  # a loaded machine can take minutes to load the models
-    while time.monotonic() < deadline and proc.poll() is None:
-        if latest.is_file() and json.loads(latest.read_text())["step"] >= 4:
-            break
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    kill_train_after_state(data, base, overrides(TINY_SD, **settings), run, step=4)
     assert not (run / "luca.safetensors").exists()
 
     resumed = trainer(**settings).train(data, run, str(base))
@@ -189,6 +130,9 @@ def test_training_learns_and_kill9_resume_equals_uninterrupted_run(base, data, t
     a, b = load_file(str(reference.final)), load_file(str(resumed.final))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the samples of the last epoch: made by the shared sample loop, the same pixels after the resume
+    sample = Path("samples") / "epoch_000003" / "portrait_1.png"
+    assert (tmp_path / "ref" / sample).read_bytes() == (run / sample).read_bytes()
     # the loss history survives the kill: the JSON and TensorBoard hold every step once
     history = json.loads((run / "training_results.json").read_text())
     assert history["loss"] == report["loss"] and history["epoch_loss"] == report["epoch_loss"]

@@ -18,6 +18,9 @@ def register(app: typer.Typer) -> None:
 BaseOpt = Annotated[str | None, typer.Option("--base-model", "-m", help="Base model the LoRAs were trained on.")]
 PromptsOpt = Annotated[Path | None, typer.Option("--prompts", help="Prompt JSON (default: the package's 3D test prompts).")]
 SeedsOpt = Annotated[list[int] | None, typer.Option("--seed", help="Seed (repeatable).")]
+BaseConfigOpt = Annotated[str | None, typer.Option(
+    "--base-model-config", help="Single-file base model: a diffusers folder or hub id with its configs "
+    "(Flux: its text encoders and VAE too); sets train.base_model_config.")]
 StrengthOpt = Annotated[list[float] | None, typer.Option("--strength", help="LoRA strength to sweep (repeatable).")]
 
 
@@ -41,6 +44,7 @@ def _finish(report: dict[str, Any], out: Path, as_json: bool) -> None:
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder (runs/<name>/) with the kohya checkpoints.")],
     base_model: BaseOpt = None,
+    base_model_config: BaseConfigOpt = None,
     prompts: PromptsOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Default: evaluation/<run name>.")] = None,
     dataset: Annotated[Path | None, typer.Option("--dataset", help="Character dataset for identity (default: the run's).")] = None,
@@ -64,6 +68,7 @@ def evaluate(
     require_evaluate_packages()  # before the output folder is made
     flags = {"evaluate.seeds": seeds, "evaluate.strengths": strengths, "evaluate.steps": steps, "evaluate.cfg": cfg,
              "evaluate.scheduler": scheduler, "evaluate.base_model": base_model,
+             "train.base_model_config": base_model_config,
              "evaluate.prompts": str(prompts.resolve()) if prompts else None,
              "evaluate.dataset": str(dataset.resolve()) if dataset else None}
     loaded = _loaded(profile, config, sets, flags)
@@ -75,6 +80,7 @@ def evaluate(
 def compare(
     loras: Annotated[list[Path], typer.Argument(help="LoRA files (.safetensors) to compare.")],
     base_model: BaseOpt = None,
+    base_model_config: BaseConfigOpt = None,
     prompts: PromptsOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Default: evaluation/compare.")] = None,
     dataset: Annotated[Path | None, typer.Option("--dataset", help="Character dataset for identity similarity.")] = None,
@@ -89,11 +95,12 @@ def compare(
     from animlora.errors import ConfigError
     from animlora.training.evaluation import evaluate_checkpoints, file_checkpoints
 
-    s = _settings(profile, config, sets, {"evaluate.seeds": seeds, "evaluate.strengths": strengths})
+    s = _settings(profile, config, sets, {"evaluate.seeds": seeds, "evaluate.strengths": strengths,
+                                          "train.base_model_config": base_model_config})
     base = base_model or s.evaluate.base_model or s.train.base_model
     if not base:
         raise ConfigError("no base model: pass --base-model PATH|ID")
     out = (output or Path("evaluation") / "compare").resolve()
     report = evaluate_checkpoints(file_checkpoints(loras), out, s.evaluate, s.models, base_model=base,
-                                  dataset=dataset, prompts=str(prompts) if prompts else None)
+                                  base_model_config=s.train.base_model_config, dataset=dataset, prompts=str(prompts) if prompts else None)
     _finish(report, out, as_json)

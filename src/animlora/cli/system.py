@@ -144,8 +144,39 @@ def _gpu() -> dict[str, Any]:
     return info
 
 
-def doctor(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
-    """Python, packages, ffmpeg libraries, GPU/CUDA, disk, model weights."""
+def _ray_nodes(address: str, project: Path | None) -> dict[str, Any]:
+    """Every node of the Ray cluster at ``address``: does it see this project folder (the same
+    storage at the same path, writable), and which animlora does it run."""
+    from animlora import __version__
+    from animlora.errors import MissingDependencyError, WorkspaceError
+    from animlora.pipeline.executors import probe_ray_nodes
+    from animlora.workspace import Workspace
+
+    try:
+        folder = Workspace.find(project).root
+    except WorkspaceError:
+        if project is not None:
+            raise
+        folder = Path.cwd()
+    try:
+        nodes = probe_ray_nodes(address, folder.resolve())
+    except MissingDependencyError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - cannot join: one line in the report
+        return {"address": address, "folder": str(folder), "error": f"{type(exc).__name__}: {exc}"[:300], "nodes": []}
+    for node in nodes:
+        if node.get("animlora") not in (None, __version__) and "problem" not in node:
+            node["problem"] = f"animlora {node['animlora']} on this node, {__version__} on the driver"
+    return {"address": address, "folder": str(folder), "nodes": nodes}
+
+
+def doctor(
+    project: ProjectOpt = None,
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="Also check every node of this Ray cluster: sees the project folder, same animlora.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Python, packages, ffmpeg libraries, GPU/CUDA, disk, model weights (and every Ray node)."""
     packages = {}
     for name in PACKAGES:
         try:
@@ -170,8 +201,14 @@ def doctor(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
         "disk": {"path": str(disk_root), "free_gb": round(usage.free / 2**30, 1)},
         "models": model_rows(settings),
     }
+    if ray_address:
+        report["ray"] = _ray_nodes(ray_address, project)
+    bad = bool(ray_address) and (bool(report["ray"].get("error"))
+                                 or any("problem" in n for n in report["ray"]["nodes"]))
     if as_json:
         emit(report, True)
+        if bad:
+            raise typer.Exit(1)
         return
     from rich.markup import escape  # "animlora[models]" is not markup
 
@@ -191,6 +228,18 @@ def doctor(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     console.print(f"models present: {', '.join(present) or 'none'}")
     if missing:
         console.print(f"models missing: {', '.join(missing)} (`animlora models pull NAME`)")
+    if ray_address:
+        cluster = report["ray"]
+        if cluster.get("error"):
+            console.print(f"Ray {escape(ray_address)}: [red]cannot join[/] ({escape(cluster['error'])})")
+        else:
+            console.print(f"Ray {escape(ray_address)}: {len(cluster['nodes'])} node(s), project folder {cluster['folder']}")
+        for node in cluster["nodes"]:
+            state = f"[red]{escape(node['problem'])}[/]" if "problem" in node else "[green]sees the project, writable[/]"
+            console.print(f"  {node['host']} ({node['address']}, {node['cpus']:g} CPU, {node['gpus']:g} GPU, "
+                          f"animlora {node.get('animlora', '?')}): {state}")
+    if bad:
+        raise typer.Exit(1)
 
 
 def repair(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:

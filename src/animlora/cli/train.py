@@ -29,6 +29,15 @@ from animlora.cli.common import (
 )
 
 
+def _preset_names() -> list[str]:
+    """The shipped presets (``config.preset_names``, read here without importing the settings
+    code, which the CLI loads only when a command runs)."""
+    from importlib import resources
+
+    folder = resources.files("animlora").joinpath("config", "presets")
+    return sorted(e.name.removesuffix(".yaml") for e in folder.iterdir() if e.name.endswith(".yaml"))
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
 
@@ -89,7 +98,10 @@ def train(
     dataset: Annotated[Path, typer.Option("--dataset", "-d", help="Dataset folder: images/ + captions/ + metadata.json.")],
     base_model: Annotated[str | None, typer.Option("--base-model", "-m",
                           help="Diffusers folder, single .safetensors file, registry name (sd15, sdxl-base) or hub id.")] = None,
-    preset: Annotated[str | None, typer.Option(help="Settings preset: 3d-character-sd15 | 3d-character-sdxl.")] = None,
+    base_model_config: Annotated[str | None, typer.Option(
+        "--base-model-config", help="Single-file base model: a diffusers folder or hub id with its configs "
+        "(Flux: its text encoders and VAE too).")] = None,
+    preset: Annotated[str | None, typer.Option(help=f"Settings preset: {' | '.join(_preset_names())}.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Run folder (default: runs/<dataset name>).")] = None,
     engine: Annotated[str | None, typer.Option(help="builtin (diffusers+peft) | kohya (sd-scripts).")] = None,
     sd_scripts: Annotated[Path | None, typer.Option("--sd-scripts", help="kohya engine: the sd-scripts checkout.")] = None,
@@ -113,6 +125,7 @@ def train(
 
     flags = {
         "train.base_model": base_model,
+        "train.base_model_config": base_model_config,
         "train.engine": engine,
         "train.sd_scripts": str(sd_scripts) if sd_scripts else None,
         "train.epochs": epochs,

@@ -82,7 +82,10 @@ class ProjectSettings(Section):
 
 
 class RunnerSettings(Section):
+    added_fields: ClassVar[dict[str, Any]] = {"executors": {}}
     executor: Literal["serial", "process", "ray"]
+    executors: dict[str, Literal["serial", "process", "ray"]] = Field(
+        description="per stage: the executor of that stage, over `executor` (e.g. {segment: ray, prefilter: serial})")
     workers: int = Field(ge=1, le=4096, description="process pool size; on Ray: tasks in flight / model actors")
     ray_address: str = Field(description="Ray cluster to join (ray://host:10001, host:6379, auto); "
                                          "empty = a local Ray that starts and stops with the run")

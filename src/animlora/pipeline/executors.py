@@ -10,6 +10,7 @@ import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 from animlora.errors import MissingDependencyError, StageError
@@ -153,7 +154,6 @@ def ray_session(address: str, num_cpus: int) -> Iterator[None]:
     import logging
     import os
     import sys
-    from pathlib import Path
 
     if importlib.util.find_spec("ray") is None:
         raise MissingDependencyError("ray", "ray", "runner.executor 'ray'")
@@ -261,3 +261,69 @@ def run_ray(stage: Stage, job: StageJob, items: Iterable[WorkItem], workers: int
     finally:
         for actor in actors:
             ray.kill(actor)
+
+
+# -- doctor: what every node of a cluster sees -----------------------------------------------
+def node_report(folder: str, token_name: str, token: str) -> dict[str, Any]:
+    """On one node: its host, animlora and Python, and whether ``folder`` is the driver's: the
+    file ``token_name`` the driver wrote there reads back as ``token`` (the same storage, not a
+    local folder of the same name), and the node can write beside it."""
+    import os
+    import socket
+    import sys
+
+    from animlora import __version__
+
+    row: dict[str, Any] = {"host": socket.gethostname(), "animlora": __version__,
+                           "python": sys.version.split()[0], "sees_project": False, "writable": False}
+    root = Path(folder)
+    try:
+        row["sees_project"] = (root / token_name).read_text(encoding="utf-8") == token
+    except OSError as exc:
+        row["problem"] = f"cannot read {root / token_name}: {exc.strerror or exc}"
+        return row
+    if not row["sees_project"]:
+        row["problem"] = f"{folder} on this node is another folder (the driver's check file differs)"
+        return row
+    probe = root / f"{token_name}.{socket.gethostname()}.{os.getpid()}"
+    try:
+        probe.write_text(token, encoding="utf-8")
+        probe.unlink()
+        row["writable"] = True
+    except OSError as exc:
+        row["problem"] = f"cannot write in {folder}: {exc.strerror or exc}"
+    return row
+
+
+def probe_ray_nodes(address: str, folder: Path, timeout: float = 60.0) -> list[dict[str, Any]]:
+    """Join the Ray cluster at ``address`` and run :func:`node_report` on every alive node (one
+    task pinned to each); a node that does not answer within ``timeout`` seconds says so."""
+    import secrets
+
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    token = secrets.token_hex(16)
+    token_name = f".animlora-doctor-{token[:8]}"
+    check = folder / token_name
+    check.write_text(token, encoding="utf-8")
+    try:
+        with ray_session(address, 1):
+            import ray
+
+            report = ray.remote(num_cpus=0, max_retries=0)(node_report)
+            nodes = [n for n in ray.nodes() if n.get("Alive")]
+            refs = [report.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                    .remote(str(folder), token_name, token) for n in nodes]
+            rows = []
+            for node, ref in zip(nodes, refs, strict=True):
+                resources = node.get("Resources", {})
+                base = {"node": node["NodeID"][:12], "address": node.get("NodeManagerAddress", ""),
+                        "cpus": resources.get("CPU", 0), "gpus": resources.get("GPU", 0)}
+                try:
+                    rows.append(base | ray.get(ref, timeout=timeout))
+                except Exception as exc:  # noqa: BLE001 - a node that died or hangs is a row, not a crash
+                    rows.append(base | {"host": node.get("NodeManagerHostname", "?"), "sees_project": False,
+                                        "writable": False, "problem": f"no answer: {type(exc).__name__}: {exc}"[:300]})
+            return rows
+    finally:
+        check.unlink(missing_ok=True)

@@ -28,7 +28,7 @@ from typing import Any
 from animlora import __version__
 from animlora.catalog import Catalog, now
 from animlora.config import LoadedSettings
-from animlora.errors import AnimloraError, StageError
+from animlora.errors import AnimloraError, ConfigError, StageError
 from animlora.io.files import atomic_write_json, clean_temp_files, confined_writes, sweep_journal
 from animlora.pipeline.executors import ray_session, run_pool, run_ray, run_serial
 from animlora.pipeline.stage import RunSummary, Stage, StageContext, StageJob, WorkItem, digest
@@ -89,7 +89,18 @@ class Runner:
             force=self.force,
         )
 
+    def executor_for(self, stage: Stage) -> str:
+        """``runner.executors[stage]`` when set, else ``runner.executor``."""
+        runner = self.settings.runner
+        return runner.executors.get(stage.name, runner.executor)
+
     def run(self, stages: Sequence[Stage]) -> list[RunSummary]:
+        from animlora.records.folders import FOLDERS
+
+        known = [*FOLDERS, *(s.name for s in stages if s.name not in FOLDERS)]
+        unknown = sorted(set(self.settings.runner.executors) - set(known))
+        if unknown:
+            raise ConfigError(f"runner.executors: unknown stage(s) {', '.join(unknown)}; stages: {', '.join(known)}")
         jobs = [self.job_for(stage) for stage in stages]
         # Validate before anything is written: a bad input fails here with one line.
         for stage, job in zip(stages, jobs, strict=True):
@@ -228,16 +239,17 @@ class Runner:
             return report
 
         settings = self.settings.runner
+        executor = self.executor_for(stage)
         # writes of process() stay in the stage's folder (or the state folder) and are journaled
         scope = partial(item_scope, self.workspace.root, (ctx.output_dir, self.workspace.state_dir),
                         self.journal_path(stage))
-        if settings.executor == "ray" and todo:
+        if executor == "ray" and todo:
             if not self._ray_started:
                 self._sessions.enter_context(ray_session(settings.ray_address, settings.workers))
                 self._ray_started = True
             outcomes = run_ray(stage, ctx.job, todo, settings.workers, scope, retries=settings.ray_retries,
                                gpus_per_worker=settings.ray_gpus, gpu_check=self.gpu_check)
-        elif settings.executor == "process" and settings.workers > 1 and len(todo) > 1:
+        elif executor == "process" and settings.workers > 1 and len(todo) > 1:
             outcomes = run_pool(stage, ctx.job, todo, settings.workers, scope)
         else:
             outcomes = run_serial(stage, ctx.job, todo, item_progress, scope)

@@ -69,7 +69,7 @@ class EvaluateStage(Stage):
             dataset = job.workspace_root / stage_folder("dataset") / item.key
             dataset = dataset if dataset.is_dir() else None
         report = evaluate_run(Path(item.payload), out, s.evaluate, s.models, base_model=_base_model(job),
-                              dataset=dataset, progress=progress)
+                              base_model_config=s.train.base_model_config, dataset=dataset, progress=progress)
         files = [str(p.relative_to(job.output_dir)) for p in out.rglob("*")
                  if p.is_file() and ".animlora" not in p.relative_to(job.output_dir).parts]
         return ItemOutput(files=tuple(sorted(files)),

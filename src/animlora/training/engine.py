@@ -15,12 +15,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from animlora.errors import AnimloraError, StageError, require_packages
+from animlora.errors import AnimloraError, ConfigError, StageError, require_packages
 
 if TYPE_CHECKING:
     from animlora.config import Settings
 
 ENGINES = ("builtin", "kohya")
+#: why ``--engine kohya`` refuses Flux (docs/training.md, "kohya engine")
+KOHYA_FLUX = ("train.engine = kohya does not train Flux.1: sd-scripts' flux_train_network.py takes the "
+              "transformer, CLIP-L, T5-XXL and AE as separate BFL files and other arguments, which animlora "
+              "does not write; train Flux with the built-in engine (--engine builtin)")
 StepCallback = Callable[[int, int, dict[str, float]], None]
 
 
@@ -168,11 +172,14 @@ def _kohya_base(settings: Settings) -> tuple[str, str]:
     try:
         ref = locate_base_model(s.base_model, settings.models)
         check_family(ref, s.family)
-        return ref.family, str(ref.path or ref.given)
+        family, base = ref.family, str(ref.path or ref.given)
     except AnimloraError:
         if s.family == "auto":
             raise
-        return s.family, s.base_model
+        family, base = s.family, s.base_model
+    if family == "flux":
+        raise ConfigError(KOHYA_FLUX)
+    return family, base
 
 
 def prepare_kohya(settings: Settings, dataset: Path, output_dir: Path, *, fresh: bool = False) -> Any:

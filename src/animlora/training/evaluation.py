@@ -254,8 +254,8 @@ def best_score(metrics: dict[str, float], weights: dict[str, float]) -> float:
 
 # -- the procedure ------------------------------------------------------------------------
 def evaluate_run(run_dir: Path, out_dir: Path, settings: EvaluateSettings, models: ModelsSettings, *,
-                 base_model: str, dataset: Path | None = None, prompts: str | None = None,
-                 progress: Any = None) -> dict[str, Any]:
+                 base_model: str, base_model_config: str = "", dataset: Path | None = None,
+                 prompts: str | None = None, progress: Any = None) -> dict[str, Any]:
     """Evaluate every checkpoint of a training run (``animlora evaluate``)."""
     checkpoints = run_checkpoints(run_dir)
     if dataset is None:
@@ -263,13 +263,17 @@ def evaluate_run(run_dir: Path, out_dir: Path, settings: EvaluateSettings, model
         if results.is_file():
             plan_dataset = json.loads(results.read_text(encoding="utf-8")).get("plan", {}).get("dataset")
             dataset = Path(plan_dataset) if plan_dataset and Path(plan_dataset).is_dir() else None
-    return evaluate_checkpoints(checkpoints, out_dir, settings, models, base_model=base_model, dataset=dataset,
-                                prompts=prompts, progress=progress)
+    return evaluate_checkpoints(checkpoints, out_dir, settings, models, base_model=base_model,
+                                base_model_config=base_model_config, dataset=dataset, prompts=prompts,
+                                progress=progress)
 
 
 def evaluate_checkpoints(checkpoints: list[Checkpoint], out_dir: Path, settings: EvaluateSettings,
-                         models: ModelsSettings, *, base_model: str, dataset: Path | None = None,
-                         prompts: str | None = None, progress: Any = None) -> dict[str, Any]:
+                         models: ModelsSettings, *, base_model: str, base_model_config: str = "",
+                         dataset: Path | None = None, prompts: str | None = None,
+                         progress: Any = None) -> dict[str, Any]:
+    """Images, metrics and the pick for ``checkpoints``; ``base_model_config`` (``train.base_model_config``)
+    completes a single-file base model with its diffusers configs (for Flux: text encoders and VAE too)."""
     require_evaluate_packages()
     import torch
 
@@ -292,6 +296,10 @@ def evaluate_checkpoints(checkpoints: list[Checkpoint], out_dir: Path, settings:
         version = c.meta.get("ss_base_model_version", "")
         if version:
             check_family(ref, "sdxl" if version.startswith("sdxl") else "flux" if version.startswith("flux") else "sd15")
+    if ref.family == "flux":
+        from animlora.training.flux_model import pipeline_source
+
+        pipeline_source(ref, base_model_config)  # a single file without its configs: one error, before any image
     reference_images = _reference_images(dataset, settings.reference_images)
 
     # 2. load models
@@ -302,13 +310,13 @@ def evaluate_checkpoints(checkpoints: list[Checkpoint], out_dir: Path, settings:
         from animlora.training.flux_model import flux_pipeline, load_flux
 
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        comp = load_flux(ref, dtype=dtype if device.type == "cuda" else None)
+        comp = load_flux(ref, config=base_model_config, dtype=dtype if device.type == "cuda" else None)
         pipe = flux_pipeline(comp, comp.unet)
         scheduler_name = "flow_match_euler"
         pipe.enable_model_cpu_offload() if device.type == "cuda" else pipe.to(device)
         native = 128 * (2 ** (len(comp.vae.config.block_out_channels) - 1))
     else:
-        comp = load_components(ref)
+        comp = load_components(ref, config=base_model_config)
         pipe = build_pipeline(comp.family, comp.tokenizers, comp.text_encoders, comp.vae, comp.unet,
                               make_scheduler(settings.scheduler, comp.noise_scheduler.config))
         pipe.to(device, dtype) if device.type == "cuda" else pipe.to(device)

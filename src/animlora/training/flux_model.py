@@ -10,7 +10,6 @@ encoders are then dropped, and only then is the transformer loaded — in bf16, 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from animlora.errors import BadInputError, ConfigError
@@ -23,14 +22,15 @@ log = logging.getLogger("animlora")
 DEFAULT_CONFIG = "black-forest-labs/FLUX.1-dev"
 
 
-def _source(ref: BaseModelRef, config: str) -> str:
+def pipeline_source(ref: BaseModelRef, config: str) -> str:
     """Where the pipeline's other parts (text encoders, VAE, scheduler) come from."""
     if ref.kind != "single_file":
         return str(ref.path or ref.given)
     if not config:
-        raise ConfigError(f"{ref.given}: a single-file Flux checkpoint holds only the transformer; set "
-                          "train.base_model_config to a diffusers Flux folder or hub id (e.g. "
-                          f"{DEFAULT_CONFIG}) for its text encoders, VAE and configs")
+        raise ConfigError(f"{ref.given}: a single-file Flux checkpoint holds only the transformer; name a "
+                          f"diffusers Flux folder or hub id (e.g. {DEFAULT_CONFIG}) for its text encoders, VAE "
+                          "and configs: train.base_model_config, or --base-model-config on train, evaluate "
+                          "and compare")
     return config
 
 
@@ -56,8 +56,8 @@ def load_transformer(ref: BaseModelRef, *, config: str = "", dtype: Any = None, 
             BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype))
     if ref.kind == "single_file":
         return _load("transformer", ref, FluxTransformer2DModel.from_single_file, str(ref.path),
-                     config=_source(ref, config), subfolder="transformer", **kwargs)
-    return _load("transformer", ref, FluxTransformer2DModel.from_pretrained, _source(ref, config),
+                     config=pipeline_source(ref, config), subfolder="transformer", **kwargs)
+    return _load("transformer", ref, FluxTransformer2DModel.from_pretrained, pipeline_source(ref, config),
                  subfolder="transformer", **kwargs)
 
 
@@ -70,7 +70,7 @@ def load_flux(ref: BaseModelRef, *, config: str = "", transformer: bool = True, 
     kwargs: dict[str, Any] = {"transformer": None}
     if dtype is not None:
         kwargs["torch_dtype"] = dtype
-    pipe = _load("pipeline", ref, FluxPipeline.from_pretrained, _source(ref, config), **kwargs)
+    pipe = _load("pipeline", ref, FluxPipeline.from_pretrained, pipeline_source(ref, config), **kwargs)
     model = load_transformer(ref, config=config, dtype=dtype, quantize=quantize) if transformer else None
     scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)
     return BaseComponents("flux", (pipe.tokenizer, pipe.tokenizer_2), (pipe.text_encoder, pipe.text_encoder_2),
@@ -168,39 +168,24 @@ class FluxLoopContext(_LoopContext):
         unet, _ = self._modules()
         return flux.kohya_state_dict(unet, dtype=dtype)
 
-    def sample(self, folder: Path) -> list[Path]:
+    def sample_maker(self, unet: Any) -> Any:
+        """Flux samples from the cached prompt embeddings (the text encoders are gone), with
+        ``sample_cfg`` as [dev]'s distilled guidance."""
         import torch
 
-        from animlora.io.files import atomic_path
-        from animlora.training.sampling import load_prompts
-
         s = self.s
-        prompts = load_prompts(s.sample_prompts or None, self.data.trigger)
-        unet, _ = self._modules()
-        self.comp.vae.to(self.device)
         pipe = flux_pipeline(self.comp, unet)
-        written = []
-        unet.eval()
-        try:
-            for prompt in prompts.prompts:
-                embeds, pooled = self.text_condition([prompt.prompt])
-                for seed in s.sample_seeds:
-                    generator = torch.Generator("cpu").manual_seed(int(seed))
-                    with torch.no_grad(), torch.autocast(self.device.type, dtype=self.weight_dtype,
-                                                         enabled=self.device.type == "cuda"):
-                        image = pipe(prompt_embeds=embeds.to(self.weight_dtype),
-                                     pooled_prompt_embeds=pooled.to(self.weight_dtype), num_inference_steps=s.sample_steps,
-                                     guidance_scale=s.sample_cfg, width=s.resolution, height=s.resolution,
-                                     generator=generator).images[0]
-                    path = folder / f"{prompt.name}_{seed}.png"
-                    with atomic_path(path) as tmp:
-                        image.save(tmp, format="PNG")
-                    written.append(path)
-        finally:
-            unet.train()
-            if self.cache is not None:
-                self.comp.vae.to("cpu")
-        return written
+
+        def make(prompt: Any, seed: int) -> Any:
+            embeds, pooled = self.text_condition([prompt.prompt])
+            generator = torch.Generator("cpu").manual_seed(int(seed))
+            with torch.no_grad(), torch.autocast(self.device.type, dtype=self.weight_dtype,
+                                                 enabled=self.device.type == "cuda"):
+                return pipe(prompt_embeds=embeds.to(self.weight_dtype), pooled_prompt_embeds=pooled.to(self.weight_dtype),
+                            num_inference_steps=s.sample_steps, guidance_scale=s.sample_cfg, width=s.resolution,
+                            height=s.resolution, generator=generator).images[0]
+
+        return make
 
 
 def flux_pipeline(comp: BaseComponents, transformer: Any) -> Any:

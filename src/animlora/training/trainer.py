@@ -79,19 +79,37 @@ class TrainResult:
     seconds: float = 0.0
 
 
-class _NoEmptyFp32Warning(logging.Filter):
-    """diffusers warns "modules ... should be kept in float32: []" on every ``.to(dtype)`` even
-    when there are none; that says nothing to the user. A non-empty list still shows."""
+class _DropMessage(logging.Filter):
+    """Drops the records of one library logger whose message contains ``text``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "should be kept in float32: []" not in record.getMessage()
+        return self.text not in record.getMessage()
+
+
+#: library warnings that are not the user's business: (logger, text of the message)
+QUIET = (
+    # diffusers warns "modules ... should be kept in float32: []" on every ``.to(dtype)`` even when
+    # there are none; a non-empty list still shows
+    ("diffusers.models.modeling_utils", "should be kept in float32: []"),
+    # bitsandbytes ≥ 0.50, imported by peft whenever it is installed, looks for an optional fused
+    # CPU 4-bit kernel on CPUs with AVX512-BF16 at import and asks for `pip install kernels` when
+    # it is missing; animlora never runs bitsandbytes on the CPU (quantize_base and adamw8bit are
+    # CUDA only), and on a CUDA build of torch that kernel cannot load anyway
+    ("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward"),
+)
 
 
 def quiet_library_noise() -> None:
-    """Install the filters for library warnings that are not the user's business (idempotent)."""
-    target = logging.getLogger("diffusers.models.modeling_utils")
-    if not any(isinstance(f, _NoEmptyFp32Warning) for f in target.filters):
-        target.addFilter(_NoEmptyFp32Warning())
+    """Install the filters of :data:`QUIET` (idempotent). Called before the libraries are
+    imported: a logger's filter is in place before the library logs through it."""
+    for name, text in QUIET:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessage) and f.text == text for f in target.filters):
+            target.addFilter(_DropMessage(text))
 
 
 def _real_size(ref: BaseModelRef) -> bool:
@@ -149,6 +167,7 @@ class LoraTrainer:
         self.models = models
         self.seed = seed
         self.on_step = on_step
+        quiet_library_noise()  # before check_inputs or train import peft (and with it bitsandbytes)
 
     # -- 1. check inputs ------------------------------------------------------------------
     def check_inputs(self, dataset_dir: Path, base_model: str) -> tuple[ds.TrainingDataset, BaseModelRef, TrainPlan]:
@@ -746,43 +765,50 @@ class _LoopContext:
         self.accelerator.wait_for_everyone()
 
     def sample(self, folder: Path) -> list[Path]:
-        """Images for the sample prompts × seeds, with the LoRA as it is now."""
-        import torch
-
+        """Images for the sample prompts × seeds, with the LoRA as it is now: one loop for every
+        family; :meth:`sample_maker` makes the images."""
         from animlora.io.files import atomic_path
-        from animlora.training.sampling import (
-            SAMPLE_SAMPLER,
-            build_pipeline,
-            generate,
-            load_prompts,
-            make_scheduler,
-        )
+        from animlora.training.sampling import load_prompts
 
-        s = self.s
-        prompts = load_prompts(s.sample_prompts or None, self.data.trigger)
+        prompts = load_prompts(self.s.sample_prompts or None, self.data.trigger)
         unet, _ = self._modules()
-        encoders = tuple(self.accelerator.unwrap_model(e) for e in self.encoders)
         self.comp.vae.to(self.device)
-        pipe = build_pipeline(self.comp.family, self.comp.tokenizers, encoders, self.comp.vae, unet,
-                              make_scheduler(SAMPLE_SAMPLER, self.comp.noise_scheduler.config))
-        pipe.set_progress_bar_config(disable=True)
+        make = self.sample_maker(unet)
         written = []
         unet.eval()
         try:
-            with torch.autocast(self.device.type, dtype=self.weight_dtype, enabled=self.device.type == "cuda"):
-                for prompt in prompts.prompts:
-                    for seed in s.sample_seeds:
-                        image = generate(pipe, prompt, seed, steps=s.sample_steps, cfg=s.sample_cfg,
-                                         width=s.resolution, height=s.resolution)
-                        path = folder / f"{prompt.name}_{seed}.png"
-                        with atomic_path(path) as tmp:
-                            image.save(tmp, format="PNG")
-                        written.append(path)
+            for prompt in prompts.prompts:
+                for seed in self.s.sample_seeds:
+                    image = make(prompt, seed)
+                    path = folder / f"{prompt.name}_{seed}.png"
+                    with atomic_path(path) as tmp:
+                        image.save(tmp, format="PNG")
+                    written.append(path)
         finally:
             unet.train()
             if self.cache is not None:
                 self.comp.vae.to("cpu")
         return written
+
+    def sample_maker(self, unet: Any) -> Callable[[Any, int], Any]:
+        """``(prompt, seed) -> PIL image`` for the training samples: SD 1.x / SDXL pipeline,
+        Euler, the prompt's negative, CFG ``sample_cfg``."""
+        import torch
+
+        from animlora.training.sampling import SAMPLE_SAMPLER, build_pipeline, generate, make_scheduler
+
+        s = self.s
+        encoders = tuple(self.accelerator.unwrap_model(e) for e in self.encoders)
+        pipe = build_pipeline(self.comp.family, self.comp.tokenizers, encoders, self.comp.vae, unet,
+                              make_scheduler(SAMPLE_SAMPLER, self.comp.noise_scheduler.config))
+        pipe.set_progress_bar_config(disable=True)
+
+        def make(prompt: Any, seed: int) -> Any:
+            with torch.autocast(self.device.type, dtype=self.weight_dtype, enabled=self.device.type == "cuda"):
+                return generate(pipe, prompt, seed, steps=s.sample_steps, cfg=s.sample_cfg, width=s.resolution,
+                                height=s.resolution)
+
+        return make
 
 
 def _color_jitter(rng: Any) -> Callable[[Any], Any]:
