@@ -47,6 +47,7 @@ CUT_FRACTION = 0.03  # a set region this large (of the mask) is cut off a moving
 KEEP_FRACTION = 0.25  # ... when at least this much of the mask is left
 SET_VOTES = 2  # neighbours that must show a region as the set before it is cut off a mask
 MIN_SOLIDITY = 0.7  # ... and it is a solid chunk (area / convex hull area)
+ENCLOSED = 0.7  # ... and less than this share of its outline lies on the rest of the mask
 MERGE_GAP = 0.12  # parts this close (x sqrt(area of the larger)) may be one character
 MERGE_GAP_SINGLE = 0.04  # ... and without other frames to show they move together
 OFFSET_SPREAD = 0.1  # max spread of the parts' offset (x size) over the shot: "move together"
@@ -246,6 +247,14 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
     evidence = [neighbour_evidence(i, views, homs) if n > 1 else [] for i in range(n)]
     statics = [static_map(evidence[i], views[i].gray.shape) if evidence[i] else None for i in range(n)]
     fraction = [_static_fraction(smalls[k], statics[inst.frame]) for k, inst in enumerate(instances)]
+    # parts the matte split cut out of one blob go back together unless the video shows them apart
+    instances, joined = _rejoin_split(instances, fraction)
+    if joined:
+        by_frame = {}
+        for k, inst in enumerate(instances):
+            by_frame.setdefault(inst.frame, []).append(k)
+        smalls = [_small_mask(inst, views[inst.frame]) for inst in instances]
+        fraction = [_static_fraction(smalls[k], statics[inst.frame]) for k, inst in enumerate(instances)]
     props = {k for k, f in enumerate(fraction) if f is not None and f >= STATIC_FRACTION}
     free, prop_masks = [], []  # per frame: outside every instance; inside a prop
     for i in range(n):
@@ -312,6 +321,73 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
     return Refined(out, notes)
 
 
+def _tracks_apart(instances: Sequence[Instance], ta: int, tb: int) -> bool:
+    """True when tracks ``ta`` and ``tb`` share two or more frames and do not keep a steady
+    offset over them (two characters, not a head and its body): the median distance of the
+    offsets (x size) from their median is over ``OFFSET_SPREAD``."""
+    where: dict[tuple[int, int], Instance] = {(inst.track, inst.frame): inst for inst in instances}
+    shared = sorted(f for (t, f) in where if t == ta and (tb, f) in where)
+    if ta < 0 or tb < 0 or ta == tb or len(shared) < 2:
+        return False
+    offsets = []
+    for f in shared:
+        (aa, ca), (ab, cb) = _geometry(where[(ta, f)]), _geometry(where[(tb, f)])
+        offsets.append((cb - ca) / np.sqrt(max(aa, ab, 1.0)))
+    # robust spread (median distance from the median offset): one frame where a part took a
+    # tree along does not make a head and its body "apart"
+    offs = np.array(offsets)
+    return float(np.median(np.linalg.norm(offs - np.median(offs, axis=0), axis=1))) > OFFSET_SPREAD
+
+
+def _rejoin_split(instances: list[Instance], fraction: list[float | None]) -> tuple[list[Instance], bool]:
+    """Put the parts that ``split_matte`` cut out of one blob (same ``blob``, same frame) back
+    together unless the shot shows them apart: one part still (a prop: ``STATIC_FRACTION``)
+    and the other moving (a character in front of a tree), or both moving without keeping a
+    steady offset over the shot (two characters touching). A head cut from its body at the
+    collar moves with it, or both stand still: one instance."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k, inst in enumerate(instances):
+        if inst.blob >= 0:
+            groups.setdefault((inst.frame, inst.blob), []).append(k)
+    parent = list(range(len(instances)))
+
+    def find(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    def still(k: int) -> bool | None:
+        return None if fraction[k] is None else fraction[k] >= STATIC_FRACTION  # type: ignore[operator]
+
+    joined = False
+    for members in groups.values():
+        for ai, ka in enumerate(members):
+            for kb in members[ai + 1 :]:
+                sa, sb = still(ka), still(kb)
+                if sa is not None and sb is not None and sa != sb:
+                    continue
+                if sa is False and sb is False and _tracks_apart(instances, instances[ka].track, instances[kb].track):
+                    continue
+                if find(ka) != find(kb):
+                    parent[find(kb)] = find(ka)
+                    joined = True
+    if not joined:
+        return instances, False
+    groups_out: dict[int, list[int]] = {}
+    for k in range(len(instances)):
+        groups_out.setdefault(find(k), []).append(k)
+    out = []
+    for members in sorted(groups_out.values(), key=lambda m: m[0]):
+        if len(members) == 1:
+            out.append(instances[members[0]])
+            continue
+        parts = [instances[k] for k in members]
+        largest = max(parts, key=lambda p: float((p.alpha >= 0.5).sum()))
+        out.append(_union(parts, largest.track))
+    return out, True
+
+
 def _static_fraction(mask: np.ndarray, static: tuple[np.ndarray, np.ndarray] | None) -> float | None:
     import cv2
 
@@ -355,6 +431,16 @@ def _cut(inst: Instance, cut_small: np.ndarray, view: _View, settings: Any) -> l
         hull = cv2.contourArea(cv2.convexHull(np.concatenate(contours)))
         if hull > 0 and stats[label, cv2.CC_STAT_AREA] / hull >= MIN_SOLIDITY:
             solid |= piece > 0
+    # a chunk lying inside the character (its outline mostly on the character's other
+    # pixels: a belly, a face) is the character seen still while the matte missed it in the
+    # neighbours, not a prop beside it
+    body = (inst.alpha >= settings.alpha_threshold) & ~solid
+    count, labels = cv2.connectedComponents(solid.astype(np.uint8), connectivity=8)
+    for label in range(1, count):
+        piece = labels == label
+        ring = (cv2.dilate(piece.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ~piece
+        if ring.any() and (ring & body).sum() >= ENCLOSED * ring.sum():
+            solid &= ~piece
     if not solid.any():
         return [(inst, False)]
     cut = solid
