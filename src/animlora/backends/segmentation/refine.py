@@ -50,6 +50,9 @@ MIN_SOLIDITY = 0.7  # ... and it is a solid chunk (area / convex hull area)
 ENCLOSED = 0.7  # ... and less than this share of its outline lies on the rest of the mask
 MERGE_GAP = 0.12  # parts this close (x sqrt(area of the larger)) may be one character
 MERGE_GAP_SINGLE = 0.04  # ... and without other frames to show they move together
+FUSED_MOVING = 0.05  # share of a mask that must change over the shot to seed the character ...
+FUSED_REACH = 0.15  # ... and still pixels this far from the changing ones (x sqrt(area)) seed the set
+FUSED_SET_LIKE = 0.5  # a piece is cut when its colours are this much more the set's than the character's
 OFFSET_SPREAD = 0.1  # max spread of the parts' offset (x size) over the shot: "move together"
 
 
@@ -279,6 +282,10 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
             cut = smalls[k] & set_here
             cut = cv2.morphologyEx(cut.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
             area = max(1, int(smalls[k].sum()))
+            if cut.sum() < CUT_FRACTION * area and statics[i] is not None:
+                # no neighbour shows that place as set: the set fused to the character in
+                # every frame (a tree behind it) is cut by colour from what moves
+                cut = fused_set(smalls[k], statics[i], views[i], free[i] | prop_masks[i])
             if cut.sum() < CUT_FRACTION * area or cut.sum() > (1 - KEEP_FRACTION) * area:
                 out.append(inst)
                 notes.append({"static": fraction[k], "prop": False})
@@ -386,6 +393,64 @@ def _rejoin_split(instances: list[Instance], fraction: list[float | None]) -> tu
         largest = max(parts, key=lambda p: float((p.alpha >= 0.5).sum()))
         out.append(_union(parts, largest.track))
     return out, True
+
+
+def fused_set(mask: np.ndarray, static: tuple[np.ndarray, np.ndarray], view: _View,
+              scenery: np.ndarray) -> np.ndarray:
+    """Pixels of a moving instance (``mask``, analysis scale) that are the set fused to it in
+    every frame: a graph cut (OpenCV GrabCut on Lab) seeded with the pixels that change over
+    the shot as the character and the still pixels far from them as probably set, the frame
+    around the instance as set. Only still pixels are ever returned; empty when the instance
+    does not move enough to seed the character. A cut piece must have the colours of the
+    frame's ``scenery`` (outside every instance, or a prop) rather than those of the pixels
+    that move: a fox's still legs are fox-coloured and stay."""
+    import cv2
+
+    still, known = static
+    empty = np.zeros_like(mask)
+    area = float(mask.sum())
+    core = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    moving = cv2.morphologyEx((core & known & ~still).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+    if area < 50 or moving.sum() < FUSED_MOVING * area:
+        return empty
+    reach = FUSED_REACH * np.sqrt(area)
+    far = cv2.distanceTransform((~moving).astype(np.uint8), cv2.DIST_L2, 3) > reach
+    far_still = mask & known & still & far
+    if far_still.sum() < CUT_FRACTION * area:
+        return empty
+    ys, xs = np.nonzero(mask)
+    h, w = mask.shape
+    margin = max(4, int(0.1 * np.sqrt(area)))
+    y0, y1 = max(0, ys.min() - margin), min(h, ys.max() + margin + 1)
+    x0, x1 = max(0, xs.min() - margin), min(w, xs.max() + margin + 1)
+    roi = (slice(y0, y1), slice(x0, x1))
+    labels = np.full((y1 - y0, x1 - x0), cv2.GC_BGD, np.uint8)
+    labels[mask[roi]] = cv2.GC_PR_FGD
+    labels[far_still[roi]] = cv2.GC_PR_BGD
+    labels[moving[roi]] = cv2.GC_FGD
+    image = np.ascontiguousarray(np.clip(view.lab[roi], 0, 255).astype(np.uint8))
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    try:
+        cv2.grabCut(image, labels, None, bgd, fgd, 3, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:
+        return empty
+    removed = np.zeros_like(mask)
+    removed[roi] = (labels == cv2.GC_BGD) | (labels == cv2.GC_PR_BGD)
+    removed &= mask & still & known
+    # colour check: each piece, set-coloured rather than character-coloured
+    bins = (np.clip(view.lab, 0, 255).astype(np.int32) // 32) @ np.array([64, 8, 1])
+    scenery_hist = np.bincount(bins[scenery & ~mask], minlength=512).astype(np.float64)
+    moving_hist = np.bincount(bins[moving], minlength=512).astype(np.float64)
+    scenery_hist /= max(1.0, scenery_hist.sum())
+    moving_hist /= max(1.0, moving_hist.sum())
+    set_like = scenery_hist / np.maximum(scenery_hist + moving_hist, 1e-9)  # a colour neither shows: 0
+    out = empty.copy()
+    count, pieces = cv2.connectedComponents(removed.astype(np.uint8), connectivity=8)
+    for label in range(1, count):
+        piece = pieces == label
+        if piece.sum() >= CUT_FRACTION * area and float(set_like[bins[piece]].mean()) >= FUSED_SET_LIKE:
+            out |= piece
+    return out
 
 
 def _static_fraction(mask: np.ndarray, static: tuple[np.ndarray, np.ndarray] | None) -> float | None:
