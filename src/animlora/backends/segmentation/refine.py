@@ -430,6 +430,7 @@ def fused_set(mask: np.ndarray, static: tuple[np.ndarray, np.ndarray], view: _Vi
     labels[moving[roi]] = cv2.GC_FGD
     image = np.ascontiguousarray(np.clip(view.lab[roi], 0, 255).astype(np.uint8))
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut's GMMs start from k-means: the same cut on every run
     try:
         cv2.grabCut(image, labels, None, bgd, fgd, 3, cv2.GC_INIT_WITH_MASK)
     except cv2.error:
