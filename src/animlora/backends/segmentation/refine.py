@@ -52,6 +52,8 @@ MERGE_GAP = 0.12  # parts this close (x sqrt(area of the larger)) may be one cha
 MERGE_GAP_SINGLE = 0.04  # ... and without other frames to show they move together
 FUSED_MOVING = 0.05  # share of a mask that must change over the shot to seed the character ...
 FUSED_REACH = 0.15  # ... and still pixels this far from the changing ones (x sqrt(area)) seed the set
+FUSED_STILL_MAX = 0.97  # a still instance (static >= STATIC_FRACTION) under this is tried too
+FUSED_SOLIDITY = 0.5  # ... and its pieces need only this solidity
 FUSED_SET_LIKE = 0.5  # a piece is cut when its colours are this much more the set's than the character's
 OFFSET_SPREAD = 0.1  # max spread of the parts' offset (x size) over the shot: "move together"
 
@@ -275,28 +277,40 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
         set_here = set_in_neighbours(i, evidence[i], free, prop_masks, homs) if evidence[i] else None
         for k in by_frame.get(i, []):
             inst = instances[k]
-            if k in props or set_here is None:
+            # a still instance with some motion in it (an idle character fused with the tree
+            # behind it) is tried for a fused set only
+            idle = k in props and fraction[k] is not None and fraction[k] < FUSED_STILL_MAX
+            if (k in props and not idle) or set_here is None:
                 out.append(inst)
                 notes.append({"static": fraction[k], "prop": k in props})
                 continue
-            cut = smalls[k] & set_here
-            cut = cv2.morphologyEx(cut.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
             area = max(1, int(smalls[k].sum()))
-            if cut.sum() < CUT_FRACTION * area and statics[i] is not None:
+            if idle:
+                cut = np.zeros_like(smalls[k])
+            else:
+                cut = smalls[k] & set_here
+                cut = cv2.morphologyEx(cut.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+            pieces = [(inst, False)]
+            if CUT_FRACTION * area <= cut.sum() <= (1 - KEEP_FRACTION) * area:
+                pieces = _cut(inst, cut, views[i], settings)
+            if len(pieces) == 1 and statics[i] is not None:
                 # no neighbour shows that place as set: the set fused to the character in
                 # every frame (a tree behind it) is cut by colour from what moves
                 cut = fused_set(smalls[k], statics[i], views[i], free[i] | prop_masks[i])
-            if cut.sum() < CUT_FRACTION * area or cut.sum() > (1 - KEEP_FRACTION) * area:
-                out.append(inst)
-                notes.append({"static": fraction[k], "prop": False})
-                continue
-            pieces = _cut(inst, cut, views[i], settings)
+                if CUT_FRACTION * area <= cut.sum() <= (1 - KEEP_FRACTION) * area:
+                    pieces = _cut(inst, cut, views[i], settings, FUSED_SOLIDITY)  # a tree with a bite out of it
             for piece, is_prop in pieces:
                 out.append(piece)
                 if piece is inst:  # nothing solid to cut
-                    notes.append({"static": fraction[k], "prop": False})
+                    notes.append({"static": fraction[k], "prop": k in props})
+                elif is_prop:
+                    notes.append({"static": 1.0, "prop": True, "cut_from_prop": False})
                 else:
-                    notes.append({"static": 1.0 if is_prop else fraction[k], "prop": is_prop, "cut_from_prop": not is_prop})
+                    still = fraction[k]
+                    if idle:  # what is left of an idle instance: its own static share
+                        still = _static_fraction(_small_mask(piece, views[i]), statics[i])
+                    notes.append({"static": still, "prop": still is not None and still >= STATIC_FRACTION,
+                                  "cut_from_prop": True})
     # tracks over the corrected instances
     if relink:
         out = link_tracks(out, frames, settings.track_similarity)
@@ -400,8 +414,9 @@ def fused_set(mask: np.ndarray, static: tuple[np.ndarray, np.ndarray], view: _Vi
     """Pixels of a moving instance (``mask``, analysis scale) that are the set fused to it in
     every frame: a graph cut (OpenCV GrabCut on Lab) seeded with the pixels that change over
     the shot as the character and the still pixels far from them as probably set, the frame
-    around the instance as set. Only still pixels are ever returned; empty when the instance
-    does not move enough to seed the character. A cut piece must have the colours of the
+    around the instance as set; what it removes, and those far still pixels, are candidates.
+    Only still pixels are ever returned; empty when the instance does not move enough to seed
+    the character. A cut piece must have the colours of the
     frame's ``scenery`` (outside every instance, or a prop) rather than those of the pixels
     that move: a fox's still legs are fox-coloured and stay."""
     import cv2
@@ -437,6 +452,7 @@ def fused_set(mask: np.ndarray, static: tuple[np.ndarray, np.ndarray], view: _Vi
         return empty
     removed = np.zeros_like(mask)
     removed[roi] = (labels == cv2.GC_BGD) | (labels == cv2.GC_PR_BGD)
+    removed |= far_still  # GrabCut keeps a dark tree that shares a colour with a dark cap
     removed &= mask & still & known
     # colour check: each piece, set-coloured rather than character-coloured
     bins = (np.clip(view.lab, 0, 255).astype(np.int32) // 32) @ np.array([64, 8, 1])
@@ -450,7 +466,11 @@ def fused_set(mask: np.ndarray, static: tuple[np.ndarray, np.ndarray], view: _Vi
     for label in range(1, count):
         piece = pieces == label
         if piece.sum() >= CUT_FRACTION * area and float(set_like[bins[piece]].mean()) >= FUSED_SET_LIKE:
-            out |= piece
+            # with its holes (leaves in the wind, render noise read as motion) filled
+            contours, _ = cv2.findContours(piece.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            filled = np.zeros(piece.shape, np.uint8)
+            cv2.drawContours(filled, contours, -1, 1, thickness=-1)
+            out |= (filled > 0) & mask
     return out
 
 
@@ -469,7 +489,8 @@ def _static_fraction(mask: np.ndarray, static: tuple[np.ndarray, np.ndarray] | N
     return float((still & have).sum() / have.sum())
 
 
-def _cut(inst: Instance, cut_small: np.ndarray, view: _View, settings: Any) -> list[tuple[Instance, bool]]:
+def _cut(inst: Instance, cut_small: np.ndarray, view: _View, settings: Any,
+         min_solidity: float = MIN_SOLIDITY) -> list[tuple[Instance, bool]]:
     """Split ``inst`` into the prop part (``cut_small``: its static pixels where a prop
     lies, analysis scale) and the rest; each piece large enough becomes an instance (True =
     the prop part). A leftover lying mostly where the prop is (its anti-aliased rim, a
@@ -495,7 +516,7 @@ def _cut(inst: Instance, cut_small: np.ndarray, view: _View, settings: Any) -> l
         piece = (labels == label).astype(np.uint8)
         contours, _ = cv2.findContours(piece, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         hull = cv2.contourArea(cv2.convexHull(np.concatenate(contours)))
-        if hull > 0 and stats[label, cv2.CC_STAT_AREA] / hull >= MIN_SOLIDITY:
+        if hull > 0 and stats[label, cv2.CC_STAT_AREA] / hull >= min_solidity:
             solid |= piece > 0
     # a chunk lying inside the character (its outline mostly on the character's other
     # pixels: a belly, a face) is the character seen still while the matte missed it in the
