@@ -273,3 +273,14 @@ def test_a_tree_behind_a_moving_character_in_every_frame_is_cut_off_by_colour():
     assert sum(a >= 0.9 for a in after) >= 3, after
     cut = [note for inst, note in zip(refined.instances, refined.measures, strict=True) if note["prop"]]
     assert len(cut) >= 3 + 4  # the tree cut off in those frames, and the other tree in every frame
+
+
+def test_two_still_things_of_a_size_split_by_the_matte_stay_apart():
+    # a still character and a still tree of its size behind it, one matte blob split at the
+    # neck: nothing moves, so only the sizes speak (a head is clearly smaller than its body)
+    still = [[((170, 130), (36, 56), ORANGE), ((238, 120), (36, 50), (40, 150, 60))] for _ in range(3)]
+    frames, _, shapes = panning_shot(3, still)
+    before = segment_like_a_matte(frames, [[m[0] | m[1]] for m in shapes])
+    assert all(len(masks_in(before, k)) == 2 for k in range(3))
+    refined = refine_shot(before, frames, settings())
+    assert [len(masks_in(refined.instances, k)) for k in range(3)] == [2, 2, 2]

@@ -55,6 +55,7 @@ FUSED_REACH = 0.15  # ... and still pixels this far from the changing ones (x sq
 FUSED_STILL_MAX = 0.97  # a still instance (static >= STATIC_FRACTION) under this is tried too
 FUSED_SOLIDITY = 0.5  # ... and its pieces need only this solidity
 FUSED_SET_LIKE = 0.5  # a piece is cut when its colours are this much more the set's than the character's
+STILL_PART_RATIO = 0.6  # two still parts of one blob go back together when one is this much smaller
 OFFSET_SPREAD = 0.1  # max spread of the parts' offset (x size) over the shot: "move together"
 
 
@@ -390,6 +391,13 @@ def _rejoin_split(instances: list[Instance], fraction: list[float | None]) -> tu
                     continue
                 if sa is False and sb is False and _tracks_apart(instances, instances[ka].track, instances[kb].track):
                     continue
+                if sa and sb:
+                    # both still: only a part clearly smaller than the other (a head on its
+                    # body) goes back; two still things of a size (a bunny and the tree
+                    # behind it) stay apart
+                    small, large = sorted(_geometry(instances[x])[0] for x in (ka, kb))
+                    if small > STILL_PART_RATIO * large:
+                        continue
                 if find(ka) != find(kb):
                     parent[find(kb)] = find(ka)
                     joined = True
