@@ -48,6 +48,8 @@ KEEP_FRACTION = 0.25  # ... when at least this much of the mask is left
 SET_VOTES = 2  # neighbours that must show a region as the set before it is cut off a mask
 MIN_SOLIDITY = 0.7  # ... and it is a solid chunk (area / convex hull area)
 ENCLOSED = 0.7  # ... and less than this share of its outline lies on the rest of the mask
+ENCLOSED_ALONE = 0.995  # ... (when the prop is seen on its own elsewhere in the shot: the rest of
+#                       the rock around the part that matched may be the "mask" around it)
 MERGE_GAP = 0.12  # parts this close (x sqrt(area of the larger)) may be one character
 MERGE_GAP_SINGLE = 0.04  # ... and without other frames to show they move together
 FUSED_MOVING = 0.05  # share of a mask that must change over the shot to seed the character ...
@@ -56,6 +58,7 @@ FUSED_STILL_MAX = 0.97  # a still instance (static >= STATIC_FRACTION) under thi
 FUSED_SOLIDITY = 0.5  # ... and its pieces need only this solidity
 FUSED_SET_LIKE = 0.5  # a piece is cut when its colours are this much more the set's than the character's
 STILL_PART_RATIO = 0.6  # two still parts of one blob go back together when one is this much smaller
+FAR_PARTNERS = 2  # frames beyond the neighbours that may show a fused prop on its own
 OFFSET_SPREAD = 0.1  # max spread of the parts' offset (x size) over the shot: "move together"
 
 
@@ -148,17 +151,20 @@ def register(a: np.ndarray, b: np.ndarray, set_a: np.ndarray, set_b: np.ndarray)
     return best
 
 
-def neighbour_evidence(i: int, views: list[_View], homs: dict[tuple[int, int], Any]) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    """For each registered neighbour ``j`` of frame ``i``: (j, unchanged, valid), pixel maps
-    in frame ``i``'s coordinates (unchanged = same grey at the registered place, within a
-    few pixels of parallax)."""
+def neighbour_evidence(i: int, views: list[_View], homs: dict[tuple[int, int], Any],
+                       partners: Sequence[int] | None = None) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """For each registered neighbour ``j`` of frame ``i`` (or each of ``partners``): (j,
+    unchanged, valid), pixel maps in frame ``i``'s coordinates (unchanged = same grey at the
+    registered place, within a few pixels of parallax)."""
     import cv2
 
     a = views[i].lab
     h, w = a.shape[:2]
     planes = [np.ascontiguousarray(a[..., c]) for c in range(3)]
     out = []
-    for j in range(max(0, i - NEIGHBOURS), min(len(views), i + NEIGHBOURS + 1)):
+    if partners is None:
+        partners = range(max(0, i - NEIGHBOURS), min(len(views), i + NEIGHBOURS + 1))
+    for j in partners:
         hom = homs.get((i, j)) if j != i else None
         if hom is None:
             continue
@@ -194,6 +200,54 @@ def static_map(evidence: list[tuple[int, np.ndarray, np.ndarray]], shape: tuple[
         counted += valid
     known = counted > 0
     return known & (2 * votes >= counted), known
+
+
+def _far_props(n: int, by_frame: dict[int, list[int]], smalls: list[np.ndarray], props: set[int],
+               fraction: list[float | None], views: list[_View], sets: list[np.ndarray],
+               homs: dict[tuple[int, int], Any]) -> list[np.ndarray | None]:
+    """Per frame: pixels of its moving instances that a frame farther in the shot than the
+    neighbours shows, unchanged, as a prop on its own that is still through and through
+    (static >= ``FUSED_STILL_MAX``: the boulders a bunny climbs out from behind, seen alone
+    once it has left; not an idle character). Up to ``FAR_PARTNERS`` such frames per frame,
+    those whose props cover most of this frame's moving instances; ``homs`` gains their
+    registrations."""
+    import cv2
+
+    prop_masks = []
+    for j in range(n):
+        still = np.zeros(views[j].gray.shape, bool)
+        for k in by_frame.get(j, []):
+            if k in props and (fraction[k] or 0.0) >= FUSED_STILL_MAX:
+                still |= smalls[k]
+        prop_masks.append(still)
+    out: list[np.ndarray | None] = [None] * n
+    for i in range(n):
+        moving = np.zeros(views[i].gray.shape, bool)
+        for k in by_frame.get(i, []):
+            if k not in props:
+                moving |= smalls[k]
+        if not moving.any():
+            continue
+        scores = [(int((prop_masks[j] & moving).sum()), -abs(i - j), j) for j in range(n)
+                  if abs(i - j) > NEIGHBOURS and prop_masks[j].shape == moving.shape]
+        partners = []
+        for score, _, j in sorted(scores, reverse=True)[:FAR_PARTNERS]:
+            if score < CUT_FRACTION * moving.sum():
+                continue
+            if (i, j) not in homs:
+                hom = register(views[i].gray, views[j].gray, sets[i], sets[j])
+                homs[(i, j)] = hom
+                homs[(j, i)] = None if hom is None else np.linalg.inv(hom)
+            partners.append(j)
+        if not partners:
+            continue
+        h, w = moving.shape
+        here = np.zeros((h, w), bool)
+        for j, same, _ in neighbour_evidence(i, views, homs, partners):
+            prop = cv2.warpPerspective(prop_masks[j].astype(np.uint8), homs[(i, j)], (w, h), flags=cv2.INTER_NEAREST) > 0
+            here |= same & prop & moving
+        out[i] = here
+    return out
 
 
 def set_in_neighbours(i: int, evidence: list[tuple[int, np.ndarray, np.ndarray]], free: list[np.ndarray],
@@ -274,8 +328,11 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
         prop_masks.append(still)
     out: list[Instance] = []
     notes: list[dict[str, Any]] = []
+    far = _far_props(n, by_frame, smalls, props, fraction, views, sets, homs)
     for i in range(n):
         set_here = set_in_neighbours(i, evidence[i], free, prop_masks, homs) if evidence[i] else None
+        if far[i] is not None:
+            set_here = far[i] if set_here is None else set_here | far[i]
         for k in by_frame.get(i, []):
             inst = instances[k]
             # a still instance with some motion in it (an idle character fused with the tree
@@ -293,7 +350,10 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
                 cut = cv2.morphologyEx(cut.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
             pieces = [(inst, False)]
             if CUT_FRACTION * area <= cut.sum() <= (1 - KEEP_FRACTION) * area:
-                pieces = _cut(inst, cut, views[i], settings)
+                seen_alone = far[i] is not None and (far[i] & smalls[k]).sum() >= CUT_FRACTION * area
+                # a prop seen on its own elsewhere in the shot may be any shape (rocks, a stump)
+                pieces = _cut(inst, cut, views[i], settings, FUSED_SOLIDITY if seen_alone else MIN_SOLIDITY,
+                              seen_alone)
             if len(pieces) == 1 and statics[i] is not None:
                 # no neighbour shows that place as set: the set fused to the character in
                 # every frame (a tree behind it) is cut by colour from what moves
@@ -498,7 +558,7 @@ def _static_fraction(mask: np.ndarray, static: tuple[np.ndarray, np.ndarray] | N
 
 
 def _cut(inst: Instance, cut_small: np.ndarray, view: _View, settings: Any,
-         min_solidity: float = MIN_SOLIDITY) -> list[tuple[Instance, bool]]:
+         min_solidity: float = MIN_SOLIDITY, seen_alone: bool = False) -> list[tuple[Instance, bool]]:
     """Split ``inst`` into the prop part (``cut_small``: its static pixels where a prop
     lies, analysis scale) and the rest; each piece large enough becomes an instance (True =
     the prop part). A leftover lying mostly where the prop is (its anti-aliased rim, a
@@ -531,10 +591,11 @@ def _cut(inst: Instance, cut_small: np.ndarray, view: _View, settings: Any,
     # neighbours, not a prop beside it
     body = (inst.alpha >= settings.alpha_threshold) & ~solid
     count, labels = cv2.connectedComponents(solid.astype(np.uint8), connectivity=8)
+    enclosed = ENCLOSED_ALONE if seen_alone else ENCLOSED  # partial evidence of a prop seen on its own
     for label in range(1, count):
         piece = labels == label
         ring = (cv2.dilate(piece.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ~piece
-        if ring.any() and (ring & body).sum() >= ENCLOSED * ring.sum():
+        if ring.any() and (ring & body).sum() >= enclosed * ring.sum():
             solid &= ~piece
     if not solid.any():
         return [(inst, False)]
