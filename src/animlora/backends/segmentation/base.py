@@ -29,13 +29,17 @@ class Instance:
     """One character in one frame.
 
     ``alpha`` is the soft matte (float32 in [0, 1]) cropped to ``bbox`` = (x, y, w, h) in
-    frame pixels; ``track`` numbers the instances of one character within the shot (0, 1, …)."""
+    frame pixels; ``track`` numbers the instances of one character within the shot (0, 1, …).
+    ``blob`` (>= 0) is shared by the parts that :func:`~.instances.split_matte` cut out of one
+    connected blob of the matte (so the shot pass can put them back together when the video
+    does not show them apart); -1 for an instance that was not split."""
 
     frame: int  # index into the shot's frames
     bbox: tuple[int, int, int, int]
     alpha: np.ndarray
     score: float  # backend confidence that this is a character, 0..1
     track: int = -1
+    blob: int = -1
 
     def full_alpha(self, height: int, width: int) -> np.ndarray:
         """The matte pasted into an empty frame-sized array."""

@@ -33,6 +33,7 @@ def split_matte(
     count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     min_area = max(1, int(min_area_fraction * height * width))
     regions: list[np.ndarray] = []
+    blobs: list[int] = []  # per region: the blob it was split from, or -1
     for label in range(1, count):
         if stats[label, cv2.CC_STAT_AREA] < min_area:
             continue
@@ -41,10 +42,11 @@ def split_matte(
         region[y : y + h, x : x + w] = labels[y : y + h, x : x + w] == label
         parts = _split_touching(region, min_area) if split_overlaps else [region]
         regions.extend(parts)
+        blobs.extend([label if len(parts) > 1 else -1] * len(parts))
     instances = []
     grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
     confidence = alpha if score is None else score
-    for region in regions:
+    for region, blob in zip(regions, blobs, strict=True):
         near = cv2.dilate(region, grow)
         # other regions' cores are excluded from this one's grown border
         matte = np.where(near > 0, alpha, 0).astype(np.float32)
@@ -60,6 +62,7 @@ def split_matte(
                 bbox=(int(x0), int(y0), int(x1 - x0), int(y1 - y0)),
                 alpha=np.ascontiguousarray(matte[y0:y1, x0:x1]),
                 score=float(np.clip(confidence[inside].mean(), 0, 1)),
+                blob=blob,
             )
         )
     instances.sort(key=lambda inst: (inst.bbox[0], inst.bbox[1]))

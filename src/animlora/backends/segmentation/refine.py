@@ -47,8 +47,18 @@ CUT_FRACTION = 0.03  # a set region this large (of the mask) is cut off a moving
 KEEP_FRACTION = 0.25  # ... when at least this much of the mask is left
 SET_VOTES = 2  # neighbours that must show a region as the set before it is cut off a mask
 MIN_SOLIDITY = 0.7  # ... and it is a solid chunk (area / convex hull area)
+ENCLOSED = 0.7  # ... and less than this share of its outline lies on the rest of the mask
+ENCLOSED_ALONE = 0.995  # ... (when the prop is seen on its own elsewhere in the shot: the rest of
+#                       the rock around the part that matched may be the "mask" around it)
 MERGE_GAP = 0.12  # parts this close (x sqrt(area of the larger)) may be one character
 MERGE_GAP_SINGLE = 0.04  # ... and without other frames to show they move together
+FUSED_MOVING = 0.05  # share of a mask that must change over the shot to seed the character ...
+FUSED_REACH = 0.15  # ... and still pixels this far from the changing ones (x sqrt(area)) seed the set
+FUSED_STILL_MAX = 0.97  # a still instance (static >= STATIC_FRACTION) under this is tried too
+FUSED_SOLIDITY = 0.5  # ... and its pieces need only this solidity
+FUSED_SET_LIKE = 0.5  # a piece is cut when its colours are this much more the set's than the character's
+STILL_PART_RATIO = 0.6  # two still parts of one blob go back together when one is this much smaller
+FAR_PARTNERS = 2  # frames beyond the neighbours that may show a fused prop on its own
 OFFSET_SPREAD = 0.1  # max spread of the parts' offset (x size) over the shot: "move together"
 
 
@@ -141,17 +151,20 @@ def register(a: np.ndarray, b: np.ndarray, set_a: np.ndarray, set_b: np.ndarray)
     return best
 
 
-def neighbour_evidence(i: int, views: list[_View], homs: dict[tuple[int, int], Any]) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    """For each registered neighbour ``j`` of frame ``i``: (j, unchanged, valid), pixel maps
-    in frame ``i``'s coordinates (unchanged = same grey at the registered place, within a
-    few pixels of parallax)."""
+def neighbour_evidence(i: int, views: list[_View], homs: dict[tuple[int, int], Any],
+                       partners: Sequence[int] | None = None) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """For each registered neighbour ``j`` of frame ``i`` (or each of ``partners``): (j,
+    unchanged, valid), pixel maps in frame ``i``'s coordinates (unchanged = same grey at the
+    registered place, within a few pixels of parallax)."""
     import cv2
 
     a = views[i].lab
     h, w = a.shape[:2]
     planes = [np.ascontiguousarray(a[..., c]) for c in range(3)]
     out = []
-    for j in range(max(0, i - NEIGHBOURS), min(len(views), i + NEIGHBOURS + 1)):
+    if partners is None:
+        partners = range(max(0, i - NEIGHBOURS), min(len(views), i + NEIGHBOURS + 1))
+    for j in partners:
         hom = homs.get((i, j)) if j != i else None
         if hom is None:
             continue
@@ -187,6 +200,54 @@ def static_map(evidence: list[tuple[int, np.ndarray, np.ndarray]], shape: tuple[
         counted += valid
     known = counted > 0
     return known & (2 * votes >= counted), known
+
+
+def _far_props(n: int, by_frame: dict[int, list[int]], smalls: list[np.ndarray], props: set[int],
+               fraction: list[float | None], views: list[_View], sets: list[np.ndarray],
+               homs: dict[tuple[int, int], Any]) -> list[np.ndarray | None]:
+    """Per frame: pixels of its moving instances that a frame farther in the shot than the
+    neighbours shows, unchanged, as a prop on its own that is still through and through
+    (static >= ``FUSED_STILL_MAX``: the boulders a bunny climbs out from behind, seen alone
+    once it has left; not an idle character). Up to ``FAR_PARTNERS`` such frames per frame,
+    those whose props cover most of this frame's moving instances; ``homs`` gains their
+    registrations."""
+    import cv2
+
+    prop_masks = []
+    for j in range(n):
+        still = np.zeros(views[j].gray.shape, bool)
+        for k in by_frame.get(j, []):
+            if k in props and (fraction[k] or 0.0) >= FUSED_STILL_MAX:
+                still |= smalls[k]
+        prop_masks.append(still)
+    out: list[np.ndarray | None] = [None] * n
+    for i in range(n):
+        moving = np.zeros(views[i].gray.shape, bool)
+        for k in by_frame.get(i, []):
+            if k not in props:
+                moving |= smalls[k]
+        if not moving.any():
+            continue
+        scores = [(int((prop_masks[j] & moving).sum()), -abs(i - j), j) for j in range(n)
+                  if abs(i - j) > NEIGHBOURS and prop_masks[j].shape == moving.shape]
+        partners = []
+        for score, _, j in sorted(scores, reverse=True)[:FAR_PARTNERS]:
+            if score < CUT_FRACTION * moving.sum():
+                continue
+            if (i, j) not in homs:
+                hom = register(views[i].gray, views[j].gray, sets[i], sets[j])
+                homs[(i, j)] = hom
+                homs[(j, i)] = None if hom is None else np.linalg.inv(hom)
+            partners.append(j)
+        if not partners:
+            continue
+        h, w = moving.shape
+        here = np.zeros((h, w), bool)
+        for j, same, _ in neighbour_evidence(i, views, homs, partners):
+            prop = cv2.warpPerspective(prop_masks[j].astype(np.uint8), homs[(i, j)], (w, h), flags=cv2.INTER_NEAREST) > 0
+            here |= same & prop & moving
+        out[i] = here
+    return out
 
 
 def set_in_neighbours(i: int, evidence: list[tuple[int, np.ndarray, np.ndarray]], free: list[np.ndarray],
@@ -246,6 +307,14 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
     evidence = [neighbour_evidence(i, views, homs) if n > 1 else [] for i in range(n)]
     statics = [static_map(evidence[i], views[i].gray.shape) if evidence[i] else None for i in range(n)]
     fraction = [_static_fraction(smalls[k], statics[inst.frame]) for k, inst in enumerate(instances)]
+    # parts the matte split cut out of one blob go back together unless the video shows them apart
+    instances, joined = _rejoin_split(instances, fraction)
+    if joined:
+        by_frame = {}
+        for k, inst in enumerate(instances):
+            by_frame.setdefault(inst.frame, []).append(k)
+        smalls = [_small_mask(inst, views[inst.frame]) for inst in instances]
+        fraction = [_static_fraction(smalls[k], statics[inst.frame]) for k, inst in enumerate(instances)]
     props = {k for k, f in enumerate(fraction) if f is not None and f >= STATIC_FRACTION}
     free, prop_masks = [], []  # per frame: outside every instance; inside a prop
     for i in range(n):
@@ -259,28 +328,50 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
         prop_masks.append(still)
     out: list[Instance] = []
     notes: list[dict[str, Any]] = []
+    far = _far_props(n, by_frame, smalls, props, fraction, views, sets, homs)
     for i in range(n):
         set_here = set_in_neighbours(i, evidence[i], free, prop_masks, homs) if evidence[i] else None
+        if far[i] is not None:
+            set_here = far[i] if set_here is None else set_here | far[i]
         for k in by_frame.get(i, []):
             inst = instances[k]
-            if k in props or set_here is None:
+            # a still instance with some motion in it (an idle character fused with the tree
+            # behind it) is tried for a fused set only
+            idle = k in props and fraction[k] is not None and fraction[k] < FUSED_STILL_MAX
+            if (k in props and not idle) or set_here is None:
                 out.append(inst)
                 notes.append({"static": fraction[k], "prop": k in props})
                 continue
-            cut = smalls[k] & set_here
-            cut = cv2.morphologyEx(cut.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
             area = max(1, int(smalls[k].sum()))
-            if cut.sum() < CUT_FRACTION * area or cut.sum() > (1 - KEEP_FRACTION) * area:
-                out.append(inst)
-                notes.append({"static": fraction[k], "prop": False})
-                continue
-            pieces = _cut(inst, cut, views[i], settings)
+            if idle:
+                cut = np.zeros_like(smalls[k])
+            else:
+                cut = smalls[k] & set_here
+                cut = cv2.morphologyEx(cut.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+            pieces = [(inst, False)]
+            if CUT_FRACTION * area <= cut.sum() <= (1 - KEEP_FRACTION) * area:
+                seen_alone = far[i] is not None and (far[i] & smalls[k]).sum() >= CUT_FRACTION * area
+                # a prop seen on its own elsewhere in the shot may be any shape (rocks, a stump)
+                pieces = _cut(inst, cut, views[i], settings, FUSED_SOLIDITY if seen_alone else MIN_SOLIDITY,
+                              seen_alone)
+            if len(pieces) == 1 and statics[i] is not None:
+                # no neighbour shows that place as set: the set fused to the character in
+                # every frame (a tree behind it) is cut by colour from what moves
+                cut = fused_set(smalls[k], statics[i], views[i], free[i] | prop_masks[i])
+                if CUT_FRACTION * area <= cut.sum() <= (1 - KEEP_FRACTION) * area:
+                    pieces = _cut(inst, cut, views[i], settings, FUSED_SOLIDITY)  # a tree with a bite out of it
             for piece, is_prop in pieces:
                 out.append(piece)
                 if piece is inst:  # nothing solid to cut
-                    notes.append({"static": fraction[k], "prop": False})
+                    notes.append({"static": fraction[k], "prop": k in props})
+                elif is_prop:
+                    notes.append({"static": 1.0, "prop": True, "cut_from_prop": False})
                 else:
-                    notes.append({"static": 1.0 if is_prop else fraction[k], "prop": is_prop, "cut_from_prop": not is_prop})
+                    still = fraction[k]
+                    if idle:  # what is left of an idle instance: its own static share
+                        still = _static_fraction(_small_mask(piece, views[i]), statics[i])
+                    notes.append({"static": still, "prop": still is not None and still >= STATIC_FRACTION,
+                                  "cut_from_prop": True})
     # tracks over the corrected instances
     if relink:
         out = link_tracks(out, frames, settings.track_similarity)
@@ -312,6 +403,145 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
     return Refined(out, notes)
 
 
+def _tracks_apart(instances: Sequence[Instance], ta: int, tb: int) -> bool:
+    """True when tracks ``ta`` and ``tb`` share two or more frames and do not keep a steady
+    offset over them (two characters, not a head and its body): the median distance of the
+    offsets (x size) from their median is over ``OFFSET_SPREAD``."""
+    where: dict[tuple[int, int], Instance] = {(inst.track, inst.frame): inst for inst in instances}
+    shared = sorted(f for (t, f) in where if t == ta and (tb, f) in where)
+    if ta < 0 or tb < 0 or ta == tb or len(shared) < 2:
+        return False
+    offsets = []
+    for f in shared:
+        (aa, ca), (ab, cb) = _geometry(where[(ta, f)]), _geometry(where[(tb, f)])
+        offsets.append((cb - ca) / np.sqrt(max(aa, ab, 1.0)))
+    # robust spread (median distance from the median offset): one frame where a part took a
+    # tree along does not make a head and its body "apart"
+    offs = np.array(offsets)
+    return float(np.median(np.linalg.norm(offs - np.median(offs, axis=0), axis=1))) > OFFSET_SPREAD
+
+
+def _rejoin_split(instances: list[Instance], fraction: list[float | None]) -> tuple[list[Instance], bool]:
+    """Put the parts that ``split_matte`` cut out of one blob (same ``blob``, same frame) back
+    together unless the shot shows them apart: one part still (a prop: ``STATIC_FRACTION``)
+    and the other moving (a character in front of a tree), or both moving without keeping a
+    steady offset over the shot (two characters touching). A head cut from its body at the
+    collar moves with it, or both stand still: one instance."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k, inst in enumerate(instances):
+        if inst.blob >= 0:
+            groups.setdefault((inst.frame, inst.blob), []).append(k)
+    parent = list(range(len(instances)))
+
+    def find(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    def still(k: int) -> bool | None:
+        return None if fraction[k] is None else fraction[k] >= STATIC_FRACTION  # type: ignore[operator]
+
+    joined = False
+    for members in groups.values():
+        for ai, ka in enumerate(members):
+            for kb in members[ai + 1 :]:
+                sa, sb = still(ka), still(kb)
+                if sa is not None and sb is not None and sa != sb:
+                    continue
+                if sa is False and sb is False and _tracks_apart(instances, instances[ka].track, instances[kb].track):
+                    continue
+                if sa and sb:
+                    # both still: only a part clearly smaller than the other (a head on its
+                    # body) goes back; two still things of a size (a bunny and the tree
+                    # behind it) stay apart
+                    small, large = sorted(_geometry(instances[x])[0] for x in (ka, kb))
+                    if small > STILL_PART_RATIO * large:
+                        continue
+                if find(ka) != find(kb):
+                    parent[find(kb)] = find(ka)
+                    joined = True
+    if not joined:
+        return instances, False
+    groups_out: dict[int, list[int]] = {}
+    for k in range(len(instances)):
+        groups_out.setdefault(find(k), []).append(k)
+    out = []
+    for members in sorted(groups_out.values(), key=lambda m: m[0]):
+        if len(members) == 1:
+            out.append(instances[members[0]])
+            continue
+        parts = [instances[k] for k in members]
+        largest = max(parts, key=lambda p: float((p.alpha >= 0.5).sum()))
+        out.append(_union(parts, largest.track))
+    return out, True
+
+
+def fused_set(mask: np.ndarray, static: tuple[np.ndarray, np.ndarray], view: _View,
+              scenery: np.ndarray) -> np.ndarray:
+    """Pixels of a moving instance (``mask``, analysis scale) that are the set fused to it in
+    every frame: a graph cut (OpenCV GrabCut on Lab) seeded with the pixels that change over
+    the shot as the character and the still pixels far from them as probably set, the frame
+    around the instance as set; what it removes, and those far still pixels, are candidates.
+    Only still pixels are ever returned; empty when the instance does not move enough to seed
+    the character. A cut piece must have the colours of the
+    frame's ``scenery`` (outside every instance, or a prop) rather than those of the pixels
+    that move: a fox's still legs are fox-coloured and stay."""
+    import cv2
+
+    still, known = static
+    empty = np.zeros_like(mask)
+    area = float(mask.sum())
+    core = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    moving = cv2.morphologyEx((core & known & ~still).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+    if area < 50 or moving.sum() < FUSED_MOVING * area:
+        return empty
+    reach = FUSED_REACH * np.sqrt(area)
+    far = cv2.distanceTransform((~moving).astype(np.uint8), cv2.DIST_L2, 3) > reach
+    far_still = mask & known & still & far
+    if far_still.sum() < CUT_FRACTION * area:
+        return empty
+    ys, xs = np.nonzero(mask)
+    h, w = mask.shape
+    margin = max(4, int(0.1 * np.sqrt(area)))
+    y0, y1 = max(0, ys.min() - margin), min(h, ys.max() + margin + 1)
+    x0, x1 = max(0, xs.min() - margin), min(w, xs.max() + margin + 1)
+    roi = (slice(y0, y1), slice(x0, x1))
+    labels = np.full((y1 - y0, x1 - x0), cv2.GC_BGD, np.uint8)
+    labels[mask[roi]] = cv2.GC_PR_FGD
+    labels[far_still[roi]] = cv2.GC_PR_BGD
+    labels[moving[roi]] = cv2.GC_FGD
+    image = np.ascontiguousarray(np.clip(view.lab[roi], 0, 255).astype(np.uint8))
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut's GMMs start from k-means: the same cut on every run
+    try:
+        cv2.grabCut(image, labels, None, bgd, fgd, 3, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:
+        return empty
+    removed = np.zeros_like(mask)
+    removed[roi] = (labels == cv2.GC_BGD) | (labels == cv2.GC_PR_BGD)
+    removed |= far_still  # GrabCut keeps a dark tree that shares a colour with a dark cap
+    removed &= mask & still & known
+    # colour check: each piece, set-coloured rather than character-coloured
+    bins = (np.clip(view.lab, 0, 255).astype(np.int32) // 32) @ np.array([64, 8, 1])
+    scenery_hist = np.bincount(bins[scenery & ~mask], minlength=512).astype(np.float64)
+    moving_hist = np.bincount(bins[moving], minlength=512).astype(np.float64)
+    scenery_hist /= max(1.0, scenery_hist.sum())
+    moving_hist /= max(1.0, moving_hist.sum())
+    set_like = scenery_hist / np.maximum(scenery_hist + moving_hist, 1e-9)  # a colour neither shows: 0
+    out = empty.copy()
+    count, pieces = cv2.connectedComponents(removed.astype(np.uint8), connectivity=8)
+    for label in range(1, count):
+        piece = pieces == label
+        if piece.sum() >= CUT_FRACTION * area and float(set_like[bins[piece]].mean()) >= FUSED_SET_LIKE:
+            # with its holes (leaves in the wind, render noise read as motion) filled
+            contours, _ = cv2.findContours(piece.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            filled = np.zeros(piece.shape, np.uint8)
+            cv2.drawContours(filled, contours, -1, 1, thickness=-1)
+            out |= (filled > 0) & mask
+    return out
+
+
 def _static_fraction(mask: np.ndarray, static: tuple[np.ndarray, np.ndarray] | None) -> float | None:
     import cv2
 
@@ -327,7 +557,8 @@ def _static_fraction(mask: np.ndarray, static: tuple[np.ndarray, np.ndarray] | N
     return float((still & have).sum() / have.sum())
 
 
-def _cut(inst: Instance, cut_small: np.ndarray, view: _View, settings: Any) -> list[tuple[Instance, bool]]:
+def _cut(inst: Instance, cut_small: np.ndarray, view: _View, settings: Any,
+         min_solidity: float = MIN_SOLIDITY, seen_alone: bool = False) -> list[tuple[Instance, bool]]:
     """Split ``inst`` into the prop part (``cut_small``: its static pixels where a prop
     lies, analysis scale) and the rest; each piece large enough becomes an instance (True =
     the prop part). A leftover lying mostly where the prop is (its anti-aliased rim, a
@@ -353,8 +584,19 @@ def _cut(inst: Instance, cut_small: np.ndarray, view: _View, settings: Any) -> l
         piece = (labels == label).astype(np.uint8)
         contours, _ = cv2.findContours(piece, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         hull = cv2.contourArea(cv2.convexHull(np.concatenate(contours)))
-        if hull > 0 and stats[label, cv2.CC_STAT_AREA] / hull >= MIN_SOLIDITY:
+        if hull > 0 and stats[label, cv2.CC_STAT_AREA] / hull >= min_solidity:
             solid |= piece > 0
+    # a chunk lying inside the character (its outline mostly on the character's other
+    # pixels: a belly, a face) is the character seen still while the matte missed it in the
+    # neighbours, not a prop beside it
+    body = (inst.alpha >= settings.alpha_threshold) & ~solid
+    count, labels = cv2.connectedComponents(solid.astype(np.uint8), connectivity=8)
+    enclosed = ENCLOSED_ALONE if seen_alone else ENCLOSED  # partial evidence of a prop seen on its own
+    for label in range(1, count):
+        piece = labels == label
+        ring = (cv2.dilate(piece.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ~piece
+        if ring.any() and (ring & body).sum() >= enclosed * ring.sum():
+            solid &= ~piece
     if not solid.any():
         return [(inst, False)]
     cut = solid
