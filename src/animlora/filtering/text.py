@@ -16,6 +16,7 @@ Two detectors behind one small protocol (``detect(bgr) -> bool mask``):
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Protocol
 
 import numpy as np
@@ -139,7 +140,13 @@ def make_text_detector(name: str) -> TextDetector | None:
     resolved = resolve_text_detector(name)
     if resolved is None:
         return None
-    return PPOCRTextDetector() if resolved == "ppocr" else OpenCVTextDetector()
+    return _ppocr() if resolved == "ppocr" else OpenCVTextDetector()
+
+
+@functools.lru_cache(maxsize=1)
+def _ppocr() -> PPOCRTextDetector:
+    """One engine per process (loading its three ONNX sessions takes seconds)."""
+    return PPOCRTextDetector()
 
 
 def text_cover(text: np.ndarray, mask: np.ndarray) -> float:

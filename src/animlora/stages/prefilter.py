@@ -107,7 +107,9 @@ def judge(measures: dict[str, Any], mode: Any, blur_threshold: float, settings: 
         or (cover is not None and cover >= settings.max_text_cover)
     ):
         return "not_character:text"
-    if settings is not None and cover is not None and cover >= settings.max_text_over:
+    # text over a character only when the text was read (ppocr): the weightless detector's
+    # boxes also land on fur and leaves (28 of 57 text-free rendered frames), always on a small share
+    if settings is not None and cover is not None and extra.get("text_read") and cover >= settings.max_text_over:
         return "text_over"
     score = measures.get("score")
     aspect = max(w, h) / max(1, min(w, h))
@@ -314,7 +316,8 @@ class PrefilterStage(Stage):
             for m in members:
                 cover = entry["cover"].get(m["id"])
                 if cover is not None:
-                    m["measures"] = m["measures"] | {"extra": (m["measures"].get("extra") or {}) | {"text_cover": cover}}
+                    m["measures"] = m["measures"] | {"extra": (m["measures"].get("extra") or {})
+                                                     | {"text_cover": cover, "text_read": name == "ppocr"}}
         if changed:
             ctx.output_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(path, {"detector": name, "frames": known})
