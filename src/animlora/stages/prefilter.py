@@ -48,6 +48,7 @@ REASONS = ("tiny", "truncated", "not_character:text", "text_over", "not_characte
 GROUPS = ("tiny", "truncated", "not_character", "text_over", "blur", "duplicate", "unreadable")
 # per-frame text found by the text detector, kept so a re-run reads no frame twice
 TEXT_CACHE = "text_cover.json"
+TEXT_RULES = 2  # bumped when what a detector counts as text changes: the cache is then read anew
 # Pixel thresholds (``min_side``) are set for a frame whose shorter side is this long (720p,
 # where they were measured); a smaller frame scales them down (never up): a 480x270 film's
 # characters are 57 px wide where a 720p film's are 150.
@@ -287,6 +288,7 @@ class PrefilterStage(Stage):
         name = resolve_text_detector(p.text_detector)
         if name is None:
             return
+        version = f"{name}@{TEXT_RULES}"
         mode = p.modes[p.mode]
         frames: dict[str, list[dict[str, Any]]] = {}
         for f in found:
@@ -297,7 +299,7 @@ class PrefilterStage(Stage):
             cache = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
         except (OSError, ValueError):
             cache = {}
-        known: dict[str, Any] = cache.get("frames", {}) if cache.get("detector") == name else {}
+        known: dict[str, Any] = cache.get("frames", {}) if cache.get("detector") == version else {}
         detector = None
         changed = False
         for frame_id, members in frames.items():
@@ -320,7 +322,7 @@ class PrefilterStage(Stage):
                                                      | {"text_cover": cover, "text_read": name == "ppocr"}}
         if changed:
             ctx.output_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(path, {"detector": name, "frames": known})
+            atomic_write_json(path, {"detector": version, "frames": known})
         ctx.extra["text_detector"] = name
 
     def _items(self, ctx: StageContext, found: list[dict[str, Any]]) -> list[WorkItem]:
