@@ -51,8 +51,8 @@ def test_each_reason_is_recorded_and_only_kept_instances_are_copied(segmented, t
     assert report["counts"] == {"total": 4, "kept": 1, "rejected": 3}
     assert {k: v for k, v in report["rejected_by_reason"].items() if v} == {
         "tiny": 1, "blur:film": 1, "not_character:shape": 1}
-    assert report["rejected_by_group"] == {"tiny": 1, "truncated": 0, "not_character": 1, "blur": 1, "duplicate": 0,
-                                           "unreadable": 0}
+    assert report["rejected_by_group"] == {"tiny": 1, "truncated": 0, "not_character": 1, "text_over": 0, "blur": 1,
+                                           "duplicate": 0, "unreadable": 0}
     catalog = Workspace.for_output(out).open_catalog()
     rows = {r["instance_id"].split("_i")[0]: (r["kept"], r["reason"], r["path"]) for r in catalog.rows("SELECT * FROM prefilter_results")}
     catalog.close()

@@ -188,6 +188,10 @@ class PrefilterSettings(Section):
     max_static: float = Field(ge=0, le=1, description="static fraction (unchanged relative to the set) of a still instance")
     max_text: float = Field(ge=0, le=1, description="text score of title-card text")
     max_flat: float = Field(ge=0, le=2, description="share of one flat colour of a title graphic / logo; > 1 = off (2D)")
+    text_detector: Literal["auto", "ppocr", "opencv", "off"] = Field(
+        description="reads text in the frame: ppocr (pip install 'animlora[text]'), opencv (no weights), auto, off")
+    max_text_cover: float = Field(ge=0, le=1, description="share of the mask under read text at which it is text")
+    max_text_over: float = Field(ge=0, le=1, description="share of the mask under read text at which text is drawn over it")
     modes: dict[Literal["strict", "balanced", "lenient"], PrefilterMode]
 
 

@@ -42,8 +42,13 @@ from animlora.pipeline.stage import (
 
 REPORT_FILE = "prefilter_report.json"
 # every reason, in the order tested; the first that applies is recorded
-REASONS = ("tiny", "truncated", "not_character:text", "not_character:shape",
+REASONS = ("tiny", "truncated", "not_character:text", "text_over", "not_character:shape",
            "blur:floor", "blur:film", "blur:track", "duplicate")
+# reasons grouped in the report (the part before ':')
+GROUPS = ("tiny", "truncated", "not_character", "text_over", "blur", "duplicate", "unreadable")
+# per-frame text found by the text detector, kept so a re-run reads no frame twice
+TEXT_CACHE = "text_cover.json"
+TEXT_RULES = 3  # bumped when what a detector counts as text changes: the cache is then read anew
 # Pixel thresholds (``min_side``) are set for a frame whose shorter side is this long (720p,
 # where they were measured); a smaller frame scales them down (never up): a 480x270 film's
 # characters are 57 px wide where a 720p film's are 150.
@@ -97,10 +102,16 @@ def judge(measures: dict[str, Any], mode: Any, blur_threshold: float, settings: 
     # is as still as a tree (cgi-bench: idle characters 0.99-1.0, like the props). The cluster
     # stage lets a track that is still in every frame join only a character that moves
     # somewhere in the film (identity/still.py).
+    cover = extra.get("text_cover")  # share of the mask under text the detector read (None: not looked at)
     if settings is not None and (
         (extra.get("text") or 0.0) >= settings.max_text or (extra.get("flat") or 0.0) >= settings.max_flat
+        or (cover is not None and cover >= settings.max_text_cover)
     ):
         return "not_character:text"
+    # text over a character only when the text was read (ppocr): the weightless detector's
+    # boxes also land on fur and leaves (28 of 57 text-free rendered frames), always on a small share
+    if settings is not None and cover is not None and extra.get("text_read") and cover >= settings.max_text_over:
+        return "text_over"
     score = measures.get("score")
     aspect = max(w, h) / max(1, min(w, h))
     if (score is not None and score < mode.min_score) or aspect > mode.max_aspect or (
@@ -184,6 +195,35 @@ def measure_cutout(rgba: np.ndarray) -> dict[str, Any]:
     }
 
 
+def _stamp(path: str) -> list[int] | None:
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _covers(detector: Any, members: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Per instance of one frame: the share of its mask (>= 50%) under text ``detector``
+    reads in the frame; None when the frame or the mask cannot be read."""
+    from animlora.filtering.text import text_cover
+
+    try:
+        frame = read_image(Path(members[0]["frame"]), "RGB")[..., ::-1]
+    except BadInputError:
+        return {m["id"]: None for m in members}
+    text = detector.detect(np.ascontiguousarray(frame))
+    out: dict[str, float | None] = {}
+    for m in members:
+        try:
+            mask = read_image(Path(m["mask"]), "L") >= 128
+        except BadInputError:
+            out[m["id"]] = None
+            continue
+        out[m["id"]] = round(text_cover(text, mask), 4) if mask.shape == text.shape else None
+    return out
+
+
 def _extra(text: str | None) -> dict[str, Any]:
     try:
         return json.loads(text) if text else {}
@@ -223,16 +263,67 @@ class PrefilterStage(Stage):
 
         seg_dir = ctx.workspace.stage_dir(stage_folder("segment"))
         found = []
-        for r in ctx.catalog.rows("SELECT i.*, f.width AS frame_w, f.height AS frame_h FROM instances i "
-                                  "LEFT JOIN frames f ON f.id = i.frame_id ORDER BY i.id"):
+        frames_dir = ctx.workspace.stage_dir(stage_folder("extract"))
+        for r in ctx.catalog.rows("SELECT i.*, f.width AS frame_w, f.height AS frame_h, f.path AS frame_path "
+                                  "FROM instances i LEFT JOIN frames f ON f.id = i.frame_id ORDER BY i.id"):
             x, y, w, h = json.loads(r["bbox"])
             frame = [r["frame_w"], r["frame_h"]] if r["frame_w"] and r["frame_h"] else None
             measures = {"width": w, "height": h, "area_fraction": r["area_fraction"], "truncated": r["truncated"],
                         "sharpness": r["sharpness"], "score": r["score"], "extra": _extra(r["measures"]),
                         "bbox": [x, y, w, h], "frame": frame}
             found.append({"id": r["id"], "source": str(seg_dir / r["path"]), "path": r["path"], "measures": measures,
-                          "track": r["track_id"], "film": r["video_id"]})
+                          "track": r["track_id"], "film": r["video_id"], "frame_id": r["frame_id"],
+                          "frame": str(frames_dir / r["frame_path"]) if r["frame_path"] else None,
+                          "mask": str(seg_dir / r["mask_path"])})
+        self._read_text(ctx, found)
         return self._items(ctx, found)
+
+    def _read_text(self, ctx: StageContext, found: list[dict[str, Any]]) -> None:
+        """Each instance's ``text_cover`` (share of its mask under text read in its frame),
+        added to its measures. Only frames with an instance that passes the cheaper tests
+        are read; results are cached per frame in ``TEXT_CACHE`` (by detector)."""
+        from animlora.filtering.text import resolve_text_detector
+
+        p = ctx.settings.prefilter
+        name = resolve_text_detector(p.text_detector)
+        if name is None:
+            return
+        version = f"{name}@{TEXT_RULES}"
+        mode = p.modes[p.mode]
+        frames: dict[str, list[dict[str, Any]]] = {}
+        for f in found:
+            if f["measures"] is not None and f.get("frame") and f.get("mask"):
+                frames.setdefault(f["frame_id"], []).append(f)
+        path = ctx.output_dir / TEXT_CACHE
+        try:
+            cache = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        except (OSError, ValueError):
+            cache = {}
+        known: dict[str, Any] = cache.get("frames", {}) if cache.get("detector") == version else {}
+        detector = None
+        changed = False
+        for frame_id, members in frames.items():
+            if not any(judge(m["measures"], mode, p.blur_threshold, p) in (None, "blur:floor") for m in members):
+                continue
+            key = {m["id"]: _stamp(m["mask"]) for m in members}
+            entry = known.get(frame_id)
+            if entry is None or entry.get("masks") != key:
+                if detector is None:
+                    from animlora.filtering.text import make_text_detector
+
+                    detector = make_text_detector(name)
+                entry = {"masks": key, "cover": _covers(detector, members)}
+                known[frame_id] = entry
+                changed = True
+            for m in members:
+                cover = entry["cover"].get(m["id"])
+                if cover is not None:
+                    m["measures"] = m["measures"] | {"extra": (m["measures"].get("extra") or {})
+                                                     | {"text_cover": cover, "text_read": name == "ppocr"}}
+        if changed:
+            ctx.output_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(path, {"detector": version, "frames": known})
+        ctx.extra["text_detector"] = name
 
     def _items(self, ctx: StageContext, found: list[dict[str, Any]]) -> list[WorkItem]:
         """Work items carrying the verdict :func:`decide` reached with every instance at
@@ -318,7 +409,8 @@ class PrefilterStage(Stage):
                        "rejected": sum(not r["kept"] for r in rows)},
             "rejected_by_reason": {reason: reasons.get(reason, 0) for reason in (*REASONS, "unreadable")},
             "rejected_by_group": {group: sum(n for reason, n in reasons.items() if reason.split(":")[0] == group)
-                                  for group in ("tiny", "truncated", "not_character", "blur", "duplicate", "unreadable")},
+                                  for group in GROUPS},
+            "text_detector": ctx.extra.get("text_detector"),
             # kept, but unchanged relative to the set: identity decides (a still track joins only a
             # character that moves elsewhere; else it is left out as scenery)
             "kept_still": sum(1 for r in rows if r["kept"] and r["instance_id"] in ctx.extra.get("still", set())),

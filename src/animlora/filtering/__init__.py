@@ -1,0 +1,18 @@
+"""What the frame tells about an instance beyond its own cut-out: text laid over the
+picture (:mod:`.text`). The prefilter stage calls it; it works on plain numpy frames and
+masks."""
+
+from __future__ import annotations
+
+from animlora.filtering.text import (
+    DETECTORS,
+    OpenCVTextDetector,
+    PPOCRTextDetector,
+    TextDetector,
+    make_text_detector,
+    resolve_text_detector,
+    text_cover,
+)
+
+__all__ = ["DETECTORS", "OpenCVTextDetector", "PPOCRTextDetector", "TextDetector", "make_text_detector",
+           "resolve_text_detector", "text_cover"]

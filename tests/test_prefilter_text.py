@@ -1,0 +1,168 @@
+"""Text in the frame: the detectors, the instance verdicts (``not_character:text``,
+``text_over``) and the prefilter stage reading frames in a project."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from animlora.config import load_settings
+from animlora.errors import ConfigError
+from animlora.filtering.text import OpenCVTextDetector, make_text_detector, resolve_text_detector, text_cover
+from animlora.io.images import write_image
+from animlora.stages.prefilter import judge
+from animlora.workspace import Workspace
+
+HAS_PPOCR = importlib.util.find_spec("rapidocr_onnxruntime") is not None
+H, W = 270, 480
+
+
+def backdrop() -> np.ndarray:
+    yy, xx = np.mgrid[0:H, 0:W]
+    return np.dstack([80 + 60 * yy / H, 120 + 40 * xx / W, 90 + 30 * np.sin(xx / 30.0)]).astype(np.uint8)
+
+
+def subtitled() -> np.ndarray:
+    """A shaded blob (the character) with a white subtitle across it (BGR)."""
+    img = backdrop()
+    cv2.ellipse(img, (240, 140), (60, 100), 0, 0, 360, (60, 90, 200), -1)
+    cv2.putText(img, "An unlucky bird", (140, 150), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (255, 255, 255), 2, cv2.LINE_AA)
+    return img
+
+
+def striped() -> np.ndarray:
+    """A striped shirt: rows of bright bars, text-like to a detector, with nothing to read."""
+    img = backdrop()
+    for y in range(40, 240, 14):
+        cv2.rectangle(img, (180, y), (300, y + 6), (240, 240, 240), -1)
+    return img
+
+
+def test_verdicts_from_text_cover():
+    p = load_settings().settings.prefilter
+    mode = p.modes["balanced"]
+    base = {"width": 120, "height": 200, "area_fraction": 0.1, "sharpness": 0.5, "score": 0.9, "truncated": 0}
+    covers = (None, 0.0, 0.01, 0.02, 0.3, 0.5, 1.0)
+    read = {c: judge(base | {"extra": {"text_cover": c, "text_read": True}}, mode, p.blur_threshold, p) for c in covers}
+    assert read == {None: None, 0.0: None, 0.01: None, 0.02: "text_over", 0.3: "text_over",
+                    0.5: "not_character:text", 1.0: "not_character:text"}
+    # boxes of the weightless detector (nothing read): only an instance mostly in them is text
+    boxed = {c: judge(base | {"extra": {"text_cover": c, "text_read": False}}, mode, p.blur_threshold, p) for c in covers}
+    assert boxed == {None: None, 0.0: None, 0.01: None, 0.02: None, 0.3: None,
+                     0.5: "not_character:text", 1.0: "not_character:text"}
+    # size and truncation are tested first
+    assert judge(base | {"width": 10, "extra": {"text_cover": 1.0}}, mode, p.blur_threshold, p) == "tiny"
+
+
+def test_text_cover_is_the_masked_share():
+    text = np.zeros((10, 10), bool)
+    text[:, :3] = True
+    mask = np.zeros((10, 10), bool)
+    mask[:, :6] = True
+    assert text_cover(text, mask) == 0.5
+    assert text_cover(text, np.zeros((10, 10), bool)) == 0.0
+
+
+def test_detector_choice():
+    assert resolve_text_detector("off") is None and make_text_detector("off") is None
+    assert make_text_detector("opencv").name == "opencv"
+    assert resolve_text_detector("auto") == ("ppocr" if HAS_PPOCR else "opencv")
+    with pytest.raises(ConfigError, match="text_detector"):
+        resolve_text_detector("tesseract")
+
+
+def test_opencv_detector_boxes_a_subtitle_and_not_stripes():
+    det = OpenCVTextDetector()
+    found = det.detect(subtitled())
+    ys, xs = np.nonzero(found)
+    assert found.any()
+    assert xs.min() <= 145 and xs.max() >= 320 and ys.min() >= 120 and ys.max() <= 165  # the line, not the frame
+    assert not det.detect(striped()).any()
+
+
+@pytest.mark.skipif(not HAS_PPOCR, reason="pip install 'animlora[text]'")
+def test_ppocr_reads_the_subtitle_and_not_the_stripes():
+    det = make_text_detector("ppocr")
+    assert det is not None and det.name == "ppocr"
+    lines = det.read(subtitled())  # type: ignore[attr-defined]
+    assert [t for _, t, s in lines if s > 0.9] == ["An unlucky bird"]
+    box = lines[0][0]
+    assert box[:, 0].min() <= 145 and box[:, 0].max() >= 320 and box[:, 1].min() >= 115 and box[:, 1].max() <= 165
+    assert not det.detect(striped()).any()  # the detector alone boxes stripes; nothing is read there
+    # what counts as a line: 3+ letters or digits, confident, in a box longer than high
+    line = np.float32([[0, 0], [200, 0], [200, 30], [0, 30]])
+    blob = np.float32([[0, 0], [180, 0], [180, 140], [0, 140]])
+    assert det.is_line(line, "bird", 0.9)  # type: ignore[attr-defined]
+    assert not det.is_line(blob, "yyy", 0.9)  # type: ignore[attr-defined]  (a rodent's face read as 'yy')
+    assert not det.is_line(line, "yy", 0.9)  # type: ignore[attr-defined]
+    assert not det.is_line(line, "bird", 0.5)  # type: ignore[attr-defined]
+
+
+def _project(root: Path, detector: str) -> Workspace:
+    """A project whose catalog has one frame (a subtitle across a character) and three
+    instances: the character, the subtitle taken as its own instance, and a clean
+    character in a second, text-free frame."""
+    (root / "project.yaml").write_text(f"project:\n  name: t\nprefilter:\n  text_detector: {detector}\n"
+                                       "  duplicate_distance: 0\n")
+    ws = Workspace(root)
+    frames = {"f0": subtitled(), "f1": backdrop()}
+    cv2.ellipse(frames["f1"], (240, 140), (60, 100), 0, 0, 360, (60, 90, 200), -1)
+    body = np.zeros((H, W), np.uint8)
+    cv2.ellipse(body, (240, 140), (60, 100), 0, 0, 360, 255, -1)
+    words = np.zeros((H, W), np.uint8)
+    words[128:158, 140:336] = 255
+    masks = {"f0_i0": body, "f0_i1": words, "f1_i0": body}  # the matte took the letters with the body
+    for name, img in frames.items():
+        write_image(root / "frames" / f"{name}.png", img[..., ::-1])
+    rows = []
+    for name, mask in masks.items():
+        frame = frames[name[:2]]
+        rgba = np.dstack([frame[..., ::-1], mask])
+        write_image(root / "segmentation" / "character" / f"{name}.png", rgba)
+        write_image(root / "segmentation" / "masks" / f"{name}.png", mask)
+        ys, xs = np.nonzero(mask)
+        rows.append({"id": name, "frame_id": name[:2], "video_id": "v", "shot_id": None, "track_id": None,
+                     "path": f"character/{name}.png", "mask_path": f"masks/{name}.png",
+                     "bbox": [int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1],
+                     "area_fraction": float((mask > 0).mean()), "truncated": 0, "sharpness": 0.5, "score": 0.9,
+                     "backend": "test", "measures": "{}"})
+    cat = ws.open_catalog()
+    cat.upsert("videos", [{"id": "v", "path": "v.mp4", "name": "v", "size": 1, "width": W, "height": H,
+                           "status": "ok"}])
+    cat.upsert("frames", [{"id": n, "video_id": "v", "frame_index": i, "timestamp": float(i), "path": f"{n}.png",
+                           "width": W, "height": H, "kept": 1} for i, n in enumerate(frames)])
+    cat.upsert("instances", rows)
+    cat.close()
+    return ws
+
+
+@pytest.mark.parametrize("detector", ["opencv", pytest.param("ppocr", marks=pytest.mark.skipif(
+    not HAS_PPOCR, reason="pip install 'animlora[text]'"))])
+def test_project_rejects_text_and_text_over_a_character(tmp_path, detector):
+    from animlora.pipeline.runner import Runner
+    from animlora.stages import get_stage, stage_folder
+
+    ws = _project(tmp_path, detector)
+    assert stage_folder("extract") == "frames"
+    Runner(ws, load_settings(tmp_path)).run([get_stage("prefilter")])
+    cat = ws.open_catalog()
+    reasons = {r["instance_id"]: r["reason"] for r in cat.rows("SELECT * FROM prefilter_results")}
+    cat.close()
+    # the subtitle instance is text with either detector; the character under it is rejected
+    # only when the text was read (ppocr)
+    over = "text_over" if detector == "ppocr" else None
+    assert reasons == {"f0_i0": over, "f0_i1": "not_character:text", "f1_i0": None}
+    assert sorted(p.name for p in (tmp_path / "filtered").glob("*.png")) == sorted(
+        ["f1_i0.png"] + ([] if over else ["f0_i0.png"]))
+    report = json.loads((tmp_path / "filtered" / "prefilter_report.json").read_text())
+    assert report["text_detector"] == detector
+    assert report["rejected_by_reason"]["not_character:text"] == 1
+    assert report["rejected_by_reason"]["text_over"] == report["rejected_by_group"]["text_over"] == int(bool(over))
+    cache = json.loads((tmp_path / "filtered" / "text_cover.json").read_text())
+    assert cache["detector"].split("@")[0] == detector and set(cache["frames"]) == {"f0", "f1"}
+    assert cache["frames"]["f1"]["cover"] == {"f1_i0": 0.0}
