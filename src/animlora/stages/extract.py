@@ -197,6 +197,7 @@ class _ShotSampler:
         self.seconds = 0.0
         self.skipped = 0
         self.blurred = 0
+        self.contrasts = array("f")  # of every non-black frame of the shot
 
     def add(self, shot: int, entry: _Entry, in_transition: bool) -> list[tuple[int, _Entry]]:
         """Feed the next frame (in order) of ``shot``; returns picks of shots that closed."""
@@ -221,6 +222,7 @@ class _ShotSampler:
         self.prev = entry
         if entry.black:
             return done
+        self.contrasts.append(entry.contrast)
         if self.fallback is None or entry.score > self.fallback.score:
             self.fallback = entry
         if not in_transition and (self.slot_best is None or entry.score > self.slot_best.score):
@@ -253,7 +255,9 @@ class _ShotSampler:
         if self.slot_best is not None and (not self.picks or self.weight - self.slot >= 0.5):
             self._close_slot()
         if len(self.picks) > 1:  # a fade the detector took for a lighting change: the picture half gone
-            contrasts = sorted(e.contrast for e in self.picks)
+            # (against the median of every frame of the shot: near-duplicates are already
+            # gone from the candidates, so theirs can be the fade's own)
+            contrasts = sorted(self.contrasts)
             floor = _FADED * contrasts[len(contrasts) // 2]
             self.picks = [e for e in self.picks if e.contrast >= floor]
         if len(self.picks) >= 3:  # motion blur: far less sharp than the shot's other candidates
