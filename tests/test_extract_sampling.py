@@ -52,6 +52,18 @@ def still(seed: int, frames: int) -> list[np.ndarray]:
     return panning(seed, 1) * frames
 
 
+def acting(seed: int, frames: int) -> list[np.ndarray]:
+    """A still set with a disc (a character) going back and forth across it, 3 px a frame."""
+    import cv2
+
+    out = []
+    for i, frame in enumerate(still(seed, frames)):
+        x = (i * 3) % 240
+        x = 20 + (x if x <= 120 else 240 - x)
+        out.append(cv2.circle(frame.copy(), (x, 60), 14, (250, 40, 200), -1))
+    return out
+
+
 def test_long_shot_then_short_shots_each_get_candidates(tmp_path):
     # the old sampler kept widening its time bins over a long shot and never reset them:
     # the short shots after it got nothing
@@ -84,7 +96,7 @@ def test_candidates_follow_length_and_change(tmp_path):
 
 
 def test_ceiling_per_shot_and_floor(tmp_path):
-    frames = panning(5, 150, 3) + panning(6, 10)
+    frames = acting(5, 150) + panning(6, 10)
     clip = media.write_video(tmp_path / "cap.mp4", frames)
     shots, _ = extract(tmp_path, clip, max_per_shot=3)
     assert len(shots[0]) == 3 and len(shots[1]) >= 1
@@ -122,3 +134,14 @@ def test_project_budget_adapts_to_length():
     assert project_budget([3000.0, 3000.0], 120, 240, 4000) == [2000, 2000]
     assert project_budget([600.0, 300.0], 120, 240, 4000) == [1200, 600]  # each by its own length
     assert project_budget([0.0], 120, 240, 4000) == [0]
+
+
+def test_camera_move_alone_is_the_same_picture(tmp_path):
+    # a slow pan over a still set and the same set with a character moving: the pan's
+    # frames are one picture once the camera's shift is left out, the acting is not
+    frames = panning(11, 100, 1) + acting(12, 100)
+    clip = media.write_video(tmp_path / "pan_act.mp4", frames)
+    shots, report = extract(tmp_path, clip)
+    assert [s["start"] * 25 for s in report["shots"]] == pytest.approx([0, 100])
+    assert report["shots"][0]["same_picture"] >= 3
+    assert len(shots[1]) >= 2 * len(shots[0]) >= 2, shots

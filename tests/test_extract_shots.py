@@ -123,3 +123,48 @@ def test_stream_finalises_nothing_inside_a_pending_transition():
             break
     else:
         raise AssertionError("never finalised past the dissolve")
+
+
+def _crossing(frames: list, start: int, count: int, speed: int, width: int) -> list:
+    """A red-and-white striped object (a shirt close to the camera) sweeping in from the right
+    edge at ``speed`` px a frame, from frame ``start`` on for ``count`` frames."""
+    import cv2
+
+    out = [f.copy() for f in frames]
+    for k in range(count):
+        x = media.W - k * speed - width // 3
+        for j in range(0, width, 12):
+            cv2.rectangle(out[start + k], (x + j, 0), (x + j + 6, media.H), (220, 30, 30), -1)
+            cv2.rectangle(out[start + k], (x + j + 6, 0), (x + j + 12, media.H), (240, 240, 240), -1)
+    return out
+
+
+def _pan_at(seed: int, frames: int, speed: int) -> list:
+    big = media._scene(seed)
+    return [big[20 : 20 + media.H, i * speed : i * speed + media.W].copy() for i in range(frames)]
+
+
+@pytest.mark.parametrize("coarse", [True, False])
+def test_cut_into_fast_motion_is_found(tmp_path, coarse):
+    # seed 3 of cgi-bench, frames 51 and 196: the new shot opens with a character crossing
+    # close to the camera; the motion after the cut lifts the adaptive detector's average,
+    # so it saw no cut (colour-histogram check)
+    a = _pan_at(41, 40, 3)
+    b = _crossing(_pan_at(42, 40, 3), 0, 10, 30, 120)
+    assert _cut_list(tmp_path, "cross", a + b, coarse=coarse) == [40]
+    # the same object darting into one shot (a third of it at once) is not a cut
+    inside = _crossing(_pan_at(43, 60, 3), 25, 10, 20, 140)
+    assert _cut_list(tmp_path, "inside", inside, coarse=coarse) == []
+
+
+def test_short_dissolve_between_moving_shots_is_found(tmp_path):
+    # an 8-frame cross-dissolve between two panning shots (seed 3's dissolve, frames 105-112):
+    # motion in both ends leaves the blend a residual over the single-shot limit
+    import numpy as np
+
+    a, b = _pan(51, 60), _pan(52, 60)
+    blend = [((1 - (k + 1) / 9) * a[40 + k] + (k + 1) / 9 * b[k]).astype(np.uint8) for k in range(8)]
+    clip = media.write_video(tmp_path / "dissolve8.mp4", a[:40] + blend + b[8:48])
+    found, _, _ = detect_shots(clip)
+    assert [(f.index, f.transition) for f in found] == [(44, "dissolve")]
+    assert found[0].span == (40, 47)

@@ -49,9 +49,6 @@ from animlora.records import extract as records
 RESULTS_FILE = "extraction_results.json"
 DUPLICATES_DIR = "_duplicates"
 _MAX_PENDING_WRITES = 6
-# scene mode: two candidates of a shot are the same picture when no cell of an 8x6 grid
-# over the small gray images changed by this much (mean abs, 0-255)
-_SAME_PICTURE = 3.0
 _MAX_RATE = 4.0  # candidates a second of video, at most (a short clip's budget)
 # picture change a second (mean abs difference of the small gray images between decoded
 # frames, summed over a second) that a video is assumed to have before it has shown its own
@@ -60,6 +57,12 @@ _PRIOR_CHANGE_RATE = 50.0
 # part of a fade (a fade through black the detector could not tell from a lighting change)
 _FADED = 0.6
 _PRIOR_SECONDS = 10.0
+# a slot's best frame that changed less than this from the shot's last candidate, the
+# camera's move left out (appearance_change, 0-255), is the same picture: one of the two
+_DUP_CHANGE = 10.0
+_DUP_GRID = (12, 7)  # cells the change is looked for in (8 px cells of the 96 px image)
+# a candidate less than this fraction as sharp as its shot's median candidate is motion-blurred
+_BLURRED = 0.5
 
 
 def frame_file(name: str, shot_idx: int, seconds: float, quality: str) -> str:
@@ -119,14 +122,45 @@ class _Entry:
     decoded: Any
 
 
-def _near_identical(a: Any, b: Any) -> bool:
-    """No part of the picture changed: every cell of an 8x6 grid over the small gray images
-    differs by less than ``_SAME_PICTURE`` (so a small character that moves is a change)."""
+def appearance_change(a: Any, b: Any) -> float:
+    """How much the picture changed from small gray image ``a`` to ``b``, the camera's move
+    left out: ``b`` is aligned on ``a`` by the global shift (phase correlation), then the
+    largest mean absolute difference (0-255) over a 12x7 grid of cells inside the overlap is
+    the change (a character that moves changes its cells; a pan over a still set changes
+    none once aligned). A shift past a quarter of the picture is a new view (255); without
+    alignment when that says less (a zoom, or a correlation that found the wrong shift)."""
+    import cv2
+    import numpy as np
+
+    h, w = a.shape
+    fa, fb = a.astype(np.float32), b.astype(np.float32)
+    plain = _cells_max(cv2.absdiff(fa, fb))
+    # (copies: OpenCV 5 applies the window to phaseCorrelate's inputs in place)
+    (dx, dy), _ = cv2.phaseCorrelate(fa.copy(), fb.copy(), _hanning(w, h))
+    if abs(dx) > w / 4 or abs(dy) > h / 4:
+        return 255.0
+    if abs(dx) < 0.5 and abs(dy) < 0.5:
+        return plain
+    moved = cv2.warpAffine(fb, np.float32([[1, 0, -dx], [0, 1, -dy]]), (w, h), flags=cv2.INTER_LINEAR)
+    mx, my = int(np.ceil(abs(dx))) + 1, int(np.ceil(abs(dy))) + 1
+    return min(plain, _cells_max(cv2.absdiff(fa, moved)[my : h - my, mx : w - mx]))
+
+
+def _cells_max(diff: Any) -> float:
     import cv2
 
-    diff = cv2.absdiff(a, b)
-    cells = cv2.resize(diff, (8, 6), interpolation=cv2.INTER_AREA)
-    return float(cells.max()) < _SAME_PICTURE
+    return float(cv2.resize(diff, _DUP_GRID, interpolation=cv2.INTER_AREA).max())
+
+
+_HANNING: dict[tuple[int, int], Any] = {}
+
+
+def _hanning(w: int, h: int) -> Any:
+    import cv2
+
+    if (w, h) not in _HANNING:
+        _HANNING[(w, h)] = cv2.createHanningWindow((w, h), cv2.CV_32F)
+    return _HANNING[(w, h)]
 
 
 class _ShotSampler:
@@ -162,6 +196,8 @@ class _ShotSampler:
         self.change = 0.0
         self.seconds = 0.0
         self.skipped = 0
+        self.blurred = 0
+        self.contrasts = array("f")  # of every non-black frame of the shot
 
     def add(self, shot: int, entry: _Entry, in_transition: bool) -> list[tuple[int, _Entry]]:
         """Feed the next frame (in order) of ``shot``; returns picks of shots that closed."""
@@ -186,6 +222,7 @@ class _ShotSampler:
         self.prev = entry
         if entry.black:
             return done
+        self.contrasts.append(entry.contrast)
         if self.fallback is None or entry.score > self.fallback.score:
             self.fallback = entry
         if not in_transition and (self.slot_best is None or entry.score > self.slot_best.score):
@@ -196,8 +233,12 @@ class _ShotSampler:
         best, self.slot_best = self.slot_best, None
         if best is None:
             return
-        if self.picks and _near_identical(self.picks[-1].gray, best.gray):
+        if self.picks and appearance_change(self.picks[-1].gray, best.gray) < _DUP_CHANGE:
+            # the same picture as the shot's last candidate (the camera's move left out):
+            # one of the two, the sharper
             self.skipped += 1
+            if best.score > self.picks[-1].score:
+                self.picks[-1] = best
             return
         self.picks.append(best)
         if len(self.picks) >= 2 * self.cap:
@@ -214,9 +255,17 @@ class _ShotSampler:
         if self.slot_best is not None and (not self.picks or self.weight - self.slot >= 0.5):
             self._close_slot()
         if len(self.picks) > 1:  # a fade the detector took for a lighting change: the picture half gone
-            contrasts = sorted(e.contrast for e in self.picks)
+            # (against the median of every frame of the shot: near-duplicates are already
+            # gone from the candidates, so theirs can be the fade's own)
+            contrasts = sorted(self.contrasts)
             floor = _FADED * contrasts[len(contrasts) // 2]
             self.picks = [e for e in self.picks if e.contrast >= floor]
+        if len(self.picks) >= 3:  # motion blur: far less sharp than the shot's other candidates
+            scores = sorted(e.score for e in self.picks)
+            floor = _BLURRED * scores[len(scores) // 2]
+            kept = [e for e in self.picks if e.score >= floor]
+            self.blurred = len(self.picks) - len(kept)
+            self.picks = kept
         if not self.picks and self.fallback is not None:
             self.picks.append(self.fallback)
         if len(self.picks) > self.cap:  # spread over the shot: evenly in rank
@@ -225,6 +274,7 @@ class _ShotSampler:
                 if self.cap > 1 else [max(self.picks, key=lambda e: (e.score, -e.index))]
         self.stats[self.shot] = {"change": round(self.change, 1), "seconds": round(self.seconds, 3),
                                  "worth": round(self.weight * self.scale, 2), "same_picture": self.skipped,
+                                 "blurred": self.blurred,
                                  "black": self.fallback is None}
         picks = [(self.shot, e) for e in sorted(self.picks, key=lambda e: e.index)]
         self._reset()

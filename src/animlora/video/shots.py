@@ -28,6 +28,19 @@ from typing import Any
 import numpy as np
 
 THUMB = (32, 18)  # size of the luma thumbnails the checks compare (mean abs difference, 0-255)
+HIST_BINS = (8, 4, 4)  # hue, saturation, value bins of the colour histograms the cut check compares
+# colour-histogram cut check (see ShotDetector._check_colour_cut): a frame whose histogram
+# moved at least HIST_MIN (total variation, 0-1) and HIST_BEFORE times the mean move of the two
+# frames before it and HIST_AFTER times the larger of the two after it is a cut
+HIST_MIN, HIST_BEFORE, HIST_AFTER = 0.2, 3.0, 1.5
+MIN_CONTENT = 15.0  # PySceneDetect's min_content_val: a smaller content change is never a cut
+CUT_CELLS = 0.5  # ... and at least this share of an 8x6 grid over the picture changed (by 10 of 255)
+CONTENT_BEFORE = 2.0  # ... and the content change at least this times that of the two frames before
+# a dissolve's inner frames are blends of its ends: the worst frame's residual (squared, as a
+# share of the squared change) under BLEND_RESIDUAL; between two unlike pictures (ends
+# correlated under UNLIKE_ENDS) BLEND_RESIDUAL_UNLIKE, which lets motion in both shots through
+# (seed 3's dissolve: 0.045) while a camera move inside one shot (ends alike) stays out
+BLEND_RESIDUAL, BLEND_RESIDUAL_UNLIKE, UNLIKE_ENDS = 0.04, 0.08, 0.4
 
 
 @dataclass(frozen=True)
@@ -135,6 +148,10 @@ class ShotDetector:
         # or not: its frames show two pictures, or a picture half gone
         self.transitions: list[tuple[int, int]] = []
         self._last_pushed: tuple[int, np.ndarray, np.ndarray] | None = None
+        # colour-histogram check: (index, histogram move, content score) of the last 5 frames
+        self._hist: np.ndarray | None = None
+        self._moves: deque[tuple[int, float, float | None]] = deque(maxlen=5)
+        self.colour_cuts: list[int] = []  # cuts the colour check added (the detector had none there)
 
     # -- feeding -------------------------------------------------------------------------
     def push(self, index: int, bgr: np.ndarray, gray: np.ndarray | None = None) -> list[Boundary]:
@@ -151,6 +168,7 @@ class ShotDetector:
         for tc in self.inner.process_frame(self._timecode(index, self.fps), bgr):
             self._raw.append(tc.frame_num)
             self.raw_cuts.append(tc.frame_num)
+        self._check_colour_cut(index, bgr)
         self._count = index + 1
         self._check_flashes(index)
         self._check_dissolves(index - self.flash_frames - 4)
@@ -203,6 +221,52 @@ class ShotDetector:
             if i in self._thumbs:
                 return i
         return None
+
+    def _check_colour_cut(self, index: int, bgr: np.ndarray) -> None:
+        """A cut the detector misses when the new shot starts with fast motion (a character
+        crossing close to the camera): its score is compared with the average of the frames
+        around it, and the motion after the cut raises that average. Colour histograms move
+        little with motion and a lot at a cut, so a frame whose histogram jumps far more than
+        in the two frames before it and clearly more than in the two after it, with a content
+        change the detector would accept that also jumps, over most of the picture, is a cut
+        (then flash-checked like any other)."""
+        import cv2
+
+        hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
+        hist = cv2.calcHist([hsv], [0, 1, 2], None, list(HIST_BINS), [0, 180, 0, 256, 0, 256]).ravel()
+        hist /= max(float(hist.sum()), 1.0)
+        move = 0.0 if self._hist is None else 0.5 * float(np.abs(hist - self._hist).sum())
+        self._hist = hist
+        if self._moves and self._moves[-1][0] != index - 1:
+            self._moves.clear()  # frames skipped (not pushed): compare neighbours only
+        self._moves.append((index, move, getattr(self.inner, "_frame_score", None)))
+        if len(self._moves) < 5:
+            return
+        (_, b2, s2), (_, b1, s1), (mid, m, score), (_, a1, _), (_, a2, _) = self._moves
+        if (
+            m >= HIST_MIN
+            and m >= HIST_BEFORE * (b1 + b2) / 2
+            and m >= HIST_AFTER * max(a1, a2)
+            # the content change jumps too (a histogram alone also jumps when the hue of
+            # near-black pixels flips, e.g. on end credits)
+            and (score is None or (score >= MIN_CONTENT and score >= CONTENT_BEFORE * ((s1 or 0) + (s2 or 0)) / 2))
+            and not any(abs(c - mid) <= 2 for c in self.raw_cuts[-4:])
+            and self._changed_share(mid) >= CUT_CELLS
+        ):
+            self._raw.append(mid)
+            self.raw_cuts.append(mid)
+            self.colour_cuts.append(mid)
+
+    def _changed_share(self, index: int) -> float:
+        """Share of the cells of an 8x6 grid whose mean luma changed by 10 or more from the
+        frame before: a cut changes most of the picture, something that darts into view a part."""
+        import cv2
+
+        a, b = self._thumbs.get(index - 1), self._thumbs.get(index)
+        if a is None or b is None:
+            return 0.0
+        cells = cv2.resize(cv2.absdiff(a, b), (8, 6), interpolation=cv2.INTER_AREA)
+        return float((cells >= 10).mean())
 
     def _check_flashes(self, newest: int) -> None:
         if not self._raw:
@@ -271,8 +335,13 @@ class ShotDetector:
         if norm <= 1e-6:
             return False
         sa, sb = float(a.std()), float(b.std())
-        if sa > 4 and sb > 4 and float(((a - a.mean()) * (b - b.mean())).mean()) / (sa * sb) > 0.85:
-            return False  # the same picture lit differently (a lamp, a brightening sky): not a transition
+        limit = BLEND_RESIDUAL
+        if sa > 4 and sb > 4:
+            corr = float(((a - a.mean()) * (b - b.mean())).mean()) / (sa * sb)
+            if corr > 0.85:
+                return False  # the same picture lit differently (a lamp, a brightening sky): not a transition
+            if corr < UNLIKE_ENDS:
+                limit = BLEND_RESIDUAL_UNLIKE
         inner = [self._thumbs[i] for i in self._held(first + 1, last - 1)]
         if not inner:
             return True
@@ -280,7 +349,7 @@ class ShotDetector:
         flat = d.reshape(-1)
         alphas = stack @ flat / norm
         residual = stack - alphas[:, None] * flat[None, :]
-        if float((residual * residual).sum(axis=1).max()) > 0.04 * norm:
+        if float((residual * residual).sum(axis=1).max()) > limit * norm:
             return False
         return bool(np.all(np.diff(alphas) >= -0.1))
 
