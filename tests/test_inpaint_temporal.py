@@ -246,6 +246,7 @@ def test_per_frame_keeps_the_fingerprint_of_earlier_releases():
     new = ("temporal", "flow", "raft_weights", "flow_error", "reinpaint_fraction")
     s = load_settings(overrides={"inpaint": {"temporal": "per_frame"}}).settings.inpaint
     old = {k: v for k, v in s.model_dump(mode="json").items() if k not in new}
+    old["fallback"] = True  # earlier releases spelled `auto` as a boolean
     blob = json.dumps(old, sort_keys=True, separators=(",", ":")).encode()
     assert s.fingerprint() == hashlib.sha256(blob).hexdigest()  # per_frame projects stay up to date
     assert load_settings().settings.inpaint.fingerprint() != s.fingerprint()  # flow (default) reruns them

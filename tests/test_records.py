@@ -183,6 +183,8 @@ def test_one_reader_of_a_projects_instances_serves_identity_and_the_dataset(tmp_
         (tmp_path / folder / name).write_bytes(name.encode() + folder.encode())
     with Catalog(tmp_path / "catalog.sqlite") as cat:
         cat.upsert("videos", [{"id": "v", "path": "/v.mp4", "name": "film", "size": 1, "status": "ok"}])
+        cat.upsert("shots", [{"id": "v_s0", "video_id": "v", "idx": 0, "start_frame": 0, "end_frame": 2,
+                              "start_time": 0.0, "end_time": 1.0, "frame_count": 2}])
         cat.upsert("frames", [{"id": "v_f1", "video_id": "v", "shot_id": "v_s0", "frame_index": 1, "timestamp": 0.5,
                                "path": "v_f1.png", "width": 64, "height": 48, "kept": 1}])
         row = {"frame_id": "v_f1", "video_id": "v", "shot_id": "v_s0", "mask_path": "m.png", "bbox": "[1.4, 2, 30, 40]",
