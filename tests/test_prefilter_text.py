@@ -11,9 +11,14 @@ import cv2
 import numpy as np
 import pytest
 
+from animlora.backends.text.detection import (
+    OpenCVTextDetector,
+    make_text_detector,
+    resolve_text_detector,
+    text_cover,
+)
 from animlora.config import load_settings
 from animlora.errors import ConfigError
-from animlora.filtering.text import OpenCVTextDetector, make_text_detector, resolve_text_detector, text_cover
 from animlora.io.images import write_image
 from animlora.stages.prefilter import judge
 from animlora.workspace import Workspace

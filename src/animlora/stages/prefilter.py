@@ -206,7 +206,7 @@ def _stamp(path: str) -> list[int] | None:
 def _covers(detector: Any, members: list[dict[str, Any]]) -> dict[str, float | None]:
     """Per instance of one frame: the share of its mask (>= 50%) under text ``detector``
     reads in the frame; None when the frame or the mask cannot be read."""
-    from animlora.filtering.text import text_cover
+    from animlora.backends.text.detection import text_cover
 
     try:
         frame = read_image(Path(members[0]["frame"]), "RGB")[..., ::-1]
@@ -282,7 +282,7 @@ class PrefilterStage(Stage):
         """Each instance's ``text_cover`` (share of its mask under text read in its frame),
         added to its measures. Only frames with an instance that passes the cheaper tests
         are read; results are cached per frame in ``TEXT_CACHE`` (by detector)."""
-        from animlora.filtering.text import resolve_text_detector
+        from animlora.backends.text.detection import resolve_text_detector
 
         p = ctx.settings.prefilter
         name = resolve_text_detector(p.text_detector)
@@ -309,7 +309,7 @@ class PrefilterStage(Stage):
             entry = known.get(frame_id)
             if entry is None or entry.get("masks") != key:
                 if detector is None:
-                    from animlora.filtering.text import make_text_detector
+                    from animlora.backends.text.detection import make_text_detector
 
                     detector = make_text_detector(name)
                 entry = {"masks": key, "cover": _covers(detector, members)}

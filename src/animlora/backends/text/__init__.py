@@ -1,10 +1,10 @@
 """What the frame tells about an instance beyond its own cut-out: text laid over the
-picture (:mod:`.text`). The prefilter stage calls it; it works on plain numpy frames and
+picture (:mod:`.detection`). The prefilter stage calls it; it works on plain numpy frames and
 masks."""
 
 from __future__ import annotations
 
-from animlora.filtering.text import (
+from animlora.backends.text.detection import (
     DETECTORS,
     OpenCVTextDetector,
     PPOCRTextDetector,
