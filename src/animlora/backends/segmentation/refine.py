@@ -78,6 +78,25 @@ class _View:
     shape: tuple[int, int]  # full-resolution (height, width)
 
 
+def _join_groups(n: int, pairs: Sequence[tuple[int, int]]) -> list[list[int]]:
+    """Union-find over ``range(n)``: the groups that ``pairs`` join, each in ascending order,
+    ordered by their first member (every index in exactly one group)."""
+    parent = list(range(n))
+
+    def find(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for a, b in pairs:
+        parent[find(b)] = find(a)
+    groups: dict[int, list[int]] = {}
+    for k in range(n):
+        groups.setdefault(find(k), []).append(k)
+    return sorted(groups.values(), key=lambda m: m[0])
+
+
 def _small_mask(inst: Instance, view: _View, level: float = 0.5) -> np.ndarray:
     import cv2
 
@@ -431,18 +450,11 @@ def _rejoin_split(instances: list[Instance], fraction: list[float | None]) -> tu
     for k, inst in enumerate(instances):
         if inst.blob >= 0:
             groups.setdefault((inst.frame, inst.blob), []).append(k)
-    parent = list(range(len(instances)))
-
-    def find(k: int) -> int:
-        while parent[k] != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
 
     def still(k: int) -> bool | None:
         return None if fraction[k] is None else fraction[k] >= STATIC_FRACTION  # type: ignore[operator]
 
-    joined = False
+    pairs: list[tuple[int, int]] = []
     for members in groups.values():
         for ai, ka in enumerate(members):
             for kb in members[ai + 1 :]:
@@ -458,16 +470,12 @@ def _rejoin_split(instances: list[Instance], fraction: list[float | None]) -> tu
                     small, large = sorted(_geometry(instances[x])[0] for x in (ka, kb))
                     if small > STILL_PART_RATIO * large:
                         continue
-                if find(ka) != find(kb):
-                    parent[find(kb)] = find(ka)
-                    joined = True
-    if not joined:
+                pairs.append((ka, kb))
+    groups_out = _join_groups(len(instances), pairs)
+    if len(groups_out) == len(instances):
         return instances, False
-    groups_out: dict[int, list[int]] = {}
-    for k in range(len(instances)):
-        groups_out.setdefault(find(k), []).append(k)
     out = []
-    for members in sorted(groups_out.values(), key=lambda m: m[0]):
+    for members in groups_out:
         if len(members) == 1:
             out.append(instances[members[0]])
             continue
@@ -693,14 +701,7 @@ def _merge_parts(instances: list[Instance], notes: list[dict[str, Any]], views: 
                 close &= gap_between(instances[ka], instances[kb]) <= MERGE_GAP * size
             spread = float(np.linalg.norm(np.std(np.array(offsets), axis=0)))
             together[(ta, tb)] = together[(tb, ta)] = close and spread <= OFFSET_SPREAD
-    # union-find over instances of each frame
-    parent = list(range(len(instances)))
-
-    def find(k: int) -> int:
-        while parent[k] != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
+    pairs: list[tuple[int, int]] = []
 
     by_frame: dict[int, list[int]] = {}
     for k, inst in enumerate(instances):
@@ -724,12 +725,9 @@ def _merge_parts(instances: list[Instance], notes: list[dict[str, Any]], views: 
                         and _colour_similarity(frames[f], a, b) >= 0.25
                     )
                 if merge:
-                    parent[find(kb)] = find(ka)
-    groups: dict[int, list[int]] = {}
-    for k in range(len(instances)):
-        groups.setdefault(find(k), []).append(k)
+                    pairs.append((ka, kb))
     out, out_notes = [], []
-    for members in sorted(groups.values(), key=lambda m: m[0]):
+    for members in _join_groups(len(instances), pairs):
         if len(members) == 1:
             out.append(instances[members[0]])
             out_notes.append(notes[members[0]])
