@@ -103,3 +103,88 @@ def test_png_compression_level_changes_size_not_pixels(tmp_path):
     small = write_image(tmp_path / "b.png", image, png_compression=9)
     assert np.array_equal(read_image(fast, "RGBA"), read_image(small, "RGBA"))
     assert Path(small).stat().st_size <= Path(fast).stat().st_size
+
+
+def test_png_fast_keeps_pixels_rgba_rgb_and_grey(tmp_path):
+    rng = np.random.default_rng(4)
+    smooth = np.cumsum(rng.integers(-3, 4, (90, 120, 3)), axis=1) + 128
+    for k, image in enumerate([
+        np.clip(smooth, 0, 255).astype(np.uint8),
+        np.dstack([np.clip(smooth, 0, 255).astype(np.uint8), rng.integers(0, 2, (90, 120)).astype(np.uint8) * 255]),
+        np.clip(smooth[..., 0], 0, 255).astype(np.uint8),
+    ]):
+        fast = write_image(tmp_path / f"f{k}.png", image, png_fast=True)
+        mode = "RGBA" if image.ndim == 3 and image.shape[2] == 4 else "RGB"
+        got = read_image(fast, mode)
+        want = image if image.ndim == 3 else np.dstack([image] * 3)
+        assert np.array_equal(got, want)
+
+
+def test_set_features_once_per_frame_give_the_same_homography():
+    import cv2
+
+    rng = np.random.default_rng(5)
+    base = cv2.GaussianBlur(rng.uniform(0, 255, (160, 240)).astype(np.float32), (0, 0), 1.5) * 3 - 200
+    a = np.clip(base, 0, 255).astype(np.float32)
+    b = np.roll(a, (3, -5), axis=(0, 1))
+    set_a = np.ones(a.shape, bool)
+    set_a[40:100, 60:120] = False
+    set_b = np.roll(set_a, (3, -5), axis=(0, 1))
+    plain = refine.register(a, b, set_a, set_b)
+    cached = refine.register(a, b, set_a, set_b, (refine.set_features(a, set_a), refine.set_features(b, set_b)))
+    assert plain is not None and cached is not None
+    assert np.array_equal(plain, cached)
+    assert abs(plain[0, 2] - 5) < 1 and abs(plain[1, 2] + 3) < 1  # b moved back onto a
+
+
+def test_flat_fill_from_histograms_equals_the_float_median():
+    import cv2
+
+    rng = np.random.default_rng(6)
+    for trial in range(30):
+        image = cv2.GaussianBlur((rng.integers(0, 255, (120, 160, 3)) // (1 + trial % 7)).astype(np.uint8),
+                                 (0, 0), 0.5 + trial % 4)
+        h, w = int(rng.integers(10, 100)), int(rng.integers(10, 140))
+        alpha = (rng.random((h, w)) > rng.uniform(0, 0.4)).astype(np.float32)
+        inst = Instance(frame=0, bbox=(3, 5, w, h), alpha=alpha, score=1.0, track=0)
+        core = cv2.erode((alpha >= 0.5).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        if core.sum() < 20:
+            assert refine.flat_fill(image, inst) == 0.0
+            continue
+        lab = cv2.cvtColor(image[5 : 5 + h, 3 : 3 + w], cv2.COLOR_RGB2LAB).astype(np.float32)[core]
+        want = float((np.abs(lab - np.median(lab, axis=0)).max(axis=1) < 12).mean())
+        assert refine.flat_fill(image, inst) == want
+
+
+def test_isnet_preprocess_gives_the_reference_input():
+    from types import SimpleNamespace
+
+    import cv2
+
+    from animlora.backends.segmentation.isnet import MEAN, STD, IsnetMatte
+
+    image = np.random.default_rng(7).integers(0, 256, (90, 160, 3)).astype(np.uint8)
+    got = IsnetMatte.preprocess(SimpleNamespace(size=(64, 96)), image)  # type: ignore[arg-type]
+    small = cv2.resize(image, (96, 64), interpolation=cv2.INTER_AREA)
+    want = ((small.astype(np.float32) * (1.0 / 255.0) - MEAN) / STD).transpose(2, 0, 1)
+    assert got.shape == (3, 64, 96) and got.dtype == np.float32
+    assert np.array_equal(got, want)
+
+
+def test_blurred_context_made_small_is_within_a_level_of_the_full_blur():
+    import cv2
+
+    from animlora.stages.cutouts import blurred_context
+
+    rng = np.random.default_rng(8)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (240, 320, 3)).astype(np.uint8), (0, 0), 2)
+    box = (20, 10, 260, 220)
+    alpha = np.zeros((220, 260), np.float32)
+    alpha[60:160, 80:180] = 1.0
+    alpha[59, 80:180] = 0.5
+    got = blurred_context(image, alpha, box, 12.0).astype(np.int16)
+    crop = image[10:230, 20:280]
+    full = cv2.GaussianBlur(crop.astype(np.float32), (0, 0), 12.0)
+    want = np.clip(alpha[..., None] * crop + (1 - alpha[..., None]) * full + 0.5, 0, 255).astype(np.int16)
+    assert np.array_equal(got[60:160, 80:180], crop[60:160, 80:180])  # the character itself untouched
+    assert np.abs(got - want).mean() < 0.5 and np.percentile(np.abs(got - want), 99) <= 3

@@ -75,11 +75,12 @@ def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
 
 
 def ssim(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
-    """Mean SSIM (gray, Gaussian window sigma 1.5) over ``where``."""
+    """Mean SSIM (gray, Gaussian window sigma 1.5) over ``where``; in float32 (the map
+    differs from float64's by < 1e-4, at about half the CPU)."""
     import cv2
 
-    x = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY).astype(np.float64)
-    y = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY).astype(np.float64)
+    x = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    y = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY).astype(np.float32)
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 
     def blur(z: np.ndarray) -> np.ndarray:
@@ -208,7 +209,7 @@ class InpaintStage(Stage):
         for plate_id, raw, plate, hole, frame_ids, reference, ref_hole in groups:
             visible = ~ref_hole
             name = f"{safe_name(plate_id, 'plate')}.png"
-            write_image(job.output_dir / name, plate)
+            write_image(job.output_dir / name, plate, png_fast=True)  # same pixels, ~half the CPU of level 3
             files.append(name)
             rows.append({
                 "id": plate_id, "shot_id": item.key, "frame_ids": frame_ids, "path": name, "static": int(static),
