@@ -1,7 +1,7 @@
 """The inpaint stage of this tree against an older commit, in one process, on the same shots.
 
     python benchmarks/inpaint.py SEGMENT_DIR [--shots S1,S2 | --count 4] [--baseline 1b614b9]
-                                 [--backend opencv] [--repeats 1]
+                                 [--backend opencv] [--repeats 1] [--save DIR]
 
 SEGMENT_DIR is a segment output folder (``background/`` and ``segmentation_results.json``,
 e.g. a project's ``segmentation/``). Shots are its moving-camera shots by default (the
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--baseline", default="1b614b9")
     parser.add_argument("--backend", default="opencv", help="inpaint.backend for both")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--save", help="keep both versions' plates under SAVE/baseline and SAVE/this_tree")
     args = parser.parse_args()
     seg = Path(args.segment_dir).resolve()
     shots = shots_of(seg)
@@ -118,7 +119,9 @@ def main() -> None:
               f"SSIM min {min(r['ssim'] for r in rows):.3f}")
     print(f"plates, this tree vs baseline inside the holes: mean abs difference {np.mean(diffs):.2f} "
           f"(max per plate {np.max(diffs):.2f}) over {len(diffs)} plates")
-    for path in outputs.values():
+    for name, path in outputs.items():
+        if args.save:
+            shutil.copytree(path, Path(args.save) / name.replace(" ", "_"), dirs_exist_ok=True)
         shutil.rmtree(path, ignore_errors=True)
 
 

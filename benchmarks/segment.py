@@ -35,6 +35,7 @@ import argparse
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -221,8 +222,13 @@ def stage_main(args: argparse.Namespace) -> None:
     files = {name: sorted(f for r in outputs[name] for f in r.files) for name in versions}  # type: ignore[attr-defined]
     same_rows = rows(outputs[old]) == rows(outputs[new])
     same_files = files[old] == files[new]
-    same_pixels = same_files and pixels(prepared[old][2], files[old]) == pixels(prepared[new][2], files[new])
-    print(f"same instances, tracks and measures: {same_rows}; same files: {same_files}; same pixels: {same_pixels}")
+    differ: Counter[str] = Counter()
+    if same_files:
+        a, b = pixels(prepared[old][2], files[old]), pixels(prepared[new][2], files[new])
+        differ.update(str(Path(name).parent) for name in files[old] if a[name] != b[name])
+    same_pixels = same_files and not differ
+    print(f"same instances, tracks and measures: {same_rows}; same files: {same_files}; same pixels: {same_pixels}"
+          + (f" (files whose pixels differ, by folder: {dict(sorted(differ.items()))})" if differ else ""))
 
 
 def main() -> None:
