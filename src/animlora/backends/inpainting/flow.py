@@ -18,7 +18,10 @@ from animlora.errors import BadInputError, MissingDependencyError
 
 RAFT_MULTIPLE = 8  # RAFT's feature maps are 1/8 of the image: both sides padded to a multiple
 RAFT_MIN_SIDE = 128  # ... and its correlation pyramid needs 16 cells a side
-DIS_MAX_SIDE = 640  # DIS runs at (at most) this long side; the flow is enlarged back
+# DIS runs at (at most) this long side, the flow enlarged back; 0 = full size (default: at 640
+# px a 1280x720 pair costs ~1/4 of the CPU, but benchmarks/flicker.py --size 1280x720 showed
+# 28% more flicker, 0.632 vs 0.495, so the plates keep full-size flow)
+DIS_MAX_SIDE = 0
 
 
 class FlowEstimator(ABC):
@@ -35,9 +38,9 @@ class FlowEstimator(ABC):
 class DISFlow(FlowEstimator):
     """OpenCV's Dense Inverse Search (Kroeger et al. 2016): fast, no weights, CPU.
 
-    Frames whose long side is over ``max_side`` are reduced to it first and the flow is
-    enlarged back (its vectors scaled): the plates only need the background's motion, which is
-    smooth, and a 1280x720 pair costs ~1/3 of the CPU at 640 px (0 = full size)."""
+    With ``max_side`` (0 = full size, the default), frames whose long side is over it are
+    reduced to it first and the flow is enlarged back (its vectors scaled): ~1/4 of the CPU
+    for a 1280x720 pair at 640 px, at some flicker (``DIS_MAX_SIDE``)."""
 
     name = "dis"
 
