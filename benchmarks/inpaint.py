@@ -123,6 +123,7 @@ def main() -> None:
         if args.save:
             shutil.copytree(path, Path(args.save) / name.replace(" ", "_"), dirs_exist_ok=True)
         shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(Path(str(versions["baseline"]["__path__"])).parent, ignore_errors=True)  # git archive copy
 
 
 if __name__ == "__main__":

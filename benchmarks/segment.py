@@ -229,6 +229,9 @@ def stage_main(args: argparse.Namespace) -> None:
     same_pixels = same_files and not differ
     print(f"same instances, tracks and measures: {same_rows}; same files: {same_files}; same pixels: {same_pixels}"
           + (f" (files whose pixels differ, by folder: {dict(sorted(differ.items()))})" if differ else ""))
+    for _, _, out in prepared.values():  # the scratch outputs and the baseline's source copy
+        shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(Path(str(versions["baseline"]["__path__"])).parent, ignore_errors=True)
 
 
 def main() -> None:
