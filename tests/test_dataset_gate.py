@@ -84,3 +84,5 @@ def test_an_explicit_min_size_still_wins(project):
     assert sorted(skipped) == ["character_0", "character_1", "hero"]  # scenery check off: all counted
     assert all(s["status"] == "no dataset" and "dataset.min_size 6 (set)" in s["reason"] for s in skipped.values())
     assert not (project / "training_data" / "character_0" / "metadata.json").exists()
+    # the first run's sample plots of characters not built now are gone
+    assert not list((project / "training_data").glob("report_samples_*.png"))

@@ -40,6 +40,9 @@ def write_report(folder: Path, built: dict[str, Any], skipped: list[dict[str, An
 
     names = sorted(built)
     files: list[str] = []
+    for stale in folder.glob("report_samples_*.png"):  # a character built by an earlier run, not now
+        if stale.name not in {f"report_samples_{_slug(n)}.png" for n in names}:
+            stale.unlink(missing_ok=True)
     if not names:  # nothing built: the page still says who was skipped and what was left out
         atomic_write_text(folder / "dataset_report.html", _html(built, skipped, files, upstream or [], min_size))
         return {"html": "dataset_report.html", "plots": files}
