@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import types
-from typing import Any, ClassVar, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator, model_validator
 
@@ -452,12 +452,16 @@ class CaptionSettings(Section):
 
 
 class DatasetSettings(Section):
-    added_fields: ClassVar[dict[str, Any]] = {"min_image_side": 0, "use_enhanced": False}
+    added_fields: ClassVar[dict[str, Any]] = {"min_image_side": 0, "use_enhanced": False, "scenery_check": False}
     character: str = Field(description="project: only this character ('' = all); folder input: its name")
     caption_prefix: str = Field(description="words after the trigger word in every caption")
     captions_dir: str = Field(description="folder input: .txt captions by stem ('' = beside the images)")
     target_size: int = Field(ge=1, description="images per character")
-    min_size: int = Field(ge=1, description="a character with fewer images that can be written gets no dataset")
+    min_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        description="a character with fewer images that can be written gets no dataset; auto: ceil(shots / 4) "
+                    "between 4 and 8 (a short film's characters get a dataset)")
+    scenery_check: bool = Field(description="an unnamed cluster still in nearly every frame (scenery) or read as "
+                                            "text gets no dataset (reason not_character:<why>)")
     small_size: int = Field(ge=1, description="a dataset with fewer images is built but marked small, with a warning")
     max_size: int = Field(ge=1)
     embedding_model: str = Field(description="embeddings table model used for diversity; '' = the most common")

@@ -180,6 +180,14 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
     rel = (lambda p: f"{sub}/{p}" if sub else p)  # noqa: E731 - file paths relative to the stage folder
     skipped: list[dict[str, str]] = []
     buckets = bucket_sizes(s.resolution, s.bucket_step, s.min_bucket, s.max_bucket)
+    min_size = int(payload.get("min_size") or s.min_size)
+    if payload.get("not_character"):  # scenery or a title card (dataset/gate.py): no dataset, said why
+        code = payload["not_character"].split(" (")[0]
+        for m in members:
+            _left(skipped, m.instance_id, code, payload["not_character"])
+        return _skip(job, character, f"{payload['not_character']} — left out; name the cluster in review "
+                                     "(or dataset.scenery_check: false) if it is a character",
+                     0, 0, skipped, status="not character", folder=out if sub else None)
 
     # 1. usable instances: readable, captioned, big enough for a dataset image without enlarging
     #    past max_enlarge (checked here, so min_size and the selection count what will be written)
@@ -299,17 +307,14 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
     # 4. enough images? (min_size counts what is written; under small_size it is built, marked small)
     written = len(rendered)
     left_out = dict(Counter(sk["code"] for sk in skipped))
-    if written < s.min_size:
+    if written < min_size:
         for f in image_files:
             (out / f).unlink(missing_ok=True)
-        reason = (f"only {written} images could be written (dataset.min_size {s.min_size}); "
+        why = payload.get("min_size_why") or f"dataset.min_size {min_size}"
+        reason = (f"only {written} images could be written ({why}); "
                   f"{len(skipped)} left out ({_counts_text(left_out)}) — add footage, lower dataset.min_size, "
                   f"or enlarge small crops with the enhance stage (an SR model: enhance.backend spandrel)")
-        marker = f".skipped/{safe_name(character)}.json"
-        atomic_write_json(job.output_dir / marker, {
-            "character": character, "reason": reason, "images": written, "candidates": candidates,
-            "left_out_counts": left_out, "left_out": skipped})
-        return ItemOutput(files=(marker,), data={"skipped_character": reason})
+        return _skip(job, character, reason, written, candidates, skipped, folder=out if sub else None)
     status = "ok" if written >= s.small_size else "small"
 
     # 5. captions (fields of template/VLM captions pruned of identity-intrinsic traits)
@@ -382,6 +387,21 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
     files.append(rel(METADATA))
     progress(1, 1)
     return ItemOutput(files=tuple(files), data={"images": records, "skipped": skipped, "status": status})
+
+
+def _skip(job: StageJob, character: str, reason: str, written: int, candidates: int,
+          skipped: list[dict[str, str]], status: str = "no dataset", folder: Path | None = None) -> ItemOutput:
+    """A character without a dataset: its marker (reason, what was left out) for the ending; its
+    folder goes when nothing is left in it (an earlier run's dataset, now without files)."""
+    if folder is not None and folder.is_dir() and not any(p.is_file() for p in folder.rglob("*")):
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+    marker = f".skipped/{safe_name(character)}.json"
+    atomic_write_json(job.output_dir / marker, {
+        "character": character, "status": status, "reason": reason, "images": written, "candidates": candidates,
+        "left_out_counts": dict(Counter(sk["code"] for sk in skipped)), "left_out": skipped})
+    return ItemOutput(files=(marker,), data={"skipped_character": reason})
 
 
 def _counts_text(counts: dict[str, int]) -> str:
@@ -488,6 +508,7 @@ def read_character_reports(output_dir: Path, standalone: bool) -> tuple[dict[str
         info = json.loads(path.read_text(encoding="utf-8"))
         if info["character"] not in built:
             skipped.append({"character": info["character"], "reason": info["reason"],
+                            "status": info.get("status", "no dataset"),
                             "images": info.get("images", 0), "candidates": info.get("candidates", 0),
                             "left_out_counts": info.get("left_out_counts", {}), "left_out": info.get("left_out", [])})
     return built, skipped

@@ -30,7 +30,8 @@ def _bar(ax: Any, counts: dict[str, int], title: str) -> None:
 
 
 def write_report(folder: Path, built: dict[str, Any], skipped: list[dict[str, Any]],
-                 upstream: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                 upstream: list[dict[str, Any]] | None = None, min_size: dict[str, Any] | None = None
+                 ) -> dict[str, Any]:
     """Plots and the HTML page; returns the file names written."""
     import matplotlib
 
@@ -39,8 +40,11 @@ def write_report(folder: Path, built: dict[str, Any], skipped: list[dict[str, An
 
     names = sorted(built)
     files: list[str] = []
+    for stale in folder.glob("report_samples_*.png"):  # a character built by an earlier run, not now
+        if stale.name not in {f"report_samples_{_slug(n)}.png" for n in names}:
+            stale.unlink(missing_ok=True)
     if not names:  # nothing built: the page still says who was skipped and what was left out
-        atomic_write_text(folder / "dataset_report.html", _html(built, skipped, files, upstream or []))
+        atomic_write_text(folder / "dataset_report.html", _html(built, skipped, files, upstream or [], min_size))
         return {"html": "dataset_report.html", "plots": files}
     # 1. images, shots and videos per character
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
@@ -90,7 +94,7 @@ def write_report(folder: Path, built: dict[str, Any], skipped: list[dict[str, An
         name = f"report_samples_{_slug(n)}.png"
         _save(fig, folder / name)
         files.append(name)
-    atomic_write_text(folder / "dataset_report.html", _html(built, skipped, files, upstream or []))
+    atomic_write_text(folder / "dataset_report.html", _html(built, skipped, files, upstream or [], min_size))
     return {"html": "dataset_report.html", "plots": files}
 
 
@@ -105,7 +109,7 @@ def _slug(name: str) -> str:
 
 
 def _html(built: dict[str, Any], skipped: list[dict[str, Any]], plots: list[str],
-          upstream: list[dict[str, Any]]) -> str:
+          upstream: list[dict[str, Any]], min_size: dict[str, Any] | None = None) -> str:
     e = html.escape
     rows = []
     for n in sorted(built):
@@ -119,9 +123,12 @@ def _html(built: dict[str, Any], skipped: list[dict[str, Any]], plots: list[str]
             f"<td>{e(m['selection']['features'])}</td></tr>"
         )
     left_out = "".join(_left_out_html(n, built[n]["skipped"]) for n in sorted(built))
-    left_out += "".join(_left_out_html(f"{sk['character']} (no dataset)", sk.get("left_out", [])) for sk in skipped)
+    left_out += "".join(_left_out_html(f"{sk['character']} ({sk.get('status', 'no dataset')})", sk.get("left_out", []))
+                        for sk in skipped)
     left_out += _left_out_html("before the datasets (in no character's set)", upstream)
-    skipped_html = "".join(f"<li><b>{e(s['character'])}</b>: {e(s['reason'])}</li>" for s in skipped)
+    skipped_html = "".join(f"<li><b>{e(s['character'])}</b> ({e(s.get('status', 'no dataset'))}): {e(s['reason'])}</li>"
+                           for s in skipped)
+    rule = f"<p>{e(min_size['why'])}</p>" if min_size else ""
     images = "".join(f'<h3>{e(p)}</h3><img src="{e(p)}" style="max-width:100%">' for p in plots)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>animlora dataset report</title>
@@ -131,7 +138,7 @@ def _html(built: dict[str, Any], skipped: list[dict[str, Any]], plots: list[str]
 <table><tr><th>character</th><th>trigger</th><th>images</th><th>candidates</th><th>shots (of available)</th>
 <th>videos</th><th>status</th><th>left out</th><th>caption sources</th><th>diversity features</th></tr>
 {''.join(rows)}</table>
-<h2>Characters skipped</h2><ul>{skipped_html or '<li>none</li>'}</ul>
+<h2>Characters skipped</h2>{rule}<ul>{skipped_html or '<li>none</li>'}</ul>
 <h2>Instances left out</h2>{left_out or '<p>none</p>'}
 {images}
 </body></html>

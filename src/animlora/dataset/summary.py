@@ -54,7 +54,7 @@ def ending(results_path: Path) -> dict[str, Any] | None:
                      "left_out": c.get("left_out", {}), "folder": c.get("folder"), "reason": "",
                      "enlargement": c.get("enlargement") or {}})
     for sk in report.get("skipped_characters", []):
-        rows.append({"character": sk["character"], "status": "no dataset", "images": 0, "shots": 0,
+        rows.append({"character": sk["character"], "status": sk.get("status", "no dataset"), "images": 0, "shots": 0,
                      "candidate_shots": None, "left_out": sk.get("left_out_counts", {}), "folder": None,
                      "reason": sk["reason"]})
     for failed in report.get("failed", []):
@@ -64,9 +64,14 @@ def ending(results_path: Path) -> dict[str, Any] | None:
     lines = []
     if not usable:
         lines.append("No usable dataset came out. " + _advice(rows, report.get("upstream", {})))
+    min_size = report.get("min_size") or {}
+    if min_size.get("setting") == "auto":  # what auto chose, and from what
+        lines.append(min_size["why"])
     for r in rows:
         if r["status"] == "no dataset":
             lines.append(f"{r['character']}: no dataset — {r['reason']}")
+        if r["status"] == "not character":
+            lines.append(f"{r['character']}: not a character, no dataset — {r['reason']}")
         if r["status"] == "small":
             lines.append(f"{r['character']}: only {r['images']} images — built, but marked small (dataset.small_size); "
                          "a LoRA from so few overfits: add footage with this character, or review its cluster.")
@@ -76,7 +81,7 @@ def ending(results_path: Path) -> dict[str, Any] | None:
             lines.append(f"{r['character']}: {e.get('enhanced', 0)} of {r['images']} images from enhanced crops, "
                          f"{e.get('below_min_bucket', 0)} kept at their own size below dataset.min_bucket "
                          f"(sd-scripts bucket_no_upscale); plain resampling at most {e.get('resample_max', 0):.2f}x")
-    return {"characters": rows, "usable": len(usable), "upstream": report.get("upstream", {}), "lines": lines,
+    return {"characters": rows, "usable": len(usable), "min_size": min_size or None, "upstream": report.get("upstream", {}), "lines": lines,
             "report": str(results_path.parent / report["report"]["html"]) if report.get("report") else None}
 
 
@@ -88,6 +93,10 @@ def _advice(rows: list[dict[str, Any]], upstream: dict[str, Any]) -> str:
                     "show characters.")
         return (f"{found} instances were found but none belongs to a character: name clusters in "
                 "`animlora review`, or lower cluster.min_cluster_size for a short film.")
+    if all(r["status"] == "not character" for r in rows):
+        return ("Every cluster looked like scenery or title cards (still in every shot, or text): check the "
+                "clusters in `animlora review` and name the characters (a named cluster is always kept), or "
+                "set dataset.scenery_check: false.")
     if any(r["status"] == "no dataset" for r in rows):
         return ("Every character had too few images that could be written: add footage, lower dataset.min_size, "
                 "or enlarge small crops with a super-resolution model (enhance.backend spandrel, docs/enhance.md).")

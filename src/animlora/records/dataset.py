@@ -42,3 +42,9 @@ def items_of(catalog: Catalog, character: str) -> list[DatasetItem]:
     rows = catalog.rows("SELECT character, instance_id, image_path, caption_path, score FROM dataset_items "
                         "WHERE character = ? ORDER BY instance_id", (character,))
     return [DatasetItem(**dict(row)) for row in rows]
+
+
+def count_shots(catalog: Catalog) -> int:
+    """Shots in the project (every video): what ``dataset.min_size: auto`` scales with."""
+    row = catalog.one("SELECT COUNT(*) FROM shots")
+    return int(row[0]) if row else 0

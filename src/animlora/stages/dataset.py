@@ -66,7 +66,7 @@ class DatasetStage(Stage):
         if job.standalone and (job.input_path is None or not job.input_path.is_dir()):
             raise BadInputError(job.input_path or "?", "expected a folder of cut-outs or an animlora project")
         s = job.settings.dataset
-        if s.min_size > s.max_size:
+        if isinstance(s.min_size, int) and s.min_size > s.max_size:
             from animlora.errors import ConfigError
 
             raise ConfigError(f"dataset.min_size ({s.min_size}) is larger than dataset.max_size ({s.max_size})")
@@ -90,7 +90,7 @@ class DatasetStage(Stage):
         return folder_members(source, s.character or source.name), None, None
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
-        from animlora.dataset import background
+        from animlora.dataset import background, gate
         from animlora.text.captions import character_clothed
 
         kind = ctx.settings.dataset.kind  # the background/style set: dataset/background.py
@@ -105,6 +105,9 @@ class DatasetStage(Stage):
         if not by_char:
             ctx.log.warning("dataset: no character instances found (run the cluster/review steps first)")
         captions = self._captions(ctx, catalog, members)
+        min_size, min_size_why = gate.resolve_min_size(s.min_size, records.count_shots(catalog) if catalog else None)
+        ctx.extra["min_size"] = {"setting": s.min_size, "value": min_size, "why": min_size_why}
+        measures = self._measures(catalog) if catalog is not None and s.scenery_check else {}
         items = []
         for character, group in sorted(by_char.items()):
             trigger = (ctx.settings.caption.trigger if ctx.job.standalone and root is None else "") or trigger_for(
@@ -115,9 +118,12 @@ class DatasetStage(Stage):
             payload = {
                 "character": character, "trigger": trigger, "members": [m.to_json() for m in group],
                 "captions": caps, "embeddings": embeddings, "reg": reg, "clothed": character_clothed(root, character),
+                "min_size": min_size, "min_size_why": min_size_why,
+                "not_character": "" if not measures or gate.trusted(character) else gate.not_character(
+                    [measures.get(m.instance_id) for m in group], ctx.settings.prefilter.max_text),
             }
             fingerprint = digest(
-                trigger, payload["clothed"],
+                trigger, payload["clothed"], min_size, payload["not_character"],
                 [(m.instance_id, stat_key(m.image_path), stat_key(m.frame_path), stat_key(m.filled_path),
                   stat_key(m.enhanced_path), m.enhanced_region, m.problem) for m in group],
                 sorted((k, json.dumps(v, sort_keys=True)) for k, v in caps.items()),
@@ -126,6 +132,14 @@ class DatasetStage(Stage):
             )
             items.append(WorkItem(character, fingerprint, payload, character))
         return items + extra
+
+    @staticmethod
+    def _measures(catalog: Any) -> dict[str, dict[str, Any] | None]:
+        """instance id -> its segment measures (``static``, ``text``), for the scenery check."""
+        from animlora.dataset.gate import parse_measures
+        from animlora.records.segment import instance_measures
+
+        return {iid: parse_measures(text) for iid, text in instance_measures(catalog).items()}
 
     def _captions(self, ctx: StageContext, catalog: Any, members: list[Member]) -> dict[tuple[str, str], Any]:
         out: dict[tuple[str, str], Any] = {}
@@ -229,6 +243,7 @@ class DatasetStage(Stage):
             },
             "skipped_characters": [{k: v for k, v in sk.items() if k != "left_out"} for sk in skipped],
             "failed": [{"item": k, "error": e} for k, e in summary.failures],
+            "min_size": ctx.extra.pop("min_size", None),
         }
         if ctx.settings.dataset.kind != "character":
             report["background"] = background.summary(
@@ -244,7 +259,7 @@ class DatasetStage(Stage):
         if ctx.settings.dataset.report and (built or skipped or upstream):
             from animlora.dataset.report import write_report
 
-            report["report"] = write_report(ctx.output_dir, built, skipped, upstream)
+            report["report"] = write_report(ctx.output_dir, built, skipped, upstream, report["min_size"])
         atomic_write_json(ctx.output_dir / RESULTS_FILE, report)
         return report
 

@@ -1,0 +1,88 @@
+"""What a character needs before its dataset is written: min_size ``auto`` adapted to the
+footage, and being a character (a still cluster is left out as ``not_character:still``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from animlora.catalog import Catalog
+from animlora.dataset.gate import not_character, resolve_min_size, trusted
+from dataset_synth import make_project, run_stages
+
+SETTINGS = {"dataset": {"target_size": 12, "small_size": 12, "resolution": 512, "min_bucket": 128,
+                        "max_bucket": 1024, "report": True}}
+
+
+def test_auto_min_size_scales_with_shots_between_floor_and_cap():
+    assert resolve_min_size("auto", 14)[0] == 4  # cgi-bench's short film
+    assert resolve_min_size("auto", 6)[0] == 4  # never under the floor
+    assert resolve_min_size("auto", 24)[0] == 6
+    assert resolve_min_size("auto", 136)[0] == 8  # the whole Big Buck Bunny film
+    assert resolve_min_size("auto", None)[0] == 8  # a folder of cut-outs: shots unknown
+    assert resolve_min_size(12, 14) == (12, "dataset.min_size 12 (set)")  # an explicit number wins
+    assert "14 shots" in resolve_min_size("auto", 14)[1]
+
+
+def test_a_cluster_still_in_nearly_every_frame_is_not_a_character():
+    bushes = [{"static": s} for s in (1.0, 1.0, 0.996, 0.925, 0.392, 1.0, 0.533, 1.0)]  # seed 2's bushes, in part
+    robot = [{"static": s} for s in (0.692, 0.786, 0.743, 0.786, 0.999, 0.845, 0.588)]  # seed 2's robot
+    assert not_character(bushes).startswith("not_character:still (6 of 8 instances")
+    assert not_character(robot) == ""
+    assert not_character([{"static": 1.0}, {"static": 1.0}, None]) == ""  # too little evidence
+    assert not_character([{"static": 0.2, "text": 0.8}] * 3).startswith("not_character:text")
+    assert trusted("buck") and not trusted("character_3")  # named in review: trusted
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gate")
+    rows = make_project(root, {"character_0": 5, "character_1": 5, "hero": 5}, shots=6)
+    with Catalog(root / "catalog.sqlite") as cat:
+        columns = {r[1] for r in cat.rows("PRAGMA table_info(instances)")}
+        if "measures" not in columns:
+            cat.execute("ALTER TABLE instances ADD COLUMN measures TEXT")
+        for iid, row in rows.items():
+            still = not row["track_id"].endswith("_0")  # character_1 and hero never move
+            cat.execute("UPDATE instances SET measures = ? WHERE id = ?",
+                        (json.dumps({"static": 1.0 if still else 0.3, "text": 0.0}), iid))
+    return root
+
+
+def test_short_project_gets_datasets_and_a_still_cluster_is_left_out_with_its_reason(project):
+    run_stages(project, ["dataset"], SETTINGS)
+    report = json.loads((project / "training_data" / "dataset_results.json").read_text())
+    # 6 shots: auto gives the floor of 4, so clusters of 5 get their dataset
+    assert report["min_size"]["value"] == 4 and report["min_size"]["setting"] == "auto"
+    assert report["characters"]["character_0"]["images"] == 5
+    # an unnamed still cluster: no dataset, its reason and every instance listed
+    skipped = {s["character"]: s for s in report["skipped_characters"]}
+    assert list(skipped) == ["character_1"]
+    assert skipped["character_1"]["status"] == "not character"
+    assert skipped["character_1"]["reason"].startswith("not_character:still (5 of 5")
+    assert skipped["character_1"]["left_out_counts"] == {"not_character:still": 5}
+    assert not (project / "training_data" / "character_1").exists()
+    # a named cluster is a character whatever its motion (an idle hero)
+    assert report["characters"]["hero"]["images"] == 5
+    from animlora.dataset.summary import ending
+
+    end = ending(project / "training_data" / "dataset_results.json")
+    status = {r["character"]: r["status"] for r in end["characters"]}
+    assert status == {"character_0": "small", "hero": "small", "character_1": "not character"}
+    assert any(line.startswith("dataset.min_size auto = 4 (6 shots") for line in end["lines"])
+    assert any(line.startswith("character_1: not a character") for line in end["lines"])
+    page = (project / "training_data" / "dataset_report.html").read_text()
+    assert "character_1 (not character): 5" in page and "dataset.min_size auto = 4" in page
+
+
+def test_an_explicit_min_size_still_wins(project):
+    run_stages(project, ["dataset"], {"dataset": {**SETTINGS["dataset"], "min_size": 6, "scenery_check": False}})
+    report = json.loads((project / "training_data" / "dataset_results.json").read_text())
+    assert report["characters"] == {}
+    skipped = {s["character"]: s for s in report["skipped_characters"]}
+    assert sorted(skipped) == ["character_0", "character_1", "hero"]  # scenery check off: all counted
+    assert all(s["status"] == "no dataset" and "dataset.min_size 6 (set)" in s["reason"] for s in skipped.values())
+    assert not (project / "training_data" / "character_0" / "metadata.json").exists()
+    # the first run's sample plots of characters not built now are gone
+    assert not list((project / "training_data").glob("report_samples_*.png"))
