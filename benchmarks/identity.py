@@ -116,7 +116,7 @@ def sheets(project: Path, out: Path, size: int = 112, columns: int = 10) -> None
 
 
 def _scores(truth: dict[str, str], assign: dict[str, str], shots: dict[str, str | None],
-            vectors: dict[str, np.ndarray] | None) -> dict:
+            vectors: dict[str, np.ndarray] | None, detail: bool = False) -> dict:
     from sklearn.metrics import adjusted_rand_score
 
     chars = [i for i, t in truth.items() if t != "-" and i in assign]
@@ -129,9 +129,13 @@ def _scores(truth: dict[str, str], assign: dict[str, str], shots: dict[str, str 
     for i in every:
         members[assign[i]].append(truth[i])
     purities, weighted, clusters = [], 0, []
-    for _cid, labels in sorted(members.items(), key=lambda kv: -len(kv[1])):
+    for cid, labels in sorted(members.items(), key=lambda kv: -len(kv[1])):
         top, count = Counter(labels).most_common(1)[0]
-        clusters.append(f"{top}:{count}/{len(labels)}")
+        if detail:
+            mix = " ".join(f"{k}:{v}" for k, v in Counter(labels).most_common())
+            clusters.append(f"{cid} [{top} {count}/{len(labels)}] {mix}")
+        else:
+            clusters.append(f"{top}:{count}/{len(labels)}")
         weighted += count
         if top != "-":
             purities.append(count / len(labels))
@@ -171,6 +175,34 @@ def _merge(a: dict, b: dict) -> dict:
     return out
 
 
+def load_labels(labels_path: Path, project: Path) -> dict[str, str]:
+    """Instance id -> label. Two formats: per instance (``{"instances": {id: {"label": ...}}}``,
+    /work/notes/film_labels.json: ``other`` is scenery, ``mixed`` is left out) or per sheet
+    number (``{"<n>": label}`` beside the ``index.json`` of ``sheets``)."""
+    data = json.loads(labels_path.read_text())
+    if "instances" in data:
+        names = {"other": "-", "mixed": "x"}
+        labels = {i: names.get(e["label"], e["label"]) for i, e in data["instances"].items()}
+        return {i: v for i, v in labels.items() if v != "x"}
+    index = json.loads((labels_path.parent / "index.json").read_text())
+    by_track = {index[k]: v for k, v in data.items()}
+    tracks = dict(_tracks(project / "catalog.sqlite"))
+    return {iid: by_track[key] for key, members in tracks.items() if key in by_track and by_track[key] != "x"
+            for iid, _, _ in members}
+
+
+def score_project(project: Path, labels_path: Path) -> dict:
+    """Score a project's clusters as they are (no re-run) against instance labels."""
+    truth = load_labels(labels_path, project)
+    con = sqlite3.connect(f"file:{project / 'catalog.sqlite'}?mode=ro", uri=True)
+    names = dict(con.execute("SELECT id, name FROM clusters"))
+    assign = {i: (c if c == "noise" else names.get(c, c))
+              for i, c in con.execute("SELECT instance_id, cluster_id FROM cluster_assignments")}
+    noise_ids = {c for c, n in names.items() if n == "noise"}
+    assign = {i: ("noise" if c in noise_ids else c) for i, c in assign.items()}
+    return _scores(truth, assign, {}, None, detail=True)
+
+
 def score(project: Path, labels_path: Path, variants: list[str], extra: dict | None = None) -> dict:
     from animlora.config import load_settings
     from animlora.identity.clustering import normalise
@@ -182,11 +214,8 @@ def score(project: Path, labels_path: Path, variants: list[str], extra: dict | N
     from animlora.stages.embed import get_embedder, load_vectors
     from animlora.workspace import Workspace
 
-    index = json.loads((labels_path.parent / "index.json").read_text())
-    by_track = {index[k]: v for k, v in json.loads(labels_path.read_text()).items()}
+    truth = load_labels(labels_path, project)
     tracks = dict(_tracks(project / "catalog.sqlite"))
-    truth = {iid: by_track[key] for key, members in tracks.items() if key in by_track and by_track[key] != "x"
-             for iid, _, _ in members}
     shots = {iid: shot for members in tracks.values() for iid, _, shot in members}
     results = {}
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
@@ -345,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
     p_score.add_argument("--variants", default=",".join(VARIANTS))
     p_score.add_argument("--json", type=Path)
     p_score.add_argument("--min-cluster-size", type=int, default=0, help="override cluster.min_cluster_size")
+    p_film = sub.add_parser("film", help="score a project's clusters as they are against instance labels")
+    p_film.add_argument("project", type=Path)
+    p_film.add_argument("labels", type=Path)
+    p_film.add_argument("--json", type=Path)
     p_truth = sub.add_parser("truth")
     p_truth.add_argument("project", type=Path)
     p_truth.add_argument("truth", type=Path)
@@ -357,6 +390,14 @@ def main(argv: list[str] | None = None) -> int:
         results = score_truth(args.project, args.truth, args.variants.split(","), _parse_sets(args.sets), args.keep)
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))
+        return 0
+    if args.command == "film":
+        r = score_project(args.project, args.labels)
+        print(json.dumps({k: v for k, v in r.items() if k != "clusters"}))
+        for c in r["clusters"]:
+            print("   ", c)
+        if args.json:
+            args.json.write_text(json.dumps(r, indent=1))
         return 0
     if args.command == "sheets":
         sheets(args.project, args.out)
