@@ -70,7 +70,52 @@ VARIANTS = {
     "color_mlp_seed1": {"embed": {"shot_light": "off"}, "cluster": {"metric": "mlp"}, "project": {"seed": 1}},
     "color_track_nopartmerge": {"embed": {"shot_light": "off"}, "cluster": {"part_merge": 0.0}},
     "color_instance_partmerge": {"embed": {"shot_light": "off"}, "cluster": {"unit": "instance"}},
+    "no_merge": {"cluster": {"merge_similarity": 1.0}},
+    "merge_095": {"cluster": {"merge_similarity": 0.95}},
+    "mlp_no_merge": {"cluster": {"metric": "mlp", "merge_similarity": 1.0}},
+    "shot_light_off_no_merge": {"embed": {"shot_light": "off"}, "cluster": {"merge_similarity": 1.0}},
 }
+
+
+# descriptor constants of backends/embedding/color.py a variant overrides (not settings): the
+# vectors' key gets the variant's name, so the cache never mixes them with the default's
+COLOUR_VARIANTS: dict[str, dict] = {
+    "gw0": {"color.GREY_WORLD": 0.0},
+    "gw03": {"color.GREY_WORLD": 0.3},
+    "cast0": {"light.MIN_CAST": 0.0},  # every shot corrected (shot light version 1)
+    "cast02": {"light.MIN_CAST": 0.2},
+    "cast04": {"light.MIN_CAST": 0.4},
+}
+_COLOUR_DEFAULTS: dict = {}
+
+
+def _settings(variant: str) -> dict:
+    return VARIANTS[variant.split(":")[0]]
+
+
+def _colour_constants(variant: str) -> None:
+    """``name:constvariant`` runs ``name`` with constants of the colour descriptor or of the
+    per-shot light changed (and their VERSION, hence the vectors' key, marked)."""
+    from animlora.backends.embedding import color
+    from animlora.identity import light
+
+    modules = {"color": color, "light": light}
+    if not _COLOUR_DEFAULTS:
+        for v in COLOUR_VARIANTS.values():
+            for k in v:
+                mod, _, name = k.partition(".")
+                _COLOUR_DEFAULTS[k] = getattr(modules[mod], name)
+        for mod in modules:
+            _COLOUR_DEFAULTS[f"{mod}.VERSION"] = modules[mod].VERSION
+    for k, v in _COLOUR_DEFAULTS.items():
+        mod, _, name = k.partition(".")
+        setattr(modules[mod], name, v)
+    _, _, extra = variant.partition(":")
+    if extra:
+        for k, v in COLOUR_VARIANTS[extra].items():
+            mod, _, name = k.partition(".")
+            setattr(modules[mod], name, v)
+            modules[mod].VERSION = f"{_COLOUR_DEFAULTS[mod + '.VERSION']}{extra}"
 
 
 def _tracks(db: Path) -> list[tuple[str, list[tuple[str, str, str | None]]]]:
@@ -220,7 +265,8 @@ def score(project: Path, labels_path: Path, variants: list[str], extra: dict | N
     results = {}
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         scratch = Path(tmp) / "p"
-        shutil.copytree(project, scratch, ignore=shutil.ignore_patterns("clustered", "frames", "training_data"),
+        shutil.copytree(project, scratch, ignore=shutil.ignore_patterns("clustered", "frames", "training_data", "inpainting",
+                                                                 "enhancement", "deocclusion", "captions"),
                         symlinks=True)
         for name in ("segmentation", "filtered"):  # the cut-outs: link, do not copy
             if (project / name).exists():
@@ -228,7 +274,8 @@ def score(project: Path, labels_path: Path, variants: list[str], extra: dict | N
                 (scratch / name).symlink_to((project / name).resolve())
         ws = Workspace(scratch)
         for variant in variants:
-            loaded = load_settings(scratch, overrides=_merge(VARIANTS[variant], extra or {}))
+            loaded = load_settings(scratch, overrides=_merge(_settings(variant), extra or {}))
+            _colour_constants(variant)
             Runner(ws, loaded, force=True).run([get_stage("embed"), get_stage("cluster")])
             with ws.open_catalog() as catalog:
                 assign = dict(catalog.rows("SELECT instance_id, cluster_id FROM cluster_assignments"))
@@ -318,7 +365,8 @@ def score_truth(project: Path, truth_dir: Path, variants: list[str], extra: dict
                 (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, scratch / entry.name)
         ws = Workspace(scratch)
         for variant in variants:
-            loaded = load_settings(scratch, overrides=_merge(VARIANTS[variant], extra or {}))
+            loaded = load_settings(scratch, overrides=_merge(_settings(variant), extra or {}))
+            _colour_constants(variant)
             Runner(ws, loaded, force=True).run([get_stage("prefilter"), get_stage("embed"), get_stage("cluster")])
             with ws.open_catalog() as catalog:
                 pre = {r[0]: r[1] for r in catalog.rows("SELECT instance_id, reason FROM prefilter_results")}
