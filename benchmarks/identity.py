@@ -73,6 +73,7 @@ VARIANTS = {
     "no_merge": {"cluster": {"merge_similarity": 1.0}},
     "merge_095": {"cluster": {"merge_similarity": 0.95}},
     "mlp_no_merge": {"cluster": {"metric": "mlp", "merge_similarity": 1.0}},
+    "unit_instance": {"cluster": {"unit": "instance"}},
     "shot_light_off_no_merge": {"embed": {"shot_light": "off"}, "cluster": {"merge_similarity": 1.0}},
 }
 
