@@ -161,6 +161,50 @@ def sheets(project: Path, out: Path, size: int = 112, columns: int = 10) -> None
     print(f"{len(tracks)} tracks, {sum(len(m) for _, m in tracks)} instances -> {out}")
 
 
+def strips(project: Path, out: Path, size: int = 90, per: int = 4, columns: int = 4, rows: int = 10) -> None:
+    """One strip per track (up to ``per`` evenly spaced members, first ... last), in film
+    order, numbered, 40 a sheet; ``index.json`` maps each number to its track, shot, frames and
+    instance ids — what /work/notes/film_labels.json was labelled from."""
+    import cv2
+
+    from animlora.identity.sheets import thumbnail
+
+    out.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(f"file:{project / 'catalog.sqlite'}?mode=ro", uri=True)
+    found = con.execute("SELECT ii.instance_id, ii.path, ii.track_id, ii.shot_id, f.frame_index FROM identity_instances ii "
+                        "JOIN instances i ON i.id = ii.instance_id JOIN frames f ON f.id = i.frame_id "
+                        "ORDER BY ii.shot_id, ii.track_id, f.frame_index").fetchall()
+    groups: dict[str, list] = defaultdict(list)
+    for r in found:
+        groups[r[2] or r[0]].append(r)
+    keys = sorted(groups, key=lambda k: (groups[k][0][4], k))
+    tiles, index = [], {}
+    for n, key in enumerate(keys):
+        members = groups[key]
+        picks = [members[round(j)] for j in np.linspace(0, len(members) - 1, min(per, len(members)))]
+        strip = np.full((size, size * per + 4, 3), 255, np.uint8)
+        for j, r in enumerate(picks):
+            path = Path(r[1]) if Path(r[1]).is_absolute() else project / r[1]
+            strip[:, 4 + j * size : 4 + (j + 1) * size] = thumbnail(path, size)[:size, :size]
+        cv2.putText(strip, str(n), (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 0, 0), 2, cv2.LINE_AA)
+        cv2.putText(strip, f"x{len(members)} f{members[0][4]}", (6, size - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                    (0, 0, 160), 1)
+        tiles.append(strip)
+        index[str(n)] = {"track": key, "shot": members[0][3], "frames": [r[4] for r in members],
+                         "instances": [r[0] for r in members]}
+    th, tw = tiles[0].shape[:2] if tiles else (size, size)
+    step = columns * rows
+    for s in range(0, len(tiles), step):
+        chunk = tiles[s : s + step]
+        sheet = np.full((-(-len(chunk) // columns) * (th + 6), columns * (tw + 10), 3), 90, np.uint8)
+        for q, tile in enumerate(chunk):
+            r, c = divmod(q, columns)
+            sheet[r * (th + 6) : r * (th + 6) + th, c * (tw + 10) : c * (tw + 10) + tw] = tile
+        cv2.imwrite(str(out / f"tracks_{s // step:02d}.png"), sheet[..., ::-1])
+    (out / "index.json").write_text(json.dumps(index, indent=1))
+    print(f"{len(keys)} tracks, {len(found)} instances -> {out}")
+
+
 def _scores(truth: dict[str, str], assign: dict[str, str], shots: dict[str, str | None],
             vectors: dict[str, np.ndarray] | None, detail: bool = False) -> dict:
     from sklearn.metrics import adjusted_rand_score
@@ -423,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     p_score.add_argument("--variants", default=",".join(VARIANTS))
     p_score.add_argument("--json", type=Path)
     p_score.add_argument("--min-cluster-size", type=int, default=0, help="override cluster.min_cluster_size")
+    p_strips = sub.add_parser("strips", help="one strip of up to 4 members per track, to label by eye")
+    p_strips.add_argument("project", type=Path)
+    p_strips.add_argument("-o", "--out", type=Path, required=True)
     p_film = sub.add_parser("film", help="score a project's clusters as they are against instance labels")
     p_film.add_argument("project", type=Path)
     p_film.add_argument("labels", type=Path)
@@ -439,6 +486,9 @@ def main(argv: list[str] | None = None) -> int:
         results = score_truth(args.project, args.truth, args.variants.split(","), _parse_sets(args.sets), args.keep)
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))
+        return 0
+    if args.command == "strips":
+        strips(args.project, args.out)
         return 0
     if args.command == "film":
         r = score_project(args.project, args.labels)
