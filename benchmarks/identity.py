@@ -70,7 +70,53 @@ VARIANTS = {
     "color_mlp_seed1": {"embed": {"shot_light": "off"}, "cluster": {"metric": "mlp"}, "project": {"seed": 1}},
     "color_track_nopartmerge": {"embed": {"shot_light": "off"}, "cluster": {"part_merge": 0.0}},
     "color_instance_partmerge": {"embed": {"shot_light": "off"}, "cluster": {"unit": "instance"}},
+    "no_merge": {"cluster": {"merge_similarity": 1.0}},
+    "merge_095": {"cluster": {"merge_similarity": 0.95}},
+    "mlp_no_merge": {"cluster": {"metric": "mlp", "merge_similarity": 1.0}},
+    "unit_instance": {"cluster": {"unit": "instance"}},
+    "shot_light_off_no_merge": {"embed": {"shot_light": "off"}, "cluster": {"merge_similarity": 1.0}},
 }
+
+
+# descriptor constants of backends/embedding/color.py a variant overrides (not settings): the
+# vectors' key gets the variant's name, so the cache never mixes them with the default's
+COLOUR_VARIANTS: dict[str, dict] = {
+    "gw0": {"color.GREY_WORLD": 0.0},
+    "gw03": {"color.GREY_WORLD": 0.3},
+    "cast0": {"light.MIN_CAST": 0.0},  # every shot corrected (shot light version 1)
+    "cast02": {"light.MIN_CAST": 0.2},
+    "cast04": {"light.MIN_CAST": 0.4},
+}
+_COLOUR_DEFAULTS: dict = {}
+
+
+def _settings(variant: str) -> dict:
+    return VARIANTS[variant.split(":")[0]]
+
+
+def _colour_constants(variant: str) -> None:
+    """``name:constvariant`` runs ``name`` with constants of the colour descriptor or of the
+    per-shot light changed (and their VERSION, hence the vectors' key, marked)."""
+    from animlora.backends.embedding import color
+    from animlora.identity import light
+
+    modules = {"color": color, "light": light}
+    if not _COLOUR_DEFAULTS:
+        for v in COLOUR_VARIANTS.values():
+            for k in v:
+                mod, _, name = k.partition(".")
+                _COLOUR_DEFAULTS[k] = getattr(modules[mod], name)
+        for mod in modules:
+            _COLOUR_DEFAULTS[f"{mod}.VERSION"] = modules[mod].VERSION
+    for k, v in _COLOUR_DEFAULTS.items():
+        mod, _, name = k.partition(".")
+        setattr(modules[mod], name, v)
+    _, _, extra = variant.partition(":")
+    if extra:
+        for k, v in COLOUR_VARIANTS[extra].items():
+            mod, _, name = k.partition(".")
+            setattr(modules[mod], name, v)
+            modules[mod].VERSION = f"{_COLOUR_DEFAULTS[mod + '.VERSION']}{extra}"
 
 
 def _tracks(db: Path) -> list[tuple[str, list[tuple[str, str, str | None]]]]:
@@ -115,8 +161,52 @@ def sheets(project: Path, out: Path, size: int = 112, columns: int = 10) -> None
     print(f"{len(tracks)} tracks, {sum(len(m) for _, m in tracks)} instances -> {out}")
 
 
+def strips(project: Path, out: Path, size: int = 90, per: int = 4, columns: int = 4, rows: int = 10) -> None:
+    """One strip per track (up to ``per`` evenly spaced members, first ... last), in film
+    order, numbered, 40 a sheet; ``index.json`` maps each number to its track, shot, frames and
+    instance ids — what /work/notes/film_labels.json was labelled from."""
+    import cv2
+
+    from animlora.identity.sheets import thumbnail
+
+    out.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(f"file:{project / 'catalog.sqlite'}?mode=ro", uri=True)
+    found = con.execute("SELECT ii.instance_id, ii.path, ii.track_id, ii.shot_id, f.frame_index FROM identity_instances ii "
+                        "JOIN instances i ON i.id = ii.instance_id JOIN frames f ON f.id = i.frame_id "
+                        "ORDER BY ii.shot_id, ii.track_id, f.frame_index").fetchall()
+    groups: dict[str, list] = defaultdict(list)
+    for r in found:
+        groups[r[2] or r[0]].append(r)
+    keys = sorted(groups, key=lambda k: (groups[k][0][4], k))
+    tiles, index = [], {}
+    for n, key in enumerate(keys):
+        members = groups[key]
+        picks = [members[round(j)] for j in np.linspace(0, len(members) - 1, min(per, len(members)))]
+        strip = np.full((size, size * per + 4, 3), 255, np.uint8)
+        for j, r in enumerate(picks):
+            path = Path(r[1]) if Path(r[1]).is_absolute() else project / r[1]
+            strip[:, 4 + j * size : 4 + (j + 1) * size] = thumbnail(path, size)[:size, :size]
+        cv2.putText(strip, str(n), (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 0, 0), 2, cv2.LINE_AA)
+        cv2.putText(strip, f"x{len(members)} f{members[0][4]}", (6, size - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                    (0, 0, 160), 1)
+        tiles.append(strip)
+        index[str(n)] = {"track": key, "shot": members[0][3], "frames": [r[4] for r in members],
+                         "instances": [r[0] for r in members]}
+    th, tw = tiles[0].shape[:2] if tiles else (size, size)
+    step = columns * rows
+    for s in range(0, len(tiles), step):
+        chunk = tiles[s : s + step]
+        sheet = np.full((-(-len(chunk) // columns) * (th + 6), columns * (tw + 10), 3), 90, np.uint8)
+        for q, tile in enumerate(chunk):
+            r, c = divmod(q, columns)
+            sheet[r * (th + 6) : r * (th + 6) + th, c * (tw + 10) : c * (tw + 10) + tw] = tile
+        cv2.imwrite(str(out / f"tracks_{s // step:02d}.png"), sheet[..., ::-1])
+    (out / "index.json").write_text(json.dumps(index, indent=1))
+    print(f"{len(keys)} tracks, {len(found)} instances -> {out}")
+
+
 def _scores(truth: dict[str, str], assign: dict[str, str], shots: dict[str, str | None],
-            vectors: dict[str, np.ndarray] | None) -> dict:
+            vectors: dict[str, np.ndarray] | None, detail: bool = False) -> dict:
     from sklearn.metrics import adjusted_rand_score
 
     chars = [i for i, t in truth.items() if t != "-" and i in assign]
@@ -129,9 +219,13 @@ def _scores(truth: dict[str, str], assign: dict[str, str], shots: dict[str, str 
     for i in every:
         members[assign[i]].append(truth[i])
     purities, weighted, clusters = [], 0, []
-    for _cid, labels in sorted(members.items(), key=lambda kv: -len(kv[1])):
+    for cid, labels in sorted(members.items(), key=lambda kv: -len(kv[1])):
         top, count = Counter(labels).most_common(1)[0]
-        clusters.append(f"{top}:{count}/{len(labels)}")
+        if detail:
+            mix = " ".join(f"{k}:{v}" for k, v in Counter(labels).most_common())
+            clusters.append(f"{cid} [{top} {count}/{len(labels)}] {mix}")
+        else:
+            clusters.append(f"{top}:{count}/{len(labels)}")
         weighted += count
         if top != "-":
             purities.append(count / len(labels))
@@ -171,6 +265,34 @@ def _merge(a: dict, b: dict) -> dict:
     return out
 
 
+def load_labels(labels_path: Path, project: Path) -> dict[str, str]:
+    """Instance id -> label. Two formats: per instance (``{"instances": {id: {"label": ...}}}``,
+    /work/notes/film_labels.json: ``other`` is scenery, ``mixed`` is left out) or per sheet
+    number (``{"<n>": label}`` beside the ``index.json`` of ``sheets``)."""
+    data = json.loads(labels_path.read_text())
+    if "instances" in data:
+        names = {"other": "-", "mixed": "x"}
+        labels = {i: names.get(e["label"], e["label"]) for i, e in data["instances"].items()}
+        return {i: v for i, v in labels.items() if v != "x"}
+    index = json.loads((labels_path.parent / "index.json").read_text())
+    by_track = {index[k]: v for k, v in data.items()}
+    tracks = dict(_tracks(project / "catalog.sqlite"))
+    return {iid: by_track[key] for key, members in tracks.items() if key in by_track and by_track[key] != "x"
+            for iid, _, _ in members}
+
+
+def score_project(project: Path, labels_path: Path) -> dict:
+    """Score a project's clusters as they are (no re-run) against instance labels."""
+    truth = load_labels(labels_path, project)
+    con = sqlite3.connect(f"file:{project / 'catalog.sqlite'}?mode=ro", uri=True)
+    names = dict(con.execute("SELECT id, name FROM clusters"))
+    assign = {i: (c if c == "noise" else names.get(c, c))
+              for i, c in con.execute("SELECT instance_id, cluster_id FROM cluster_assignments")}
+    noise_ids = {c for c, n in names.items() if n == "noise"}
+    assign = {i: ("noise" if c in noise_ids else c) for i, c in assign.items()}
+    return _scores(truth, assign, {}, None, detail=True)
+
+
 def score(project: Path, labels_path: Path, variants: list[str], extra: dict | None = None) -> dict:
     from animlora.config import load_settings
     from animlora.identity.clustering import normalise
@@ -182,16 +304,14 @@ def score(project: Path, labels_path: Path, variants: list[str], extra: dict | N
     from animlora.stages.embed import get_embedder, load_vectors
     from animlora.workspace import Workspace
 
-    index = json.loads((labels_path.parent / "index.json").read_text())
-    by_track = {index[k]: v for k, v in json.loads(labels_path.read_text()).items()}
+    truth = load_labels(labels_path, project)
     tracks = dict(_tracks(project / "catalog.sqlite"))
-    truth = {iid: by_track[key] for key, members in tracks.items() if key in by_track and by_track[key] != "x"
-             for iid, _, _ in members}
     shots = {iid: shot for members in tracks.values() for iid, _, shot in members}
     results = {}
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         scratch = Path(tmp) / "p"
-        shutil.copytree(project, scratch, ignore=shutil.ignore_patterns("clustered", "frames", "training_data"),
+        shutil.copytree(project, scratch, ignore=shutil.ignore_patterns("clustered", "frames", "training_data", "inpainting",
+                                                                 "enhancement", "deocclusion", "captions"),
                         symlinks=True)
         for name in ("segmentation", "filtered"):  # the cut-outs: link, do not copy
             if (project / name).exists():
@@ -199,7 +319,8 @@ def score(project: Path, labels_path: Path, variants: list[str], extra: dict | N
                 (scratch / name).symlink_to((project / name).resolve())
         ws = Workspace(scratch)
         for variant in variants:
-            loaded = load_settings(scratch, overrides=_merge(VARIANTS[variant], extra or {}))
+            loaded = load_settings(scratch, overrides=_merge(_settings(variant), extra or {}))
+            _colour_constants(variant)
             Runner(ws, loaded, force=True).run([get_stage("embed"), get_stage("cluster")])
             with ws.open_catalog() as catalog:
                 assign = dict(catalog.rows("SELECT instance_id, cluster_id FROM cluster_assignments"))
@@ -289,7 +410,8 @@ def score_truth(project: Path, truth_dir: Path, variants: list[str], extra: dict
                 (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, scratch / entry.name)
         ws = Workspace(scratch)
         for variant in variants:
-            loaded = load_settings(scratch, overrides=_merge(VARIANTS[variant], extra or {}))
+            loaded = load_settings(scratch, overrides=_merge(_settings(variant), extra or {}))
+            _colour_constants(variant)
             Runner(ws, loaded, force=True).run([get_stage("prefilter"), get_stage("embed"), get_stage("cluster")])
             with ws.open_catalog() as catalog:
                 pre = {r[0]: r[1] for r in catalog.rows("SELECT instance_id, reason FROM prefilter_results")}
@@ -345,6 +467,13 @@ def main(argv: list[str] | None = None) -> int:
     p_score.add_argument("--variants", default=",".join(VARIANTS))
     p_score.add_argument("--json", type=Path)
     p_score.add_argument("--min-cluster-size", type=int, default=0, help="override cluster.min_cluster_size")
+    p_strips = sub.add_parser("strips", help="one strip of up to 4 members per track, to label by eye")
+    p_strips.add_argument("project", type=Path)
+    p_strips.add_argument("-o", "--out", type=Path, required=True)
+    p_film = sub.add_parser("film", help="score a project's clusters as they are against instance labels")
+    p_film.add_argument("project", type=Path)
+    p_film.add_argument("labels", type=Path)
+    p_film.add_argument("--json", type=Path)
     p_truth = sub.add_parser("truth")
     p_truth.add_argument("project", type=Path)
     p_truth.add_argument("truth", type=Path)
@@ -357,6 +486,17 @@ def main(argv: list[str] | None = None) -> int:
         results = score_truth(args.project, args.truth, args.variants.split(","), _parse_sets(args.sets), args.keep)
         if args.json:
             args.json.write_text(json.dumps(results, indent=1))
+        return 0
+    if args.command == "strips":
+        strips(args.project, args.out)
+        return 0
+    if args.command == "film":
+        r = score_project(args.project, args.labels)
+        print(json.dumps({k: v for k, v in r.items() if k != "clusters"}))
+        for c in r["clusters"]:
+            print("   ", c)
+        if args.json:
+            args.json.write_text(json.dumps(r, indent=1))
         return 0
     if args.command == "sheets":
         sheets(args.project, args.out)

@@ -8,6 +8,7 @@ import json
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
+from animlora.identity import light
 from animlora.identity.constraints import merge_parts, split_cannot_link
 from animlora.identity.geometry import FrameGeometry, Placement, build_constraints
 from animlora.identity.light import apply_gain, estimate_light, shot_gains
@@ -135,6 +136,20 @@ def test_light_estimate_and_gains_undo_a_tinted_shot(tmp_path):
     assert np.allclose(gains["s0"], 1, atol=0.15)
 
 
+def test_mild_cast_is_left_alone_strong_cast_corrected(tmp_path):
+    """A set whose estimate is only slightly off the film's (a green meadow) is not
+    recoloured; a night-blue shot is."""
+    rng = np.random.default_rng(2)
+    paths = {}
+    for shot, gain in (("a", np.ones(3)), ("b", np.ones(3)), ("c", np.array([1.0, 1.15, 0.9])),
+                       ("night", np.array([0.5, 0.8, 1.8]))):
+        paths[shot] = [tmp_path / f"{shot}.png"]
+        write_image(paths[shot][0], _plate(rng, gain))
+    gains = shot_gains(paths)
+    assert gains["c"] == [1.0, 1.0, 1.0]
+    assert gains["night"][0] > 1.5 and gains["night"][2] < 0.7
+
+
 GREY = Character("grey_rabbit", 0.22, 0.2, 0.14, (205, 205, 200), (170, 170, 170), (215, 215, 210), (190, 190, 185))
 ORANGE = Character("orange_squirrel", 0.22, 0.2, 0.14, (215, 150, 95), (190, 120, 70), (225, 160, 100), (200, 135, 80))
 
@@ -170,7 +185,7 @@ def test_stage_light_shift_per_shot_neither_splits_nor_merges(tmp_path):
     assert "noise" not in found
     assert adjusted_rand_score(truth, found) == 1.0
     report = json.loads((ws.root / "embeddings" / "embedding_report.json").read_text())
-    assert report["model"].endswith("+shotlight1") and report["shot_light"]["shots"] == 6
+    assert report["model"].endswith(f"+shotlight{light.VERSION}") and report["shot_light"]["shots"] == 6
     # the same footage without the correction: the light decides (this is what the film showed)
     found_off, _, _ = _lit_project(tmp_path, "off")
     assert adjusted_rand_score(truth, found_off) < 0.5
@@ -271,3 +286,25 @@ def test_a_track_that_slips_onto_another_character_is_cut_in_two():
     tracks = ["t"] * 7 + ["u"] * 3  # t follows a, then b (a slip), then a again; u is clean
     assert split_tracks(x, tracks) == ["t#0", "t#0", "t#1", "t#1", "t#1", "t#0", "t#0", "u", "u", "u"]
     assert split_tracks(x, tracks, 0.0) == tracks
+
+
+def test_merge_only_joins_clusters_split_by_light():
+    """Two clusters 0.95 alike under the same plain light stay apart (two characters of one
+    palette: on the film Frank and Buck were glued so); a cluster from a strongly corrected
+    shot joins its look-alike (one character under two lights)."""
+    from animlora.identity.constraints import merge_similar
+
+    rng = np.random.default_rng(0)
+    a, b = np.eye(6)[0], 0.95 * np.eye(6)[0] + np.sqrt(1 - 0.95**2) * np.eye(6)[1]
+    x = np.concatenate([a + rng.normal(0, 0.01, (10, 6)), b + rng.normal(0, 0.01, (10, 6))])
+    labels = np.repeat([0, 1], 10)
+    frames = [f"f{i}" for i in range(20)]
+    plain = np.zeros((20, 3))
+    kept, merges = merge_similar(x, labels, frames, 0.9, None, plain, 0.3)
+    assert merges == [] and sorted(set(kept.tolist())) == [0, 1]
+    night = plain.copy()
+    night[10:] = np.log([0.55, 0.9, 1.8])  # the second cluster's shots were corrected
+    joined, merges = merge_similar(x, labels, frames, 0.9, None, night, 0.3)
+    assert len(merges) == 1 and len(set(joined.tolist())) == 1
+    # without light (neural embedders, shot light off): the similarity alone decides
+    assert len(merge_similar(x, labels, frames, 0.9)[1]) == 1

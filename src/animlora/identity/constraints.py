@@ -170,10 +170,19 @@ def merge_similar(
     frame_ids: Sequence[str | None],
     bound: float,
     constraints: Constraints | None = None,
+    light: np.ndarray | None = None,
+    light_bound: float = 0.0,
 ) -> tuple[np.ndarray, list[tuple[int, int, float]]]:
     """Merge clusters whose centroids' cosine similarity exceeds ``bound`` (most similar pair
     first) unless a cannot-link pair joins them (without ``constraints``: unless they share a
-    frame); return (labels, merges as (kept, absorbed, similarity))."""
+    frame); return (labels, merges as (kept, absorbed, similarity)).
+
+    With ``light`` (per instance, the log of its shot's light-correction gains), two clusters
+    both seen in uncorrected light (mean log gain within ``light_bound``: no strong cast
+    found) do not merge: the merge exists for one character that HDBSCAN split by light,
+    and two clusters under the same plain light that HDBSCAN kept apart are most often two
+    characters (on Big Buck Bunny, centroids of two characters reached 0.966
+    while two clusters of Buck were at 0.945)."""
     out = labels.copy()
     if bound >= 1.0:
         return out, []
@@ -182,6 +191,11 @@ def merge_similar(
     ids = [int(v) for v in np.unique(out) if v != NOISE]
     sums = {lab: x[out == lab].sum(0) for lab in ids}
     blocked = set(_pairs_between(out, constraints.cannot))
+    if light is not None:
+        lit = {lab: light[out == lab].mean(0) for lab in ids}
+        mild = {lab for lab in ids if float(np.abs(lit[lab]).max()) <= light_bound}  # not corrected
+        blocked |= {(a, b) for a in mild for b in mild
+                    if a < b and float(np.abs(lit[a] - lit[b]).max()) <= light_bound}
     merges = []
     while len(ids) > 1:
         cent = normalise(np.stack([sums[lab] for lab in ids]))

@@ -73,6 +73,12 @@ class ClusterInput:
     project_root: Path | None
     geometry: FrameGeometry
     still: list[bool | None]  # per instance: unchanged relative to the set (None: unknown)
+    light: np.ndarray | None = None  # per instance: log of its shot's light gains (shot light on)
+
+
+# two clusters merge (step 3) only when their mean log light gains differ by more than this:
+# the per-shot light's own bound for a cast worth correcting (identity/light.py MIN_CAST)
+LIGHT_MERGE = 0.3
 
 
 def reference_folders(job: StageJob) -> list[Path]:
@@ -128,8 +134,11 @@ class ClusterStage(Stage):
         fingerprint = digest(fingerprint, boxes)
         still = [None] * len(ids) if ctx.job.standalone else _still(ctx, ids)
         fingerprint = digest(fingerprint, still)
+        light = None if ctx.job.standalone else _shot_light(ctx, embedder.key, [refs[i].shot_id for i in ids])
+        if light is not None:
+            fingerprint = digest(fingerprint, light.round(4).tolist())
         payload = ClusterInput(embedder.key, ids, vectors, [refs[i] for i in ids], folders,
-                               None if ctx.job.standalone else ctx.workspace.root, geometry, still)
+                               None if ctx.job.standalone else ctx.workspace.root, geometry, still, light)
         return [WorkItem("clusters", fingerprint, payload, f"{len(ids)} instances")]
 
     # -- the work ---------------------------------------------------------------------
@@ -178,7 +187,7 @@ class ClusterStage(Stage):
             labels, splits = split_cannot_link(xc, labels, frames, tracks, mcs, links)
             constraints.update(must_link_moved=moved, cannot_link_splits=splits)
         # 3. one character under two lights; a part of a character
-        labels, merges = merge_similar(xc, labels, frames, s.merge_similarity, links)
+        labels, merges = merge_similar(xc, labels, frames, s.merge_similarity, links, data.light, LIGHT_MERGE)
         constraints["merges"] = [{"kept": a, "absorbed": b, "similarity": round(c, 4)} for a, b, c in merges]
         if s.track_aware:
             labels, parts = merge_parts(labels, links, s.part_merge)
@@ -379,6 +388,26 @@ def _still(ctx: StageContext, ids: list[str]) -> list[bool | None]:
                 extra = {}
             flags[iid] = still({"extra": extra}, ctx.settings.prefilter)
     return [flags.get(i) for i in ids]
+
+
+def _shot_light(ctx: StageContext, key: str, shots: list[str | None]) -> np.ndarray | None:
+    """Per instance, the log of the light gains the embed stage applied to its shot (from
+    embedding_report.json, when its vectors are this key's and carry the shot light)."""
+    import json
+
+    from animlora.records.folders import stage_folder
+
+    if "+shotlight" not in key:
+        return None
+    path = ctx.workspace.root / stage_folder("embed") / "embedding_report.json"
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    gains = (report.get("shot_light") or {}).get("gains") or {}
+    if report.get("model") != key or not gains:
+        return None
+    return np.log(np.asarray([gains.get(shot or "", [1.0, 1.0, 1.0]) for shot in shots], np.float64))
 
 
 def min_cluster_size(s: Any, n: int) -> int:

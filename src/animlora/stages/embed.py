@@ -88,7 +88,7 @@ class EmbedStage(Stage):
         pending = sorted(todo.values(), key=lambda r: r.content_hash)
         ctx.extra["cached"] = len(refs) - len(pending)
         gains: dict[str, list[float]] = {}
-        if hasattr(embedder, "inner") and pending and not ctx.job.standalone:
+        if hasattr(embedder, "inner") and not ctx.job.standalone:  # also when cached: cluster reads them
             from animlora.identity.light import project_plates, shot_gains
 
             gains = shot_gains(project_plates(ctx.catalog, ctx.workspace.root))
