@@ -243,7 +243,7 @@ def test_deocclude_flow_takes_the_hidden_pixels_from_neighbouring_frames(tmp_pat
 def test_per_frame_keeps_the_fingerprint_of_earlier_releases():
     import hashlib
 
-    new = ("temporal", "flow", "raft_weights", "flow_error", "reinpaint_fraction")
+    new = ("temporal", "flow", "raft_weights", "flow_error", "reinpaint_fraction", "plates")
     s = load_settings(overrides={"inpaint": {"temporal": "per_frame"}}).settings.inpaint
     old = {k: v for k, v in s.model_dump(mode="json").items() if k not in new}
     old["fallback"] = True  # earlier releases spelled `auto` as a boolean

@@ -171,3 +171,26 @@ def test_project_rejects_text_and_text_over_a_character(tmp_path, detector):
     cache = json.loads((tmp_path / "filtered" / "text_cover.json").read_text())
     assert cache["detector"].split("@")[0] == detector and set(cache["frames"]) == {"f0", "f1"}
     assert cache["frames"]["f1"]["cover"] == {"f1_i0": 0.0}
+
+
+@pytest.mark.skipif(not HAS_PPOCR, reason="pip install 'animlora[text]'")
+def test_ppocr_reads_only_the_start_of_a_long_line_and_still_finds_it():
+    """A credits line is read by its first ``read_aspect`` heights (what it costs to read grows
+    with its length); the whole line is still marked as text."""
+    import cv2
+
+    frame = np.full((120, 1280, 3), 30, np.uint8)
+    cv2.putText(frame, "Kevin Donovan - Kevin Grinder - Kjell Magne Fauske - Konrad Kleine - Lars Kildemark",
+                (20, 70), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (240, 240, 240), 2, cv2.LINE_AA)
+    det = make_text_detector("ppocr")
+    lines = det.read(frame)  # type: ignore[attr-defined]
+    assert len(lines) >= 1
+    box, text, score = max(lines, key=lambda line: float(np.ptp(line[0][:, 0])))
+    height = float(np.linalg.norm(box[3] - box[0]))
+    assert np.ptp(box[:, 0]) > 900  # the detector's box spans the whole line
+    assert text.startswith("Kevin") and "Kildemark" not in text  # only its start was read
+    assert len(text) < 40  # of 85 characters
+    assert score >= det.min_score  # type: ignore[attr-defined]
+    mask = det.detect(frame)
+    assert mask[60, int(box[:, 0].max()) - 20]  # the unread end of the line is text too
+    assert det._line_crop(frame, box).shape[1] <= det.read_aspect * height + 1  # type: ignore[attr-defined]

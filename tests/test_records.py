@@ -120,6 +120,23 @@ def test_identity_distances_comes_from_a_migration_and_an_old_catalog_keeps_its_
         assert cat.one("SELECT COUNT(*) FROM identity_distances")[0] == 1
 
 
+def one_frame_project(root: Path, inpaint: str = "") -> None:
+    """A project of one extracted frame with two shapes (classic segmenter, opencv inpaint)."""
+    from animlora.workspace import Workspace
+
+    (root / "frames").mkdir(parents=True)
+    (root / "project.yaml").write_text("project:\n  name: t\nsegment:\n  backend: classic\n"
+                                       "inpaint:\n  backend: opencv\n" + inpaint)
+    with Workspace(root).open_catalog() as cat:
+        cat.upsert("videos", [{"id": "v1", "path": "v.mp4", "name": "v", "size": 1, "status": "ok"}])
+        cat.upsert("shots", [{"id": "v1_s0", "video_id": "v1", "idx": 0, "start_frame": 0, "end_frame": 10,
+                              "start_time": 0, "end_time": 1, "frame_count": 10}])
+        cat.upsert("frames", [{"id": "v1_f2", "video_id": "v1", "shot_id": "v1_s0", "frame_index": 2,
+                               "timestamp": 0.2, "path": "f2.png", "kept": 1}])
+    image, _ = scene(4, [((120, 90), (50, 70), (220, 90, 60)), ((168, 150), (12, 12), (60, 80, 210))])
+    write_image(root / "frames" / "f2.png", image)
+
+
 def test_stage_folders_new_names_and_an_old_layout_project_resumes_with_nothing_redone(tmp_path):
     """A new project writes inpaint/deocclude into inpainting/ and deocclusion/; a project
     made by an earlier release (plates/, deoccluded/) keeps its folders and is up to date."""
@@ -130,18 +147,8 @@ def test_stage_folders_new_names_and_an_old_layout_project_resumes_with_nothing_
     from animlora.workspace import Workspace
 
     root = tmp_path / "proj"
-    (root / "frames").mkdir(parents=True)
-    (root / "project.yaml").write_text("project:\n  name: t\nsegment:\n  backend: classic\n"
-                                       "inpaint:\n  backend: opencv\n")
+    one_frame_project(root, "  plates: always\n")
     ws = Workspace(root)
-    with ws.open_catalog() as cat:
-        cat.upsert("videos", [{"id": "v1", "path": "v.mp4", "name": "v", "size": 1, "status": "ok"}])
-        cat.upsert("shots", [{"id": "v1_s0", "video_id": "v1", "idx": 0, "start_frame": 0, "end_frame": 10,
-                              "start_time": 0, "end_time": 1, "frame_count": 10}])
-        cat.upsert("frames", [{"id": "v1_f2", "video_id": "v1", "shot_id": "v1_s0", "frame_index": 2,
-                               "timestamp": 0.2, "path": "f2.png", "kept": 1}])
-    image, _ = scene(4, [((120, 90), (50, 70), (220, 90, 60)), ((168, 150), (12, 12), (60, 80, 210))])
-    write_image(root / "frames" / "f2.png", image)
     stages = ["segment", "inpaint", "deocclude"]
 
     def run(force: bool = False) -> list:
@@ -151,6 +158,7 @@ def test_stage_folders_new_names_and_an_old_layout_project_resumes_with_nothing_
     assert (stage_folder("inpaint", root), stage_folder("deocclude", root)) == ("inpainting", "deocclusion")
     made = {d: sorted(p.name for p in (root / d).iterdir()) for d in ("inpainting", "deocclusion")}
     assert "inpaint_report.json" in made["inpainting"] and "deocclude_report.json" in made["deocclusion"]
+    assert "v1_f2.png" in made["inpainting"]  # the frame's plate
     assert len([n for n in made["deocclusion"] if n.endswith("_original.jpg")]) == 2
     assert not (root / "plates").exists() and not (root / "deoccluded").exists()
 
@@ -168,6 +176,35 @@ def test_stage_folders_new_names_and_an_old_layout_project_resumes_with_nothing_
     assert {d: sorted(p.name for p in (root / d).iterdir()) for d in ("plates", "deoccluded")} == {
         "plates": made["inpainting"], "deoccluded": made["deocclusion"]}
     assert not (root / "inpainting").exists() and not (root / "deocclusion").exists()
+
+
+def test_inpaint_makes_plates_only_when_a_dataset_reads_them(tmp_path):
+    """inpaint.plates auto (default): a character dataset reads no plate, so none is made and
+    the summary says why; dataset.kind all, or inpaint.plates always, makes them. The
+    setting never enters the stage key: switching it redoes no finished work."""
+    from animlora.config import load_settings
+    from animlora.pipeline.runner import Runner
+    from animlora.stages import get_stage
+    from animlora.workspace import Workspace
+
+    root = tmp_path / "proj"
+    one_frame_project(root)
+    ws = Workspace(root)
+
+    def run(**overrides) -> list:
+        loaded = load_settings(root, overrides={k: dict(v) for k, v in overrides.items()})
+        return Runner(ws, loaded).run([get_stage(s) for s in ("segment", "inpaint")])
+
+    skipped = run()[1]
+    assert (skipped.items_total, skipped.note is not None) == (0, True)
+    assert "dataset.kind character" in skipped.note
+    assert not list((root / "inpainting").glob("*.png"))
+    made = run(dataset={"kind": "all"})[1]
+    assert (made.items_total, made.items_done, made.note) == (1, 1, None)
+    plate = root / "inpainting" / "v1_f2.png"
+    stamp = plate.stat().st_mtime_ns
+    again = run(dataset={"kind": "all"}, inpaint={"plates": "always"})[1]
+    assert again.up_to_date and plate.stat().st_mtime_ns == stamp
 
 
 def test_one_reader_of_a_projects_instances_serves_identity_and_the_dataset(tmp_path):

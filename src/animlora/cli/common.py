@@ -143,6 +143,7 @@ def summaries_json(summaries: list[Any]) -> list[dict[str, Any]]:
             "failed": [{"item": k, "error": e} for k, e in s.failures],
             "seconds": round(s.seconds, 3),
             "up_to_date": s.up_to_date,
+            "note": s.note,
         }
         for s in summaries
     ]
@@ -151,7 +152,8 @@ def summaries_json(summaries: list[Any]) -> list[dict[str, Any]]:
 def print_summaries(summaries: list[Any]) -> None:
     for s in summaries:
         if s.items_total == 0 and not s.failures:
-            console_err.print(f"[dim]-[/] {s.stage}: skipped, nothing to do (no input items)")
+            why = s.note or "nothing to do (no input items)"
+            console_err.print(f"[dim]-[/] {s.stage}: skipped, {why}", highlight=False, soft_wrap=True)
             continue
         if s.up_to_date:
             console_err.print(f"[green]✓[/] {s.stage}: up to date ({s.items_total} items)")

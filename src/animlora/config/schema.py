@@ -198,8 +198,10 @@ class PrefilterSettings(Section):
 class InpaintSettings(Section):
     # per_frame (with the flow settings at their defaults) is what earlier releases did
     added_fields: ClassVar[dict[str, Any]] = {"temporal": "per_frame", "flow": "auto", "raft_weights": "",
-                                              "flow_error": 12.0, "reinpaint_fraction": 0.5}
-    earlier_values: ClassVar[dict[str, dict[Any, Any]]] = _FALLBACK_WAS_BOOLEAN
+                                              "flow_error": 12.0, "reinpaint_fraction": 0.5, "plates": "always"}
+    # plates decides whether plates are made, not what they are: it never enters the
+    # fingerprint (auto hashes as always, which added_fields leaves out)
+    earlier_values: ClassVar[dict[str, dict[Any, Any]]] = {**_FALLBACK_WAS_BOOLEAN, "plates": {"auto": "always"}}
     backend: Literal["lama", "opencv"]
     fallback: Literal["none", "auto", "opencv"] = Field(
         description="LaMa's weights or torch missing (and RAFT's, for inpaint.flow raft): none = error, "
@@ -220,6 +222,9 @@ class InpaintSettings(Section):
                                                         "than this (mean abs, 0-255) is re-inpainted")
     reinpaint_fraction: float = Field(ge=0, le=1, description="more of a hole than this failing: the frame "
                                                               "becomes a keyframe (inpainted whole)")
+    plates: Literal["auto", "always"] = Field(
+        description="auto = make plates only when a dataset reads them (dataset.kind background or all; "
+                    "'animlora inpaint' on a folder always makes them); always = in every project run")
 
 
 class DeoccludeSettings(Section):

@@ -160,7 +160,8 @@ class Runner:
             and previous["inputs_hash"] == inputs_hash
         ):
             log.info("%s: up to date (%d items)", stage.name, len(items))
-            return RunSummary(stage.name, len(items), len(items), len(items), (), 0.0, up_to_date=True)
+            return RunSummary(stage.name, len(items), len(items), len(items), (), 0.0, up_to_date=True,
+                              note=stage.plan_note)
 
         with catalog.transaction():
             catalog.upsert(
@@ -195,7 +196,7 @@ class Runner:
 
         # 5. finish + manifest
         summary = RunSummary(
-            stage.name, len(items), done, skipped, all_failures, time.monotonic() - started
+            stage.name, len(items), done, skipped, all_failures, time.monotonic() - started, note=stage.plan_note
         )
         report = stage.finish(ctx, summary)
         with catalog.transaction():

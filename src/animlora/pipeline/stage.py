@@ -105,6 +105,7 @@ class RunSummary:
     failures: tuple[tuple[str, str], ...]  # (item label, error)
     seconds: float
     up_to_date: bool = False
+    note: str | None = None  # why the stage planned no work although it has inputs (Stage.plan_note)
 
 
 class Stage(ABC):
@@ -116,6 +117,9 @@ class Stage(ABC):
     version: ClassVar[str] = "1"
     # Stages whose outputs this one reads, for --from/--to and downstream invalidation.
     upstream: ClassVar[tuple[str, ...]] = ()
+    # Set by plan() when it leaves out work on purpose (e.g. outputs nothing downstream reads
+    # with these settings): one line, shown with the stage's summary.
+    plan_note: str | None = None
 
     def __repr__(self) -> str:
         return f"{self.name}"

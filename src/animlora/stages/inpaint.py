@@ -139,6 +139,14 @@ class InpaintStage(Stage):
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
         shots: dict[str, list[dict[str, Any]]] = {}
+        self.plan_note = None
+        if not ctx.job.standalone and ctx.settings.inpaint.plates == "auto" and ctx.settings.dataset.kind == "character":
+            # nothing downstream reads plates for a character dataset (deocclude fills its own
+            # boxes; the shot light reads segment's backgrounds): on the whole film they cost
+            # as much CPU as every stage after them together
+            self.plan_note = ("no background plates: no dataset reads them with dataset.kind character "
+                              "(inpaint.plates: always, or dataset.kind background|all, makes them)")
+            return []
         if ctx.job.standalone:
             seg_dir = ctx.job.input_path
             assert seg_dir is not None

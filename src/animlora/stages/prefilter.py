@@ -48,7 +48,7 @@ REASONS = ("tiny", "truncated", "not_character:text", "text_over", "not_characte
 GROUPS = ("tiny", "truncated", "not_character", "text_over", "blur", "duplicate", "unreadable")
 # per-frame text found by the text detector, kept so a re-run reads no frame twice
 TEXT_CACHE = "text_cover.json"
-TEXT_RULES = 3  # bumped when what a detector counts as text changes: the cache is then read anew
+TEXT_RULES = 4  # bumped when what a detector counts as text changes: the cache is then read anew
 # Pixel thresholds (``min_side``) are set for a frame whose shorter side is this long (720p,
 # where they were measured); a smaller frame scales them down (never up): a 480x270 film's
 # characters are 57 px wide where a 720p film's are 150.
