@@ -39,6 +39,7 @@ from animlora.pipeline.stage import (
     WorkItem,
     digest,
 )
+from animlora.records import segment as records
 
 RESULTS_FILE = "segmentation_results.json"
 # decoded frames of one shot kept in memory while it is segmented (past this, read on access):
@@ -133,26 +134,20 @@ class SegmentStage(Stage):
         return self._plan_standalone(ctx) if ctx.job.standalone else self._plan_project(ctx)
 
     def _plan_project(self, ctx: StageContext) -> list[WorkItem]:
-        from animlora.records.extract import shot_label
+        from animlora.records.extract import kept_frames, shot_label
         from animlora.stages import stage_folder
 
         frames_dir = ctx.workspace.stage_dir(stage_folder("extract"))
-        rows = ctx.catalog.rows(
-            "SELECT f.id, f.video_id, f.shot_id, f.path, f.timestamp, v.name AS video_name, "
-            "s.idx AS shot_idx, s.start_time AS shot_start "
-            "FROM frames f LEFT JOIN videos v ON v.id = f.video_id LEFT JOIN shots s ON s.id = f.shot_id "
-            "WHERE f.kept = 1 AND f.path IS NOT NULL ORDER BY f.video_id, f.frame_index"
-        )
         shots: dict[str, list[dict[str, Any]]] = {}
         labels: dict[str, str] = {}
-        for row in rows:
-            shot = row["shot_id"] or f"{row['video_id']}_frame_{row['id']}"
+        for row in kept_frames(ctx.catalog):
+            shot = row.shot_id or f"{row.video_id}_frame_{row.id}"
             if shot not in labels:
-                labels[shot] = shot_label(row, shot)
+                labels[shot] = shot_label(vars(row), shot)
             shots.setdefault(shot, []).append(
                 {
-                    "frame_id": row["id"], "video_id": row["video_id"], "shot_id": shot,
-                    "source": str(frames_dir / row["path"]), "name": safe_name(Path(row["path"]).stem, "frame"),
+                    "frame_id": row.id, "video_id": row.video_id, "shot_id": shot,
+                    "source": str(frames_dir / row.path), "name": safe_name(Path(row.path).stem, "frame"),
                 }
             )
         return [
@@ -331,20 +326,17 @@ class SegmentStage(Stage):
     def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:
         if output.data.get("engine"):  # as the worker that ran the shot reported it
             ctx.extra["engine"] = output.data["engine"]
-        self.forget(ctx, item.key)
-        ctx.catalog.upsert("segment_frames", output.data["frames"])
-        ctx.catalog.upsert("instances", output.data["instances"])
-        ctx.catalog.upsert("tracks", output.data["tracks"])
+        records.replace_shot(ctx.catalog, item.key, output.data["frames"], output.data["instances"],
+                             output.data["tracks"])
 
     def forget(self, ctx: StageContext, item_key: str) -> None:
-        for table in ("instances", "tracks", "segment_frames"):
-            ctx.catalog.execute(f"DELETE FROM {table} WHERE shot_id = ?", (item_key,))
+        records.delete_shot(ctx.catalog, item_key)
 
     def finish(self, ctx: StageContext, summary: RunSummary) -> dict[str, Any]:
         cat = ctx.catalog
         s = ctx.settings.segment
-        frames = [dict(r) for r in cat.rows("SELECT * FROM segment_frames ORDER BY shot_id, source")]
-        instances = [dict(r) for r in cat.rows("SELECT * FROM instances ORDER BY shot_id, frame_id, id")]
+        frames = records.frame_rows(cat)
+        instances = records.instance_rows(cat, by_shot=True)
         backends = Counter(r["backend"] for r in frames if r["backend"])
         notes = sorted({r["note"] for r in frames if r["note"]})
         report = {
@@ -359,7 +351,7 @@ class SegmentStage(Stage):
                 "frames": len(frames),
                 "frames_skipped": sum(r["status"] == "skipped" for r in frames),
                 "instances": len(instances),
-                "tracks": cat.one("SELECT COUNT(*) FROM tracks")[0],
+                "tracks": records.count_tracks(cat),
             },
             "skipped": [{"source": r["source"], "problem": r["problem"]} for r in frames if r["status"] == "skipped"],
             "converted": [
