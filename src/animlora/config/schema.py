@@ -11,7 +11,7 @@ import json
 import types
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
 
 # YAML 1.1 (PyYAML) reads these words as booleans; a choice field that offers one gets it back
 _YAML_WORDS = {False: ("no", "off", "false"), True: ("yes", "on", "true")}
@@ -133,9 +133,11 @@ class ExtractSettings(Section):
 
 
 class SegmentSettings(Section):
+    earlier_values: ClassVar[dict[str, dict[Any, Any]]] = _FALLBACK_WAS_BOOLEAN
     backend: Literal["isnet", "classic", "sam2", "yolo"]
-    fallback: bool = Field(description="none | auto (read as false | true): switch to the lighter backends "
-                                       "(sam2 -> isnet -> classic) when the backend's weights/packages are missing")
+    fallback: Literal["none", "auto", "isnet", "classic"] = Field(
+        description="the backend's weights/packages missing: none = error, auto = the lighter backends "
+                    "(sam2 -> isnet -> classic), isnet/classic = from that one on; recorded in the report")
     alpha_threshold: float = Field(ge=0, le=1, description="matte value that counts as character; profile sets it")
     min_area_fraction: float = Field(ge=0, lt=1, description="smaller blobs are not instances")
     split_overlaps: bool
@@ -156,15 +158,6 @@ class SegmentSettings(Section):
     yolo_classes: list[str] = Field(description="class names that count as characters; empty = every class")
     yolo_confidence: float = Field(ge=0, le=1, description="min detection confidence of a yolo instance")
     yolo_size: int = Field(ge=32, multiple_of=32, description="yolo inference size (longer side), px")
-
-    @field_validator("fallback", mode="before")
-    @classmethod
-    def _fallback_word(cls, value: Any) -> Any:
-        """The one fallback form's words; the segment stage reads the boolean (a backend name
-        here waits for that stage's next edit: docs/architecture.md)."""
-        if isinstance(value, str) and value.strip().lower() in ("none", "auto"):
-            return value.strip().lower() == "auto"
-        return value
 
 
 class PrefilterMode(BaseModel):

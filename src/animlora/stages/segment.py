@@ -55,21 +55,21 @@ def open_segmenter(settings: Any) -> tuple[Any, str | None]:
     from animlora.backends.segmentation.base import get_segmenter
 
     s = settings.segment
-    chain = fallback_chain("segmentation", s.backend, True)
+    chain = fallback_chain("segmentation", s.backend, s.fallback)
     reasons: list[str] = []
     last: Exception | None = None
-    for name in chain if s.fallback else chain[:1]:
+    for name in chain:
         try:
             segmenter = get_segmenter(name, s, settings.models)
         except (ModelNotFoundError, MissingDependencyError) as exc:
-            if not s.fallback:
+            if s.fallback == "none":
                 raise
             reasons.append(f"backend '{name}' unavailable ({exc})")
             last = exc
             continue
         note = None
         if reasons:
-            note = "; ".join(reasons) + f"; used '{name}' because segment.fallback is true"
+            note = "; ".join(reasons) + f"; used '{name}' because segment.fallback is {s.fallback}"
         return segmenter, note
     assert last is not None
     raise last
@@ -84,8 +84,8 @@ def held_segmenter(settings: Any) -> tuple[Any, str | None]:
 
 
 def check_backend(settings: Any) -> None:
-    """Without ``segment.fallback``, a backend whose weights or packages are missing is one
-    clear error before anything is written (with it, the stage switches and reports)."""
+    """With ``segment.fallback: none``, a backend whose weights or packages are missing is one
+    clear error before anything is written (otherwise the stage switches and reports)."""
     from animlora.backends.segmentation.base import BACKENDS, get_segmenter
     from animlora.models import locate, resolve
 
@@ -93,7 +93,7 @@ def check_backend(settings: Any) -> None:
     entry = BACKENDS[s.backend]
     if not entry.implemented:
         get_segmenter(s.backend, s, settings.models)  # raises: names the working choices
-    if s.fallback:
+    if s.fallback != "none":
         return
     for pkg in entry.packages:
         if importlib.util.find_spec(pkg) is None:
@@ -135,26 +135,36 @@ class SegmentStage(Stage):
 
     def _plan_project(self, ctx: StageContext) -> list[WorkItem]:
         from animlora.records.extract import kept_frames, shot_label
+        from animlora.records.runs import done_items
         from animlora.stages import stage_folder
 
         frames_dir = ctx.workspace.stage_dir(stage_folder("extract"))
         shots: dict[str, list[dict[str, Any]]] = {}
         labels: dict[str, str] = {}
+        relative: dict[str, str] = {}
         for row in kept_frames(ctx.catalog):
             shot = row.shot_id or f"{row.video_id}_frame_{row.id}"
             if shot not in labels:
                 labels[shot] = shot_label(vars(row), shot)
+            relative[row.id] = row.path
             shots.setdefault(shot, []).append(
                 {
                     "frame_id": row.id, "video_id": row.video_id, "shot_id": shot,
                     "source": str(frames_dir / row.path), "name": safe_name(Path(row.path).stem, "frame"),
                 }
             )
-        return [
-            WorkItem(key=shot, fingerprint=digest([(f["frame_id"], f["source"]) for f in frames]),
-                     payload=frames, label=labels[shot])
-            for shot, frames in shots.items()
-        ]
+        done = done_items(ctx.catalog, self.name)
+        items = []
+        for shot, frames in shots.items():
+            # the frames' ids and paths inside the extract folder: a project moved or copied
+            # elsewhere is up to date. Earlier releases hashed the absolute paths; a shot they
+            # finished here keeps that fingerprint (the same input), so upgrading redoes nothing.
+            fingerprint = digest([(f["frame_id"], relative[f["frame_id"]]) for f in frames])
+            if done.get(shot) not in (None, fingerprint) and done[shot] == digest(
+                    [(f["frame_id"], f["source"]) for f in frames]):
+                fingerprint = done[shot]
+            items.append(WorkItem(key=shot, fingerprint=fingerprint, payload=frames, label=labels[shot]))
+        return items
 
     def _plan_standalone(self, ctx: StageContext) -> list[WorkItem]:
         src = ctx.job.input_path
