@@ -41,6 +41,27 @@ class Section(BaseModel):
     # Fields whose spelling changed after a release: field -> {value now: the value it was
     # written as before}. The fingerprint hashes the earlier spelling, so upgrading redoes nothing.
     earlier_values: ClassVar[dict[str, dict[Any, Any]]] = {}
+    # Fields renamed after a release: name now -> the name it had. A settings file of an earlier
+    # release reads (the loader warns, config/loader.py); the fingerprint hashes the earlier
+    # name, so upgrading redoes nothing.
+    earlier_names: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_name(cls, data: Any) -> Any:
+        """A field written under its earlier name (a stored settings file) reads as the field."""
+        if not isinstance(data, dict) or not any(old in data for old in cls.earlier_names.values()):
+            return data
+        fixed = dict(data)
+        for name, old in cls.earlier_names.items():
+            if old in fixed and name not in fixed:
+                fixed[name] = fixed.pop(old)
+        return fixed
+
+    def named_as_before(self, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` (field -> value) with renamed fields under the names they had (for hashes
+        that earlier releases computed)."""
+        return {self.earlier_names.get(name, name): value for name, value in values.items()}
 
     @model_validator(mode="before")
     @classmethod
@@ -70,6 +91,7 @@ class Section(BaseModel):
         for name, old in self.added_fields.items():
             if values.get(name) == old:
                 values.pop(name, None)
+        values = self.named_as_before(values)
         blob = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -309,6 +331,8 @@ class TrainSettings(Section):
         "preset": "", "num_processes": 1, "timestep_sampling": "flux_shift", "sigmoid_scale": 1.0,
         "discrete_flow_shift": 3.1582, "guidance_scale": 1.0, "quantize_base": "none",
     }
+    # one name with dataset.min_bucket / max_bucket (and sd-scripts' min_bucket_reso)
+    earlier_names: ClassVar[dict[str, str]] = {"min_bucket": "bucket_min", "max_bucket": "bucket_max"}
 
     preset: str = Field(description="training preset layered under project.yaml (config/presets/NAME.yaml); empty = none")
     engine: Literal["builtin", "kohya"]
@@ -348,8 +372,8 @@ class TrainSettings(Section):
     # data
     resolution: int = Field(ge=8, le=4096)
     enable_buckets: bool
-    bucket_min: int = Field(ge=8)
-    bucket_max: int = Field(ge=8)
+    min_bucket: int = Field(ge=8, description="smallest bucket side, px (as dataset.min_bucket; was train.bucket_min)")
+    max_bucket: int = Field(ge=8, description="largest bucket side, px (was train.bucket_max)")
     bucket_step: int = Field(ge=8)
     shuffle_caption: bool
     keep_tokens: int = Field(ge=0, description="caption tokens (comma-separated) kept in front when shuffling")
