@@ -261,11 +261,10 @@ class PrefilterStage(Stage):
         if ctx.job.standalone:
             return self._plan_standalone(ctx)
         from animlora.records.segment import project_instances
-        from animlora.stages import stage_folder
 
-        seg_dir = ctx.workspace.stage_dir(stage_folder("segment"))
+        seg_dir = ctx.workspace.stage_path("segment")
         found = []
-        frames_dir = ctx.workspace.stage_dir(stage_folder("extract"))
+        frames_dir = ctx.workspace.stage_path("extract")
         for r in project_instances(ctx.catalog).values():
             x, y, w, h = json.loads(r.bbox)
             frame = [r.frame_width, r.frame_height] if r.frame_width and r.frame_height else None

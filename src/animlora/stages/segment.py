@@ -136,9 +136,8 @@ class SegmentStage(Stage):
     def _plan_project(self, ctx: StageContext) -> list[WorkItem]:
         from animlora.records.extract import kept_frames, shot_label
         from animlora.records.runs import done_items
-        from animlora.stages import stage_folder
 
-        frames_dir = ctx.workspace.stage_dir(stage_folder("extract"))
+        frames_dir = ctx.workspace.stage_path("extract")
         shots: dict[str, list[dict[str, Any]]] = {}
         labels: dict[str, str] = {}
         relative: dict[str, str] = {}
