@@ -32,7 +32,7 @@ from typing import Any
 from animlora.config.schema import TrainSettings
 from animlora.errors import BadInputError, StageError
 from animlora.io.files import atomic_write_json, atomic_write_text
-from animlora.training.dataset import TrainingDataset
+from animlora.training.inputs import TrainingDataset
 from animlora.training.metadata import OPTIMIZERS, lr_scheduler_name, optimizer_kwargs
 from animlora.training.sampling import SAMPLE_SAMPLER
 

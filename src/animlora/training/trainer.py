@@ -30,7 +30,7 @@ from typing import Any
 from animlora.config.schema import ModelsSettings, TrainSettings
 from animlora.errors import ConfigError, MissingDependencyError, StageError
 from animlora.io.files import atomic_write_json, clean_temp_files
-from animlora.training import dataset as ds
+from animlora.training import inputs as ds
 from animlora.training.base_model import BaseModelRef, check_family, locate_base_model
 
 log = logging.getLogger("animlora")
