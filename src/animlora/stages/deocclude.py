@@ -264,7 +264,7 @@ class DeoccludeStage(Stage):
     def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:
         import cv2
 
-        from animlora.stages.cutouts import padded_box
+        from animlora.backends.segmentation.cutouts import padded_box
 
         s, p = job.settings.segment, job.settings.inpaint
         from animlora.backends.registry import held

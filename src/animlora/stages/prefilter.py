@@ -139,7 +139,7 @@ def decide(items: list[dict[str, Any]], settings: Any) -> dict[str, str | None]:
     field included) or than the crispest instance of its own track (``blur_track``: motion
     blur, a focus pull). Then, per track, the crispest instances are kept first and an
     instance whose appearance is within ``duplicate_distance`` of one kept is a duplicate."""
-    from animlora.stages.cutouts import signature_distance
+    from animlora.backends.segmentation.cutouts import signature_distance
 
     p = settings
     mode = p.modes[p.mode]
@@ -184,7 +184,7 @@ def decide(items: list[dict[str, Any]], settings: Any) -> dict[str, str | None]:
 
 def measure_cutout(rgba: np.ndarray) -> dict[str, Any]:
     """Size and sharpness of an RGBA cut-out, from the file alone."""
-    from animlora.stages.cutouts import mask_sharpness
+    from animlora.backends.segmentation.cutouts import mask_sharpness
 
     alpha = rgba[..., 3] >= 38  # the 0.15 matte threshold, in 8 bits
     ys, xs = np.nonzero(alpha)

@@ -291,7 +291,13 @@ class SegmentStage(Stage):
     @staticmethod
     def _write_frame(out: Path, f: dict[str, Any], image: np.ndarray, found: list[tuple[Any, dict[str, Any]]],
                      s: Any, backend: str) -> tuple[list[str], list[dict[str, Any]]]:
-        from animlora.stages.cutouts import blurred_context, crop_alpha, measure, padded_box, rgba_cutout
+        from animlora.backends.segmentation.cutouts import (
+            blurred_context,
+            crop_alpha,
+            measure,
+            padded_box,
+            rgba_cutout,
+        )
 
         height, width = image.shape[:2]
         files, rows = [], []
