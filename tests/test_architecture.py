@@ -18,7 +18,7 @@ LAYERS: list[set[str]] = [
     {"models", "catalog", "records", "workspace"},
     {"text", "video", "pipeline"},
     {"backends", "training"},
-    {"identity", "dataset"},
+    {"identity", "curation"},
     {"stages"},
     {"review", "cli", "__main__"},
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from animlora.buckets import bucket_for, enumerate_buckets
-from animlora.dataset.images import bucket_sizes
+from animlora.curation.images import bucket_sizes
 from animlora.training.inputs import make_buckets
 
 

@@ -173,7 +173,7 @@ def test_stage_folders_new_names_and_an_old_layout_project_resumes_with_nothing_
 def test_one_reader_of_a_projects_instances_serves_identity_and_the_dataset(tmp_path):
     """identity's kept instances and the dataset's reviewed members come from one reader
     (records.segment.project_instances) and agree on each instance's lineage."""
-    from animlora.dataset.sources import project_members
+    from animlora.curation.sources import project_members
     from animlora.identity.inputs import from_project
     from animlora.records import prefilter, segment
 

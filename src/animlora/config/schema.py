@@ -514,7 +514,7 @@ class DatasetSettings(Section):
     report: bool
     kind: Literal["character", "background", "all"] = Field(
         description="what is built: character datasets, the background/style dataset from the inpaint "
-                    "stage's plates (dataset/background.py), or both")
+                    "stage's plates (curation/background.py), or both")
     background_per_shot: int = Field(ge=1, description="background: at most this many plates per shot (spread over it)")
     background_max_hole: float = Field(ge=0, le=1, description="background: plates with more of their area "
                                                                "inpainted than this are left out")

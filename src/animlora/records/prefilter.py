@@ -4,7 +4,7 @@ reason). Made by migration ``0100_segment`` (``catalog.MIGRATIONS``).
 
 Written by :class:`animlora.stages.prefilter.PrefilterStage` (one instance = one work item)
 through :func:`write_verdict`; read here by its report, the identity inputs, the dataset
-sources and the run's ending (:mod:`animlora.dataset.summary`).
+sources and the run's ending (:mod:`animlora.curation.summary`).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Written by :class:`animlora.stages.segment.SegmentStage` (one shot = one work it
 :func:`replace_shot`; read here by everyone else. :func:`project_instances` is the one reader
 of a project's instances with their lineage (frame, shot, track, video): the prefilter, the
 identity stages (:mod:`animlora.identity.inputs`) and the caption/dataset stages
-(:mod:`animlora.dataset.sources`) all build on it, with the prefilter's verdict from
+(:mod:`animlora.curation.sources`) all build on it, with the prefilter's verdict from
 :mod:`animlora.records.prefilter`.
 """
 
