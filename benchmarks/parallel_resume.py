@@ -34,7 +34,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 SETTINGS = {
     "project": {"seed": 7},
-    "train": {"resolution": 16, "bucket_min": 8, "bucket_max": 32, "bucket_step": 8, "network_dim": 4,
+    "train": {"resolution": 16, "min_bucket": 8, "max_bucket": 32, "bucket_step": 8, "network_dim": 4,
               "network_alpha": 2, "sample_every_n_epochs": 0, "gradient_checkpointing": False,
               "tensorboard": False, "mixed_precision": "no", "min_snr_gamma": 0, "lr_scheduler": "constant",
               "unet_lr": 2e-3, "text_encoder_lr": 1e-3, "epochs": 2, "batch_size": 2, "save_precision": "fp32",

@@ -104,7 +104,7 @@ def settings_for(resolution: int, cuda: bool):
     from animlora.config import load_settings
 
     train = {
-        "resolution": resolution, "bucket_min": resolution, "bucket_max": resolution, "bucket_step": 8,
+        "resolution": resolution, "min_bucket": resolution, "max_bucket": resolution, "bucket_step": 8,
         "network_dim": 16, "network_alpha": 8, "train_text_encoder": False, "optimizer": "adamw",
         "unet_lr": 1e-4, "lr_scheduler": "constant", "min_snr_gamma": 0, "noise_offset": 0, "alpha_mask": False,
         "cache_latents": True, "gradient_checkpointing": False, "mixed_precision": "fp16" if cuda else "no",

@@ -118,3 +118,30 @@ def test_settings_are_frozen_and_fingerprinted():
     other = load_settings(overrides={"extract": {"mode": "all"}}).settings
     assert s.extract.fingerprint() != other.extract.fingerprint()
     assert s.extract.fingerprint() == load_settings().settings.extract.fingerprint()
+
+
+def test_a_renamed_setting_reads_under_its_earlier_name_warns_and_hashes_as_before(tmp_path, caplog):
+    import hashlib
+    import json
+
+    from animlora.config.schema import TrainSettings
+
+    write(tmp_path / "project.yaml", "project:\n  name: t\ntrain:\n  bucket_min: 256\n  bucket_max: 1024\n")
+    with caplog.at_level("WARNING", logger="animlora"):
+        loaded = load_settings(tmp_path)
+    t = loaded.settings.train
+    assert (t.min_bucket, t.max_bucket) == (256, 1024)
+    assert "train.bucket_min is deprecated, read as train.min_bucket" in caplog.text
+    assert loaded.source_of("train.min_bucket").endswith("project.yaml")
+    same = load_settings(overrides=parse_set_options(["train.min_bucket=256", "train.max_bucket=1024"])).settings.train
+    assert same == t and same.fingerprint() == t.fingerprint()
+    # the hash an earlier release computed: the old names (fields added since at their "as before" value left out)
+    values = {{"min_bucket": "bucket_min", "max_bucket": "bucket_max"}.get(k, k): v
+              for k, v in t.model_dump(mode="json").items() if t.added_fields.get(k, object()) != v}
+    blob = json.dumps(values, sort_keys=True, separators=(",", ":"))
+    assert t.fingerprint() == hashlib.sha256(blob.encode()).hexdigest()
+    # a stored settings file of an earlier release (a launched run's) reads too
+    old = {("bucket_min" if k == "min_bucket" else k): v for k, v in t.model_dump().items()}
+    assert TrainSettings.model_validate(old) == t
+    with pytest.raises(ConfigError, match="train.bucket_min and train.min_bucket are both set"):
+        load_settings(overrides={"train": {"bucket_min": 256, "min_bucket": 512}})

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from animlora.buckets import bucket_for, enumerate_buckets
-from animlora.dataset.images import bucket_sizes
-from animlora.training.dataset import make_buckets
+from animlora.curation.images import bucket_sizes
+from animlora.training.inputs import make_buckets
 
 
 def test_dataset_and_trainer_use_the_same_buckets():

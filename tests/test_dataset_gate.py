@@ -8,7 +8,7 @@ import json
 import pytest
 
 from animlora.catalog import Catalog
-from animlora.dataset.gate import not_character, resolve_min_size, trusted
+from animlora.curation.gate import not_character, resolve_min_size, trusted
 from dataset_synth import make_project, run_stages
 
 SETTINGS = {"dataset": {"target_size": 12, "small_size": 12, "resolution": 512, "min_bucket": 128,
@@ -65,7 +65,7 @@ def test_short_project_gets_datasets_and_a_still_cluster_is_left_out_with_its_re
     assert not (project / "training_data" / "character_1").exists()
     # a named cluster is a character whatever its motion (an idle hero)
     assert report["characters"]["hero"]["images"] == 5
-    from animlora.dataset.summary import ending
+    from animlora.curation.summary import ending
 
     end = ending(project / "training_data" / "dataset_results.json")
     status = {r["character"]: r["status"] for r in end["characters"]}

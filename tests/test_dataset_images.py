@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from animlora.config import load_settings
-from animlora.dataset.images import bucket_sizes, choose_bucket, render
+from animlora.curation.images import bucket_sizes, choose_bucket, render
 from dataset_synth import outdoor_frame, person_cutout, place
 
 BUCKETS = bucket_sizes(512, 64, 256, 1024)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from animlora.dataset.selection import (
+from animlora.curation.selection import (
     coverage_radius,
     farthest_point,
     near_duplicates,

@@ -215,7 +215,7 @@ def test_rerun_is_up_to_date(built):
 
 
 def test_repeats_balance_characters():
-    from animlora.dataset.formats import balanced_repeats, kohya_folder
+    from animlora.curation.formats import balanced_repeats, kohya_folder
 
     assert balanced_repeats({"luca": 400, "alberto": 100, "giulia": 190}, 2) == {"luca": 2, "alberto": 8, "giulia": 4}
     assert kohya_folder(3, "luca paguro") == "3_luca paguro"
@@ -307,7 +307,7 @@ def test_report_lists_every_left_out_instance(built):
 def test_the_run_ends_with_a_table_per_character(built):
     from rich.console import Console
 
-    from animlora.dataset.summary import ending, print_ending
+    from animlora.curation.summary import ending, print_ending
 
     root, *_ = built
     summary = ending(root / "training_data" / "dataset_results.json")
@@ -325,7 +325,7 @@ def test_the_run_ends_with_a_table_per_character(built):
 
 
 def test_the_ending_says_when_no_usable_dataset_came_out(tmp_path):
-    from animlora.dataset.summary import ending
+    from animlora.curation.summary import ending
 
     results = tmp_path / "dataset_results.json"
     results.write_text(json.dumps({
@@ -348,8 +348,8 @@ def test_the_ending_says_when_no_usable_dataset_came_out(tmp_path):
 
 def test_instances_that_never_reached_a_character_are_listed(tmp_path):
     """The trailer's report said "Instances left out: none" while 6 instances were in no character."""
-    from animlora.dataset.report import write_report
-    from animlora.dataset.summary import upstream_counts, upstream_left_out
+    from animlora.curation.report import write_report
+    from animlora.curation.summary import upstream_counts, upstream_left_out
 
     with Catalog(tmp_path / "catalog.sqlite") as cat:
         cat.upsert("prefilter_results", [

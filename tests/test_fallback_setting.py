@@ -22,25 +22,30 @@ def test_every_section_takes_none_and_auto():
                  "deocclude.fallback=auto", "segment.fallback=none")
     assert (s.inpaint.fallback, s.enhance.fallback, s.embed.fallback, s.caption.fallback, s.deocclude.fallback) == (
         "auto", "none", "auto", "auto", "auto")
-    assert s.segment.fallback is False and settings("segment.fallback=auto").segment.fallback is True
+    assert s.segment.fallback == "none" and settings("segment.fallback=auto").segment.fallback == "auto"
+    assert settings("segment.fallback=classic").segment.fallback == "classic"
     with pytest.raises(ConfigError):
         settings("inpaint.fallback=sometimes")
 
 
 def test_booleans_of_earlier_releases_read_as_auto_and_none_and_hash_as_before():
-    on, off = settings("inpaint.fallback=true", "enhance.fallback=true"), settings("inpaint.fallback=false")
+    on = settings("inpaint.fallback=true", "enhance.fallback=true", "segment.fallback=true")
+    off = settings("inpaint.fallback=false", "segment.fallback=false")
     assert (on.inpaint.fallback, on.enhance.fallback, off.inpaint.fallback) == ("auto", "auto", "none")
-    assert settings().inpaint.fallback == "auto"  # the shipped default, as `true` was
+    assert (on.segment.fallback, off.segment.fallback) == ("auto", "none")
+    assert settings().inpaint.fallback == settings().segment.fallback == "auto"  # the shipped defaults, as `true` was
     # the fingerprint an earlier release computed: the section's values with fallback a boolean
-    for s, old in ((on, True), (off, False)):
-        values = s.inpaint.model_dump(mode="json") | {"fallback": old}
-        values.pop("plates")  # whether plates are made (added later) is never hashed
-        for name, same in s.inpaint.added_fields.items():
-            if values.get(name) == same:
-                values.pop(name)
-        blob = json.dumps(values, sort_keys=True, separators=(",", ":"))
-        assert s.inpaint.fingerprint() == hashlib.sha256(blob.encode()).hexdigest()
-    assert on.inpaint.fingerprint() != off.inpaint.fingerprint()
+    for section in ("inpaint", "segment"):
+        for s, old in ((on, True), (off, False)):
+            now = getattr(s, section)
+            values = now.model_dump(mode="json") | {"fallback": old}
+            values.pop("plates", None)  # whether inpaint makes plates (added later) is never hashed
+            for name, same in now.added_fields.items():
+                if values.get(name) == same:
+                    values.pop(name)
+            blob = json.dumps(values, sort_keys=True, separators=(",", ":"))
+            assert now.fingerprint() == hashlib.sha256(blob.encode()).hexdigest()
+        assert getattr(on, section).fingerprint() != getattr(off, section).fingerprint()
 
 
 def test_the_setting_picks_from_the_declared_fallbacks():
@@ -52,3 +57,6 @@ def test_the_setting_picks_from_the_declared_fallbacks():
     assert fallback_for("embedding", "siglip", "color") == fallback_for("embedding", "siglip", "auto") == "color"
     assert fallback_for("captioning", "florence2", "auto") == "template"
     assert fallback_for("enhance", "spandrel", "auto") == "opencv"
+    assert fallback_chain("segmentation", "sam2", "auto") == ["sam2", "isnet", "classic"]
+    assert fallback_chain("segmentation", "sam2", "classic") == ["sam2", "classic"]
+    assert fallback_chain("segmentation", "isnet", "none") == ["isnet"]

@@ -150,7 +150,8 @@ def _project(root: Path, detector: str) -> Workspace:
     not HAS_PPOCR, reason="pip install 'animlora[text]'"))])
 def test_project_rejects_text_and_text_over_a_character(tmp_path, detector):
     from animlora.pipeline.runner import Runner
-    from animlora.stages import get_stage, stage_folder
+    from animlora.records.folders import stage_folder
+    from animlora.stages import get_stage
 
     ws = _project(tmp_path, detector)
     assert stage_folder("extract") == "frames"

@@ -210,7 +210,7 @@ def test_inpaint_makes_plates_only_when_a_dataset_reads_them(tmp_path):
 def test_one_reader_of_a_projects_instances_serves_identity_and_the_dataset(tmp_path):
     """identity's kept instances and the dataset's reviewed members come from one reader
     (records.segment.project_instances) and agree on each instance's lineage."""
-    from animlora.dataset.sources import project_members
+    from animlora.curation.sources import project_members
     from animlora.identity.inputs import from_project
     from animlora.records import prefilter, segment
 

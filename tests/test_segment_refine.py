@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from animlora.backends.segmentation.cutouts import appearance_signature, mask_sharpness, signature_distance
 from animlora.backends.segmentation.instances import link_tracks, split_matte
 from animlora.backends.segmentation.refine import flat_fill, refine_shot, text_score
 from animlora.config import load_settings
-from animlora.stages.cutouts import appearance_signature, mask_sharpness, signature_distance
 from segment_synth import iou, shaded_ellipse, textured_background
 
 GREY, ORANGE, BLUE = (150, 150, 160), (230, 130, 40), (60, 80, 210)

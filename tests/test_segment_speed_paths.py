@@ -174,7 +174,7 @@ def test_isnet_preprocess_gives_the_reference_input():
 def test_blurred_context_made_small_is_within_a_level_of_the_full_blur():
     import cv2
 
-    from animlora.stages.cutouts import blurred_context
+    from animlora.backends.segmentation.cutouts import blurred_context
 
     rng = np.random.default_rng(8)
     image = cv2.GaussianBlur(rng.integers(0, 256, (240, 320, 3)).astype(np.uint8), (0, 0), 2)

@@ -122,7 +122,7 @@ def test_missing_isnet_weights_fall_back_to_classic_and_say_so(tmp_path, monkeyp
     report = json.loads((out / "segmentation_results.json").read_text())
     assert report["backends_used"] == {"classic": 4}
     assert len(report["fallback"]) == 1 and "used 'classic'" in report["fallback"][0]
-    assert "animlora models pull isnet" in report["fallback"][0]
+    assert "animlora models pull isnet" in report["fallback"][0] and "segment.fallback is auto" in report["fallback"][0]
 
     with pytest.raises(ModelNotFoundError, match="isnet"):
         segment(inp, tmp_path / "out2", {"segment.backend": "isnet", "segment.fallback": False}, sets=store)
@@ -181,6 +181,31 @@ def test_project_mode_reads_kept_frames_by_shot_from_the_catalog(tmp_path):
     assert (root / "segmentation" / "segmentation_results.json").is_file()
     summary = Runner(ws, loaded).run([get_stage("segment")])[0]
     assert summary.up_to_date
+
+    # the project moved elsewhere: segment is up to date under the same stage key (its
+    # fingerprints hold no absolute path)
+    import shutil
+
+    from animlora.pipeline.stage import digest
+
+    def stage_key(cat):
+        return cat.one("SELECT stage_key FROM stage_runs WHERE stage = 'segment'")[0]
+
+    with ws.open_catalog() as cat:
+        key = stage_key(cat)
+    moved = tmp_path / "elsewhere" / "proj"
+    moved.parent.mkdir()
+    shutil.move(root, moved)
+    ws = Workspace(moved)
+    assert Runner(ws, load_settings(moved)).run([get_stage("segment")])[0].up_to_date
+    with ws.open_catalog() as cat:
+        assert stage_key(cat) == key
+        # a shot finished by an earlier release (absolute frame paths in its fingerprint) keeps it
+        old = digest([(f, str(moved / "frames" / n)) for f, n in (("v1_f2", "v1_s0_000002.png"),
+                                                                  ("v1_f5", "v1_s0_000005.png"))])
+        cat.execute("UPDATE stage_items SET fingerprint = ? WHERE stage = 'segment' AND item_key = 'v1_s0'", (old,))
+        plan = get_stage("segment")._plan_project(SimpleNamespace(workspace=ws, catalog=cat))
+        assert plan[0].key == "v1_s0" and plan[0].fingerprint == old and plan[1].fingerprint != old
 
 
 def test_sam2_without_weights_falls_back_to_isnet_before_classic(tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ def test_presets_are_a_settings_layer_under_the_users_overrides():
     t = sd15.settings.train
     assert (t.network_dim, t.network_alpha, t.unet_lr, t.text_encoder_lr) == (32, 16.0, 1e-4, 5e-5)
     assert (t.lr_scheduler, t.epochs, t.save_every_n_epochs) == ("cosine_with_restarts", 15, 3)
-    assert (t.resolution, t.bucket_min, t.bucket_max, t.flip_aug, t.color_aug) == (512, 384, 768, False, False)
+    assert (t.resolution, t.min_bucket, t.max_bucket, t.flip_aug, t.color_aug) == (512, 384, 768, False, False)
     assert sd15.source_of("train.network_dim").endswith("3d-character-sd15.yaml")
     sdxl = load_train_settings("3d-character-sdxl", None, None, ["train.epochs=4"], {"train.network_dim": 8})
     t = sdxl.settings.train
@@ -35,7 +35,7 @@ def test_dry_run_prints_the_plan_and_errors_are_one_line(tmp_path):
     base = tiny_sd.build_sd15(tmp_path / "sd15")
     data = tiny_sd.write_dataset(tmp_path / "luca", n=3)
     args = ["train", "--dataset", str(data), "--base-model", str(base), "--preset", "3d-character-sd15",
-            "--set", "train.resolution=32", "--set", "train.bucket_min=32", "--set", "train.bucket_max=32",
+            "--set", "train.resolution=32", "--set", "train.min_bucket=32", "--set", "train.max_bucket=32",
             "--dry-run", "--json"]
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -174,8 +174,8 @@ def flow_loss(base: Path, data: Path, lora: Path | None) -> float:
     """Flow-matching loss on the dataset at fixed noise levels and noise (the same for every model)."""
     from diffusers import FluxPipeline
 
-    from animlora.training.dataset import load_pixels
     from animlora.training.evaluation import lora_source
+    from animlora.training.inputs import load_pixels
 
     pipe = FluxPipeline.from_pretrained(str(base))
     if lora is not None:

@@ -41,7 +41,7 @@ def test_two_processes_train_the_weights_of_one_with_the_same_global_batch(tmp_p
 
 
 def test_kohya_engine_passes_the_process_count_to_accelerate_launch(tmp_path):
-    from animlora.training.dataset import load_dataset
+    from animlora.training.inputs import load_dataset
     from animlora.training.sd_scripts import prepare_kohya
 
     root = tmp_path / "sd-scripts"

@@ -15,7 +15,7 @@ import pytest
 import tiny_sd
 from animlora.config import load_settings
 from animlora.errors import StageError
-from animlora.training.dataset import load_dataset
+from animlora.training.inputs import load_dataset
 from animlora.training.sd_scripts import kohya_states, launch, prepare_kohya, prune_states
 
 STANDIN = Path(__file__).parent / "data" / "standin_train_network.py"

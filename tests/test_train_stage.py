@@ -59,7 +59,7 @@ def test_run_trains_each_dataset_when_a_base_model_is_set(tmp_path):
     tiny_sd.write_dataset(root / "training_data" / "luca", n=2)
     project_yaml = root / "project.yaml"
     data = yaml.safe_load(project_yaml.read_text())
-    data["train"] = {"base_model": str(base), "resolution": 16, "bucket_min": 8, "bucket_max": 32, "bucket_step": 8,
+    data["train"] = {"base_model": str(base), "resolution": 16, "min_bucket": 8, "max_bucket": 32, "bucket_step": 8,
                      "network_dim": 4, "network_alpha": 2, "epochs": 1, "sample_every_n_epochs": 0,
                      "tensorboard": False, "gradient_checkpointing": False}
     data["evaluate"] = {"clip_model": str(tiny_sd.build_clip(tmp_path / "clip")), "steps": 2, "seeds": [1, 2],

@@ -46,7 +46,7 @@ def eval_loss(base: Path, data: Path, lora: Path | None) -> float:
     """Denoising loss on the dataset at fixed timesteps and noise (the same for every model)."""
     from diffusers import StableDiffusionPipeline
 
-    from animlora.training.dataset import load_pixels
+    from animlora.training.inputs import load_pixels
 
     pipe = StableDiffusionPipeline.from_pretrained(str(base), safety_checker=None)
     if lora is not None:

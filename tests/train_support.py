@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 #: a tiny SD 1.x run: 16 px, rank 4, no samples/TensorBoard/checkpointing, fp32, constant LR
 TINY_SD = {
-    "resolution": 16, "bucket_min": 8, "bucket_max": 32, "bucket_step": 8, "network_dim": 4, "network_alpha": 2,
+    "resolution": 16, "min_bucket": 8, "max_bucket": 32, "bucket_step": 8, "network_dim": 4, "network_alpha": 2,
     "sample_every_n_epochs": 0, "gradient_checkpointing": False, "tensorboard": False, "mixed_precision": "no",
     "min_snr_gamma": 0, "lr_scheduler": "constant", "unet_lr": 2e-3, "text_encoder_lr": 1e-3,
 }

@@ -283,7 +283,7 @@ def dataset_ending(workspace: Any, summaries: list[Any]) -> dict[str, Any] | Non
     when the dataset stage was part of the run; its JSON for --json."""
     if not any(s.stage == "dataset" for s in summaries):
         return None
-    from animlora.dataset.summary import ending, print_ending
+    from animlora.curation.summary import ending, print_ending
     from animlora.stages.dataset import RESULTS_FILE
 
     summary = ending(workspace.stage_path("dataset") / RESULTS_FILE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import logging
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -16,6 +17,8 @@ from animlora.errors import ConfigError
 
 PROJECT_FILE = "project.yaml"
 CHARACTERS_DIR = "characters"
+log = logging.getLogger("animlora.config")
+_WARNED: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -107,9 +110,37 @@ def preset_file(name: str) -> Path:
 
 def _preset_layer(name: str) -> Layer:
     path = preset_file(name)
-    data = read_yaml(path)
-    _check_keys(data, Settings, str(path))
-    return Layer(str(path), data)
+    layer = _earlier_names(Layer(str(path), read_yaml(path)))
+    _check_keys(layer.data, Settings, layer.source)
+    return layer
+
+
+def _earlier_names(layer: Layer) -> Layer:
+    """A setting written under the name it had before a rename (``train.bucket_min``, now
+    ``train.min_bucket``: a section's ``earlier_names``) reads as its new name, with a
+    deprecation warning naming the file; both names in one file are an error."""
+    data = dict(layer.data)
+    for section, value in layer.data.items():
+        field_info = Settings.model_fields.get(section)
+        model = _model_of(field_info.annotation) if field_info is not None else None
+        renamed: dict[str, str] = getattr(model, "earlier_names", {})
+        if not renamed or not isinstance(value, dict) or not any(old in value for old in renamed.values()):
+            continue
+        fixed = dict(value)
+        for name, old in renamed.items():
+            if old not in fixed:
+                continue
+            if name in fixed:
+                raise ConfigError(f"{layer.source}: {section}.{old} and {section}.{name} are both set; "
+                                  f"{old} is the earlier name of {name}: keep only {section}.{name}")
+            fixed[name] = fixed.pop(old)
+            warning = (f"{layer.source}: {section}.{old} is deprecated, read as {section}.{name} "
+                       f"(rename it; the earlier name will stop working in a later release)")
+            if warning not in _WARNED:
+                _WARNED.add(warning)
+                log.warning(warning)
+        data[section] = fixed
+    return Layer(layer.source, data)
 
 
 def _package_layers(profile: str) -> list[Layer]:
@@ -281,6 +312,7 @@ def load_settings(
     if overrides:
         user_layers.append(Layer("--set", overrides))
 
+    user_layers = [_earlier_names(layer) for layer in user_layers]
     for layer in user_layers:
         _check_keys(layer.data, Settings, layer.source)
 

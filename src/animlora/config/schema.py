@@ -11,7 +11,7 @@ import json
 import types
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
 
 # YAML 1.1 (PyYAML) reads these words as booleans; a choice field that offers one gets it back
 _YAML_WORDS = {False: ("no", "off", "false"), True: ("yes", "on", "true")}
@@ -41,6 +41,27 @@ class Section(BaseModel):
     # Fields whose spelling changed after a release: field -> {value now: the value it was
     # written as before}. The fingerprint hashes the earlier spelling, so upgrading redoes nothing.
     earlier_values: ClassVar[dict[str, dict[Any, Any]]] = {}
+    # Fields renamed after a release: name now -> the name it had. A settings file of an earlier
+    # release reads (the loader warns, config/loader.py); the fingerprint hashes the earlier
+    # name, so upgrading redoes nothing.
+    earlier_names: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_name(cls, data: Any) -> Any:
+        """A field written under its earlier name (a stored settings file) reads as the field."""
+        if not isinstance(data, dict) or not any(old in data for old in cls.earlier_names.values()):
+            return data
+        fixed = dict(data)
+        for name, old in cls.earlier_names.items():
+            if old in fixed and name not in fixed:
+                fixed[name] = fixed.pop(old)
+        return fixed
+
+    def named_as_before(self, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` (field -> value) with renamed fields under the names they had (for hashes
+        that earlier releases computed)."""
+        return {self.earlier_names.get(name, name): value for name, value in values.items()}
 
     @model_validator(mode="before")
     @classmethod
@@ -70,6 +91,7 @@ class Section(BaseModel):
         for name, old in self.added_fields.items():
             if values.get(name) == old:
                 values.pop(name, None)
+        values = self.named_as_before(values)
         blob = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -133,9 +155,11 @@ class ExtractSettings(Section):
 
 
 class SegmentSettings(Section):
+    earlier_values: ClassVar[dict[str, dict[Any, Any]]] = _FALLBACK_WAS_BOOLEAN
     backend: Literal["isnet", "classic", "sam2", "yolo"]
-    fallback: bool = Field(description="none | auto (read as false | true): switch to the lighter backends "
-                                       "(sam2 -> isnet -> classic) when the backend's weights/packages are missing")
+    fallback: Literal["none", "auto", "isnet", "classic"] = Field(
+        description="the backend's weights/packages missing: none = error, auto = the lighter backends "
+                    "(sam2 -> isnet -> classic), isnet/classic = from that one on; recorded in the report")
     alpha_threshold: float = Field(ge=0, le=1, description="matte value that counts as character; profile sets it")
     min_area_fraction: float = Field(ge=0, lt=1, description="smaller blobs are not instances")
     split_overlaps: bool
@@ -156,15 +180,6 @@ class SegmentSettings(Section):
     yolo_classes: list[str] = Field(description="class names that count as characters; empty = every class")
     yolo_confidence: float = Field(ge=0, le=1, description="min detection confidence of a yolo instance")
     yolo_size: int = Field(ge=32, multiple_of=32, description="yolo inference size (longer side), px")
-
-    @field_validator("fallback", mode="before")
-    @classmethod
-    def _fallback_word(cls, value: Any) -> Any:
-        """The one fallback form's words; the segment stage reads the boolean (a backend name
-        here waits for that stage's next edit: docs/architecture.md)."""
-        if isinstance(value, str) and value.strip().lower() in ("none", "auto"):
-            return value.strip().lower() == "auto"
-        return value
 
 
 class PrefilterMode(BaseModel):
@@ -321,6 +336,8 @@ class TrainSettings(Section):
         "preset": "", "num_processes": 1, "timestep_sampling": "flux_shift", "sigmoid_scale": 1.0,
         "discrete_flow_shift": 3.1582, "guidance_scale": 1.0, "quantize_base": "none",
     }
+    # one name with dataset.min_bucket / max_bucket (and sd-scripts' min_bucket_reso)
+    earlier_names: ClassVar[dict[str, str]] = {"min_bucket": "bucket_min", "max_bucket": "bucket_max"}
 
     preset: str = Field(description="training preset layered under project.yaml (config/presets/NAME.yaml); empty = none")
     engine: Literal["builtin", "kohya"]
@@ -360,8 +377,8 @@ class TrainSettings(Section):
     # data
     resolution: int = Field(ge=8, le=4096)
     enable_buckets: bool
-    bucket_min: int = Field(ge=8)
-    bucket_max: int = Field(ge=8)
+    min_bucket: int = Field(ge=8, description="smallest bucket side, px (as dataset.min_bucket; was train.bucket_min)")
+    max_bucket: int = Field(ge=8, description="largest bucket side, px (was train.bucket_max)")
     bucket_step: int = Field(ge=8)
     shuffle_caption: bool
     keep_tokens: int = Field(ge=0, description="caption tokens (comma-separated) kept in front when shuffling")
@@ -506,7 +523,7 @@ class DatasetSettings(Section):
     report: bool
     kind: Literal["character", "background", "all"] = Field(
         description="what is built: character datasets, the background/style dataset from the inpaint "
-                    "stage's plates (dataset/background.py), or both")
+                    "stage's plates (curation/background.py), or both")
     background_per_shot: int = Field(ge=1, description="background: at most this many plates per shot (spread over it)")
     background_max_hole: float = Field(ge=0, le=1, description="background: plates with more of their area "
                                                                "inpainted than this are left out")

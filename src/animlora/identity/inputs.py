@@ -30,16 +30,13 @@ class InstanceRef:
     video_id: str | None = None
 
 
-file_hash = file_sha256  # the old name, kept for callers
-
-
 def from_folder(folder: Path) -> list[InstanceRef]:
     """Every image under ``folder``; duplicates (same bytes) count once."""
     if not folder.is_dir():
         raise BadInputError(folder, "expected a folder of RGBA PNG cut-outs")
     refs: dict[str, InstanceRef] = {}
     for path in list_images(folder):
-        digest = file_hash(path)
+        digest = file_sha256(path)
         refs.setdefault(digest, InstanceRef(digest, digest, path.resolve()))
     if not refs:
         raise BadInputError(folder, "no images in this folder (expected RGBA PNG cut-outs)")
@@ -58,7 +55,7 @@ def from_project(catalog: Catalog, root: Path) -> list[InstanceRef]:
         path = (base / verdict.path).resolve()
         if not path.is_file():
             raise BadInputError(path, f"cut-out of instance {inst.id} is missing; re-run the upstream stage")
-        refs.append(InstanceRef(inst.id, file_hash(path), path, inst.frame_id, inst.track_id, inst.shot_id,
+        refs.append(InstanceRef(inst.id, file_sha256(path), path, inst.frame_id, inst.track_id, inst.shot_id,
                                 inst.video_id))
     return refs
 

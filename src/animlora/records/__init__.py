@@ -8,9 +8,9 @@ another stage's columns. The stage folders are named once, in :mod:`.folders`.
 
 - :mod:`animlora.records.runs`       the runner's ``stage_runs`` / ``stage_items`` (status, resume)
 - :mod:`animlora.records.extract`    ``videos``, ``shots``, ``frames``, meta ``extract.stats.<video>``
-- :mod:`animlora.records.segment`    ``instances``, ``segment_frames`` (readers; the one reader of a
+- :mod:`animlora.records.segment`    ``instances``, ``tracks``, ``segment_frames`` (the one reader of a
   project's instances with their lineage, :func:`~animlora.records.segment.project_instances`)
-- :mod:`animlora.records.prefilter`  ``prefilter_results`` (readers: each instance's verdict)
+- :mod:`animlora.records.prefilter`  ``prefilter_results``: each instance's verdict
 - :mod:`animlora.records.inpaint`    ``plates``, meta ``inpaint.temporal:<shot>``, ``inpaint.fallback``
 - :mod:`animlora.records.deocclude`  ``deocclude_fills``: the filled box of each occluded instance
 - :mod:`animlora.records.embed`      ``identity_instances``, ``embeddings``
@@ -22,7 +22,6 @@ another stage's columns. The stage folders are named once, in :mod:`.folders`.
 - :mod:`animlora.records.enhance`    ``enhanced_crops``: each enlarged crop, its scale, method and gate score
 
 Records sit beside ``catalog.py`` in the storage layer: they import the catalog only for
-types (and ``now``, lazily), so the catalog can list their migrations. The segment and
-prefilter stages still write their tables themselves (docs/architecture.md, "Left for a later
-pass"); everyone else reads them here.
+types (and ``now``, lazily), so the catalog can list their migrations. No SQL lives
+outside ``records/``, ``catalog.py`` and the runner (``tests/test_architecture.py``).
 """

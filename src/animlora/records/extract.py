@@ -5,9 +5,8 @@
 
 Written by :class:`animlora.stages.extract.ExtractStage` (one video = one work item); read
 here by the progress labels (:func:`place_labels`) and the dataset's regularisation frames
-(:func:`frames_without`); an instance's lineage joins them in
-:func:`animlora.records.segment.project_instances`. The segment stage's own frame query
-moves here with that module's next edit (docs/architecture.md).
+(:func:`frames_without`) and the segment stage's plan (:func:`kept_frames`); an instance's
+lineage joins them in :func:`animlora.records.segment.project_instances`.
 """
 
 from __future__ import annotations
@@ -66,6 +65,20 @@ class Candidate:
     path: str | None
     video_name: str
     shot_idx: int
+
+
+@dataclass(frozen=True)
+class KeptFrame:
+    """A kept frame with the video and shot it belongs to (what the segment stage plans from)."""
+
+    id: str
+    video_id: str
+    shot_id: str | None
+    path: str  # relative to the extract folder
+    timestamp: float | None
+    video_name: str | None
+    shot_idx: int | None
+    shot_start: float | None
 
 
 # -- writers (the extract stage) -------------------------------------------------------------
@@ -141,6 +154,17 @@ def dedupe_candidates(catalog: Catalog) -> list[Candidate]:
     return [Candidate(id=r["id"], sharpness=r["sharpness"], phash=r["phash"], kept=bool(r["kept"]),
                       reject_reason=r["reject_reason"], timestamp=r["timestamp"], path=r["path"],
                       video_name=r["name"], shot_idx=r["shot_idx"]) for r in rows]
+
+
+def kept_frames(catalog: Catalog) -> list[KeptFrame]:
+    """Every kept frame that has its image, by video then frame index."""
+    rows = catalog.rows(
+        "SELECT f.id, f.video_id, f.shot_id, f.path, f.timestamp, v.name AS video_name, "
+        "s.idx AS shot_idx, s.start_time AS shot_start "
+        "FROM frames f LEFT JOIN videos v ON v.id = f.video_id LEFT JOIN shots s ON s.id = f.shot_id "
+        "WHERE f.kept = 1 AND f.path IS NOT NULL ORDER BY f.video_id, f.frame_index"
+    )
+    return [KeptFrame(**dict(row)) for row in rows]
 
 
 def frames_without(catalog: Catalog, character: str) -> list[str]:

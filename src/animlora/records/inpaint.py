@@ -4,7 +4,7 @@ statistics of each shot's plates (``inpaint.temporal:<shot>``, JSON) and the run
 note (``inpaint.fallback``).
 
 Written by :class:`animlora.stages.inpaint.InpaintStage` (one shot = one work item); read by
-its report and by the background dataset (``dataset/background.py``).
+its report and by the background dataset (``curation/background.py``).
 """
 
 from __future__ import annotations

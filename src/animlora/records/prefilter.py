@@ -2,9 +2,9 @@
 segment stage (kept, with the cut-out it copied under its folder, or rejected with the
 reason). Made by migration ``0100_segment`` (``catalog.MIGRATIONS``).
 
-Written by :class:`animlora.stages.prefilter.PrefilterStage` (its writers move here at that
-module's next edit); read here by the identity inputs, the dataset sources and the run's
-ending (:mod:`animlora.dataset.summary`).
+Written by :class:`animlora.stages.prefilter.PrefilterStage` (one instance = one work item)
+through :func:`write_verdict`; read here by its report, the identity inputs, the dataset
+sources and the run's ending (:mod:`animlora.curation.summary`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,18 @@ class Verdict:
     path: str | None  # the kept cut-out, relative to the prefilter folder
 
 
+# -- writers (the prefilter stage) ------------------------------------------------------------
+def write_verdict(catalog: Catalog, instance_id: str, kept: bool, reason: str | None, path: str | None) -> None:
+    """One instance's verdict, replacing what it had."""
+    catalog.upsert("prefilter_results", [{"instance_id": instance_id, "kept": int(kept), "reason": reason,
+                                          "path": path}])
+
+
+def delete_verdict(catalog: Catalog, instance_id: str) -> None:
+    catalog.execute("DELETE FROM prefilter_results WHERE instance_id = ?", (instance_id,))
+
+
+# -- readers ----------------------------------------------------------------------------------
 def verdicts(catalog: Catalog) -> dict[str, Verdict]:
     """instance id -> the prefilter's verdict, in id order."""
     rows = catalog.rows("SELECT instance_id, kept, reason, path FROM prefilter_results ORDER BY instance_id")

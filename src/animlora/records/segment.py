@@ -3,11 +3,11 @@ mask and the shot pass's ``measures``), ``tracks`` and ``segment_frames`` (one r
 read: its source, its background with the characters transparent). Made by migrations
 ``0100_segment`` and ``0110_instance_measures`` (``catalog.MIGRATIONS``).
 
-Written by :class:`animlora.stages.segment.SegmentStage` (its writers move here at that
-module's next edit); read here by everyone else. :func:`project_instances` is the one reader
-of a project's instances with their lineage (frame, shot, track, video): the identity
-stages (:mod:`animlora.identity.inputs`) and the caption/dataset stages
-(:mod:`animlora.dataset.sources`) both build on it, with the prefilter's verdict from
+Written by :class:`animlora.stages.segment.SegmentStage` (one shot = one work item) through
+:func:`replace_shot`; read here by everyone else. :func:`project_instances` is the one reader
+of a project's instances with their lineage (frame, shot, track, video): the prefilter, the
+identity stages (:mod:`animlora.identity.inputs`) and the caption/dataset stages
+(:mod:`animlora.curation.sources`) all build on it, with the prefilter's verdict from
 :mod:`animlora.records.prefilter`.
 """
 
@@ -18,6 +18,25 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from animlora.catalog import Catalog
+
+
+_TABLES = ("instances", "tracks", "segment_frames")  # each with its shot_id
+
+
+# -- writers (the segment stage) --------------------------------------------------------------
+def replace_shot(catalog: Catalog, shot_id: str, frames: list[dict[str, Any]], instances: list[dict[str, Any]],
+                 tracks: list[dict[str, Any]]) -> None:
+    """The rows of one segmented shot (dicts of column -> value: the frames read, the
+    instances found, their tracks), replacing what the shot had."""
+    delete_shot(catalog, shot_id)
+    catalog.upsert("segment_frames", frames)
+    catalog.upsert("instances", instances)
+    catalog.upsert("tracks", tracks)
+
+
+def delete_shot(catalog: Catalog, shot_id: str) -> None:
+    for table in _TABLES:
+        catalog.execute(f"DELETE FROM {table} WHERE shot_id = ?", (shot_id,))
 
 
 @dataclass(frozen=True)
@@ -35,6 +54,8 @@ class ProjectInstance:
     area_fraction: float
     truncated: int  # frame edges the mask touches
     sharpness: float
+    score: float | None = None  # the backend's character confidence 0..1
+    measures: str | None = None  # the shot pass's measures, JSON text as stored
     frame_path: str | None = None  # the source frame, relative to the extract folder
     frame_width: int | None = None
     frame_height: int | None = None
@@ -58,17 +79,24 @@ def project_instances(catalog: Catalog) -> dict[str, ProjectInstance]:
     """instance id -> the instance with its lineage, in id order."""
     rows = catalog.rows(
         "SELECT i.id, i.frame_id, i.video_id, i.shot_id, i.track_id, i.path, i.mask_path, i.bbox, i.area_fraction, "
-        "i.truncated, i.sharpness, f.path AS frame_path, f.width AS frame_width, f.height AS frame_height, "
+        "i.truncated, i.sharpness, i.score, i.measures, f.path AS frame_path, f.width AS frame_width, f.height AS frame_height, "
         "f.timestamp, f.frame_index, v.name AS video_name FROM instances i "
         "LEFT JOIN frames f ON f.id = i.frame_id LEFT JOIN videos v ON v.id = i.video_id ORDER BY i.id"
     )
     return {row["id"]: ProjectInstance(**dict(row)) for row in rows}
 
 
-def instance_rows(catalog: Catalog) -> list[dict[str, Any]]:
+def instance_rows(catalog: Catalog, *, by_shot: bool = False) -> list[dict[str, Any]]:
     """Every instance row as column -> value (the shape of ``segmentation_results.json``'s
-    ``instances``, which a standalone run reads instead), by id."""
-    return [dict(row) for row in catalog.rows("SELECT * FROM instances ORDER BY id")]
+    ``instances``, which a standalone run reads instead), by id (``by_shot``: by shot, frame
+    and id, the report's order)."""
+    order = "shot_id, frame_id, id" if by_shot else "id"
+    return [dict(row) for row in catalog.rows(f"SELECT * FROM instances ORDER BY {order}")]
+
+
+def frame_rows(catalog: Catalog) -> list[dict[str, Any]]:
+    """Every ``segment_frames`` row as column -> value, by shot then source (the report's order)."""
+    return [dict(row) for row in catalog.rows("SELECT * FROM segment_frames ORDER BY shot_id, source")]
 
 
 def instance_measures(catalog: Catalog) -> dict[str, str | None]:
@@ -85,4 +113,9 @@ def segment_frames(catalog: Catalog) -> list[SegmentFrame]:
 
 def count_instances(catalog: Catalog) -> int:
     row = catalog.one("SELECT COUNT(*) FROM instances")
+    return int(row[0]) if row else 0
+
+
+def count_tracks(catalog: Catalog) -> int:
+    row = catalog.one("SELECT COUNT(*) FROM tracks")
     return int(row[0]) if row else 0

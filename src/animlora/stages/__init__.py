@@ -50,10 +50,6 @@ def get_stage(name: str) -> Stage:
     return stage
 
 
-def stage_folder(name: str) -> str:
-    return STAGES[name][0]  # = records.folders.stage_folder(name)
-
-
 def select_stages(start: str | None = None, stop: str | None = None) -> list[Stage]:
     """Stages from ``start`` to ``stop`` inclusive (names checked)."""
     names = stage_names()

@@ -19,7 +19,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from animlora.dataset.sources import (
+from animlora.curation.sources import (
     Member,
     folder_members,
     project_members,

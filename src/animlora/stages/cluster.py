@@ -36,13 +36,13 @@ from animlora.identity.clustering import NOISE, ClusterParams, cluster_embedding
 from animlora.identity.constraints import apply_must_link, merge_parts, merge_similar, split_cannot_link
 from animlora.identity.decisions import NOISE_ID, refresh_members
 from animlora.identity.geometry import FrameGeometry, build_constraints, project_geometry
-from animlora.identity.inputs import InstanceRef, file_hash, load_identity_instances
+from animlora.identity.inputs import InstanceRef, load_identity_instances
 from animlora.identity.metric import learn_metric
 from animlora.identity.naming import embed_references, match_clusters, references
 from animlora.identity.sheets import contact_sheet, visualization
 from animlora.identity.still import join_still, still_units
 from animlora.identity.tracks import pool_tracks, pulled, split_tracks
-from animlora.io.files import atomic_path, atomic_write_json
+from animlora.io.files import atomic_path, atomic_write_json, file_sha256
 from animlora.pipeline.stage import (
     ItemOutput,
     Progress,
@@ -56,7 +56,8 @@ from animlora.pipeline.stage import (
 from animlora.records import cluster as cluster_records
 from animlora.records import decisions
 from animlora.records import segment as segment_records
-from animlora.stages.embed import get_embedder, load_vectors
+from animlora.records.embed import load_vectors
+from animlora.stages.embed import get_embedder
 
 REPORT = "cluster_report.json"
 VISUALIZATION = "cluster_visualization.png"
@@ -98,7 +99,7 @@ def _references_fingerprint(folders: list[Path]) -> list[tuple[str, str]]:
         if folder.is_dir():
             for path in sorted(folder.rglob("*")):
                 if path.is_file():
-                    seen.append((str(path), file_hash(path)))
+                    seen.append((str(path), file_sha256(path)))
     return seen
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from animlora.dataset.sources import (
+from animlora.curation.sources import (
     Member,
     folder_members,
     project_members,
@@ -90,10 +90,10 @@ class DatasetStage(Stage):
         return folder_members(source, s.character or source.name), None, None
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
-        from animlora.dataset import background, gate
+        from animlora.curation import background, gate
         from animlora.text.captions import character_clothed
 
-        kind = ctx.settings.dataset.kind  # the background/style set: dataset/background.py
+        kind = ctx.settings.dataset.kind  # the background/style set: curation/background.py
         extra = background.plan(ctx) if kind != "character" else []
         if kind == "background":
             return extra
@@ -136,7 +136,7 @@ class DatasetStage(Stage):
     @staticmethod
     def _measures(catalog: Any) -> dict[str, dict[str, Any] | None]:
         """instance id -> its segment measures (``static``, ``text``), for the scenery check."""
-        from animlora.dataset.gate import parse_measures
+        from animlora.curation.gate import parse_measures
         from animlora.records.segment import instance_measures
 
         return {iid: parse_measures(text) for iid, text in instance_measures(catalog).items()}
@@ -180,7 +180,7 @@ class DatasetStage(Stage):
         """Frames in which the character does not appear, spread over the film."""
         if count <= 0 or root is None:
             return []
-        from animlora.dataset.sources import stage_dir
+        from animlora.curation.sources import stage_dir
         from animlora.records.extract import frames_without
 
         rows = frames_without(catalog, character)
@@ -192,8 +192,8 @@ class DatasetStage(Stage):
 
     # -- process -----------------------------------------------------------------------
     def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:
-        from animlora.dataset import background
-        from animlora.dataset.build import build_character
+        from animlora.curation import background
+        from animlora.curation.build import build_character
 
         if item.key == background.KEY:
             return background.build(job, item.payload, progress)
@@ -221,12 +221,12 @@ class DatasetStage(Stage):
 
     # -- finish ------------------------------------------------------------------------
     def finish(self, ctx: StageContext, summary: RunSummary) -> dict[str, Any]:
-        from animlora.dataset.build import combined_config, read_character_reports
+        from animlora.curation.build import combined_config, read_character_reports
 
         source_catalog = ctx.extra.pop("source_catalog", None)
         if source_catalog is not None:
             source_catalog.close()
-        from animlora.dataset import background
+        from animlora.curation import background
 
         built, skipped = read_character_reports(ctx.output_dir, ctx.job.standalone)
         built = {name: m for name, m in built.items() if m.get("kind") != "background"}
@@ -250,14 +250,14 @@ class DatasetStage(Stage):
                 ctx.output_dir if ctx.job.standalone else ctx.output_dir / background.FOLDER)
         upstream: list[dict[str, str]] = []
         if not ctx.job.standalone:
-            from animlora.dataset.summary import upstream_counts, upstream_left_out
+            from animlora.curation.summary import upstream_counts, upstream_left_out
 
             report["upstream"] = upstream_counts(ctx.catalog)
             upstream = upstream_left_out(ctx.catalog)
         if not ctx.job.standalone and len(built) > 1:
             report["combined_config"] = combined_config(ctx.output_dir, built, ctx.settings)
         if ctx.settings.dataset.report and (built or skipped or upstream):
-            from animlora.dataset.report import write_report
+            from animlora.curation.report import write_report
 
             report["report"] = write_report(ctx.output_dir, built, skipped, upstream, report["min_size"])
         atomic_write_json(ctx.output_dir / RESULTS_FILE, report)

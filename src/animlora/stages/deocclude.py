@@ -204,9 +204,7 @@ class DeoccludeStage(Stage):
             instances = data.get("instances", [])
         else:
             from animlora.records.segment import instance_rows, segment_frames
-            from animlora.stages import stage_folder
-
-            seg_dir = ctx.workspace.stage_dir(stage_folder("segment"))
+            seg_dir = ctx.workspace.stage_path("segment")
             frames = segment_frames(ctx.catalog)
             sources = {f.frame_id: f.source for f in frames}
             shot_of = {f.frame_id: f.shot_id for f in frames}
@@ -266,7 +264,7 @@ class DeoccludeStage(Stage):
     def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:
         import cv2
 
-        from animlora.stages.cutouts import padded_box
+        from animlora.backends.segmentation.cutouts import padded_box
 
         s, p = job.settings.segment, job.settings.inpaint
         from animlora.backends.registry import held

@@ -29,7 +29,7 @@ from animlora.pipeline.stage import (
     digest,
 )
 from animlora.records import embed as records
-from animlora.records.embed import load_vectors  # the cluster stage and benchmarks import it from here
+from animlora.records.embed import load_vectors
 
 ITEM_SIZE = 256  # instances per work item: the unit of resume
 

@@ -2,7 +2,7 @@
 
 In a project, an item is one character instance (``character_members``, kept by the
 prefilter) whose dataset crop would otherwise be enlarged past ``dataset.max_enlarge`` by
-plain resampling (:func:`animlora.dataset.enhanced.enhancement_need`). The region the
+plain resampling (:func:`animlora.curation.enhanced.enhancement_need`). The region the
 dataset would crop (the frame, with the deocclude stage's filled box put back) is enlarged
 by the backend — a spandrel super-resolution model (``enhance.sr_model``) or the OpenCV path
 without weights — and the instance's alpha is enlarged onto the same pixel grid.
@@ -107,7 +107,7 @@ class EnhanceStage(Stage):
     upstream = ("prefilter", "deocclude")
 
     def settings_hash(self, settings: Any) -> str:
-        from animlora.dataset.enhanced import settings_fingerprint
+        from animlora.curation.enhanced import settings_fingerprint
 
         e = settings.enhance
         backend = chosen_backend(settings)
@@ -142,8 +142,8 @@ class EnhanceStage(Stage):
                 payload = {"source": str(path), "name": safe_name(path.stem)}
                 items.append(WorkItem(path.name, digest(payload, st.st_size, st.st_mtime_ns), payload, path.name))
             return items
-        from animlora.dataset.enhanced import enhancement_need
-        from animlora.dataset.sources import project_members, stat_key
+        from animlora.curation.enhanced import enhancement_need
+        from animlora.curation.sources import project_members, stat_key
         from animlora.records.extract import place_labels
 
         items, seen, labels = [], set(), place_labels(ctx.catalog)
@@ -211,9 +211,9 @@ class EnhanceStage(Stage):
     @staticmethod
     def _instance_region(job: StageJob, p: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """The region of the frame (filled box put back) and the instance's alpha there."""
-        from animlora.dataset.build import with_filled_box
-        from animlora.dataset.images import mask_in_canvas
-        from animlora.dataset.sources import Member
+        from animlora.curation.build import with_filled_box
+        from animlora.curation.images import mask_in_canvas
+        from animlora.curation.sources import Member
         from animlora.io.images import read_image
 
         m = Member.from_json(p["instance"])

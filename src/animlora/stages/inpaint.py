@@ -161,9 +161,7 @@ class InpaintStage(Stage):
                 shots.setdefault(shot, []).append({"frame_id": frame_id, "background": str(path)})
         else:
             from animlora.records.segment import segment_frames
-            from animlora.stages import stage_folder
-
-            seg_dir = ctx.workspace.stage_dir(stage_folder("segment"))
+            seg_dir = ctx.workspace.stage_path("segment")
             # by shot, then source (NULL shots first, as the catalog orders them)
             for f in sorted(segment_frames(ctx.catalog), key=lambda f: (f.shot_id is not None, f.shot_id or "", f.source)):
                 if f.status == "ok" and f.background_path is not None:

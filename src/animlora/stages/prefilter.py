@@ -39,6 +39,7 @@ from animlora.pipeline.stage import (
     WorkItem,
     digest,
 )
+from animlora.records import prefilter as records
 
 REPORT_FILE = "prefilter_report.json"
 # every reason, in the order tested; the first that applies is recorded
@@ -138,7 +139,7 @@ def decide(items: list[dict[str, Any]], settings: Any) -> dict[str, str | None]:
     field included) or than the crispest instance of its own track (``blur_track``: motion
     blur, a focus pull). Then, per track, the crispest instances are kept first and an
     instance whose appearance is within ``duplicate_distance`` of one kept is a duplicate."""
-    from animlora.stages.cutouts import signature_distance
+    from animlora.backends.segmentation.cutouts import signature_distance
 
     p = settings
     mode = p.modes[p.mode]
@@ -183,7 +184,7 @@ def decide(items: list[dict[str, Any]], settings: Any) -> dict[str, str | None]:
 
 def measure_cutout(rgba: np.ndarray) -> dict[str, Any]:
     """Size and sharpness of an RGBA cut-out, from the file alone."""
-    from animlora.stages.cutouts import mask_sharpness
+    from animlora.backends.segmentation.cutouts import mask_sharpness
 
     alpha = rgba[..., 3] >= 38  # the 0.15 matte threshold, in 8 bits
     ys, xs = np.nonzero(alpha)
@@ -259,22 +260,21 @@ class PrefilterStage(Stage):
     def plan(self, ctx: StageContext) -> list[WorkItem]:
         if ctx.job.standalone:
             return self._plan_standalone(ctx)
-        from animlora.stages import stage_folder
+        from animlora.records.segment import project_instances
 
-        seg_dir = ctx.workspace.stage_dir(stage_folder("segment"))
+        seg_dir = ctx.workspace.stage_path("segment")
         found = []
-        frames_dir = ctx.workspace.stage_dir(stage_folder("extract"))
-        for r in ctx.catalog.rows("SELECT i.*, f.width AS frame_w, f.height AS frame_h, f.path AS frame_path "
-                                  "FROM instances i LEFT JOIN frames f ON f.id = i.frame_id ORDER BY i.id"):
-            x, y, w, h = json.loads(r["bbox"])
-            frame = [r["frame_w"], r["frame_h"]] if r["frame_w"] and r["frame_h"] else None
-            measures = {"width": w, "height": h, "area_fraction": r["area_fraction"], "truncated": r["truncated"],
-                        "sharpness": r["sharpness"], "score": r["score"], "extra": _extra(r["measures"]),
+        frames_dir = ctx.workspace.stage_path("extract")
+        for r in project_instances(ctx.catalog).values():
+            x, y, w, h = json.loads(r.bbox)
+            frame = [r.frame_width, r.frame_height] if r.frame_width and r.frame_height else None
+            measures = {"width": w, "height": h, "area_fraction": r.area_fraction, "truncated": r.truncated,
+                        "sharpness": r.sharpness, "score": r.score, "extra": _extra(r.measures),
                         "bbox": [x, y, w, h], "frame": frame}
-            found.append({"id": r["id"], "source": str(seg_dir / r["path"]), "path": r["path"], "measures": measures,
-                          "track": r["track_id"], "film": r["video_id"], "frame_id": r["frame_id"],
-                          "frame": str(frames_dir / r["frame_path"]) if r["frame_path"] else None,
-                          "mask": str(seg_dir / r["mask_path"])})
+            found.append({"id": r.id, "source": str(seg_dir / r.path), "path": r.path, "measures": measures,
+                          "track": r.track_id, "film": r.video_id, "frame_id": r.frame_id,
+                          "frame": str(frames_dir / r.frame_path) if r.frame_path else None,
+                          "mask": str(seg_dir / r.mask_path)})
         self._read_text(ctx, found)
         return self._items(ctx, found)
 
@@ -390,31 +390,31 @@ class PrefilterStage(Stage):
         return ItemOutput(files=files, data=row)
 
     def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:
-        row = {k: v for k, v in output.data.items() if k != "source"}
-        ctx.catalog.upsert("prefilter_results", [row])
+        row = output.data
+        records.write_verdict(ctx.catalog, row["instance_id"], bool(row["kept"]), row["reason"], row["path"])
 
     def forget(self, ctx: StageContext, item_key: str) -> None:
-        ctx.catalog.execute("DELETE FROM prefilter_results WHERE instance_id = ?", (item_key,))
+        records.delete_verdict(ctx.catalog, item_key)
 
     def finish(self, ctx: StageContext, summary: RunSummary) -> dict[str, Any]:
         p = ctx.settings.prefilter
-        rows = [dict(r) for r in ctx.catalog.rows("SELECT * FROM prefilter_results ORDER BY instance_id")]
-        reasons = Counter(r["reason"].split(":")[0] if r["reason"].startswith("unreadable") else r["reason"]
-                          for r in rows if not r["kept"])
+        rows = list(records.verdicts(ctx.catalog).values())
+        reasons = Counter(r.reason.split(":")[0] if r.reason.startswith("unreadable") else r.reason
+                          for r in rows if not r.kept and r.reason)
         top = {k: v for k, v in p.model_dump(mode="json").items() if k not in ("mode", "modes")}
         report = {
             "mode": p.mode,
             "thresholds": p.modes[p.mode].model_dump(mode="json") | top,
-            "counts": {"total": len(rows), "kept": sum(r["kept"] for r in rows),
-                       "rejected": sum(not r["kept"] for r in rows)},
+            "counts": {"total": len(rows), "kept": sum(r.kept for r in rows),
+                       "rejected": sum(not r.kept for r in rows)},
             "rejected_by_reason": {reason: reasons.get(reason, 0) for reason in (*REASONS, "unreadable")},
             "rejected_by_group": {group: sum(n for reason, n in reasons.items() if reason.split(":")[0] == group)
                                   for group in GROUPS},
             "text_detector": ctx.extra.get("text_detector"),
             # kept, but unchanged relative to the set: identity decides (a still track joins only a
             # character that moves elsewhere; else it is left out as scenery)
-            "kept_still": sum(1 for r in rows if r["kept"] and r["instance_id"] in ctx.extra.get("still", set())),
+            "kept_still": sum(1 for r in rows if r.kept and r.instance_id in ctx.extra.get("still", set())),
         }
-        full = report | {"rejected": [{"instance_id": r["instance_id"], "reason": r["reason"]} for r in rows if not r["kept"]]}
+        full = report | {"rejected": [{"instance_id": r.instance_id, "reason": r.reason} for r in rows if not r.kept]}
         atomic_write_json(ctx.output_dir / REPORT_FILE, full)
         return report

@@ -39,6 +39,7 @@ from animlora.pipeline.stage import (
     WorkItem,
     digest,
 )
+from animlora.records import segment as records
 
 RESULTS_FILE = "segmentation_results.json"
 # decoded frames of one shot kept in memory while it is segmented (past this, read on access):
@@ -54,21 +55,21 @@ def open_segmenter(settings: Any) -> tuple[Any, str | None]:
     from animlora.backends.segmentation.base import get_segmenter
 
     s = settings.segment
-    chain = fallback_chain("segmentation", s.backend, True)
+    chain = fallback_chain("segmentation", s.backend, s.fallback)
     reasons: list[str] = []
     last: Exception | None = None
-    for name in chain if s.fallback else chain[:1]:
+    for name in chain:
         try:
             segmenter = get_segmenter(name, s, settings.models)
         except (ModelNotFoundError, MissingDependencyError) as exc:
-            if not s.fallback:
+            if s.fallback == "none":
                 raise
             reasons.append(f"backend '{name}' unavailable ({exc})")
             last = exc
             continue
         note = None
         if reasons:
-            note = "; ".join(reasons) + f"; used '{name}' because segment.fallback is true"
+            note = "; ".join(reasons) + f"; used '{name}' because segment.fallback is {s.fallback}"
         return segmenter, note
     assert last is not None
     raise last
@@ -83,8 +84,8 @@ def held_segmenter(settings: Any) -> tuple[Any, str | None]:
 
 
 def check_backend(settings: Any) -> None:
-    """Without ``segment.fallback``, a backend whose weights or packages are missing is one
-    clear error before anything is written (with it, the stage switches and reports)."""
+    """With ``segment.fallback: none``, a backend whose weights or packages are missing is one
+    clear error before anything is written (otherwise the stage switches and reports)."""
     from animlora.backends.segmentation.base import BACKENDS, get_segmenter
     from animlora.models import locate, resolve
 
@@ -92,7 +93,7 @@ def check_backend(settings: Any) -> None:
     entry = BACKENDS[s.backend]
     if not entry.implemented:
         get_segmenter(s.backend, s, settings.models)  # raises: names the working choices
-    if s.fallback:
+    if s.fallback != "none":
         return
     for pkg in entry.packages:
         if importlib.util.find_spec(pkg) is None:
@@ -133,33 +134,36 @@ class SegmentStage(Stage):
         return self._plan_standalone(ctx) if ctx.job.standalone else self._plan_project(ctx)
 
     def _plan_project(self, ctx: StageContext) -> list[WorkItem]:
-        from animlora.records.extract import shot_label
-        from animlora.stages import stage_folder
+        from animlora.records.extract import kept_frames, shot_label
+        from animlora.records.runs import done_items
 
-        frames_dir = ctx.workspace.stage_dir(stage_folder("extract"))
-        rows = ctx.catalog.rows(
-            "SELECT f.id, f.video_id, f.shot_id, f.path, f.timestamp, v.name AS video_name, "
-            "s.idx AS shot_idx, s.start_time AS shot_start "
-            "FROM frames f LEFT JOIN videos v ON v.id = f.video_id LEFT JOIN shots s ON s.id = f.shot_id "
-            "WHERE f.kept = 1 AND f.path IS NOT NULL ORDER BY f.video_id, f.frame_index"
-        )
+        frames_dir = ctx.workspace.stage_path("extract")
         shots: dict[str, list[dict[str, Any]]] = {}
         labels: dict[str, str] = {}
-        for row in rows:
-            shot = row["shot_id"] or f"{row['video_id']}_frame_{row['id']}"
+        relative: dict[str, str] = {}
+        for row in kept_frames(ctx.catalog):
+            shot = row.shot_id or f"{row.video_id}_frame_{row.id}"
             if shot not in labels:
-                labels[shot] = shot_label(row, shot)
+                labels[shot] = shot_label(vars(row), shot)
+            relative[row.id] = row.path
             shots.setdefault(shot, []).append(
                 {
-                    "frame_id": row["id"], "video_id": row["video_id"], "shot_id": shot,
-                    "source": str(frames_dir / row["path"]), "name": safe_name(Path(row["path"]).stem, "frame"),
+                    "frame_id": row.id, "video_id": row.video_id, "shot_id": shot,
+                    "source": str(frames_dir / row.path), "name": safe_name(Path(row.path).stem, "frame"),
                 }
             )
-        return [
-            WorkItem(key=shot, fingerprint=digest([(f["frame_id"], f["source"]) for f in frames]),
-                     payload=frames, label=labels[shot])
-            for shot, frames in shots.items()
-        ]
+        done = done_items(ctx.catalog, self.name)
+        items = []
+        for shot, frames in shots.items():
+            # the frames' ids and paths inside the extract folder: a project moved or copied
+            # elsewhere is up to date. Earlier releases hashed the absolute paths; a shot they
+            # finished here keeps that fingerprint (the same input), so upgrading redoes nothing.
+            fingerprint = digest([(f["frame_id"], relative[f["frame_id"]]) for f in frames])
+            if done.get(shot) not in (None, fingerprint) and done[shot] == digest(
+                    [(f["frame_id"], f["source"]) for f in frames]):
+                fingerprint = done[shot]
+            items.append(WorkItem(key=shot, fingerprint=fingerprint, payload=frames, label=labels[shot]))
+        return items
 
     def _plan_standalone(self, ctx: StageContext) -> list[WorkItem]:
         src = ctx.job.input_path
@@ -287,7 +291,13 @@ class SegmentStage(Stage):
     @staticmethod
     def _write_frame(out: Path, f: dict[str, Any], image: np.ndarray, found: list[tuple[Any, dict[str, Any]]],
                      s: Any, backend: str) -> tuple[list[str], list[dict[str, Any]]]:
-        from animlora.stages.cutouts import blurred_context, crop_alpha, measure, padded_box, rgba_cutout
+        from animlora.backends.segmentation.cutouts import (
+            blurred_context,
+            crop_alpha,
+            measure,
+            padded_box,
+            rgba_cutout,
+        )
 
         height, width = image.shape[:2]
         files, rows = [], []
@@ -333,20 +343,17 @@ class SegmentStage(Stage):
     def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:
         if output.data.get("engine"):  # as the worker that ran the shot reported it
             ctx.extra["engine"] = output.data["engine"]
-        self.forget(ctx, item.key)
-        ctx.catalog.upsert("segment_frames", output.data["frames"])
-        ctx.catalog.upsert("instances", output.data["instances"])
-        ctx.catalog.upsert("tracks", output.data["tracks"])
+        records.replace_shot(ctx.catalog, item.key, output.data["frames"], output.data["instances"],
+                             output.data["tracks"])
 
     def forget(self, ctx: StageContext, item_key: str) -> None:
-        for table in ("instances", "tracks", "segment_frames"):
-            ctx.catalog.execute(f"DELETE FROM {table} WHERE shot_id = ?", (item_key,))
+        records.delete_shot(ctx.catalog, item_key)
 
     def finish(self, ctx: StageContext, summary: RunSummary) -> dict[str, Any]:
         cat = ctx.catalog
         s = ctx.settings.segment
-        frames = [dict(r) for r in cat.rows("SELECT * FROM segment_frames ORDER BY shot_id, source")]
-        instances = [dict(r) for r in cat.rows("SELECT * FROM instances ORDER BY shot_id, frame_id, id")]
+        frames = records.frame_rows(cat)
+        instances = records.instance_rows(cat, by_shot=True)
         backends = Counter(r["backend"] for r in frames if r["backend"])
         notes = sorted({r["note"] for r in frames if r["note"]})
         report = {
@@ -361,7 +368,7 @@ class SegmentStage(Stage):
                 "frames": len(frames),
                 "frames_skipped": sum(r["status"] == "skipped" for r in frames),
                 "instances": len(instances),
-                "tracks": cat.one("SELECT COUNT(*) FROM tracks")[0],
+                "tracks": records.count_tracks(cat),
             },
             "skipped": [{"source": r["source"], "problem": r["problem"]} for r in frames if r["status"] == "skipped"],
             "converted": [

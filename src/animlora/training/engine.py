@@ -55,7 +55,7 @@ def check(settings: Settings, dataset: Path) -> dict[str, Any]:
         raise AnimloraError("no base model: pass --base-model PATH|ID or set train.base_model")
     if s.engine == "kohya":
         family, base = _kohya_base(settings)
-        from animlora.training.dataset import load_dataset
+        from animlora.training.inputs import load_dataset
         from animlora.training.sd_scripts import check_checkout
 
         data = load_dataset(dataset, s.trigger)
@@ -186,7 +186,7 @@ def prepare_kohya(settings: Settings, dataset: Path, output_dir: Path, *, fresh:
     """Write sd-scripts' dataset and training TOML files into ``output_dir`` (resuming from the
     newest saved state unless ``fresh``); return the job. The sample prompts, negatives included,
     come from ``train.sample_prompts``."""
-    from animlora.training.dataset import load_dataset
+    from animlora.training.inputs import load_dataset
     from animlora.training.sd_scripts import prepare_kohya as write_job
 
     s = settings.train

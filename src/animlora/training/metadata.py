@@ -141,7 +141,7 @@ def run_metadata(settings: TrainSettings, *, captions: list[str], dataset_name: 
               "image_dir": dataset_name, "alpha_mask": s.alpha_mask}
     datasets = [{"is_dreambooth": False, "batch_size_per_device": s.batch_size, "num_train_images": images * s.repeats,
                  "num_reg_images": 0, "resolution": (s.resolution, s.resolution), "enable_bucket": s.enable_buckets,
-                 "min_bucket_reso": s.bucket_min, "max_bucket_reso": s.bucket_max,
+                 "min_bucket_reso": s.min_bucket, "max_bucket_reso": s.max_bucket,
                  "tag_frequency": {dataset_name: tag_frequency(captions)}, "bucket_info": bucket_info,
                  "subsets": [subset]}]
     values: dict[str, Any] = {
@@ -209,8 +209,8 @@ def run_metadata(settings: TrainSettings, *, captions: list[str], dataset_name: 
         "ss_shuffle_caption": s.shuffle_caption,
         "ss_enable_bucket": s.enable_buckets,
         "ss_bucket_no_upscale": False,
-        "ss_min_bucket_reso": s.bucket_min,
-        "ss_max_bucket_reso": s.bucket_max,
+        "ss_min_bucket_reso": s.min_bucket,
+        "ss_max_bucket_reso": s.max_bucket,
         "ss_keep_tokens": s.keep_tokens,
         "ss_dataset_dirs": json.dumps(dirs),
         "ss_reg_dataset_dirs": json.dumps({}),

@@ -32,7 +32,7 @@ from typing import Any
 from animlora.config.schema import TrainSettings
 from animlora.errors import BadInputError, StageError
 from animlora.io.files import atomic_write_json, atomic_write_text
-from animlora.training.dataset import TrainingDataset
+from animlora.training.inputs import TrainingDataset
 from animlora.training.metadata import OPTIMIZERS, lr_scheduler_name, optimizer_kwargs
 from animlora.training.sampling import SAMPLE_SAMPLER
 
@@ -195,8 +195,8 @@ def write_kohya_files(
             "batch_size": s.batch_size,
             "enable_bucket": s.enable_buckets,
             "bucket_no_upscale": False,  # the built-in trainer resizes every image to cover its bucket
-            "min_bucket_reso": s.bucket_min,
-            "max_bucket_reso": s.bucket_max,
+            "min_bucket_reso": s.min_bucket,
+            "max_bucket_reso": s.max_bucket,
             "bucket_reso_steps": s.bucket_step,
             "subsets": [{
                 "image_dir": str(data.root / "images"),
@@ -309,7 +309,7 @@ def kohya_recipe(run_dir: Path) -> dict[str, Any]:
         "epochs": config["max_train_epochs"], "batch_size": group["batch_size"], "repeats": subset["num_repeats"],
         "min_snr_gamma": config.get("min_snr_gamma", 0), "noise_offset": config["noise_offset"],
         "resolution": group["resolution"], "enable_buckets": group["enable_bucket"],
-        "bucket_min": group["min_bucket_reso"], "bucket_max": group["max_bucket_reso"],
+        "min_bucket": group["min_bucket_reso"], "max_bucket": group["max_bucket_reso"],
         "bucket_step": group["bucket_reso_steps"], "bucket_upscale": not group["bucket_no_upscale"],
         "random_crop": general["random_crop"], "shuffle_caption": general["shuffle_caption"],
         "keep_tokens": general["keep_tokens"], "caption_dropout": general["caption_dropout_rate"],

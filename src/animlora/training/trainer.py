@@ -30,7 +30,7 @@ from typing import Any
 from animlora.config.schema import ModelsSettings, TrainSettings
 from animlora.errors import ConfigError, MissingDependencyError, StageError
 from animlora.io.files import atomic_write_json, clean_temp_files
-from animlora.training import dataset as ds
+from animlora.training import inputs as ds
 from animlora.training.base_model import BaseModelRef, check_family, locate_base_model
 
 log = logging.getLogger("animlora")
@@ -172,8 +172,8 @@ class LoraTrainer:
     # -- 1. check inputs ------------------------------------------------------------------
     def check_inputs(self, dataset_dir: Path, base_model: str) -> tuple[ds.TrainingDataset, BaseModelRef, TrainPlan]:
         s = self.settings
-        if s.bucket_min > s.bucket_max:
-            raise ConfigError(f"train.bucket_min ({s.bucket_min}) is larger than train.bucket_max ({s.bucket_max})")
+        if s.min_bucket > s.max_bucket:
+            raise ConfigError(f"train.min_bucket ({s.min_bucket}) is larger than train.max_bucket ({s.max_bucket})")
         if s.cache_latents and (s.flip_aug or s.color_aug):
             raise ConfigError("train.cache_latents cannot be combined with flip_aug/color_aug "
                               "(the cached latents would never change); turn one off")
@@ -247,7 +247,7 @@ class LoraTrainer:
         s = self.settings
         if not s.enable_buckets:
             return [(s.resolution, s.resolution)] * len(data.items)
-        buckets = ds.make_buckets(s.resolution, s.bucket_min, s.bucket_max, s.bucket_step)
+        buckets = ds.make_buckets(s.resolution, s.min_bucket, s.max_bucket, s.bucket_step)
         from animlora.buckets import bucket_for
 
         return [bucket_for(item.width, item.height, buckets, s.bucket_step) for item in data.items]
@@ -454,7 +454,7 @@ class LoraTrainer:
         from animlora.pipeline.stage import digest
 
         # the fields that change what is trained (not where samples go or how often they are made)
-        keep = {k: v for k, v in self.settings.model_dump().items()
+        keep = {k: v for k, v in self.settings.named_as_before(self.settings.model_dump()).items()
                 if k not in ("sample_every_n_epochs", "sample_prompts", "sample_steps", "sample_cfg", "sample_seeds",
                              "tensorboard", "allow_cpu", "num_processes", "save_state_every_n_steps", "keep_states", "output_name", "engine", "sd_scripts",
                              "base_model", "save_precision")}
@@ -482,7 +482,7 @@ class LoraTrainer:
             "lr_cycles": s.lr_restarts if s.lr_scheduler == "cosine_with_restarts" else 1,
             "max_grad_norm": s.max_grad_norm, "epochs": s.epochs, "batch_size": s.batch_size, "repeats": s.repeats,
             "min_snr_gamma": s.min_snr_gamma, "noise_offset": s.noise_offset, "resolution": s.resolution,
-            "enable_buckets": s.enable_buckets, "bucket_min": s.bucket_min, "bucket_max": s.bucket_max,
+            "enable_buckets": s.enable_buckets, "min_bucket": s.min_bucket, "max_bucket": s.max_bucket,
             "bucket_step": s.bucket_step, "bucket_upscale": True, "random_crop": False,  # ds.load_pixels
             "shuffle_caption": s.shuffle_caption, "keep_tokens": s.keep_tokens, "caption_dropout": s.caption_dropout,
             "caption_tag_dropout": 0.0, "flip_aug": s.flip_aug, "color_aug": s.color_aug, "alpha_mask": s.alpha_mask,

@@ -15,11 +15,6 @@ if TYPE_CHECKING:
 BACKENDS: dict[str, BackendEntry] = registry.BACKENDS["captioning"]
 
 
-def available() -> dict[str, bool]:
-    """Which backends can be imported here."""
-    return registry.available("captioning")
-
-
 def get_captioner(name: str, settings: CaptionSettings, models: ModelsSettings) -> Captioner:
     """A backend instance; unknown or unavailable names are one clear error."""
     return registry.get_backend("captioning", name, settings, models)

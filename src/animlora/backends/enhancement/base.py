@@ -86,10 +86,6 @@ def structure_similarity(source: np.ndarray, enhanced: np.ndarray) -> float:
 BACKENDS: dict[str, BackendEntry] = registry.BACKENDS["enhance"]
 
 
-def availability() -> dict[str, bool]:
-    return registry.available("enhance")
-
-
 def get_enhancer(name: str, settings: Any, models: Any, **options: Any) -> Enhancer:
     """The backend ``name`` built from the ``enhance`` settings section."""
     return registry.get_backend("enhance", name, settings, models, **options)

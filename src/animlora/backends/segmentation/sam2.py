@@ -60,9 +60,12 @@ class Sam2Segmenter(Segmenter):
             try:
                 prompter = get_segmenter(settings.sam2_prompter, settings, models)
             except (ModelNotFoundError, MissingDependencyError):
-                if not settings.fallback:
+                from animlora.backends.registry import fallback_for
+
+                other = fallback_for("segmentation", settings.sam2_prompter, settings.fallback)
+                if other is None:
                     raise
-                prompter = get_segmenter("classic", settings, models)
+                prompter = get_segmenter(other, settings, models)
         self.prompter = prompter
 
     def segment(self, frames: Frames) -> list[Instance]:

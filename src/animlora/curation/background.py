@@ -64,7 +64,7 @@ def gather(ctx: StageContext) -> tuple[list[dict[str, Any]], str]:
 
 
 def project_plates(catalog: Any, root: Path) -> list[dict[str, Any]]:
-    from animlora.dataset.sources import stage_dir
+    from animlora.curation.sources import stage_dir
     from animlora.records.inpaint import plate_rows
 
     folder = stage_dir(root, "inpaint")
@@ -74,7 +74,7 @@ def project_plates(catalog: Any, root: Path) -> list[dict[str, Any]]:
 
 
 def plan(ctx: StageContext) -> list[WorkItem]:
-    from animlora.dataset.sources import stat_key
+    from animlora.curation.sources import stat_key
 
     s = ctx.settings.dataset
     plates, project = gather(ctx)
@@ -168,7 +168,7 @@ def caption(trigger: str, image: np.ndarray) -> str:
 
 # -- 5. files -----------------------------------------------------------------------------
 def build(job: StageJob, payload: dict[str, Any], progress: Progress) -> ItemOutput:
-    from animlora.dataset import formats
+    from animlora.curation import formats
     from animlora.io.images import read_image, write_image
 
     s = job.settings.dataset

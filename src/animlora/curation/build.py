@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from animlora.dataset.sources import Member
+from animlora.curation.sources import Member
 from animlora.errors import BadInputError
 from animlora.io.files import atomic_write_json, atomic_write_text, link_or_copy, safe_name
 from animlora.pipeline.stage import ItemOutput, Progress, StageJob
@@ -86,7 +86,7 @@ def _floor(s: Any) -> int:
 def _too_small(m: Member, rgba: np.ndarray, s: Any, alpha_threshold: float,
                buckets: list[tuple[int, int]]) -> str:
     """Why this instance cannot make a dataset image ("" when it can), from its mask box alone."""
-    from animlora.dataset.images import mask_box, mask_in_canvas, plan_crop
+    from animlora.curation.images import mask_box, mask_in_canvas, plan_crop
 
     canvas = m.frame_size if (m.frame_path and m.frame_size) else None
     try:
@@ -111,7 +111,7 @@ def _render_member(m: Member, rgba: np.ndarray, frame: np.ndarray | None, s: Any
     """The dataset image of one instance: from the frame by plain resampling (at most
     ``max_enlarge``), or from the enhance stage's enlarged crop where plain resampling is
     limited and the enhanced one gives the larger image; None when neither reaches the floor."""
-    from animlora.dataset.images import render
+    from animlora.curation.images import render
 
     kw: dict[str, Any] = {"buckets": buckets, "step": s.bucket_step, "margin": s.context_margin,
                           "max_enlarge": s.max_enlarge, "min_side": _floor(s), "background": s.background,
@@ -136,7 +136,7 @@ def _area(r: Any) -> int:
 def _render_enhanced(m: Member, kw: dict[str, Any]) -> Any:
     """Render from the enhanced crop (an RGBA image of the frame region, alpha aligned) as from a
     frame; scale and crop are given back in source-frame pixels."""
-    from animlora.dataset.images import render
+    from animlora.curation.images import render
     from animlora.io.images import read_image
 
     try:
@@ -160,8 +160,8 @@ def _render_enhanced(m: Member, kw: dict[str, Any]) -> Any:
 
 
 def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: Progress) -> ItemOutput:
-    from animlora.dataset.images import bucket_sizes
-    from animlora.dataset.selection import farthest_point, near_duplicates, quality_scores, simple_features
+    from animlora.curation.images import bucket_sizes
+    from animlora.curation.selection import farthest_point, near_duplicates, quality_scores, simple_features
     from animlora.io.images import read_image, write_image
     from animlora.text.captions import (
         caption_from_fields,
@@ -414,7 +414,7 @@ def _write_reg(frames: list[str], out: Path, rel: Any, buckets: list[tuple[int, 
     than ``max_enlarge`` either."""
     import cv2
 
-    from animlora.dataset.images import plan_crop
+    from animlora.curation.images import plan_crop
     from animlora.io.images import read_image, write_image
     from animlora.text.captions import compose
 
@@ -457,7 +457,7 @@ def _dataset_level(s: Any, seed: int) -> dict[str, Any]:
 
 def _write_formats(out: Path, rel: Any, character: str, trigger: str, records: list[dict[str, Any]], has_reg: bool,
                    job: StageJob) -> list[str]:
-    from animlora.dataset import formats
+    from animlora.curation import formats
 
     s = job.settings.dataset
     files = []
@@ -517,7 +517,7 @@ def read_character_reports(output_dir: Path, standalone: bool) -> tuple[dict[str
 def combined_config(output_dir: Path, built: dict[str, Any], settings: Any) -> dict[str, Any]:
     """Project-level files for training several characters together: one sd-scripts dataset with a
     subset per character, repeats balanced; optionally the ``{repeats}_{name}`` folders."""
-    from animlora.dataset import formats
+    from animlora.curation import formats
 
     s = settings.dataset
     counts = {name: meta["count"] for name, meta in built.items()}

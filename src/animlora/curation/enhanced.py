@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from animlora.buckets import enumerate_buckets
-from animlora.dataset.images import Box, plan_crop
+from animlora.curation.images import Box, plan_crop
 
 REGION_MARGIN = 0.06  # of the crop's size, each side: the dataset's mask box differs a little from the bbox
 

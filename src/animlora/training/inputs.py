@@ -1,4 +1,5 @@
-"""The training dataset folder: ``images/`` + ``captions/`` (same stem, ``.txt``) + ``metadata.json``.
+"""The trainer's inputs: a training dataset folder (``images/`` + ``captions/``, same stem,
+``.txt``, + ``metadata.json``), read and checked, and its aspect-ratio buckets.
 
 Everything here is checked before a model is loaded: a missing caption or an unreadable image
 is one error naming the files. Buckets and caption handling follow kohya sd-scripts, so a

@@ -1,1 +1,0 @@
-"""Training datasets: sources of a character's instances, selection, images, trainer formats, report."""
