@@ -33,6 +33,14 @@ def test_a_cluster_still_in_nearly_every_frame_is_not_a_character():
     assert not_character([{"static": 1.0}, {"static": 1.0}, None]) == ""  # too little evidence
     assert not_character([{"static": 0.2, "text": 0.8}] * 3).startswith("not_character:text")
     assert trusted("buck") and not trusted("character_3")  # named in review: trusted
+    # stillness seen in one shot only tells an idle character from nothing (the demo clip's
+    # Buck, waking slowly in one static-camera shot: 7 of 10 instances still)
+    buck = [{"static": s} for s in (0.95, 0.97, 0.4, 0.99, 0.93, 0.5, 0.96, 0.98, 0.3, 0.92)]
+    assert not_character(buck).startswith("not_character:still (7 of 10")  # shots unknown: as before
+    assert not_character(buck, shots=["s0"] * 10) == ""
+    assert not_character(bushes, shots=["s1", "s1", "s2", "s3", "s4", "s4", "s5", "s5"]).startswith(
+        "not_character:still")
+    assert not_character(bushes, shots=["s1", "s1", "s1", "s1", "s4", "s1", "s5", "s1"]) == ""
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,10 @@ STILL_STATIC = 0.9
 # and <= 0.23 (the whole film's seven clusters).
 SCENERY_SHARE = 0.6
 MIN_KNOWN = 3  # fewer instances with a known static: no evidence, the cluster stays a character
+# Still in this many shots at least: within one shot an idle character is as still as a prop (the
+# demo clip's one static-camera shot: Buck waking slowly, 7 of 10 instances still, beside a rock
+# cluster 3 of 4); the seeds' scenery clusters are still in 8, 2 and 2 shots.
+MIN_STILL_SHOTS = 2
 TEXT_SCORE = 0.5  # segment's text score of title-card text (prefilter.max_text)
 AUTO_NAME = re.compile(r"character_\d+")  # the cluster stage's name for an unnamed cluster
 
@@ -55,9 +59,14 @@ def trusted(character: str) -> bool:
     return AUTO_NAME.fullmatch(character) is None
 
 
-def not_character(measures: Iterable[dict[str, Any] | None], text_score: float = TEXT_SCORE) -> str:
-    """Why a cluster (its instances' segment measures) is not a character, as
-    ``not_character:<why> (evidence)``; "" when it is one or nothing tells."""
+def not_character(measures: Iterable[dict[str, Any] | None], text_score: float = TEXT_SCORE,
+                  shots: Iterable[str | None] | None = None) -> str:
+    """Why a cluster (its instances' segment measures; ``shots``: each instance's shot, in the
+    same order) is not a character, as ``not_character:<why> (evidence)``; "" when it is one or
+    nothing tells. Stillness counts only when seen in ``MIN_STILL_SHOTS`` shots or more (when
+    the shots are known)."""
+    measures = list(measures)
+    shot_of = list(shots) if shots is not None else [None] * len(measures)
     known = [m for m in measures if m]
     texts = [float(m["text"]) for m in known if m.get("text") is not None]
     if texts and sorted(texts)[len(texts) // 2] >= text_score:
@@ -67,6 +76,10 @@ def not_character(measures: Iterable[dict[str, Any] | None], text_score: float =
     if len(statics) < MIN_KNOWN:
         return ""
     still = sum(s >= STILL_STATIC for s in statics)
+    still_shots = {shot for m, shot in zip(measures, shot_of, strict=True)
+                   if m and m.get("static") is not None and float(m["static"]) >= STILL_STATIC and shot is not None}
+    if shots is not None and len(still_shots) < MIN_STILL_SHOTS:
+        return ""
     if still >= SCENERY_SHARE * len(statics):
         return (f"not_character:still ({still} of {len(statics)} instances unchanged relative to the set, "
                 f"share >= {SCENERY_SHARE}: scenery does not move or deform; a character does somewhere)")

@@ -120,7 +120,8 @@ class DatasetStage(Stage):
                 "captions": caps, "embeddings": embeddings, "reg": reg, "clothed": character_clothed(root, character),
                 "min_size": min_size, "min_size_why": min_size_why,
                 "not_character": "" if not measures or gate.trusted(character) else gate.not_character(
-                    [measures.get(m.instance_id) for m in group], ctx.settings.prefilter.max_text),
+                    [measures.get(m.instance_id) for m in group], ctx.settings.prefilter.max_text,
+                    [m.shot_id for m in group]),
             }
             fingerprint = digest(
                 trigger, payload["clothed"], min_size, payload["not_character"],
