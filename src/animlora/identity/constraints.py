@@ -254,3 +254,65 @@ def merge_parts(
         keep, gone, frac = best
         out[out == gone] = keep
         merges.append((keep, gone, float(frac)))
+
+
+def attach_noise(
+    x: np.ndarray,
+    labels: np.ndarray,
+    track_ids: Sequence[str | None],
+    constraints: Constraints,
+    slack: float,
+    quantile: float = 1.0,
+    skip: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict]:
+    """Give a noise track (all its members, or a lone noise instance) to the nearest cluster
+    when it lies within that cluster's own spread, so a character's views that HDBSCAN left
+    out of a dense core come back to it.
+
+    Per cluster: its tracks' vectors (the normalised mean of each track's members in the
+    cluster), its centre (their normalised mean) and its *reach*: ``slack`` x the
+    ``quantile`` of its tracks' distances to the centre (a one-track cluster has no measured
+    spread and takes nothing). A noise unit (its members' normalised mean) joins the cluster
+    whose centre is nearest when it is within that cluster's reach, within no other
+    cluster's reach (between two characters it stays noise), and no cannot-link joins one
+    of its members to a member of that cluster. One pass: the reaches are those of the
+    clusters before anything joined, so a cluster cannot grow by chaining. ``skip`` (per
+    instance) marks noise that must stay noise (still tracks already judged as scenery).
+    ``slack`` 0 = off. Returns (labels, info)."""
+    out = labels.copy()
+    info = {"attached_instances": 0, "attached_units": 0, "ambiguous_units": 0, "cannot_link_units": 0}
+    ids = [int(v) for v in np.unique(out) if v != NOISE]
+    if slack <= 0 or not ids or not (out == NOISE).any():
+        return out, info
+    x = normalise(x)
+    centre, reach = [], []
+    for lab in ids:
+        units = _units(np.nonzero(out == lab)[0], track_ids)
+        vecs = normalise(np.stack([x[u].mean(0) for u in units]))
+        c = normalise(vecs.mean(0, keepdims=True))[0]
+        centre.append(c)
+        spread = np.linalg.norm(vecs - c, axis=1)
+        reach.append(slack * float(np.quantile(spread, quantile)) if len(units) >= 2 else 0.0)
+    cent, reach_arr = np.stack(centre), np.asarray(reach)
+    partners: dict[int, set[int]] = defaultdict(set)
+    for i, j in constraints.cannot:
+        partners[i].add(j)
+        partners[j].add(i)
+    candidates = np.nonzero((labels == NOISE) & (np.ones(len(labels), bool) if skip is None else ~skip))[0]
+    for unit in _units(candidates, track_ids):
+        v = normalise(x[unit].mean(0, keepdims=True))[0]
+        dist = np.linalg.norm(cent - v, axis=1)
+        inside = np.nonzero(dist <= reach_arr)[0]
+        if len(inside) == 0:
+            continue
+        if len(inside) > 1:
+            info["ambiguous_units"] += 1
+            continue
+        lab = ids[int(inside[0])]
+        if any(labels[j] == lab for i in unit for j in partners[i]):
+            info["cannot_link_units"] += 1
+            continue
+        out[unit] = lab
+        info["attached_units"] += 1
+        info["attached_instances"] += len(unit)
+    return out, info
