@@ -78,6 +78,8 @@ VARIANTS = {
     "attach_off": {"cluster": {"attach_noise": 0.0}},
     "attach_1.1": {"cluster": {"attach_noise": 1.1}},
     "attach_1.3": {"cluster": {"attach_noise": 1.3}},
+    "track_join_0.96": {"cluster": {"track_join": 0.96}},
+    "track_join_0.955": {"cluster": {"track_join": 0.955}},
     "mcs_8": {"cluster": {"min_cluster_size": 8}},
     "leaf": {"cluster": {"selection": "leaf"}},
     "min_samples_4": {"cluster": {"min_samples": 4}},

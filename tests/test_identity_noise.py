@@ -76,3 +76,23 @@ def test_a_lone_cluster_track_has_no_spread_to_attach_to():
     tracks = ["a", "a", "b"]  # cluster 0 is one track: no measured spread
     out, _ = attach_noise(x, labels, tracks, build_constraints(["f0", "f1", "f2"], tracks), 1.0)
     assert out[2] == NOISE
+
+
+def test_join_by_tracks_needs_one_close_pair_of_tracks_and_no_cannot_link():
+    from animlora.identity.constraints import join_by_tracks
+
+    e = np.eye(D)
+    # cluster 0: tracks at e0 and e0+e4; cluster 1: tracks at e0+0.1e1 (close to cluster 0's first) and e1;
+    # cluster 2: far (e2, e3)
+    vecs = [e[0], e[0] + e[4], e[0] + 0.1 * e[1], e[1], e[2], e[3]]
+    x = np.repeat(np.stack(vecs), 2, axis=0)
+    labels = np.repeat([0, 0, 1, 1, 2, 2], 2)
+    tracks = [f"t{i // 2}" for i in range(len(x))]
+    frames = [f"f{i}" for i in range(len(x))]
+    out, joins = join_by_tracks(x, labels, tracks, build_constraints(frames, tracks), 0.99)
+    assert [(a, b) for a, b, _ in joins] == [(0, 1)] and joins[0][2] > 0.99
+    assert (out[:8] == 0).all() and (out[8:] == 2).all()
+    assert (join_by_tracks(x, labels, tracks, build_constraints(frames, tracks), 1.0)[0] == labels).all()
+    frames[7] = frames[0]  # a member of cluster 1 shares a frame with one of cluster 0: two characters
+    out, joins = join_by_tracks(x, labels, tracks, build_constraints(frames, tracks), 0.99)
+    assert joins == [] and (out == labels).all()

@@ -37,6 +37,7 @@ from animlora.identity.clustering import NOISE, ClusterParams, cluster_embedding
 from animlora.identity.constraints import (
     apply_must_link,
     attach_noise,
+    join_by_tracks,
     merge_parts,
     merge_similar,
     split_cannot_link,
@@ -203,6 +204,8 @@ class ClusterStage(Stage):
         if s.track_aware:
             labels, constraints["noise_attached"] = attach_noise(xc, labels, tracks, links, s.attach_noise,
                                                                  skip=is_still)
+            labels, joins = join_by_tracks(xc, labels, tracks, links, s.track_join)
+            constraints["track_joins"] = [{"kept": a, "absorbed": b, "similarity": round(c, 4)} for a, b, c in joins]
         labels = _small_to_noise(labels, mcs)
         progress(2, 5)
         # 4. names from references
