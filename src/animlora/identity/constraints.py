@@ -10,7 +10,10 @@
   clusters whose centroids are more similar than a bound, and that hold no cannot-link pair,
   are one character;
 - parts: a cluster most of whose instances touch an instance of another cluster in their frame
-  is a part of that character (a head cut from its body) and joins it.
+  is a part of that character (a head cut from its body) and joins it;
+- noise: a noise track within one cluster's own spread (and no other's), with no cannot-link
+  to it, joins it (``attach_noise``); ``join_by_tracks`` (off by default) joins two clusters
+  whose most similar tracks are nearly one.
 """
 
 from __future__ import annotations
