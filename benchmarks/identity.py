@@ -75,6 +75,14 @@ VARIANTS = {
     "mlp_no_merge": {"cluster": {"metric": "mlp", "merge_similarity": 1.0}},
     "unit_instance": {"cluster": {"unit": "instance"}},
     "shot_light_off_no_merge": {"embed": {"shot_light": "off"}, "cluster": {"merge_similarity": 1.0}},
+    "attach_off": {"cluster": {"attach_noise": 0.0}},
+    "attach_1.1": {"cluster": {"attach_noise": 1.1}},
+    "attach_1.3": {"cluster": {"attach_noise": 1.3}},
+    "track_join_0.96": {"cluster": {"track_join": 0.96}},
+    "track_join_0.955": {"cluster": {"track_join": 0.955}},
+    "mcs_8": {"cluster": {"min_cluster_size": 8}},
+    "leaf": {"cluster": {"selection": "leaf"}},
+    "min_samples_4": {"cluster": {"min_samples": 4}},
 }
 
 

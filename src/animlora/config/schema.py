@@ -309,6 +309,8 @@ class ClusterSettings(Section):
     track_aware: bool
     unit: Literal["track", "instance"] = Field(description="what is clustered: tracks (pooled) or lone instances")
     part_merge: float = Field(ge=0, le=1, description="a cluster this share of whose instances touch another's joins it (0 = off)")
+    attach_noise: float = Field(ge=0, le=3, description="a noise track within this x a cluster's spread (and no other's) joins it (0 = off)")
+    track_join: float = Field(ge=-1, le=1, description="join two clusters whose most similar tracks reach this cosine (1 = off)")
     metric: Literal["none", "linear", "mlp"] = Field(description="a metric learned from the film's own tracks and frames")
     turbo_threshold: int = Field(ge=1000, description="from this many instances on, the subsample path runs")
     turbo_sample: int = Field(ge=1000)

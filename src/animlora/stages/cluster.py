@@ -9,7 +9,8 @@
 2. track-aware constraints: must-link by track, cannot-link between two instances of one frame
    that do not touch (identity/geometry.py, identity/constraints.py);
 3. merge clusters that are one character under different light (and hold no cannot-link pair),
-   and clusters that are a part of another (a head cut from its body);
+   and clusters that are a part of another (a head cut from its body); then a noise track
+   within one cluster's own spread (and no other's) joins it (``cluster.attach_noise``);
 4. names from ``characters/*.yaml`` references; negative references send clusters to noise;
 5. outputs: ``character_<n>/`` (or the name), ``noise/``, ``cluster_report.json``,
    ``cluster_visualization.png``, ``contact_sheets/<folder>.jpg``;
@@ -33,7 +34,14 @@ import numpy as np
 
 from animlora.errors import BadInputError, StageError
 from animlora.identity.clustering import NOISE, ClusterParams, cluster_embeddings, normalise, relabel_by_size
-from animlora.identity.constraints import apply_must_link, merge_parts, merge_similar, split_cannot_link
+from animlora.identity.constraints import (
+    apply_must_link,
+    attach_noise,
+    join_by_tracks,
+    merge_parts,
+    merge_similar,
+    split_cannot_link,
+)
 from animlora.identity.decisions import NOISE_ID, refresh_members
 from animlora.identity.geometry import FrameGeometry, build_constraints, project_geometry
 from animlora.identity.inputs import InstanceRef, load_identity_instances
@@ -193,6 +201,12 @@ class ClusterStage(Stage):
         if s.track_aware:
             labels, parts = merge_parts(labels, links, s.part_merge)
             constraints["part_merges"] = [{"kept": a, "absorbed": b, "touching": round(c, 4)} for a, b, c in parts]
+        # 3b. noise tracks within a cluster's own spread join it (still tracks were judged already)
+        if s.track_aware:
+            labels, constraints["noise_attached"] = attach_noise(xc, labels, tracks, links, s.attach_noise,
+                                                                 skip=is_still)
+            labels, joins = join_by_tracks(xc, labels, tracks, links, s.track_join)
+            constraints["track_joins"] = [{"kept": a, "absorbed": b, "similarity": round(c, 4)} for a, b, c in joins]
         labels = _small_to_noise(labels, mcs)
         progress(2, 5)
         # 4. names from references
