@@ -139,6 +139,26 @@ def _tracks(db: Path) -> list[tuple[str, list[tuple[str, str, str | None]]]]:
     return sorted(groups.items())
 
 
+def _write_grid(tiles: list[np.ndarray], out: Path, columns: int, rows: int, gap: tuple[int, int],
+                fill: int) -> None:
+    """Tiles (all one size, RGB) laid out ``columns`` x ``rows`` a sheet, ``gap`` (x, y) px
+    apart on a ``fill`` grey, written as ``out/tracks_NN.png``."""
+    import cv2
+
+    if not tiles:
+        return
+    th, tw = tiles[0].shape[:2]
+    step = columns * rows
+    for s in range(0, len(tiles), step):
+        chunk = tiles[s : s + step]
+        sheet = np.full((-(-len(chunk) // columns) * (th + gap[1]), columns * (tw + gap[0]), 3), fill, np.uint8)
+        for k, tile in enumerate(chunk):
+            r, c = divmod(k, columns)
+            y, x = r * (th + gap[1]), c * (tw + gap[0])
+            sheet[y : y + th, x : x + tw] = tile
+        cv2.imwrite(str(out / f"tracks_{s // step:02d}.png"), sheet[..., ::-1])
+
+
 def sheets(project: Path, out: Path, size: int = 112, columns: int = 10) -> None:
     import cv2
 
@@ -156,15 +176,7 @@ def sheets(project: Path, out: Path, size: int = 112, columns: int = 10) -> None
         cv2.putText(tile, f"x{len(members)}", (2, size - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 160), 1)
         tiles.append(tile)
         index[str(n)] = key
-    per_sheet = columns * 6
-    for s in range(0, len(tiles), per_sheet):
-        chunk = tiles[s : s + per_sheet]
-        rows = -(-len(chunk) // columns)
-        sheet = np.full((rows * (size + 2), columns * (size + 2), 3), 255, np.uint8)
-        for k, tile in enumerate(chunk):
-            r, c = divmod(k, columns)
-            sheet[r * (size + 2) : r * (size + 2) + size, c * (size + 2) : c * (size + 2) + size] = tile
-        cv2.imwrite(str(out / f"tracks_{s // per_sheet:02d}.png"), sheet[..., ::-1])
+    _write_grid(tiles, out, columns, rows=6, gap=(2, 2), fill=255)
     (out / "index.json").write_text(json.dumps(index, indent=1))
     print(f"{len(tracks)} tracks, {sum(len(m) for _, m in tracks)} instances -> {out}")
 
@@ -200,15 +212,7 @@ def strips(project: Path, out: Path, size: int = 90, per: int = 4, columns: int 
         tiles.append(strip)
         index[str(n)] = {"track": key, "shot": members[0][3], "frames": [r[4] for r in members],
                          "instances": [r[0] for r in members]}
-    th, tw = tiles[0].shape[:2] if tiles else (size, size)
-    step = columns * rows
-    for s in range(0, len(tiles), step):
-        chunk = tiles[s : s + step]
-        sheet = np.full((-(-len(chunk) // columns) * (th + 6), columns * (tw + 10), 3), 90, np.uint8)
-        for q, tile in enumerate(chunk):
-            r, c = divmod(q, columns)
-            sheet[r * (th + 6) : r * (th + 6) + th, c * (tw + 10) : c * (tw + 10) + tw] = tile
-        cv2.imwrite(str(out / f"tracks_{s // step:02d}.png"), sheet[..., ::-1])
+    _write_grid(tiles, out, columns, rows, gap=(10, 6), fill=90)
     (out / "index.json").write_text(json.dumps(index, indent=1))
     print(f"{len(keys)} tracks, {len(found)} instances -> {out}")
 
