@@ -196,14 +196,6 @@ def measure_cutout(rgba: np.ndarray) -> dict[str, Any]:
     }
 
 
-def _stamp(path: str) -> list[int] | None:
-    try:
-        st = Path(path).stat()
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns]
-
-
 def _covers(detector: Any, members: list[dict[str, Any]]) -> dict[str, float | None]:
     """Per instance of one frame: the share of its mask (>= 50%) under text ``detector``
     reads in the frame; None when the frame or the mask cannot be read."""
@@ -283,6 +275,7 @@ class PrefilterStage(Stage):
         added to its measures. Only frames with an instance that passes the cheaper tests
         are read; results are cached per frame in ``TEXT_CACHE`` (by detector)."""
         from animlora.backends.text.detection import resolve_text_detector
+        from animlora.curation.sources import stat_key
 
         p = ctx.settings.prefilter
         name = resolve_text_detector(p.text_detector)
@@ -305,7 +298,7 @@ class PrefilterStage(Stage):
         for frame_id, members in frames.items():
             if not any(judge(m["measures"], mode, p.blur_threshold, p) in (None, "blur:floor") for m in members):
                 continue
-            key = {m["id"]: _stamp(m["mask"]) for m in members}
+            key = {m["id"]: list(stat_key(m["mask"])) for m in members}  # a list, as the cache reads back
             entry = known.get(frame_id)
             if entry is None or entry.get("masks") != key:
                 if detector is None:
