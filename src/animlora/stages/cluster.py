@@ -45,6 +45,7 @@ from animlora.identity.constraints import (
 from animlora.identity.decisions import NOISE_ID, refresh_members
 from animlora.identity.geometry import FrameGeometry, build_constraints, project_geometry
 from animlora.identity.inputs import InstanceRef, load_identity_instances
+from animlora.identity.light import MIN_CAST
 from animlora.identity.metric import learn_metric
 from animlora.identity.naming import embed_references, match_clusters, references
 from animlora.identity.sheets import contact_sheet, visualization
@@ -85,9 +86,9 @@ class ClusterInput:
     light: np.ndarray | None = None  # per instance: log of its shot's light gains (shot light on)
 
 
-# two clusters merge (step 3) only when their mean log light gains differ by more than this:
-# the per-shot light's own bound for a cast worth correcting (identity/light.py MIN_CAST)
-LIGHT_MERGE = 0.3
+# two clusters both seen without a cast worth correcting (mean log light gains within this)
+# do not merge (step 3): the per-shot light's own bound for such a cast
+LIGHT_MERGE = MIN_CAST
 
 
 def reference_folders(job: StageJob) -> list[Path]:
