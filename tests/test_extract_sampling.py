@@ -66,8 +66,9 @@ def acting(seed: int, frames: int) -> list[np.ndarray]:
 
 def test_long_shot_then_short_shots_each_get_candidates(tmp_path):
     # the old sampler kept widening its time bins over a long shot and never reset them:
-    # the short shots after it got nothing
-    frames = panning(1, 300) + [f for k in range(2, 7) for f in panning(k, 12)]
+    # the short shots after it got nothing (the long shot has a character moving in it: a
+    # pan over a still set alone is one picture per quarter-picture of camera move)
+    frames = acting(1, 300) + [f for k in range(2, 7) for f in panning(k, 12)]
     clip = media.write_video(tmp_path / "long_short.mp4", frames)
     shots, report = extract(tmp_path, clip)
     assert [s["start"] * 25 for s in report["shots"]] == pytest.approx([0, 300, 312, 324, 336, 348])

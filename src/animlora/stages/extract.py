@@ -50,9 +50,9 @@ RESULTS_FILE = "extraction_results.json"
 DUPLICATES_DIR = "_duplicates"
 _MAX_PENDING_WRITES = 6
 _MAX_RATE = 4.0  # candidates a second of video, at most (a short clip's budget)
-# picture change a second (mean abs difference of the small gray images between decoded
+# picture change a second (mean abs difference of the still images between decoded
 # frames, summed over a second) that a video is assumed to have before it has shown its own
-_PRIOR_CHANGE_RATE = 50.0
+_PRIOR_CHANGE_RATE = 20.0
 # a candidate with under this fraction of the contrast of its shot's median candidate is
 # part of a fade (a fade through black the detector could not tell from a lighting change)
 _FADED = 0.6
@@ -123,16 +123,19 @@ class _Entry:
     _still: Any = None  # see still_image (made only for the frames that become slot picks)
 
     def still_image(self) -> Any:
-        """The near-identity test's image: the quarter-size luma area-averaged to about 96 px
-        wide and blurred (sigma 1 px). The detector's gray image is read by striding, so fine
-        texture (grass, fur, rolling credits) aliases: between two frames of one still
-        picture it changes by 20-40 of 255 when the camera creeps; here by under 10."""
+        """The image picture change is measured on (between decoded frames, and by the
+        near-identity test): the quarter-size luma area-averaged to 96 px wide and blurred
+        (sigma 1 px); a video under 384 px wide: its small gray image, blurred. The
+        detector's gray image is read by striding, so fine texture (grass, fur, rolling
+        credits) aliases: between two frames of one still picture it changes by 20-40 of 255
+        when the camera creeps, here by under 10."""
         if self._still is None:
             import cv2
 
-            h, w = self.quarter.shape
+            source = self.quarter if self.quarter.shape[1] >= 96 else self.gray
+            h, w = source.shape
             size = (96, max(8, round(96 * h / max(w, 1))))
-            small = cv2.resize(self.quarter, size, interpolation=cv2.INTER_AREA)
+            small = cv2.resize(source, size, interpolation=cv2.INTER_AREA)
             self._still = cv2.GaussianBlur(small, (0, 0), 1.0)
         return self._still
 
@@ -320,7 +323,7 @@ class _VideoExtraction:
         # scene mode
         self.pending: deque[_Entry] = deque()
         self.transitions: list[tuple[int, int]] = []  # the detector's (it adds to it)
-        self.last_gray: Any = None
+        self.last_still: Any = None
         self.sampler: _ShotSampler | None = None
         # interval / all modes
         self.waiting: list[Any] = []
@@ -442,10 +445,13 @@ class _VideoExtraction:
         quarter = np.ascontiguousarray(cropped(luma(decoded.frame), self.crop)[::4, ::4])
         lap = cv2.Laplacian(quarter, cv2.CV_16S)
         score = float(cv2.meanStdDev(lap)[1][0, 0])
-        change = 0.0 if self.last_gray is None else cv2.norm(gray, self.last_gray, cv2.NORM_L1) / gray.size
-        self.last_gray = gray
-        self.pending.append(_Entry(decoded.index, decoded.time, score, change, gray, float(gray.std()), quarter,
-                                   is_black(gray), decoded))
+        entry = _Entry(decoded.index, decoded.time, score, 0.0, gray, float(gray.std()), quarter, is_black(gray),
+                       decoded)
+        still = entry.still_image()
+        if self.last_still is not None:
+            entry.change = cv2.norm(still, self.last_still, cv2.NORM_L1) / still.size
+        self.last_still = still
+        self.pending.append(entry)
 
     def _select(self, decoded: Any) -> None:
         """Interval / all modes."""
