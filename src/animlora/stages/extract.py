@@ -124,19 +124,22 @@ class _Entry:
 
     def still_image(self) -> Any:
         """The image picture change is measured on (between decoded frames, and by the
-        near-identity test): the quarter-size luma area-averaged to 96 px wide and blurred
-        (sigma 1 px); a video under 384 px wide: its small gray image, blurred. The
-        detector's gray image is read by striding, so fine texture (grass, fur, rolling
-        credits) aliases: between two frames of one still picture it changes by 20-40 of 255
-        when the camera creeps, here by under 10."""
+        near-identity test): the quarter-size luma averaged over k x k blocks to about 96 px
+        wide (720p: 106 px) and blurred (5x5 Gaussian, sigma 1 px); a video under 384 px
+        wide: its small gray image, blurred. The detector's gray image is read by striding,
+        so fine texture (grass, fur, rolling credits) aliases: between two frames of one
+        still picture it changes by 20-40 of 255 when the camera creeps, here by under 10.
+        (Whole blocks: OpenCV's area resize is 4x faster at a whole factor; ~75 µs a frame.)"""
         if self._still is None:
             import cv2
 
             source = self.quarter if self.quarter.shape[1] >= 96 else self.gray
             h, w = source.shape
-            size = (96, max(8, round(96 * h / max(w, 1))))
-            small = cv2.resize(source, size, interpolation=cv2.INTER_AREA)
-            self._still = cv2.GaussianBlur(small, (0, 0), 1.0)
+            k = max(1, round(w / 96))
+            if k > 1 and h >= 2 * k:
+                source = source[: h - h % k, : w - w % k]
+                source = cv2.resize(source, (w // k, h // k), interpolation=cv2.INTER_AREA)
+            self._still = cv2.GaussianBlur(source, (5, 5), 1.0)
         return self._still
 
 
