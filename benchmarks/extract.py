@@ -167,6 +167,7 @@ def cli_versus_pyscenedetect(path: Path, repeat: int) -> dict:
     best = {"animlora extract": [float("inf"), float("inf")], "scenedetect CLI": [float("inf"), float("inf")]}
     images = {}
     report = None
+    loads = [os.getloadavg()[0]]  # the machine may be shared: the load during the runs is part of the result
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(repeat):
             for name in best:
@@ -177,6 +178,7 @@ def cli_versus_pyscenedetect(path: Path, repeat: int) -> dict:
                     cmd = [scenedetect, "-q", "-i", str(path), "-o", str(out), "detect-adaptive", "save-images",
                            "-n", "3"]
                 wall, cpu = _child_run(cmd, env)
+                loads.append(os.getloadavg()[0])
                 best[name] = [min(best[name][0], wall), min(best[name][1], cpu)]
                 images[name] = sum(1 for f in out.rglob("*") if f.suffix in (".jpg", ".png"))
                 if name == "animlora extract":
@@ -186,7 +188,8 @@ def cli_versus_pyscenedetect(path: Path, repeat: int) -> dict:
     print(f"  whole process, best of {repeat} (round-robin):  animlora extract {ow:.2f} s wall / {oc:.2f} s CPU "
           f"({images['animlora extract']} images);  scenedetect CLI {pw:.2f} s / {pc:.2f} s "
           f"({images['scenedetect CLI']} images)")
-    print(f"  animlora extract vs scenedetect CLI: wall {pw / ow:.2f}x, CPU {pc / oc:.2f}x   (target >= 2)")
+    print(f"  animlora extract vs scenedetect CLI: wall {pw / ow:.2f}x, CPU {pc / oc:.2f}x   (target >= 2); "
+          f"load average (1 min) during the runs {min(loads):.1f}-{max(loads):.1f}")
     assert report is not None
     sampling_report(report)
     return {"ratio_wall": pw / ow, "ratio_cpu": pc / oc}
