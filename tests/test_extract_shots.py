@@ -168,24 +168,3 @@ def test_short_dissolve_between_moving_shots_is_found(tmp_path):
     found, _, _ = detect_shots(clip)
     assert [(f.index, f.transition) for f in found] == [(44, "dissolve")]
     assert found[0].span == (40, 47)
-
-
-def test_adaptive_scores_match_pyscenedetect_frame_for_frame():
-    """Our AdaptiveScores is PySceneDetect's AdaptiveDetector computed without the package:
-    the same frame scores (float for float) and the same cuts on a real clip."""
-    import cv2
-    from scenedetect import AdaptiveDetector, FrameTimecode
-
-    from animlora.io.video import analysis_images
-    from animlora.video.shots import AdaptiveScores
-
-    ours, theirs = AdaptiveScores(3.0, 8), AdaptiveDetector(adaptive_threshold=3.0, min_scene_len=8)
-    our_cuts, their_cuts, scores = [], [], 0
-    for frame in iter_frames(DATA / "bikes.mp4"):
-        bgr = analysis_images(frame.frame, 96)[0]
-        our_cuts += ours.process_hsv(frame.index, cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV))
-        their_cuts += [tc.frame_num for tc in theirs.process_frame(FrameTimecode(frame.index, 25.0), bgr)]
-        assert ours._frame_score == theirs._frame_score
-        scores += 1
-    assert scores == 250
-    assert our_cuts == their_cuts and len(our_cuts) >= 4

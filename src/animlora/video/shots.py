@@ -1,7 +1,7 @@
 """Shot boundaries: a PySceneDetect detector on small frames, plus two checks it lacks.
 
 Frames come from our own decoder (small BGR images read straight from the YUV planes,
-see io/video.py), are fed to the detector (PySceneDetect's adaptive detector, reimplemented: :class:`AdaptiveScores`), and its raw cuts pass:
+see io/video.py), are fed to the detector's ``process_frame``, and its raw cuts pass:
 
 1. a flash check: a cut after which the picture comes back to what it was before the
    cut within ``flash_frames`` (a photo flash, an explosion, a lightning strike) is not a
@@ -80,68 +80,13 @@ def _scenedetect() -> Any:
     return scenedetect
 
 
-class AdaptiveScores:
-    """PySceneDetect's ``AdaptiveDetector`` with its default settings (window 2, HSV
-    weights 1/1/1, no edges, ``min_content_val`` 15), computed the same way, float for float,
-    from an HSV image the caller already has (the colour cut check needs it too).
-
-    Its frame score is the mean of the hue, saturation and value mean absolute differences
-    from the previous frame; a frame is a cut when its score is at least ``threshold`` times
-    the mean score of the two frames on each side of it and at least ``min_content_val``, and
-    the previous cut is ``min_frames`` or more frames back. Cuts come out ``window`` frames
-    late (the frames after it must be seen). Same results as the package's detector (tested
-    against it), at a third of the cost: no second HSV conversion, no timecode objects, and
-    the package itself (a tenth of a second to import) is not needed."""
-
-    def __init__(self, threshold: float, min_frames: int, window: int = 2,
-                 min_content_val: float = MIN_CONTENT) -> None:
-        self.threshold, self.min_frames, self.window = threshold, min_frames, window
-        self.min_content_val = min_content_val
-        self._frame_score: float | None = None  # of the newest frame (the colour check reads it)
-        self._last: np.ndarray | None = None
-        self._buffer: deque[tuple[int, float]] = deque(maxlen=1 + 2 * window)
-        self._last_cut: int | None = None
-
-    def process_hsv(self, index: int, hsv: np.ndarray) -> list[int]:
-        import cv2
-
-        if self._last is None:
-            score = 0.0
-        else:
-            pixels = float(hsv.shape[0] * hsv.shape[1])
-            # per channel, as the package does: exact integer sums, then each mean
-            dh, ds, dl, _ = cv2.sumElems(cv2.absdiff(hsv, self._last))
-            score = (0 + dh / pixels * 1.0 + ds / pixels * 1.0 + dl / pixels * 1.0 + 0.0 * 0.0) / 3.0
-        self._last = hsv
-        self._frame_score = score
-        if self._last_cut is None:
-            self._last_cut = index
-        buffer = self._buffer
-        buffer.append((index, score))
-        if len(buffer) < buffer.maxlen:  # type: ignore[operator]
-            return []
-        target, target_score = buffer[self.window]
-        mean = sum(s for i, (_, s) in enumerate(buffer) if i != self.window) / (2.0 * self.window)
-        ratio = 0.0
-        if abs(mean) >= 0.00001:
-            ratio = min(target_score / mean, 255.0)
-        elif target_score >= self.min_content_val:
-            ratio = 255.0
-        if ratio >= self.threshold and target_score >= self.min_content_val and \
-                target - self._last_cut >= self.min_frames:
-            self._last_cut = target
-            return [target]
-        return []
-
-
 def make_detector(kind: str, threshold: float, min_frames: int) -> Any:
-    """The PySceneDetect detector named by ``extract.detector`` (``adaptive``: our
-    :class:`AdaptiveScores`, the same detector without the package)."""
-    if kind == "adaptive":
-        return AdaptiveScores(threshold, min_frames)
+    """The PySceneDetect detector named by ``extract.detector``."""
     sd = _scenedetect()
-    ContentDetector, HashDetector = sd.ContentDetector, sd.HashDetector
+    AdaptiveDetector, ContentDetector, HashDetector = sd.AdaptiveDetector, sd.ContentDetector, sd.HashDetector
 
+    if kind == "adaptive":
+        return AdaptiveDetector(adaptive_threshold=threshold, min_scene_len=min_frames)
     if kind == "content":
         return ContentDetector(threshold=threshold, min_scene_len=min_frames)
     if kind == "hash":
@@ -172,12 +117,12 @@ class ShotDetector:
         dissolve_threshold: float = 12.0,
         flash_seconds: float = 0.25,
     ) -> None:
+        self._timecode = _scenedetect().FrameTimecode
         self.fps = fps
         self.min_frames = max(1, min_shot_frames)
         # a hard cut this close to a transition's boundary (outside its span) is the boundary
         self.near = max(self.min_frames, round(0.5 * fps))
         self.inner = make_detector(detector, threshold, self.min_frames)
-        self._timecode = None if isinstance(self.inner, AdaptiveScores) else _scenedetect().FrameTimecode
         # a flash ends within flash_seconds, and sooner than the shortest shot
         self.flash_frames = max(1, min(round(flash_seconds * fps), self.min_frames - 1))
         self.window = max(4, round(0.5 * fps))  # frames between the two ends a dissolve check compares
@@ -220,14 +165,10 @@ class ShotDetector:
         self._order.append(index)
         while self._order[0] < index - self._keep:
             del self._thumbs[self._order.popleft()]
-        hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
-        if self._timecode is None:
-            cuts = self.inner.process_hsv(index, hsv)
-        else:
-            cuts = [tc.frame_num for tc in self.inner.process_frame(self._timecode(index, self.fps), bgr)]
-        self._raw += cuts
-        self.raw_cuts += cuts
-        self._check_colour_cut(index, hsv)
+        for tc in self.inner.process_frame(self._timecode(index, self.fps), bgr):
+            self._raw.append(tc.frame_num)
+            self.raw_cuts.append(tc.frame_num)
+        self._check_colour_cut(index, bgr)
         self._count = index + 1
         self._check_flashes(index)
         self._check_dissolves(index - self.flash_frames - 4)
@@ -256,10 +197,9 @@ class ShotDetector:
         if frame_count is not None:
             self._count = frame_count
         # detectors that hold cuts back (ContentDetector's flash filter) release them here
-        if self._timecode is not None:
-            for tc in self.inner.post_process(self._timecode(self._count, self.fps)) or []:
-                self._raw.append(tc.frame_num)
-                self.raw_cuts.append(tc.frame_num)
+        for tc in self.inner.post_process(self._timecode(self._count, self.fps)) or []:
+            self._raw.append(tc.frame_num)
+            self.raw_cuts.append(tc.frame_num)
         self._check_flashes(self._count + self.flash_frames + 1)
         self._check_dissolves(self._count - 1)
         self._close_span()
@@ -282,7 +222,7 @@ class ShotDetector:
                 return i
         return None
 
-    def _check_colour_cut(self, index: int, hsv: np.ndarray) -> None:
+    def _check_colour_cut(self, index: int, bgr: np.ndarray) -> None:
         """A cut the detector misses when the new shot starts with fast motion (a character
         crossing close to the camera): its score is compared with the average of the frames
         around it, and the motion after the cut raises that average. Colour histograms move
@@ -292,6 +232,7 @@ class ShotDetector:
         (then flash-checked like any other)."""
         import cv2
 
+        hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
         hist = cv2.calcHist([hsv], [0, 1, 2], None, list(HIST_BINS), [0, 180, 0, 256, 0, 256]).ravel()
         hist /= max(float(hist.sum()), 1.0)
         move = 0.0 if self._hist is None else 0.5 * float(np.abs(hist - self._hist).sum())
