@@ -64,6 +64,7 @@ from animlora.pipeline.stage import (
 )
 from animlora.records import cluster as cluster_records
 from animlora.records import decisions
+from animlora.records import embed as embed_records
 from animlora.records import segment as segment_records
 from animlora.records.embed import load_vectors
 from animlora.stages.embed import get_embedder
@@ -407,21 +408,12 @@ def _still(ctx: StageContext, ids: list[str]) -> list[bool | None]:
 
 
 def _shot_light(ctx: StageContext, key: str, shots: list[str | None]) -> np.ndarray | None:
-    """Per instance, the log of the light gains the embed stage applied to its shot (from
-    embedding_report.json, when its vectors are this key's and carry the shot light)."""
-    import json
-
-    from animlora.records.folders import stage_folder
-
+    """Per instance, the log of the light gains the embed stage applied to its shot (when its
+    vectors are this key's and carry the shot light)."""
     if "+shotlight" not in key:
         return None
-    path = ctx.workspace.root / stage_folder("embed") / "embedding_report.json"
-    try:
-        report = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    gains = (report.get("shot_light") or {}).get("gains") or {}
-    if report.get("model") != key or not gains:
+    gains = embed_records.shot_light_gains(ctx.workspace.root, key)
+    if not gains:
         return None
     return np.log(np.asarray([gains.get(shot or "", [1.0, 1.0, 1.0]) for shot in shots], np.float64))
 
