@@ -10,7 +10,10 @@
    that do not touch (identity/geometry.py, identity/constraints.py);
 3. merge clusters that are one character under different light (and hold no cannot-link pair),
    and clusters that are a part of another (a head cut from its body); then a noise track
-   within one cluster's own spread (and no other's) joins it (``cluster.attach_noise``);
+   within one cluster's own spread (and no other's) joins it (``cluster.attach_noise``); two
+   clusters whose closest tracks are nearly one join (``cluster.track_join``); a noise track whose
+   nearest track is one cluster's, every other cluster clearly farther, joins it
+   (``cluster.attach_margin``, ``attach_rounds``);
 4. names from ``characters/*.yaml`` references; negative references send clusters to noise;
 5. outputs: ``character_<n>/`` (or the name), ``noise/``, ``cluster_report.json``,
    ``cluster_visualization.png``, ``contact_sheets/<folder>.jpg``;
@@ -36,6 +39,7 @@ from animlora.errors import BadInputError, StageError
 from animlora.identity.clustering import NOISE, ClusterParams, cluster_embeddings, normalise, relabel_by_size
 from animlora.identity.constraints import (
     apply_must_link,
+    attach_by_margin,
     attach_noise,
     join_by_tracks,
     merge_parts,
@@ -209,6 +213,9 @@ class ClusterStage(Stage):
                                                                  skip=is_still)
             labels, joins = join_by_tracks(xc, labels, tracks, links, s.track_join)
             constraints["track_joins"] = [{"kept": a, "absorbed": b, "similarity": round(c, 4)} for a, b, c in joins]
+            # 3c. a noise track next to one cluster's track and clearly farther from every other's joins it
+            labels, constraints["margin_attached"] = attach_by_margin(xc, labels, tracks, links, s.attach_margin,
+                                                                      s.attach_rounds, skip=is_still)
         labels = _small_to_noise(labels, mcs)
         progress(2, 5)
         # 4. names from references
