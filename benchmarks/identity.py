@@ -85,6 +85,14 @@ VARIANTS = {
     "mcs_8": {"cluster": {"min_cluster_size": 8}},
     "leaf": {"cluster": {"selection": "leaf"}},
     "min_samples_4": {"cluster": {"min_samples": 4}},
+    # the second noise pass and the track join (defaults since session 5: 1.4 / 2 rounds / 0.96)
+    "before_margin": {"cluster": {"attach_margin": 0.0, "track_join": 1.0}},
+    "margin_off": {"cluster": {"attach_margin": 0.0}},
+    "track_join_off": {"cluster": {"track_join": 1.0}},
+    "margin_1.35": {"cluster": {"attach_margin": 1.35}},
+    "margin_1.5": {"cluster": {"attach_margin": 1.5}},
+    "margin_rounds_1": {"cluster": {"attach_rounds": 1}},
+    "margin_rounds_3": {"cluster": {"attach_rounds": 3}},
 }
 
 
