@@ -329,8 +329,9 @@ def join_by_tracks(
     the most similar pair first, again after each join (so joins can chain). ``bound`` >= 1 = off.
 
     On the Big Buck Bunny film the right joins (two Buck clusters, two Frank clusters) came at
-    0.967-0.968 and the wrong ones (Buck with bird+Gimera) from 0.959: no margin to trust,
-    so it is off by default (docs/identity.md). Returns (labels, joins as (kept, absorbed, cosine))."""
+    0.967-0.968 and the wrong ones (Buck with bird+Gimera) from 0.959: a thin margin; the
+    default (0.96) is on since :func:`attach_by_margin` needs a character's pieces joined
+    first, or the views it brings back deepen the split (docs/identity.md). Returns (labels, joins as (kept, absorbed, cosine))."""
     out = labels.copy()
     if bound >= 1.0:
         return out, []
