@@ -29,6 +29,8 @@ only in ``ari_all``):
 - ``nn_other_shot``: share of character instances whose nearest neighbour from *another shot*
   (in the space clustered) is the same character — the truth-free-clustering view of an
   embedder;
+- ``coverage``: per character, its instances in a cluster whose majority is that character
+  (what can reach its dataset), of its labelled instances; ``noise_by_character``: those in noise;
 - ``pair_together``: for each pair of characters, whether one cluster holds >= max(2, 10%)
   of each.
 """
@@ -83,6 +85,14 @@ VARIANTS = {
     "mcs_8": {"cluster": {"min_cluster_size": 8}},
     "leaf": {"cluster": {"selection": "leaf"}},
     "min_samples_4": {"cluster": {"min_samples": 4}},
+    # the second noise pass and the track join (defaults since session 5: 1.4 / 2 rounds / 0.96)
+    "before_margin": {"cluster": {"attach_margin": 0.0, "track_join": 1.0}},
+    "margin_off": {"cluster": {"attach_margin": 0.0}},
+    "track_join_off": {"cluster": {"track_join": 1.0}},
+    "margin_1.35": {"cluster": {"attach_margin": 1.35}},
+    "margin_1.5": {"cluster": {"attach_margin": 1.5}},
+    "margin_rounds_1": {"cluster": {"attach_rounds": 1}},
+    "margin_rounds_3": {"cluster": {"attach_rounds": 3}},
 }
 
 
@@ -235,7 +245,7 @@ def _scores(truth: dict[str, str], assign: dict[str, str], shots: dict[str, str 
         top, count = Counter(labels).most_common(1)[0]
         if detail:
             mix = " ".join(f"{k}:{v}" for k, v in Counter(labels).most_common())
-            clusters.append(f"{cid} [{top} {count}/{len(labels)}] {mix}")
+            clusters.append(f"{cid} [{top} {count}/{len(labels)}, {count / len(labels):.3f}] {mix}")
         else:
             clusters.append(f"{top}:{count}/{len(labels)}")
         weighted += count
@@ -256,6 +266,7 @@ def _scores(truth: dict[str, str], assign: dict[str, str], shots: dict[str, str 
                         together.append(f"{a}+{b}")
                         break
     result["pair_together"] = together
+    result["coverage"], result["noise_by_character"] = _coverage(truth, assign, members)
     if vectors:
         ids = [i for i in chars if i in vectors]
         v = np.stack([vectors[i] for i in ids])
@@ -268,6 +279,21 @@ def _scores(truth: dict[str, str], assign: dict[str, str], shots: dict[str, str 
         lab = np.array([truth[i] for i in ids])
         result["nn_other_shot"] = round(float((lab[nn] == lab)[ok].mean()), 4) if ok.any() else None
     return result
+
+
+def _coverage(truth: dict[str, str], assign: dict[str, str],
+              members: dict[str, list[str]]) -> tuple[dict[str, dict], dict[str, int]]:
+    """Per labelled character: how many of its instances sit in a cluster whose majority is
+    that character (``covered``, and that share of its labelled instances: the instances that
+    can reach its dataset), and how many are noise."""
+    majority = {cid: Counter(labels).most_common(1)[0][0] for cid, labels in members.items()}
+    coverage, noise = {}, {}
+    for name in sorted({t for i, t in truth.items() if t != "-" and i in assign}):
+        mine = [i for i, t in truth.items() if t == name and i in assign]
+        covered = sum(1 for i in mine if assign[i] != "noise" and majority.get(assign[i]) == name)
+        coverage[name] = {"covered": covered, "of": len(mine), "share": round(covered / len(mine), 3)}
+        noise[name] = sum(1 for i in mine if assign[i] == "noise")
+    return coverage, noise
 
 
 def _merge(a: dict, b: dict) -> dict:
@@ -504,7 +530,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "film":
         r = score_project(args.project, args.labels)
-        print(json.dumps({k: v for k, v in r.items() if k != "clusters"}))
+        print(json.dumps({k: v for k, v in r.items() if k not in ("clusters", "coverage", "noise_by_character")}))
+        print("  coverage (in a cluster whose majority is the character) / noise:")
+        for name, c in r["coverage"].items():
+            print(f"    {name:<10} {c['covered']:>4}/{c['of']:<4} {c['share']:.3f}   noise {r['noise_by_character'][name]}")
+        print("  clusters [majority count/size, purity] composition:")
         for c in r["clusters"]:
             print("   ", c)
         if args.json:

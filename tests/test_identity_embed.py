@@ -152,3 +152,16 @@ def test_embed_stage_caches_by_content(tmp_path):
     with ws.open_catalog() as catalog:
         assert catalog.one("SELECT COUNT(*) FROM embeddings")[0] == 11
         assert catalog.one("SELECT COUNT(*) FROM identity_instances")[0] == 11
+
+
+def test_shot_light_gains_read_from_the_embed_report_of_that_model(tmp_path):
+    from animlora.records.embed import REPORT, shot_light_gains
+
+    assert shot_light_gains(tmp_path, "color-v1+shotlight2") == {}  # no report
+    (tmp_path / "embeddings").mkdir()
+    report = {"model": "color-v1+shotlight2", "shot_light": {"shots": 2, "gains": {"s1": [1.5, 1.0, 0.7]}}}
+    (tmp_path / "embeddings" / REPORT).write_text(json.dumps(report))
+    assert shot_light_gains(tmp_path, "color-v1+shotlight2") == {"s1": [1.5, 1.0, 0.7]}
+    assert shot_light_gains(tmp_path, "color-v1") == {}  # the report is another embedder's
+    (tmp_path / "embeddings" / REPORT).write_text("{not json")
+    assert shot_light_gains(tmp_path, "color-v1+shotlight2") == {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from animlora.identity.clustering import NOISE
-from animlora.identity.constraints import attach_noise
+from animlora.identity.constraints import attach_by_margin, attach_noise
 from animlora.identity.geometry import build_constraints
 
 D = 12
@@ -96,3 +96,60 @@ def test_join_by_tracks_needs_one_close_pair_of_tracks_and_no_cannot_link():
     frames[7] = frames[0]  # a member of cluster 1 shares a frame with one of cluster 0: two characters
     out, joins = join_by_tracks(x, labels, tracks, build_constraints(frames, tracks), 0.99)
     assert joins == [] and (out == labels).all()
+
+
+def _turn(v: np.ndarray, towards: np.ndarray, degrees: float) -> np.ndarray:
+    """``v`` turned by ``degrees`` in the plane of ``v`` and ``towards`` (unit vectors)."""
+    w = towards - (towards @ v) * v
+    w /= np.linalg.norm(w)
+    a = np.radians(degrees)
+    return np.cos(a) * v + np.sin(a) * w
+
+
+def _chain():
+    """Cluster 0 (tracks e0 and e0 turned 5 deg towards e3), cluster 1 (two tracks 40 deg from
+    'step2'); noise: 'step1' 25 deg from cluster 0 (far outside its spread, far from cluster 1),
+    'step2' 25 deg further on (about as near to cluster 1 as to cluster 0 until step1 joins
+    cluster 0), 'between' halfway between the clusters, 'linked' beside cluster 0 but in a
+    frame with one of its members and apart from it (a cannot-link)."""
+    e = np.eye(D)
+    step1 = _turn(e[0], e[2], 25)
+    step2 = _turn(step1, e[1], 25)
+    b = _turn(step2, e[4], 40)
+    units = {"a0": (e[0], 0), "a1": (_turn(e[0], e[3], 5), 0), "b0": (b, 1), "b1": (_turn(b, e[5], 3), 1),
+             "step1": (step1, NOISE), "step2": (step2, NOISE),
+             "between": (e[0] + b, NOISE), "linked": (_turn(e[0], e[6], 4), NOISE)}
+    rows, labels, tracks, frames = [], [], [], []
+    for name, (v, lab) in units.items():
+        for k in range(2):
+            rows.append(v / np.linalg.norm(v))
+            labels.append(lab)
+            tracks.append(name)
+            frames.append(f"{name}{k}")
+    frames[tracks.index("linked")] = frames[tracks.index("a0")]  # one frame, no geometry: a cannot-link
+    return np.stack(rows), np.asarray(labels), tracks, frames
+
+
+def test_attach_by_margin_takes_a_track_clearly_nearest_one_cluster_and_chains_by_rounds():
+    x, labels, tracks, frames = _chain()
+    links = build_constraints(frames, tracks)
+    t = np.asarray(tracks)
+    # the premise: step1 is outside cluster 0's own spread (attach_noise leaves it)
+    assert (attach_noise(x, labels, tracks, links, 1.0)[0][t == "step1"] == NOISE).all()
+    one, info = attach_by_margin(x, labels, tracks, links, 1.4, rounds=1)
+    assert (one[t == "step1"] == 0).all()  # nearest track is cluster 0's, cluster 1 far
+    assert (one[t == "step2"] == NOISE).all()  # about as near to both: ambiguous in round 1
+    assert (one[t == "between"] == NOISE).all()
+    assert (one[t == "linked"] == NOISE).all()  # next to cluster 0, but cannot-linked to it
+    assert info["cannot_link_units"] == 1 and info["attached_instances"] == 2
+    two, info = attach_by_margin(x, labels, tracks, links, 1.4, rounds=2)
+    assert (two[t == "step2"] == 0).all()  # step1 joined: now step2's nearest track is cluster 0's
+    assert (two[t == "between"] == NOISE).all() and (two[t == "linked"] == NOISE).all()
+    assert info["rounds"] == 2 and info["attached_instances"] == 4
+    assert (two[labels != NOISE] == labels[labels != NOISE]).all()  # clusters keep their members
+    # off (margin <= 1), a still track (skip) stays noise, one cluster gives no margin
+    assert (attach_by_margin(x, labels, tracks, links, 1.0, rounds=2)[0] == labels).all()
+    skip = t == "step1"
+    assert (attach_by_margin(x, labels, tracks, links, 1.4, rounds=2, skip=skip)[0][skip] == NOISE).all()
+    alone = np.where(labels == 1, NOISE, labels)
+    assert (attach_by_margin(x, alone, tracks, links, 1.4)[0] == alone).all()

@@ -311,6 +311,8 @@ class ClusterSettings(Section):
     part_merge: float = Field(ge=0, le=1, description="a cluster this share of whose instances touch another's joins it (0 = off)")
     attach_noise: float = Field(ge=0, le=3, description="a noise track within this x a cluster's spread (and no other's) joins it (0 = off)")
     track_join: float = Field(ge=-1, le=1, description="join two clusters whose most similar tracks reach this cosine (1 = off)")
+    attach_margin: float = Field(ge=0, le=10, description="then a noise track joins the cluster of its nearest track when every other cluster is this x as far (<= 1 = off)")
+    attach_rounds: int = Field(ge=1, le=10, description="attach_margin rounds: tracks that joined count in the next round")
     metric: Literal["none", "linear", "mlp"] = Field(description="a metric learned from the film's own tracks and frames")
     turbo_threshold: int = Field(ge=1000, description="from this many instances on, the subsample path runs")
     turbo_sample: int = Field(ge=1000)
@@ -320,6 +322,8 @@ class ClusterSettings(Section):
     copy_mode: Literal["copy", "hardlink"]
     contact_sheet_max: int = Field(ge=1)
     thumb_size: int = Field(ge=16, le=512)
+
+    added_fields: ClassVar[dict[str, Any]] = {"attach_margin": 0.0, "attach_rounds": 1}
 
 
 class ReviewSettings(Section):

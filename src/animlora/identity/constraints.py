@@ -329,8 +329,9 @@ def join_by_tracks(
     the most similar pair first, again after each join (so joins can chain). ``bound`` >= 1 = off.
 
     On the Big Buck Bunny film the right joins (two Buck clusters, two Frank clusters) came at
-    0.967-0.968 and the wrong ones (Buck with bird+Gimera) from 0.959: no margin to trust,
-    so it is off by default (docs/identity.md). Returns (labels, joins as (kept, absorbed, cosine))."""
+    0.967-0.968 and the wrong ones (Buck with bird+Gimera) from 0.959: a thin margin; the
+    default (0.96) is on since :func:`attach_by_margin` needs a character's pieces joined
+    first, or the views it brings back deepen the split (docs/identity.md). Returns (labels, joins as (kept, absorbed, cosine))."""
     out = labels.copy()
     if bound >= 1.0:
         return out, []
@@ -355,3 +356,69 @@ def join_by_tracks(
         keep, gone = sorted((a, b), key=lambda lab: (-(out == lab).sum(), lab))
         out[out == gone] = keep
         joins.append((keep, gone, sim))
+
+
+def attach_by_margin(
+    x: np.ndarray,
+    labels: np.ndarray,
+    track_ids: Sequence[str | None],
+    constraints: Constraints,
+    margin: float,
+    rounds: int = 1,
+    skip: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict]:
+    """Give a noise track to the cluster one of whose tracks is clearly its nearest: a second
+    pass after :func:`attach_noise`, for views of a character that lie outside every cluster's
+    spread (another light, another framing) but next to one of its tracks.
+
+    Every track is the normalised mean of its members (a lone instance its own unit). Per noise
+    unit and per cluster, the distance to that cluster's *nearest* track (a character's views
+    form a chain, not a ball: its nearest view says more than its centre). The unit joins the
+    nearest cluster when the second nearest cluster is at least ``margin`` x as far, and no
+    cannot-link joins one of its members to that cluster; when two clusters are about as near
+    it stays noise. ``rounds``: after a round, the units that joined count as tracks of their
+    cluster in the next one (a chain of views comes back step by step; each step keeps the
+    margin). ``skip`` (per instance) marks noise that must stay noise (still tracks judged as
+    scenery). Needs two clusters (one cluster gives no margin to measure). ``margin`` <= 1 = off.
+    Returns (labels, info)."""
+    out = labels.copy()
+    info = {"attached_instances": 0, "attached_units": 0, "ambiguous_units": 0, "cannot_link_units": 0,
+            "rounds": 0}
+    if margin <= 1.0 or len([v for v in np.unique(out) if v != NOISE]) < 2:
+        return out, info
+    x = normalise(x)
+    partners: dict[int, set[int]] = defaultdict(set)
+    for i, j in constraints.cannot:
+        partners[i].add(j)
+        partners[j].add(i)
+    allowed = np.ones(len(out), bool) if skip is None else ~np.asarray(skip, bool)
+    for _ in range(max(1, rounds)):
+        ids = [int(v) for v in np.unique(out) if v != NOISE]
+        vecs, owner = [], []
+        for lab in ids:
+            for unit in _units(np.nonzero(out == lab)[0], track_ids):
+                vecs.append(x[unit].mean(0))
+                owner.append(lab)
+        track_vecs, owner_arr = normalise(np.stack(vecs)), np.asarray(owner)
+        joined = 0
+        ambiguous = cannot = 0
+        for unit in _units(np.nonzero((out == NOISE) & allowed)[0], track_ids):
+            v = normalise(x[unit].mean(0, keepdims=True))[0]
+            dist = np.linalg.norm(track_vecs - v, axis=1)
+            nearest = sorted((float(dist[owner_arr == lab].min()), lab) for lab in ids)
+            (d1, lab), (d2, _) = nearest[0], nearest[1]
+            if d2 < margin * d1:
+                ambiguous += 1
+                continue
+            if any(out[j] == lab for i in unit for j in partners[i]):
+                cannot += 1
+                continue
+            out[unit] = lab
+            joined += 1
+            info["attached_units"] += 1
+            info["attached_instances"] += len(unit)
+        info["ambiguous_units"], info["cannot_link_units"] = ambiguous, cannot
+        info["rounds"] += 1
+        if not joined:
+            break
+    return out, info

@@ -6,13 +6,16 @@ standalone run's input folder). Made by migration ``0200_identity``.
 Written by :class:`animlora.stages.embed.EmbedStage` (:func:`write_vectors`,
 :func:`replace_instances`); read by the cluster stage (:func:`load_vectors`,
 :func:`identity_instances`), the review (:mod:`animlora.review.service`) and the dataset stage
-(:func:`instance_vectors`).
+(:func:`instance_vectors`). The stage's report file (:data:`REPORT`, in the stage's folder) is
+written by the stage; its per-shot light gains are read here (:func:`shot_light_gains`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
     from animlora.catalog import Catalog
 
 INPUT_ROOT_META = "identity.input_root"
+REPORT = "embedding_report.json"
 
 
 @dataclass(frozen=True)
@@ -116,3 +120,18 @@ def vectors(catalog: Catalog, model: str | None, instance_ids: Sequence[str]) ->
         (model, *instance_ids),
     )
     return {row[0]: np.frombuffer(row[1], dtype="<f4") for row in rows}
+
+
+def shot_light_gains(root: Path, model: str) -> dict[str, list[float]]:
+    """shot id -> the light gains (linear RGB) the last embed run of project ``root`` applied
+    to that shot's cut-outs, when that run made ``model``'s vectors; empty when it did not,
+    applied none, or left no readable report."""
+    from animlora.records.folders import stage_folder
+
+    try:
+        report = json.loads((Path(root) / stage_folder("embed", root) / REPORT).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(report, dict) or report.get("model") != model:
+        return {}
+    return dict((report.get("shot_light") or {}).get("gains") or {})

@@ -10,7 +10,10 @@
    that do not touch (identity/geometry.py, identity/constraints.py);
 3. merge clusters that are one character under different light (and hold no cannot-link pair),
    and clusters that are a part of another (a head cut from its body); then a noise track
-   within one cluster's own spread (and no other's) joins it (``cluster.attach_noise``);
+   within one cluster's own spread (and no other's) joins it (``cluster.attach_noise``); two
+   clusters whose closest tracks are nearly one join (``cluster.track_join``); a noise track whose
+   nearest track is one cluster's, every other cluster clearly farther, joins it
+   (``cluster.attach_margin``, ``attach_rounds``);
 4. names from ``characters/*.yaml`` references; negative references send clusters to noise;
 5. outputs: ``character_<n>/`` (or the name), ``noise/``, ``cluster_report.json``,
    ``cluster_visualization.png``, ``contact_sheets/<folder>.jpg``;
@@ -36,6 +39,7 @@ from animlora.errors import BadInputError, StageError
 from animlora.identity.clustering import NOISE, ClusterParams, cluster_embeddings, normalise, relabel_by_size
 from animlora.identity.constraints import (
     apply_must_link,
+    attach_by_margin,
     attach_noise,
     join_by_tracks,
     merge_parts,
@@ -64,6 +68,7 @@ from animlora.pipeline.stage import (
 )
 from animlora.records import cluster as cluster_records
 from animlora.records import decisions
+from animlora.records import embed as embed_records
 from animlora.records import segment as segment_records
 from animlora.records.embed import load_vectors
 from animlora.stages.embed import get_embedder
@@ -208,6 +213,9 @@ class ClusterStage(Stage):
                                                                  skip=is_still)
             labels, joins = join_by_tracks(xc, labels, tracks, links, s.track_join)
             constraints["track_joins"] = [{"kept": a, "absorbed": b, "similarity": round(c, 4)} for a, b, c in joins]
+            # 3c. a noise track next to one cluster's track and clearly farther from every other's joins it
+            labels, constraints["margin_attached"] = attach_by_margin(xc, labels, tracks, links, s.attach_margin,
+                                                                      s.attach_rounds, skip=is_still)
         labels = _small_to_noise(labels, mcs)
         progress(2, 5)
         # 4. names from references
@@ -407,21 +415,12 @@ def _still(ctx: StageContext, ids: list[str]) -> list[bool | None]:
 
 
 def _shot_light(ctx: StageContext, key: str, shots: list[str | None]) -> np.ndarray | None:
-    """Per instance, the log of the light gains the embed stage applied to its shot (from
-    embedding_report.json, when its vectors are this key's and carry the shot light)."""
-    import json
-
-    from animlora.records.folders import stage_folder
-
+    """Per instance, the log of the light gains the embed stage applied to its shot (when its
+    vectors are this key's and carry the shot light)."""
     if "+shotlight" not in key:
         return None
-    path = ctx.workspace.root / stage_folder("embed") / "embedding_report.json"
-    try:
-        report = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    gains = (report.get("shot_light") or {}).get("gains") or {}
-    if report.get("model") != key or not gains:
+    gains = embed_records.shot_light_gains(ctx.workspace.root, key)
+    if not gains:
         return None
     return np.log(np.asarray([gains.get(shot or "", [1.0, 1.0, 1.0]) for shot in shots], np.float64))
 

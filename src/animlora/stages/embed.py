@@ -168,6 +168,6 @@ class EmbedStage(Stage):
             "seconds": round(time.monotonic() - ctx.extra["started"], 3),
             "settings": ctx.settings.embed.model_dump(mode="json"),
         }
-        atomic_write_json(ctx.output_dir / "embedding_report.json", report)
+        atomic_write_json(ctx.output_dir / records.REPORT, report)
         return report
 
