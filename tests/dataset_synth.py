@@ -107,6 +107,7 @@ def make_project(root, characters: dict[str, int], *, shots: int = 6, seed: int 
     rows = {}
     n = 0
     prev = None
+    drawn: tuple = ()
     for ci, (name, count) in enumerate(characters.items()):
         for k in range(count):
             shot = k % shots
@@ -117,6 +118,9 @@ def make_project(root, characters: dict[str, int], *, shots: int = 6, seed: int 
             y = int(rng.integers(5, max(6, 360 - height)))
             facing = ["front", "side", "back"][int(rng.integers(0, 3))]
             shirt = COLORS[(ci * 2 + k) % len(COLORS)]
+            if n in duplicates:  # the same picture as the previous instance (and its embedding, below)
+                height, facing, shirt = drawn
+            drawn = (height, facing, shirt)
             frame, cut, bbox = place(base, x, y, height, facing=facing, shirt=shirt)
             write_image(root / "frames" / f"{fid}.png", frame)
             write_image(root / "segmentation" / "character" / f"{fid}_0.png", cut)

@@ -59,11 +59,36 @@ def test_shot_spread():
 def test_quality_prefers_sharp_large_untruncated():
     q = quality_scores([10, 300, 300, None], [100, 5000, 5000, 2000], [False, False, True, False], 0.5)
     assert q[1] > q[0] and q[1] > q[2] and q[1] == max(q)
-    # the first pick is the best image; with duplicates the better one survives
+    # the first pick is the best image
     x = np.array([[1.0, 0], [1.0, 0.001], [0, 1.0]])
     picks = farthest_point(x, 1, quality=np.array([0.2, 0.9, 0.5]))
     assert picks[0].index == 1
-    assert near_duplicates(x, np.array([0.2, 0.9, 0.5]), 0.99) == [0]
+
+
+def test_near_duplicates_are_the_same_picture_not_only_the_same_identity():
+    """Two poses of one character have near-equal identity embeddings but different pictures:
+    both stay; the same pose twice (a few grey levels apart) keeps only the better one."""
+    import cv2
+
+    from animlora.backends.segmentation.cutouts import cutout_signature, signature_vector
+
+    def figure(arm_up: bool, shade: int = 0) -> np.ndarray:
+        rgba = np.zeros((120, 80, 4), np.uint8)
+        cv2.ellipse(rgba, (40, 70), (25, 40), 0, 0, 360, (200 - shade, 180, 170, 255), -1)
+        cv2.circle(rgba, (40, 25), 16, (220 - shade, 200, 190, 255), -1)
+        arm = ((60, 60), (75, 10)) if arm_up else ((60, 60), (75, 110))
+        cv2.line(rgba, *arm, (90, 60, 50, 255), 8)
+        return rgba
+
+    identity = np.array([[1.0, 0.0], [1.0, 0.01], [1.0, 0.005]])  # one character, three times
+    pictures = np.stack([signature_vector(cutout_signature(im, 0.5))
+                         for im in (figure(False), figure(True), figure(False, shade=3))])
+    quality = np.array([0.5, 0.4, 0.9])
+    # same pose: the sharper one stays; the raised arm is another picture (the identity alone dropped it)
+    assert near_duplicates(identity, pictures, quality, 0.985, 8.0) == {0: 2}
+    assert near_duplicates(identity, pictures, quality, 0.985, 255.0) == {0: 2, 1: 2}
+    # another character in the same pose is no duplicate
+    assert near_duplicates(np.array([[1.0, 0], [0, 1.0], [0.7, 0.7]]), pictures, quality, 0.985, 8.0) == {}
 
 
 def test_deterministic():

@@ -45,7 +45,6 @@ class Section(BaseModel):
     # release reads (the loader warns, config/loader.py); the fingerprint hashes the earlier
     # name, so upgrading redoes nothing.
     earlier_names: ClassVar[dict[str, str]] = {}
-
     @model_validator(mode="before")
     @classmethod
     def _earlier_name(cls, data: Any) -> Any:
@@ -480,7 +479,8 @@ class CaptionSettings(Section):
 
 
 class DatasetSettings(Section):
-    added_fields: ClassVar[dict[str, Any]] = {"min_image_side": 0, "use_enhanced": False, "scenery_check": False}
+    added_fields: ClassVar[dict[str, Any]] = {"min_image_side": 0, "use_enhanced": False, "scenery_check": False,
+                                              "duplicate_distance": 255.0}
     character: str = Field(description="project: only this character ('' = all); folder input: its name")
     caption_prefix: str = Field(description="words after the trigger word in every caption")
     captions_dir: str = Field(description="folder input: .txt captions by stem ('' = beside the images)")
@@ -493,7 +493,10 @@ class DatasetSettings(Section):
     small_size: int = Field(ge=1, description="a dataset with fewer images is built but marked small, with a warning")
     max_size: int = Field(ge=1)
     embedding_model: str = Field(description="embeddings table model used for diversity; '' = the most common")
-    duplicate_similarity: float = Field(gt=0, le=1, description="cosine similarity above which two are duplicates")
+    duplicate_similarity: float = Field(gt=0, le=1, description="identity-embedding cosine above which two may be "
+                                        "near-duplicates (see duplicate_distance)")
+    duplicate_distance: float = Field(ge=0, le=255, description="...and appearance-signature distance (0-255, the "
+                                      "prefilter's measure) under which they are the same picture; 255 = identity alone")
     quality_weight: float = Field(ge=0, le=1, description="0 = pure diversity, 1 = pure quality")
     spread_penalty: float = Field(ge=0, description="penalty per image already taken from the same shot/track")
     truncated_penalty: float = Field(ge=0, le=1, description="quality factor of an instance cut by the frame")

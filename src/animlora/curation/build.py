@@ -160,6 +160,7 @@ def _render_enhanced(m: Member, kw: dict[str, Any]) -> Any:
 
 
 def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: Progress) -> ItemOutput:
+    from animlora.backends.segmentation.cutouts import cutout_signature, signature_vector
     from animlora.curation.images import bucket_sizes
     from animlora.curation.selection import farthest_point, near_duplicates, quality_scores, simple_features
     from animlora.io.images import read_image, write_image
@@ -192,7 +193,7 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
     # 1. usable instances: readable, captioned, big enough for a dataset image without enlarging
     #    past max_enlarge (checked here, so min_size and the selection count what will be written)
     usable: list[Member] = []
-    feats, sharp, size, trunc = [], [], [], []
+    feats, pictures, sharp, size, trunc = [], [], [], [], []
     embeds = payload.get("embeddings")
     for i, m in enumerate(members):
         progress(i, len(members) * 2)
@@ -232,6 +233,7 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
         size.append(m.area_fraction if m.area_fraction is not None else float(w * h))
         trunc.append(m.truncated)
         feats.append(simple_features(rgba, cs.alpha_threshold))
+        pictures.append(signature_vector(cutout_signature(rgba, cs.alpha_threshold)))
 
     # 2. features, quality, duplicates, selection order
     feature_source = "simple colour+silhouette features"
@@ -240,9 +242,12 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
         feature_source = f"embeddings ({embeds['model']})"
     X = np.stack(feats) if feats else np.zeros((0, 1), np.float32)
     quality = quality_scores(sharp, size, trunc, s.truncated_penalty)
-    dup = set(near_duplicates(X, quality, s.duplicate_similarity)) if len(X) else set()
-    for i in sorted(dup):
-        _left(skipped, usable[i].instance_id, DUPLICATE, "near-duplicate of a better image")
+    dup = near_duplicates(X, np.stack(pictures) if pictures else np.zeros((0, 1)), quality,
+                          s.duplicate_similarity, s.duplicate_distance)
+    for i, twin in dup.items():
+        _left(skipped, usable[i].instance_id, DUPLICATE,
+              f"near-duplicate of {usable[twin].instance_id} (same character, same picture; that one is sharper "
+              "or larger)")
     keep = [i for i in range(len(usable)) if i not in dup]
     candidates = len(keep)
     k = min(s.target_size, s.max_size, candidates)

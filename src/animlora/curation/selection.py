@@ -40,19 +40,31 @@ def quality_scores(sharpness: Sequence[float | None], size: Sequence[float | Non
     return q * penalty
 
 
-def near_duplicates(features: np.ndarray, quality: np.ndarray, threshold: float) -> list[int]:
-    """Indices to drop: of each group of near-identical images (cosine similarity above
-    ``threshold``) only the best-quality one stays."""
+def near_duplicates(features: np.ndarray, pictures: np.ndarray, quality: np.ndarray,
+                    similarity: float, distance: float) -> dict[int, int]:
+    """Images to drop, each with the kept image it repeats: of each group of near-duplicates
+    only the best-quality one stays. Two images are near-duplicates when they show the same
+    identity (``features`` cosine above ``similarity``) **and** the same picture: ``pictures``
+    are appearance signatures as vectors (rows of ``cutouts.signature_vector``: the figure as
+    8x8 cells of mean Lab colour and coverage, so pose and framing count) whose mean absolute
+    difference (0-255) is under ``distance`` (255: the identity alone decides). The identity
+    embedding alone is not enough: it is made to bring different poses and expressions of one
+    character together."""
+    if len(features) == 0:
+        return {}
     x = normalize(features)
+    p = np.asarray(pictures, np.float32)
     order = sorted(range(len(x)), key=lambda i: (-quality[i], i))
     kept: list[int] = []
-    dropped: list[int] = []
+    dropped: dict[int, int] = {}
     for i in order:
-        if kept and float((x[kept] @ x[i]).max()) > threshold:
-            dropped.append(i)
-        else:
-            kept.append(i)
-    return sorted(dropped)
+        if kept:
+            same = (x[kept] @ x[i] > similarity) & (np.abs(p[kept] - p[i]).mean(axis=1) < distance)
+            if same.any():
+                dropped[i] = kept[int(np.argmax(same))]
+                continue
+        kept.append(i)
+    return dict(sorted(dropped.items()))
 
 
 @dataclass(frozen=True)

@@ -105,14 +105,28 @@ def appearance_signature(rgb: np.ndarray, mask: np.ndarray) -> str:
     return np.clip(cells + 0.5, 0, 255).astype(np.uint8).tobytes().hex()
 
 
+def cutout_signature(rgba: np.ndarray, threshold: float) -> str:
+    """:func:`appearance_signature` of an RGBA cut-out file's figure (alpha >= ``threshold``,
+    0..1), cropped to the figure as :func:`measure` crops to the instance's box."""
+    mask = rgba[..., 3] >= threshold * 255
+    if not mask.any():
+        return ""
+    ys, xs = np.nonzero(mask)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    return appearance_signature(np.ascontiguousarray(rgba[y0:y1, x0:x1, :3]), mask[y0:y1, x0:x1])
+
+
+def signature_vector(signature: str) -> np.ndarray:
+    """An appearance signature's cells as float32 (0-255)."""
+    return np.frombuffer(bytes.fromhex(signature), np.uint8).astype(np.float32)
+
+
 def signature_distance(a: str, b: str) -> float:
     """Mean absolute difference (0-255) of two appearance signatures; inf when either is
     missing or they differ in size."""
     if not a or not b or len(a) != len(b):
         return float("inf")
-    x = np.frombuffer(bytes.fromhex(a), np.uint8).astype(np.float32)
-    y = np.frombuffer(bytes.fromhex(b), np.uint8).astype(np.float32)
-    return float(np.abs(x - y).mean())
+    return float(np.abs(signature_vector(a) - signature_vector(b)).mean())
 
 
 def padded_box(bbox: tuple[int, int, int, int], padding: float, height: int, width: int) -> tuple[int, int, int, int]:
