@@ -284,3 +284,20 @@ def test_two_still_things_of_a_size_split_by_the_matte_stay_apart():
     assert all(len(masks_in(before, k)) == 2 for k in range(3))
     refined = refine_shot(before, frames, settings())
     assert [len(masks_in(refined.instances, k)) for k in range(3)] == [2, 2, 2]
+
+
+def test_a_character_standing_still_later_in_the_shot_is_not_a_prop_cut_off_itself_earlier():
+    # the character walks slowly to a spot and stands there, still, for the rest of the shot
+    # (one track): its still self in the late frames is no "prop seen on its own", so nothing
+    # of it is cut off in the frames where it walks (the demo: idle Buck cut Buck's body out)
+    xs = [176, 180, 184, 188, 190, 190, 190, 190, 190]
+    walk = [[((x, 130), (40, 62), ORANGE)] for x in xs]
+    frames, _, shapes = panning_shot(len(xs), walk, pan=0)
+    masks = [m[0] for m in shapes]
+    before = segment_like_a_matte(frames, [[m] for m in masks])
+    assert len({inst.track for inst in before}) == 1
+    refined = refine_shot(before, frames, settings())
+    for k in range(4):
+        found = masks_in(refined.instances, k)
+        assert len(found) == 1, (k, len(found))
+        assert iou(found[0], masks[k]) >= 0.9, k
