@@ -303,3 +303,22 @@ def test_a_character_standing_still_later_in_the_shot_is_not_a_prop_cut_off_itse
         found = masks_in(refined.instances, k)
         assert len(found) == 1, (k, len(found))
         assert iou(found[0], masks[k]) >= 0.9, k
+
+
+def test_a_rock_fused_early_and_plain_set_later_in_the_shot_is_cut_off():
+    # the character starts against a rock (the matte takes both) and walks away; later the
+    # matte sees only the character, the rock is plain set there. The near neighbours all
+    # show the rock fused, so only the far frames (beyond 3) tell that it is the set
+    rock = ((110, 170), (40, 34))
+    xs = [160, 166, 172, 200, 240, 270, 300, 320]
+    walk = [[((x, 150), (34, 56), ORANGE)] for x in xs]
+    frames, rocks, shapes = panning_shot(len(xs), walk, rock, pan=2)
+    fused = [[r, *m] if k < 3 else list(m) for k, (r, m) in enumerate(zip(rocks, shapes, strict=True))]
+    before = segment_like_a_matte(frames, fused, split=False)
+    assert max(iou(m, shapes[0][0]) for m in masks_in(before, 0)) < 0.8
+    refined = refine_shot(before, frames, settings())
+    for k in range(2):
+        kept = [(inst, note) for inst, note in zip(refined.instances, refined.measures, strict=True) if inst.frame == k]
+        characters = [inst for inst, note in kept if not note["prop"]]
+        assert len(characters) == 1, k
+        assert iou(characters[0].full_alpha(H, W) >= 0.5, shapes[k][0]) >= 0.85, k

@@ -59,6 +59,7 @@ FUSED_SOLIDITY = 0.5  # ... and its pieces need only this solidity
 FUSED_SET_LIKE = 0.5  # a piece is cut when its colours are this much more the set's than the character's
 STILL_PART_RATIO = 0.6  # two still parts of one blob go back together when one is this much smaller
 FAR_PARTNERS = 2  # frames beyond the neighbours that may show a fused prop on its own
+FAR_FREE = True  # far frames showing a place as plain set (1 vote each; a prop 2) count too
 OFFSET_SPREAD = 0.1  # max spread of the parts' offset (x size) over the shot: "move together"
 
 
@@ -234,7 +235,7 @@ def static_map(evidence: list[tuple[int, np.ndarray, np.ndarray]], shape: tuple[
 
 def _far_props(moving: list[np.ndarray], still_in: Any, views: list[_View], sets: list[np.ndarray],
                homs: dict[tuple[int, int], Any], feats: Sequence[tuple[Any, Any]] | None = None,
-               ) -> list[np.ndarray | None]:
+               free: list[np.ndarray] | None = None) -> list[np.ndarray | None]:
     """Per frame ``i``: pixels of its moving instances (``moving[i]``) that a frame farther in
     the shot than the neighbours shows, unchanged, as a prop on its own that is still through
     and through (the boulders a bunny climbs out from behind, seen alone once it has left).
@@ -251,8 +252,9 @@ def _far_props(moving: list[np.ndarray], still_in: Any, views: list[_View], sets
         if not moving[i].any():
             continue
         prop_masks = still_in(i)
-        scores = [(int((prop_masks[j] & moving[i]).sum()), -abs(i - j), j) for j in range(n)
-                  if abs(i - j) > NEIGHBOURS and prop_masks[j].shape == moving[i].shape]
+        seen = prop_masks if free is None else [p | f for p, f in zip(prop_masks, free, strict=True)]
+        scores = [(int((seen[j] & moving[i]).sum()), -abs(i - j), j) for j in range(n)
+                  if abs(i - j) > NEIGHBOURS and seen[j].shape == moving[i].shape]
         partners = []
         for score, _, j in sorted(scores, reverse=True)[:FAR_PARTNERS]:
             if score < CUT_FRACTION * moving[i].sum():
@@ -266,11 +268,14 @@ def _far_props(moving: list[np.ndarray], still_in: Any, views: list[_View], sets
         if not partners:
             continue
         h, w = moving[i].shape
-        here = np.zeros((h, w), bool)
+        votes = np.zeros((h, w), np.int16)
         for j, same, _ in neighbour_evidence(i, views, homs, partners):
             prop = cv2.warpPerspective(prop_masks[j].astype(np.uint8), homs[(i, j)], (w, h), flags=cv2.INTER_NEAREST) > 0
-            here |= same & prop & moving[i]
-        out[i] = here
+            votes += SET_VOTES * (same & prop)
+            if free is not None:  # plain set seen there: 1 vote (the matte may have missed a body)
+                there = cv2.warpPerspective(free[j].astype(np.uint8), homs[(i, j)], (w, h), flags=cv2.INTER_NEAREST) > 0
+                votes += same & there & ~prop
+        out[i] = (votes >= SET_VOTES) & moving[i]
     return out
 
 
@@ -378,7 +383,8 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
 
     out: list[Instance] = []
     notes: list[dict[str, Any]] = []
-    far = _far_props(moving, lambda i: props_seen_from(i, FUSED_STILL_MAX), views, sets, homs, feats)
+    far = _far_props(moving, lambda i: props_seen_from(i, FUSED_STILL_MAX), views, sets, homs, feats,
+                     free if FAR_FREE else None)
     for i in range(n):
         set_here = (set_in_neighbours(i, evidence[i], free, props_seen_from(i) if moving_tracks[i] else prop_masks,
                                       homs) if evidence[i] else None)
