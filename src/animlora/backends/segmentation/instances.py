@@ -16,6 +16,9 @@ import numpy as np
 
 from animlora.backends.segmentation.base import Instance
 
+NECK = 0.3  # a blob eroded to this share of its thickest point ...
+NECK_CORE = 0.08  # ... falls apart into cores each at least this share of its area: split there
+
 
 def split_matte(
     alpha: np.ndarray, frame: int, threshold: float, min_area_fraction: float,
@@ -83,11 +86,19 @@ def _split_touching(region: np.ndarray, min_area: int) -> list[np.ndarray]:
     # is not split off.
     cores = (dist >= 0.7 * peak).astype(np.uint8)
     count, markers = cv2.connectedComponents(cores, connectivity=8)
-    if count <= 2:
-        return [region]
     keep = [k for k in range(1, count) if float(dist[markers == k].max()) >= 0.85 * peak]
     if len(keep) < 2:
-        return [region]
+        # a thin neck between two large parts of different thickness (a near and a far
+        # character joined by a strand of the set): the parts left when the blob is eroded
+        # past the neck, each a large share of the blob
+        area = float(region.sum())
+        cores = (dist >= NECK * peak).astype(np.uint8)
+        count, markers, stats, _ = cv2.connectedComponentsWithStats(cores, connectivity=8)
+        big = [k for k in range(1, count) if stats[k, cv2.CC_STAT_AREA] >= NECK_CORE * area]
+        if len(big) < 2:
+            return [region]
+        # a core must be large once grown back: the blob's pixels nearest to it
+        keep = big
     # every pixel of the blob goes to its nearest core (the split runs through the neck)
     seeds = np.zeros(region.shape, np.uint8)
     for k in keep:

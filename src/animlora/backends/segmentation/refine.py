@@ -59,6 +59,7 @@ FUSED_SOLIDITY = 0.5  # ... and its pieces need only this solidity
 FUSED_SET_LIKE = 0.5  # a piece is cut when its colours are this much more the set's than the character's
 STILL_PART_RATIO = 0.6  # two still parts of one blob go back together when one is this much smaller
 FAR_PARTNERS = 2  # frames beyond the neighbours that may show a fused prop on its own
+FAR_FREE = True  # far frames showing a place as plain set (1 vote each; a prop 2) count too
 OFFSET_SPREAD = 0.1  # max spread of the parts' offset (x size) over the shot: "move together"
 
 
@@ -232,38 +233,31 @@ def static_map(evidence: list[tuple[int, np.ndarray, np.ndarray]], shape: tuple[
     return known & (2 * votes >= counted), known
 
 
-def _far_props(n: int, by_frame: dict[int, list[int]], smalls: list[np.ndarray], props: set[int],
-               fraction: list[float | None], views: list[_View], sets: list[np.ndarray],
+def _far_props(moving: list[np.ndarray], still_in: Any, views: list[_View], sets: list[np.ndarray],
                homs: dict[tuple[int, int], Any], feats: Sequence[tuple[Any, Any]] | None = None,
-               ) -> list[np.ndarray | None]:
-    """Per frame: pixels of its moving instances that a frame farther in the shot than the
-    neighbours shows, unchanged, as a prop on its own that is still through and through
-    (static >= ``FUSED_STILL_MAX``: the boulders a bunny climbs out from behind, seen alone
-    once it has left; not an idle character). Up to ``FAR_PARTNERS`` such frames per frame,
-    those whose props cover most of this frame's moving instances; ``homs`` gains their
-    registrations."""
+               free: list[np.ndarray] | None = None) -> list[np.ndarray | None]:
+    """Per frame ``i``: pixels of its moving instances (``moving[i]``) that a frame farther in
+    the shot than the neighbours shows, unchanged, as a prop on its own that is still through
+    and through (the boulders a bunny climbs out from behind, seen alone once it has left).
+    ``still_in(i)``: per frame, those props as frame ``i`` may use them (refine_shot's
+    :func:`_prop_union` at ``FUSED_STILL_MAX``, without frame ``i``'s moving tracks: the
+    character itself standing still later is no prop). Up to ``FAR_PARTNERS`` such frames
+    per frame, those whose props cover most of this frame's moving instances; ``homs`` gains
+    their registrations."""
     import cv2
 
-    prop_masks = []
-    for j in range(n):
-        still = np.zeros(views[j].gray.shape, bool)
-        for k in by_frame.get(j, []):
-            if k in props and (fraction[k] or 0.0) >= FUSED_STILL_MAX:
-                still |= smalls[k]
-        prop_masks.append(still)
+    n = len(moving)
     out: list[np.ndarray | None] = [None] * n
     for i in range(n):
-        moving = np.zeros(views[i].gray.shape, bool)
-        for k in by_frame.get(i, []):
-            if k not in props:
-                moving |= smalls[k]
-        if not moving.any():
+        if not moving[i].any():
             continue
-        scores = [(int((prop_masks[j] & moving).sum()), -abs(i - j), j) for j in range(n)
-                  if abs(i - j) > NEIGHBOURS and prop_masks[j].shape == moving.shape]
+        prop_masks = still_in(i)
+        seen = prop_masks if free is None else [p | f for p, f in zip(prop_masks, free, strict=True)]
+        scores = [(int((seen[j] & moving[i]).sum()), -abs(i - j), j) for j in range(n)
+                  if abs(i - j) > NEIGHBOURS and seen[j].shape == moving[i].shape]
         partners = []
         for score, _, j in sorted(scores, reverse=True)[:FAR_PARTNERS]:
-            if score < CUT_FRACTION * moving.sum():
+            if score < CUT_FRACTION * moving[i].sum():
                 continue
             if (i, j) not in homs:
                 both = (feats[i], feats[j]) if feats else None
@@ -273,13 +267,29 @@ def _far_props(n: int, by_frame: dict[int, list[int]], smalls: list[np.ndarray],
             partners.append(j)
         if not partners:
             continue
-        h, w = moving.shape
-        here = np.zeros((h, w), bool)
+        h, w = moving[i].shape
+        votes = np.zeros((h, w), np.int16)
         for j, same, _ in neighbour_evidence(i, views, homs, partners):
             prop = cv2.warpPerspective(prop_masks[j].astype(np.uint8), homs[(i, j)], (w, h), flags=cv2.INTER_NEAREST) > 0
-            here |= same & prop & moving
-        out[i] = here
+            votes += SET_VOTES * (same & prop)
+            if free is not None:  # plain set seen there: 1 vote (the matte may have missed a body)
+                there = cv2.warpPerspective(free[j].astype(np.uint8), homs[(i, j)], (w, h), flags=cv2.INTER_NEAREST) > 0
+                votes += same & there & ~prop
+        out[i] = (votes >= SET_VOTES) & moving[i]
     return out
+
+
+def _prop_union(ks: Sequence[int], instances: Sequence[Instance], smalls: list[np.ndarray], props: set[int],
+                fraction: list[float | None], shape: tuple[int, ...], min_static: float = STATIC_FRACTION,
+                skip_tracks: frozenset[int] | set[int] = frozenset()) -> np.ndarray:
+    """The pixels of one frame's props (instances ``ks``; in ``props`` with static >=
+    ``min_static``), leaving out the tracks in ``skip_tracks``: where a character moves in
+    one frame and stands still in another, its still self is no evidence of the set."""
+    still = np.zeros(shape, bool)
+    for k in ks:
+        if k in props and (fraction[k] or 0.0) >= min_static and instances[k].track not in skip_tracks:
+            still |= smalls[k]
+    return still
 
 
 def set_in_neighbours(i: int, evidence: list[tuple[int, np.ndarray, np.ndarray]], free: list[np.ndarray],
@@ -349,21 +359,35 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
         smalls = [_small_mask(inst, views[inst.frame]) for inst in instances]
         fraction = [_static_fraction(smalls[k], statics[inst.frame]) for k, inst in enumerate(instances)]
     props = {k for k, f in enumerate(fraction) if f is not None and f >= STATIC_FRACTION}
-    free, prop_masks = [], []  # per frame: outside every instance; inside a prop
+    free, prop_masks, moving = [], [], []  # per frame: outside every instance; inside a prop; moving instances
     for i in range(n):
         anything = np.zeros(views[i].gray.shape, np.uint8)
-        still = np.zeros(views[i].gray.shape, bool)
         for k in by_frame.get(i, []):
             anything |= smalls[k]
-            if k in props:
-                still |= smalls[k]
         free.append(cv2.dilate(anything, np.ones((3, 3), np.uint8)) == 0)
-        prop_masks.append(still)
+        ks = by_frame.get(i, [])
+        prop_masks.append(_prop_union(ks, instances, smalls, props, fraction, views[i].gray.shape))
+        here = np.zeros(views[i].gray.shape, bool)
+        for k in ks:
+            if k not in props:
+                here |= smalls[k]
+        moving.append(here)
+    # a track moving in frame i is a character: where it stands still in other frames it is
+    # not a prop there, as far as frame i's evidence goes (one path for near and far props)
+    moving_tracks = [{instances[k].track for k in by_frame.get(i, []) if k not in props and instances[k].track >= 0}
+                     for i in range(n)]
+
+    def props_seen_from(i: int, min_static: float = STATIC_FRACTION) -> list[np.ndarray]:
+        return [_prop_union(by_frame.get(j, []), instances, smalls, props, fraction, views[j].gray.shape,
+                            min_static, moving_tracks[i]) for j in range(n)]
+
     out: list[Instance] = []
     notes: list[dict[str, Any]] = []
-    far = _far_props(n, by_frame, smalls, props, fraction, views, sets, homs, feats)
+    far = _far_props(moving, lambda i: props_seen_from(i, FUSED_STILL_MAX), views, sets, homs, feats,
+                     free if FAR_FREE else None)
     for i in range(n):
-        set_here = set_in_neighbours(i, evidence[i], free, prop_masks, homs) if evidence[i] else None
+        set_here = (set_in_neighbours(i, evidence[i], free, props_seen_from(i) if moving_tracks[i] else prop_masks,
+                                      homs) if evidence[i] else None)
         if far[i] is not None:
             set_here = far[i] if set_here is None else set_here | far[i]
         for k in by_frame.get(i, []):
