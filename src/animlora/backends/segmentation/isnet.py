@@ -188,7 +188,14 @@ class _OpenVinoEngine(_Engine):
         if precision == "f32":
             config["INFERENCE_PRECISION_HINT"] = "f32"
         try:
-            self.compiled = ov.Core().compile_model(str(path), "CPU", config)
+            core = ov.Core()
+            model = core.read_model(str(path))
+            # only the first output (the fused matte) is read: ISNet graphs also export the
+            # five side outputs (each a conv, a resize to the input size and a sigmoid) and
+            # decoder features; without them as results OpenVINO drops that work (same matte)
+            first = model.get_results()[0]
+            model = ov.Model([first], model.get_parameters(), model.get_friendly_name())
+            self.compiled = core.compile_model(model, "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError with its own text
             raise BadInputError(source, f"OpenVINO cannot load this model ({str(exc).splitlines()[0]})") from exc
         self.streams = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
