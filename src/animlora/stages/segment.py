@@ -45,8 +45,6 @@ RESULTS_FILE = "segmentation_results.json"
 # decoded frames of one shot kept in memory while it is segmented (past this, read on access):
 # 1 GiB holds ~380 frames of 1280x720 RGB, longer than any sampled shot
 FRAME_CACHE_BYTES = 1 << 30
-# frames of a shot written at once (threads): same files, in the same order (benchmarks/segment.py)
-WRITERS = 2
 
 
 def open_segmenter(settings: Any) -> tuple[Any, str | None]:
@@ -263,22 +261,16 @@ class SegmentStage(Stage):
                 by_frame.setdefault(inst.frame, []).append((inst, more))
             for found in by_frame.values():
                 found.sort(key=lambda pair: (pair[0].bbox[0], pair[0].bbox[1]))
-            # 4. write each frame's instances and background, WRITERS frames at a time (the
-            # encodes and most array work release the GIL; the shot pass above used one core)
-            from concurrent.futures import ThreadPoolExecutor
-
-            def write(index: int) -> tuple[list[str], list[dict[str, Any]]]:
-                return self._write_frame(out, good[index][0], frames[index], by_frame.get(index, []), s,
-                                         segmenter.name)
-
-            with ThreadPoolExecutor(max(1, min(WRITERS, len(good)))) as pool:
-                for index, (written, rows) in enumerate(pool.map(write, range(len(good)))):
-                    f, row = good[index]
-                    files.extend(written)
-                    instance_rows.extend(rows)
-                    row.update(n_instances=len(by_frame.get(index, [])), backend=segmenter.name, note=note,
-                               background_path=f"background/{f['name']}.png")
-                    progress(index + 1, len(good))
+            # 4. write each frame's instances and background
+            for index, (f, row) in enumerate(good):
+                image = frames[index]
+                insts = by_frame.get(index, [])
+                written, rows = self._write_frame(out, f, image, insts, s, segmenter.name)
+                files.extend(written)
+                instance_rows.extend(rows)
+                row.update(n_instances=len(insts), backend=segmenter.name, note=note,
+                           background_path=f"background/{f['name']}.png")
+                progress(index + 1, len(good))
         counts = Counter(r["track_id"] for r in instance_rows)
         video_id = item.payload[0]["video_id"]
         track_rows = [
