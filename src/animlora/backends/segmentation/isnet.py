@@ -16,7 +16,9 @@ onnxruntime session (rembg):
 - onnxruntime runs a float32 copy of the fp16 graph (no casts, fast kernels) and batches
   frames when the model allows a dynamic batch;
 - resizing is OpenCV's (area / linear) instead of PIL's Lanczos, and normalisation is one
-  float32 expression.
+  float32 expression;
+- OpenVINO compiles only the first output (the matte): the side mattes and decoder features
+  the exported graph also returns are never computed (docs/segmentation.md, "Cost").
 """
 
 from __future__ import annotations
