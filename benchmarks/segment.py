@@ -2,7 +2,7 @@
 with ``--stage PROJECT``, the whole segment stage of this tree against an older commit.
 
     python benchmarks/segment.py [--frames 6] [--repeats 2] [--streams 0] [--runtime auto] [--precision auto]
-    python benchmarks/segment.py --stage PROJECT [--shots 0,3,5] [--baseline f5f41a1] [--repeats 2]
+    python benchmarks/segment.py --stage PROJECT [--shots 0,3,5] [--baseline f5f41a1] [--repeats 2] [--model]
 
 ``--stage``: PROJECT is an animlora project that has run ``extract`` (its kept frames, by
 shot). Both versions of ``animlora`` are loaded in this one process (the baseline from
@@ -12,6 +12,8 @@ replayed to both versions (same input, and the model, which neither version chan
 timed on its own): the script prints, per version, the stage's own work (reading frames, the
 shot pass, tracks, measures, writing every file) in frames/s and CPU-s/frame, the ratio,
 the model's s/frame, and whether both wrote the same instances, measures and pixels.
+``--model`` first times each version's own model (matte, instances, tracks) on the same
+decoded frames, alternating, and compares their instances (count per frame, mask IoU).
 
 Runs, in one process, on the same frames of the bundled clip (Big Buck Bunny, 1280x720):
 
@@ -168,6 +170,8 @@ def stage_main(args: argparse.Namespace) -> None:
             return SegmentStage(), job, out
 
     current = [""]
+    if args.model:  # before prepare(), which replaces each version's held segmenter by a replay
+        compare_models(project, versions, picks, args.repeats)
     prepared = {name: prepare(modules) for name, modules in versions.items()}
     # the model once per shot, outside the timings
     with _active(versions["this tree"]):
@@ -234,6 +238,58 @@ def stage_main(args: argparse.Namespace) -> None:
     shutil.rmtree(Path(str(versions["baseline"]["__path__"])).parent, ignore_errors=True)
 
 
+def compare_models(project: Path, versions: dict[str, dict[str, object]],
+                   picks: list[tuple[str, list[dict[str, object]]]], repeats: int) -> None:
+    """``--model``: each version's own segmenter (``held_segmenter``: the model, instances and
+    tracks) on the same decoded frames, alternating, best round each; then its instances
+    against the baseline's: same count per frame, and the IoU of each baseline instance's mask
+    (``alpha_threshold``) with its best match in this tree's."""
+    from animlora.io.images import read_image
+
+    decoded = {key: [read_image(str(f["source"]), "RGB") for f in frames] for key, frames in picks}
+    n_frames = sum(len(v) for v in decoded.values())
+    best = {name: (float("inf"), float("inf")) for name in versions}
+    found: dict[str, dict[str, list[object]]] = {}
+    threshold = 0.15
+    for r in range(repeats + 1):  # round 0 warms each engine up (its first calls compile and allocate)
+        for name, modules in versions.items():
+            with _active(modules):
+                from animlora.backends.segmentation.base import Frames
+                from animlora.config import load_settings
+                from animlora.stages.segment import held_segmenter
+
+                settings = load_settings(project).settings
+                threshold = settings.segment.alpha_threshold
+                segmenter, _ = held_segmenter(settings)
+                start, start_cpu = time.perf_counter(), time.process_time()
+                found[name] = {key: segmenter.segment(Frames.of_arrays(arrays)) for key, arrays in decoded.items()}
+                seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
+            if r:
+                best[name] = (min(best[name][0], seconds), min(best[name][1], cpu_seconds))
+                print(f"model round {r} {name:9s}: {seconds / n_frames:.2f} s/frame, {cpu_seconds / n_frames:.2f} "
+                      f"CPU-s/frame ({segmenter.describe()}); load average {os.getloadavg()[0]:.1f}", flush=True)
+    (w_old, c_old), (w_new, c_new) = best["baseline"], best["this tree"]
+    print(f"model (matte + instances + tracks): baseline {w_old / n_frames:.2f} s/frame {c_old / n_frames:.2f} "
+          f"CPU-s/frame, this tree {w_new / n_frames:.2f} s/frame {c_new / n_frames:.2f} CPU-s/frame, ratio "
+          f"{w_old / w_new:.2f}x wall, {c_old / c_new:.2f}x CPU")
+    ious, counts_equal, frames_seen = [], 0, 0
+    for key, arrays in decoded.items():
+        height, width = arrays[0].shape[:2]
+        for index in range(len(arrays)):
+            old = [i.full_alpha(height, width) >= threshold for i in found["baseline"][key] if i.frame == index]
+            new = [i.full_alpha(height, width) >= threshold for i in found["this tree"][key] if i.frame == index]
+            frames_seen += 1
+            counts_equal += len(old) == len(new)
+            for a in old:
+                union = [(a | b).sum() for b in new]
+                ious.append(max((float((a & b).sum() / u) for b, u in zip(new, union, strict=True) if u), default=0.0))
+    if ious:
+        print(f"instances: {sum(len(v) for v in found['baseline'].values())} baseline, "
+              f"{sum(len(v) for v in found['this tree'].values())} this tree; same count in {counts_equal} of "
+              f"{frames_seen} frames; mask IoU per baseline instance (best match): mean {np.mean(ious):.4f}, "
+              f"min {np.min(ious):.4f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=6)
@@ -245,6 +301,8 @@ def main() -> None:
     parser.add_argument("--stage", metavar="PROJECT", help="time the segment stage on PROJECT's frames, this tree "
                         "against --baseline")
     parser.add_argument("--shots", default="", help="--stage: shot numbers (0-based, comma-separated); default all")
+    parser.add_argument("--model", action="store_true", help="--stage: also time each version's own model "
+                        "(held_segmenter) on the shots and compare their instances (count, mask IoU)")
     parser.add_argument("--baseline", default="f5f41a1", help="--stage: git commit to compare with")
     args = parser.parse_args()
     if args.stage:

@@ -16,7 +16,9 @@ onnxruntime session (rembg):
 - onnxruntime runs a float32 copy of the fp16 graph (no casts, fast kernels) and batches
   frames when the model allows a dynamic batch;
 - resizing is OpenCV's (area / linear) instead of PIL's Lanczos, and normalisation is one
-  float32 expression.
+  float32 expression;
+- OpenVINO compiles only the first output (the matte): the side mattes and decoder features
+  the exported graph also returns are never computed (docs/segmentation.md, "Cost").
 """
 
 from __future__ import annotations
@@ -188,7 +190,14 @@ class _OpenVinoEngine(_Engine):
         if precision == "f32":
             config["INFERENCE_PRECISION_HINT"] = "f32"
         try:
-            self.compiled = ov.Core().compile_model(str(path), "CPU", config)
+            core = ov.Core()
+            model = core.read_model(str(path))
+            # only the first output (the fused matte) is read: ISNet graphs also export the
+            # five side outputs (each a conv, a resize to the input size and a sigmoid) and
+            # decoder features; without them as results OpenVINO drops that work (same matte)
+            first = model.get_results()[0]
+            model = ov.Model([first], model.get_parameters(), model.get_friendly_name())
+            self.compiled = core.compile_model(model, "CPU", config)
         except Exception as exc:  # OpenVINO raises RuntimeError with its own text
             raise BadInputError(source, f"OpenVINO cannot load this model ({str(exc).splitlines()[0]})") from exc
         self.streams = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
