@@ -115,12 +115,12 @@ class _Entry:
     time: float
     score: float  # sharpness proxy: ranks frames inside one slot only
     change: float  # picture change since the previous decoded frame (mean abs, 0-255)
-    gray: Any  # the small gray image (picture change between decoded frames)
+    gray: Any  # the small gray image (contrast, black frames; still_image's source under 384 px)
     contrast: float  # its standard deviation: a fade in or out lowers it
     quarter: Any  # quarter-size luma (sharpness, perceptual hash)
     black: bool
     decoded: Any
-    _still: Any = None  # see still_image (made only for the frames that become slot picks)
+    _still: Any = None  # see still_image (made once per decoded frame, kept for the slot picks)
 
     def still_image(self) -> Any:
         """The image picture change is measured on (between decoded frames, and by the
