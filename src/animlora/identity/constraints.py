@@ -158,6 +158,15 @@ def split_cannot_link(
     return out, split
 
 
+def _cannot_partners(constraints: Constraints) -> dict[int, set[int]]:
+    """Per instance, the instances a cannot-link keeps it apart from (both directions)."""
+    partners: dict[int, set[int]] = defaultdict(set)
+    for i, j in constraints.cannot:
+        partners[i].add(j)
+        partners[j].add(i)
+    return partners
+
+
 def _pairs_between(labels: np.ndarray, pairs: frozenset[tuple[int, int]]) -> dict[tuple[int, int], int]:
     counts: dict[tuple[int, int], int] = defaultdict(int)
     for i, j in pairs:
@@ -297,10 +306,7 @@ def attach_noise(
         spread = np.linalg.norm(vecs - c, axis=1)
         reach.append(slack * float(np.quantile(spread, quantile)) if len(units) >= 2 else 0.0)
     cent, reach_arr = np.stack(centre), np.asarray(reach)
-    partners: dict[int, set[int]] = defaultdict(set)
-    for i, j in constraints.cannot:
-        partners[i].add(j)
-        partners[j].add(i)
+    partners = _cannot_partners(constraints)
     candidates = np.nonzero((labels == NOISE) & (np.ones(len(labels), bool) if skip is None else ~skip))[0]
     for unit in _units(candidates, track_ids):
         v = normalise(x[unit].mean(0, keepdims=True))[0]
@@ -387,10 +393,7 @@ def attach_by_margin(
     if margin <= 1.0 or len([v for v in np.unique(out) if v != NOISE]) < 2:
         return out, info
     x = normalise(x)
-    partners: dict[int, set[int]] = defaultdict(set)
-    for i, j in constraints.cannot:
-        partners[i].add(j)
-        partners[j].add(i)
+    partners = _cannot_partners(constraints)
     allowed = np.ones(len(out), bool) if skip is None else ~np.asarray(skip, bool)
     for _ in range(max(1, rounds)):
         ids = [int(v) for v in np.unique(out) if v != NOISE]
