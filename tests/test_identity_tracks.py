@@ -306,5 +306,17 @@ def test_merge_only_joins_clusters_split_by_light():
     night[10:] = np.log([0.55, 0.9, 1.8])  # the second cluster's shots were corrected
     joined, merges = merge_similar(x, labels, frames, 0.9, None, night, 0.3)
     assert len(merges) == 1 and len(set(joined.tolist())) == 1
+    # the second cluster from a sunset shot and a night shot: their casts cancel out in a mean
+    # gain, yet each of its members was corrected (cgi-bench seed 3's green boy, kept apart so)
+    dusk = plain.copy()
+    dusk[10:15] = np.log([1.9, 1.4, 0.6])
+    dusk[15:] = np.log([0.6, 1.0, 1.7])
+    assert np.abs(dusk[10:].mean(0)).max() < 0.3
+    joined, merges = merge_similar(x, labels, frames, 0.9, None, dusk, 0.3)
+    assert len(merges) == 1 and len(set(joined.tolist())) == 1
+    # one corrected member among many plain ones does not make a plain-lit cluster mergeable
+    few = plain.copy()
+    few[12] = np.log([0.55, 0.9, 1.8])
+    assert merge_similar(x, labels, frames, 0.9, None, few, 0.3)[1] == []
     # without light (neural embedders, shot light off): the similarity alone decides
     assert len(merge_similar(x, labels, frames, 0.9)[1]) == 1

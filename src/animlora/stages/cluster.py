@@ -91,8 +91,8 @@ class ClusterInput:
     light: np.ndarray | None = None  # per instance: log of its shot's light gains (shot light on)
 
 
-# two clusters both seen without a cast worth correcting (mean log light gains within this)
-# do not merge (step 3): the per-shot light's own bound for such a cast
+# two clusters seen in plain light (the mean over their members of the strongest log light gain
+# applied within this) do not merge (step 3): the per-shot light's own bound for such a cast
 LIGHT_MERGE = MIN_CAST
 
 
