@@ -102,14 +102,16 @@ def not_character(measures: Iterable[dict[str, Any] | None], text_score: float =
 PROP_STILL_SHARE = 0.75  # film props 0.75 (rock), 0.80 (stakes)
 MIN_TRACK_KNOWN = 2  # fewer known instances: no evidence
 # 2. filled flat like a prop: the median ``flat`` of its instances (segment: share of the eroded mask
-#    within 12 levels of its median colour). Film props 0.50 and 0.53; every character track of the
-#    film's datasets that is still in most frames 0.14-0.38 (Buck, Frank, Gimera idle); seeds'
-#    character tracks <= 0.29. Off where flat fills are how characters are drawn (the 2D profile,
+#    within 12 levels of its median colour). Film props 0.50 and 0.53; every other track of a film
+#    cluster still in most frames 0.12-0.37 (Buck, Frank, Gimera idle), of a seed's character
+#    cluster 0.03-0.20. Off where flat fills are how characters are drawn (the 2D profile,
 #    ``prefilter.max_flat`` > 1);
 PROP_FLAT = 0.45
 # 3. at the rim of its cluster: its pooled embedding is farther from the cluster's other tracks than
 #    they typically are from each other (RIM x their median nearest-track distance; 3 tracks at
-#    least). Film props 1.82x and 1.64x; an idle character's track sits among its own other views.
+#    least). Film props 1.92x and 1.72x; idle character tracks 0.24-1.60x, so this alone does not
+#    separate: it guards test 2 against a flat-painted character idle in a shot (seed 2's robot, in
+#    no cluster: 2 of 2 still, flat 0.49), which sits among its own other views.
 PROP_RIM = 1.25
 MIN_TRACKS = 3
 
