@@ -120,7 +120,7 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / max(float(np.linalg.norm(v)), 1e-12)
 
 
-def _rim(members: Sequence[tuple[str, str]], vectors: Mapping[str, np.ndarray]) -> dict[str, tuple[float, float]]:
+def track_rim(members: Sequence[tuple[str, str]], vectors: Mapping[str, np.ndarray]) -> dict[str, tuple[float, float]]:
     """track -> (its distance to the nearest other track of the cluster, the median of that distance
     over the cluster's other tracks); tracks pooled from their members' unit vectors."""
     pooled: dict[str, list[np.ndarray]] = {}
@@ -147,7 +147,7 @@ def prop_tracks(members: Sequence[tuple[str, str | None]], track_measures: Mappi
     if not flat_check or not vectors:
         return {}
     tracked = [(iid, track) for iid, track in members if track]
-    rim = _rim(tracked, vectors)
+    rim = track_rim(tracked, vectors)
     out: dict[str, str] = {}
     for track in sorted({t for _, t in tracked}):
         known = [m for m in track_measures.get(track, ()) if m and m.get("static") is not None]
