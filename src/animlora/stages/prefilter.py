@@ -80,6 +80,26 @@ def cut_edges(measures: dict[str, Any]) -> int | None:
     return count - int(top and bottom) - int(left and right)
 
 
+# a close-up is not a sliver: its box is at most this many times as tall as wide (a piece of a
+# character at a side, a pole, a spike are taller)
+CLOSEUP_MAX_ASPECT = 2.5
+
+
+def close_up(measures: dict[str, Any], min_height: float) -> bool:
+    """Framed as a close-up: the frame's bottom edge cuts it (head and shoulders, feet out of the
+    frame) and its box spans at least ``min_height`` of the frame's height without being a
+    sliver. Such a figure is whole enough for a LoRA whatever the sides do: the caption says
+    its framing (close-up / upper body). A fragment in a corner, a piece at a side, something
+    cut only at the top are not. False when the box or the frame is unknown, or ``min_height``
+    is 0."""
+    box, frame = measures.get("bbox"), measures.get("frame")
+    if min_height <= 0 or not box or not frame:
+        return False
+    x, y, w, h = box
+    width, height = frame
+    return bool(y + h >= height and h >= min_height * height and h <= CLOSEUP_MAX_ASPECT * max(1, w))
+
+
 def still(measures: dict[str, Any], settings: Any) -> bool | None:
     """Unchanged relative to the set (segment's ``static`` fraction >= ``max_static``);
     None when segment could not tell (no registered neighbour)."""
@@ -96,7 +116,9 @@ def judge(measures: dict[str, Any], mode: Any, blur_threshold: float, settings: 
     if min(w, h) < min_side_px(mode, measures.get("frame")) or (area is not None and area < mode.min_area_fraction):
         return "tiny"
     truncated = cut_edges(measures)
-    if truncated is not None and truncated > mode.max_truncated_edges:
+    if truncated is not None and truncated > mode.max_truncated_edges and not close_up(
+        measures, getattr(settings, "closeup_min_height", 0.0)
+    ):
         return "truncated"
     extra = measures.get("extra") or {}
     # An instance unchanged relative to the set is NOT rejected here: a character standing idle
