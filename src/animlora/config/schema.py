@@ -199,7 +199,7 @@ class PrefilterSettings(Section):
     mode: Literal["strict", "balanced", "lenient"]
     blur_threshold: float = Field(ge=0, le=1, description="crispness floor (0..1) inside the mask; profile sets it")
     blur_film: float = Field(ge=0, le=1, description="blurred below this fraction of the film's median crispness")
-    blur_track: float = Field(ge=0, le=1, description="blurred below this fraction of its track's crispest instance")
+    blur_track: float = Field(ge=0, le=1, description="blurred below this fraction of its track's median crispness (of a pair: the crispest)")
     duplicate_distance: float = Field(ge=0, description="same-track appearance distance (0-255) under which it is a duplicate; 0 = off")
     closeup_min_height: float = Field(
         ge=0, le=1, description="cut by more edges than the mode allows, but by the bottom and this tall a share of "
