@@ -166,6 +166,21 @@ def test_a_bare_animal_is_not_wearing_its_fur(settings):
     assert "wearing" in caption(settings, greys, clothed=True)[1]
 
 
+def test_a_close_up_has_no_outfit_unless_the_character_wears_clothes(settings):
+    """A face close-up's colours below the top fifth are eyes, mouth and fur, not clothes (a
+    film close-up of Buck was captioned "wearing light ..."); a character described as clothed
+    keeps its outfit colours."""
+    frame, cut, bbox = place(outdoor_frame(), 150, -10, 1900)
+    result, text = caption(settings, cut, frame, bbox)
+    assert result.fields["framing"]["value"] == "close-up"
+    assert "outfit" not in result.fields and "wearing" not in text
+    result, text = caption(settings, cut, frame, bbox, clothed=True)
+    assert "wearing" in text
+    # the same figure whole keeps its outfit without a hint (red and blue: two materials)
+    frame, cut, bbox = place(outdoor_frame(), 200, 40, 260)
+    assert "wearing" in caption(settings, cut, frame, bbox)[1]
+
+
 def test_clothed_from_the_character_description():
     from animlora.config.schema import CharacterSpec
     from animlora.text.captions import clothed_hint

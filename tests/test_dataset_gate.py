@@ -1,14 +1,16 @@
 """What a character needs before its dataset is written: min_size ``auto`` adapted to the
-footage, and being a character (a still cluster is left out as ``not_character:still``)."""
+footage, being a character (a still cluster is left out as ``not_character:still``), and no prop
+track inside it (left out as ``not_character:prop``)."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from animlora.catalog import Catalog
-from animlora.curation.gate import not_character, resolve_min_size, trusted
+from animlora.curation.gate import not_character, prop_tracks, resolve_min_size, trusted
 from dataset_synth import make_project, run_stages
 
 SETTINGS = {"dataset": {"target_size": 12, "small_size": 12, "resolution": 512, "min_bucket": 128,
@@ -41,6 +43,50 @@ def test_a_cluster_still_in_nearly_every_frame_is_not_a_character():
     assert not_character(bushes, shots=["s1", "s1", "s2", "s3", "s4", "s4", "s5", "s5"]).startswith(
         "not_character:still")
     assert not_character(bushes, shots=["s1", "s1", "s1", "s1", "s4", "s1", "s5", "s1"]) == ""
+
+
+def _cluster(tracks: dict[str, tuple[list[float], list[float], np.ndarray]], seed: int = 0):
+    """(members, track measures, vectors) of one cluster: track -> (statics, flats, centre); two
+    members per track, each its centre plus a little noise."""
+    rng = np.random.default_rng(seed)
+    members, measures, vectors = [], {}, {}
+    for track, (statics, flats, centre) in tracks.items():
+        measures[track] = [{"static": s, "flat": f} for s, f in zip(statics, flats, strict=True)]
+        for k in range(2):
+            iid = f"{track}_i{k}"
+            members.append((iid, track))
+            vectors[iid] = centre + rng.normal(scale=0.02, size=centre.shape)
+    return members, measures, vectors
+
+
+def test_a_still_flat_track_at_the_rim_of_its_cluster_is_a_prop_and_an_idle_character_is_not():
+    rng = np.random.default_rng(1)
+    core, far = rng.normal(size=16), rng.normal(size=16)
+    moving = ([0.3, 0.2, 0.5], [0.2, 0.15, 0.25])
+    # the whole film's stakes (track s70_t0): 4 of 5 still at 0.7, flat 0.48-0.54
+    stake = ([0.54, 0.83, 0.81, 0.75, 0.74], [0.53, 0.54, 0.53, 0.49, 0.48])
+    tracks = {"a": (*moving, core), "b": (*moving, core + 0.3 * rng.normal(size=16)),
+              "c": (*moving, core + 0.3 * rng.normal(size=16)), "stake": (*stake, far)}
+    members, measures, vectors = _cluster(tracks)
+    out = prop_tracks(members, measures, vectors, max_static=0.7)
+    assert sorted(out) == ["stake_i0", "stake_i1"]
+    assert out["stake_i0"].startswith("not_character:prop (track stake: 4 of 5 instances unchanged")
+    # an idle character: as still, but its fill is shaded (Buck, Frank idle: flat 0.14-0.38)
+    idle = ([1.0, 0.95, 0.93], [0.2, 0.25, 0.3])
+    members, measures, vectors = _cluster({**tracks, "stake": (*idle, far)})
+    assert prop_tracks(members, measures, vectors, max_static=0.7) == {}
+    # still and flat, but among the cluster's own views (a flat-painted character idle in one shot)
+    members, measures, vectors = _cluster({**tracks, "stake": (*stake, core + 0.05 * rng.normal(size=16))})
+    assert prop_tracks(members, measures, vectors, max_static=0.7) == {}
+    # moving in most frames: a character, whatever its fill
+    members, measures, vectors = _cluster({**tracks, "stake": ([0.2, 0.3, 0.9], [0.6, 0.6, 0.6], far)})
+    assert prop_tracks(members, measures, vectors, max_static=0.7) == {}
+    # no evidence: two tracks only (the demo clip's one Buck track and a prop), no embeddings, 2D
+    members, measures, vectors = _cluster({"a": tracks["a"], "stake": tracks["stake"]})
+    assert prop_tracks(members, measures, vectors, max_static=0.7) == {}
+    members, measures, vectors = _cluster(tracks)
+    assert prop_tracks(members, measures, None, max_static=0.7) == {}
+    assert prop_tracks(members, measures, vectors, max_static=0.7, flat_check=False) == {}
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +140,37 @@ def test_an_explicit_min_size_still_wins(project):
     assert not (project / "training_data" / "character_0" / "metadata.json").exists()
     # the first run's sample plots of characters not built now are gone
     assert not list((project / "training_data").glob("report_samples_*.png"))
+
+
+def test_a_prop_track_is_left_out_of_its_characters_dataset_with_its_reason(tmp_path):
+    rows = make_project(tmp_path, {"character_0": 8}, shots=4)  # tracks t0_0 .. t3_0, two instances each
+    rng = np.random.default_rng(3)
+    core = rng.normal(size=32)
+    with Catalog(tmp_path / "catalog.sqlite") as cat:
+        columns = {r[1] for r in cat.rows("PRAGMA table_info(instances)")}
+        if "measures" not in columns:
+            cat.execute("ALTER TABLE instances ADD COLUMN measures TEXT")
+        for iid, row in rows.items():
+            track = row["track_id"]
+            prop, idle = track == "t3_0", track == "t2_0"  # t2_0: a character standing idle
+            measures = {"static": 1.0 if (prop or idle) else 0.3, "flat": 0.5 if prop else 0.2, "text": 0.0}
+            vec = (rng.normal(size=32) if prop else core + 0.3 * rng.normal(size=32)).astype("<f4")
+            cat.execute("UPDATE instances SET measures = ? WHERE id = ?", (json.dumps(measures), iid))
+            cat.execute("UPDATE embeddings SET vector = ? WHERE instance_id = ?", (vec.tobytes(), iid))
+        props = sorted(iid for iid, row in rows.items() if row["track_id"] == "t3_0")
+    run_stages(tmp_path, ["dataset"], SETTINGS)
+    report = json.loads((tmp_path / "training_data" / "dataset_results.json").read_text())
+    assert report["characters"]["character_0"]["images"] == 6
+    assert report["characters"]["character_0"]["left_out"] == {"not_character:prop": 2}
+    meta = json.loads((tmp_path / "training_data" / "character_0" / "metadata.json").read_text())
+    assert sorted(s["instance"] for s in meta["skipped"] if s["code"] == "not_character:prop") == props
+    assert props[0] not in {r["instance_id"] for r in meta["images"]}
+    from animlora.curation.summary import ending
+
+    end = ending(tmp_path / "training_data" / "dataset_results.json")
+    assert end["characters"][0]["left_out"] == {"not_character:prop": 2}
+    # the check off: the prop's instances are candidates again
+    run_stages(tmp_path, ["dataset"], {"dataset": {**SETTINGS["dataset"], "scenery_check": False}})
+    meta = json.loads((tmp_path / "training_data" / "character_0" / "metadata.json").read_text())
+    assert not any(s["code"] == "not_character:prop" for s in meta["skipped"])
+    assert set(props) & {r["instance_id"] for r in meta["images"]}

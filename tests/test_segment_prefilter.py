@@ -95,6 +95,29 @@ def test_truncation_limits_per_mode_and_no_face_needed():
     assert judge(base | {"truncated": 0, "score": 0.5}, p.modes["balanced"], p.blur_threshold) is None
 
 
+def test_a_close_up_cut_at_the_bottom_and_a_side_is_kept_a_fragment_or_sliver_is_not():
+    """Boxes of the film's own cases (1280x720): Frank's face close-up cut by the bottom and the
+    right edge is kept (the caption frames it); a fragment in a corner, a spike at a side, a head
+    cut at the top and a side, and a close-up in strict mode are truncated."""
+    p = load_settings().settings.prefilter
+    balanced = p.modes["balanced"]
+
+    def verdict(bbox, mode=balanced, settings=p):
+        x, y, w, h = bbox
+        edges = (y <= 0) + (y + h >= 720) + (x <= 0) + (x + w >= 1280)
+        m = {"width": w, "height": h, "area_fraction": w * h * 0.6 / (1280 * 720), "sharpness": 0.45, "score": 0.9,
+             "truncated": edges, "bbox": list(bbox), "frame": [1280, 720]}
+        return judge(m, mode, p.blur_threshold, settings)
+
+    assert verdict((896, 180, 384, 540)) is None                  # face close-up, bottom + right
+    assert verdict((0, 0, 1180, 720)) is None                     # Buck filling the frame: top, bottom, left
+    assert verdict((1000, 570, 280, 150)) == "truncated"          # a piece in the bottom-right corner
+    assert verdict((0, 459, 96, 261)) == "truncated"              # a spike at the left, bottom cut
+    assert verdict((0, 0, 1200, 677)) == "truncated"              # cut at the top and a side, not the bottom
+    assert verdict((896, 180, 384, 540), mode=p.modes["strict"]) is None  # in every mode (0 = off)
+    assert verdict((896, 180, 384, 540), settings=p.model_copy(update={"closeup_min_height": 0.0})) == "truncated"
+
+
 def test_small_frames_scale_the_pixel_bound_and_a_frame_high_close_up_is_not_truncated():
     p = load_settings().settings.prefilter
     balanced = p.modes["balanced"]
@@ -108,7 +131,13 @@ def test_small_frames_scale_the_pixel_bound_and_a_frame_high_close_up_is_not_tru
     assert judge(close | {"bbox": [100, 0, 150, 270]}, balanced, p.blur_threshold, p) is None
     corner = close | {"height": 140, "bbox": [0, 0, 150, 140]}
     assert judge(corner, balanced, p.blur_threshold, p) == "truncated"
-    assert judge(close | {"bbox": [0, 0, 150, 270], "truncated": 3}, balanced, p.blur_threshold, p) == "truncated"
+    # top, bottom and a side: a close-up cut at the side too (a face filling the frame's height) is kept
+    # (prefilter.closeup_min_height); without that allowance it is truncated, and a sliver at a side always is
+    side = close | {"bbox": [0, 0, 150, 270], "truncated": 3}
+    assert judge(side, balanced, p.blur_threshold, p) is None
+    assert judge(side, balanced, p.blur_threshold, p.model_copy(update={"closeup_min_height": 0.0})) == "truncated"
+    sliver = side | {"width": 40, "bbox": [0, 0, 40, 270]}
+    assert judge(sliver, balanced, p.blur_threshold, p) == "truncated"
     # still (unchanged relative to the set) is not a rejection: identity decides
     assert judge(kid | {"frame": [480, 270], "extra": {"static": 1.0}}, balanced, p.blur_threshold, p) is None
 

@@ -322,3 +322,22 @@ def test_a_rock_fused_early_and_plain_set_later_in_the_shot_is_cut_off():
         characters = [inst for inst, note in kept if not note["prop"]]
         assert len(characters) == 1, k
         assert iou(characters[0].full_alpha(H, W) >= 0.5, shapes[k][0]) >= 0.85, k
+
+
+def test_blur_in_a_track_is_judged_against_its_median_not_one_odd_crisp_member():
+    """The film's track of a log then Buck: the log (0.57) is crisper than every frame of Buck
+    (0.35-0.47), all sharp by eye; only the motion-blurred frame (0.30) is blurred."""
+    from animlora.stages.prefilter import decide
+
+    p = load_settings().settings.prefilter
+    base = {"width": 300, "height": 500, "area_fraction": 0.1, "truncated": 0, "score": 0.9}
+    crisp = {"log": 0.57, "b1": 0.47, "b2": 0.45, "b3": 0.42, "b4": 0.36, "b5": 0.35, "moving": 0.30}
+    items = [{"id": name, "track": "t", "film": "v",
+              "measures": base | {"sharpness": c, "extra": {"signature": f"{16 * (k + 1):02x}" * 256}}}
+             for k, (name, c) in enumerate(crisp.items())]
+    verdict = decide(items, p)
+    assert {name for name, v in verdict.items() if v} == {"moving"}
+    assert verdict["moving"] == "blur:track"
+    # a pair has no median to speak of: the crispest sets it
+    pair = [items[0], items[6] | {"track": "u"}, items[1] | {"track": "u"}]
+    assert decide(pair, p)["moving"] == "blur:track"

@@ -194,11 +194,16 @@ class PrefilterMode(BaseModel):
 
 
 class PrefilterSettings(Section):
+    # 0 = every instance cut by more frame edges than the mode allows is truncated (before)
+    added_fields: ClassVar[dict[str, Any]] = {"closeup_min_height": 0.0}
     mode: Literal["strict", "balanced", "lenient"]
     blur_threshold: float = Field(ge=0, le=1, description="crispness floor (0..1) inside the mask; profile sets it")
     blur_film: float = Field(ge=0, le=1, description="blurred below this fraction of the film's median crispness")
-    blur_track: float = Field(ge=0, le=1, description="blurred below this fraction of its track's crispest instance")
+    blur_track: float = Field(ge=0, le=1, description="blurred below this fraction of its track's median crispness (of a pair: the crispest)")
     duplicate_distance: float = Field(ge=0, description="same-track appearance distance (0-255) under which it is a duplicate; 0 = off")
+    closeup_min_height: float = Field(
+        ge=0, le=1, description="cut by more edges than the mode allows, but by the bottom and this tall a share of "
+                                "the frame's height: a close-up, kept (0 = off)")
     max_static: float = Field(ge=0, le=1, description="static fraction (unchanged relative to the set) of a still instance")
     max_text: float = Field(ge=0, le=1, description="text score of title-card text")
     max_flat: float = Field(ge=0, le=2, description="share of one flat colour of a title graphic / logo; > 1 = off (2D)")

@@ -195,8 +195,12 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
     usable: list[Member] = []
     feats, pictures, sharp, size, trunc = [], [], [], [], []
     embeds = payload.get("embeddings")
+    props: dict[str, str] = payload.get("props") or {}  # prop tracks inside this cluster (curation/gate.py)
     for i, m in enumerate(members):
         progress(i, len(members) * 2)
+        if m.instance_id in props:
+            _left(skipped, m.instance_id, props[m.instance_id].split(" (")[0], props[m.instance_id])
+            continue
         if m.problem:
             _left(skipped, m.instance_id, MISSING, m.problem)
             continue

@@ -1,6 +1,8 @@
 """What a character must have before its dataset is written: enough images (``min_size``,
-adapted to the footage by ``auto``) and being a character at all (a cluster of scenery or title
-cards is left out with reason ``not_character:<why>``).
+adapted to the footage by ``auto``), being a character at all (a cluster of scenery or title
+cards is left out with reason ``not_character:<why>``), and no prop tracks among its instances (a
+track still in most of its frames, filled flat like a prop and at the rim of its cluster is left out
+with reason ``not_character:prop``).
 
 Both are decided in the stage's ``plan()`` with the whole project at hand and travel in the work
 item's payload, so a change to them redoes the item. Thresholds and the measurements behind them:
@@ -12,8 +14,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 # -- min_size: auto ------------------------------------------------------------------------------
 AUTO = "auto"
@@ -84,6 +88,81 @@ def not_character(measures: Iterable[dict[str, Any] | None], text_score: float =
         return (f"not_character:still ({still} of {len(statics)} instances unchanged relative to the set, "
                 f"share >= {SCENERY_SHARE}: scenery does not move or deform; a character does somewhere)")
     return ""
+
+
+# -- a prop track inside a character's cluster ------------------------------------------------------
+# A cluster can be a character and still hold a track of scenery (the whole film: three stakes and a
+# rock in Gimera's cluster, tracks s70_t0 and s74_t0). Stillness alone does not tell it from a
+# character standing idle, so three things must agree (docs/dataset.md, "A prop inside a cluster"):
+# 1. still in most of its frames: this share of the track's instances with a known ``static`` (every
+#    instance of the track the segment stage found, prefilter rejects included: a rock's duplicates
+#    are evidence too) is still at ``prefilter.max_static``. "Every frame" (the cluster stage's
+#    still-track rule, identity/still.py) misses a prop seen once while the camera starts to move
+#    (a stake at 0.54) or once with a rodent on it (the rock at 0.69);
+PROP_STILL_SHARE = 0.75  # film props 0.75 (rock), 0.80 (stakes)
+MIN_TRACK_KNOWN = 2  # fewer known instances: no evidence
+# 2. filled flat like a prop: the median ``flat`` of its instances (segment: share of the eroded mask
+#    within 12 levels of its median colour). Film props 0.50 and 0.53; every other track of a film
+#    cluster still in most frames 0.12-0.37 (Buck, Frank, Gimera idle), of a seed's character
+#    cluster 0.03-0.20. Off where flat fills are how characters are drawn (the 2D profile,
+#    ``prefilter.max_flat`` > 1);
+PROP_FLAT = 0.45
+# 3. at the rim of its cluster: its pooled embedding is farther from the cluster's other tracks than
+#    they typically are from each other (RIM x their median nearest-track distance; 3 tracks at
+#    least). Film props 1.92x and 1.72x; idle character tracks 0.24-1.60x, so this alone does not
+#    separate: it guards test 2 against a flat-painted character idle in a shot (seed 2's robot, in
+#    no cluster: 2 of 2 still, flat 0.49), which sits among its own other views.
+PROP_RIM = 1.25
+MIN_TRACKS = 3
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
+def track_rim(members: Sequence[tuple[str, str]], vectors: Mapping[str, np.ndarray]) -> dict[str, tuple[float, float]]:
+    """track -> (its distance to the nearest other track of the cluster, the median of that distance
+    over the cluster's other tracks); tracks pooled from their members' unit vectors."""
+    pooled: dict[str, list[np.ndarray]] = {}
+    for iid, track in members:
+        if iid in vectors:
+            pooled.setdefault(track, []).append(_unit(np.asarray(vectors[iid], np.float64)))
+    names = sorted(pooled)
+    if len(names) < MIN_TRACKS:
+        return {}
+    x = np.stack([_unit(np.mean(pooled[t], 0)) for t in names])
+    d = 1.0 - x @ x.T
+    np.fill_diagonal(d, np.inf)
+    nearest = d.min(1)
+    return {t: (float(nearest[k]), float(np.median(np.delete(nearest, k)))) for k, t in enumerate(names)}
+
+
+def prop_tracks(members: Sequence[tuple[str, str | None]], track_measures: Mapping[str, Sequence[dict[str, Any] | None]],
+                vectors: Mapping[str, np.ndarray] | None, max_static: float, flat_check: bool = True) -> dict[str, str]:
+    """The members of one cluster that belong to a prop track, as instance id ->
+    ``not_character:prop (evidence)``. ``members``: (instance id, track id) of the cluster;
+    ``track_measures``: track id -> the segment measures of *every* instance of that track;
+    ``vectors``: instance id -> embedding (the cluster's members). Nothing is flagged without
+    embeddings, with fewer than 3 tracks, or with ``flat_check`` off (2D)."""
+    if not flat_check or not vectors:
+        return {}
+    tracked = [(iid, track) for iid, track in members if track]
+    rim = track_rim(tracked, vectors)
+    out: dict[str, str] = {}
+    for track in sorted({t for _, t in tracked}):
+        known = [m for m in track_measures.get(track, ()) if m and m.get("static") is not None]
+        if len(known) < MIN_TRACK_KNOWN or track not in rim:
+            continue
+        still = sum(float(m["static"]) >= max_static for m in known)
+        flat = float(np.median([float(m.get("flat") or 0.0) for m in known]))
+        nearest, typical = rim[track]
+        if still < PROP_STILL_SHARE * len(known) or flat < PROP_FLAT or nearest <= PROP_RIM * typical:
+            continue
+        why = (f"not_character:prop (track {track}: {still} of {len(known)} instances unchanged relative to the "
+               f"set, flat fill {flat:.2f} >= {PROP_FLAT}, {nearest / max(typical, 1e-12):.2f}x the cluster's "
+               f"typical distance from its other tracks: a prop, not this character)")
+        out.update({iid: why for iid, t in tracked if t == track})
+    return out
 
 
 def parse_measures(text: str | None) -> dict[str, Any] | None:

@@ -107,7 +107,7 @@ class DatasetStage(Stage):
         captions = self._captions(ctx, catalog, members)
         min_size, min_size_why = gate.resolve_min_size(s.min_size, records.count_shots(catalog) if catalog else None)
         ctx.extra["min_size"] = {"setting": s.min_size, "value": min_size, "why": min_size_why}
-        measures = self._measures(catalog) if catalog is not None and s.scenery_check else {}
+        measures, tracks = self._measures(catalog) if catalog is not None and s.scenery_check else ({}, {})
         items = []
         for character, group in sorted(by_char.items()):
             trigger = (ctx.settings.caption.trigger if ctx.job.standalone and root is None else "") or trigger_for(
@@ -122,9 +122,13 @@ class DatasetStage(Stage):
                 "not_character": "" if not measures or gate.trusted(character) else gate.not_character(
                     [measures.get(m.instance_id) for m in group], ctx.settings.prefilter.max_text,
                     [m.shot_id for m in group]),
+                "props": {} if not measures or gate.trusted(character) else gate.prop_tracks(
+                    [(m.instance_id, m.track_id) for m in group], tracks,
+                    {k: np.frombuffer(v, dtype="<f4") for k, v in (embeddings or {}).get("vectors", {}).items()},
+                    ctx.settings.prefilter.max_static, ctx.settings.prefilter.max_flat <= 1.0),
             }
             fingerprint = digest(
-                trigger, payload["clothed"], min_size, payload["not_character"],
+                trigger, payload["clothed"], min_size, payload["not_character"], sorted(payload["props"].items()),
                 [(m.instance_id, stat_key(m.image_path), stat_key(m.frame_path), stat_key(m.filled_path),
                   stat_key(m.enhanced_path), m.enhanced_region, m.problem) for m in group],
                 sorted((k, json.dumps(v, sort_keys=True)) for k, v in caps.items()),
@@ -135,12 +139,19 @@ class DatasetStage(Stage):
         return items + extra
 
     @staticmethod
-    def _measures(catalog: Any) -> dict[str, dict[str, Any] | None]:
-        """instance id -> its segment measures (``static``, ``text``), for the scenery check."""
+    def _measures(catalog: Any) -> tuple[dict[str, dict[str, Any] | None], dict[str, list[dict[str, Any] | None]]]:
+        """(instance id -> its segment measures (``static``, ``text``, ``flat``), track id -> the
+        measures of every instance of that track), for the scenery checks."""
         from animlora.curation.gate import parse_measures
-        from animlora.records.segment import instance_measures
+        from animlora.records.segment import instance_rows
 
-        return {iid: parse_measures(text) for iid, text in instance_measures(catalog).items()}
+        by_id: dict[str, dict[str, Any] | None] = {}
+        tracks: dict[str, list[dict[str, Any] | None]] = {}
+        for row in instance_rows(catalog):
+            by_id[row["id"]] = parse_measures(row.get("measures"))
+            if row.get("track_id"):
+                tracks.setdefault(row["track_id"], []).append(by_id[row["id"]])
+        return by_id, tracks
 
     def _captions(self, ctx: StageContext, catalog: Any, members: list[Member]) -> dict[tuple[str, str], Any]:
         out: dict[tuple[str, str], Any] = {}

@@ -43,7 +43,7 @@ class TemplateCaptioner(Captioner):
             "time_of_day": analysis.time_of_day(item.frame, item.bbox),
             "background": analysis.background(item.frame, item.bbox),
         }
-        if not wears_clothes(item.clothed, measured["outfit"][2]):
+        if not wears_clothes(item.clothed, measured["outfit"][2], measured["framing"][0]):
             measured["outfit"] = ("", 0.0, measured["outfit"][2])  # a bare animal or a prop: no outfit
         fields = {}
         for name, (phrase, confidence, info) in measured.items():
@@ -65,11 +65,14 @@ ONE_MATERIAL = 0.85
 ONE_FAMILY = 0.75
 
 
-def wears_clothes(hint: bool | None, outfit_info: dict) -> bool:
+def wears_clothes(hint: bool | None, outfit_info: dict, framing: str = "") -> bool:
     """Whether the outfit colours may be called clothes: the character's own description says
-    so (``hint``), else only when the figure is not one continuous material."""
+    so (``hint``), else only when the figure is not one continuous material and is not a
+    close-up (a face's eyes, mouth and fur below the top fifth are no outfit)."""
     if hint is not None:
         return hint
+    if framing == "close-up":
+        return False
     if float(outfit_info.get("one_family", 0.0)) >= ONE_FAMILY:
         return False  # shades of one colour family (grey and dark grey fur): markings, not clothes
     return float(outfit_info.get("one_material", 0.0)) < ONE_MATERIAL
