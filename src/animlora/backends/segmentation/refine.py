@@ -953,53 +953,28 @@ def _split_by_models(inst: Instance, image: np.ndarray, model_a: np.ndarray, mod
 
 def _split_mixed(instances: list[Instance], notes: list[dict[str, Any]], views: list[_View],
                  frames: Sequence[np.ndarray], settings: Any) -> tuple[list[Instance], list[dict[str, Any]], bool]:
-    """Two things that the matte joined into one mask in some frames of a shot and that the
-    shot shows apart elsewhere: two characters seen as two instances in one frame (Rinky
-    standing in front of Gimera, seen beside her before), or a character and a prop seen on
-    its own in any frame (the boulders Buck climbs out from behind). The two give two colour
-    models; an instance (moving, or idle: static under ``FUSED_STILL_MAX``) larger than the
-    character alone, whose pixels are two solid pieces, one of each model's colours
-    (:func:`mixed_pair`), is cut in two along the image edges between them
-    (:func:`_split_by_models`); a prop's piece becomes a prop instance. Two characters in
-    one mask that cannot be cut cleanly are marked ``mixed`` (the dataset should refuse
-    it). Only pairs of different colours (intersection < ``MIX_DISTINCT``) are models: two
-    things of one colour cannot be told apart this way; and a prop of the instance's own
-    track (the character standing still) is no model."""
+    """Two characters that the matte joined into one mask in some frames of a shot and shows
+    as two instances in another (Rinky standing in front of Gimera, seen beside her before):
+    the two seen apart give two colour models; a moving instance of another frame, larger
+    than either, whose pixels are two solid pieces, one of each model's colours, is cut in
+    two along the image edges between them (:func:`_split_by_models`). A mask that is two
+    such things but cannot be cut cleanly is marked ``mixed`` (the dataset should refuse it).
+    Only pairs of different colours (intersection < ``MIX_DISTINCT``) are models: two of a
+    colour cannot be told apart this way."""
     moving = [not note.get("prop") for note in notes]
-    static = [note.get("static") for note in notes]
     smalls = [_small_mask(inst, views[inst.frame]) for inst in instances]
     models: dict[int, np.ndarray] = {}
     by_frame: dict[int, list[int]] = {}
-    props: list[int] = []
     for k, inst in enumerate(instances):
-        if smalls[k].sum() < 50:
-            continue
-        models[k] = _colour_model(views[inst.frame].lab, smalls[k])
-        if moving[k]:
+        if moving[k] and smalls[k].sum() >= 50:
             by_frame.setdefault(inst.frame, []).append(k)
-        elif "cut_from_prop" not in notes[k] and (static[k] or 0.0) >= FUSED_STILL_MAX:
-            # a prop the matte saw on its own (not a piece cut off a mask), still through and
-            # through (a rock; not an idle character, 0.8-0.95)
-            props.append(k)
-    pairs = []  # (frame or -1, a, b): a moving; b moving in the same frame, or a prop anywhere
+            models[k] = _colour_model(views[inst.frame].lab, smalls[k])
+    pairs = []  # (frame, a, b): two moving things of distinct colours, apart in one frame
     for f, ks in by_frame.items():
         for ai, ka in enumerate(ks):
             for kb in ks[ai + 1 :]:
                 if float(np.minimum(models[ka], models[kb]).sum()) < MIX_DISTINCT:
                     pairs.append((f, ka, kb))
-    def largest_per_track(ks: list[int]) -> list[int]:  # one model per track is enough
-        best: dict[int, int] = {}
-        for k in ks:
-            t = instances[k].track if instances[k].track >= 0 else -1 - k
-            if t not in best or smalls[k].sum() > smalls[best[t]].sum():
-                best[t] = k
-        return sorted(best.values())
-
-    characters = largest_per_track([k for ks in by_frame.values() for k in ks])
-    for kb in largest_per_track(props):
-        for ka in characters:
-            if instances[ka].track != instances[kb].track and float(np.minimum(models[ka], models[kb]).sum()) < MIX_DISTINCT:
-                pairs.append((-1, ka, kb))
     if not pairs:
         return instances, notes, False
     out: list[Instance] = []
@@ -1007,22 +982,17 @@ def _split_mixed(instances: list[Instance], notes: list[dict[str, Any]], views: 
     changed = False
     for k, inst in enumerate(instances):
         best = None
-        idle = not moving[k] and static[k] is not None and static[k] < FUSED_STILL_MAX
-        if k in models and (moving[k] or idle):
+        if k in models:
             area = float(smalls[k].sum())
             for f, ka, kb in pairs:
-                if f == inst.frame or k in (ka, kb):
+                if f == inst.frame:
                     continue
-                prop_pair = f < 0
-                if prop_pair and instances[kb].track == inst.track and inst.track >= 0:
-                    continue  # its own still self
-                # larger than the character(s) alone
-                larger = float(smalls[ka].sum()) if prop_pair else max(float(smalls[ka].sum()), float(smalls[kb].sum()))
-                if area < MIX_LARGER * larger:
+                # larger than either part alone (relative to the frame: the shot may zoom)
+                if area < MIX_LARGER * max(float(smalls[ka].sum()), float(smalls[kb].sum())):
                     continue
                 found = mixed_pair(views[inst.frame].lab, smalls[k], models[ka], models[kb])
                 if found is not None and (best is None or found[0] > best[0]):
-                    best = (found[0], ka, kb, prop_pair)
+                    best = (found[0], ka, kb)
         if best is None:
             out.append(inst)
             out_notes.append(notes[k])
@@ -1031,14 +1001,11 @@ def _split_mixed(instances: list[Instance], notes: list[dict[str, Any]], views: 
         parts = _split_by_models(inst, frames[inst.frame], models[best[1]], models[best[2]], settings)
         if parts is None:
             out.append(inst)
-            out_notes.append(notes[k] | ({} if best[3] else {"mixed": True}))
+            out_notes.append(notes[k] | {"mixed": True})
             continue
-        for n, part in enumerate(parts):
+        for part in parts:
             out.append(part)
-            if best[3] and n == 1:  # the prop's piece
-                out_notes.append({"static": 1.0, "prop": True, "cut_from_prop": False, "colour_split": True})
-            else:
-                out_notes.append(notes[k] | {"colour_split": True} | ({"cut_from_prop": True} if best[3] else {}))
+            out_notes.append(notes[k] | {"colour_split": True})
     return out, out_notes, changed
 
 
