@@ -65,9 +65,10 @@ MIX_BINS = (4, 32)  # colour models: L in 4 bins, a and b in 32 each
 MIX_DISTINCT = 0.55  # two things seen apart are colour models when their histograms overlap less than this
 MIX_RATIO = 2.0  # a pixel is one model's when its density is this many times the other's
 MIX_PART = 0.12  # each model's solid piece must be at least this share of the mask
-MIX_SOLID = 0.5  # ... holding this share of the pixels of its colour
+MIX_SOLID = 0.65  # ... holding this share of the pixels of its colour
 MIX_GAIN = 0.06  # the two models together explain the mask's colours this much better than either
 MIX_EXPLAINED = 0.5  # ... and at least this well (histogram intersection)
+MIX_SIZE = 2.0  # ... and each of its two pieces at most this many times the thing seen apart
 MIX_LARGER = 1.05  # the mask is larger than either thing seen apart (by this much)
 
 
@@ -991,7 +992,16 @@ def _split_mixed(instances: list[Instance], notes: list[dict[str, Any]], views: 
                 if area < MIX_LARGER * max(float(smalls[ka].sum()), float(smalls[kb].sum())):
                     continue
                 found = mixed_pair(views[inst.frame].lab, smalls[k], models[ka], models[kb])
-                if found is not None and (best is None or found[0] > best[0]):
+                if found is None:
+                    continue
+                # each piece about the size of the thing seen apart (allowing for a zoom: the
+                # mask against the two together), not a patch of shade as large as a body
+                # taken for a small thing of its colour
+                a_area, b_area = float(smalls[ka].sum()), float(smalls[kb].sum())
+                zoom = max(1.0, area / (a_area + b_area))
+                if found[1].sum() > MIX_SIZE * zoom * a_area or found[2].sum() > MIX_SIZE * zoom * b_area:
+                    continue
+                if best is None or found[0] > best[0]:
                     best = (found[0], ka, kb)
         if best is None:
             out.append(inst)
