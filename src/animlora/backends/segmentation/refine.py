@@ -453,7 +453,7 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
     # 4. parts that move together
     out, notes = _merge_parts(out, notes, views, frames, settings)
     # 4b. two characters seen apart in the shot, one mask elsewhere: split by their colours
-    out, notes, split = _split_mixed(out, notes, views, frames, settings)
+    out, notes, split = _split_mixed(out, notes, views, frames, settings, statics)
     if split:
         if relink:
             out = link_tracks(out, frames, settings.track_similarity)
@@ -953,7 +953,9 @@ def _split_by_models(inst: Instance, image: np.ndarray, model_a: np.ndarray, mod
 
 
 def _split_mixed(instances: list[Instance], notes: list[dict[str, Any]], views: list[_View],
-                 frames: Sequence[np.ndarray], settings: Any) -> tuple[list[Instance], list[dict[str, Any]], bool]:
+                 frames: Sequence[np.ndarray], settings: Any,
+                 statics: Sequence[tuple[np.ndarray, np.ndarray] | None] | None = None,
+                 ) -> tuple[list[Instance], list[dict[str, Any]], bool]:
     """Two characters that the matte joined into one mask in some frames of a shot and shows
     as two instances in another (Rinky standing in front of Gimera, seen beside her before):
     the two seen apart give two colour models; a moving instance of another frame, larger
@@ -1015,7 +1017,12 @@ def _split_mixed(instances: list[Instance], notes: list[dict[str, Any]], views: 
             continue
         for part in parts:
             out.append(part)
-            out_notes.append(notes[k] | {"colour_split": True})
+            note = notes[k] | {"colour_split": True}
+            if statics is not None and statics[inst.frame] is not None:
+                # each part's own static share (a bush cut off a boy is still; the boy is not)
+                still = _static_fraction(_small_mask(part, views[inst.frame]), statics[inst.frame])
+                note |= {"static": still, "prop": still is not None and still >= STATIC_FRACTION}
+            out_notes.append(note)
     return out, out_notes, changed
 
 
