@@ -341,3 +341,32 @@ def test_blur_in_a_track_is_judged_against_its_median_not_one_odd_crisp_member()
     # a pair has no median to speak of: the crispest sets it
     pair = [items[0], items[6] | {"track": "u"}, items[1] | {"track": "u"}]
     assert decide(pair, p)["moving"] == "blur:track"
+
+
+def test_two_characters_seen_apart_then_one_blob_are_split_by_their_colours():
+    # an orange character walks in front of a grey one: apart in frame 0, one blob of the
+    # matte in frames 1-3 (overlapping: no neck for split_matte); both move
+    walk = [[((120 + 10 * k, 130), (50, 70), GREY), ((240 if k == 0 else 150 + 12 * k, 140), (22, 60), ORANGE)]
+            for k in range(4)]
+    frames, _, shapes = panning_shot(4, walk)
+    before = segment_like_a_matte(frames, shapes)
+    assert len(masks_in(before, 0)) == 2
+    assert [len(masks_in(before, k)) for k in (1, 2, 3)] == [1, 1, 1]  # the matte joins them
+    refined = refine_shot(before, frames, settings())
+    for k in range(4):
+        found = masks_in(refined.instances, k)
+        assert len(found) == 2, k
+        grey = shapes[k][0] & ~shapes[k][1]  # the orange one is in front
+        assert max(iou(m, grey) for m in found) >= 0.85, k
+        assert max(iou(m, shapes[k][1]) for m in found) >= 0.85, k
+    split = [note for inst, note in zip(refined.instances, refined.measures, strict=True) if note.get("colour_split")]
+    assert len(split) == 6
+
+
+def test_a_two_coloured_character_is_not_split_without_two_things_seen_apart():
+    # a grey body with an orange head, alone in every frame: nothing in the shot says two
+    walk = [[((120 + 12 * k, 150), (40, 55), GREY), ((120 + 12 * k, 75), (26, 26), ORANGE)] for k in range(4)]
+    frames, _, shapes = panning_shot(4, walk)
+    refined = refine_shot(segment_like_a_matte(frames, shapes), frames, settings())
+    assert [len(masks_in(refined.instances, k)) for k in range(4)] == [1, 1, 1, 1]
+    assert not any(note.get("colour_split") or note.get("mixed") for note in refined.measures)

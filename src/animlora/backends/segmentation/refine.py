@@ -61,6 +61,15 @@ STILL_PART_RATIO = 0.6  # two still parts of one blob go back together when one 
 FAR_PARTNERS = 2  # frames beyond the neighbours that may show a fused prop on its own
 FAR_FREE = True  # far frames showing a place as plain set (1 vote each; a prop 2) count too
 OFFSET_SPREAD = 0.1  # max spread of the parts' offset (x size) over the shot: "move together"
+MIX_BINS = (4, 32)  # colour models: L in 4 bins, a and b in 32 each
+MIX_DISTINCT = 0.55  # two things seen apart are colour models when their histograms overlap less than this
+MIX_RATIO = 2.0  # a pixel is one model's when its density is this many times the other's
+MIX_PART = 0.12  # each model's solid piece must be at least this share of the mask
+MIX_SOLID = 0.65  # ... holding this share of the pixels of its colour
+MIX_GAIN = 0.06  # the two models together explain the mask's colours this much better than either
+MIX_EXPLAINED = 0.5  # ... and at least this well (histogram intersection)
+MIX_SIZE = 2.0  # ... and each of its two pieces at most this many times the thing seen apart
+MIX_LARGER = 1.05  # the mask is larger than either thing seen apart (by this much)
 
 
 @dataclass
@@ -443,6 +452,20 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
         out = fixed
     # 4. parts that move together
     out, notes = _merge_parts(out, notes, views, frames, settings)
+    # 4b. two characters seen apart in the shot, one mask elsewhere: split by their colours
+    out, notes, split = _split_mixed(out, notes, views, frames, settings, statics)
+    if split:
+        if relink:
+            out = link_tracks(out, frames, settings.track_similarity)
+        else:
+            top = max((inst.track for inst in out), default=-1)
+            fixed = []
+            for inst in out:
+                if inst.track < 0:
+                    top += 1
+                    inst = replace(inst, track=top)
+                fixed.append(inst)
+            out = fixed
     # 5. text
     for i in range(n):
         here = [k for k, inst in enumerate(out) if inst.frame == i]
@@ -791,6 +814,216 @@ def _union(parts: list[Instance], track: int) -> Instance:
     area = [float((p.alpha >= 0.5).sum()) for p in parts]
     score = float(np.average([p.score for p in parts], weights=np.maximum(area, 1)))
     return Instance(frame=parts[0].frame, bbox=(x0, y0, x1 - x0, y1 - y0), alpha=alpha, score=score, track=track)
+
+
+# -- two characters in one mask -------------------------------------------------------------
+def _colour_model(lab: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Normalised Lab histogram of the pixels of ``mask`` (L in ``MIX_BINS[0]`` bins, a and b
+    in ``MIX_BINS[1]``), smoothed over a and b by one bin: what one thing's colours are."""
+    import cv2
+
+    nl, nab = MIX_BINS
+    idx = _colour_bins(lab[mask])
+    hist = np.bincount(idx, minlength=nl * nab * nab).astype(np.float32).reshape(nl, nab, nab)
+    for k in range(nl):
+        hist[k] = cv2.GaussianBlur(hist[k], (0, 0), 1.0)
+    total = float(hist.sum())
+    return (hist / total).ravel() if total > 0 else hist.ravel()
+
+
+def _colour_bins(lab: np.ndarray) -> np.ndarray:
+    nl, nab = MIX_BINS
+    q = np.clip(lab, 0, 255).astype(np.int32)
+    return (q[..., 0] * nl // 256) * nab * nab + (q[..., 1] * nab // 256) * nab + q[..., 2] * nab // 256
+
+
+def _largest_share(mask: np.ndarray) -> tuple[float, np.ndarray]:
+    """(share of ``mask`` in its largest 8-connected piece, that piece)."""
+    import cv2
+
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count < 2:
+        return 0.0, np.zeros_like(mask, bool)
+    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return float(stats[best, cv2.CC_STAT_AREA] / max(1, mask.sum())), labels == best
+
+
+def mixed_pair(x_lab: np.ndarray, x_mask: np.ndarray, model_a: np.ndarray, model_b: np.ndarray,
+               ) -> tuple[float, np.ndarray, np.ndarray] | None:
+    """Whether the pixels of ``x_mask`` are two things whose colour models are ``model_a``
+    and ``model_b`` (two instances seen apart in another frame of the shot): each model
+    explains a solid piece of at least ``MIX_PART`` of the mask (a pixel is A's where A's
+    density is ``MIX_RATIO`` x B's, and B's likewise), neither alone explains the mask's
+    colours as well as the two together (histogram intersection, by ``MIX_GAIN``), and the
+    two together explain most of it. Returns (gain, A's piece, B's piece) or None."""
+    import cv2
+
+    n = int(x_mask.sum())
+    if n < 50:
+        return None
+    bins = _colour_bins(x_lab)
+    pa, pb = model_a[bins], model_b[bins]
+    a_side = x_mask & (pa > MIX_RATIO * pb)
+    b_side = x_mask & (pb > MIX_RATIO * pa)
+    opened = []
+    for side in (a_side, b_side):
+        side = cv2.morphologyEx(side.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+        share, piece = _largest_share(side)
+        if piece.sum() < MIX_PART * n or share < MIX_SOLID:
+            return None
+        opened.append(piece)
+    x_model = _colour_model(x_lab, x_mask)
+    wa = float(a_side.sum()) / max(1, int(a_side.sum() + b_side.sum()))
+    alone = max(float(np.minimum(x_model, model_a).sum()), float(np.minimum(x_model, model_b).sum()))
+    both = float(np.minimum(x_model, wa * model_a + (1 - wa) * model_b).sum())
+    if both < alone + MIX_GAIN or both < MIX_EXPLAINED:
+        return None
+    return both - alone, opened[0], opened[1]
+
+
+def _split_by_models(inst: Instance, image: np.ndarray, model_a: np.ndarray, model_b: np.ndarray,
+                     settings: Any) -> list[Instance] | None:
+    """``inst`` cut in two at full resolution: pixels whose colours are clearly A's or B's
+    (largest solid piece of each) seed a watershed on the image inside the mask, so the cut
+    follows the edge between the two; each part keeps the soft matte on its side. None when
+    either part comes out too small."""
+    import cv2
+
+    x, y, w, h = inst.bbox
+    crop = np.ascontiguousarray(image[y : y + h, x : x + w])
+    lab = cv2.GaussianBlur(cv2.cvtColor(crop, cv2.COLOR_RGB2LAB), (0, 0), 1.0).astype(np.float32)
+    mask = inst.alpha >= settings.alpha_threshold
+    core = inst.alpha >= 0.5
+    bins = _colour_bins(lab)
+    # the log-ratio of the two densities, smoothed at a few % of the size: islands of one
+    # colour inside the other (a nut in a hand, an eye) do not seed a part of their own
+    ratio = np.log((model_a[bins] + 1e-6) / (model_b[bins] + 1e-6)).astype(np.float32)
+    sigma = max(1.0, 0.02 * np.sqrt(core.sum()))
+    ratio = cv2.GaussianBlur(ratio * core, (0, 0), sigma) / np.maximum(cv2.GaussianBlur(core.astype(np.float32), (0, 0), sigma), 1e-3)
+    markers = np.zeros((h, w), np.int32)
+    erode = np.ones((5, 5), np.uint8)
+    for label, side in ((1, ratio > np.log(MIX_RATIO)), (2, ratio < -np.log(MIX_RATIO))):
+        side = cv2.erode((side & core).astype(np.uint8), erode) > 0
+        _, piece = _largest_share(side)
+        markers[piece] = label
+    if not (markers == 1).any() or not (markers == 2).any():
+        return None
+    markers[~mask] = 3  # outside the mask: neither
+    cv2.watershed(crop[..., ::-1].copy(), markers)
+    # mask pixels the outside's flood took (thin legs, a tail: the outside marker borders them)
+    # and the watershed lines go to the side they are joined to through the mask (each side
+    # grown inside the mask, a pixel a step), what is left to the nearer side
+    lost = mask & ((markers == 3) | (markers == -1))
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    for _ in range(4 * (h + w)):
+        if not lost.any():
+            break
+        grown = False
+        for label in (1, 2):
+            reach = lost & (cv2.dilate((markers == label).astype(np.uint8), cross) > 0)
+            if reach.any():
+                markers[reach] = label
+                lost &= ~reach
+                grown = True
+        if not grown:
+            break
+    if lost.any():
+        sides = (markers == 1) | (markers == 2)
+        _, nearest = cv2.distanceTransformWithLabels((~sides).astype(np.uint8), cv2.DIST_L2, 3,
+                                                     labelType=cv2.DIST_LABEL_PIXEL)
+        ys, xs = np.nonzero(sides)
+        owner = np.zeros(int(nearest.max()) + 1, np.int32)
+        owner[nearest[ys, xs]] = markers[ys, xs]
+        markers[lost] = owner[nearest[lost]]
+    parts = []
+    min_area = max(1.0, settings.min_area_fraction * image.shape[0] * image.shape[1], MIX_PART * core.sum())
+    for label in (1, 2):
+        # every pixel the flood reached from this side's seed (an arm apart from the body included)
+        piece = (markers == label) & mask
+        if (piece & core).sum() < min_area:
+            return None
+        near = cv2.dilate(piece.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        matte = np.where(near & (markers != 3 - label), inst.alpha, 0).astype(np.float32)
+        ys, xs = np.nonzero(matte >= settings.alpha_threshold)
+        y0, x0 = int(ys.min()), int(xs.min())
+        part = np.ascontiguousarray(matte[y0 : ys.max() + 1, x0 : xs.max() + 1])
+        parts.append(Instance(frame=inst.frame, bbox=(x + x0, y + y0, part.shape[1], part.shape[0]), alpha=part,
+                              score=inst.score, track=inst.track if label == 1 else -1))
+    return parts
+
+
+def _split_mixed(instances: list[Instance], notes: list[dict[str, Any]], views: list[_View],
+                 frames: Sequence[np.ndarray], settings: Any,
+                 statics: Sequence[tuple[np.ndarray, np.ndarray] | None] | None = None,
+                 ) -> tuple[list[Instance], list[dict[str, Any]], bool]:
+    """Two characters that the matte joined into one mask in some frames of a shot and shows
+    as two instances in another (Rinky standing in front of Gimera, seen beside her before):
+    the two seen apart give two colour models; a moving instance of another frame, larger
+    than either, whose pixels are two solid pieces, one of each model's colours, is cut in
+    two along the image edges between them (:func:`_split_by_models`). A mask that is two
+    such things but cannot be cut cleanly is marked ``mixed`` (the dataset should refuse it).
+    Only pairs of different colours (intersection < ``MIX_DISTINCT``) are models: two of a
+    colour cannot be told apart this way."""
+    moving = [not note.get("prop") for note in notes]
+    smalls = [_small_mask(inst, views[inst.frame]) for inst in instances]
+    models: dict[int, np.ndarray] = {}
+    by_frame: dict[int, list[int]] = {}
+    for k, inst in enumerate(instances):
+        if moving[k] and smalls[k].sum() >= 50:
+            by_frame.setdefault(inst.frame, []).append(k)
+            models[k] = _colour_model(views[inst.frame].lab, smalls[k])
+    pairs = []  # (frame, a, b): two moving things of distinct colours, apart in one frame
+    for f, ks in by_frame.items():
+        for ai, ka in enumerate(ks):
+            for kb in ks[ai + 1 :]:
+                if float(np.minimum(models[ka], models[kb]).sum()) < MIX_DISTINCT:
+                    pairs.append((f, ka, kb))
+    if not pairs:
+        return instances, notes, False
+    out: list[Instance] = []
+    out_notes: list[dict[str, Any]] = []
+    changed = False
+    for k, inst in enumerate(instances):
+        best = None
+        if k in models:
+            area = float(smalls[k].sum())
+            for f, ka, kb in pairs:
+                if f == inst.frame:
+                    continue
+                # larger than either part alone (relative to the frame: the shot may zoom)
+                if area < MIX_LARGER * max(float(smalls[ka].sum()), float(smalls[kb].sum())):
+                    continue
+                found = mixed_pair(views[inst.frame].lab, smalls[k], models[ka], models[kb])
+                if found is None:
+                    continue
+                # each piece about the size of the thing seen apart (allowing for a zoom: the
+                # mask against the two together), not a patch of shade as large as a body
+                # taken for a small thing of its colour
+                a_area, b_area = float(smalls[ka].sum()), float(smalls[kb].sum())
+                zoom = max(1.0, area / (a_area + b_area))
+                if found[1].sum() > MIX_SIZE * zoom * a_area or found[2].sum() > MIX_SIZE * zoom * b_area:
+                    continue
+                if best is None or found[0] > best[0]:
+                    best = (found[0], ka, kb)
+        if best is None:
+            out.append(inst)
+            out_notes.append(notes[k])
+            continue
+        changed = True
+        parts = _split_by_models(inst, frames[inst.frame], models[best[1]], models[best[2]], settings)
+        if parts is None:
+            out.append(inst)
+            out_notes.append(notes[k] | {"mixed": True})
+            continue
+        for part in parts:
+            out.append(part)
+            note = notes[k] | {"colour_split": True}
+            if statics is not None and statics[inst.frame] is not None:
+                # each part's own static share (a bush cut off a boy is still; the boy is not)
+                still = _static_fraction(_small_mask(part, views[inst.frame]), statics[inst.frame])
+                note |= {"static": still, "prop": still is not None and still >= STATIC_FRACTION}
+            out_notes.append(note)
+    return out, out_notes, changed
 
 
 # -- text ----------------------------------------------------------------------------------
