@@ -45,8 +45,7 @@ def test_standalone_segment_writes_the_output_contract_and_catalog(tmp_path):
     names = ["shotA__f0_i0", "shotA__f0_i1", "shotA__f1_i0", "shotA__f1_i1", "shotA__f2_i0", "shotA__f2_i1", "single_i0"]
     assert sorted(p.stem for p in (out / "character").iterdir()) == names
     assert sorted(p.stem for p in (out / "masks").iterdir()) == names
-    assert sorted(p.stem for p in (out / "variants" / "blurred").iterdir()) == names
-    assert sorted(p.stem for p in (out / "variants" / "original").iterdir()) == names
+    assert not (out / "variants").exists()  # context variants: only on request (nothing reads them)
     assert sorted(p.stem for p in (out / "background").iterdir()) == ["shotA__f0", "shotA__f1", "shotA__f2", "single"]
 
     cut = read_image(out / "character" / "shotA__f0_i0.png", "RGBA")
@@ -79,6 +78,20 @@ def test_standalone_segment_writes_the_output_contract_and_catalog(tmp_path):
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
     segment(inp, out)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == before
+
+
+def test_context_variants_are_written_only_on_request(tmp_path):
+    inp = tmp_path / "in"
+    image, _ = scene(9, [((160, 90), (40, 60), PURPLE)])
+    write_image(inp / "single.png", image)
+    segment(inp, tmp_path / "plain")
+    assert not (tmp_path / "plain" / "variants").exists()
+    segment(inp, tmp_path / "asked", sets=["segment.context_variants=[original,blurred]"])
+    for kind in ("original", "blurred"):
+        assert [p.name for p in (tmp_path / "asked" / "variants" / kind).iterdir()] == ["single_i0.jpg"]
+    crop = read_image(tmp_path / "asked" / "variants" / "original" / "single_i0.jpg", "RGB")
+    cut = read_image(tmp_path / "asked" / "character" / "single_i0.png", "RGBA")
+    assert crop.shape[:2] == cut.shape[:2]  # the same box as the cut-out
 
 
 def test_bad_images_are_skipped_or_converted_and_reported(tmp_path):
