@@ -282,21 +282,36 @@ class SegmentStage(Stage):
 
     # -- work ---------------------------------------------------------------------------
     def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:
-        from animlora.backends.segmentation.base import Frames
-        from animlora.io.images import read_image
-
-        s = job.settings.segment
-        out = job.output_dir
         # 1-2. read the frames and run the model: done ahead on a thread while the previous
         # shot was written (see _Ahead), or now
         ahead, self._ahead = getattr(self, "_ahead", None), None
         if ahead is not None and ahead.key != item.key:
             ahead.drop()  # not the shot the runner asks for: its model output is not used
             ahead = None
-        shot = ahead.result() if ahead is not None else self._read_and_segment(job, item, None)
-        following = getattr(self, "_next", {}).get(item.key)
-        if following is not None and getattr(self, "_owner", None) == os.getpid():
-            self._ahead = _Ahead(following.key, lambda cancel: self._read_and_segment(job, following, cancel))
+        try:
+            shot = ahead.result() if ahead is not None else self._read_and_segment(job, item, None)
+            following = getattr(self, "_next", {}).get(item.key)
+            if following is not None and getattr(self, "_owner", None) == os.getpid():
+                self._ahead = _Ahead(following.key, lambda cancel: self._read_and_segment(job, following, cancel))
+            return self._finish_shot(job, item, progress, shot)
+        except BaseException as exc:
+            # an interrupted run (Ctrl-C): the look-ahead stops at its next batch, so the run
+            # does not exit with the model still running on a thread. A shot that fails
+            # (an Exception, recorded by the runner) leaves the next shot's look-ahead running.
+            if not isinstance(exc, Exception):
+                for running in (ahead, self._ahead):
+                    if running is not None:
+                        running.drop()
+                self._ahead = None
+            raise
+
+    def _finish_shot(self, job: StageJob, item: WorkItem, progress: Progress, shot: dict[str, Any]) -> ItemOutput:
+        """Steps 3-4 of :meth:`process`: the shot pass and every file of the shot."""
+        from animlora.backends.segmentation.base import Frames
+        from animlora.io.images import read_image
+
+        s = job.settings.segment
+        out = job.output_dir
         frame_rows, good, held = shot["frame_rows"], shot["good"], shot["held"]
         files: list[str] = []
         instance_rows: list[dict[str, Any]] = []
