@@ -45,8 +45,7 @@ def test_standalone_segment_writes_the_output_contract_and_catalog(tmp_path):
     names = ["shotA__f0_i0", "shotA__f0_i1", "shotA__f1_i0", "shotA__f1_i1", "shotA__f2_i0", "shotA__f2_i1", "single_i0"]
     assert sorted(p.stem for p in (out / "character").iterdir()) == names
     assert sorted(p.stem for p in (out / "masks").iterdir()) == names
-    assert sorted(p.stem for p in (out / "variants" / "blurred").iterdir()) == names
-    assert sorted(p.stem for p in (out / "variants" / "original").iterdir()) == names
+    assert not (out / "variants").exists()  # context variants: only on request (nothing reads them)
     assert sorted(p.stem for p in (out / "background").iterdir()) == ["shotA__f0", "shotA__f1", "shotA__f2", "single"]
 
     cut = read_image(out / "character" / "shotA__f0_i0.png", "RGBA")
@@ -79,6 +78,20 @@ def test_standalone_segment_writes_the_output_contract_and_catalog(tmp_path):
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
     segment(inp, out)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == before
+
+
+def test_context_variants_are_written_only_on_request(tmp_path):
+    inp = tmp_path / "in"
+    image, _ = scene(9, [((160, 90), (40, 60), PURPLE)])
+    write_image(inp / "single.png", image)
+    segment(inp, tmp_path / "plain")
+    assert not (tmp_path / "plain" / "variants").exists()
+    segment(inp, tmp_path / "asked", sets=["segment.context_variants=[original,blurred]"])
+    for kind in ("original", "blurred"):
+        assert [p.name for p in (tmp_path / "asked" / "variants" / kind).iterdir()] == ["single_i0.jpg"]
+    crop = read_image(tmp_path / "asked" / "variants" / "original" / "single_i0.jpg", "RGB")
+    cut = read_image(tmp_path / "asked" / "character" / "single_i0.png", "RGBA")
+    assert crop.shape[:2] == cut.shape[:2]  # the same box as the cut-out
 
 
 def test_bad_images_are_skipped_or_converted_and_reported(tmp_path):
@@ -241,3 +254,42 @@ def test_shot_labels_read_as_video_shot_and_time():
     assert _shot_label({**row, "shot_start": 3725.0}, "x") == "bbb_film shot 54 (1:02:05)"
     no_shot = {**row, "shot_idx": None, "shot_start": None}
     assert _shot_label(no_shot, "a04a6b75e4eb52ab_frame_f1") == "bbb_film frame at 03:13"
+
+
+def test_shots_segmented_ahead_on_a_thread_give_the_same_outputs(tmp_path, monkeypatch):
+    """Serial runs segment the next shot on a thread while this one is written (_Ahead):
+    the same rows and files as one shot after another."""
+    import threading
+
+    from animlora.stages.segment import SegmentStage
+
+    inp = make_input(tmp_path / "in")
+    image, _ = scene(4, [((120, 110), (40, 50), BLUE)])
+    write_image(inp / "shotB" / "g0.png", image)
+    read = SegmentStage._read_and_segment
+    threads: list[str] = []
+
+    def spy(self, job, item, cancel):
+        threads.append(threading.current_thread().name)
+        return read(self, job, item, cancel)
+
+    monkeypatch.setattr(SegmentStage, "_read_and_segment", spy)
+    segment(inp, tmp_path / "ahead")
+    assert len(threads) == 3 and sum(name.startswith("segment-ahead") for name in threads) == 2
+
+    plan_ahead = SegmentStage._plan_ahead
+
+    def no_ahead(self, ctx, items):
+        plan_ahead(self, ctx, items)
+        self._next = {}
+
+    monkeypatch.setattr(SegmentStage, "_plan_ahead", no_ahead)
+    threads.clear()
+    segment(inp, tmp_path / "plain")
+    assert not any(name.startswith("segment-ahead") for name in threads)
+    query = "SELECT id, frame_id, track_id, bbox, area_fraction, sharpness, measures FROM instances ORDER BY id"
+    assert rows(tmp_path / "ahead", query) == rows(tmp_path / "plain", query)
+    files = sorted(p.relative_to(tmp_path / "plain") for p in (tmp_path / "plain").rglob("*.png"))
+    assert files and files == sorted(p.relative_to(tmp_path / "ahead") for p in (tmp_path / "ahead").rglob("*.png"))
+    for rel in files:
+        assert (tmp_path / "plain" / rel).read_bytes() == (tmp_path / "ahead" / rel).read_bytes()

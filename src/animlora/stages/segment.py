@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import threading
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +112,45 @@ def _file_id(path: Path) -> str:
     return "img_" + file_sha256(path)[:16]
 
 
+class _Cancelled(Exception):
+    """The look-ahead of a shot the run will not process next (see :class:`_Ahead`)."""
+
+
+class _Ahead:
+    """One shot's frames read and segmented by the model on a background thread, while the
+    main thread runs the previous shot's pass and writes its files.
+
+    The model keeps both cores busy only while two frames are in flight; the shot pass, the
+    writers and a shot's last odd frame use one. Started as soon as the previous shot's model
+    part is done, so the two overlap. At most one exists at a time, so the segmenter is never
+    used by two threads at once. ``cancel`` stops it between frames."""
+
+    def __init__(self, key: str, work: Callable[[threading.Event], Any]) -> None:
+        self.key = key
+        self.cancel = threading.Event()
+        self._result: Any = None
+        self._error: BaseException | None = None
+        # a daemon thread: an interrupted run does not wait for the look-ahead's model calls
+        self._thread = threading.Thread(target=self._run, args=(work,), name=f"segment-ahead-{key}", daemon=True)
+        self._thread.start()
+
+    def _run(self, work: Callable[[threading.Event], Any]) -> None:
+        try:
+            self._result = work(self.cancel)
+        except BaseException as exc:  # noqa: BLE001 - raised again in the thread that takes the result
+            self._error = exc
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def drop(self) -> None:
+        self.cancel.set()
+        self._thread.join()
+
+
 class SegmentStage(Stage):
     name = "segment"
     folder = "segmentation"
@@ -131,7 +173,35 @@ class SegmentStage(Stage):
         held_segmenter(job.settings)  # each pool worker loads the model once, before its first shot
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
-        return self._plan_standalone(ctx) if ctx.job.standalone else self._plan_project(ctx)
+        items = self._plan_standalone(ctx) if ctx.job.standalone else self._plan_project(ctx)
+        self._plan_ahead(ctx, items)
+        return items
+
+    def _plan_ahead(self, ctx: StageContext, items: list[WorkItem]) -> None:
+        """After each shot, which one to segment ahead (:class:`_Ahead`): the next the runner
+        will process. Only when shots run one after another in this process (a worker pool or
+        Ray runs shots side by side already); shots done with these settings are passed over."""
+        from animlora.pipeline.runner import stage_key_of
+
+        self._ahead: _Ahead | None = None
+        self._next: dict[str, WorkItem] = {}
+        self._owner = os.getpid()
+        runner = ctx.settings.runner
+        executor = runner.executors.get(self.name, runner.executor)
+        if executor == "ray" or (executor == "process" and runner.workers > 1):
+            return
+        key = stage_key_of(self, self.settings_hash(ctx.settings), ctx.catalog)
+        rows = [] if ctx.force else ctx.catalog.rows(
+            "SELECT item_key, fingerprint FROM stage_items WHERE stage = ? AND status = 'done' AND stage_key = ?",
+            (self.name, key))
+        done = {row["item_key"]: row["fingerprint"] for row in rows}
+        todo = [item for item in items if done.get(item.key) != item.fingerprint]
+        self._next = {a.key: b for a, b in zip(todo, todo[1:], strict=False)}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_ahead", None)  # a thread: stays with the process that started it
+        return state
 
     def _plan_project(self, ctx: StageContext) -> list[WorkItem]:
         from animlora.records.extract import kept_frames, shot_label
@@ -212,43 +282,47 @@ class SegmentStage(Stage):
 
     # -- work ---------------------------------------------------------------------------
     def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:
+        # 1-2. read the frames and run the model: done ahead on a thread while the previous
+        # shot was written (see _Ahead), or now
+        ahead, self._ahead = getattr(self, "_ahead", None), None
+        if ahead is not None and ahead.key != item.key:
+            ahead.drop()  # not the shot the runner asks for: its model output is not used
+            ahead = None
+        try:
+            shot = ahead.result() if ahead is not None else self._read_and_segment(job, item, None)
+            following = getattr(self, "_next", {}).get(item.key)
+            if following is not None and getattr(self, "_owner", None) == os.getpid():
+                self._ahead = _Ahead(following.key, lambda cancel: self._read_and_segment(job, following, cancel))
+            return self._finish_shot(job, item, progress, shot)
+        except BaseException as exc:
+            # an interrupted run (Ctrl-C): the look-ahead stops at its next batch, so the run
+            # does not exit with the model still running on a thread. A shot that fails
+            # (an Exception, recorded by the runner) leaves the next shot's look-ahead running.
+            if not isinstance(exc, Exception):
+                for running in (ahead, self._ahead):
+                    if running is not None:
+                        running.drop()
+                self._ahead = None
+            raise
+
+    def _finish_shot(self, job: StageJob, item: WorkItem, progress: Progress, shot: dict[str, Any]) -> ItemOutput:
+        """Steps 3-4 of :meth:`process`: the shot pass and every file of the shot."""
         from animlora.backends.segmentation.base import Frames
         from animlora.io.images import read_image
 
         s = job.settings.segment
         out = job.output_dir
-        # 1. read and check every frame: a bad image is skipped and reported, never a crash.
-        # Decoded frames are kept for the rest of the shot (the model, the shot pass and the
-        # writers each read every frame) up to FRAME_CACHE_BYTES; past that, read on access.
-        frame_rows, good = [], []
-        held: list[np.ndarray | None] = []
-        budget = FRAME_CACHE_BYTES
-        for f in item.payload:
-            try:
-                arr, info = read_image_info(f["source"], "RGB")
-            except BadInputError as exc:
-                frame_rows.append(self._frame_row(f, "skipped", exc.problem))
-                continue
-            frame_rows.append(self._frame_row(f, "ok", None, info.converted_from, info.width, info.height))
-            good.append((f, frame_rows[-1]))
-            keep = arr.nbytes <= budget
-            budget -= arr.nbytes if keep else 0
-            if keep:
-                arr.flags.writeable = False  # shared by every reader of the shot: never changed in place
-            held.append(arr if keep else None)
-            del arr
-        # 2. segment the shot (frames loaded lazily, so memory stays bounded)
+        frame_rows, good, held = shot["frame_rows"], shot["good"], shot["held"]
         files: list[str] = []
         instance_rows: list[dict[str, Any]] = []
-        engine = None
+        engine = shot["engine"]
         if good:
             segmenter, note = held_segmenter(job.settings)
-            engine = segmenter.describe()
             frames = Frames([
                 (lambda a=arr: a) if arr is not None else (lambda p=f["source"]: read_image(p, "RGB"))
                 for (f, _), arr in zip(good, held, strict=True)
             ])
-            instances = segmenter.segment(frames)
+            instances = shot["instances"]
             # 3. the shot pass: props cut off and flagged, parts that move together merged
             extra: list[dict[str, Any]] = [{} for _ in instances]
             if s.refine and instances:
@@ -278,6 +352,50 @@ class SegmentStage(Stage):
         ]
         return ItemOutput(files=tuple(files), data={"frames": frame_rows, "instances": instance_rows,
                                                     "tracks": track_rows, "engine": engine})
+
+    def _read_and_segment(self, job: StageJob, item: WorkItem, cancel: threading.Event | None) -> dict[str, Any]:
+        """Steps 1-2 of :meth:`process` for one shot: every frame read and checked (a bad image
+        is skipped and reported, never a crash), then the model's instances and tracks.
+        Decoded frames are kept for the rest of the shot (the model, the shot pass and the
+        writers each read every frame) up to FRAME_CACHE_BYTES; past that, read on access."""
+        from animlora.backends.segmentation.base import Frames
+        from animlora.io.images import read_image
+
+        frame_rows, good = [], []
+        held: list[np.ndarray | None] = []
+        budget = FRAME_CACHE_BYTES
+        for f in item.payload:
+            if cancel is not None and cancel.is_set():
+                raise _Cancelled(item.key)
+            try:
+                arr, info = read_image_info(f["source"], "RGB")
+            except BadInputError as exc:
+                frame_rows.append(self._frame_row(f, "skipped", exc.problem))
+                continue
+            frame_rows.append(self._frame_row(f, "ok", None, info.converted_from, info.width, info.height))
+            good.append((f, frame_rows[-1]))
+            keep = arr.nbytes <= budget
+            budget -= arr.nbytes if keep else 0
+            if keep:
+                arr.flags.writeable = False  # shared by every reader of the shot: never changed in place
+            held.append(arr if keep else None)
+            del arr
+        instances: list[Any] = []
+        engine = None
+        if good:
+            segmenter, _ = held_segmenter(job.settings)
+            engine = segmenter.describe()
+
+            def load(arr: np.ndarray | None, source: str) -> np.ndarray:
+                if cancel is not None and cancel.is_set():
+                    raise _Cancelled(item.key)
+                return arr if arr is not None else read_image(source, "RGB")
+
+            frames = Frames([
+                (lambda a=arr, p=f["source"]: load(a, p)) for (f, _), arr in zip(good, held, strict=True)
+            ])
+            instances = segmenter.segment(frames)
+        return {"frame_rows": frame_rows, "good": good, "held": held, "instances": instances, "engine": engine}
 
     @staticmethod
     def _frame_row(f: dict[str, Any], status: str, problem: str | None, converted: str | None = None,
@@ -350,6 +468,9 @@ class SegmentStage(Stage):
         records.delete_shot(ctx.catalog, item_key)
 
     def finish(self, ctx: StageContext, summary: RunSummary) -> dict[str, Any]:
+        ahead, self._ahead = getattr(self, "_ahead", None), None
+        if ahead is not None:  # a shot the runner did not ask for after all
+            ahead.drop()
         cat = ctx.catalog
         s = ctx.settings.segment
         frames = records.frame_rows(cat)
