@@ -61,6 +61,35 @@ def test_new_input_is_processed_alone_and_removed_input_is_forgotten(tmp_path):
     assert meta(tmp_path) == {"toy:a": "1", "toy:c": "3"}
 
 
+class FolderToyStage(ToyStage):
+    """Writes each item's file in a folder of its own (as the dataset stage does per character)."""
+
+    def process(self, job, item, progress):
+        from animlora.io.files import atomic_write_text
+        from animlora.pipeline.stage import ItemOutput
+
+        text = Path(item.payload).read_text()
+        rel = f"{item.key}/parts/{item.key}.out"
+        atomic_write_text(job.output_dir / rel, text.upper())
+        return ItemOutput(files=(rel,), data=len(text))
+
+
+def test_a_forgotten_item_leaves_no_empty_folder(tmp_path):
+    make_inputs(tmp_path / "in", {"a": "x", "b": "yy"})
+    ws = Workspace.for_output(tmp_path / "out")
+    Runner(ws, load_settings(), input_path=tmp_path / "in").run([FolderToyStage()])
+    assert (tmp_path / "out" / "b" / "parts" / "b.out").read_text() == "YY"
+    (tmp_path / "out" / "a" / "notes.txt").write_text("mine")  # a file the stage never recorded
+    for name in ("a", "b"):
+        (tmp_path / "in" / f"{name}.txt").unlink()
+    make_inputs(tmp_path / "in", {"c": "z"})
+    Runner(ws, load_settings(), input_path=tmp_path / "in").run([FolderToyStage()])
+    assert not (tmp_path / "out" / "b").exists()  # b/parts/ held only b's file: both folders go
+    assert (tmp_path / "out" / "a" / "notes.txt").read_text() == "mine"  # a/ still holds a file
+    assert not (tmp_path / "out" / "a" / "parts").exists()
+    assert (tmp_path / "out" / "c" / "parts" / "c.out").read_text() == "Z"
+
+
 def test_changed_input_content_is_redone(tmp_path):
     make_inputs(tmp_path / "in", {"a": "x"})
     run_toy(tmp_path)

@@ -221,6 +221,20 @@ def safe_name(text: object, default: str = "item") -> str:
     return cleaned or default
 
 
+def remove_empty_parents(path: Path, root: Path) -> None:
+    """Remove the folders above ``path`` that are left empty, up to (not including) ``root``:
+    a stale item's files go and so does the folder that held only them (a character that is
+    no longer found leaves no empty ``character_8/``)."""
+    root = root.resolve()
+    parent = path.resolve().parent
+    while parent != root and parent.is_relative_to(root):
+        try:
+            parent.rmdir()  # only an empty folder
+        except OSError:
+            return
+        parent = parent.parent
+
+
 def sweep_journal(journal: Path, folder: Path, recorded: set[str], done: set[str], spare: Sequence[Path] = ()) -> int:
     """Remove what an item killed before its commit (or failed) wrote: every file the
     journal lists, inside ``folder`` (not under ``spare``), not in ``recorded`` (resolved
@@ -242,6 +256,7 @@ def sweep_journal(journal: Path, folder: Path, recorded: set[str], done: set[str
             continue
         if path.is_file() and not path.is_symlink():
             path.unlink(missing_ok=True)
+            remove_empty_parents(path, root)
             removed += 1
     journal.unlink(missing_ok=True)
     return removed

@@ -29,7 +29,13 @@ from animlora import __version__
 from animlora.catalog import Catalog, now
 from animlora.config import LoadedSettings
 from animlora.errors import AnimloraError, ConfigError, StageError
-from animlora.io.files import atomic_write_json, clean_temp_files, confined_writes, sweep_journal
+from animlora.io.files import (
+    atomic_write_json,
+    clean_temp_files,
+    confined_writes,
+    remove_empty_parents,
+    sweep_journal,
+)
 from animlora.pipeline.executors import ray_session, run_pool, run_ray, run_serial
 from animlora.pipeline.stage import RunSummary, Stage, StageContext, StageJob, WorkItem, digest
 from animlora.workspace import Workspace
@@ -296,6 +302,7 @@ class Runner:
             path = ctx.output_dir / rel
             if path.is_file() and path.resolve().is_relative_to(ctx.output_dir.resolve()):
                 path.unlink()
+                remove_empty_parents(path, ctx.output_dir)
         with ctx.catalog.transaction():
             stage.forget(ctx, key)
             ctx.catalog.execute("DELETE FROM stage_items WHERE stage = ? AND item_key = ?", (stage.name, key))
