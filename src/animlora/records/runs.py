@@ -31,10 +31,14 @@ def stage_run(catalog: Catalog, stage: str) -> StageRunRecord | None:
     return None if row is None else StageRunRecord(**dict(row))
 
 
-def done_items(catalog: Catalog, stage: str) -> dict[str, str]:
-    """item key -> fingerprint of every item of ``stage`` finished (under any stage key)."""
-    rows = catalog.rows("SELECT item_key, fingerprint FROM stage_items WHERE stage = ? AND status = 'done'", (stage,))
-    return {row["item_key"]: row["fingerprint"] for row in rows}
+def done_items(catalog: Catalog, stage: str, stage_key: str | None = None) -> dict[str, str]:
+    """item key -> fingerprint of every item of ``stage`` finished (under any stage key, or
+    only under ``stage_key``)."""
+    sql = "SELECT item_key, fingerprint FROM stage_items WHERE stage = ? AND status = 'done'"
+    args: tuple[str, ...] = (stage,)
+    if stage_key is not None:
+        sql, args = sql + " AND stage_key = ?", (stage, stage_key)
+    return {row["item_key"]: row["fingerprint"] for row in catalog.rows(sql, args)}
 
 
 def count_done(catalog: Catalog, stage: str) -> int:

@@ -182,6 +182,7 @@ class SegmentStage(Stage):
         will process. Only when shots run one after another in this process (a worker pool or
         Ray runs shots side by side already); shots done with these settings are passed over."""
         from animlora.pipeline.runner import stage_key_of
+        from animlora.records import runs as runs_records
 
         self._ahead: _Ahead | None = None
         self._next: dict[str, WorkItem] = {}
@@ -191,10 +192,7 @@ class SegmentStage(Stage):
         if executor == "ray" or (executor == "process" and runner.workers > 1):
             return
         key = stage_key_of(self, self.settings_hash(ctx.settings), ctx.catalog)
-        rows = [] if ctx.force else ctx.catalog.rows(
-            "SELECT item_key, fingerprint FROM stage_items WHERE stage = ? AND status = 'done' AND stage_key = ?",
-            (self.name, key))
-        done = {row["item_key"]: row["fingerprint"] for row in rows}
+        done = {} if ctx.force else runs_records.done_items(ctx.catalog, self.name, key)
         todo = [item for item in items if done.get(item.key) != item.fingerprint]
         self._next = {a.key: b for a, b in zip(todo, todo[1:], strict=False)}
 
