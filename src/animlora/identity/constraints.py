@@ -184,6 +184,7 @@ def merge_similar(
     constraints: Constraints | None = None,
     light: np.ndarray | None = None,
     light_bound: float = 0.0,
+    close: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[tuple[int, int, float]]]:
     """Merge clusters whose centroids' cosine similarity exceeds ``bound`` (most similar pair
     first) unless a cannot-link pair joins them (without ``constraints``: unless they share a
@@ -198,7 +199,14 @@ def merge_similar(
     0.945). The mean is of each member's cast *strength*, not of the signed gains: a
     cluster from a sunset shot and a night shot has signed gains that cancel out (warm
     against cool) and was taken for a plain-light one (cgi-bench seed 3: the green boy's
-    sunset+night cluster was kept from his day-lit one so, at 0.928)."""
+    sunset+night cluster was kept from his day-lit one so, at 0.928).
+
+    With ``close`` (per instance: framed as a close-up, prefilter's ``close_up``), a cluster
+    most of whose members are close-ups is not held by the plain-light rule: HDBSCAN keeps a
+    character's close-ups (a back and shoulders filling the frame) apart from its full figure
+    by framing, not by identity, so "kept apart under one light" says nothing there (cgi-bench
+    seed 2: the green boy's close-ups at 0.913 from his other views, left a cluster of their own).
+    The bound and the cannot-links still hold."""
     out = labels.copy()
     if bound >= 1.0:
         return out, []
@@ -210,6 +218,9 @@ def merge_similar(
     if light is not None:
         cast = np.abs(np.asarray(light)).max(axis=1)  # per instance: the strongest gain applied to its shot
         mild = sorted(lab for lab in ids if float(cast[out == lab].mean()) <= light_bound)
+        if close is not None:  # close-up clusters: kept apart by framing, not light (docstring)
+            framed = np.asarray(close, bool)
+            mild = [lab for lab in mild if 2 * int(framed[out == lab].sum()) <= int((out == lab).sum())]
         blocked |= {(a, b) for a in mild for b in mild if a < b}
     merges = []
     while len(ids) > 1:
