@@ -322,11 +322,12 @@ def test_merge_only_joins_clusters_split_by_light():
     assert len(merge_similar(x, labels, frames, 0.9)[1]) == 1
 
 
-def test_a_cluster_of_close_ups_is_not_held_apart_by_the_plain_light_rule():
+def test_close_ups_against_full_figures_are_not_held_apart_by_the_plain_light_rule():
     """HDBSCAN keeps a character's close-ups apart from its full figure by framing (cgi-bench
-    seed 2: the green boy's back filling the frame, 0.913 from his other views, under plain
-    light): a cluster mostly of close-ups may merge by similarity; two plain-light clusters of
-    full figures still may not, and the bound still holds."""
+    seed 2: the green boy's back filling the frame, 0.912 from his other views, under plain
+    light): a cluster mostly of close-ups and one with none may merge by similarity; two
+    plain-lit clusters that both hold close-ups still may not (the film: Frank and Buck), and
+    the bound still holds."""
     from animlora.identity.constraints import merge_similar
 
     rng = np.random.default_rng(0)
@@ -336,14 +337,15 @@ def test_a_cluster_of_close_ups_is_not_held_apart_by_the_plain_light_rule():
     frames = [f"f{i}" for i in range(14)]
     plain = np.zeros((14, 3))
     close = np.zeros(14, bool)
-    close[10:] = True  # the second cluster: four close-ups
+    close[11:] = True  # the second cluster: three close-ups of four
     joined, merges = merge_similar(x, labels, frames, 0.9, None, plain, 0.3, close)
     assert len(merges) == 1 and len(set(joined.tolist())) == 1
     assert merge_similar(x, labels, frames, 0.9, None, plain, 0.3)[1] == []  # without framing: held
-    close[10:12] = False  # half close-ups only: a cluster of full figures as much as close-ups
+    assert merge_similar(x, labels, frames, 0.96, None, plain, 0.3, close)[1] == []  # the bound holds
+    close[0] = True  # one close-up among the full figures: framing no longer parts them
     assert merge_similar(x, labels, frames, 0.9, None, plain, 0.3, close)[1] == []
-    close[:] = True  # both clusters close-ups, yet less alike than the bound: apart
-    assert merge_similar(x, labels, frames, 0.96, None, plain, 0.3, close)[1] == []
+    close[0], close[11] = False, False  # half close-ups only: not mostly
+    assert merge_similar(x, labels, frames, 0.9, None, plain, 0.3, close)[1] == []
 
 
 def test_close_ups_are_read_from_the_instances_boxes_and_frames():
