@@ -370,3 +370,34 @@ def test_a_two_coloured_character_is_not_split_without_two_things_seen_apart():
     refined = refine_shot(segment_like_a_matte(frames, shapes), frames, settings())
     assert [len(masks_in(refined.instances, k)) for k in range(4)] == [1, 1, 1, 1]
     assert not any(note.get("colour_split") or note.get("mixed") for note in refined.measures)
+
+
+
+def test_far_frames_showing_a_prop_on_its_own_are_partners_even_when_others_show_more_set():
+    # the demo's lower boulder (frames 28-37): the frames beyond the neighbours that show most of
+    # this frame's moving pixels as set show the body's place as plain set and the rock joined to
+    # something else (no vote) or plain set once (1 vote, 2 needed); two frames show the rock as a
+    # prop on its own (2 votes each). Those must be asked too.
+    from animlora.backends.segmentation import refine
+
+    n = 9
+    image = textured_background(H, W, seed=3)
+    body, rock = np.zeros((H, W), bool), np.zeros((H, W), bool)
+    body[30:110, 120:200] = True
+    rock[80:120, 60:110] = True
+    first = image.copy()
+    first[body] = ORANGE  # the character, in frame 0 only; the rock is the set's own texture
+    views = refine._views([first] + [image] * (n - 1))
+    h, w = views[0].gray.shape
+    moving = [body | rock] + [np.zeros((h, w), bool)] * (n - 1)
+    props = [np.zeros((h, w), bool) for _ in range(n)]
+    props[4] = props[5] = rock  # the rock on its own, the character standing on its place
+    free = [np.zeros((h, w), bool) for _ in range(n)]
+    free[6] = ~np.zeros((h, w), bool)  # the character gone: all plain set
+    free[7] = free[8] = ~rock  # the character gone, the rock joined to something else
+    sets = [np.ones((h, w), bool)] * n
+    found = refine._far_props(moving, lambda i: props, views, sets, {}, None, free)[0]
+    assert found is not None
+    assert (found & rock).sum() >= 0.9 * rock.sum()
+    assert not (found & body).any()
+

@@ -108,6 +108,7 @@ class DatasetStage(Stage):
         min_size, min_size_why = gate.resolve_min_size(s.min_size, records.count_shots(catalog) if catalog else None)
         ctx.extra["min_size"] = {"setting": s.min_size, "value": min_size, "why": min_size_why}
         measures, tracks = self._measures(catalog) if catalog is not None and s.scenery_check else ({}, {})
+        groups = self._groups(catalog, members) if catalog is not None and s.scenery_check else {}
         items = []
         for character, group in sorted(by_char.items()):
             trigger = (ctx.settings.caption.trigger if ctx.job.standalone and root is None else "") or trigger_for(
@@ -127,6 +128,9 @@ class DatasetStage(Stage):
                     {k: np.frombuffer(v, dtype="<f4") for k, v in (embeddings or {}).get("vectors", {}).items()},
                     ctx.settings.prefilter.max_static, ctx.settings.prefilter.max_flat <= 1.0),
             }
+            # two or more characters in one mask (curation/gate.py): left out like a prop track
+            payload["props"] = {m.instance_id: groups[m.instance_id] for m in group if m.instance_id in groups
+                                } | payload["props"]
             fingerprint = digest(
                 trigger, payload["clothed"], min_size, payload["not_character"], sorted(payload["props"].items()),
                 [(m.instance_id, stat_key(m.image_path), stat_key(m.frame_path), stat_key(m.filled_path),
@@ -137,6 +141,14 @@ class DatasetStage(Stage):
             )
             items.append(WorkItem(character, fingerprint, payload, character))
         return items + extra
+
+    @staticmethod
+    def _groups(catalog: Any, members: list[Member]) -> dict[str, str]:
+        """instance id -> why its mask is two or more characters (curation/gate.py)."""
+        from animlora.curation.gate import group_members
+        from animlora.records.segment import instance_rows
+
+        return group_members(instance_rows(catalog), {m.instance_id for m in members})
 
     @staticmethod
     def _measures(catalog: Any) -> tuple[dict[str, dict[str, Any] | None], dict[str, list[dict[str, Any] | None]]]:

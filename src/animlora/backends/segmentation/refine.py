@@ -262,11 +262,18 @@ def _far_props(moving: list[np.ndarray], still_in: Any, views: list[_View], sets
             continue
         prop_masks = still_in(i)
         seen = prop_masks if free is None else [p | f for p, f in zip(prop_masks, free, strict=True)]
-        scores = [(int((seen[j] & moving[i]).sum()), -abs(i - j), j) for j in range(n)
-                  if abs(i - j) > NEIGHBOURS and seen[j].shape == moving[i].shape]
+        # the frames that show most of this frame's moving pixels as set or a prop, and as many
+        # again that show most of them as a prop on its own: a frame showing only plain set
+        # there (the character elsewhere) gives one vote a pixel and cannot cut a prop that the
+        # matte joined to the character in every nearer frame (the demo's lower boulder, in
+        # Buck's mask from frame 28 to 37 and in 107, on its own in 45-67 and 128)
+        enough = CUT_FRACTION * moving[i].sum()
+        far_js = [j for j in range(n) if abs(i - j) > NEIGHBOURS and seen[j].shape == moving[i].shape]
+        by_seen = sorted(((int((seen[j] & moving[i]).sum()), -abs(i - j), j) for j in far_js), reverse=True)
+        by_prop = sorted(((int((prop_masks[j] & moving[i]).sum()), -abs(i - j), j) for j in far_js), reverse=True)
         partners = []
-        for score, _, j in sorted(scores, reverse=True)[:FAR_PARTNERS]:
-            if score < CUT_FRACTION * moving[i].sum():
+        for score, _, j in by_seen[:FAR_PARTNERS] + by_prop[:FAR_PARTNERS]:
+            if score < enough or j in partners:
                 continue
             if (i, j) not in homs:
                 both = (feats[i], feats[j]) if feats else None
