@@ -223,17 +223,22 @@ def text_over_length(lines: list[np.ndarray], mask: np.ndarray) -> float:
     import cv2
 
     total = 0.0
-    band = np.zeros(mask.shape[:2], np.uint8)
+    top, bottom = LINE_CORE
     for box in lines:
-        top, bottom = LINE_CORE
         height = float(np.linalg.norm(box[3] - box[0]))
         if height < 1.0:
             continue
-        core = np.float32([box[0] + top * (box[3] - box[0]), box[1] + top * (box[2] - box[1]),
-                           box[1] + bottom * (box[2] - box[1]), box[0] + bottom * (box[3] - box[0])])
-        band[:] = 0
-        cv2.fillPoly(band, [np.round(core).astype(np.int32)], 1)
-        inside = int(np.count_nonzero(band.astype(bool) & mask))
+        core = np.round(np.float32([
+            box[0] + top * (box[3] - box[0]), box[1] + top * (box[2] - box[1]),
+            box[1] + bottom * (box[2] - box[1]), box[0] + bottom * (box[3] - box[0])])).astype(np.int32)
+        # drawn in the band's own bounding box (a credits frame has ~40 lines)
+        x0, y0 = np.maximum(core.min(axis=0), 0)
+        x1, y1 = np.minimum(core.max(axis=0) + 1, (mask.shape[1], mask.shape[0]))
+        if x1 <= x0 or y1 <= y0:
+            continue
+        band = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(band, [core - np.int32([x0, y0])], 1)
+        inside = int(np.count_nonzero(band.astype(bool) & mask[y0:y1, x0:x1]))
         total += inside / ((bottom - top) * height) / height
     return total
 
