@@ -16,6 +16,7 @@ from animlora.backends.text.detection import (
     make_text_detector,
     resolve_text_detector,
     text_cover,
+    text_over_length,
 )
 from animlora.config import load_settings
 from animlora.errors import ConfigError
@@ -40,6 +41,19 @@ def subtitled() -> np.ndarray:
     return img
 
 
+def close_up() -> tuple[np.ndarray, np.ndarray]:
+    """A character's close-up, cut by the frame's bottom and right edges (box 200x240 of a
+    480x270 frame), with the end of a subtitle over it: "ts" of "And three rodent pests", as
+    on the trailer's Frank. The frame (BGR) and the character's mask."""
+    img = backdrop()
+    cv2.ellipse(img, (430, 250), (150, 220), 0, 0, 360, (60, 90, 200), -1)
+    cv2.putText(img, "And three rodent pests", (75, 120), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2,
+                cv2.LINE_AA)
+    mask = np.zeros((H, W), np.uint8)
+    cv2.ellipse(mask, (430, 250), (150, 220), 0, 0, 360, 255, -1)
+    return img, mask
+
+
 def striped() -> np.ndarray:
     """A striped shirt: rows of bright bars, text-like to a detector, with nothing to read."""
     img = backdrop()
@@ -62,6 +76,38 @@ def test_verdicts_from_text_cover():
                      0.5: "not_character:text", 1.0: "not_character:text"}
     # size and truncation are tested first
     assert judge(base | {"width": 10, "extra": {"text_cover": 1.0}}, mode, p.blur_threshold, p) == "tiny"
+
+
+def test_text_over_a_close_up_is_judged_by_length_not_share():
+    """Two letters over a close-up filling the frame's height are 1-2% of its mask (trailer:
+    Frank under "And three rodent pests", kept before): how far the text runs over the mask,
+    in line heights, rejects it; a character beside text (film: 0-0.27) is kept."""
+    p = load_settings().settings.prefilter
+    mode = p.modes["balanced"]
+    frank = {"width": 452, "height": 563, "area_fraction": 0.19, "sharpness": 0.5, "score": 0.9, "truncated": 2,
+             "bbox": [828, 157, 452, 563], "frame": [1280, 720]}  # cut by the bottom and the right: a close-up
+    def verdict(cover: float, over: float | None, read: bool = True) -> str | None:
+        extra = {"text_cover": cover, "text_read": read} | ({} if over is None else {"text_over": over})
+        return judge(frank | {"extra": extra}, mode, p.blur_threshold, p)
+    assert verdict(0.0, None) is None  # the close-up rule keeps it
+    assert verdict(0.0173, 1.86) == "text_over"
+    assert verdict(0.0122, 1.18) == "text_over"
+    assert verdict(0.0051, 0.27) is None  # a bird beside a fading title
+    assert verdict(0.0118, 0.0) is None  # Rinky above a credits line, the box's margin on his feet
+    assert verdict(0.0173, 1.86, read=False) is None  # boxes of the weightless detector: never text_over
+    assert verdict(0.0173, None) is None  # an earlier cache: share only
+
+
+def test_text_over_length_counts_the_glyphs_not_the_margin():
+    line = np.float32([[100, 100], [300, 100], [300, 140], [100, 140]])  # 40 px high
+    mask = np.zeros((270, 480), bool)
+    mask[:, 260:] = True  # the line's last 40 px: one line height
+    assert text_over_length([line], mask) == pytest.approx(1.0, abs=0.1)  # polygons fill their edge pixels
+    assert text_over_length([line, line + np.float32([0, 60])], mask) == pytest.approx(2.0, abs=0.2)
+    grazed = np.zeros((270, 480), bool)
+    grazed[132:200, :] = True  # under the line, overlapping its box's bottom margin only
+    assert text_over_length([line], grazed) == 0.0
+    assert text_over_length([], mask) == 0.0
 
 
 def test_text_cover_is_the_masked_share():
@@ -108,33 +154,37 @@ def test_ppocr_reads_the_subtitle_and_not_the_stripes():
     assert not det.is_line(line, "bird", 0.5)  # type: ignore[attr-defined]
 
 
-def _project(root: Path, detector: str) -> Workspace:
-    """A project whose catalog has one frame (a subtitle across a character) and three
+def _project(root: Path, detector: str, frames: dict[str, np.ndarray] | None = None,
+             masks: dict[str, np.ndarray] | None = None) -> Workspace:
+    """A project whose catalog holds ``frames`` (BGR) and the instances of ``masks`` (named
+    ``<frame>_i<n>``). By default: one frame (a subtitle across a character) and three
     instances: the character, the subtitle taken as its own instance, and a clean
     character in a second, text-free frame."""
     (root / "project.yaml").write_text(f"project:\n  name: t\nprefilter:\n  text_detector: {detector}\n"
                                        "  duplicate_distance: 0\n")
     ws = Workspace(root)
-    frames = {"f0": subtitled(), "f1": backdrop()}
-    cv2.ellipse(frames["f1"], (240, 140), (60, 100), 0, 0, 360, (60, 90, 200), -1)
-    body = np.zeros((H, W), np.uint8)
-    cv2.ellipse(body, (240, 140), (60, 100), 0, 0, 360, 255, -1)
-    words = np.zeros((H, W), np.uint8)
-    words[128:158, 140:336] = 255
-    masks = {"f0_i0": body, "f0_i1": words, "f1_i0": body}  # the matte took the letters with the body
+    if frames is None or masks is None:
+        frames = {"f0": subtitled(), "f1": backdrop()}
+        cv2.ellipse(frames["f1"], (240, 140), (60, 100), 0, 0, 360, (60, 90, 200), -1)
+        body = np.zeros((H, W), np.uint8)
+        cv2.ellipse(body, (240, 140), (60, 100), 0, 0, 360, 255, -1)
+        words = np.zeros((H, W), np.uint8)
+        words[128:158, 140:336] = 255
+        masks = {"f0_i0": body, "f0_i1": words, "f1_i0": body}  # the matte took the letters with the body
     for name, img in frames.items():
         write_image(root / "frames" / f"{name}.png", img[..., ::-1])
     rows = []
     for name, mask in masks.items():
-        frame = frames[name[:2]]
+        frame = frames[name.split("_")[0]]
         rgba = np.dstack([frame[..., ::-1], mask])
         write_image(root / "segmentation" / "character" / f"{name}.png", rgba)
         write_image(root / "segmentation" / "masks" / f"{name}.png", mask)
         ys, xs = np.nonzero(mask)
-        rows.append({"id": name, "frame_id": name[:2], "video_id": "v", "shot_id": None, "track_id": None,
-                     "path": f"character/{name}.png", "mask_path": f"masks/{name}.png",
+        edges = int(xs.min() == 0) + int(ys.min() == 0) + int(xs.max() == W - 1) + int(ys.max() == H - 1)
+        rows.append({"id": name, "frame_id": name.split("_")[0], "video_id": "v", "shot_id": None,
+                     "track_id": None, "path": f"character/{name}.png", "mask_path": f"masks/{name}.png",
                      "bbox": [int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1],
-                     "area_fraction": float((mask > 0).mean()), "truncated": 0, "sharpness": 0.5, "score": 0.9,
+                     "area_fraction": float((mask > 0).mean()), "truncated": edges, "sharpness": 0.5, "score": 0.9,
                      "backend": "test", "measures": "{}"})
     cat = ws.open_catalog()
     cat.upsert("videos", [{"id": "v", "path": "v.mp4", "name": "v", "size": 1, "width": W, "height": H,
@@ -195,3 +245,27 @@ def test_ppocr_reads_only_the_start_of_a_long_line_and_still_finds_it():
     mask = det.detect(frame)
     assert mask[60, int(box[:, 0].max()) - 20]  # the unread end of the line is text too
     assert det._line_crop(frame, box).shape[1] <= det.read_aspect * height + 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(not HAS_PPOCR, reason="pip install 'animlora[text]'")
+def test_project_rejects_text_over_a_close_up(tmp_path):
+    """The trailer's Frank: a close-up (cut by the bottom and a side, kept by
+    ``closeup_min_height``) under the last two letters of a subtitle, 1.8% of its mask (under
+    ``max_text_over``): rejected as ``text_over`` by how far the text runs over it; the same
+    close-up without the subtitle is kept."""
+    from animlora.pipeline.runner import Runner
+    from animlora.stages import get_stage
+
+    frame, mask = close_up()
+    clean = backdrop()
+    cv2.ellipse(clean, (430, 250), (150, 220), 0, 0, 360, (60, 90, 200), -1)
+    ws = _project(tmp_path, "ppocr", {"f0": frame, "f1": clean}, {"f0_i0": mask, "f1_i0": mask})
+    Runner(ws, load_settings(tmp_path)).run([get_stage("prefilter")])
+    cat = ws.open_catalog()
+    reasons = {r["instance_id"]: r["reason"] for r in cat.rows("SELECT * FROM prefilter_results")}
+    cat.close()
+    assert reasons == {"f0_i0": "text_over", "f1_i0": None}
+    cache = json.loads((tmp_path / "filtered" / "text_cover.json").read_text())["frames"]
+    assert 0 < cache["f0"]["cover"]["f0_i0"] < load_settings(tmp_path).settings.prefilter.max_text_over
+    assert 0.6 <= cache["f0"]["over"]["f0_i0"] <= 1.5  # "ts": about one line height
+    assert cache["f1"]["over"] == {"f1_i0": 0.0}

@@ -195,7 +195,8 @@ class PrefilterMode(BaseModel):
 
 class PrefilterSettings(Section):
     # 0 = every instance cut by more frame edges than the mode allows is truncated (before)
-    added_fields: ClassVar[dict[str, Any]] = {"closeup_min_height": 0.0}
+    # max_text_over_length 0 = text over a character judged by its share of the mask alone (before)
+    added_fields: ClassVar[dict[str, Any]] = {"closeup_min_height": 0.0, "max_text_over_length": 0.0}
     mode: Literal["strict", "balanced", "lenient"]
     blur_threshold: float = Field(ge=0, le=1, description="crispness floor (0..1) inside the mask; profile sets it")
     blur_film: float = Field(ge=0, le=1, description="blurred below this fraction of the film's median crispness")
@@ -211,6 +212,9 @@ class PrefilterSettings(Section):
         description="reads text in the frame: ppocr (pip install 'animlora[text]'), opencv (no weights), auto, off")
     max_text_cover: float = Field(ge=0, le=1, description="share of the mask under read text at which it is text")
     max_text_over: float = Field(ge=0, le=1, description="share of the mask under read text at which text is drawn over it")
+    max_text_over_length: float = Field(
+        ge=0, description="or how far read text runs over the mask, in line heights (~2 letters per height), at which "
+                          "text is drawn over it; 0 = off")
     modes: dict[Literal["strict", "balanced", "lenient"], PrefilterMode]
 
 

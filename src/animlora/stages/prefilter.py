@@ -132,8 +132,13 @@ def judge(measures: dict[str, Any], mode: Any, blur_threshold: float, settings: 
     ):
         return "not_character:text"
     # text over a character only when the text was read (ppocr): the weightless detector's
-    # boxes also land on fur and leaves (28 of 57 text-free rendered frames), always on a small share
-    if settings is not None and cover is not None and extra.get("text_read") and cover >= settings.max_text_over:
+    # boxes also land on fur and leaves (28 of 57 text-free rendered frames), always on a small share.
+    # By share of the mask, or by how far the text runs over it (line heights): a share alone
+    # misses letters over a close-up (trailer: 1-2% of Frank's mask under two letters)
+    if settings is not None and extra.get("text_read") and (
+        (cover is not None and cover >= settings.max_text_over)
+        or (settings.max_text_over_length > 0 and (extra.get("text_over") or 0.0) >= settings.max_text_over_length)
+    ):
         return "text_over"
     score = measures.get("score")
     aspect = max(w, h) / max(1, min(w, h))
@@ -228,25 +233,38 @@ def measure_cutout(rgba: np.ndarray) -> dict[str, Any]:
     }
 
 
-def _covers(detector: Any, members: list[dict[str, Any]]) -> dict[str, float | None]:
-    """Per instance of one frame: the share of its mask (>= 50%) under text ``detector``
-    reads in the frame; None when the frame or the mask cannot be read."""
-    from animlora.backends.text.detection import text_cover
+def _covers(detector: Any, members: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Per instance of one frame: ``cover``, the share of its mask (>= 50%) under text
+    ``detector`` reads in the frame, and ``over``, how far read lines run over the mask in
+    line heights (:func:`~animlora.backends.text.detection.text_over_length`; None for a
+    detector that reads nothing); None when the frame or the mask cannot be read."""
+    from animlora.backends.text.detection import lines_mask, text_cover, text_over_length
 
+    ids = [m["id"] for m in members]
     try:
-        frame = read_image(Path(members[0]["frame"]), "RGB")[..., ::-1]
+        frame = np.ascontiguousarray(read_image(Path(members[0]["frame"]), "RGB")[..., ::-1])
     except BadInputError:
-        return {m["id"]: None for m in members}
-    text = detector.detect(np.ascontiguousarray(frame))
-    out: dict[str, float | None] = {}
+        return {"cover": dict.fromkeys(ids), "over": dict.fromkeys(ids)}
+    lines = detector.lines(frame) if hasattr(detector, "lines") else None
+    text = lines_mask(lines, frame.shape) if lines is not None else detector.detect(frame)
+    cover: dict[str, float | None] = {}
+    over: dict[str, float | None] = {}
     for m in members:
         try:
             mask = read_image(Path(m["mask"]), "L") >= 128
         except BadInputError:
-            out[m["id"]] = None
-            continue
-        out[m["id"]] = round(text_cover(text, mask), 4) if mask.shape == text.shape else None
-    return out
+            mask = None
+        fits = mask is not None and mask.shape == text.shape
+        cover[m["id"]] = round(text_cover(text, mask), 4) if fits else None
+        over[m["id"]] = round(text_over_length(lines, mask), 3) if fits and lines is not None else None
+    return {"cover": cover, "over": over}
+
+
+def _lacks_over(entry: dict[str, Any], detector: str) -> bool:
+    """A cached frame of an earlier release (before ``over`` was measured) where text was
+    read over some mask: read again. Frames with no text over any mask (most) are not: their
+    ``over`` is 0."""
+    return detector == "ppocr" and "over" not in entry and any(c for c in entry.get("cover", {}).values())
 
 
 def _extra(text: str | None) -> dict[str, Any]:
@@ -332,19 +350,22 @@ class PrefilterStage(Stage):
                 continue
             key = {m["id"]: list(stat_key(m["mask"])) for m in members}  # a list, as the cache reads back
             entry = known.get(frame_id)
-            if entry is None or entry.get("masks") != key:
+            if entry is None or entry.get("masks") != key or _lacks_over(entry, name):
                 if detector is None:
                     from animlora.backends.text.detection import make_text_detector
 
                     detector = make_text_detector(name)
-                entry = {"masks": key, "cover": _covers(detector, members)}
+                entry = {"masks": key, **_covers(detector, members)}
                 known[frame_id] = entry
                 changed = True
             for m in members:
                 cover = entry["cover"].get(m["id"])
                 if cover is not None:
-                    m["measures"] = m["measures"] | {"extra": (m["measures"].get("extra") or {})
-                                                     | {"text_cover": cover, "text_read": name == "ppocr"}}
+                    found_text = {"text_cover": cover, "text_read": name == "ppocr"}
+                    over = (entry.get("over") or {}).get(m["id"], 0.0 if not cover else None)
+                    if over is not None:
+                        found_text["text_over"] = over
+                    m["measures"] = m["measures"] | {"extra": (m["measures"].get("extra") or {}) | found_text}
         if changed:
             ctx.output_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(path, {"detector": version, "frames": known})

@@ -9,10 +9,12 @@ from animlora.backends.text.detection import (
     OpenCVTextDetector,
     PPOCRTextDetector,
     TextDetector,
+    lines_mask,
     make_text_detector,
     resolve_text_detector,
     text_cover,
+    text_over_length,
 )
 
-__all__ = ["DETECTORS", "OpenCVTextDetector", "PPOCRTextDetector", "TextDetector", "make_text_detector",
-           "resolve_text_detector", "text_cover"]
+__all__ = ["DETECTORS", "OpenCVTextDetector", "PPOCRTextDetector", "TextDetector", "lines_mask",
+           "make_text_detector", "resolve_text_detector", "text_cover", "text_over_length"]

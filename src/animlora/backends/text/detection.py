@@ -28,6 +28,11 @@ PPOCR_PACKAGE = "rapidocr_onnxruntime"
 
 
 class TextDetector(Protocol):
+    """One required method, :meth:`detect`. A detector that reads its lines (``ppocr``) also
+    has ``lines(bgr) -> list of 4x2 corner arrays`` (the read lines, corners in reading
+    order: top-left, top-right, bottom-right, bottom-left), which :func:`text_over_length`
+    measures."""
+
     name: str
 
     def detect(self, bgr: np.ndarray) -> np.ndarray:
@@ -101,14 +106,12 @@ class PPOCRTextDetector:
         read, _ = self.engine.text_rec([self._line_crop(bgr, b) for b in lines])
         return [(b, str(r[0]), float(r[1])) for b, r in zip(lines, read, strict=True)]
 
-    def detect(self, bgr: np.ndarray) -> np.ndarray:
-        import cv2
+    def lines(self, bgr: np.ndarray) -> list[np.ndarray]:
+        """The corners (4x2) of every line that is text (:meth:`is_line`)."""
+        return [box for box, text, score in self.read(bgr) if self.is_line(box, text, score)]
 
-        out = np.zeros(bgr.shape[:2], np.uint8)
-        for box, text, score in self.read(bgr):
-            if self.is_line(box, text, score):
-                cv2.fillPoly(out, [np.round(box).astype(np.int32)], 1)
-        return out > 0
+    def detect(self, bgr: np.ndarray) -> np.ndarray:
+        return lines_mask(self.lines(bgr), bgr.shape[:2])
 
 
 class OpenCVTextDetector:
@@ -192,6 +195,52 @@ def _ppocr() -> PPOCRTextDetector:
     import os
 
     return PPOCRTextDetector(threads=max(1, min(4, os.cpu_count() or 1)))
+
+
+def lines_mask(lines: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """A bool mask of ``shape`` (H, W) with every line's box filled."""
+    import cv2
+
+    out = np.zeros(shape[:2], np.uint8)
+    for box in lines:
+        cv2.fillPoly(out, [np.round(box).astype(np.int32)], 1)
+    return out > 0
+
+
+# the middle of a line's box: its glyphs, without the margin the detector grows around them
+LINE_CORE = (0.25, 0.75)
+
+
+def text_over_length(lines: list[np.ndarray], mask: np.ndarray) -> float:
+    """How far text runs over ``mask`` (bool, H x W), in line heights (a letter is ~0.5-0.6):
+    per line, the area of the middle half of its box (:data:`LINE_CORE`: the glyphs, not the
+    margin the detector adds around them) inside the mask, divided by that band's height and
+    by the line's height; summed over the lines. Independent of the mask's size, where the
+    share of the mask (:func:`text_cover`) is not: two letters of a subtitle over a close-up
+    filling the frame's height are 1-2% of its mask (trailer, Frank under "And three rodent
+    pests": 1.1-1.9 line heights), as much as a whole word over a small figure. A line
+    passing just above or below the mask, its box grazing it, counts 0."""
+    import cv2
+
+    total = 0.0
+    top, bottom = LINE_CORE
+    for box in lines:
+        height = float(np.linalg.norm(box[3] - box[0]))
+        if height < 1.0:
+            continue
+        core = np.round(np.float32([
+            box[0] + top * (box[3] - box[0]), box[1] + top * (box[2] - box[1]),
+            box[1] + bottom * (box[2] - box[1]), box[0] + bottom * (box[3] - box[0])])).astype(np.int32)
+        # drawn in the band's own bounding box (a credits frame has ~40 lines)
+        x0, y0 = np.maximum(core.min(axis=0), 0)
+        x1, y1 = np.minimum(core.max(axis=0) + 1, (mask.shape[1], mask.shape[0]))
+        if x1 <= x0 or y1 <= y0:
+            continue
+        band = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(band, [core - np.int32([x0, y0])], 1)
+        inside = int(np.count_nonzero(band.astype(bool) & mask[y0:y1, x0:x1]))
+        total += inside / ((bottom - top) * height) / height
+    return total
 
 
 def text_cover(text: np.ndarray, mask: np.ndarray) -> float:
