@@ -343,6 +343,30 @@ def test_blur_in_a_track_is_judged_against_its_median_not_one_odd_crisp_member()
     assert decide(pair, p)["moving"] == "blur:track"
 
 
+def test_a_long_track_is_judged_against_its_members_nearest_in_time():
+    """The film's shot 4 in one track: plants and the dark burrow (0.53-0.70), then Buck climbs
+    into the light (0.39-0.41, sharp by eye): against the whole track's median (0.56) he was
+    blurred; against his neighbours in time he is not. A motion-blurred frame among its
+    neighbours still is, and without frame positions the whole track is the reference."""
+    from animlora.stages.prefilter import decide
+
+    p = load_settings().settings.prefilter
+    base = {"width": 500, "height": 500, "area_fraction": 0.2, "truncated": 0, "score": 0.9}
+    crisp = {553: 0.70, 584: 0.69, 620: 0.70, 700: 0.68, 742: 0.69, 765: 0.67, 861: 0.60, 896: 0.54, 1024: 0.53,
+             1080: 0.40, 1128: 0.41, 1160: 0.42, 1180: 0.29, 1200: 0.41}
+    items = [{"id": f"f{t}", "track": "t", "film": "v", "time": t,
+              "measures": base | {"sharpness": c, "extra": {"signature": f"{16 * (k + 1):02x}" * 256}}}
+             for k, (t, c) in enumerate(crisp.items())]
+    # the rest of the film: what crisp means in it (upper quartile), so 0.31 is soft only for its track
+    items += [{"id": f"g{k}", "track": f"u{k}", "film": "v", "time": 2000 + k,
+               "measures": base | {"sharpness": 0.45, "extra": {"signature": "00" * 256}}} for k in range(30)]
+    verdict = decide(items, p)
+    assert {name for name, v in verdict.items() if v} == {"f1180"}
+    assert verdict["f1180"] == "blur:track"
+    unplaced = decide([it | {"time": None} for it in items], p)
+    assert {name for name, v in unplaced.items() if v} == {"f1080", "f1128", "f1160", "f1180", "f1200"}
+
+
 def test_two_characters_seen_apart_then_one_blob_are_split_by_their_colours():
     # an orange character walks in front of a grey one: apart in frame 0, one blob of the
     # matte in frames 1-3 (overlapping: no neck for split_matte); both move

@@ -168,14 +168,30 @@ def track_reference(crispness: list[float]) -> float:
     return max(crispness)
 
 
+# a long track is judged against its members nearest in time: motion blur and focus pulls are
+# brief, while a long shot's light changes (film: Buck climbing from his dark burrow into the
+# light, 0.39-0.41 against 0.53-0.70 for the dark burrow and the plants of the same track, 20 s
+# earlier) and a tracker can slip from one thing to another
+TRACK_WINDOW = 5
+
+
+def track_mates(item: dict[str, Any], mates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The members of ``item``'s track it is judged against: all of them, or for a track of more
+    than ``TRACK_WINDOW`` with known frame positions (``time``), the ``TRACK_WINDOW`` nearest in
+    time (itself included)."""
+    if len(mates) <= TRACK_WINDOW or item.get("time") is None or any(m.get("time") is None for m in mates):
+        return mates
+    return sorted(mates, key=lambda m: (abs(m["time"] - item["time"]), m["id"]))[:TRACK_WINDOW]
+
+
 def decide(items: list[dict[str, Any]], settings: Any) -> dict[str, str | None]:
     """Every instance's verdict (reason or None), judged with its track and its film.
 
-    ``items``: dicts with ``id``, ``measures`` (see :func:`judge`), ``track`` and ``film``
-    (None when unknown). Sharpness is relative: an instance is blurred when it is far less
+    ``items``: dicts with ``id``, ``measures`` (see :func:`judge`), ``track``, ``film`` and
+    ``time`` (the frame's position in the film; None when unknown). Sharpness is relative: an instance is blurred when it is far less
     crisp than the film's crisp instances (upper quartile; ``blur_film``: the film's own look, depth of
-    field included) or than its own track (its median, :func:`track_reference`; ``blur_track``: motion
-    blur, a focus pull). Then, per track, the crispest instances are kept first and an
+    field included) or than its own track (its median, :func:`track_reference`, over the members
+    nearest in time, :func:`track_mates`; ``blur_track``: motion blur, a focus pull). Then, per track, the crispest instances are kept first and an
     instance whose appearance is within ``duplicate_distance`` of one kept is a duplicate."""
     from animlora.backends.segmentation.cutouts import signature_distance
 
@@ -201,7 +217,7 @@ def decide(items: list[dict[str, Any]], settings: Any) -> dict[str, str | None]:
         if ref is not None and crisp < film_ratio * ref:
             verdict[it["id"]] = "blur:film"
             continue
-        mates = tracks.get((it.get("film"), it.get("track")), [])
+        mates = track_mates(it, tracks.get((it.get("film"), it.get("track")), []))
         if len(mates) >= 2 and crisp < track_ratio * track_reference([m["measures"]["sharpness"] for m in mates]):
             verdict[it["id"]] = "blur:track"
     # duplicates per track: crispest first; each later one must differ from every kept one
@@ -314,7 +330,7 @@ class PrefilterStage(Stage):
                         "sharpness": r.sharpness, "score": r.score, "extra": _extra(r.measures),
                         "bbox": [x, y, w, h], "frame": frame}
             found.append({"id": r.id, "source": str(seg_dir / r.path), "path": r.path, "measures": measures,
-                          "track": r.track_id, "film": r.video_id, "frame_id": r.frame_id,
+                          "track": r.track_id, "film": r.video_id, "frame_id": r.frame_id, "time": r.frame_index,
                           "frame": str(frames_dir / r.frame_path) if r.frame_path else None,
                           "mask": str(seg_dir / r.mask_path)})
         self._read_text(ctx, found)
