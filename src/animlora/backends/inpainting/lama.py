@@ -31,14 +31,19 @@ class LamaInpainter(Inpainter):
 
     def __init__(self, settings: Any, models: Any, descriptor: Any = None) -> None:
         super().__init__(settings, models)
+        path = None
+        if descriptor is None:
+            from animlora.models import resolve
+
+            # the weights first: without them (the CPU default) the fallback is known before
+            # torch and spandrel are imported (~10 CPU-s, far more wall on a busy disk)
+            path = _weights_file(resolve("big-lama", models))
         import torch
 
         if descriptor is None:
             from spandrel import ModelLoader
 
-            from animlora.models import resolve
-
-            path = _weights_file(resolve("big-lama", models))
+            assert path is not None
             try:
                 descriptor = ModelLoader().load_from_file(path)
             except Exception as exc:  # spandrel raises its own UnsupportedModelError etc.
