@@ -155,6 +155,7 @@ class ExtractSettings(Section):
 
 class SegmentSettings(Section):
     earlier_values: ClassVar[dict[str, dict[Any, Any]]] = _FALLBACK_WAS_BOOLEAN
+    added_fields: ClassVar[dict[str, Any]] = {"isnet_coarse_size": 0}
     backend: Literal["isnet", "classic", "sam2", "yolo"]
     fallback: Literal["none", "auto", "isnet", "classic"] = Field(
         description="the backend's weights/packages missing: none = error, auto = the lighter backends "
