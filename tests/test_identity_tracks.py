@@ -320,3 +320,44 @@ def test_merge_only_joins_clusters_split_by_light():
     assert merge_similar(x, labels, frames, 0.9, None, few, 0.3)[1] == []
     # without light (neural embedders, shot light off): the similarity alone decides
     assert len(merge_similar(x, labels, frames, 0.9)[1]) == 1
+
+
+def test_close_ups_against_full_figures_are_not_held_apart_by_the_plain_light_rule():
+    """HDBSCAN keeps a character's close-ups apart from its full figure by framing (cgi-bench
+    seed 2: the green boy's back filling the frame, 0.912 from his other views, under plain
+    light): a cluster mostly of close-ups and one with none may merge by similarity; two
+    plain-lit clusters that both hold close-ups still may not (the film: Frank and Buck), and
+    the bound still holds."""
+    from animlora.identity.constraints import merge_similar
+
+    rng = np.random.default_rng(0)
+    a, b = np.eye(6)[0], 0.95 * np.eye(6)[0] + np.sqrt(1 - 0.95**2) * np.eye(6)[1]
+    x = np.concatenate([a + rng.normal(0, 0.01, (10, 6)), b + rng.normal(0, 0.01, (4, 6))])
+    labels = np.repeat([0, 1], [10, 4])
+    frames = [f"f{i}" for i in range(14)]
+    plain = np.zeros((14, 3))
+    close = np.zeros(14, bool)
+    close[11:] = True  # the second cluster: three close-ups of four
+    joined, merges = merge_similar(x, labels, frames, 0.9, None, plain, 0.3, close)
+    assert len(merges) == 1 and len(set(joined.tolist())) == 1
+    assert merge_similar(x, labels, frames, 0.9, None, plain, 0.3)[1] == []  # without framing: held
+    assert merge_similar(x, labels, frames, 0.96, None, plain, 0.3, close)[1] == []  # the bound holds
+    close[0] = True  # one close-up among the full figures: framing no longer parts them
+    assert merge_similar(x, labels, frames, 0.9, None, plain, 0.3, close)[1] == []
+    close[0], close[11] = False, False  # half close-ups only: not mostly
+    assert merge_similar(x, labels, frames, 0.9, None, plain, 0.3, close)[1] == []
+
+
+def test_close_ups_are_read_from_the_instances_boxes_and_frames():
+    from animlora.identity.geometry import FrameGeometry, Placement
+    from animlora.stages.cluster import _close_ups
+
+    geometry = FrameGeometry({
+        0: Placement((45, 0, 154, 270), None, (480, 270)),  # the green boy's back, frame-high
+        1: Placement((90, 11, 145, 245), None, (480, 270)),  # his full figure: the bottom edge is free
+        2: Placement((0, 100, 40, 170), None, (480, 270)),  # a sliver at the bottom corner: too low
+        3: Placement((45, 0, 154, 270), None, None),  # frame size unknown
+    })
+    assert _close_ups(geometry, 5, 0.6) == [True, False, False, False, False]
+    assert _close_ups(geometry, 5, 0.0) == [False] * 5  # close-ups off (prefilter.closeup_min_height 0)
+    assert _close_ups(FrameGeometry(), 5, 0.6) is None

@@ -167,6 +167,8 @@ class SegmentSettings(Section):
     batch_size: int = Field(ge=1)
     device: Literal["auto", "cpu", "cuda"]
     isnet_size: int = Field(ge=0, multiple_of=32, description="isnet input side in px; 0 = the model's own (1024)")
+    isnet_coarse_size: int = Field(ge=0, multiple_of=32,
+                                   description="isnet: a second look at this side (px) adds what only it finds; 0 = off")
     cpu_streams: int = Field(ge=0, description="isnet: frames run concurrently on the CPU; 0 = the engine's choice")
     isnet_runtime: Literal["auto", "openvino", "onnxruntime"]
     isnet_precision: Literal["auto", "f32"] = Field(description="auto = bfloat16 where the CPU computes it natively")

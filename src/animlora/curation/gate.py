@@ -46,7 +46,8 @@ def resolve_min_size(setting: int | str, shots: int | None) -> tuple[int, str]:
 STILL_STATIC = 0.9
 # A cluster is scenery when at least this share of its instances (with a known ``static``) is
 # still. Measured: scenery clusters 0.67-0.87 (seeds 2, 3); character clusters <= 0.44 (seeds 2, 3)
-# and <= 0.23 (the whole film's seven clusters).
+# and <= 0.23 (the whole film's seven clusters). Without colour-split pieces (release of 2026-12-02,
+# fifth): scenery 0.71 and 0.75 (seed 2), characters <= 0.40 (seeds 2, 3), <= 0.15 (the film).
 SCENERY_SHARE = 0.6
 MIN_KNOWN = 3  # fewer instances with a known static: no evidence, the cluster stays a character
 # Still in this many shots at least: within one shot an idle character is as still as a prop (the
@@ -68,7 +69,11 @@ def not_character(measures: Iterable[dict[str, Any] | None], text_score: float =
     """Why a cluster (its instances' segment measures; ``shots``: each instance's shot, in the
     same order) is not a character, as ``not_character:<why> (evidence)``; "" when it is one or
     nothing tells. Stillness counts only when seen in ``MIN_STILL_SHOTS`` shots or more (when
-    the shots are known)."""
+    the shots are known). A piece of a colour split (segment's ``colour_split``: cut out of a
+    mask it shared with a moving character) is no evidence either way: its pixels were
+    overlapped by that character, whose motion over them in the neighbouring frames reads as
+    the piece's own (seed 2: two pieces of a tree cut off the walking blue boy at 0.39 and 0.65
+    took the trees' cluster from 5 of 7 still to 5 of 9, under ``SCENERY_SHARE``)."""
     measures = list(measures)
     shot_of = list(shots) if shots is not None else [None] * len(measures)
     known = [m for m in measures if m]
@@ -76,12 +81,14 @@ def not_character(measures: Iterable[dict[str, Any] | None], text_score: float =
     if texts and sorted(texts)[len(texts) // 2] >= text_score:
         many = sum(t >= text_score for t in texts)
         return f"not_character:text ({many} of {len(texts)} instances read as text)"
-    statics = [float(m["static"]) for m in known if m.get("static") is not None]
+    evidence = [m for m in known if m.get("static") is not None and not m.get("colour_split")]
+    statics = [float(m["static"]) for m in evidence]
     if len(statics) < MIN_KNOWN:
         return ""
     still = sum(s >= STILL_STATIC for s in statics)
     still_shots = {shot for m, shot in zip(measures, shot_of, strict=True)
-                   if m and m.get("static") is not None and float(m["static"]) >= STILL_STATIC and shot is not None}
+                   if m and m.get("static") is not None and not m.get("colour_split")
+                   and float(m["static"]) >= STILL_STATIC and shot is not None}
     if shots is not None and len(still_shots) < MIN_STILL_SHOTS:
         return ""
     if still >= SCENERY_SHARE * len(statics):

@@ -184,6 +184,7 @@ def merge_similar(
     constraints: Constraints | None = None,
     light: np.ndarray | None = None,
     light_bound: float = 0.0,
+    close: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[tuple[int, int, float]]]:
     """Merge clusters whose centroids' cosine similarity exceeds ``bound`` (most similar pair
     first) unless a cannot-link pair joins them (without ``constraints``: unless they share a
@@ -198,7 +199,17 @@ def merge_similar(
     0.945). The mean is of each member's cast *strength*, not of the signed gains: a
     cluster from a sunset shot and a night shot has signed gains that cancel out (warm
     against cool) and was taken for a plain-light one (cgi-bench seed 3: the green boy's
-    sunset+night cluster was kept from his day-lit one so, at 0.928)."""
+    sunset+night cluster was kept from his day-lit one so, at 0.928).
+
+    With ``close`` (per instance: framed as a close-up, prefilter's ``close_up``), a pair of
+    plain-lit clusters that framing alone parts — most members of one close-ups, none of the
+    other's — is not held by the plain-light rule: there HDBSCAN may have kept a character's
+    close-ups (a back filling the frame) apart from its full figure by framing, so "kept apart
+    under one light" says nothing of identity (cgi-bench seed 2: the green boy's close-ups at
+    0.912 from his other views, a cluster of their own). Clusters that mix framings are held as
+    before: on the film, whose characters are in close-up half the time, exempting every
+    cluster mostly of close-ups glued Frank to Buck (0.923; both clusters held close-ups). The
+    bound and the cannot-links still hold; a merged cluster keeps its parts' blocks."""
     out = labels.copy()
     if bound >= 1.0:
         return out, []
@@ -210,7 +221,12 @@ def merge_similar(
     if light is not None:
         cast = np.abs(np.asarray(light)).max(axis=1)  # per instance: the strongest gain applied to its shot
         mild = sorted(lab for lab in ids if float(cast[out == lab].mean()) <= light_bound)
-        blocked |= {(a, b) for a in mild for b in mild if a < b}
+        framing = {}  # +1 mostly close-ups, -1 none: such a pair is parted by framing alone (docstring)
+        if close is not None:
+            framed = np.asarray(close, bool)
+            framing = {lab: int(2 * framed[out == lab].sum() > (out == lab).sum()) - int(not framed[out == lab].any())
+                       for lab in mild}
+        blocked |= {(a, b) for a in mild for b in mild if a < b and framing.get(a, 0) * framing.get(b, 0) != -1}
     merges = []
     while len(ids) > 1:
         cent = normalise(np.stack([sums[lab] for lab in ids]))

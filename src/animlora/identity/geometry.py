@@ -34,6 +34,7 @@ class Placement:
 
     box: tuple[float, float, float, float] | None
     mask: Path | None = None
+    frame: tuple[int, int] | None = None  # (width, height) of its frame
 
 
 @dataclass
@@ -163,5 +164,6 @@ def project_geometry(catalog: object, root: Path, ids: Sequence[str]) -> FrameGe
         if n is None:
             continue
         mask = root / stage_folder("segment") / inst.mask_path if inst.mask_path else None
-        placements[n] = Placement(parse_box(inst.bbox), mask)
+        frame = (inst.frame_width, inst.frame_height) if inst.frame_width and inst.frame_height else None
+        placements[n] = Placement(parse_box(inst.bbox), mask, frame)
     return FrameGeometry(placements)

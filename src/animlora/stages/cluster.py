@@ -89,6 +89,7 @@ class ClusterInput:
     geometry: FrameGeometry
     still: list[bool | None]  # per instance: unchanged relative to the set (None: unknown)
     light: np.ndarray | None = None  # per instance: log of its shot's light gains (shot light on)
+    close: list[bool] | None = None  # per instance: framed as a close-up (prefilter's close_up)
 
 
 # two clusters seen in plain light (the mean over their members of the strongest log light gain
@@ -152,8 +153,10 @@ class ClusterStage(Stage):
         light = None if ctx.job.standalone else _shot_light(ctx, embedder.key, [refs[i].shot_id for i in ids])
         if light is not None:
             fingerprint = digest(fingerprint, light.round(4).tolist())
+        close = _close_ups(geometry, len(ids), ctx.settings.prefilter.closeup_min_height)
+        fingerprint = digest(fingerprint, close)
         payload = ClusterInput(embedder.key, ids, vectors, [refs[i] for i in ids], folders,
-                               None if ctx.job.standalone else ctx.workspace.root, geometry, still, light)
+                               None if ctx.job.standalone else ctx.workspace.root, geometry, still, light, close)
         return [WorkItem("clusters", fingerprint, payload, f"{len(ids)} instances")]
 
     # -- the work ---------------------------------------------------------------------
@@ -202,7 +205,8 @@ class ClusterStage(Stage):
             labels, splits = split_cannot_link(xc, labels, frames, tracks, mcs, links)
             constraints.update(must_link_moved=moved, cannot_link_splits=splits)
         # 3. one character under two lights; a part of a character
-        labels, merges = merge_similar(xc, labels, frames, s.merge_similarity, links, data.light, LIGHT_MERGE)
+        labels, merges = merge_similar(xc, labels, frames, s.merge_similarity, links, data.light, LIGHT_MERGE,
+                                       None if data.close is None else np.asarray(data.close, bool))
         constraints["merges"] = [{"kept": a, "absorbed": b, "similarity": round(c, 4)} for a, b, c in merges]
         if s.track_aware:
             labels, parts = merge_parts(labels, links, s.part_merge)
@@ -394,6 +398,21 @@ def _distances(data: ClusterInput, x: np.ndarray, labels: np.ndarray, clusters: 
                      None if near is None else cid_of[ids[near]],
                      None if near is None else round(float(1 - sims[i, near]), 5)))
     return rows
+
+
+def _close_ups(geometry: FrameGeometry, n: int, min_height: float) -> list[bool] | None:
+    """Per instance: framed as a close-up (prefilter's rule on its box and frame); None when
+    no placement says."""
+    from animlora.stages.prefilter import close_up
+
+    if not geometry.placements:
+        return None
+    out = []
+    for k in range(n):
+        p = geometry.placements.get(k)
+        out.append(p is not None and p.box is not None and p.frame is not None
+                   and close_up({"bbox": list(p.box), "frame": list(p.frame)}, min_height))
+    return out
 
 
 def _still(ctx: StageContext, ids: list[str]) -> list[bool | None]:

@@ -20,6 +20,24 @@ NECK = 0.3  # a blob eroded to this share of its thickest point ...
 NECK_CORE = 0.08  # ... falls apart into cores each at least this share of its area: split there
 
 
+def add_coarse(fine: np.ndarray, coarse: np.ndarray, threshold: float, max_overlap: float = 0.2) -> np.ndarray:
+    """The fine matte with what only the coarse look found: each connected region of ``coarse``
+    (>= ``threshold``) of which under ``max_overlap`` of the pixels are already in ``fine`` is a
+    character the fine look scored as background (a defocused one behind the subject in focus:
+    cgi-bench seed 2, shot 9, the bunny at 0.00 of its pixels at 1024², 0.54-1.00 at 512² and
+    320²); its coarse values are added there. Regions the fine look found keep the fine edges."""
+    import cv2
+
+    have = fine >= threshold
+    count, labels = cv2.connectedComponents((coarse >= threshold).astype(np.uint8), connectivity=8)
+    out = fine.copy()
+    for label in range(1, count):
+        region = labels == label
+        if have[region].mean() < max_overlap:
+            out[region] = np.maximum(out[region], coarse[region])
+    return out
+
+
 def split_matte(
     alpha: np.ndarray, frame: int, threshold: float, min_area_fraction: float,
     split_overlaps: bool = True, score: np.ndarray | None = None,

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from animlora.backends.segmentation.base import Frames, Instance, Segmenter, run_in_batches
-from animlora.backends.segmentation.instances import link_tracks, split_matte
+from animlora.backends.segmentation.instances import add_coarse, link_tracks, split_matte
 from animlora.errors import BadInputError, MissingDependencyError
 
 # ISNet's training normalisation (as in DIS and rembg): (x/255 - 0.5) / 1.0
@@ -231,6 +231,10 @@ class IsnetSegmenter(Segmenter):
         self.model = IsnetMatte(onnx_path, device=settings.device, streams=settings.cpu_streams,
                                 size=settings.isnet_size, runtime=settings.isnet_runtime,
                                 precision=settings.isnet_precision)
+        # a second, coarse look (off at 0): characters the fine look misses (docs/segmentation.md)
+        self.coarse = IsnetMatte(onnx_path, device=settings.device, streams=settings.cpu_streams,
+                                 size=settings.isnet_coarse_size, runtime=settings.isnet_runtime,
+                                 precision=settings.isnet_precision) if settings.isnet_coarse_size else None
 
     def describe(self) -> str:
         return f"isnet on {self.model.describe}"
@@ -242,6 +246,9 @@ class IsnetSegmenter(Segmenter):
         def run(indices: list[int]) -> list[list[Instance]]:
             images = [frames[i] for i in indices]
             mattes = self.model.predict(images)
+            if self.coarse is not None:
+                mattes = [add_coarse(m, c, s.alpha_threshold)
+                          for m, c in zip(mattes, self.coarse.predict(images), strict=True)]
             return [
                 split_matte(m, i, s.alpha_threshold, s.min_area_fraction, s.split_overlaps)
                 for i, m in zip(indices, mattes, strict=True)
