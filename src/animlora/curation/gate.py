@@ -200,14 +200,6 @@ GROUP_REASON = "not_one_character:group"
 _FRAME_NUMBER = re.compile(r"(\d+)$")
 
 
-def _box(row: Mapping[str, Any]) -> tuple[float, float, float, float]:
-    box = row["bbox"]
-    if isinstance(box, str):
-        box = json.loads(box)
-    x, y, w, h = (float(v) for v in box)
-    return x, y, w, h
-
-
 def _box_gap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     dx = max(0.0, max(a[0], b[0]) - min(a[0] + a[2], b[0] + b[2]))
     dy = max(0.0, max(a[1], b[1]) - min(a[1] + a[3], b[1] + b[3]))
@@ -232,17 +224,23 @@ def group_members(rows: Iterable[Mapping[str, Any]], wanted: Iterable[str] | Non
     (partner >= ``GROUP_PARTNER`` of ``t``'s area, boxes within ``GROUP_NEAR``), ``u`` is not in
     frame ``g``, ``x``'s area is >= ``GROUP_GROW`` x ``t``'s area in ``f`` and >= that plus
     ``GROUP_SUM`` of ``u``'s, and ``x``'s box covers >= ``GROUP_COVER`` of ``u``'s box in ``f``.
-    A member marked ``mixed`` by the segment stage is a group too."""
+    A member marked ``mixed`` by the segment stage is a group too. A row whose box cannot be
+    read is not judged."""
+    from animlora.identity.geometry import parse_box
+
     judged = None if wanted is None else set(wanted)
     by_shot: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
+        box = parse_box(row["bbox"])
+        if box is None:
+            continue
         measures = row.get("measures")
         if isinstance(measures, str) or measures is None:
             measures = parse_measures(measures) or {}
         match = _FRAME_NUMBER.search(str(row["frame_id"]))
         item = {"id": row["id"], "track": row.get("track_id"), "frame": row["frame_id"],
                 "order": int(match.group(1)) if match else 0, "area": float(row["area_fraction"]),
-                "box": _box(row), "prop": bool(measures.get("prop")), "mixed": bool(measures.get("mixed"))}
+                "box": box, "prop": bool(measures.get("prop")), "mixed": bool(measures.get("mixed"))}
         by_shot.setdefault(str(row.get("shot_id") or ""), []).append(item)
     out: dict[str, str] = {}
     for shot, items in sorted(by_shot.items()):
