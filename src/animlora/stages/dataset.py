@@ -107,8 +107,10 @@ class DatasetStage(Stage):
         captions = self._captions(ctx, catalog, members)
         min_size, min_size_why = gate.resolve_min_size(s.min_size, records.count_shots(catalog) if catalog else None)
         ctx.extra["min_size"] = {"setting": s.min_size, "value": min_size, "why": min_size_why}
-        measures, tracks = self._measures(catalog) if catalog is not None and s.scenery_check else ({}, {})
-        groups = self._groups(catalog, members) if catalog is not None and s.scenery_check else {}
+        rows = self._instances(catalog) if catalog is not None and s.scenery_check else []
+        measures, tracks = self._measures(rows)
+        # two or more characters in one mask (curation/gate.py): left out like a prop track
+        groups = gate.group_members(rows, {m.instance_id for m in members}) if rows else {}
         items = []
         for character, group in sorted(by_char.items()):
             trigger = (ctx.settings.caption.trigger if ctx.job.standalone and root is None else "") or trigger_for(
@@ -128,7 +130,6 @@ class DatasetStage(Stage):
                     {k: np.frombuffer(v, dtype="<f4") for k, v in (embeddings or {}).get("vectors", {}).items()},
                     ctx.settings.prefilter.max_static, ctx.settings.prefilter.max_flat <= 1.0),
             }
-            # two or more characters in one mask (curation/gate.py): left out like a prop track
             payload["props"] = {m.instance_id: groups[m.instance_id] for m in group if m.instance_id in groups
                                 } | payload["props"]
             fingerprint = digest(
@@ -143,24 +144,23 @@ class DatasetStage(Stage):
         return items + extra
 
     @staticmethod
-    def _groups(catalog: Any, members: list[Member]) -> dict[str, str]:
-        """instance id -> why its mask is two or more characters (curation/gate.py)."""
-        from animlora.curation.gate import group_members
-        from animlora.records.segment import instance_rows
-
-        return group_members(instance_rows(catalog), {m.instance_id for m in members})
-
-    @staticmethod
-    def _measures(catalog: Any) -> tuple[dict[str, dict[str, Any] | None], dict[str, list[dict[str, Any] | None]]]:
-        """(instance id -> its segment measures (``static``, ``text``, ``flat``), track id -> the
-        measures of every instance of that track), for the scenery checks."""
+    def _instances(catalog: Any) -> list[dict[str, Any]]:
+        """Every instance row of the segment stage, its ``measures`` parsed (a dict or None): read
+        once for the scenery, prop and group checks."""
         from animlora.curation.gate import parse_measures
         from animlora.records.segment import instance_rows
 
+        return [row | {"measures": parse_measures(row.get("measures"))} for row in instance_rows(catalog)]
+
+    @staticmethod
+    def _measures(rows: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any] | None],
+                                                        dict[str, list[dict[str, Any] | None]]]:
+        """(instance id -> its segment measures (``static``, ``text``, ``flat``), track id -> the
+        measures of every instance of that track), for the scenery checks; ``rows``: :meth:`_instances`."""
         by_id: dict[str, dict[str, Any] | None] = {}
         tracks: dict[str, list[dict[str, Any] | None]] = {}
-        for row in instance_rows(catalog):
-            by_id[row["id"]] = parse_measures(row.get("measures"))
+        for row in rows:
+            by_id[row["id"]] = row["measures"]
             if row.get("track_id"):
                 tracks.setdefault(row["track_id"], []).append(by_id[row["id"]])
         return by_id, tracks
