@@ -63,3 +63,39 @@ def test_partner_still_in_the_frame_is_no_group() -> None:
 def test_a_mask_the_segment_stage_marked_mixed_is_a_group() -> None:
     rows = [_row(5, "a", (0, 0, 100, 100), mixed=True, shot="v_s2")]
     assert list(group_members(rows)) == ["v_f5_a"]
+
+
+def _grown(scale: float) -> list[dict]:
+    """Frames 10-12: track a (300x400) beside track b (200x300); frame 20: track a's mask widened to
+    ``scale`` x its area over b's place, b gone."""
+    rows = []
+    for f in (10, 11, 12):
+        rows += [_row(f, "a", (200, 100, 300, 400)), _row(f, "b", (520, 150, 200, 300))]
+    return rows + [_row(20, "a", (200, 100, round(300 * scale), 400))]
+
+
+def test_a_partner_clustered_as_another_character_needs_less_growth() -> None:
+    # 1.4x: under GROUP_GROW (1.55), over GROUP_GROW_KNOWN (1.3) -- a group only when b is known to be
+    # another character (film shot 35: Frank and Rinky in one mask at 1.34-1.53x)
+    rows = _grown(1.4)
+    assert group_members(rows) == {}
+    other = {r["id"]: ("frank" if r["track_id"].endswith("_a") else "rinky") for r in rows}
+    out = group_members(rows, characters=other)
+    assert list(out) == ["v_f20_a"]
+    assert "(clustered as rinky)" in out["v_f20_a"]
+    # b in the same cluster as a (a piece of the same character, Buck's head beside his body): no group
+    same = dict.fromkeys(other, "frank")
+    assert group_members(rows, characters=same) == {}
+    # 1.2x: under both bounds
+    assert group_members(_grown(1.2), characters={r["id"]: other.get(r["id"], "frank") for r in _grown(1.2)}) == {}
+
+
+def test_an_idle_track_beside_another_character_is_evidence() -> None:
+    # a seen idle (segment's prop) beside b: no evidence when b's identity is unknown or the same cluster
+    # (a still piece of one character), evidence when b is clustered as another character (film shot 29)
+    rows = [r | ({"measures": json.dumps({"prop": True})} if r["id"].endswith(("10_a", "11_a", "12_a")) else {})
+            for r in _grown(1.7)]
+    assert group_members(rows) == {}
+    assert group_members(rows, characters={r["id"]: "frank" for r in rows}) == {}
+    other = {r["id"]: ("frank" if r["track_id"].endswith("_a") else "rinky") for r in rows}
+    assert list(group_members(rows, characters=other)) == ["v_f20_a"]

@@ -196,6 +196,13 @@ GROUP_PARTNER = 0.25  # the partner at least this share of the track's area (not
 GROUP_NEAR = 0.15  # partner's box within this x sqrt(the track's box area) of the track's box
 GROUP_SUM = 0.5  # the mask at least the track's area plus this share of the partner's
 GROUP_COVER = 0.5  # the mask's box covers this share of the partner's box in the reference frame
+# When the partner is known to be another character (a member of another cluster than this mask's),
+# the evidence is stronger and two rules relax: the mask need only be this many times the track's
+# area alone (the film's shot 35: Frank and Rinky in one mask at 1.34-1.53x the track's lone area,
+# beside Rinky clustered as Rinky), and the track seen alone may be idle (segment's ``prop``: Frank
+# idle beside Rinky in shot 29). Without that knowledge a still piece of the same character passes
+# for a partner (film shot 23: Buck's body beside his head, both in Buck's cluster; seed 3's bunny).
+GROUP_GROW_KNOWN = 1.3
 GROUP_REASON = "not_one_character:group"
 _FRAME_NUMBER = re.compile(r"(\d+)$")
 
@@ -213,22 +220,26 @@ def _box_cover(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return w * h / max(b[2] * b[3], 1e-9)
 
 
-def group_members(rows: Iterable[Mapping[str, Any]], wanted: Iterable[str] | None = None) -> dict[str, str]:
+def group_members(rows: Iterable[Mapping[str, Any]], wanted: Iterable[str] | None = None,
+                  characters: Mapping[str, str] | None = None) -> dict[str, str]:
     """Instances whose mask is two or more characters, as instance id -> ``not_one_character:group
     (evidence)``. ``rows``: every instance the segment stage found (``records.segment.instance_rows``:
     id, shot_id, frame_id, track_id, bbox, area_fraction, measures), prefilter rejects included;
-    ``wanted``: only these ids are judged (all when None).
+    ``wanted``: only these ids are judged (all when None); ``characters``: instance id -> the
+    character (cluster) it is a member of, where known.
 
     A member ``x`` (track ``t``, frame ``g``) is a group when another frame ``f`` of its shot shows
     ``t`` moving (segment's ``prop`` false) beside a moving partner of another track ``u``
     (partner >= ``GROUP_PARTNER`` of ``t``'s area, boxes within ``GROUP_NEAR``), ``u`` is not in
     frame ``g``, ``x``'s area is >= ``GROUP_GROW`` x ``t``'s area in ``f`` and >= that plus
     ``GROUP_SUM`` of ``u``'s, and ``x``'s box covers >= ``GROUP_COVER`` of ``u``'s box in ``f``.
-    A member marked ``mixed`` by the segment stage is a group too. A row whose box cannot be
-    read is not judged."""
+    When ``u``'s instance in ``f`` is a member of another character than ``x`` (``characters``),
+    ``GROUP_GROW_KNOWN`` replaces ``GROUP_GROW`` and ``t`` may be idle in ``f``. A member marked
+    ``mixed`` by the segment stage is a group too. A row whose box cannot be read is not judged."""
     from animlora.identity.geometry import parse_box
 
     judged = None if wanted is None else set(wanted)
+    who = dict(characters or {})
     by_shot: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         box = parse_box(row["bbox"])
@@ -257,28 +268,36 @@ def group_members(rows: Iterable[Mapping[str, Any]], wanted: Iterable[str] | Non
             if not shot or not x["track"]:
                 continue
             here = {o["track"] for o in frames.get(x["frame"], [])}
+            mine = who.get(x["id"])
             best = None
             for frame, others in frames.items():
                 if frame == x["frame"]:
                     continue
                 alone = next((o for o in others if o["track"] == x["track"]), None)
-                if alone is None or alone["prop"]:
+                if alone is None:
                     continue
                 for u in others:
                     if u is alone or u["prop"] or u["track"] in here or u["area"] < GROUP_PARTNER * alone["area"]:
                         continue
+                    theirs = who.get(u["id"])  # the partner clustered as another character than this track's
+                    known = theirs is not None and mine is not None and theirs not in (mine, who.get(alone["id"]))
+                    if alone["prop"] and not known:
+                        continue
                     if _box_gap(alone["box"], u["box"]) > GROUP_NEAR * math.sqrt(alone["box"][2] * alone["box"][3]):
                         continue
-                    if x["area"] < max(GROUP_GROW * alone["area"], alone["area"] + GROUP_SUM * u["area"]):
+                    grow = GROUP_GROW_KNOWN if known else GROUP_GROW
+                    if x["area"] < max(grow * alone["area"], alone["area"] + GROUP_SUM * u["area"]):
                         continue
                     if _box_cover(x["box"], u["box"]) < GROUP_COVER:
                         continue
                     distance = abs(u["order"] - x["order"])
                     if best is None or distance < best[0]:
-                        best = (distance, frame, u["track"], x["area"] / max(alone["area"], 1e-9))
+                        best = (distance, frame, u["track"], x["area"] / max(alone["area"], 1e-9),
+                                who.get(u["id"]) if known else None)
             if best is not None:
-                _, frame, partner, grow = best
-                out[x["id"]] = (f"{GROUP_REASON} (frame {frame} shows its track beside track {partner}, which "
-                                f"is gone here while this mask is {grow:.2f}x that size and covers where it "
-                                f"stood: two characters in one mask)")
+                _, frame, partner, grow, whom = best
+                seen = f" (clustered as {whom})" if whom else ""
+                out[x["id"]] = (f"{GROUP_REASON} (frame {frame} shows its track beside track {partner}{seen}, "
+                                f"which is gone here while this mask is {grow:.2f}x that size and covers where "
+                                f"it stood: two characters in one mask)")
     return out

@@ -110,7 +110,8 @@ class DatasetStage(Stage):
         rows = self._instances(catalog) if catalog is not None and s.scenery_check else []
         measures, tracks = self._measures(rows)
         # two or more characters in one mask (curation/gate.py): left out like a prop track
-        groups = gate.group_members(rows, {m.instance_id for m in members}) if rows else {}
+        groups = gate.group_members(rows, {m.instance_id for m in members},
+                                    {m.instance_id: m.character for m in members}) if rows else {}
         items = []
         for character, group in sorted(by_char.items()):
             trigger = (ctx.settings.caption.trigger if ctx.job.standalone and root is None else "") or trigger_for(
