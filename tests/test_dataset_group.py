@@ -99,3 +99,31 @@ def test_an_idle_track_beside_another_character_is_evidence() -> None:
     assert group_members(rows, characters={r["id"]: "frank" for r in rows}) == {}
     other = {r["id"]: ("frank" if r["track_id"].endswith("_a") else "rinky") for r in rows}
     assert list(group_members(rows, characters=other)) == ["v_f20_a"]
+
+
+def _two_shots(anchor_dx: int = 0, shot: str = "v_s3") -> tuple[list[dict], dict[str, str]]:
+    """Shot 1: a beside b, with c standing at the right; ``shot``: one mask over a and b in every frame,
+    c where it stood (``anchor_dx`` pixels to the right: the camera moved)."""
+    rows = []
+    for f in (10, 11):
+        rows += [_row(f, "a", (200, 100, 300, 400)), _row(f, "b", (520, 150, 200, 300)),
+                 _row(f, "c", (900, 300, 240, 280))]
+    for f in (40, 41):
+        rows += [_row(f, "a", (200, 100, 520, 400), shot=shot), _row(f, "c", (900 + anchor_dx, 300, 240, 280), shot=shot)]
+    who = {r["id"]: {"a": "frank", "b": "rinky", "c": "gimera"}[r["track_id"][-1]] for r in rows}
+    return rows, who
+
+
+def test_a_shot_grouped_throughout_is_judged_by_a_nearby_shot_framed_alike() -> None:
+    rows, who = _two_shots()
+    assert group_members(rows) == {}  # no character known: nothing links the shots
+    out = group_members(rows, characters=who)
+    assert sorted(out) == ["v_f40_a", "v_f41_a"]
+    assert "framed alike" in out["v_f40_a"] and "rinky" in out["v_f40_a"]
+    # the neighbour not where it stood (another framing), or the other shot too far away: no evidence
+    assert group_members(*_two_shots(anchor_dx=220)[:1], characters=_two_shots(anchor_dx=220)[1]) == {}
+    far, who_far = _two_shots(shot="v_s30")
+    assert group_members(far, characters=who_far) == {}
+    # b's character present in the grouped frame: the wide mask is a alone
+    rows_b = rows + [_row(40, "b", (760, 60, 120, 200), shot="v_s3")]
+    assert "v_f40_a" not in group_members(rows_b, characters=who | {"v_f40_b": "rinky"})
