@@ -208,7 +208,7 @@ _FRAME_NUMBER = re.compile(r"(\d+)$")
 # A shot that shows the group in every sampled frame is judged against nearby shots framed the same
 # way (the film cuts back and forth between Frank, Rinky and Gimera on a branch, shots 27-35): a frame
 # of a shot at most SETUP_SHOTS shots away counts as a frame of this shot when another character of
-# this frame (a member of the same cluster) stands there in the same place, boxes overlapping by
+# this frame (the same cluster, or either in none) stands there in the same place, boxes overlapping by
 # SETUP_IOU (Gimera: 0.65 and 0.88 there; at 0.3 a clean Frank close-up, f4528, matched at 0.34);
 # characters (clusters) then stand in for tracks, and the partner's character must be absent from the
 # frame judged. A camera that zooms or pans between the shots moves the neighbour: no evidence.
