@@ -109,9 +109,14 @@ class DatasetStage(Stage):
         ctx.extra["min_size"] = {"setting": s.min_size, "value": min_size, "why": min_size_why}
         rows = self._instances(catalog) if catalog is not None and s.scenery_check else []
         measures, tracks = self._measures(rows)
-        # two or more characters in one mask (curation/gate.py): left out like a prop track
+        scenery = {character: "" if not measures or gate.trusted(character) else gate.not_character(
+            [measures.get(m.instance_id) for m in group], ctx.settings.prefilter.max_text, [m.shot_id for m in group])
+            for character, group in by_char.items()}
+        # two or more characters in one mask (curation/gate.py): left out like a prop track; a member of a
+        # cluster taken for scenery is no known "other character"
         groups = gate.group_members(rows, {m.instance_id for m in members},
-                                    {m.instance_id: m.character for m in members}) if rows else {}
+                                    {m.instance_id: m.character for m in members if not scenery[m.character]}
+                                    ) if rows else {}
         items = []
         for character, group in sorted(by_char.items()):
             trigger = (ctx.settings.caption.trigger if ctx.job.standalone and root is None else "") or trigger_for(
@@ -123,9 +128,7 @@ class DatasetStage(Stage):
                 "character": character, "trigger": trigger, "members": [m.to_json() for m in group],
                 "captions": caps, "embeddings": embeddings, "reg": reg, "clothed": character_clothed(root, character),
                 "min_size": min_size, "min_size_why": min_size_why,
-                "not_character": "" if not measures or gate.trusted(character) else gate.not_character(
-                    [measures.get(m.instance_id) for m in group], ctx.settings.prefilter.max_text,
-                    [m.shot_id for m in group]),
+                "not_character": scenery[character],
                 "props": {} if not measures or gate.trusted(character) else gate.prop_tracks(
                     [(m.instance_id, m.track_id) for m in group], tracks,
                     {k: np.frombuffer(v, dtype="<f4") for k, v in (embeddings or {}).get("vectors", {}).items()},
