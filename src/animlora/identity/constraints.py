@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -443,4 +444,124 @@ def attach_by_margin(
         info["rounds"] += 1
         if not joined:
             break
+    return out, info
+
+
+def join_by_margin(
+    x: np.ndarray,
+    labels: np.ndarray,
+    track_ids: Sequence[str | None],
+    constraints: Constraints,
+    margin: float,
+) -> tuple[np.ndarray, list[tuple[int, int, float]]]:
+    """Join a cluster to the one other cluster that is clearly nearest it: :func:`attach_by_margin`'s
+    rule with a whole cluster as the unit.
+
+    The distance between two clusters is that of their nearest two tracks (each track the
+    normalised mean of its members in the cluster; a character's views form a chain across lights
+    and framings). A cluster joins its nearest cluster when every other cluster is at least
+    ``margin`` x as far from it, and no cannot-link pair joins the two; clusters held apart by a
+    cannot-link still count as competitors. The clearest (largest ratio) join first, then again
+    on the joined clusters. HDBSCAN cuts one character seen under two lights or framings into
+    pieces whose nearest piece is each other's; two characters' clusters have a third close by.
+    ``margin`` <= 1 = off. Returns (labels, joins as (kept, absorbed, ratio))."""
+    out = labels.copy()
+    if margin <= 1.0:
+        return out, []
+    x = normalise(x)
+    joins: list[tuple[int, int, float]] = []
+    while True:
+        ids = [int(v) for v in np.unique(out) if v != NOISE]
+        if len(ids) < 3:  # with two clusters there is no third to measure the margin against
+            return out, joins
+        blocked = set(_pairs_between(out, constraints.cannot))
+        vecs = {lab: normalise(np.stack([x[u].mean(0) for u in _units(np.nonzero(out == lab)[0], track_ids)]))
+                for lab in ids}
+        dist = np.full((len(ids), len(ids)), np.inf)
+        for i, a in enumerate(ids):
+            for j in range(i + 1, len(ids)):
+                d = float(np.sqrt(max(0.0, 2.0 - 2.0 * float((vecs[a] @ vecs[ids[j]].T).max()))))
+                dist[i, j] = dist[j, i] = d
+        best = None
+        for i, a in enumerate(ids):
+            order = np.argsort(dist[i])
+            d1, d2 = dist[i, order[0]], dist[i, order[1]]
+            b = ids[int(order[0])]
+            if tuple(sorted((a, b))) in blocked or d2 < margin * max(d1, 1e-9):
+                continue
+            ratio = float(d2 / max(d1, 1e-9))
+            if best is None or ratio > best[2]:
+                best = (a, b, ratio)
+        if best is None:
+            return out, joins
+        a, b, ratio = best
+        keep, gone = sorted((a, b), key=lambda lab: (-(out == lab).sum(), lab))
+        out[out == gone] = keep
+        joins.append((keep, gone, ratio))
+
+
+def _radius(x: np.ndarray, units: list[list[int]]) -> float:
+    """Largest distance of a group's tracks (each the normalised mean of its members) to their
+    normalised mean."""
+    vecs = normalise(np.stack([x[u].mean(0) for u in units]))
+    centre = normalise(vecs.mean(0, keepdims=True))[0]
+    return float(np.linalg.norm(vecs - centre, axis=1).max())
+
+
+def recluster_noise(
+    x: np.ndarray,
+    labels: np.ndarray,
+    track_ids: Sequence[str | None],
+    shot_ids: Sequence[str | None],
+    constraints: Constraints,
+    min_size: int,
+    min_samples: int,
+    skip: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict]:
+    """A second look at what is left in noise: HDBSCAN on the moving noise alone, with a smaller
+    ``min_size``, keeping only the groups that look like a character the first pass's size
+    bound missed — seen in two or more shots (a character comes back; a prop or one odd view
+    stays in one shot), at least ``min_size`` instances, no cannot-link pair inside, and as
+    tight as a typical cluster (its tracks' largest distance to their centre within the median
+    of the clusters' own, measured the same way). Each kept group becomes a new cluster.
+    Needs a cluster to measure tightness against. ``min_size`` 0 = off. Returns (labels, info)."""
+    from animlora.identity.clustering import hdbscan
+
+    out = labels.copy()
+    info: dict[str, Any] = {"groups_found": 0, "groups_kept": 0, "instances": 0, "rejected": []}
+    ids = [int(v) for v in np.unique(out) if v != NOISE]
+    allowed = np.ones(len(out), bool) if skip is None else ~np.asarray(skip, bool)
+    pool = np.nonzero((out == NOISE) & allowed)[0]
+    if min_size <= 0 or not ids or len(pool) < min_size:
+        return out, info
+    x = normalise(x)
+    typical = float(np.median([_radius(x, _units(np.nonzero(out == lab)[0], track_ids)) for lab in ids]))
+    found = hdbscan(x[pool], max(2, min_size - min_size // 4), min_samples, "eom")
+    partners = _cannot_partners(constraints)
+    next_label = max(ids) + 1
+    for g in sorted(int(v) for v in np.unique(found) if v != NOISE):
+        info["groups_found"] += 1
+        idx = pool[found == g]
+        units = _units(idx, track_ids)
+        shots = {shot_ids[i] for i in idx if shot_ids[i]}
+        radius = _radius(x, units)
+        members = set(int(i) for i in idx)
+        why = None
+        if len(idx) < min_size:
+            why = "small"
+        elif len(shots) < 2:
+            why = "one shot"
+        elif radius > typical:
+            why = "spread"
+        elif any(j in members for i in idx for j in partners[int(i)]):
+            why = "cannot-link"
+        if why:
+            info["rejected"].append({"instances": len(idx), "shots": len(shots), "radius": round(radius, 4),
+                                     "why": why})
+            continue
+        out[idx] = next_label
+        next_label += 1
+        info["groups_kept"] += 1
+        info["instances"] += len(idx)
+    info["typical_radius"] = round(typical, 4)
     return out, info
