@@ -207,7 +207,8 @@ class ClusterStage(Stage):
             constraints.update(must_link_moved=moved, cannot_link_splits=splits)
         # 3. one character under two lights; a part of a character
         labels, merges = merge_similar(xc, labels, frames, s.merge_similarity, links, data.light, LIGHT_MERGE,
-                                       None if data.close is None else np.asarray(data.close, bool))
+                                       None if data.close is None else np.asarray(data.close, bool),
+                                       tracks if s.track_aware else None)
         constraints["merges"] = [{"kept": a, "absorbed": b, "similarity": round(c, 4)} for a, b, c in merges]
         if s.track_aware:
             labels, parts = merge_parts(labels, links, s.part_merge)
