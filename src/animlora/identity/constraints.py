@@ -461,59 +461,6 @@ def attach_by_margin(
     return out, info
 
 
-def join_by_margin(
-    x: np.ndarray,
-    labels: np.ndarray,
-    track_ids: Sequence[str | None],
-    constraints: Constraints,
-    margin: float,
-) -> tuple[np.ndarray, list[tuple[int, int, float]]]:
-    """Join a cluster to the one other cluster that is clearly nearest it: :func:`attach_by_margin`'s
-    rule with a whole cluster as the unit.
-
-    The distance between two clusters is that of their nearest two tracks (each track the
-    normalised mean of its members in the cluster; a character's views form a chain across lights
-    and framings). A cluster joins its nearest cluster when every other cluster is at least
-    ``margin`` x as far from it, and no cannot-link pair joins the two; clusters held apart by a
-    cannot-link still count as competitors. The clearest (largest ratio) join first, then again
-    on the joined clusters. HDBSCAN cuts one character seen under two lights or framings into
-    pieces whose nearest piece is each other's; two characters' clusters have a third close by.
-    ``margin`` <= 1 = off. Returns (labels, joins as (kept, absorbed, ratio))."""
-    out = labels.copy()
-    if margin <= 1.0:
-        return out, []
-    x = normalise(x)
-    joins: list[tuple[int, int, float]] = []
-    while True:
-        ids = [int(v) for v in np.unique(out) if v != NOISE]
-        if len(ids) < 3:  # with two clusters there is no third to measure the margin against
-            return out, joins
-        blocked = set(_pairs_between(out, constraints.cannot))
-        vecs = {lab: normalise(np.stack([x[u].mean(0) for u in _units(np.nonzero(out == lab)[0], track_ids)]))
-                for lab in ids}
-        dist = np.full((len(ids), len(ids)), np.inf)
-        for i, a in enumerate(ids):
-            for j in range(i + 1, len(ids)):
-                d = float(np.sqrt(max(0.0, 2.0 - 2.0 * float((vecs[a] @ vecs[ids[j]].T).max()))))
-                dist[i, j] = dist[j, i] = d
-        best = None
-        for i, a in enumerate(ids):
-            order = np.argsort(dist[i])
-            d1, d2 = dist[i, order[0]], dist[i, order[1]]
-            b = ids[int(order[0])]
-            if tuple(sorted((a, b))) in blocked or d2 < margin * max(d1, 1e-9):
-                continue
-            ratio = float(d2 / max(d1, 1e-9))
-            if best is None or ratio > best[2]:
-                best = (a, b, ratio)
-        if best is None:
-            return out, joins
-        a, b, ratio = best
-        keep, gone = sorted((a, b), key=lambda lab: (-(out == lab).sum(), lab))
-        out[out == gone] = keep
-        joins.append((keep, gone, ratio))
-
-
 def _radius(x: np.ndarray, units: list[list[int]]) -> float:
     """Largest distance of a group's tracks (each the normalised mean of its members) to their
     normalised mean."""
