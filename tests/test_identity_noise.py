@@ -153,3 +153,56 @@ def test_attach_by_margin_takes_a_track_clearly_nearest_one_cluster_and_chains_b
     assert (attach_by_margin(x, labels, tracks, links, 1.4, rounds=2, skip=skip)[0][skip] == NOISE).all()
     alone = np.where(labels == 1, NOISE, labels)
     assert (attach_by_margin(x, alone, tracks, links, 1.4)[0] == alone).all()
+
+
+def _second_look_scene(rng: np.random.Generator):
+    """Two clusters (e0, e1: four tracks of three instances, spread 0.2) and, in noise, a group of
+    four tracks of two instances around e2 (spread 0.1), a group of the same size around e3 but
+    spread 0.8, and three far lone instances."""
+    e = np.eye(D)
+    rows, labels, tracks = [], [], []
+    for lab, centre in ((0, e[0]), (1, e[1])):
+        for k, axis in enumerate((4, 5, 6, 7)):
+            for _ in range(3):
+                rows.append(centre + 0.2 * e[axis])
+                labels.append(lab)
+                tracks.append(f"c{lab}t{k}")
+    for name, centre, spread in (("tight", e[2], 0.1), ("loose", e[3], 0.8)):
+        for k, axis in enumerate((8, 9, 10, 11)):
+            for _ in range(2):
+                rows.append(centre + spread * e[axis] + 0.01 * rng.standard_normal(D))
+                labels.append(NOISE)
+                tracks.append(f"{name}{k}")
+    for k in range(3):
+        rows.append(-e[k])
+        labels.append(NOISE)
+        tracks.append(f"lone{k}")
+    return np.stack(rows), np.asarray(labels), tracks
+
+
+def test_second_look_makes_a_tight_multi_shot_noise_group_a_cluster():
+    from animlora.identity.constraints import recluster_noise
+
+    x, labels, tracks = _second_look_scene(np.random.default_rng(0))
+    t = np.asarray(tracks)
+    frames = [f"f{i}" for i in range(len(x))]
+    links = build_constraints(frames, tracks)
+    tight = np.char.startswith(t.astype(str), "tight")
+    # each track in its own shot
+    shots = [tr for tr in tracks]
+    out, info = recluster_noise(x, labels, tracks, shots, links, 8, 2)
+    assert len(set(out[tight])) == 1 and out[tight][0] not in (NOISE, 0, 1)  # one new cluster, all 8
+    assert (out[~tight] == labels[~tight]).all()  # the loose group and the lone ones stay noise
+    assert info["groups_kept"] == 1 and info["instances"] == 8
+    # the same tight group seen in one shot only is not a character by this rule
+    one_shot = ["s" if tr.startswith("tight") else tr for tr in tracks]
+    assert (recluster_noise(x, labels, tracks, one_shot, links, 8, 2)[0] == labels).all()
+    # larger than the group, off, or still (skip): nothing changes
+    assert (recluster_noise(x, labels, tracks, shots, links, 9, 2)[0] == labels).all()
+    assert (recluster_noise(x, labels, tracks, shots, links, 0, 2)[0] == labels).all()
+    assert (recluster_noise(x, labels, tracks, shots, links, 8, 2, skip=tight)[0] == labels).all()
+    # a cannot-link inside the group (two of its tracks in one frame, apart) keeps it noise
+    idx = np.nonzero(tight)[0]
+    frames2 = list(frames)
+    frames2[idx[0]] = frames2[idx[2]] = "same"
+    assert (recluster_noise(x, labels, tracks, shots, build_constraints(frames2, tracks), 8, 2)[0] == labels).all()

@@ -348,6 +348,28 @@ def test_close_ups_against_full_figures_are_not_held_apart_by_the_plain_light_ru
     assert merge_similar(x, labels, frames, 0.9, None, plain, 0.3, close)[1] == []
 
 
+def test_a_one_track_cluster_is_not_held_apart_by_the_plain_light_rule():
+    """At a short film's min_cluster_size (3) every track of 3+ instances pulled onto its own
+    vector is a dense clump HDBSCAN may keep as a cluster (cgi-bench seed 3: the fox's one track
+    of shot 11, 0.929 from his other cluster, both plain-lit): a cluster of one track may merge
+    by similarity; two plain-lit clusters of several tracks each are still held."""
+    from animlora.identity.constraints import merge_similar
+
+    rng = np.random.default_rng(0)
+    a, b = np.eye(6)[0], 0.95 * np.eye(6)[0] + np.sqrt(1 - 0.95**2) * np.eye(6)[1]
+    x = np.concatenate([a + rng.normal(0, 0.01, (10, 6)), b + rng.normal(0, 0.01, (3, 6))])
+    labels = np.repeat([0, 1], [10, 3])
+    frames = [f"f{i}" for i in range(13)]
+    plain = np.zeros((13, 3))
+    tracks = [f"t{i // 2}" for i in range(10)] + ["u"] * 3
+    joined, merges = merge_similar(x, labels, frames, 0.9, None, plain, 0.3, None, tracks)
+    assert len(merges) == 1 and len(set(joined.tolist())) == 1
+    assert merge_similar(x, labels, frames, 0.9, None, plain, 0.3)[1] == []  # without tracks: held
+    assert merge_similar(x, labels, frames, 0.96, None, plain, 0.3, None, tracks)[1] == []  # the bound holds
+    two = tracks[:10] + ["u", "u", "v"]  # the second cluster holds two tracks: held as before
+    assert merge_similar(x, labels, frames, 0.9, None, plain, 0.3, None, two)[1] == []
+
+
 def test_close_ups_are_read_from_the_instances_boxes_and_frames():
     from animlora.identity.geometry import FrameGeometry, Placement
     from animlora.stages.cluster import _close_ups

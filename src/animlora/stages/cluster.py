@@ -44,6 +44,7 @@ from animlora.identity.constraints import (
     join_by_tracks,
     merge_parts,
     merge_similar,
+    recluster_noise,
     split_cannot_link,
 )
 from animlora.identity.decisions import NOISE_ID, refresh_members
@@ -206,7 +207,8 @@ class ClusterStage(Stage):
             constraints.update(must_link_moved=moved, cannot_link_splits=splits)
         # 3. one character under two lights; a part of a character
         labels, merges = merge_similar(xc, labels, frames, s.merge_similarity, links, data.light, LIGHT_MERGE,
-                                       None if data.close is None else np.asarray(data.close, bool))
+                                       None if data.close is None else np.asarray(data.close, bool),
+                                       tracks if s.track_aware else None)
         constraints["merges"] = [{"kept": a, "absorbed": b, "similarity": round(c, 4)} for a, b, c in merges]
         if s.track_aware:
             labels, parts = merge_parts(labels, links, s.part_merge)
@@ -221,6 +223,12 @@ class ClusterStage(Stage):
             labels, constraints["margin_attached"] = attach_by_margin(xc, labels, tracks, links, s.attach_margin,
                                                                       s.attach_rounds, skip=is_still)
         labels = _small_to_noise(labels, mcs)
+        # 3d. a second look at the noise: a small, tight group seen in several shots is a character too
+        if s.track_aware and s.second_look > 0:
+            look = second_look_size(s, mcs)
+            labels, constraints["second_look"] = recluster_noise(
+                xc, labels, tracks, [r.shot_id for r in data.refs], links, look, s.min_samples, skip=is_still)
+            constraints["second_look"]["min_size"] = look
         progress(2, 5)
         # 4. names from references
         names: dict[int, str] = {}
@@ -452,6 +460,12 @@ def min_cluster_size(s: Any, n: int) -> int:
         return int(s.min_cluster_size)
     floor = max(3, s.min_samples + 1)
     return max(floor, min(s.min_cluster_size, int(round(s.min_cluster_fraction * n))))
+
+
+def second_look_size(s: Any, mcs: int) -> int:
+    """The smallest group the second look at the noise keeps: ``second_look`` x the effective
+    min_cluster_size, never under max(3, min_samples + 1)."""
+    return max(3, s.min_samples + 1, int(round(s.second_look * mcs)))
 
 
 def _centroids(x: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
