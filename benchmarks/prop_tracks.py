@@ -6,7 +6,8 @@ of its frames, with its still share, median flat fill, rim ratio and verdict.
 Reads the project's catalog read-only (segment measures, cluster members, embeddings) and runs
 the dataset gate's own code (``animlora.curation.gate.prop_tracks``) per cluster, as the dataset
 stage does with the project's settings (``prefilter.max_static``; flat off in 2D). ``--all``
-prints every track with two or more known ``static``, not only those still in most frames.
+prints every track with two or more known ``static``, not only those still in most frames; a track
+never measured (no known ``static``, still ``nan``) is always printed.
 ``--labels``: a JSON object instance id -> name (e.g. truth labels) shown per track.
 The numbers behind docs/dataset.md ("A prop inside a character's cluster").
 """
@@ -64,13 +65,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    p.max_static, p.max_flat <= 1.0)
         rim = gate.track_rim([(i, t) for i, t in group if t], vectors)
         for track in sorted({t for _, t in group if t}):
-            known = [m for m in tracks[track] if m and m.get("static") is not None]
-            if len(known) < gate.MIN_TRACK_KNOWN:
+            measured = [m for m in tracks[track] if m]
+            known = [m for m in measured if m.get("static") is not None]
+            if not known and measured:  # never measured: judged on flat and rim alone (gate.UNMEASURED_RIM)
+                share = float("nan")
+                flat = float(np.median([float(m.get("flat") or 0.0) for m in measured]))
+            elif len(known) < gate.MIN_TRACK_KNOWN:
                 continue
-            share = sum(float(m["static"]) >= p.max_static for m in known) / len(known)
-            if share < gate.PROP_STILL_SHARE and not args.all:
-                continue
-            flat = float(np.median([float(m.get("flat") or 0.0) for m in known]))
+            else:
+                share = sum(float(m["static"]) >= p.max_static for m in known) / len(known)
+                if share < gate.PROP_STILL_SHARE and not args.all:
+                    continue
+                flat = float(np.median([float(m.get("flat") or 0.0) for m in known]))
             near, typical = rim.get(track, (float("nan"), float("nan")))
             ids = [i for i, t in group if t == track]
             verdict = "PROP" if any(i in flagged for i in ids) else "-"

@@ -103,6 +103,31 @@ def test_a_still_flat_track_at_the_rim_of_its_cluster_is_a_prop_and_an_idle_char
     assert prop_tracks(members, measures, vectors, max_static=0.7, flat_check=False) == {}
 
 
+
+def test_a_track_never_measured_is_a_prop_only_when_flat_and_far_out():
+    """Seed 3's grey rock: one instance in a whip pan whose frames do not register (no ``static``),
+    flat 0.43, 2.23x the cluster's typical distance; a character track that was never measured
+    either (the film's: up to 1.89x, flat <= 0.36) stays."""
+    rng = np.random.default_rng(2)
+    core, far, noise = rng.normal(size=16), rng.normal(size=16), rng.normal(size=16)
+    moving = ([0.3, 0.2, 0.5], [0.2, 0.15, 0.25])
+    tracks = {"a": (*moving, core), "b": (*moving, core + 0.3 * rng.normal(size=16)),
+              "c": (*moving, core + 0.3 * rng.normal(size=16))}
+    members, measures, vectors = _cluster({**tracks, "rock": ([None], [0.43], far)})
+    out = prop_tracks(members, measures, vectors, max_static=0.7)
+    assert sorted(out) == ["rock_i0", "rock_i1"]
+    assert out["rock_i0"].startswith("not_character:prop (track rock: motion never measured in its 1 instance(s)")
+    # flat, but only 1.46x out (a flat-painted character's close-up the segment stage could not measure)
+    members, measures, vectors = _cluster({**tracks, "rock": ([None], [0.52], core + 0.4 * noise)})
+    assert prop_tracks(members, measures, vectors, max_static=0.7) == {}
+    # far out, but shaded (the film's unmeasured Buck at 1.89x has flat 0.30)
+    members, measures, vectors = _cluster({**tracks, "rock": ([None], [0.30], far)})
+    assert prop_tracks(members, measures, vectors, max_static=0.7) == {}
+    # one instance measured and moving: a character, whatever its fill and place
+    members, measures, vectors = _cluster({**tracks, "rock": ([None, 0.2], [0.6, 0.6], far)})
+    assert prop_tracks(members, measures, vectors, max_static=0.7) == {}
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("gate")

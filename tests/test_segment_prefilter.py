@@ -162,3 +162,33 @@ def test_project_mode_reads_instances_and_rejects_never_reach_filtered(segmented
     cat = ws.open_catalog()
     assert cat.one("SELECT COUNT(*) FROM prefilter_results WHERE kept = 0")[0] == 3
     cat.close()
+
+
+def test_a_shot_in_which_nothing_moves_is_scenery_an_idle_character_beside_motion_is_not():
+    from animlora.stages.prefilter import decide
+
+    p = load_settings().settings.prefilter
+    base = {"width": 120, "height": 160, "area_fraction": 0.05, "sharpness": 0.5, "score": 0.9, "truncated": 0,
+            "frame": [480, 270]}
+
+    def item(iid: str, shot: str, frame: str, static: float | None) -> dict:
+        extra = {} if static is None else {"static": static}
+        return {"id": iid, "measures": base | {"extra": extra}, "track": f"{shot}_t_{iid}", "film": "v",
+                "shot": shot, "frame_id": frame, "time": None}
+
+    items = [
+        # seed 2's establishing shot: a house and a tree, 0.994-1.0 in two frames
+        item("house_a", "s0", "f2", 1.0), item("tree_a", "s0", "f2", 0.994), item("house_b", "s0", "f12", 1.0),
+        # the film's idle Buck alone in a shot: 0.953-0.956
+        item("buck_a", "s1", "f3", 0.956), item("buck_b", "s1", "f4", 0.953),
+        # seed 2's idle bunny (0.99) beside the robot walking (0.6): something in its shot moves
+        item("bunny", "s2", "f5", 0.99), item("robot", "s2", "f6", 0.6),
+        # one frame only: no evidence; an instance never measured is not judged
+        item("rock", "s3", "f7", 1.0), item("blob", "s0", "f2", None),
+    ]
+    verdict = decide(items, p)
+    assert sorted(k for k, v in verdict.items() if v == "not_character:still_shot") == ["house_a", "house_b", "tree_a"]
+    assert {verdict[k] for k in ("buck_a", "buck_b", "bunny", "robot", "rock", "blob")} == {None}
+    # off (the 2d profile: held cels)
+    off = decide(items, p.model_copy(update={"still_shot": 0.0}))
+    assert "not_character:still_shot" not in off.values()

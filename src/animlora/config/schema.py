@@ -199,7 +199,9 @@ class PrefilterMode(BaseModel):
 class PrefilterSettings(Section):
     # 0 = every instance cut by more frame edges than the mode allows is truncated (before)
     # max_text_over_length 0 = text over a character judged by its share of the mask alone (before)
-    added_fields: ClassVar[dict[str, Any]] = {"closeup_min_height": 0.0, "max_text_over_length": 0.0}
+    # still_shot 0 = a shot in which nothing moves keeps its instances (before)
+    added_fields: ClassVar[dict[str, Any]] = {"closeup_min_height": 0.0, "max_text_over_length": 0.0,
+                                              "still_shot": 0.0}
     mode: Literal["strict", "balanced", "lenient"]
     blur_threshold: float = Field(ge=0, le=1, description="crispness floor (0..1) inside the mask; profile sets it")
     blur_film: float = Field(ge=0, le=1, description="blurred below this fraction of the film's median crispness")
@@ -209,6 +211,9 @@ class PrefilterSettings(Section):
         ge=0, le=1, description="cut by more edges than the mode allows, but by the bottom and this tall a share of "
                                 "the frame's height: a close-up, kept (0 = off)")
     max_static: float = Field(ge=0, le=1, description="static fraction (unchanged relative to the set) of a still instance")
+    still_shot: float = Field(
+        ge=0, le=1, description="every instance of a shot (2+ frames) this static: nothing in it moves, its instances "
+                                "are scenery (0 = off)")
     max_text: float = Field(ge=0, le=1, description="text score of title-card text")
     max_flat: float = Field(ge=0, le=2, description="share of one flat colour of a title graphic / logo; > 1 = off (2D)")
     text_detector: Literal["auto", "ppocr", "opencv", "off"] = Field(

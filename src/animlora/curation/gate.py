@@ -109,11 +109,11 @@ def not_character(measures: Iterable[dict[str, Any] | None], text_score: float =
 PROP_STILL_SHARE = 0.75  # film props 0.75 (rock), 0.80 (stakes)
 MIN_TRACK_KNOWN = 2  # fewer known instances: no evidence
 # 2. filled flat like a prop: the median ``flat`` of its instances (segment: share of the eroded mask
-#    within 12 levels of its median colour). Film props 0.50 and 0.53; every other track of a film
-#    cluster still in most frames 0.12-0.37 (Buck, Frank, Gimera idle), of a seed's character
-#    cluster 0.03-0.20. Off where flat fills are how characters are drawn (the 2D profile,
-#    ``prefilter.max_flat`` > 1);
-PROP_FLAT = 0.45
+#    within 12 levels of its median colour). Film props 0.50 and 0.53, seed 3's grey rock 0.43; every
+#    other track of a film cluster still in most frames 0.12-0.37 (Buck, Frank, Gimera idle), of a
+#    seed's character cluster 0.03-0.25. Off where flat fills are how characters are drawn (the 2D
+#    profile, ``prefilter.max_flat`` > 1);
+PROP_FLAT = 0.40
 # 3. at the rim of its cluster: its pooled embedding is farther from the cluster's other tracks than
 #    they typically are from each other (RIM x their median nearest-track distance; 3 tracks at
 #    least). Film props 1.92x and 1.72x; idle character tracks 0.24-1.60x, so this alone does not
@@ -121,6 +121,13 @@ PROP_FLAT = 0.45
 #    no cluster: 2 of 2 still, flat 0.49), which sits among its own other views.
 PROP_RIM = 1.25
 MIN_TRACKS = 3
+# A track the segment stage could not measure at all (no instance with a known ``static``: a whip pan
+# whose sampled frames do not register) has no motion evidence either way. It is a prop when 2. holds
+# and it sits farther out still: this many times the typical distance. Seed 3's grey rock (one
+# instance, first frame of the whip shot, in the bunny's cluster): flat 0.43, 2.23x; every such track
+# of a dataset on the film 0.09-0.36 flat and 0.20-1.89x, on the seeds 0.02-0.33 and 0.56-1.14x; the
+# seeds' moving flat character tracks (the bunny's close-up 0.52, the robot 0.49) reach 1.88x.
+UNMEASURED_RIM = 2.0
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -149,7 +156,8 @@ def prop_tracks(members: Sequence[tuple[str, str | None]], track_measures: Mappi
     """The members of one cluster that belong to a prop track, as instance id ->
     ``not_character:prop (evidence)``. ``members``: (instance id, track id) of the cluster;
     ``track_measures``: track id -> the segment measures of *every* instance of that track;
-    ``vectors``: instance id -> embedding (the cluster's members). Nothing is flagged without
+    ``vectors``: instance id -> embedding (the cluster's members). A track with no known ``static``
+    at all is judged on tests 2 and 3 alone, 3 at ``UNMEASURED_RIM``. Nothing is flagged without
     embeddings, with fewer than 3 tracks, or with ``flat_check`` off (2D)."""
     if not flat_check or not vectors:
         return {}
@@ -157,17 +165,29 @@ def prop_tracks(members: Sequence[tuple[str, str | None]], track_measures: Mappi
     rim = track_rim(tracked, vectors)
     out: dict[str, str] = {}
     for track in sorted({t for _, t in tracked}):
-        known = [m for m in track_measures.get(track, ()) if m and m.get("static") is not None]
-        if len(known) < MIN_TRACK_KNOWN or track not in rim:
+        if track not in rim:
             continue
-        still = sum(float(m["static"]) >= max_static for m in known)
-        flat = float(np.median([float(m.get("flat") or 0.0) for m in known]))
+        measured = [m for m in track_measures.get(track, ()) if m]
+        known = [m for m in measured if m.get("static") is not None]
         nearest, typical = rim[track]
-        if still < PROP_STILL_SHARE * len(known) or flat < PROP_FLAT or nearest <= PROP_RIM * typical:
-            continue
-        why = (f"not_character:prop (track {track}: {still} of {len(known)} instances unchanged relative to the "
-               f"set, flat fill {flat:.2f} >= {PROP_FLAT}, {nearest / max(typical, 1e-12):.2f}x the cluster's "
-               f"typical distance from its other tracks: a prop, not this character)")
+        ratio = nearest / max(typical, 1e-12)
+        if known:
+            if len(known) < MIN_TRACK_KNOWN:
+                continue
+            still = sum(float(m["static"]) >= max_static for m in known)
+            flat = float(np.median([float(m.get("flat") or 0.0) for m in known]))
+            if still < PROP_STILL_SHARE * len(known) or flat < PROP_FLAT or nearest <= PROP_RIM * typical:
+                continue
+            motion = f"{still} of {len(known)} instances unchanged relative to the set"
+        else:  # never measured: no motion evidence, so the appearance must say more
+            if not measured:
+                continue
+            flat = float(np.median([float(m.get("flat") or 0.0) for m in measured]))
+            if flat < PROP_FLAT or ratio < UNMEASURED_RIM:
+                continue
+            motion = f"motion never measured in its {len(measured)} instance(s)"
+        why = (f"not_character:prop (track {track}: {motion}, flat fill {flat:.2f} >= {PROP_FLAT}, "
+               f"{ratio:.2f}x the cluster's typical distance from its other tracks: a prop, not this character)")
         out.update({iid: why for iid, t in tracked if t == track})
     return out
 

@@ -1,6 +1,6 @@
 """The prefilter stage: instances too small, cut by the frame edge, unlike a character
-(title-card text, scenery that does not move relative to the set, odd shapes), blurred, or
-repeating a kept instance of their track are rejected before identity clustering.
+(title-card text, odd shapes, the scenery of a shot in which nothing moves relative to the set),
+blurred, or repeating a kept instance of their track are rejected before identity clustering.
 
 There is no face requirement: back views and non-human characters (robots, animals, toys)
 pass. A rejected instance keeps its catalog row in ``prefilter_results`` with its reason
@@ -44,7 +44,7 @@ from animlora.records import prefilter as records
 REPORT_FILE = "prefilter_report.json"
 # every reason, in the order tested; the first that applies is recorded
 REASONS = ("tiny", "truncated", "not_character:text", "text_over", "not_character:shape",
-           "blur:floor", "blur:film", "blur:track", "duplicate")
+           "not_character:still_shot", "blur:floor", "blur:film", "blur:track", "duplicate")
 # reasons grouped in the report (the part before ':')
 GROUPS = ("tiny", "truncated", "not_character", "text_over", "blur", "duplicate", "unreadable")
 # per-frame text found by the text detector, kept so a re-run reads no frame twice
@@ -98,6 +98,28 @@ def close_up(measures: dict[str, Any], min_height: float) -> bool:
     x, y, w, h = box
     width, height = frame
     return bool(y + h >= height and h >= min_height * height and h <= CLOSEUP_MAX_ASPECT * max(1, w))
+
+
+# a shot's stillness needs this many frames with a measured instance
+STILL_SHOT_FRAMES = 2
+
+
+def still_shots(items: list[dict[str, Any]], threshold: float) -> set[tuple[Any, Any]]:
+    """(film, shot) of every shot in which nothing moves: each instance of it whose ``static`` is
+    known (prefilter rejects included: a tiny rock is evidence too) is at least ``threshold``
+    static, in ``STILL_SHOT_FRAMES`` frames or more. An idle character is as still as a prop over a
+    few frames, but not to the last pixel while something in its shot moves or it breathes (film:
+    Buck idle 0.956, Frank gliding 0.945; the seeds' establishing shots 0.988-1.0, the film's
+    trees, stakes and a branch 0.977-1.0). Off when ``threshold`` is 0 or the shot is unknown."""
+    if threshold <= 0:
+        return set()
+    shots: dict[tuple[Any, Any], list[tuple[Any, float]]] = {}
+    for it in items:
+        static = (it["measures"].get("extra") or {}).get("static")
+        if it.get("shot") is not None and static is not None:
+            shots.setdefault((it.get("film"), it["shot"]), []).append((it.get("frame_id"), float(static)))
+    return {key for key, seen in shots.items()
+            if len({frame for frame, _ in seen}) >= STILL_SHOT_FRAMES and min(v for _, v in seen) >= threshold}
 
 
 def still(measures: dict[str, Any], settings: Any) -> bool | None:
@@ -187,8 +209,10 @@ def track_mates(item: dict[str, Any], mates: list[dict[str, Any]]) -> list[dict[
 def decide(items: list[dict[str, Any]], settings: Any) -> dict[str, str | None]:
     """Every instance's verdict (reason or None), judged with its track and its film.
 
-    ``items``: dicts with ``id``, ``measures`` (see :func:`judge`), ``track``, ``film`` and
-    ``time`` (the frame's position in the film; None when unknown). Sharpness is relative: an instance is blurred when it is far less
+    ``items``: dicts with ``id``, ``measures`` (see :func:`judge`), ``track``, ``film``, ``shot``,
+    ``frame_id`` and ``time`` (the frame's position in the film; None when unknown). A measured
+    instance of a shot in which nothing moves (:func:`still_shots`) is ``not_character:still_shot``.
+    Sharpness is relative: an instance is blurred when it is far less
     crisp than the film's crisp instances (upper quartile; ``blur_film``: the film's own look, depth of
     field included) or than its own track (its median, :func:`track_reference`, over the members
     nearest in time, :func:`track_mates`; ``blur_track``: motion blur, a focus pull). Then, per track, the crispest instances are kept first and an
@@ -198,6 +222,12 @@ def decide(items: list[dict[str, Any]], settings: Any) -> dict[str, str | None]:
     p = settings
     mode = p.modes[p.mode]
     verdict = {it["id"]: judge(it["measures"], mode, p.blur_threshold, p) for it in items}
+    # a shot in which nothing moves is the set: its measured instances are scenery
+    quiet = still_shots(items, getattr(p, "still_shot", 0.0))
+    for it in items:
+        if verdict[it["id"]] in (None, "blur:floor") and (it.get("film"), it.get("shot")) in quiet and (
+                it["measures"].get("extra") or {}).get("static") is not None:
+            verdict[it["id"]] = "not_character:still_shot"
     film_ratio = _relative(p.blur_film, mode.blur_factor)
     track_ratio = _relative(p.blur_track, mode.blur_factor)
     # what "crisp" means in this film: the upper quartile of its candidates (shape tests passed)
@@ -330,7 +360,8 @@ class PrefilterStage(Stage):
                         "sharpness": r.sharpness, "score": r.score, "extra": _extra(r.measures),
                         "bbox": [x, y, w, h], "frame": frame}
             found.append({"id": r.id, "source": str(seg_dir / r.path), "path": r.path, "measures": measures,
-                          "track": r.track_id, "film": r.video_id, "frame_id": r.frame_id, "time": r.frame_index,
+                          "track": r.track_id, "film": r.video_id, "shot": r.shot_id, "frame_id": r.frame_id,
+                          "time": r.frame_index,
                           "frame": str(frames_dir / r.frame_path) if r.frame_path else None,
                           "mask": str(seg_dir / r.mask_path)})
         self._read_text(ctx, found)
@@ -428,6 +459,7 @@ class PrefilterStage(Stage):
             rel = str(path.relative_to(src))
             found.append({"id": instance_id, "source": str(path), "path": rel, "measures": measures, "label": rel,
                           "track": meta.get("track_id") if meta else None, "film": None,
+                          "shot": meta.get("shot_id") if meta else None, "frame_id": meta.get("frame_id") if meta else None,
                           "stamp": (stat.st_size, stat.st_mtime_ns)})
         return self._items(ctx, found)
 
