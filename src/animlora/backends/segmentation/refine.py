@@ -672,7 +672,12 @@ def _cut(inst: Instance, cut_small: np.ndarray, view: _View, settings: Any,
         # a rock matched in pieces (its shaded seams, a shadow across it differ from the far
         # frame): the pieces and the seams between them are judged, and cut, as one
         seam = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
-        cut = (cv2.morphologyEx(cut.astype(np.uint8), cv2.MORPH_CLOSE, seam) > 0) & mask
+        cut = cv2.morphologyEx(cut.astype(np.uint8), cv2.MORPH_CLOSE, seam)
+        # ... with the holes the match left in it (a hand's shadow on the rock): nothing of the
+        # character is seen through a rock, and a hand on it joins the body outside the rock
+        contours, _ = cv2.findContours(cut, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(cut, contours, -1, 1, thickness=-1)
+        cut = (cut > 0) & mask
     count, labels, stats, _ = cv2.connectedComponentsWithStats(cut.astype(np.uint8), connectivity=8)
     solid = np.zeros_like(cut)
     for label in range(1, count):
