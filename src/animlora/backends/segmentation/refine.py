@@ -48,7 +48,7 @@ KEEP_FRACTION = 0.25  # ... when at least this much of the mask is left
 SET_VOTES = 2  # neighbours that must show a region as the set before it is cut off a mask
 MIN_SOLIDITY = 0.7  # ... and it is a solid chunk (area / convex hull area)
 ENCLOSED = 0.7  # ... and less than this share of its outline lies on the rest of the mask
-ENCLOSED_ALONE = 0.995  # ... (when the prop is seen on its own elsewhere in the shot: the rest of
+ENCLOSED_ALONE = 0.9  # ... (when the prop is seen on its own elsewhere in the shot: measured beyond
 #                       the rock around the part that matched may be the "mask" around it)
 MERGE_GAP = 0.12  # parts this close (x sqrt(area of the larger)) may be one character
 MERGE_GAP_SINGLE = 0.04  # ... and without other frames to show they move together
@@ -633,6 +633,20 @@ def _static_fraction(mask: np.ndarray, static: tuple[np.ndarray, np.ndarray] | N
     return float((still & have).sum() / have.sum())
 
 
+def _enclosed_beyond(piece: np.ndarray, mask: np.ndarray, margin: int) -> float:
+    """Share of a ring ``margin`` px out from ``piece`` that lies on the rest of ``mask`` (the
+    crop's border counts as outside): 1.0 for a chunk deep inside a body."""
+    import cv2
+
+    pad = margin + 3
+    grown = np.pad(piece.astype(np.uint8), pad)
+    inner = cv2.dilate(grown, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1)))
+    outer = cv2.dilate(grown, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 5, 2 * margin + 5)))
+    ring = (outer > 0) & (inner == 0)
+    rest = np.pad(mask & ~piece, pad)
+    return float((ring & rest).sum() / max(1, ring.sum()))
+
+
 def _cut(inst: Instance, cut_small: np.ndarray, view: _View, settings: Any,
          min_solidity: float = MIN_SOLIDITY, seen_alone: bool = False) -> list[tuple[Instance, bool]]:
     """Split ``inst`` into the prop part (``cut_small``: its static pixels where a prop
@@ -652,6 +666,18 @@ def _cut(inst: Instance, cut_small: np.ndarray, view: _View, settings: Any,
     # a prop is a solid chunk: scattered or ragged set-like patches inside a body are the
     # matte having missed that body elsewhere, not a prop, and stay
     area = float((inst.alpha >= 0.5).sum())
+    mask = inst.alpha >= settings.alpha_threshold
+    reach = int(max(5, 0.04 * np.sqrt(area)))
+    if seen_alone:
+        # a rock matched in pieces (its shaded seams, a shadow across it differ from the far
+        # frame): the pieces and the seams between them are judged, and cut, as one
+        seam = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
+        cut = cv2.morphologyEx(cut.astype(np.uint8), cv2.MORPH_CLOSE, seam)
+        # ... with the holes the match left in it (a hand's shadow on the rock): nothing of the
+        # character is seen through a rock, and a hand on it joins the body outside the rock
+        contours, _ = cv2.findContours(cut, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(cut, contours, -1, 1, thickness=-1)
+        cut = (cut > 0) & mask
     count, labels, stats, _ = cv2.connectedComponentsWithStats(cut.astype(np.uint8), connectivity=8)
     solid = np.zeros_like(cut)
     for label in range(1, count):
@@ -665,18 +691,22 @@ def _cut(inst: Instance, cut_small: np.ndarray, view: _View, settings: Any,
     # a chunk lying inside the character (its outline mostly on the character's other
     # pixels: a belly, a face) is the character seen still while the matte missed it in the
     # neighbours, not a prop beside it
-    body = (inst.alpha >= settings.alpha_threshold) & ~solid
+    body = mask & ~solid
     count, labels = cv2.connectedComponents(solid.astype(np.uint8), connectivity=8)
-    enclosed = ENCLOSED_ALONE if seen_alone else ENCLOSED  # partial evidence of a prop seen on its own
     for label in range(1, count):
         piece = labels == label
+        if seen_alone:
+            # partial evidence of a prop seen on its own: the rim of the rock that did not match
+            # surrounds the part that did, so the outline is looked for beyond that rim
+            if _enclosed_beyond(piece, mask, reach) >= ENCLOSED_ALONE:
+                solid &= ~piece
+            continue
         ring = (cv2.dilate(piece.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ~piece
-        if ring.any() and (ring & body).sum() >= enclosed * ring.sum():
+        if ring.any() and (ring & body).sum() >= ENCLOSED * ring.sum():
             solid &= ~piece
     if not solid.any():
         return [(inst, False)]
     cut = solid
-    reach = int(max(5, 0.04 * np.sqrt((inst.alpha >= 0.5).sum())))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
     prop = cv2.dilate(cut.astype(np.uint8), kernel) > 0
     # the prop's soft rim (matte between the threshold and 0.5) hangs on the character's
