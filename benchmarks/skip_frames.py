@@ -21,8 +21,8 @@ Rules:
 
 - ``same picture <motion> < T``: a candidate whose still image (the stage's: quarter-size luma,
   ~96 px wide, blurred) is within T of the shot's last kept candidate in every cell once the
-  camera's ``shift`` or ``affine`` move is left out (``stages/extract.py``: ``appearance_change``,
-  ``affine_change``). Extract already merges ``shift < 10``; the frames here are decoded from
+  camera's ``shift`` or ``affine`` move is left out (``stages/extract.py``: ``picture_change``,
+  the stage's own test). Extract already merges ``shift < 10``; the frames here are decoded from
   the JPEG candidates (limited-range luma rebuilt), so a few ``shift`` pairs fall under 10;
 - ``even k%``: every shot keeps k% of its candidates, evenly spread (a lower
   ``candidates_per_minute`` does about this; extract would pick the sharpest of wider slots).
@@ -46,7 +46,7 @@ import cv2
 import numpy as np
 
 from animlora.backends.segmentation.cutouts import signature_distance
-from animlora.stages.extract import affine_change, appearance_change
+from animlora.stages.extract import picture_change
 
 
 def still_image(path: Path) -> np.ndarray:
@@ -122,12 +122,11 @@ class Film:
 
 
 def same_picture(film: Film, motion: str, threshold: float) -> set[str]:
-    change = affine_change if motion == "affine" else appearance_change
     skip = set()
     for frames in film.by_shot.values():
         last = None
         for f in frames:
-            if last is not None and change(film.still(last), film.still(f)) < threshold:
+            if last is not None and picture_change(film.still(last), film.still(f), motion, threshold) < threshold:
                 skip.add(f)
             else:
                 last = f

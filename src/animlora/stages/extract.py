@@ -61,6 +61,10 @@ _PRIOR_SECONDS = 10.0
 # camera's move left out (appearance_change, 0-255), is the same picture: one of the two
 _DUP_CHANGE = 10.0
 _DUP_GRID = (12, 7)  # cells the change is looked for in (8 px cells of the 96 px image)
+# the affine fit (a zoom, a dolly) is tried only when the shift alone leaves a change under
+# this: of the film's candidate pairs that the fit made the same picture, the shift alone had
+# left 13-59 (and one 255: a shift found past a quarter); it skips ~40% of the fits (~3 ms each)
+_AFFINE_GATE = 64.0
 # a candidate less than this fraction as sharp as its shot's median candidate is motion-blurred
 _BLURRED = 0.5
 
@@ -173,20 +177,32 @@ def _cells_max(diff: Any) -> float:
     return float(cv2.resize(diff, _DUP_GRID, interpolation=cv2.INTER_AREA).max())
 
 
-def affine_change(a: Any, b: Any) -> float:
+def picture_change(a: Any, b: Any, motion: str = "affine", threshold: float = _DUP_CHANGE) -> float:
+    """The same-picture test's change from still image ``a`` to ``b``: :func:`appearance_change`,
+    and with ``motion="affine"``, when that is from ``threshold`` to ``_AFFINE_GATE``, the
+    lower :func:`affine_change`. Under ``threshold`` it is the same picture."""
+    shifted = appearance_change(a, b)
+    if motion != "affine" or shifted < threshold or shifted >= _AFFINE_GATE:
+        return shifted
+    return affine_change(a, b, shifted)
+
+
+def affine_change(a: Any, b: Any, shifted: float | None = None) -> float:
     """:func:`appearance_change` with the camera's move taken as an affine map (a zoom, a
     dolly, a slow turn, not only a shift): ``b`` is fitted onto ``a`` by OpenCV's ECC
     (``MOTION_AFFINE``, started from the phase-correlation shift), then the largest mean
     absolute difference over the 12x7 cells, each cell over its pixels that both pictures
     cover (a cell less than half covered is not counted). A move that shifts by more than a
-    quarter of the picture or scales, stretches or turns by more than 25% is a new view (255),
-    as is a fit that does not converge. Never more than :func:`appearance_change`. Every
+    quarter of the picture or scales, stretches or turns by more than 25% is a new view, as is
+    a fit that does not converge: then it is :func:`appearance_change` (``shifted``, when the
+    caller has it), never more. Every
     region must be unchanged once the camera's move is left out: a character that moves
     (even one that only slides across the set) changes its cells."""
     import cv2
     import numpy as np
 
-    shifted = appearance_change(a, b)
+    if shifted is None:
+        shifted = appearance_change(a, b)
     h, w = a.shape
     fa, fb = a.astype(np.float32), b.astype(np.float32)
     (dx, dy), _ = cv2.phaseCorrelate(fa.copy(), fb.copy(), _hanning(w, h))
@@ -313,11 +329,8 @@ class _ShotSampler:
     def _same_picture(self, last: _Entry, best: _Entry) -> bool:
         """``best`` shows what ``last`` showed: every cell within ``_DUP_CHANGE`` once the
         camera's shift (``motion: shift``) or affine move (``affine``: a zoom or dolly too; only
-        looked for when the shift alone leaves a change, ~4 ms a slot) is left out."""
-        a, b = last.still_image(), best.still_image()
-        if appearance_change(a, b) < _DUP_CHANGE:
-            return True
-        return self.motion == "affine" and affine_change(a, b) < _DUP_CHANGE
+        fitted when the shift alone leaves a change, ~3 ms a slot) is left out."""
+        return picture_change(last.still_image(), best.still_image(), self.motion) < _DUP_CHANGE
 
     def close(self) -> list[tuple[int, _Entry]]:
         """The open shot is complete: its candidates (at least one unless it is all black)."""
