@@ -123,6 +123,7 @@ class ModelsSettings(Section):
 
 
 class ExtractSettings(Section):
+    added_fields: ClassVar[dict[str, Any]] = {"same_picture_motion": "shift"}
     mode: Literal["scene", "interval", "all"]
     detector: Literal["adaptive", "content", "hash"]
     scene_threshold: float | None = Field(
@@ -139,6 +140,10 @@ class ExtractSettings(Section):
     max_candidates: int = Field(ge=1, description="scene mode: project budget at most")
     change_share: float = Field(ge=0, le=1, description="part of the budget that follows picture change")
     max_per_shot: int = Field(ge=1, description="scene mode: most candidates from one shot")
+    same_picture_motion: Literal["shift", "affine"] = Field(
+        description="scene mode: the camera move left out before two candidates of a shot are compared "
+                    "(affine: zooms and dollies too; shift: the earlier test)"
+    )
     interval_seconds: float = Field(gt=0)
     dedupe: bool
     dedupe_distance: int = Field(ge=0, le=64, description="max perceptual-hash Hamming distance")

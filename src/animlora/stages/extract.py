@@ -61,6 +61,10 @@ _PRIOR_SECONDS = 10.0
 # camera's move left out (appearance_change, 0-255), is the same picture: one of the two
 _DUP_CHANGE = 10.0
 _DUP_GRID = (12, 7)  # cells the change is looked for in (8 px cells of the 96 px image)
+# the affine fit (a zoom, a dolly) is tried only when the shift alone leaves a change under
+# this: of the film's candidate pairs that the fit made the same picture, the shift alone had
+# left 13-59 (and one 255: a shift found past a quarter); it skips ~40% of the fits (~3 ms each)
+_AFFINE_GATE = 64.0
 # a candidate less than this fraction as sharp as its shot's median candidate is motion-blurred
 _BLURRED = 0.5
 
@@ -173,6 +177,58 @@ def _cells_max(diff: Any) -> float:
     return float(cv2.resize(diff, _DUP_GRID, interpolation=cv2.INTER_AREA).max())
 
 
+def picture_change(a: Any, b: Any, motion: str = "affine", threshold: float = _DUP_CHANGE) -> float:
+    """The same-picture test's change from still image ``a`` to ``b``: :func:`appearance_change`,
+    and with ``motion="affine"``, when that is from ``threshold`` to ``_AFFINE_GATE``, the
+    lower :func:`affine_change`. Under ``threshold`` it is the same picture."""
+    shifted = appearance_change(a, b)
+    if motion != "affine" or shifted < threshold or shifted >= _AFFINE_GATE:
+        return shifted
+    return affine_change(a, b, shifted)
+
+
+def affine_change(a: Any, b: Any, shifted: float | None = None) -> float:
+    """:func:`appearance_change` with the camera's move taken as an affine map (a zoom, a
+    dolly, a slow turn, not only a shift): ``b`` is fitted onto ``a`` by OpenCV's ECC
+    (``MOTION_AFFINE``, started from the phase-correlation shift), then the largest mean
+    absolute difference over the 12x7 cells, each cell over its pixels that both pictures
+    cover (a cell less than half covered is not counted). A move that shifts by more than a
+    quarter of the picture or scales, stretches or turns by more than 25% is a new view, as is
+    a fit that does not converge: then it is :func:`appearance_change` (``shifted``, when the
+    caller has it), never more. Every
+    region must be unchanged once the camera's move is left out: a character that moves
+    (even one that only slides across the set) changes its cells."""
+    import cv2
+    import numpy as np
+
+    if shifted is None:
+        shifted = appearance_change(a, b)
+    h, w = a.shape
+    fa, fb = a.astype(np.float32), b.astype(np.float32)
+    (dx, dy), _ = cv2.phaseCorrelate(fa.copy(), fb.copy(), _hanning(w, h))
+    warp = np.float32([[1, 0, dx], [0, 1, dy]])
+    try:
+        _, warp = cv2.findTransformECC(fa, fb, warp, cv2.MOTION_AFFINE,
+                                       (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-3), None, 1)
+    except cv2.error:  # no convergence: not the same picture by this test
+        return shifted
+    scales = np.linalg.svd(warp[:, :2], compute_uv=False)
+    if abs(warp[0, 2]) > w / 4 or abs(warp[1, 2]) > h / 4 or scales.max() > 1.25 or scales.min() < 0.8:
+        return shifted
+    flags = cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP
+    moved = cv2.warpAffine(fb, warp, (w, h), flags=flags)
+    # the pixels b covers once moved, one pixel in from the edge (the interpolated border)
+    covered = cv2.erode(cv2.warpAffine(np.ones_like(fb), warp, (w, h), flags=flags), np.ones((3, 3), np.uint8))
+    covered = (covered > 0.999).astype(np.float32)
+    diff = cv2.absdiff(fa, moved) * covered
+    area = cv2.resize(covered, _DUP_GRID, interpolation=cv2.INTER_AREA)
+    sums = cv2.resize(diff, _DUP_GRID, interpolation=cv2.INTER_AREA)
+    seen = area >= 0.5
+    if not seen.any():
+        return shifted
+    return min(shifted, float((sums[seen] / area[seen]).max()))
+
+
 _HANNING: dict[tuple[int, int], Any] = {}
 
 
@@ -198,8 +254,9 @@ class _ShotSampler:
     kept) and later slots are twice as wide, so memory holds at most ``2 * cap`` frames;
     a shot that ends with more than ``cap`` keeps ``cap`` of them, evenly spread."""
 
-    def __init__(self, rate: float, share_t: float, cap: int) -> None:
+    def __init__(self, rate: float, share_t: float, cap: int, motion: str = "affine") -> None:
         self.rate, self.share_t, self.cap = rate, share_t, cap
+        self.motion = motion  # the camera's move left out by the same-picture test: shift | affine
         self.total_change = _PRIOR_CHANGE_RATE * _PRIOR_SECONDS
         self.total_seconds = _PRIOR_SECONDS
         self.shot = -1
@@ -254,7 +311,7 @@ class _ShotSampler:
         best, self.slot_best = self.slot_best, None
         if best is None:
             return
-        if self.picks and appearance_change(self.picks[-1].still_image(), best.still_image()) < _DUP_CHANGE:
+        if self.picks and self._same_picture(self.picks[-1], best):
             # the same picture as the shot's last candidate (the camera's move left out):
             # one of the two, the sharper
             self.skipped += 1
@@ -268,6 +325,12 @@ class _ShotSampler:
             self.scale *= 2
             self.weight /= 2
             self.slot = int(self.weight)  # the open slot, in the new (twice as wide) slots
+
+    def _same_picture(self, last: _Entry, best: _Entry) -> bool:
+        """``best`` shows what ``last`` showed: every cell within ``_DUP_CHANGE`` once the
+        camera's shift (``motion: shift``) or affine move (``affine``: a zoom or dolly too; only
+        fitted when the shift alone leaves a change, ~3 ms a slot) is left out."""
+        return picture_change(last.still_image(), best.still_image(), self.motion) < _DUP_CHANGE
 
     def close(self) -> list[tuple[int, _Entry]]:
         """The open shot is complete: its candidates (at least one unless it is all black)."""
@@ -386,7 +449,8 @@ class _VideoExtraction:
         if scene:
             seconds = max(info.duration, 1.0 / max(info.fps, 1.0))
             rate = float(self.payload.get("budget", self.s.min_candidates)) / seconds
-            self.sampler = _ShotSampler(rate, 1.0 - self.s.change_share, self.s.max_per_shot)
+            self.sampler = _ShotSampler(rate, 1.0 - self.s.change_share, self.s.max_per_shot,
+                                        self.s.same_picture_motion)
         self.transitions = detector.transitions
         reader = ReferenceFrames(path) if reference_only else None
         push = detector.push_after_gap if reader is not None else detector.push
