@@ -152,7 +152,7 @@ def test_a_renamed_setting_reads_under_its_earlier_name_warns_and_hashes_as_befo
 # default changed on purpose changes them too: then update the value here and say so.
 # extract 08eb4b8ff4db: same_picture_motion affine (session 8; "shift" was the test before)
 DEFAULT_FINGERPRINTS = {
-    "extract": "466780bd3891", "segment": "0c5af2c51212", "prefilter": "1c8c1e124169",
+    "extract": "08eb4b8ff4db", "segment": "0c5af2c51212", "prefilter": "40b33f87ac7a",
     "embed": "8af2626488a6", "cluster": "127682c06df3", "deocclude": "78c07c616ea6",
     "enhance": "c615357f2537", "caption": "af81ffdf94de", "dataset": "fb89e3b3b97a",
 }
