@@ -78,7 +78,7 @@ def test_recluster_renumbered_gone_and_shrunk_serial_and_process(tmp_path):
     # 1. renumbered (1 <-> 2), character_4 gone into noise, character_3 shrunk under min_size; serial
     _relabel(root, {"character_1": "character_2", "character_2": "character_1", "character_4": None},
              shrink=("character_3", 3))
-    _check(root, run_stages(root, ["caption", "dataset"], SETTINGS), {"character_1", "character_2"},
+    _check(root, run_stages(root, ["dataset"], SETTINGS), {"character_1", "character_2"},
            {"character_3"})
 
     # 2. a copy of the project, renumbered again (the gone cluster back under a new number); process pool
@@ -91,4 +91,4 @@ def test_recluster_renumbered_gone_and_shrunk_serial_and_process(tmp_path):
         back = [r["id"] for r in cat.rows("SELECT id FROM instances ORDER BY id") if r["id"] not in have]
         cat.upsert("character_members", [{"instance_id": i, "character": "character_2"} for i in back])
     process = {**SETTINGS, "runner": {"executor": "process", "workers": 2}}
-    _check(copy, run_stages(copy, ["caption", "dataset"], process), {"character_2", "character_3"}, {"character_1"})
+    _check(copy, run_stages(copy, ["dataset"], process), {"character_2", "character_3"}, {"character_1"})
