@@ -541,6 +541,11 @@ def combined_config(output_dir: Path, built: dict[str, Any], settings: Any) -> d
         _general(s), [{**_dataset_level(s, settings.project.seed), "subsets": subsets}],
         "every character in one dataset; num_repeats balance the characters"))
     if s.kohya_layout:
+        # rebuilt whole: finish writes it unrecorded, so a character gone or renumbered (or a
+        # repeats change) would leave its old links there, trained under an old trigger word
+        import shutil
+
+        shutil.rmtree(output_dir / "kohya_all", ignore_errors=True)
         for name, meta in built.items():
             folder = output_dir / "kohya_all" / formats.kohya_folder(repeats[name], meta["trigger"])
             for r in meta["images"]:
