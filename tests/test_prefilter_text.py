@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -272,3 +273,25 @@ def test_project_rejects_text_over_a_close_up(tmp_path):
     assert 0 < cache["f0"]["cover"]["f0_i0"] < load_settings(tmp_path).settings.prefilter.max_text_over
     assert 0.6 <= cache["f0"]["over"]["f0_i0"] <= 1.5  # "ts": about one line height
     assert cache["f1"]["over"] == {"f1_i0": 0.0}
+
+
+@pytest.mark.skipif(not HAS_PPOCR, reason="pip install 'animlora[text]'")
+def test_frames_read_side_by_side_give_what_one_reader_gives(tmp_path):
+    # the prefilter reads frames on one single-threaded engine per core, side by side: the
+    # covers, in the frames' order, are those of one reader taking the frames one by one
+    from animlora.backends.text.detection import text_readers
+    from animlora.stages.prefilter import _covers, _read_frames
+
+    body = np.zeros((H, W), np.uint8)
+    cv2.ellipse(body, (240, 140), (60, 100), 0, 0, 360, 255, -1)
+    write_image(tmp_path / "body.png", body)
+    groups = []
+    for k in range(5):
+        frame = subtitled() if k % 2 == 0 else backdrop()
+        write_image(tmp_path / f"f{k}.png", frame[..., ::-1])
+        groups.append([{"id": f"f{k}_i0", "frame": str(tmp_path / f"f{k}.png"), "mask": str(tmp_path / "body.png")}])
+    assert len(text_readers("ppocr")) == max(1, min(4, os.cpu_count() or 1))
+    together = _read_frames("ppocr", groups)
+    alone = [_covers(make_text_detector("ppocr"), g) for g in groups]
+    assert together == alone
+    assert [c["cover"][f"f{k}_i0"] > 0 for k, c in enumerate(together)] == [True, False, True, False, True]

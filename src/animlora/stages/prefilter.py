@@ -279,6 +279,32 @@ def measure_cutout(rgba: np.ndarray) -> dict[str, Any]:
     }
 
 
+def _read_frames(name: str, groups: list[list[dict[str, Any]]]) -> list[dict[str, dict[str, float | None]]]:
+    """:func:`_covers` of each frame (a group of its members), in order, read by the detector
+    ``name``'s readers side by side (one thread each, :func:`text_readers`)."""
+    if not groups:
+        return []
+    import itertools
+    from concurrent.futures import ThreadPoolExecutor
+
+    from animlora.backends.text.detection import text_readers
+
+    readers = text_readers(name)
+    if len(readers) == 1 or len(groups) == 1:
+        return [_covers(readers[0], members) for members in groups]
+    results: list[Any] = [None] * len(groups)
+    order = itertools.count()  # each reader takes the next frame (next() on a count is atomic)
+
+    def work(reader: Any) -> None:
+        while (i := next(order)) < len(groups):
+            results[i] = _covers(reader, groups[i])
+
+    with ThreadPoolExecutor(max_workers=len(readers)) as pool:
+        for done in [pool.submit(work, reader) for reader in readers]:
+            done.result()
+    return results
+
+
 def _covers(detector: Any, members: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     """Per instance of one frame: ``cover``, the share of its mask (>= 50%) under text
     ``detector`` reads in the frame, and ``over``, how far read lines run over the mask in
@@ -390,21 +416,20 @@ class PrefilterStage(Stage):
         except (OSError, ValueError):
             cache = {}
         known: dict[str, Any] = cache.get("frames", {}) if cache.get("detector") == version else {}
-        detector = None
-        changed = False
+        wanted, todo = [], []
         for frame_id, members in frames.items():
             if not any(judge(m["measures"], mode, p.blur_threshold, p) in (None, "blur:floor") for m in members):
                 continue
             key = {m["id"]: list(stat_key(m["mask"])) for m in members}  # a list, as the cache reads back
             entry = known.get(frame_id)
             if entry is None or entry.get("masks") != key or _lacks_over(entry, name):
-                if detector is None:
-                    from animlora.backends.text.detection import make_text_detector
-
-                    detector = make_text_detector(name)
-                entry = {"masks": key, **_covers(detector, members)}
-                known[frame_id] = entry
-                changed = True
+                todo.append((frame_id, members, key))
+            wanted.append((frame_id, members))
+        changed = bool(todo)
+        for (frame_id, _, key), covers in zip(todo, _read_frames(name, [t[1] for t in todo]), strict=True):
+            known[frame_id] = {"masks": key, **covers}
+        for frame_id, members in wanted:
+            entry = known[frame_id]
             for m in members:
                 cover = entry["cover"].get(m["id"])
                 if cover is not None:
