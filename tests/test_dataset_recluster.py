@@ -52,7 +52,9 @@ def _check(root: Path, summaries: list, expect_built: set[str], expect_skipped: 
     built = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/metadata.json")}
     assert set(built) == expect_built
     assert {p.stem for p in (out / ".skipped").glob("*.json")} == expect_skipped
-    folders = expect_built | {"kohya_all"} | ({".skipped"} if expect_skipped else set())
+    combined = len(expect_built) > 1  # dataset_all.toml and kohya_all/ only for two or more characters
+    assert (out / "dataset_all.toml").is_file() == combined
+    folders = expect_built | ({"kohya_all"} if combined else set()) | ({".skipped"} if expect_skipped else set())
     assert {p.name for p in out.iterdir() if p.is_dir()} == folders
     for name, meta in built.items():
         images = {r["file"] for r in meta["images"]}
@@ -62,6 +64,8 @@ def _check(root: Path, summaries: list, expect_built: set[str], expect_skipped: 
         for f in images:  # the caption beside each image and in captions/
             assert (out / f).with_suffix(".txt").is_file()
             assert (out / name / "captions" / Path(f).with_suffix(".txt").name).is_file()
+    if not combined:
+        return
     # kohya_all (finish): one folder per built character, each image of the character's dataset
     want = {f"{Path(r['file']).name}" for meta in built.values() for r in meta["images"]}
     got = {p.name for p in (out / "kohya_all").rglob("*.png")}
@@ -92,3 +96,7 @@ def test_recluster_renumbered_gone_and_shrunk_serial_and_process(tmp_path):
         cat.upsert("character_members", [{"instance_id": i, "character": "character_2"} for i in back])
     process = {**SETTINGS, "runner": {"executor": "process", "workers": 2}}
     _check(copy, run_stages(copy, ["dataset"], process), {"character_2", "character_3"}, {"character_1"})
+
+    # 3. one character left: the combined set of two or more (dataset_all.toml, kohya_all/) goes
+    _relabel(copy, {"character_2": None})
+    _check(copy, run_stages(copy, ["dataset"], SETTINGS), {"character_3"}, {"character_1"})

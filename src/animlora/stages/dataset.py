@@ -284,6 +284,11 @@ class DatasetStage(Stage):
             upstream = upstream_left_out(ctx.catalog)
         if not ctx.job.standalone and len(built) > 1:
             report["combined_config"] = combined_config(ctx.output_dir, built, ctx.settings)
+        elif not ctx.job.standalone:  # one character or none now: an earlier run's combined set is stale
+            import shutil
+
+            (ctx.output_dir / "dataset_all.toml").unlink(missing_ok=True)
+            shutil.rmtree(ctx.output_dir / "kohya_all", ignore_errors=True)
         if ctx.settings.dataset.report and (built or skipped or upstream):
             from animlora.curation.report import write_report
 
