@@ -425,3 +425,59 @@ def test_far_frames_showing_a_prop_on_its_own_are_partners_even_when_others_show
     assert (found & rock).sum() >= 0.9 * rock.sum()
     assert not (found & body).any()
 
+
+
+def _ellipse(centre: tuple[int, int], axes: tuple[int, int]) -> np.ndarray:
+    yy, xx = np.mgrid[0:H, 0:W]
+    return ((xx - centre[0]) / axes[0]) ** 2 + ((yy - centre[1]) / axes[1]) ** 2 <= 1
+
+
+def _cut_pieces(mask: np.ndarray, evidence: np.ndarray, as_prop: np.ndarray | None):
+    """``refine._cut`` on one instance covering ``mask`` (full frame, analysis scale 1)."""
+    import cv2
+
+    from animlora.backends.segmentation import refine
+    from animlora.backends.segmentation.base import Instance
+
+    ys, xs = np.nonzero(mask)
+    x0, y0 = int(xs.min()), int(ys.min())
+    alpha = mask[y0 : ys.max() + 1, x0 : xs.max() + 1].astype(np.float32)
+    inst = Instance(frame=0, bbox=(x0, y0, alpha.shape[1], alpha.shape[0]), alpha=alpha, score=1.0, track=0)
+    image = textured_background(H, W, seed=3)
+    view = refine._View(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32),
+                        cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32), 1.0, (H, W))
+    pieces = refine._cut(inst, evidence, view, settings(), refine.FUSED_SOLIDITY, True, as_prop)
+    return [(p.full_alpha(H, W) >= 0.5, is_prop) for p, is_prop in pieces]
+
+
+def test_a_rock_seen_on_its_own_and_matched_in_pieces_is_cut_off_as_one():
+    # the demo's upper boulder: a far frame shows it as a prop on its own, but only its core
+    # matched (an unmatched rim all round, a shaded seam across it, a hand's shadow in it), so
+    # each matched piece lies inside the mask; judged as one rock, it comes off the character
+    import cv2
+
+    body, rock = _ellipse((230, 120), (60, 90)), _ellipse((130, 150), (45, 38)) & ~_ellipse((230, 120), (60, 90))
+    core = cv2.erode(rock.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    evidence = core.copy()
+    evidence[:, 126:130] = False  # a seam
+    evidence[140:152, 100:112] = False  # a shadow
+    # the old reading (no far frame matched it as a prop on its own): each piece enclosed, nothing cut
+    assert len(_cut_pieces(body | rock, evidence, None)) == 1
+    pieces = _cut_pieces(body | rock, evidence, evidence)
+    characters = [m for m, is_prop in pieces if not is_prop]
+    props = [m for m, is_prop in pieces if is_prop]
+    assert len(characters) == 1
+    assert (body & ~characters[0]).sum() <= 0.01 * body.sum()  # nothing of the character is lost
+    assert (characters[0] & rock).sum() <= 0.25 * rock.sum()  # at most the rock's unmatched rim stays
+    assert props and (np.any(props, axis=0) & rock).sum() >= 0.75 * rock.sum()
+
+
+def test_a_belly_matched_as_a_prop_by_the_frame_edge_is_not_cut():
+    # trailer frames 573 and 592: Buck's belly, cut by the frame's bottom edge, matched a far
+    # frame's "prop" (his idle self on another track). Its outline beyond the rim lies on his
+    # body; beyond the frame's edge nothing is known, so that side does not count as outside
+    body = _ellipse((200, 200), (90, 100))
+    belly = _ellipse((200, 235), (40, 30)) & body
+    pieces = _cut_pieces(body, belly, belly)
+    assert len(pieces) == 1 and not pieces[0][1]
+    assert iou(pieces[0][0], body) >= 0.99

@@ -48,8 +48,11 @@ KEEP_FRACTION = 0.25  # ... when at least this much of the mask is left
 SET_VOTES = 2  # neighbours that must show a region as the set before it is cut off a mask
 MIN_SOLIDITY = 0.7  # ... and it is a solid chunk (area / convex hull area)
 ENCLOSED = 0.7  # ... and less than this share of its outline lies on the rest of the mask
-ENCLOSED_ALONE = 0.9  # ... (when the prop is seen on its own elsewhere in the shot: measured beyond
+ENCLOSED_ALONE = 0.995  # ... (when the prop is seen on its own elsewhere in the shot: the rest of
 #                       the rock around the part that matched may be the "mask" around it)
+ROCK_AS_PROP = 0.1  # a prop seen on its own, matched in pieces, is cut as one when this much of the match
+#                    (and CUT_FRACTION of the mask) was matched as a prop, not only as plain set
+ENCLOSED_ROCK = 0.6  # ... unless this much of a ring beyond its rim lies on the rest of the mask
 MERGE_GAP = 0.12  # parts this close (x sqrt(area of the larger)) may be one character
 MERGE_GAP_SINGLE = 0.04  # ... and without other frames to show they move together
 FUSED_MOVING = 0.05  # share of a mask that must change over the shot to seed the character ...
@@ -244,7 +247,8 @@ def static_map(evidence: list[tuple[int, np.ndarray, np.ndarray]], shape: tuple[
 
 def _far_props(moving: list[np.ndarray], still_in: Any, views: list[_View], sets: list[np.ndarray],
                homs: dict[tuple[int, int], Any], feats: Sequence[tuple[Any, Any]] | None = None,
-               free: list[np.ndarray] | None = None) -> list[np.ndarray | None]:
+               free: list[np.ndarray] | None = None,
+               strong: list[np.ndarray | None] | None = None) -> list[np.ndarray | None]:
     """Per frame ``i``: pixels of its moving instances (``moving[i]``) that a frame farther in
     the shot than the neighbours shows, unchanged, as a prop on its own that is still through
     and through (the boulders a bunny climbs out from behind, seen alone once it has left).
@@ -252,7 +256,8 @@ def _far_props(moving: list[np.ndarray], still_in: Any, views: list[_View], sets
     :func:`_prop_union` at ``FUSED_STILL_MAX``, without frame ``i``'s moving tracks: the
     character itself standing still later is no prop). Up to ``FAR_PARTNERS`` such frames
     per frame, those whose props cover most of this frame's moving instances; ``homs`` gains
-    their registrations."""
+    their registrations. ``strong`` (when given) gets, per frame, the pixels that a far frame
+    shows unchanged as such a prop (not only as plain set)."""
     import cv2
 
     n = len(moving)
@@ -285,13 +290,17 @@ def _far_props(moving: list[np.ndarray], still_in: Any, views: list[_View], sets
             continue
         h, w = moving[i].shape
         votes = np.zeros((h, w), np.int16)
+        as_prop = np.zeros((h, w), bool)
         for j, same, _ in neighbour_evidence(i, views, homs, partners):
             prop = cv2.warpPerspective(prop_masks[j].astype(np.uint8), homs[(i, j)], (w, h), flags=cv2.INTER_NEAREST) > 0
             votes += SET_VOTES * (same & prop)
+            as_prop |= same & prop
             if free is not None:  # plain set seen there: 1 vote (the matte may have missed a body)
                 there = cv2.warpPerspective(free[j].astype(np.uint8), homs[(i, j)], (w, h), flags=cv2.INTER_NEAREST) > 0
                 votes += same & there & ~prop
         out[i] = (votes >= SET_VOTES) & moving[i]
+        if strong is not None:
+            strong[i] = as_prop & moving[i]
     return out
 
 
@@ -399,8 +408,10 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
 
     out: list[Instance] = []
     notes: list[dict[str, Any]] = []
+    strong: list[np.ndarray | None] = [None] * n
     far = _far_props(moving, lambda i: props_seen_from(i, FUSED_STILL_MAX), views, sets, homs, feats,
-                     free if FAR_FREE else None)
+                     free if FAR_FREE else None, strong)
+    rocks = [np.zeros(views[i].gray.shape, bool) for i in range(n)]  # per frame: props cut as seen on their own
     for i in range(n):
         set_here = (set_in_neighbours(i, evidence[i], free, props_seen_from(i) if moving_tracks[i] else prop_masks,
                                       homs) if evidence[i] else None)
@@ -422,11 +433,12 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
                 cut = smalls[k] & set_here
                 cut = cv2.morphologyEx(cut.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
             pieces = [(inst, False)]
+            seen_alone = False
             if CUT_FRACTION * area <= cut.sum() <= (1 - KEEP_FRACTION) * area:
                 seen_alone = far[i] is not None and (far[i] & smalls[k]).sum() >= CUT_FRACTION * area
                 # a prop seen on its own elsewhere in the shot may be any shape (rocks, a stump)
                 pieces = _cut(inst, cut, views[i], settings, FUSED_SOLIDITY if seen_alone else MIN_SOLIDITY,
-                              seen_alone)
+                              seen_alone, strong[i] if seen_alone else None)
             if len(pieces) == 1 and statics[i] is not None:
                 # no neighbour shows that place as set: the set fused to the character in
                 # every frame (a tree behind it) is cut by colour from what moves
@@ -439,12 +451,19 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
                     notes.append({"static": fraction[k], "prop": k in props})
                 elif is_prop:
                     notes.append({"static": 1.0, "prop": True, "cut_from_prop": False})
+                    if seen_alone:
+                        rocks[i] |= _small_mask(piece, views[i])
                 else:
                     still = fraction[k]
                     if idle:  # what is left of an idle instance: its own static share
                         still = _static_fraction(_small_mask(piece, views[i]), statics[i])
                     notes.append({"static": still, "prop": still is not None and still >= STATIC_FRACTION,
                                   "cut_from_prop": True})
+    # 3b. the rock cut off in a neighbour shows where it lies where the match missed it here (a
+    # hand's shadow across it, in every far frame's view): what is left of it on a character
+    # that was unchanged over the neighbours goes too
+    if any(r.any() for r in rocks):
+        out, notes = _rocks_again(out, notes, rocks, evidence, homs, views, settings)
     # tracks over the corrected instances
     if relink:
         out = link_tracks(out, frames, settings.track_similarity)
@@ -488,6 +507,50 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
         if note.get("static") is not None:
             note["static"] = round(float(note["static"]), 3)
     return Refined(out, notes)
+
+
+def _rocks_again(out: list[Instance], notes: list[dict[str, Any]], rocks: list[np.ndarray],
+                 evidence: list[list[tuple[int, np.ndarray, np.ndarray]]], homs: dict[tuple[int, int], Any],
+                 views: list[_View], settings: Any) -> tuple[list[Instance], list[dict[str, Any]]]:
+    """Second look at the characters that a prop seen on its own was cut off: in the
+    neighbours, the cut-off rock (``rocks``: per frame) now is a prop, so their evidence
+    (:func:`set_in_neighbours`, prop votes only) cuts what is left of it here."""
+    none = [np.zeros_like(r) for r in rocks]
+    here_by_frame: dict[int, np.ndarray | None] = {}
+    fixed: list[Instance] = []
+    fixed_notes: list[dict[str, Any]] = []
+    for inst, note in zip(out, notes, strict=True):
+        i = inst.frame
+        if note.get("prop") or not note.get("cut_from_prop") or not evidence[i]:
+            fixed.append(inst)
+            fixed_notes.append(note)
+            continue
+        if i not in here_by_frame:
+            near = [j for j, _, _ in evidence[i] if rocks[j].any()]
+            here_by_frame[i] = set_in_neighbours(i, evidence[i], none, rocks, homs) if near else None
+        set_here = here_by_frame[i]
+        small = _small_mask(inst, views[i])
+        area = max(1, int(small.sum()))
+        pieces = [(inst, False)]
+        if set_here is not None:
+            cut = cv2_open(small & set_here)
+            if CUT_FRACTION * area <= cut.sum() <= (1 - KEEP_FRACTION) * area:
+                pieces = _cut(inst, cut, views[i], settings, FUSED_SOLIDITY, True, cut)
+        for piece, is_prop in pieces:
+            fixed.append(piece)
+            if piece is inst:
+                fixed_notes.append(note)
+            elif is_prop:
+                fixed_notes.append({"static": 1.0, "prop": True, "cut_from_prop": False})
+            else:
+                fixed_notes.append(dict(note))
+    return fixed, fixed_notes
+
+
+def cv2_open(mask: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
 
 
 def _tracks_apart(instances: Sequence[Instance], ta: int, tb: int) -> bool:
@@ -633,9 +696,12 @@ def _static_fraction(mask: np.ndarray, static: tuple[np.ndarray, np.ndarray] | N
     return float((still & have).sum() / have.sum())
 
 
-def _enclosed_beyond(piece: np.ndarray, mask: np.ndarray, margin: int) -> float:
-    """Share of a ring ``margin`` px out from ``piece`` that lies on the rest of ``mask`` (the
-    crop's border counts as outside): 1.0 for a chunk deep inside a body."""
+def _enclosed_beyond(piece: np.ndarray, mask: np.ndarray, margin: int,
+                     frame_edges: tuple[bool, bool, bool, bool] = (False, False, False, False)) -> float:
+    """Share of a ring ``margin`` px out from ``piece`` that lies on the rest of ``mask``: 1.0
+    for a chunk deep inside a body. Beyond a side of the crop that is the frame's edge
+    (``frame_edges``: top, bottom, left, right) nothing is known, so the ring there is not
+    counted (a belly cut by the frame's bottom edge is still enclosed)."""
     import cv2
 
     pad = margin + 3
@@ -643,12 +709,22 @@ def _enclosed_beyond(piece: np.ndarray, mask: np.ndarray, margin: int) -> float:
     inner = cv2.dilate(grown, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1)))
     outer = cv2.dilate(grown, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 5, 2 * margin + 5)))
     ring = (outer > 0) & (inner == 0)
+    top, bottom, left, right = frame_edges
+    if top:
+        ring[:pad] = False
+    if bottom:
+        ring[-pad:] = False
+    if left:
+        ring[:, :pad] = False
+    if right:
+        ring[:, -pad:] = False
     rest = np.pad(mask & ~piece, pad)
     return float((ring & rest).sum() / max(1, ring.sum()))
 
 
 def _cut(inst: Instance, cut_small: np.ndarray, view: _View, settings: Any,
-         min_solidity: float = MIN_SOLIDITY, seen_alone: bool = False) -> list[tuple[Instance, bool]]:
+         min_solidity: float = MIN_SOLIDITY, seen_alone: bool = False,
+         as_prop: np.ndarray | None = None) -> list[tuple[Instance, bool]]:
     """Split ``inst`` into the prop part (``cut_small``: its static pixels where a prop
     lies, analysis scale) and the rest; each piece large enough becomes an instance (True =
     the prop part). A leftover lying mostly where the prop is (its anti-aliased rim, a
@@ -668,16 +744,26 @@ def _cut(inst: Instance, cut_small: np.ndarray, view: _View, settings: Any,
     area = float((inst.alpha >= 0.5).sum())
     mask = inst.alpha >= settings.alpha_threshold
     reach = int(max(5, 0.04 * np.sqrt(area)))
-    if seen_alone:
+    rock = np.zeros_like(cut)  # groups judged as one rock (a prop seen on its own, matched in pieces)
+    if seen_alone and as_prop is not None:
         # a rock matched in pieces (its shaded seams, a shadow across it differ from the far
-        # frame): the pieces and the seams between them are judged, and cut, as one
+        # frame): the pieces, the seams between them and the holes the match left in them (a
+        # hand's shadow) are judged, and cut, as one — when most of what matched was matched
+        # as a prop on its own in a far frame, not only as plain set there (a character's
+        # soft fur matches a blurred set in places, never a rock that is seen on its own)
         seam = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
-        cut = cv2.morphologyEx(cut.astype(np.uint8), cv2.MORPH_CLOSE, seam)
-        # ... with the holes the match left in it (a hand's shadow on the rock): nothing of the
-        # character is seen through a rock, and a hand on it joins the body outside the rock
-        contours, _ = cv2.findContours(cut, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(cut, contours, -1, 1, thickness=-1)
-        cut = (cut > 0) & mask
+        closed = cv2.morphologyEx(cut.astype(np.uint8), cv2.MORPH_CLOSE, seam)
+        contours, _ = cv2.findContours(closed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(closed, contours, -1, 1, thickness=-1)
+        strong = full(as_prop)
+        count, labels = cv2.connectedComponents(((closed > 0) & mask).astype(np.uint8), connectivity=8)
+        for label in range(1, count):
+            group = labels == label
+            matched = int((group & cut).sum())
+            seen = int((group & cut & strong).sum())
+            if seen >= CUT_FRACTION * area and seen >= ROCK_AS_PROP * matched:
+                rock |= group
+        cut = cut | rock
     count, labels, stats, _ = cv2.connectedComponentsWithStats(cut.astype(np.uint8), connectivity=8)
     solid = np.zeros_like(cut)
     for label in range(1, count):
@@ -695,14 +781,16 @@ def _cut(inst: Instance, cut_small: np.ndarray, view: _View, settings: Any,
     count, labels = cv2.connectedComponents(solid.astype(np.uint8), connectivity=8)
     for label in range(1, count):
         piece = labels == label
-        if seen_alone:
-            # partial evidence of a prop seen on its own: the rim of the rock that did not match
-            # surrounds the part that did, so the outline is looked for beyond that rim
-            if _enclosed_beyond(piece, mask, reach) >= ENCLOSED_ALONE:
+        if (piece & rock).any():
+            # the rim of the rock that did not match surrounds the part that did, so its outline
+            # is looked for beyond that rim
+            edges = (y <= 0, y + bh >= h, x <= 0, x + bw >= w)
+            if _enclosed_beyond(piece, mask, reach, edges) >= ENCLOSED_ROCK:
                 solid &= ~piece
             continue
         ring = (cv2.dilate(piece.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ~piece
-        if ring.any() and (ring & body).sum() >= ENCLOSED * ring.sum():
+        # partial evidence of a prop seen on its own: the rest of the rock may be the "mask" around it
+        if ring.any() and (ring & body).sum() >= (ENCLOSED_ALONE if seen_alone else ENCLOSED) * ring.sum():
             solid &= ~piece
     if not solid.any():
         return [(inst, False)]
