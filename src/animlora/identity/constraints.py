@@ -482,9 +482,13 @@ def recluster_noise(
     """A second look at what is left in noise: HDBSCAN on the moving noise alone, with a smaller
     ``min_size``, keeping only the groups that look like a character the first pass's size
     bound missed — seen in two or more shots (a character comes back; a prop or one odd view
-    stays in one shot), at least ``min_size`` instances, no cannot-link pair inside, and as
-    tight as a typical cluster (its tracks' largest distance to their centre within the median
-    of the clusters' own, measured the same way). Each kept group becomes a new cluster.
+    stays in one shot), at least ``min_size`` instances, no cannot-link pair inside, as tight
+    as a typical cluster (its tracks' largest distance to their centre within the median of the
+    clusters' own, measured the same way), and apart from every cluster at its own scale: the
+    distance from its tracks to the nearest track of a cluster is at least its *linkage* (the
+    largest distance from one of its tracks to its nearest fellow track) — a group that chains
+    into a cluster is views between characters (on the labelled film: Buck with Frank, Gimera
+    with Buck), not a character of its own. Each kept group becomes a new cluster.
     Needs a cluster to measure tightness against. ``min_size`` 0 = off. Returns (labels, info)."""
     from animlora.identity.clustering import hdbscan
 
@@ -497,6 +501,7 @@ def recluster_noise(
         return out, info
     x = normalise(x)
     typical = float(np.median([_radius(x, _units(np.nonzero(out == lab)[0], track_ids)) for lab in ids]))
+    cluster_tracks = normalise(np.stack([x[u].mean(0) for lab in ids for u in _units(np.nonzero(out == lab)[0], track_ids)]))
     found = hdbscan(x[pool], max(2, min_size - min_size // 4), min_samples, "eom")
     partners = _cannot_partners(constraints)
     next_label = max(ids) + 1
@@ -506,6 +511,11 @@ def recluster_noise(
         units = _units(idx, track_ids)
         shots = {shot_ids[i] for i in idx if shot_ids[i]}
         radius = _radius(x, units)
+        vecs = normalise(np.stack([x[u].mean(0) for u in units]))
+        own = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (vecs @ vecs.T)))
+        np.fill_diagonal(own, np.inf)
+        linkage = float(own.min(1).max()) if len(units) > 1 else 0.0
+        gap = float(np.sqrt(max(0.0, 2.0 - 2.0 * float((vecs @ cluster_tracks.T).max()))))
         members = set(int(i) for i in idx)
         why = None
         if len(idx) < min_size:
@@ -514,11 +524,13 @@ def recluster_noise(
             why = "one shot"
         elif radius > typical:
             why = "spread"
+        elif gap < linkage:
+            why = "touches a cluster"
         elif any(j in members for i in idx for j in partners[int(i)]):
             why = "cannot-link"
         if why:
             info["rejected"].append({"instances": len(idx), "shots": len(shots), "radius": round(radius, 4),
-                                     "why": why})
+                                     "linkage": round(linkage, 4), "gap": round(gap, 4), "why": why})
             continue
         out[idx] = next_label
         next_label += 1
@@ -526,3 +538,63 @@ def recluster_noise(
         info["instances"] += len(idx)
     info["typical_radius"] = round(typical, 4)
     return out, info
+
+
+def join_by_bridges(
+    x: np.ndarray,
+    labels: np.ndarray,
+    track_ids: Sequence[str | None],
+    constraints: Constraints,
+    margin: float,
+    min_bridge: int,
+    skip: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+    """Join two clusters that many noise tracks lie between: a character seen under lights
+    and framings that HDBSCAN cut into pieces leaves a chain of views between its pieces, each
+    about as near both (the tracks :func:`attach_by_margin` leaves as ambiguous).
+
+    A *bridge* is a moving noise unit (a track's noise members, or a lone instance) whose two
+    nearest clusters (by their nearest track) are within ``margin`` of each other. Two clusters
+    join when at least ``min_bridge`` instances bridge them, each is the other's nearest
+    cluster (their nearest two tracks), and no cannot-link pair joins them; the most bridged
+    pair first, again after each join. ``min_bridge`` 0 = off. Returns (labels, joins as
+    (kept, absorbed, bridge instances))."""
+    out = labels.copy()
+    joins: list[tuple[int, int, int]] = []
+    if min_bridge <= 0 or margin <= 1.0:
+        return out, joins
+    x = normalise(x)
+    allowed = np.ones(len(out), bool) if skip is None else ~np.asarray(skip, bool)
+    noise_units = _units(np.nonzero((out == NOISE) & allowed)[0], track_ids)
+    noise_vecs = [normalise(x[u].mean(0, keepdims=True))[0] for u in noise_units]
+    while True:
+        ids = [int(v) for v in np.unique(out) if v != NOISE]
+        if len(ids) < 2 or not noise_units:
+            return out, joins
+        blocked = set(_pairs_between(out, constraints.cannot))
+        vecs = {lab: normalise(np.stack([x[u].mean(0) for u in _units(np.nonzero(out == lab)[0], track_ids)]))
+                for lab in ids}
+        sim = np.full((len(ids), len(ids)), -np.inf)
+        for i, a in enumerate(ids):
+            for j in range(i + 1, len(ids)):
+                sim[i, j] = sim[j, i] = float((vecs[a] @ vecs[ids[j]].T).max())
+        nearest = {a: ids[int(np.argmax(sim[i]))] for i, a in enumerate(ids)}
+        bridges: Counter[tuple[int, int]] = Counter()
+        for unit, v in zip(noise_units, noise_vecs, strict=True):
+            dist = sorted((float(np.linalg.norm(vecs[lab] - v, axis=1).min()), lab) for lab in ids)
+            (d1, a), (d2, b) = dist[0], dist[1]
+            if d2 < margin * d1:
+                bridges[(min(a, b), max(a, b))] += len(unit)
+        best = None
+        for (a, b), n in bridges.most_common():
+            if n < min_bridge:
+                break
+            if nearest[a] == b and nearest[b] == a and (a, b) not in blocked:
+                best = (a, b, n)
+                break
+        if best is None:
+            return out, joins
+        a, b, n = best
+        keep, gone = sorted((a, b), key=lambda lab: (-(out == lab).sum(), lab))
+        out[out == gone] = keep
+        joins.append((keep, gone, n))
