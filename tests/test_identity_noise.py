@@ -206,3 +206,9 @@ def test_second_look_makes_a_tight_multi_shot_noise_group_a_cluster():
     frames2 = list(frames)
     frames2[idx[0]] = frames2[idx[2]] = "same"
     assert (recluster_noise(x, labels, tracks, shots, build_constraints(frames2, tracks), 8, 2)[0] == labels).all()
+    # a tight group that chains into a cluster (nearer a cluster's track than its own tracks are
+    # to each other) is views between characters, not a character: it stays noise
+    near = x.copy()
+    near[tight] = near[tight] - np.eye(D)[2] + np.eye(D)[0] + 0.2 * np.eye(D)[4]  # onto a track of cluster 0
+    out, info = recluster_noise(near, labels, tracks, shots, links, 8, 2)
+    assert (out == labels).all() and any(r["why"] == "touches a cluster" for r in info["rejected"])

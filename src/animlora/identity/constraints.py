@@ -482,9 +482,13 @@ def recluster_noise(
     """A second look at what is left in noise: HDBSCAN on the moving noise alone, with a smaller
     ``min_size``, keeping only the groups that look like a character the first pass's size
     bound missed — seen in two or more shots (a character comes back; a prop or one odd view
-    stays in one shot), at least ``min_size`` instances, no cannot-link pair inside, and as
-    tight as a typical cluster (its tracks' largest distance to their centre within the median
-    of the clusters' own, measured the same way). Each kept group becomes a new cluster.
+    stays in one shot), at least ``min_size`` instances, no cannot-link pair inside, as tight
+    as a typical cluster (its tracks' largest distance to their centre within the median of the
+    clusters' own, measured the same way), and apart from every cluster at its own scale: the
+    distance from its tracks to the nearest track of a cluster is at least its *linkage* (the
+    largest distance from one of its tracks to its nearest fellow track) — a group that chains
+    into a cluster is views between characters (on the labelled film: Buck with Frank, Gimera
+    with Buck), not a character of its own. Each kept group becomes a new cluster.
     Needs a cluster to measure tightness against. ``min_size`` 0 = off. Returns (labels, info)."""
     from animlora.identity.clustering import hdbscan
 
@@ -497,6 +501,7 @@ def recluster_noise(
         return out, info
     x = normalise(x)
     typical = float(np.median([_radius(x, _units(np.nonzero(out == lab)[0], track_ids)) for lab in ids]))
+    cluster_tracks = normalise(np.stack([x[u].mean(0) for lab in ids for u in _units(np.nonzero(out == lab)[0], track_ids)]))
     found = hdbscan(x[pool], max(2, min_size - min_size // 4), min_samples, "eom")
     partners = _cannot_partners(constraints)
     next_label = max(ids) + 1
@@ -506,6 +511,11 @@ def recluster_noise(
         units = _units(idx, track_ids)
         shots = {shot_ids[i] for i in idx if shot_ids[i]}
         radius = _radius(x, units)
+        vecs = normalise(np.stack([x[u].mean(0) for u in units]))
+        own = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (vecs @ vecs.T)))
+        np.fill_diagonal(own, np.inf)
+        linkage = float(own.min(1).max()) if len(units) > 1 else 0.0
+        gap = float(np.sqrt(max(0.0, 2.0 - 2.0 * float((vecs @ cluster_tracks.T).max()))))
         members = set(int(i) for i in idx)
         why = None
         if len(idx) < min_size:
@@ -514,11 +524,13 @@ def recluster_noise(
             why = "one shot"
         elif radius > typical:
             why = "spread"
+        elif gap < linkage:
+            why = "touches a cluster"
         elif any(j in members for i in idx for j in partners[int(i)]):
             why = "cannot-link"
         if why:
             info["rejected"].append({"instances": len(idx), "shots": len(shots), "radius": round(radius, 4),
-                                     "why": why})
+                                     "linkage": round(linkage, 4), "gap": round(gap, 4), "why": why})
             continue
         out[idx] = next_label
         next_label += 1
@@ -526,3 +538,4 @@ def recluster_noise(
         info["instances"] += len(idx)
     info["typical_radius"] = round(typical, 4)
     return out, info
+

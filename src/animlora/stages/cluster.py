@@ -13,7 +13,8 @@
    within one cluster's own spread (and no other's) joins it (``cluster.attach_noise``); two
    clusters whose closest tracks are nearly one join (``cluster.track_join``); a noise track whose
    nearest track is one cluster's, every other cluster clearly farther, joins it
-   (``cluster.attach_margin``, ``attach_rounds``);
+   (``cluster.attach_margin``, ``attach_rounds``); last, a second look at the noise: a small,
+   tight group seen in several shots and apart from every cluster becomes one (``cluster.second_look``);
 4. names from ``characters/*.yaml`` references; negative references send clusters to noise;
 5. outputs: ``character_<n>/`` (or the name), ``noise/``, ``cluster_report.json``,
    ``cluster_visualization.png``, ``contact_sheets/<folder>.jpg``;
