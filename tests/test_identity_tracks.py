@@ -288,6 +288,41 @@ def test_a_track_that_slips_onto_another_character_is_cut_in_two():
     assert split_tracks(x, tracks, 0.0) == tracks
 
 
+def test_the_part_of_a_track_carried_onto_another_character_moves_to_its_cluster():
+    """The film's shot 90: the tracker went from one character (small boxes) to another (big
+    boxes elsewhere), and must-link glued the whole track into the second one's cluster. After
+    clustering, the part before the jump moves to the cluster whose centre it is by far nearest.
+    A zoom-in (the boxes jump, the look does not) moves nothing; nor does a change of look
+    without a jump; nor a cannot-link to the target."""
+    from animlora.identity.tracks import settle_jumps
+
+    rng = np.random.default_rng(0)
+    a, b = np.eye(8)[0], np.eye(8)[1]
+    # the track (ids 20..27) was glued into cluster 1; its members come in id order, not frame
+    # order: "a" (small boxes) at frames 80-95, then "b" (big boxes elsewhere) at 100-140
+    part = [0, 1, 0, 1, 0, 1, 1, 1]  # 0 = a, 1 = b
+    x = np.stack([a] * 10 + [b] * 10 + [(a, b)[p] for p in part]) + rng.normal(0, 0.02, (28, 8))
+    labels = np.array([0] * 10 + [1] * 10 + [1] * 8)
+    tracks = [f"a{i // 5}" for i in range(10)] + [f"b{i // 5}" for i in range(10)] + ["t"] * 8
+    frames = [f"v_f{i}" for i in range(20)] + [f"v_f{f}" for f in (95, 130, 80, 100, 90, 120, 110, 140)]
+    small, big = [100, 100, 40, 40], [300, 50, 120, 120]
+    boxes = [small] * 20 + [(small, big)[p] for p in part]
+
+    moved, moves = settle_jumps(x, labels, tracks, frames, boxes)
+    assert moved[20:].tolist() == [0, 1, 0, 1, 0, 1, 1, 1]
+    assert (moved[:20] == labels[:20]).all()
+    assert len(moves) == 1 and moves[0]["track"] == "t" and moves[0]["instances"] == 3
+    assert moves[0]["frames"] == ["v_f80", "v_f95"]
+    # no jump: nothing moves
+    assert (settle_jumps(x, labels, tracks, frames, [small] * 28)[0] == labels).all()
+    # a zoom-in: the boxes jump but the part looks like its cluster
+    same = x.copy()
+    same[[20, 22, 24]] = b + rng.normal(0, 0.02, (3, 8))
+    assert (settle_jumps(same, labels, tracks, frames, boxes)[0] == labels).all()
+    # a cannot-link between the part and the nearer cluster keeps it where it is
+    assert (settle_jumps(x, labels, tracks, frames, boxes, frozenset({(0, 22)}))[0] == labels).all()
+
+
 def test_merge_only_joins_clusters_split_by_light():
     """Two clusters 0.95 alike under the same plain light stay apart (two characters of one
     palette: on the film Frank and Buck were glued so); a cluster from a strongly corrected

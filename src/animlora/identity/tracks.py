@@ -15,6 +15,10 @@ Clustering runs on the instances with each inlier pulled onto its track's vector
 (``x' = normalise(m + shrink * (x - m))``, shrink 0.2): HDBSCAN then sees one tight clump
 per track, so tracks are what get linked, while ``min_cluster_size`` still counts instances,
 as users of the original pipeline know it (it works as a weight: a long track counts more).
+
+After clustering, :func:`settle_jumps` moves the part of a track that the tracker carried
+onto another character (a jump in the boxes) to that character's cluster, when the part is
+clearly nearer that cluster's centre than its own.
 """
 
 from __future__ import annotations
@@ -25,12 +29,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from animlora.identity.clustering import normalise
+from animlora.identity.clustering import NOISE, normalise
 
 SPLIT_DISTANCE = 0.2  # cosine distance (average linkage) at which a track's members are two characters
 OUTLIER_MADS = 3.0
 OUTLIER_FLOOR = 0.05  # a member this close (in cosine) to the track's median is never an outlier
 SHRINK = 0.2
+# a tracker's jump onto another character, judged after clustering (settle_jumps): consecutive
+# members whose boxes overlap less than JUMP_IOU with JUMP_AREA x the area cut a track into parts;
+# a part whose own cluster's centre is MOVE_RATIO x farther than another cluster's moves there
+JUMP_IOU = 0.3
+JUMP_AREA = 2.0
+MOVE_RATIO = 1.5
 
 
 @dataclass(frozen=True)
@@ -122,3 +132,106 @@ def pulled(x: np.ndarray, pool: TrackPool, shrink: float = SHRINK) -> np.ndarray
     x = normalise(x)
     m = pool.unit_vectors[pool.unit]
     return normalise(m + shrink * (x - m))
+
+
+def frame_number(frame_id: str | None) -> int | None:
+    """The frame's index in its video (frame ids are ``<video>_f<index>``), or None."""
+    if not frame_id:
+        return None
+    _, sep, tail = frame_id.rpartition("_f")
+    return int(tail) if sep and tail.isdigit() else None
+
+
+def box_jump(a: Sequence[float] | None, b: Sequence[float] | None) -> bool:
+    """Two boxes ``[x, y, w, h]`` of one track that are not one thing moving: they overlap
+    less than ``JUMP_IOU`` and one has ``JUMP_AREA`` times the other's area or more."""
+    if a is None or b is None:
+        return False
+    ax, ay, aw, ah = (float(v) for v in a)
+    bx, by, bw, bh = (float(v) for v in b)
+    area_a, area_b = aw * ah, bw * bh
+    if min(area_a, area_b) <= 0:
+        return False
+    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    iou = w * h / (area_a + area_b - w * h)
+    return iou < JUMP_IOU and max(area_a, area_b) >= JUMP_AREA * min(area_a, area_b)
+
+
+def jump_cuts(idx: Sequence[int], frames: Sequence[str | None],
+              boxes: Sequence[Sequence[float] | None]) -> list[list[int]]:
+    """One track's members in frame order, cut between two consecutive members of different
+    frames whose boxes jump (:func:`box_jump`). One part when the track never jumps."""
+    order = sorted(idx, key=lambda i: (frame_number(frames[i]) is None, frame_number(frames[i]) or 0,
+                                       frames[i] or "", i))
+    parts: list[list[int]] = []
+    for k, i in enumerate(order):
+        prev = order[k - 1] if k else None
+        if prev is None or (frames[prev] != frames[i] and box_jump(boxes[prev], boxes[i])):
+            parts.append([])
+        parts[-1].append(i)
+    return parts
+
+
+def settle_jumps(
+    x: np.ndarray,
+    labels: np.ndarray,
+    track_ids: Sequence[str | None],
+    frames: Sequence[str | None],
+    boxes: Sequence[Sequence[float] | None],
+    cannot: frozenset[tuple[int, int]] = frozenset(),
+    ratio: float = MOVE_RATIO,
+) -> tuple[np.ndarray, list[dict]]:
+    """After clustering: the part of a track that the tracker carried onto another character
+    moves to that character's cluster. Two cues together, so that a zoom-in (the boxes jump,
+    the look does not) or a change of light (the look changes, the boxes do not) moves nothing:
+
+    1. the track is cut into parts at every jump of its boxes (:func:`jump_cuts`);
+    2. a part whose members share one cluster moves to another cluster when the cosine distance
+       of its mean to its own cluster's centre (its own members left out) is at least ``ratio``
+       times the distance to that other cluster's centre, the nearest, and no cannot-link joins
+       the part to it.
+
+    Must-link glued such a part to the rest of its track before (a track is clustered as one
+    unit), which (:func:`split_tracks`) does not undo when in-between views bridge the two
+    characters. Judged once, on the clusters as they are (centres are not updated between
+    moves). Returns (labels, moves: track, frames, from, to, the two distances)."""
+    out = labels.copy()
+    x = normalise(x)
+    members: dict[str, list[int]] = defaultdict(list)
+    for i, track in enumerate(track_ids):
+        if track:
+            members[track].append(i)
+    ids = [int(v) for v in np.unique(labels) if v != NOISE]
+    if len(ids) < 2:
+        return out, []
+    sums = {lab: x[labels == lab].sum(0) for lab in ids}
+    centres = {lab: normalise(v[None])[0] for lab, v in sums.items()}
+    partners: dict[int, set[int]] = defaultdict(set)
+    for i, j in cannot:
+        partners[i].add(j)
+        partners[j].add(i)
+    moves: list[dict] = []
+    for track in sorted(members):
+        parts = jump_cuts(members[track], frames, boxes)
+        if len(parts) < 2:
+            continue
+        for part in parts:
+            own = {int(labels[i]) for i in part}
+            if len(own) != 1 or NOISE in own:
+                continue
+            lab = own.pop()
+            rest = sums[lab] - x[part].sum(0)
+            if len(part) >= int((labels == lab).sum()) or np.linalg.norm(rest) == 0:
+                continue
+            mean = normalise(x[part].mean(0, keepdims=True))[0]
+            d_own = 1.0 - float(mean @ normalise(rest[None])[0])
+            d_other, other = min((1.0 - float(mean @ centres[b]), b) for b in ids if b != lab)
+            if d_own < ratio * max(d_other, 1e-6):
+                continue
+            if any(int(labels[j]) == other for i in part for j in partners[i]):
+                continue
+            out[part] = other
+            moves.append({"track": track, "frames": [frames[part[0]], frames[part[-1]]], "instances": len(part),
+                          "from": lab, "to": other, "own": round(d_own, 4), "other": round(d_other, 4)})
+    return out, moves

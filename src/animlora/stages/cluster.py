@@ -56,7 +56,7 @@ from animlora.identity.metric import learn_metric
 from animlora.identity.naming import embed_references, match_clusters, references
 from animlora.identity.sheets import contact_sheet, visualization
 from animlora.identity.still import join_still, still_units
-from animlora.identity.tracks import pool_tracks, pulled, split_tracks
+from animlora.identity.tracks import pool_tracks, pulled, settle_jumps, split_tracks
 from animlora.io.files import atomic_path, atomic_write_json, file_sha256
 from animlora.pipeline.stage import (
     ItemOutput,
@@ -223,6 +223,10 @@ class ClusterStage(Stage):
             # 3c. a noise track next to one cluster's track and clearly farther from every other's joins it
             labels, constraints["margin_attached"] = attach_by_margin(xc, labels, tracks, links, s.attach_margin,
                                                                       s.attach_rounds, skip=is_still)
+            # 3d. the part of a track the tracker carried onto another character goes to that one's cluster
+            if s.track_split > 0:
+                boxes = [p.box if (p := geometry.placements.get(i)) else None for i in range(len(x))]
+                labels, constraints["jump_moves"] = settle_jumps(x, labels, tracks, frames, boxes, links.cannot)
         labels = _small_to_noise(labels, mcs)
         # 3d. a second look at the noise: a small, tight group seen in several shots is a character too
         if s.track_aware and s.second_look > 0:
