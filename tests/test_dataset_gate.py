@@ -213,3 +213,23 @@ def test_a_prop_track_is_left_out_of_its_characters_dataset_with_its_reason(tmp_
     meta = json.loads((tmp_path / "training_data" / "character_0" / "metadata.json").read_text())
     assert not any(s["code"] == "not_character:prop" for s in meta["skipped"])
     assert set(props) & {r["instance_id"] for r in meta["images"]}
+
+
+def test_one_instance_picks_of_still_tracks_are_judged_with_their_tracks():
+    """Six trees from six shots (cgi-bench seed 3): two members with a known ``static`` are too few
+    to judge; with the other instances of their tracks (prefilter rejects) the cluster is still."""
+    from animlora.curation.sources import Member
+    from animlora.stages.dataset import DatasetStage
+
+    def row(i, track, shot, static):
+        return {"id": i, "track_id": track, "shot_id": shot, "measures": None if static is None else {"static": static}}
+
+    group = [Member(f"m{k}", "character_2", "x.png", f"m{k}", shot_id=f"s{k}", track_id=f"t{k}") for k in range(6)]
+    rows = [row("m0", "t0", "s0", 1.0), row("m1", "t1", "s1", 0.70)] + [row(f"m{k}", f"t{k}", f"s{k}", None)
+                                                                        for k in range(2, 6)]
+    rows += [row("d0", "t0", "s0", 1.0), row("d1", "t1", "s1", 1.0), row("d2", "t1", "s1", 1.0),
+             row("d3", "t1", "s1", 0.85), row("other", "t9", "s1", 0.0)]
+    assert not_character([r["measures"] for r in rows[:6]], shots=[r["shot_id"] for r in rows[:6]]) == ""
+    evidence, shots = DatasetStage._with_mates(group, rows)
+    assert len(evidence) == 10 and shots.count("s1") == 4  # the members and their tracks' 4 others, not t9
+    assert not_character(evidence, shots=shots).startswith("not_character:still (4 of 6")
