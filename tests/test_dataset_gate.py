@@ -230,6 +230,9 @@ def test_one_instance_picks_of_still_tracks_are_judged_with_their_tracks():
     rows += [row("d0", "t0", "s0", 1.0), row("d1", "t1", "s1", 1.0), row("d2", "t1", "s1", 1.0),
              row("d3", "t1", "s1", 0.85), row("other", "t9", "s1", 0.0)]
     assert not_character([r["measures"] for r in rows[:6]], shots=[r["shot_id"] for r in rows[:6]]) == ""
-    evidence, shots = DatasetStage._with_mates(group, rows)
+    by_track: dict[str, list] = {}
+    for r in rows:
+        by_track.setdefault(r["track_id"], []).append(r)
+    evidence, shots = DatasetStage._with_mates(group, {r["id"]: r["measures"] for r in rows}, by_track)
     assert len(evidence) == 10 and shots.count("s1") == 4  # the members and their tracks' 4 others, not t9
     assert not_character(evidence, shots=shots).startswith("not_character:still (4 of 6")

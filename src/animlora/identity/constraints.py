@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from animlora.identity.clustering import NOISE, normalise
-from animlora.identity.geometry import Constraints, build_constraints
+from animlora.identity.geometry import Constraints, build_constraints, partners_of
 
 
 def apply_must_link(
@@ -91,10 +91,7 @@ def split_cannot_link(
     Without ``constraints``, any two instances of one frame are a cannot-link (no geometry)."""
     x = normalise(x)
     constraints = constraints or build_constraints(frame_ids, track_ids)
-    cannot_of: dict[int, set[int]] = defaultdict(set)
-    for i, j in constraints.cannot:
-        cannot_of[i].add(j)
-        cannot_of[j].add(i)
+    cannot_of = partners_of(constraints.cannot)
     out = labels.copy()
     next_label = int(out.max()) + 1 if len(out) else 0
     split = 0
@@ -157,15 +154,6 @@ def split_cannot_link(
             if p == -2:
                 out[units[u]] = NOISE
     return out, split
-
-
-def _cannot_partners(constraints: Constraints) -> dict[int, set[int]]:
-    """Per instance, the instances a cannot-link keeps it apart from (both directions)."""
-    partners: dict[int, set[int]] = defaultdict(set)
-    for i, j in constraints.cannot:
-        partners[i].add(j)
-        partners[j].add(i)
-    return partners
 
 
 def _pairs_between(labels: np.ndarray, pairs: frozenset[tuple[int, int]]) -> dict[tuple[int, int], int]:
@@ -340,7 +328,7 @@ def attach_noise(
         spread = np.linalg.norm(vecs - c, axis=1)
         reach.append(slack * float(np.quantile(spread, quantile)) if len(units) >= 2 else 0.0)
     cent, reach_arr = np.stack(centre), np.asarray(reach)
-    partners = _cannot_partners(constraints)
+    partners = partners_of(constraints.cannot)
     candidates = np.nonzero((labels == NOISE) & (np.ones(len(labels), bool) if skip is None else ~skip))[0]
     for unit in _units(candidates, track_ids):
         v = normalise(x[unit].mean(0, keepdims=True))[0]
@@ -427,7 +415,7 @@ def attach_by_margin(
     if margin <= 1.0 or len([v for v in np.unique(out) if v != NOISE]) < 2:
         return out, info
     x = normalise(x)
-    partners = _cannot_partners(constraints)
+    partners = partners_of(constraints.cannot)
     allowed = np.ones(len(out), bool) if skip is None else ~np.asarray(skip, bool)
     for _ in range(max(1, rounds)):
         ids = [int(v) for v in np.unique(out) if v != NOISE]
@@ -503,7 +491,7 @@ def recluster_noise(
     typical = float(np.median([_radius(x, _units(np.nonzero(out == lab)[0], track_ids)) for lab in ids]))
     cluster_tracks = normalise(np.stack([x[u].mean(0) for lab in ids for u in _units(np.nonzero(out == lab)[0], track_ids)]))
     found = hdbscan(x[pool], max(2, min_size - min_size // 4), min_samples, "eom")
-    partners = _cannot_partners(constraints)
+    partners = partners_of(constraints.cannot)
     next_label = max(ids) + 1
     for g in sorted(int(v) for v in np.unique(found) if v != NOISE):
         info["groups_found"] += 1

@@ -112,6 +112,15 @@ class Constraints:
     same_frame_pairs: int  # pairs of instances sharing a frame (what the old rule forbade)
 
 
+def partners_of(pairs: frozenset[tuple[int, int]]) -> dict[int, set[int]]:
+    """Per instance, the instances the ``pairs`` (cannot-links) keep it apart from, both ways."""
+    partners: dict[int, set[int]] = defaultdict(set)
+    for i, j in pairs:
+        partners[i].add(j)
+        partners[j].add(i)
+    return partners
+
+
 def build_constraints(
     frame_ids: Sequence[str | None],
     track_ids: Sequence[str | None],

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from animlora.identity.clustering import NOISE, normalise
+from animlora.identity.geometry import partners_of
 
 SPLIT_DISTANCE = 0.2  # cosine distance (average linkage) at which a track's members are two characters
 OUTLIER_MADS = 3.0
@@ -207,10 +208,7 @@ def settle_jumps(
         return out, []
     sums = {lab: x[labels == lab].sum(0) for lab in ids}
     centres = {lab: normalise(v[None])[0] for lab, v in sums.items()}
-    partners: dict[int, set[int]] = defaultdict(set)
-    for i, j in cannot:
-        partners[i].add(j)
-        partners[j].add(i)
+    partners = partners_of(cannot)
     moves: list[dict] = []
     for track in sorted(members):
         parts = jump_cuts(members[track], frames, boxes)

@@ -110,8 +110,12 @@ class DatasetStage(Stage):
         rows = self._instances(catalog) if catalog is not None and s.scenery_check else []
         measures, tracks = self._measures(rows)
         scenery = {}
+        by_track: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            if row.get("track_id"):
+                by_track.setdefault(row["track_id"], []).append(row)
         for character, group in by_char.items():
-            evidence, shots = self._with_mates(group, rows)
+            evidence, shots = self._with_mates(group, measures, by_track)
             scenery[character] = "" if not measures or gate.trusted(character) else gate.not_character(
                 evidence, ctx.settings.prefilter.max_text, shots)
         # two or more characters in one mask (curation/gate.py): left out like a prop track; a member of a
@@ -172,7 +176,8 @@ class DatasetStage(Stage):
         return by_id, tracks
 
     @staticmethod
-    def _with_mates(group: list[Member], rows: list[dict[str, Any]]) -> tuple[list[Any], list[str | None]]:
+    def _with_mates(group: list[Member], measures: dict[str, Any], by_track: dict[str, list[dict[str, Any]]]
+                    ) -> tuple[list[Any], list[str | None]]:
         """(measures, shots) of a cluster's members and of every other instance of their tracks
         (prefilter rejects included), each once: the scenery check's evidence. A cluster of
         one-instance picks of scenery tracks has too few measured members to judge alone (cgi-bench
@@ -180,11 +185,9 @@ class DatasetStage(Stage):
         6 still, as the seeds' and the film's scenery clusters, 0.63-0.80; character clusters
         0-0.36 with their tracks)."""
         ids = {m.instance_id for m in group}
-        tracks = {m.track_id for m in group if m.track_id}
-        by_id = {r["id"]: r for r in rows}
-        extra = [r for r in rows if r.get("track_id") in tracks and r["id"] not in ids]
-        return ([by_id[m.instance_id]["measures"] if m.instance_id in by_id else None for m in group]
-                + [r["measures"] for r in extra],
+        tracks = sorted({m.track_id for m in group if m.track_id})
+        extra = [r for t in tracks for r in by_track.get(t, ()) if r["id"] not in ids]
+        return ([measures.get(m.instance_id) for m in group] + [r["measures"] for r in extra],
                 [m.shot_id for m in group] + [r.get("shot_id") for r in extra])
 
     def _captions(self, ctx: StageContext, catalog: Any, members: list[Member]) -> dict[tuple[str, str], Any]:
