@@ -250,11 +250,6 @@ def _box_cover(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return w * h / max(b[2] * b[3], 1e-9)
 
 
-def _box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    inter = _box_cover(a, b) * b[2] * b[3]
-    return inter / max(a[2] * a[3] + b[2] * b[3] - inter, 1e-9)
-
-
 def _same_or_unknown(a: str | None, b: str | None) -> bool:
     return a is None or b is None or a == b
 
@@ -267,6 +262,8 @@ def _setup_group(x: dict[str, Any], frame_items: list[dict[str, Any]], nearby: M
     moving member of another character ``c2`` that is nowhere in ``x``'s frame, while ``x`` is
     ``GROUP_GROW_KNOWN`` x that lone area (and that plus ``GROUP_SUM`` of the partner's) and covers
     where the partner stood, makes ``x`` a group. The evidence text, or ""."""
+    from animlora.identity.geometry import box_iou
+
     mine = who.get(x["id"])
     if mine is None:
         return ""
@@ -289,7 +286,7 @@ def _setup_group(x: dict[str, Any], frame_items: list[dict[str, Any]], nearby: M
                     continue
                 if _box_cover(x["box"], u["box"]) < GROUP_COVER:
                     continue
-                same = [_box_iou(a["box"], o["box"]) for a in anchors for o in others if o is not alone and o is not u
+                same = [box_iou(a["box"], o["box"]) for a in anchors for o in others if o is not alone and o is not u
                         and _same_or_unknown(who.get(a["id"]), who.get(o["id"]))]
                 if not same or max(same) < SETUP_IOU:
                     continue

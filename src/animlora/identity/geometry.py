@@ -102,6 +102,14 @@ def parse_box(value: object) -> tuple[float, float, float, float] | None:
     return (x, y, w, h)
 
 
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two boxes ``(x, y, w, h)``."""
+    ax, ay, aw, ah = (float(v) for v in a)
+    bx, by, bw, bh = (float(v) for v in b)
+    inter = max(0.0, min(ax + aw, bx + bw) - max(ax, bx)) * max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    return inter / max(aw * ah + bw * bh - inter, 1e-9)
+
+
 @dataclass(frozen=True)
 class Constraints:
     """Cannot-link pairs (instance index pairs, i < j) and the touching same-frame pairs."""

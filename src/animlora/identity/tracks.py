@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from animlora.identity.clustering import NOISE, normalise
-from animlora.identity.geometry import partners_of
+from animlora.identity.geometry import box_iou, partners_of
 
 SPLIT_DISTANCE = 0.2  # cosine distance (average linkage) at which a track's members are two characters
 OUTLIER_MADS = 3.0
@@ -148,15 +148,10 @@ def box_jump(a: Sequence[float] | None, b: Sequence[float] | None) -> bool:
     less than ``JUMP_IOU`` and one has ``JUMP_AREA`` times the other's area or more."""
     if a is None or b is None:
         return False
-    ax, ay, aw, ah = (float(v) for v in a)
-    bx, by, bw, bh = (float(v) for v in b)
-    area_a, area_b = aw * ah, bw * bh
+    area_a, area_b = float(a[2]) * float(a[3]), float(b[2]) * float(b[3])
     if min(area_a, area_b) <= 0:
         return False
-    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    iou = w * h / (area_a + area_b - w * h)
-    return iou < JUMP_IOU and max(area_a, area_b) >= JUMP_AREA * min(area_a, area_b)
+    return box_iou(a, b) < JUMP_IOU and max(area_a, area_b) >= JUMP_AREA * min(area_a, area_b)
 
 
 def jump_cuts(idx: Sequence[int], frames: Sequence[str | None],
