@@ -431,7 +431,7 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
                 cut = np.zeros_like(smalls[k])
             else:
                 cut = smalls[k] & set_here
-                cut = cv2.morphologyEx(cut.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+                cut = _open3(cut)
             pieces = [(inst, False)]
             seen_alone = False
             if CUT_FRACTION * area <= cut.sum() <= (1 - KEEP_FRACTION) * area:
@@ -533,7 +533,7 @@ def _rocks_again(out: list[Instance], notes: list[dict[str, Any]], rocks: list[n
         area = max(1, int(small.sum()))
         pieces = [(inst, False)]
         if set_here is not None:
-            cut = cv2_open(small & set_here)
+            cut = _open3(small & set_here)
             if CUT_FRACTION * area <= cut.sum() <= (1 - KEEP_FRACTION) * area:
                 pieces = _cut(inst, cut, views[i], settings, FUSED_SOLIDITY, True, cut)
         for piece, is_prop in pieces:
@@ -547,7 +547,8 @@ def _rocks_again(out: list[Instance], notes: list[dict[str, Any]], rocks: list[n
     return fixed, fixed_notes
 
 
-def cv2_open(mask: np.ndarray) -> np.ndarray:
+def _open3(mask: np.ndarray) -> np.ndarray:
+    """``mask`` opened by a 3x3 square: specks and one-pixel strands gone."""
     import cv2
 
     return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
@@ -632,7 +633,7 @@ def fused_set(mask: np.ndarray, static: tuple[np.ndarray, np.ndarray], view: _Vi
     empty = np.zeros_like(mask)
     area = float(mask.sum())
     core = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-    moving = cv2.morphologyEx((core & known & ~still).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+    moving = _open3(core & known & ~still)
     if area < 50 or moving.sum() < FUSED_MOVING * area:
         return empty
     reach = FUSED_REACH * np.sqrt(area)
@@ -981,8 +982,6 @@ def mixed_pair(x_lab: np.ndarray, x_mask: np.ndarray, model_a: np.ndarray, model
     density is ``MIX_RATIO`` x B's, and B's likewise), neither alone explains the mask's
     colours as well as the two together (histogram intersection, by ``MIX_GAIN``), and the
     two together explain most of it. Returns (gain, A's piece, B's piece) or None."""
-    import cv2
-
     n = int(x_mask.sum())
     if n < 50:
         return None
@@ -992,7 +991,7 @@ def mixed_pair(x_lab: np.ndarray, x_mask: np.ndarray, model_a: np.ndarray, model
     b_side = x_mask & (pb > MIX_RATIO * pa)
     opened = []
     for side in (a_side, b_side):
-        side = cv2.morphologyEx(side.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+        side = _open3(side)
         share, piece = _largest_share(side)
         if piece.sum() < MIX_PART * n or share < MIX_SOLID:
             return None
