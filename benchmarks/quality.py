@@ -540,6 +540,9 @@ def evaluate(project_dir: Path, truth_dir: Path, video_name: str | None = None, 
             "instance_labels": dict(Counter(names.get(v, str(v)) for v in truth_of.values()).most_common()),
             "per_character": by_name,
         }
+        # each instance's truth by id (a character's name, or not_character): for walking one
+        # character through the stages (prefilter verdicts, clusters, dataset folders)
+        result["instance_truth"] = {i: names.get(v, str(v)) for i, v in sorted(truth_of.items())}
     # 3. identity
     if proj.has("cluster_assignments", "instance_id", "cluster_id") and proj.has("clusters", "id", "is_noise"):
         crow = proj.rows("SELECT * FROM clusters")

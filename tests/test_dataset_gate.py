@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from animlora.catalog import Catalog
-from animlora.curation.gate import not_character, prop_tracks, resolve_min_size, trusted
+from animlora.curation.gate import (
+    PIECE_REASON,
+    not_character,
+    prop_pieces,
+    prop_tracks,
+    resolve_min_size,
+    trusted,
+)
 from dataset_synth import make_project, run_stages
 
 SETTINGS = {"dataset": {"target_size": 12, "small_size": 12, "resolution": 512, "min_bucket": 128,
@@ -236,3 +243,36 @@ def test_one_instance_picks_of_still_tracks_are_judged_with_their_tracks():
     evidence, shots = DatasetStage._with_mates(group, {r["id"]: r["measures"] for r in rows}, by_track)
     assert len(evidence) == 10 and shots.count("s1") == 4  # the members and their tracks' 4 others, not t9
     assert not_character(evidence, shots=shots).startswith("not_character:still (4 of 6")
+
+
+def test_a_piece_of_the_set_cut_off_a_character_is_left_out_and_the_character_kept(tmp_path):
+    """The rock Buck leans on (the whole film, track s5_t1): segment cut it off his mask as the set
+    (``cut_from_prop: false``; his side ``true``), it touches him and looks like him, so it lands in
+    his cluster. The dataset leaves the piece out by the segment stage's own evidence."""
+    rows = make_project(tmp_path, {"character_0": 8}, shots=4)
+    rng = np.random.default_rng(5)
+    core = rng.normal(size=32)
+    with Catalog(tmp_path / "catalog.sqlite") as cat:
+        columns = {r[1] for r in cat.rows("PRAGMA table_info(instances)")}
+        if "measures" not in columns:
+            cat.execute("ALTER TABLE instances ADD COLUMN measures TEXT")
+        for iid, row in rows.items():
+            piece = row["track_id"] == "t3_0"
+            measures = {"static": 1.0 if piece else 0.3, "prop": piece, "flat": 0.2, "text": 0.0,
+                        "cut_from_prop": not piece}  # one of a cut's two sides each; like in every other way
+            vec = (core + 0.3 * rng.normal(size=32)).astype("<f4")
+            cat.execute("UPDATE instances SET measures = ? WHERE id = ?", (json.dumps(measures), iid))
+            cat.execute("UPDATE embeddings SET vector = ? WHERE instance_id = ?", (vec.tobytes(), iid))
+        pieces = sorted(iid for iid, row in rows.items() if row["track_id"] == "t3_0")
+    assert prop_pieces([{"id": i, "measures": json.dumps({"cut_from_prop": i not in pieces})} for i in rows]
+                       ) == dict.fromkeys(pieces, PIECE_REASON)
+    assert prop_pieces([{"id": i, "measures": {"cut_from_prop": False}} for i in pieces], {pieces[0]}) == {
+        pieces[0]: PIECE_REASON}
+    assert prop_pieces([{"id": "x", "measures": None}, {"id": "y", "measures": {"static": 1.0}}]) == {}
+    run_stages(tmp_path, ["dataset"], SETTINGS)
+    report = json.loads((tmp_path / "training_data" / "dataset_results.json").read_text())
+    assert report["characters"]["character_0"]["images"] == 6
+    assert report["characters"]["character_0"]["left_out"] == {"not_character:prop": 2}
+    meta = json.loads((tmp_path / "training_data" / "character_0" / "metadata.json").read_text())
+    assert sorted(s["instance"] for s in meta["skipped"] if s["code"] == "not_character:prop") == pieces
+    assert not set(pieces) & {r["instance_id"] for r in meta["images"]}

@@ -192,6 +192,36 @@ def prop_tracks(members: Sequence[tuple[str, str | None]], track_measures: Mappi
     return out
 
 
+# -- the set cut off a character ----------------------------------------------------------------------
+# Where segment's refine pass cut a mask along what the shot's other frames show as the set, the piece
+# it cut off stays an instance of its own (measures ``cut_from_prop: false``; the side kept as the
+# character says ``true``): by the segment stage's own evidence that piece is the set, not a
+# character. It still reaches a character's cluster when it touches the character (no cannot-link)
+# and looks like it: the whole film, a rock Buck leans on (3 images in a Buck folder, track s5_t1,
+# still in 7 of 7 frames, flat 0.29, 1.11x out: no prop-track test tells it from an idle character)
+# and two slivers of Buck's ear and shoulder. Of the 23 such pieces on the film and 11 on cgi-bench
+# seed 2, none is a whole character: seed 2's are 9 set pieces, a fragment of the green boy and the
+# fox's head cut from its body.
+PIECE_REASON = ("not_character:prop (segment cut this piece off a character as the set seen in the shot's "
+                "other frames)")
+
+
+def prop_pieces(rows: Iterable[Mapping[str, Any]], wanted: Iterable[str] | None = None) -> dict[str, str]:
+    """The set pieces segment cut off characters, as instance id -> reason; ``rows`` as for
+    :func:`group_members` (``measures`` parsed or JSON), ``wanted``: only these ids (all when None)."""
+    judged = None if wanted is None else set(wanted)
+    out: dict[str, str] = {}
+    for row in rows:
+        if judged is not None and row["id"] not in judged:
+            continue
+        measures = row.get("measures")
+        if isinstance(measures, str) or measures is None:
+            measures = parse_measures(measures) or {}
+        if measures.get("cut_from_prop") is False:
+            out[row["id"]] = PIECE_REASON
+    return out
+
+
 def parse_measures(text: str | None) -> dict[str, Any] | None:
     if not text:
         return None

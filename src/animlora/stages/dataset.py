@@ -118,11 +118,12 @@ class DatasetStage(Stage):
             evidence, shots = self._with_mates(group, measures, by_track)
             scenery[character] = "" if not measures or gate.trusted(character) else gate.not_character(
                 evidence, ctx.settings.prefilter.max_text, shots)
-        # two or more characters in one mask (curation/gate.py): left out like a prop track; a member of a
-        # cluster taken for scenery is no known "other character"
-        groups = gate.group_members(rows, {m.instance_id for m in members},
-                                    {m.instance_id: m.character for m in members if not scenery[m.character]}
-                                    ) if rows else {}
+        # two or more characters in one mask, or a piece of the set segment cut off a character
+        # (curation/gate.py): left out like a prop track; a member of a cluster taken for scenery is
+        # no known "other character"
+        wanted = {m.instance_id for m in members}
+        apart = gate.prop_pieces(rows, wanted) | gate.group_members(
+            rows, wanted, {m.instance_id: m.character for m in members if not scenery[m.character]})
         items = []
         for character, group in sorted(by_char.items()):
             trigger = (ctx.settings.caption.trigger if ctx.job.standalone and root is None else "") or trigger_for(
@@ -140,7 +141,7 @@ class DatasetStage(Stage):
                     {k: np.frombuffer(v, dtype="<f4") for k, v in (embeddings or {}).get("vectors", {}).items()},
                     ctx.settings.prefilter.max_static, ctx.settings.prefilter.max_flat <= 1.0),
             }
-            payload["props"] = {m.instance_id: groups[m.instance_id] for m in group if m.instance_id in groups
+            payload["props"] = {m.instance_id: apart[m.instance_id] for m in group if m.instance_id in apart
                                 } | payload["props"]
             fingerprint = digest(
                 trigger, payload["clothed"], min_size, payload["not_character"], sorted(payload["props"].items()),
