@@ -53,6 +53,7 @@ ENCLOSED_ALONE = 0.995  # ... (when the prop is seen on its own elsewhere in the
 ROCK_AS_PROP = 0.1  # a prop seen on its own, matched in pieces, is cut as one when this much of the match
 #                    (and CUT_FRACTION of the mask) was matched as a prop, not only as plain set
 ENCLOSED_ROCK = 0.6  # ... unless this much of a ring beyond its rim lies on the rest of the mask
+LUMP_ON_PROP = 0.3  # a lump parted from the body by an opening goes with the prop when this much of it lies at it
 MERGE_GAP = 0.12  # parts this close (x sqrt(area of the larger)) may be one character
 MERGE_GAP_SINGLE = 0.04  # ... and without other frames to show they move together
 FUSED_MOVING = 0.05  # share of a mask that must change over the shot to seed the character ...
@@ -340,6 +341,21 @@ def set_in_neighbours(i: int, evidence: list[tuple[int, np.ndarray, np.ndarray]]
     return (votes >= SET_VOTES) & (2 * agree >= counted)
 
 
+def prop_match(i: int, evidence: list[tuple[int, np.ndarray, np.ndarray]], props: list[np.ndarray],
+               homs: dict[tuple[int, int], Any]) -> np.ndarray:
+    """Pixels of frame ``i`` that some registered neighbour (``evidence``) shows unchanged
+    inside one of its ``props`` (per frame: props seen on their own)."""
+    import cv2
+
+    h, w = props[i].shape
+    out = np.zeros((h, w), bool)
+    for j, same, _ in evidence:
+        if props[j].any():
+            out |= same & (cv2.warpPerspective(props[j].astype(np.uint8), homs[(i, j)], (w, h),
+                                               flags=cv2.INTER_NEAREST) > 0)
+    return out
+
+
 def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], settings: Any,
                 relink: bool = True) -> Refined:
     """The shot pass (module doc): props cut off and flagged, parts merged, measures."""
@@ -415,6 +431,12 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
     for i in range(n):
         set_here = (set_in_neighbours(i, evidence[i], free, props_seen_from(i) if moving_tracks[i] else prop_masks,
                                       homs) if evidence[i] else None)
+        if evidence[i] and moving[i].any():
+            # a near neighbour showing the place unchanged as a prop on its own is as good a
+            # match of the rock as a far one (the demo's frame 44: both boulders in Buck's mask,
+            # the far frames that show them alone are the 3rd neighbour)
+            near = moving[i] & prop_match(i, evidence[i], props_seen_from(i, FUSED_STILL_MAX), homs)
+            strong[i] = near if strong[i] is None else strong[i] | near
         if far[i] is not None:
             set_here = far[i] if set_here is None else set_here | far[i]
         for k in by_frame.get(i, []):
@@ -429,13 +451,29 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
             area = max(1, int(smalls[k].sum()))
             if idle:
                 cut = np.zeros_like(smalls[k])
+                if evidence[i]:
+                    # what the neighbours show unchanged as the set or a prop (its own still self
+                    # there left out) is the set fused to it: the demo's last frame, Buck idle
+                    # with the lower boulder in his mask, plain grass beside it a frame before
+                    own = moving_tracks[i] | {inst.track}
+                    near_props = [_prop_union(by_frame.get(j, []), instances, smalls, props, fraction,
+                                              views[j].gray.shape, STATIC_FRACTION, own) for j in range(n)]
+                    # at the matte's own threshold: a still matte is soft over the set it took
+                    # (the demo's boulder at 0.15-0.45 beside Buck, all of it under 0.5)
+                    soft = _small_mask(inst, views[i], settings.alpha_threshold)
+                    cut = _open3(soft & set_in_neighbours(i, evidence[i], free, near_props, homs))
             else:
                 cut = smalls[k] & set_here
                 cut = _open3(cut)
             pieces = [(inst, False)]
             seen_alone = False
             if CUT_FRACTION * area <= cut.sum() <= (1 - KEEP_FRACTION) * area:
-                seen_alone = far[i] is not None and (far[i] & smalls[k]).sum() >= CUT_FRACTION * area
+                # a prop seen on its own, in a far frame or (matched as such) a near one — when the
+                # shot reaches beyond the neighbours at all: in a 3-frame shot two rodents standing
+                # still together are "a prop" (static 1.0) next to the one that moves in the last
+                # frame, and his still legs matched it (trailer frame 1032)
+                seen_alone = far[i] is not None and any(
+                    (m & smalls[k]).sum() >= CUT_FRACTION * area for m in (far[i], strong[i]) if m is not None)
                 # a prop seen on its own elsewhere in the shot may be any shape (rocks, a stump)
                 pieces = _cut(inst, cut, views[i], settings, FUSED_SOLIDITY if seen_alone else MIN_SOLIDITY,
                               seen_alone, strong[i] if seen_alone else None)
@@ -809,6 +847,19 @@ def _cut(inst: Instance, cut_small: np.ndarray, view: _View, settings: Any,
         piece = labels == label
         if (piece & prop).sum() >= 0.6 * piece.sum():
             cut |= piece
+    # a lump of the rock left hanging on the character by a strand (a blade of grass, a
+    # finger on it): what an opening at ``reach`` parts from the body (its largest part) and
+    # lies ``LUMP_ON_PROP`` within reach of the prop goes with it (demo: 0.50-0.66; the ears,
+    # hands and tails an opening parts: 0.0)
+    binary = (inst.alpha >= settings.alpha_threshold) & ~cut
+    opened = cv2.morphologyEx(binary.astype(np.uint8), cv2.MORPH_OPEN, kernel)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
+    if count > 2:
+        body = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        for label in range(1, count):
+            piece = labels == label
+            if label != body and (piece & prop).sum() >= LUMP_ON_PROP * piece.sum():
+                cut |= piece
     min_area = max(1, int(settings.min_area_fraction * h * w))
     pieces: list[tuple[Instance, bool]] = []
     for part, is_prop in ((inst.alpha * ~cut, False), (inst.alpha * cut, True)):
