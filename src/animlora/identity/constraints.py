@@ -430,13 +430,17 @@ def attach_by_margin(
         for unit in _units(np.nonzero((out == NOISE) & allowed)[0], track_ids):
             v = normalise(x[unit].mean(0, keepdims=True))[0]
             dist = np.linalg.norm(track_vecs - v, axis=1)
+            barred = {int(out[j]) for i in unit for j in partners[i]}
             nearest = sorted((float(dist[owner_arr == lab].min()), lab) for lab in ids)
-            (d1, lab), (d2, _) = nearest[0], nearest[1]
-            if d2 < margin * d1:
-                ambiguous += 1
-                continue
-            if any(out[j] == lab for i in unit for j in partners[i]):
+            if nearest[0][1] in barred:
                 cannot += 1
+                continue
+            # A cluster the unit is cannot-linked to (seen in one of its frames, apart) is no
+            # rival: the unit is not that character (Rinky of shots 46/48 beside Frank).
+            rivals = [d for d, other in nearest[1:] if other not in barred]
+            d1, lab = nearest[0]
+            if rivals and rivals[0] < margin * d1:
+                ambiguous += 1
                 continue
             out[unit] = lab
             joined += 1
@@ -489,7 +493,9 @@ def recluster_noise(
         return out, info
     x = normalise(x)
     typical = float(np.median([_radius(x, _units(np.nonzero(out == lab)[0], track_ids)) for lab in ids]))
-    cluster_tracks = normalise(np.stack([x[u].mean(0) for lab in ids for u in _units(np.nonzero(out == lab)[0], track_ids)]))
+    cluster_units = [(lab, u) for lab in ids for u in _units(np.nonzero(out == lab)[0], track_ids)]
+    cluster_tracks = normalise(np.stack([x[u].mean(0) for _, u in cluster_units]))
+    track_owner = np.asarray([lab for lab, _ in cluster_units])
     found = hdbscan(x[pool], max(2, min_size - min_size // 4), min_samples, "eom")
     partners = partners_of(constraints.cannot)
     next_label = max(ids) + 1
@@ -503,7 +509,13 @@ def recluster_noise(
         own = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (vecs @ vecs.T)))
         np.fill_diagonal(own, np.inf)
         linkage = float(own.min(1).max()) if len(units) > 1 else 0.0
-        gap = float(np.sqrt(max(0.0, 2.0 - 2.0 * float((vecs @ cluster_tracks.T).max()))))
+        # A cluster one of the group's members is cannot-linked to (seen apart in one of its
+        # frames) is another character: touching it says nothing (the film's Rinky of shots
+        # 46/48 beside Frank, whose lit orange is near hers).
+        barred = {int(out[j]) for i in idx for j in partners[int(i)]}
+        open_tracks = ~np.isin(track_owner, sorted(barred))
+        sims = vecs @ cluster_tracks[open_tracks].T if open_tracks.any() else np.full((len(units), 1), -1.0)
+        gap = float(np.sqrt(max(0.0, 2.0 - 2.0 * float(sims.max()))))
         members = set(int(i) for i in idx)
         why = None
         if len(idx) < min_size:
