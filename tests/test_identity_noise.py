@@ -261,3 +261,33 @@ def test_second_look_touching_a_cannot_linked_cluster_is_still_apart():
     out, info = recluster_noise(near, labels, tracks, shots, build_constraints(linked, tracks), 8, 2)
     assert len(set(out[tight])) == 1 and out[tight][0] not in (NOISE, 0, 1)
     assert info["groups_kept"] == 1 and (out[~tight] == labels[~tight]).all()
+
+
+def test_second_look_group_joins_the_cluster_clearly_nearest_its_centre():
+    """A kept group whose centre is clearly nearest one cluster's (cosine >= join_similarity,
+    every other cluster join_margin x as far) joins it instead of founding a folder of its own;
+    about as near two clusters, or under the similarity, it stays a cluster of its own."""
+    from animlora.identity.constraints import recluster_noise
+
+    x, labels, tracks = _second_look_scene(np.random.default_rng(0))
+    t = np.asarray(tracks)
+    tight = np.char.startswith(t.astype(str), "tight")
+    frames = [f"f{i}" for i in range(len(x))]
+    shots = list(tracks)
+    links = build_constraints(frames, tracks)
+    # move the group 0.5 from cluster 0's centre along e2: apart from its tracks, nearest its centre
+    moved = x.copy()
+    moved[tight] = moved[tight] - np.eye(D)[2] + np.eye(D)[0] + 0.6 * np.eye(D)[2]
+    out, info = recluster_noise(moved, labels, tracks, shots, links, 8, 2, join_similarity=0.8, join_margin=1.4)
+    assert (out[tight] == 0).all() and info["groups_joined"] == 1 and info["groups_kept"] == 1
+    assert (out[~tight] == labels[~tight]).all()
+    # defaults (off), a similarity the group does not reach, or a margin it does not keep: own cluster
+    for kw in ({}, {"join_similarity": 0.99, "join_margin": 1.4}, {"join_similarity": 0.8, "join_margin": 5.0}):
+        out, info = recluster_noise(moved, labels, tracks, shots, links, 8, 2, **kw)
+        assert len(set(out[tight])) == 1 and out[tight][0] not in (NOISE, 0, 1) and info["groups_joined"] == 0
+    # cannot-linked to cluster 0 (one frame with its track, apart): it cannot join it
+    linked = list(frames)
+    linked[int(np.nonzero(tight)[0][0])] = frames[tracks.index("c0t3")]
+    out, info = recluster_noise(moved, labels, tracks, shots, build_constraints(linked, tracks), 8, 2,
+                                join_similarity=0.8, join_margin=1.4)
+    assert (out[tight] != 0).all() and info["groups_joined"] == 0

@@ -461,6 +461,29 @@ def _radius(x: np.ndarray, units: list[list[int]]) -> float:
     return float(np.linalg.norm(vecs - centre, axis=1).max())
 
 
+def _clear_nearest(x: np.ndarray, labels: np.ndarray, idx: np.ndarray, ids: list[int], barred: set[int],
+                   similarity: float, margin: float) -> int | None:
+    """The cluster (of ``labels``) whose centre is clearly nearest the centre of ``idx``: cosine
+    >= ``similarity`` and every other cluster not in ``barred`` at least ``margin`` x as far
+    (euclidean on the unit sphere). None when there is no such cluster."""
+    if similarity >= 1.0 or margin <= 1.0:
+        return None
+    centre = normalise(x[idx].mean(0, keepdims=True))[0]
+    options = []
+    for lab in ids:
+        if lab in barred:
+            continue
+        c = normalise(x[labels == lab].mean(0, keepdims=True))[0]
+        options.append((float(np.linalg.norm(c - centre)), float(c @ centre), lab))
+    if not options:
+        return None
+    options.sort()
+    (d1, cos1, lab), rest = options[0], options[1:]
+    if cos1 < similarity or (rest and rest[0][0] < margin * d1):
+        return None
+    return lab
+
+
 def recluster_noise(
     x: np.ndarray,
     labels: np.ndarray,
@@ -470,6 +493,8 @@ def recluster_noise(
     min_size: int,
     min_samples: int,
     skip: np.ndarray | None = None,
+    join_similarity: float = 1.0,
+    join_margin: float = 0.0,
 ) -> tuple[np.ndarray, dict]:
     """A second look at what is left in noise: HDBSCAN on the moving noise alone, with a smaller
     ``min_size``, keeping only the groups that look like a character the first pass's size
@@ -480,12 +505,16 @@ def recluster_noise(
     distance from its tracks to the nearest track of a cluster is at least its *linkage* (the
     largest distance from one of its tracks to its nearest fellow track) — a group that chains
     into a cluster is views between characters (on the labelled film: Buck with Frank, Gimera
-    with Buck), not a character of its own. Each kept group becomes a new cluster.
+    with Buck), not a character of its own. A cluster the group is cannot-linked to does not count
+    for that: it is another character, however near. Each kept group becomes a new cluster, or
+    joins the cluster whose centre is clearly nearest its own — cosine >= ``join_similarity``
+    and every other cluster it could join ``join_margin`` x as far (cannot-linked ones are no
+    rivals and cannot be joined): the film's Rinky of shots 44-48 with her own cluster.
     Needs a cluster to measure tightness against. ``min_size`` 0 = off. Returns (labels, info)."""
     from animlora.identity.clustering import hdbscan
 
     out = labels.copy()
-    info: dict[str, Any] = {"groups_found": 0, "groups_kept": 0, "instances": 0, "rejected": []}
+    info: dict[str, Any] = {"groups_found": 0, "groups_kept": 0, "groups_joined": 0, "instances": 0, "rejected": []}
     ids = [int(v) for v in np.unique(out) if v != NOISE]
     allowed = np.ones(len(out), bool) if skip is None else ~np.asarray(skip, bool)
     pool = np.nonzero((out == NOISE) & allowed)[0]
@@ -532,8 +561,13 @@ def recluster_noise(
             info["rejected"].append({"instances": len(idx), "shots": len(shots), "radius": round(radius, 4),
                                      "linkage": round(linkage, 4), "gap": round(gap, 4), "why": why})
             continue
-        out[idx] = next_label
-        next_label += 1
+        target = _clear_nearest(x, labels, idx, ids, barred, join_similarity, join_margin)
+        if target is None:
+            out[idx] = next_label
+            next_label += 1
+        else:
+            out[idx] = target
+            info["groups_joined"] += 1
         info["groups_kept"] += 1
         info["instances"] += len(idx)
     info["typical_radius"] = round(typical, 4)
