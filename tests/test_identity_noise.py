@@ -212,3 +212,82 @@ def test_second_look_makes_a_tight_multi_shot_noise_group_a_cluster():
     near[tight] = near[tight] - np.eye(D)[2] + np.eye(D)[0] + 0.2 * np.eye(D)[4]  # onto a track of cluster 0
     out, info = recluster_noise(near, labels, tracks, shots, links, 8, 2)
     assert (out == labels).all() and any(r["why"] == "touches a cluster" for r in info["rejected"])
+
+
+def test_attach_by_margin_a_cannot_linked_cluster_is_no_rival():
+    """A unit about as near two clusters stays noise, unless it is cannot-linked to the second:
+    seen apart in one frame with it, it is not that character, and the first is clearly nearest
+    of the rest (the film's Rinky of shots 46/48, beside Frank and nearest her own cluster)."""
+    x, labels, tracks, frames = _chain()
+    e0, b = x[tracks.index("a0")], x[tracks.index("b0")]
+    v = 0.55 * e0 + 0.45 * b
+    x = np.vstack([x, v / np.linalg.norm(v), v / np.linalg.norm(v)])
+    labels = np.concatenate([labels, [NOISE, NOISE]])
+    tracks = tracks + ["rival", "rival"]
+    t = np.asarray(tracks)
+    # the premise: nearer cluster 0 than cluster 1, but not by the margin
+    d0 = np.linalg.norm(x[t == "a0"][0] - x[-1])
+    d1 = np.linalg.norm(x[t == "b0"][0] - x[-1])
+    assert d0 < d1 < 1.4 * d0
+    plain = attach_by_margin(x, labels, tracks, build_constraints(frames + ["r0", "r1"], tracks), 1.4)[0]
+    assert (plain[t == "rival"] == NOISE).all()
+    # one of its members in a frame with cluster 1's track, apart: cluster 1 is barred, it joins 0
+    linked = frames + [frames[tracks.index("b0")], "r1"]
+    out, info = attach_by_margin(x, labels, tracks, build_constraints(linked, tracks), 1.4)
+    assert (out[t == "rival"] == 0).all()
+    # cannot-linked to the nearest cluster instead: it stays noise
+    near = frames + [frames[tracks.index("a1")], "r1"]
+    out, info = attach_by_margin(x, labels, tracks, build_constraints(near, tracks), 1.4)
+    assert (out[t == "rival"] == NOISE).all() and info["cannot_link_units"] >= 1
+
+
+def test_second_look_touching_a_cannot_linked_cluster_is_still_apart():
+    """The "touches a cluster" rule skips a cluster the group is cannot-linked to: a group seen
+    apart from that cluster's character in one of its frames is not that character, however
+    near its colours (the film's Rinky of shots 44-48 beside Frank: a new cluster, 14 images)."""
+    from animlora.identity.constraints import recluster_noise
+
+    x, labels, tracks = _second_look_scene(np.random.default_rng(0))
+    t = np.asarray(tracks)
+    tight = np.char.startswith(t.astype(str), "tight")
+    frames = [f"f{i}" for i in range(len(x))]
+    shots = list(tracks)
+    near = x.copy()
+    near[tight] = near[tight] - np.eye(D)[2] + np.eye(D)[0] + 0.2 * np.eye(D)[4]  # onto a track of cluster 0
+    out, _ = recluster_noise(near, labels, tracks, shots, build_constraints(frames, tracks), 8, 2)
+    assert (out == labels).all()  # touches cluster 0: noise
+    linked = list(frames)
+    linked[int(np.nonzero(tight)[0][0])] = frames[tracks.index("c0t3")]  # one frame with cluster 0, apart
+    out, info = recluster_noise(near, labels, tracks, shots, build_constraints(linked, tracks), 8, 2)
+    assert len(set(out[tight])) == 1 and out[tight][0] not in (NOISE, 0, 1)
+    assert info["groups_kept"] == 1 and (out[~tight] == labels[~tight]).all()
+
+
+def test_second_look_group_joins_the_cluster_clearly_nearest_its_centre():
+    """A kept group whose centre is clearly nearest one cluster's (cosine >= join_similarity,
+    every other cluster join_margin x as far) joins it instead of founding a folder of its own;
+    about as near two clusters, or under the similarity, it stays a cluster of its own."""
+    from animlora.identity.constraints import recluster_noise
+
+    x, labels, tracks = _second_look_scene(np.random.default_rng(0))
+    t = np.asarray(tracks)
+    tight = np.char.startswith(t.astype(str), "tight")
+    frames = [f"f{i}" for i in range(len(x))]
+    shots = list(tracks)
+    links = build_constraints(frames, tracks)
+    # move the group 0.5 from cluster 0's centre along e2: apart from its tracks, nearest its centre
+    moved = x.copy()
+    moved[tight] = moved[tight] - np.eye(D)[2] + np.eye(D)[0] + 0.6 * np.eye(D)[2]
+    out, info = recluster_noise(moved, labels, tracks, shots, links, 8, 2, join_similarity=0.8, join_margin=1.4)
+    assert (out[tight] == 0).all() and info["groups_joined"] == 1 and info["groups_kept"] == 1
+    assert (out[~tight] == labels[~tight]).all()
+    # defaults (off), a similarity the group does not reach, or a margin it does not keep: own cluster
+    for kw in ({}, {"join_similarity": 0.99, "join_margin": 1.4}, {"join_similarity": 0.8, "join_margin": 5.0}):
+        out, info = recluster_noise(moved, labels, tracks, shots, links, 8, 2, **kw)
+        assert len(set(out[tight])) == 1 and out[tight][0] not in (NOISE, 0, 1) and info["groups_joined"] == 0
+    # cannot-linked to cluster 0 (one frame with its track, apart): it cannot join it
+    linked = list(frames)
+    linked[int(np.nonzero(tight)[0][0])] = frames[tracks.index("c0t3")]
+    out, info = recluster_noise(moved, labels, tracks, shots, build_constraints(linked, tracks), 8, 2,
+                                join_similarity=0.8, join_margin=1.4)
+    assert (out[tight] != 0).all() and info["groups_joined"] == 0

@@ -430,13 +430,17 @@ def attach_by_margin(
         for unit in _units(np.nonzero((out == NOISE) & allowed)[0], track_ids):
             v = normalise(x[unit].mean(0, keepdims=True))[0]
             dist = np.linalg.norm(track_vecs - v, axis=1)
+            barred = {int(out[j]) for i in unit for j in partners[i]}
             nearest = sorted((float(dist[owner_arr == lab].min()), lab) for lab in ids)
-            (d1, lab), (d2, _) = nearest[0], nearest[1]
-            if d2 < margin * d1:
-                ambiguous += 1
-                continue
-            if any(out[j] == lab for i in unit for j in partners[i]):
+            if nearest[0][1] in barred:
                 cannot += 1
+                continue
+            # A cluster the unit is cannot-linked to (seen in one of its frames, apart) is no
+            # rival: the unit is not that character (Rinky of shots 46/48 beside Frank).
+            rivals = [d for d, other in nearest[1:] if other not in barred]
+            d1, lab = nearest[0]
+            if rivals and rivals[0] < margin * d1:
+                ambiguous += 1
                 continue
             out[unit] = lab
             joined += 1
@@ -457,6 +461,29 @@ def _radius(x: np.ndarray, units: list[list[int]]) -> float:
     return float(np.linalg.norm(vecs - centre, axis=1).max())
 
 
+def _clear_nearest(x: np.ndarray, labels: np.ndarray, idx: np.ndarray, ids: list[int], barred: set[int],
+                   similarity: float, margin: float) -> int | None:
+    """The cluster (of ``labels``) whose centre is clearly nearest the centre of ``idx``: cosine
+    >= ``similarity`` and every other cluster not in ``barred`` at least ``margin`` x as far
+    (euclidean on the unit sphere). None when there is no such cluster."""
+    if similarity >= 1.0 or margin <= 1.0:
+        return None
+    centre = normalise(x[idx].mean(0, keepdims=True))[0]
+    options = []
+    for lab in ids:
+        if lab in barred:
+            continue
+        c = normalise(x[labels == lab].mean(0, keepdims=True))[0]
+        options.append((float(np.linalg.norm(c - centre)), float(c @ centre), lab))
+    if not options:
+        return None
+    options.sort()
+    (d1, cos1, lab), rest = options[0], options[1:]
+    if cos1 < similarity or (rest and rest[0][0] < margin * d1):
+        return None
+    return lab
+
+
 def recluster_noise(
     x: np.ndarray,
     labels: np.ndarray,
@@ -466,6 +493,8 @@ def recluster_noise(
     min_size: int,
     min_samples: int,
     skip: np.ndarray | None = None,
+    join_similarity: float = 1.0,
+    join_margin: float = 0.0,
 ) -> tuple[np.ndarray, dict]:
     """A second look at what is left in noise: HDBSCAN on the moving noise alone, with a smaller
     ``min_size``, keeping only the groups that look like a character the first pass's size
@@ -476,12 +505,16 @@ def recluster_noise(
     distance from its tracks to the nearest track of a cluster is at least its *linkage* (the
     largest distance from one of its tracks to its nearest fellow track) — a group that chains
     into a cluster is views between characters (on the labelled film: Buck with Frank, Gimera
-    with Buck), not a character of its own. Each kept group becomes a new cluster.
+    with Buck), not a character of its own. A cluster the group is cannot-linked to does not count
+    for that: it is another character, however near. Each kept group becomes a new cluster, or
+    joins the cluster whose centre is clearly nearest its own — cosine >= ``join_similarity``
+    and every other cluster it could join ``join_margin`` x as far (cannot-linked ones are no
+    rivals and cannot be joined): the film's Rinky of shots 44-48 with her own cluster.
     Needs a cluster to measure tightness against. ``min_size`` 0 = off. Returns (labels, info)."""
     from animlora.identity.clustering import hdbscan
 
     out = labels.copy()
-    info: dict[str, Any] = {"groups_found": 0, "groups_kept": 0, "instances": 0, "rejected": []}
+    info: dict[str, Any] = {"groups_found": 0, "groups_kept": 0, "groups_joined": 0, "instances": 0, "rejected": []}
     ids = [int(v) for v in np.unique(out) if v != NOISE]
     allowed = np.ones(len(out), bool) if skip is None else ~np.asarray(skip, bool)
     pool = np.nonzero((out == NOISE) & allowed)[0]
@@ -489,7 +522,9 @@ def recluster_noise(
         return out, info
     x = normalise(x)
     typical = float(np.median([_radius(x, _units(np.nonzero(out == lab)[0], track_ids)) for lab in ids]))
-    cluster_tracks = normalise(np.stack([x[u].mean(0) for lab in ids for u in _units(np.nonzero(out == lab)[0], track_ids)]))
+    cluster_units = [(lab, u) for lab in ids for u in _units(np.nonzero(out == lab)[0], track_ids)]
+    cluster_tracks = normalise(np.stack([x[u].mean(0) for _, u in cluster_units]))
+    track_owner = np.asarray([lab for lab, _ in cluster_units])
     found = hdbscan(x[pool], max(2, min_size - min_size // 4), min_samples, "eom")
     partners = partners_of(constraints.cannot)
     next_label = max(ids) + 1
@@ -503,7 +538,13 @@ def recluster_noise(
         own = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (vecs @ vecs.T)))
         np.fill_diagonal(own, np.inf)
         linkage = float(own.min(1).max()) if len(units) > 1 else 0.0
-        gap = float(np.sqrt(max(0.0, 2.0 - 2.0 * float((vecs @ cluster_tracks.T).max()))))
+        # A cluster one of the group's members is cannot-linked to (seen apart in one of its
+        # frames) is another character: touching it says nothing (the film's Rinky of shots
+        # 46/48 beside Frank, whose lit orange is near hers).
+        barred = {int(out[j]) for i in idx for j in partners[int(i)]}
+        open_tracks = ~np.isin(track_owner, sorted(barred))
+        sims = vecs @ cluster_tracks[open_tracks].T if open_tracks.any() else np.full((len(units), 1), -1.0)
+        gap = float(np.sqrt(max(0.0, 2.0 - 2.0 * float(sims.max()))))
         members = set(int(i) for i in idx)
         why = None
         if len(idx) < min_size:
@@ -520,8 +561,13 @@ def recluster_noise(
             info["rejected"].append({"instances": len(idx), "shots": len(shots), "radius": round(radius, 4),
                                      "linkage": round(linkage, 4), "gap": round(gap, 4), "why": why})
             continue
-        out[idx] = next_label
-        next_label += 1
+        target = _clear_nearest(x, labels, idx, ids, barred, join_similarity, join_margin)
+        if target is None:
+            out[idx] = next_label
+            next_label += 1
+        else:
+            out[idx] = target
+            info["groups_joined"] += 1
         info["groups_kept"] += 1
         info["instances"] += len(idx)
     info["typical_radius"] = round(typical, 4)

@@ -232,7 +232,8 @@ class ClusterStage(Stage):
         if s.track_aware and s.second_look > 0:
             look = second_look_size(s, mcs)
             labels, constraints["second_look"] = recluster_noise(
-                xc, labels, tracks, [r.shot_id for r in data.refs], links, look, s.min_samples, skip=is_still)
+                xc, labels, tracks, [r.shot_id for r in data.refs], links, look, s.min_samples, skip=is_still,
+                join_similarity=s.merge_similarity, join_margin=s.attach_margin)
             constraints["second_look"]["min_size"] = look
         progress(2, 5)
         # 4. names from references
