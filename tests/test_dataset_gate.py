@@ -188,22 +188,29 @@ def test_an_explicit_min_size_still_wins(project):
     assert not list((project / "training_data").glob("report_samples_*.png"))
 
 
+def _measure(tmp_path, rows, measures_of, vector_of) -> None:
+    """Write each instance's segment measures and embedding into the synthetic project."""
+    with Catalog(tmp_path / "catalog.sqlite") as cat:
+        if "measures" not in {r[1] for r in cat.rows("PRAGMA table_info(instances)")}:
+            cat.execute("ALTER TABLE instances ADD COLUMN measures TEXT")
+        for iid, row in rows.items():
+            cat.execute("UPDATE instances SET measures = ? WHERE id = ?", (json.dumps(measures_of(row)), iid))
+            cat.execute("UPDATE embeddings SET vector = ? WHERE instance_id = ?",
+                        (vector_of(row).astype("<f4").tobytes(), iid))
+
+
 def test_a_prop_track_is_left_out_of_its_characters_dataset_with_its_reason(tmp_path):
     rows = make_project(tmp_path, {"character_0": 8}, shots=4)  # tracks t0_0 .. t3_0, two instances each
     rng = np.random.default_rng(3)
     core = rng.normal(size=32)
-    with Catalog(tmp_path / "catalog.sqlite") as cat:
-        columns = {r[1] for r in cat.rows("PRAGMA table_info(instances)")}
-        if "measures" not in columns:
-            cat.execute("ALTER TABLE instances ADD COLUMN measures TEXT")
-        for iid, row in rows.items():
-            track = row["track_id"]
-            prop, idle = track == "t3_0", track == "t2_0"  # t2_0: a character standing idle
-            measures = {"static": 1.0 if (prop or idle) else 0.3, "flat": 0.5 if prop else 0.2, "text": 0.0}
-            vec = (rng.normal(size=32) if prop else core + 0.3 * rng.normal(size=32)).astype("<f4")
-            cat.execute("UPDATE instances SET measures = ? WHERE id = ?", (json.dumps(measures), iid))
-            cat.execute("UPDATE embeddings SET vector = ? WHERE instance_id = ?", (vec.tobytes(), iid))
-        props = sorted(iid for iid, row in rows.items() if row["track_id"] == "t3_0")
+
+    def measures_of(row):  # t3_0: a prop; t2_0: a character standing idle
+        prop, idle = row["track_id"] == "t3_0", row["track_id"] == "t2_0"
+        return {"static": 1.0 if (prop or idle) else 0.3, "flat": 0.5 if prop else 0.2, "text": 0.0}
+
+    _measure(tmp_path, rows, measures_of,
+             lambda row: rng.normal(size=32) if row["track_id"] == "t3_0" else core + 0.3 * rng.normal(size=32))
+    props = sorted(iid for iid, row in rows.items() if row["track_id"] == "t3_0")
     run_stages(tmp_path, ["dataset"], SETTINGS)
     report = json.loads((tmp_path / "training_data" / "dataset_results.json").read_text())
     assert report["characters"]["character_0"]["images"] == 6
@@ -252,18 +259,13 @@ def test_a_piece_of_the_set_cut_off_a_character_is_left_out_and_the_character_ke
     rows = make_project(tmp_path, {"character_0": 8}, shots=4)
     rng = np.random.default_rng(5)
     core = rng.normal(size=32)
-    with Catalog(tmp_path / "catalog.sqlite") as cat:
-        columns = {r[1] for r in cat.rows("PRAGMA table_info(instances)")}
-        if "measures" not in columns:
-            cat.execute("ALTER TABLE instances ADD COLUMN measures TEXT")
-        for iid, row in rows.items():
-            piece = row["track_id"] == "t3_0"
-            measures = {"static": 1.0 if piece else 0.3, "prop": piece, "flat": 0.2, "text": 0.0,
-                        "cut_from_prop": not piece}  # one of a cut's two sides each; like in every other way
-            vec = (core + 0.3 * rng.normal(size=32)).astype("<f4")
-            cat.execute("UPDATE instances SET measures = ? WHERE id = ?", (json.dumps(measures), iid))
-            cat.execute("UPDATE embeddings SET vector = ? WHERE instance_id = ?", (vec.tobytes(), iid))
-        pieces = sorted(iid for iid, row in rows.items() if row["track_id"] == "t3_0")
+
+    def measures_of(row):  # one of a cut's two sides each; alike in every other way
+        piece = row["track_id"] == "t3_0"
+        return {"static": 1.0 if piece else 0.3, "prop": piece, "flat": 0.2, "text": 0.0, "cut_from_prop": not piece}
+
+    _measure(tmp_path, rows, measures_of, lambda row: core + 0.3 * rng.normal(size=32))
+    pieces = sorted(iid for iid, row in rows.items() if row["track_id"] == "t3_0")
     assert prop_pieces([{"id": i, "measures": json.dumps({"cut_from_prop": i not in pieces})} for i in rows]
                        ) == dict.fromkeys(pieces, PIECE_REASON)
     assert prop_pieces([{"id": i, "measures": {"cut_from_prop": False}} for i in pieces], {pieces[0]}) == {
