@@ -32,8 +32,12 @@ def test_two_processes_train_the_weights_of_one_with_the_same_global_batch(tmp_p
     assert sorted(weights[2]) == sorted(weights[1])
     moved = max(float(v.abs().max()) for k, v in weights[1].items() if k.endswith("lora_up.weight"))
     assert moved > 1e-4  # up matrices start at zero: the comparison is of trained weights
+    # two processes all-reduce the gradient in another order than one process sums its batch, and
+    # Adam turns that rounding into up to ~0.4% of the trained movement where a gradient is near
+    # zero (1.45e-5 of 4.0e-3 on an AVX512 CPU, under 1e-5 on AVX2): tolerance relative to what
+    # training moved; a wrong batch or a missing all-reduce differs by the movement itself
     for key, value in weights[1].items():
-        torch.testing.assert_close(weights[2][key], value, rtol=1e-4, atol=1e-5, msg=key)
+        torch.testing.assert_close(weights[2][key], value, rtol=1e-4, atol=0.01 * moved, msg=key)
     # files of one run, written once (by the first process)
     assert sorted(p.name for p in (tmp_path / "run2").glob("*.safetensors")) == ["luca-000001.safetensors",
                                                                                 "luca.safetensors"]
