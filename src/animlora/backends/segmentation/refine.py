@@ -418,9 +418,10 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
     moving_tracks = [{instances[k].track for k in by_frame.get(i, []) if k not in props and instances[k].track >= 0}
                      for i in range(n)]
 
-    def props_seen_from(i: int, min_static: float = STATIC_FRACTION) -> list[np.ndarray]:
+    def props_seen_from(i: int, min_static: float = STATIC_FRACTION,
+                        skip: set[int] | None = None) -> list[np.ndarray]:
         return [_prop_union(by_frame.get(j, []), instances, smalls, props, fraction, views[j].gray.shape,
-                            min_static, moving_tracks[i]) for j in range(n)]
+                            min_static, moving_tracks[i] if skip is None else skip) for j in range(n)]
 
     out: list[Instance] = []
     notes: list[dict[str, Any]] = []
@@ -455,9 +456,7 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
                     # what the neighbours show unchanged as the set or a prop (its own still self
                     # there left out) is the set fused to it: the demo's last frame, Buck idle
                     # with the lower boulder in his mask, plain grass beside it a frame before
-                    own = moving_tracks[i] | {inst.track}
-                    near_props = [_prop_union(by_frame.get(j, []), instances, smalls, props, fraction,
-                                              views[j].gray.shape, STATIC_FRACTION, own) for j in range(n)]
+                    near_props = props_seen_from(i, skip=moving_tracks[i] | {inst.track})
                     # at the matte's own threshold: a still matte is soft over the set it took
                     # (the demo's boulder at 0.15-0.45 beside Buck, all of it under 0.5)
                     soft = _small_mask(inst, views[i], settings.alpha_threshold)
