@@ -214,9 +214,7 @@ def prop_pieces(rows: Iterable[Mapping[str, Any]], wanted: Iterable[str] | None 
     for row in rows:
         if judged is not None and row["id"] not in judged:
             continue
-        measures = row.get("measures")
-        if isinstance(measures, str) or measures is None:
-            measures = parse_measures(measures) or {}
+        measures = row_measures(row)
         if measures.get("cut_from_prop") is False:
             out[row["id"]] = PIECE_REASON
     return out
@@ -230,6 +228,14 @@ def parse_measures(text: str | None) -> dict[str, Any] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def row_measures(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An instance row's segment measures, whether the row carries them parsed or as JSON ({} when none)."""
+    measures = row.get("measures")
+    if isinstance(measures, str) or measures is None:
+        measures = parse_measures(measures)
+    return measures or {}
 
 
 # -- two or more characters in one mask ------------------------------------------------------------
@@ -357,9 +363,7 @@ def group_members(rows: Iterable[Mapping[str, Any]], wanted: Iterable[str] | Non
         box = parse_box(row["bbox"])
         if box is None:
             continue
-        measures = row.get("measures")
-        if isinstance(measures, str) or measures is None:
-            measures = parse_measures(measures) or {}
+        measures = row_measures(row)
         match = _FRAME_NUMBER.search(str(row["frame_id"]))
         item = {"id": row["id"], "track": row.get("track_id"), "frame": row["frame_id"],
                 "order": int(match.group(1)) if match else 0, "area": float(row["area_fraction"]),
