@@ -214,6 +214,35 @@ def test_second_look_makes_a_tight_multi_shot_noise_group_a_cluster():
     assert (out == labels).all() and any(r["why"] == "touches a cluster" for r in info["rejected"])
 
 
+def test_second_look_leaves_a_lone_edge_view_out_of_a_spread_group():
+    """A group made spread by one one-instance track on its edge (the film's Frank of shot 135
+    hung on Rinky's shots 44-48) is judged without it: the rest is kept, the lone view stays
+    noise. Without enough instances left, or still spread without it, the group stays noise."""
+    from animlora.identity.constraints import _radius, _units, recluster_noise
+
+    x, labels, tracks = _second_look_scene(np.random.default_rng(0))
+    e = np.eye(D)
+    x = np.vstack([x, e[2] + 0.3 * (e[8] + e[9] + e[10] + e[11]) / 2 + 0.3 * e[0]])
+    labels = np.append(labels, NOISE)
+    tracks = tracks + ["stray"]
+    t = np.asarray(tracks)
+    tight = np.char.startswith(t.astype(str), "tight")
+    frames = [f"f{i}" for i in range(len(x))]
+    links = build_constraints(frames, tracks)
+    # the premise: with the stray, the group is wider than the clusters' typical radius
+    group = np.nonzero(tight | (t == "stray"))[0]
+    typical = np.median([_radius(x, _units(np.nonzero(labels == lab)[0], tracks)) for lab in (0, 1)])
+    assert _radius(x, _units(group, tracks)) > typical > _radius(x, _units(np.nonzero(tight)[0], tracks))
+    out, info = recluster_noise(x, labels, tracks, list(tracks), links, 8, 2)
+    assert len(set(out[tight])) == 1 and out[tight][0] not in (NOISE, 0, 1)
+    assert out[t == "stray"][0] == NOISE and (out[~tight] == labels[~tight]).all()
+    assert info["kept"][0]["lone_left_out"] == 1 and info["kept"][0]["instances"] == 8
+    # 9 needed: the 8 left are too few, so the group (found with the stray) stays noise as spread
+    out, info = recluster_noise(x, labels, tracks, list(tracks), links, 9, 2)
+    assert (out == labels).all()
+    assert any(r["why"] == "spread" and r["instances"] == 9 and r["lone_left_out"] == 0 for r in info["rejected"])
+
+
 def test_attach_by_margin_a_cannot_linked_cluster_is_no_rival():
     """A unit about as near two clusters stays noise, unless it is cannot-linked to the second:
     seen apart in one frame with it, it is not that character, and the first is clearly nearest

@@ -453,12 +453,17 @@ def attach_by_margin(
     return out, info
 
 
-def _radius(x: np.ndarray, units: list[list[int]]) -> float:
-    """Largest distance of a group's tracks (each the normalised mean of its members) to their
+def _centre_distances(x: np.ndarray, units: list[list[int]]) -> np.ndarray:
+    """Distance of each of a group's tracks (the normalised mean of its members) to their
     normalised mean."""
     vecs = normalise(np.stack([x[u].mean(0) for u in units]))
     centre = normalise(vecs.mean(0, keepdims=True))[0]
-    return float(np.linalg.norm(vecs - centre, axis=1).max())
+    return np.linalg.norm(vecs - centre, axis=1)
+
+
+def _radius(x: np.ndarray, units: list[list[int]]) -> float:
+    """Largest distance of a group's tracks to their centre (``_centre_distances``)."""
+    return float(_centre_distances(x, units).max())
 
 
 def _clear_nearest(x: np.ndarray, labels: np.ndarray, idx: np.ndarray, ids: list[int], barred: set[int],
@@ -501,7 +506,8 @@ def recluster_noise(
     bound missed — seen in two or more shots (a character comes back; a prop or one odd view
     stays in one shot), at least ``min_size`` instances, no cannot-link pair inside, as tight
     as a typical cluster (its tracks' largest distance to their centre within the median of the
-    clusters' own, measured the same way), and apart from every cluster at its own scale: the
+    clusters' own, measured the same way; a group wider than that is judged once more without
+    its one-instance tracks, which then stay noise), and apart from every cluster at its own scale: the
     distance from its tracks to the nearest track of a cluster is at least its *linkage* (the
     largest distance from one of its tracks to its nearest fellow track) — a group that chains
     into a cluster is views between characters (on the labelled film: Buck with Frank, Gimera
@@ -514,7 +520,8 @@ def recluster_noise(
     from animlora.identity.clustering import hdbscan
 
     out = labels.copy()
-    info: dict[str, Any] = {"groups_found": 0, "groups_kept": 0, "groups_joined": 0, "instances": 0, "rejected": []}
+    info: dict[str, Any] = {"groups_found": 0, "groups_kept": 0, "groups_joined": 0, "instances": 0,
+                            "kept": [], "rejected": []}
     ids = [int(v) for v in np.unique(out) if v != NOISE]
     allowed = np.ones(len(out), bool) if skip is None else ~np.asarray(skip, bool)
     pool = np.nonzero((out == NOISE) & allowed)[0]
@@ -532,20 +539,35 @@ def recluster_noise(
         info["groups_found"] += 1
         idx = pool[found == g]
         units = _units(idx, track_ids)
-        shots = {shot_ids[i] for i in idx if shot_ids[i]}
         radius = _radius(x, units)
+        # a lone sampled view that HDBSCAN hung on the group's edge makes the radius, not the
+        # group (the film's Frank of shot 135 on Rinky's shots 44-48): judged without it
+        lone = [u for u in units if len(u) == 1]
+        core = [u for u in units if len(u) > 1]
+        if radius > typical and lone and core and sum(map(len, core)) >= min_size:
+            core_radius = _radius(x, core)
+            if core_radius <= typical:
+                idx = np.asarray(sorted(i for u in core for i in u))
+                units, radius = core, core_radius
+        trimmed = int((found == g).sum()) - len(idx)
+        shots = {shot_ids[i] for i in idx if shot_ids[i]}
         vecs = normalise(np.stack([x[u].mean(0) for u in units]))
         own = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (vecs @ vecs.T)))
         np.fill_diagonal(own, np.inf)
-        linkage = float(own.min(1).max()) if len(units) > 1 else 0.0
+        d_in = own.min(1) if len(units) > 1 else np.zeros(len(units))  # to the nearest fellow track
+        linkage = float(d_in.max())
         # A cluster one of the group's members is cannot-linked to (seen apart in one of its
         # frames) is another character: touching it says nothing (the film's Rinky of shots
         # 46/48 beside Frank, whose lit orange is near hers).
         barred = {int(out[j]) for i in idx for j in partners[int(i)]}
         open_tracks = ~np.isin(track_owner, sorted(barred))
         sims = vecs @ cluster_tracks[open_tracks].T if open_tracks.any() else np.full((len(units), 1), -1.0)
-        gap = float(np.sqrt(max(0.0, 2.0 - 2.0 * float(sims.max()))))
+        d_out = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * sims.max(1)))  # to the nearest open cluster track
+        gap = float(d_out.min())
         members = set(int(i) for i in idx)
+        detail = [{"track": track_ids[u[0]] or f"#{u[0]}", "n": len(u), "shot": shot_ids[u[0]],
+                   "in": round(float(a), 4), "out": round(float(b), 4), "centre": round(float(c), 4)}
+                  for u, a, b, c in zip(units, d_in, d_out, _centre_distances(x, units), strict=True)]
         why = None
         if len(idx) < min_size:
             why = "small"
@@ -557,11 +579,13 @@ def recluster_noise(
             why = "touches a cluster"
         elif any(j in members for i in idx for j in partners[int(i)]):
             why = "cannot-link"
+        entry = {"instances": len(idx), "shots": len(shots), "radius": round(radius, 4), "linkage": round(linkage, 4),
+                 "gap": round(gap, 4), "lone_left_out": trimmed, "tracks": detail}
         if why:
-            info["rejected"].append({"instances": len(idx), "shots": len(shots), "radius": round(radius, 4),
-                                     "linkage": round(linkage, 4), "gap": round(gap, 4), "why": why})
+            info["rejected"].append({**entry, "why": why})
             continue
         target = _clear_nearest(x, labels, idx, ids, barred, join_similarity, join_margin)
+        info["kept"].append({**entry, "joined": target is not None})
         if target is None:
             out[idx] = next_label
             next_label += 1
