@@ -101,6 +101,19 @@ def test_an_idle_track_beside_another_character_is_evidence() -> None:
     assert list(group_members(rows, characters=other)) == ["v_f20_a"]
 
 
+def test_an_idle_partner_clustered_as_another_character_is_evidence() -> None:
+    # b sits still beside a in the reference frames (segment's prop: Frank beside Buck in the film's
+    # shot 23, then on his head in one mask): no evidence while b's identity is unknown or the same
+    # cluster as a (a still rock, a still piece of a); evidence when b is clustered as another character
+    rows = [r | ({"measures": json.dumps({"prop": True})} if r["id"].endswith(("10_b", "11_b", "12_b")) else {})
+            for r in _grown(1.7)]
+    assert group_members(rows) == {}
+    assert group_members(rows, characters={r["id"]: "buck" for r in rows}) == {}
+    other = {r["id"]: ("buck" if r["track_id"].endswith("_a") else "frank") for r in rows}
+    out = group_members(rows, characters=other)
+    assert list(out) == ["v_f20_a"] and "(clustered as frank)" in out["v_f20_a"]
+
+
 def _two_shots(anchor_dx: int = 0, shot: str = "v_s3") -> tuple[list[dict], dict[str, str]]:
     """Shot 1: a beside b, with c standing at the right; ``shot``: one mask over a and b in every frame,
     c where it stood (``anchor_dx`` pixels to the right: the camera moved)."""

@@ -352,7 +352,8 @@ def group_members(rows: Iterable[Mapping[str, Any]], wanted: Iterable[str] | Non
     frame ``g``, ``x``'s area is >= ``GROUP_GROW`` x ``t``'s area in ``f`` and >= that plus
     ``GROUP_SUM`` of ``u``'s, and ``x``'s box covers >= ``GROUP_COVER`` of ``u``'s box in ``f``.
     When ``u``'s instance in ``f`` is a member of another character than ``x`` (``characters``),
-    ``GROUP_GROW_KNOWN`` replaces ``GROUP_GROW`` and ``t`` may be idle in ``f``. A member marked
+    ``GROUP_GROW_KNOWN`` replaces ``GROUP_GROW`` and ``t`` or ``u`` may be idle in ``f`` (a
+    character sitting still beside another: Frank beside Buck in the film's shot 23). A member marked
     ``mixed`` by the segment stage is a group too. A row whose box cannot be read is not judged."""
     from animlora.identity.geometry import parse_box
 
@@ -393,11 +394,11 @@ def group_members(rows: Iterable[Mapping[str, Any]], wanted: Iterable[str] | Non
                 if alone is None:
                     continue
                 for u in others:
-                    if u is alone or u["prop"] or u["track"] in here or u["area"] < GROUP_PARTNER * alone["area"]:
+                    if u is alone or u["track"] in here or u["area"] < GROUP_PARTNER * alone["area"]:
                         continue
                     theirs = who.get(u["id"])  # the partner clustered as another character than this track's
                     known = theirs is not None and mine is not None and theirs not in (mine, who.get(alone["id"]))
-                    if alone["prop"] and not known:
+                    if (alone["prop"] or u["prop"]) and not known:
                         continue
                     if _box_gap(alone["box"], u["box"]) > GROUP_NEAR * math.sqrt(alone["box"][2] * alone["box"][3]):
                         continue
