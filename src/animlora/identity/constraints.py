@@ -65,6 +65,11 @@ def _units(idx: np.ndarray, track_ids: Sequence[str | None]) -> list[list[int]]:
     return list(groups.values())
 
 
+def _unit_vectors(x: np.ndarray, units: list[list[int]]) -> np.ndarray:
+    """One vector per unit: the normalised mean of its members' rows of ``x``."""
+    return normalise(np.stack([x[u].mean(0) for u in units]))
+
+
 def _seed_clique(units: list[list[int]], unit_conflicts: dict[int, set[int]]) -> list[int]:
     """A greedy clique of mutually conflicting units: the most-conflicted first."""
     order = sorted(unit_conflicts, key=lambda u: (-len(unit_conflicts[u]), u))
@@ -109,7 +114,7 @@ def split_cannot_link(
             if unit_of[i] != unit_of[j]:
                 unit_conflicts[unit_of[i]].add(unit_of[j])
                 unit_conflicts[unit_of[j]].add(unit_of[i])
-        unit_vec = normalise(np.stack([x[u].mean(0) for u in units]))
+        unit_vec = _unit_vectors(x, units)
         seeds = _seed_clique(units, unit_conflicts) if unit_conflicts else []
         if len(seeds) < 2:  # the conflict is inside one track: its farther member goes to noise
             for i, j in pairs:
@@ -322,7 +327,7 @@ def attach_noise(
     centre, reach = [], []
     for lab in ids:
         units = _units(np.nonzero(out == lab)[0], track_ids)
-        vecs = normalise(np.stack([x[u].mean(0) for u in units]))
+        vecs = _unit_vectors(x, units)
         c = normalise(vecs.mean(0, keepdims=True))[0]
         centre.append(c)
         spread = np.linalg.norm(vecs - c, axis=1)
@@ -368,8 +373,7 @@ def join_by_tracks(
     while True:
         ids = [int(v) for v in np.unique(out) if v != NOISE]
         blocked = set(_pairs_between(out, constraints.cannot))
-        vecs = {lab: normalise(np.stack([x[u].mean(0) for u in _units(np.nonzero(out == lab)[0], track_ids)]))
-                for lab in ids}
+        vecs = {lab: _unit_vectors(x, _units(np.nonzero(out == lab)[0], track_ids)) for lab in ids}
         best = None
         for k, a in enumerate(ids):
             for b in ids[k + 1:]:
@@ -453,17 +457,15 @@ def attach_by_margin(
     return out, info
 
 
-def _centre_distances(x: np.ndarray, units: list[list[int]]) -> np.ndarray:
-    """Distance of each of a group's tracks (the normalised mean of its members) to their
-    normalised mean."""
-    vecs = normalise(np.stack([x[u].mean(0) for u in units]))
+def _centre_distances(vecs: np.ndarray) -> np.ndarray:
+    """Distance of each track vector (``_unit_vectors``) to their normalised mean."""
     centre = normalise(vecs.mean(0, keepdims=True))[0]
     return np.linalg.norm(vecs - centre, axis=1)
 
 
 def _radius(x: np.ndarray, units: list[list[int]]) -> float:
     """Largest distance of a group's tracks to their centre (``_centre_distances``)."""
-    return float(_centre_distances(x, units).max())
+    return float(_centre_distances(_unit_vectors(x, units)).max())
 
 
 def _clear_nearest(x: np.ndarray, labels: np.ndarray, idx: np.ndarray, ids: list[int], barred: set[int],
@@ -530,7 +532,7 @@ def recluster_noise(
     x = normalise(x)
     typical = float(np.median([_radius(x, _units(np.nonzero(out == lab)[0], track_ids)) for lab in ids]))
     cluster_units = [(lab, u) for lab in ids for u in _units(np.nonzero(out == lab)[0], track_ids)]
-    cluster_tracks = normalise(np.stack([x[u].mean(0) for _, u in cluster_units]))
+    cluster_tracks = _unit_vectors(x, [u for _, u in cluster_units])
     track_owner = np.asarray([lab for lab, _ in cluster_units])
     found = hdbscan(x[pool], max(2, min_size - min_size // 4), min_samples, "eom")
     partners = partners_of(constraints.cannot)
@@ -551,7 +553,7 @@ def recluster_noise(
                 units, radius = core, core_radius
         trimmed = int((found == g).sum()) - len(idx)
         shots = {shot_ids[i] for i in idx if shot_ids[i]}
-        vecs = normalise(np.stack([x[u].mean(0) for u in units]))
+        vecs = _unit_vectors(x, units)
         own = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (vecs @ vecs.T)))
         np.fill_diagonal(own, np.inf)
         d_in = own.min(1) if len(units) > 1 else np.zeros(len(units))  # to the nearest fellow track
@@ -567,7 +569,7 @@ def recluster_noise(
         members = set(int(i) for i in idx)
         detail = [{"track": track_ids[u[0]] or f"#{u[0]}", "n": len(u), "shot": shot_ids[u[0]],
                    "in": round(float(a), 4), "out": round(float(b), 4), "centre": round(float(c), 4)}
-                  for u, a, b, c in zip(units, d_in, d_out, _centre_distances(x, units), strict=True)]
+                  for u, a, b, c in zip(units, d_in, d_out, _centre_distances(vecs), strict=True)]
         why = None
         if len(idx) < min_size:
             why = "small"
