@@ -443,3 +443,93 @@ def group_members(rows: Iterable[Mapping[str, Any]], wanted: Iterable[str] | Non
             if why:
                 out[x["id"]] = why
     return out
+
+
+# -- another character's colours in a mask -----------------------------------------------------------
+# The group rule above needs a frame where the two are apart. Where none is sampled, colour still tells
+# when the two characters differ in colour: a piece of the mask in colours that the cluster's other
+# images lack and that another cluster's images share is another character (the film: the butterfly on
+# Buck's head or beside Frank, Frank on Buck's head, Rinky at green-lit Buck's feet), or the whole
+# member is not this character (cgi-bench seed 2: the blue boy in the bunny's cluster, the green boy's
+# head close-ups in the fox's). Measured on the film and seeds 2 and 3 (docs/dataset.md, "Another
+# character's colours"). Colours are compared after the shot's light is divided out (identity/light.py:
+# the seeds' sunset and night shots turned a character's own colours into another's).
+COLOUR_SIDE = 160  # cut-outs are judged at about this long side (the share of a piece is scale-free)
+COLOUR_BINS = (4, 16, 16)  # L*, a*, b* bins of OpenCV's 8-bit Lab
+COLOUR_PRESENT = 3e-3  # a colour is in an image when this share of its mask has it
+COLOUR_OWN = 0.15  # foreign to the cluster: in fewer than this share of its other members
+COLOUR_THEIRS = 0.5  # another character's: in at least this share of that cluster's members
+COLOUR_PIECE = 0.04  # the largest connected piece of such pixels, as a share of the mask (film's groups
+#                      0.04-0.28 and seeds' 0.04-0.35 with no clean member flagged; 0.03 flags clean
+#                      seed 3 foxes at night at 0.030-0.038)
+COLOUR_MEMBERS = 5  # a cluster with fewer readable members has no colour model: neither judged nor judge
+COLOUR_REASON = "not_one_character:colours"
+
+
+def colour_bins(rgba: np.ndarray, gain: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, the Lab bin of every pixel) of an RGBA cut-out, fitted within ``COLOUR_SIDE`` and its
+    RGB first multiplied by the shot's light ``gain`` (identity/light.py)."""
+    import cv2
+
+    from animlora.identity.light import apply_gain
+
+    h, w = rgba.shape[:2]
+    scale = min(1.0, COLOUR_SIDE / max(h, w))
+    if scale < 1.0:
+        rgba = cv2.resize(rgba, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    rgba = apply_gain(rgba, gain)
+    lab = cv2.cvtColor(np.ascontiguousarray(rgba[..., :3]), cv2.COLOR_RGB2LAB).astype(np.int32)
+    nl, na, nb = COLOUR_BINS
+    bins = (lab[..., 0] * nl // 256) * na * nb + (lab[..., 1] * na // 256) * nb + lab[..., 2] * nb // 256
+    return rgba[..., 3] >= 128, bins
+
+
+def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarray]]]) -> dict[str, str]:
+    """Members with a piece in another character's colours, as instance id -> ``not_one_character:
+    colours (evidence)``. ``members``: (instance id, character, :func:`colour_bins` of its cut-out),
+    characters only (a scenery cluster is neither judged nor taken for another character).
+
+    Per character with ``COLOUR_MEMBERS`` members or more, each colour bin's *support* is the share
+    of its members in which it covers ``COLOUR_PRESENT`` of the mask. A member's pixel is foreign
+    when its bin's support among the character's *other* members is under ``COLOUR_OWN``, and it is
+    another character's when that character's support is ``COLOUR_THEIRS`` or more. The member is
+    left out when the largest 8-connected piece of foreign pixels of one other character is
+    ``COLOUR_PIECE`` of its mask or more: a scattered speckle of odd shading is no piece, and a colour
+    no other character has (an apple, a flower) is nobody's."""
+    import cv2
+
+    size = int(np.prod(COLOUR_BINS))
+    by_char: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]] = {}
+    for instance_id, character, (mask, bins) in members:
+        area = int(mask.sum())
+        if area == 0:
+            continue
+        present = np.bincount(bins[mask], minlength=size) >= COLOUR_PRESENT * area
+        by_char.setdefault(character, []).append((instance_id, mask, bins, present))
+    support = {c: np.sum([p for *_, p in items], axis=0, dtype=np.float64)
+               for c, items in by_char.items() if len(items) >= COLOUR_MEMBERS}
+    out: dict[str, str] = {}
+    for character, total in sorted(support.items()):
+        n = len(by_char[character])
+        for instance_id, mask, bins, present in by_char[character]:
+            foreign = ((total - present) / (n - 1))[bins] < COLOUR_OWN
+            foreign &= mask
+            if not foreign.any():
+                continue
+            best = (0.0, "", 0.0)
+            for other, theirs in support.items():
+                if other == character:
+                    continue
+                share = theirs / len(by_char[other])
+                piece = (foreign & (share[bins] >= COLOUR_THEIRS)).astype(np.uint8)
+                count, _, stats, _ = cv2.connectedComponentsWithStats(piece, connectivity=8)
+                largest = float(stats[1:, cv2.CC_STAT_AREA].max()) / mask.sum() if count > 1 else 0.0
+                if largest > best[0]:
+                    best = (largest, other, float(share[bins][piece.astype(bool)].mean()))
+            largest, other, seen = best
+            if largest >= COLOUR_PIECE:
+                out[instance_id] = (
+                    f"{COLOUR_REASON} ({largest:.0%} of the mask, in one piece, has colours that {character}'s "
+                    f"other images lack and {other}'s have (in {seen:.0%} of them): another character in this "
+                    f"mask, or not {character})")
+    return out

@@ -122,16 +122,16 @@ def vectors(catalog: Catalog, model: str | None, instance_ids: Sequence[str]) ->
     return {row[0]: np.frombuffer(row[1], dtype="<f4") for row in rows}
 
 
-def shot_light_gains(root: Path, model: str) -> dict[str, list[float]]:
+def shot_light_gains(root: Path, model: str | None = None) -> dict[str, list[float]]:
     """shot id -> the light gains (linear RGB) the last embed run of project ``root`` applied
-    to that shot's cut-outs, when that run made ``model``'s vectors; empty when it did not,
-    applied none, or left no readable report."""
+    to that shot's cut-outs, when that run made ``model``'s vectors (any model's when None);
+    empty when it did not, applied none, or left no readable report."""
     from animlora.records.folders import stage_folder
 
     try:
         report = json.loads((Path(root) / stage_folder("embed", root) / REPORT).read_text())
     except (OSError, ValueError):
         return {}
-    if not isinstance(report, dict) or report.get("model") != model:
+    if not isinstance(report, dict) or (model is not None and report.get("model") != model):
         return {}
     return dict((report.get("shot_light") or {}).get("gains") or {})

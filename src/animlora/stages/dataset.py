@@ -19,6 +19,7 @@ warned about, and every instance left out is listed with its reason.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,9 @@ class DatasetStage(Stage):
         wanted = {m.instance_id for m in members}
         apart = gate.prop_pieces(rows, wanted) | gate.group_members(
             rows, wanted, {m.instance_id: m.character for m in members if not scenery[m.character]})
+        if rows:  # another character's colours in a mask (scenery_check on, a project)
+            apart = gate.foreign_colours(self._colours(catalog, root, [m for m in members if not scenery[m.character]])
+                                         ) | apart
         items = []
         for character, group in sorted(by_char.items()):
             trigger = (ctx.settings.caption.trigger if ctx.job.standalone and root is None else "") or trigger_for(
@@ -162,6 +166,25 @@ class DatasetStage(Stage):
         from animlora.records.segment import instance_rows
 
         return [row | {"measures": parse_measures(row.get("measures"))} for row in instance_rows(catalog)]
+
+    @staticmethod
+    def _colours(catalog: Any, root: Path, members: list[Member]) -> Iterator[tuple[str, str, Any]]:
+        """(instance id, character, :func:`gate.colour_bins`) of every member whose cut-out reads,
+        the shot's light divided out (identity/light.py): the gains the embed stage applied, else
+        measured on the plates as it would."""
+        import cv2
+
+        from animlora.curation.gate import colour_bins
+        from animlora.identity.light import project_plates, shot_gains
+        from animlora.records.embed import shot_light_gains
+
+        gains = shot_light_gains(root) or shot_gains(project_plates(catalog, root))
+        for m in members:
+            image = cv2.imread(m.image_path, cv2.IMREAD_UNCHANGED) if m.image_path else None
+            if image is None or image.ndim != 3 or image.shape[2] != 4:
+                continue  # no cut-out, or no alpha: not judged (the build reports a missing cut-out)
+            yield m.instance_id, m.character, colour_bins(cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA),
+                                                          gains.get(m.shot_id or ""))
 
     @staticmethod
     def _measures(rows: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any] | None],

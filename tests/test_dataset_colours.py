@@ -1,0 +1,136 @@
+"""The dataset gate's colour rule (curation/gate.py ``foreign_colours``): a piece of a mask in colours
+that the character's other images lack and another character's images share is another character
+in the mask (the film: the butterfly on Buck's head), or the member is not this character at all."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from animlora.curation.gate import COLOUR_REASON, colour_bins, foreign_colours
+from dataset_synth import make_project, run_stages
+
+WHITE, MAGENTA, ORANGE, GREEN, PALE_BLUE = (225, 225, 220), (230, 40, 200), (230, 120, 30), (40, 170, 40), (150, 190, 250)
+
+
+def _blob(colour, size=120, shade=0, seed=0) -> np.ndarray:
+    """An RGBA ellipse (a body) in ``colour``, shaded darker towards its bottom by ``shade``."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    img = np.zeros((size, size, 4), np.uint8)
+    cv2.ellipse(img, (size // 2, size // 2), (size // 3, size // 2 - 4), 0, 0, 360, (*colour, 255), -1)
+    ramp = np.linspace(0, shade, size)[:, None, None]
+    img[..., :3] = np.clip(img[..., :3] - ramp + rng.normal(0, 2, (size, size, 3)), 0, 255).astype(np.uint8)
+    img[img[..., 3] == 0, :3] = 0
+    return img
+
+
+def _with_piece(body: np.ndarray, colour, radius: int) -> np.ndarray:
+    """``body`` with a disc of ``colour`` at its top edge (a butterfly on a head), inside the mask."""
+    import cv2
+
+    out = body.copy()
+    cv2.circle(out, (body.shape[1] // 2, 12 + radius), radius, (*colour, 255), -1)
+    return out
+
+
+def _bins(images: dict[str, tuple[str, np.ndarray]], gains=None):
+    return [(iid, who, colour_bins(img, (gains or {}).get(iid))) for iid, (who, img) in images.items()]
+
+
+def _cast() -> dict[str, tuple[str, np.ndarray]]:
+    """Six white bodies (buck), six magenta ones (butterfly), six orange ones (rinky), four green (a
+    cluster too small for a colour model)."""
+    images = {}
+    for k in range(6):
+        images[f"buck_{k}"] = ("buck", _blob(WHITE, 100 + 8 * k, shade=25 * (k % 3), seed=k))
+        images[f"fly_{k}"] = ("butterfly", _blob(MAGENTA, 60 + 6 * k, shade=20 * (k % 2), seed=10 + k))
+        images[f"rinky_{k}"] = ("rinky", _blob(ORANGE, 90 + 5 * k, shade=30 * (k % 3), seed=20 + k))
+    for k in range(4):
+        images[f"bird_{k}"] = ("bird", _blob(GREEN, 70, seed=30 + k))
+    return images
+
+
+def test_another_characters_piece_in_a_mask_is_left_out_and_names_the_character() -> None:
+    images = _cast()
+    images["buck_fly"] = ("buck", _with_piece(_blob(WHITE, 120, seed=40), MAGENTA, 14))
+    out = foreign_colours(_bins(images))
+    assert list(out) == ["buck_fly"]
+    assert out["buck_fly"].startswith(COLOUR_REASON + " (")
+    assert "buck's other images lack and butterfly's have" in out["buck_fly"]
+
+
+def test_a_member_that_is_another_character_is_left_out() -> None:
+    images = _cast()
+    images["rinky_in_buck"] = ("buck", _blob(ORANGE, 110, shade=10, seed=41))
+    assert list(foreign_colours(_bins(images))) == ["rinky_in_buck"]
+
+
+@pytest.mark.parametrize("colour, radius", [(MAGENTA, 4), (GREEN, 14), (ORANGE, 14)])
+def test_a_speck_or_a_colour_no_character_has_everywhere_is_kept(colour, radius) -> None:
+    # a 4 px disc is ~0.5% of the mask (under COLOUR_PIECE); green is only the small bird
+    # cluster's (no colour model); orange as a piece of a buck cluster that already has an orange
+    # prop in 2 of its 7 images is its own colour too (support 2/6 >= COLOUR_OWN)
+    images = _cast()
+    images["buck_x"] = ("buck", _with_piece(_blob(WHITE, 120, seed=42), colour, radius))
+    if colour == ORANGE:
+        for k in (0, 1):
+            images[f"buck_{k}"] = ("buck", _with_piece(images[f"buck_{k}"][1], ORANGE, 12))
+    assert foreign_colours(_bins(images)) == {}
+
+
+def test_a_cluster_too_small_for_a_colour_model_is_neither_judged_nor_judge() -> None:
+    images = _cast()
+    images["bird_3"] = ("bird", _with_piece(_blob(GREEN, 70, seed=43), MAGENTA, 12))  # still 4 birds
+    images["buck_bird"] = ("buck", _blob(GREEN, 110, seed=44))  # green: only the 4-member bird's colour
+    assert foreign_colours(_bins(images)) == {}
+
+
+def test_the_shots_light_is_divided_out_before_colours_are_compared() -> None:
+    # a white body under a blue night light is as pale blue as the ghost: without the shot's gain it
+    # reads as the ghost; with the gain that takes the blue cast out it is white again
+    images = _cast()
+    for k in range(6):
+        images[f"ghost_{k}"] = ("ghost", _blob(PALE_BLUE, 90 + 4 * k, seed=50 + k))
+    images["buck_night"] = ("buck", _blob(PALE_BLUE, 115, seed=45))
+    assert list(foreign_colours(_bins(images))) == ["buck_night"]
+    lin = (np.asarray(PALE_BLUE) / 255.0) ** 2.2
+    gain = (lin.mean() / lin).tolist()  # the cast divided out, grey kept (white stays white)
+    assert foreign_colours(_bins(images, {"buck_night": gain})) == {}
+
+
+def _paint(root, rows: dict, colour_of) -> None:
+    """Redraw every cut-out of a synthetic project as a body in ``colour_of(row)`` (a pair of colours
+    for a body with a piece of the second)."""
+    from animlora.io.images import write_image
+
+    for row in rows.values():
+        colour = colour_of(row)
+        body = _blob(colour[0], 140, seed=int(row["id"][-3:])) if isinstance(colour[0], tuple) else \
+            _blob(colour, 140, seed=int(row["id"][-3:]))
+        if isinstance(colour[0], tuple):
+            body = _with_piece(body, colour[1], 16)
+        write_image(root / "segmentation" / row["path"], body)
+
+
+def test_the_dataset_leaves_the_member_out_with_its_reason_and_the_check_off_keeps_it(tmp_path) -> None:
+    rows = make_project(tmp_path, {"character_0": 8, "character_1": 6}, shots=4)
+    group = sorted(iid for iid, row in rows.items() if row["track_id"].endswith("_0"))[3]
+    _paint(tmp_path, rows, lambda row: (WHITE, MAGENTA) if row["id"] == group else
+           WHITE if row["track_id"].endswith("_0") else MAGENTA)
+    settings = {"dataset": {"target_size": 12, "small_size": 4, "resolution": 512, "min_bucket": 128,
+                            "max_bucket": 1024, "report": True}}
+    run_stages(tmp_path, ["dataset"], settings)
+    report = json.loads((tmp_path / "training_data" / "dataset_results.json").read_text())
+    assert report["characters"]["character_0"]["left_out"].get(COLOUR_REASON) == 1
+    meta = json.loads((tmp_path / "training_data" / "character_0" / "metadata.json").read_text())
+    skipped = [s for s in meta["skipped"] if s["code"] == COLOUR_REASON]
+    assert [s["instance"] for s in skipped] == [group]
+    assert group not in {r["instance_id"] for r in meta["images"]}
+    assert "character_1's have" in skipped[0]["reason"]
+    run_stages(tmp_path, ["dataset"], {"dataset": {**settings["dataset"], "scenery_check": False}})
+    meta = json.loads((tmp_path / "training_data" / "character_0" / "metadata.json").read_text())
+    assert not any(s["code"] == COLOUR_REASON for s in meta["skipped"])
