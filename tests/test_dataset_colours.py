@@ -89,6 +89,20 @@ def test_a_cluster_too_small_for_a_colour_model_is_neither_judged_nor_judge() ->
     assert foreign_colours(_bins(images)) == {}
 
 
+def test_a_scenery_clusters_colours_mark_a_piece_of_the_set_and_its_members_are_not_judged() -> None:
+    # a bush fused behind buck (cgi-bench seed 3: the robot with a bush in one mask); the bushes'
+    # cluster is scenery: its colours are "another cluster's", its own odd member is not judged
+    images = _cast()
+    for k in range(6):
+        images[f"bush_{k}"] = ("bushes", _blob(GREEN, 80 + 6 * k, shade=15, seed=60 + k))
+    images["buck_bush"] = ("buck", _with_piece(_blob(WHITE, 120, seed=46), GREEN, 16))
+    images["bush_fly"] = ("bushes", _with_piece(_blob(GREEN, 90, seed=47), MAGENTA, 14))
+    out = foreign_colours(_bins(images), scenery=["bushes"])
+    assert list(out) == ["buck_bush"]
+    assert "bushes's have" in out["buck_bush"] and "the set (a cluster taken for scenery)" in out["buck_bush"]
+    assert sorted(foreign_colours(_bins(images))) == ["buck_bush", "bush_fly"]  # bushes judged as a character
+
+
 def test_the_shots_light_is_divided_out_before_colours_are_compared() -> None:
     # a white body under a blue night light is as pale blue as the ghost: without the shot's gain it
     # reads as the ghost; with the gain that takes the blue cast out it is white again

@@ -451,7 +451,8 @@ def group_members(rows: Iterable[Mapping[str, Any]], wanted: Iterable[str] | Non
 # images lack and that another cluster's images share is another character (the film: the butterfly on
 # Buck's head or beside Frank, Frank on Buck's head, Rinky at green-lit Buck's feet), or the whole
 # member is not this character (cgi-bench seed 2: the blue boy in the bunny's cluster, the green boy's
-# head close-ups in the fox's). Measured on the film and seeds 2 and 3 (docs/dataset.md, "Another
+# head close-ups in the fox's); a piece in a scenery cluster's colours is the set fused into the mask
+# (seed 3: the robot with a bush behind it). Measured on the film and seeds 2 and 3 (docs/dataset.md, "Another
 # character's colours"). Colours are compared after the shot's light is divided out (identity/light.py:
 # the seeds' sunset and night shots turned a character's own colours into another's).
 COLOUR_SIDE = 160  # cut-outs are judged at about this long side (the share of a piece is scale-free)
@@ -484,10 +485,12 @@ def colour_bins(rgba: np.ndarray, gain: Sequence[float] | None = None) -> tuple[
     return rgba[..., 3] >= 128, bins
 
 
-def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarray]]]) -> dict[str, str]:
-    """Members with a piece in another character's colours, as instance id -> ``not_one_character:
-    colours (evidence)``. ``members``: (instance id, character, :func:`colour_bins` of its cut-out),
-    characters only (a scenery cluster is neither judged nor taken for another character).
+def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarray]]],
+                    scenery: Iterable[str] = ()) -> dict[str, str]:
+    """Members with a piece in another cluster's colours, as instance id -> ``not_one_character:
+    colours (evidence)``. ``members``: (instance id, cluster, :func:`colour_bins` of its cut-out);
+    ``scenery``: clusters taken for scenery (``not_character:*``), whose colours count as another
+    cluster's (a piece of the set fused into a character's mask) but whose members are not judged.
 
     Per character with ``COLOUR_MEMBERS`` members or more, each colour bin's *support* is the share
     of its members in which it covers ``COLOUR_PRESENT`` of the mask. A member's pixel is foreign
@@ -509,7 +512,10 @@ def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarr
     support = {c: np.sum([p for *_, p in items], axis=0, dtype=np.float64)
                for c, items in by_char.items() if len(items) >= COLOUR_MEMBERS}
     out: dict[str, str] = {}
+    set_like = set(scenery)
     for character, total in sorted(support.items()):
+        if character in set_like:
+            continue
         n = len(by_char[character])
         for instance_id, mask, bins, present in by_char[character]:
             foreign = ((total - present) / (n - 1))[bins] < COLOUR_OWN
@@ -528,8 +534,9 @@ def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarr
                     best = (largest, other, float(share[bins][piece.astype(bool)].mean()))
             largest, other, seen = best
             if largest >= COLOUR_PIECE:
+                what = "the set (a cluster taken for scenery)" if other in set_like else "another character"
                 out[instance_id] = (
                     f"{COLOUR_REASON} ({largest:.0%} of the mask, in one piece, has colours that {character}'s "
-                    f"other images lack and {other}'s have (in {seen:.0%} of them): another character in this "
-                    f"mask, or not {character})")
+                    f"other images lack and {other}'s have (in {seen:.0%} of them): {what} in this mask, or "
+                    f"not {character})")
     return out

@@ -125,9 +125,9 @@ class DatasetStage(Stage):
         wanted = {m.instance_id for m in members}
         apart = gate.prop_pieces(rows, wanted) | gate.group_members(
             rows, wanted, {m.instance_id: m.character for m in members if not scenery[m.character]})
-        if rows:  # another character's colours in a mask (scenery_check on, a project)
-            apart = gate.foreign_colours(self._colours(catalog, root, [m for m in members if not scenery[m.character]])
-                                         ) | apart
+        if rows:  # another cluster's colours in a mask (scenery_check on, a project)
+            apart = gate.foreign_colours(self._colours(catalog, root, members),
+                                         [c for c, why in scenery.items() if why]) | apart
         items = []
         for character, group in sorted(by_char.items()):
             trigger = (ctx.settings.caption.trigger if ctx.job.standalone and root is None else "") or trigger_for(
