@@ -130,7 +130,7 @@ def _paint(root, rows: dict, colour_of) -> None:
         write_image(root / "segmentation" / row["path"], body)
 
 
-def test_the_dataset_leaves_the_member_out_with_its_reason_and_the_check_off_keeps_it(tmp_path) -> None:
+def test_the_dataset_leaves_the_member_out_with_its_reason_and_either_check_off_keeps_it(tmp_path) -> None:
     rows = make_project(tmp_path, {"character_0": 8, "character_1": 6}, shots=4)
     group = sorted(iid for iid, row in rows.items() if row["track_id"].endswith("_0"))[3]
     _paint(tmp_path, rows, lambda row: (WHITE, MAGENTA) if row["id"] == group else
@@ -145,6 +145,8 @@ def test_the_dataset_leaves_the_member_out_with_its_reason_and_the_check_off_kee
     assert [s["instance"] for s in skipped] == [group]
     assert group not in {r["instance_id"] for r in meta["images"]}
     assert "character_1's have" in skipped[0]["reason"]
-    run_stages(tmp_path, ["dataset"], {"dataset": {**settings["dataset"], "scenery_check": False}})
-    meta = json.loads((tmp_path / "training_data" / "character_0" / "metadata.json").read_text())
-    assert not any(s["code"] == COLOUR_REASON for s in meta["skipped"])
+    for off in ({"colour_check": False}, {"scenery_check": False}):
+        run_stages(tmp_path, ["dataset"], {"dataset": {**settings["dataset"], **off}})
+        meta = json.loads((tmp_path / "training_data" / "character_0" / "metadata.json").read_text())
+        assert not any(s["code"] == COLOUR_REASON for s in meta["skipped"])
+        assert group in {r["instance_id"] for r in meta["images"]}

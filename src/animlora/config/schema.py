@@ -503,7 +503,7 @@ class CaptionSettings(Section):
 
 class DatasetSettings(Section):
     added_fields: ClassVar[dict[str, Any]] = {"min_image_side": 0, "use_enhanced": False, "scenery_check": False,
-                                              "duplicate_distance": 255.0}
+                                              "duplicate_distance": 255.0, "colour_check": False}
     character: str = Field(description="project: only this character ('' = all); folder input: its name")
     caption_prefix: str = Field(description="words after the trigger word in every caption")
     captions_dir: str = Field(description="folder input: .txt captions by stem ('' = beside the images)")
@@ -513,6 +513,9 @@ class DatasetSettings(Section):
                     "between 4 and 8 (a short film's characters get a dataset)")
     scenery_check: bool = Field(description="an unnamed cluster still in nearly every frame (scenery) or read as "
                                             "text gets no dataset (reason not_character:<why>)")
+    colour_check: bool = Field(description="with scenery_check: a member whose mask has a piece in colours its "
+                                           "cluster's other members lack and another cluster's share is left out "
+                                           "(reason not_one_character:colours)")
     small_size: int = Field(ge=1, description="a dataset with fewer images is built but marked small, with a warning")
     max_size: int = Field(ge=1)
     embedding_model: str = Field(description="embeddings table model used for diversity; '' = the most common")

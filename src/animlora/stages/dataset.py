@@ -125,7 +125,7 @@ class DatasetStage(Stage):
         wanted = {m.instance_id for m in members}
         apart = gate.prop_pieces(rows, wanted) | gate.group_members(
             rows, wanted, {m.instance_id: m.character for m in members if not scenery[m.character]})
-        if rows:  # another cluster's colours in a mask (scenery_check on, a project)
+        if rows and s.colour_check:  # another cluster's colours in a mask (scenery_check on too, a project)
             apart = gate.foreign_colours(self._colours(catalog, root, members),
                                          [c for c, why in scenery.items() if why]) | apart
         items = []
