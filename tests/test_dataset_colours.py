@@ -145,6 +145,10 @@ def test_the_dataset_leaves_the_member_out_with_its_reason_and_either_check_off_
     assert [s["instance"] for s in skipped] == [group]
     assert group not in {r["instance_id"] for r in meta["images"]}
     assert "character_1's have" in skipped[0]["reason"]
+    # one character's dataset alone: the other clusters' colours still count
+    run_stages(tmp_path, ["dataset"], {"dataset": {**settings["dataset"], "character": "character_0"}})
+    meta = json.loads((tmp_path / "training_data" / "character_0" / "metadata.json").read_text())
+    assert [s["instance"] for s in meta["skipped"] if s["code"] == COLOUR_REASON] == [group]
     for off in ({"colour_check": False}, {"scenery_check": False}):
         run_stages(tmp_path, ["dataset"], {"dataset": {**settings["dataset"], **off}})
         meta = json.loads((tmp_path / "training_data" / "character_0" / "metadata.json").read_text())

@@ -126,7 +126,10 @@ class DatasetStage(Stage):
         apart = gate.prop_pieces(rows, wanted) | gate.group_members(
             rows, wanted, {m.instance_id: m.character for m in members if not scenery[m.character]})
         if rows and s.colour_check:  # another cluster's colours in a mask (scenery_check on too, a project)
-            apart = gate.foreign_colours(self._colours(catalog, root, members),
+            # every cluster's colours, also when one character's dataset is built (the same images
+            # as in a run over all); a cluster outside ``wanted`` was not judged for scenery: none
+            everyone = members if not s.character else project_members(catalog, root)
+            apart = gate.foreign_colours(self._colours(catalog, root, everyone),
                                          [c for c, why in scenery.items() if why]) | apart
         items = []
         for character, group in sorted(by_char.items()):
