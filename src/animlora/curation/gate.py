@@ -482,7 +482,7 @@ def colour_bins(rgba: np.ndarray, gain: Sequence[float] | None = None) -> tuple[
     lab = cv2.cvtColor(np.ascontiguousarray(rgba[..., :3]), cv2.COLOR_RGB2LAB).astype(np.int32)
     nl, na, nb = COLOUR_BINS
     bins = (lab[..., 0] * nl // 256) * na * nb + (lab[..., 1] * na // 256) * nb + lab[..., 2] * nb // 256
-    return rgba[..., 3] >= 128, bins
+    return rgba[..., 3] >= 128, bins.astype(np.uint16)  # (a film's members are all held at once)
 
 
 def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarray]]],
