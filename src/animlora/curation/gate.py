@@ -492,13 +492,14 @@ def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarr
     ``scenery``: clusters taken for scenery (``not_character:*``), whose colours count as another
     cluster's (a piece of the set fused into a character's mask) but whose members are not judged.
 
-    Per character with ``COLOUR_MEMBERS`` members or more, each colour bin's *support* is the share
-    of its members in which it covers ``COLOUR_PRESENT`` of the mask. A member's pixel is foreign
-    when its bin's support among the character's *other* members is under ``COLOUR_OWN``, and it is
-    another character's when that character's support is ``COLOUR_THEIRS`` or more. The member is
-    left out when the largest 8-connected piece of foreign pixels of one other character is
-    ``COLOUR_PIECE`` of its mask or more: a scattered speckle of odd shading is no piece, and a colour
-    no other character has (an apple, a flower) is nobody's."""
+    Per cluster with ``COLOUR_MEMBERS`` members or more, each colour bin's *support* is the share of
+    its members in which it covers ``COLOUR_PRESENT`` of the mask. A member's pixel is foreign when
+    its bin's support among its cluster's *other* members is under ``COLOUR_OWN``, and it is another
+    cluster's when that cluster's support is ``COLOUR_THEIRS`` or more. The member is left out when
+    the largest 8-connected piece of foreign pixels of one other cluster is ``COLOUR_PIECE`` of its
+    mask or more: a scattered speckle of odd shading is no piece, and a colour no other cluster has
+    throughout (an apple, a flower) is nobody's. Evidence: the piece's share, both clusters and the
+    other's mean support of the piece's colours."""
     import cv2
 
     size = int(np.prod(COLOUR_BINS))
