@@ -503,36 +503,36 @@ def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarr
     import cv2
 
     size = int(np.prod(COLOUR_BINS))
-    by_char: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]] = {}
+    by_char: dict[str, list[tuple[str, np.ndarray, np.ndarray, int, np.ndarray]]] = {}
     for instance_id, character, (mask, bins) in members:
         area = int(mask.sum())
         if area == 0:
             continue
         present = np.bincount(bins[mask], minlength=size) >= COLOUR_PRESENT * area
-        by_char.setdefault(character, []).append((instance_id, mask, bins, present))
-    support = {c: np.sum([p for *_, p in items], axis=0, dtype=np.float64)
-               for c, items in by_char.items() if len(items) >= COLOUR_MEMBERS}
+        by_char.setdefault(character, []).append((instance_id, mask, bins, area, present))
+    counts = {c: np.sum([p for *_, p in items], axis=0, dtype=np.float64)
+              for c, items in by_char.items() if len(items) >= COLOUR_MEMBERS}
+    support = {c: total / len(by_char[c]) for c, total in counts.items()}
     out: dict[str, str] = {}
     set_like = set(scenery)
-    for character, total in sorted(support.items()):
+    for character, total in sorted(counts.items()):
         if character in set_like:
             continue
         n = len(by_char[character])
-        for instance_id, mask, bins, present in by_char[character]:
-            foreign = ((total - present) / (n - 1))[bins] < COLOUR_OWN
-            foreign &= mask
+        for instance_id, mask, bins, area, present in by_char[character]:
+            foreign = (((total - present) / (n - 1))[bins] < COLOUR_OWN) & mask
             if not foreign.any():
                 continue
             best = (0.0, "", 0.0)
-            for other, theirs in support.items():
+            for other, share in support.items():
                 if other == character:
                     continue
-                share = theirs / len(by_char[other])
-                piece = (foreign & (share[bins] >= COLOUR_THEIRS)).astype(np.uint8)
-                count, _, stats, _ = cv2.connectedComponentsWithStats(piece, connectivity=8)
-                largest = float(stats[1:, cv2.CC_STAT_AREA].max()) / mask.sum() if count > 1 else 0.0
+                theirs = share[bins]
+                piece = foreign & (theirs >= COLOUR_THEIRS)
+                count, _, stats, _ = cv2.connectedComponentsWithStats(piece.astype(np.uint8), connectivity=8)
+                largest = float(stats[1:, cv2.CC_STAT_AREA].max()) / area if count > 1 else 0.0
                 if largest > best[0]:
-                    best = (largest, other, float(share[bins][piece.astype(bool)].mean()))
+                    best = (largest, other, float(theirs[piece].mean()))
             largest, other, seen = best
             if largest >= COLOUR_PIECE:
                 what = "the set (a cluster taken for scenery)" if other in set_like else "another character"

@@ -175,19 +175,20 @@ class DatasetStage(Stage):
         """(instance id, character, :func:`gate.colour_bins`) of every member whose cut-out reads,
         the shot's light divided out (identity/light.py): the gains the embed stage applied, else
         measured on the plates as it would."""
-        import cv2
-
         from animlora.curation.gate import colour_bins
         from animlora.identity.light import project_plates, shot_gains
+        from animlora.io.images import read_image
         from animlora.records.embed import shot_light_gains
 
         gains = shot_light_gains(root) or shot_gains(project_plates(catalog, root))
         for m in members:
-            image = cv2.imread(m.image_path, cv2.IMREAD_UNCHANGED) if m.image_path else None
-            if image is None or image.ndim != 3 or image.shape[2] != 4:
-                continue  # no cut-out, or no alpha: not judged (the build reports a missing cut-out)
-            yield m.instance_id, m.character, colour_bins(cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA),
-                                                          gains.get(m.shot_id or ""))
+            if not m.image_path:
+                continue
+            try:  # read as the embed stage read it
+                image = read_image(m.image_path, "RGBA")
+            except BadInputError:
+                continue  # not judged: the build reports a missing or unreadable cut-out
+            yield m.instance_id, m.character, colour_bins(image, gains.get(m.shot_id or ""))
 
     @staticmethod
     def _measures(rows: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any] | None],
