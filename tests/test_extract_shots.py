@@ -168,3 +168,19 @@ def test_short_dissolve_between_moving_shots_is_found(tmp_path):
     found, _, _ = detect_shots(clip)
     assert [(f.index, f.transition) for f in found] == [(44, "dissolve")]
     assert found[0].span == (40, 47)
+
+
+def test_dissolve_between_faster_pans_is_found_and_a_pan_is_not_one(tmp_path):
+    # cgi-bench seed 5's dissolve (frames 184-191): both shots move faster, so the blend's
+    # residual (0.133 there) is over the unlike-ends limit; wholly different ends allow more.
+    # A pan inside one shot whose ends 0.5 s apart are as unlike must stay one shot.
+    import numpy as np
+
+    a, b = _pan_at(51, 60, 2), _pan_at(52, 60, 2)
+    blend = [((1 - (k + 1) / 9) * a[40 + k] + (k + 1) / 9 * b[k]).astype(np.uint8) for k in range(8)]
+    clip = media.write_video(tmp_path / "dissolve8fast.mp4", a[:40] + blend + b[8:48])
+    found, _, _ = detect_shots(clip)
+    assert [(f.index, f.transition) for f in found] == [(44, "dissolve")]
+    for speed in (2, 3):
+        pan = media.write_video(tmp_path / f"pan{speed}.mp4", _pan_at(53, 44, speed))
+        assert detect_shots(pan)[0] == []

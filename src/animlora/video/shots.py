@@ -39,8 +39,12 @@ CONTENT_BEFORE = 2.0  # ... and the content change at least this times that of t
 # a dissolve's inner frames are blends of its ends: the worst frame's residual (squared, as a
 # share of the squared change) under BLEND_RESIDUAL; between two unlike pictures (ends
 # correlated under UNLIKE_ENDS) BLEND_RESIDUAL_UNLIKE, which lets motion in both shots through
-# (seed 3's dissolve: 0.045) while a camera move inside one shot (ends alike) stays out
+# (seed 3's dissolve: 0.045) while a camera move inside one shot (ends alike) stays out;
+# between two wholly different pictures (under FOREIGN_ENDS) BLEND_RESIDUAL_FOREIGN: seed 5's
+# 8-frame dissolve between two moving shots leaves 0.133, the film's worst window that is no
+# transition (Rinky falling past the camera, frames 10658-10670) 0.186 (docs/extract.md)
 BLEND_RESIDUAL, BLEND_RESIDUAL_UNLIKE, UNLIKE_ENDS = 0.04, 0.08, 0.4
+BLEND_RESIDUAL_FOREIGN, FOREIGN_ENDS = 0.15, 0.25
 
 
 @dataclass(frozen=True)
@@ -133,9 +137,11 @@ class ShotDetector:
         self._keep = self.lag + self.max_span + self.window + 4  # frames of history held
         self._thumbs: dict[int, np.ndarray] = {}
         self._order: deque[int] = deque()  # indices held, ascending (gaps allowed: see detect_shots)
+        self._filled: set[int] = set()  # held indices that push_after_gap made up (blends across a gap)
         self._raw: list[int] = []  # cuts from the detector, not yet flash-checked
         self._cuts: list[int] = []  # flash-checked cuts not yet emitted
         self._open_span: list[int] | None = None  # [first, last] window ends of a transition being followed
+        self._span_close = False  # a window of the open span passed under the stricter limits
         self._spans: list[Boundary] = []  # finished transitions not yet emitted
         self._checked = -1  # last frame index the dissolve check has looked at
         self._last_emitted = 0  # a first shot shorter than the minimum is not split off
@@ -164,7 +170,9 @@ class ShotDetector:
         self._thumbs[index] = cv2_thumb(gray)
         self._order.append(index)
         while self._order[0] < index - self._keep:
-            del self._thumbs[self._order.popleft()]
+            old = self._order.popleft()
+            del self._thumbs[old]
+            self._filled.discard(old)
         for tc in self.inner.process_frame(self._timecode(index, self.fps), bgr):
             self._raw.append(tc.frame_num)
             self.raw_cuts.append(tc.frame_num)
@@ -185,6 +193,7 @@ class ShotDetector:
         if last is not None and index - last[0] > 1:
             for k in range(last[0] + 1, index):
                 w = (k - last[0]) / (index - last[0])
+                self._filled.add(k)
                 found += self.push(k, cv2.addWeighted(last[1], 1 - w, bgr, w, 0),
                                    cv2.addWeighted(last[2], 1 - w, gray, w, 0))
         found += self.push(index, bgr, gray)
@@ -314,44 +323,53 @@ class ShotDetector:
             if (
                 _diff(a, b) >= self.dissolve_threshold
                 and not any(first - 2 <= c <= end + 2 for c in (*self._cuts, *self._raw, *self.flashes[-4:]))
-                and self._is_mix(first, end)
+                and (mix := self._is_mix(first, end))
             ):
                 if self._open_span is not None and first <= self._open_span[1] + 1:
                     self._open_span[1] = end
                 else:
                     self._close_span()
                     self._open_span = [first, end]
+                    self._span_close = False
+                self._span_close |= mix == "close"
                 if self._open_span[1] - self._open_span[0] >= self.max_span:
                     self._close_span()
             elif self._open_span is not None and first > self._open_span[1]:
                 self._close_span()
         self._checked = max(self._checked, upto)
 
-    def _is_mix(self, first: int, last: int) -> bool:
-        """True when every frame between ``first`` and ``last`` is close to a blend of the ends."""
+    def _is_mix(self, first: int, last: int) -> str | None:
+        """Whether every frame between ``first`` and ``last`` is close to a blend of the ends:
+        ``"close"`` under the limits for like or unlike ends, ``"loose"`` only under the one for
+        wholly different ends, None when not."""
         a, b = self._thumbs[first], self._thumbs[last]
         d = b - a
         norm = float((d * d).sum())
         if norm <= 1e-6:
-            return False
+            return None
         sa, sb = float(a.std()), float(b.std())
-        limit = BLEND_RESIDUAL
+        limit = loose = BLEND_RESIDUAL
         if sa > 4 and sb > 4:
             corr = float(((a - a.mean()) * (b - b.mean())).mean()) / (sa * sb)
             if corr > 0.85:
-                return False  # the same picture lit differently (a lamp, a brightening sky): not a transition
+                return None  # the same picture lit differently (a lamp, a brightening sky): not a transition
             if corr < UNLIKE_ENDS:
-                limit = BLEND_RESIDUAL_UNLIKE
+                limit = loose = BLEND_RESIDUAL_UNLIKE
+                if corr < FOREIGN_ENDS:
+                    loose = BLEND_RESIDUAL_FOREIGN
         inner = [self._thumbs[i] for i in self._held(first + 1, last - 1)]
         if not inner:
-            return True
+            return "close"
         stack = np.stack(inner).reshape(len(inner), -1) - a.reshape(1, -1)
         flat = d.reshape(-1)
         alphas = stack @ flat / norm
+        if not np.all(np.diff(alphas) >= -0.1):
+            return None
         residual = stack - alphas[:, None] * flat[None, :]
-        if float((residual * residual).sum(axis=1).max()) > limit * norm:
-            return False
-        return bool(np.all(np.diff(alphas) >= -0.1))
+        worst = float((residual * residual).sum(axis=1).max())
+        if worst <= limit * norm:
+            return "close"
+        return "loose" if worst <= loose * norm else None
 
     def _close_span(self) -> None:
         span = self._open_span
@@ -368,8 +386,14 @@ class ShotDetector:
         alphas = np.array([float(((self._thumbs[i] - a) * d).sum()) / norm for i in held])
         moving = [held[int(k)] for k in np.nonzero((alphas > 0.1) & (alphas < 0.9))[0]]
         boundary = held[int(np.argmax(alphas >= 0.5))]
-        if len(moving) < 2:  # a jump from one picture to the other: a hard cut the detector missed
-            self._raw.append(boundary)  # ... unless it is a flash
+        # a jump from one picture to the other: a hard cut the detector missed (unless it is a
+        # flash); so is a "blend" seen in under two decoded frames, the rest being the blends
+        # push_after_gap filled a gap with (a cut between two reference frames). Only windows
+        # under the stricter limits say so: what only the loose limit lets through is a
+        # dissolve or nothing (something darting into the shot also jumps)
+        if len(moving) < 2 or sum(i not in self._filled for i in moving) < 2:
+            if self._span_close:
+                self._raw.append(boundary)
             return
         if _is_black(a):  # fade in from black: the shot starts where the picture appears
             boundary = next((held[k] for k, al in enumerate(alphas) if al > 0.03), boundary)
