@@ -151,12 +151,13 @@ def test_a_renamed_setting_reads_under_its_earlier_name_warns_and_hashes_as_befo
 # (its "as before" value) changes them and would redo that stage in every finished project; a
 # default changed on purpose changes them too: then update the value here and say so.
 # extract 08eb4b8ff4db: same_picture_motion affine (session 8; "shift" was the test before)
-# cluster 7d45cb49452b: part_merge 0, off (session 9; 0.6 before, docs/identity.md step 7)
+# cluster 187665988b6a: elsewhere_share 0.34 (session 15; the step is new, docs/identity.md step 6f:
+#   a finished project clusters once more); 7d45cb49452b before: part_merge 0 (session 9)
 # dataset b2297f8a8fe2: colour_check on (session 14; the rule is new, its outputs differ: the dataset
 #   is rebuilt once in a finished project)
 DEFAULT_FINGERPRINTS = {
     "extract": "08eb4b8ff4db", "segment": "0c5af2c51212", "prefilter": "40b33f87ac7a",
-    "embed": "8af2626488a6", "cluster": "7d45cb49452b", "deocclude": "78c07c616ea6",
+    "embed": "8af2626488a6", "cluster": "187665988b6a", "deocclude": "78c07c616ea6",
     "enhance": "c615357f2537", "caption": "af81ffdf94de", "dataset": "b2297f8a8fe2",
 }
 

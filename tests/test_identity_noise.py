@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from animlora.identity.clustering import NOISE
-from animlora.identity.constraints import attach_by_margin, attach_noise
+from animlora.identity.constraints import attach_by_margin, attach_noise, drop_nearer_elsewhere
 from animlora.identity.geometry import build_constraints
 
 D = 12
@@ -320,3 +320,29 @@ def test_second_look_group_joins_the_cluster_clearly_nearest_its_centre():
     out, info = recluster_noise(moved, labels, tracks, shots, build_constraints(linked, tracks), 8, 2,
                                 join_similarity=0.8, join_margin=1.4)
     assert (out[tight] != 0).all() and info["groups_joined"] == 0
+
+
+def test_a_track_nearer_another_clusters_centre_goes_to_noise():
+    # cluster 0 around e0 (eight tracks), cluster 1 around e1 (eight tracks); cluster 0 also
+    # holds 'stray', a track of two near e1 (a close-up that joined through one look-alike
+    # view): its own cluster without it is farther than cluster 1's centre
+    e = np.eye(D)
+    rows, labels, tracks = [], [], []
+    for lab, centre in ((0, e[0]), (1, e[1])):
+        for k, v in enumerate(_around(centre, 0.3, [4, 5, 6, 7, 8, 9, 10, 11])):
+            rows += [v, v]
+            labels += [lab, lab]
+            tracks += [f"c{lab}t{k}"] * 2
+    rows += [e[1] + 0.3 * e[0]] * 2
+    labels += [0, 0]
+    tracks += ["stray", "stray"]
+    x, labels = np.stack(rows), np.asarray(labels)
+    t = np.asarray(tracks)
+    out, moved = drop_nearer_elsewhere(x, labels, tracks, 0.34)
+    assert (out[t == "stray"] == NOISE).all()
+    assert (out[t != "stray"] == labels[t != "stray"]).all()  # every other track keeps its cluster
+    assert [(m["track"], m["instances"], m["cluster"], m["nearer"]) for m in moved] == [("stray", 2, 0, 1)]
+    assert moved[0]["other"] > moved[0]["own"]
+    # off; and a track that is more than the share of its cluster is its centre, not judged
+    assert (drop_nearer_elsewhere(x, labels, tracks, 0.0)[0] == labels).all()
+    assert (drop_nearer_elsewhere(x, labels, tracks, 0.1)[0] == labels).all()  # 2 of 18 > 0.1

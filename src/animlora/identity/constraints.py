@@ -13,7 +13,9 @@
   is a part of that character (a head cut from its body) and joins it;
 - noise: a noise track within one cluster's own spread (and no other's), with no cannot-link
   to it, joins it (``attach_noise``); ``join_by_tracks`` (off by default) joins two clusters
-  whose most similar tracks are nearly one.
+  whose most similar tracks are nearly one;
+- last, a track nearer another cluster's centre than its own (``drop_nearer_elsewhere``) goes
+  to noise.
 """
 
 from __future__ import annotations
@@ -455,6 +457,40 @@ def attach_by_margin(
         if not joined:
             break
     return out, info
+
+
+def drop_nearer_elsewhere(
+    x: np.ndarray, labels: np.ndarray, track_ids: Sequence[str | None], share: float
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Send to noise a track that its own cluster does not explain: its vector (the normalised
+    mean of its members) is nearer another cluster's centre than its own cluster's centre
+    taken without it. The merges and attachments before this place a track by its nearest
+    *track* or by density, which a close-up can satisfy through one look-alike view (a boy's
+    head close-up joined the fox through its brown hair). Judged once, against the clusters as
+    they are, and only for a track that is at most ``share`` of its cluster's instances (a
+    track that is most of a small cluster is its centre). Centres are the normalised mean of
+    the members' rows of ``x``. ``share`` 0 = off. Returns (labels, one entry per track sent)."""
+    out = labels.copy()
+    moved: list[dict[str, Any]] = []
+    ids = [int(v) for v in np.unique(labels) if v != NOISE]
+    if share <= 0 or len(ids) < 2:
+        return out, moved
+    x = normalise(x)
+    sums = {lab: x[labels == lab].sum(0) for lab in ids}
+    sizes = {lab: int((labels == lab).sum()) for lab in ids}
+    centres = {lab: normalise(v[None])[0] for lab, v in sums.items()}
+    for lab in ids:
+        for unit in _units(np.nonzero(labels == lab)[0], track_ids):
+            if len(unit) > share * sizes[lab]:
+                continue
+            v = normalise(x[unit].mean(0, keepdims=True))[0]
+            own = float(v @ normalise((sums[lab] - x[unit].sum(0))[None])[0])
+            other, near = max((float(v @ centres[o]), o) for o in ids if o != lab)
+            if other > own:
+                out[unit] = NOISE
+                moved.append({"track": track_ids[unit[0]] or f"#{unit[0]}", "instances": len(unit), "cluster": lab,
+                              "nearer": near, "own": round(own, 4), "other": round(other, 4)})
+    return out, moved
 
 
 def _centre_distances(vecs: np.ndarray) -> np.ndarray:

@@ -42,6 +42,7 @@ from animlora.identity.constraints import (
     apply_must_link,
     attach_by_margin,
     attach_noise,
+    drop_nearer_elsewhere,
     join_by_tracks,
     merge_parts,
     merge_similar,
@@ -235,6 +236,9 @@ class ClusterStage(Stage):
                 xc, labels, tracks, [r.shot_id for r in data.refs], links, look, s.min_samples, skip=is_still,
                 join_similarity=s.merge_similarity, join_margin=s.attach_margin)
             constraints["second_look"]["min_size"] = look
+        # 3e. a track its own cluster does not explain (nearer another's centre) goes to noise
+        if s.track_aware:
+            labels, constraints["nearer_elsewhere"] = drop_nearer_elsewhere(xc, labels, tracks, s.elsewhere_share)
         progress(2, 5)
         # 4. names from references
         names: dict[int, str] = {}
