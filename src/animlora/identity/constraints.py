@@ -543,9 +543,12 @@ def recluster_noise(
     ``min_size``, keeping only the groups that look like a character the first pass's size
     bound missed — seen in two or more shots (a character comes back; a prop or one odd view
     stays in one shot), at least ``min_size`` instances, no cannot-link pair inside, as tight
-    as a typical cluster (its tracks' largest distance to their centre within the median of the
-    clusters' own, measured the same way; a group wider than that is judged once more without
-    its one-instance tracks, which then stay noise), and apart from every cluster at its own scale: the
+    as a typical cluster (its tracks' largest distance to their centre within what the largest of
+    as many tracks of a cluster would be: the n/(n+1) quantile of every cluster track's distance
+    to its cluster's centre, for a group of n tracks — pooled over all tracks, so the bound does
+    not move when one cluster more or less exists, and fair to a group of 4 tracks against
+    clusters of 30; a group wider than that is judged once more without its one-instance tracks,
+    which then stay noise), and apart from every cluster at its own scale: the
     distance from its tracks to the nearest track of a cluster is at least its *linkage* (the
     largest distance from one of its tracks to its nearest fellow track) — a group that chains
     into a cluster is views between characters (on the labelled film: Buck with Frank, Gimera
@@ -566,7 +569,12 @@ def recluster_noise(
     if min_size <= 0 or not ids or len(pool) < min_size:
         return out, info
     x = normalise(x)
-    typical = float(np.median([_radius(x, _units(np.nonzero(out == lab)[0], track_ids)) for lab in ids]))
+    spreads = np.concatenate([_centre_distances(_unit_vectors(x, _units(np.nonzero(out == lab)[0], track_ids)))
+                              for lab in ids])
+
+    def typical(tracks: int) -> float:  # the largest of ``tracks`` draws from the clusters' spreads
+        return float(np.quantile(spreads, tracks / (tracks + 1)))
+
     cluster_units = [(lab, u) for lab in ids for u in _units(np.nonzero(out == lab)[0], track_ids)]
     cluster_tracks = _unit_vectors(x, [u for _, u in cluster_units])
     track_owner = np.asarray([lab for lab, _ in cluster_units])
@@ -582,11 +590,12 @@ def recluster_noise(
         # group (the film's Frank of shot 135 on Rinky's shots 44-48): judged without it
         lone = [u for u in units if len(u) == 1]
         core = [u for u in units if len(u) > 1]
-        if radius > typical and lone and core and sum(map(len, core)) >= min_size:
+        bound = typical(len(units))
+        if radius > bound and lone and core and sum(map(len, core)) >= min_size:
             core_radius = _radius(x, core)
-            if core_radius <= typical:
+            if core_radius <= typical(len(core)):
                 idx = np.asarray(sorted(i for u in core for i in u))
-                units, radius = core, core_radius
+                units, radius, bound = core, core_radius, typical(len(core))
         trimmed = int((found == g).sum()) - len(idx)
         shots = {shot_ids[i] for i in idx if shot_ids[i]}
         vecs = _unit_vectors(x, units)
@@ -611,13 +620,14 @@ def recluster_noise(
             why = "small"
         elif len(shots) < 2:
             why = "one shot"
-        elif radius > typical:
+        elif radius > bound:
             why = "spread"
         elif gap < linkage:
             why = "touches a cluster"
         elif any(j in members for i in idx for j in partners[int(i)]):
             why = "cannot-link"
-        entry = {"instances": len(idx), "shots": len(shots), "radius": round(radius, 4), "linkage": round(linkage, 4),
+        entry = {"instances": len(idx), "shots": len(shots), "radius": round(radius, 4), "bound": round(bound, 4),
+                 "linkage": round(linkage, 4),
                  "gap": round(gap, 4), "lone_left_out": trimmed, "tracks": detail}
         if why:
             info["rejected"].append({**entry, "why": why})
@@ -632,6 +642,7 @@ def recluster_noise(
             info["groups_joined"] += 1
         info["groups_kept"] += 1
         info["instances"] += len(idx)
-    info["typical_radius"] = round(typical, 4)
+    info["cluster_tracks"] = len(spreads)
+    info["median_spread"] = round(float(np.median(spreads)), 4)
     return out, info
 
