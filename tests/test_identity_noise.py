@@ -351,6 +351,39 @@ def test_a_track_nearer_another_clusters_centre_goes_to_noise():
     assert (drop_nearer_elsewhere(x, labels, tracks, 0.1)[0] == labels).all()  # 2 of 18 > 0.1
 
 
+def test_the_part_of_a_track_carried_onto_another_character_goes_to_noise():
+    # cluster 0's track "carried" follows a character of cluster 0 for four frames, then (its box
+    # half the size) one that looks like cluster 1 for two: as a whole it is nearest its own
+    # cluster; its second part alone is nearer cluster 1's centre and goes to noise
+    e = np.eye(D)
+    rows, labels, tracks, frames, boxes = [], [], [], [], []
+    for lab, centre in ((0, e[0]), (1, e[1])):
+        for k, v in enumerate(_around(centre, 0.3, [4, 5, 6, 7, 8, 9, 10, 11])):
+            for j in range(2):
+                rows.append(v)
+                labels.append(lab)
+                tracks.append(f"c{lab}t{k}")
+                frames.append(f"v_f{100 * lab + 10 * k + j}")
+                boxes.append([0, 0, 100, 100])
+    for j in range(6):
+        rows.append(e[0] + 0.2 * e[4] if j < 4 else e[1] + 0.3 * e[0])
+        labels.append(0)
+        tracks.append("carried")
+        frames.append(f"v_f{900 + j}")
+        boxes.append([0, 0, 200, 200] if j < 4 else [50, 50, 100, 100])
+    x, labels = np.stack(rows), np.asarray(labels)
+    t = np.asarray(tracks)
+    out, moved = drop_nearer_elsewhere(x, labels, tracks, 0.34, frames, boxes)
+    carried = np.nonzero(t == "carried")[0]
+    assert (out[carried[:4]] == 0).all() and (out[carried[4:]] == NOISE).all()
+    assert (out[t != "carried"] == labels[t != "carried"]).all()
+    assert [(m["track"], m["first_frame"], m["instances"], m["nearer"]) for m in moved] == [("carried", "v_f904", 2, 1)]
+    # judged whole (no boxes), the track is its own cluster's; and a track that is more than the
+    # share of its cluster (6 of 22 > 0.25) is its centre, its parts too
+    assert (drop_nearer_elsewhere(x, labels, tracks, 0.34)[0] == labels).all()
+    assert (drop_nearer_elsewhere(x, labels, tracks, 0.25, frames, boxes)[0] == labels).all()
+
+
 def test_second_look_spread_bound_does_not_move_with_the_other_clusters():
     """Whether a group is as tight as a cluster must not flip when one small cluster more or
     less exists (the film's butterfly group, radius 0.2571, was kept against a median cluster

@@ -14,8 +14,8 @@
 - noise: a noise track within one cluster's own spread (and no other's), with no cannot-link
   to it, joins it (``attach_noise``); ``join_by_tracks`` (off by default) joins two clusters
   whose most similar tracks are nearly one;
-- last, a track nearer another cluster's centre than its own (``drop_nearer_elsewhere``) goes
-  to noise.
+- last, a part of a track nearer another cluster's centre than its own
+  (``drop_nearer_elsewhere``) goes to noise.
 """
 
 from __future__ import annotations
@@ -460,16 +460,23 @@ def attach_by_margin(
 
 
 def drop_nearer_elsewhere(
-    x: np.ndarray, labels: np.ndarray, track_ids: Sequence[str | None], share: float
+    x: np.ndarray, labels: np.ndarray, track_ids: Sequence[str | None], share: float,
+    frames: Sequence[str | None] | None = None, boxes: Sequence[Any] | None = None,
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Send to noise a track that its own cluster does not explain: its vector (the normalised
-    mean of its members) is nearer another cluster's centre than its own cluster's centre
-    taken without it. The merges and attachments before this place a track by its nearest
+    """Send to noise a part of a track that its own cluster does not explain: its vector (the
+    normalised mean of its members) is nearer another cluster's centre than its own cluster's
+    centre taken without it. The merges and attachments before this place a track by its nearest
     *track* or by density, which a close-up can satisfy through one look-alike view (a boy's
-    head close-up joined the fox through its brown hair). Judged once, against the clusters as
-    they are, and only for a track that is at most ``share`` of its cluster's instances (a
-    track that is most of a small cluster is its centre). Centres are the normalised mean of
-    the members' rows of ``x``. ``share`` 0 = off. Returns (labels, one entry per track sent)."""
+    head close-up joined the fox through its brown hair); and a track the tracker carried from one
+    character onto another goes where most of it belongs. So each track is judged in parts, cut
+    where its box changes size twofold or more between two sampled frames (``frames`` and
+    ``boxes`` per instance, :func:`animlora.identity.tracks.jump_cuts` on size alone; whole tracks
+    without them). Judged once, against the clusters as they are, and only for the parts of a
+    track that is at most ``share`` of its cluster's instances (a track that is most of a small
+    cluster is its centre, and so are its parts). Centres are the normalised mean of the members' rows of ``x``. ``share`` 0 = off.
+    Returns (labels, one entry per part sent)."""
+    from animlora.identity.tracks import jump_cuts
+
     out = labels.copy()
     moved: list[dict[str, Any]] = []
     ids = [int(v) for v in np.unique(labels) if v != NOISE]
@@ -480,16 +487,20 @@ def drop_nearer_elsewhere(
     sizes = {lab: int((labels == lab).sum()) for lab in ids}
     centres = {lab: normalise(v[None])[0] for lab, v in sums.items()}
     for lab in ids:
-        for unit in _units(np.nonzero(labels == lab)[0], track_ids):
-            if len(unit) > share * sizes[lab]:
-                continue
-            v = normalise(x[unit].mean(0, keepdims=True))[0]
-            own = float(v @ normalise((sums[lab] - x[unit].sum(0))[None])[0])
-            other, near = max((float(v @ centres[o]), o) for o in ids if o != lab)
-            if other > own:
-                out[unit] = NOISE
-                moved.append({"track": track_ids[unit[0]] or f"#{unit[0]}", "instances": len(unit), "cluster": lab,
-                              "nearer": near, "own": round(own, 4), "other": round(other, 4)})
+        for track in _units(np.nonzero(labels == lab)[0], track_ids):
+            if len(track) > share * sizes[lab]:
+                continue  # most of its cluster: the track (and so each part of it) is its centre
+            parts = [track] if frames is None or boxes is None else jump_cuts(track, frames, boxes, iou=float("inf"))
+            for unit in parts:
+                v = normalise(x[unit].mean(0, keepdims=True))[0]
+                own = float(v @ normalise((sums[lab] - x[unit].sum(0))[None])[0])
+                other, near = max((float(v @ centres[o]), o) for o in ids if o != lab)
+                if other > own:
+                    out[unit] = NOISE
+                    moved.append({"track": track_ids[unit[0]] or f"#{unit[0]}",
+                                  "first_frame": frames[unit[0]] if frames is not None else None,
+                                  "instances": len(unit), "cluster": lab, "nearer": near,
+                                  "own": round(own, 4), "other": round(other, 4)})
     return out, moved
 
 

@@ -143,27 +143,28 @@ def frame_number(frame_id: str | None) -> int | None:
     return int(tail) if sep and tail.isdigit() else None
 
 
-def box_jump(a: Sequence[float] | None, b: Sequence[float] | None) -> bool:
+def box_jump(a: Sequence[float] | None, b: Sequence[float] | None, iou: float = JUMP_IOU) -> bool:
     """Two boxes ``[x, y, w, h]`` of one track that are not one thing moving: they overlap
-    less than ``JUMP_IOU`` and one has ``JUMP_AREA`` times the other's area or more."""
+    less than ``iou`` and one has ``JUMP_AREA`` times the other's area or more (``iou`` inf:
+    the change of size alone)."""
     if a is None or b is None:
         return False
     area_a, area_b = float(a[2]) * float(a[3]), float(b[2]) * float(b[3])
     if min(area_a, area_b) <= 0:
         return False
-    return box_iou(a, b) < JUMP_IOU and max(area_a, area_b) >= JUMP_AREA * min(area_a, area_b)
+    return box_iou(a, b) < iou and max(area_a, area_b) >= JUMP_AREA * min(area_a, area_b)
 
 
 def jump_cuts(idx: Sequence[int], frames: Sequence[str | None],
-              boxes: Sequence[Sequence[float] | None]) -> list[list[int]]:
+              boxes: Sequence[Sequence[float] | None], iou: float = JUMP_IOU) -> list[list[int]]:
     """One track's members in frame order, cut between two consecutive members of different
-    frames whose boxes jump (:func:`box_jump`). One part when the track never jumps."""
+    frames whose boxes jump (:func:`box_jump` with ``iou``). One part when the track never jumps."""
     order = sorted(idx, key=lambda i: (frame_number(frames[i]) is None, frame_number(frames[i]) or 0,
                                        frames[i] or "", i))
     parts: list[list[int]] = []
     for k, i in enumerate(order):
         prev = order[k - 1] if k else None
-        if prev is None or (frames[prev] != frames[i] and box_jump(boxes[prev], boxes[i])):
+        if prev is None or (frames[prev] != frames[i] and box_jump(boxes[prev], boxes[i], iou)):
             parts.append([])
         parts[-1].append(i)
     return parts

@@ -225,20 +225,21 @@ class ClusterStage(Stage):
             labels, constraints["margin_attached"] = attach_by_margin(xc, labels, tracks, links, s.attach_margin,
                                                                       s.attach_rounds, skip=is_still)
             # 3d. the part of a track the tracker carried onto another character goes to that one's cluster
+            boxes = [p.box if (p := geometry.placements.get(i)) else None for i in range(len(x))]
             if s.track_split > 0:
-                boxes = [p.box if (p := geometry.placements.get(i)) else None for i in range(len(x))]
                 labels, constraints["jump_moves"] = settle_jumps(x, labels, tracks, frames, boxes, links.cannot)
         labels = _small_to_noise(labels, mcs)
-        # 3d. a second look at the noise: a small, tight group seen in several shots is a character too
+        # 3e. a second look at the noise: a small, tight group seen in several shots is a character too
         if s.track_aware and s.second_look > 0:
             look = second_look_size(s, mcs)
             labels, constraints["second_look"] = recluster_noise(
                 xc, labels, tracks, [r.shot_id for r in data.refs], links, look, s.min_samples, skip=is_still,
                 join_similarity=s.merge_similarity, join_margin=s.attach_margin)
             constraints["second_look"]["min_size"] = look
-        # 3e. a track its own cluster does not explain (nearer another's centre) goes to noise
+        # 3f. a part of a track its own cluster does not explain (nearer another's centre) goes to noise
         if s.track_aware:
-            labels, constraints["nearer_elsewhere"] = drop_nearer_elsewhere(xc, labels, tracks, s.elsewhere_share)
+            labels, constraints["nearer_elsewhere"] = drop_nearer_elsewhere(x, labels, tracks, s.elsewhere_share,
+                                                                            frames, boxes)
         progress(2, 5)
         # 4. names from references
         names: dict[int, str] = {}
