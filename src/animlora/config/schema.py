@@ -335,7 +335,7 @@ class ClusterSettings(Section):
     attach_margin: float = Field(ge=0, le=10, description="then a noise track joins the cluster of its nearest track when every other cluster is this x as far (<= 1 = off)")
     attach_rounds: int = Field(ge=1, le=10, description="attach_margin rounds: tracks that joined count in the next round")
     second_look: float = Field(ge=0, le=1, description="then HDBSCAN on the noise alone: a group of this x min_cluster_size, seen in 2+ shots and as tight as a typical cluster, becomes a cluster (0 = off)")
-    elsewhere_share: float = Field(ge=0, le=1, description="last, a track at most this share of its cluster that lies nearer another cluster's centre than its own goes to noise (0 = off)")
+    elsewhere_share: float = Field(ge=0, le=1, description="last, a part of a track at most this share of its cluster that lies nearer another cluster's centre than its own goes to noise (0 = off)")
     metric: Literal["none", "linear", "mlp"] = Field(description="a metric learned from the film's own tracks and frames")
     turbo_threshold: int = Field(ge=1000, description="from this many instances on, the subsample path runs")
     turbo_sample: int = Field(ge=1000)

@@ -473,8 +473,8 @@ def drop_nearer_elsewhere(
     ``boxes`` per instance, :func:`animlora.identity.tracks.jump_cuts` on size alone; whole tracks
     without them). Judged once, against the clusters as they are, and only for the parts of a
     track that is at most ``share`` of its cluster's instances (a track that is most of a small
-    cluster is its centre, and so are its parts). Centres are the normalised mean of the members' rows of ``x``. ``share`` 0 = off.
-    Returns (labels, one entry per part sent)."""
+    cluster is its centre, and so are its parts). Centres are the normalised mean of the
+    members' rows of ``x``. ``share`` 0 = off. Returns (labels, one entry per part sent)."""
     from animlora.identity.tracks import jump_cuts
 
     out = labels.copy()
