@@ -28,6 +28,7 @@ import numpy as np
 
 from animlora.identity.clustering import NOISE, normalise
 from animlora.identity.geometry import Constraints, build_constraints, partners_of
+from animlora.identity.tracks import jump_cuts, part_distances
 
 
 def apply_must_link(
@@ -475,8 +476,6 @@ def drop_nearer_elsewhere(
     track that is at most ``share`` of its cluster's instances (a track that is most of a small
     cluster is its centre, and so are its parts). Centres are the normalised mean of the
     members' rows of ``x``. ``share`` 0 = off. Returns (labels, one entry per part sent)."""
-    from animlora.identity.tracks import jump_cuts
-
     out = labels.copy()
     moved: list[dict[str, Any]] = []
     ids = [int(v) for v in np.unique(labels) if v != NOISE]
@@ -492,15 +491,15 @@ def drop_nearer_elsewhere(
                 continue  # most of its cluster: the track (and so each part of it) is its centre
             parts = [track] if frames is None or boxes is None else jump_cuts(track, frames, boxes, iou=float("inf"))
             for unit in parts:
-                v = normalise(x[unit].mean(0, keepdims=True))[0]
-                own = float(v @ normalise((sums[lab] - x[unit].sum(0))[None])[0])
-                other, near = max((float(v @ centres[o]), o) for o in ids if o != lab)
-                if other > own:
-                    out[unit] = NOISE
-                    moved.append({"track": track_ids[unit[0]] or f"#{unit[0]}",
-                                  "first_frame": frames[unit[0]] if frames is not None else None,
-                                  "instances": len(unit), "cluster": lab, "nearer": near,
-                                  "own": round(own, 4), "other": round(other, 4)})
+                found = part_distances(x, sums, centres, lab, unit)
+                if found is None or found[1] >= found[0]:
+                    continue
+                d_own, d_other, near = found
+                out[unit] = NOISE
+                moved.append({"track": track_ids[unit[0]] or f"#{unit[0]}",
+                              "first_frame": frames[unit[0]] if frames is not None else None,
+                              "instances": len(unit), "cluster": lab, "nearer": near,
+                              "own": round(1.0 - d_own, 4), "other": round(1.0 - d_other, 4)})
     return out, moved
 
 

@@ -170,6 +170,20 @@ def jump_cuts(idx: Sequence[int], frames: Sequence[str | None],
     return parts
 
 
+def part_distances(x: np.ndarray, sums: dict[int, np.ndarray], centres: dict[int, np.ndarray], lab: int,
+                   part: Sequence[int]) -> tuple[float, float, int] | None:
+    """Cosine distances of a part's mean (rows of the normalised ``x``) to its cluster ``lab``'s
+    centre taken without the part, and to the nearest other cluster's centre, with that cluster
+    (``sums``: each cluster's sum of rows, ``centres``: their normalised means). None when
+    nothing of the cluster is left without the part."""
+    rest = sums[lab] - x[part].sum(0)
+    if np.linalg.norm(rest) == 0:
+        return None
+    mean = normalise(x[part].mean(0, keepdims=True))[0]
+    d_other, other = min((1.0 - float(mean @ centres[b]), b) for b in centres if b != lab)
+    return 1.0 - float(mean @ normalise(rest[None])[0]), d_other, other
+
+
 def settle_jumps(
     x: np.ndarray,
     labels: np.ndarray,
@@ -215,12 +229,9 @@ def settle_jumps(
             if len(own) != 1 or NOISE in own:
                 continue
             lab = own.pop()
-            rest = sums[lab] - x[part].sum(0)
-            if len(part) >= int((labels == lab).sum()) or np.linalg.norm(rest) == 0:
+            if len(part) >= int((labels == lab).sum()) or (found := part_distances(x, sums, centres, lab, part)) is None:
                 continue
-            mean = normalise(x[part].mean(0, keepdims=True))[0]
-            d_own = 1.0 - float(mean @ normalise(rest[None])[0])
-            d_other, other = min((1.0 - float(mean @ centres[b]), b) for b in ids if b != lab)
+            d_own, d_other, other = found
             if d_own < ratio * max(d_other, 1e-6):
                 continue
             if any(int(labels[j]) == other for i in part for j in partners[i]):
