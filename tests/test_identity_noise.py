@@ -206,12 +206,45 @@ def test_second_look_makes_a_tight_multi_shot_noise_group_a_cluster():
     frames2 = list(frames)
     frames2[idx[0]] = frames2[idx[2]] = "same"
     assert (recluster_noise(x, labels, tracks, shots, build_constraints(frames2, tracks), 8, 2)[0] == labels).all()
-    # a tight group that chains into a cluster (nearer a cluster's track than its own tracks are
-    # to each other) is views between characters, not a character: it stays noise
+    # a tight group that chains into one cluster only (every track nearer a track of cluster 0
+    # than its own tracks are to each other, and nearest cluster 0's centre) is that character
+    # under another light: it joins cluster 0
     near = x.copy()
     near[tight] = near[tight] - np.eye(D)[2] + np.eye(D)[0] + 0.2 * np.eye(D)[4]  # onto a track of cluster 0
     out, info = recluster_noise(near, labels, tracks, shots, links, 8, 2)
-    assert (out == labels).all() and any(r["why"] == "touches a cluster" for r in info["rejected"])
+    assert (out[tight] == 0).all() and (out[~tight] == labels[~tight]).all()
+    assert info["joined_touching"] == 1 and info["groups_joined"] == 1
+    assert [r["why"] for r in info["rejected"]] == ["spread"]  # the loose group
+
+
+def test_second_look_group_touching_two_clusters_stays_noise():
+    """A group that chains into two clusters (some tracks nearest a track of one, some of the
+    other) is views between characters, not a character: it stays noise. So does a group whose
+    tracks all touch one cluster when another cluster's centre is nearer its own."""
+    from animlora.identity.constraints import recluster_noise
+
+    x, labels, tracks = _second_look_scene(np.random.default_rng(0))
+    t = np.asarray(tracks)
+    tight = np.char.startswith(t.astype(str), "tight")
+    links = build_constraints([f"f{i}" for i in range(len(x))], tracks)
+    e = np.eye(D)
+    near = x.copy()
+    for k, axis in enumerate((4, 4, 5, 5)):  # tracks tight0-1 onto c0t0, tight2-3 onto c0t1
+        near[t == f"tight{k}"] += e[0] - e[2] + 0.2 * e[axis]
+    split = labels.copy()
+    split[t == "c0t1"] = 1  # c0t1 is cluster 1's: the group touches clusters 0 and 1
+    out, info = recluster_noise(near, split, tracks, list(tracks), links, 8, 2)
+    assert (out == split).all() and info["joined_touching"] == 0
+    assert sorted(r["why"] for r in info["rejected"]) == ["spread", "touches a cluster"]  # + the loose group
+    # every track touches cluster 1 (c0t0 relabelled), but cluster 0's centre is the nearest
+    onto = x.copy()
+    onto[tight] += e[0] - e[2] + 0.2 * e[4]
+    moved = labels.copy()
+    moved[t == "c0t0"] = 1
+    out, info = recluster_noise(onto, moved, tracks, list(tracks), links, 8, 2)
+    assert (out == moved).all() and info["joined_touching"] == 0
+    # the same with c0t0 still cluster 0's: it joins cluster 0 (the premise of both cases)
+    assert (recluster_noise(onto, labels, tracks, list(tracks), links, 8, 2)[0][tight] == 0).all()
 
 
 def test_second_look_leaves_a_lone_edge_view_out_of_a_spread_group():
@@ -287,12 +320,12 @@ def test_second_look_touching_a_cannot_linked_cluster_is_still_apart():
     near = x.copy()
     near[tight] = near[tight] - np.eye(D)[2] + np.eye(D)[0] + 0.2 * np.eye(D)[4]  # onto a track of cluster 0
     out, _ = recluster_noise(near, labels, tracks, shots, build_constraints(frames, tracks), 8, 2)
-    assert (out == labels).all()  # touches cluster 0: noise
+    assert (out[tight] == 0).all()  # touches cluster 0 alone: joins it
     linked = list(frames)
     linked[int(np.nonzero(tight)[0][0])] = frames[tracks.index("c0t3")]  # one frame with cluster 0, apart
     out, info = recluster_noise(near, labels, tracks, shots, build_constraints(linked, tracks), 8, 2)
     assert len(set(out[tight])) == 1 and out[tight][0] not in (NOISE, 0, 1)
-    assert info["groups_kept"] == 1 and (out[~tight] == labels[~tight]).all()
+    assert info["groups_kept"] == 1 and info["joined_touching"] == 0 and (out[~tight] == labels[~tight]).all()
 
 
 def test_second_look_group_joins_the_cluster_clearly_nearest_its_centre():

@@ -514,13 +514,10 @@ def _radius(x: np.ndarray, units: list[list[int]]) -> float:
     return float(_centre_distances(_unit_vectors(x, units)).max())
 
 
-def _clear_nearest(x: np.ndarray, labels: np.ndarray, idx: np.ndarray, ids: list[int], barred: set[int],
-                   similarity: float, margin: float) -> int | None:
-    """The cluster (of ``labels``) whose centre is clearly nearest the centre of ``idx``: cosine
-    >= ``similarity`` and every other cluster not in ``barred`` at least ``margin`` x as far
-    (euclidean on the unit sphere). None when there is no such cluster."""
-    if similarity >= 1.0 or margin <= 1.0:
-        return None
+def _centre_options(x: np.ndarray, labels: np.ndarray, idx: np.ndarray, ids: list[int],
+                    barred: set[int]) -> list[tuple[float, float, int]]:
+    """(distance, cosine, cluster) from the centre of ``idx`` to the centre of every cluster not
+    in ``barred``, nearest first (euclidean on the unit sphere)."""
     centre = normalise(x[idx].mean(0, keepdims=True))[0]
     options = []
     for lab in ids:
@@ -528,9 +525,24 @@ def _clear_nearest(x: np.ndarray, labels: np.ndarray, idx: np.ndarray, ids: list
             continue
         c = normalise(x[labels == lab].mean(0, keepdims=True))[0]
         options.append((float(np.linalg.norm(c - centre)), float(c @ centre), lab))
+    return sorted(options)
+
+
+def _nearest_centre(x: np.ndarray, labels: np.ndarray, idx: np.ndarray, ids: list[int], barred: set[int]) -> int | None:
+    options = _centre_options(x, labels, idx, ids, barred)
+    return options[0][2] if options else None
+
+
+def _clear_nearest(x: np.ndarray, labels: np.ndarray, idx: np.ndarray, ids: list[int], barred: set[int],
+                   similarity: float, margin: float) -> int | None:
+    """The cluster (of ``labels``) whose centre is clearly nearest the centre of ``idx``: cosine
+    >= ``similarity`` and every other cluster not in ``barred`` at least ``margin`` x as far
+    (euclidean on the unit sphere). None when there is no such cluster."""
+    if similarity >= 1.0 or margin <= 1.0:
+        return None
+    options = _centre_options(x, labels, idx, ids, barred)
     if not options:
         return None
-    options.sort()
     (d1, cos1, lab), rest = options[0], options[1:]
     if cos1 < similarity or (rest and rest[0][0] < margin * d1):
         return None
@@ -562,8 +574,10 @@ def recluster_noise(
     distance from its tracks to the nearest track of a cluster is at least its *linkage* (the
     largest distance from one of its tracks to its nearest fellow track) — a group that chains
     into a cluster is views between characters (on the labelled film: Buck with Frank, Gimera
-    with Buck), not a character of its own. A cluster the group is cannot-linked to does not count
-    for that: it is another character, however near. Each kept group becomes a new cluster, or
+    with Buck), not a character of its own — unless it touches one cluster alone (every one of
+    its tracks nearest a track of that cluster, whose centre is also the nearest): then it is
+    that character under another light and joins it (the film's Buck at dusk). A cluster the
+    group is cannot-linked to does not count for that: it is another character, however near. Each kept group becomes a new cluster, or
     joins the cluster whose centre is clearly nearest its own — cosine >= ``join_similarity``
     and every other cluster it could join ``join_margin`` x as far (cannot-linked ones are no
     rivals and cannot be joined): the film's Rinky of shots 44-48 with her own cluster.
@@ -571,8 +585,8 @@ def recluster_noise(
     from animlora.identity.clustering import hdbscan
 
     out = labels.copy()
-    info: dict[str, Any] = {"groups_found": 0, "groups_kept": 0, "groups_joined": 0, "instances": 0,
-                            "kept": [], "rejected": []}
+    info: dict[str, Any] = {"groups_found": 0, "groups_kept": 0, "groups_joined": 0, "joined_touching": 0,
+                            "instances": 0, "kept": [], "rejected": []}
     ids = [int(v) for v in np.unique(out) if v != NOISE]
     allowed = np.ones(len(out), bool) if skip is None else ~np.asarray(skip, bool)
     pool = np.nonzero((out == NOISE) & allowed)[0]
@@ -621,6 +635,9 @@ def recluster_noise(
         sims = vecs @ cluster_tracks[open_tracks].T if open_tracks.any() else np.full((len(units), 1), -1.0)
         d_out = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * sims.max(1)))  # to the nearest open cluster track
         gap = float(d_out.min())
+        # the cluster owning each track's nearest open cluster track: one for all of them = the
+        # group touches that cluster alone (a character's views under another light)
+        owners = {int(v) for v in track_owner[open_tracks][sims.argmax(1)]} if open_tracks.any() else set()
         members = set(int(i) for i in idx)
         detail = [{"track": track_ids[u[0]] or f"#{u[0]}", "n": len(u), "shot": shot_ids[u[0]],
                    "in": round(float(a), 4), "out": round(float(b), 4), "centre": round(float(c), 4)}
@@ -639,10 +656,15 @@ def recluster_noise(
         entry = {"instances": len(idx), "shots": len(shots), "radius": round(radius, 4), "bound": round(bound, 4),
                  "linkage": round(linkage, 4),
                  "gap": round(gap, 4), "lone_left_out": trimmed, "tracks": detail}
+        target = None
+        if why == "touches a cluster" and len(owners) == 1 and _nearest_centre(x, labels, idx, ids, barred) in owners:
+            why, target = None, owners.pop()
+            info["joined_touching"] += 1
         if why:
             info["rejected"].append({**entry, "why": why})
             continue
-        target = _clear_nearest(x, labels, idx, ids, barred, join_similarity, join_margin)
+        if target is None:
+            target = _clear_nearest(x, labels, idx, ids, barred, join_similarity, join_margin)
         info["kept"].append({**entry, "joined": target is not None})
         if target is None:
             out[idx] = next_label
