@@ -251,7 +251,13 @@ def test_second_look_leaves_a_lone_edge_view_out_of_a_spread_group():
     """A group made spread by one one-instance track on its edge (the film's Frank of shot 135
     hung on Rinky's shots 44-48) is judged without it: the rest is kept, the lone view stays
     noise. Without enough instances left, or still spread without it, the group stays noise."""
-    from animlora.identity.constraints import _centre_distances, _radius, _unit_vectors, _units, recluster_noise
+    from animlora.identity.constraints import (
+        _centre_distances,
+        _radius,
+        _unit_vectors,
+        _units,
+        recluster_noise,
+    )
 
     x, labels, tracks = _second_look_scene(np.random.default_rng(0))
     e = np.eye(D)
