@@ -323,6 +323,12 @@ def test_the_run_ends_with_a_table_per_character(built):
     print_ending(summary, console)
     text = console.export_text()
     assert "luca" in text and "1 near-duplicate" in text and "guido" in text
+    # what is in no character is not lost: the review offers it (said only when there is some)
+    assert ("Suggest from noise" in text) == bool(summary["upstream"].get("in_no_character"))
+    summary["upstream"]["in_no_character"] = 3
+    print_ending(summary, console)
+    text = console.export_text()
+    assert "3 in no character" in text and "Suggest from noise" in text
 
 
 def test_the_ending_says_when_no_usable_dataset_came_out(tmp_path):

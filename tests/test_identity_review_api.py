@@ -176,3 +176,32 @@ def test_export_cli_refuses_foreign_folder(project, tmp_path):
     assert sum(result["characters"].values()) == 60
     assert sorted(p.name for p in (project.root / "clustered_refined").iterdir()) == [
         "character_0", "character_1", "character_2", "character_3", "export_report.json"]
+
+
+def test_suggestions_from_noise(project):
+    """The noise nearest a cluster is offered for it, nearest first, and only what is nearer it
+    than any other cluster: three red images sent to noise come back as the red cluster's
+    suggestions, two blue ones as the blue cluster's, never the other way round."""
+    client = _client(project)
+    headers = {"X-Animlora-Token": _token(client)}
+    state = client.get("/api/state").json()
+    red = next(c for c in state["clusters"] if c["medoid"].startswith("round_red"))
+    blue = next(c for c in state["clusters"] if c["medoid"].startswith("round_blue"))
+    far_red = client.get(f"/api/clusters/{red['id']}/members", params={"limit": 15}).json()["items"][-3:]
+    far_blue = client.get(f"/api/clusters/{blue['id']}/members", params={"limit": 15}).json()["items"][-2:]
+    client.post("/api/move", json={"instances": far_red + far_blue, "to": "noise"}, headers=headers)
+    got = client.get(f"/api/clusters/{red['id']}/suggestions").json()
+    assert got["tracks"] == 3 and got["instances"] == 3
+    assert sorted(i for u in got["items"] for i in u["instances"]) == sorted(far_red)
+    assert [u["distance"] for u in got["items"]] == sorted(u["distance"] for u in got["items"])
+    assert all(u["margin"] > 1 for u in got["items"])
+    got_blue = client.get(f"/api/clusters/{blue['id']}/suggestions").json()
+    assert sorted(i for u in got_blue["items"] for i in u["instances"]) == sorted(far_blue)
+    # a limit shows the nearest whole tracks first; the totals stay
+    one = client.get(f"/api/clusters/{red['id']}/suggestions", params={"limit": 1}).json()
+    assert len(one["items"]) == 1 and one["items"][0] == got["items"][0] and one["tracks"] == 3
+    # taking them back is a plain move
+    state = client.post("/api/move", json={"instances": far_red, "to": red["id"]}, headers=headers).json()
+    assert next(c for c in state["clusters"] if c["id"] == red["id"])["size"] == 15
+    assert client.get(f"/api/clusters/{red['id']}/suggestions").json()["items"] == []
+    assert client.get("/api/clusters/noise/suggestions").status_code == 400

@@ -207,3 +207,45 @@ def test_caption_edit_in_chromium(tmp_path):
             assert "empty" in page.inner_text("#status")
         finally:
             browser.close()
+
+
+def test_suggest_from_noise_in_chromium(tmp_path):
+    """Suggest from noise: the red images sent to noise are offered under the red cluster, one box
+    per unit; picking two and adding them moves them back (page and catalog), the third stays."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from animlora.review.service import ReviewService
+
+    ws = make_project(tmp_path / "p")
+    images, labels, _ = dataset(per_character=8, seed=0)
+    add_instances(ws, images, [f"{CHARACTERS[lab].name}_{n:03d}" for n, lab in enumerate(labels)])
+    run_identity(ws)
+    service = ReviewService(ws)
+    red = next(c for c in service.summary()["clusters"] if (c["medoid"] or "").startswith("round_red"))
+    far = service.members(red["id"], 0, 100)["items"][-3:]
+    service.move(far, "noise")
+    with _serve(ws) as (url, token), sync_api.sync_playwright() as pw:
+        browser = _launch(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(f"{url}/?token={token}")
+            page.locator("#clusters li:not(.noise)", has=page.locator("img[src*='round_red']")).click()
+            _wait(page, "document.querySelectorAll('#grid figure').length === 5")
+            page.keyboard.press("g")
+            _wait(page, "document.querySelectorAll('#suggest .track').length === 3")
+            assert "3 noise tracks (3 images)" in page.inner_text("#suggest-info")
+            shown = [page.locator("#suggest .track img").nth(k).get_attribute("alt") for k in range(3)]
+            assert sorted(shown) == sorted(far)
+            assert page.locator("#suggest-add").is_disabled()
+            page.locator("#suggest .track").nth(0).click()
+            page.locator("#suggest .track").nth(1).click()
+            page.click("#suggest-add")
+            _wait(page, "document.querySelectorAll('#grid figure').length === 7")
+            _wait(page, "document.querySelectorAll('#suggest .track').length === 1")
+            assert _count(page, "noise") == "1"
+            members = _members(ws)
+            assert sorted(i for i, c in members.items() if i in far and c == red["name"]) == sorted(shown[:2])
+            shot = os.environ.get("ANIMLORA_REVIEW_SCREENSHOT")
+            if shot:
+                page.screenshot(path=shot.replace(".png", "_suggest.png"))
+        finally:
+            browser.close()

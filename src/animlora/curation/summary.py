@@ -125,6 +125,9 @@ def print_ending(summary: dict[str, Any], console: Any) -> None:
         console.print(f"before the datasets: {up.get('instances', 0)} instances, {rejected} rejected by the prefilter "
                       f"({counts_text(up.get('prefilter_rejected', {}))}), {up.get('in_no_character', 0)} in no "
                       "character", highlight=False)
+        if up.get("in_no_character"):
+            console.print("  (those in no character: `animlora review`, then 'Suggest from noise' on a character "
+                          "offers the ones nearest it, a track at a time)", highlight=False)
     for line in summary["lines"]:
         console.print(f"[yellow]![/] {line}", highlight=False, soft_wrap=True)
     if summary.get("report"):

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 EXPORT_MARKER = "export_report.json"
 PREVIEW = 6  # thumbnails per cluster card in the overview
+SUGGEST = 60  # noise instances offered for one cluster at a time (whole tracks)
 
 
 class ReviewError(AnimloraError):
@@ -218,6 +219,31 @@ class ReviewService:
             ordered = self._ordered(gid)
             return {"id": gid, "name": self.state.groups[gid].name, "total": len(ordered), "offset": offset,
                     "limit": limit, "items": ordered[offset : offset + limit]}
+
+    def suggestions(self, gid: str, limit: int = SUGGEST) -> dict[str, Any]:
+        """The noise tracks nearer this cluster than any other, nearest first, whole tracks up
+        to ``limit`` instances (see :mod:`animlora.identity.suggest`)."""
+        from animlora.identity.suggest import nearest_noise
+
+        with self.lock:
+            self._current()
+            gid = self._group(gid)
+            noise = sorted(self.state.members.get(NOISE_ID, ()))
+            others = [i for g in self.state.live_groups() if not g.is_noise and g.id != gid
+                      for i in self.state.members.get(g.id, ())]
+            own = sorted(self.state.members.get(gid, ()))
+            with self.catalog() as catalog:
+                track_of = {r.instance_id: r.track_id for r in embed_records.identity_instances(catalog)}
+                vectors = embed_records.vectors(catalog, self.model, own + others + noise) if noise else {}
+            units = nearest_noise(own, others, noise, vectors, track_of)
+            shown, count = [], 0
+            for unit in units:
+                if count + len(unit["instances"]) > limit and shown:
+                    break
+                shown.append(unit)
+                count += len(unit["instances"])
+            return {"id": gid, "name": self.state.groups[gid].name, "tracks": len(units),
+                    "instances": sum(len(u["instances"]) for u in units), "items": shown}
 
     # -- operations -------------------------------------------------------------------
     def _group(self, gid: str, allow_noise: bool = False) -> str:
