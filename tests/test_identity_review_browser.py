@@ -60,12 +60,18 @@ def _launch(pw):
     )
 
 
-@pytest.fixture
-def server(tmp_path):
-    ws = make_project(tmp_path / "p")
-    images, labels, _ = dataset(per_character=15, seed=0)
+def _clustered(root: Path, per_character: int):
+    """A project of the synthetic characters, embedded and clustered."""
+    ws = make_project(root)
+    images, labels, _ = dataset(per_character=per_character, seed=0)
     add_instances(ws, images, [f"{CHARACTERS[lab].name}_{n:03d}" for n, lab in enumerate(labels)])
     run_identity(ws)
+    return ws
+
+
+@pytest.fixture
+def server(tmp_path):
+    ws = _clustered(tmp_path / "p", 15)
     with _serve(ws) as (url, token):
         yield ws, url, token
 
@@ -163,10 +169,7 @@ def test_caption_edit_in_chromium(tmp_path):
     from animlora.catalog import now
     from animlora.records.caption import get_caption
 
-    ws = make_project(tmp_path / "p")
-    images, labels, _ = dataset(per_character=6, seed=0)
-    add_instances(ws, images, [f"{CHARACTERS[lab].name}_{n:03d}" for n, lab in enumerate(labels)])
-    run_identity(ws)
+    ws = _clustered(tmp_path / "p", 6)
     members = _members(ws)
     with ws.open_catalog() as catalog:  # the caption stage's rows (it needs source frames, absent here)
         catalog.upsert("captions", [{
@@ -215,10 +218,7 @@ def test_suggest_from_noise_in_chromium(tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     from animlora.review.service import ReviewService
 
-    ws = make_project(tmp_path / "p")
-    images, labels, _ = dataset(per_character=8, seed=0)
-    add_instances(ws, images, [f"{CHARACTERS[lab].name}_{n:03d}" for n, lab in enumerate(labels)])
-    run_identity(ws)
+    ws = _clustered(tmp_path / "p", 8)
     service = ReviewService(ws)
     red = next(c for c in service.summary()["clusters"] if (c["medoid"] or "").startswith("round_red"))
     far = service.members(red["id"], 0, 100)["items"][-3:]
