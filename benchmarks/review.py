@@ -1,5 +1,5 @@
-"""Review server latency on a big project: 30k instances in 60 clusters (catalog rows only,
-no images), every call through the real FastAPI app (TestClient).
+"""Review server latency on a big project: 30k instances in 60 clusters (catalog rows and
+130-d vectors, no images), every call through the real FastAPI app (TestClient).
 
     PYTHONPATH=src python benchmarks/review.py [--n 30000]
 
@@ -37,6 +37,13 @@ def build(root: Path, n: int, clusters: int) -> None:
             "INSERT INTO cluster_assignments VALUES (?, ?, ?)",
             [(f"i{k:06d}", "noise" if lab < 0 else f"c{lab}", float(rng.random())) for k, lab in enumerate(labels)],
         )
+        # vectors of the color embedder's size, one per instance (the suggestions read them)
+        vectors = rng.standard_normal((n, 130)).astype("<f4")
+        catalog.conn.executemany(
+            "INSERT INTO embeddings VALUES (?, 'color', ?, ?, 130)",
+            [(f"i{k:06d}", f"h{k:06d}", vectors[k].tobytes()) for k in range(n)],
+        )
+        catalog.set_meta("identity.model", "color")
 
 
 def main() -> None:
@@ -56,8 +63,11 @@ def main() -> None:
         t = time.perf_counter()
         service = ReviewService(Workspace(root))
         print(f"server start (replay + character_members): {time.perf_counter() - t:.3f} s")
-        client = TestClient(create_app(service), base_url="http://127.0.0.1")
-        token = client.get("/").text.split('name="animlora-token" content="')[1].split('"')[0]
+        app = create_app(service)
+        client = TestClient(app, base_url="http://127.0.0.1")
+        # the printed URL carries the access token (it sets the cookie); the page holds the POST token
+        page_html = client.get("/", params={"token": app.state.token}).text
+        token = page_html.split('name="animlora-token" content="')[1].split('"')[0]
         headers = {"X-Animlora-Token": token}
 
         def timed(label, call):
@@ -71,6 +81,7 @@ def main() -> None:
         big = state["clusters"][0]["id"]
         page = timed("GET members (first page of 120)", lambda: client.get(f"/api/clusters/{big}/members"))
         timed("GET members (page 3)", lambda: client.get(f"/api/clusters/{big}/members?offset=240"))
+        timed("GET suggestions (noise nearest it)", lambda: client.get(f"/api/clusters/{big}/suggestions"))
         timed("POST rename", lambda: client.post("/api/rename", json={"cluster": big, "name": "luca"}, headers=headers))
         other = state["clusters"][1]["id"]
         timed("POST move 50 images", lambda: client.post(

@@ -31,15 +31,21 @@ def _units(ids: Sequence[str], vectors: Mapping[str, Any], track_of: Mapping[str
 
 
 def _pooled(units: list[list[str]], vectors: Mapping[str, Any]) -> np.ndarray:
-    return normalise(np.stack([np.mean([normalise(np.asarray(vectors[i], np.float32)[None])[0] for i in u], 0)
-                               for u in units]))
+    """One row per unit: the normalised mean of its members' normalised vectors."""
+    rows = normalise(np.stack([np.asarray(vectors[i], np.float32) for u in units for i in u]))
+    owner = np.repeat(np.arange(len(units)), [len(u) for u in units])
+    sums = np.zeros((len(units), rows.shape[1]), np.float32)
+    np.add.at(sums, owner, rows)
+    return normalise(sums)
 
 
-def _nearest(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per row of ``a``, the euclidean distance (unit sphere) to the nearest row of ``b``."""
+def _nearest(a: np.ndarray, b: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """Per row of ``a``, the euclidean distance (unit sphere) to the nearest row of ``b``
+    (``chunk`` rows of ``a`` at a time: a 30k-instance project stays within a few MB)."""
     if not len(b):
         return np.full(len(a), np.inf)
-    return np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (a @ b.T).max(1)))
+    best = np.concatenate([(a[k : k + chunk] @ b.T).max(1) for k in range(0, len(a), chunk)])
+    return np.sqrt(np.maximum(0.0, 2.0 - 2.0 * best))
 
 
 def nearest_noise(cluster: Sequence[str], others: Sequence[str], noise: Sequence[str],

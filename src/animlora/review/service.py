@@ -92,6 +92,7 @@ class ReviewService:
     def _load(self, catalog: Catalog) -> None:
         self.state = decisions.refresh_members(catalog)
         self.paths = embed_records.instance_paths(catalog)
+        self.tracks = {r.instance_id: r.track_id for r in embed_records.identity_instances(catalog)}
         self.distance = cluster_records.assignment_distances(catalog)
         self.model = cluster_records.clustered_model(catalog)
         self.input_root = embed_records.input_root(catalog)
@@ -233,9 +234,8 @@ class ReviewService:
                       for i in self.state.members.get(g.id, ())]
             own = sorted(self.state.members.get(gid, ()))
             with self.catalog() as catalog:
-                track_of = {r.instance_id: r.track_id for r in embed_records.identity_instances(catalog)}
                 vectors = embed_records.vectors(catalog, self.model, own + others + noise) if noise else {}
-            units = nearest_noise(own, others, noise, vectors, track_of)
+            units = nearest_noise(own, others, noise, vectors, self.tracks)
             shown, count = [], 0
             for unit in units:
                 if count + len(unit["instances"]) > limit and shown:
