@@ -460,3 +460,29 @@ def test_second_look_spread_bound_does_not_move_with_the_other_clusters():
         out, info = recluster_noise(x, lab, tr, list(tr), build_constraints([f"f{i}" for i in range(len(x))], tr), 8, 2)
         grp = np.char.startswith(np.asarray(tr).astype(str), "g")
         assert info["groups_kept"] == 1 and len(set(out[grp])) == 1 and out[grp][0] not in set(lab.tolist())
+
+
+def test_margin_attach_after_the_second_look_takes_the_views_its_group_brings():
+    """The cluster stage runs the margin rule (3c) once more after the second look kept a group:
+    a lone view about as near clusters 0 and 1 stays noise before, the second look leaves it out
+    of the group it hangs on (it makes the group spread), and once that group is a cluster the view
+    is clearly nearest it and joins it (the film's Buck in his burrow, shot 4, after the dusk group
+    joined the night-Buck cluster)."""
+    from animlora.identity.constraints import recluster_noise
+
+    x, labels, tracks = _second_look_scene(np.random.default_rng(0))
+    e = np.eye(D)
+    x = np.vstack([x, e[2] + 0.3 * (e[8] + e[9] + e[10] + e[11]) / 2 + 0.3 * e[0]])
+    labels = np.append(labels, NOISE)
+    tracks = tracks + ["stray"]
+    t = np.asarray(tracks)
+    tight = np.char.startswith(t.astype(str), "tight")
+    links = build_constraints([f"f{i}" for i in range(len(x))], tracks)
+    before, _ = attach_by_margin(x, labels, tracks, links, 1.4, 2)
+    assert before[t == "stray"][0] == NOISE  # between clusters 0 and 1: ambiguous
+    looked, info = recluster_noise(x, labels, tracks, list(tracks), links, 8, 2)
+    group = looked[tight][0]
+    assert group not in (NOISE, 0, 1) and looked[t == "stray"][0] == NOISE and info["groups_kept"] == 1
+    after, info = attach_by_margin(x, looked, tracks, links, 1.4, 2)
+    assert after[t == "stray"][0] == group and info["attached_units"] == 1
+    assert (after[t != "stray"] == looked[t != "stray"]).all()
