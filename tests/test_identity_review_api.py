@@ -200,6 +200,11 @@ def test_suggestions_from_noise(project):
     # a limit shows the nearest whole tracks first; the totals stay
     one = client.get(f"/api/clusters/{red['id']}/suggestions", params={"limit": 1}).json()
     assert len(one["items"]) == 1 and one["items"][0] == got["items"][0] and one["tracks"] == 3
+    # a cluster set aside as "not a character" is still a rival: what is nearest it is not offered
+    state = client.post("/api/not-character", json={"cluster": blue["id"]}, headers=headers).json()
+    offered = {i for c in state["clusters"] if not c["is_noise"]
+               for u in client.get(f"/api/clusters/{c['id']}/suggestions").json()["items"] for i in u["instances"]}
+    assert offered == set(far_red)
     # taking them back is a plain move
     state = client.post("/api/move", json={"instances": far_red, "to": red["id"]}, headers=headers).json()
     assert next(c for c in state["clusters"] if c["id"] == red["id"])["size"] == 15

@@ -577,8 +577,8 @@ def recluster_noise(
     with Buck), not a character of its own — unless it touches one cluster alone (every one of
     its tracks nearest a track of that cluster, whose centre is also the nearest): then it is
     that character under another light and joins it (the film's Buck at dusk). A cluster the
-    group is cannot-linked to does not count for that: it is another character, however near. Each kept group becomes a new cluster, or
-    joins the cluster whose centre is clearly nearest its own — cosine >= ``join_similarity``
+    group is cannot-linked to does not count for that: it is another character, however near.
+    Each kept group becomes a new cluster, or joins the cluster whose centre is clearly nearest its own — cosine >= ``join_similarity``
     and every other cluster it could join ``join_margin`` x as far (cannot-linked ones are no
     rivals and cannot be joined): the film's Rinky of shots 44-48 with her own cluster.
     Needs a cluster to measure tightness against. ``min_size`` 0 = off. Returns (labels, info)."""

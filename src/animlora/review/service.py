@@ -230,7 +230,9 @@ class ReviewService:
             self._current()
             gid = self._group(gid)
             noise = sorted(self.state.members.get(NOISE_ID, ()))
-            others = [i for g in self.state.live_groups() if not g.is_noise and g.id != gid
+            # rivals: every other group, "not a character" ones too (a noise track nearest the
+            # trees a reviewer set aside is not offered to a character)
+            others = [i for g in self.state.live_groups() if g.id not in (gid, NOISE_ID)
                       for i in self.state.members.get(g.id, ())]
             own = sorted(self.state.members.get(gid, ()))
             with self.catalog() as catalog:
