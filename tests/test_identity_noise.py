@@ -180,6 +180,17 @@ def _second_look_scene(rng: np.random.Generator):
     return np.stack(rows), np.asarray(labels), tracks
 
 
+def _scene_with_a_stray():
+    """The second-look scene plus one lone view (track "stray") on the tight group's edge, leaning
+    towards cluster 0: (x, labels, tracks, tracks as an array, the tight group's rows)."""
+    x, labels, tracks = _second_look_scene(np.random.default_rng(0))
+    e = np.eye(D)
+    x = np.vstack([x, e[2] + 0.3 * (e[8] + e[9] + e[10] + e[11]) / 2 + 0.3 * e[0]])
+    tracks = tracks + ["stray"]
+    t = np.asarray(tracks)
+    return x, np.append(labels, NOISE), tracks, t, np.char.startswith(t.astype(str), "tight")
+
+
 def test_second_look_makes_a_tight_multi_shot_noise_group_a_cluster():
     from animlora.identity.constraints import recluster_noise
 
@@ -259,15 +270,8 @@ def test_second_look_leaves_a_lone_edge_view_out_of_a_spread_group():
         recluster_noise,
     )
 
-    x, labels, tracks = _second_look_scene(np.random.default_rng(0))
-    e = np.eye(D)
-    x = np.vstack([x, e[2] + 0.3 * (e[8] + e[9] + e[10] + e[11]) / 2 + 0.3 * e[0]])
-    labels = np.append(labels, NOISE)
-    tracks = tracks + ["stray"]
-    t = np.asarray(tracks)
-    tight = np.char.startswith(t.astype(str), "tight")
-    frames = [f"f{i}" for i in range(len(x))]
-    links = build_constraints(frames, tracks)
+    x, labels, tracks, t, tight = _scene_with_a_stray()
+    links = build_constraints([f"f{i}" for i in range(len(x))], tracks)
     # the premise: with the stray, the group is wider than the largest of as many cluster tracks
     # would be (the n/(n+1) quantile of the clusters' track spreads); without it, narrower
     spreads = np.concatenate([_centre_distances(_unit_vectors(x, _units(np.nonzero(labels == lab)[0], tracks)))
@@ -470,13 +474,7 @@ def test_margin_attach_after_the_second_look_takes_the_views_its_group_brings():
     joined the night-Buck cluster)."""
     from animlora.identity.constraints import recluster_noise
 
-    x, labels, tracks = _second_look_scene(np.random.default_rng(0))
-    e = np.eye(D)
-    x = np.vstack([x, e[2] + 0.3 * (e[8] + e[9] + e[10] + e[11]) / 2 + 0.3 * e[0]])
-    labels = np.append(labels, NOISE)
-    tracks = tracks + ["stray"]
-    t = np.asarray(tracks)
-    tight = np.char.startswith(t.astype(str), "tight")
+    x, labels, tracks, t, tight = _scene_with_a_stray()
     links = build_constraints([f"f{i}" for i in range(len(x))], tracks)
     before, _ = attach_by_margin(x, labels, tracks, links, 1.4, 2)
     assert before[t == "stray"][0] == NOISE  # between clusters 0 and 1: ambiguous
