@@ -467,11 +467,11 @@ def test_second_look_spread_bound_does_not_move_with_the_other_clusters():
 
 
 def test_margin_attach_after_the_second_look_takes_the_views_its_group_brings():
-    """The cluster stage runs the margin rule (3c) once more after the second look kept a group:
-    a lone view about as near clusters 0 and 1 stays noise before, the second look leaves it out
-    of the group it hangs on (it makes the group spread), and once that group is a cluster the view
-    is clearly nearest it and joins it (the film's Buck in his burrow, shot 4, after the dusk group
-    joined the night-Buck cluster)."""
+    """After the second look kept a group, the margin rule (3c) runs once more: a lone view about
+    as near clusters 0 and 1 stays noise before, the second look leaves it out of the group it
+    hangs on (it makes the group spread), and once that group is a cluster the view is clearly
+    nearest it and joins it (the film's Buck in his burrow, shot 4, after the dusk group joined
+    the night-Buck cluster). Without ``margin_after`` it stays noise."""
     from animlora.identity.constraints import recluster_noise
 
     x, labels, tracks, t, tight = _scene_with_a_stray()
@@ -481,6 +481,7 @@ def test_margin_attach_after_the_second_look_takes_the_views_its_group_brings():
     looked, info = recluster_noise(x, labels, tracks, list(tracks), links, 8, 2)
     group = looked[tight][0]
     assert group not in (NOISE, 0, 1) and looked[t == "stray"][0] == NOISE and info["groups_kept"] == 1
-    after, info = attach_by_margin(x, looked, tracks, links, 1.4, 2)
-    assert after[t == "stray"][0] == group and info["attached_units"] == 1
+    assert "margin_attached_after" not in info
+    after, info = recluster_noise(x, labels, tracks, list(tracks), links, 8, 2, margin_after=1.4, margin_rounds=2)
+    assert after[t == "stray"][0] == group and info["margin_attached_after"]["attached_units"] == 1
     assert (after[t != "stray"] == looked[t != "stray"]).all()

@@ -560,6 +560,8 @@ def recluster_noise(
     skip: np.ndarray | None = None,
     join_similarity: float = 1.0,
     join_margin: float = 0.0,
+    margin_after: float = 0.0,
+    margin_rounds: int = 1,
 ) -> tuple[np.ndarray, dict]:
     """A second look at what is left in noise: HDBSCAN on the moving noise alone, with a smaller
     ``min_size``, keeping only the groups that look like a character the first pass's size
@@ -581,6 +583,10 @@ def recluster_noise(
     Each kept group becomes a new cluster, or joins the cluster whose centre is clearly nearest its own — cosine >= ``join_similarity``
     and every other cluster it could join ``join_margin`` x as far (cannot-linked ones are no
     rivals and cannot be joined): the film's Rinky of shots 44-48 with her own cluster.
+    When a group was kept and ``margin_after`` > 1, :func:`attach_by_margin` runs once more with
+    that margin (``margin_rounds`` rounds, ``skip`` left out): the views a kept group brings make
+    a character's chain longer, so noise that was about as near two clusters can now be clearly
+    nearest one (info ``margin_attached_after``; the film's Buck in his burrow).
     Needs a cluster to measure tightness against. ``min_size`` 0 = off. Returns (labels, info)."""
     from animlora.identity.clustering import hdbscan
 
@@ -676,5 +682,8 @@ def recluster_noise(
         info["instances"] += len(idx)
     info["cluster_tracks"] = len(spreads)
     info["median_spread"] = round(float(np.median(spreads)), 4)
+    if info["groups_kept"] and margin_after > 1.0:
+        out, info["margin_attached_after"] = attach_by_margin(x, out, track_ids, constraints, margin_after,
+                                                              margin_rounds, skip=skip)
     return out, info
 

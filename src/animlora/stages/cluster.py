@@ -234,13 +234,9 @@ class ClusterStage(Stage):
             look = second_look_size(s, mcs)
             labels, constraints["second_look"] = recluster_noise(
                 xc, labels, tracks, [r.shot_id for r in data.refs], links, look, s.min_samples, skip=is_still,
-                join_similarity=s.merge_similarity, join_margin=s.attach_margin)
+                join_similarity=s.merge_similarity, join_margin=s.attach_margin,
+                margin_after=s.attach_margin, margin_rounds=s.attach_rounds)
             constraints["second_look"]["min_size"] = look
-            # the views a kept group brings make the chain longer: noise now clearly nearest one
-            # cluster's track (the margin of 3c) joins it too
-            if constraints["second_look"]["groups_kept"]:
-                labels, constraints["margin_attached_after"] = attach_by_margin(
-                    xc, labels, tracks, links, s.attach_margin, s.attach_rounds, skip=is_still)
         # 3f. a part of a track its own cluster does not explain (nearer another's centre) goes to noise
         if s.track_aware:
             labels, constraints["nearer_elsewhere"] = drop_nearer_elsewhere(x, labels, tracks, s.elsewhere_share,
