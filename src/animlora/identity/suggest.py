@@ -19,24 +19,7 @@ from typing import Any
 import numpy as np
 
 from animlora.identity.clustering import normalise
-
-
-def _units(ids: Sequence[str], vectors: Mapping[str, Any], track_of: Mapping[str, str | None]) -> list[list[str]]:
-    """Instances with a vector, grouped by track (an instance without a track is its own unit)."""
-    units: dict[str, list[str]] = {}
-    for i in ids:
-        if i in vectors:
-            units.setdefault(track_of.get(i) or f"#{i}", []).append(i)
-    return list(units.values())
-
-
-def _pooled(units: list[list[str]], vectors: Mapping[str, Any]) -> np.ndarray:
-    """One row per unit: the normalised mean of its members' normalised vectors."""
-    rows = normalise(np.stack([np.asarray(vectors[i], np.float32) for u in units for i in u]))
-    owner = np.repeat(np.arange(len(units)), [len(u) for u in units])
-    sums = np.zeros((len(units), rows.shape[1]), np.float32)
-    np.add.at(sums, owner, rows)
-    return normalise(sums)
+from animlora.identity.constraints import _unit_vectors, _units
 
 
 def _nearest(a: np.ndarray, b: np.ndarray, chunk: int = 512) -> np.ndarray:
@@ -54,19 +37,27 @@ def nearest_noise(cluster: Sequence[str], others: Sequence[str], noise: Sequence
     ``others`` (their members, pooled), nearest first: per unit its instances, track, distance
     to the cluster's nearest track and ``margin`` (the nearest other cluster's distance over
     it; None when there is no other cluster). Instances without a vector are left out."""
-    own = _units(cluster, vectors, track_of)
-    candidates = _units(noise, vectors, track_of)
+    ids = [i for i in dict.fromkeys([*cluster, *others, *noise]) if i in vectors]
+    if not ids:
+        return []
+    index = {i: k for k, i in enumerate(ids)}
+    x = normalise(np.stack([np.asarray(vectors[i], np.float32) for i in ids]))
+    tracks = [track_of.get(i) for i in ids]
+
+    def units(members: Sequence[str]) -> list[list[int]]:  # by track, as the clustering pools them
+        return _units(np.asarray([index[i] for i in members if i in index], np.int64), tracks)
+
+    own, candidates, rest = units(cluster), units(noise), units(others)
     if not own or not candidates:
         return []
-    x = _pooled(candidates, vectors)
-    d_own = _nearest(x, _pooled(own, vectors))
-    rest = _units(others, vectors, track_of)
-    d_other = _nearest(x, _pooled(rest, vectors) if rest else np.zeros((0, x.shape[1]), np.float32))
+    pooled = _unit_vectors(x, candidates)
+    d_own = _nearest(pooled, _unit_vectors(x, own))
+    d_other = _nearest(pooled, _unit_vectors(x, rest) if rest else np.zeros((0, x.shape[1]), np.float32))
     out = []
     for k in np.argsort(d_own, kind="stable"):
         if d_own[k] >= d_other[k]:
             continue
-        unit = sorted(candidates[k])
+        unit = sorted(ids[i] for i in candidates[k])
         margin = None if not np.isfinite(d_other[k]) else round(float(d_other[k] / max(d_own[k], 1e-9)), 3)
         out.append({"instances": unit, "track": track_of.get(unit[0]), "distance": round(float(d_own[k]), 4),
                     "margin": margin})

@@ -99,11 +99,6 @@ def instance_vectors(catalog: Catalog, instance_ids: Sequence[str]) -> list[tupl
     return [(row["instance_id"], row["model"], bytes(row["vector"])) for row in rows]
 
 
-def instance_paths(catalog: Catalog) -> dict[str, str]:
-    """instance id -> its cut-out (relative to the workspace, or absolute standalone)."""
-    return {row[0]: row[1] for row in catalog.rows("SELECT instance_id, path FROM identity_instances")}
-
-
 def input_root(catalog: Catalog) -> str | None:
     """A standalone embed run's input folder (its cut-outs may be read from there)."""
     return catalog.get_meta(INPUT_ROOT_META)

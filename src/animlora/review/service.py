@@ -91,8 +91,9 @@ class ReviewService:
 
     def _load(self, catalog: Catalog) -> None:
         self.state = decisions.refresh_members(catalog)
-        self.paths = embed_records.instance_paths(catalog)
-        self.tracks = {r.instance_id: r.track_id for r in embed_records.identity_instances(catalog)}
+        instances = embed_records.identity_instances(catalog)
+        self.paths = {r.instance_id: r.path for r in instances}
+        self.tracks = {r.instance_id: r.track_id for r in instances}
         self.distance = cluster_records.assignment_distances(catalog)
         self.model = cluster_records.clustered_model(catalog)
         self.input_root = embed_records.input_root(catalog)
