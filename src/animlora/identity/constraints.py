@@ -580,9 +580,10 @@ def recluster_noise(
     its tracks nearest a track of that cluster, whose centre is also the nearest): then it is
     that character under another light and joins it (the film's Buck at dusk). A cluster the
     group is cannot-linked to does not count for that: it is another character, however near.
-    Each kept group becomes a new cluster, or joins the cluster whose centre is clearly nearest its own — cosine >= ``join_similarity``
-    and every other cluster it could join ``join_margin`` x as far (cannot-linked ones are no
-    rivals and cannot be joined): the film's Rinky of shots 44-48 with her own cluster.
+    Each kept group becomes a new cluster, or joins the cluster whose centre is clearly nearest
+    its own — cosine >= ``join_similarity`` and every other cluster it could join
+    ``join_margin`` x as far (cannot-linked ones are no rivals and cannot be joined): the film's
+    Rinky of shots 44-48 with her own cluster.
     When a group was kept and ``margin_after`` > 1, :func:`attach_by_margin` runs once more with
     that margin (``margin_rounds`` rounds, ``skip`` left out): the views a kept group brings make
     a character's chain longer, so noise that was about as near two clusters can now be clearly
