@@ -54,6 +54,32 @@ def test_interpolation_resolves(tmp_path):
     assert load_settings(tmp_path).settings.models.store == "/tmp/luca-models"
 
 
+def test_plain_merge_equals_omegaconf_merge(tmp_path):
+    """Layers without ``${...}`` skip OmegaConf; the tree must be the one OmegaConf gives
+    (mappings merged key by key; lists, scalars and null replaced)."""
+    from omegaconf import OmegaConf
+
+    from animlora.config import loader
+
+    def by_omegaconf(layers):
+        return OmegaConf.to_container(OmegaConf.merge(*(OmegaConf.create(x.data) for x in layers)), resolve=True)
+
+    write(tmp_path / "project.yaml", "project:\n  name: luca\n  videos: [a.mp4, b.mp4]\n"
+          "extract:\n  max_per_shot: 5\n  detector_thresholds: {adaptive: 2.5}\n")
+    loaded = load_settings(tmp_path, overrides=parse_set_options(["extract.mode=all", "project.videos=[c.mp4]"]))
+    layers = list(loaded.layers)
+    assert len(layers) >= 4 and not any(loader._has_interpolation(x.data) for x in layers)
+    assert loader._merge(layers) == by_omegaconf(layers)
+    assert loaded.settings.project.videos == ["c.mp4"] and loaded.settings.extract.mode == "all"
+    thresholds = loaded.settings.extract.detector_thresholds
+    assert thresholds["adaptive"] == 2.5 and thresholds["content"] == 27.0  # merged, not replaced
+
+    odd = [loader.Layer("a", {"x": {"y": 1, "z": [1, 2]}, "n": None, "s": "k"}),
+           loader.Layer("b", {"x": None, "n": {"m": 2}, "s": {"t": 1}}),
+           loader.Layer("c", {"x": {"y": 3}, "n": {"o": [3]}})]
+    assert loader._merge(odd) == by_omegaconf(odd) == {"x": {"y": 3}, "n": {"m": 2, "o": [3]}, "s": {"t": 1}}
+
+
 def test_unknown_key_names_key_file_and_allowed(tmp_path):
     project = write(tmp_path / "project.yaml", "extract:\n  mod: scene\n")
     with pytest.raises(ConfigError) as err:

@@ -157,8 +157,32 @@ def _package_layers(profile: str) -> list[Layer]:
     return [Layer("package default", defaults), Layer(f"profile {profile}", profile_data)]
 
 
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        below = out.get(key)
+        out[key] = _deep_merge(below, value) if isinstance(value, dict) and isinstance(below, dict) else value
+    return out
+
+
+def _has_interpolation(data: Any) -> bool:
+    if isinstance(data, dict):
+        return any(_has_interpolation(v) for v in data.values())
+    if isinstance(data, list):
+        return any(_has_interpolation(v) for v in data)
+    return isinstance(data, str) and "${" in data
+
+
 def _merge(layers: list[Layer]) -> dict[str, Any]:
-    """OmegaConf merge of every layer, interpolations (``${project.name}``) resolved."""
+    """OmegaConf merge of every layer, interpolations (``${project.name}``) resolved.
+    Layers without an interpolation are merged as plain mappings (the same result:
+    mappings merge key by key, anything else is replaced), which spares every command
+    OmegaConf's import and merge (~85 ms of a CLI call; tests/test_config.py compares both)."""
+    if not any(_has_interpolation(layer.data) for layer in layers):
+        tree: dict[str, Any] = {}
+        for layer in layers:
+            tree = _deep_merge(tree, layer.data)
+        return tree
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 

@@ -48,7 +48,11 @@ from animlora.records import extract as records
 
 RESULTS_FILE = "extraction_results.json"
 DUPLICATES_DIR = "_duplicates"
-_MAX_PENDING_WRITES = 6
+# frames handed to the writer threads and not yet written: up to this many bytes of decoded
+# frames, at most 24 (24 up to 1080p, 7 at 4K), so the burst of picks at a shot's end does not
+# hold up the decoding loop (6 at any size before: the trailer's stage ran ~5% longer)
+_PENDING_WRITE_BYTES = 96 << 20
+_MAX_PENDING_WRITES = 24
 _MAX_RATE = 4.0  # candidates a second of video, at most (a short clip's budget)
 # picture change a second (mean abs difference of the still images between decoded
 # frames, summed over a second) that a video is assumed to have before it has shown its own
@@ -577,7 +581,8 @@ class _VideoExtraction:
             "kept": 1,
             "reject_reason": None,
         }
-        self._wait_writes(_MAX_PENDING_WRITES)
+        frame_bytes = max(1, frame.width * frame.height * 3 // 2)
+        self._wait_writes(max(2, min(_MAX_PENDING_WRITES, _PENDING_WRITE_BYTES // frame_bytes)))
         # measuring, conversion, encoding and writing overlap with decoding (all release the GIL)
         self.pending_writes.append((row, self.writer.submit(_write_frame, self.out / rel, frame, self.crop, quarter)))
         self.files.append(rel)
