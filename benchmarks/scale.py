@@ -9,8 +9,11 @@ One process, one project (made in a temp folder from ``--video``, default the bu
 
 1. extract → segment → prefilter → embed once, serially (set-up, not timed);
 2. per executor: ``segment`` again (``--force``) and ``embed`` again, timed by the runner
-   (plan + items + commits + finish). items/s, and per-core efficiency =
-   (items/s with W workers) / (W × serial items/s);
+   (plan + items + commits + finish). ``one-core`` is the serial executor with this process
+   (every thread of it) kept to one core: the ideal for W workers is W times its items/s.
+   Per-core efficiency = (items/s with W workers) / (W × one-core items/s); and the speed-up
+   over the serial executor on all cores (which itself uses more than one core: OpenCV's
+   threads, segment's look-ahead shot);
 3. the driver overhead per item: a stage whose items do nothing, ``--noop-items`` of them and
    then twice as many, per executor: (t(2N) - t(N)) / N = what the driver spends per item (plan, dispatch, result
    transfer, the catalog commit of the item and its "done" mark). Its inverse is the most
@@ -25,10 +28,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -58,6 +64,26 @@ class NoopStage(Stage):
         return ItemOutput(data=item.payload)
 
 
+@contextmanager
+def one_core() -> Iterator[None]:
+    """Every thread of this process (and those it starts) on one core, then back."""
+    before = os.sched_getaffinity(0)
+    core = {min(before)}
+
+    def pin(mask: set[int]) -> None:
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                os.sched_setaffinity(int(tid), mask)
+            except OSError:  # a thread that ended meanwhile
+                pass
+
+    pin(core)
+    try:
+        yield
+    finally:
+        pin(before)
+
+
 def runner_for(root: Path, executor: str, workers: int, extra: dict[str, Any], force: bool = True):
     from animlora.config import load_settings
     from animlora.pipeline.runner import Runner
@@ -85,7 +111,7 @@ def main() -> None:
     parser.add_argument("--segment-backend", default="classic")
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--noop-items", type=int, default=300)
-    parser.add_argument("--executors", default="serial,process,ray")
+    parser.add_argument("--executors", default="one-core,serial,process,ray")
     parser.add_argument("--keep", type=Path, default=None, help="make the project here and keep it")
     args = parser.parse_args()
 
@@ -100,8 +126,6 @@ def main() -> None:
     extra = {"segment": {"backend": args.segment_backend},
              "extract": {"mode": "interval", "interval_seconds": args.interval}}
     root = create_project(work / "p", "scale", [video], "3d") if not (work / "p" / "project.yaml").exists() else work / "p"
-    import os
-
     results: dict[str, Any] = {"video": str(video), "workers": args.workers, "segment_backend": args.segment_backend,
                                "cpus": os.cpu_count(), "load_before": os.getloadavg()[0]}
     try:
@@ -120,6 +144,11 @@ def main() -> None:
             results["ray_start_seconds"] = round(time.monotonic() - t, 2)
         try:
             for executor in executors:
+                if executor == "one-core":
+                    with one_core():
+                        results[executor] = {stage: timed(root, get_stage(stage), "serial", 1, extra)
+                                             for stage in ("segment", "embed")}
+                    continue
                 workers = 1 if executor == "serial" else args.workers
                 row = {stage: timed(root, get_stage(stage), executor, workers, extra) for stage in ("segment", "embed")}
                 # N items, then 2N: the difference is the cost of N more items without the
@@ -136,14 +165,17 @@ def main() -> None:
                 t = time.monotonic()
                 session.__exit__(None, None, None)
                 results["ray_stop_seconds"] = round(time.monotonic() - t, 2)
-        base = results.get("serial", {})
+        one, serial = results.get("one-core", {}), results.get("serial", {})
         for executor in executors:
-            if executor == "serial" or not base:
+            if executor in ("one-core", "serial"):
                 continue
             for stage in ("segment", "embed"):
-                serial_rate, rate = base[stage]["items_per_s"], results[executor][stage]["items_per_s"]
-                if serial_rate and rate:
-                    results[executor][stage]["per_core_efficiency"] = round(rate / (args.workers * serial_rate), 2)
+                rate = results[executor][stage]["items_per_s"]
+                if one and one[stage]["items_per_s"] and rate:
+                    results[executor][stage]["per_core_efficiency"] = round(
+                        rate / (args.workers * one[stage]["items_per_s"]), 2)
+                if serial and serial[stage]["items_per_s"] and rate:
+                    results[executor][stage]["speedup_vs_serial"] = round(rate / serial[stage]["items_per_s"], 2)
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

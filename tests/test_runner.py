@@ -9,7 +9,7 @@ from animlora.catalog import Catalog
 from animlora.config import load_settings
 from animlora.pipeline.runner import Runner
 from animlora.workspace import Workspace
-from toy_stage import ModelToyStage, ToyStage
+from toy_stage import CostToyStage, ModelToyStage, ToyStage
 
 
 def make_inputs(folder: Path, texts: dict[str, str]) -> Path:
@@ -154,6 +154,29 @@ def test_a_process_pool_worker_loads_a_model_once_for_all_its_items(tmp_path):
     loads = (tmp_path / "in" / "loads.log").read_text().split()
     assert 1 <= len(loads) <= 2  # one per worker (a model kept on the stage: 6, one per item)
     assert len(set(loads)) == len(loads)  # no worker loaded twice
+
+
+def test_a_pool_starts_the_costliest_items_first_and_serial_keeps_the_plans_order(tmp_path, monkeypatch):
+    import animlora.pipeline.runner as runner_module
+
+    make_inputs(tmp_path / "in", {"a": "v", "b": "vvvvv", "c": "vvv", "d": "vvvvv", "e": "vv"})
+    sent: dict[str, list[str]] = {"run_pool": [], "run_serial": []}
+    for name in sent:
+        real = getattr(runner_module, name)
+
+        def recording(stage, job, items, *args, _real=real, _name=name, **kwargs):
+            sent[_name].extend(item.key for item in items)
+            return _real(stage, job, items, *args, **kwargs)
+
+        monkeypatch.setattr(runner_module, name, recording)
+    pool = load_settings(overrides={"runner": {"executor": "process", "workers": 2}})
+    [summary] = Runner(Workspace.for_output(tmp_path / "out"), pool, input_path=tmp_path / "in").run([CostToyStage()])
+    assert summary.items_done == 5 and outputs(tmp_path)["d.out"] == "VVVVV"
+    assert sent["run_pool"] == ["b", "d", "c", "e", "a"]  # costliest first; equal costs in the plan's order
+    # serially the plan's order stands (segment's look-ahead shot relies on it)
+    [summary] = Runner(Workspace.for_output(tmp_path / "serial"), load_settings(), input_path=tmp_path / "in").run(
+        [CostToyStage()])
+    assert summary.items_done == 5 and sent["run_serial"] == ["a", "b", "c", "d", "e"]
 
 
 def test_a_stage_runs_with_its_own_executor_and_a_misspelt_stage_is_named(tmp_path):

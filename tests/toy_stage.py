@@ -68,3 +68,11 @@ class ModelToyStage(ToyStage):
     def process(self, job: StageJob, item: WorkItem, progress) -> ItemOutput:
         assert self._model(job) == "upper"
         return super().process(job, item, progress)
+
+
+
+class CostToyStage(ToyStage):
+    """The toy stage whose items cost their text's length."""
+
+    def cost(self, item: WorkItem) -> float:
+        return float(Path(item.payload).stat().st_size)

@@ -250,6 +250,8 @@ class Runner:
         # writes of process() stay in the stage's folder (or the state folder) and are journaled
         scope = partial(item_scope, self.workspace.root, (ctx.output_dir, self.workspace.state_dir),
                         self.journal_path(stage))
+        if executor == "ray" or (executor == "process" and settings.workers > 1):
+            todo = sorted(todo, key=stage.cost, reverse=True)  # stable: equal costs keep the plan's order
         if executor == "ray" and todo:
             if not self._ray_started:
                 self._sessions.enter_context(ray_session(settings.ray_address, settings.workers))

@@ -145,6 +145,12 @@ class Stage(ABC):
         and gets it from there in ``process``: a model kept on ``self`` would be loaded again
         for every item, since each item reaches a worker with its own copy of the stage."""
 
+    def cost(self, item: WorkItem) -> float:
+        """How much work ``item`` is, relative to the stage's other items (a shot's frames, a
+        video's bytes). Parallel executors start the costliest first, so that a long item does
+        not start last and run alone while the other workers idle; equal by default."""
+        return 1.0
+
     @abstractmethod
     def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput: ...
 

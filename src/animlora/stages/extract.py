@@ -699,6 +699,9 @@ class ExtractStage(Stage):
         return items
 
     # -- work ------------------------------------------------------------------------------
+    def cost(self, item: WorkItem) -> float:
+        return float(item.payload["size"])  # bytes of the video: its length, near enough
+
     def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:
         if not Path(item.payload["path"]).exists():
             raise BadInputError(item.payload["path"], "no such file")

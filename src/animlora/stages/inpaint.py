@@ -177,6 +177,9 @@ class InpaintStage(Stage):
             items.append(WorkItem(shot, digest(stamps), frames, labels.get(shot, shot)))
         return items
 
+    def cost(self, item: WorkItem) -> float:
+        return float(len(item.payload))  # frames of the shot
+
     def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:
         s = job.settings.inpaint
         from animlora.backends.registry import held

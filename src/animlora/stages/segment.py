@@ -279,6 +279,9 @@ class SegmentStage(Stage):
         return items
 
     # -- work ---------------------------------------------------------------------------
+    def cost(self, item: WorkItem) -> float:
+        return float(len(item.payload))  # frames of the shot
+
     def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:
         # 1-2. read the frames and run the model: done ahead on a thread while the previous
         # shot was written (see _Ahead), or now
