@@ -27,7 +27,9 @@ SETTINGS = {"dataset": {"target_size": 12, "small_size": 12, "resolution": 512, 
 def test_auto_min_size_scales_with_shots_between_floor_and_cap():
     assert resolve_min_size("auto", 14)[0] == 4  # cgi-bench's short film
     assert resolve_min_size("auto", 6)[0] == 4  # never under the floor
-    assert resolve_min_size("auto", 24)[0] == 6
+    assert resolve_min_size("auto", 24)[0] == 4  # cgi-bench's ~450-frame renders: pure 4-5 image folders
+    assert resolve_min_size("auto", 36)[0] == 6
+    assert resolve_min_size("auto", 48)[0] == 8
     assert resolve_min_size("auto", 136)[0] == 8  # the whole Big Buck Bunny film
     assert resolve_min_size("auto", None)[0] == 8  # a folder of cut-outs: shots unknown
     assert resolve_min_size(12, 14) == (12, "dataset.min_size 12 (set)")  # an explicit number wins

@@ -22,13 +22,13 @@ import numpy as np
 # -- min_size: auto ------------------------------------------------------------------------------
 AUTO = "auto"
 AUTO_FLOOR = 4  # a short film (cgi-bench: 14 shots) still gets a dataset for a character seen in 3-4 shots
-AUTO_CAP = 8  # 32 shots and more: the minimum a feature film always had
-SHOTS_PER_IMAGE = 4  # one image of minimum per this many shots in the project
+AUTO_CAP = 8  # 43 shots and more: the minimum a feature film always had
+SHOTS_PER_IMAGE = 6  # one image of minimum per this many shots in the project
 
 
 def resolve_min_size(setting: int | str, shots: int | None) -> tuple[int, str]:
     """(the minimum of images a dataset needs, how it was chosen). An explicit number is used as
-    it is; ``auto`` is ceil(shots / 4) kept between 4 and 8, or 8 when the footage's shots are
+    it is; ``auto`` is ceil(shots / 6) kept between 4 and 8, or 8 when the footage's shots are
     unknown (a folder of cut-outs)."""
     if setting != AUTO:
         return int(setting), f"dataset.min_size {int(setting)} (set)"
