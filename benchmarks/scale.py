@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -72,10 +72,8 @@ def one_core() -> Iterator[None]:
 
     def pin(mask: set[int]) -> None:
         for tid in os.listdir("/proc/self/task"):
-            try:
+            with suppress(OSError):  # a thread that ended meanwhile
                 os.sched_setaffinity(int(tid), mask)
-            except OSError:  # a thread that ended meanwhile
-                pass
 
     pin(core)
     try:

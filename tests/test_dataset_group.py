@@ -107,6 +107,34 @@ def test_an_idle_track_or_partner_beside_another_character_is_evidence(idle: str
     assert list(out) == ["v_f20_a"] and "(clustered as rinky)" in out["v_f20_a"]
 
 
+def _walked_over(idle_box: tuple[int, int, int, int] = (900, 150, 200, 300)) -> list[dict]:
+    """cgi-bench seed 5, shot 17: the bunny (track a) sits still at the right, the fox (track b)
+    walks at the left, far from it; later one mask over both keeps the bunny's track, the fox's
+    track ends."""
+    rows = []
+    for f in (10, 11, 12):
+        rows += [_row(f, "a", idle_box, prop=True), _row(f, "b", (100, 150, 200, 300))]
+    return rows + [_row(20, "a", (600, 150, 400, 300))]
+
+
+def test_a_mask_clustered_as_the_character_that_walked_into_another_tracks_object_is_a_group() -> None:
+    rows = _walked_over()
+    fox = {"v_f20_a": "fox"} | {r["id"]: "fox" for r in rows if r["track_id"].endswith("_b")}
+    # the frame-20 mask is the fox's colours (clustered as the fox) on the bunny's track, twice its
+    # area, and the fox's own track is gone: the bunny (in no cluster) and the fox in one mask,
+    # although the two were never near each other nor still where the mask is in the frames apart
+    out = group_members(rows, characters=fox)
+    assert list(out) == ["v_f20_a"] and "v_s1_b" in out["v_f20_a"]
+    assert group_members(rows) == {}  # nothing clustered: no evidence
+    # the track's object alone clustered as the fox too: a piece of the same character, no evidence
+    assert group_members(rows, characters=fox | {r["id"]: "fox" for r in rows}) == {}
+    # the track's object a speck beside the character (a leaf the tracker passed on to the
+    # butterfly's close-up on the film): the mask is the character, no group
+    small = _walked_over((900, 150, 60, 100))
+    assert group_members(small, characters={"v_f20_a": "fox"} | {r["id"]: "fox" for r in small
+                                                                  if r["track_id"].endswith("_b")}) == {}
+
+
 def _two_shots(anchor_dx: int = 0, shot: str = "v_s3") -> tuple[list[dict], dict[str, str]]:
     """Shot 1: a beside b, with c standing at the right; ``shot``: one mask over a and b in every frame,
     c where it stood (``anchor_dx`` pixels to the right: the camera moved)."""

@@ -259,6 +259,11 @@ GROUP_COVER = 0.5  # the mask's box covers this share of the partner's box in th
 # idle beside Rinky in shot 29). Without that knowledge a still piece of the same character passes
 # for a partner (film shot 23: Buck's body beside his head, both in Buck's cluster; seed 3's bunny).
 GROUP_GROW_KNOWN = 1.3
+# The other way round: the mask is clustered as the partner's character, while its track's object seen
+# alone is not (in no cluster or another) and is no speck beside the partner (GROUP_PARTNER of its
+# area). The character walked into the other object and the tracker kept the object's track for the
+# mask of both (cgi-bench seed 5, shot 17: the fox walks up to the idle bunny; the two far apart in the
+# frames where they are seen apart, so neither nearness nor cover applies, and the idle track counts).
 GROUP_REASON = "not_one_character:group"
 _FRAME_NUMBER = re.compile(r"(\d+)$")
 # A shot that shows the group in every sampled frame is judged against nearby shots framed the same
@@ -353,8 +358,11 @@ def group_members(rows: Iterable[Mapping[str, Any]], wanted: Iterable[str] | Non
     ``GROUP_SUM`` of ``u``'s, and ``x``'s box covers >= ``GROUP_COVER`` of ``u``'s box in ``f``.
     When ``u``'s instance in ``f`` is a member of another character than ``x`` (``characters``),
     ``GROUP_GROW_KNOWN`` replaces ``GROUP_GROW`` and ``t`` or ``u`` may be idle in ``f`` (a
-    character sitting still beside another: Frank beside Buck in the film's shot 23). A member marked
-    ``mixed`` by the segment stage is a group too. A row whose box cannot be read is not judged."""
+    character sitting still beside another: Frank beside Buck in the film's shot 23). When ``x`` is
+    a member of ``u``'s character and ``t`` seen alone is not (and is >= ``GROUP_PARTNER`` of ``u``'s
+    area), ``x`` is ``u`` on ``t``'s object: the growth bounds alone decide (idle tracks, distance and
+    cover aside). A member marked ``mixed`` by the segment stage is a group too. A row whose box
+    cannot be read is not judged."""
     from animlora.identity.geometry import parse_box
 
     judged = None if wanted is None else set(wanted)
@@ -398,25 +406,30 @@ def group_members(rows: Iterable[Mapping[str, Any]], wanted: Iterable[str] | Non
                         continue
                     theirs = who.get(u["id"])  # the partner clustered as another character than this track's
                     known = theirs is not None and mine is not None and theirs not in (mine, who.get(alone["id"]))
-                    if (alone["prop"] or u["prop"]) and not known:
+                    claimed = (mine is not None and theirs == mine and who.get(alone["id"]) != mine
+                               and alone["area"] >= GROUP_PARTNER * u["area"])
+                    if (alone["prop"] or u["prop"]) and not (known or claimed):
                         continue
-                    if _box_gap(alone["box"], u["box"]) > GROUP_NEAR * math.sqrt(alone["box"][2] * alone["box"][3]):
+                    if not claimed and _box_gap(alone["box"], u["box"]) > GROUP_NEAR * math.sqrt(
+                            alone["box"][2] * alone["box"][3]):
                         continue
                     grow = GROUP_GROW_KNOWN if known else GROUP_GROW
                     if x["area"] < max(grow * alone["area"], alone["area"] + GROUP_SUM * u["area"]):
                         continue
-                    if _box_cover(x["box"], u["box"]) < GROUP_COVER:
+                    if not claimed and _box_cover(x["box"], u["box"]) < GROUP_COVER:
                         continue
                     distance = abs(u["order"] - x["order"])
                     if best is None or distance < best[0]:
                         best = (distance, frame, u["track"], x["area"] / max(alone["area"], 1e-9),
-                                who.get(u["id"]) if known else None)
+                                who.get(u["id"]) if known else None, claimed)
             if best is not None:
-                _, frame, partner, grow, whom = best
+                _, frame, partner, grow, whom, claimed = best
                 seen = f" (clustered as {whom})" if whom else ""
+                where = (f"this mask, clustered as that track's character, is {grow:.2f}x the size of its own "
+                         "track's object" if claimed else
+                         f"this mask is {grow:.2f}x that size and covers where it stood")
                 out[x["id"]] = (f"{GROUP_REASON} (frame {frame} shows its track beside track {partner}{seen}, "
-                                f"which is gone here while this mask is {grow:.2f}x that size and covers where "
-                                f"it stood: two characters in one mask)")
+                                f"which is gone here while {where}: two characters in one mask)")
     if not who:
         return out
     numbered: dict[tuple[str, int], str] = {}
