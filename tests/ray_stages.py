@@ -6,7 +6,7 @@ import os
 import signal
 from pathlib import Path
 
-from animlora.pipeline.stage import ItemOutput, StageJob, WorkItem
+from animlora.pipeline.stage import ItemOutput, Stage, StageJob, WorkItem
 from animlora.stages.segment import SegmentStage
 
 
@@ -23,3 +23,22 @@ class KilledOnceSegment(SegmentStage):
             return output
         os.kill(os.getpid(), signal.SIGKILL)
         raise AssertionError("unreachable")
+
+
+class GpuProbe(Stage):
+    """A stage that holds "a model" (it has a ``setup_worker`` hook, so Ray runs it on actors):
+    each item's output says which process ran it and which GPUs Ray gave that process."""
+
+    name = "gpu_probe"
+    folder = "gpu_probe"
+
+    def plan(self, ctx) -> list[WorkItem]:
+        return []
+
+    def setup_worker(self, job: StageJob) -> None:
+        return None
+
+    def process(self, job: StageJob, item: WorkItem, progress) -> ItemOutput:
+        import ray
+
+        return ItemOutput(data={"pid": os.getpid(), "gpus": [int(g) for g in ray.get_gpu_ids()]})

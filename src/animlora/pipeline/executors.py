@@ -6,6 +6,7 @@ number of items in flight, so memory stays flat however many items a stage has.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -136,6 +137,15 @@ class _StageActor:
         return os.getpid()
 
 
+def gpu_actors_fit(node_gpus: Iterable[float], per_actor: float) -> int:
+    """How many actors asking ``per_actor`` GPUs each Ray places at once on nodes with these GPU
+    counts: a share below one GPU comes from a single GPU (0.4 puts two on a GPU, so four on two
+    GPUs, not five), a larger ask takes that many whole GPUs of one node."""
+    per_gpu = math.floor(1 / per_actor + 1e-6) if per_actor < 1 else 0
+    return sum(math.floor(n + 1e-6) * per_gpu if per_gpu else math.floor(n / per_actor + 1e-6)
+               for n in node_gpus)
+
+
 def _unwrap(exc: BaseException) -> BaseException:
     """A task's own exception (Ray wraps it in a RayTaskError that keeps it as ``cause``)."""
     cause = getattr(exc, "cause", None)
@@ -186,22 +196,37 @@ def run_ray(stage: Stage, job: StageJob, items: Iterable[WorkItem], workers: int
             ) -> Iterator[Outcome]:
     """Items on Ray (inside :func:`ray_session`), yielded in completion order.
 
-    ``2 * workers`` tasks in flight, or ``workers`` actors with one call each. A worker that dies
-    mid-item (killed, out of memory, node lost) costs that item one attempt: it is sent again
-    (a dead actor is replaced by a new one, which loads its model again) up to ``retries``
-    times, then recorded as failed with the crash. An exception the item raises is its result, as with the other
-    executors (not retried)."""
+    ``2 * workers`` tasks in flight, or ``workers`` actors with one call each; GPU actors no more
+    than the cluster's GPUs hold at ``gpus_per_worker`` each (:func:`gpu_actors_fit`, at least
+    one), since an actor that gets no GPU waits forever and so would the items sent to it. A
+    worker that dies mid-item (killed, out of memory, node lost) costs that item one attempt: it
+    is sent again (a dead actor is replaced by a new one, which loads its model again) up to
+    ``retries`` times, then recorded as failed with the crash. An exception the item raises is
+    its result, as with the other executors (not retried)."""
     import ray
 
-    gpu = gpu_check is not None and gpu_check(stage, job.settings, ray.cluster_resources().get("GPU", 0.0))
+    cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
+    gpu = gpu_check is not None and gpu_check(stage, job.settings, cluster_gpus)
     need = {"num_cpus": 0 if gpu else 1, "num_gpus": gpus_per_worker if gpu else 0}
     stage_ref, job_ref, scope_ref = ray.put(stage), ray.put(job), ray.put(scope)
     actors: list[Any] = []
     if uses_actors(stage, gpu):
+        count = workers
+        if gpu and cluster_gpus > 0:
+            # an actor the GPUs cannot hold would wait forever, and the items sent to it with it
+            fit = gpu_actors_fit((n["Resources"].get("GPU", 0.0) for n in ray.nodes() if n.get("Alive")),
+                                 gpus_per_worker)
+            count = max(1, min(workers, fit))
+            if count < workers:
+                import logging
+
+                logging.getLogger("animlora").warning(
+                    "%s: %d of %d GPU actors started (runner.workers): the cluster's GPUs (%g) hold %d "
+                    "of %g GPU each (runner.ray_gpus)", stage.name, count, workers, cluster_gpus, fit, gpus_per_worker)
         # one call at a time per actor: a crash then costs only the item that was running
         actor_cls = ray.remote(_StageActor).options(max_restarts=0, max_task_retries=0, **need)
-        actors = [actor_cls.remote(stage, job) for _ in range(workers)]
-        in_flight = workers
+        actors = [actor_cls.remote(stage, job) for _ in range(count)]
+        in_flight = count
     else:
         task = ray.remote(_ray_item).options(max_retries=0, **need)
         in_flight = 2 * workers
