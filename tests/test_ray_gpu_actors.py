@@ -94,3 +94,23 @@ def test_gpu_actors_fit_counts_per_gpu_and_per_node():
         ((1.0,), 1.0), ((1.0,), 0.5), ((2.0,), 0.4), ((1.0, 1.0), 0.4), ((8.0,), 1 / 3), ((4.0, 0.0), 1.0),
         ((1.0, 1.0), 2.0), ((4.0,), 2.0)]}
     assert list(fit.values()) == [1, 2, 4, 4, 24, 4, 0, 2]
+
+
+def test_a_gpu_stage_no_gpu_can_hold_stops_with_one_line(one_gpu_ray, tmp_path):
+    from animlora.errors import StageError
+
+    job = StageJob(settings=None, output_dir=tmp_path, input_path=None, workspace_root=tmp_path, standalone=True)
+    with pytest.raises(StageError, match=r"no node of the Ray cluster has 2 GPU for one actor"):
+        list(run_ray(GpuProbe(), job, [WorkItem(key="i0", fingerprint="0")], 2, gpus_per_worker=2.0,
+                     gpu_check=lambda stage, settings, gpus: True))
+
+
+def test_ray_gpus_is_a_share_of_one_gpu_or_whole_gpus():
+    from pydantic import ValidationError
+
+    from animlora.config.schema import RunnerSettings
+
+    base = {"executor": "ray", "executors": {}, "workers": 2, "ray_address": "", "ray_retries": 3}
+    assert [RunnerSettings(**base, ray_gpus=v).ray_gpus for v in (0.25, 1.0, 2.0)] == [0.25, 1.0, 2.0]
+    with pytest.raises(ValidationError, match="a share of one GPU"):
+        RunnerSettings(**base, ray_gpus=1.5)

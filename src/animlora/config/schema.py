@@ -11,7 +11,7 @@ import json
 import types
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator, model_validator
 
 # YAML 1.1 (PyYAML) reads these words as booleans; a choice field that offers one gets it back
 _YAML_WORDS = {False: ("no", "off", "false"), True: ("yes", "on", "true")}
@@ -112,6 +112,14 @@ class RunnerSettings(Section):
                                          "empty = a local Ray that starts and stops with the run")
     ray_retries: int = Field(ge=0, le=100, description="Ray: times an item is sent again after its worker died")
     ray_gpus: float = Field(gt=0, le=8, description="Ray: GPUs per model actor (fractional shares a GPU)")
+
+    @field_validator("ray_gpus")
+    @classmethod
+    def _one_gpu_share_or_whole_gpus(cls, value: float) -> float:
+        # Ray gives an actor a share of one GPU or whole GPUs; it refuses 1.5 when the actor starts
+        if value > 1 and abs(value - round(value)) > 1e-9:
+            raise ValueError(f"{value:g} GPUs: a share of one GPU (at most 1) or a whole number of GPUs")
+        return value
 
 
 class ModelsSettings(Section):

@@ -197,8 +197,8 @@ def run_ray(stage: Stage, job: StageJob, items: Iterable[WorkItem], workers: int
     """Items on Ray (inside :func:`ray_session`), yielded in completion order.
 
     ``2 * workers`` tasks in flight, or ``workers`` actors with one call each; GPU actors no more
-    than the cluster's GPUs hold at ``gpus_per_worker`` each (:func:`gpu_actors_fit`, at least
-    one), since an actor that gets no GPU waits forever and so would the items sent to it. A
+    than the cluster's GPUs hold at ``gpus_per_worker`` each (:func:`gpu_actors_fit`; none is a
+    StageError), since an actor that gets no GPU waits forever and so would the items sent to it. A
     worker that dies mid-item (killed, out of memory, node lost) costs that item one attempt: it
     is sent again (a dead actor is replaced by a new one, which loads its model again) up to
     ``retries`` times, then recorded as failed with the crash. An exception the item raises is
@@ -212,11 +212,15 @@ def run_ray(stage: Stage, job: StageJob, items: Iterable[WorkItem], workers: int
     actors: list[Any] = []
     if uses_actors(stage, gpu):
         count = workers
-        if gpu and cluster_gpus > 0:
+        if gpu:
             # an actor the GPUs cannot hold would wait forever, and the items sent to it with it
             fit = gpu_actors_fit((n["Resources"].get("GPU", 0.0) for n in ray.nodes() if n.get("Alive")),
                                  gpus_per_worker)
-            count = max(1, min(workers, fit))
+            if fit == 0:
+                raise StageError(f"{stage.name} runs on a GPU, but no node of the Ray cluster has {gpus_per_worker:g} "
+                                 f"GPU for one actor (the cluster's GPUs: {cluster_gpus:g}): set runner.ray_gpus, "
+                                 "or the stage's device to cpu")
+            count = min(workers, fit)
             if count < workers:
                 import logging
 
