@@ -1,4 +1,4 @@
-"""The Ray executor's GPU actors on a local Ray with one *logical* GPU (Ray schedules ``num_gpus``
+"""The Ray executor's model actors on a local Ray with one CPU and one *logical* GPU (Ray schedules ``num_gpus``
 and hands out GPU ids without any hardware): no more actors are started than the GPUs hold, so a
 stage on a 1-GPU cluster with ``workers: 2`` finishes instead of waiting on an actor that never
 gets a GPU; ``ray_gpus: 0.5`` puts two actors on that GPU.
@@ -46,7 +46,7 @@ def one_gpu_ray(tmp_path_factory):
         ray.shutdown()
 
 
-def _probe(tmp_path: Path, monkeypatch, workers: int, gpus_per_worker: float) -> list[dict]:
+def _probe(tmp_path: Path, monkeypatch, workers: int, gpus_per_worker: float, gpu: bool = True) -> list[dict]:
     """GpuProbe's 4 items through run_ray as a GPU stage; each item's (pid, GPU ids). A stage
     that waits on an actor that never starts fails after TIMEOUT s instead of hanging (Ray's
     wait does not see signals, so each of run_ray's waits is given what is left of TIMEOUT)."""
@@ -65,7 +65,7 @@ def _probe(tmp_path: Path, monkeypatch, workers: int, gpus_per_worker: float) ->
 
     monkeypatch.setattr(ray, "wait", bounded_wait)
     outcomes = list(run_ray(GpuProbe(), job, items, workers, gpus_per_worker=gpus_per_worker,
-                            gpu_check=lambda stage, settings, gpus: True))
+                            gpu_check=lambda stage, settings, gpus: gpu))
     assert sorted(item.key for item, _ in outcomes) == [item.key for item in items]
     assert not [out for _, out in outcomes if isinstance(out, BaseException)]
     return [out.data for _, out in outcomes]
@@ -85,12 +85,20 @@ def test_half_a_gpu_each_puts_two_actors_on_the_one_gpu(one_gpu_ray, tmp_path, m
     assert {tuple(d["gpus"]) for d in done} == {(0,)}
 
 
-def test_gpu_actors_fit_counts_per_gpu_and_per_node():
-    from animlora.pipeline.executors import gpu_actors_fit
+def test_model_actors_on_cpus_are_no_more_than_the_cpus(one_gpu_ray, tmp_path, monkeypatch, caplog):
+    # the same hang with CPU actors (a model stage on a CPU cluster smaller than runner.workers)
+    with caplog.at_level(logging.INFO, logger="animlora"):
+        done = _probe(tmp_path, monkeypatch, workers=2, gpus_per_worker=1.0, gpu=False)
+    assert len({d["pid"] for d in done}) == 1 and [d["gpus"] for d in done] == [[]] * 4
+    assert any("1 of 2 CPU actors" in r.getMessage() for r in caplog.records)
+
+
+def test_actors_fit_counts_per_gpu_and_per_node():
+    from animlora.pipeline.executors import actors_fit
 
     # a share below one GPU comes from one GPU (Ray places four 0.4-GPU actors on 2 GPUs, not
     # five); a whole-GPU ask from one node
-    fit = {(nodes, per): gpu_actors_fit(nodes, per) for nodes, per in [
+    fit = {(nodes, per): actors_fit(nodes, per) for nodes, per in [
         ((1.0,), 1.0), ((1.0,), 0.5), ((2.0,), 0.4), ((1.0, 1.0), 0.4), ((8.0,), 1 / 3), ((4.0, 0.0), 1.0),
         ((1.0, 1.0), 2.0), ((4.0,), 2.0)]}
     assert list(fit.values()) == [1, 2, 4, 4, 24, 4, 0, 2]

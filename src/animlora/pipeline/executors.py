@@ -137,13 +137,13 @@ class _StageActor:
         return os.getpid()
 
 
-def gpu_actors_fit(node_gpus: Iterable[float], per_actor: float) -> int:
-    """How many actors asking ``per_actor`` GPUs each Ray places at once on nodes with these GPU
-    counts: a share below one GPU comes from a single GPU (0.4 puts two on a GPU, so four on two
-    GPUs, not five), a larger ask takes that many whole GPUs of one node."""
+def actors_fit(node_amounts: Iterable[float], per_actor: float) -> int:
+    """How many actors asking ``per_actor`` GPUs (or CPUs) each Ray places at once on nodes with
+    these amounts: a share below one GPU comes from a single GPU (0.4 puts two on a GPU, so four
+    on two GPUs, not five), a larger ask takes that many whole units of one node."""
     per_gpu = math.floor(1 / per_actor + 1e-6) if per_actor < 1 else 0
     return sum(math.floor(n + 1e-6) * per_gpu if per_gpu else math.floor(n / per_actor + 1e-6)
-               for n in node_gpus)
+               for n in node_amounts)
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -196,9 +196,10 @@ def run_ray(stage: Stage, job: StageJob, items: Iterable[WorkItem], workers: int
             ) -> Iterator[Outcome]:
     """Items on Ray (inside :func:`ray_session`), yielded in completion order.
 
-    ``2 * workers`` tasks in flight, or ``workers`` actors with one call each; GPU actors no more
-    than the cluster's GPUs hold at ``gpus_per_worker`` each (:func:`gpu_actors_fit`; none is a
-    StageError), since an actor that gets no GPU waits forever and so would the items sent to it. A
+    ``2 * workers`` tasks in flight, or ``workers`` actors with one call each, but no more actors
+    than the cluster holds (GPU actors at ``gpus_per_worker`` each, CPU actors at one CPU; see
+    :func:`actors_fit`; none is a StageError), since an actor Ray cannot place waits forever and so
+    would the items sent to it. A
     worker that dies mid-item (killed, out of memory, node lost) costs that item one attempt: it
     is sent again (a dead actor is replaced by a new one, which loads its model again) up to
     ``retries`` times, then recorded as failed with the crash. An exception the item raises is
@@ -211,22 +212,22 @@ def run_ray(stage: Stage, job: StageJob, items: Iterable[WorkItem], workers: int
     stage_ref, job_ref, scope_ref = ray.put(stage), ray.put(job), ray.put(scope)
     actors: list[Any] = []
     if uses_actors(stage, gpu):
-        count = workers
-        if gpu:
-            # an actor the GPUs cannot hold would wait forever, and the items sent to it with it
-            fit = gpu_actors_fit((n["Resources"].get("GPU", 0.0) for n in ray.nodes() if n.get("Alive")),
-                                 gpus_per_worker)
-            if fit == 0:
-                raise StageError(f"{stage.name} runs on a GPU, but no node of the Ray cluster has {gpus_per_worker:g} "
-                                 f"GPU for one actor (the cluster's GPUs: {cluster_gpus:g}): set runner.ray_gpus, "
-                                 "or the stage's device to cpu")
-            count = min(workers, fit)
-            if count < workers:
-                import logging
+        # an actor the cluster cannot hold would wait forever, and the items sent to it with it
+        nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+        kind, have, each = ("GPU", cluster_gpus, gpus_per_worker) if gpu else \
+            ("CPU", ray.cluster_resources().get("CPU", 0.0), 1.0)
+        fit = actors_fit((n.get(kind, 0.0) for n in nodes), each)
+        if fit == 0:
+            raise StageError(f"{stage.name}: no node of the Ray cluster has {each:g} {kind} for one actor (the "
+                             f"cluster's {kind}s: {have:g})" + (": set runner.ray_gpus, or the stage's device to cpu"
+                                                               if gpu else ""))
+        count = min(workers, fit)
+        if count < workers:
+            import logging
 
-                logging.getLogger("animlora").warning(
-                    "%s: %d of %d GPU actors started (runner.workers): the cluster's GPUs (%g) hold %d "
-                    "of %g GPU each (runner.ray_gpus)", stage.name, count, workers, cluster_gpus, fit, gpus_per_worker)
+            logging.getLogger("animlora").warning(
+                "%s: %d of %d %s actors started (runner.workers): the cluster's %ss (%g) hold %d of %g %s each%s",
+                stage.name, count, workers, kind, kind, have, fit, each, kind, " (runner.ray_gpus)" if gpu else "")
         # one call at a time per actor: a crash then costs only the item that was running
         actor_cls = ray.remote(_StageActor).options(max_restarts=0, max_task_retries=0, **need)
         actors = [actor_cls.remote(stage, job) for _ in range(count)]
