@@ -199,11 +199,10 @@ def run_ray(stage: Stage, job: StageJob, items: Iterable[WorkItem], workers: int
     ``2 * workers`` tasks in flight, or ``workers`` actors with one call each, but no more actors
     than the cluster holds (GPU actors at ``gpus_per_worker`` each, CPU actors at one CPU; see
     :func:`actors_fit`; none is a StageError), since an actor Ray cannot place waits forever and so
-    would the items sent to it. A
-    worker that dies mid-item (killed, out of memory, node lost) costs that item one attempt: it
-    is sent again (a dead actor is replaced by a new one, which loads its model again) up to
-    ``retries`` times, then recorded as failed with the crash. An exception the item raises is
-    its result, as with the other executors (not retried)."""
+    would the items sent to it. A worker that dies mid-item (killed, out of memory, node lost)
+    costs that item one attempt: it is sent again (a dead actor is replaced by a new one, which
+    loads its model again) up to ``retries`` times, then recorded as failed with the crash. An
+    exception the item raises is its result, as with the other executors (not retried)."""
     import ray
 
     cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
