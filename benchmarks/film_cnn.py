@@ -168,7 +168,7 @@ def main() -> None:
         truth = json.loads(a.truth.read_text())["instance_truth"]
         label_of = {k: v for k, v in truth.items() if v != "not_character"}
     else:
-        joined = {f: "+".join(group.split("+")) for group in a.same for f in group.split("+")}
+        joined = {f: group for group in a.same for f in group.split("+")}
         for meta in sorted((a.project / "training_data").glob("*/metadata.jsonl")):
             folder = meta.parent.name
             for line in meta.read_text().splitlines():
@@ -182,13 +182,13 @@ def main() -> None:
     cnn = train_features(cutouts, tracks, a.epochs, a.size, a.gain, a.temperature, a.seed)
     col = np.stack([colour[i] / np.linalg.norm(colour[i]) for i in ids])
     spaces = {"colour": col, "cnn": cnn, "colour+cnn": np.concatenate([col, cnn], 1)}
+    n = Counter(lab for lab in labels if lab is not None)
     for name, x in spaces.items():
         right, counted, per = nearest_other_shot(x, labels, shots)
-        n = Counter(lab for lab in labels if lab is not None)
         print(f"{name:10s} nn_other_shot {right / counted:.3f} ({right}/{counted}); "
               + ", ".join(f"{k} {per[k]}/{n[k]}" for k in sorted(n)))
+    folders = [folder_of.get(i) for i in ids]
     for group in a.same:
-        folders = [folder_of.get(i) for i in ids]
         for name, x in spaces.items():
             right, counted, _ = nearest_other_shot(x, labels, shots, folders, group)
             print(f"{name:10s} {group}: nearest in another folder is the same character {right}/{counted} "

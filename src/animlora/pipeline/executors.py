@@ -205,16 +205,16 @@ def run_ray(stage: Stage, job: StageJob, items: Iterable[WorkItem], workers: int
     exception the item raises is its result, as with the other executors (not retried)."""
     import ray
 
-    cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
-    gpu = gpu_check is not None and gpu_check(stage, job.settings, cluster_gpus)
+    resources = ray.cluster_resources()
+    gpu = gpu_check is not None and gpu_check(stage, job.settings, resources.get("GPU", 0.0))
     need = {"num_cpus": 0 if gpu else 1, "num_gpus": gpus_per_worker if gpu else 0}
     stage_ref, job_ref, scope_ref = ray.put(stage), ray.put(job), ray.put(scope)
     actors: list[Any] = []
     if uses_actors(stage, gpu):
         # an actor the cluster cannot hold would wait forever, and the items sent to it with it
         nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-        kind, have, each = ("GPU", cluster_gpus, gpus_per_worker) if gpu else \
-            ("CPU", ray.cluster_resources().get("CPU", 0.0), 1.0)
+        kind, each = ("GPU", gpus_per_worker) if gpu else ("CPU", 1.0)
+        have = resources.get(kind, 0.0)
         fit = actors_fit((n.get(kind, 0.0) for n in nodes), each)
         if fit == 0:
             raise StageError(f"{stage.name}: no node of the Ray cluster has {each:g} {kind} for one actor (the "
