@@ -105,6 +105,34 @@ def test_spandrel_rrdbnet_and_compact_load_from_their_state_dicts_and_keep_alpha
     assert half is not None and half.shape == (120, 160, 4) and used == 2.5
 
 
+def test_fp16_on_cuda_matches_fp32_on_a_full_size_rrdbnet():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("spandrel")
+    if not torch.cuda.is_available():
+        pytest.skip("fp16 runs on CUDA only")
+    from spandrel import ModelLoader
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    from animlora.backends.enhancement.spandrel_sr import SpandrelEnhancer
+
+    torch.manual_seed(0)  # Real-ESRGAN x4plus's layout (64 filters, 23 blocks), random weights
+    state = ESRGAN(in_nc=3, out_nc=3, num_filters=64, num_blocks=23, scale=4).state_dict()
+    rgb, _ = scene_with_disc(h=150, w=200, cx=90, cy=70, r=40)
+    outs = {}
+    for device, half in (("cpu", False), ("cuda", False), ("cuda", True)):
+        s = load_settings(overrides={"enhance": {"device": device, "half": half, "tile": 64, "tile_pad": 16}}).settings
+        enhancer = SpandrelEnhancer(s.enhance, s.models, descriptor=ModelLoader().load_from_state_dict(state),
+                                    model_name="x4-random")
+        assert enhancer.half == half and enhancer.method.endswith(", fp16)" if half else "x4)")
+        outs[device, half] = enhancer.enhance(rgb, 4.0).astype(int)
+        enhancer.close()
+    assert outs["cuda", True].shape == (600, 800, 3)
+    fp32 = np.abs(outs["cuda", False] - outs["cpu", False])
+    assert fp32.max() <= 2, (fp32.max(), fp32.mean())  # cuDNN's TF32 convolutions against the CPU's fp32
+    fp16 = np.abs(outs["cuda", True] - outs["cuda", False])
+    assert fp16.max() <= 4 and fp16.mean() < 0.5, (fp16.max(), fp16.mean())
+
+
 def test_the_gate_rejects_a_result_whose_structure_drifts():
     torch = pytest.importorskip("torch")
     pytest.importorskip("spandrel")

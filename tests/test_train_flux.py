@@ -234,9 +234,10 @@ def test_preset_plan_and_quantization_on_the_cpu(base, data):
     from animlora.training.flux import estimate_memory_gb
 
     preset = load_settings(preset="3d-character-flux").settings.train
-    assert (preset.family, preset.quantize_base, preset.network_dim, preset.resolution) == ("flux", "int8", 16, 1024)
+    assert (preset.family, preset.quantize_base, preset.network_dim, preset.resolution) == ("flux", "nf4", 16, 1024)
     assert estimate_memory_gb(preset, 1) <= 24 * 0.95  # the preset fits a 24 GB GPU
-    assert estimate_memory_gb(preset.model_copy(update={"quantize_base": "none"}), 1) > 24  # bf16 does not
+    for other in ("none", "int8"):  # a bf16 base does not fit; nor int8 (38.5 GB measured on an H200)
+        assert estimate_memory_gb(preset.model_copy(update={"quantize_base": other}), 1) > 24
     # SD defaults on a Flux base: each change is said once; quantization is skipped on the CPU
     t = trainer(quantize_base="nf4", shuffle_caption=True, train_text_encoder=True, min_snr_gamma=5.0)
     _, ref, plan = t.check_inputs(data, str(base))
@@ -246,6 +247,34 @@ def test_preset_plan_and_quantization_on_the_cpu(base, data):
     assert "quantize_base = nf4 needs a CUDA GPU" in text and "text encoders stay frozen" in text
     assert "caption shuffle is off" in text and "min-SNR" in text
     assert (t.settings.quantize_base, t.settings.shuffle_caption, t.settings.train_text_encoder) == ("none", False, False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="bitsandbytes quantization needs a CUDA GPU")
+@pytest.mark.parametrize("quantize", ["int8", "nf4"])
+def test_quantized_base_trains_on_cuda(base, data, tmp_path, monkeypatch, quantize):
+    bnb = pytest.importorskip("bitsandbytes")
+    from animlora.training import flux_model
+
+    prepare, seen = flux_model.prepare, {}
+
+    def spy(*args, **kwargs):
+        comp, params = prepare(*args, **kwargs)
+        seen["layers"] = list(comp.unet.modules())
+        seen["devices"] = {p.device.type for p in params}
+        return comp, params
+
+    monkeypatch.setattr(flux_model, "prepare", spy)
+    t = trainer(quantize_base=quantize, mixed_precision="bf16", epochs=2)
+    result = t.train(data, tmp_path / quantize, str(base))
+    quantized = {"int8": bnb.nn.Linear8bitLt, "nf4": bnb.nn.Linear4bit}[quantize]
+    assert any(isinstance(m, quantized) for m in seen["layers"])  # the base really is quantized
+    assert seen["devices"] == {"cuda"} and t.settings.quantize_base == quantize and result.steps == 8
+    weights = load_file(str(result.final))
+    ups = [v for k, v in weights.items() if k.endswith("lora_up.weight")]
+    assert ups and all(bool(torch.isfinite(v).all()) and float(v.abs().max()) > 0 for v in ups)
+    # the same key set as an unquantized run's file: the export does not see the quantization
+    plain = trainer(epochs=1).train(data, tmp_path / "plain", str(base))
+    assert set(load_file(str(plain.final))) == set(weights)
 
 
 def test_evaluation_samples_flux_checkpoints(base, data, tmp_path):

@@ -151,6 +151,16 @@ def test_single_file_checkpoint_base_model(base, data, tmp_path):
     assert any(k.startswith("lora_te_text_model_") for k in load_file(str(result.final)))
 
 
+def test_a_second_run_in_one_process_may_use_another_precision(base, data, tmp_path):
+    """accelerate keeps one state per process; a caller's earlier Accelerator (or an earlier run)
+    with another mixed precision must not make the next run fail."""
+    from accelerate import Accelerator
+
+    Accelerator(cpu=True, mixed_precision="bf16")  # what a bf16 run leaves behind
+    result = trainer(epochs=1).train(data, tmp_path / "run", str(base))
+    assert result.steps == 4 and result.final.is_file()
+
+
 def test_sdxl_trains_and_loads_back(tmp_path):
     from diffusers import StableDiffusionXLPipeline
 

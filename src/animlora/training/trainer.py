@@ -222,7 +222,8 @@ class LoraTrainer:
             avail = torch.cuda.get_device_properties(0).total_memory / 1024**3
             fits = mem is not None and mem <= avail * 0.95
             if not fits:
-                warnings.append(f"estimated {mem:.1f} GB > {avail:.1f} GB: enable train.gradient_checkpointing, "
+                nf4 = "set train.quantize_base = nf4, " if ref.family == "flux" and s.quantize_base != "nf4" else ""
+                warnings.append(f"estimated {mem:.1f} GB > {avail:.1f} GB: {nf4}enable train.gradient_checkpointing, "
                                 "cache_latents, or lower batch_size / resolution / network_dim")
         if s.optimizer == "prodigy" and s.unet_lr < 0.1:
             warnings.append(f"Prodigy adapts the step size itself and expects lr ≈ 1.0 (train.unet_lr = {s.unet_lr})")
@@ -294,10 +295,20 @@ class LoraTrainer:
 
         # 2. load models
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
         from accelerate.utils import DataLoaderConfiguration, set_seed
 
         from animlora.training.base_model import load_components
 
+        # accelerate keeps one state per process and refuses a second run with another precision
+        # (a bf16 Flux run after an fp16 SD one, in tests or a library caller): start it afresh,
+        # keeping the distributed (partial) state that `accelerate launch` set up
+        AcceleratorState._reset_state()
+        if plan.device == "cuda":
+            # cuDNN's fastest convolution backward kernels add in a varying order: with them a
+            # resumed run (and two fresh runs) differ in the last bits. The deterministic ones
+            # keep kill -9 + resume bit-identical on the GPU as on the CPU.
+            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
         accelerator = Accelerator(
             mixed_precision=plan.mixed_precision, cpu=plan.device == "cpu",
             log_with="tensorboard" if s.tensorboard else None, project_dir=str(output_dir / "logs"),
