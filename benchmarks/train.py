@@ -223,6 +223,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of both loops")
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
+    if cuda:  # the trainer runs cuDNN's deterministic kernels (bit-identical resume): so does the reference
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     sd15 = args.sd15 or (cuda and not args.tiny)
     resolution = 512 if sd15 else 32
     torch.set_num_threads(max(1, torch.get_num_threads()))

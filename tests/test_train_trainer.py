@@ -155,7 +155,9 @@ def test_a_second_run_in_one_process_may_use_another_precision(base, data, tmp_p
     """accelerate keeps one state per process; a caller's earlier Accelerator (or an earlier run)
     with another mixed precision must not make the next run fail."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
+    AcceleratorState._reset_state()  # whatever an earlier test left
     Accelerator(cpu=True, mixed_precision="bf16")  # what a bf16 run leaves behind
     result = trainer(epochs=1).train(data, tmp_path / "run", str(base))
     assert result.steps == 4 and result.final.is_file()

@@ -47,7 +47,7 @@ def load_transformer(ref: BaseModelRef, *, config: str = "", dtype: Any = None, 
 
     kwargs: dict[str, Any] = {}
     if dtype is not None:
-        kwargs["torch_dtype"] = dtype
+        kwargs["dtype"] = dtype
     if quantize != "none":
         from diffusers import BitsAndBytesConfig
 
@@ -69,7 +69,7 @@ def load_flux(ref: BaseModelRef, *, config: str = "", transformer: bool = True, 
 
     kwargs: dict[str, Any] = {"transformer": None}
     if dtype is not None:
-        kwargs["torch_dtype"] = dtype
+        kwargs["dtype"] = dtype
     pipe = _load("pipeline", ref, FluxPipeline.from_pretrained, pipeline_source(ref, config), **kwargs)
     model = load_transformer(ref, config=config, dtype=dtype, quantize=quantize) if transformer else None
     scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)

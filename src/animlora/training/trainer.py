@@ -100,6 +100,9 @@ QUIET = (
     # it is missing; animlora never runs bitsandbytes on the CPU (quantize_base and adamw8bit are
     # CUDA only), and on a CUDA build of torch that kernel cannot load anyway
     ("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward"),
+    # LLM.int8 (quantize_base: int8) logs its fp16 cast on every call of every layer: 4232 lines in
+    # 4 steps of a full-size Flux on an H200; the plan says it once (flux_settings)
+    ("bitsandbytes.autograd._functions", "MatMul8bitLt: inputs will be cast from"),
 )
 
 

@@ -43,8 +43,8 @@ def load_pipeline(path: Path, dtype: Any) -> Any:
     from diffusers import StableDiffusionInpaintPipeline
 
     kwargs: dict[str, Any] = {"safety_checker": None, "requires_safety_checker": False}
-    if dtype != torch.float32:  # float32 is the default; newer diffusers warn about the keyword's name
-        kwargs["torch_dtype"] = dtype
+    if dtype != torch.float32:  # float32 is the default
+        kwargs["dtype"] = dtype
     try:
         if path.is_file() and path.suffix.lower() in SINGLE_FILE_SUFFIXES:
             pipe = StableDiffusionInpaintPipeline.from_single_file(str(path), **kwargs)
