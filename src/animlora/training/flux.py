@@ -273,8 +273,10 @@ def encode_texts(tokenizers: tuple, encoders: tuple, texts: list[str], device: A
 # -- memory ---------------------------------------------------------------------------------
 TRANSFORMER_PARAMS = 11.9e9
 # bf16; bitsandbytes NF4 and int8 with their scales. int8 is 1.05 bytes resident, but during a
-# step its backward holds another 1.66 (measured: 38.5 GB peak at 1024² on the full-size
-# transformer, 12.3 GB resident; benchmarks/flux_memory.py on an H200, bitsandbytes 0.50.2).
+# step it held another 1.66 (measured: 38.5 GB peak at 1024² on the full-size transformer, 12.3 GB
+# resident; benchmarks/flux_memory.py on an H200, bitsandbytes 0.50.2): each layer's input, kept
+# out of checkpointing's reach. Int8 blocks are now checkpointed reentrantly, which drops them
+# (flux_model.enable_checkpointing); not measured on a GPU since, so the estimate keeps the figure.
 BYTES_PER_PARAM = {"none": 2.0, "int8": 1.05 + 1.66, "nf4": 0.56}
 LORA_PARAMS_PER_RANK = 5.37e6  # sd-scripts' module set on the full-size transformer, per unit of rank
 

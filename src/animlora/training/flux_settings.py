@@ -40,6 +40,7 @@ def flux_settings(settings: Any, device: str) -> tuple[Any, list[str]]:
                 raise MissingDependencyError("bitsandbytes", "train8bit",
                                              f"a quantized Flux base (train.quantize_base = {s.quantize_base})") from exc
             if s.quantize_base == "int8":
-                notes.append("Flux: train.quantize_base = int8 is bitsandbytes' LLM.int8, which computes in fp16 and "
-                             "held 38.5 GB at 1024² on a full-size transformer (docs/training.md); nf4 held 12.7 GB")
+                notes.append("Flux: train.quantize_base = int8 is bitsandbytes' LLM.int8, which computes in fp16; it "
+                             "held 38.5 GB at 1024² on a full-size transformer before its blocks were checkpointed "
+                             "reentrantly, not measured since (docs/training.md); nf4 held 12.7 GB")
     return (s.model_copy(update=update) if update else s), notes
