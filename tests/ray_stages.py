@@ -9,6 +9,13 @@ from pathlib import Path
 from animlora.pipeline.stage import ItemOutput, Stage, StageJob, WorkItem
 from animlora.stages.segment import SegmentStage
 
+TESTS = Path(__file__).resolve().parent
+
+
+def worker_pythonpath() -> str:
+    """PYTHONPATH for Ray's workers: the package source and this folder (where these stages live)."""
+    return os.pathsep.join([str(TESTS.parent / "src"), str(TESTS), os.environ.get("PYTHONPATH", "")])
+
 
 class KilledOnceSegment(SegmentStage):
     """The real segment stage, whose worker is killed (SIGKILL) once, in the middle of the first

@@ -32,10 +32,8 @@ from animlora.pipeline.runner import Runner  # noqa: E402
 from animlora.stages import get_stage  # noqa: E402
 from animlora.workspace import Workspace  # noqa: E402
 from media import make_clip  # noqa: E402
-from ray_stages import KilledOnceSegment  # noqa: E402
+from ray_stages import KilledOnceSegment, worker_pythonpath  # noqa: E402
 
-TESTS = Path(__file__).resolve().parent
-SRC = TESTS.parent / "src"
 STAGES = ("extract", "segment", "prefilter")
 SETTINGS = {"segment": {"backend": "classic"}, "extract": {"mode": "interval", "interval_seconds": 0.4}}
 YAML = "segment:\n  backend: classic\nextract:\n  mode: interval\n  interval_seconds: 0.4\n"
@@ -44,8 +42,7 @@ YAML = "segment:\n  backend: classic\nextract:\n  mode: interval\n  interval_sec
 
 
 def _env() -> dict[str, str]:
-    path = os.pathsep.join([str(SRC), str(TESTS), os.environ.get("PYTHONPATH", "")])
-    return {**os.environ, "PYTHONPATH": path, **AUTH}
+    return {**os.environ, "PYTHONPATH": worker_pythonpath(), **AUTH}
 
 
 @pytest.fixture(scope="module")

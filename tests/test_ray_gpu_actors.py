@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -18,13 +17,11 @@ import pytest
 
 from animlora.pipeline.executors import run_ray
 from animlora.pipeline.stage import StageJob, WorkItem
-from ray_stages import GpuProbe
+from ray_stages import GpuProbe, worker_pythonpath
 
 # ray is imported in the tests, not here: Ray reads its auth mode and token when it is imported,
 # and test_ray_executor sets both when it is collected (whichever module pytest collects first)
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray (animlora[ray])")
-TESTS = Path(__file__).resolve().parent
-SRC = TESTS.parent / "src"
 TIMEOUT = 60  # s
 
 
@@ -36,9 +33,8 @@ def one_gpu_ray(tmp_path_factory):
 
     if ray.is_initialized():
         pytest.skip("a Ray is already running in this process")
-    path = os.pathsep.join([str(SRC), str(TESTS), os.environ.get("PYTHONPATH", "")])
     ray.init(address="local", num_cpus=1, num_gpus=1, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.WARNING, runtime_env={"env_vars": {"PYTHONPATH": path}},
+             logging_level=logging.WARNING, runtime_env={"env_vars": {"PYTHONPATH": worker_pythonpath()}},
              _temp_dir=str(tmp_path_factory.mktemp("ray")))
     try:
         yield

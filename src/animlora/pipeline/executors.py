@@ -6,6 +6,7 @@ number of items in flight, so memory stays flat however many items a stage has.
 
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
@@ -16,6 +17,8 @@ from typing import Any
 
 from animlora.errors import MissingDependencyError, StageError
 from animlora.pipeline.stage import ItemOutput, Progress, Stage, StageJob, WorkItem
+
+log = logging.getLogger("animlora")
 
 Outcome = tuple[WorkItem, ItemOutput | BaseException]
 # Made around each ``process`` call: where its writes may land (io.files.confined_writes).
@@ -53,12 +56,10 @@ def _process_one(stage: Stage, job: StageJob, item: WorkItem, scope: Scope = _no
 def _setup_worker(stage: Stage, job: StageJob) -> None:
     """Pool initializer: the stage's per-worker hook. A failure here is left for the items,
     which meet it again and record it one by one (a failing initializer breaks the pool)."""
-    import logging
-
     try:
         stage.setup_worker(job)
     except Exception as exc:  # noqa: BLE001 - reported by the items
-        logging.getLogger("animlora").debug("%s: worker setup failed: %s", stage.name, exc)
+        log.debug("%s: worker setup failed: %s", stage.name, exc)
 
 
 def run_pool(stage: Stage, job: StageJob, items: Iterable[WorkItem], workers: int,
@@ -161,7 +162,6 @@ def ray_session(address: str, num_cpus: int) -> Iterator[None]:
     """Ray for one run: join ``address`` (a cluster), or start a local Ray that stops with the
     run. A Ray already started in this process (tests, notebooks) is used as it is."""
     import importlib.util
-    import logging
     import os
     import sys
 
@@ -222,9 +222,7 @@ def run_ray(stage: Stage, job: StageJob, items: Iterable[WorkItem], workers: int
                                                                if gpu else ""))
         count = min(workers, fit)
         if count < workers:
-            import logging
-
-            logging.getLogger("animlora").warning(
+            log.warning(
                 "%s: %d of %d %s actors started (runner.workers): the cluster's %ss (%g) hold %d of %g %s each%s",
                 stage.name, count, workers, kind, kind, have, fit, each, kind, " (runner.ray_gpus)" if gpu else "")
         # one call at a time per actor: a crash then costs only the item that was running
@@ -272,9 +270,7 @@ def run_ray(stage: Stage, job: StageJob, items: Iterable[WorkItem], workers: int
                             ray.kill(actors[slot])
                             actors[slot] = actor_cls.remote(stage, job)
                         if attempt <= retries:
-                            import logging
-
-                            logging.getLogger("animlora").warning(
+                            log.warning(
                                 "%s: a worker died during %s (attempt %d of %d); sending it again",
                                 stage.name, item.label or item.key, attempt, retries + 1)
                             attempts_left.append((item, attempt + 1))
