@@ -26,11 +26,15 @@ import argparse
 import json
 import random
 import sqlite3
+import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from identity import nearest_other_shot  # noqa: E402
 
 
 def _cutout(path: Path, size: int) -> np.ndarray:
@@ -123,26 +127,19 @@ def train_features(cutouts: np.ndarray, tracks: list[str], epochs: int, size: in
     return F.normalize(feats, dim=1).numpy()
 
 
-def nearest_other_shot(x: np.ndarray, labels: list[str | None], shots: list[str],
-                       folders: list[str | None] | None = None, label: str | None = None) -> tuple[int, int, Counter]:
+def nn_counts(x: np.ndarray, labels: list[str | None], shots: list[str], folders: list[str | None] | None = None,
+              label: str | None = None) -> tuple[int, int, Counter]:
     """(right, counted, right per label): the nearest labelled instance from another shot (and,
     with ``folders``, another folder; only instances of ``label``) has the same label."""
-    x = x / np.linalg.norm(x, axis=1, keepdims=True)
     known = [i for i, lab in enumerate(labels) if lab is not None]
-    right = counted = 0
-    per: Counter = Counter()
-    for i in known:
-        if label is not None and labels[i] != label:
-            continue
-        others = [j for j in known if shots[j] != shots[i] and (folders is None or folders[j] != folders[i])]
-        if not others:
-            continue
-        j = others[int(np.argmax(x[others] @ x[i]))]
-        counted += 1
-        if labels[j] == labels[i]:
-            right += 1
-            per[labels[i]] += 1
-    return right, counted, per
+    if not known:
+        return 0, 0, Counter()
+    lab = np.array([labels[i] for i in known], dtype=object)
+    hit, ok = nearest_other_shot(x[known], list(lab), [shots[i] for i in known],
+                                 None if folders is None else [folders[i] for i in known])
+    counted = ok if label is None else ok & (lab == label)
+    right = counted & hit
+    return int(right.sum()), int(counted.sum()), Counter(lab[right].tolist())
 
 
 def main() -> None:
@@ -184,13 +181,13 @@ def main() -> None:
     spaces = {"colour": col, "cnn": cnn, "colour+cnn": np.concatenate([col, cnn], 1)}
     n = Counter(lab for lab in labels if lab is not None)
     for name, x in spaces.items():
-        right, counted, per = nearest_other_shot(x, labels, shots)
+        right, counted, per = nn_counts(x, labels, shots)
         print(f"{name:10s} nn_other_shot {right / counted:.3f} ({right}/{counted}); "
               + ", ".join(f"{k} {per[k]}/{n[k]}" for k in sorted(n)))
     folders = [folder_of.get(i) for i in ids]
     for group in a.same:
         for name, x in spaces.items():
-            right, counted, _ = nearest_other_shot(x, labels, shots, folders, group)
+            right, counted, _ = nn_counts(x, labels, shots, folders, group)
             print(f"{name:10s} {group}: nearest in another folder is the same character {right}/{counted} "
                   f"= {right / max(counted, 1):.3f}")
     if a.save:

@@ -269,16 +269,26 @@ def _scores(truth: dict[str, str], assign: dict[str, str], shots: dict[str, str 
     result["coverage"], result["noise_by_character"] = _coverage(truth, assign, members)
     if vectors:
         ids = [i for i in chars if i in vectors]
-        v = np.stack([vectors[i] for i in ids])
-        v /= np.linalg.norm(v, axis=1, keepdims=True)
-        sim = v @ v.T
-        shot = np.array([shots.get(i) or i for i in ids])
-        sim[shot[:, None] == shot[None, :]] = -np.inf
-        ok = np.isfinite(sim.max(1))
-        nn = np.argmax(sim, 1)
-        lab = np.array([truth[i] for i in ids])
-        result["nn_other_shot"] = round(float((lab[nn] == lab)[ok].mean()), 4) if ok.any() else None
+        hit, ok = nearest_other_shot(np.stack([vectors[i] for i in ids]), [truth[i] for i in ids],
+                                     [shots.get(i) or i for i in ids])
+        result["nn_other_shot"] = round(float(hit[ok].mean()), 4) if ok.any() else None
     return result
+
+
+def nearest_other_shot(vectors: np.ndarray, labels: list, shots: list,
+                       apart: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: (whether its nearest row by cosine from another shot, and with ``apart`` from
+    another group too, has its label; whether it has such a row at all)."""
+    from animlora.identity.clustering import normalise
+
+    v = normalise(vectors)
+    sim = v @ v.T
+    for groups in (shots, apart):
+        if groups is not None:
+            g = np.asarray(groups, dtype=object)
+            sim[g[:, None] == g[None, :]] = -np.inf
+    lab = np.asarray(labels, dtype=object)
+    return lab[np.argmax(sim, 1)] == lab, np.isfinite(sim.max(1))
 
 
 def _coverage(truth: dict[str, str], assign: dict[str, str],
@@ -424,7 +434,6 @@ def score_truth(project: Path, truth_dir: Path, variants: list[str], extra: dict
     import quality
 
     from animlora.config import load_settings
-    from animlora.identity.clustering import normalise
     from animlora.pipeline.runner import Runner
     from animlora.stages import get_stage
     from animlora.stages.embed import get_embedder, load_vectors
@@ -467,16 +476,12 @@ def score_truth(project: Path, truth_dir: Path, variants: list[str], extra: dict
                        "not_character": sum(1 for i in pre if truth_of.get(i, 0) == 0 and not pre[i]),
                        "characters_segmented": len(chars), "characters_left_out": dict(lost.most_common())}
             # nearest neighbour from another shot (in the embedder's space): the same character?
-            v = normalise(vecs)
             keep = [k for k, i in enumerate(vids) if truth_of.get(i, 0) > 0]
             nn = None
             if len(keep) > 1:
-                sim = v[keep] @ v[keep].T
-                shot = np.array([shot_of.get(vids[k]) or vids[k] for k in keep])
-                sim[shot[:, None] == shot[None, :]] = -np.inf
-                ok = np.isfinite(sim.max(1))
-                lab = np.array([truth_of[vids[k]] for k in keep])
-                nn = round(float((lab[np.argmax(sim, 1)] == lab)[ok].mean()), 4) if ok.any() else None
+                hit, ok = nearest_other_shot(np.asarray(vecs)[keep], [truth_of[vids[k]] for k in keep],
+                                             [shot_of.get(vids[k]) or vids[k] for k in keep])
+                nn = round(float(hit[ok].mean()), 4) if ok.any() else None
             results[variant] = {"reached": reached, "nn_other_shot": nn, **ident}
             _print_truth(variant, results[variant])
     return results
