@@ -142,6 +142,46 @@ def nn_counts(x: np.ndarray, labels: list[str | None], shots: list[str], folders
     return int(right.sum()), int(counted.sum()), Counter(lab[right].tolist())
 
 
+def labelled_cutouts(project: Path, truth: Path | None, same: list[str]) -> tuple[
+        list[str], list[tuple], np.ndarray, list[str | None], list[str | None]]:
+    """A finished project's embedded cut-outs: (ids, catalog rows (id, path, track, shot), unit
+    colour vectors, labels, dataset folders). Labels come from ``truth`` (benchmarks/quality.py
+    --json) or else from the dataset folders, those joined in a ``same`` group ("a+b") sharing one."""
+    db = sqlite3.connect(project / "catalog.sqlite")
+    colour = {iid: np.frombuffer(v, np.float32) for iid, v in db.execute("SELECT instance_id, vector FROM embeddings")}
+    rows = [r for r in db.execute("SELECT instance_id, path, track_id, shot_id FROM identity_instances ORDER BY instance_id")
+            if r[0] in colour]
+    ids = [r[0] for r in rows]
+    folder_of: dict[str, str] = {}
+    if truth:
+        label_of = {k: v for k, v in json.loads(truth.read_text())["instance_truth"].items() if v != "not_character"}
+    else:
+        joined = {f: group for group in same for f in group.split("+")}
+        for meta in sorted((project / "training_data").glob("*/metadata.jsonl")):
+            folder = meta.parent.name
+            for line in meta.read_text().splitlines():
+                folder_of[json.loads(line)["image_path"].rsplit(".", 1)[0]] = folder
+        label_of = {iid: joined.get(f, f) for iid, f in folder_of.items()}
+    col = np.stack([colour[i] / np.linalg.norm(colour[i]) for i in ids])
+    return ids, rows, col, [label_of.get(i) for i in ids], [folder_of.get(i) for i in ids]
+
+
+def report(spaces: dict[str, np.ndarray], labels: list[str | None], shots: list[str], folders: list[str | None],
+           same: list[str]) -> None:
+    """Print nn_other_shot per space (and per label), and for each ``same`` group the share whose
+    nearest instance in another folder (and shot) is that character."""
+    n = Counter(lab for lab in labels if lab is not None)
+    for name, x in spaces.items():
+        right, counted, per = nn_counts(x, labels, shots)
+        print(f"{name:14s} nn_other_shot {right / counted:.3f} ({right}/{counted}); "
+              + ", ".join(f"{k} {per[k]}/{n[k]}" for k in sorted(n)))
+    for group in same:
+        for name, x in spaces.items():
+            right, counted, _ = nn_counts(x, labels, shots, folders, group)
+            print(f"{name:14s} {group}: nearest in another folder is the same character {right}/{counted} "
+                  f"= {right / max(counted, 1):.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("project", type=Path)
@@ -155,41 +195,13 @@ def main() -> None:
     ap.add_argument("--save", help="write PREFIX.npy (features) and PREFIX.json (instance ids)")
     a = ap.parse_args()
 
-    db = sqlite3.connect(a.project / "catalog.sqlite")
-    colour = {iid: np.frombuffer(v, np.float32) for iid, v in db.execute("SELECT instance_id, vector FROM embeddings")}
-    rows = [r for r in db.execute("SELECT instance_id, path, track_id, shot_id FROM identity_instances ORDER BY instance_id")
-            if r[0] in colour]
-    ids = [r[0] for r in rows]
-    folder_of: dict[str, str] = {}
-    if a.truth:
-        truth = json.loads(a.truth.read_text())["instance_truth"]
-        label_of = {k: v for k, v in truth.items() if v != "not_character"}
-    else:
-        joined = {f: group for group in a.same for f in group.split("+")}
-        for meta in sorted((a.project / "training_data").glob("*/metadata.jsonl")):
-            folder = meta.parent.name
-            for line in meta.read_text().splitlines():
-                folder_of[json.loads(line)["image_path"].rsplit(".", 1)[0]] = folder
-        label_of = {iid: joined.get(f, f) for iid, f in folder_of.items()}
-    labels = [label_of.get(i) for i in ids]
+    ids, rows, col, labels, folders = labelled_cutouts(a.project, a.truth, a.same)
     shots = [r[3] for r in rows]
     tracks = [r[2] or f"#{i}" for i, r in enumerate(rows)]
     print(f"{len(ids)} cut-outs in {len(set(tracks))} tracks, {sum(lab is not None for lab in labels)} labelled")
     cutouts = np.stack([_cutout(a.project / r[1], a.size) for r in rows])
     cnn = train_features(cutouts, tracks, a.epochs, a.size, a.gain, a.temperature, a.seed)
-    col = np.stack([colour[i] / np.linalg.norm(colour[i]) for i in ids])
-    spaces = {"colour": col, "cnn": cnn, "colour+cnn": np.concatenate([col, cnn], 1)}
-    n = Counter(lab for lab in labels if lab is not None)
-    for name, x in spaces.items():
-        right, counted, per = nn_counts(x, labels, shots)
-        print(f"{name:10s} nn_other_shot {right / counted:.3f} ({right}/{counted}); "
-              + ", ".join(f"{k} {per[k]}/{n[k]}" for k in sorted(n)))
-    folders = [folder_of.get(i) for i in ids]
-    for group in a.same:
-        for name, x in spaces.items():
-            right, counted, _ = nn_counts(x, labels, shots, folders, group)
-            print(f"{name:10s} {group}: nearest in another folder is the same character {right}/{counted} "
-                  f"= {right / max(counted, 1):.3f}")
+    report({"colour": col, "cnn": cnn, "colour+cnn": np.concatenate([col, cnn], 1)}, labels, shots, folders, a.same)
     if a.save:
         np.save(f"{a.save}.npy", cnn)
         Path(f"{a.save}.json").write_text(json.dumps(ids))
