@@ -432,6 +432,29 @@ def test_a_two_coloured_character_is_not_split_without_two_things_seen_apart():
     assert not any(note.get("colour_split") or note.get("mixed") for note in refined.measures)
 
 
+def test_a_head_the_matte_parted_from_its_body_in_one_frame_does_not_cut_the_others():
+    # cgi-bench seed 7: a grey body with an orange head walks; in frame 1 the matte parts them at
+    # the collar (two touching masks), so they are two things of distinct colours in one frame.
+    # Touching is not "seen apart": they must not become colour models that cut every other
+    # frame's whole character in two
+    s = settings()
+    walk = [[((120 + 12 * k, 150), (40, 55), GREY), ((120 + 12 * k, 82), (26, 26), ORANGE)] for k in range(4)]
+    frames, _, shapes = panning_shot(4, walk)
+    found = []
+    for k, (body, head) in enumerate(shapes):
+        parts = [body & ~head, head] if k == 1 else [body | head]
+        for part in parts:
+            found += split_matte(matte_of([part]), k, s.alpha_threshold, s.min_area_fraction, s.split_overlaps)
+    before = link_tracks(found, frames, s.track_similarity)
+    assert [len(masks_in(before, k)) for k in range(4)] == [1, 2, 1, 1]
+    refined = refine_shot(before, frames, s)
+    for k in (0, 2, 3):
+        whole = masks_in(refined.instances, k)
+        assert len(whole) == 1, k
+        assert iou(whole[0], shapes[k][0] | shapes[k][1]) >= 0.9, k
+    assert not any(note.get("colour_split") or note.get("mixed") for note in refined.measures)
+
+
 
 def test_far_frames_showing_a_prop_on_its_own_are_partners_even_when_others_show_more_set():
     # the demo's lower boulder (frames 28-37): the frames beyond the neighbours that show most of
