@@ -268,6 +268,46 @@ def test_a_head_held_still_on_a_body_that_animates_goes_back_together():
         assert iou(found[0], shapes[k][0] | shapes[k][1]) >= 0.95, k
 
 
+def _head_turning_on_a_body(n: int = 4, hand: bool = True):
+    """A body standing in place (a hand at its side moving a little: idle, when ``hand``) under
+    a head that turns; the matte is split at the neck in every frame."""
+    frames, _, shapes = panning_shot(n, [[((196 + 4 * k, 42), (36, 36), ORANGE), ((200, 150), (40, 80), BLUE)]
+                                         for k in range(n)])
+    for k in range(n):
+        moved = np.zeros((H, W), bool)
+        moved[150 + 6 * k : 162 + 6 * k, 160:200] = hand
+        moved &= shapes[k][1] & ~shapes[k][0]
+        frames[k][moved] = (frames[k][moved] * 0.5).astype(np.uint8)
+    before = segment_like_a_matte(frames, [[m[0] | m[1]] for m in shapes])
+    assert all(len(masks_in(before, k)) == 2 for k in range(n))  # split at the neck everywhere
+    return frames, shapes, before
+
+
+def test_a_head_that_turns_on_an_idle_body_goes_back_together():
+    # the mirror of the case above: the body idle while the head turns (cgi-bench seed 2, shot
+    # 4: the green boy's body at static 0.85-0.87 under his head at 0.65)
+    frames, shapes, before = _head_turning_on_a_body()
+    refined = refine_shot(before, frames, settings())
+    for k in range(len(frames)):
+        found = masks_in(refined.instances, k)
+        assert len(found) == 1, k
+        assert iou(found[0], shapes[k][0] | shapes[k][1]) >= 0.95, k
+
+
+@pytest.mark.parametrize(("body", "joined"), [(0.9, True), (0.99, False)])
+def test_a_small_moving_part_joins_a_still_one_only_when_that_one_is_idle(body, joined):
+    # the rule alone, on the static shares the shot pass measured: a body with some motion in
+    # it (under FUSED_STILL_MAX) is an idle character; one still through and through is the set
+    # (a tree behind a character), and the part moving in front of it stays apart
+    from animlora.backends.segmentation.refine import _rejoin_split
+
+    _, _, before = _head_turning_on_a_body(hand=False)
+    fractions = [body if (inst.alpha >= 0.5).sum() > 8000 else 0.6 for inst in before]
+    out, changed = _rejoin_split(before, fractions)
+    assert changed is joined
+    assert len(out) == (4 if joined else 8)
+
+
 def test_two_touching_characters_split_by_the_matte_stay_apart_when_they_move_apart():
     # two bodies of one thickness touching side by side in every frame (one matte blob, split at
     # the neck between them), one walking up-frame and the other down: two characters
