@@ -142,6 +142,14 @@ def nn_counts(x: np.ndarray, labels: list[str | None], shots: list[str], folders
     return int(right.sum()), int(counted.sum()), Counter(lab[right].tolist())
 
 
+def label_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """PROJECT, and where its labels come from (see :func:`labelled_cutouts`)."""
+    ap.add_argument("project", type=Path)
+    ap.add_argument("--truth", type=Path, help="benchmarks/quality.py --json output (a cgi-bench seed)")
+    ap.add_argument("--same", action="append", default=[], help="dataset folders that are one character: a+b+c")
+    return ap
+
+
 def labelled_cutouts(project: Path, truth: Path | None, same: list[str]) -> tuple[
         list[str], list[tuple], np.ndarray, list[str | None], list[str | None]]:
     """A finished project's embedded cut-outs: (ids, catalog rows (id, path, track, shot), unit
@@ -183,10 +191,7 @@ def report(spaces: dict[str, np.ndarray], labels: list[str | None], shots: list[
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("project", type=Path)
-    ap.add_argument("--truth", type=Path, help="benchmarks/quality.py --json output (a cgi-bench seed)")
-    ap.add_argument("--same", action="append", default=[], help="dataset folders that are one character: a+b+c")
+    ap = label_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]))
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--gain", type=float, default=0.35, help="random light: per-channel log gain, +-")

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from film_cnn import _cutout, _on_grey, labelled_cutouts, report  # noqa: E402
+from film_cnn import _cutout, _on_grey, label_arguments, labelled_cutouts, report  # noqa: E402
 
 PACKAGE = "nsfwjs@4.4.0"
 SIZES = {"mobilenet_v2": 224, "inception_v3": 299}
@@ -163,10 +163,7 @@ def cluster_pairs(project: Path, ids: list[str], spaces: dict[str, np.ndarray], 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("project", type=Path)
-    ap.add_argument("--truth", type=Path, help="benchmarks/quality.py --json output (a cgi-bench seed)")
-    ap.add_argument("--same", action="append", default=[], help="dataset folders that are one character: a+b+c")
+    ap = label_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]))
     ap.add_argument("--model", choices=sorted(SIZES), default="mobilenet_v2")
     ap.add_argument("--layer", help="a layer's output, averaged over the image (default: the last)")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "animlora" / "nsfwjs")
