@@ -473,7 +473,7 @@ def test_a_two_coloured_character_is_not_split_without_two_things_seen_apart():
 
 
 def test_a_head_the_matte_parted_from_its_body_in_one_frame_does_not_cut_the_others():
-    # cgi-bench seed 7: a grey body with an orange head walks; in frame 1 the matte parts them at
+    # after cgi-bench seed 7: a grey body with an orange head walks; in frame 1 the matte parts them at
     # the collar (two touching masks), so they are two things of distinct colours in one frame.
     # Touching is not "seen apart": they must not become colour models that cut every other
     # frame's whole character in two

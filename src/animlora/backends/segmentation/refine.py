@@ -1181,7 +1181,7 @@ def _split_mixed(instances: list[Instance], notes: list[dict[str, Any]], views: 
                 if float(np.minimum(models[ka], models[kb]).sum()) >= MIX_DISTINCT:
                     continue
                 # two pieces that touch are not "seen apart": a head and a body the matte parted at
-                # the collar (cgi-bench seed 7: the blue boy's still head on his walking body, taken
+                # the collar (cgi-bench seed 7: the blue boy's head touching his walking body, taken
                 # for a pair, cut his head off his body in the shot's other frames)
                 smaller = min(float((instances[ka].alpha >= 0.5).sum()), float((instances[kb].alpha >= 0.5).sum()))
                 if gap_between(instances[ka], instances[kb]) > MIX_APART * np.sqrt(smaller):
