@@ -59,11 +59,14 @@ def matte_of(masks: list[np.ndarray]) -> np.ndarray:
     return np.clip(cv2.GaussianBlur(union, (0, 0), 0.8), 0, 1)
 
 
-def segment_like_a_matte(frames, truth_per_frame, split: bool = True):
+def segment_like_a_matte(frames, truth_per_frame, split: bool = True, apart: bool = False):
+    """Instances as a matte gives them: per frame one matte of its masks, or with ``apart`` one
+    matte per mask (the matte parting a character where the masks meet, at a collar)."""
     s = settings()
     found = []
     for k, masks in enumerate(truth_per_frame):
-        found += split_matte(matte_of(masks), k, s.alpha_threshold, s.min_area_fraction, split and s.split_overlaps)
+        for matte in ([matte_of([m]) for m in masks] if apart else [matte_of(masks)]):
+            found += split_matte(matte, k, s.alpha_threshold, s.min_area_fraction, split and s.split_overlaps)
     return link_tracks(found, frames, s.track_similarity)
 
 
@@ -137,14 +140,9 @@ def test_a_head_that_nods_on_its_body_touching_it_in_every_frame_is_one_instance
     nod = (-8, 0, 8)
     shots = [[((150 + 10 * k + nod[k], 88), (24, 22), ORANGE), ((150 + 10 * k, 160), (36, 52), BLUE)] for k in range(3)]
     frames, _, shapes = panning_shot(3, shots)
-    s = settings()
-    before = []
-    for k, (head, body) in enumerate(shapes):
-        for part in (head, body & ~head):
-            before += split_matte(matte_of([part]), k, s.alpha_threshold, s.min_area_fraction, False)
-    before = link_tracks(before, frames, s.track_similarity)
+    before = segment_like_a_matte(frames, [[head, body & ~head] for head, body in shapes], split=False, apart=True)
     assert [len(masks_in(before, k)) for k in range(3)] == [2, 2, 2]
-    refined = refine_shot(before, frames, s)
+    refined = refine_shot(before, frames, settings())
     for k in range(3):
         [found] = masks_in(refined.instances, k)
         assert iou(found, shapes[k][0] | shapes[k][1]) >= 0.9, k
@@ -497,17 +495,12 @@ def test_a_head_the_matte_parted_from_its_body_in_one_frame_does_not_cut_the_oth
     # the collar (two touching masks), so they are two things of distinct colours in one frame.
     # Touching is not "seen apart": they must not become colour models that cut every other
     # frame's whole character in two
-    s = settings()
     walk = [[((120 + 12 * k, 150), (40, 55), GREY), ((120 + 12 * k, 82), (26, 26), ORANGE)] for k in range(4)]
     frames, _, shapes = panning_shot(4, walk)
-    found = []
-    for k, (body, head) in enumerate(shapes):
-        parts = [body & ~head, head] if k == 1 else [body | head]
-        for part in parts:
-            found += split_matte(matte_of([part]), k, s.alpha_threshold, s.min_area_fraction, s.split_overlaps)
-    before = link_tracks(found, frames, s.track_similarity)
+    parts = [[body & ~head, head] if k == 1 else [body | head] for k, (body, head) in enumerate(shapes)]
+    before = segment_like_a_matte(frames, parts, apart=True)
     assert [len(masks_in(before, k)) for k in range(4)] == [1, 2, 1, 1]
-    refined = refine_shot(before, frames, s)
+    refined = refine_shot(before, frames, settings())
     for k in (0, 2, 3):
         whole = masks_in(refined.instances, k)
         assert len(whole) == 1, k
