@@ -39,8 +39,10 @@ What is measured (the definitions; docs/quality.md has the reasons):
    traced to its instance (``instance_id``), and so to its frame and mask. The folder's
    character is the majority truth label of its images; ``precision`` = share of images of
    that character; ``clean`` = share that are also that character's one clean instance in
-   that frame (status ``one``: not a head, not merged). Also: which characters got no folder
-   at >= 0.98 precision.
+   that frame (status ``one``: not a head, not merged), or an image the dataset joined from
+   parts (``joined``, dataset.join_parts) that are all the parts of a ``split`` character there
+   and together its one clean instance. Also: which characters got no folder at >= 0.98
+   precision.
 """
 
 from __future__ import annotations
@@ -177,13 +179,21 @@ def score_frame(truth: np.ndarray, instances: Sequence[np.ndarray], min_area: fl
         parts = [i for i, counts in enumerate(overlaps)
                  if (labels[i] == k and counts[k] >= PART_MIN * area[k]) or counts[k] >= PART_COVER * area[k]]
         union_inter = union_size = 0
+        union_clean = False  # the parts together are the character's one clean instance (a joined image)
         if parts:
             u = np.zeros(truth.shape, bool)
             for i in parts:
                 u |= np.asarray(instances[i], bool)
             union_inter = int((u & (truth == k)).sum())
             union_size = int(u.sum())
+            if union_size:
+                ucounts = np.bincount(truth[u], minlength=size)
+                u_other = (ucounts[1:].sum() - ucounts[k]) / union_size
+                u_cover = max((ucounts[o] / area[o] for o in visible if o != k), default=0.0)
+                u_out = float((u & ~grown).sum()) / union_size
+                union_clean = bool(max(u_other, u_cover, u_out) < MERGE_SHARE)
         union_iou = union_inter / (union_size + area[k] - union_inter) if parts else 0.0
+        union_clean = union_clean and union_iou >= GOOD_IOU
         iou = float(ious[matched[k], j]) if k in matched else 0.0
         if not parts:
             status = "missed"
@@ -206,7 +216,7 @@ def score_frame(truth: np.ndarray, instances: Sequence[np.ndarray], min_area: fl
             else:
                 status = "one"
         out.characters[k] = {"iou": round(iou, 4), "union_iou": round(float(union_iou), 4), "status": status,
-                             "instances": [int(i) for i in parts], "area": area[k]}
+                             "instances": [int(i) for i in parts], "area": area[k], "union_clean": union_clean}
     return out
 
 
@@ -473,6 +483,7 @@ def evaluate(project_dir: Path, truth_dir: Path, video_name: str | None = None, 
     # 2. masks
     truth_of: dict[str, int] = {}
     clean: set[str] = set()
+    whole_parts: set[frozenset[str]] = set()  # the parts of a split character that together are it, clean
     present: set[int] = set()  # characters visible in some segmented frame
     inst_frame: dict[str, int] = {}
     reached: dict[str, set[tuple[int, int]]] = {"segmented": set(), "clean": set(), "dataset": set()}
@@ -518,6 +529,8 @@ def evaluate(project_dir: Path, truth_dir: Path, video_name: str | None = None, 
                 if c["status"] == "one":
                     clean.add(insts[c["instances"][0]]["id"])
                     reached["clean"].add((k, int(f["frame_index"])))
+                elif c["status"] == "split" and c["union_clean"]:
+                    whole_parts.add(frozenset(insts[i]["id"] for i in c["instances"]))
         offset = frame_offset(truth, samples[:: max(1, len(samples) // 24)], crop)
         if offset is not None:
             result["warning"] = (result.get("warning", "") + f" the project's frames match the truth best "
@@ -563,9 +576,14 @@ def evaluate(project_dir: Path, truth_dir: Path, video_name: str | None = None, 
         try:
             meta = json.loads(path.read_text())
             images = [r["instance_id"] for r in meta["images"]]
+            # an image joined from a split character's parts (dataset.join_parts) is clean when those
+            # parts are all of it and together its one clean instance
+            joined = {r["instance_id"] for r in meta["images"] if r.get("joined")
+                      and frozenset([r["instance_id"], *r["joined"]]) in whole_parts}
         except (ValueError, KeyError, TypeError) as exc:
             raise QualityError(f"{path}: no images[].instance_id ({exc}); dataset metadata schema changed") from exc
-        d = score_dataset(images, truth_of, clean, names)
+        d = score_dataset(images, truth_of, clean | joined, names)
+        d["joined"] = sum(1 for r in meta["images"] if r.get("joined"))
         folders.append({"folder": path.parent.name, "name": meta.get("character", path.parent.name), **d})
         reached["dataset"] |= {(truth_of[i], inst_frame[i]) for i in images if truth_of.get(i) and i in inst_frame}
     good = {d["character_id"] for d in folders if d["precision"] is not None and d["precision"] >= 0.98}
@@ -635,7 +653,7 @@ def table(r: dict[str, Any]) -> str:
                  f"dataset: {d['characters_without_dataset']}")
     for f in d["folders"]:
         lines.append(f"          {f['folder']:<22} {f['images']:>4} images  {f['character']:<14} precision "
-                     f"{_fmt(f['precision'])}  clean {_fmt(f['clean'])}  {f['composition']}")
+                     f"{_fmt(f['precision'])}  clean {_fmt(f['clean'])}  joined {f.get('joined', 0)}  {f['composition']}")
     return "\n".join(lines)
 
 

@@ -84,6 +84,23 @@ def test_frame_split_merge_prop_missed():
     assert quality.score_frame(t, [t == 1, rock]).labels == [1, 0]
 
 
+def test_split_parts_whose_union_is_the_character_are_a_clean_union():
+    # the parts of a split character that together are its one clean instance (what the dataset's
+    # join_parts writes as one image); a union holding the set or another character is not
+    t = _scene()
+    head, body = np.zeros_like(t, bool), np.zeros_like(t, bool)
+    head[10:30, 5:25] = True
+    body[30:50, 5:25] = True
+    assert quality.score_frame(t, [head, body]).characters[1]["union_clean"] is True
+    body_rock = body.copy()
+    body_rock[40:58, 25:45] = True  # a rock fused to the body: 360 of 960 union px outside
+    assert quality.score_frame(t, [head, body_rock]).characters[1]["union_clean"] is False
+    head_other = head.copy()
+    head_other[10:30, 50:70] = True  # half of character 2 in the head's mask
+    fs = quality.score_frame(t, [head_other, body])
+    assert fs.characters[1]["status"] == "split" and fs.characters[1]["union_clean"] is False
+
+
 def test_frame_small_characters_are_not_visible():
     t = np.zeros((100, 100), np.uint8)
     t[0:2, 0:5] = 3  # 10 px = 0.1% of the frame

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from animlora.curation.parts import JOINED, joined_member, joined_parts
 from animlora.curation.sources import Member
 from animlora.errors import BadInputError
 from animlora.io.files import atomic_write_json, atomic_write_text, link_or_copy, safe_name
@@ -107,10 +108,11 @@ def _too_small(m: Member, rgba: np.ndarray, s: Any, alpha_threshold: float,
 
 
 def _render_member(m: Member, rgba: np.ndarray, frame: np.ndarray | None, s: Any, alpha_threshold: float,
-                   buckets: list[tuple[int, int]]) -> Any:
+                   buckets: list[tuple[int, int]], enhanced_image: np.ndarray | None = None) -> Any:
     """The dataset image of one instance: from the frame by plain resampling (at most
-    ``max_enlarge``), or from the enhance stage's enlarged crop where plain resampling is
-    limited and the enhanced one gives the larger image; None when neither reaches the floor."""
+    ``max_enlarge``), or from the enhance stage's enlarged crop (``enhanced_image`` when given,
+    else read from ``m.enhanced_path``) where plain resampling is limited and the enhanced one
+    gives the larger image; None when neither reaches the floor."""
     from animlora.curation.images import render
 
     kw: dict[str, Any] = {"buckets": buckets, "step": s.bucket_step, "margin": s.context_margin,
@@ -121,7 +123,7 @@ def _render_member(m: Member, rgba: np.ndarray, frame: np.ndarray | None, s: Any
     if best is not None:
         best.info.update(resample_scale=best.info["scale"], enhanced=None)
     if s.use_enhanced and m.enhanced_path and m.enhanced_region and (best is None or best.info["upscale_limited"]):
-        enhanced = _render_enhanced(m, kw)
+        enhanced = _render_enhanced(m, kw, enhanced_image)
         if enhanced is not None and (best is None or _area(enhanced) > _area(best)):
             best = enhanced
     if best is not None:
@@ -133,16 +135,18 @@ def _area(r: Any) -> int:
     return int(r.info["size"][0] * r.info["size"][1])
 
 
-def _render_enhanced(m: Member, kw: dict[str, Any]) -> Any:
-    """Render from the enhanced crop (an RGBA image of the frame region, alpha aligned) as from a
-    frame; scale and crop are given back in source-frame pixels."""
+def _render_enhanced(m: Member, kw: dict[str, Any], enhanced: np.ndarray | None = None) -> Any:
+    """Render from the enhanced crop (an RGBA image of the frame region, alpha aligned; read from
+    ``m.enhanced_path`` unless given) as from a frame; scale and crop are given back in
+    source-frame pixels."""
     from animlora.curation.images import render
     from animlora.io.images import read_image
 
-    try:
-        enhanced = read_image(m.enhanced_path or "", "RGBA")
-    except BadInputError:
-        return None
+    if enhanced is None:
+        try:
+            enhanced = read_image(m.enhanced_path or "", "RGBA")
+        except BadInputError:
+            return None
     assert m.enhanced_region is not None
     rx, ry, rw, rh = m.enhanced_region
     kx, ky = enhanced.shape[1] / rw, enhanced.shape[0] / rh
@@ -196,6 +200,12 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
     feats, pictures, sharp, size, trunc = [], [], [], [], []
     embeds = payload.get("embeddings")
     props: dict[str, str] = payload.get("props") or {}  # prop tracks inside this cluster (curation/gate.py)
+    # parts of one character in one frame make one image (curation/parts.py)
+    joined = joined_parts(members, set(props)) if s.join_parts else {}
+    part_of = {o: p for p, others in joined.items() for o in others}
+    by_id = {m.instance_id: m for m in members}
+    cutouts: dict[str, np.ndarray] = {}  # the joined cut-outs, by their primary's id
+    enhanced_of: dict[str, np.ndarray] = {}  # ... and their enhanced crops with the union's alpha
     for i, m in enumerate(members):
         progress(i, len(members) * 2)
         if m.instance_id in props:
@@ -204,12 +214,24 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
         if m.problem:
             _left(skipped, m.instance_id, MISSING, m.problem)
             continue
+        if m.instance_id in part_of:
+            _left(skipped, m.instance_id, JOINED, f"joined into the image of {part_of[m.instance_id]}: the same "
+                                                  "character in the same frame, the matte parted it")
+            continue
         cap = captions.get(m.instance_id)
         if cap is not None and not str(cap.get("text", "")).strip():
             _left(skipped, m.instance_id, EMPTY_CAPTION, "empty caption")
             continue
         try:
-            rgba = read_image(m.image_path, "RGBA")
+            if m.instance_id in joined:
+                m, rgba, enhanced = joined_member(m, [by_id[o] for o in joined[m.instance_id]], cs.alpha_threshold)
+                cutouts[m.instance_id] = rgba
+                if enhanced is not None:
+                    enhanced_of[m.instance_id] = enhanced
+                if cap is not None and not cap.get("edited") and str(cap.get("source", "")).startswith("template"):
+                    captions[m.instance_id] = None  # framing and view are the whole character's: made again below
+            else:
+                rgba = read_image(m.image_path, "RGBA")
         except BadInputError as exc:
             _left(skipped, m.instance_id, UNREADABLE, exc.problem)
             continue
@@ -275,7 +297,7 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
         if len(rendered) >= k:
             _left(skipped, m.instance_id, NOT_PICKED, f"not picked (dataset.target_size {s.target_size})")
             continue
-        rgba = read_image(m.image_path, "RGBA")
+        rgba = cutouts[m.instance_id] if m.instance_id in cutouts else read_image(m.image_path, "RGBA")
         frame = None
         if m.frame_path:
             try:
@@ -292,7 +314,7 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
                                                                                       payload.get("clothed")),
                    "edited": False, "confidence": None}
         try:
-            img = _render_member(m, rgba, frame, s, cs.alpha_threshold, buckets)
+            img = _render_member(m, rgba, frame, s, cs.alpha_threshold, buckets, enhanced_of.get(m.instance_id))
         except ValueError as exc:
             _left(skipped, m.instance_id, UNREADABLE, str(exc))
             continue
@@ -307,7 +329,7 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
         image_rel = f"images/{stem}.{ext}"
         write_image(out / image_rel, img.image)
         image_files.append(image_rel)
-        rendered.append((m, stem, cap, {"deoccluded": filled, **img.info}))
+        rendered.append((m, stem, cap, {"deoccluded": filled, "joined": joined.get(m.instance_id, []), **img.info}))
     seen = {sk["instance"] for sk in skipped} | {m.instance_id for m, *_ in rendered}
     for i in keep:  # beyond the spare picks
         if usable[i].instance_id not in seen:

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from animlora.curation.parts import PART_GAP, box_gap, box_size
 from animlora.errors import BadInputError, MissingDependencyError, ModelNotFoundError
 from animlora.io.files import atomic_write_json
 from animlora.io.images import read_image, write_image
@@ -119,7 +120,6 @@ def character_prompts(ctx: StageContext) -> dict[str, tuple[str, str]]:
     return out
 
 
-PART_GAP = 0.12  # boxes this close (x the larger's size) may be parts of one character
 PART_SPREAD = 0.1  # ... and are when their offset varies less than this (x size) over the shot
 
 
@@ -147,8 +147,8 @@ def parts_of_one_character(instances: list[dict[str, Any]], members: dict[str, s
                 if not ta or not tb or ta == tb:
                     continue
                 (ax, ay, aw, ah), (bx, by, bw, bh) = a["bbox"], b["bbox"]
-                size = max(np.sqrt(aw * ah), np.sqrt(bw * bh), 1.0)
-                gap = max(bx - (ax + aw), ax - (bx + bw), by - (ay + ah), ay - (by + bh), 0)
+                size = max(box_size(a["bbox"]), box_size(b["bbox"]))
+                gap = box_gap(a["bbox"], b["bbox"])
                 key = (a.get("shot_id"), *sorted((ta, tb)))
                 sign = 1.0 if ta < tb else -1.0
                 dx = sign * ((bx + bw / 2) - (ax + aw / 2)) / size

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from animlora.backends.segmentation.base import Instance
+from animlora.groups import join_groups
 
 WORK_WIDTH = 480  # analysis resolution of the shot pass
 NEIGHBOURS = 3  # each frame is compared with up to this many frames on each side
@@ -93,25 +94,6 @@ class _View:
     lab: np.ndarray  # float32 analysis-scale CIE Lab (8-bit scale), lightly smoothed
     scale: float  # analysis / full resolution
     shape: tuple[int, int]  # full-resolution (height, width)
-
-
-def _join_groups(n: int, pairs: Sequence[tuple[int, int]]) -> list[list[int]]:
-    """Union-find over ``range(n)``: the groups that ``pairs`` join, each in ascending order,
-    ordered by their first member (every index in exactly one group)."""
-    parent = list(range(n))
-
-    def find(k: int) -> int:
-        while parent[k] != k:
-            parent[k] = parent[parent[k]]
-            k = parent[k]
-        return k
-
-    for a, b in pairs:
-        parent[find(b)] = find(a)
-    groups: dict[int, list[int]] = {}
-    for k in range(n):
-        groups.setdefault(find(k), []).append(k)
-    return sorted(groups.values(), key=lambda m: m[0])
 
 
 def _small_mask(inst: Instance, view: _View, level: float = 0.5) -> np.ndarray:
@@ -667,7 +649,7 @@ def _rejoin_split(instances: list[Instance], fraction: list[float | None]) -> tu
                     if small > STILL_PART_RATIO * large:
                         continue
                 pairs.append((ka, kb))
-    groups_out = _join_groups(len(instances), pairs)
+    groups_out = join_groups(len(instances), pairs)
     if len(groups_out) == len(instances):
         return instances, False
     out = []
@@ -997,7 +979,7 @@ def _merge_parts(instances: list[Instance], notes: list[dict[str, Any]], views: 
                 if merge:
                     pairs.append((ka, kb))
     out, out_notes = [], []
-    for members in _join_groups(len(instances), pairs):
+    for members in join_groups(len(instances), pairs):
         if len(members) == 1:
             out.append(instances[members[0]])
             out_notes.append(notes[members[0]])
