@@ -5,8 +5,10 @@ character's folder and their boxes (nearly) touch, the matte parted that charact
 its body at the collar, a body cut in two by a leg in front of it) and identity put the parts
 back together. Written one by one they are a floating head and a headless body; joined they are
 the character. The joined image is cut from the frame with the union of the parts' masks, under
-the id of the part whose crop holds the others (its enhanced crop, when the enhance stage made
-one that covers the union); the other parts are left out with code ``joined``.
+the id of the largest part, or of a part whose enhanced crop (the enhance stage's) covers the
+whole union, so that enlargement is used; the other parts are left out with code ``joined``.
+Members of one frame that are far apart are not joined (one of them is most likely not the
+character).
 """
 
 from __future__ import annotations
