@@ -138,6 +138,17 @@ def _grow(mask: np.ndarray, px: int) -> np.ndarray:
     return out
 
 
+def _foreign(counts: np.ndarray, n: int, mask: np.ndarray, k: int, visible: Sequence[int], area: dict[int, int],
+             grown: np.ndarray) -> tuple[float, float, float]:
+    """What of a mask (``n`` pixels, ``counts`` per truth id) is not character ``k``: the share that is
+    other characters, the largest share of another visible character it covers, the share outside
+    every character (grown)."""
+    other_share = (counts[1:].sum() - counts[k]) / n if n else 0.0
+    other_cover = max((counts[o] / area[o] for o in visible if o != k), default=0.0)
+    outside = float((mask & ~grown).sum()) / n if n else 0.0
+    return other_share, other_cover, outside
+
+
 def score_frame(truth: np.ndarray, instances: Sequence[np.ndarray], min_area: float = 0.003) -> FrameScore:
     """``truth``: HxW ints (0 = none, k = character k); ``instances``: HxW bool masks.
 
@@ -187,11 +198,8 @@ def score_frame(truth: np.ndarray, instances: Sequence[np.ndarray], min_area: fl
             union_inter = int((u & (truth == k)).sum())
             union_size = int(u.sum())
             if union_size:
-                ucounts = np.bincount(truth[u], minlength=size)
-                u_other = (ucounts[1:].sum() - ucounts[k]) / union_size
-                u_cover = max((ucounts[o] / area[o] for o in visible if o != k), default=0.0)
-                u_out = float((u & ~grown).sum()) / union_size
-                union_clean = bool(max(u_other, u_cover, u_out) < MERGE_SHARE)
+                foreign = _foreign(np.bincount(truth[u], minlength=size), union_size, u, k, visible, area, grown)
+                union_clean = bool(max(foreign) < MERGE_SHARE)
         union_iou = union_inter / (union_size + area[k] - union_inter) if parts else 0.0
         union_clean = union_clean and union_iou >= GOOD_IOU
         iou = float(ious[matched[k], j]) if k in matched else 0.0
@@ -201,11 +209,8 @@ def score_frame(truth: np.ndarray, instances: Sequence[np.ndarray], min_area: fl
             status = "split"
         else:
             i = parts[0]
-            counts = overlaps[i]
-            m = np.asarray(instances[i], bool)
-            other_cover = max((counts[o] / area[o] for o in visible if o != k), default=0.0)
-            other_share = (counts[1:].sum() - counts[k]) / sizes[i] if sizes[i] else 0.0
-            outside = float((m & ~grown).sum()) / sizes[i] if sizes[i] else 0.0
+            other_share, other_cover, outside = _foreign(overlaps[i], sizes[i], np.asarray(instances[i], bool), k,
+                                                         visible, area, grown)
             own_iou = float(ious[i, j])
             if other_cover >= MERGE_SHARE or other_share >= MERGE_SHARE:
                 status = "merged_character"

@@ -14,7 +14,6 @@ character).
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 
@@ -115,7 +114,7 @@ def joined_member(primary: Member, others: list[Member], alpha_threshold: float
             enhanced[..., 3] = cv2.resize(region, (enhanced.shape[1], enhanced.shape[0]),
                                           interpolation=cv2.INTER_LINEAR)
     area = sum(p.area_fraction or 0.0 for p in [primary, *others]) or None
-    truncated: Any = any(bool(p.truncated) for p in [primary, *others])
+    truncated = any(bool(p.truncated) for p in [primary, *others])
     member = replace(primary, bbox=union, area_fraction=area, truncated=truncated,
                      enhanced_path=primary.enhanced_path if enhanced is not None else None,
                      enhanced_region=primary.enhanced_region if enhanced is not None else None,
