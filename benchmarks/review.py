@@ -82,6 +82,8 @@ def main() -> None:
         page = timed("GET members (first page of 120)", lambda: client.get(f"/api/clusters/{big}/members"))
         timed("GET members (page 3)", lambda: client.get(f"/api/clusters/{big}/members?offset=240"))
         timed("GET suggestions (noise nearest it)", lambda: client.get(f"/api/clusters/{big}/suggestions"))
+        timed("GET alike (cluster pairs), first", lambda: client.get("/api/alike"))
+        timed("GET alike, again", lambda: client.get("/api/alike"))
         timed("POST rename", lambda: client.post("/api/rename", json={"cluster": big, "name": "luca"}, headers=headers))
         other = state["clusters"][1]["id"]
         timed("POST move 50 images", lambda: client.post(

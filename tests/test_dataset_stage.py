@@ -329,6 +329,12 @@ def test_the_run_ends_with_a_table_per_character(built):
     print_ending(summary, console)
     text = console.export_text()
     assert "3 in no character" in text and "Suggest from noise" in text
+    # two datasets or more: they may be one character, and the review says which look alike
+    assert "'Same character?'" in text
+    summary["usable"] = 1
+    console = Console(record=True, width=160)
+    print_ending(summary, console)
+    assert "Same character?" not in console.export_text()
 
 
 def test_the_ending_says_when_no_usable_dataset_came_out(tmp_path):

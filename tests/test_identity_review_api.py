@@ -210,3 +210,55 @@ def test_suggestions_from_noise(project):
     assert next(c for c in state["clusters"] if c["id"] == red["id"])["size"] == 15
     assert client.get(f"/api/clusters/{red['id']}/suggestions").json()["items"] == []
     assert client.get("/api/clusters/noise/suggestions").status_code == 400
+
+
+def test_alike_clusters_offered_most_alike_first_and_merged(project):
+    """A character split in two (here by the review's own split) is the pair most alike; merging
+    it takes the pair off the list; two clusters under one name are one character, not offered."""
+    client = _client(project)
+    headers = {"X-Animlora-Token": _token(client)}
+    state = client.get("/api/state").json()
+    red = next(c for c in state["clusters"] if c["medoid"].startswith("round_red"))
+    before = client.get("/api/alike").json()
+    assert before["pairs"] == 6 and before["seen_apart"] == 0  # four characters, each image its own frame
+    state = client.post("/api/split", json={"cluster": red["id"], "k": 2}, headers=headers).json()
+    parts = [c for c in state["clusters"] if c["name"].startswith(red["name"])]
+    assert len(parts) == 2
+    got = client.get("/api/alike").json()
+    assert got["pairs"] == 10 and len(got["items"]) == 8
+    first = got["items"][0]
+    assert {c["id"] for c in first["clusters"]} == {p["id"] for p in parts}
+    assert first["clusters"][0]["size"] >= first["clusters"][1]["size"]  # the larger first: it keeps its name
+    assert all(len(c["preview"]) == 4 and c["preview"][0].startswith("round_red") for c in first["clusters"])
+    assert [p["distance"] for p in got["items"]] == sorted(p["distance"] for p in got["items"])
+    assert len(client.get("/api/alike", params={"limit": 2}).json()["items"]) == 2
+    # named alike by the reviewer: one character, not offered
+    client.post("/api/rename", json={"cluster": parts[1]["id"], "name": red["name"]}, headers=headers)
+    assert client.get("/api/alike").json()["pairs"] == 9
+    state = client.post("/api/merge", json={"clusters": [c["id"] for c in first["clusters"]]}, headers=headers).json()
+    assert _by_name(state, red["name"])["size"] == 15
+    after = client.get("/api/alike").json()
+    assert after["pairs"] == 6 and first["clusters"][1]["id"] not in {c["id"] for p in after["items"] for c in p["clusters"]}
+
+
+def test_alike_leaves_out_clusters_seen_apart_in_one_frame(tmp_path):
+    """Blue and red share a rig and stand apart in the same frames: never offered as one character."""
+    ws = make_project(tmp_path / "p")
+    images, labels, _ = dataset(per_character=12, seed=1)
+    names = [CHARACTERS[lab].name for lab in labels]
+    ids = [f"{name}_{n:03d}" for n, name in enumerate(names)]
+    count: dict[str, int] = {}
+    frames = []
+    for name in names:  # the k-th blue and the k-th red in frame k; the others alone
+        k = count[name] = count.get(name, -1) + 1
+        frames.append(f"f{k}_0" if name in ("round_blue", "round_red") else None)
+    add_instances(ws, images, ids, frames=frames)
+    run_identity(ws)
+    client = _client(ws)
+    state = client.get("/api/state").json()
+    by_char = {c["medoid"].rsplit("_", 1)[0]: c["id"] for c in state["clusters"] if c["medoid"]}
+    assert {"round_blue", "round_red"} <= set(by_char)
+    got = client.get("/api/alike", params={"limit": 100}).json()
+    assert got["seen_apart"] == 1 and got["pairs"] == len(got["items"]) == 5
+    offered = [{c["id"] for c in p["clusters"]} for p in got["items"]]
+    assert {by_char["round_blue"], by_char["round_red"]} not in offered

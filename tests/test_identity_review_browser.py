@@ -249,3 +249,48 @@ def test_suggest_from_noise_in_chromium(tmp_path):
                 page.screenshot(path=shot.replace(".png", "_suggest.png"))
         finally:
             browser.close()
+
+
+def test_same_character_pairs_in_chromium(tmp_path):
+    """Same character?: a character split in two is the first pair above the overview; "Not the
+    same" sets a pair aside, "Merge" joins the red halves (page and catalog)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from animlora.review.service import ReviewService
+
+    ws = _clustered(tmp_path / "p", 8)
+    service = ReviewService(ws)
+    red = next(c for c in service.summary()["clusters"] if (c["medoid"] or "").startswith("round_red"))
+    service.split(red["id"], 2)
+    halves = {c["name"] for c in service.summary()["clusters"] if c["name"].startswith(red["name"])}
+    assert len(halves) == 2
+    with _serve(ws) as (url, token), sync_api.sync_playwright() as pw:
+        browser = _launch(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(f"{url}/?token={token}")
+            _wait(page, "document.querySelectorAll('#alike .pair').length === 8")
+            assert page.locator("#alike").is_visible() and "Same character?" in page.inner_text("#alike .head")
+
+            def names(k: int) -> set[str]:
+                spans = page.locator("#alike .pair").nth(k).locator(".side span")
+                return {spans.nth(j).inner_text().rsplit(" (", 1)[0] for j in range(2)}
+
+            assert names(0) == halves
+            assert page.locator("#alike .pair").nth(0).locator("img").count() == 8
+            rows = "[...document.querySelectorAll('#alike .pair')].map((r) => r.innerText)"
+            before = page.evaluate(rows)
+            shot = os.environ.get("ANIMLORA_REVIEW_SCREENSHOT")
+            if shot:
+                page.screenshot(path=shot.replace(".png", "_alike.png"), full_page=True)
+            # "Not the same" on the second pair: it goes, the first stays, the list is filled up again
+            page.locator("#alike .pair").nth(1).locator("button", has_text="Not the same").click()
+            _wait(page, f"{rows}[1] !== {before[1]!r}")
+            after = page.evaluate(rows)
+            assert len(after) == 8 and after[0] == before[0] and before[1] not in after and after[1] == before[2]
+            page.locator("#alike .pair").nth(0).locator("button", has_text="Merge").click()
+            _wait(page, "document.querySelector('#status').textContent.startsWith('merged')")
+            assert _count(page, red["name"]) == "8"
+            assert sum(1 for c in _members(ws).values() if c == red["name"]) == 8
+            assert not any(halves <= names(k) for k in range(page.locator("#alike .pair").count()))
+        finally:
+            browser.close()

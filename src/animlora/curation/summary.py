@@ -128,6 +128,10 @@ def print_ending(summary: dict[str, Any], console: Any) -> None:
         if up.get("in_no_character"):
             console.print("  (those in no character: `animlora review`, then 'Suggest from noise' on a character "
                           "offers the ones nearest it, a track at a time)", highlight=False)
+    if summary.get("usable", 0) >= 2:
+        console.print("  (one character may be in several folders, split by light: in `animlora review`, 'Same "
+                      "character?' above the overview offers the folder pairs most alike, a click to merge)",
+                      highlight=False)
     for line in summary["lines"]:
         console.print(f"[yellow]![/] {line}", highlight=False, soft_wrap=True)
     if summary.get("report"):

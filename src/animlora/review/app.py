@@ -33,7 +33,14 @@ from urllib.parse import quote, urlsplit
 from fastapi import Request
 from pydantic import BaseModel
 
-from animlora.review.service import SUGGEST, ReviewBusyError, ReviewError, ReviewService, StaleStateError
+from animlora.review.service import (
+    ALIKE,
+    SUGGEST,
+    ReviewBusyError,
+    ReviewError,
+    ReviewService,
+    StaleStateError,
+)
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 TOKEN_HEADER = "x-animlora-token"
@@ -195,6 +202,10 @@ def create_app(service: ReviewService, *, host: str = "127.0.0.1", token: str = 
     @app.get("/api/clusters/{gid}/suggestions")
     def suggestions(gid: str, limit: int = SUGGEST) -> dict:
         return service.suggestions(gid, max(1, min(limit, 1000)))
+
+    @app.get("/api/alike")
+    def alike(limit: int = ALIKE) -> dict:
+        return service.alike(max(1, min(limit, 100)))
 
     @app.get("/api/thumb/{instance_id}")
     def thumb(instance_id: str, size: int = thumb_size) -> Response:

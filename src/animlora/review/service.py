@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 EXPORT_MARKER = "export_report.json"
 PREVIEW = 6  # thumbnails per cluster card in the overview
 SUGGEST = 60  # noise instances offered for one cluster at a time (whole tracks)
+ALIKE = 8  # pairs of clusters offered as "the same character?" at a time
+ALIKE_PREVIEW = 4  # thumbnails of each cluster of such a pair
 
 
 class ReviewError(AnimloraError):
@@ -94,6 +96,8 @@ class ReviewService:
         instances = embed_records.identity_instances(catalog)
         self.paths = {r.instance_id: r.path for r in instances}
         self.tracks = {r.instance_id: r.track_id for r in instances}
+        self.frames = {r.instance_id: r.frame_id for r in instances}
+        self._apart: list[tuple[str, str]] | None = None  # cannot-links, computed when first asked
         self.distance = cluster_records.assignment_distances(catalog)
         self.model = cluster_records.clustered_model(catalog)
         self.input_root = embed_records.input_root(catalog)
@@ -247,6 +251,45 @@ class ReviewService:
                 count += len(unit["instances"])
             return {"id": gid, "name": self.state.groups[gid].name, "tracks": len(units),
                     "instances": sum(len(u["instances"]) for u in units), "items": shown}
+
+    def _apart_pairs(self) -> list[tuple[str, str]]:
+        """The cluster stage's cannot-links over the embedded instances (two instances of one
+        frame, apart, not of one track): fixed until the stages under the review re-run."""
+        if self._apart is None:
+            from animlora.identity.geometry import build_constraints, project_geometry
+
+            ids = sorted(self.frames)
+            with self.catalog() as catalog:
+                geometry = project_geometry(catalog, self.workspace.root, ids)
+            links = build_constraints([self.frames[i] for i in ids], [self.tracks.get(i) for i in ids], geometry)
+            self._apart = [(ids[i], ids[j]) for i, j in sorted(links.cannot)]
+        return self._apart
+
+    def alike(self, limit: int = ALIKE) -> dict[str, Any]:
+        """Pairs of character clusters most alike and never seen apart in one frame, most alike
+        first (see :mod:`animlora.identity.suggest`); clusters already under one name are one
+        character and not offered."""
+        from animlora.identity.suggest import alike_clusters
+
+        with self.lock:
+            self._current()
+            groups = {g.id: g for g in self.state.live_groups() if not g.is_noise and self.state.members.get(g.id)}
+            members = {gid: sorted(self.state.members[gid]) for gid in groups}
+            with self.catalog() as catalog:
+                vectors = embed_records.vectors(catalog, self.model, [i for m in members.values() for i in m])
+            pairs, held = alike_clusters(members, vectors, self.tracks, self._apart_pairs())
+            pairs = [p for p in pairs if groups[p["clusters"][0]].name != groups[p["clusters"][1]].name]
+
+            def side(gid: str) -> dict[str, Any]:
+                return {"id": gid, "name": groups[gid].name, "size": len(members[gid]),
+                        "preview": heapq.nsmallest(ALIKE_PREVIEW, members[gid], key=self._closeness)}
+
+            items = []
+            for p in pairs[:limit]:
+                # the larger first: a merge keeps the first one's name
+                a, b = sorted(p["clusters"], key=lambda gid: (-len(members[gid]), gid))
+                items.append({"clusters": [side(a), side(b)], "distance": p["distance"]})
+            return {"pairs": len(pairs), "seen_apart": held, "items": items}
 
     # -- operations -------------------------------------------------------------------
     def _group(self, gid: str, allow_noise: bool = False) -> str:
