@@ -228,10 +228,19 @@ def test_alike_clusters_offered_most_alike_first_and_merged(project):
     assert got["pairs"] == 10 and len(got["items"]) == 8
     first = got["items"][0]
     assert {c["id"] for c in first["clusters"]} == {p["id"] for p in parts}
-    assert first["clusters"][0]["size"] >= first["clusters"][1]["size"]  # the larger first: it keeps its name
     assert all(len(c["preview"]) == 4 and c["preview"][0].startswith("round_red") for c in first["clusters"])
     assert [p["distance"] for p in got["items"]] == sorted(p["distance"] for p in got["items"])
     assert len(client.get("/api/alike", params={"limit": 2}).json()["items"]) == 2
+    # a name the reviewer gave goes first (a merge keeps the first one's name), else the larger
+    base = next(c for c in first["clusters"] if c["name"] == red["name"])
+    other = next(c for c in first["clusters"] if c is not base)
+    client.post("/api/rename", json={"cluster": other["id"], "name": "character_99"}, headers=headers)
+    unnamed = client.get("/api/alike").json()["items"][0]["clusters"]
+    assert unnamed[0]["size"] >= unnamed[1]["size"]
+    for named in (base, other):
+        client.post("/api/rename", json={"cluster": named["id"], "name": "rosso"}, headers=headers)
+        assert client.get("/api/alike").json()["items"][0]["clusters"][0]["name"] == "rosso"
+        client.post("/api/rename", json={"cluster": named["id"], "name": named["name"]}, headers=headers)
     # named alike by the reviewer: one character, not offered
     client.post("/api/rename", json={"cluster": parts[1]["id"], "name": red["name"]}, headers=headers)
     assert client.get("/api/alike").json()["pairs"] == 9

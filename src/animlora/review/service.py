@@ -253,8 +253,9 @@ class ReviewService:
                     "instances": sum(len(u["instances"]) for u in units), "items": shown}
 
     def _apart_pairs(self) -> list[tuple[str, str]]:
-        """The cluster stage's cannot-links over the embedded instances (two instances of one
-        frame, apart, not of one track): fixed until the stages under the review re-run."""
+        """Cannot-links over the embedded instances by the cluster stage's rule
+        (:func:`animlora.identity.geometry.build_constraints`: two instances of one frame, apart,
+        not of one track, on the catalog's tracks): fixed until the stages under the review re-run."""
         if self._apart is None:
             from animlora.identity.geometry import build_constraints, project_geometry
 
@@ -269,6 +270,7 @@ class ReviewService:
         """Pairs of character clusters most alike and never seen apart in one frame, most alike
         first (see :mod:`animlora.identity.suggest`); clusters already under one name are one
         character and not offered."""
+        from animlora.curation.gate import trusted
         from animlora.identity.suggest import alike_clusters
 
         with self.lock:
@@ -286,8 +288,8 @@ class ReviewService:
 
             items = []
             for p in pairs[:limit]:
-                # the larger first: a merge keeps the first one's name
-                a, b = sorted(p["clusters"], key=lambda gid: (-len(members[gid]), gid))
+                # a merge keeps the first one's name: a name the reviewer gave, else the larger's
+                a, b = sorted(p["clusters"], key=lambda gid: (not trusted(groups[gid].name), -len(members[gid]), gid))
                 items.append({"clusters": [side(a), side(b)], "distance": p["distance"]})
             return {"pairs": len(pairs), "seen_apart": held, "items": items}
 

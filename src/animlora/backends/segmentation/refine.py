@@ -588,10 +588,15 @@ def _tracks_apart(instances: Sequence[Instance], ta: int, tb: int) -> bool:
     for f in shared:
         (aa, ca), (ab, cb) = _geometry(where[(ta, f)]), _geometry(where[(tb, f)])
         offsets.append((cb - ca) / np.sqrt(max(aa, ab, 1.0)))
-    # robust spread (median distance from the median offset): one frame where a part took a
-    # tree along does not make a head and its body "apart"
+    return offset_spread(offsets) > OFFSET_SPREAD
+
+
+def offset_spread(offsets: Sequence[np.ndarray]) -> float:
+    """How much two parts' offset moves over the frames they share (in the units given): the
+    median distance of the offsets from their median. Robust: one frame where a part took a tree
+    along (a head whose mask holds the crown behind it) does not make a head and its body apart."""
     offs = np.array(offsets)
-    return float(np.median(np.linalg.norm(offs - np.median(offs, axis=0), axis=1))) > OFFSET_SPREAD
+    return float(np.median(np.linalg.norm(offs - np.median(offs, axis=0), axis=1)))
 
 
 def _fused_throughout(instances: Sequence[Instance], ts: int, tm: int) -> bool:
@@ -948,7 +953,7 @@ def _merge_parts(instances: list[Instance], notes: list[dict[str, Any]], views: 
                 # 2 px) does not move the scale the head's offset is measured in
                 offsets.append((geo[kb][1] - geo[ka][1]) / np.sqrt(max(min(geo[ka][0], geo[kb][0]), 1.0)))
                 gaps.append(gap_between(instances[ka], instances[kb]) / size)
-            spread = float(np.linalg.norm(np.std(np.array(offsets), axis=0)))
+            spread = offset_spread(offsets)
             # parts that touch in every frame may move a little more: a head nodding on its body in a
             # close-up (cgi-bench seed 6, the blue boy, touching at 0.01 in 3 frames, spread 0.18)
             bound = OFFSET_SPREAD_TOUCHING if max(gaps) <= TOUCHING else OFFSET_SPREAD
