@@ -288,7 +288,8 @@ class ReviewService:
 
             items = []
             for p in pairs[:limit]:
-                # a merge keeps the first one's name: a name the reviewer gave, else the larger's
+                # a merge keeps the first one's name: a name not the cluster stage's character_N
+                # (curation.gate.trusted), else the larger's
                 a, b = sorted(p["clusters"], key=lambda gid: (not trusted(groups[gid].name), -len(members[gid]), gid))
                 items.append({"clusters": [side(a), side(b)], "distance": p["distance"]})
             return {"pairs": len(pairs), "seen_apart": held, "items": items}
