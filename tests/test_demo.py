@@ -35,3 +35,23 @@ def test_demo_runs_the_whole_cpu_pipeline_and_resumes_as_up_to_date(tmp_path, re
                            env=env, timeout=600)
     assert again.returncode == 0, again.stderr
     assert all(s["up_to_date"] for s in json.loads(again.stdout)["stages"])
+
+    # the project moved to another folder (the old one gone): what it made is up to date (no
+    # stage's fingerprint holds where the project was) and the frames are read where they are now
+    moved = tmp_path / "elsewhere" / "demo"
+    moved.parent.mkdir()
+    folder.rename(moved)
+    after = subprocess.run(animlora_cmd("demo", "--dir", str(moved), "--json"), capture_output=True, text=True,
+                           env=env, timeout=600)
+    assert after.returncode == 0, after.stderr
+    stages = {s["stage"]: s for s in json.loads(after.stdout)["stages"]}
+    assert all(not s["failed"] for s in stages.values())
+    assert all(stages[name]["up_to_date"] for name in ("segment", "prefilter", "embed", "cluster", "deocclude"))
+    # the one thing that names the folder: sd-scripts' dataset config, written again
+    assert f'image_dir = "{moved}/training_data/character_0/images"' in (
+        moved / "training_data" / "character_0" / "dataset.toml").read_text()
+    redo = subprocess.run(animlora_cmd("run", "-p", str(moved), "--from", "deocclude", "--to", "deocclude", "--force",
+                                       "--json"), capture_output=True, text=True, env=env, timeout=600)
+    assert redo.returncode == 0, redo.stderr
+    (summary,) = json.loads(redo.stdout)["stages"]
+    assert summary["items_done"] == summary["items_total"] > 0 and not summary["failed"]

@@ -218,7 +218,19 @@ def test_project_mode_reads_kept_frames_by_shot_from_the_catalog(tmp_path):
                                                                   ("v1_f5", "v1_s0_000005.png"))])
         cat.execute("UPDATE stage_items SET fingerprint = ? WHERE stage = 'segment' AND item_key = 'v1_s0'", (old,))
         plan = get_stage("segment")._plan_project(SimpleNamespace(workspace=ws, catalog=cat))
-        assert plan[0].key == "v1_s0" and plan[0].fingerprint == old and plan[1].fingerprint != old
+        assert plan[0].key == "v1_s0" and plan[0].earlier == old and plan[1].earlier != old
+    summary = Runner(ws, load_settings(moved)).run([get_stage("segment")])[0]
+    assert summary.items_skipped == summary.items_total == 2  # nothing redone
+    assert Runner(ws, load_settings(moved)).run([get_stage("segment")])[0].up_to_date
+    with ws.open_catalog() as cat:  # the runner kept the recorded fingerprint
+        assert cat.one("SELECT fingerprint FROM stage_items WHERE stage = 'segment' AND item_key = 'v1_s0'")[0] == old
+        # the frames read are stored inside the project, relative to it, and read back where they are now
+        assert {r[0] for r in cat.rows("SELECT source FROM segment_frames")} == {
+            "frames/v1_s0_000002.png", "frames/v1_s0_000005.png", "frames/v1_s1_000012.png"}
+        from animlora.records.segment import segment_frames
+
+        assert {f.source for f in segment_frames(cat, moved)} == {
+            str(moved / "frames" / n) for n in ("v1_s0_000002.png", "v1_s0_000005.png", "v1_s1_000012.png")}
 
 
 def test_sam2_without_weights_falls_back_to_isnet_before_classic(tmp_path, monkeypatch):

@@ -119,7 +119,7 @@ def project_plates(catalog: Any, root: Path) -> dict[str, list[Path]]:
     from animlora.records.segment import segment_frames
 
     plates: dict[str, list[Path]] = defaultdict(list)
-    for frame in segment_frames(catalog):
+    for frame in segment_frames(catalog, root):
         if frame.status != "ok" or frame.shot_id is None:
             continue
         plate = root / stage_folder("segment") / frame.background_path if frame.background_path else None

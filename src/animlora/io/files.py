@@ -91,6 +91,28 @@ CHARACTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
 RESERVED_NAMES = frozenset({"noise"})
 
 
+def portable(value: Any, root: Path | None) -> Any:
+    """``value`` with every path string inside the project folder ``root`` written relative to
+    it (in dicts, lists and tuples, at any depth; other values as they are): what a fingerprint
+    hashes, so that a project moved or copied elsewhere is up to date. ``root`` None: as is."""
+    if root is None:
+        return value
+    prefix = str(root).rstrip("/") + "/"
+    return _portable(value, prefix)
+
+
+def _portable(value: Any, prefix: str) -> Any:
+    if isinstance(value, str):
+        return value[len(prefix):] if value.startswith(prefix) else value
+    if isinstance(value, Path):
+        return _portable(str(value), prefix)
+    if isinstance(value, dict):
+        return {k: _portable(v, prefix) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_portable(v, prefix) for v in value)
+    return value
+
+
 def character_name_problem(name: object) -> str | None:
     """Why ``name`` cannot name a character (it becomes a folder and a file name), or None."""
     if not isinstance(name, str) or not name.strip():

@@ -21,6 +21,7 @@ import logging
 import time
 import traceback
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from animlora.io.files import (
 )
 from animlora.pipeline.executors import ray_session, run_pool, run_ray, run_serial
 from animlora.pipeline.stage import RunSummary, Stage, StageContext, StageJob, WorkItem, digest
+from animlora.records.runs import done_items
 from animlora.workspace import Workspace
 
 log = logging.getLogger("animlora")
@@ -49,6 +51,16 @@ def stage_key_of(stage: Stage, settings_hash: str, catalog: Catalog) -> str:
         row = catalog.one("SELECT stage_key FROM stage_runs WHERE stage = ?", (name,))
         upstream.append((name, row["stage_key"] if row else None))
     return digest(settings_hash, upstream)
+
+
+def _adopt_earlier(items: list[WorkItem], catalog: Catalog, stage: str) -> list[WorkItem]:
+    """Items done under the fingerprint an earlier release computed (``WorkItem.earlier``)
+    keep that recorded fingerprint: the same input, so nothing is redone."""
+    if not any(item.earlier for item in items):
+        return items
+    done = done_items(catalog, stage)
+    return [replace(item, fingerprint=item.earlier) if item.earlier and done.get(item.key) == item.earlier else item
+            for item in items]
 
 
 def _error_text(exc: BaseException) -> str:
@@ -136,6 +148,7 @@ class Runner:
         keys = [item.key for item in items]
         if len(set(keys)) != len(keys):
             raise StageError(f"stage {stage.name}: two work items share a key (a bug; please report)")
+        items = _adopt_earlier(items, catalog, stage.name)
 
         # 2. stage key: changed settings (or upstream) make every earlier result stale
         settings_hash = stage.settings_hash(self.settings)

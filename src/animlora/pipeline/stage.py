@@ -48,12 +48,15 @@ def digest(*parts: object) -> str:
 @dataclass(frozen=True)
 class WorkItem:
     """One unit of resumable work: ``key`` is stable across runs, ``fingerprint``
-    changes when the item's input changes (then it is redone)."""
+    changes when the item's input changes (then it is redone). ``earlier``: the fingerprint
+    an earlier release computed for the same input (before its recipe changed, e.g. to
+    :func:`animlora.io.files.portable` paths); an item done under it is up to date, so upgrading redoes nothing."""
 
     key: str
     fingerprint: str
     payload: Any = None
     label: str = ""
+    earlier: str | None = None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,10 @@ identity stages (:mod:`animlora.identity.inputs`) and the caption/dataset stages
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from animlora.io.files import portable
 
 if TYPE_CHECKING:
     from animlora.catalog import Catalog
@@ -25,11 +28,12 @@ _TABLES = ("instances", "tracks", "segment_frames")  # each with its shot_id
 
 # -- writers (the segment stage) --------------------------------------------------------------
 def replace_shot(catalog: Catalog, shot_id: str, frames: list[dict[str, Any]], instances: list[dict[str, Any]],
-                 tracks: list[dict[str, Any]]) -> None:
+                 tracks: list[dict[str, Any]], root: Path) -> None:
     """The rows of one segmented shot (dicts of column -> value: the frames read, the
-    instances found, their tracks), replacing what the shot had."""
+    instances found, their tracks), replacing what the shot had. A frame's ``source`` inside
+    the project folder ``root`` is stored relative to it (read back by :func:`frame_source`)."""
     delete_shot(catalog, shot_id)
-    catalog.upsert("segment_frames", frames)
+    catalog.upsert("segment_frames", [f | {"source": portable(f["source"], root)} for f in frames])
     catalog.upsert("instances", instances)
     catalog.upsert("tracks", tracks)
 
@@ -70,7 +74,7 @@ class SegmentFrame:
 
     frame_id: str
     shot_id: str | None
-    source: str  # the frame image read (absolute)
+    source: str  # the frame image read, where it is now (:func:`frame_source`)
     status: str  # ok | skipped
     background_path: str | None  # the frame with characters transparent, relative to the segment folder
 
@@ -94,9 +98,35 @@ def instance_rows(catalog: Catalog, *, by_shot: bool = False) -> list[dict[str, 
     return [dict(row) for row in catalog.rows(f"SELECT * FROM instances ORDER BY {order}")]
 
 
-def frame_rows(catalog: Catalog) -> list[dict[str, Any]]:
-    """Every ``segment_frames`` row as column -> value, by shot then source (the report's order)."""
-    return [dict(row) for row in catalog.rows("SELECT * FROM segment_frames ORDER BY shot_id, source")]
+def frame_source(stored: str, root: Path, frame_path: str | None) -> str:
+    """Where the frame a ``segment_frames`` row read is now. A project's frame (``frame_path``:
+    its ``frames`` row's path) is in the project's extract folder, wherever the project is now
+    (earlier releases stored its absolute path, of the folder the project was in then); any
+    other is ``stored``, relative to the project folder ``root`` or absolute (a standalone
+    input outside it)."""
+    if frame_path is not None:
+        from animlora.records.folders import stage_folder
+
+        return str(root / stage_folder("extract", root) / frame_path)
+    path = Path(stored)
+    return stored if path.is_absolute() else str(root / path)
+
+
+def _frames(catalog: Catalog, root: Path, columns: str) -> list[dict[str, Any]]:
+    rows = catalog.rows(f"SELECT {columns}, f.path AS frame_path FROM segment_frames s "
+                        "LEFT JOIN frames f ON f.id = s.frame_id ORDER BY s.shot_id, s.source")
+    out = []
+    for row in rows:
+        r = dict(row)
+        r["source"] = frame_source(r["source"], root, r.pop("frame_path"))
+        out.append(r)
+    return out
+
+
+def frame_rows(catalog: Catalog, root: Path) -> list[dict[str, Any]]:
+    """Every ``segment_frames`` row as column -> value, by shot then source (the report's
+    order), ``source`` where the frame is now (:func:`frame_source`)."""
+    return _frames(catalog, root, "s.*")
 
 
 def instance_measures(catalog: Catalog) -> dict[str, str | None]:
@@ -104,11 +134,10 @@ def instance_measures(catalog: Catalog) -> dict[str, str | None]:
     return {row["id"]: row["measures"] for row in catalog.rows("SELECT id, measures FROM instances")}
 
 
-def segment_frames(catalog: Catalog) -> list[SegmentFrame]:
-    """Every frame the stage read, by frame id."""
-    rows = catalog.rows("SELECT frame_id, shot_id, source, status, background_path FROM segment_frames "
-                        "ORDER BY frame_id")
-    return [SegmentFrame(**dict(row)) for row in rows]
+def segment_frames(catalog: Catalog, root: Path) -> list[SegmentFrame]:
+    """Every frame the stage read, by frame id, ``source`` where it is now (:func:`frame_source`)."""
+    rows = _frames(catalog, root, "s.frame_id, s.shot_id, s.source, s.status, s.background_path")
+    return [SegmentFrame(**row) for row in sorted(rows, key=lambda r: r["frame_id"])]
 
 
 def count_instances(catalog: Catalog) -> int:

@@ -58,7 +58,7 @@ from animlora.identity.naming import embed_references, match_clusters, reference
 from animlora.identity.sheets import contact_sheet, visualization
 from animlora.identity.still import join_still, still_units
 from animlora.identity.tracks import pool_tracks, pulled, settle_jumps, split_tracks
-from animlora.io.files import atomic_path, atomic_write_json, file_sha256
+from animlora.io.files import atomic_path, atomic_write_json, file_sha256, portable
 from animlora.pipeline.stage import (
     ItemOutput,
     Progress,
@@ -147,20 +147,26 @@ class ClusterStage(Stage):
             return []
         folders = reference_folders(ctx.job)
         lineage = [(i, refs[i].content_hash, refs[i].track_id, refs[i].frame_id) for i in ids]
-        fingerprint = digest(embedder.key, lineage, _references_fingerprint(folders))
+        references = _references_fingerprint(folders)
         geometry = FrameGeometry() if ctx.job.standalone else project_geometry(ctx.catalog, ctx.workspace.root, ids)
         boxes = [(p.box, str(p.mask)) for _, p in sorted(geometry.placements.items())]
-        fingerprint = digest(fingerprint, boxes)
         still = [None] * len(ids) if ctx.job.standalone else _still(ctx, ids)
-        fingerprint = digest(fingerprint, still)
         light = None if ctx.job.standalone else _shot_light(ctx, embedder.key, [refs[i].shot_id for i in ids])
-        if light is not None:
-            fingerprint = digest(fingerprint, light.round(4).tolist())
         close = _close_ups(geometry, len(ids), ctx.settings.prefilter.closeup_min_height)
-        fingerprint = digest(fingerprint, close)
+
+        def fingerprint(paths: Any) -> str:
+            """The item's fingerprint with the paths in (references, boxes) as given."""
+            out = digest(digest(digest(embedder.key, lineage, paths[0]), paths[1]), still)
+            if light is not None:
+                out = digest(out, light.round(4).tolist())
+            return digest(out, close)
+
         payload = ClusterInput(embedder.key, ids, vectors, [refs[i] for i in ids], folders,
                                None if ctx.job.standalone else ctx.workspace.root, geometry, still, light, close)
-        return [WorkItem("clusters", fingerprint, payload, f"{len(ids)} instances")]
+        # paths inside the project relative to it (a moved project is up to date); earlier
+        # releases hashed them absolute
+        return [WorkItem("clusters", fingerprint(portable((references, boxes), ctx.workspace.root)), payload,
+                         f"{len(ids)} instances", earlier=fingerprint((references, boxes)))]
 
     # -- the work ---------------------------------------------------------------------
     def process(self, job: StageJob, item: WorkItem, progress: Progress) -> ItemOutput:

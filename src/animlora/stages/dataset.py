@@ -157,6 +157,9 @@ class DatasetStage(Stage):
                 sorted((k, json.dumps(v, sort_keys=True)) for k, v in caps.items()),
                 None if embeddings is None else (embeddings["model"], digest(sorted(embeddings["vectors"].items()))),
                 [(p, stat_key(p)) for p in reg],
+                # dataset.toml names the image folders by absolute path (sd-scripts reads a
+                # relative one from its working folder): a moved project writes it again
+                str(ctx.output_dir),
             )
             items.append(WorkItem(character, fingerprint, payload, character))
         return items + extra

@@ -41,7 +41,7 @@ import numpy as np
 
 from animlora.curation.parts import PART_GAP, box_gap, box_size
 from animlora.errors import BadInputError, MissingDependencyError, ModelNotFoundError
-from animlora.io.files import atomic_write_json
+from animlora.io.files import atomic_write_json, portable
 from animlora.io.images import read_image, write_image
 from animlora.pipeline.stage import (
     ItemOutput,
@@ -205,7 +205,7 @@ class DeoccludeStage(Stage):
         else:
             from animlora.records.segment import instance_rows, segment_frames
             seg_dir = ctx.workspace.stage_path("segment")
-            frames = segment_frames(ctx.catalog)
+            frames = segment_frames(ctx.catalog, ctx.workspace.root)
             sources = {f.frame_id: f.source for f in frames}
             shot_of = {f.frame_id: f.shot_id for f in frames}
             instances = [r | {"bbox": json.loads(r["bbox"])} for r in instance_rows(ctx.catalog)]
@@ -237,7 +237,10 @@ class DeoccludeStage(Stage):
                 inst["same"] = sorted(o["id"] for o in payload["instances"] if frozenset((inst["id"], o["id"])) in same)
                 if inst["id"] in known:
                     inst["character"], inst["description"] = known[inst["id"]]
-            items.append(WorkItem(frame_id, digest(payload), payload, labels.get(frame_id, frame_id)))
+            # paths inside the project relative to it: a moved project is up to date (earlier
+            # releases hashed them absolute)
+            items.append(WorkItem(frame_id, digest(portable(payload, ctx.workspace.root)), payload,
+                                  labels.get(frame_id, frame_id), earlier=digest(payload)))
         return items
 
     @staticmethod

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from animlora.errors import BadInputError, MissingDependencyError, ModelNotFoundError
-from animlora.io.files import atomic_write_json, safe_name
+from animlora.io.files import atomic_write_json, portable, safe_name
 from animlora.pipeline.stage import (
     ItemOutput,
     Progress,
@@ -160,11 +160,13 @@ class EnhanceStage(Stage):
             lineage = {k: v for k, v in m.to_json().items() if not k.startswith("enhanced_")}
             payload = {"instance": lineage, "region": list(region), "factor": factor,
                        "name": safe_name(m.instance_id), "use_fill": use_fill}
-            fingerprint = digest(payload, stat_key(m.image_path), stat_key(m.frame_path),
-                                 stat_key(m.filled_path if use_fill else None))
+            stamps = stat_key(m.image_path), stat_key(m.frame_path), stat_key(m.filled_path if use_fill else None)
             place = labels.get(m.frame_id or "")
-            items.append(WorkItem(m.instance_id, fingerprint, payload,
-                                  f"{place} #{m.instance_id.rpartition('_i')[2]}" if place else m.instance_id))
+            # paths inside the project relative to it: a moved project is up to date (earlier
+            # releases hashed them absolute)
+            items.append(WorkItem(m.instance_id, digest(portable(payload, ctx.workspace.root), *stamps), payload,
+                                  f"{place} #{m.instance_id.rpartition('_i')[2]}" if place else m.instance_id,
+                                  earlier=digest(payload, *stamps)))
         return items
 
     # -- process -----------------------------------------------------------------------

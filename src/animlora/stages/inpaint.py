@@ -163,7 +163,7 @@ class InpaintStage(Stage):
             from animlora.records.segment import segment_frames
             seg_dir = ctx.workspace.stage_path("segment")
             # by shot, then source (NULL shots first, as the catalog orders them)
-            for f in sorted(segment_frames(ctx.catalog), key=lambda f: (f.shot_id is not None, f.shot_id or "", f.source)):
+            for f in sorted(segment_frames(ctx.catalog, ctx.workspace.root), key=lambda f: (f.shot_id is not None, f.shot_id or "", f.source)):
                 if f.status == "ok" and f.background_path is not None:
                     shots.setdefault(f.shot_id, []).append(
                         {"frame_id": f.frame_id, "background": str(seg_dir / f.background_path)}

@@ -193,7 +193,7 @@ class SegmentStage(Stage):
             return
         key = stage_key_of(self, self.settings_hash(ctx.settings), ctx.catalog)
         done = {} if ctx.force else runs_records.done_items(ctx.catalog, self.name, key)
-        todo = [item for item in items if done.get(item.key) != item.fingerprint]
+        todo = [item for item in items if done.get(item.key) is None or done[item.key] not in (item.fingerprint, item.earlier)]
         self._next = {a.key: b for a, b in zip(todo, todo[1:], strict=False)}
 
     def __getstate__(self) -> dict[str, Any]:
@@ -203,7 +203,6 @@ class SegmentStage(Stage):
 
     def _plan_project(self, ctx: StageContext) -> list[WorkItem]:
         from animlora.records.extract import kept_frames, shot_label
-        from animlora.records.runs import done_items
 
         frames_dir = ctx.workspace.stage_path("extract")
         shots: dict[str, list[dict[str, Any]]] = {}
@@ -220,17 +219,13 @@ class SegmentStage(Stage):
                     "source": str(frames_dir / row.path), "name": safe_name(Path(row.path).stem, "frame"),
                 }
             )
-        done = done_items(ctx.catalog, self.name)
         items = []
         for shot, frames in shots.items():
             # the frames' ids and paths inside the extract folder: a project moved or copied
-            # elsewhere is up to date. Earlier releases hashed the absolute paths; a shot they
-            # finished here keeps that fingerprint (the same input), so upgrading redoes nothing.
-            fingerprint = digest([(f["frame_id"], relative[f["frame_id"]]) for f in frames])
-            if done.get(shot) not in (None, fingerprint) and done[shot] == digest(
-                    [(f["frame_id"], f["source"]) for f in frames]):
-                fingerprint = done[shot]
-            items.append(WorkItem(key=shot, fingerprint=fingerprint, payload=frames, label=labels[shot]))
+            # elsewhere is up to date. Earlier releases hashed the absolute paths.
+            items.append(WorkItem(key=shot, fingerprint=digest([(f["frame_id"], relative[f["frame_id"]]) for f in frames]),
+                                  payload=frames, label=labels[shot],
+                                  earlier=digest([(f["frame_id"], f["source"]) for f in frames])))
         return items
 
     def _plan_standalone(self, ctx: StageContext) -> list[WorkItem]:
@@ -463,7 +458,7 @@ class SegmentStage(Stage):
         if output.data.get("engine"):  # as the worker that ran the shot reported it
             ctx.extra["engine"] = output.data["engine"]
         records.replace_shot(ctx.catalog, item.key, output.data["frames"], output.data["instances"],
-                             output.data["tracks"])
+                             output.data["tracks"], ctx.workspace.root)
 
     def forget(self, ctx: StageContext, item_key: str) -> None:
         records.delete_shot(ctx.catalog, item_key)
@@ -474,7 +469,7 @@ class SegmentStage(Stage):
             ahead.drop()
         cat = ctx.catalog
         s = ctx.settings.segment
-        frames = records.frame_rows(cat)
+        frames = records.frame_rows(cat, ctx.workspace.root)
         instances = records.instance_rows(cat, by_shot=True)
         backends = Counter(r["backend"] for r in frames if r["backend"])
         notes = sorted({r["note"] for r in frames if r["note"]})
