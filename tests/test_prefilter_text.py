@@ -249,6 +249,37 @@ def test_ppocr_reads_only_the_start_of_a_long_line_and_still_finds_it():
 
 
 @pytest.mark.skipif(not HAS_PPOCR, reason="pip install 'animlora[text]'")
+def test_ppocr_finds_lines_on_the_frame_scaled_to_its_long_side_and_reads_them_at_full_size():
+    """rapidocr 1.4 ignores ``det_limit_side_len`` with limit type "max" (a 1280 px frame went
+    in whole, though 960 was asked): the detector is given the frame scaled down, its boxes
+    come back in frame pixels, and the line is read from the full-size frame."""
+    det = make_text_detector("ppocr")
+    frame = np.full((1080, 1920, 3), 30, np.uint8)
+    cv2.putText(frame, "The Peach Open Movie", (300, 600), cv2.FONT_HERSHEY_SIMPLEX, 3.0, (240, 240, 240), 6,
+                cv2.LINE_AA)
+    seen: list[tuple[int, ...]] = []
+    engine = det.engine  # type: ignore[attr-defined]
+
+    class Spy:
+        text_rec = engine.text_rec
+
+        def __call__(self, image, **kw):
+            seen.append(image.shape)
+            return engine(image, **kw)
+
+    det.engine = Spy()  # type: ignore[attr-defined]
+    try:
+        lines = det.read(frame)  # type: ignore[attr-defined]
+    finally:
+        det.engine = engine  # type: ignore[attr-defined]
+    assert seen == [(540, 960, 3)]
+    box, text, score = max(lines, key=lambda line: float(np.ptp(line[0][:, 0])))
+    assert "Peach" in text and score >= det.min_score  # type: ignore[attr-defined]
+    # the box in frame pixels: around the drawn line (x 300 to ~1300, baseline y 600)
+    assert 250 <= box[:, 0].min() <= 320 and box[:, 0].max() > 1100 and 480 <= box[:, 1].mean() <= 620
+
+
+@pytest.mark.skipif(not HAS_PPOCR, reason="pip install 'animlora[text]'")
 def test_project_rejects_text_over_a_close_up(tmp_path):
     """The trailer's Frank: a close-up (cut by the bottom and a side, kept by
     ``closeup_min_height``) under the last two letters of a subtitle, 1.8% of its mask (under

@@ -327,7 +327,9 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
             stem = f"{stem}_{m.instance_id[:8]}"
         used_stems.add(stem)
         image_rel = f"images/{stem}.{ext}"
-        write_image(out / image_rel, img.image)
+        # PNG: zlib level 1 with the "up" filter, 2.5x faster than level 3 on 1024 px RGBA,
+        # ~11% larger files, the same pixels (io.images.encode_image)
+        write_image(out / image_rel, img.image, png_fast=True)
         image_files.append(image_rel)
         rendered.append((m, stem, cap, {"deoccluded": filled, "joined": joined.get(m.instance_id, []), **img.info}))
     seen = {sk["instance"] for sk in skipped} | {m.instance_id for m, *_ in rendered}
@@ -465,7 +467,7 @@ def _write_reg(frames: list[str], out: Path, rel: Any, buckets: list[tuple[int, 
         crop = frame[max(0, y0) : y0 + ch, max(0, x0) : x0 + cw]
         interp = cv2.INTER_AREA if plan.scale < 1 else cv2.INTER_CUBIC
         stem = safe_name(Path(path).stem)
-        write_image(out / f"reg/{stem}.png", cv2.resize(crop, plan.size, interpolation=interp))
+        write_image(out / f"reg/{stem}.png", cv2.resize(crop, plan.size, interpolation=interp), png_fast=True)
         atomic_write_text(out / f"reg/{stem}.txt", text + "\n")
         files += [rel(f"reg/{stem}.png"), rel(f"reg/{stem}.txt")]
     return files
