@@ -98,27 +98,28 @@ def instance_rows(catalog: Catalog, *, by_shot: bool = False) -> list[dict[str, 
     return [dict(row) for row in catalog.rows(f"SELECT * FROM instances ORDER BY {order}")]
 
 
-def frame_source(stored: str, root: Path, frame_path: str | None) -> str:
+def frame_source(stored: str, root: Path, frame_path: str | None, extract_dir: Path) -> str:
     """Where the frame a ``segment_frames`` row read is now. A project's frame (``frame_path``:
-    its ``frames`` row's path) is in the project's extract folder, wherever the project is now
-    (earlier releases stored its absolute path, of the folder the project was in then); any
-    other is ``stored``, relative to the project folder ``root`` or absolute (a standalone
-    input outside it)."""
+    its ``frames`` row's path) is in the project's extract folder ``extract_dir``, wherever the
+    project is now (earlier releases stored its absolute path, of the folder the project was in
+    then); any other is ``stored``, relative to the project folder ``root`` or absolute (a
+    standalone input outside it)."""
     if frame_path is not None:
-        from animlora.records.folders import stage_folder
-
-        return str(root / stage_folder("extract", root) / frame_path)
+        return str(extract_dir / frame_path)
     path = Path(stored)
     return stored if path.is_absolute() else str(root / path)
 
 
-def _frames(catalog: Catalog, root: Path, columns: str) -> list[dict[str, Any]]:
+def _frames(catalog: Catalog, root: Path, columns: str, order: str) -> list[dict[str, Any]]:
+    from animlora.records.folders import stage_folder
+
+    extract_dir = root / stage_folder("extract", root)
     rows = catalog.rows(f"SELECT {columns}, f.path AS frame_path FROM segment_frames s "
-                        "LEFT JOIN frames f ON f.id = s.frame_id ORDER BY s.shot_id, s.source")
+                        f"LEFT JOIN frames f ON f.id = s.frame_id ORDER BY {order}")
     out = []
     for row in rows:
         r = dict(row)
-        r["source"] = frame_source(r["source"], root, r.pop("frame_path"))
+        r["source"] = frame_source(r["source"], root, r.pop("frame_path"), extract_dir)
         out.append(r)
     return out
 
@@ -126,7 +127,7 @@ def _frames(catalog: Catalog, root: Path, columns: str) -> list[dict[str, Any]]:
 def frame_rows(catalog: Catalog, root: Path) -> list[dict[str, Any]]:
     """Every ``segment_frames`` row as column -> value, by shot then source (the report's
     order), ``source`` where the frame is now (:func:`frame_source`)."""
-    return _frames(catalog, root, "s.*")
+    return _frames(catalog, root, "s.*", "s.shot_id, s.source")
 
 
 def instance_measures(catalog: Catalog) -> dict[str, str | None]:
@@ -136,8 +137,8 @@ def instance_measures(catalog: Catalog) -> dict[str, str | None]:
 
 def segment_frames(catalog: Catalog, root: Path) -> list[SegmentFrame]:
     """Every frame the stage read, by frame id, ``source`` where it is now (:func:`frame_source`)."""
-    rows = _frames(catalog, root, "s.frame_id, s.shot_id, s.source, s.status, s.background_path")
-    return [SegmentFrame(**row) for row in sorted(rows, key=lambda r: r["frame_id"])]
+    rows = _frames(catalog, root, "s.frame_id, s.shot_id, s.source, s.status, s.background_path", "s.frame_id")
+    return [SegmentFrame(**row) for row in rows]
 
 
 def count_instances(catalog: Catalog) -> int:
