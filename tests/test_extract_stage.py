@@ -169,6 +169,57 @@ def test_force_changed_settings_and_new_video(tmp_path, clips):
     assert added.items_total == 3 and added.items_skipped == 2
 
 
+def test_a_moved_video_or_project_keeps_its_frames(tmp_path, clips):
+    """Items are keyed by the video's content: a video moved (project.yaml updated), a project
+    moved with its video inside, and a project of an earlier release (keys were paths) are up
+    to date, their frame files untouched (the stages after extract hash their times)."""
+    import shutil
+
+    import yaml
+
+    inside = tmp_path / "p" / "videos"
+    inside.mkdir(parents=True)
+    shutil.copy(clips[0], inside / "a.mp4")
+    root = create_project(tmp_path / "p", "p", [inside / "a.mp4", clips[1]], "3d")
+    data = yaml.safe_load((root / "project.yaml").read_text())
+    data["project"]["videos"] = ["videos/a.mp4", str(clips[1])]  # the first relative to the project
+    (root / "project.yaml").write_text(yaml.safe_dump(data))
+    assert run_project(root).items_done == 2
+    before = snapshot(root)
+    times = {p: p.stat().st_mtime_ns for p in (root / "frames").rglob("*.jpg")}
+    assert times
+
+    # an earlier release's project: items keyed by the video's path
+    con = sqlite3.connect(root / "catalog.sqlite")
+    with con:
+        for vid, path in con.execute("SELECT id, path FROM videos").fetchall():
+            con.execute("UPDATE stage_items SET item_key = ? WHERE stage = 'extract' AND item_key = ?", (path, vid))
+    con.close()
+    upgraded = run_project(root)
+    assert upgraded.items_done == 2 and upgraded.items_skipped == 2  # nothing redone
+    assert table(root, "SELECT item_key FROM stage_items WHERE stage = 'extract'") == \
+        table(root, "SELECT id FROM videos")
+
+    # the second video moved elsewhere, project.yaml told
+    moved_clip = tmp_path / "elsewhere" / clips[1].name  # the same name: it names the frame files
+    moved_clip.parent.mkdir()
+    shutil.copy(clips[1], moved_clip)
+    data["project"]["videos"] = ["videos/a.mp4", str(moved_clip)]
+    (root / "project.yaml").write_text(yaml.safe_dump(data))
+    again = run_project(root)
+    assert again.items_skipped == 2 and again.failures == ()
+
+    # the whole project moved, its first video inside it
+    there = tmp_path / "there" / "p"
+    there.parent.mkdir()
+    root.rename(there)
+    after = run_project(there)
+    assert after.items_skipped == 2 and after.failures == ()
+    assert snapshot(there)["frames"] == before["frames"] and snapshot(there)["files"] == before["files"]
+    assert {p.relative_to(there): t for p, t in ((p, p.stat().st_mtime_ns) for p in (there / "frames").rglob("*.jpg"))} \
+        == {p.relative_to(root): t for p, t in times.items()}
+
+
 def test_standalone_refuses_foreign_folder_without_force(tmp_path):
     out = tmp_path / "out"
     out.mkdir()

@@ -8,6 +8,7 @@ import pytest
 from animlora.catalog import Catalog
 from animlora.config import load_settings
 from animlora.pipeline.runner import Runner
+from animlora.pipeline.stage import WorkItem
 from animlora.workspace import Workspace
 from toy_stage import CostToyStage, ModelToyStage, ToyStage
 
@@ -193,3 +194,39 @@ def test_a_stage_runs_with_its_own_executor_and_a_misspelt_stage_is_named(tmp_pa
     typo = load_settings(overrides={"runner": {"executors": {"segmnt": "ray"}}})
     with pytest.raises(ConfigError, match="runner.executors: unknown stage.s. segmnt; stages: extract, segment"):
         Runner(Workspace.for_output(tmp_path / "out2"), typo, input_path=tmp_path / "in").run([ToyStage()])
+
+
+class RenamedToyStage(ToyStage):
+    """The toy stage after a release that keys items by content (``earlier_key``: the old name)."""
+
+    def plan(self, ctx):
+        return [WorkItem(f"c-{item.fingerprint[:8]}", item.fingerprint, item.payload, item.label, earlier_key=item.key)
+                for item in super().plan(ctx)]
+
+
+def test_an_item_recorded_under_its_earlier_key_is_not_redone(tmp_path):
+    from dataclasses import replace
+
+    make_inputs(tmp_path / "in", {"a": "x", "b": "yy"})
+    run_toy(tmp_path)
+    (tmp_path / "out" / "a.out").write_text("sentinel")  # proves a is not redone
+    loaded = load_settings(overrides={"project": {"seed": 1}})
+    ws = Workspace.for_output(tmp_path / "out")
+    [summary] = Runner(ws, loaded, input_path=tmp_path / "in").run([RenamedToyStage()])
+    assert (summary.items_total, summary.items_skipped) == (2, 2)
+    assert outputs(tmp_path) == {"a.out": "sentinel", "b.out": "YY"}
+    with Catalog(tmp_path / "out" / ".animlora" / "catalog.sqlite") as cat:
+        keys = sorted(r["item_key"] for r in cat.rows("SELECT item_key FROM stage_items WHERE stage = 'toy'"))
+    assert len(keys) == 2 and all(k.startswith("c-") for k in keys)
+
+    # an old key that a planned item still has as its own stays with it
+    class Claimed(RenamedToyStage):
+        def plan(self, ctx):
+            items = super().plan(ctx)
+            return [items[0], replace(items[1], key=items[0].earlier_key or "", earlier_key=None)]
+
+    make_inputs(tmp_path / "in2", {"a": "x", "b": "yy"})
+    first = Runner(Workspace.for_output(tmp_path / "o2"), loaded, input_path=tmp_path / "in2").run([ToyStage()])[0]
+    assert first.items_done == 2
+    again = Runner(Workspace.for_output(tmp_path / "o2"), loaded, input_path=tmp_path / "in2").run([Claimed()])[0]
+    assert again.items_skipped == 0 and again.items_done == 2  # "a" stays b's (new fingerprint: redone); c-… is new

@@ -53,6 +53,23 @@ def stage_key_of(stage: Stage, settings_hash: str, catalog: Catalog) -> str:
     return digest(settings_hash, upstream)
 
 
+def _rekey_earlier(items: list[WorkItem], catalog: Catalog, stage: str) -> None:
+    """Records kept under an item's ``earlier_key`` move to its key (the item's input is the
+    same, only its name changed): when nothing is recorded under the key yet and no planned
+    item has the old key as its own."""
+    moves = [(item.key, item.earlier_key) for item in items if item.earlier_key and item.earlier_key != item.key]
+    if not moves:
+        return
+    planned = {item.key for item in items}
+    known = {row["item_key"] for row in catalog.rows("SELECT item_key FROM stage_items WHERE stage = ?", (stage,))}
+    with catalog.transaction():
+        for key, old in moves:
+            if key not in known and old in known and old not in planned:
+                catalog.execute("UPDATE stage_items SET item_key = ? WHERE stage = ? AND item_key = ?", (key, stage, old))
+                known.discard(old)
+                known.add(key)
+
+
 def _adopt_earlier(items: list[WorkItem], catalog: Catalog, stage: str) -> list[WorkItem]:
     """Items done under the fingerprint an earlier release computed (``WorkItem.earlier``)
     keep that recorded fingerprint: the same input, so nothing is redone."""
@@ -148,6 +165,7 @@ class Runner:
         keys = [item.key for item in items]
         if len(set(keys)) != len(keys):
             raise StageError(f"stage {stage.name}: two work items share a key (a bug; please report)")
+        _rekey_earlier(items, catalog, stage.name)
         items = _adopt_earlier(items, catalog, stage.name)
 
         # 2. stage key: changed settings (or upstream) make every earlier result stale

@@ -50,13 +50,17 @@ class WorkItem:
     """One unit of resumable work: ``key`` is stable across runs, ``fingerprint``
     changes when the item's input changes (then it is redone). ``earlier``: the fingerprint
     an earlier release computed for the same input (before its recipe changed, e.g. to
-    :func:`animlora.io.files.portable` paths); an item done under it is up to date, so upgrading redoes nothing."""
+    :func:`animlora.io.files.portable` paths); an item done under it is up to date, so upgrading redoes nothing.
+    ``earlier_key``: the key the same item was recorded under before (an earlier release's
+    key, or one that named the input where it was); the runner moves that record to ``key``
+    when nothing is recorded under ``key`` and no planned item claims the old one."""
 
     key: str
     fingerprint: str
     payload: Any = None
     label: str = ""
     earlier: str | None = None
+    earlier_key: str | None = None
 
 
 @dataclass(frozen=True)

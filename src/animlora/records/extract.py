@@ -115,9 +115,16 @@ def mark_kept(catalog: Catalog, frame_id: str, path: str) -> None:
 
 
 # -- readers ----------------------------------------------------------------------------------
-def videos_at(catalog: Catalog, path: str) -> list[Video]:
-    """The videos recorded from the file at ``path`` (the extract stage's item key)."""
-    return [_video(row) for row in catalog.rows("SELECT * FROM videos WHERE path = ?", (path,))]
+def videos_of_item(catalog: Catalog, item_key: str) -> list[Video]:
+    """The videos the extract stage's item ``item_key`` recorded: the video's id (its key
+    since keys name content), or the file's path (earlier releases' key)."""
+    return [_video(row) for row in catalog.rows("SELECT * FROM videos WHERE id = ? OR path = ?", (item_key, item_key))]
+
+
+def video_paths(catalog: Catalog) -> dict[str, str]:
+    """Each recorded video's path, by id: where it was read from when extracted (a video
+    moved since keeps its frames and this record)."""
+    return {row["id"]: row["path"] for row in catalog.rows("SELECT id, path FROM videos")}
 
 
 def all_videos(catalog: Catalog) -> list[Video]:

@@ -691,11 +691,14 @@ class ExtractStage(Stage):
                  for p, resolved, vid, size in found]  # the same file listed twice (or a copy): ids stay apart
         names = unique_names([(p.stem, vid) for p, _, vid, _ in found], "video")  # `a b` and `a_b` stay apart
         budgets = _budgets(ctx.settings.extract, [f[0] for f in found])
+        recorded = records.video_paths(ctx.catalog)
         items = []
         for (p, resolved, vid, size), name, budget in zip(found, names, budgets, strict=True):
             payload = {"path": str(resolved), "id": vid, "name": name, "size": size, "budget": budget}
-            items.append(WorkItem(key=str(resolved), fingerprint=digest(vid, size, name, budget), payload=payload,
-                                  label=p.name))
+            # keyed by the video's content, not by where it is: a moved project (its video
+            # inside it) or a moved film is the same item; earlier releases keyed it by path
+            items.append(WorkItem(key=vid, fingerprint=digest(vid, size, name, budget), payload=payload,
+                                  label=p.name, earlier_key=recorded.get(vid)))
         return items
 
     # -- work ------------------------------------------------------------------------------
@@ -722,7 +725,7 @@ class ExtractStage(Stage):
         records.write_failed_video(ctx.catalog, p["id"], p["path"], p["name"], p["size"], error)
 
     def forget(self, ctx: StageContext, item_key: str) -> None:
-        for video in records.videos_at(ctx.catalog, item_key):
+        for video in records.videos_of_item(ctx.catalog, item_key):
             records.delete_video(ctx.catalog, video.id)
             dup = ctx.output_dir / DUPLICATES_DIR / video.name
             if dup.is_dir():
