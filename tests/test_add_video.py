@@ -70,3 +70,23 @@ def test_the_videos_list_is_edited_in_place_in_both_yaml_styles():
     assert yaml.safe_load(edited_flow)["project"]["videos"] == ["x.mp4"]
     assert "# none yet" in edited_flow
     assert _videos_edit("other: 1\n", "x.mp4") is None
+
+
+def test_add_video_warns_only_where_the_others_are_extracted_again(tmp_path):
+    """Scene mode: a project under extract.min_candidates in all shares that floor by length,
+    so a new video moves the others' budgets (said in one line); beyond it each video's budget
+    is its own (max_candidates caps a video, not the project), and nothing is said."""
+    from animlora.cli.project import _budget_note
+
+    first, second = make_clip(tmp_path / "a.mp4", seed=1, shots=2), make_clip(tmp_path / "b.mp4", seed=2, shots=2)
+    proj = tmp_path / "proj"
+    assert _cli("init", "proj", "--video", str(first), "--dir", str(proj), cwd=tmp_path).returncode == 0
+    settings = load_settings(proj).settings
+
+    def bounded(**values):
+        return settings.model_copy(update={"extract": settings.extract.model_copy(update=values)})
+
+    # ~2 s clips: a floor of 6 (under their 4 a second) is shared: 6 alone, 3 each with the second
+    note = _budget_note(bounded(min_candidates=6), proj, [str(first)], second)
+    assert note is not None and "min_candidates 6" in note and "again" in note
+    assert _budget_note(bounded(min_candidates=0, max_candidates=1), proj, [str(first)], second) is None

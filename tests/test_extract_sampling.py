@@ -16,7 +16,7 @@ from animlora.cli.project import create_project
 from animlora.config import load_settings
 from animlora.pipeline.runner import Runner
 from animlora.stages import get_stage
-from animlora.stages.extract import project_budget
+from animlora.stages.extract import _shared_cap_budget, project_budget
 from animlora.workspace import Workspace
 
 
@@ -132,9 +132,18 @@ def test_project_budget_adapts_to_length():
     assert project_budget([55.0], 120, 240, 4000) == [220]  # at most 4 a second
     assert project_budget([600.0], 120, 240, 4000) == [1200]
     assert project_budget([5.28], 120, 240, 4000) == [21]
-    assert project_budget([3000.0, 3000.0], 120, 240, 4000) == [2000, 2000]
     assert project_budget([600.0, 300.0], 120, 240, 4000) == [1200, 600]  # each by its own length
     assert project_budget([0.0], 120, 240, 4000) == [0]
+    # two feature films: each capped on its own, so a third takes nothing from them (the cap
+    # was the project's before: 2000 each, and every film was extracted again)
+    assert project_budget([3000.0, 3000.0], 120, 240, 4000) == [4000, 4000]
+    assert project_budget([3000.0, 3000.0, 5400.0], 120, 240, 4000) == [4000, 4000, 4000]
+    assert _shared_cap_budget([3000.0, 3000.0], 120, 240, 4000) == [2000, 2000]
+    # a project under the floor is raised to it, shared: there (only) a new video moves the others
+    assert project_budget([55.0, 5.0], 120, 240, 4000) == [round(240 * 55 / 60), 20]
+    assert project_budget([55.0, 5.0], 120, 240, 4000) == _shared_cap_budget([55.0, 5.0], 120, 240, 4000)
+    # beyond the floor and under the cap, the old and the new rule agree
+    assert project_budget([600.0, 300.0], 120, 240, 4000) == _shared_cap_budget([600.0, 300.0], 120, 240, 4000)
 
 
 def test_camera_move_alone_is_the_same_picture(tmp_path):

@@ -220,6 +220,37 @@ def test_a_moved_video_or_project_keeps_its_frames(tmp_path, clips):
         == {p.relative_to(root): t for p, t in times.items()}
 
 
+def test_a_video_budget_is_its_own_and_a_project_of_the_shared_cap_is_kept(tmp_path, clips, monkeypatch):
+    """max_candidates caps each video (it capped the project before, shared by duration: a
+    new film took frames from the others, and every video was extracted again). A project
+    extracted under the old rule is kept on upgrade (WorkItem.earlier)."""
+    import yaml
+
+    from animlora.stages import extract as stage
+
+    tight = {"extract": {"candidates_per_minute": 600, "min_candidates": 0, "max_candidates": 10}}
+    root = create_project(tmp_path / "p", "p", clips[:2], "3d")
+    monkeypatch.setattr(stage, "project_budget", stage._shared_cap_budget)  # the release before
+    assert run_project(root, tight).items_done == 2
+    assert len(table(root, "SELECT id FROM frames")) <= 2 * 5 + 2  # 10 shared (at least one a shot)
+    monkeypatch.undo()
+    before = snapshot(root)
+    upgraded = run_project(root, tight)
+    assert upgraded.items_skipped == 2 and snapshot(root) == before  # kept: nothing extracted again
+
+    def add(clip):
+        data = yaml.safe_load((root / "project.yaml").read_text())
+        data["project"]["videos"].append(str(clip))
+        (root / "project.yaml").write_text(yaml.safe_dump(data))
+
+    add(clips[2])
+    third = run_project(root, tight)  # the old rule's shares moved: one last time, all three
+    assert (third.items_total, third.items_skipped) == (3, 0)
+    add(clips[3])
+    fourth = run_project(root, tight)  # each video's budget is its own now: the new one alone
+    assert (fourth.items_total, fourth.items_skipped) == (4, 3)
+
+
 def test_standalone_refuses_foreign_folder_without_force(tmp_path):
     out = tmp_path / "out"
     out.mkdir()

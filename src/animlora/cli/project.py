@@ -197,8 +197,9 @@ def add_video_to_project(workspace: Any, video: Path) -> dict[str, Any]:
 
 
 def _budget_note(settings: Any, root: Path, listed: list[str], added: Path) -> str | None:
-    """Scene mode splits one project budget by duration; where a bound (min/max_candidates)
-    binds, a new video changes the others' share, and their frames are extracted again."""
+    """Scene mode raises a project under ``extract.min_candidates`` in all to it, shared by
+    duration: there a new video changes the others' share, and their frames are extracted
+    again (beyond the floor a video's budget is its own: :func:`project_budget`)."""
     s = settings.extract
     if s.mode != "scene":
         return None
@@ -218,11 +219,9 @@ def _budget_note(settings: Any, root: Path, listed: list[str], added: Path) -> s
     bounds = (s.candidates_per_minute, s.min_candidates, s.max_candidates)
     if project_budget(before, *bounds) == project_budget(after, *bounds)[:-1]:
         return None
-    wanted = round(s.candidates_per_minute * sum(after) / 60.0)
-    return (f"scene mode splits one frame budget over the project, bounded by extract.min_candidates "
-            f"{s.min_candidates} / max_candidates {s.max_candidates}; with this video the bound changes the other "
-            f"videos' share, so the next run extracts them again too (a project that will grow: set "
-            f"extract.max_candidates to {wanted} or more before its first run)")
+    return (f"this project has under extract.min_candidates {s.min_candidates} frames in all, shared by the "
+            f"videos' lengths; with this video the other videos' share changes, so the next run extracts them "
+            f"again too (a small project that will grow: set extract.min_candidates to 0 before its first run)")
 
 
 def add_video(

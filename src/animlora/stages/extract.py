@@ -6,8 +6,9 @@ One item per video, one decode per video:
 2. decode every frame once (threaded); each frame feeds the shot detector (a small image
    read from the YUV planes) and the frame selector of the mode:
    - ``scene``: candidates in proportion to a shot's length and to how much its picture
-     changes (see :class:`_ShotSampler`): the project's budget (``candidates_per_minute``,
-     bounded by ``min_candidates`` / ``max_candidates``) sets how many candidates a second
+     changes (see :class:`_ShotSampler`): the video's budget (``candidates_per_minute``,
+     at most ``max_candidates``, a small project raised to ``min_candidates``: see
+     :func:`project_budget`) sets how many candidates a second
      of video and a unit of picture change are worth; each shot is cut into slots of equal
      worth and the sharpest frame of each slot (a relative, in-slot choice) is a candidate;
      at least one per shot, at most ``max_per_shot``; a slot whose best frame is nearly the
@@ -690,15 +691,16 @@ class ExtractStage(Stage):
         found = [(p, resolved, digest(vid, str(resolved))[:16] if ids.count(vid) > 1 else vid, size)
                  for p, resolved, vid, size in found]  # the same file listed twice (or a copy): ids stay apart
         names = unique_names([(p.stem, vid) for p, _, vid, _ in found], "video")  # `a b` and `a_b` stay apart
-        budgets = _budgets(ctx.settings.extract, [f[0] for f in found])
+        budgets, shared = _budgets(ctx.settings.extract, [f[0] for f in found])
         recorded = records.video_paths(ctx.catalog)
         items = []
-        for (p, resolved, vid, size), name, budget in zip(found, names, budgets, strict=True):
+        for (p, resolved, vid, size), name, budget, old in zip(found, names, budgets, shared, strict=True):
             payload = {"path": str(resolved), "id": vid, "name": name, "size": size, "budget": budget}
             # keyed by the video's content, not by where it is: a moved project (its video
             # inside it) or a moved film is the same item; earlier releases keyed it by path
             items.append(WorkItem(key=vid, fingerprint=digest(vid, size, name, budget), payload=payload,
-                                  label=p.name, earlier_key=recorded.get(vid)))
+                                  label=p.name, earlier_key=recorded.get(vid),
+                                  earlier=digest(vid, size, name, old) if old != budget else None))
         return items
 
     # -- work ------------------------------------------------------------------------------
@@ -759,8 +761,9 @@ class ExtractStage(Stage):
                 "rejected": report["totals"]["rejected"]}
 
 
-def _budgets(s: Any, paths: list[Path]) -> list[int]:
-    """Scene mode: each video's candidate budget (see :func:`project_budget`)."""
+def _budgets(s: Any, paths: list[Path]) -> tuple[list[int], list[int]]:
+    """Scene mode: each video's candidate budget (see :func:`project_budget`), and the one
+    the release before computed (:func:`_shared_cap_budget`: its item fingerprints)."""
     from animlora.errors import BadInputError
     from animlora.io.video import probe
 
@@ -771,18 +774,30 @@ def _budgets(s: Any, paths: list[Path]) -> list[int]:
         except BadInputError:
             seconds.append(0.0)  # fails on its own in process
     if s.mode != "scene":
-        return [0] * len(paths)
-    return project_budget(seconds, s.candidates_per_minute, s.min_candidates, s.max_candidates)
+        return [0] * len(paths), [0] * len(paths)
+    bounds = (s.candidates_per_minute, s.min_candidates, s.max_candidates)
+    return project_budget(seconds, *bounds), _shared_cap_budget(seconds, *bounds)
 
 
 def project_budget(seconds: list[float], per_minute: float, least: int, most: int) -> list[int]:
-    """Each video's share of the project's candidate budget, by duration.
+    """Each video's candidate budget: ``per_minute`` times its minutes, at most ``most`` (a
+    feature film's downstream CPU time stays bounded) and never more than ``_MAX_RATE`` a
+    second (a 5 s clip is not sampled frame by frame). A project under ``least`` in all (a
+    trailer, a few short clips) is raised to it, shared by duration, so it still feeds every
+    later stage. Beyond that floor a video's budget depends only on its own length: adding a
+    video (a second film) redoes no other."""
+    natural = [per_minute * sec / 60.0 for sec in seconds]
+    total = sum(natural)
+    if total <= 0:
+        return [0] * len(seconds)
+    raise_to = least / total if total < least else 1.0
+    return [round(min(n * raise_to, most, _MAX_RATE * sec)) for n, sec in zip(natural, seconds, strict=True)]
 
-    The project's budget is ``per_minute`` times its minutes of video, at least ``least``
-    (a trailer still feeds every later stage) and at most ``most`` (downstream CPU time
-    grows with it); no video gets more than ``_MAX_RATE`` a second (a 5 s clip is not
-    sampled frame by frame). Between the bounds a video's share depends only on its own
-    length, so adding a video redoes no other."""
+
+def _shared_cap_budget(seconds: list[float], per_minute: float, least: int, most: int) -> list[int]:
+    """The budgets of releases before session 26: ``most`` capped the whole project, shared
+    by duration (a second film took frames from the first, and every video was extracted
+    again). Kept for :attr:`WorkItem.earlier`: a project made so is not extracted again."""
     total = sum(seconds)
     if total <= 0:
         return [0] * len(seconds)
