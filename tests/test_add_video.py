@@ -87,6 +87,36 @@ def test_add_video_warns_only_where_the_others_are_extracted_again(tmp_path):
         return settings.model_copy(update={"extract": settings.extract.model_copy(update=values)})
 
     # ~2 s clips: a floor of 6 (under their 4 a second) is shared: 6 alone, 3 each with the second
-    note = _budget_note(bounded(min_candidates=6), proj, [str(first)], second)
+    note = _budget_note(bounded(min_candidates=6), proj, [str(first)], [second])
     assert note is not None and "min_candidates 6" in note and "again" in note
-    assert _budget_note(bounded(min_candidates=0, max_candidates=1), proj, [str(first)], second) is None
+    assert _budget_note(bounded(min_candidates=0, max_candidates=1), proj, [str(first)], [second]) is None
+
+
+def test_a_folder_of_videos_at_init_and_added_later(tmp_path):
+    """`init --video FOLDER` lists every video under it (sorted); `add-video FOLDER` adds the ones
+    not yet in the project and leaves the rest; a file there that does not open is reported
+    and left out, the others kept (exit 1); a folder without a video is one line naming it."""
+    films = tmp_path / "films"
+    (films / "season 2").mkdir(parents=True)
+    make_clip(films / "b.mp4", seed=1, shots=2)
+    make_clip(films / "a.mkv", seed=2, shots=2)
+    (films / "notes.txt").write_text("not a video")
+    created = _cli("init", "proj", "--video", str(films), "--dir", str(tmp_path / "proj"), "--json", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["videos"] == [str(films / "a.mkv"), str(films / "b.mp4")]
+
+    make_clip(films / "season 2" / "c.mp4", seed=3, shots=2)
+    (films / "broken.mp4").write_text("not a video either")
+    added = _cli("add-video", str(films), "--json", cwd=tmp_path / "proj")
+    assert added.returncode == 1  # one file did not open: reported, the rest added
+    out = json.loads(added.stdout)
+    assert out["added"] == [str(films / "season 2" / "c.mp4")]
+    assert sorted(out["already"]) == [str(films / "a.mkv"), str(films / "b.mp4")]
+    assert [s["path"] for s in out["skipped"]] == [str(films / "broken.mp4")]
+    assert len(load_settings(tmp_path / "proj").settings.project.videos) == 3
+    assert "broken.mp4" in added.stderr and "skipped" in added.stderr
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = _cli("add-video", str(empty), cwd=tmp_path / "proj")
+    assert refused.returncode != 0 and f"{empty}: no video files in this folder" in refused.stderr

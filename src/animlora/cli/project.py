@@ -23,6 +23,7 @@ from animlora.cli.common import (
     stage_wants_gpu,
     summaries_json,
 )
+from animlora.errors import BadInputError
 
 config_app = typer.Typer(help="Inspect settings.", no_args_is_help=True)
 
@@ -55,12 +56,39 @@ def probe_video(path: Path) -> None:
     probe(path, check_end=False)
 
 
+def expand_videos(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The videos ``paths`` name: a file as it is (checked later, where a bad one is an error),
+    a folder as the video files under it (sorted, recursive, as `animlora extract --input`
+    reads one), each opened now. Returns (videos, [(file, why) for the folder's files that
+    do not open]): those are left out and reported, the rest kept. A folder without a video
+    is an error naming it."""
+    from animlora.io.video import VIDEO_SUFFIXES, list_videos
+
+    videos: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    for path in paths:
+        if not path.is_dir():
+            videos.append(path)
+            continue
+        found = list_videos(path)
+        if not found:
+            raise BadInputError(path, f"no video files in this folder (looked for {', '.join(VIDEO_SUFFIXES)})")
+        for video in found:
+            try:
+                probe_video(video)
+            except BadInputError as exc:
+                skipped.append((video, exc.problem))
+                continue
+            videos.append(video)
+    return videos, skipped
+
+
 def create_project(folder: Path, name: str, videos: list[Path], profile: str) -> Path:
     """Write a new project folder; refuses an existing project.yaml."""
     import yaml
 
     from animlora.config import load_settings
-    from animlora.errors import BadInputError, WorkspaceError
+    from animlora.errors import WorkspaceError
     from animlora.stages import stage_names
     from animlora.workspace import Workspace
 
@@ -101,15 +129,28 @@ def create_project(folder: Path, name: str, videos: list[Path], profile: str) ->
 
 def init(
     name: Annotated[str, typer.Argument(help="Project name; also its folder unless --dir is given.")],
-    video: Annotated[list[Path] | None, typer.Option("--video", "-v", help="A video file (repeatable).")] = None,
+    video: Annotated[list[Path] | None, typer.Option(
+        "--video", "-v", help="A video file, or a folder of videos (every video under it); repeatable.")] = None,
     directory: Annotated[Path | None, typer.Option("--dir", help="Project folder (default: ./NAME).")] = None,
     profile: Annotated[str, typer.Option("--profile", help="3d (default) or 2d.")] = "3d",
     as_json: JsonOpt = False,
 ) -> None:
     """Create a project folder: project.yaml, the catalog, one folder per stage."""
-    folder = create_project(directory or Path(name), name, list(video or []), profile)
-    console_err.print(f"created project [bold]{name}[/] in {folder}")
-    emit({"project": name, "path": str(folder), "videos": [str(v) for v in video or []]}, as_json)
+    videos, skipped = expand_videos(list(video or []))
+    folder = create_project(directory or Path(name), name, videos, profile)
+    _print_skipped(skipped)
+    console_err.print(f"created project [bold]{name}[/] in {folder} ({len(videos)} videos)")
+    result: dict[str, Any] = {"project": name, "path": str(folder), "videos": [str(v) for v in videos]}
+    if skipped:
+        result["skipped"] = [{"path": str(p), "reason": why} for p, why in skipped]
+    emit(result, as_json)
+    if skipped:
+        raise typer.Exit(1)
+
+
+def _print_skipped(skipped: list[tuple[Path, str]]) -> None:
+    for path, why in skipped:
+        console_err.print(f"[yellow]skipped:[/] {path}: {why}", highlight=False)
 
 
 def _videos_edit(text: str, entry: str) -> str | None:
@@ -144,14 +185,19 @@ def _videos_edit(text: str, entry: str) -> str | None:
     return "".join(lines[:after] + [new] + lines[after:])
 
 
+class AlreadyListed(BadInputError):
+    """The video (or a copy of its content) is in the project already."""
+
+
 def add_video_to_project(workspace: Any, video: Path) -> dict[str, Any]:
     """List ``video`` in project.yaml after the checks ``init`` makes (exists, a file, decodes)
-    and refusing one already listed (the same file, or a copy of its content). Earlier results
-    stay valid: the next run extracts the new video alone and carries it downstream."""
+    and refusing one already listed (the same file, or a copy of its content: an
+    :class:`AlreadyListed`). Earlier results stay valid: the next run extracts the new video
+    alone and carries it downstream."""
     import yaml
 
     from animlora.config import load_settings
-    from animlora.errors import BadInputError, ConfigError
+    from animlora.errors import ConfigError
     from animlora.io.files import atomic_write_text
     from animlora.io.video import content_id
 
@@ -168,12 +214,11 @@ def add_video_to_project(workspace: Any, video: Path) -> dict[str, Any]:
         resolved = video.resolve()
         new_id = content_id(resolved)
         for entry in listed:
-            other = Path(entry).expanduser()
-            other = (other if other.is_absolute() else root / other).resolve()
+            other = _listed_path(root, entry).resolve()
             if other == resolved:
-                raise BadInputError(video, f"already in the project (project.videos: {entry})")
+                raise AlreadyListed(video, f"already in the project (project.videos: {entry})")
             if other.is_file() and content_id(other) == new_id:
-                raise BadInputError(video, f"the same video as {entry}, already in the project")
+                raise AlreadyListed(video, f"the same video as {entry}, already in the project")
         try:
             entry = str(resolved.relative_to(root))
         except ValueError:
@@ -189,21 +234,16 @@ def add_video_to_project(workspace: Any, video: Path) -> dict[str, Any]:
         except ConfigError:
             atomic_write_text(yaml_path, text)
             raise
-    result: dict[str, Any] = {"project": str(root), "added": entry, "videos": list(videos)}
-    note = _budget_note(load_settings(root).settings, root, listed, resolved)
-    if note:
-        result["warning"] = note
-    return result
+    return {"project": str(root), "added": entry, "videos": list(videos), "listed_before": list(listed)}
 
 
-def _budget_note(settings: Any, root: Path, listed: list[str], added: Path) -> str | None:
+def _budget_note(settings: Any, root: Path, listed: list[str], added: list[Path]) -> str | None:
     """Scene mode raises a project under ``extract.min_candidates`` in all to it, shared by
     duration: there a new video changes the others' share, and their frames are extracted
     again (beyond the floor a video's budget is its own: :func:`project_budget`)."""
     s = settings.extract
     if s.mode != "scene":
         return None
-    from animlora.errors import BadInputError
     from animlora.io.video import probe
     from animlora.stages.extract import project_budget
 
@@ -213,32 +253,76 @@ def _budget_note(settings: Any, root: Path, listed: list[str], added: Path) -> s
         except BadInputError:
             return 0.0
 
-    paths = [(Path(e).expanduser() if Path(e).expanduser().is_absolute() else root / e) for e in listed]
+    paths = [_listed_path(root, e) for e in listed]
     before = [seconds(p) for p in paths]
-    after = [*before, seconds(added)]
+    after = [*before, *(seconds(p) for p in added)]
     bounds = (s.candidates_per_minute, s.min_candidates, s.max_candidates)
-    if project_budget(before, *bounds) == project_budget(after, *bounds)[:-1]:
+    if not before or project_budget(before, *bounds) == project_budget(after, *bounds)[: len(before)]:
         return None
     return (f"this project has under extract.min_candidates {s.min_candidates} frames in all, shared by the "
-            f"videos' lengths; with this video the other videos' share changes, so the next run extracts them "
+            f"videos' lengths; with the video added the other videos' share changes, so the next run extracts them "
             f"again too (a small project that will grow: set extract.min_candidates to 0 before its first run)")
 
 
 def add_video(
-    video: Annotated[Path, typer.Argument(help="The video file to add.")],
+    video: Annotated[Path, typer.Argument(
+        help="The video file to add, or a folder: every video under it not yet in the project.")],
     project: ProjectOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add a video to the project: the next `animlora run` processes it alone (earlier results stay)."""
+    """Add a video (or a folder's videos) to the project: the next `animlora run` processes them alone (earlier results stay)."""
+    from animlora.config import load_settings
+
     workspace = _workspace(project)
-    result = add_video_to_project(workspace, video)
-    if result.get("warning"):
-        console_err.print(f"[yellow]warning:[/] {result['warning']}", highlight=False)
-        console_err.print(f"added {result['added']} ({len(result['videos'])} videos)", highlight=False)
+    if not video.is_dir():
+        done = add_video_to_project(workspace, video)
+        added, listed, skipped, already = [done["added"]], done["listed_before"], [], []
     else:
-        console_err.print(f"added {result['added']} ({len(result['videos'])} videos); "
-                          "`animlora run` processes it, and only it", highlight=False)
+        found, skipped = expand_videos([video])
+        added, already, listed = [], [], None
+        for path in found:
+            try:
+                done = add_video_to_project(workspace, path)
+            except AlreadyListed:
+                already.append(str(path))
+                continue
+            except BadInputError as exc:
+                skipped.append((path, exc.problem))
+                continue
+            added.append(done["added"])
+            listed = done["listed_before"] if listed is None else listed
+    root = workspace.root
+    settings = load_settings(root).settings
+    videos = list(settings.project.videos)
+    note = _budget_note(settings, root, listed, [_listed_path(root, a) for a in added]) if added and listed else None
+    _print_skipped(skipped)
+    if already:
+        console_err.print(f"{len(already)} already in the project, left as they are", highlight=False)
+    if note:
+        console_err.print(f"[yellow]warning:[/] {note}", highlight=False)
+    if not added:
+        console_err.print(f"nothing added ({len(videos)} videos)", highlight=False)
+    else:
+        what = added[0] if len(added) == 1 else f"{len(added)} videos"
+        tail = "" if note else "; `animlora run` processes " + ("it, and only it" if len(added) == 1 else
+                                                                 "them, and only them")
+        console_err.print(f"added {what} ({len(videos)} videos){tail}", highlight=False)
+    result: dict[str, Any] = {"project": str(root), "added": added[0] if not video.is_dir() else added,
+                              "videos": videos}
+    if video.is_dir():
+        result["already"] = already
+    if skipped:
+        result["skipped"] = [{"path": str(p), "reason": why} for p, why in skipped]
+    if note:
+        result["warning"] = note
     emit(result, as_json)
+    if skipped:
+        raise typer.Exit(1)
+
+
+def _listed_path(root: Path, entry: str) -> Path:
+    path = Path(entry).expanduser()
+    return path if path.is_absolute() else root / path
 
 
 def run_project(

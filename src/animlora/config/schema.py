@@ -143,7 +143,7 @@ class ExtractSettings(Section):
     dissolve_threshold: float = Field(ge=0, description="mean luma change (0-255) that makes a dissolve")
     min_shot_frames: int = Field(ge=1, description="shortest shot; a flash that ends sooner is not a cut")
     analysis_width: int = Field(ge=32, le=1920)
-    candidates_per_minute: float = Field(gt=0, description="scene mode: project budget per minute of video")
+    candidates_per_minute: float = Field(gt=0, description="scene mode: a video's budget per minute of it")
     min_candidates: int = Field(ge=0, description="scene mode: a project with fewer candidates in all is raised to this many")
     max_candidates: int = Field(ge=1, description="scene mode: most candidates one video gives")
     change_share: float = Field(ge=0, le=1, description="part of the budget that follows picture change")
