@@ -140,8 +140,10 @@ def test_init_dir_is_a_file_and_video_is_text(tmp_path):
     text.write_text("this is not a video")
     assert_one_line(run_cli("init", "p", "--dir", str(tmp_path / "p"), "--video", str(text)), 1, "film.mp4")
     assert not (tmp_path / "p").exists()
+    # a folder of videos: none of them opens (the one above is text)
     assert_one_line(run_cli("init", "p", "--dir", str(tmp_path / "p"), "--video", str(tmp_path)), 1,
-                    "not a video file")
+                    str(tmp_path), "no video file in this folder opens", "film.mp4")
+    assert not (tmp_path / "p").exists()
 
 
 # -- --force never deletes what animlora did not write ---------------------------------------

@@ -61,7 +61,7 @@ def expand_videos(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]
     a folder as the video files under it (sorted, recursive, as `animlora extract --input`
     reads one), each opened now. Returns (videos, [(file, why) for the folder's files that
     do not open]): those are left out and reported, the rest kept. A folder without a video
-    is an error naming it."""
+    that opens is an error naming it."""
     from animlora.io.video import VIDEO_SUFFIXES, list_videos
 
     videos: list[Path] = []
@@ -73,13 +73,18 @@ def expand_videos(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]
         found = list_videos(path)
         if not found:
             raise BadInputError(path, f"no video files in this folder (looked for {', '.join(VIDEO_SUFFIXES)})")
+        opened = []
         for video in found:
             try:
                 probe_video(video)
             except BadInputError as exc:
                 skipped.append((video, exc.problem))
                 continue
-            videos.append(video)
+            opened.append(video)
+        if not opened:
+            first, why = skipped[-1]
+            raise BadInputError(path, f"no video file in this folder opens ({first.name}: {why})")
+        videos += opened
     return videos, skipped
 
 
