@@ -251,6 +251,44 @@ def test_a_video_budget_is_its_own_and_a_project_of_the_shared_cap_is_kept(tmp_p
     assert (fourth.items_total, fourth.items_skipped) == (4, 3)
 
 
+def test_a_missing_video_keeps_what_was_extracted_from_it(tmp_path, clips):
+    """A listed video out of reach (a drive not mounted, a file renamed) is held: its frames
+    stay, with --force too, and the summary says so; back in place it is up to date. Before,
+    its frames, and all made from them, were deleted and the item failed ("no such file")."""
+    import shutil
+
+    films = tmp_path / "films"
+    films.mkdir()
+    for clip in clips[:2]:
+        shutil.copy(clip, films / clip.name)
+    root = create_project(tmp_path / "p", "p", sorted(films.iterdir()), "3d")
+    assert run_project(root).items_done == 2
+    before = snapshot(root)
+    away = tmp_path / "away"
+    films.rename(away)  # the drive is not mounted
+    for force in (False, True):
+        held = run_project(root, force=force)
+        assert held.failures == () and held.items_total == 2 and "not found" in (held.note or "")
+        assert str(films / clips[0].name) in held.note
+        assert snapshot(root) == before
+    away.rename(films)
+    back = run_project(root)
+    assert back.up_to_date and back.note is None and snapshot(root) == before
+    # one video back under another name, the other still missing: the missing one is held by
+    # its file name, the renamed one is extracted again
+    (films / clips[0].name).rename(films / "renamed.mp4")
+    (films / clips[1].name).unlink()
+    import yaml
+
+    data = yaml.safe_load((root / "project.yaml").read_text())
+    data["project"]["videos"] = [str(films / "renamed.mp4"), str(films / clips[1].name)]
+    (root / "project.yaml").write_text(yaml.safe_dump(data))
+    mixed = run_project(root)
+    assert mixed.failures == () and mixed.items_total == 2 and mixed.items_skipped == 1
+    names = {row[0] for row in table(root, "SELECT name FROM videos")}
+    assert names == {"renamed", clips[1].stem}
+
+
 def test_standalone_refuses_foreign_folder_without_force(tmp_path):
     out = tmp_path / "out"
     out.mkdir()

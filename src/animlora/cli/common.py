@@ -157,11 +157,13 @@ def print_summaries(summaries: list[Any]) -> None:
             continue
         if s.up_to_date:
             console_err.print(f"[green]✓[/] {s.stage}: up to date ({s.items_total} items)")
-            continue
-        mark = "[green]✓[/]" if not s.failures else "[yellow]![/]"
-        console_err.print(
-            f"{mark} {s.stage}: {s.items_done}/{s.items_total} items done "
-            f"({s.items_skipped} already), {len(s.failures)} failed, {s.seconds:.1f}s"
-        )
+        else:
+            mark = "[green]✓[/]" if not s.failures else "[yellow]![/]"
+            console_err.print(
+                f"{mark} {s.stage}: {s.items_done}/{s.items_total} items done "
+                f"({s.items_skipped} already), {len(s.failures)} failed, {s.seconds:.1f}s"
+            )
         for label, error in s.failures:
             console_err.print(f"    [red]✗[/] {label}: {error}", highlight=False, soft_wrap=True)
+        if s.note:
+            console_err.print(f"    [yellow]![/] {s.note}", highlight=False, soft_wrap=True)

@@ -180,13 +180,16 @@ class Runner:
         wanted = {item.key: item for item in items}
         for key, row in known.items():
             item = wanted.get(key)
+            if item is not None and item.held:
+                continue  # its input is out of reach: what was made from it stays
             if stale_all or item is None or row["fingerprint"] != item.fingerprint or row["stage_key"] != stage_key:
                 self._forget(stage, ctx, key, row)
         known = {
             row["item_key"]: row
             for row in catalog.rows("SELECT * FROM stage_items WHERE stage = ?", (stage.name,))
         }
-        todo = [item for item in items if known.get(item.key) is None or known[item.key]["status"] != "done"]
+        todo = [item for item in items
+                if not item.held and (known.get(item.key) is None or known[item.key]["status"] != "done")]
         skipped = len(items) - len(todo)
 
         if (

@@ -53,7 +53,9 @@ class WorkItem:
     :func:`animlora.io.files.portable` paths); an item done under it is up to date, so upgrading redoes nothing.
     ``earlier_key``: the key the same item was recorded under before (an earlier release's
     key, or one that named the input where it was); the runner moves that record to ``key``
-    when nothing is recorded under ``key`` and no planned item claims the old one."""
+    when nothing is recorded under ``key`` and no planned item claims the old one.
+    ``held``: the item's input is out of reach now (a video on a drive not mounted): what a
+    run recorded for it is kept as it is, neither redone nor forgotten, even under --force."""
 
     key: str
     fingerprint: str
@@ -61,6 +63,7 @@ class WorkItem:
     label: str = ""
     earlier: str | None = None
     earlier_key: str | None = None
+    held: bool = False
 
 
 @dataclass(frozen=True)

@@ -121,12 +121,6 @@ def videos_of_item(catalog: Catalog, item_key: str) -> list[Video]:
     return [_video(row) for row in catalog.rows("SELECT * FROM videos WHERE id = ? OR path = ?", (item_key, item_key))]
 
 
-def video_paths(catalog: Catalog) -> dict[str, str]:
-    """Each recorded video's path, by id: where it was read from when extracted (a video
-    moved since keeps its frames and this record)."""
-    return {row["id"]: row["path"] for row in catalog.rows("SELECT id, path FROM videos")}
-
-
 def all_videos(catalog: Catalog) -> list[Video]:
     """Every video, by name then id (the report's order)."""
     return [_video(row) for row in catalog.rows("SELECT * FROM videos ORDER BY name, id")]

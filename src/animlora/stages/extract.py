@@ -677,30 +677,47 @@ class ExtractStage(Stage):
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
         from animlora.io.video import content_id
+        from animlora.records.runs import done_items
 
         paths = self._videos(ctx.job, ctx.workspace.root)
-        found = []
+        recorded = records.all_videos(ctx.catalog)
+        done = done_items(ctx.catalog, self.name)
+        present = {content_id(p) for p in paths if p.is_file()}
+        found, held = [], {}
         for p in paths:
             resolved = p.resolve() if p.exists() else p
             if p.is_file():
                 vid, size = content_id(p), p.stat().st_size
+            elif kept := _extracted_from(p, resolved, recorded, done, present | {v.id for v in held.values()}):
+                vid, size = kept.id, kept.size
+                held[vid] = kept
             else:
                 vid, size = digest("missing", str(resolved))[:16], 0
             found.append((p, resolved, vid, size))
         ids = [f[2] for f in found]
-        found = [(p, resolved, digest(vid, str(resolved))[:16] if ids.count(vid) > 1 else vid, size)
-                 for p, resolved, vid, size in found]  # the same file listed twice (or a copy): ids stay apart
+        found = [(p, resolved, digest(vid, str(resolved))[:16] if ids.count(vid) > 1 and vid not in held else vid,
+                  size) for p, resolved, vid, size in found]  # the same file listed twice (or a copy): ids stay apart
         names = unique_names([(p.stem, vid) for p, _, vid, _ in found], "video")  # `a b` and `a_b` stay apart
-        budgets, shared = _budgets(ctx.settings.extract, [f[0] for f in found])
-        recorded = records.video_paths(ctx.catalog)
+        seconds = [(held[vid].duration or 0.0) if vid in held else _seconds(p) for p, _, vid, _ in found]
+        budgets, shared = _budgets(ctx.settings.extract, seconds)
+        paths_then = {v.id: v.path for v in recorded}
         items = []
         for (p, resolved, vid, size), name, budget, old in zip(found, names, budgets, shared, strict=True):
+            if vid in held:  # out of reach now: its frames (and all made from them) stay as they are
+                items.append(WorkItem(key=vid, fingerprint=done[vid], label=p.name, held=True))
+                continue
             payload = {"path": str(resolved), "id": vid, "name": name, "size": size, "budget": budget}
             # keyed by the video's content, not by where it is: a moved project (its video
             # inside it) or a moved film is the same item; earlier releases keyed it by path
             items.append(WorkItem(key=vid, fingerprint=digest(vid, size, name, budget), payload=payload,
-                                  label=p.name, earlier_key=recorded.get(vid),
+                                  label=p.name, earlier_key=paths_then.get(vid),
                                   earlier=digest(vid, size, name, old) if old != budget else None))
+        self.plan_note = None
+        if held:
+            missing = ", ".join(str(p) for p, _, vid, _ in found if vid in held)
+            self.plan_note = (f"not found: {missing}; the frames extracted from it before are kept, and everything made "
+                              "from them (put the file back to extract it again, or remove it from project.yaml to "
+                              "drop them)")
         return items
 
     # -- work ------------------------------------------------------------------------------
@@ -761,22 +778,35 @@ class ExtractStage(Stage):
                 "rejected": report["totals"]["rejected"]}
 
 
-def _budgets(s: Any, paths: list[Path]) -> tuple[list[int], list[int]]:
-    """Scene mode: each video's candidate budget (see :func:`project_budget`), and the one
-    the release before computed (:func:`_shared_cap_budget`: its item fingerprints)."""
+def _seconds(path: Path) -> float:
+    """A video's duration (0 for one missing or unreadable: it fails on its own in process)."""
     from animlora.errors import BadInputError
     from animlora.io.video import probe
 
-    seconds = []
-    for p in paths:
-        try:
-            seconds.append(probe(p, check_end=False).duration if p.is_file() else 0.0)
-        except BadInputError:
-            seconds.append(0.0)  # fails on its own in process
+    try:
+        return probe(path, check_end=False).duration if path.is_file() else 0.0
+    except BadInputError:
+        return 0.0
+
+
+def _budgets(s: Any, seconds: list[float]) -> tuple[list[int], list[int]]:
+    """Scene mode: each video's candidate budget (see :func:`project_budget`), and the one
+    the release before computed (:func:`_shared_cap_budget`: its item fingerprints)."""
     if s.mode != "scene":
-        return [0] * len(paths), [0] * len(paths)
+        return [0] * len(seconds), [0] * len(seconds)
     bounds = (s.candidates_per_minute, s.min_candidates, s.max_candidates)
     return project_budget(seconds, *bounds), _shared_cap_budget(seconds, *bounds)
+
+
+def _extracted_from(path: Path, resolved: Path, recorded: list[Any], done: dict[str, str],
+                    claimed: set[str]) -> Any:
+    """The video extracted before from ``path``, now missing (a drive not mounted, a file
+    renamed): a finished one, not claimed by a video present, read from that path (else the
+    one of that file name); None when there is none."""
+    usable = [v for v in recorded if v.status == "ok" and v.id in done and v.id not in claimed]
+    same_path = [v for v in usable if v.path == str(resolved)]
+    same_name = [v for v in usable if Path(v.path).name == path.name]
+    return (same_path or (same_name if len(same_name) == 1 else [None]))[0]
 
 
 def project_budget(seconds: list[float], per_minute: float, least: int, most: int) -> list[int]:
