@@ -271,6 +271,11 @@ def test_a_missing_video_keeps_what_was_extracted_from_it(tmp_path, clips):
         assert held.failures == () and held.items_total == 2 and "not found" in (held.note or "")
         assert str(films / clips[0].name) in held.note
         assert snapshot(root) == before
+    from cli_support import animlora_cmd, cli_env
+
+    status = subprocess.run(animlora_cmd("status", "-p", str(root), "--json"), capture_output=True, text=True,
+                            env=cli_env(), timeout=120)
+    assert json.loads(status.stdout)["videos_missing"] == [str(films / c.name) for c in clips[:2]]
     away.rename(films)
     back = run_project(root)
     assert back.up_to_date and back.note is None and snapshot(root) == before

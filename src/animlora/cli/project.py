@@ -412,10 +412,14 @@ def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """Per stage: items done/total, failures, settings hash, time, errors."""
     from rich.table import Table
 
+    from animlora.config import load_settings
+
     workspace = _workspace(project)
     rows = status_rows(workspace)
+    listed = load_settings(workspace.root).settings.project.videos
+    missing = [entry for entry in listed if not _listed_path(workspace.root, entry).is_file()]
     if as_json:
-        emit({"project": str(workspace.root), "stages": rows}, True)
+        emit({"project": str(workspace.root), "stages": rows, "videos": list(listed), "videos_missing": missing}, True)
         return
     table = Table(title=f"animlora project {workspace.root}")
     for column in ("stage", "status", "done/total", "failed", "settings", "time"):
@@ -430,6 +434,11 @@ def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     for row in rows:
         for err in row["errors"]:
             console.print(f"[red]✗[/] {row['stage']} {err['item']}: {err['error']}", highlight=False, soft_wrap=True)
+    if listed:
+        console.print(f"videos: {len(listed)} listed" + (f", {len(missing)} not found (what was made from them is "
+                                                          "kept):" if missing else ""), highlight=False)
+    for entry in missing:
+        console.print(f"  [yellow]![/] {entry}", highlight=False, soft_wrap=True)
 
 
 def config_show(
