@@ -57,3 +57,18 @@ def test_demo_runs_the_whole_cpu_pipeline_and_resumes_as_up_to_date(tmp_path, re
     assert redo.returncode == 0, redo.stderr
     (summary,) = json.loads(redo.stdout)["stages"]
     assert summary["items_done"] == summary["items_total"] > 0 and not summary["failed"]
+
+    # a dataset folder deleted by hand is made again by the next run (nothing else is redone)
+    import shutil
+
+    settle = subprocess.run(animlora_cmd("run", "-p", str(moved), "--to", "dataset", "--json"),
+                            capture_output=True, text=True, env=env, timeout=600)  # after the forced deocclude
+    assert settle.returncode == 0, settle.stderr
+    images = sorted(p.name for p in (moved / "training_data" / "character_0" / "images").iterdir())
+    shutil.rmtree(moved / "training_data" / "character_0")
+    remade = subprocess.run(animlora_cmd("run", "-p", str(moved), "--to", "dataset", "--json"),
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert remade.returncode == 0, remade.stderr
+    stages = {s["stage"]: s for s in json.loads(remade.stdout)["stages"]}
+    assert [name for name, s in stages.items() if not s["up_to_date"]] == ["dataset"]
+    assert sorted(p.name for p in (moved / "training_data" / "character_0" / "images").iterdir()) == images

@@ -230,3 +230,22 @@ def test_an_item_recorded_under_its_earlier_key_is_not_redone(tmp_path):
     assert first.items_done == 2
     again = Runner(Workspace.for_output(tmp_path / "o2"), loaded, input_path=tmp_path / "in2").run([Claimed()])[0]
     assert again.items_skipped == 0 and again.items_done == 2  # "a" stays b's (new fingerprint: redone); c-… is new
+
+
+def test_an_item_whose_files_were_deleted_is_made_again(tmp_path):
+    make_inputs(tmp_path / "in", {"a": "x", "b": "yy"})
+    run_toy(tmp_path)
+    (tmp_path / "out" / "b.out").write_text("sentinel")  # proves b is not redone
+    (tmp_path / "out" / "a.out").unlink()  # the user deleted a's file
+    again = run_toy(tmp_path)
+    assert (again.items_total, again.items_skipped, again.up_to_date) == (2, 1, False)
+    assert outputs(tmp_path) == {"a.out": "X", "b.out": "sentinel"}
+    assert run_toy(tmp_path).up_to_date
+
+    class Costly(ToyStage):  # a stage whose pruned files are not remade (train's checkpoints)
+        remake_lost_outputs = False
+
+    (tmp_path / "out" / "a.out").unlink()
+    loaded = load_settings(overrides={"project": {"seed": 1}})
+    [kept] = Runner(Workspace.for_output(tmp_path / "out"), loaded, input_path=tmp_path / "in").run([Costly()])
+    assert kept.up_to_date and not (tmp_path / "out" / "a.out").exists()

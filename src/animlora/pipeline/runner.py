@@ -80,6 +80,11 @@ def _adopt_earlier(items: list[WorkItem], catalog: Catalog, stage: str) -> list[
             for item in items]
 
 
+def _lost_outputs(stage: Stage, ctx: StageContext, row: Any) -> bool:
+    """Whether a file the item recorded as its own is gone (the user deleted it)."""
+    return any(not stage.output_present(ctx, rel) for rel in json.loads(row["outputs"] or "[]"))
+
+
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, AnimloraError):
         return str(exc)
@@ -178,12 +183,19 @@ class Runner:
 
         # 3. forget what is stale or gone
         wanted = {item.key: item for item in items}
+        lost = []
         for key, row in known.items():
             item = wanted.get(key)
             if item is not None and item.held:
                 continue  # its input is out of reach: what was made from it stays
             if stale_all or item is None or row["fingerprint"] != item.fingerprint or row["stage_key"] != stage_key:
                 self._forget(stage, ctx, key, row)
+            elif row["status"] == "done" and stage.remake_lost_outputs and _lost_outputs(stage, ctx, row):
+                lost.append(item.label or key)
+                self._forget(stage, ctx, key, row)  # a file it made was deleted: made again
+        if lost:
+            log.warning("%s: %d item(s) made again, files they had written were deleted: %s", stage.name, len(lost),
+                        ", ".join(lost[:5]) + (", ..." if len(lost) > 5 else ""))
         known = {
             row["item_key"]: row
             for row in catalog.rows("SELECT * FROM stage_items WHERE stage = ?", (stage.name,))

@@ -130,6 +130,14 @@ class Stage(ABC):
     # Set by plan() when it leaves out work on purpose (e.g. outputs nothing downstream reads
     # with these settings): one line, shown with the stage's summary.
     plan_note: str | None = None
+    # An item done before whose recorded files were deleted since is made again (as make
+    # remakes a deleted target). Off where an item costs GPU hours and its files are often
+    # pruned by hand (train: checkpoints).
+    remake_lost_outputs: ClassVar[bool] = True
+
+    def output_present(self, ctx: StageContext, rel: str) -> bool:
+        """Whether the file an item recorded (``rel``, under the stage folder) is still there."""
+        return (ctx.output_dir / rel).is_file()
 
     def __repr__(self) -> str:
         return f"{self.name}"

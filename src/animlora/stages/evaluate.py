@@ -30,6 +30,7 @@ class EvaluateStage(Stage):
     name = "evaluate"
     folder = stage_folder("evaluate")
     upstream = ("train",)
+    remake_lost_outputs = False  # sample images deleted by hand are not rendered again on the GPU
 
     def check_inputs(self, job: StageJob) -> None:
         if job.standalone and job.input_path is not None:

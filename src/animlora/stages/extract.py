@@ -743,6 +743,10 @@ class ExtractStage(Stage):
         p = item.payload
         records.write_failed_video(ctx.catalog, p["id"], p["path"], p["name"], p["size"], error)
 
+    def output_present(self, ctx: StageContext, rel: str) -> bool:
+        out = ctx.output_dir
+        return (out / rel).is_file() or (out / DUPLICATES_DIR / rel).is_file()  # dedupe moves a duplicate aside
+
     def forget(self, ctx: StageContext, item_key: str) -> None:
         for video in records.videos_of_item(ctx.catalog, item_key):
             records.delete_video(ctx.catalog, video.id)

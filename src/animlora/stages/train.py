@@ -61,6 +61,7 @@ class TrainStage(Stage):
     name = "train"
     folder = stage_folder("train")
     upstream = ("dataset",)
+    remake_lost_outputs = False  # checkpoints pruned by hand do not start hours of training again
 
     def check_inputs(self, job: StageJob) -> None:
         if job.standalone and job.input_path is not None:
