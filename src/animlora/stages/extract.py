@@ -682,13 +682,13 @@ class ExtractStage(Stage):
         paths = self._videos(ctx.job, ctx.workspace.root)
         recorded = records.all_videos(ctx.catalog)
         done = done_items(ctx.catalog, self.name)
-        present = {content_id(p) for p in paths if p.is_file()}
+        ids_now = {p: content_id(p) for p in paths if p.is_file()}
         found, held = [], {}
         for p in paths:
             resolved = p.resolve() if p.exists() else p
-            if p.is_file():
-                vid, size = content_id(p), p.stat().st_size
-            elif kept := _extracted_from(p, resolved, recorded, done, present | {v.id for v in held.values()}):
+            if p in ids_now:
+                vid, size = ids_now[p], p.stat().st_size
+            elif kept := _extracted_from(p, resolved, recorded, done, {*ids_now.values(), *held}):
                 vid, size = kept.id, kept.size
                 held[vid] = kept
             else:
@@ -715,9 +715,9 @@ class ExtractStage(Stage):
         self.plan_note = None
         if held:
             missing = ", ".join(str(p) for p, _, vid, _ in found if vid in held)
-            self.plan_note = (f"not found: {missing}; the frames extracted from it before are kept, and everything made "
-                              "from them (put the file back to extract it again, or remove it from project.yaml to "
-                              "drop them)")
+            self.plan_note = (f"not found: {missing}; the frames extracted before, and everything made from them, are "
+                              "kept (put the file back to extract it again, or remove it from project.yaml to drop "
+                              "them)")
         return items
 
     # -- work ------------------------------------------------------------------------------
