@@ -136,6 +136,20 @@ def test_light_estimate_and_gains_undo_a_tinted_shot(tmp_path):
     assert np.allclose(corrected / corrected.mean(), 1, atol=0.15)
     assert np.allclose(gains["s0"], 1, atol=0.15)
 
+    # the estimates kept by path, size and time: the same gains without reading a plate again,
+    # and a plate written anew is measured again
+    import json
+    from unittest import mock
+
+    cache = tmp_path / "cache" / "shot_light.json"
+    assert shot_gains(paths, cache) == gains and len(json.loads(cache.read_text())) == 6
+    with mock.patch("animlora.io.images.read_image", side_effect=AssertionError("read")):
+        assert shot_gains(paths, cache) == gains
+    write_image(paths["s2"][0], _plate(rng, np.ones(3)))
+    write_image(paths["s2"][1], _plate(rng, np.ones(3)))
+    assert np.allclose(shot_gains(paths, cache)["s2"], 1, atol=0.15) and shot_gains(paths)["s2"] == \
+        shot_gains(paths, cache)["s2"]
+
 
 def test_mild_cast_is_left_alone_strong_cast_corrected(tmp_path):
     """A set whose estimate is only slightly off the film's (a green meadow) is not

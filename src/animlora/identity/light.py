@@ -70,10 +70,16 @@ def estimate_light(rgb: np.ndarray, valid: np.ndarray | None = None) -> np.ndarr
     return (3 * e / e.sum()).astype(np.float32)
 
 
-def shot_gains(plates: dict[str, Sequence[Path]]) -> dict[str, list[float]]:
-    """Per shot: the linear-RGB gains that bring its light to the film's (see module doc)."""
+def shot_gains(plates: dict[str, Sequence[Path]], cache: Path | None = None) -> dict[str, list[float]]:
+    """Per shot: the linear-RGB gains that bring its light to the film's (see module doc).
+    ``cache``: a JSON file keeping each plate's estimate by its path, size and modification
+    time, so a run over plates measured before reads none of them (the embed stage plans this
+    on every run: 702 plates of the whole film took 12 s)."""
+    from animlora.io.files import atomic_write_json
     from animlora.io.images import read_image
 
+    known = _read_cache(cache)
+    fresh: dict[str, Any] = {}
     lights: dict[str, np.ndarray] = {}
     for shot, paths in plates.items():
         picks = list(paths)
@@ -82,14 +88,27 @@ def shot_gains(plates: dict[str, Sequence[Path]]) -> dict[str, list[float]]:
         estimates = []
         for path in picks:
             try:
-                image = read_image(path, "RGBA")
-            except Exception:  # noqa: BLE001 - a missing or unreadable plate: just not measured
+                stat = Path(path).stat()
+            except OSError:  # a missing plate: just not measured
                 continue
-            est = estimate_light(image[..., :3], image[..., 3] >= 128)
+            stamp = [stat.st_size, stat.st_mtime_ns]
+            entry = known.get(str(path))
+            if entry is not None and entry[:2] == stamp:
+                est = None if entry[2] is None else np.asarray(entry[2], np.float32)
+            else:
+                try:
+                    image = read_image(path, "RGBA")
+                except Exception:  # noqa: BLE001 - an unreadable plate: just not measured
+                    continue
+                est = estimate_light(image[..., :3], image[..., 3] >= 128)
+            fresh[str(path)] = [*stamp, None if est is None else [float(v) for v in est]]
             if est is not None:
                 estimates.append(est)
         if estimates:
             lights[shot] = np.median(np.stack(estimates), 0)
+    if cache is not None and fresh != known:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(cache, fresh)
     if not lights:
         return {}
     film = np.median(np.stack(list(lights.values())), 0)
@@ -100,6 +119,23 @@ def shot_gains(plates: dict[str, Sequence[Path]]) -> dict[str, list[float]]:
             gain = np.ones(3)
         gains[shot] = gain.round(4).tolist()
     return gains
+
+
+def cache_file(state_dir: Path) -> Path:
+    """Where a project keeps its plates' light estimates (see :func:`shot_gains`)."""
+    return state_dir / "cache" / "shot_light.json"
+
+
+def _read_cache(cache: Path | None) -> dict[str, Any]:
+    import json
+
+    if cache is None:
+        return {}
+    try:
+        known = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
 
 
 def apply_gain(rgba: np.ndarray, gain: Sequence[float] | None) -> np.ndarray:

@@ -179,11 +179,12 @@ class DatasetStage(Stage):
         the shot's light divided out (identity/light.py): the gains the embed stage applied, else
         measured on the plates as it would."""
         from animlora.curation.gate import colour_bins
-        from animlora.identity.light import project_plates, shot_gains
+        from animlora.identity.light import cache_file, project_plates, shot_gains
         from animlora.io.images import read_image
         from animlora.records.embed import shot_light_gains
+        from animlora.workspace import STATE_DIR
 
-        gains = shot_light_gains(root) or shot_gains(project_plates(catalog, root))
+        gains = shot_light_gains(root) or shot_gains(project_plates(catalog, root), cache_file(root / STATE_DIR))
         for m in members:
             if not m.image_path:
                 continue

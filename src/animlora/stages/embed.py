@@ -89,9 +89,9 @@ class EmbedStage(Stage):
         ctx.extra["cached"] = len(refs) - len(pending)
         gains: dict[str, list[float]] = {}
         if hasattr(embedder, "inner") and not ctx.job.standalone:  # also when cached: cluster reads them
-            from animlora.identity.light import project_plates, shot_gains
+            from animlora.identity.light import cache_file, project_plates, shot_gains
 
-            gains = shot_gains(project_plates(ctx.catalog, ctx.workspace.root))
+            gains = shot_gains(project_plates(ctx.catalog, ctx.workspace.root), cache_file(ctx.workspace.state_dir))
         ctx.extra["shot_gains"] = gains
         items = []
         for start in range(0, len(pending), ITEM_SIZE):
