@@ -205,6 +205,7 @@ def add_video_to_project(workspace: Any, video: Path) -> dict[str, Any]:
     from animlora.errors import ConfigError
     from animlora.io.files import atomic_write_text
     from animlora.io.video import content_id
+    from animlora.stages.extract import listed_video
 
     if not video.exists():
         raise BadInputError(video, "no such file")
@@ -219,7 +220,7 @@ def add_video_to_project(workspace: Any, video: Path) -> dict[str, Any]:
         resolved = video.resolve()
         new_id = content_id(resolved)
         for entry in listed:
-            other = _listed_path(root, entry).resolve()
+            other = listed_video(root, entry).resolve()
             if other == resolved:
                 raise AlreadyListed(video, f"already in the project (project.videos: {entry})")
             if other.is_file() and content_id(other) == new_id:
@@ -249,18 +250,10 @@ def _budget_note(settings: Any, root: Path, listed: list[str], added: list[Path]
     s = settings.extract
     if s.mode != "scene":
         return None
-    from animlora.io.video import probe
-    from animlora.stages.extract import project_budget
+    from animlora.stages.extract import listed_video, project_budget, video_seconds
 
-    def seconds(p: Path) -> float:
-        try:
-            return probe(p, check_end=False).duration if p.is_file() else 0.0
-        except BadInputError:
-            return 0.0
-
-    paths = [_listed_path(root, e) for e in listed]
-    before = [seconds(p) for p in paths]
-    after = [*before, *(seconds(p) for p in added)]
+    before = [video_seconds(listed_video(root, e)) for e in listed]
+    after = [*before, *(video_seconds(p) for p in added)]
     bounds = (s.candidates_per_minute, s.min_candidates, s.max_candidates)
     if not before or project_budget(before, *bounds) == project_budget(after, *bounds)[: len(before)]:
         return None
@@ -277,6 +270,7 @@ def add_video(
 ) -> None:
     """Add a video (or a folder's videos) to the project: the next `animlora run` processes them alone (earlier results stay)."""
     from animlora.config import load_settings
+    from animlora.stages.extract import listed_video
 
     workspace = _workspace(project)
     if not video.is_dir():
@@ -299,7 +293,7 @@ def add_video(
     root = workspace.root
     settings = load_settings(root).settings
     videos = list(settings.project.videos)
-    note = _budget_note(settings, root, listed, [_listed_path(root, a) for a in added]) if added and listed else None
+    note = _budget_note(settings, root, listed, [listed_video(root, a) for a in added]) if added and listed else None
     _print_skipped(skipped)
     if already:
         console_err.print(f"{len(already)} already in the project, left as they are", highlight=False)
@@ -323,11 +317,6 @@ def add_video(
     emit(result, as_json)
     if skipped:
         raise typer.Exit(1)
-
-
-def _listed_path(root: Path, entry: str) -> Path:
-    path = Path(entry).expanduser()
-    return path if path.is_absolute() else root / path
 
 
 def run_project(
@@ -413,11 +402,12 @@ def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     from rich.table import Table
 
     from animlora.config import load_settings
+    from animlora.stages.extract import listed_video
 
     workspace = _workspace(project)
     rows = status_rows(workspace)
     listed = load_settings(workspace.root).settings.project.videos
-    missing = [entry for entry in listed if not _listed_path(workspace.root, entry).is_file()]
+    missing = [entry for entry in listed if not listed_video(workspace.root, entry).is_file()]
     if as_json:
         emit({"project": str(workspace.root), "stages": rows, "videos": list(listed), "videos_missing": missing}, True)
         return

@@ -654,11 +654,7 @@ class ExtractStage(Stage):
             if src is None:
                 raise StageError("extract: no --input given")
             return list_videos(src) if src.is_dir() else [src]
-        paths = []
-        for entry in job.settings.project.videos:
-            p = Path(entry).expanduser()
-            paths.append(p if p.is_absolute() else root / p)
-        return paths
+        return [listed_video(root, entry) for entry in job.settings.project.videos]
 
     def check_inputs(self, job: StageJob) -> None:
         from animlora.io.video import VIDEO_SUFFIXES, probe
@@ -695,10 +691,10 @@ class ExtractStage(Stage):
                 vid, size = digest("missing", str(resolved))[:16], 0
             found.append((p, resolved, vid, size))
         ids = [f[2] for f in found]
-        found = [(p, resolved, digest(vid, str(resolved))[:16] if ids.count(vid) > 1 and vid not in held else vid,
-                  size) for p, resolved, vid, size in found]  # the same file listed twice (or a copy): ids stay apart
+        found = [(p, resolved, digest(vid, str(resolved))[:16] if ids.count(vid) > 1 else vid, size)
+                 for p, resolved, vid, size in found]  # the same file listed twice (or a copy): ids stay apart
         names = unique_names([(p.stem, vid) for p, _, vid, _ in found], "video")  # `a b` and `a_b` stay apart
-        seconds = [(held[vid].duration or 0.0) if vid in held else _seconds(p) for p, _, vid, _ in found]
+        seconds = [(held[vid].duration or 0.0) if vid in held else video_seconds(p) for p, _, vid, _ in found]
         budgets, shared = _budgets(ctx.settings.extract, seconds)
         paths_then = {v.id: v.path for v in recorded}
         items = []
@@ -782,7 +778,13 @@ class ExtractStage(Stage):
                 "rejected": report["totals"]["rejected"]}
 
 
-def _seconds(path: Path) -> float:
+def listed_video(root: Path, entry: str) -> Path:
+    """The file a ``project.videos`` entry names: absolute, or relative to the project ``root``."""
+    path = Path(entry).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def video_seconds(path: Path) -> float:
     """A video's duration (0 for one missing or unreadable: it fails on its own in process)."""
     from animlora.errors import BadInputError
     from animlora.io.video import probe
