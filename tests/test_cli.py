@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from cli_support import animlora_cmd, cli_env
 
@@ -75,6 +78,9 @@ def test_status_json_lists_every_stage(tmp_path):
     data = json.loads(run_cli("status", "--json", "-p", str(tmp_path / "p"), check=True).stdout)
     assert [s["stage"] for s in data["stages"]][0] == "extract"
     assert all(s["status"] == "not run" for s in data["stages"])
+    project = tmp_path / "p"
+    assert data["project_bytes"] == sum(f.stat().st_size for f in project.rglob("*") if f.is_file()) > 0
+    assert data["disk_free_bytes"] == pytest.approx(shutil.disk_usage(project).free, rel=0.01)
 
 
 def test_doctor_and_models_list_json():

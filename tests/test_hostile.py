@@ -131,6 +131,42 @@ def test_damaged_catalog_then_repair(tmp_path, damage):
     assert json.loads(run_cli("repair", "-p", str(project), "--json").stdout)["status"] == "ok"
 
 
+def test_a_full_disk_is_said_as_such_not_as_damage(tmp_path):
+    """SQLite says "database or disk is full" and a write says ENOSPC: the message is the full
+    disk and running again (not "damaged ... animlora repair", which would start every stage
+    over), naming where."""
+    import errno
+    import sqlite3
+
+    from animlora.catalog import Catalog, damaged
+    from animlora.errors import DiskFullError, disk_full
+    from animlora.io.files import atomic_path
+
+    path = tmp_path / "catalog.sqlite"
+    catalog = Catalog(path)
+    pages = catalog.conn.execute("PRAGMA page_count").fetchone()[0]
+    catalog.conn.execute(f"PRAGMA max_page_count = {pages}")  # no page more: as on a full disk
+    with pytest.raises(sqlite3.DatabaseError) as raised:
+        catalog.conn.executemany("INSERT INTO meta VALUES (?, ?)", [(f"k{i}", "x" * 4000) for i in range(50)])
+    catalog.close()
+    error = damaged(path, raised.value)
+    assert isinstance(error, DiskFullError)
+    assert str(error).startswith(f"{path}: the disk is full") and "MB free" in str(error)
+    assert "repair" not in str(error) and "run the same command again" in str(error)
+
+    target = tmp_path / "frames" / "f1.png"
+    with pytest.raises(DiskFullError, match=r"f1\.png: the disk is full \(No space left on device\)"), \
+            atomic_path(target) as tmp:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
+    assert not list(target.parent.iterdir())  # the half-written file is gone
+
+    class SafetensorError(Exception):  # what safetensors' Rust writer raises on a full tmpfs (measured)
+        pass
+
+    assert disk_full(SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"))
+    assert not disk_full(OSError(errno.ENOENT, os.strerror(errno.ENOENT))) and not disk_full(ValueError("full"))
+
+
 def test_init_dir_is_a_file_and_video_is_text(tmp_path):
     blocker = tmp_path / "notes.txt"
     blocker.write_text("mine")

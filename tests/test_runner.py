@@ -135,6 +135,31 @@ def test_interrupted_run_resumes_without_redoing_finished_items(tmp_path, monkey
     assert not list((tmp_path / "out").glob(".tmp-*"))
 
 
+@pytest.mark.parametrize("executor", ["serial", "process"])
+def test_a_full_disk_stops_the_run_and_the_next_run_goes_on(tmp_path, monkeypatch, executor):
+    from animlora.errors import DiskFullError
+
+    make_inputs(tmp_path / "in", {"a": "x", "b": "y", "c": "z", "d": "w", "e": "v", "f": "u"})
+    monkeypatch.setenv("TOY_DISK_FULL_ON", "b")
+    with pytest.raises(DiskFullError) as raised:
+        run_toy(tmp_path, executor=executor)
+    message = str(raised.value)
+    assert "b.out" in message and "the disk is full" in message and "run the same command again" in message
+    with Catalog(tmp_path / "out" / ".animlora" / "catalog.sqlite") as cat:
+        rows = {r["item_key"]: r["status"] for r in cat.rows("SELECT * FROM stage_items WHERE stage = 'toy'")}
+    assert "b" not in rows and "failed" not in rows.values()  # not the item's fault: left to do
+    if executor == "serial":  # the run stopped at b: nothing after it was tried
+        assert rows == {"a": "done"} and outputs(tmp_path) == {"a.out": "X"}
+    done_before = set(rows)
+    for key in done_before:
+        (tmp_path / "out" / f"{key}.out").write_text("sentinel")  # proves they are not redone
+    monkeypatch.delenv("TOY_DISK_FULL_ON")
+    summary = run_toy(tmp_path, executor=executor)
+    assert (summary.items_done, summary.items_skipped, summary.failures) == (6, len(done_before), ())
+    assert {k: v for k, v in outputs(tmp_path).items() if v == "sentinel"} == {f"{k}.out": "sentinel" for k in done_before}
+    assert outputs(tmp_path)["b.out"] == "Y"
+
+
 def test_process_pool_gives_the_same_result_as_serial(tmp_path):
     texts = {f"i{n}": "v" * n for n in range(1, 6)}
     make_inputs(tmp_path / "serial" / "in", texts)

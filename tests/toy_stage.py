@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import ClassVar
 
 from animlora.errors import BadInputError
-from animlora.io.files import atomic_write_text
+from animlora.io.files import atomic_path, atomic_write_text
 from animlora.pipeline.stage import ItemOutput, Stage, StageContext, StageJob, WorkItem, digest
 
 
@@ -30,6 +31,9 @@ class ToyStage(Stage):
         if os.environ.get("TOY_INTERRUPT_ON") == item.key:
             raise KeyboardInterrupt
         rel = f"{item.key}.out"
+        if os.environ.get("TOY_DISK_FULL_ON") == item.key:  # the write fails as on a full disk
+            with atomic_path(job.output_dir / rel) as tmp:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
         atomic_write_text(job.output_dir / rel, text.upper())
         return ItemOutput(files=(rel,), data=len(text))
 

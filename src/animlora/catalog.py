@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from animlora.errors import WorkspaceError
+from animlora.errors import WorkspaceError, disk_full, disk_full_error
 from animlora.records import cluster as cluster_records
 from animlora.records import deocclude as deocclude_records
 from animlora.records import enhance as enhance_records
@@ -252,7 +252,9 @@ def now() -> float:
 
 
 def damaged(path: Path | None, exc: BaseException) -> WorkspaceError:
-    """The one message for a catalog SQLite cannot read."""
+    """The one message for a catalog SQLite cannot read (a full disk is not damage: said as such)."""
+    if disk_full(exc):
+        return disk_full_error(path, exc)
     where = f"{path}: " if path else ""
     return WorkspaceError(f"{where}the catalog is damaged ({exc}); restore it from a backup or run `animlora repair`")
 

@@ -7,17 +7,23 @@ are translated at the boundary with ``raise ... from exc``.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 from pathlib import Path
 
 __all__ = [
     "AnimloraError",
     "BadInputError",
     "ConfigError",
+    "DiskFullError",
     "MissingDependencyError",
     "ModelNotFoundError",
     "StageError",
     "WorkspaceError",
     "WorkspaceLockedError",
+    "disk_full",
+    "disk_full_error",
     "require_packages",
 ]
 
@@ -45,6 +51,52 @@ class WorkspaceError(AnimloraError):
 
 class WorkspaceLockedError(WorkspaceError):
     """Another live process is writing the same workspace."""
+
+
+class DiskFullError(WorkspaceError):
+    """The disk (or the user's quota) a project writes to is full. The run stops at once:
+    every later write would fail too. What was done before is recorded and kept."""
+
+
+# ENOSPC: no space left on the device; EDQUOT: the user's disk quota is used up
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_SQLITE_FULL = 13  # SQLite's result code for "database or disk is full"
+
+
+def disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or an error it was raised from) says the disk is full: an OSError
+    with ENOSPC or EDQUOT, SQLite's SQLITE_FULL, a :class:`DiskFullError`, or another
+    library's error whose message carries the OS's words for either."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, DiskFullError):
+            return True
+        if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+            return True
+        if type(exc).__module__ == "sqlite3" and getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL:
+            return True
+        if any(os.strerror(code) in str(exc) for code in _FULL_ERRNOS):
+            return True  # a library that reports the OS error in its own type (safetensors' writer)
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def disk_full_error(path: str | Path | None, exc: BaseException | None = None) -> DiskFullError:
+    """The one message for a full disk: where, how much is free now, and that running the
+    same command again, once there is space, loses nothing."""
+    import shutil
+
+    where, free = f"{path}: " if path else "", ""
+    folder = Path(path) if path else None
+    while folder is not None and not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if folder is not None:
+        with contextlib.suppress(OSError):
+            free = f", {shutil.disk_usage(folder).free / 2**20:,.0f} MB free"
+    why = f" ({getattr(exc, 'strerror', None) or exc})" if exc is not None else ""
+    return DiskFullError(f"{where}the disk is full{why}{free}; free space there and run the same command again "
+                         "(what was done is kept)")
 
 
 class StageError(AnimloraError):

@@ -104,6 +104,10 @@ def main() -> None:
 
             _fail(escape(str(damaged(None, exc))))
         if isinstance(exc, OSError):
+            from animlora.errors import disk_full, disk_full_error
+
+            if disk_full(exc):
+                _fail(escape(str(disk_full_error(exc.filename, exc))))
             where = f"{exc.filename}: " if exc.filename else ""
             _fail(escape(f"{where}{exc.strerror or exc}"))
         _fail(escape(f"unexpected {type(exc).__name__}: {exc} (a bug; ANIMLORA_DEBUG=1 shows where, please report)"),

@@ -408,8 +408,10 @@ def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     rows = status_rows(workspace)
     listed = load_settings(workspace.root).settings.project.videos
     missing = [entry for entry in listed if not listed_video(workspace.root, entry).is_file()]
+    used, free = _disk_use(workspace.root)
     if as_json:
-        emit({"project": str(workspace.root), "stages": rows, "videos": list(listed), "videos_missing": missing}, True)
+        emit({"project": str(workspace.root), "stages": rows, "videos": list(listed), "videos_missing": missing,
+              "project_bytes": used, "disk_free_bytes": free}, True)
         return
     table = Table(title=f"animlora project {workspace.root}")
     for column in ("stage", "status", "done/total", "failed", "settings", "time"):
@@ -429,6 +431,23 @@ def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
                                                           "kept):" if missing else ""), highlight=False)
     for entry in missing:
         console.print(f"  [yellow]![/] {entry}", highlight=False, soft_wrap=True)
+    console.print(f"disk: the project holds {used / 2**20:,.0f} MB; {free / 2**20:,.0f} MB free where it is",
+                  highlight=False)
+
+
+def _disk_use(root: Path) -> tuple[int, int]:
+    """(bytes of the files under the project, bytes free on its disk): a run that fills the disk
+    stops and loses nothing, but knowing the room before a folder of films saves the stop."""
+    import os
+
+    used = 0
+    for folder, _, names in os.walk(root):
+        for name in names:
+            try:
+                used += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                continue  # removed while walked
+    return used, shutil.disk_usage(root).free
 
 
 def config_show(

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from animlora.errors import AnimloraError
+from animlora.errors import AnimloraError, disk_full, disk_full_error
 
 TEMP_PREFIX = ".tmp-"
 
@@ -174,6 +174,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
+        if disk_full(exc):
+            raise disk_full_error(target, exc) from exc
         raise AnimloraError(f"{target}: cannot write ({exc.strerror or exc})") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -20,7 +20,7 @@ import json
 import logging
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -29,7 +29,7 @@ from typing import Any
 from animlora import __version__
 from animlora.catalog import Catalog, now
 from animlora.config import LoadedSettings
-from animlora.errors import AnimloraError, ConfigError, StageError
+from animlora.errors import AnimloraError, ConfigError, DiskFullError, StageError, disk_full, disk_full_error
 from animlora.io.files import (
     atomic_write_json,
     clean_temp_files,
@@ -153,6 +153,10 @@ class Runner:
             try:
                 for stage, job in zip(stages, jobs, strict=True):
                     summaries.append(self.run_stage(stage, job, catalog))
+            except Exception as exc:
+                if disk_full(exc) and not isinstance(exc, DiskFullError):  # SQLite's "database or disk is full"
+                    raise disk_full_error(self.workspace.root, exc) from exc
+                raise
             finally:
                 catalog.close()
         return summaries
@@ -309,7 +313,22 @@ class Runner:
         else:
             outcomes = run_serial(stage, ctx.job, todo, item_progress, scope)
 
+        try:
+            self._commit_outcomes(stage, ctx, outcomes, stage_key, task)
+        finally:
+            close = getattr(outcomes, "close", None)
+            if close is not None:  # a pool stops taking items (those in flight finish, unrecorded)
+                close()
+
+    def _commit_outcomes(self, stage: Stage, ctx: StageContext, outcomes: Iterable[tuple[WorkItem, Any]],
+                         stage_key: str, task: Any) -> None:
         for item, outcome in outcomes:
+            if isinstance(outcome, BaseException) and disk_full(outcome):
+                # every later item would fail the same way: the run stops, this item is left
+                # to do (not failed) and what is done stays recorded
+                if isinstance(outcome, DiskFullError):
+                    raise outcome
+                raise disk_full_error(ctx.output_dir, outcome) from outcome
             if isinstance(outcome, BaseException):
                 error = _error_text(outcome)
                 log.error("%s: %s failed: %s", stage.name, item.label or item.key, error)
