@@ -167,6 +167,44 @@ def test_a_full_disk_is_said_as_such_not_as_damage(tmp_path):
     assert not disk_full(OSError(errno.ENOENT, os.strerror(errno.ENOENT))) and not disk_full(ValueError("full"))
 
 
+@pytest.mark.parametrize("why", ["read-only mount", "another user's"])
+def test_a_project_that_cannot_be_written_is_not_called_damaged(tmp_path, monkeypatch, why):
+    """A project on a read-only mount, or files another user (root, a container) wrote: the
+    catalog does not open for writing. The message says so, not "damaged ... animlora
+    repair"; `status` reads the project as it is."""
+    import sqlite3
+
+    from animlora.catalog import Catalog
+    from animlora.workspace import Workspace
+
+    project = tmp_path / "p"
+    assert run_cli("init", "p", "--dir", str(project)).returncode == 0
+    catalog = project / "catalog.sqlite"
+    before = catalog.read_bytes()
+    real_connect, real_access, real_statvfs = sqlite3.connect, os.access, os.statvfs
+
+    def connect(target, *args, **kwargs):  # what SQLite says where it cannot write the WAL's files
+        if "immutable=1" not in str(target):
+            raise sqlite3.OperationalError("unable to open database file")
+        return real_connect(target, *args, **kwargs)
+
+    if why == "read-only mount":
+        monkeypatch.setattr(os, "statvfs", lambda p: SimpleNamespace(f_flag=real_statvfs(p).f_flag | os.ST_RDONLY))
+        expected = "read-only file system"
+    else:
+        monkeypatch.setattr(os, "access", lambda p, mode: False if mode == os.W_OK else real_access(p, mode))
+        expected = "is not yours to write"
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    with pytest.raises(AnimloraError) as raised:
+        Catalog(catalog)
+    message = str(raised.value)
+    assert message.startswith(f"{catalog}: the project cannot be written here") and expected in message
+    assert "damaged" not in message and "repair" not in message
+    with Workspace(project).open_catalog(reading=True) as read:  # what `status` opens
+        assert read.rows("SELECT name FROM schema_migrations")
+    assert catalog.read_bytes() == before
+
+
 def test_init_dir_is_a_file_and_video_is_text(tmp_path):
     blocker = tmp_path / "notes.txt"
     blocker.write_text("mine")

@@ -259,6 +259,36 @@ def damaged(path: Path | None, exc: BaseException) -> WorkspaceError:
     return WorkspaceError(f"{where}the catalog is damaged ({exc}); restore it from a backup or run `animlora repair`")
 
 
+def read_only_error(path: Path) -> WorkspaceError | None:
+    """The error for a project whose catalog cannot be written here, or None when it can."""
+    import os
+
+    folder = path.parent
+    why = None
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            why = "it is on a read-only file system"
+    except OSError:
+        return None
+    for place in (folder, path):
+        if why is None and place.exists() and not os.access(place, os.W_OK):
+            why = f"{place} is not yours to write ({_owner(place)}'s)"
+    if why is None:
+        return None
+    return WorkspaceError(f"{path}: the project cannot be written here: {why}; run animlora as the user who owns "
+                          "it, or on a copy you can write (`cp -a`); `animlora status` still reads it")
+
+
+def _owner(path: Path) -> str:
+    import pwd
+
+    uid = path.stat().st_uid
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
 # What a user did by hand, kept by `animlora repair`; everything else is recomputed.
 USER_TABLES = {"review_decisions": "1", "captions": "edited = 1 OR accepted = 1"}
 
@@ -319,13 +349,21 @@ def salvage(path: Path) -> tuple[Path, dict[str, int]]:
 class Catalog:
     """A connection to one project's catalog file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        """``read_only``: for reading a project on storage nobody writes to while it is read
+        (SQLite's ``immutable``: a WAL catalog cannot be opened read-only otherwise)."""
         self.path = Path(path)
         try:
-            self.conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            if read_only:
+                self.conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?immutable=1", uri=True,
+                                            isolation_level=None)
+            else:
+                self.conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         except sqlite3.Error as exc:
-            raise WorkspaceError(f"{self.path}: cannot open the catalog ({exc})") from exc
+            raise self._cannot_write() or WorkspaceError(f"{self.path}: cannot open the catalog ({exc})") from exc
         self.conn.row_factory = sqlite3.Row
+        if read_only:
+            return
         try:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -335,7 +373,12 @@ class Catalog:
             self.conn.close()
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
                 raise WorkspaceError(f"{self.path}: the catalog is busy ({exc}); try again") from exc
-            raise damaged(self.path, exc) from exc
+            raise self._cannot_write() or damaged(self.path, exc) from exc
+
+    def _cannot_write(self) -> WorkspaceError | None:
+        """Why the catalog cannot be written where it is (a read-only mount, another user's
+        files), or None: not damage, and `animlora repair` would not help."""
+        return read_only_error(self.path)
 
     # -- schema ---------------------------------------------------------------------
     def migrate(self) -> list[str]:

@@ -109,7 +109,14 @@ class Workspace:
         return p if p.is_absolute() else (self.root / p)
 
     # -- state ----------------------------------------------------------------------
-    def open_catalog(self) -> Catalog:
+    def open_catalog(self, *, reading: bool = False) -> Catalog:
+        """The project's catalog. ``reading``: a command that only reads it (``status``) reads a
+        project it cannot write (a read-only mount, another user's files) as it is."""
+        if reading and self.catalog_path.is_file():
+            from animlora.catalog import read_only_error
+
+            if read_only_error(self.catalog_path) is not None:
+                return Catalog(self.catalog_path, read_only=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         return Catalog(self.catalog_path)
 

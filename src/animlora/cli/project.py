@@ -373,7 +373,7 @@ def status_rows(workspace: Any) -> list[dict[str, Any]]:
     from animlora.records.runs import count_done, failed_items, stage_run
     from animlora.stages import stage_names
 
-    catalog = workspace.open_catalog()
+    catalog = workspace.open_catalog(reading=True)
     try:
         rows = []
         for name in stage_names():
