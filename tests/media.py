@@ -66,8 +66,11 @@ def synthetic_frames() -> list[np.ndarray]:
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int = FPS, pts: list[int] | None = None,
-                time_base: Fraction | None = None, faststart: bool = False, bframes: bool = False) -> Path:
-    """Encode RGB frames with libx264 (yuv420p); ``pts`` in ``time_base`` units for VFR files."""
+                time_base: Fraction | None = None, faststart: bool = False, bframes: bool = False,
+                sar: Fraction | None = None, color_trc: int | None = None) -> Path:
+    """Encode RGB frames with libx264 (yuv420p); ``pts`` in ``time_base`` units for VFR files;
+    ``sar``: the pixel shape written in the stream (an anamorphic DVD's 32/27); ``color_trc``:
+    the transfer tagged (16: PQ, as HDR10)."""
     import av
 
     options = {"movflags": "faststart"} if faststart else {}
@@ -83,6 +86,10 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = FPS, pts: list[
                               "x264-params": "scenecut=0:bframes=3:b-adapt=0:b-pyramid=none:keyint=60"}
         if time_base is not None:
             stream.codec_context.time_base = time_base
+        if sar is not None:
+            stream.codec_context.sample_aspect_ratio = sar
+        if color_trc is not None:
+            stream.codec_context.color_trc = color_trc
         for i, img in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             if pts is not None:
@@ -120,6 +127,21 @@ def make_vfr(path: Path) -> tuple[Path, list[float]]:
     pts = [round(t * 1000) for t in times]
     write_video(path, frames, fps=30, pts=pts, time_base=tb)
     return path, [p / 1000 for p in pts]
+
+
+def make_anamorphic(path: Path, sar: Fraction, size: tuple[int, int] = (144, 96), frames: int = 12,
+                    color_trc: int | None = None) -> Path:
+    """A DVD-like clip stored ``size`` (w, h) with pixels ``sar`` wide: a white disc of radius 30
+    drawn round *in stored pixels* (as displayed it is ``sar`` times as wide as tall)."""
+    import cv2
+
+    w, h = size
+    images = []
+    for i in range(frames):
+        img = np.full((h, w, 3), 40 + 4 * i, np.uint8)
+        cv2.circle(img, (w // 2, h // 2), 30, (255, 255, 255), -1)
+        images.append(img)
+    return write_video(path, images, sar=sar, color_trc=color_trc)
 
 
 def make_audio_only(path: Path) -> Path:

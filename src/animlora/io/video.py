@@ -35,10 +35,14 @@ class VideoInfo:
     duration: float
     fps: float  # average frame rate; a VFR file's true times come from the frames
     frame_count: int  # from the container; 0 when it does not say
-    width: int
+    width: int  # as displayed: square pixels (see `sar`), rotation honoured
     height: int
     codec: str
     pix_fmt: str
+    # the shape of a stored pixel (width / height; 1 for square pixels): an anamorphic DVD
+    # stores a 16:9 picture in 720x480 (32/27), a 4:3 one too (8/9); frames are written square
+    sar: float = 1.0
+    hdr: str | None = None  # "PQ" or "HLG" for a high-dynamic-range transfer (see :func:`hdr_transfer`)
 
 
 @dataclass
@@ -118,6 +122,8 @@ def probe(path: str | Path, *, check_end: bool = True) -> VideoInfo:
             raise BadInputError(p, "no video frames (zero-frame video)")
         fps = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
         turns = quarter_turns(first)
+        sar = stream_sar(stream)
+        width, height = display_width(first.width, sar), first.height
         duration = _duration(container, stream)
         if check_end:
             _check_end(container, stream, p, duration)
@@ -126,10 +132,12 @@ def probe(path: str | Path, *, check_end: bool = True) -> VideoInfo:
             duration=duration,
             fps=fps,
             frame_count=int(stream.frames or 0) or int(round(duration * fps)),
-            width=int(first.height if turns % 2 else first.width),  # as displayed (rotation honoured)
-            height=int(first.width if turns % 2 else first.height),
+            width=height if turns % 2 else width,  # as displayed (square pixels, rotation honoured)
+            height=width if turns % 2 else height,
             codec=stream.codec_context.name,
             pix_fmt=first.format.name,
+            sar=sar,
+            hdr=hdr_transfer(first),
         )
     finally:
         container.close()
@@ -488,6 +496,39 @@ def quarter_turns(frame: Any) -> int:
     return round(float(angle) / 90) % 4
 
 
+def stream_sar(stream: Any) -> float:
+    """The sample (pixel) aspect ratio of a video stream: 1.0 for square pixels, when it is
+    not given, or when it is not believable (outside 1/4 to 4)."""
+    sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    value = float(sar) if sar else 1.0
+    return value if 0.25 <= value <= 4.0 else 1.0
+
+
+def hdr_transfer(frame: Any) -> str | None:
+    """"PQ" (SMPTE ST 2084: HDR10, Dolby Vision's base) or "HLG" (ARIB STD-B67) when the frame is
+    tagged with a high-dynamic-range transfer, else None. Such frames converted as SDR (what
+    swscale does) come out flat and pale."""
+    return {16: "PQ", 18: "HLG"}.get(int(getattr(frame, "color_trc", 2) or 2))
+
+
+def display_width(width: int, sar: float) -> int:
+    """A picture ``width`` stored pixels wide, in square pixels (its height kept), as players
+    show it and ffmpeg's ``scale=iw*sar:ih`` makes it."""
+    return width if abs(sar - 1.0) < 0.01 else max(2, round(width * sar))
+
+
+def square_pixels(image: np.ndarray, sar: float) -> np.ndarray:
+    """``image`` (stored pixels, before any turn) stretched to square pixels: an anamorphic
+    frame kept as stored shows every character squeezed (a 16:9 DVD: to 84% of its width)."""
+    import cv2
+
+    width = display_width(image.shape[1], sar)
+    if width == image.shape[1]:
+        return image
+    interpolation = cv2.INTER_AREA if width < image.shape[1] else cv2.INTER_CUBIC
+    return cv2.resize(image, (width, image.shape[0]), interpolation=interpolation)
+
+
 def upright(image: np.ndarray, frame: Any) -> np.ndarray:
     """``image`` (made from ``frame``'s stored pixels) turned as the video is displayed."""
     turns = quarter_turns(frame)
@@ -542,10 +583,12 @@ def analysis_images(frame: Any, width: int) -> tuple[np.ndarray, np.ndarray]:
     return bgr, cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
 
 
-def to_rgb(frame: Any, crop: tuple[int, int, int, int] | None = None, fmt: str = "rgb24") -> np.ndarray:
+def to_rgb(frame: Any, crop: tuple[int, int, int, int] | None = None, fmt: str = "rgb24",
+           sar: float = 1.0) -> np.ndarray:
     """Full-size RGB (HxWx3 uint8) with the right YUV matrix (BT.709 for HD when untagged);
     ``fmt="bgr24"`` gives BGR straight from the conversion (for OpenCV's encoders). ``crop``
-    is in stored-pixel coordinates; the result is turned upright (see :func:`upright`)."""
+    is in stored-pixel coordinates; the result is made of square pixels (``sar``: the
+    stream's, :func:`stream_sar`) and turned upright (see :func:`upright`)."""
     colorspace = None
     if frame.colorspace in (0, 2):  # RGB / unspecified: ffmpeg's convention, 709 from 720 lines up
         colorspace = "itu709" if frame.height >= 720 else "itu601"
@@ -559,4 +602,4 @@ def to_rgb(frame: Any, crop: tuple[int, int, int, int] | None = None, fmt: str =
     if crop is not None:
         x, y, w, h = crop
         rgb = rgb[y : y + h, x : x + w]
-    return upright(np.ascontiguousarray(rgb), frame)
+    return upright(np.ascontiguousarray(square_pixels(rgb, sar)), frame)

@@ -99,9 +99,10 @@ def _encode(bgr: Any, suffix: str) -> bytes:
     return buf.tobytes()
 
 
-def _write_frame(path: Path, frame: Any, crop: Any, quarter: Any = None) -> tuple[float, str]:
-    """Write one frame; return its (sharpness, perceptual hash), measured on the
-    quarter-size luma (given by scene mode, which has it already)."""
+def _write_frame(path: Path, frame: Any, crop: Any, quarter: Any = None, sar: float = 1.0) -> tuple[float, str]:
+    """Write one frame in square pixels (``sar``: the stream's pixel shape); return its
+    (sharpness, perceptual hash), measured on the quarter-size luma (given by scene mode,
+    which has it already)."""
     import numpy as np
 
     from animlora.io.video import luma, luma_scale, to_rgb
@@ -110,7 +111,7 @@ def _write_frame(path: Path, frame: Any, crop: Any, quarter: Any = None) -> tupl
     if quarter is None:
         quarter = np.ascontiguousarray(cropped(luma(frame), crop)[::4, ::4])
     measures = sharpness(quarter, None, luma_scale(frame)), phash(quarter)
-    data = _encode(to_rgb(frame, crop, "bgr24"), path.suffix)
+    data = _encode(to_rgb(frame, crop, "bgr24", sar), path.suffix)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return measures
@@ -399,6 +400,7 @@ class _VideoExtraction:
         # interval / all modes
         self.waiting: list[Any] = []
         self.next_time = 0.0
+        self.sar = 1.0  # the stream's pixel shape: frames are written in square pixels
 
     # -- 1. probe and bars -------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -415,7 +417,7 @@ class _VideoExtraction:
 
         # the bars are looked for on the writer thread while the first frames decode
         self.crop = self.writer.submit(find_bars) if self.s.crop_bars else None
-        self.fps = info.fps
+        self.fps, self.sar = info.fps, info.sar
         try:
             try:
                 result = self._decode(path, info, reference_only=self.s.mode == "scene")
@@ -426,7 +428,7 @@ class _VideoExtraction:
                 crop, writer = self.crop, self.writer
                 self.__init__(self.job, self.payload, self.progress)  # type: ignore[misc]
                 writer.shutdown(wait=True)
-                self.crop, self.fps = crop, info.fps
+                self.crop, self.fps, self.sar = crop, info.fps, info.sar
                 result = self._decode(path, info, reference_only=False)
             self._wait_writes(0)
         except BaseException as exc:
@@ -498,6 +500,8 @@ class _VideoExtraction:
         self.progress(count, count)
         result = self._result(info, count, detector)
         result["stats"]["damaged"] = [d.as_dict() for d in damage]
+        if info.hdr:
+            result["stats"]["hdr"] = info.hdr
         return result
 
     def _boundaries(self, found: list[Any]) -> None:
@@ -561,10 +565,11 @@ class _VideoExtraction:
 
     # -- 3. measure and write ----------------------------------------------------------------
     def _take(self, decoded: Any, shot_idx: int, quarter: Any = None) -> None:
-        from animlora.io.video import quarter_turns
+        from animlora.io.video import display_width, quarter_turns
 
         frame = decoded.frame
         w, h = (self.crop[2], self.crop[3]) if self.crop else (frame.width, frame.height)
+        w = display_width(w, self.sar)
         if quarter_turns(frame) % 2:  # saved upright (see io/video.py upright)
             w, h = h, w
         rel = frame_file(self.name, shot_idx, decoded.time, self.s.quality)
@@ -585,7 +590,8 @@ class _VideoExtraction:
         frame_bytes = max(1, frame.width * frame.height * 3 // 2)
         self._wait_writes(max(2, min(_MAX_PENDING_WRITES, _PENDING_WRITE_BYTES // frame_bytes)))
         # measuring, conversion, encoding and writing overlap with decoding (all release the GIL)
-        self.pending_writes.append((row, self.writer.submit(_write_frame, self.out / rel, frame, self.crop, quarter)))
+        self.pending_writes.append((row, self.writer.submit(_write_frame, self.out / rel, frame, self.crop, quarter,
+                                                            self.sar)))
         self.files.append(rel)
         self.frames.append(row)
 
@@ -672,7 +678,7 @@ class ExtractStage(Stage):
             raise StageError("extract: project.yaml lists no videos (project.videos); add one with `--video` at init")
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
-        from animlora.io.video import content_id
+        from animlora.io.video import content_id, display_width
         from animlora.records.runs import done_items
 
         paths = self._videos(ctx.job, ctx.workspace.root)
@@ -694,20 +700,24 @@ class ExtractStage(Stage):
         found = [(p, resolved, digest(vid, str(resolved))[:16] if ids.count(vid) > 1 else vid, size)
                  for p, resolved, vid, size in found]  # the same file listed twice (or a copy): ids stay apart
         names = unique_names([(p.stem, vid) for p, _, vid, _ in found], "video")  # `a b` and `a_b` stay apart
-        seconds = [(held[vid].duration or 0.0) if vid in held else video_seconds(p) for p, _, vid, _ in found]
-        budgets, shared = _budgets(ctx.settings.extract, seconds)
+        facts = [((held[vid].duration or 0.0), 1.0) if vid in held else video_facts(p) for p, _, vid, _ in found]
+        budgets, shared = _budgets(ctx.settings.extract, [seconds for seconds, _ in facts])
         paths_then = {v.id: v.path for v in recorded}
         items = []
-        for (p, resolved, vid, size), name, budget, old in zip(found, names, budgets, shared, strict=True):
+        for (p, resolved, vid, size), name, budget, old, (_, sar) in zip(found, names, budgets, shared, facts,
+                                                                          strict=True):
             if vid in held:  # out of reach now: its frames (and all made from them) stay as they are
                 items.append(WorkItem(key=vid, fingerprint=done[vid], label=p.name, held=True))
                 continue
             payload = {"path": str(resolved), "id": vid, "name": name, "size": size, "budget": budget}
             # keyed by the video's content, not by where it is: a moved project (its video
             # inside it) or a moved film is the same item; earlier releases keyed it by path
-            items.append(WorkItem(key=vid, fingerprint=digest(vid, size, name, budget), payload=payload,
+            # frames of non-square pixels are written square: earlier releases wrote them as
+            # stored (squeezed), so such a video is extracted again; others are as they were
+            square = () if display_width(1000, sar) == 1000 else (("square pixels", round(sar, 4)),)
+            items.append(WorkItem(key=vid, fingerprint=digest(vid, size, name, budget, *square), payload=payload,
                                   label=p.name, earlier_key=paths_then.get(vid),
-                                  earlier=digest(vid, size, name, old) if old != budget else None))
+                                  earlier=digest(vid, size, name, old) if old != budget and not square else None))
         self.plan_note = None
         if held:
             missing = ", ".join(str(p) for p, _, vid, _ in found if vid in held)
@@ -730,6 +740,10 @@ class ExtractStage(Stage):
     def commit(self, ctx: StageContext, item: WorkItem, output: ItemOutput) -> None:
         data = output.data
         records.write_video(ctx.catalog, data["video"], data["shots"], data["frames"], data["stats"])
+        if data["stats"].get("hdr"):
+            ctx.log.warning("extract: %s is HDR (%s): its frames are written without tone mapping, flat and pale, and "
+                            "a LoRA learns those colours; extract an SDR copy instead (docs/extract.md, \"HDR videos\")",
+                            data["video"]["name"], data["stats"]["hdr"])
         for d in data["stats"].get("damaged", []):
             ctx.log.warning("extract: %s: damaged, frames %s-%s (%ss-%ss) could not be decoded and were skipped",
                             data["video"]["name"], d["frames"][0], d["frames"][1], d["time"][0],
@@ -786,13 +800,20 @@ def listed_video(root: Path, entry: str) -> Path:
 
 def video_seconds(path: Path) -> float:
     """A video's duration (0 for one missing or unreadable: it fails on its own in process)."""
+    return video_facts(path)[0]
+
+
+def video_facts(path: Path) -> tuple[float, float]:
+    """A video's duration and pixel shape (``VideoInfo.sar``); (0, 1) for one missing or
+    unreadable: it fails on its own in process."""
     from animlora.errors import BadInputError
     from animlora.io.video import probe
 
     try:
-        return probe(path, check_end=False).duration if path.is_file() else 0.0
+        info = probe(path, check_end=False) if path.is_file() else None
     except BadInputError:
-        return 0.0
+        info = None
+    return (info.duration, info.sar) if info is not None else (0.0, 1.0)
 
 
 def _budgets(s: Any, seconds: list[float]) -> tuple[list[int], list[int]]:
@@ -894,7 +915,7 @@ def _report(ctx: StageContext, duplicate_of: dict[str, str]) -> dict[str, Any]:
                                          if not sh["kept"] and not sh["rejected"] and not sh.get("black")],
             "black_shots": [sh["shot"] for sh in shots if sh.get("black")],
             "flashes_ignored": stats.get("flashes", []), "dissolves": stats.get("dissolves", []),
-            "damaged": stats.get("damaged", []),
+            "damaged": stats.get("damaged", []), "hdr": stats.get("hdr"),
         })
         videos.append(entry)
     return {
