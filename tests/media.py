@@ -144,6 +144,29 @@ def make_anamorphic(path: Path, sar: Fraction, size: tuple[int, int] = (144, 96)
     return write_video(path, images, sar=sar, color_trc=color_trc)
 
 
+def make_with_cover(path: Path) -> Path:
+    """An MKV whose first video stream is a cover image (one MJPEG frame, 60x90) and whose
+    second is the film: ``make_clip``'s two shots of 20 frames, 160x120."""
+    import av
+
+    film = [np.ascontiguousarray(_view(_scene(700 + k), i)) for k in range(2) for i in range(20)]
+    with av.open(str(path), "w") as container:
+        cover = container.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 60, 90, "yuvj420p"
+        video = container.add_stream("libx264", rate=FPS)
+        video.width, video.height = film[0].shape[1], film[0].shape[0]
+        video.pix_fmt, video.options = "yuv420p", {"crf": "18", "preset": "ultrafast"}
+        picture = av.VideoFrame.from_ndarray(np.full((90, 60, 3), 200, np.uint8), format="rgb24")
+        for packet in [*cover.encode(picture.reformat(format="yuvj420p")), *cover.encode()]:
+            container.mux(packet)
+        for img in film:
+            for packet in video.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+    return path
+
+
 def make_audio_only(path: Path) -> Path:
     import av
 

@@ -1,7 +1,8 @@
 """Videos as they are displayed. Anamorphic ones (non-square pixels: a 16:9 DVD stores
 720x480 with pixels 32/27 wide) come out in square pixels, as players show them: the probe's
 size is the displayed one and saved frames are stretched, so no character is squeezed into a
-dataset. An HDR one (PQ, HLG) is named: its frames are not tone-mapped."""
+dataset. An HDR one (PQ, HLG) is named: its frames are not tone-mapped. A cover image stored
+as a video stream ahead of the film is not taken for the film."""
 
 from __future__ import annotations
 
@@ -93,3 +94,20 @@ def test_an_hdr_video_is_named_in_the_run_and_the_report(tmp_path):
     assert len(named) == 1 and "uhd is HDR (PQ)" in named[0] and "SDR copy" in named[0]
     videos = {v["name"]: v for v in json.loads((out / "extraction_results.json").read_text())["videos"]}
     assert (videos["sdr"]["hdr"], videos["uhd"]["hdr"]) == (None, "PQ")
+
+
+def test_a_cover_image_stream_ahead_of_the_film_is_passed_over(tmp_path):
+    import av
+
+    path = media.make_with_cover(tmp_path / "film.mkv")
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].codec_context.name == "mjpeg"  # the cover comes first
+    info = probe(path)
+    assert (info.codec, info.width, info.height, info.frame_count) == ("h264", 160, 120, 40)
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "animlora", "extract", "--input", str(path), "--output", str(out)],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    (video,) = json.loads((out / "extraction_results.json").read_text())["videos"]
+    assert video["size"] == [160, 120] and video["frame_count"] == 40 and len(video["shots"]) == 2

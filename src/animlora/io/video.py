@@ -95,12 +95,15 @@ def _reason(exc: BaseException) -> str:
     return text.split(":")[0].strip().rstrip(".") or type(exc).__name__
 
 
-def _video_stream(container: Any, path: Path) -> Any:
+def video_stream(container: Any, path: Path) -> Any:
+    """The film's picture: FFmpeg's best video stream (``av_find_best_stream``), so a cover
+    image or thumbnail stored as a video stream ahead of the film (an MKV's MJPEG track, an
+    M4V's attached picture) is passed over; the first video stream when it names none."""
     if not container.streams.video:
         if container.streams.audio:
             raise BadInputError(path, "no video stream (audio only)")
         raise BadInputError(path, "no video stream (no frames at all)")
-    return container.streams.video[0]
+    return container.streams.best("video") or container.streams.video[0]
 
 
 def probe(path: str | Path, *, check_end: bool = True) -> VideoInfo:
@@ -113,7 +116,7 @@ def probe(path: str | Path, *, check_end: bool = True) -> VideoInfo:
     p = Path(path)
     container = _open(p)
     try:
-        stream = _video_stream(container, p)
+        stream = video_stream(container, p)
         try:
             first = _first_frame(container, stream)
         except av.FFmpegError as exc:
@@ -261,7 +264,7 @@ def iter_frames(path: str | Path, *, threads: bool = True, fast_analysis: bool =
     container = _open(p)
     log = _DamageLog(damage)
     try:
-        stream = _video_stream(container, p)
+        stream = video_stream(container, p)
         if threads:
             _threaded(stream)
         if fast_analysis:
@@ -347,7 +350,7 @@ class ReferenceFrames:
 
         container = _open(self.path)
         try:
-            stream = _video_stream(container, self.path)
+            stream = video_stream(container, self.path)
             if self.threads:
                 _threaded(stream)
             ctx = stream.codec_context
@@ -464,7 +467,7 @@ def sample_frames(path: str | Path, count: int) -> list[Any]:
     container = _open(p)
     frames = []
     try:
-        stream = _video_stream(container, p)
+        stream = video_stream(container, p)
         stream.codec_context.skip_frame = "NONKEY"
         duration = _duration(container, stream)
         start = stream.start_time or 0

@@ -503,7 +503,7 @@ def refine_cuts(path: str | Path, found: list[Boundary], decoded: dict[int, int]
     frames that were decoded): decode that stretch, put the cut where the picture jumps."""
     import av
 
-    from animlora.io.video import analysis_images
+    from animlora.io.video import analysis_images, video_stream
 
     out = []
     held = sorted(decoded)
@@ -522,7 +522,7 @@ def refine_cuts(path: str | Path, found: list[Boundary], decoded: dict[int, int]
             continue
         thumbs: dict[int, np.ndarray] = {}
         with av.open(str(path)) as container:
-            stream = container.streams.video[0]
+            stream = video_stream(container, path)
             stream.codec_context.options = {"skip_loop_filter": "all"}
             container.seek(decoded[prev], stream=stream, backward=True)
             pts_to_index = {pts: i for i, pts in decoded.items()}
