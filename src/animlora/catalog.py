@@ -360,7 +360,8 @@ class Catalog:
             else:
                 self.conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         except sqlite3.Error as exc:
-            raise self._cannot_write() or WorkspaceError(f"{self.path}: cannot open the catalog ({exc})") from exc
+            problem = None if read_only else read_only_error(self.path)
+            raise problem or WorkspaceError(f"{self.path}: cannot open the catalog ({exc})") from exc
         self.conn.row_factory = sqlite3.Row
         if read_only:
             return
@@ -373,12 +374,8 @@ class Catalog:
             self.conn.close()
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
                 raise WorkspaceError(f"{self.path}: the catalog is busy ({exc}); try again") from exc
-            raise self._cannot_write() or damaged(self.path, exc) from exc
-
-    def _cannot_write(self) -> WorkspaceError | None:
-        """Why the catalog cannot be written where it is (a read-only mount, another user's
-        files), or None: not damage, and `animlora repair` would not help."""
-        return read_only_error(self.path)
+            # a catalog that cannot be written here is not damaged: `animlora repair` would not help
+            raise read_only_error(self.path) or damaged(self.path, exc) from exc
 
     # -- schema ---------------------------------------------------------------------
     def migrate(self) -> list[str]:

@@ -508,16 +508,21 @@ def stream_sar(stream: Any) -> float:
 
 
 def hdr_transfer(frame: Any) -> str | None:
-    """"PQ" (SMPTE ST 2084: HDR10, Dolby Vision's base) or "HLG" (ARIB STD-B67) when the frame is
-    tagged with a high-dynamic-range transfer, else None. Such frames converted as SDR (what
-    swscale does) come out flat and pale."""
+    """The frame's high-dynamic-range transfer: "PQ" (SMPTE ST 2084: HDR10, Dolby Vision's
+    base) or "HLG" (ARIB STD-B67); None for SDR. Such frames converted as SDR (what swscale
+    does) come out flat and pale."""
     return {16: "PQ", 18: "HLG"}.get(int(getattr(frame, "color_trc", 2) or 2))
+
+
+def square_sar(sar: float) -> bool:
+    """Whether pixels of this shape are square (within 1%: tags like 1001/1000 are noise)."""
+    return abs(sar - 1.0) < 0.01
 
 
 def display_width(width: int, sar: float) -> int:
     """A picture ``width`` stored pixels wide, in square pixels (its height kept), as players
     show it and ffmpeg's ``scale=iw*sar:ih`` makes it."""
-    return width if abs(sar - 1.0) < 0.01 else max(2, round(width * sar))
+    return width if square_sar(sar) else max(2, round(width * sar))
 
 
 def square_pixels(image: np.ndarray, sar: float) -> np.ndarray:

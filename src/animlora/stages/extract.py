@@ -678,7 +678,7 @@ class ExtractStage(Stage):
             raise StageError("extract: project.yaml lists no videos (project.videos); add one with `--video` at init")
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
-        from animlora.io.video import content_id, display_width
+        from animlora.io.video import content_id, square_sar
         from animlora.records.runs import done_items
 
         paths = self._videos(ctx.job, ctx.workspace.root)
@@ -714,7 +714,7 @@ class ExtractStage(Stage):
             # inside it) or a moved film is the same item; earlier releases keyed it by path
             # frames of non-square pixels are written square: earlier releases wrote them as
             # stored (squeezed), so such a video is extracted again; others are as they were
-            square = () if display_width(1000, sar) == 1000 else (("square pixels", round(sar, 4)),)
+            square = () if square_sar(sar) else (("square pixels", round(sar, 4)),)
             items.append(WorkItem(key=vid, fingerprint=digest(vid, size, name, budget, *square), payload=payload,
                                   label=p.name, earlier_key=paths_then.get(vid),
                                   earlier=digest(vid, size, name, old) if old != budget and not square else None))

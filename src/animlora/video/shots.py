@@ -522,7 +522,7 @@ def refine_cuts(path: str | Path, found: list[Boundary], decoded: dict[int, int]
             continue
         thumbs: dict[int, np.ndarray] = {}
         with av.open(str(path)) as container:
-            stream = video_stream(container, path)
+            stream = video_stream(container, Path(path))
             stream.codec_context.options = {"skip_loop_filter": "all"}
             container.seek(decoded[prev], stream=stream, backward=True)
             pts_to_index = {pts: i for i, pts in decoded.items()}
