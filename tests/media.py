@@ -67,13 +67,16 @@ def synthetic_frames() -> list[np.ndarray]:
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int = FPS, pts: list[int] | None = None,
                 time_base: Fraction | None = None, faststart: bool = False, bframes: bool = False,
-                sar: Fraction | None = None, color_trc: int | None = None) -> Path:
+                sar: Fraction | None = None, color_trc: int | None = None, live: bool = False) -> Path:
     """Encode RGB frames with libx264 (yuv420p); ``pts`` in ``time_base`` units for VFR files;
     ``sar``: the pixel shape written in the stream (an anamorphic DVD's 32/27); ``color_trc``:
-    the transfer tagged (16: PQ, as HDR10)."""
+    the transfer tagged (16: PQ, as HDR10); ``live``: an MKV whose header states no duration
+    (as a live recording or a browser's MediaRecorder writes it)."""
     import av
 
     options = {"movflags": "faststart"} if faststart else {}
+    if live:
+        options = {"live": "1"}
     with av.open(str(path), "w", options=options) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
@@ -106,11 +109,11 @@ def make_synthetic(path: Path, bframes: bool = False) -> Path:
     return write_video(path, synthetic_frames(), bframes=bframes)
 
 
-def make_clip(path: Path, seed: int, shots: int = 2, frames_per_shot: int = 20) -> Path:
+def make_clip(path: Path, seed: int, shots: int = 2, frames_per_shot: int = 20, live: bool = False) -> Path:
     """A short clip of ``shots`` panning scenes (hard cuts), unique per seed."""
     scenes = [_scene(seed * 100 + k) for k in range(shots)]
     frames = [np.ascontiguousarray(_view(scenes[k], i)) for k in range(shots) for i in range(frames_per_shot)]
-    return write_video(path, frames)
+    return write_video(path, frames, live=live)
 
 
 def make_vfr(path: Path) -> tuple[Path, list[float]]:

@@ -106,3 +106,17 @@ def test_bad_extract_settings_one_line_naming_the_key(tmp_path, args, words):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and all(w in lines[0] for w in words), result.stderr
     assert not out.exists()
+
+
+def test_a_file_that_states_no_duration_is_measured(tmp_path):
+    """A live MKV (a recording, a browser's MediaRecorder) has no duration in its header: it
+    was taken as 0 s long, so extract gave it the smallest budget (one frame a shot)."""
+    import av
+
+    live = media.make_clip(tmp_path / "live.mkv", seed=3, shots=2, frames_per_shot=50, live=True)
+    with av.open(str(live)) as container:
+        assert container.duration is None and container.streams.video[0].duration is None
+    info = probe(live)
+    assert info.duration == pytest.approx(100 / media.FPS, abs=1.5 / media.FPS)
+    assert info.frame_count == pytest.approx(100, abs=1)
+    assert next(iter(iter_frames(live))).index == 0  # read from its first frame after the measure
