@@ -154,3 +154,32 @@ def test_the_dataset_leaves_the_member_out_with_its_reason_and_either_check_off_
         meta = json.loads((tmp_path / "training_data" / "character_0" / "metadata.json").read_text())
         assert not any(s["code"] == COLOUR_REASON for s in meta["skipped"])
         assert group in {r["instance_id"] for r in meta["images"]}
+
+
+def test_the_colour_check_is_kept_until_a_cut_out_or_a_cluster_changes(tmp_path, monkeypatch) -> None:
+    """An `animlora run` with nothing new reads no cut-out for the colour check (the whole film's
+    341 took 4.6 s of each run); a cut-out drawn again is judged again."""
+    import animlora.curation.gate as gate
+
+    rows = make_project(tmp_path, {"character_0": 8, "character_1": 6}, shots=4)
+    group = sorted(iid for iid, row in rows.items() if row["track_id"].endswith("_0"))[3]
+    _paint(tmp_path, rows, lambda row: (WHITE, MAGENTA) if row["id"] == group else
+           WHITE if row["track_id"].endswith("_0") else MAGENTA)
+    settings = {"dataset": {"target_size": 12, "small_size": 4, "resolution": 512, "min_bucket": 128,
+                            "max_bucket": 1024}}
+    judged = []
+    real = gate.colour_bins
+    monkeypatch.setattr(gate, "colour_bins", lambda *a, **k: judged.append(1) or real(*a, **k))
+
+    def left_out() -> list[str]:
+        meta = json.loads((tmp_path / "training_data" / "character_0" / "metadata.json").read_text())
+        return [s["instance"] for s in meta["skipped"] if s["code"] == COLOUR_REASON]
+
+    run_stages(tmp_path, ["dataset"], settings)
+    assert left_out() == [group] and len(judged) == 14
+    judged.clear()
+    run_stages(tmp_path, ["dataset"], settings)
+    assert judged == [] and left_out() == [group]
+    _paint(tmp_path, {group: rows[group]}, lambda row: WHITE)  # the piece painted out
+    run_stages(tmp_path, ["dataset"], settings)
+    assert len(judged) == 14 and left_out() == []

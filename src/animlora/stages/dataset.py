@@ -33,7 +33,7 @@ from animlora.curation.sources import (
     trigger_for,
 )
 from animlora.errors import BadInputError
-from animlora.io.files import atomic_write_json, safe_name
+from animlora.io.files import atomic_write_json, portable, safe_name
 from animlora.pipeline.stage import (
     ItemOutput,
     Progress,
@@ -129,8 +129,7 @@ class DatasetStage(Stage):
             # every cluster's colours, also when one character's dataset is built (the same images
             # as in a run over all); a cluster outside ``wanted`` was not judged for scenery: none
             everyone = members if not s.character else project_members(catalog, root)
-            apart = gate.foreign_colours(self._colours(catalog, root, everyone),
-                                         [c for c, why in scenery.items() if why]) | apart
+            apart = self._foreign_colours(catalog, root, everyone, [c for c, why in scenery.items() if why]) | apart
         items = []
         for character, group in sorted(by_char.items()):
             trigger = (ctx.settings.caption.trigger if ctx.job.standalone and root is None else "") or trigger_for(
@@ -173,18 +172,41 @@ class DatasetStage(Stage):
 
         return [row | {"measures": parse_measures(row.get("measures"))} for row in instance_rows(catalog)]
 
-    @staticmethod
-    def _colours(catalog: Any, root: Path, members: list[Member]) -> Iterator[tuple[str, str, Any]]:
-        """(instance id, character, :func:`gate.colour_bins`) of every member whose cut-out reads,
-        the shot's light divided out (identity/light.py): the gains the embed stage applied, else
-        measured on the plates as it would."""
-        from animlora.curation.gate import colour_bins
+    def _foreign_colours(self, catalog: Any, root: Path, members: list[Member], scenery: list[str]) -> dict[str, str]:
+        """:func:`gate.foreign_colours` of ``members``, kept in ``.animlora/cache/foreign_colours.json``
+        with what it was computed from (each cut-out's size and modification time, the shots'
+        light, the clusters, the rules): a run where none of it changed reads no cut-out (the
+        whole film's 341 took 4.6 s of every `animlora run`, a project of many films minutes)."""
+        from animlora.curation import gate
         from animlora.identity.light import cache_file, project_plates, shot_gains
-        from animlora.io.images import read_image
         from animlora.records.embed import shot_light_gains
         from animlora.workspace import STATE_DIR
 
         gains = shot_light_gains(root) or shot_gains(project_plates(catalog, root), cache_file(root / STATE_DIR))
+        rules = (self.version, gate.COLOUR_SIDE, gate.COLOUR_BINS, gate.COLOUR_PRESENT, gate.COLOUR_OWN,
+                 gate.COLOUR_THEIRS, gate.COLOUR_PIECE, gate.COLOUR_MEMBERS)
+        key = digest(rules, sorted(scenery), sorted(
+            (m.instance_id, m.character, portable(m.image_path, root), stat_key(m.image_path),
+             list(gains.get(m.shot_id or "") or [])) for m in members if m.image_path))
+        path = root / STATE_DIR / "cache" / "foreign_colours.json"
+        try:
+            kept = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            kept = None
+        if isinstance(kept, dict) and kept.get("key") == key and isinstance(kept.get("left_out"), dict):
+            return kept["left_out"]
+        found = gate.foreign_colours(self._colours(members, gains), scenery)
+        atomic_write_json(path, {"key": key, "left_out": found})
+        return found
+
+    @staticmethod
+    def _colours(members: list[Member], gains: dict[str, list[float]]) -> Iterator[tuple[str, str, Any]]:
+        """(instance id, character, :func:`gate.colour_bins`) of every member whose cut-out reads,
+        the shot's light divided out (identity/light.py): the gains the embed stage applied, else
+        measured on the plates as it would."""
+        from animlora.curation.gate import colour_bins
+        from animlora.io.images import read_image
+
         for m in members:
             if not m.image_path:
                 continue
