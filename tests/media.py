@@ -67,11 +67,13 @@ def synthetic_frames() -> list[np.ndarray]:
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int = FPS, pts: list[int] | None = None,
                 time_base: Fraction | None = None, faststart: bool = False, bframes: bool = False,
-                sar: Fraction | None = None, color_trc: int | None = None, live: bool = False) -> Path:
+                sar: Fraction | None = None, color_trc: int | None = None, live: bool = False,
+                interlaced: bool = False) -> Path:
     """Encode RGB frames with libx264 (yuv420p); ``pts`` in ``time_base`` units for VFR files;
     ``sar``: the pixel shape written in the stream (an anamorphic DVD's 32/27); ``color_trc``:
     the transfer tagged (16: PQ, as HDR10); ``live``: an MKV whose header states no duration
-    (as a live recording or a browser's MediaRecorder writes it)."""
+    (as a live recording or a browser's MediaRecorder writes it); ``interlaced``: coded as two
+    fields a frame (top field first), as a DVD's video often is."""
     import av
 
     options = {"movflags": "faststart"} if faststart else {}
@@ -93,6 +95,9 @@ def write_video(path: Path, frames: list[np.ndarray], fps: int = FPS, pts: list[
             stream.codec_context.sample_aspect_ratio = sar
         if color_trc is not None:
             stream.codec_context.color_trc = color_trc
+        if interlaced:
+            stream.options = {**stream.options, "x264-params": "tff=1"}
+            stream.codec_context.flags |= av.codec.context.Flags.interlaced_dct
         for i, img in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             if pts is not None:
@@ -133,7 +138,7 @@ def make_vfr(path: Path) -> tuple[Path, list[float]]:
 
 
 def make_anamorphic(path: Path, sar: Fraction, size: tuple[int, int] = (144, 96), frames: int = 12,
-                    color_trc: int | None = None) -> Path:
+                    color_trc: int | None = None, interlaced: bool = False) -> Path:
     """A DVD-like clip stored ``size`` (w, h) with pixels ``sar`` wide: a white disc of radius 30
     drawn round *in stored pixels* (as displayed it is ``sar`` times as wide as tall)."""
     import cv2
@@ -144,7 +149,7 @@ def make_anamorphic(path: Path, sar: Fraction, size: tuple[int, int] = (144, 96)
         img = np.full((h, w, 3), 40 + 4 * i, np.uint8)
         cv2.circle(img, (w // 2, h // 2), 30, (255, 255, 255), -1)
         images.append(img)
-    return write_video(path, images, sar=sar, color_trc=color_trc)
+    return write_video(path, images, sar=sar, color_trc=color_trc, interlaced=interlaced)
 
 
 def make_with_cover(path: Path) -> Path:

@@ -1,7 +1,8 @@
 """Videos as they are displayed. Anamorphic ones (non-square pixels: a 16:9 DVD stores
 720x480 with pixels 32/27 wide) come out in square pixels, as players show them: the probe's
 size is the displayed one and saved frames are stretched, so no character is squeezed into a
-dataset. An HDR one (PQ, HLG) is named: its frames are not tone-mapped. A cover image stored
+dataset. An HDR one (PQ, HLG) is named: its frames are not tone-mapped; so is an interlaced
+one. A cover image stored
 as a video stream ahead of the film is not taken for the film."""
 
 from __future__ import annotations
@@ -81,19 +82,24 @@ def test_extract_writes_square_frames_and_redoes_only_squeezed_videos(tmp_path):
         assert (items[video["id"]] == old) == (name == "square")
 
 
-def test_an_hdr_video_is_named_in_the_run_and_the_report(tmp_path):
+def test_hdr_and_interlaced_videos_are_named_in_the_run_and_the_report(tmp_path):
     sdr = media.make_anamorphic(tmp_path / "sdr.mp4", Fraction(1, 1))
     hdr = media.make_anamorphic(tmp_path / "uhd.mp4", Fraction(1, 1), color_trc=16)
+    media.make_anamorphic(tmp_path / "dvd.mp4", Fraction(1, 1), interlaced=True)
     assert (probe(sdr).hdr, probe(hdr).hdr) == (None, "PQ")
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "animlora", "extract", "--input", str(tmp_path), "--output",
                              str(out)], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
-    named = [line for line in (result.stdout + result.stderr).splitlines() if "HDR" in line]
+    said = (result.stdout + result.stderr).splitlines()
+    named = [line for line in said if "HDR" in line]
     assert len(named) == 1 and "uhd is HDR (PQ)" in named[0] and "SDR copy" in named[0]
+    named = [line for line in said if "interlaced" in line]
+    assert len(named) == 1 and "dvd is interlaced (100%" in named[0] and "bwdif" in named[0]
     videos = {v["name"]: v for v in json.loads((out / "extraction_results.json").read_text())["videos"]}
-    assert (videos["sdr"]["hdr"], videos["uhd"]["hdr"]) == (None, "PQ")
+    assert (videos["sdr"]["hdr"], videos["uhd"]["hdr"], videos["dvd"]["hdr"]) == (None, "PQ", None)
+    assert (videos["sdr"]["interlaced"], videos["uhd"]["interlaced"], videos["dvd"]["interlaced"]) == (0, 0, 1.0)
 
 
 def test_a_cover_image_stream_ahead_of_the_film_is_passed_over(tmp_path):

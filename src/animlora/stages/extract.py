@@ -72,6 +72,9 @@ _DUP_GRID = (12, 7)  # cells the change is looked for in (8 px cells of the 96 p
 _AFFINE_GATE = 64.0
 # a candidate less than this fraction as sharp as its shot's median candidate is motion-blurred
 _BLURRED = 0.5
+# a video with at least this share of its decoded frames coded as two fields is named as
+# interlaced (combing on motion in its frames): a hard-telecined DVD flags every frame
+INTERLACED_WARN = 0.5
 
 
 def frame_file(name: str, shot_idx: int, seconds: float, quality: str) -> str:
@@ -462,13 +465,15 @@ class _VideoExtraction:
         reader = ReferenceFrames(path) if reference_only else None
         push = detector.push_after_gap if reader is not None else detector.push
         total = max(1, info.frame_count)
-        count = reported = 0
+        count = reported = decoded_count = interlaced = 0
         damage = reader.damage if reader is not None else []  # stretches lost to corrupt packets
         with ReadAhead(reader if reader is not None else iter_frames(path, damage=damage)) as frames:
             if isinstance(self.crop, Future):
                 self.crop = self.crop.result()
             for decoded in frames:
                 count = decoded.index + 1
+                decoded_count += 1
+                interlaced += bool(getattr(decoded.frame, "interlaced_frame", False))
                 if reader is None:
                     gap = decoded.index - len(self.times)  # frames lost to damage: times spread between
                     if gap > 0:
@@ -502,6 +507,8 @@ class _VideoExtraction:
         result["stats"]["damaged"] = [d.as_dict() for d in damage]
         if info.hdr:
             result["stats"]["hdr"] = info.hdr
+        if interlaced:  # share of the decoded frames coded as two fields
+            result["stats"]["interlaced"] = round(interlaced / max(1, decoded_count), 3)
         return result
 
     def _boundaries(self, found: list[Any]) -> None:
@@ -744,6 +751,10 @@ class ExtractStage(Stage):
             ctx.log.warning("extract: %s is HDR (%s): its frames are written without tone mapping, flat and pale, and "
                             "a LoRA learns those colours; extract an SDR copy instead (docs/extract.md, \"HDR videos\")",
                             data["video"]["name"], data["stats"]["hdr"])
+        if data["stats"].get("interlaced", 0) >= INTERLACED_WARN:
+            ctx.log.warning("extract: %s is interlaced (%.0f%% of its frames are two fields): moving pictures show "
+                            "combing in its frames; deinterlace it first (ffmpeg -vf bwdif; a telecined film: "
+                            "-vf fieldmatch,decimate)", data["video"]["name"], 100 * data["stats"]["interlaced"])
         for d in data["stats"].get("damaged", []):
             ctx.log.warning("extract: %s: damaged, frames %s-%s (%ss-%ss) could not be decoded and were skipped",
                             data["video"]["name"], d["frames"][0], d["frames"][1], d["time"][0],
@@ -915,7 +926,7 @@ def _report(ctx: StageContext, duplicate_of: dict[str, str]) -> dict[str, Any]:
                                          if not sh["kept"] and not sh["rejected"] and not sh.get("black")],
             "black_shots": [sh["shot"] for sh in shots if sh.get("black")],
             "flashes_ignored": stats.get("flashes", []), "dissolves": stats.get("dissolves", []),
-            "damaged": stats.get("damaged", []), "hdr": stats.get("hdr"),
+            "damaged": stats.get("damaged", []), "hdr": stats.get("hdr"), "interlaced": stats.get("interlaced", 0.0),
         })
         videos.append(entry)
     return {
