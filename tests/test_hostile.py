@@ -218,6 +218,13 @@ def test_init_dir_is_a_file_and_video_is_text(tmp_path):
     assert_one_line(run_cli("init", "p", "--dir", str(tmp_path / "p"), "--video", str(tmp_path)), 1,
                     str(tmp_path), "no video file in this folder opens", "film.mp4")
     assert not (tmp_path / "p").exists()
+    # a DVD's folder: its VOB files are one film in parts, said with what to do
+    dvd = tmp_path / "dvd" / "VIDEO_TS"
+    dvd.mkdir(parents=True)
+    (dvd / "VTS_01_1.VOB").write_bytes(b"\0" * 2048)
+    assert_one_line(run_cli("init", "p", "--dir", str(tmp_path / "p"), "--video", str(dvd.parent)), 1,
+                    str(dvd.parent), "no video files in this folder", "DVD's VOB files", "concat:VTS_01_1.VOB")
+    assert not (tmp_path / "p").exists()
 
 
 # -- --force never deletes what animlora did not write ---------------------------------------

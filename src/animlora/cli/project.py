@@ -62,7 +62,7 @@ def expand_videos(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]
     reads one), each opened now. Returns (videos, [(file, why) for the folder's files that
     do not open]): those are left out and reported, the rest kept. A folder without a video
     that opens is an error naming it."""
-    from animlora.io.video import VIDEO_SUFFIXES, list_videos
+    from animlora.io.video import list_videos, no_videos_error
 
     videos: list[Path] = []
     skipped: list[tuple[Path, str]] = []
@@ -72,7 +72,7 @@ def expand_videos(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]
             continue
         found = list_videos(path)
         if not found:
-            raise BadInputError(path, f"no video files in this folder (looked for {', '.join(VIDEO_SUFFIXES)})")
+            raise no_videos_error(path)
         opened = []
         for video in found:
             try:

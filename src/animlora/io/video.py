@@ -63,6 +63,16 @@ def list_videos(folder: str | Path) -> list[Path]:
     )
 
 
+def no_videos_error(folder: Path) -> BadInputError:
+    """The one error for a folder without a video file, with what to do when it is a DVD's
+    (VOB files: one film split in 1 GB parts beside its menus, not a list of videos)."""
+    problem = f"no video files in this folder (looked for {', '.join(VIDEO_SUFFIXES)})"
+    if any(p.suffix.lower() == ".vob" for p in folder.rglob("*") if p.is_file()):
+        problem += ('; it holds a DVD\'s VOB files: make the film one file first (MakeMKV, or '
+                    'ffmpeg -i "concat:VTS_01_1.VOB|VTS_01_2.VOB|..." -map 0:v -c copy film.mkv) and give that')
+    return BadInputError(folder, problem)
+
+
 def content_id(path: str | Path) -> str:
     """A stable id of a file's content: its size and three 64 KiB samples (fast on big films)."""
     p = Path(path)

@@ -670,7 +670,7 @@ class ExtractStage(Stage):
         return [listed_video(root, entry) for entry in job.settings.project.videos]
 
     def check_inputs(self, job: StageJob) -> None:
-        from animlora.io.video import VIDEO_SUFFIXES, probe
+        from animlora.io.video import no_videos_error, probe
 
         if job.standalone:
             src = Path(job.input_path) if job.input_path else None
@@ -678,7 +678,7 @@ class ExtractStage(Stage):
                 raise BadInputError(src or "--input", "no such file or folder")
             if src.is_dir():
                 if not self._videos(job, job.workspace_root):
-                    raise BadInputError(src, f"no video files in this folder (looked for {', '.join(VIDEO_SUFFIXES)})")
+                    raise no_videos_error(src)
             else:
                 probe(src)  # one line naming the file and the problem, before anything is written
         elif not job.settings.project.videos:
