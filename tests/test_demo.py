@@ -46,12 +46,15 @@ def test_demo_runs_the_whole_cpu_pipeline_and_resumes_as_up_to_date(tmp_path, re
     assert after.returncode == 0, after.stderr
     stages = {s["stage"]: s for s in json.loads(after.stdout)["stages"]}
     assert all(not s["failed"] for s in stages.values())
-    # every stage but the dataset: extract too (its video is inside the project; items are
-    # keyed by the video's content), so enhance and caption see the same frame files
-    assert [name for name, s in stages.items() if not s["up_to_date"]] == ["dataset"]
-    # the one thing that names the folder: sd-scripts' dataset config, written again
+    # every stage: extract too (its video is inside the project; items are keyed by the video's
+    # content), so enhance and caption see the same frame files; the dataset's images are not
+    # written again (a trained character would train again on their new times)
+    assert [name for name, s in stages.items() if not s["up_to_date"]] == []
+    # what names the folder (sd-scripts' dataset config, the images' lineage) names the new one
     assert f'image_dir = "{moved}/training_data/character_0/images"' in (
         moved / "training_data" / "character_0" / "dataset.toml").read_text()
+    assert str(folder) not in (moved / "training_data" / "character_0" / "metadata.json").read_text()
+    assert f'"{moved}/frames/' in (moved / "training_data" / "character_0" / "metadata.json").read_text()
     redo = subprocess.run(animlora_cmd("run", "-p", str(moved), "--from", "deocclude", "--to", "deocclude", "--force",
                                        "--json"), capture_output=True, text=True, env=env, timeout=600)
     assert redo.returncode == 0, redo.stderr

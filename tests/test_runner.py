@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from animlora.catalog import Catalog
 from animlora.config import load_settings
 from animlora.pipeline.runner import Runner
-from animlora.pipeline.stage import WorkItem
+from animlora.pipeline.stage import WorkItem, digest
 from animlora.workspace import Workspace
 from toy_stage import CostToyStage, ModelToyStage, ToyStage
 
@@ -255,6 +256,39 @@ def test_an_item_recorded_under_its_earlier_key_is_not_redone(tmp_path):
     assert first.items_done == 2
     again = Runner(Workspace.for_output(tmp_path / "o2"), loaded, input_path=tmp_path / "in2").run([Claimed()])[0]
     assert again.items_skipped == 0 and again.items_done == 2  # "a" stays b's (new fingerprint: redone); c-… is new
+
+
+class RecipeToyStage(ToyStage):
+    """The toy stage after a release whose fingerprint leaves out what the earlier one held
+    (``where``, as the dataset stage's held the project's folder): ``earlier`` is the old one."""
+
+    where = "here"
+
+    def plan(self, ctx):
+        return [WorkItem(item.key, digest("new", item.fingerprint), item.payload, item.label,
+                         earlier=item.fingerprint if self.where == "here" else digest(item.fingerprint, self.where))
+                for item in super().plan(ctx)]
+
+
+def test_an_item_done_under_its_earlier_fingerprint_is_recorded_under_the_new_one(tmp_path):
+    make_inputs(tmp_path / "in", {"a": "x", "b": "yy"})
+    run_toy(tmp_path)
+    (tmp_path / "out" / "a.out").write_text("sentinel")  # proves a is not redone
+    loaded = load_settings(overrides={"project": {"seed": 1}})
+
+    def run(stage: ToyStage):
+        return Runner(Workspace.for_output(tmp_path / "out"), loaded, input_path=tmp_path / "in").run([stage])[0]
+
+    upgraded = run(RecipeToyStage())
+    assert upgraded.up_to_date and upgraded.items_skipped == 2  # nothing redone, the stage up to date
+    with Catalog(tmp_path / "out" / ".animlora" / "catalog.sqlite") as cat:
+        recorded = {r["item_key"]: r["fingerprint"] for r in cat.rows("SELECT * FROM stage_items WHERE stage = 'toy'")}
+    assert recorded == {item.key: item.fingerprint for item in RecipeToyStage().plan(SimpleNamespace(
+        job=SimpleNamespace(input_path=tmp_path / "in")))}
+    # what only the earlier recipe held changes (the project moved): still up to date
+    moved = RecipeToyStage()
+    moved.where = "elsewhere"
+    assert run(moved).up_to_date and outputs(tmp_path)["a.out"] == "sentinel"
 
 
 def test_an_item_whose_files_were_deleted_is_made_again(tmp_path):

@@ -72,13 +72,15 @@ def estimate_light(rgb: np.ndarray, valid: np.ndarray | None = None) -> np.ndarr
 
 def shot_gains(plates: dict[str, Sequence[Path]], cache: Path | None = None) -> dict[str, list[float]]:
     """Per shot: the linear-RGB gains that bring its light to the film's (see module doc).
-    ``cache``: a JSON file keeping each plate's estimate by its path, size and modification
-    time, so a run over plates measured before reads none of them (the embed stage plans this
-    on every run: 702 plates of the whole film took 12 s)."""
-    from animlora.io.files import atomic_write_json
+    ``cache``: a JSON file keeping each plate's estimate by its path (relative to the project
+    the cache is in: a moved project keeps it), size and modification time, so a run over
+    plates measured before reads none of them (the embed stage plans this on every run: 702
+    plates of the whole film took 12 s)."""
+    from animlora.io.files import atomic_write_json, portable
     from animlora.io.images import read_image
 
     known = _read_cache(cache)
+    root = cache.parents[2] if cache is not None and len(cache.parents) > 2 else None  # <root>/.animlora/cache/
     fresh: dict[str, Any] = {}
     lights: dict[str, np.ndarray] = {}
     for shot, paths in plates.items():
@@ -92,7 +94,8 @@ def shot_gains(plates: dict[str, Sequence[Path]], cache: Path | None = None) -> 
             except OSError:  # a missing plate: just not measured
                 continue
             stamp = [stat.st_size, stat.st_mtime_ns]
-            entry = known.get(str(path))
+            key = portable(str(path), root)
+            entry = known.get(key) or known.get(str(path))  # (earlier releases kept absolute paths)
             if entry is not None and entry[:2] == stamp:
                 est = None if entry[2] is None else np.asarray(entry[2], np.float32)
             else:
@@ -101,7 +104,7 @@ def shot_gains(plates: dict[str, Sequence[Path]], cache: Path | None = None) -> 
                 except Exception:  # noqa: BLE001 - an unreadable plate: just not measured
                     continue
                 est = estimate_light(image[..., :3], image[..., 3] >= 128)
-            fresh[str(path)] = [*stamp, None if est is None else [float(v) for v in est]]
+            fresh[key] = [*stamp, None if est is None else [float(v) for v in est]]
             if est is not None:
                 estimates.append(est)
         if estimates:

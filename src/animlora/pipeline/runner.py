@@ -21,7 +21,6 @@ import logging
 import time
 import traceback
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -70,14 +69,30 @@ def _rekey_earlier(items: list[WorkItem], catalog: Catalog, stage: str) -> None:
                 known.add(key)
 
 
-def _adopt_earlier(items: list[WorkItem], catalog: Catalog, stage: str) -> list[WorkItem]:
+def _adopt_earlier(items: list[WorkItem], catalog: Catalog, stage: str) -> None:
     """Items done under the fingerprint an earlier release computed (``WorkItem.earlier``)
-    keep that recorded fingerprint: the same input, so nothing is redone."""
-    if not any(item.earlier for item in items):
-        return items
-    done = done_items(catalog, stage)
-    return [replace(item, fingerprint=item.earlier) if item.earlier and done.get(item.key) == item.earlier else item
-            for item in items]
+    are recorded under the one this release computes: the same input, so nothing is redone,
+    and from then on they match by their own fingerprint (what only the earlier recipe held,
+    such as where the project was, no longer counts). A stage up to date before stays so."""
+    done = done_items(catalog, stage) if any(item.earlier for item in items) else {}
+    adopted = {item.key: item.earlier for item in items
+               if item.earlier and item.earlier != item.fingerprint and done.get(item.key) == item.earlier}
+    if not adopted:
+        return
+    previous = catalog.one("SELECT inputs_hash FROM stage_runs WHERE stage = ?", (stage,))
+    with catalog.transaction():
+        for item in items:
+            if item.key in adopted:
+                catalog.execute("UPDATE stage_items SET fingerprint = ? WHERE stage = ? AND item_key = ?",
+                                (item.fingerprint, stage, item.key))
+        if previous is not None and previous["inputs_hash"] == _inputs_hash(items, adopted):
+            catalog.execute("UPDATE stage_runs SET inputs_hash = ? WHERE stage = ?", (_inputs_hash(items), stage))
+
+
+def _inputs_hash(items: list[WorkItem], instead: dict[str, str] | None = None) -> str:
+    """What a stage's items are made from, as one hash (``instead``: other fingerprints by key)."""
+    instead = instead or {}
+    return digest(sorted((item.key, instead.get(item.key, item.fingerprint)) for item in items))
 
 
 def _lost_outputs(stage: Stage, ctx: StageContext, row: Any) -> bool:
@@ -175,12 +190,12 @@ class Runner:
         if len(set(keys)) != len(keys):
             raise StageError(f"stage {stage.name}: two work items share a key (a bug; please report)")
         _rekey_earlier(items, catalog, stage.name)
-        items = _adopt_earlier(items, catalog, stage.name)
+        _adopt_earlier(items, catalog, stage.name)
 
         # 2. stage key: changed settings (or upstream) make every earlier result stale
         settings_hash = stage.settings_hash(self.settings)
         stage_key = stage_key_of(stage, settings_hash, catalog)
-        inputs_hash = digest(sorted((item.key, item.fingerprint) for item in items))
+        inputs_hash = _inputs_hash(items)
         previous = catalog.one("SELECT * FROM stage_runs WHERE stage = ?", (stage.name,))
         known = {row["item_key"]: row for row in catalog.rows("SELECT * FROM stage_items WHERE stage = ?", (stage.name,))}
         stale_all = self.force or previous is None or previous["stage_key"] != stage_key

@@ -33,7 +33,7 @@ from animlora.curation.sources import (
     trigger_for,
 )
 from animlora.errors import BadInputError
-from animlora.io.files import atomic_write_json, portable, safe_name
+from animlora.io.files import atomic_write_json, atomic_write_text, portable, safe_name
 from animlora.pipeline.stage import (
     ItemOutput,
     Progress,
@@ -48,6 +48,24 @@ from animlora.records import dataset as records
 
 RESULTS_FILE = "dataset_results.json"
 SKIPPED_DIR = ".skipped"
+WRITTEN_IN = "dataset:written_in"  # catalog meta: the project folder the dataset files name
+
+
+def _written_in(output_dir: Path) -> str | None:
+    """The project folder a dataset written by an earlier release names: read from a
+    character's ``dataset.toml`` (``image_dir = ".../<project>/<output folder>/<character>/images"``);
+    None when there is none."""
+    import tomllib
+
+    for config in sorted(output_dir.glob("*/dataset.toml")):
+        try:
+            image_dir = tomllib.loads(config.read_text(encoding="utf-8"))["datasets"][0]["subsets"][0]["image_dir"]
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            continue
+        folder = Path(image_dir)
+        if folder.name == "images" and len(folder.parts) > 3 and folder.parts[-3] == output_dir.name:
+            return str(folder.parents[2])
+    return None
 
 
 class DatasetStage(Stage):
@@ -94,6 +112,7 @@ class DatasetStage(Stage):
         from animlora.curation import background, gate
         from animlora.text.captions import character_clothed
 
+        moved_from = None if ctx.job.standalone else self._relocate(ctx)
         kind = ctx.settings.dataset.kind  # the background/style set: curation/background.py
         extra = background.plan(ctx) if kind != "character" else []
         if kind == "background":
@@ -130,6 +149,10 @@ class DatasetStage(Stage):
             # as in a run over all); a cluster outside ``wanted`` was not judged for scenery: none
             everyone = members if not s.character else project_members(catalog, root)
             apart = self._foreign_colours(catalog, root, everyone, [c for c, why in scenery.items() if why]) | apart
+        def was(path: str | Path) -> str:  # a project path as named before the project moved
+            text = str(path)
+            return text if moved_from is None or root is None else moved_from + text[len(str(root)):]
+
         items = []
         for character, group in sorted(by_char.items()):
             trigger = (ctx.settings.caption.trigger if ctx.job.standalone and root is None else "") or trigger_for(
@@ -149,18 +172,19 @@ class DatasetStage(Stage):
             }
             payload["props"] = {m.instance_id: apart[m.instance_id] for m in group if m.instance_id in apart
                                 } | payload["props"]
-            fingerprint = digest(
+            recipe = (
                 trigger, payload["clothed"], min_size, payload["not_character"], sorted(payload["props"].items()),
                 [(m.instance_id, stat_key(m.image_path), stat_key(m.frame_path), stat_key(m.filled_path),
                   stat_key(m.enhanced_path), m.enhanced_region, m.problem) for m in group],
                 sorted((k, json.dumps(v, sort_keys=True)) for k, v in caps.items()),
                 None if embeddings is None else (embeddings["model"], digest(sorted(embeddings["vectors"].items()))),
-                [(p, stat_key(p)) for p in reg],
-                # dataset.toml names the image folders by absolute path (sd-scripts reads a
-                # relative one from its working folder): a moved project writes it again
-                str(ctx.output_dir),
             )
-            items.append(WorkItem(character, fingerprint, payload, character))
+            # where the project is is not in the recipe (a moved project's files are relocated:
+            # :meth:`_relocate`); earlier releases held the output folder and absolute paths,
+            # those of where it was when it has just moved
+            items.append(WorkItem(character, digest(*recipe, [(portable(p, root), stat_key(p)) for p in reg]),
+                                  payload, character,
+                                  earlier=digest(*recipe, [(was(p), stat_key(p)) for p in reg], was(ctx.output_dir))))
         return items + extra
 
     @staticmethod
@@ -279,6 +303,37 @@ class DatasetStage(Stage):
         return {"model": model, "vectors": vectors}
 
     @staticmethod
+    def _relocate(ctx: StageContext) -> str | None:
+        """A project moved or copied elsewhere (``mv``, ``cp -a``): the text files this stage
+        wrote name the folder it was in — sd-scripts' ``dataset.toml`` reads ``image_dir``
+        absolute, ``metadata.json`` gives each image's lineage — so the old folder is replaced by
+        the new one in each of them, instead of building every image again (the whole film:
+        49 s; and the images' new times made a trained character train again). Returns the
+        folder it was in, or None when it did not move."""
+        root = str(ctx.workspace.root)
+        then = ctx.catalog.get_meta(WRITTEN_IN) or _written_in(ctx.output_dir)
+        if then is None or then == root:
+            return None
+        replace = {then + "/": root + "/"}
+        for ascii_only in (True, False):  # as json.dumps escapes a path, with either setting
+            old, new = json.dumps(then, ensure_ascii=ascii_only)[1:-1], json.dumps(root, ensure_ascii=ascii_only)[1:-1]
+            replace.setdefault(old + "/", new + "/")
+        moved = 0
+        for path in sorted(ctx.output_dir.rglob("*")):
+            if path.suffix not in (".toml", ".json", ".jsonl") or not path.is_file():
+                continue
+            text = path.read_text(encoding="utf-8")
+            changed = text
+            for old, new in replace.items():
+                changed = changed.replace(old, new)
+            if changed != text:
+                atomic_write_text(path, changed)
+                moved += 1
+        ctx.catalog.set_meta(WRITTEN_IN, root)
+        ctx.log.info("dataset: the project moved from %s: %d dataset files name its new folder", then, moved)
+        return then
+
+    @staticmethod
     def _reg_frames(catalog: Any, root: Path | None, character: str, count: int) -> list[str]:
         """Frames in which the character does not appear, spread over the film."""
         if count <= 0 or root is None:
@@ -325,6 +380,9 @@ class DatasetStage(Stage):
     # -- finish ------------------------------------------------------------------------
     def finish(self, ctx: StageContext, summary: RunSummary) -> dict[str, Any]:
         from animlora.curation.build import combined_config, read_character_reports
+
+        if not ctx.job.standalone:
+            ctx.catalog.set_meta(WRITTEN_IN, str(ctx.workspace.root))
 
         source_catalog = ctx.extra.pop("source_catalog", None)
         if source_catalog is not None:
