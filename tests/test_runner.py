@@ -222,6 +222,15 @@ def test_a_stage_runs_with_its_own_executor_and_a_misspelt_stage_is_named(tmp_pa
         Runner(Workspace.for_output(tmp_path / "out2"), typo, input_path=tmp_path / "in").run([ToyStage()])
 
 
+def toy_done_before(tmp_path: Path):
+    """Items a and b done by the toy stage, a's output a sentinel (it proves a is not redone);
+    the settings to run a later release's stage with."""
+    make_inputs(tmp_path / "in", {"a": "x", "b": "yy"})
+    run_toy(tmp_path)
+    (tmp_path / "out" / "a.out").write_text("sentinel")
+    return load_settings(overrides={"project": {"seed": 1}})
+
+
 class RenamedToyStage(ToyStage):
     """The toy stage after a release that keys items by content (``earlier_key``: the old name)."""
 
@@ -233,10 +242,7 @@ class RenamedToyStage(ToyStage):
 def test_an_item_recorded_under_its_earlier_key_is_not_redone(tmp_path):
     from dataclasses import replace
 
-    make_inputs(tmp_path / "in", {"a": "x", "b": "yy"})
-    run_toy(tmp_path)
-    (tmp_path / "out" / "a.out").write_text("sentinel")  # proves a is not redone
-    loaded = load_settings(overrides={"project": {"seed": 1}})
+    loaded = toy_done_before(tmp_path)
     ws = Workspace.for_output(tmp_path / "out")
     [summary] = Runner(ws, loaded, input_path=tmp_path / "in").run([RenamedToyStage()])
     assert (summary.items_total, summary.items_skipped) == (2, 2)
@@ -271,10 +277,7 @@ class RecipeToyStage(ToyStage):
 
 
 def test_an_item_done_under_its_earlier_fingerprint_is_recorded_under_the_new_one(tmp_path):
-    make_inputs(tmp_path / "in", {"a": "x", "b": "yy"})
-    run_toy(tmp_path)
-    (tmp_path / "out" / "a.out").write_text("sentinel")  # proves a is not redone
-    loaded = load_settings(overrides={"project": {"seed": 1}})
+    loaded = toy_done_before(tmp_path)
 
     def run(stage: ToyStage):
         return Runner(Workspace.for_output(tmp_path / "out"), loaded, input_path=tmp_path / "in").run([stage])[0]
