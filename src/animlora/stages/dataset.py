@@ -149,6 +149,7 @@ class DatasetStage(Stage):
             # as in a run over all); a cluster outside ``wanted`` was not judged for scenery: none
             everyone = members if not s.character else project_members(catalog, root)
             apart = self._foreign_colours(catalog, root, everyone, [c for c, why in scenery.items() if why]) | apart
+
         def was(path: str | Path) -> str:  # a project path as named before the project moved
             text = str(path)
             return text if moved_from is None or root is None else moved_from + text[len(str(root)):]
@@ -308,7 +309,8 @@ class DatasetStage(Stage):
         wrote name the folder it was in — sd-scripts' ``dataset.toml`` reads ``image_dir``
         absolute, ``metadata.json`` gives each image's lineage — so the old folder is replaced by
         the new one in each of them, instead of building every image again (the whole film:
-        49 s; and the images' new times made a trained character train again). Returns the
+        49 s; and the images' new times made a trained character train again). The one write a
+        plan makes in the stage's folder: nothing else there names the project. Returns the
         folder it was in, or None when it did not move."""
         root = str(ctx.workspace.root)
         then = ctx.catalog.get_meta(WRITTEN_IN) or _written_in(ctx.output_dir)
