@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -378,3 +379,41 @@ def test_instances_that_never_reached_a_character_are_listed(tmp_path):
     write_report(tmp_path, {}, [], left)
     html = (tmp_path / "dataset_report.html").read_text()
     assert "1 × prefilter: tiny" in html and "1 × in no character" in html and "<code>b</code>" in html
+
+
+def test_a_caption_file_edited_by_hand_is_kept_when_the_dataset_is_built_again(tmp_path):
+    """Kohya users edit captions in the dataset folder; a later run (here: forced, as after a
+    review or a new video) built the folder again and wrote the edits over."""
+    import os
+
+    root = tmp_path / "proj"
+    make_project(root, {"luca": 10})
+    run_stages(root, ["caption", "dataset"], SETTINGS)
+    out = root / "training_data"
+
+    def beside(record: dict) -> Path:  # images/<name>.txt, what sd-scripts reads
+        return (out / record["file"]).with_suffix(".txt")
+
+    first, second, third = json.loads((out / "luca" / "metadata.json").read_text())["images"][:3]
+    edits = {first["instance_id"]: (beside(first), "luca, a 3d animated character, laughing on a vespa"),
+             second["instance_id"]: (out / second["caption_file"], "luca, holding a gelato")}
+    later = (out / "luca" / "metadata.json").stat().st_mtime_ns + 1_000_000_000
+    for path, text in edits.values():
+        path.write_text(text + "\n")
+        os.utime(path, ns=(later, later))  # written after the folder, as a person's edit is
+    untouched = beside(third).read_text()
+
+    [summary] = run_stages(root, ["dataset"], SETTINGS, force=True)
+    assert not summary.failures
+    with Catalog(root / "catalog.sqlite") as cat:
+        rows = {r["instance_id"]: r for r in cat.rows("SELECT * FROM captions WHERE edited = 1")}
+    assert set(rows) == set(edits)
+    meta = {r["instance_id"]: r for r in json.loads((out / "luca" / "metadata.json").read_text())["images"]}
+    for instance_id, (_, text) in edits.items():
+        assert rows[instance_id]["text"] == text and meta[instance_id]["caption_edited"]
+        for written in (beside(meta[instance_id]), out / meta[instance_id]["caption_file"]):  # both files the build wrote
+            assert text.split(", ")[-1] in written.read_text()
+    assert beside(third).read_text() == untouched
+    run_stages(root, ["dataset"], SETTINGS)  # nothing more is taken for an edit on the next run
+    with Catalog(root / "catalog.sqlite") as cat:
+        assert {r["instance_id"] for r in cat.rows("SELECT * FROM captions WHERE edited = 1")} == set(edits)

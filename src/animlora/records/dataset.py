@@ -15,6 +15,18 @@ if TYPE_CHECKING:
     from animlora.catalog import Catalog
 
 
+WRITTEN_IN_META = "dataset:written_in"  # the project folder the dataset's files name
+
+
+def written_in(catalog: Catalog) -> str | None:
+    """The project folder the dataset stage last wrote its files for (they name it)."""
+    return catalog.get_meta(WRITTEN_IN_META)
+
+
+def set_written_in(catalog: Catalog, folder: str) -> None:
+    catalog.set_meta(WRITTEN_IN_META, folder)
+
+
 @dataclass(frozen=True)
 class DatasetItem:
     character: str

@@ -48,7 +48,6 @@ from animlora.records import dataset as records
 
 RESULTS_FILE = "dataset_results.json"
 SKIPPED_DIR = ".skipped"
-WRITTEN_IN = "dataset:written_in"  # catalog meta: the project folder the dataset files name
 
 
 def _written_in(output_dir: Path) -> str | None:
@@ -112,6 +111,8 @@ class DatasetStage(Stage):
         from animlora.curation import background, gate
         from animlora.text.captions import character_clothed
 
+        if not ctx.job.standalone:
+            self._keep_hand_edits(ctx)  # first: relocating rewrites metadata.json, the edits' reference time
         moved_from = None if ctx.job.standalone else self._relocate(ctx)
         kind = ctx.settings.dataset.kind  # the background/style set: curation/background.py
         extra = background.plan(ctx) if kind != "character" else []
@@ -304,6 +305,46 @@ class DatasetStage(Stage):
         return {"model": model, "vectors": vectors}
 
     @staticmethod
+    def _keep_hand_edits(ctx: StageContext) -> None:
+        """Caption files a person edited in the dataset folder (``images/<name>.txt``, what
+        sd-scripts reads, or ``captions/<name>.txt``) become caption edits, as if made in the
+        review, before anything builds the folder again: a later run (a video added, a cluster
+        reviewed, a setting changed) wrote them over. Files written after the folder's
+        ``metadata.json`` are read; one that differs from the caption written there is an edit
+        (of the two files, the one changed last)."""
+        from animlora.records.caption import store_edit
+
+        kept: dict[str, int] = {}
+        for meta_path in sorted(ctx.output_dir.glob("*/metadata.json")):
+            try:
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+                written_at = meta_path.stat().st_mtime_ns
+            except (OSError, ValueError):
+                continue
+            character = meta.get("character") if isinstance(meta, dict) else None
+            for record in (meta.get("images") or []) if character else []:
+                if not (record.get("instance_id") and record.get("file") and record.get("caption_file")):
+                    continue
+                edits = []
+                for rel in (str(Path(record["file"]).with_suffix(".txt")), record["caption_file"]):
+                    path = ctx.output_dir / rel
+                    try:
+                        stat = path.stat()
+                        if stat.st_mtime_ns <= written_at:
+                            continue
+                        text = path.read_text(encoding="utf-8").strip()
+                    except (OSError, UnicodeDecodeError):
+                        continue
+                    if text and text != (record.get("caption") or "").strip():
+                        edits.append((stat.st_mtime_ns, text))
+                if edits:
+                    store_edit(ctx.catalog, record["instance_id"], character, max(edits)[1])
+                    kept[character] = kept.get(character, 0) + 1
+        for character, count in sorted(kept.items()):
+            ctx.log.warning("dataset: %s: %d caption file(s) edited by hand, kept as caption edits (the review shows "
+                            "them; `Revert` there drops one)", character, count)
+
+    @staticmethod
     def _relocate(ctx: StageContext) -> str | None:
         """A project moved or copied elsewhere (``mv``, ``cp -a``): the text files this stage
         wrote name the folder it was in — sd-scripts' ``dataset.toml`` reads ``image_dir``
@@ -313,7 +354,7 @@ class DatasetStage(Stage):
         plan makes in the stage's folder: nothing else there names the project. Returns the
         folder it was in, or None when it did not move."""
         root = str(ctx.workspace.root)
-        then = ctx.catalog.get_meta(WRITTEN_IN) or _written_in(ctx.output_dir)
+        then = records.written_in(ctx.catalog) or _written_in(ctx.output_dir)
         if then is None or then == root:
             return None
         replace = {then + "/": root + "/"}
@@ -331,7 +372,7 @@ class DatasetStage(Stage):
             if changed != text:
                 atomic_write_text(path, changed)
                 moved += 1
-        ctx.catalog.set_meta(WRITTEN_IN, root)
+        records.set_written_in(ctx.catalog, root)
         ctx.log.info("dataset: the project moved from %s: %d dataset files name its new folder", then, moved)
         return then
 
@@ -384,7 +425,7 @@ class DatasetStage(Stage):
         from animlora.curation.build import combined_config, read_character_reports
 
         if not ctx.job.standalone:
-            ctx.catalog.set_meta(WRITTEN_IN, str(ctx.workspace.root))
+            records.set_written_in(ctx.catalog, str(ctx.workspace.root))
 
         source_catalog = ctx.extra.pop("source_catalog", None)
         if source_catalog is not None:
