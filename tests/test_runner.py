@@ -266,13 +266,16 @@ def test_an_item_recorded_under_its_earlier_key_is_not_redone(tmp_path):
 
 class RecipeToyStage(ToyStage):
     """The toy stage after a release whose fingerprint leaves out what the earlier one held
-    (``where``, as the dataset stage's held the project's folder): ``earlier`` is the old one."""
+    (``where``, as the dataset stage's held the project's folder): ``earlier`` is the old one,
+    and it made the same output (``earlier_same``). Without ``earlier_same`` an item keeps its
+    recorded fingerprint (tests/test_segment_stage.py, tests/test_extract_stage.py)."""
 
     where = "here"
 
     def plan(self, ctx):
         return [WorkItem(item.key, digest("new", item.fingerprint), item.payload, item.label,
-                         earlier=item.fingerprint if self.where == "here" else digest(item.fingerprint, self.where))
+                         earlier=item.fingerprint if self.where == "here" else digest(item.fingerprint, self.where),
+                         earlier_same=True)
                 for item in super().plan(ctx)]
 
 

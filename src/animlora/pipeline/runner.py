@@ -21,6 +21,7 @@ import logging
 import time
 import traceback
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -69,24 +70,28 @@ def _rekey_earlier(items: list[WorkItem], catalog: Catalog, stage: str) -> None:
                 known.add(key)
 
 
-def _adopt_earlier(items: list[WorkItem], catalog: Catalog, stage: str) -> None:
-    """Items done under the fingerprint an earlier release computed (``WorkItem.earlier``)
-    are recorded under the one this release computes: the same input, so nothing is redone,
-    and from then on they match by their own fingerprint (what only the earlier recipe held,
-    such as where the project was, no longer counts). A stage up to date before stays so."""
+def _adopt_earlier(items: list[WorkItem], catalog: Catalog, stage: str) -> list[WorkItem]:
+    """Items done under the fingerprint an earlier release computed (``WorkItem.earlier``) are
+    up to date: nothing is redone on upgrade. They keep that recorded fingerprint, unless the
+    earlier recipe made the very same output (``earlier_same``): then the record takes the new
+    one (and the stage's ``inputs_hash`` with it, so a stage up to date stays so), and what only
+    the earlier recipe held, such as where the project was, no longer counts."""
     done = done_items(catalog, stage) if any(item.earlier for item in items) else {}
-    adopted = {item.key: item.earlier for item in items
+    adopted = {item.key: item for item in items
                if item.earlier and item.earlier != item.fingerprint and done.get(item.key) == item.earlier}
-    if not adopted:
-        return
-    previous = catalog.one("SELECT inputs_hash FROM stage_runs WHERE stage = ?", (stage,))
-    with catalog.transaction():
-        for item in items:
-            if item.key in adopted:
-                catalog.execute("UPDATE stage_items SET fingerprint = ? WHERE stage = ? AND item_key = ?",
-                                (item.fingerprint, stage, item.key))
-        if previous is not None and previous["inputs_hash"] == _inputs_hash(items, adopted):
-            catalog.execute("UPDATE stage_runs SET inputs_hash = ? WHERE stage = ?", (_inputs_hash(items), stage))
+    same = {key: item.earlier for key, item in adopted.items() if item.earlier_same and item.earlier}
+    if same:
+        previous = catalog.one("SELECT inputs_hash FROM stage_runs WHERE stage = ?", (stage,))
+        with catalog.transaction():
+            for key, item in adopted.items():
+                if key in same:
+                    catalog.execute("UPDATE stage_items SET fingerprint = ? WHERE stage = ? AND item_key = ?",
+                                    (item.fingerprint, stage, key))
+            kept = {key: item.earlier for key, item in adopted.items() if key not in same and item.earlier}
+            if previous is not None and previous["inputs_hash"] == _inputs_hash(items, {**kept, **same}):
+                catalog.execute("UPDATE stage_runs SET inputs_hash = ? WHERE stage = ?", (_inputs_hash(items, kept), stage))
+    return [replace(item, fingerprint=item.earlier) if item.key in adopted and item.key not in same and item.earlier
+            else item for item in items]
 
 
 def _inputs_hash(items: list[WorkItem], instead: dict[str, str] | None = None) -> str:
@@ -190,7 +195,7 @@ class Runner:
         if len(set(keys)) != len(keys):
             raise StageError(f"stage {stage.name}: two work items share a key (a bug; please report)")
         _rekey_earlier(items, catalog, stage.name)
-        _adopt_earlier(items, catalog, stage.name)
+        items = _adopt_earlier(items, catalog, stage.name)
 
         # 2. stage key: changed settings (or upstream) make every earlier result stale
         settings_hash = stage.settings_hash(self.settings)

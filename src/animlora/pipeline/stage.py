@@ -50,8 +50,11 @@ class WorkItem:
     """One unit of resumable work: ``key`` is stable across runs, ``fingerprint``
     changes when the item's input changes (then it is redone). ``earlier``: the fingerprint
     an earlier release computed for the same input (before its recipe changed, e.g. to
-    :func:`animlora.io.files.portable` paths); an item done under it is up to date, so upgrading redoes nothing.
-    ``earlier_key``: the key the same item was recorded under before (an earlier release's
+    :func:`animlora.io.files.portable` paths); an item done under it is up to date, so upgrading redoes nothing,
+    and keeps that recorded fingerprint. ``earlier_same``: the earlier recipe made the very same
+    output (only what it hashed differed, e.g. where the project was): the record then takes
+    the new fingerprint, so later the earlier recipe no longer counts (the dataset stage's,
+    whose earlier one held the project's folder). ``earlier_key``: the key the same item was recorded under before (an earlier release's
     key, or one that named the input where it was); the runner moves that record to ``key``
     when nothing is recorded under ``key`` and no planned item claims the old one.
     ``held``: the item's input is out of reach now (a video on a drive not mounted): what a
@@ -62,6 +65,7 @@ class WorkItem:
     payload: Any = None
     label: str = ""
     earlier: str | None = None
+    earlier_same: bool = False
     earlier_key: str | None = None
     held: bool = False
 

@@ -186,7 +186,8 @@ class DatasetStage(Stage):
             # those of where it was when it has just moved
             items.append(WorkItem(character, digest(*recipe, [(portable(p, root), stat_key(p)) for p in reg]),
                                   payload, character,
-                                  earlier=digest(*recipe, [(was(p), stat_key(p)) for p in reg], was(ctx.output_dir))))
+                                  earlier=digest(*recipe, [(was(p), stat_key(p)) for p in reg], was(ctx.output_dir)),
+                                  earlier_same=True))
         return items + extra
 
     @staticmethod
