@@ -417,3 +417,34 @@ def test_a_caption_file_edited_by_hand_is_kept_when_the_dataset_is_built_again(t
     run_stages(root, ["dataset"], SETTINGS)  # nothing more is taken for an edit on the next run
     with Catalog(root / "catalog.sqlite") as cat:
         assert {r["instance_id"] for r in cat.rows("SELECT * FROM captions WHERE edited = 1")} == set(edits)
+
+
+def test_images_deleted_by_hand_from_a_dataset_folder_stay_out(tmp_path):
+    """Kohya users prune a set by deleting images; the next run made them again (a deleted
+    output is remade). Now they leave the character (a review move to noise, logged)."""
+    import shutil
+
+    root = tmp_path / "proj"
+    make_project(root, {"luca": 14})
+    run_stages(root, ["caption", "dataset"], SETTINGS)
+    out = root / "training_data"
+    meta = json.loads((out / "luca" / "metadata.json").read_text())
+    pruned = meta["images"][:2]
+    for record in pruned:
+        (out / record["file"]).unlink()
+    [summary] = run_stages(root, ["dataset"], SETTINGS)
+    assert not summary.failures
+    after = json.loads((out / "luca" / "metadata.json").read_text())["images"]
+    assert after and len(after) <= len(meta["images"])  # (the selection may take an instance it had passed over)
+    assert not {r["instance_id"] for r in pruned} & {r["instance_id"] for r in after}
+    assert all((out / r["file"]).is_file() for r in after) and not any((out / r["file"]).exists() for r in pruned)
+    with Catalog(root / "catalog.sqlite") as cat:
+        members = {r["instance_id"] for r in cat.rows("SELECT instance_id FROM character_members")}
+        (action, payload), = [(r["action"], json.loads(r["payload"])) for r in cat.rows("SELECT * FROM review_decisions")]
+    assert not {r["instance_id"] for r in pruned} & members and len(members) == 12
+    assert action == "move" and payload["to"] == "noise" and set(payload["instances"]) == {r["instance_id"] for r in pruned}
+    assert run_stages(root, ["dataset"], SETTINGS)[0].up_to_date
+    # the whole folder deleted is made again (a deleted output), not taken for pruning
+    shutil.rmtree(out / "luca")
+    run_stages(root, ["dataset"], SETTINGS)
+    assert len(json.loads((out / "luca" / "metadata.json").read_text())["images"]) == len(after)

@@ -113,6 +113,7 @@ class DatasetStage(Stage):
 
         if not ctx.job.standalone:
             self._keep_hand_edits(ctx)  # first: relocating rewrites metadata.json, the edits' reference time
+            self._keep_hand_deletions(ctx)
         moved_from = None if ctx.job.standalone else self._relocate(ctx)
         kind = ctx.settings.dataset.kind  # the background/style set: curation/background.py
         extra = background.plan(ctx) if kind != "character" else []
@@ -344,6 +345,39 @@ class DatasetStage(Stage):
         for character, count in sorted(kept.items()):
             ctx.log.warning("dataset: %s: %d caption file(s) edited by hand, kept as caption edits (the review shows "
                             "them; `Revert` there drops one)", character, count)
+
+    @staticmethod
+    def _keep_hand_deletions(ctx: StageContext) -> None:
+        """Images a person deleted from a character's folder (its ``images/`` still there, with
+        others in it: pruning, as kohya users do) leave that character: each deleted image's
+        instances are moved to noise by a review decision (``move``), so the next build leaves
+        them out and the review shows where they went (and moves one back). Before, the next run
+        made a deleted image again (a deleted output is remade), and the pruning was lost."""
+        from animlora.identity import decisions
+        from animlora.records import decisions as decision_records
+
+        gone: dict[str, list[dict[str, Any]]] = {}
+        for meta_path in sorted(ctx.output_dir.glob("*/metadata.json")):
+            try:
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            character = meta.get("character") if isinstance(meta, dict) else None
+            rows = [r for r in (meta.get("images") or []) if r.get("file") and r.get("instance_id")] if character else []
+            missing = [r for r in rows if not (ctx.output_dir / r["file"]).exists()]
+            if missing and len(missing) < len(rows) and (meta_path.parent / "images").is_dir():
+                gone[character] = missing  # (the whole folder gone is remade: a deleted output)
+        if not gone:
+            return
+        instances = {i for rows in gone.values() for r in rows for i in (r["instance_id"], *(r.get("joined") or []))}
+        # logged as the review logs a move (replayed after a review or a new clustering); the
+        # members now: these instances out, nothing else touched
+        decisions.record(ctx.catalog, "move", {"instances": sorted(instances), "to": decisions.NOISE_ID})
+        kept = {i: c for i, c in decision_records.members(ctx.catalog).items() if i not in instances}
+        decision_records.replace_members(ctx.catalog, kept)
+        for character, rows in sorted(gone.items()):
+            ctx.log.warning("dataset: %s: %d image(s) deleted by hand from its folder, left out of it (moved to noise "
+                            "in the review, where `animlora review` can move one back)", character, len(rows))
 
     @staticmethod
     def _relocate(ctx: StageContext) -> str | None:
