@@ -67,6 +67,20 @@ def _written_in(output_dir: Path) -> str | None:
     return None
 
 
+def _built_sets(output_dir: Path) -> Iterator[tuple[Path, str, list[dict[str, Any]]]]:
+    """(its metadata.json, character, image records with a file and an instance) of each
+    character's set built before: what the stage wrote, to compare with what is there now."""
+    for meta_path in sorted(output_dir.glob("*/metadata.json")):
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        character = meta.get("character") if isinstance(meta, dict) else None
+        if character:
+            yield meta_path, character, [r for r in (meta.get("images") or [])
+                                         if isinstance(r, dict) and r.get("file") and r.get("instance_id")]
+
+
 class DatasetStage(Stage):
     name = "dataset"
     folder = "training_data"
@@ -317,15 +331,13 @@ class DatasetStage(Stage):
         from animlora.records.caption import store_edit
 
         kept: dict[str, int] = {}
-        for meta_path in sorted(ctx.output_dir.glob("*/metadata.json")):
+        for meta_path, character, rows in _built_sets(ctx.output_dir):
             try:
-                meta = json.loads(meta_path.read_text(encoding="utf-8"))
                 written_at = meta_path.stat().st_mtime_ns
-            except (OSError, ValueError):
+            except OSError:
                 continue
-            character = meta.get("character") if isinstance(meta, dict) else None
-            for record in (meta.get("images") or []) if character else []:
-                if not (record.get("instance_id") and record.get("file") and record.get("caption_file")):
+            for record in rows:
+                if not record.get("caption_file"):
                     continue
                 edits = []
                 for rel in (str(Path(record["file"]).with_suffix(".txt")), record["caption_file"]):
@@ -357,13 +369,7 @@ class DatasetStage(Stage):
         from animlora.records import decisions as decision_records
 
         gone: dict[str, list[dict[str, Any]]] = {}
-        for meta_path in sorted(ctx.output_dir.glob("*/metadata.json")):
-            try:
-                meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            character = meta.get("character") if isinstance(meta, dict) else None
-            rows = [r for r in (meta.get("images") or []) if r.get("file") and r.get("instance_id")] if character else []
+        for meta_path, character, rows in _built_sets(ctx.output_dir):
             missing = [r for r in rows if not (ctx.output_dir / r["file"]).exists()]
             if missing and len(missing) < len(rows) and (meta_path.parent / "images").is_dir():
                 gone[character] = missing  # (the whole folder gone is remade: a deleted output)
