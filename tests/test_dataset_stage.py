@@ -448,3 +448,32 @@ def test_images_deleted_by_hand_from_a_dataset_folder_stay_out(tmp_path):
     shutil.rmtree(out / "luca")
     run_stages(root, ["dataset"], SETTINGS)
     assert len(json.loads((out / "luca" / "metadata.json").read_text())["images"]) == len(after)
+
+
+def test_a_run_killed_while_it_removes_a_stale_set_is_not_taken_for_pruning(tmp_path, monkeypatch):
+    """The runner removes a stale item's files last written first: a kill in between leaves no
+    metadata.json naming images already gone (the next plan would take them for pruned)."""
+    from pathlib import Path as RealPath
+
+    root = tmp_path / "proj"
+    make_project(root, {"luca": 14})
+    run_stages(root, ["caption", "dataset"], SETTINGS)
+    before = json.loads((root / "training_data" / "luca" / "metadata.json").read_text())["images"]
+    real_unlink, removed = RealPath.unlink, []
+
+    def unlink(self, missing_ok=False):
+        if len(removed) == 2:
+            raise KeyboardInterrupt  # killed while the stale set's files go
+        removed.append(self.name)
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(RealPath, "unlink", unlink)
+    with pytest.raises(KeyboardInterrupt):
+        run_stages(root, ["dataset"], SETTINGS, force=True)
+    monkeypatch.undo()
+    [summary] = run_stages(root, ["dataset"], SETTINGS)
+    assert not summary.failures
+    with Catalog(root / "catalog.sqlite") as cat:
+        assert cat.rows("SELECT * FROM review_decisions") == []
+    after = json.loads((root / "training_data" / "luca" / "metadata.json").read_text())["images"]
+    assert [r["instance_id"] for r in after] == [r["instance_id"] for r in before]

@@ -384,8 +384,10 @@ class Runner:
         )
 
     def _forget(self, stage: Stage, ctx: StageContext, key: str, row: Any) -> None:
-        """Remove a stale item: its files (only those the stage recorded) and its rows."""
-        for rel in json.loads(row["outputs"] or "[]"):
+        """Remove a stale item: its files (only those the stage recorded) and its rows. Last
+        written first: a kill in between leaves no index (a dataset's metadata.json) naming
+        files already gone, which the next plan would take for files a person deleted."""
+        for rel in reversed(json.loads(row["outputs"] or "[]")):
             path = ctx.output_dir / rel
             if path.is_file() and path.resolve().is_relative_to(ctx.output_dir.resolve()):
                 path.unlink()
