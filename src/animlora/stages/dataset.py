@@ -126,8 +126,9 @@ class DatasetStage(Stage):
         from animlora.text.captions import character_clothed
 
         if not ctx.job.standalone:
-            self._keep_hand_edits(ctx)  # first: relocating rewrites metadata.json, the edits' reference time
-            self._keep_hand_deletions(ctx)
+            built = list(_built_sets(ctx.output_dir))  # read once for both checks
+            self._keep_hand_edits(ctx, built)  # first: relocating rewrites metadata.json, the edits' reference time
+            self._keep_hand_deletions(ctx, built)
         moved_from = None if ctx.job.standalone else self._relocate(ctx)
         kind = ctx.settings.dataset.kind  # the background/style set: curation/background.py
         extra = background.plan(ctx) if kind != "character" else []
@@ -321,7 +322,7 @@ class DatasetStage(Stage):
         return {"model": model, "vectors": vectors}
 
     @staticmethod
-    def _keep_hand_edits(ctx: StageContext) -> None:
+    def _keep_hand_edits(ctx: StageContext, built: list[tuple[Path, str, list[dict[str, Any]]]]) -> None:
         """Caption files a person edited in the dataset folder (``images/<name>.txt``, what
         sd-scripts reads, or ``captions/<name>.txt``) become caption edits, as if made in the
         review, before anything builds the folder again: a later run (a video added, a cluster
@@ -331,7 +332,7 @@ class DatasetStage(Stage):
         from animlora.records.caption import store_edit
 
         kept: dict[str, int] = {}
-        for meta_path, character, rows in _built_sets(ctx.output_dir):
+        for meta_path, character, rows in built:
             try:
                 written_at = meta_path.stat().st_mtime_ns
             except OSError:
@@ -359,7 +360,7 @@ class DatasetStage(Stage):
                             "them; `Revert` there drops one)", character, count)
 
     @staticmethod
-    def _keep_hand_deletions(ctx: StageContext) -> None:
+    def _keep_hand_deletions(ctx: StageContext, built: list[tuple[Path, str, list[dict[str, Any]]]]) -> None:
         """Images a person deleted from a character's folder (its ``images/`` still there, with
         others in it: pruning, as kohya users do) leave that character: each deleted image's
         instances are moved to noise by a review decision (``move``), so the next build leaves
@@ -369,7 +370,7 @@ class DatasetStage(Stage):
         from animlora.records import decisions as decision_records
 
         gone: dict[str, list[dict[str, Any]]] = {}
-        for meta_path, character, rows in _built_sets(ctx.output_dir):
+        for meta_path, character, rows in built:
             missing = [r for r in rows if not (ctx.output_dir / r["file"]).exists()]
             if missing and len(missing) < len(rows) and (meta_path.parent / "images").is_dir():
                 gone[character] = missing  # (the whole folder gone is remade: a deleted output)
