@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -55,6 +56,27 @@ def test_demo_runs_the_whole_cpu_pipeline_and_resumes_as_up_to_date(tmp_path, re
         moved / "training_data" / "character_0" / "dataset.toml").read_text()
     assert str(folder) not in (moved / "training_data" / "character_0" / "metadata.json").read_text()
     assert f'"{moved}/frames/' in (moved / "training_data" / "character_0" / "metadata.json").read_text()
+
+    # copied as `cp -r` does, every file with the copy's time: the times come back from the
+    # catalog's stamps, so nothing is made again and the dataset's images keep their times
+    # (the train stage knows a dataset by its files' sizes and times)
+    import shutil
+
+    copied = tmp_path / "copied"
+    shutil.copytree(moved, copied, copy_function=shutil.copyfile)
+    dataset_files = sorted(p.relative_to(moved) for p in (moved / "training_data").rglob("*") if p.is_file())
+    then = max(p.stat().st_mtime_ns for p in moved.rglob("*") if p.is_file()) + 10**12
+    for path in copied.rglob("*"):
+        if path.is_file():
+            os.utime(path, ns=(then, then))
+    from_copy = subprocess.run(animlora_cmd("demo", "--dir", str(copied), "--json"), capture_output=True, text=True,
+                               env=env, timeout=600)
+    assert from_copy.returncode == 0, from_copy.stderr
+    assert [s["stage"] for s in json.loads(from_copy.stdout)["stages"] if not s["up_to_date"]] == []
+    images_now = [r for r in dataset_files if r.parts[-2] == "images"]
+    assert images_now and all((copied / r).stat().st_mtime_ns == (moved / r).stat().st_mtime_ns for r in images_now)
+    shutil.rmtree(copied)
+
     redo = subprocess.run(animlora_cmd("run", "-p", str(moved), "--from", "deocclude", "--to", "deocclude", "--force",
                                        "--json"), capture_output=True, text=True, env=env, timeout=600)
     assert redo.returncode == 0, redo.stderr
@@ -62,8 +84,6 @@ def test_demo_runs_the_whole_cpu_pipeline_and_resumes_as_up_to_date(tmp_path, re
     assert summary["items_done"] == summary["items_total"] > 0 and not summary["failed"]
 
     # a dataset folder deleted by hand is made again by the next run (nothing else is redone)
-    import shutil
-
     settle = subprocess.run(animlora_cmd("run", "-p", str(moved), "--to", "dataset", "--json"),
                             capture_output=True, text=True, env=env, timeout=600)  # after the forced deocclude
     assert settle.returncode == 0, settle.stderr

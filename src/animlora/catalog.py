@@ -244,6 +244,19 @@ MIGRATIONS: list[tuple[str, str]] = [
     ),
     cluster_records.MIGRATION,  # identity_distances, which the cluster stage made before
     enhance_records.MIGRATION,
+    (
+        "0120_file_stamps",
+        """
+        -- each recorded output's size, modification time and content digest when it was last
+        -- seen as written (pipeline/stamps.py: a project copied without its times gets them back)
+        CREATE TABLE file_stamps (
+            path TEXT PRIMARY KEY,            -- relative to the project folder
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            digest TEXT NOT NULL
+        );
+        """,
+    ),
 ]
 
 

@@ -39,6 +39,7 @@ from animlora.io.files import (
 )
 from animlora.pipeline.executors import ray_session, run_pool, run_ray, run_serial
 from animlora.pipeline.stage import RunSummary, Stage, StageContext, StageJob, WorkItem, digest
+from animlora.pipeline.stamps import keep_times
 from animlora.records.runs import done_items
 from animlora.workspace import Workspace
 
@@ -171,8 +172,14 @@ class Runner:
         with self.workspace.lock(), contextlib.ExitStack() as self._sessions:
             catalog = self.workspace.open_catalog()
             try:
+                restored, _ = keep_times(catalog, self.workspace)
+                if restored:
+                    log.warning("%d files had lost their times (a copy that does not keep them): put back, "
+                                "their content unchanged", restored)
                 for stage, job in zip(stages, jobs, strict=True):
                     summaries.append(self.run_stage(stage, job, catalog))
+                    if not summaries[-1].up_to_date:
+                        keep_times(catalog, self.workspace, [stage.name])  # what it wrote
             except Exception as exc:
                 if disk_full(exc) and not isinstance(exc, DiskFullError):  # SQLite's "database or disk is full"
                     raise disk_full_error(self.workspace.root, exc) from exc

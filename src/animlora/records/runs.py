@@ -1,10 +1,13 @@
 """The runner's records: ``stage_runs`` (one row per stage: key, status, counts) and
-``stage_items`` (one row per finished or failed work item). The runner writes them
+``stage_items`` (one row per finished or failed work item), ``file_stamps`` (each output's size,
+time and digest: pipeline/stamps.py). The runner writes them
 (:mod:`animlora.pipeline.runner`); ``animlora status`` and stages that reuse finished work
 read them here."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -60,3 +63,26 @@ def run_marks(catalog: Catalog, stages: tuple[str, ...]) -> list[tuple[str, str,
     rows = catalog.rows(f"SELECT stage, stage_key, started_at, status FROM stage_runs WHERE stage IN ({marks}) "
                         "ORDER BY stage", stages)
     return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def done_outputs(catalog: Catalog, stages: tuple[str, ...] | None = None) -> list[tuple[str, list[str]]]:
+    """(stage, files relative to its folder) of every finished item of ``stages`` (every stage: None)."""
+    sql, args = "SELECT stage, outputs FROM stage_items WHERE status = 'done'", ()
+    if stages is not None:
+        sql, args = sql + f" AND stage IN ({', '.join('?' * len(stages))})", tuple(stages)
+    return [(row["stage"], json.loads(row["outputs"] or "[]")) for row in catalog.rows(sql, args)]
+
+
+def file_stamps(catalog: Catalog) -> dict[str, tuple[int, int, str]]:
+    """path in the project -> (size, modification time in ns, content digest) of each stamped output
+    (pipeline/stamps.py)."""
+    return {row["path"]: (row["size"], row["mtime_ns"], row["digest"])
+            for row in catalog.rows("SELECT path, size, mtime_ns, digest FROM file_stamps")}
+
+
+def set_file_stamps(catalog: Catalog, stamps: dict[str, tuple[int, int, str]], gone: Iterable[str] = ()) -> None:
+    """Record ``stamps`` (see :func:`file_stamps`) and drop those of ``gone``."""
+    with catalog.transaction():
+        catalog.upsert("file_stamps", ({"path": p, "size": s, "mtime_ns": m, "digest": d}
+                                       for p, (s, m, d) in stamps.items()))
+        catalog.conn.executemany("DELETE FROM file_stamps WHERE path = ?", [(p,) for p in gone])
