@@ -114,7 +114,8 @@ def snapshot(root: Path) -> tuple[dict[str, str], dict[str, list]]:
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         for table in (t for t in tables if t != "schema_migrations"):  # when the catalog was made
             columns = [c[1] for c in db.execute(f"PRAGMA table_info({table})")
-                       if c[1] not in ("finished_at", "started_at", "seconds", "created_at", "updated_at")]
+                       if c[1] not in ("finished_at", "started_at", "seconds", "created_at", "updated_at",
+                                    "mtime_ns")]  # file_stamps: when the file was written
             rows[table] = sorted(map(repr, db.execute(f"SELECT {', '.join(columns)} FROM {table}")))
     return files, rows
 
