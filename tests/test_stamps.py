@@ -99,3 +99,25 @@ def test_keep_times_counts_and_leaves_what_it_cannot_read(tmp_path):
         assert keep_times(cat, ws, ["toystat"]) == (0, 0)  # another stage's files: not looked at
         assert keep_times(cat, ws, ["toy"]) == (1, 0)
         assert os.stat(tmp_path / "out" / "a.out").st_mtime_ns == was
+
+
+def test_a_disk_with_coarse_times_is_read_once(tmp_path, monkeypatch):
+    """FAT and exFAT keep times to 2 s: the time put back is rounded, and the stamp then says
+    what the disk keeps, so the next run reads nothing again."""
+    import animlora.pipeline.stamps as stamps
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("x")
+    run(tmp_path, tmp_path / "out")
+    real = os.utime
+
+    def two_seconds(path, *args, ns, **kwargs):
+        real(path, *args, ns=(ns[0], ns[1] // 2_000_000_000 * 2_000_000_000 + 2_000_000_000), **kwargs)
+
+    monkeypatch.setattr(stamps.os, "utime", two_seconds)
+    ws = Workspace.for_output(tmp_path / "out")
+    was = os.stat(tmp_path / "out" / "a.out").st_mtime_ns
+    real(tmp_path / "out" / "a.out", ns=(was + 10**12, was + 10**12))
+    with ws.open_catalog() as cat:
+        assert keep_times(cat, ws) == (1, 1)  # put back as near as the disk keeps it, and stamped so
+        assert keep_times(cat, ws) == (0, 0)

@@ -72,14 +72,19 @@ def keep_times(catalog: Any, workspace: Any, stages: Iterable[str] | None = None
             now = digest_file(path)
         except OSError:
             continue
+        time_now = st.st_mtime_ns
         if size == st.st_size and content == now:
             try:
                 os.utime(path, ns=(st.st_atime_ns, mtime_ns))
                 restored += 1
-                continue
+                time_now = os.stat(path).st_mtime_ns
+                if time_now == mtime_ns:
+                    continue
+                # a file system with coarser times (FAT, exFAT: 2 s) keeps it rounded: the stages
+                # see a change once, and the next run finds the stamp as the disk keeps it
             except OSError:
                 pass  # a file not ours to touch: its new time stands
-        fresh[rel] = (st.st_size, st.st_mtime_ns, now)
+        fresh[rel] = (st.st_size, time_now, now)
     gone = set(known) - set(paths) if stages is None else set()  # files no stage records any more
     if fresh or gone:
         set_file_stamps(catalog, fresh, gone)
