@@ -227,6 +227,27 @@ def test_init_dir_is_a_file_and_video_is_text(tmp_path):
     assert not (tmp_path / "p").exists()
 
 
+def test_a_blu_rays_folder_gives_its_film_not_its_menus_and_extras(tmp_path):
+    """BDMV/STREAM holds a disc's clips: menus, trailers, extras and the film. Listed as videos
+    each would be extracted; the largest is the film, taken with a warning that says so."""
+    import shutil
+
+    films = tmp_path / "films"
+    stream = films / "disc" / "BDMV" / "STREAM"
+    stream.mkdir(parents=True)
+    shutil.copyfile(Path(__file__).parent / "data" / "bikes.mp4", films / "other.mp4")
+    shutil.copyfile(Path(__file__).parent / "data" / "bikes.mp4", stream / "00001.m2ts")  # the film
+    for clip, size in (("00000.m2ts", 4096), ("00002.m2ts", 65536)):  # a menu, an extra
+        (stream / clip).write_bytes(b"\0" * size)
+    proc = run_cli("init", "p", "--dir", str(tmp_path / "p"), "--video", str(films))
+    assert proc.returncode == 0, proc.stderr
+    warned = [line for line in lines(proc.stderr) if "Blu-ray" in line]
+    assert len(warned) == 1 and "00001.m2ts" in warned[0] and "other 2 left out" in warned[0]
+    listed = (tmp_path / "p" / "project.yaml").read_text()
+    assert "00001.m2ts" in listed and "other.mp4" in listed
+    assert "00000.m2ts" not in listed and "00002.m2ts" not in listed
+
+
 # -- --force never deletes what animlora did not write ---------------------------------------
 def test_demo_into_a_users_folder(tmp_path, monkeypatch):
     from typer.testing import CliRunner

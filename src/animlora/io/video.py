@@ -55,12 +55,40 @@ class DecodedFrame:
 
 
 def list_videos(folder: str | Path) -> list[Path]:
-    """Video files under ``folder`` (recursive), sorted, hidden files excluded."""
+    """Video files under ``folder`` (recursive), sorted, hidden files excluded; of a Blu-ray's
+    clips (``BDMV/STREAM/*.m2ts``), only the largest (see :func:`_disc_film`)."""
     root = Path(folder)
-    return sorted(
-        p for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith(".")
-    )
+    found = [p for p in root.rglob("*")
+             if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith(".")]
+    discs: dict[Path, list[Path]] = {}
+    for p in found:
+        if p.parent.name.upper() == "STREAM" and p.parent.parent.name.upper() == "BDMV":
+            discs.setdefault(p.parent, []).append(p)
+    films = {_disc_film(clips) for clips in discs.values()}
+    return sorted(p for p in found if p in films or p.parent not in discs)
+
+
+def _disc_film(clips: list[Path]) -> Path:
+    """A Blu-ray's folder holds its menus, trailers, extras and the film as clips numbered
+    00000.m2ts, 00001.m2ts, ...: listed as videos they would each be extracted (the extras'
+    characters, the menus' loops). The film is its largest clip, which is taken, said in a
+    warning; a film stored in parts (seamless branching) is made one file first (MakeMKV)."""
+    import logging
+
+    sizes = {clip: clip.stat().st_size for clip in clips}
+    film = max(clips, key=lambda clip: (sizes[clip], clip.name))
+    disc = film.parent.parent.parent
+    if len(clips) > 1 and disc not in _DISCS_SAID:  # said once a process (inputs are listed twice)
+        _DISCS_SAID.add(disc)
+        size = sizes[film]
+        logging.getLogger(__name__).warning(
+            "%s: a Blu-ray's clips (menus, extras and the film): only the largest, %s (%s), is taken as the film, "
+            "the other %d left out; if the film is in parts, make it one file (MakeMKV) and give that",
+            disc, film.name, f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB", len(clips) - 1)
+    return film
+
+
+_DISCS_SAID: set[Path] = set()
 
 
 def no_videos_error(folder: Path) -> BadInputError:
