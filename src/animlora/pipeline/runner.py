@@ -78,21 +78,22 @@ def _adopt_earlier(items: list[WorkItem], catalog: Catalog, stage: str) -> list[
     one (and the stage's ``inputs_hash`` with it, so a stage up to date stays so), and what only
     the earlier recipe held, such as where the project was, no longer counts."""
     done = done_items(catalog, stage) if any(item.earlier for item in items) else {}
-    adopted = {item.key: item for item in items
+    # key -> the earlier fingerprint it is recorded under
+    adopted = {item.key: item.earlier for item in items
                if item.earlier and item.earlier != item.fingerprint and done.get(item.key) == item.earlier}
-    same = {key: item.earlier for key, item in adopted.items() if item.earlier_same and item.earlier}
+    same = [item for item in items if item.key in adopted and item.earlier_same]
+    kept = dict(adopted)
+    for item in same:
+        del kept[item.key]
     if same:
         previous = catalog.one("SELECT inputs_hash FROM stage_runs WHERE stage = ?", (stage,))
         with catalog.transaction():
-            for key, item in adopted.items():
-                if key in same:
-                    catalog.execute("UPDATE stage_items SET fingerprint = ? WHERE stage = ? AND item_key = ?",
-                                    (item.fingerprint, stage, key))
-            kept = {key: item.earlier for key, item in adopted.items() if key not in same and item.earlier}
-            if previous is not None and previous["inputs_hash"] == _inputs_hash(items, {**kept, **same}):
+            for item in same:
+                catalog.execute("UPDATE stage_items SET fingerprint = ? WHERE stage = ? AND item_key = ?",
+                                (item.fingerprint, stage, item.key))
+            if previous is not None and previous["inputs_hash"] == _inputs_hash(items, adopted):
                 catalog.execute("UPDATE stage_runs SET inputs_hash = ? WHERE stage = ?", (_inputs_hash(items, kept), stage))
-    return [replace(item, fingerprint=item.earlier) if item.key in adopted and item.key not in same and item.earlier
-            else item for item in items]
+    return [replace(item, fingerprint=kept[item.key]) if item.key in kept else item for item in items]
 
 
 def _inputs_hash(items: list[WorkItem], instead: dict[str, str] | None = None) -> str:
