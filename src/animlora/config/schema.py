@@ -514,7 +514,7 @@ class CaptionSettings(Section):
 class DatasetSettings(Section):
     added_fields: ClassVar[dict[str, Any]] = {"min_image_side": 0, "use_enhanced": False, "scenery_check": False,
                                               "duplicate_distance": 255.0, "colour_check": False,
-                                              "join_parts": False}
+                                              "join_parts": False, "cut_foreign": False}
     character: str = Field(description="project: only this character ('' = all); folder input: its name")
     caption_prefix: str = Field(description="words after the trigger word in every caption")
     captions_dir: str = Field(description="folder input: .txt captions by stem ('' = beside the images)")
@@ -527,6 +527,9 @@ class DatasetSettings(Section):
     colour_check: bool = Field(description="with scenery_check: a member whose mask has a piece in colours its "
                                            "cluster's other members lack and another cluster's share is left out "
                                            "(reason not_one_character:colours)")
+    cut_foreign: bool = Field(description="a piece of a mask in colours its cluster mostly lacks, apart in hue "
+                                          "from the rest, on its outline and seen alone elsewhere (a held prop or "
+                                          "creature) is cut from the image's alpha (metadata.json piece_cut)")
     join_parts: bool = Field(description="members of one frame whose boxes (nearly) touch are parts of one "
                                          "character: one image from their masks' union (the others: reason joined)")
     small_size: int = Field(ge=1, description="a dataset with fewer images is built but marked small, with a warning")

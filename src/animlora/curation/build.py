@@ -107,12 +107,30 @@ def _too_small(m: Member, rgba: np.ndarray, s: Any, alpha_threshold: float,
     return ""
 
 
+def _piece_box(m: Member, rgba: np.ndarray) -> tuple[float, float, float, float]:
+    """The region of the frame a cut-out covers (:func:`cutout_box`; itself without a box)."""
+    from animlora.backends.segmentation.cutouts import cutout_box
+
+    box = cutout_box(m.bbox, rgba.shape, m.frame_size)
+    return tuple(float(v) for v in box) if box else (0.0, 0.0, float(rgba.shape[1]), float(rgba.shape[0]))  # type: ignore[return-value]
+
+
+def _without_piece(m: Member, rgba: np.ndarray, pieces: dict[str, Any]) -> np.ndarray:
+    """The cut-out with another object's piece (curation/gate.py, foreign_pieces) cut from its alpha."""
+    from animlora.curation.images import cut_piece, unpack_piece
+
+    piece = pieces.get(m.instance_id)
+    return rgba if piece is None else cut_piece(rgba, unpack_piece(piece["bits"]), _piece_box(m, rgba))
+
+
 def _render_member(m: Member, rgba: np.ndarray, frame: np.ndarray | None, s: Any, alpha_threshold: float,
-                   buckets: list[tuple[int, int]], enhanced_image: np.ndarray | None = None) -> Any:
+                   buckets: list[tuple[int, int]], enhanced_image: np.ndarray | None = None,
+                   piece: tuple[np.ndarray, tuple[float, float, float, float]] | None = None) -> Any:
     """The dataset image of one instance: from the frame by plain resampling (at most
     ``max_enlarge``), or from the enhance stage's enlarged crop (``enhanced_image`` when given,
     else read from ``m.enhanced_path``) where plain resampling is limited and the enhanced one
-    gives the larger image; None when neither reaches the floor."""
+    gives the larger image; None when neither reaches the floor. ``piece``: another object's piece
+    already cut from ``rgba`` (its mask and the frame region it covers), cut from the enhanced crop too."""
     from animlora.curation.images import render
 
     kw: dict[str, Any] = {"buckets": buckets, "step": s.bucket_step, "margin": s.context_margin,
@@ -123,7 +141,7 @@ def _render_member(m: Member, rgba: np.ndarray, frame: np.ndarray | None, s: Any
     if best is not None:
         best.info.update(resample_scale=best.info["scale"], enhanced=None)
     if s.use_enhanced and m.enhanced_path and m.enhanced_region and (best is None or best.info["upscale_limited"]):
-        enhanced = _render_enhanced(m, kw, enhanced_image)
+        enhanced = _render_enhanced(m, kw, enhanced_image, piece)
         if enhanced is not None and (best is None or _area(enhanced) > _area(best)):
             best = enhanced
     if best is not None:
@@ -135,11 +153,12 @@ def _area(r: Any) -> int:
     return int(r.info["size"][0] * r.info["size"][1])
 
 
-def _render_enhanced(m: Member, kw: dict[str, Any], enhanced: np.ndarray | None = None) -> Any:
+def _render_enhanced(m: Member, kw: dict[str, Any], enhanced: np.ndarray | None = None,
+                     piece: tuple[np.ndarray, tuple[float, float, float, float]] | None = None) -> Any:
     """Render from the enhanced crop (an RGBA image of the frame region, alpha aligned; read from
-    ``m.enhanced_path`` unless given) as from a frame; scale and crop are given back in
-    source-frame pixels."""
-    from animlora.curation.images import render
+    ``m.enhanced_path`` unless given; ``piece`` cut from its alpha) as from a frame; scale and crop
+    are given back in source-frame pixels."""
+    from animlora.curation.images import cut_piece, render
     from animlora.io.images import read_image
 
     if enhanced is None:
@@ -148,6 +167,8 @@ def _render_enhanced(m: Member, kw: dict[str, Any], enhanced: np.ndarray | None 
         except BadInputError:
             return None
     assert m.enhanced_region is not None
+    if piece is not None:
+        enhanced = cut_piece(enhanced, piece[0], piece[1], tuple(float(v) for v in m.enhanced_region))
     rx, ry, rw, rh = m.enhanced_region
     kx, ky = enhanced.shape[1] / rw, enhanced.shape[0] / rh
     out = render(enhanced, np.ascontiguousarray(enhanced[..., :3]), None, **kw)
@@ -200,6 +221,7 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
     feats, pictures, sharp, size, trunc = [], [], [], [], []
     embeds = payload.get("embeddings")
     props: dict[str, str] = payload.get("props") or {}  # prop tracks inside this cluster (curation/gate.py)
+    pieces: dict[str, Any] = payload.get("pieces") or {}  # another object's piece in a mask, cut out (same)
     # parts of one character in one frame make one image (curation/parts.py)
     joined = joined_parts(members, set(props)) if s.join_parts else {}
     part_of = {o: p for p, others in joined.items() for o in others}
@@ -231,7 +253,7 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
                 if cap is not None and not cap.get("edited") and str(cap.get("source", "")).startswith("template"):
                     captions[m.instance_id] = None  # framing and view are the whole character's: made again below
             else:
-                rgba = read_image(m.image_path, "RGBA")
+                rgba = _without_piece(m, read_image(m.image_path, "RGBA"), pieces)
         except BadInputError as exc:
             _left(skipped, m.instance_id, UNREADABLE, exc.problem)
             continue
@@ -298,6 +320,12 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
             _left(skipped, m.instance_id, NOT_PICKED, f"not picked (dataset.target_size {s.target_size})")
             continue
         rgba = cutouts[m.instance_id] if m.instance_id in cutouts else read_image(m.image_path, "RGBA")
+        piece = None
+        if m.instance_id in pieces and m.instance_id not in cutouts:  # (a joined image keeps its union)
+            from animlora.curation.images import unpack_piece
+
+            piece = unpack_piece(pieces[m.instance_id]["bits"]), _piece_box(m, rgba)
+            rgba = _without_piece(m, rgba, pieces)
         frame = None
         if m.frame_path:
             try:
@@ -314,7 +342,7 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
                                                                                       payload.get("clothed")),
                    "edited": False, "confidence": None}
         try:
-            img = _render_member(m, rgba, frame, s, cs.alpha_threshold, buckets, enhanced_of.get(m.instance_id))
+            img = _render_member(m, rgba, frame, s, cs.alpha_threshold, buckets, enhanced_of.get(m.instance_id), piece)
         except ValueError as exc:
             _left(skipped, m.instance_id, UNREADABLE, str(exc))
             continue
@@ -331,7 +359,9 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
         # ~11% larger files, the same pixels (io.images.encode_image)
         write_image(out / image_rel, img.image, png_fast=True)
         image_files.append(image_rel)
-        rendered.append((m, stem, cap, {"deoccluded": filled, "joined": joined.get(m.instance_id, []), **img.info}))
+        cut = {"piece_cut": {k: pieces[m.instance_id][k] for k in ("share", "why")}} if piece is not None else {}
+        rendered.append((m, stem, cap, {"deoccluded": filled, "joined": joined.get(m.instance_id, []), **img.info,
+                                        **cut}))
     seen = {sk["instance"] for sk in skipped} | {m.instance_id for m, *_ in rendered}
     for i in keep:  # beyond the spare picks
         if usable[i].instance_id not in seen:
@@ -410,6 +440,7 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
                         "below_min_bucket": sum(1 for r in records if r["below_min_bucket"]),
                         "limited": sum(1 for r in records if r["upscale_limited"]),
                         "padded": sum(1 for r in records if r["padded"])},
+        "pieces_cut": sum(1 for r in records if r.get("piece_cut")),  # another object's piece (curation/gate.py)
         "coverage": coverage, "images": records, "left_out_counts": left_out, "skipped": skipped,
         "distribution": {
             "framing": dict(Counter(r["framing"] or "unknown" for r in records)),

@@ -136,9 +136,11 @@ def _outside(crop: Box, canvas: tuple[int, int] | None) -> bool:
 
 def mask_in_canvas(cutout: np.ndarray, frame_size: tuple[int, int] | None,
                    bbox: tuple[int, int, int, int] | None) -> np.ndarray:
-    """The cut-out's alpha on the frame's canvas (cut-outs are stored tight or full-frame);
-    the cut-out's own alpha without a frame."""
+    """The cut-out's alpha on the frame's canvas (cut-outs are stored around their box, grown by the
+    segment stage's padding, or full-frame: :func:`cutout_box`); the cut-out's own alpha without a frame."""
     import cv2
+
+    from animlora.backends.segmentation.cutouts import cutout_box
 
     alpha = cutout[..., 3]
     if frame_size is None:
@@ -147,9 +149,10 @@ def mask_in_canvas(cutout: np.ndarray, frame_size: tuple[int, int] | None,
     if alpha.shape == (fh, fw):
         return alpha.copy()
     mask = np.zeros((fh, fw), np.uint8)
-    if bbox is None:
+    box = cutout_box(bbox, alpha.shape, frame_size)
+    if box is None:
         raise ValueError("a tight cut-out needs its box to be placed in the frame")
-    x, y, w, h = bbox
+    x, y, w, h = box
     if alpha.shape != (h, w):
         alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)
     x0, y0, x1, y1 = max(0, x), max(0, y), min(fw, x + w), min(fh, y + h)
@@ -280,3 +283,44 @@ def render(
                                                                        round(ch, 1)],
         "scale": round(plan.scale, 4), "background": used, "upscale_limited": plan.limited, "padded": plan.padded,
     })
+
+
+# -- another object's piece cut from the alpha (curation/gate.py, foreign_pieces) --------------------------
+def pack_piece(mask: np.ndarray) -> str:
+    """A boolean mask as ``"<h>x<w>:<base64 of its packed bits>"`` (a work item's payload is JSON)."""
+    import base64
+
+    h, w = mask.shape
+    return f"{h}x{w}:" + base64.b64encode(np.packbits(mask.astype(bool), axis=None).tobytes()).decode("ascii")
+
+
+def unpack_piece(text: str) -> np.ndarray:
+    """The mask :func:`pack_piece` packed."""
+    import base64
+
+    shape, _, bits = text.partition(":")
+    h, w = (int(v) for v in shape.split("x"))
+    return np.unpackbits(np.frombuffer(base64.b64decode(bits), np.uint8), count=h * w).reshape(h, w).astype(bool)
+
+
+def cut_piece(rgba: np.ndarray, piece: np.ndarray, piece_box: Box, image_box: Box | None = None) -> np.ndarray:
+    """``rgba`` with the alpha made 0 on ``piece`` (a mask judged on the cut-out at a smaller size),
+    grown by one of its pixels so the piece's soft rim goes with it. ``piece_box``: the region of the
+    frame the piece's mask covers (the cut-out's box); ``image_box``: the region ``rgba`` covers (the
+    same when None: the cut-out itself; an enhanced crop's region otherwise)."""
+    import cv2
+
+    h, w = rgba.shape[:2]
+    ph, pw = piece.shape
+    px, py, pbw, pbh = piece_box
+    ix, iy, ibw, ibh = image_box or piece_box
+    sx, sy = (pbw / pw) * (w / ibw), (pbh / ph) * (h / ibh)  # image pixels per piece pixel
+    affine = np.array([[sx, 0, (px - ix) * w / ibw], [0, sy, (py - iy) * h / ibh]], np.float32)
+    # the piece's pixels are areas: warp their corners' grid (centres +0.5) with nearest sampling
+    affine[:, 2] += (affine[:, :2].sum(axis=1) - 1) / 2
+    cut = cv2.warpAffine(piece.astype(np.uint8), affine, (w, h), flags=cv2.INTER_NEAREST)
+    r = max(1, round(max(sx, sy)))
+    cut = cv2.dilate(cut, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    out = rgba.copy()
+    out[..., 3][cut > 0] = 0
+    return out

@@ -96,14 +96,17 @@ def folder_members(folder: Path, character: str) -> list[Member]:
     return members
 
 
-def project_members(catalog: Catalog, root: Path, characters: list[str] | None = None) -> list[Member]:
-    """Reviewed members of every (or the given) character, with lineage."""
+def project_members(catalog: Catalog, root: Path, characters: list[str] | None = None,
+                    assigned: dict[str, str] | None = None) -> list[Member]:
+    """Reviewed members of every (or the given) character, with lineage; of ``assigned`` (instance
+    id -> character) instead of the reviewed members when given."""
     from animlora.records import decisions, prefilter, segment
 
     instances = segment.project_instances(catalog)
     verdicts = prefilter.verdicts(catalog)
     wanted = set(characters) if characters else None
-    members_of = sorted((c, i) for i, c in decisions.members(catalog).items() if wanted is None or c in wanted)
+    assigned = decisions.members(catalog) if assigned is None else assigned
+    members_of = sorted((c, i) for i, c in assigned.items() if wanted is None or c in wanted)
     seg_dir, filt_dir, frames_dir = (stage_dir(root, s) for s in ("segment", "prefilter", "extract"))
     filled = deoccluded(catalog, root)
     enhanced = enhanced_crops(catalog, root)
@@ -150,6 +153,17 @@ def project_members(catalog: Catalog, root: Path, characters: list[str] | None =
             **enhanced.get(instance_id, {}),
         ))
     return members
+
+
+def noise_members(catalog: Catalog, root: Path) -> list[Member]:
+    """The instances the clustering left in its noise and review put in no character, as members of
+    ``noise`` (what a dataset check may compare with; never a dataset's)."""
+    from animlora.identity.decisions import NOISE_ID
+    from animlora.records import cluster, decisions
+
+    reviewed = decisions.members(catalog)
+    return project_members(catalog, root, assigned={
+        i: NOISE_ID for i, c in cluster.assignments(catalog).items() if c == NOISE_ID and i not in reviewed})
 
 
 def deoccluded(catalog: Catalog, root: Path) -> dict[str, tuple[str, tuple[int, int, int, int]]]:

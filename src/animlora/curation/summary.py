@@ -52,7 +52,7 @@ def ending(results_path: Path) -> dict[str, Any] | None:
         rows.append({"character": name, "status": c.get("status", "ok"), "images": c["images"],
                      "shots": c["shots"], "candidate_shots": c.get("candidate_shots"),
                      "left_out": c.get("left_out", {}), "folder": c.get("folder"), "reason": "",
-                     "enlargement": c.get("enlargement") or {}})
+                     "enlargement": c.get("enlargement") or {}, "pieces_cut": c.get("pieces_cut", 0)})
     for sk in report.get("skipped_characters", []):
         rows.append({"character": sk["character"], "status": sk.get("status", "no dataset"), "images": 0, "shots": 0,
                      "candidate_shots": None, "left_out": sk.get("left_out_counts", {}), "folder": None,
@@ -81,6 +81,9 @@ def ending(results_path: Path) -> dict[str, Any] | None:
             lines.append(f"{r['character']}: {e.get('enhanced', 0)} of {r['images']} images from enhanced crops, "
                          f"{e.get('below_min_bucket', 0)} kept at their own size below dataset.min_bucket "
                          f"(sd-scripts bucket_no_upscale); plain resampling at most {e.get('resample_max', 0):.2f}x")
+        if r.get("pieces_cut"):
+            lines.append(f"{r['character']}: {r['pieces_cut']} of {r['images']} images with another object's piece "
+                         "cut from the mask (metadata.json piece_cut; dataset.cut_foreign: false keeps them whole)")
     return {"characters": rows, "usable": len(usable), "min_size": min_size or None, "upstream": report.get("upstream", {}), "lines": lines,
             "report": str(results_path.parent / report["report"]["html"]) if report.get("report") else None}
 

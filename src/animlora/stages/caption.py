@@ -157,7 +157,8 @@ def caption_member(member: Member, trigger: str, settings: Any, *, edited_text: 
 class CaptionStage(Stage):
     name = "caption"
     folder = "captions"
-    version = "2"  # 2: framing from every frame edge, view from eyes, no outfit on bare figures
+    version = "3"  # 2: framing from every frame edge, view from eyes, no outfit on bare figures; 3: a padded
+    #                cut-out placed at its padded box (framing saw a figure cut by the frame edge as whole)
     upstream = ("segment", "prefilter", "cluster")
 
     def check_inputs(self, job: StageJob) -> None:

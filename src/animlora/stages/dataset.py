@@ -86,7 +86,7 @@ class DatasetStage(Stage):
     folder = "training_data"
     # 3: crops from the enhance stage where plain resampling is limited; small crops kept at
     #    their own size down to min_image_side
-    version = "3"
+    version = "4"  # 4: a padded cut-out's alpha placed at its padded box (it was squeezed into the tight box)
     upstream = ("caption", "cluster", "embed", "enhance")
 
     def settings_hash(self, settings: Any) -> str:
@@ -161,11 +161,15 @@ class DatasetStage(Stage):
         wanted = {m.instance_id for m in members}
         apart = gate.prop_pieces(rows, wanted) | gate.group_members(
             rows, wanted, {m.instance_id: m.character for m in members if not scenery[m.character]})
-        if rows and s.colour_check:  # another cluster's colours in a mask (scenery_check on too, a project)
+        pieces: dict[str, dict[str, Any]] = {}
+        colours = bool(rows) and s.colour_check  # another cluster's colours in a mask (scenery_check on too)
+        if catalog is not None and root is not None and (colours or s.cut_foreign):
             # every cluster's colours, also when one character's dataset is built (the same images
             # as in a run over all); a cluster outside ``wanted`` was not judged for scenery: none
             everyone = members if not s.character else project_members(catalog, root)
-            apart = self._foreign_colours(catalog, root, everyone, [c for c, why in scenery.items() if why]) | apart
+            left_out, pieces = self._foreign_colours(catalog, root, everyone, [c for c, why in scenery.items() if why],
+                                                     colours, s.cut_foreign)
+            apart = left_out | apart
 
         def was(path: str | Path) -> str:  # a project path as named before the project moved
             text = str(path)
@@ -190,8 +194,10 @@ class DatasetStage(Stage):
             }
             payload["props"] = {m.instance_id: apart[m.instance_id] for m in group if m.instance_id in apart
                                 } | payload["props"]
+            payload["pieces"] = {m.instance_id: pieces[m.instance_id] for m in group if m.instance_id in pieces}
             recipe = (
                 trigger, payload["clothed"], min_size, payload["not_character"], sorted(payload["props"].items()),
+                *([sorted((k, v["bits"]) for k, v in payload["pieces"].items())] if payload["pieces"] else []),
                 [(m.instance_id, stat_key(m.image_path), stat_key(m.frame_path), stat_key(m.filled_path),
                   stat_key(m.enhanced_path), m.enhanced_region, m.problem) for m in group],
                 sorted((k, json.dumps(v, sort_keys=True)) for k, v in caps.items()),
@@ -215,32 +221,46 @@ class DatasetStage(Stage):
 
         return [row | {"measures": parse_measures(row.get("measures"))} for row in instance_rows(catalog)]
 
-    def _foreign_colours(self, catalog: Any, root: Path, members: list[Member], scenery: list[str]) -> dict[str, str]:
-        """:func:`gate.foreign_colours` of ``members``, kept in ``.animlora/cache/foreign_colours.json``
-        with what it was computed from (each cut-out's size and modification time, the shots'
-        light, the clusters, the rules): a run where none of it changed reads no cut-out (the
-        whole film's 341 took 4.6 s of every `animlora run`, a project of many films minutes)."""
+    def _foreign_colours(self, catalog: Any, root: Path, members: list[Member], scenery: list[str],
+                         colours: bool = True, cut: bool = True) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+        """(:func:`gate.foreign_colours` of ``members`` when ``colours``, :func:`gate.foreign_pieces` of
+        them, the noise witnessing, when ``cut``; each piece's mask packed, :func:`curation.images.
+        unpack_piece`), kept in ``.animlora/cache/foreign_colours.json`` with what they were computed
+        from (each cut-out's size and modification time, the shots' light, the clusters, the rules): a
+        run where none of it changed reads no cut-out (the whole film's 341 took 4.6 s of every
+        `animlora run`, a project of many films minutes)."""
         from animlora.curation import gate
+        from animlora.curation.images import pack_piece
+        from animlora.curation.sources import noise_members
         from animlora.identity.light import cache_file, project_plates, shot_gains
         from animlora.records.embed import shot_light_gains
         from animlora.workspace import STATE_DIR
 
         gains = shot_light_gains(root) or shot_gains(project_plates(catalog, root), cache_file(root / STATE_DIR))
+        noise = noise_members(catalog, root) if cut else []
         rules = (self.version, gate.COLOUR_SIDE, gate.COLOUR_BINS, gate.COLOUR_PRESENT, gate.COLOUR_OWN,
                  gate.COLOUR_THEIRS, gate.COLOUR_PIECE, gate.COLOUR_MEMBERS)
-        key = digest(rules, sorted(scenery), sorted(
+        if cut:
+            rules += (gate.CUT_OWN, gate.CUT_SHARE, gate.CUT_MAX, gate.CUT_CHROMA, gate.CUT_APART, gate.CUT_OUTLINE,
+                      gate.CUT_SEEN, gate.CUT_WITNESSES)
+        key = digest(rules, colours, cut, sorted(scenery), sorted(
             (m.instance_id, m.character, portable(m.image_path, root), stat_key(m.image_path),
-             list(gains.get(m.shot_id or "") or [])) for m in members if m.image_path))
+             list(gains.get(m.shot_id or "") or [])) for m in members + noise if m.image_path))
         path = root / STATE_DIR / "cache" / "foreign_colours.json"
         try:
             kept = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             kept = None
-        if isinstance(kept, dict) and kept.get("key") == key and isinstance(kept.get("left_out"), dict):
-            return kept["left_out"]
-        found = gate.foreign_colours(self._colours(members, gains), scenery)
-        atomic_write_json(path, {"key": key, "left_out": found})
-        return found
+        if (isinstance(kept, dict) and kept.get("key") == key and isinstance(kept.get("left_out"), dict)
+                and isinstance(kept.get("pieces", {}), dict)):
+            return kept["left_out"], kept.get("pieces", {})
+        judged = list(self._colours(members, gains))
+        found = gate.foreign_colours(judged, scenery) if colours else {}
+        pieces = {k: {"bits": pack_piece(v["mask"]), "share": v["share"], "why": v["why"]}
+                  for k, v in gate.foreign_pieces(judged, ((i, c) for i, _, c in self._colours(noise, gains)),
+                                                  scenery).items()} if cut else {}
+        atomic_write_json(path, {"key": key, "left_out": found, "pieces": pieces})
+        return found, pieces
 
     @staticmethod
     def _colours(members: list[Member], gains: dict[str, list[float]]) -> Iterator[tuple[str, str, Any]]:
@@ -483,7 +503,7 @@ class DatasetStage(Stage):
                     "skipped_instances": len(m["skipped"]), "left_out": m.get("left_out_counts", {}),
                     "shots": m["coverage"]["shots"], "candidate_shots": m["coverage"]["candidate_shots"],
                     "videos": m["coverage"]["videos"], "folder": m["folder"],
-                    "enlargement": m.get("enlargement"),
+                    "enlargement": m.get("enlargement"), "pieces_cut": m.get("pieces_cut", 0),
                 }
                 for name, m in built.items()
             },

@@ -103,7 +103,7 @@ def enhance_crop(enhancer: Any, rgb: np.ndarray, alpha: np.ndarray | None, facto
 class EnhanceStage(Stage):
     name = "enhance"
     folder = "enhancement"
-    version = "1"
+    version = "2"  # 2: the alpha of a padded cut-out placed at its padded box, not squeezed into the tight one
     upstream = ("prefilter", "deocclude")
 
     def settings_hash(self, settings: Any) -> str:

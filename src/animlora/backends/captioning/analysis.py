@@ -84,8 +84,10 @@ def frame_cuts(mask: np.ndarray, bbox: tuple[int, int, int, int] | None,
     ys, xs = np.nonzero(mask)
     if len(xs) == 0:
         return {}
-    if mask.shape != (fh, fw) and bbox is not None:  # a tight cut-out: its pixels in frame coordinates
-        bx, by, bw, bh = bbox
+    if mask.shape != (fh, fw) and bbox is not None:  # a cut-out: its pixels in frame coordinates
+        from animlora.backends.segmentation.cutouts import cutout_box
+
+        bx, by, bw, bh = cutout_box(bbox, mask.shape, frame_size) or bbox
         xs = bx + (xs + 0.5) * bw / mask.shape[1]
         ys = by + (ys + 0.5) * bh / mask.shape[0]
     h = max(1.0, float(ys.max() - ys.min() + 1))

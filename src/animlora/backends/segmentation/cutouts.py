@@ -130,11 +130,36 @@ def signature_distance(a: str, b: str) -> float:
 
 
 def padded_box(bbox: tuple[int, int, int, int], padding: float, height: int, width: int) -> tuple[int, int, int, int]:
+    return _grown(bbox, int(round(padding * max(bbox[2], bbox[3]))), height, width)
+
+
+def cutout_box(bbox: tuple[int, int, int, int] | None, shape: tuple[int, ...],
+               frame_size: tuple[int, int] | None) -> tuple[int, int, int, int] | None:
+    """The region of the frame (x, y, w, h) a cut-out of ``shape`` (h, w, ...) covers: the whole frame
+    for a full-frame one, else its instance's ``bbox`` grown by the segment stage's padding
+    (:func:`padded_box`; the padding found from the sizes, so a project's setting need not be known),
+    else ``bbox`` itself (a cut-out of another size is stretched onto it). None without a box."""
+    ch, cw = shape[:2]
+    if frame_size is not None and (cw, ch) == tuple(frame_size):
+        return 0, 0, cw, ch
+    if bbox is None:
+        return None
+    x, y, w, h = (int(v) for v in bbox)
+    if frame_size is not None and (cw, ch) != (w, h):  # (a cut-out of its box's size is its box, even past the edge)
+        fw, fh = frame_size
+        pads = np.arange(0, max(cw, ch) + 1)
+        widths = np.minimum(fw, x + w + pads) - np.maximum(0, x - pads)
+        heights = np.minimum(fh, y + h + pads) - np.maximum(0, y - pads)
+        fits = np.nonzero((widths == cw) & (heights == ch))[0]
+        if len(fits):
+            return _grown((x, y, w, h), int(fits[0]), fh, fw)
+    return x, y, w, h
+
+
+def _grown(bbox: tuple[int, int, int, int], pad: int, height: int, width: int) -> tuple[int, int, int, int]:
     x, y, w, h = bbox
-    pad = int(round(padding * max(w, h)))
     x0, y0 = max(0, x - pad), max(0, y - pad)
-    x1, y1 = min(width, x + w + pad), min(height, y + h + pad)
-    return x0, y0, x1 - x0, y1 - y0
+    return x0, y0, min(width, x + w + pad) - x0, min(height, y + h + pad) - y0
 
 
 def crop_alpha(inst: Instance, box: tuple[int, int, int, int], threshold: float) -> np.ndarray:

@@ -1,0 +1,81 @@
+"""A padded cut-out is placed at its padded box (it was squeezed into the tight box: the film's
+dataset alpha IoU 0.66-0.91 with the segment mask), and another object's piece is cut from the alpha."""
+
+import numpy as np
+
+from animlora.backends.segmentation.cutouts import cutout_box, padded_box
+from animlora.curation import gate
+from animlora.curation.images import cut_piece, mask_in_canvas, pack_piece, unpack_piece
+
+
+def _scene(fw=320, fh=200, bbox=(40, 30, 100, 80), padding=0.05):
+    """A frame-sized mask with an ellipse in ``bbox`` and its cut-out around the padded box."""
+    import cv2
+
+    mask = np.zeros((fh, fw), np.uint8)
+    x, y, w, h = bbox
+    cv2.ellipse(mask, (x + w // 2, y + h // 2), (w // 2, h // 2), 0, 0, 360, 255, -1)
+    bx, by, bw, bh = padded_box(bbox, padding, fh, fw)
+    cut = np.zeros((bh, bw, 4), np.uint8)
+    cut[..., 3] = mask[by:by + bh, bx:bx + bw]
+    return mask, cut
+
+
+def test_padded_cutout_is_placed_where_it_was_cut():
+    for bbox in [(40, 30, 100, 80), (0, 0, 120, 90), (230, 120, 90, 80)]:  # inside, at two frame corners
+        mask, cut = _scene(bbox=bbox)
+        assert cutout_box(bbox, cut.shape, (320, 200)) == padded_box(bbox, 0.05, 200, 320)
+        placed = mask_in_canvas(cut, (320, 200), bbox)
+        assert np.array_equal(placed > 127, mask > 127)
+
+
+def test_tight_and_full_frame_cutouts_keep_their_placement():
+    assert cutout_box((-20, 10, 60, 40), (40, 60, 4), (320, 200)) == (-20, 10, 60, 40)  # its box, past the edge
+    assert cutout_box((5, 5, 10, 10), (200, 320, 4), (320, 200)) == (0, 0, 320, 200)
+    assert cutout_box(None, (40, 60, 4), (320, 200)) is None
+
+
+def test_piece_packs_and_is_cut_at_its_place():
+    piece = np.zeros((20, 30), bool)
+    piece[5:10, 20:30] = True
+    assert np.array_equal(unpack_piece(pack_piece(piece)), piece)
+    rgba = np.full((40, 60, 4), 255, np.uint8)  # the cut-out, twice the piece's size
+    out = cut_piece(rgba, piece, (100, 50, 60, 40))
+    assert out[..., 3][12:18, 42:58].max() == 0 and out[..., 3][30:, :30].min() == 255
+    # the same piece on an enhanced crop of a larger region at 3x
+    enhanced = np.full((3 * 60, 3 * 90, 4), 255, np.uint8)  # region (85, 40, 90, 60)
+    out = cut_piece(enhanced, piece, (100, 50, 60, 40), (85, 40, 90, 60))
+    ys, xs = np.nonzero(out[..., 3] == 0)
+    assert abs((xs.mean() / 3 + 85) - (100 + 50)) < 3 and abs((ys.mean() / 3 + 40) - (50 + 15)) < 3
+
+
+def _figure(hue_piece: bool, seed: int):
+    """(mask, bins) of an orange figure; with a magenta blob on its outline (a held butterfly)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    img = np.zeros((80, 60, 4), np.uint8)
+    cv2.ellipse(img, (30, 45), (18, 30), 0, 0, 360, (200, 110, 50, 255), -1)
+    img[..., :3] = np.clip(img[..., :3].astype(int) + rng.integers(-6, 7, img[..., :3].shape), 0, 255)
+    if hue_piece:
+        cv2.circle(img, (48, 20), 9, (210, 60, 220, 255), -1)
+    return gate.colour_bins(img)
+
+
+def _alone(seed: int):
+    import cv2
+
+    img = np.zeros((40, 40, 4), np.uint8)
+    cv2.circle(img, (20, 20), 15, (210, 60, 220, 255), -1)
+    return gate.colour_bins(img)
+
+
+def test_a_held_object_seen_alone_elsewhere_is_cut_and_the_figure_is_not():
+    members = [(f"a{i}", "rinky", _figure(i < 3, i)) for i in range(9)]  # 3 of 9 hold it: a third
+    members += [(f"g{i}", "grey", (np.ones((30, 30), bool), np.full((30, 30), 5, np.uint16))) for i in range(5)]
+    noise = [(f"n{i}", _alone(i)) for i in range(3)]
+    found = gate.foreign_pieces(members, noise)
+    assert sorted(found) == ["a0", "a1", "a2"]
+    assert all(0.03 <= v["share"] < gate.CUT_MAX for v in found.values())
+    assert "seen alone in 3" in found["a0"]["why"]
+    assert gate.foreign_pieces(members, noise[:1]) == {}  # seen alone once: not enough to cut
