@@ -322,10 +322,10 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
         rgba = cutouts[m.instance_id] if m.instance_id in cutouts else read_image(m.image_path, "RGBA")
         piece = None
         if m.instance_id in pieces and m.instance_id not in cutouts:  # (a joined image keeps its union)
-            from animlora.curation.images import unpack_piece
+            from animlora.curation.images import cut_piece, unpack_piece
 
             piece = unpack_piece(pieces[m.instance_id]["bits"]), _piece_box(m, rgba)
-            rgba = _without_piece(m, rgba, pieces)
+            rgba = cut_piece(rgba, *piece)
         frame = None
         if m.frame_path:
             try:
