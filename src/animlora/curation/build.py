@@ -107,25 +107,26 @@ def _too_small(m: Member, rgba: np.ndarray, s: Any, alpha_threshold: float,
     return ""
 
 
-def _piece_box(m: Member, rgba: np.ndarray) -> tuple[float, float, float, float]:
-    """The region of the frame a cut-out covers (:func:`cutout_box`; itself without a box)."""
+Piece = tuple[np.ndarray, tuple[float, float, float, float]]  # a mask and the frame region it covers
+
+
+def _without_piece(m: Member, rgba: np.ndarray, pieces: dict[str, Any]) -> tuple[np.ndarray, Piece | None]:
+    """The cut-out with another object's piece (curation/gate.py, foreign_pieces) cut from its
+    alpha, and the piece (its mask and the region of the frame the cut-out covers: :func:`cutout_box`),
+    for the enhanced crop; the cut-out as it is and None without one."""
     from animlora.backends.segmentation.cutouts import cutout_box
-
-    box = cutout_box(m.bbox, rgba.shape, m.frame_size)
-    return tuple(float(v) for v in box) if box else (0.0, 0.0, float(rgba.shape[1]), float(rgba.shape[0]))  # type: ignore[return-value]
-
-
-def _without_piece(m: Member, rgba: np.ndarray, pieces: dict[str, Any]) -> np.ndarray:
-    """The cut-out with another object's piece (curation/gate.py, foreign_pieces) cut from its alpha."""
     from animlora.curation.images import cut_piece, unpack_piece
 
-    piece = pieces.get(m.instance_id)
-    return rgba if piece is None else cut_piece(rgba, unpack_piece(piece["bits"]), _piece_box(m, rgba))
+    if m.instance_id not in pieces:
+        return rgba, None
+    box = cutout_box(m.bbox, rgba.shape, m.frame_size) or (0, 0, rgba.shape[1], rgba.shape[0])
+    piece = unpack_piece(pieces[m.instance_id]["bits"]), tuple(float(v) for v in box)
+    return cut_piece(rgba, *piece), piece  # type: ignore[arg-type]
 
 
 def _render_member(m: Member, rgba: np.ndarray, frame: np.ndarray | None, s: Any, alpha_threshold: float,
                    buckets: list[tuple[int, int]], enhanced_image: np.ndarray | None = None,
-                   piece: tuple[np.ndarray, tuple[float, float, float, float]] | None = None) -> Any:
+                   piece: Piece | None = None) -> Any:
     """The dataset image of one instance: from the frame by plain resampling (at most
     ``max_enlarge``), or from the enhance stage's enlarged crop (``enhanced_image`` when given,
     else read from ``m.enhanced_path``) where plain resampling is limited and the enhanced one
@@ -154,7 +155,7 @@ def _area(r: Any) -> int:
 
 
 def _render_enhanced(m: Member, kw: dict[str, Any], enhanced: np.ndarray | None = None,
-                     piece: tuple[np.ndarray, tuple[float, float, float, float]] | None = None) -> Any:
+                     piece: Piece | None = None) -> Any:
     """Render from the enhanced crop (an RGBA image of the frame region, alpha aligned; read from
     ``m.enhanced_path`` unless given; ``piece`` cut from its alpha) as from a frame; scale and crop
     are given back in source-frame pixels."""
@@ -253,7 +254,7 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
                 if cap is not None and not cap.get("edited") and str(cap.get("source", "")).startswith("template"):
                     captions[m.instance_id] = None  # framing and view are the whole character's: made again below
             else:
-                rgba = _without_piece(m, read_image(m.image_path, "RGBA"), pieces)
+                rgba, _ = _without_piece(m, read_image(m.image_path, "RGBA"), pieces)
         except BadInputError as exc:
             _left(skipped, m.instance_id, UNREADABLE, exc.problem)
             continue
@@ -321,11 +322,8 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
             continue
         rgba = cutouts[m.instance_id] if m.instance_id in cutouts else read_image(m.image_path, "RGBA")
         piece = None
-        if m.instance_id in pieces and m.instance_id not in cutouts:  # (a joined image keeps its union)
-            from animlora.curation.images import cut_piece, unpack_piece
-
-            piece = unpack_piece(pieces[m.instance_id]["bits"]), _piece_box(m, rgba)
-            rgba = cut_piece(rgba, *piece)
+        if m.instance_id not in cutouts:  # (a joined image keeps its union)
+            rgba, piece = _without_piece(m, rgba, pieces)
         frame = None
         if m.frame_path:
             try:
