@@ -79,3 +79,18 @@ def test_a_held_object_seen_alone_elsewhere_is_cut_and_the_figure_is_not():
     assert all(0.03 <= v["share"] < gate.CUT_MAX for v in found.values())
     assert "seen alone in 3" in found["a0"]["why"]
     assert gate.foreign_pieces(members, noise[:1]) == {}  # seen alone once: not enough to cut
+
+
+def test_parts_the_cut_leaves_apart_go_with_it():
+    mask = np.zeros((100, 100), bool)
+    mask[20:80, 10:60] = True  # the body: 3000 px
+    mask[40:50, 60:70] = True  # the piece cut
+    mask[42:48, 70:75] = True  # a wing tip joined to the body only through the piece: 30 px
+    mask[5:8, 90:93] = True  # a speck apart from the start, away from the cut: not the cut's business
+    cut = np.zeros_like(mask)
+    cut[40:50, 60:70] = True
+    apart = gate.left_apart(mask, cut)
+    assert apart.sum() == 30 and apart[42:48, 70:75].all()
+    mask[30:60, 70:90] = True  # now what lies beyond the cut is 600 px (>= 5 % of the mask): a part kept
+    assert not gate.left_apart(mask, cut).any()
+    assert not gate.left_apart(mask, np.zeros_like(mask)).any()  # nothing cut: nothing goes

@@ -576,6 +576,9 @@ CUT_APART = 25.0  # and this far in a*b* from the rest of the mask (the film's b
 CUT_OUTLINE = 0.15  # this share of its rim on the mask's outline (an eye or a lit patch inside: 0)
 CUT_SEEN = 0.5  # an instance whose mask is this much the piece's main colours is the object seen alone
 CUT_WITNESSES = 2  # seen alone in this many instances of other clusters or the noise
+CUT_LEFT_APART = 0.05  # a part of the mask the cut leaves apart from the body, touching the cut and under
+#                        this share of the mask, goes with it: the object's pale rim, veins and far wing tip
+#                        (film: Frank's f4652 and f4660 kept white streaks of the butterfly's wings)
 CUT_REASON = "another object's piece cut out"
 
 
@@ -607,7 +610,8 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
     is a connected set of pixels whose colour bin is in fewer than ``CUT_OWN`` of the cluster's other
     members, covering ``CUT_SHARE`` to ``CUT_MAX`` of the mask, ``CUT_CHROMA`` from grey and ``CUT_APART`` from
     the rest in a*b*, ``CUT_OUTLINE`` of its rim on the mask's outline, and seen alone (its main
-    colours ``CUT_SEEN`` of a mask) in ``CUT_WITNESSES`` instances outside the cluster."""
+    colours ``CUT_SEEN`` of a mask) in ``CUT_WITNESSES`` instances outside the cluster. The small parts the
+    cut leaves apart from the body go with it (:func:`left_apart`)."""
     import cv2
 
     size = int(np.prod(COLOUR_BINS))
@@ -666,6 +670,29 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
                 notes.append(f"{share:.0%} of the mask, {apart:.0f} apart in colour from the rest, on its outline, "
                              f"its colours seen alone in {witnesses} other instances")
             if notes and cut.sum() < CUT_MAX * area:
+                loose = left_apart(mask, cut)
+                if loose.any():
+                    notes.append(f"{float(loose.sum()) / area:.1%} of the mask left apart from the body by the cut")
+                    cut |= loose
                 out[instance_id] = {"mask": cut, "share": round(float(cut.sum()) / area, 4),
                                     "why": f"{CUT_REASON}: " + "; ".join(notes)}
     return out
+
+
+def left_apart(mask: np.ndarray, cut: np.ndarray) -> np.ndarray:
+    """The parts of ``mask`` that ``cut`` leaves apart from the body (the largest part left), each
+    touching the cut and under ``CUT_LEFT_APART`` of the mask: what was only joined to the body
+    through the piece (8-connected)."""
+    import cv2
+
+    rest = mask & ~cut
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(rest.astype(np.uint8), connectivity=8)
+    if count <= 2:
+        return np.zeros_like(mask)
+    areas = stats[:, cv2.CC_STAT_AREA]
+    near = cv2.dilate(cut.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    take = np.zeros(count, bool)
+    take[np.unique(labels[near & rest])] = True
+    take &= areas < CUT_LEFT_APART * int(mask.sum())
+    take[0] = take[1 + int(np.argmax(areas[1:]))] = False
+    return take[labels]

@@ -86,7 +86,8 @@ class DatasetStage(Stage):
     folder = "training_data"
     # 3: crops from the enhance stage where plain resampling is limited; small crops kept at
     #    their own size down to min_image_side
-    version = "4"  # 4: a padded cut-out's alpha placed at its padded box (it was squeezed into the tight box)
+    # 4: a padded cut-out's alpha placed at its padded box (it was squeezed into the tight box)
+    version = "5"  # 5: the small parts a foreign piece's cut leaves apart from the body go with it
     upstream = ("caption", "cluster", "embed", "enhance")
 
     def settings_hash(self, settings: Any) -> str:
@@ -242,7 +243,7 @@ class DatasetStage(Stage):
                  gate.COLOUR_THEIRS, gate.COLOUR_PIECE, gate.COLOUR_MEMBERS)
         if cut:
             rules += (gate.CUT_OWN, gate.CUT_SHARE, gate.CUT_MAX, gate.CUT_CHROMA, gate.CUT_APART, gate.CUT_OUTLINE,
-                      gate.CUT_SEEN, gate.CUT_WITNESSES)
+                      gate.CUT_SEEN, gate.CUT_WITNESSES, gate.CUT_LEFT_APART)
         key = digest(rules, colours, cut, sorted(scenery), sorted(
             (m.instance_id, m.character, portable(m.image_path, root), stat_key(m.image_path),
              list(gains.get(m.shot_id or "") or [])) for m in members + noise if m.image_path))
