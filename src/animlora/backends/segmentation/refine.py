@@ -51,8 +51,6 @@ MIN_SOLIDITY = 0.7  # ... and it is a solid chunk (area / convex hull area)
 ENCLOSED = 0.7  # ... and less than this share of its outline lies on the rest of the mask
 ENCLOSED_ALONE = 0.995  # ... (when the prop is seen on its own elsewhere in the shot: the rest of
 #                       the rock around the part that matched may be the "mask" around it)
-PIECE_APART = 20.0  # a*b* (OpenCV 8-bit Lab) between a piece and the rest of the body: another object's colour
-#                    (seed 6's bush behind the fox: 26; the film's Buck shoulder, ear, belly before clouds: 2-16)
 ROCK_AS_PROP = 0.1  # a prop seen on its own, matched in pieces, is cut as one when this much of the match
 #                    (and CUT_FRACTION of the mask) was matched as a prop, not only as plain set
 ENCLOSED_ROCK = 0.6  # ... unless this much of a ring beyond its rim lies on the rest of the mask
@@ -776,19 +774,6 @@ def _enclosed_beyond(piece: np.ndarray, mask: np.ndarray, margin: int,
     return float((ring & rest).sum() / max(1, ring.sum()))
 
 
-def _apart_in_colour(piece: np.ndarray, body: np.ndarray, inst: Instance, view: _View) -> float:
-    """a*b* distance between the mean colours of ``piece`` and ``body`` (both in ``inst``'s box at
-    full resolution), read from the view's analysis-scale Lab."""
-    import cv2
-
-    h, w = view.shape
-    x, y, bw, bh = inst.bbox
-    lab = cv2.resize(view.lab, (w, h), interpolation=cv2.INTER_LINEAR)[y : y + bh, x : x + bw]
-    if not piece.any() or not body.any():
-        return 0.0
-    return float(np.hypot(*(lab[piece].mean(0)[1:] - lab[body].mean(0)[1:])))
-
-
 def _cut(inst: Instance, cut_small: np.ndarray, view: _View, settings: Any,
          min_solidity: float = MIN_SOLIDITY, seen_alone: bool = False,
          as_prop: np.ndarray | None = None) -> list[tuple[Instance, bool]]:
@@ -812,8 +797,7 @@ def _cut(inst: Instance, cut_small: np.ndarray, view: _View, settings: Any,
     mask = inst.alpha >= settings.alpha_threshold
     reach = int(max(5, 0.04 * np.sqrt(area)))
     rock = np.zeros_like(cut)  # groups judged as one rock (a prop seen on its own, matched in pieces)
-    strong = full(as_prop) if seen_alone and as_prop is not None else None
-    if strong is not None:
+    if seen_alone and as_prop is not None:
         # a rock matched in pieces (its shaded seams, a shadow across it differ from the far
         # frame): the pieces, the seams between them and the holes the match left in them (a
         # hand's shadow) are judged, and cut, as one — when most of what matched was matched
@@ -823,6 +807,7 @@ def _cut(inst: Instance, cut_small: np.ndarray, view: _View, settings: Any,
         closed = cv2.morphologyEx(cut.astype(np.uint8), cv2.MORPH_CLOSE, seam)
         contours, _ = cv2.findContours(closed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(closed, contours, -1, 1, thickness=-1)
+        strong = full(as_prop)
         count, labels = cv2.connectedComponents(((closed > 0) & mask).astype(np.uint8), connectivity=8)
         for label in range(1, count):
             group = labels == label
@@ -856,17 +841,8 @@ def _cut(inst: Instance, cut_small: np.ndarray, view: _View, settings: Any,
                 solid &= ~piece
             continue
         ring = (cv2.dilate(piece.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ~piece
-        if not ring.any():
-            continue
-        on_body = float((ring & body).sum()) / float(ring.sum())
-        # partial evidence of a prop seen on its own: the rest of the rock may be the "mask" around
-        # it. Far frames showing plain set there (the character gone) are such evidence only for a
-        # piece apart in colour from the body (a bush behind a fox): the film's white Buck before
-        # white clouds had his shoulder, ear or belly cut as "set" in 7 frames
-        lenient = seen_alone and (
-            (strong is not None and (piece & strong).sum() >= ROCK_AS_PROP * piece.sum())
-            or (ENCLOSED <= on_body < ENCLOSED_ALONE and _apart_in_colour(piece, body, inst, view) >= PIECE_APART))
-        if on_body >= (ENCLOSED_ALONE if lenient else ENCLOSED):
+        # partial evidence of a prop seen on its own: the rest of the rock may be the "mask" around it
+        if ring.any() and (ring & body).sum() >= (ENCLOSED_ALONE if seen_alone else ENCLOSED) * ring.sum():
             solid &= ~piece
     if not solid.any():
         return [(inst, False)]
