@@ -672,9 +672,9 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
             if notes and cut.sum() < CUT_MAX * area:
                 loose = left_apart(mask, cut)
                 if loose.any():
-                    share = float(loose.sum()) / area
-                    notes.append(f"{f'{share:.1%}' if share >= 1e-3 else 'under 0.1%'} of the mask left apart from the "
-                                 "body by the cut")
+                    loose_share = float(loose.sum()) / area
+                    notes.append(f"{f'{loose_share:.1%}' if loose_share >= 1e-3 else 'under 0.1%'} of the mask left "
+                                 "apart from the body by the cut")
                     cut |= loose
                 out[instance_id] = {"mask": cut, "share": round(float(cut.sum()) / area, 4),
                                     "why": f"{CUT_REASON}: " + "; ".join(notes)}
