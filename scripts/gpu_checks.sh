@@ -17,6 +17,8 @@ step() { local limit=$1 left=$((DEADLINE - SECONDS)); shift
   echo "=== rc ${PIPESTATUS[0]} in $((SECONDS - t)) s" | tee -a "$LOG"; }
 nvidia-smi -L | tee -a "$LOG"
 $PY -c 'import torch, bitsandbytes, diffusers, peft, transformers, spandrel; print("torch", torch.__version__, torch.version.cuda, "| bnb", bitsandbytes.__version__, "| diffusers", diffusers.__version__, "| peft", peft.__version__, "| transformers", transformers.__version__, "| spandrel", spandrel.__version__)' 2>&1 | tee -a "$LOG"
+# 0. the sam2 segmentation backend at SAM 2.1's Hiera-T and Hiera-L sizes (random weights) on the sample clip
+step 150 $PY benchmarks/sam2_gpu.py --sizes tiny large --frames 48
 # 1. the CUDA-only tests: a quantized Flux base (int8, NF4) trains; spandrel fp16 against fp32
 step 120 $PY -m pytest -q -p no:cacheprovider tests/test_train_flux.py::test_quantized_base_trains_on_cuda \
   tests/test_enhance.py::test_fp16_on_cuda_matches_fp32_on_a_full_size_rrdbnet

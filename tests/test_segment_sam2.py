@@ -88,3 +88,33 @@ def test_tiny_sam2_tracks_are_consistent_across_frames():
     # both prompted objects come back, each once in every frame, under its prompt's id
     assert sorted(by_track) == [0, 1]
     assert all(sorted(f) == [0, 1, 2, 3] for f in by_track.values())
+
+
+def test_objects_prompted_on_different_frames_each_come_back_in_every_frame():
+    # on real footage two characters are rarely largest on the same frame: the red one grows,
+    # the blue one shrinks, so their prompts land on the last and the first frame. The video
+    # model needs each prompt run on its own frame before it propagates (it raised
+    # "maskmem_features in conditioning outputs cannot be empty" when the full-size model was
+    # run on the sample clip).
+    from animlora.backends.segmentation.sam2 import Sam2Segmenter
+
+    settings = load_settings(overrides={"segment": {"device": "cpu", "batch_size": 4, "min_area_fraction": 0.0}}).settings
+    frames = [
+        scene(i, [((70, 90), (24 + 6 * i, 36 + 6 * i), (220, 90, 60)), ((240, 90), (44 - 6 * i, 40 - 6 * i), (60, 80, 210))])[0]
+        for i in range(4)
+    ]
+    model, processor = tiny_sam2()
+    prompter = get_segmenter("classic", settings.segment, settings.models)
+    prompts = prompter.segment(Frames.of_arrays(frames))
+    largest = {}
+    for p in prompts:
+        area = float((p.alpha >= settings.segment.alpha_threshold).sum())
+        if p.track not in largest or area > largest[p.track][0]:
+            largest[p.track] = (area, p.frame)
+    assert len({frame for _, frame in largest.values()}) == 2  # the case: two prompt frames
+    segmenter = Sam2Segmenter(settings.segment, settings.models, model=model, processor=processor, prompter=prompter)
+    by_track: dict[int, list[int]] = {}
+    for inst in segmenter.segment(Frames.of_arrays(frames)):
+        by_track.setdefault(inst.track, []).append(inst.frame)
+    assert sorted(by_track) == sorted(largest)
+    assert all(sorted(f) == [0, 1, 2, 3] for f in by_track.values())

@@ -103,15 +103,19 @@ class Sam2Segmenter(Segmenter):
             x, y, w, h = inst.bbox
             frame = local[inst.frame]
             by_frame.setdefault(frame, []).append((track, [float(x), float(y), float(x + w), float(y + h)]))
-        for frame, objs in sorted(by_frame.items()):
-            self.processor.add_inputs_to_inference_session(
-                inference_session=session, frame_idx=frame, obj_ids=[t for t, _ in objs],
-                input_boxes=[[box for _, box in objs]],
-            )
         prompt_frame = {t: f for f, objs in by_frame.items() for t, _ in objs}
-        # 3. forward from the first prompt, backward from the last
         results: dict[tuple[int, int], tuple[np.ndarray, float]] = {}
         with torch.inference_mode():
+            # each frame's prompts are run on their frame before the next frame's are added:
+            # propagation needs every object's conditioning output, and an object added with
+            # its prompt on a later frame has none on the frames before it
+            for frame, objs in sorted(by_frame.items()):
+                self.processor.add_inputs_to_inference_session(
+                    inference_session=session, frame_idx=frame, obj_ids=[t for t, _ in objs],
+                    input_boxes=[[box for _, box in objs]],
+                )
+                self.model(inference_session=session, frame_idx=frame)
+            # 3. forward from the first prompt, backward from the last
             passes = [(min(by_frame), False)]
             if max(by_frame) > 0:
                 passes.append((max(by_frame), True))
