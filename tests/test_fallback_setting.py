@@ -60,3 +60,81 @@ def test_the_setting_picks_from_the_declared_fallbacks():
     assert fallback_chain("segmentation", "sam2", "auto") == ["sam2", "isnet", "classic"]
     assert fallback_chain("segmentation", "sam2", "classic") == ["sam2", "classic"]
     assert fallback_chain("segmentation", "isnet", "none") == ["isnet"]
+
+
+def test_a_stage_that_fell_back_runs_again_once_its_own_backend_can(tmp_path):
+    # A first run on a machine without ISNet's weights segments with the weightless fallback
+    # (segment.fallback auto). Once the weights are there (`animlora models pull isnet`, here
+    # models.paths, which is not part of segment's settings), the same command must segment
+    # again with ISNet: it said "up to date" and kept the fallback's masks.
+    from typer.testing import CliRunner
+
+    from animlora.cli import app
+    from animlora.io.images import write_image
+    from segment_synth import scene
+    from test_segment_backends import tiny_isnet
+
+    for i in range(2):
+        image, _ = scene(3 + i, [((100 + 20 * i, 90), (40, 55), (220, 90, 60))])
+        write_image(tmp_path / "frames" / "shot1" / f"f{i}.png", image)
+    out, store = tmp_path / "seg", tmp_path / "empty_store"
+    store.mkdir()
+    command = ["segment", "--input-dir", str(tmp_path / "frames"), "--output-dir", str(out), "--model", "isnet",
+               "--json", "--set", f"models.store={store}", "--set", "models.offline=true"]
+
+    def run(*more: str) -> tuple[dict, dict]:
+        result = CliRunner().invoke(app, [*command, *more])
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.stdout[result.stdout.index("{"):])
+        return next(s for s in summary["stages"] if s["stage"] == "segment"), json.loads(
+            (out / "segmentation_results.json").read_text())
+
+    _, report = run()
+    assert list(report["backends_used"]) == ["classic"] and report["fallback"]
+    stage, _ = run()
+    assert stage["up_to_date"]  # still no weights: nothing to redo
+    weights = f"models.paths.isnet={tiny_isnet(tmp_path / 'isnet.onnx')}"
+    stage, report = run("--set", weights)
+    assert not stage["up_to_date"] and stage["items_skipped"] == 0 and stage["items_done"] == 1
+    assert list(report["backends_used"]) == ["isnet"] and report["fallback"] == []
+    stage, _ = run("--set", weights)
+    assert stage["up_to_date"]  # ran with what was asked for: up to date from then on
+
+
+@pytest.mark.parametrize("stage_name", ["inpaint", "deocclude"])
+def test_fills_made_by_opencv_in_place_of_lama_are_redone_once_lama_can_run(tmp_path, stage_name):
+    # inpaint.backend lama falls back to OpenCV where torch, spandrel or big-lama's weights are
+    # missing (the base install); the plates and the occluders' fills are made again once LaMa runs
+    pytest.importorskip("torch")
+    pytest.importorskip("spandrel")
+    from types import SimpleNamespace
+
+    from animlora.catalog import Catalog
+    from animlora.records import deocclude, inpaint
+    from animlora.stages import get_stage
+
+    weights = tmp_path / "big-lama.pt"
+    weights.write_bytes(b"stand-in: only looked for, never loaded")
+    store = tmp_path / "empty_store"
+    store.mkdir()
+    stage = get_stage(stage_name)
+    with Catalog(tmp_path / "catalog.sqlite") as cat:
+        def record(backend: str) -> None:
+            if stage_name == "inpaint":
+                inpaint.replace_shot(cat, "s1", [{"id": "s1", "shot_id": "s1", "frame_ids": "[]", "path": "s1.png",
+                                                  "static": 1, "backend": backend, "hole_fraction": 0.1}], None)
+            else:
+                deocclude.replace_frame(cat, "f1", [deocclude.Fill("f1_i0", "f1", "a.jpg", "a_o.jpg", (0, 0, 4, 4),
+                                                                   0.2, backend)])
+
+        def why(*sets: str) -> str | None:
+            return stage.fell_back(SimpleNamespace(catalog=cat, settings=settings(
+                f"models.store={store}", "models.offline=true", *sets)))
+
+        record("opencv")
+        assert why() is None  # LaMa's weights still missing: what OpenCV made stands
+        found = why(f"models.paths.big-lama={weights}")
+        assert found is not None and "'opencv'" in found and "'lama' can run now" in found
+        assert why("inpaint.backend=opencv", f"models.paths.big-lama={weights}") is None  # OpenCV asked for
+        record("lama")
+        assert why(f"models.paths.big-lama={weights}") is None  # made by what was asked for

@@ -212,6 +212,11 @@ class Runner:
         previous = catalog.one("SELECT * FROM stage_runs WHERE stage = ?", (stage.name,))
         known = {row["item_key"]: row for row in catalog.rows("SELECT * FROM stage_items WHERE stage = ?", (stage.name,))}
         stale_all = self.force or previous is None or previous["stage_key"] != stage_key
+        if not stale_all:
+            why = stage.fell_back(ctx)
+            if why:
+                log.warning("%s: %s", stage.name, why)
+                stale_all = True
 
         # 3. forget what is stale or gone
         wanted = {item.key: item for item in items}

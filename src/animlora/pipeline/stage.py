@@ -150,6 +150,13 @@ class Stage(ABC):
         section = getattr(settings, self.name, None)
         return digest(self.version, section.fingerprint() if section is not None else "", settings.project.seed)
 
+    def fell_back(self, ctx: StageContext) -> str | None:
+        """Why every earlier result is stale although the settings are not: the last run used a
+        fallback backend, and the one the settings ask for can run now (its weights were pulled
+        or its packages installed since; :func:`animlora.backends.registry.ran_instead`). The
+        settings hash cannot tell: it holds what was asked for, not what ran. None by default."""
+        return None
+
     def check_inputs(self, job: StageJob) -> None:  # noqa: B027 - optional hook
         """Raise BadInputError for unusable inputs before anything is written.
 

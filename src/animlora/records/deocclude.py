@@ -150,3 +150,9 @@ def _fill(row: Any) -> Fill:
                 box=tuple(int(v) for v in box) if box and len(box) == 4 else None,  # type: ignore[arg-type]
                 occluded_fraction=row["occluded_fraction"], backend=row["backend"], character=row["character"],
                 prompt=row["prompt"])
+
+
+def backends_used(catalog: Catalog) -> list[str]:
+    """The backends that filled the recorded instances (several when a run fell back)."""
+    return [r["backend"] for r in catalog.rows(
+        f"SELECT DISTINCT backend FROM {TABLE} WHERE backend IS NOT NULL ORDER BY backend")]

@@ -56,3 +56,9 @@ def temporal_stats(catalog: Catalog) -> dict[str, dict[str, Any]]:
 
 def fallback(catalog: Catalog) -> str | None:
     return catalog.get_meta(FALLBACK_META)
+
+
+def backends_used(catalog: Catalog) -> list[str]:
+    """The backends that inpainted the recorded plates (several when a run fell back)."""
+    return [r["backend"] for r in catalog.rows(
+        "SELECT DISTINCT backend FROM plates WHERE backend IS NOT NULL ORDER BY backend")]

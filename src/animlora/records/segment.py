@@ -149,3 +149,9 @@ def count_instances(catalog: Catalog) -> int:
 def count_tracks(catalog: Catalog) -> int:
     row = catalog.one("SELECT COUNT(*) FROM tracks")
     return int(row[0]) if row else 0
+
+
+def backends_used(catalog: Catalog) -> list[str]:
+    """The backends that segmented the recorded frames (several when a run fell back)."""
+    return [r["backend"] for r in catalog.rows(
+        "SELECT DISTINCT backend FROM segment_frames WHERE backend IS NOT NULL ORDER BY backend")]

@@ -187,6 +187,15 @@ class DeoccludeStage(Stage):
         return digest(self.version, settings.inpaint.fingerprint(), backend_name(settings), sd,
                       settings.segment.padding, settings.segment.alpha_threshold)
 
+    def fell_back(self, ctx: StageContext) -> str | None:
+        from animlora.backends.registry import ran_instead
+        from animlora.records import deocclude as records
+        from animlora.stages.inpaint import inpaint_weights
+
+        wanted = backend_name(ctx.settings)
+        return ran_instead(self.name, "inpainting", wanted, records.backends_used(ctx.catalog),
+                           inpaint_weights(wanted, ctx.settings), ctx.settings.models)
+
     def check_inputs(self, job: StageJob) -> None:
         if job.standalone:
             src = job.input_path

@@ -51,6 +51,11 @@ REPORT_FILE = "inpaint_report.json"
 PSNR_CAP = 100.0
 
 
+def inpaint_weights(name: str, settings: Any) -> list[str]:
+    """The registry names of the weights inpainting backend ``name`` loads."""
+    return {"lama": ["big-lama"], "sd": [settings.deocclude.sd_model]}.get(name, [])
+
+
 def open_inpainter(settings: Any) -> tuple[Any, str | None]:
     from animlora.backends.inpainting.base import get_inpainter
 
@@ -130,6 +135,14 @@ class InpaintStage(Stage):
         self._inpainter: Any = None
         self._note: str | None = None
         self._temporal: list[dict[str, Any]] | None = None
+
+    def fell_back(self, ctx: StageContext) -> str | None:
+        from animlora.backends.registry import ran_instead
+        from animlora.records import inpaint as records
+
+        s = ctx.settings.inpaint
+        return ran_instead(self.name, "inpainting", s.backend, records.backends_used(ctx.catalog),
+                           inpaint_weights(s.backend, ctx.settings), ctx.settings.models)
 
     def check_inputs(self, job: StageJob) -> None:
         if job.standalone:

@@ -86,6 +86,12 @@ def held_segmenter(settings: Any) -> tuple[Any, str | None]:
     return held("segmentation", key, lambda: open_segmenter(settings))
 
 
+def backend_weights(s: Any) -> list[str]:
+    """The registry names of the weights ``segment.backend`` loads (the prompter's too)."""
+    return {"isnet": ["isnet"], "sam2": [s.sam2_model] + (["isnet"] if s.sam2_prompter == "isnet" else []),
+            "yolo": [s.yolo_model]}.get(s.backend, [])
+
+
 def check_backend(settings: Any) -> None:
     """With ``segment.fallback: none``, a backend whose weights or packages are missing is one
     clear error before anything is written (otherwise the stage switches and reports)."""
@@ -101,9 +107,7 @@ def check_backend(settings: Any) -> None:
     for pkg in entry.packages:
         if importlib.util.find_spec(pkg) is None:
             get_segmenter(s.backend, s, settings.models)  # raises MissingDependencyError
-    names = {"isnet": ["isnet"], "sam2": [s.sam2_model] + (["isnet"] if s.sam2_prompter == "isnet" else []),
-             "yolo": [s.yolo_model]}
-    for name in names.get(s.backend, []):
+    for name in backend_weights(s):
         if locate(name, settings.models).path is None:
             resolve(name, settings.models)  # downloads when allowed, else ModelNotFoundError
 
@@ -158,6 +162,13 @@ class SegmentStage(Stage):
     upstream = ("extract",)
 
     # -- inputs -------------------------------------------------------------------------
+    def fell_back(self, ctx: StageContext) -> str | None:
+        from animlora.backends.registry import ran_instead
+
+        s = ctx.settings.segment
+        return ran_instead(self.name, "segmentation", s.backend, records.backends_used(ctx.catalog),
+                           backend_weights(s), ctx.settings.models)
+
     def check_inputs(self, job: StageJob) -> None:
         if job.standalone:
             src = job.input_path
