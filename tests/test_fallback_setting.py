@@ -101,19 +101,30 @@ def test_a_stage_that_fell_back_runs_again_once_its_own_backend_can(tmp_path):
     assert stage["up_to_date"]  # ran with what was asked for: up to date from then on
 
 
-@pytest.mark.parametrize("stage_name", ["inpaint", "deocclude"])
-def test_fills_made_by_opencv_in_place_of_lama_are_redone_once_lama_can_run(tmp_path, stage_name):
-    # inpaint.backend lama falls back to OpenCV where torch, spandrel or big-lama's weights are
-    # missing (the base install); the plates and the occluders' fills are made again once LaMa runs
-    pytest.importorskip("torch")
-    pytest.importorskip("spandrel")
+# (stage, the backend asked for, its weights' registry name, the fallback, the settings that ask for it)
+FELL_BACK = [
+    ("inpaint", "lama", "big-lama", "opencv", ()),
+    ("deocclude", "lama", "big-lama", "opencv", ()),
+    ("enhance", "spandrel", "realesrgan-x4plus", "opencv", ("enhance.backend=spandrel",)),
+    ("caption", "blip", "blip-large", "template", ("caption.backend=blip", "caption.fallback=auto")),
+]
+
+
+@pytest.mark.parametrize(("stage_name", "wanted", "model", "fallback", "asked"), FELL_BACK)
+def test_outputs_a_fallback_made_are_made_again_once_the_backend_asked_for_can_run(tmp_path, stage_name, wanted,
+                                                                                    model, fallback, asked):
+    # e.g. inpaint.backend lama falls back to OpenCV where torch, spandrel or big-lama's weights
+    # are missing (the base install): the plates and the occluders' fills are made again once
+    # LaMa runs. What ran is read from the stage's own records.
+    for package in ("torch", "spandrel", "transformers"):
+        pytest.importorskip(package)
     from types import SimpleNamespace
 
     from animlora.catalog import Catalog
-    from animlora.records import deocclude, inpaint
+    from animlora.records import caption, deocclude, enhance, inpaint
     from animlora.stages import get_stage
 
-    weights = tmp_path / "big-lama.pt"
+    weights = tmp_path / "weights.bin"
     weights.write_bytes(b"stand-in: only looked for, never loaded")
     store = tmp_path / "empty_store"
     store.mkdir()
@@ -123,18 +134,25 @@ def test_fills_made_by_opencv_in_place_of_lama_are_redone_once_lama_can_run(tmp_
             if stage_name == "inpaint":
                 inpaint.replace_shot(cat, "s1", [{"id": "s1", "shot_id": "s1", "frame_ids": "[]", "path": "s1.png",
                                                   "static": 1, "backend": backend, "hole_fraction": 0.1}], None)
-            else:
+            elif stage_name == "deocclude":
                 deocclude.replace_frame(cat, "f1", [deocclude.Fill("f1_i0", "f1", "a.jpg", "a_o.jpg", (0, 0, 4, 4),
                                                                    0.2, backend)])
+            elif stage_name == "enhance":
+                method = "spandrel:realesrgan-x4plus (ESRGAN x4)" if backend == "spandrel" else backend
+                enhance.replace(cat, enhance.Enhanced("f1_i0", "a.png", (0, 0, 4, 4), (8, 8), 2.0, method, 0.9,
+                                                      "accepted"))
+            else:
+                caption.write_stage_caption(cat, instance_id="f1_i0", character="luca", text="luca",
+                                            source=f"{backend}+template" if backend != "template" else backend,
+                                            fields={}, auto_text=None, confidence=None, note=None)
 
         def why(*sets: str) -> str | None:
             return stage.fell_back(SimpleNamespace(catalog=cat, settings=settings(
-                f"models.store={store}", "models.offline=true", *sets)))
+                f"models.store={store}", "models.offline=true", *asked, *sets)))
 
-        record("opencv")
-        assert why() is None  # LaMa's weights still missing: what OpenCV made stands
-        found = why(f"models.paths.big-lama={weights}")
-        assert found is not None and "'opencv'" in found and "'lama' can run now" in found
-        assert why("inpaint.backend=opencv", f"models.paths.big-lama={weights}") is None  # OpenCV asked for
-        record("lama")
-        assert why(f"models.paths.big-lama={weights}") is None  # made by what was asked for
+        record(fallback)
+        assert why() is None  # the weights still missing: what the fallback made stands
+        found = why(f"models.paths.{model}={weights}")
+        assert found is not None and f"'{fallback}'" in found and f"'{wanted}' can run now" in found
+        record(wanted)  # the item made again, by what was asked for: nothing left to redo
+        assert why(f"models.paths.{model}={weights}") is None

@@ -142,3 +142,10 @@ def _caption(row: Any) -> Caption:
                    source=row["source"], fields=json.loads(row["fields"] or "{}"), edited=bool(row["edited"]),
                    accepted=bool(row["accepted"]), auto_text=row["auto_text"], confidence=row["confidence"],
                    note=row["note"], updated_at=row["updated_at"])
+
+
+def backends_used(catalog: Catalog) -> list[str]:
+    """The backends that wrote the stage's captions (a person's edits aside): ``qwen2_5_vl+template``
+    counts as qwen2_5_vl; several when a run fell back."""
+    rows = catalog.rows("SELECT DISTINCT source FROM captions WHERE edited = 0")
+    return sorted({str(r["source"]).split("+")[0] for r in rows} - {"edit"})

@@ -96,3 +96,9 @@ def set_fallback(catalog: Catalog, note: str) -> None:
 
 def fallback(catalog: Catalog) -> str | None:
     return catalog.get_meta(FALLBACK_META)
+
+
+def backends_used(catalog: Catalog) -> list[str]:
+    """The backends that made the recorded crops (``spandrel:<model> (...)`` counts as spandrel)."""
+    rows = catalog.rows(f"SELECT DISTINCT method FROM {TABLE}")
+    return sorted({str(r["method"]).split(":")[0].split(" ")[0] for r in rows})

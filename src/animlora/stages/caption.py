@@ -80,6 +80,15 @@ def _load_input(member: Member, trigger: str, clothed: bool | None = None) -> tu
     return CaptionInput(member.instance_id, image, trigger, member.character, frame, member.bbox, clothed), notes
 
 
+def caption_weights(cs: Any) -> list[str]:
+    """The registry names of the weights ``caption.backend`` loads (``caption.model`` or its default)."""
+    from animlora.backends.captioning import BACKENDS
+
+    if cs.backend == "template" or cs.backend not in BACKENDS:
+        return []
+    return [cs.model or import_module(BACKENDS[cs.backend].target.partition(":")[0]).DEFAULT_MODEL]
+
+
 def _captioner(settings: Any) -> tuple[Any, list[str]]:
     from animlora.backends.captioning import cached_captioner
 
@@ -175,8 +184,15 @@ class CaptionStage(Stage):
             # missing weights fail here, before anything is written
             from animlora.models import resolve
 
-            backend = import_module(BACKENDS[cs.backend].target.partition(":")[0])
-            resolve(cs.model or backend.DEFAULT_MODEL, job.settings.models)
+            for name in caption_weights(cs):
+                resolve(name, job.settings.models)
+
+    def fell_back(self, ctx: StageContext) -> str | None:
+        from animlora.backends.registry import ran_instead
+
+        cs = ctx.settings.caption
+        return ran_instead(self.name, "captioning", cs.backend, records.backends_used(ctx.catalog),
+                           caption_weights(cs), ctx.settings.models)
 
     # -- plan --------------------------------------------------------------------------
     def _members(self, ctx: StageContext) -> tuple[list[Member], Path | None]:

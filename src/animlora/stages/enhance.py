@@ -116,6 +116,14 @@ class EnhanceStage(Stage):
         return digest(self.version, backend, model, cpu, e.max_scale, e.min_ssim, e.scale,
                       settings_fingerprint(settings.dataset), settings.dataset.use_deoccluded)
 
+    def fell_back(self, ctx: StageContext) -> str | None:
+        from animlora.backends.registry import ran_instead
+        from animlora.records import enhance as records
+
+        wanted = chosen_backend(ctx.settings)
+        return ran_instead(self.name, "enhance", wanted, records.backends_used(ctx.catalog),
+                           [ctx.settings.enhance.sr_model] if wanted == "spandrel" else [], ctx.settings.models)
+
     def check_inputs(self, job: StageJob) -> None:
         if job.standalone and (job.input_path is None or not job.input_path.is_dir()):
             raise BadInputError(job.input_path or Path("?"), "expected a folder of images")
