@@ -123,6 +123,7 @@ def test_outputs_a_fallback_made_are_made_again_once_the_backend_asked_for_can_r
     from animlora.catalog import Catalog
     from animlora.records import caption, deocclude, enhance, inpaint
     from animlora.stages import get_stage
+    from animlora.stages.fallback import fallback_lines
 
     weights = tmp_path / "weights.bin"
     weights.write_bytes(b"stand-in: only looked for, never loaded")
@@ -150,9 +151,19 @@ def test_outputs_a_fallback_made_are_made_again_once_the_backend_asked_for_can_r
             return stage.fell_back(SimpleNamespace(catalog=cat, settings=settings(
                 f"models.store={store}", "models.offline=true", *asked, *sets)))
 
+        def ending(*sets: str) -> list[str]:
+            return [line for line in fallback_lines(cat, settings(f"models.store={store}", "models.offline=true",
+                                                                   *asked, *sets)) if line.startswith(stage_name)]
+
         record(fallback)
         assert why() is None  # the weights still missing: what the fallback made stands
+        # the run's ending says so, and what to pull
+        assert ending() == [f"{stage_name}: made with '{fallback}', not '{wanted}' as asked: its weights are not here "
+                            f"(`animlora models pull {model}`); then `animlora run` makes it again"]
         found = why(f"models.paths.{model}={weights}")
         assert found is not None and f"'{fallback}'" in found and f"'{wanted}' can run now" in found
+        assert ending(f"models.paths.{model}={weights}") == [
+            f"{stage_name}: made with '{fallback}', not '{wanted}' as asked: '{wanted}' can run now, and the next "
+            "`animlora run` makes it again with it"]
         record(wanted)  # the item made again, by what was asked for: nothing left to redo
-        assert why(f"models.paths.{model}={weights}") is None
+        assert why(f"models.paths.{model}={weights}") is None and ending() == []

@@ -12,8 +12,8 @@ module path, so nothing heavy is imported until one is used:
   (tried in order when the stage's settings allow a fallback; the stage reports the switch);
   :func:`fallback_for` its first step. Every stage's ``fallback`` setting has one form:
   ``none`` | ``auto`` (the declared list) | a backend name;
-- :func:`can_run`, :func:`ran_instead` — whether a backend would run here now (packages, local
-  weights), and so whether a stage that ran on a fallback must run again;
+- :func:`can_run` — whether a backend would run here now (packages, local weights): a stage that
+  ran on a fallback runs again once it does (``stages/fallback.py``);
 - :func:`held` — one loaded model per process: a stage keeps its model here rather than on
   itself, so a process-pool worker loads it once for all its items (see
   ``Stage.setup_worker``), and a new key (other backend or settings) replaces it.
@@ -183,18 +183,6 @@ def can_run(family: str, name: str, weights: Iterable[str], models: Any) -> bool
         return all(locate(w, models).path is not None for w in weights)
     except Exception:  # noqa: BLE001 - an unknown name or unreadable setting: not runnable as it is
         return False
-
-
-def ran_instead(stage: str, family: str, wanted: str, used: Iterable[str], weights: Iterable[str],
-                models: Any) -> str | None:
-    """Why a stage whose last run used the backends ``used`` must run again: one of them is a
-    fallback for ``wanted``, which can run now (its weights pulled or its packages installed
-    since). None when nothing fell back or ``wanted`` still cannot run."""
-    instead = sorted(set(used) - {wanted})
-    if not instead or not can_run(family, wanted, weights, models):
-        return None
-    return (f"its last run used '{', '.join(instead)}' because '{wanted}' could not run; "
-            f"'{wanted}' can run now, so {stage} runs again with it")
 
 
 # -- one loaded model per process -----------------------------------------------------------

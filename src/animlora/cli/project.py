@@ -349,22 +349,32 @@ def run(
     workspace = _workspace(project)
     summaries = run_project(workspace, sets, start, stop, force, not as_json, ray_address)
     print_summaries(summaries)
-    datasets = dataset_ending(workspace, summaries)
+    datasets = dataset_ending(workspace, summaries, sets)
     emit({"stages": summaries_json(summaries), **({"datasets": datasets} if datasets else {})}, as_json)
     if any(s.failures for s in summaries):
         raise typer.Exit(1)
 
 
-def dataset_ending(workspace: Any, summaries: list[Any]) -> dict[str, Any] | None:
+def dataset_ending(workspace: Any, summaries: list[Any], sets: list[str] | None = None) -> dict[str, Any] | None:
     """The run's ending table (per character: images, shots, what was left out and why), printed
-    when the dataset stage was part of the run; its JSON for --json."""
+    when the dataset stage was part of the run; its JSON for --json. Its lines name each stage
+    whose output a fallback backend made (``fallbacks``: what to pull or install instead)."""
     if not any(s.stage == "dataset" for s in summaries):
         return None
+    from animlora.config import load_settings
     from animlora.curation.summary import ending, print_ending
     from animlora.stages.dataset import RESULTS_FILE
+    from animlora.stages.fallback import fallback_lines
 
     summary = ending(workspace.stage_path("dataset") / RESULTS_FILE)
     if summary is not None:
+        catalog = workspace.open_catalog(reading=True)
+        try:
+            summary["fallbacks"] = fallback_lines(catalog, load_settings(workspace.root, overrides=overrides_tree(
+                sets, {})).settings)
+        finally:
+            catalog.close()
+        summary["lines"] += summary["fallbacks"]
         print_ending(summary, console_err)
     return summary
 

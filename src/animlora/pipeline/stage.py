@@ -153,8 +153,8 @@ class Stage(ABC):
     def fell_back(self, ctx: StageContext) -> str | None:
         """Why every earlier result is stale although the settings are not: the last run used a
         fallback backend, and the one the settings ask for can run now (its weights were pulled
-        or its packages installed since; :func:`animlora.backends.registry.ran_instead`). The
-        settings hash cannot tell: it holds what was asked for, not what ran. None by default."""
+        or its packages installed since; ``stages/fallback.py``). The settings hash cannot tell:
+        it holds what was asked for, not what ran. None by default."""
         return None
 
     def check_inputs(self, job: StageJob) -> None:  # noqa: B027 - optional hook

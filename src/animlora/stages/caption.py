@@ -39,6 +39,7 @@ from animlora.pipeline.stage import (
     digest,
 )
 from animlora.records import caption as records
+from animlora.stages.fallback import BackendsUsed, FallsBack
 from animlora.text.captions import character_clothed, retrigger
 
 RESULTS_FILE = "caption_results.json"
@@ -163,7 +164,7 @@ def caption_member(member: Member, trigger: str, settings: Any, *, edited_text: 
     }
 
 
-class CaptionStage(Stage):
+class CaptionStage(FallsBack, Stage):
     name = "caption"
     folder = "captions"
     version = "3"  # 2: framing from every frame edge, view from eyes, no outfit on bare figures; 3: a padded
@@ -187,12 +188,9 @@ class CaptionStage(Stage):
             for name in caption_weights(cs):
                 resolve(name, job.settings.models)
 
-    def fell_back(self, ctx: StageContext) -> str | None:
-        from animlora.backends.registry import ran_instead
-
-        cs = ctx.settings.caption
-        return ran_instead(self.name, "captioning", cs.backend, records.backends_used(ctx.catalog),
-                           caption_weights(cs), ctx.settings.models)
+    def backends_used(self, catalog: Any, settings: Any) -> BackendsUsed:
+        cs = settings.caption
+        return BackendsUsed("captioning", cs.backend, records.backends_used(catalog), caption_weights(cs))
 
     # -- plan --------------------------------------------------------------------------
     def _members(self, ctx: StageContext) -> tuple[list[Member], Path | None]:

@@ -53,6 +53,7 @@ from animlora.pipeline.stage import (
     WorkItem,
     digest,
 )
+from animlora.stages.fallback import BackendsUsed, FallsBack
 
 REPORT_FILE = "deocclude_report.json"
 CONTEXT = 16  # px around a box given to the flow (motion at the box's edge needs its surroundings)
@@ -167,7 +168,7 @@ def parts_of_one_character(instances: list[dict[str, Any]], members: dict[str, s
     return pairs
 
 
-class DeoccludeStage(Stage):
+class DeoccludeStage(FallsBack, Stage):
     name = "deocclude"
     folder = "deocclusion"
     # 2: each changed instance records its box in the frame (the dataset pastes it back)
@@ -187,14 +188,12 @@ class DeoccludeStage(Stage):
         return digest(self.version, settings.inpaint.fingerprint(), backend_name(settings), sd,
                       settings.segment.padding, settings.segment.alpha_threshold)
 
-    def fell_back(self, ctx: StageContext) -> str | None:
-        from animlora.backends.registry import ran_instead
+    def backends_used(self, catalog: Any, settings: Any) -> BackendsUsed:
         from animlora.records import deocclude as records
         from animlora.stages.inpaint import inpaint_weights
 
-        wanted = backend_name(ctx.settings)
-        return ran_instead(self.name, "inpainting", wanted, records.backends_used(ctx.catalog),
-                           inpaint_weights(wanted, ctx.settings), ctx.settings.models)
+        wanted = backend_name(settings)
+        return BackendsUsed("inpainting", wanted, records.backends_used(catalog), inpaint_weights(wanted, settings))
 
     def check_inputs(self, job: StageJob) -> None:
         if job.standalone:

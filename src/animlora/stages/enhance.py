@@ -37,6 +37,7 @@ from animlora.pipeline.stage import (
     WorkItem,
     digest,
 )
+from animlora.stages.fallback import BackendsUsed, FallsBack
 
 REPORT_FILE = "enhance_report.json"
 
@@ -100,7 +101,7 @@ def enhance_crop(enhancer: Any, rgb: np.ndarray, alpha: np.ndarray | None, facto
     return out, factor, ssim
 
 
-class EnhanceStage(Stage):
+class EnhanceStage(FallsBack, Stage):
     name = "enhance"
     folder = "enhancement"
     version = "2"  # 2: the alpha of a padded cut-out placed at its padded box, not squeezed into the tight one
@@ -116,13 +117,12 @@ class EnhanceStage(Stage):
         return digest(self.version, backend, model, cpu, e.max_scale, e.min_ssim, e.scale,
                       settings_fingerprint(settings.dataset), settings.dataset.use_deoccluded)
 
-    def fell_back(self, ctx: StageContext) -> str | None:
-        from animlora.backends.registry import ran_instead
+    def backends_used(self, catalog: Any, settings: Any) -> BackendsUsed:
         from animlora.records import enhance as records
 
-        wanted = chosen_backend(ctx.settings)
-        return ran_instead(self.name, "enhance", wanted, records.backends_used(ctx.catalog),
-                           [ctx.settings.enhance.sr_model] if wanted == "spandrel" else [], ctx.settings.models)
+        wanted = chosen_backend(settings)
+        return BackendsUsed("enhance", wanted, records.backends_used(catalog),
+                            [settings.enhance.sr_model] if wanted == "spandrel" else [])
 
     def check_inputs(self, job: StageJob) -> None:
         if job.standalone and (job.input_path is None or not job.input_path.is_dir()):

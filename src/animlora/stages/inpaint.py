@@ -46,6 +46,7 @@ from animlora.pipeline.stage import (
     digest,
 )
 from animlora.records import inpaint as records
+from animlora.stages.fallback import BackendsUsed, FallsBack
 
 REPORT_FILE = "inpaint_report.json"
 PSNR_CAP = 100.0
@@ -126,7 +127,7 @@ def open_flow_estimator(settings: Any) -> tuple[Any, str | None]:
     return held("optical_flow", ("flow", s.flow, s.raft_weights, s.device, s.fallback), lambda: open_flow(settings))
 
 
-class InpaintStage(Stage):
+class InpaintStage(FallsBack, Stage):
     name = "inpaint"
     folder = "inpainting"
     upstream = ("segment",)
@@ -136,13 +137,11 @@ class InpaintStage(Stage):
         self._note: str | None = None
         self._temporal: list[dict[str, Any]] | None = None
 
-    def fell_back(self, ctx: StageContext) -> str | None:
-        from animlora.backends.registry import ran_instead
+    def backends_used(self, catalog: Any, settings: Any) -> BackendsUsed:
         from animlora.records import inpaint as records
 
-        s = ctx.settings.inpaint
-        return ran_instead(self.name, "inpainting", s.backend, records.backends_used(ctx.catalog),
-                           inpaint_weights(s.backend, ctx.settings), ctx.settings.models)
+        wanted = settings.inpaint.backend
+        return BackendsUsed("inpainting", wanted, records.backends_used(catalog), inpaint_weights(wanted, settings))
 
     def check_inputs(self, job: StageJob) -> None:
         if job.standalone:

@@ -43,6 +43,7 @@ from animlora.pipeline.stage import (
     digest,
 )
 from animlora.records import segment as records
+from animlora.stages.fallback import BackendsUsed, FallsBack
 
 RESULTS_FILE = "segmentation_results.json"
 # decoded frames of one shot kept in memory while it is segmented (past this, read on access):
@@ -155,19 +156,16 @@ class _Ahead:
         self._thread.join()
 
 
-class SegmentStage(Stage):
+class SegmentStage(FallsBack, Stage):
     name = "segment"
     folder = "segmentation"
     version = "2"  # 2: the shot pass (props cut off, parts merged), crispness 0..1, measures JSON
     upstream = ("extract",)
 
     # -- inputs -------------------------------------------------------------------------
-    def fell_back(self, ctx: StageContext) -> str | None:
-        from animlora.backends.registry import ran_instead
-
-        s = ctx.settings.segment
-        return ran_instead(self.name, "segmentation", s.backend, records.backends_used(ctx.catalog),
-                           backend_weights(s), ctx.settings.models)
+    def backends_used(self, catalog: Any, settings: Any) -> BackendsUsed:
+        s = settings.segment
+        return BackendsUsed("segmentation", s.backend, records.backends_used(catalog), backend_weights(s))
 
     def check_inputs(self, job: StageJob) -> None:
         if job.standalone:
