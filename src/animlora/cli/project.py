@@ -364,19 +364,25 @@ def dataset_ending(workspace: Any, summaries: list[Any], sets: list[str] | None 
     from animlora.config import load_settings
     from animlora.curation.summary import ending, print_ending
     from animlora.stages.dataset import RESULTS_FILE
-    from animlora.stages.fallback import fallback_lines
 
     summary = ending(workspace.stage_path("dataset") / RESULTS_FILE)
     if summary is not None:
-        catalog = workspace.open_catalog(reading=True)
-        try:
-            summary["fallbacks"] = fallback_lines(catalog, load_settings(workspace.root, overrides=overrides_tree(
-                sets, {})).settings)
-        finally:
-            catalog.close()
+        summary["fallbacks"] = fallbacks(workspace, load_settings(workspace.root, overrides=overrides_tree(
+            sets, {})).settings)
         summary["lines"] += summary["fallbacks"]
         print_ending(summary, console_err)
     return summary
+
+
+def fallbacks(workspace: Any, settings: Any) -> list[str]:
+    """One line per stage whose recorded output a fallback backend made (``stages/fallback.py``)."""
+    from animlora.stages.fallback import fallback_lines
+
+    catalog = workspace.open_catalog(reading=True)
+    try:
+        return fallback_lines(catalog, settings)
+    finally:
+        catalog.close()
 
 
 def status_rows(workspace: Any) -> list[dict[str, Any]]:
@@ -416,12 +422,14 @@ def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
 
     workspace = _workspace(project)
     rows = status_rows(workspace)
-    listed = load_settings(workspace.root).settings.project.videos
+    settings = load_settings(workspace.root).settings
+    listed = settings.project.videos
     missing = [entry for entry in listed if not listed_video(workspace.root, entry).is_file()]
     used, free = _disk_use(workspace.root)
+    fell_back = fallbacks(workspace, settings)
     if as_json:
         emit({"project": str(workspace.root), "stages": rows, "videos": list(listed), "videos_missing": missing,
-              "project_bytes": used, "disk_free_bytes": free}, True)
+              "fallbacks": fell_back, "project_bytes": used, "disk_free_bytes": free}, True)
         return
     table = Table(title=f"animlora project {workspace.root}")
     for column in ("stage", "status", "done/total", "failed", "settings", "time"):
@@ -436,6 +444,8 @@ def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     for row in rows:
         for err in row["errors"]:
             console.print(f"[red]✗[/] {row['stage']} {err['item']}: {err['error']}", highlight=False, soft_wrap=True)
+    for line in fell_back:
+        console.print(f"[yellow]![/] {line}", highlight=False, soft_wrap=True)
     if listed:
         console.print(f"videos: {len(listed)} listed" + (f", {len(missing)} not found (what was made from them is "
                                                           "kept):" if missing else ""), highlight=False)

@@ -13,6 +13,7 @@ the embedder it opens, so a model that can run now re-embeds by itself.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +67,10 @@ def fallback_lines(catalog: Catalog, settings: Any) -> list[str]:
         stage = get_stage(name)
         if not isinstance(stage, FallsBack):
             continue
-        b = stage.backends_used(catalog, settings)
+        try:
+            b = stage.backends_used(catalog, settings)
+        except sqlite3.OperationalError:  # a read-only catalog of an earlier release, without the stage's table
+            continue
         if not b.instead:
             continue
         made = f"{name}: made with '{', '.join(b.instead)}', not '{b.wanted}' as asked"
