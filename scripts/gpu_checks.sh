@@ -8,6 +8,14 @@ export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 LOG=${OUT:-.}/gpu_checks.log
 export PYTHONPATH=$PWD/src
+# Packages the device image lacks (bitsandbytes, diffusers, spandrel, pydantic, ...): `bash
+# scripts/gpu_wheels.sh` here first puts their wheels in .gpu/ (ignored, ~50 MB; send it along with
+# the device tool's `carry: [".gpu"]`); they are unpacked for this run, ahead of the image's own.
+if ls .gpu/*.whl >/dev/null 2>&1; then
+  SITE=$(mktemp -d)
+  $PY -m pip install -q --no-index --no-deps --target "$SITE" .gpu/*.whl
+  export PYTHONPATH=$SITE:$PWD/src
+fi
 DEADLINE=${DEADLINE:-570}  # seconds for the whole script: a step gets at most what is left
 step() { local limit=$1 left=$((DEADLINE - SECONDS)); shift
   if [ "$left" -lt 30 ]; then echo "=== skipped (out of time): $*" | tee -a "$LOG"; return; fi
