@@ -167,3 +167,19 @@ def test_outputs_a_fallback_made_are_made_again_once_the_backend_asked_for_can_r
             "`animlora run` makes it again with it"]
         record(wanted)  # the item made again, by what was asked for: nothing left to redo
         assert why(f"models.paths.{model}={weights}") is None and ending() == []
+
+
+def test_doctor_names_the_stages_whose_backend_cannot_run_here(tmp_path):
+    from animlora.stages.fallback import cannot_run_lines
+
+    store = tmp_path / "empty_store"
+    store.mkdir()
+    bare = [f"models.store={store}", "models.offline=true"]
+    lines = cannot_run_lines(settings(*bare))
+    assert ("segment: 'isnet' cannot run here: its weights are not here (`animlora models pull isnet`); until then a "
+            "run uses a lighter backend or stops, as the fallback settings say") in lines
+    assert not any(line.startswith("inpaint") for line in lines)  # no plates for a character dataset: it never runs
+    weights = tmp_path / "isnet.onnx"
+    weights.write_bytes(b"stand-in")
+    assert not any(line.startswith("segment") for line in cannot_run_lines(settings(*bare, f"models.paths.isnet={weights}")))
+    assert not any(line.startswith("caption") for line in lines)  # the template captioner needs no weights

@@ -12,8 +12,6 @@ module path, so nothing heavy is imported until one is used:
   (tried in order when the stage's settings allow a fallback; the stage reports the switch);
   :func:`fallback_for` its first step. Every stage's ``fallback`` setting has one form:
   ``none`` | ``auto`` (the declared list) | a backend name;
-- :func:`can_run` — whether a backend would run here now (packages, local weights): a stage that
-  ran on a fallback runs again once it does (``stages/fallback.py``);
 - :func:`held` — one loaded model per process: a stage keeps its model here rather than on
   itself, so a process-pool worker loads it once for all its items (see
   ``Stage.setup_worker``), and a new key (other backend or settings) replaces it.
@@ -22,7 +20,7 @@ module path, so nothing heavy is imported until one is used:
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any, TypeVar
@@ -169,20 +167,6 @@ def fallback_for(family: str, name: str, allowed: bool | str) -> str | None:
     (none | auto | a backend name) says; None: none (the error stands)."""
     chain = fallback_chain(family, name, allowed)
     return chain[1] if len(chain) > 1 else None
-
-
-def can_run(family: str, name: str, weights: Iterable[str], models: Any) -> bool:
-    """Whether backend ``name`` would run here as it is: its packages import and each of its
-    ``weights`` (registry names) is on this machine (``models.paths``, the store, the Hugging
-    Face cache). Nothing is imported, loaded or downloaded."""
-    from animlora.models.resolver import locate
-
-    if not available(family).get(name, False):
-        return False
-    try:
-        return all(locate(w, models).path is not None for w in weights)
-    except Exception:  # noqa: BLE001 - an unknown name or unreadable setting: not runnable as it is
-        return False
 
 
 # -- one loaded model per process -----------------------------------------------------------

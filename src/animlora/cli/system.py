@@ -32,7 +32,8 @@ def register(app: typer.Typer) -> None:
     models_app.command("import")(models_import)
 
 
-def _models_settings(project: Path | None):
+def _settings(project: Path | None):
+    """The project's settings (the one here or named), else the defaults."""
     from animlora.config import load_settings
     from animlora.errors import WorkspaceError
     from animlora.workspace import Workspace
@@ -43,7 +44,11 @@ def _models_settings(project: Path | None):
         if project is not None:
             raise
         root = None
-    return load_settings(root).settings.models
+    return load_settings(root).settings
+
+
+def _models_settings(project: Path | None):
+    return _settings(project).models
 
 
 def _folder_size(path: Path) -> int:
@@ -189,7 +194,10 @@ def doctor(
         ffmpeg = {lib: ".".join(map(str, v)) for lib, v in av.library_versions.items()}
     except ImportError:
         ffmpeg = {}
-    settings = _models_settings(project)
+    from animlora.stages.fallback import cannot_run_lines
+
+    full = _settings(project)
+    settings = full.models
     disk_root = Path.cwd()
     usage = shutil.disk_usage(disk_root)
     report = {
@@ -200,6 +208,8 @@ def doctor(
         "gpu": _gpu(),
         "disk": {"path": str(disk_root), "free_gb": round(usage.free / 2**30, 1)},
         "models": model_rows(settings),
+        # the stages whose backend, as the settings ask for it, cannot run here
+        "cannot_run": cannot_run_lines(full),
     }
     if ray_address:
         report["ray"] = _ray_nodes(ray_address, project)
@@ -228,6 +238,8 @@ def doctor(
     console.print(f"models present: {', '.join(present) or 'none'}")
     if missing:
         console.print(f"models missing: {', '.join(missing)} (`animlora models pull NAME`)")
+    for line in report["cannot_run"]:
+        console.print(f"[yellow]![/] {escape(line)}", highlight=False, soft_wrap=True)
     if ray_address:
         cluster = report["ray"]
         if cluster.get("error"):

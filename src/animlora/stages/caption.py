@@ -39,7 +39,7 @@ from animlora.pipeline.stage import (
     digest,
 )
 from animlora.records import caption as records
-from animlora.stages.fallback import BackendsUsed, FallsBack
+from animlora.stages.fallback import Asked, FallsBack
 from animlora.text.captions import character_clothed, retrigger
 
 RESULTS_FILE = "caption_results.json"
@@ -188,9 +188,11 @@ class CaptionStage(FallsBack, Stage):
             for name in caption_weights(cs):
                 resolve(name, job.settings.models)
 
-    def backends_used(self, catalog: Any, settings: Any) -> BackendsUsed:
-        cs = settings.caption
-        return BackendsUsed("captioning", cs.backend, records.backends_used(catalog), caption_weights(cs))
+    def asked(self, settings: Any) -> Asked:
+        return Asked("captioning", settings.caption.backend, caption_weights(settings.caption))
+
+    def recorded(self, catalog: Any) -> list[str]:
+        return records.backends_used(catalog)
 
     # -- plan --------------------------------------------------------------------------
     def _members(self, ctx: StageContext) -> tuple[list[Member], Path | None]:

@@ -53,7 +53,7 @@ from animlora.pipeline.stage import (
     WorkItem,
     digest,
 )
-from animlora.stages.fallback import BackendsUsed, FallsBack
+from animlora.stages.fallback import Asked, FallsBack
 
 REPORT_FILE = "deocclude_report.json"
 CONTEXT = 16  # px around a box given to the flow (motion at the box's edge needs its surroundings)
@@ -188,12 +188,15 @@ class DeoccludeStage(FallsBack, Stage):
         return digest(self.version, settings.inpaint.fingerprint(), backend_name(settings), sd,
                       settings.segment.padding, settings.segment.alpha_threshold)
 
-    def backends_used(self, catalog: Any, settings: Any) -> BackendsUsed:
-        from animlora.records import deocclude as records
+    def asked(self, settings: Any) -> Asked:
         from animlora.stages.inpaint import inpaint_weights
 
-        wanted = backend_name(settings)
-        return BackendsUsed("inpainting", wanted, records.backends_used(catalog), inpaint_weights(wanted, settings))
+        return Asked("inpainting", backend_name(settings), inpaint_weights(backend_name(settings), settings))
+
+    def recorded(self, catalog: Any) -> list[str]:
+        from animlora.records import deocclude as records
+
+        return records.backends_used(catalog)
 
     def check_inputs(self, job: StageJob) -> None:
         if job.standalone:

@@ -37,7 +37,7 @@ from animlora.pipeline.stage import (
     WorkItem,
     digest,
 )
-from animlora.stages.fallback import BackendsUsed, FallsBack
+from animlora.stages.fallback import Asked, FallsBack
 
 REPORT_FILE = "enhance_report.json"
 
@@ -117,12 +117,14 @@ class EnhanceStage(FallsBack, Stage):
         return digest(self.version, backend, model, cpu, e.max_scale, e.min_ssim, e.scale,
                       settings_fingerprint(settings.dataset), settings.dataset.use_deoccluded)
 
-    def backends_used(self, catalog: Any, settings: Any) -> BackendsUsed:
+    def asked(self, settings: Any) -> Asked:
+        wanted = chosen_backend(settings)
+        return Asked("enhance", wanted, [settings.enhance.sr_model] if wanted == "spandrel" else [])
+
+    def recorded(self, catalog: Any) -> list[str]:
         from animlora.records import enhance as records
 
-        wanted = chosen_backend(settings)
-        return BackendsUsed("enhance", wanted, records.backends_used(catalog),
-                            [settings.enhance.sr_model] if wanted == "spandrel" else [])
+        return records.backends_used(catalog)
 
     def check_inputs(self, job: StageJob) -> None:
         if job.standalone and (job.input_path is None or not job.input_path.is_dir()):

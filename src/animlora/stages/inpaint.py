@@ -46,7 +46,7 @@ from animlora.pipeline.stage import (
     digest,
 )
 from animlora.records import inpaint as records
-from animlora.stages.fallback import BackendsUsed, FallsBack
+from animlora.stages.fallback import Asked, FallsBack
 
 REPORT_FILE = "inpaint_report.json"
 PSNR_CAP = 100.0
@@ -137,11 +137,17 @@ class InpaintStage(FallsBack, Stage):
         self._note: str | None = None
         self._temporal: list[dict[str, Any]] | None = None
 
-    def backends_used(self, catalog: Any, settings: Any) -> BackendsUsed:
+    def asked(self, settings: Any) -> Asked:
+        return Asked("inpainting", settings.inpaint.backend, inpaint_weights(settings.inpaint.backend, settings))
+
+    def runs(self, settings: Any) -> bool:
+        """Whether a project run makes plates: only when a dataset reads them (``inpaint.plates``)."""
+        return settings.inpaint.plates != "auto" or settings.dataset.kind != "character"
+
+    def recorded(self, catalog: Any) -> list[str]:
         from animlora.records import inpaint as records
 
-        wanted = settings.inpaint.backend
-        return BackendsUsed("inpainting", wanted, records.backends_used(catalog), inpaint_weights(wanted, settings))
+        return records.backends_used(catalog)
 
     def check_inputs(self, job: StageJob) -> None:
         if job.standalone:
@@ -152,7 +158,7 @@ class InpaintStage(FallsBack, Stage):
     def plan(self, ctx: StageContext) -> list[WorkItem]:
         shots: dict[str, list[dict[str, Any]]] = {}
         self.plan_note = None
-        if not ctx.job.standalone and ctx.settings.inpaint.plates == "auto" and ctx.settings.dataset.kind == "character":
+        if not ctx.job.standalone and not self.runs(ctx.settings):
             # nothing downstream reads plates for a character dataset (deocclude fills its own
             # boxes; the shot light reads segment's backgrounds): on the whole film they cost
             # as much CPU as every stage after them together

@@ -43,7 +43,7 @@ from animlora.pipeline.stage import (
     digest,
 )
 from animlora.records import segment as records
-from animlora.stages.fallback import BackendsUsed, FallsBack
+from animlora.stages.fallback import Asked, FallsBack
 
 RESULTS_FILE = "segmentation_results.json"
 # decoded frames of one shot kept in memory while it is segmented (past this, read on access):
@@ -163,9 +163,12 @@ class SegmentStage(FallsBack, Stage):
     upstream = ("extract",)
 
     # -- inputs -------------------------------------------------------------------------
-    def backends_used(self, catalog: Any, settings: Any) -> BackendsUsed:
+    def asked(self, settings: Any) -> Asked:
         s = settings.segment
-        return BackendsUsed("segmentation", s.backend, records.backends_used(catalog), backend_weights(s))
+        return Asked("segmentation", s.backend, backend_weights(s))
+
+    def recorded(self, catalog: Any) -> list[str]:
+        return records.backends_used(catalog)
 
     def check_inputs(self, job: StageJob) -> None:
         if job.standalone:
