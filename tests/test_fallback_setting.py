@@ -103,7 +103,7 @@ def test_a_stage_that_fell_back_runs_again_once_its_own_backend_can(tmp_path):
 
 # (stage, the backend asked for, its weights' registry name, the fallback, the settings that ask for it)
 FELL_BACK = [
-    ("inpaint", "lama", "big-lama", "opencv", ()),
+    ("inpaint", "lama", "big-lama", "opencv", ("inpaint.plates=always",)),
     ("deocclude", "lama", "big-lama", "opencv", ()),
     ("enhance", "spandrel", "realesrgan-x4plus", "opencv", ("enhance.backend=spandrel",)),
     ("caption", "blip", "blip-large", "template", ("caption.backend=blip", "caption.fallback=auto")),
@@ -183,3 +183,20 @@ def test_doctor_names_the_stages_whose_backend_cannot_run_here(tmp_path):
     weights.write_bytes(b"stand-in")
     assert not any(line.startswith("segment") for line in cannot_run_lines(settings(*bare, f"models.paths.isnet={weights}")))
     assert not any(line.startswith("caption") for line in lines)  # the template captioner needs no weights
+
+
+def test_a_stage_turned_off_asks_for_no_backend(tmp_path):
+    # enhance.backend none is no backend of the registry: nothing to run again, nothing missing
+    from types import SimpleNamespace
+
+    from animlora.catalog import Catalog
+    from animlora.records import enhance
+    from animlora.stages import get_stage
+    from animlora.stages.fallback import cannot_run_lines, fallback_lines
+
+    off = settings("enhance.backend=none")
+    assert not any(line.startswith("enhance") for line in cannot_run_lines(off))
+    with Catalog(tmp_path / "catalog.sqlite") as cat:
+        enhance.replace(cat, enhance.Enhanced("f1_i0", "a.png", (0, 0, 4, 4), (8, 8), 2.0, "opencv", 0.9, "accepted"))
+        assert get_stage("enhance").fell_back(SimpleNamespace(catalog=cat, settings=off)) is None
+        assert not any(line.startswith("enhance") for line in fallback_lines(cat, off))

@@ -121,6 +121,9 @@ class EnhanceStage(FallsBack, Stage):
         wanted = chosen_backend(settings)
         return Asked("enhance", wanted, [settings.enhance.sr_model] if wanted == "spandrel" else [])
 
+    def runs(self, settings: Any) -> bool:
+        return settings.enhance.backend != "none"
+
     def recorded(self, catalog: Any) -> list[str]:
         from animlora.records import enhance as records
 

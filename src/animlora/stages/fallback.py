@@ -48,8 +48,12 @@ class FallsBack:
         return True
 
     def instead(self, catalog: Catalog, settings: Any) -> list[str]:
-        """The backends other than the one asked for that made recorded outputs."""
-        return sorted(set(self.recorded(catalog)) - {self.asked(settings).backend})
+        """The backends other than the one asked for that made recorded outputs (none when the
+        stage is off, or asks for no backend of the registry: enhance's ``none``)."""
+        asked = self.asked(settings)
+        if not self.runs(settings) or not is_backend(asked):
+            return []
+        return sorted(set(self.recorded(catalog)) - {asked.backend})
 
     def fell_back(self, ctx: StageContext) -> str | None:
         instead = self.instead(ctx.catalog, ctx.settings)
@@ -58,6 +62,12 @@ class FallsBack:
             return None
         return (f"its last run used '{', '.join(instead)}' because '{asked.backend}' could not run; "
                 f"'{asked.backend}' can run now, so {self.name} runs again with it")
+
+
+def is_backend(asked: Asked) -> bool:
+    from animlora.backends.registry import BACKENDS
+
+    return asked.backend in BACKENDS.get(asked.family, {})
 
 
 def missing(asked: Asked, models: Any) -> str:
@@ -110,7 +120,7 @@ def cannot_run_lines(settings: Any) -> list[str]:
     lines = []
     for stage in filter(lambda s: s.runs(settings), _falls_back()):
         asked = stage.asked(settings)
-        why = missing(asked, settings.models)
+        why = missing(asked, settings.models) if is_backend(asked) else ""
         if why:
             lines.append(f"{stage.name}: '{asked.backend}' cannot run here: {why}; until then a run uses a lighter "
                          "backend or stops, as the fallback settings say")
