@@ -336,6 +336,11 @@ def test_the_run_ends_with_a_table_per_character(built):
     console = Console(record=True, width=160)
     print_ending(summary, console)
     assert "Same character?" not in console.export_text()
+    # a line is printed as written: rich took "[models]" in a pip line for markup and dropped it
+    summary["lines"] = ["deocclude: its packages are missing (pip install 'animlora[models]')"]
+    console = Console(record=True, width=160)
+    print_ending(summary, console)
+    assert "pip install 'animlora[models]'" in console.export_text()
 
 
 def test_the_ending_says_when_no_usable_dataset_came_out(tmp_path):

@@ -415,6 +415,7 @@ def status_rows(workspace: Any) -> list[dict[str, Any]]:
 
 def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
     """Per stage: items done/total, failures, settings hash, time, errors."""
+    from rich.markup import escape
     from rich.table import Table
 
     from animlora.config import load_settings
@@ -445,7 +446,7 @@ def status(project: ProjectOpt = None, as_json: JsonOpt = False) -> None:
         for err in row["errors"]:
             console.print(f"[red]✗[/] {row['stage']} {err['item']}: {err['error']}", highlight=False, soft_wrap=True)
     for line in fell_back:
-        console.print(f"[yellow]![/] {line}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]![/] {escape(line)}", highlight=False, soft_wrap=True)  # "animlora[models]"
     if listed:
         console.print(f"videos: {len(listed)} listed" + (f", {len(missing)} not found (what was made from them is "
                                                           "kept):" if missing else ""), highlight=False)

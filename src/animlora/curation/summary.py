@@ -112,6 +112,7 @@ def counts_text(counts: dict[str, int]) -> str:
 
 def print_ending(summary: dict[str, Any], console: Any) -> None:
     """The ending as a rich table plus its verdict lines."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="datasets")
@@ -136,6 +137,6 @@ def print_ending(summary: dict[str, Any], console: Any) -> None:
                       "character?' above the overview offers the folder pairs most alike, a click to merge)",
                       highlight=False)
     for line in summary["lines"]:
-        console.print(f"[yellow]![/] {line}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]![/] {escape(line)}", highlight=False, soft_wrap=True)  # "animlora[models]"
     if summary.get("report"):
         console.print(f"every left-out instance with its reason: {summary['report']}", highlight=False)
