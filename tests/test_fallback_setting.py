@@ -158,12 +158,14 @@ def test_outputs_a_fallback_made_are_made_again_once_the_backend_asked_for_can_r
         record(fallback)
         assert why() is None  # the weights still missing: what the fallback made stands
         # the run's ending says so, and what to pull
-        assert ending() == [f"{stage_name}: made with '{fallback}', not '{wanted}' as asked: its weights are not here "
-                            f"(`animlora models pull {model}`); then `animlora run` makes it again"]
+        setting = f"{'inpaint' if stage_name == 'deocclude' else stage_name}.backend"  # deocclude inherits it
+        assert ending() == [f"{stage_name}: made with '{fallback}', not '{wanted}' as {setting} asks: its weights are "
+                            f"not here (`animlora models pull {model}`); then `animlora run` makes it again (or set "
+                            f"{setting}: {fallback} to stay with it)"]
         found = why(f"models.paths.{model}={weights}")
         assert found is not None and f"'{fallback}'" in found and f"'{wanted}' can run now" in found
         assert ending(f"models.paths.{model}={weights}") == [
-            f"{stage_name}: made with '{fallback}', not '{wanted}' as asked: '{wanted}' can run now, and the next "
+            f"{stage_name}: made with '{fallback}', not '{wanted}' as {setting} asks: '{wanted}' can run now, and the next "
             "`animlora run` makes it again with it"]
         record(wanted)  # the item made again, by what was asked for: nothing left to redo
         assert why(f"models.paths.{model}={weights}") is None and ending() == []

@@ -189,7 +189,7 @@ class CaptionStage(FallsBack, Stage):
                 resolve(name, job.settings.models)
 
     def asked(self, settings: Any) -> Asked:
-        return Asked("captioning", settings.caption.backend, caption_weights(settings.caption))
+        return Asked("captioning", settings.caption.backend, caption_weights(settings.caption), "caption.backend")
 
     def recorded(self, catalog: Any) -> list[str]:
         return records.backends_used(catalog)

@@ -191,7 +191,8 @@ class DeoccludeStage(FallsBack, Stage):
     def asked(self, settings: Any) -> Asked:
         from animlora.stages.inpaint import inpaint_weights
 
-        return Asked("inpainting", backend_name(settings), inpaint_weights(backend_name(settings), settings))
+        setting = "inpaint.backend" if settings.deocclude.backend == "inherit" else "deocclude.backend"
+        return Asked("inpainting", backend_name(settings), inpaint_weights(backend_name(settings), settings), setting)
 
     def recorded(self, catalog: Any) -> list[str]:
         from animlora.records import deocclude as records

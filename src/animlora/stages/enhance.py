@@ -119,7 +119,7 @@ class EnhanceStage(FallsBack, Stage):
 
     def asked(self, settings: Any) -> Asked:
         wanted = chosen_backend(settings)
-        return Asked("enhance", wanted, [settings.enhance.sr_model] if wanted == "spandrel" else [])
+        return Asked("enhance", wanted, [settings.enhance.sr_model] if wanted == "spandrel" else [], "enhance.backend")
 
     def runs(self, settings: Any) -> bool:
         return settings.enhance.backend != "none"

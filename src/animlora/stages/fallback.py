@@ -29,6 +29,7 @@ class Asked(NamedTuple):
     family: str  # its family (backends/registry.py)
     backend: str
     weights: list[str]  # registry names of the weights it loads
+    setting: str  # the setting that names it, e.g. ``segment.backend``
 
 
 class FallsBack:
@@ -108,9 +109,10 @@ def fallback_lines(catalog: Catalog, settings: Any) -> list[str]:
         if not instead:
             continue
         asked = stage.asked(settings)
-        made = f"{stage.name}: made with '{', '.join(instead)}', not '{asked.backend}' as asked"
+        made = f"{stage.name}: made with '{', '.join(instead)}', not '{asked.backend}' as {asked.setting} asks"
         why = missing(asked, settings.models)
-        lines.append(f"{made}: {why}; then `animlora run` makes it again" if why else
+        lines.append(f"{made}: {why}; then `animlora run` makes it again (or set {asked.setting}: {instead[0]} "
+                     "to stay with it)" if why else
                      f"{made}: '{asked.backend}' can run now, and the next `animlora run` makes it again with it")
     return lines
 

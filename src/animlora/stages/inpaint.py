@@ -138,7 +138,8 @@ class InpaintStage(FallsBack, Stage):
         self._temporal: list[dict[str, Any]] | None = None
 
     def asked(self, settings: Any) -> Asked:
-        return Asked("inpainting", settings.inpaint.backend, inpaint_weights(settings.inpaint.backend, settings))
+        return Asked("inpainting", settings.inpaint.backend, inpaint_weights(settings.inpaint.backend, settings),
+                     "inpaint.backend")
 
     def runs(self, settings: Any) -> bool:
         """Whether a project run makes plates: only when a dataset reads them (``inpaint.plates``)."""
