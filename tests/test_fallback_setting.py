@@ -148,7 +148,7 @@ def test_outputs_a_fallback_made_are_made_again_once_the_backend_asked_for_can_r
                                             fields={}, auto_text=None, confidence=None, note=None)
 
         def why(*sets: str) -> str | None:
-            return stage.fell_back(SimpleNamespace(catalog=cat, settings=settings(
+            return stage.fell_back(SimpleNamespace(catalog=cat, job=SimpleNamespace(standalone=False), settings=settings(
                 f"models.store={store}", "models.offline=true", *asked, *sets)))
 
         def ending(*sets: str) -> list[str]:
@@ -164,6 +164,11 @@ def test_outputs_a_fallback_made_are_made_again_once_the_backend_asked_for_can_r
                             f"{setting}: {fallback} to stay with it)"]
         found = why(f"models.paths.{model}={weights}")
         assert found is not None and f"'{fallback}'" in found and f"'{wanted}' can run now" in found
+        if stage_name == "inpaint":  # a character dataset's project run makes no plates; `inpaint-background` does
+            plain = settings(f"models.store={store}", "models.offline=true", f"models.paths.{model}={weights}")
+            for standalone, redo in ((False, False), (True, True)):
+                ctx = SimpleNamespace(catalog=cat, job=SimpleNamespace(standalone=standalone), settings=plain)
+                assert (stage.fell_back(ctx) is not None) == redo
         assert ending(f"models.paths.{model}={weights}") == [
             f"{stage_name}: made with '{fallback}', not '{wanted}' as {setting} asks: '{wanted}' can run now, and the next "
             "`animlora run` makes it again with it"]
@@ -200,5 +205,5 @@ def test_a_stage_turned_off_asks_for_no_backend(tmp_path):
     assert not any(line.startswith("enhance") for line in cannot_run_lines(off))
     with Catalog(tmp_path / "catalog.sqlite") as cat:
         enhance.replace(cat, enhance.Enhanced("f1_i0", "a.png", (0, 0, 4, 4), (8, 8), 2.0, "opencv", 0.9, "accepted"))
-        assert get_stage("enhance").fell_back(SimpleNamespace(catalog=cat, settings=off)) is None
+        assert get_stage("enhance").fell_back(SimpleNamespace(catalog=cat, job=SimpleNamespace(standalone=False), settings=off)) is None
         assert not any(line.startswith("enhance") for line in fallback_lines(cat, off))

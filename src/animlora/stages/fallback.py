@@ -45,18 +45,21 @@ class FallsBack:
         raise NotImplementedError
 
     def runs(self, settings: Any) -> bool:
-        """Whether a project run with these settings has the stage do anything."""
+        """Whether a project run with these settings has the stage do anything (a standalone
+        command always runs it)."""
         return True
 
     def instead(self, catalog: Catalog, settings: Any) -> list[str]:
         """The backends other than the one asked for that made recorded outputs (none when the
-        stage is off, or asks for no backend of the registry: enhance's ``none``)."""
+        stage asks for no backend of the registry: enhance's ``none``)."""
         asked = self.asked(settings)
-        if not self.runs(settings) or not is_backend(asked):
+        if not is_backend(asked):
             return []
         return sorted(set(self.recorded(catalog)) - {asked.backend})
 
     def fell_back(self, ctx: StageContext) -> str | None:
+        if not ctx.job.standalone and not self.runs(ctx.settings):
+            return None
         instead = self.instead(ctx.catalog, ctx.settings)
         asked = self.asked(ctx.settings)
         if not instead or missing(asked, ctx.settings.models):
@@ -101,7 +104,7 @@ def fallback_lines(catalog: Catalog, settings: Any) -> list[str]:
     """One line per stage whose recorded output a fallback made: what ran instead, what is
     missing for the backend asked for, or that the next run redoes it."""
     lines = []
-    for stage in _falls_back():
+    for stage in filter(lambda s: s.runs(settings), _falls_back()):
         try:
             instead = stage.instead(catalog, settings)
         except sqlite3.OperationalError:  # a read-only catalog of an earlier release, without the stage's table
