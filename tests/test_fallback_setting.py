@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 import pytest
 
@@ -99,6 +100,16 @@ def test_a_stage_that_fell_back_runs_again_once_its_own_backend_can(tmp_path):
     assert list(report["backends_used"]) == ["isnet"] and report["fallback"] == []
     stage, _ = run("--set", weights)
     assert stage["up_to_date"]  # ran with what was asked for: up to date from then on
+    # the same weights copied elsewhere (a moved store) redo nothing; another checkpoint does
+    (tmp_path / "moved").mkdir()
+    shutil.copy(tmp_path / "isnet.onnx", tmp_path / "moved" / "isnet.onnx")
+    stage, _ = run("--set", f"models.paths.isnet={tmp_path / 'moved' / 'isnet.onnx'}")
+    assert stage["up_to_date"]
+    other = f"models.paths.isnet={tiny_isnet(tmp_path / 'other.onnx', size=32)}"
+    stage, report = run("--set", other)
+    assert not stage["up_to_date"] and stage["items_done"] == 1 and list(report["backends_used"]) == ["isnet"]
+    stage, _ = run("--set", other)
+    assert stage["up_to_date"]
 
 
 # (stage, the backend asked for, its weights' registry name, the fallback, the settings that ask for it)
@@ -148,7 +159,7 @@ def test_outputs_a_fallback_made_are_made_again_once_the_backend_asked_for_can_r
                                             fields={}, auto_text=None, confidence=None, note=None)
 
         def why(*sets: str) -> str | None:
-            return stage.fell_back(SimpleNamespace(catalog=cat, job=SimpleNamespace(standalone=False), settings=settings(
+            return stage.outdated(SimpleNamespace(catalog=cat, job=SimpleNamespace(standalone=False), settings=settings(
                 f"models.store={store}", "models.offline=true", *asked, *sets)))
 
         def ending(*sets: str) -> list[str]:
@@ -168,7 +179,7 @@ def test_outputs_a_fallback_made_are_made_again_once_the_backend_asked_for_can_r
             plain = settings(f"models.store={store}", "models.offline=true", f"models.paths.{model}={weights}")
             for standalone, redo in ((False, False), (True, True)):
                 ctx = SimpleNamespace(catalog=cat, job=SimpleNamespace(standalone=standalone), settings=plain)
-                assert (stage.fell_back(ctx) is not None) == redo
+                assert (stage.outdated(ctx) is not None) == redo
         assert ending(f"models.paths.{model}={weights}") == [
             f"{stage_name}: made with '{fallback}', not '{wanted}' as {setting} asks: '{wanted}' can run now, and the next "
             "`animlora run` makes it again with it"]
@@ -205,5 +216,6 @@ def test_a_stage_turned_off_asks_for_no_backend(tmp_path):
     assert not any(line.startswith("enhance") for line in cannot_run_lines(off))
     with Catalog(tmp_path / "catalog.sqlite") as cat:
         enhance.replace(cat, enhance.Enhanced("f1_i0", "a.png", (0, 0, 4, 4), (8, 8), 2.0, "opencv", 0.9, "accepted"))
-        assert get_stage("enhance").fell_back(SimpleNamespace(catalog=cat, job=SimpleNamespace(standalone=False), settings=off)) is None
+        ctx = SimpleNamespace(catalog=cat, job=SimpleNamespace(standalone=False), settings=off)
+        assert get_stage("enhance").outdated(ctx) is None
         assert not any(line.startswith("enhance") for line in fallback_lines(cat, off))

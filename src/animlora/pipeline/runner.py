@@ -213,7 +213,7 @@ class Runner:
         known = {row["item_key"]: row for row in catalog.rows("SELECT * FROM stage_items WHERE stage = ?", (stage.name,))}
         stale_all = self.force or previous is None or previous["stage_key"] != stage_key
         if not stale_all:
-            why = stage.fell_back(ctx)
+            why = stage.outdated(ctx)
             if why:
                 log.warning("%s: %s", stage.name, why)
                 stale_all = True
@@ -288,6 +288,7 @@ class Runner:
             stage.name, len(items), done, skipped, all_failures, time.monotonic() - started, note=stage.plan_note
         )
         report = stage.finish(ctx, summary)
+        stage.ran(ctx)
         with catalog.transaction():
             catalog.execute(
                 "UPDATE stage_runs SET status = 'done', finished_at = ?, items_done = ?, items_failed = ?, "

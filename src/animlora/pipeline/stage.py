@@ -150,12 +150,15 @@ class Stage(ABC):
         section = getattr(settings, self.name, None)
         return digest(self.version, section.fingerprint() if section is not None else "", settings.project.seed)
 
-    def fell_back(self, ctx: StageContext) -> str | None:
-        """Why every earlier result is stale although the settings are not: the last run used a
-        fallback backend, and the one the settings ask for can run now (its weights were pulled
-        or its packages installed since; ``stages/fallback.py``). The settings hash cannot tell:
-        it holds what was asked for, not what ran. None by default."""
+    def outdated(self, ctx: StageContext) -> str | None:
+        """Why every earlier result is stale although the settings are not, or None (the
+        default). The settings hash holds what was asked for, not what ran: a model stage's last
+        run may have used a fallback backend that the one asked for can replace now, or other
+        weights under the same name (``stages/fallback.py``)."""
         return None
+
+    def ran(self, ctx: StageContext) -> None:  # noqa: B027 - optional hook
+        """After a run's finish: record what :meth:`outdated` compares with next time."""
 
     def check_inputs(self, job: StageJob) -> None:  # noqa: B027 - optional hook
         """Raise BadInputError for unusable inputs before anything is written.

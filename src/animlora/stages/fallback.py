@@ -1,8 +1,10 @@
 """Model stages that fall back to a lighter backend when theirs cannot run (weights or packages
 missing; each stage's ``fallback`` setting), and what follows from it:
 
-- :meth:`FallsBack.fell_back` — the runner's hook: the stage runs again once the backend the
-  settings ask for can run (the settings hash holds what was asked for, not what ran);
+- :meth:`FallsBack.outdated` — the runner's hook: the stage runs again once the backend the
+  settings ask for can run (:meth:`~FallsBack.fell_back`; the settings hash holds what was asked
+  for, not what ran), or when its weights are other files than its last run used
+  (:meth:`~FallsBack.weights_changed`);
 - :func:`fallback_lines` — the run's ending and ``animlora status`` name each stage whose output a
   fallback made, and what to install or pull for the real thing;
 - :func:`cannot_run_lines` — ``animlora doctor`` names each stage whose backend cannot run here,
@@ -15,7 +17,10 @@ by the embedder it opens, so a model that can run now re-embeds by itself.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
@@ -57,15 +62,82 @@ class FallsBack:
             return []
         return sorted(set(self.recorded(catalog)) - {asked.backend})
 
-    def fell_back(self, ctx: StageContext) -> str | None:
+    def outdated(self, ctx: StageContext) -> str | None:
+        """The runner's hook (:meth:`Stage.outdated`): :meth:`fell_back`, else
+        :meth:`weights_changed`."""
         if not ctx.job.standalone and not self.runs(ctx.settings):
             return None
+        return self.fell_back(ctx) or self.weights_changed(ctx)
+
+    def fell_back(self, ctx: StageContext) -> str | None:
+        """A fallback made the recorded outputs, and the backend asked for can run now."""
         instead = self.instead(ctx.catalog, ctx.settings)
         asked = self.asked(ctx.settings)
         if not instead or missing(asked, ctx.settings.models):
             return None
         return (f"its last run used '{', '.join(instead)}' because '{asked.backend}' could not run; "
                 f"'{asked.backend}' can run now, so {self.name} runs again with it")
+
+    def weights_changed(self, ctx: StageContext) -> str | None:
+        """The weights of the backend asked for are other files than those its last run used
+        (``models.paths`` pointed elsewhere, ``models import`` over the stored copy), as
+        :meth:`ran` recorded them. A project whose last run recorded none redoes nothing."""
+        seen = ctx.catalog.get_meta(WEIGHTS_META + self.name)
+        if not seen:
+            return None
+        before = json.loads(seen)
+        now = weights_fingerprints(self.asked(ctx.settings).weights, ctx.settings.models)
+        changed = sorted(n for n, f in now.items() if n in before and f is not None and before[n] != f)
+        if not changed:
+            return None
+        return f"the weights of {', '.join(changed)} are not those its last run used, so {self.name} runs again"
+
+    def ran(self, ctx: StageContext) -> None:
+        """After a run: the fingerprints of the weights the backend asked for, when it made every
+        recorded output (none kept otherwise)."""
+        asked = self.asked(ctx.settings)
+        if is_backend(asked) and asked.weights and set(self.recorded(ctx.catalog)) == {asked.backend}:
+            prints = weights_fingerprints(asked.weights, ctx.settings.models)
+            ctx.catalog.set_meta(WEIGHTS_META + self.name, json.dumps(prints, sort_keys=True))
+        else:
+            ctx.catalog.execute("DELETE FROM meta WHERE key = ?", (WEIGHTS_META + self.name,))
+
+
+WEIGHTS_META = "weights:"  # catalog meta key prefix: stage name -> {weights name: fingerprint}
+_EDGE = 1 << 20  # bytes hashed at each end of the largest file
+
+
+def weights_fingerprints(names: list[str], models: Any) -> dict[str, str | None]:
+    """Each weights name -> :func:`fingerprint` of where it resolves here (None: not here)."""
+    from animlora.models.resolver import locate
+
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            path = locate(name, models).path
+        except Exception:  # noqa: BLE001 - an unknown name: the stage names it when it opens the model
+            path = None
+        out[name] = None if path is None else fingerprint(path)
+    return out
+
+
+def fingerprint(path: Path) -> str:
+    """What tells one set of weights from another without reading it all: every file's size
+    (and, in a folder, its name), and the first and last MiB of the largest. A moved or copied
+    store keeps it; another checkpoint under the same name does not."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    sizes = {f: f.stat().st_size for f in files}
+    for f in files:
+        digest.update(f"{'' if f == path else f.relative_to(path).as_posix()}:{sizes[f]};".encode())
+    if files:
+        largest = max(files, key=lambda f: sizes[f])
+        with largest.open("rb") as handle:
+            digest.update(handle.read(_EDGE))
+            if sizes[largest] > 2 * _EDGE:
+                handle.seek(-_EDGE, 2)
+                digest.update(handle.read(_EDGE))
+    return digest.hexdigest()[:16]
 
 
 def is_backend(asked: Asked) -> bool:
