@@ -86,3 +86,20 @@ def set_file_stamps(catalog: Catalog, stamps: dict[str, tuple[int, int, str]], g
         catalog.upsert("file_stamps", ({"path": p, "size": s, "mtime_ns": m, "digest": d}
                                        for p, (s, m, d) in stamps.items()))
         catalog.conn.executemany("DELETE FROM file_stamps WHERE path = ?", [(p,) for p in gone])
+
+
+WEIGHTS_META = "weights:"  # meta key prefix: stage name -> {weights name: fingerprint} (stages/fallback.py)
+
+
+def weights_used(catalog: Catalog, stage: str) -> dict[str, str | None] | None:
+    """The fingerprints of the weights the stage's last run used, as recorded (None: none)."""
+    value = catalog.get_meta(WEIGHTS_META + stage)
+    return json.loads(value) if value else None
+
+
+def set_weights_used(catalog: Catalog, stage: str, prints: dict[str, str | None] | None) -> None:
+    """Record them after a run (None: forget them: the run used another backend)."""
+    if prints is None:
+        catalog.execute("DELETE FROM meta WHERE key = ?", (WEIGHTS_META + stage,))
+    else:
+        catalog.set_meta(WEIGHTS_META + stage, json.dumps(prints, sort_keys=True))

@@ -18,7 +18,6 @@ by the embedder it opens, so a model that can run now re-embeds by itself.
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -81,11 +80,12 @@ class FallsBack:
     def weights_changed(self, ctx: StageContext) -> str | None:
         """The weights of the backend asked for are other files than those its last run used
         (``models.paths`` pointed elsewhere, ``models import`` over the stored copy), as
-        :meth:`ran` recorded them. A project whose last run recorded none redoes nothing."""
-        seen = ctx.catalog.get_meta(WEIGHTS_META + self.name)
-        if not seen:
+        :meth:`ran` recorded them (``records.runs.weights_used``). A project whose last run recorded none redoes nothing."""
+        from animlora.records.runs import weights_used
+
+        before = weights_used(ctx.catalog, self.name)
+        if not before:
             return None
-        before = json.loads(seen)
         now = weights_fingerprints(self.asked(ctx.settings).weights, ctx.settings.models)
         changed = sorted(n for n, f in now.items() if n in before and f is not None and before[n] != f)
         if not changed:
@@ -95,15 +95,14 @@ class FallsBack:
     def ran(self, ctx: StageContext) -> None:
         """After a run: the fingerprints of the weights the backend asked for, when it made every
         recorded output (none kept otherwise)."""
+        from animlora.records.runs import set_weights_used
+
         asked = self.asked(ctx.settings)
-        if is_backend(asked) and asked.weights and set(self.recorded(ctx.catalog)) == {asked.backend}:
-            prints = weights_fingerprints(asked.weights, ctx.settings.models)
-            ctx.catalog.set_meta(WEIGHTS_META + self.name, json.dumps(prints, sort_keys=True))
-        else:
-            ctx.catalog.execute("DELETE FROM meta WHERE key = ?", (WEIGHTS_META + self.name,))
+        made_by_it = is_backend(asked) and asked.weights and set(self.recorded(ctx.catalog)) == {asked.backend}
+        set_weights_used(ctx.catalog, self.name,
+                         weights_fingerprints(asked.weights, ctx.settings.models) if made_by_it else None)
 
 
-WEIGHTS_META = "weights:"  # catalog meta key prefix: stage name -> {weights name: fingerprint}
 _EDGE = 1 << 20  # bytes hashed at each end of the largest file
 
 
