@@ -80,7 +80,8 @@ class FallsBack:
     def weights_changed(self, ctx: StageContext) -> str | None:
         """The weights of the backend asked for are other files than those its last run used
         (``models.paths`` pointed elsewhere, ``models import`` over the stored copy), as
-        :meth:`ran` recorded them (``records.runs.weights_used``). A project whose last run recorded none redoes nothing."""
+        :meth:`ran` recorded them (``records.runs.weights_used``). A project whose last run
+        recorded none redoes nothing."""
         from animlora.records.runs import weights_used
 
         before = weights_used(ctx.catalog, self.name)
