@@ -195,7 +195,10 @@ def test_doctor_names_the_stages_whose_backend_cannot_run_here(tmp_path):
     bare = [f"models.store={store}", "models.offline=true"]
     lines = cannot_run_lines(settings(*bare))
     assert ("segment: 'isnet' cannot run here: its weights are not here (`animlora models pull isnet`); until then a "
-            "run uses a lighter backend or stops, as the fallback settings say") in lines
+            "run uses 'classic' instead (segment.fallback: auto)") in lines
+    strict = cannot_run_lines(settings(*bare, "segment.fallback=none", "segment.backend=sam2"))
+    assert [line.split("; until then ")[1] for line in strict if line.startswith("segment")] == [
+        "a run stops with this error (segment.fallback: none)"]
     assert not any(line.startswith("inpaint") for line in lines)  # no plates for a character dataset: it never runs
     weights = tmp_path / "isnet.onnx"
     weights.write_bytes(b"stand-in")

@@ -189,7 +189,8 @@ class CaptionStage(FallsBack, Stage):
                 resolve(name, job.settings.models)
 
     def asked(self, settings: Any) -> Asked:
-        return Asked("captioning", settings.caption.backend, caption_weights(settings.caption), "caption.backend")
+        cs = settings.caption
+        return Asked("captioning", cs.backend, caption_weights(cs), "caption.backend", ("caption.fallback", cs.fallback))
 
     def recorded(self, catalog: Any) -> list[str]:
         return records.backends_used(catalog)

@@ -191,8 +191,12 @@ class DeoccludeStage(FallsBack, Stage):
     def asked(self, settings: Any) -> Asked:
         from animlora.stages.inpaint import inpaint_weights
 
+        name = backend_name(settings)
         setting = "inpaint.backend" if settings.deocclude.backend == "inherit" else "deocclude.backend"
-        return Asked("inpainting", backend_name(settings), inpaint_weights(backend_name(settings), settings), setting)
+        # sd falls back as deocclude.fallback says; lama as inpaint's (the stage opens it through inpaint)
+        fallback = ("deocclude.fallback", settings.deocclude.fallback) if name == "sd" else (
+            "inpaint.fallback", settings.inpaint.fallback)
+        return Asked("inpainting", name, inpaint_weights(name, settings), setting, fallback)
 
     def recorded(self, catalog: Any) -> list[str]:
         from animlora.records import deocclude as records

@@ -119,7 +119,8 @@ class EnhanceStage(FallsBack, Stage):
 
     def asked(self, settings: Any) -> Asked:
         wanted = chosen_backend(settings)
-        return Asked("enhance", wanted, [settings.enhance.sr_model] if wanted == "spandrel" else [], "enhance.backend")
+        return Asked("enhance", wanted, [settings.enhance.sr_model] if wanted == "spandrel" else [], "enhance.backend",
+                     ("enhance.fallback", settings.enhance.fallback))
 
     def runs(self, settings: Any) -> bool:
         return settings.enhance.backend != "none"

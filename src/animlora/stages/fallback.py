@@ -34,6 +34,7 @@ class Asked(NamedTuple):
     backend: str
     weights: list[str]  # registry names of the weights it loads
     setting: str  # the setting that names it, e.g. ``segment.backend``
+    fallback: tuple[str, str] = ("", "none")  # the fallback setting that governs it, and its value
 
 
 class FallsBack:
@@ -195,10 +196,17 @@ def fallback_lines(catalog: Catalog, settings: Any) -> list[str]:
 def cannot_run_lines(settings: Any) -> list[str]:
     """One line per stage whose backend, as the settings ask for it, cannot run here and why."""
     lines = []
+    from animlora.backends.registry import fallback_chain
+
     for stage in filter(lambda s: s.runs(settings), _falls_back()):
         asked = stage.asked(settings)
         why = missing(asked, settings.models) if is_backend(asked) else ""
-        if why:
-            lines.append(f"{stage.name}: '{asked.backend}' cannot run here: {why}; until then a run uses a lighter "
-                         "backend or stops, as the fallback settings say")
+        if not why:
+            continue
+        name, value = asked.fallback
+        others = fallback_chain(asked.family, asked.backend, value)[1:]
+        then = ("a run stops with this error" if not others else
+                f"a run uses '{others[0]}' instead" if len(others) == 1 else
+                "a run uses the first of " + ", ".join(f"'{o}'" for o in others) + " that can")
+        lines.append(f"{stage.name}: '{asked.backend}' cannot run here: {why}; until then {then} ({name}: {value})")
     return lines

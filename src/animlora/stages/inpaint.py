@@ -138,8 +138,9 @@ class InpaintStage(FallsBack, Stage):
         self._temporal: list[dict[str, Any]] | None = None
 
     def asked(self, settings: Any) -> Asked:
-        return Asked("inpainting", settings.inpaint.backend, inpaint_weights(settings.inpaint.backend, settings),
-                     "inpaint.backend")
+        s = settings.inpaint
+        return Asked("inpainting", s.backend, inpaint_weights(s.backend, settings), "inpaint.backend",
+                     ("inpaint.fallback", s.fallback))
 
     def runs(self, settings: Any) -> bool:
         """Whether a project run makes plates: only when a dataset reads them (``inpaint.plates``)."""

@@ -165,7 +165,7 @@ class SegmentStage(FallsBack, Stage):
     # -- inputs -------------------------------------------------------------------------
     def asked(self, settings: Any) -> Asked:
         s = settings.segment
-        return Asked("segmentation", s.backend, backend_weights(s), "segment.backend")
+        return Asked("segmentation", s.backend, backend_weights(s), "segment.backend", ("segment.fallback", s.fallback))
 
     def recorded(self, catalog: Any) -> list[str]:
         return records.backends_used(catalog)
