@@ -34,7 +34,7 @@ class Asked(NamedTuple):
     backend: str
     weights: list[str]  # registry names of the weights it loads
     setting: str  # the setting that names it, e.g. ``segment.backend``
-    fallback: tuple[str, str] = ("", "none")  # the fallback setting that governs it, and its value
+    fallback: tuple[str, str]  # the fallback setting that governs it, and its value
 
 
 class FallsBack:
@@ -54,10 +54,9 @@ class FallsBack:
         command always runs it)."""
         return True
 
-    def instead(self, catalog: Catalog, settings: Any) -> list[str]:
-        """The backends other than the one asked for that made recorded outputs (none when the
-        stage asks for no backend of the registry: enhance's ``none``)."""
-        asked = self.asked(settings)
+    def instead(self, catalog: Catalog, asked: Asked) -> list[str]:
+        """The backends other than ``asked`` that made recorded outputs (none when the stage asks
+        for no backend of the registry: enhance's ``none``)."""
         if not is_backend(asked):
             return []
         return sorted(set(self.recorded(catalog)) - {asked.backend})
@@ -67,18 +66,18 @@ class FallsBack:
         :meth:`weights_changed`."""
         if not ctx.job.standalone and not self.runs(ctx.settings):
             return None
-        return self.fell_back(ctx) or self.weights_changed(ctx)
-
-    def fell_back(self, ctx: StageContext) -> str | None:
-        """A fallback made the recorded outputs, and the backend asked for can run now."""
-        instead = self.instead(ctx.catalog, ctx.settings)
         asked = self.asked(ctx.settings)
+        return self.fell_back(ctx, asked) or self.weights_changed(ctx, asked)
+
+    def fell_back(self, ctx: StageContext, asked: Asked) -> str | None:
+        """A fallback made the recorded outputs, and the backend asked for can run now."""
+        instead = self.instead(ctx.catalog, asked)
         if not instead or missing(asked, ctx.settings.models):
             return None
         return (f"its last run used '{', '.join(instead)}' because '{asked.backend}' could not run; "
                 f"'{asked.backend}' can run now, so {self.name} runs again with it")
 
-    def weights_changed(self, ctx: StageContext) -> str | None:
+    def weights_changed(self, ctx: StageContext, asked: Asked) -> str | None:
         """The weights of the backend asked for are other files than those its last run used
         (``models.paths`` pointed elsewhere, ``models import`` over the stored copy), as
         :meth:`ran` recorded them (``records.runs.weights_used``). A project whose last run
@@ -88,7 +87,7 @@ class FallsBack:
         before = weights_used(ctx.catalog, self.name)
         if not before:
             return None
-        now = weights_fingerprints(self.asked(ctx.settings).weights, ctx.settings.models)
+        now = weights_fingerprints(asked.weights, ctx.settings.models)
         changed = sorted(n for n, f in now.items() if n in before and f is not None and before[n] != f)
         if not changed:
             return None
@@ -108,18 +107,20 @@ class FallsBack:
 _EDGE = 1 << 20  # bytes hashed at each end of the largest file
 
 
-def weights_fingerprints(names: list[str], models: Any) -> dict[str, str | None]:
-    """Each weights name -> :func:`fingerprint` of where it resolves here (None: not here)."""
+def _where(name: str, models: Any) -> Path | None:
+    """Where weights ``name`` are on this machine (None: not here, or an unknown name, which the
+    stage names when it opens the model). Nothing is downloaded."""
     from animlora.models.resolver import locate
 
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            path = locate(name, models).path
-        except Exception:  # noqa: BLE001 - an unknown name: the stage names it when it opens the model
-            path = None
-        out[name] = None if path is None else fingerprint(path)
-    return out
+    try:
+        return locate(name, models).path
+    except Exception:  # noqa: BLE001 - see above
+        return None
+
+
+def weights_fingerprints(names: list[str], models: Any) -> dict[str, str | None]:
+    """Each weights name -> :func:`fingerprint` of where it resolves here (None: not here)."""
+    return {name: None if (path := _where(name, models)) is None else fingerprint(path) for name in names}
 
 
 def fingerprint(path: Path) -> str:
@@ -151,17 +152,10 @@ def missing(asked: Asked, models: Any) -> str:
     """What keeps the backend asked for from running here ("" when nothing): its packages, with
     the pip line, or its weights, with the pull command. Nothing is imported, loaded or downloaded."""
     from animlora.backends.registry import available, entry_of
-    from animlora.models.resolver import locate
 
     if not available(asked.family).get(asked.backend, False):
         return f"its packages are missing (pip install 'animlora[{entry_of(asked.family, asked.backend).extra}]')"
-    absent = []
-    for weights in asked.weights:
-        try:
-            if locate(weights, models).path is None:
-                absent.append(weights)
-        except Exception:  # noqa: BLE001 - an unknown name: the stage names it when it opens the model
-            absent.append(weights)
+    absent = [weights for weights in asked.weights if _where(weights, models) is None]
     if absent:
         return "its weights are not here (" + "; ".join(f"`animlora models pull {w}`" for w in absent) + ")"
     return ""
@@ -178,13 +172,13 @@ def fallback_lines(catalog: Catalog, settings: Any) -> list[str]:
     missing for the backend asked for, or that the next run redoes it."""
     lines = []
     for stage in filter(lambda s: s.runs(settings), _falls_back()):
+        asked = stage.asked(settings)
         try:
-            instead = stage.instead(catalog, settings)
+            instead = stage.instead(catalog, asked)
         except sqlite3.OperationalError:  # a read-only catalog of an earlier release, without the stage's table
             continue
         if not instead:
             continue
-        asked = stage.asked(settings)
         made = f"{stage.name}: made with '{', '.join(instead)}', not '{asked.backend}' as {asked.setting} asks"
         why = missing(asked, settings.models)
         lines.append(f"{made}: {why}; then `animlora run` makes it again (or set {asked.setting}: {instead[0]} "
@@ -195,9 +189,9 @@ def fallback_lines(catalog: Catalog, settings: Any) -> list[str]:
 
 def cannot_run_lines(settings: Any) -> list[str]:
     """One line per stage whose backend, as the settings ask for it, cannot run here and why."""
-    lines = []
     from animlora.backends.registry import fallback_chain
 
+    lines = []
     for stage in filter(lambda s: s.runs(settings), _falls_back()):
         asked = stage.asked(settings)
         why = missing(asked, settings.models) if is_backend(asked) else ""
