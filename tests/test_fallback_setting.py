@@ -222,3 +222,56 @@ def test_a_stage_turned_off_asks_for_no_backend(tmp_path):
         ctx = SimpleNamespace(catalog=cat, job=SimpleNamespace(standalone=False), settings=off)
         assert get_stage("enhance").outdated(ctx) is None
         assert not any(line.startswith("enhance") for line in fallback_lines(cat, off))
+
+
+def test_sam2_prompted_by_the_fallback_runs_again_once_isnet_can(tmp_path):
+    # segment.backend sam2 runs with its own weights here but its ISNet prompter's missing: the
+    # masks are sam2's from classic prompts ('sam2+classic'). The ending and doctor say what to
+    # pull, and which setting keeps them; with ISNet here the stage runs again.
+    for package in ("torch", "transformers"):
+        pytest.importorskip(package)
+    from types import SimpleNamespace
+
+    from animlora.catalog import Catalog
+    from animlora.records import segment
+    from animlora.stages import get_stage
+    from animlora.stages.fallback import cannot_run_lines, fallback_lines
+
+    store = tmp_path / "empty_store"
+    store.mkdir()
+    (tmp_path / "sam2").mkdir()
+    (tmp_path / "sam2" / "model.safetensors").write_bytes(b"stand-in: only looked for, never loaded")
+    isnet = tmp_path / "isnet.onnx"
+    isnet.write_bytes(b"stand-in")
+
+    def here(**more: str):  # the SAM 2 checkpoint's registry name has dots: --set cannot name it
+        paths = {"sam2.1-hiera-tiny": str(tmp_path / "sam2")} | more
+        return load_settings(overrides={"models": {"store": str(store), "offline": True, "paths": paths},
+                                        "segment": {"backend": "sam2", **segment_sets}}).settings
+
+    segment_sets: dict[str, str] = {}
+    stage = get_stage("segment")
+    with Catalog(tmp_path / "catalog.sqlite") as cat:
+        def record(backend: str) -> None:
+            segment.replace_shot(cat, "s1", [{"frame_id": "f1", "shot_id": "s1", "source": "f1.png", "status": "ok",
+                                              "n_instances": 1, "backend": backend}], [], [], tmp_path)
+
+        def why(**paths: str) -> str | None:
+            ctx = SimpleNamespace(catalog=cat, job=SimpleNamespace(standalone=False), settings=here(**paths))
+            return stage.outdated(ctx)
+
+        record("sam2+classic")
+        assert why() is None  # ISNet still missing: what the fallback made stands
+        assert [line for line in fallback_lines(cat, here()) if line.startswith("segment")] == [
+            "segment: made with 'sam2+classic', not 'sam2' as segment.backend asks: its weights are not here "
+            "(`animlora models pull isnet`); then `animlora run` makes it again (or set segment.sam2_prompter: classic "
+            "to stay with it)"]
+        assert [line for line in cannot_run_lines(here()) if line.startswith("segment")] == [
+            "segment: 'sam2' cannot run here: its weights are not here (`animlora models pull isnet`); until then a run "
+            "uses 'sam2+classic' instead (segment.fallback: auto)"]
+        found = why(isnet=str(isnet))
+        assert found is not None and "'sam2+classic'" in found
+        record("sam2")  # made again with ISNet's prompts: nothing left to redo
+        assert why(isnet=str(isnet)) is None
+        segment_sets["sam2_prompter"] = "classic"  # asked for (the hint's setting): classic's prompts are 'sam2'
+        assert why() is None and fallback_lines(cat, here()) == []

@@ -118,3 +118,22 @@ def test_objects_prompted_on_different_frames_each_come_back_in_every_frame():
         by_track.setdefault(inst.track, []).append(inst.frame)
     assert sorted(by_track) == sorted(largest)
     assert all(sorted(f) == [0, 1, 2, 3] for f in by_track.values())
+
+
+def test_a_prompter_that_fell_back_is_recorded_with_the_masks(tmp_path):
+    # sam2 whose ISNet prompter cannot run (its weights not here) is prompted by classic: the
+    # shot's rows must say so (it recorded plain 'sam2', so pulling ISNet redid nothing), and
+    # the report's note says why
+    from animlora.backends.segmentation.sam2 import Sam2Segmenter
+
+    store = tmp_path / "empty_store"
+    store.mkdir()
+    overrides = {"segment": {"device": "cpu", "sam2_prompter": "isnet"}, "models": {"store": str(store), "offline": True}}
+    settings = load_settings(overrides=overrides).settings
+    model, processor = tiny_sam2()
+    segmenter = Sam2Segmenter(settings.segment, settings.models, model=model, processor=processor)
+    assert segmenter.prompter.name == "classic" and segmenter.recorded_as == "sam2+classic"
+    assert "prompter 'isnet' unavailable" in segmenter.fallback_note and "prompted by 'classic'" in segmenter.fallback_note
+    asked = load_settings(overrides={"segment": {"device": "cpu", "sam2_prompter": "classic"}}).settings
+    as_asked = Sam2Segmenter(asked.segment, asked.models, model=model, processor=processor)
+    assert as_asked.recorded_as == "sam2" and as_asked.fallback_note is None

@@ -54,6 +54,17 @@ class FallsBack:
         command always runs it)."""
         return True
 
+    def fallbacks(self, asked: Asked, settings: Any) -> list[str]:
+        """What a run uses, in order of preference, when ``asked`` cannot run here (``asked.fallback``
+        allows them)."""
+        from animlora.backends.registry import fallback_chain
+
+        return fallback_chain(asked.family, asked.backend, asked.fallback[1])[1:]
+
+    def keep_setting(self, asked: Asked, made_by: str) -> str:
+        """The setting that keeps what ``made_by`` (a recorded backend) made, as a YAML line."""
+        return f"{asked.setting}: {made_by}"
+
     def instead(self, catalog: Catalog, asked: Asked) -> list[str]:
         """The backends other than ``asked`` that made recorded outputs (none when the stage asks
         for no backend of the registry: enhance's ``none``)."""
@@ -74,7 +85,7 @@ class FallsBack:
         instead = self.instead(ctx.catalog, asked)
         if not instead or missing(asked, ctx.settings.models):
             return None
-        return (f"its last run used '{', '.join(instead)}' because '{asked.backend}' could not run; "
+        return (f"its last run used '{', '.join(instead)}', not '{asked.backend}' as {asked.setting} asks; "
                 f"'{asked.backend}' can run now, so {self.name} runs again with it")
 
     def weights_changed(self, ctx: StageContext, asked: Asked) -> str | None:
@@ -181,16 +192,14 @@ def fallback_lines(catalog: Catalog, settings: Any) -> list[str]:
             continue
         made = f"{stage.name}: made with '{', '.join(instead)}', not '{asked.backend}' as {asked.setting} asks"
         why = missing(asked, settings.models)
-        lines.append(f"{made}: {why}; then `animlora run` makes it again (or set {asked.setting}: {instead[0]} "
-                     "to stay with it)" if why else
+        lines.append(f"{made}: {why}; then `animlora run` makes it again (or set "
+                     f"{stage.keep_setting(asked, instead[0])} to stay with it)" if why else
                      f"{made}: '{asked.backend}' can run now, and the next `animlora run` makes it again with it")
     return lines
 
 
 def cannot_run_lines(settings: Any) -> list[str]:
     """One line per stage whose backend, as the settings ask for it, cannot run here and why."""
-    from animlora.backends.registry import fallback_chain
-
     lines = []
     for stage in filter(lambda s: s.runs(settings), _falls_back()):
         asked = stage.asked(settings)
@@ -198,7 +207,7 @@ def cannot_run_lines(settings: Any) -> list[str]:
         if not why:
             continue
         name, value = asked.fallback
-        others = fallback_chain(asked.family, asked.backend, value)[1:]
+        others = stage.fallbacks(asked, settings)
         then = ("a run stops with this error" if not others else
                 f"a run uses '{others[0]}' instead" if len(others) == 1 else
                 "a run uses the first of " + ", ".join(f"'{o}'" for o in others) + " that can")

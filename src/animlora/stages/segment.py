@@ -43,7 +43,7 @@ from animlora.pipeline.stage import (
     digest,
 )
 from animlora.records import segment as records
-from animlora.stages.fallback import Asked, FallsBack
+from animlora.stages.fallback import Asked, FallsBack, missing
 
 RESULTS_FILE = "segmentation_results.json"
 # decoded frames of one shot kept in memory while it is segmented (past this, read on access):
@@ -71,10 +71,11 @@ def open_segmenter(settings: Any) -> tuple[Any, str | None]:
             reasons.append(f"backend '{name}' unavailable ({exc})")
             last = exc
             continue
-        note = None
         if reasons:
-            note = "; ".join(reasons) + f"; used '{name}' because segment.fallback is {s.fallback}"
-        return segmenter, note
+            reasons[-1] += f"; used '{name}' because segment.fallback is {s.fallback}"
+        if segmenter.fallback_note:
+            reasons.append(segmenter.fallback_note)
+        return segmenter, "; ".join(reasons) or None
     assert last is not None
     raise last
 
@@ -169,6 +170,21 @@ class SegmentStage(FallsBack, Stage):
 
     def recorded(self, catalog: Any) -> list[str]:
         return records.backends_used(catalog)
+
+    def fallbacks(self, asked: Asked, settings: Any) -> list[str]:
+        # sam2 that can run while its ISNet prompter cannot is prompted by the prompter's fallback
+        from animlora.backends.registry import fallback_for
+
+        s = settings.segment
+        if asked.backend == "sam2" and s.sam2_prompter != "classic" \
+                and not missing(asked._replace(weights=[s.sam2_model]), settings.models):
+            other = fallback_for("segmentation", s.sam2_prompter, s.fallback)
+            return [f"sam2+{other}"] if other else []
+        return super().fallbacks(asked, settings)
+
+    def keep_setting(self, asked: Asked, made_by: str) -> str:
+        backend, _, prompter = made_by.partition("+")  # sam2+classic: sam2 prompted by classic
+        return f"segment.sam2_prompter: {prompter}" if prompter else super().keep_setting(asked, made_by)
 
     def check_inputs(self, job: StageJob) -> None:
         if job.standalone:
@@ -347,10 +363,10 @@ class SegmentStage(FallsBack, Stage):
             for index, (f, row) in enumerate(good):
                 image = frames[index]
                 insts = by_frame.get(index, [])
-                written, rows = self._write_frame(out, f, image, insts, s, segmenter.name)
+                written, rows = self._write_frame(out, f, image, insts, s, segmenter.recorded_as)
                 files.extend(written)
                 instance_rows.extend(rows)
-                row.update(n_instances=len(insts), backend=segmenter.name, note=note,
+                row.update(n_instances=len(insts), backend=segmenter.recorded_as, note=note,
                            background_path=f"background/{f['name']}.png")
                 progress(index + 1, len(good))
         counts = Counter(r["track_id"] for r in instance_rows)

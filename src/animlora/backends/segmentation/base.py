@@ -79,6 +79,15 @@ class Segmenter(ABC):
     def __init__(self, settings: SegmentSettings, models: ModelsSettings) -> None:
         self.settings = settings
         self.models_settings = models
+        # what fell back inside the backend (sam2's prompter), for the report; None: nothing
+        self.fallback_note: str | None = None
+
+    @property
+    def recorded_as(self) -> str:
+        """The name a shot's rows record as the backend that made its masks: :attr:`name`, or
+        more where part of the backend fell back (``sam2+classic``: sam2 prompted by classic
+        instead of ISNet), so a run that can do better redoes them (stages/fallback.py)."""
+        return self.name
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name})"

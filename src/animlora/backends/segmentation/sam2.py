@@ -59,14 +59,21 @@ class Sam2Segmenter(Segmenter):
         if prompter is None:
             try:
                 prompter = get_segmenter(settings.sam2_prompter, settings, models)
-            except (ModelNotFoundError, MissingDependencyError):
+            except (ModelNotFoundError, MissingDependencyError) as exc:
                 from animlora.backends.registry import fallback_for
 
                 other = fallback_for("segmentation", settings.sam2_prompter, settings.fallback)
                 if other is None:
                     raise
                 prompter = get_segmenter(other, settings, models)
+                self.fallback_note = (f"prompter '{settings.sam2_prompter}' unavailable ({exc}); sam2 prompted by "
+                                      f"'{other}' because segment.fallback is {settings.fallback}")
         self.prompter = prompter
+
+    @property
+    def recorded_as(self) -> str:
+        asked = self.settings.sam2_prompter
+        return self.name if self.prompter.name == asked else f"{self.name}+{self.prompter.name}"
 
     def segment(self, frames: Frames) -> list[Instance]:
         # 1. where the characters are: the prompter's tracks
