@@ -629,13 +629,19 @@ def small_bgr(frame: Any, width: int) -> np.ndarray:
     return analysis_images(frame, width)[0]
 
 
+def analysis_stride(frame: Any, width: int) -> int | None:
+    """The stride :func:`analysis_images` reads the luma plane with (its gray image is every
+    ``stride``-th pixel of it); None where it converts instead (formats other than 8-bit 4:2:0)."""
+    return max(1, frame.width // width) if frame.format.name in _FAST_FORMATS else None
+
+
 def analysis_images(frame: Any, width: int) -> tuple[np.ndarray, np.ndarray]:
     """(BGR, gray) images about ``width`` wide, read straight from the YUV planes by
     striding: about 20x cheaper than a full-size RGB conversion and a resize."""
     import cv2
 
-    if frame.format.name in _FAST_FORMATS:
-        step = max(1, frame.width // width)
+    step = analysis_stride(frame, width)
+    if step is not None:
         y = _plane(frame, 0, frame.width)[::step, ::step]
         cstep = max(1, step // 2)
         cw = frame.width // 2

@@ -54,6 +54,9 @@ DUPLICATES_DIR = "_duplicates"
 # hold up the decoding loop (6 at any size before: the trailer's stage ran ~5% longer)
 _PENDING_WRITE_BYTES = 96 << 20
 _MAX_PENDING_WRITES = 24
+# decoded frames queued ahead of the detector (~1.4 MB each at 720p): the decoder runs on while
+# the detector loads and while one frame's measuring is slow
+READ_AHEAD = 32
 _MAX_RATE = 4.0  # candidates a second of video, at most (a short clip's budget)
 # picture change a second (mean abs difference of the still images between decoded
 # frames, summed over a second) that a video is assumed to have before it has shown its own
@@ -448,7 +451,19 @@ class _VideoExtraction:
         """Scene mode reads only the reference frames (see io/video.py ReferenceFrames): a
         third to a half less decoding, and the frames it keeps are the encoder's best-quality
         ones. Interval and all modes need any frame, so they decode every one."""
-        from animlora.io.video import ReadAhead, ReferenceFrames, analysis_images, iter_frames
+        from animlora.io.video import ReadAhead, ReferenceFrames, iter_frames
+
+        reader = ReferenceFrames(path) if reference_only else None
+        damage = reader.damage if reader is not None else []  # stretches lost to corrupt packets
+        # decoding starts now, on other cores, while the detector loads (scenedetect, OpenCV)
+        frames = ReadAhead(reader if reader is not None else iter_frames(path, damage=damage), depth=READ_AHEAD)
+        try:
+            return self._detect(path, info, reader, damage, frames)
+        finally:
+            frames.close()
+
+    def _detect(self, path: Path, info: Any, reader: Any, damage: list[Any], frames: Any) -> dict[str, Any]:
+        from animlora.io.video import analysis_images
         from animlora.video.shots import ShotDetector, refine_cuts
 
         detector = ShotDetector(
@@ -462,35 +477,32 @@ class _VideoExtraction:
             self.sampler = _ShotSampler(rate, 1.0 - self.s.change_share, self.s.max_per_shot,
                                         self.s.same_picture_motion)
         self.transitions = detector.transitions
-        reader = ReferenceFrames(path) if reference_only else None
         push = detector.push_after_gap if reader is not None else detector.push
         total = max(1, info.frame_count)
         count = reported = decoded_count = interlaced = 0
-        damage = reader.damage if reader is not None else []  # stretches lost to corrupt packets
-        with ReadAhead(reader if reader is not None else iter_frames(path, damage=damage)) as frames:
-            if isinstance(self.crop, Future):
-                self.crop = self.crop.result()
-            for decoded in frames:
-                count = decoded.index + 1
-                decoded_count += 1
-                interlaced += bool(getattr(decoded.frame, "interlaced_frame", False))
-                if reader is None:
-                    gap = decoded.index - len(self.times)  # frames lost to damage: times spread between
-                    if gap > 0:
-                        before = self.times[-1] if len(self.times) else 0.0
-                        self.times.extend(before + (decoded.time - before) * k / (gap + 1) for k in range(1, gap + 1))
-                    self.times.append(decoded.time)
-                bgr, gray = analysis_images(decoded.frame, self.s.analysis_width)
-                found = push(decoded.index, bgr, gray)
-                self._boundaries(found)
-                if scene:
-                    self._queue(decoded, gray)
-                else:
-                    self._select(decoded)
-                self._drain(detector.finalized_upto)
-                if count - reported >= 256:
-                    reported = count
-                    self.progress(count, total)
+        if isinstance(self.crop, Future):
+            self.crop = self.crop.result()
+        for decoded in frames:
+            count = decoded.index + 1
+            decoded_count += 1
+            interlaced += bool(getattr(decoded.frame, "interlaced_frame", False))
+            if reader is None:
+                gap = decoded.index - len(self.times)  # frames lost to damage: times spread between
+                if gap > 0:
+                    before = self.times[-1] if len(self.times) else 0.0
+                    self.times.extend(before + (decoded.time - before) * k / (gap + 1) for k in range(1, gap + 1))
+                self.times.append(decoded.time)
+            bgr, gray = analysis_images(decoded.frame, self.s.analysis_width)
+            found = push(decoded.index, bgr, gray)
+            self._boundaries(found)
+            if scene:
+                self._queue(decoded, gray)
+            else:
+                self._select(decoded)
+            self._drain(detector.finalized_upto)
+            if count - reported >= 256:
+                reported = count
+                self.progress(count, total)
         if reader is not None:
             count = reader.count
             self.times = array("d", (reader.time_of(i) for i in range(count)))
@@ -522,10 +534,13 @@ class _VideoExtraction:
         import cv2
         import numpy as np
 
-        from animlora.io.video import luma
+        from animlora.io.video import analysis_stride, luma
         from animlora.video.frame_measures import cropped, is_black
 
-        quarter = np.ascontiguousarray(cropped(luma(decoded.frame), self.crop)[::4, ::4])
+        if self.crop is None and analysis_stride(decoded.frame, self.s.analysis_width) == 4:
+            quarter = gray  # the same pixels (720p at the default width): not copied again
+        else:
+            quarter = np.ascontiguousarray(cropped(luma(decoded.frame), self.crop)[::4, ::4])
         lap = cv2.Laplacian(quarter, cv2.CV_16S)
         score = float(cv2.meanStdDev(lap)[1][0, 0])
         entry = _Entry(decoded.index, decoded.time, score, 0.0, gray, float(gray.std()), quarter, is_black(gray),
