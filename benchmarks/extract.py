@@ -22,6 +22,7 @@ work on the machine only ever slows a run down):
 Usage::
 
     python benchmarks/extract.py [--trailer PATH] [--film PATH | --fetch-film] [--repeat N] [--cli-only]
+    python benchmarks/extract.py --cli-only --repeat 6 --against HEAD~1   # a change, paired with the commit before
     python benchmarks/extract.py --truth /work/cgi/seed2 [--truth /work/cgi/seed3]   # cut F1 etc.
 
 The 10-minute film (Big Buck Bunny, 14,315 frames) is inside the moviepy 2.2.1 sdist;
@@ -157,39 +158,63 @@ def _child_run(cmd: list[str], env: dict) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def cli_versus_pyscenedetect(path: Path, repeat: int) -> dict:
-    """`animlora extract` vs `scenedetect ... detect-adaptive save-images -n 3`, whole processes."""
+def _images_digest(folder: Path) -> str:
+    """One digest of every image a run wrote (names and bytes): two runs wrote the same frames."""
+    digest = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.suffix in (".jpg", ".png")):
+        digest.update(f.relative_to(folder).as_posix().encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+def cli_versus_pyscenedetect(path: Path, repeat: int, against: str | None = None) -> dict:
+    """`animlora extract` vs `scenedetect ... detect-adaptive save-images -n 3`, whole processes;
+    with ``against`` (a git revision), also `animlora extract` as that revision has it, in the
+    same round-robin: a paired measure of a change, far steadier than two ratios to the CLI."""
     import os
     import shutil
 
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     scenedetect = shutil.which("scenedetect") or str(Path(sys.executable).with_name("scenedetect"))
-    best = {"animlora extract": [float("inf"), float("inf")], "scenedetect CLI": [float("inf"), float("inf")]}
-    images = {}
+    ours, theirs, before = "animlora extract", "scenedetect CLI", f"animlora extract @{against}"
+    best = {name: [float("inf"), float("inf")] for name in (ours, theirs, *([before] if against else []))}
+    images, digests = {}, {}
     report = None
     loads = [os.getloadavg()[0]]  # the machine may be shared: the load during the runs is part of the result
     with tempfile.TemporaryDirectory() as tmp:
+        sources = {ours: REPO / "src", theirs: REPO / "src"}
+        if against:  # that revision's package, unpacked beside
+            tree = Path(tmp) / "against"
+            tree.mkdir()
+            archive = subprocess.run(["git", "-C", str(REPO), "archive", against, "src"], check=True,
+                                     capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+            sources[before] = tree / "src"
         for r in range(repeat):
             for name in best:
-                out = Path(tmp) / f"{name.split()[0]}{r}"
-                if name == "animlora extract":
-                    cmd = [sys.executable, "-m", "animlora", "extract", "--input", str(path), "--output", str(out)]
-                else:
+                out = Path(tmp) / f"run{len(images)}_{r}"
+                if name == theirs:
                     cmd = [scenedetect, "-q", "-i", str(path), "-o", str(out), "detect-adaptive", "save-images",
                            "-n", "3"]
-                wall, cpu = _child_run(cmd, env)
+                else:
+                    cmd = [sys.executable, "-m", "animlora", "extract", "--input", str(path), "--output", str(out)]
+                wall, cpu = _child_run(cmd, {**os.environ, "PYTHONPATH": str(sources[name])})
                 loads.append(os.getloadavg()[0])
                 best[name] = [min(best[name][0], wall), min(best[name][1], cpu)]
                 images[name] = sum(1 for f in out.rglob("*") if f.suffix in (".jpg", ".png"))
-                if name == "animlora extract":
+                if name != theirs and r == 0:
+                    digests[name] = _images_digest(out)
+                if name == ours:
                     report = json.loads((out / "extraction_results.json").read_text())
                 shutil.rmtree(out)
-    (ow, oc), (pw, pc) = best["animlora extract"], best["scenedetect CLI"]
+    (ow, oc), (pw, pc) = best[ours], best[theirs]
     print(f"  whole process, best of {repeat} (round-robin):  animlora extract {ow:.2f} s wall / {oc:.2f} s CPU "
-          f"({images['animlora extract']} images);  scenedetect CLI {pw:.2f} s / {pc:.2f} s "
-          f"({images['scenedetect CLI']} images)")
+          f"({images[ours]} images);  scenedetect CLI {pw:.2f} s / {pc:.2f} s ({images[theirs]} images)")
     print(f"  animlora extract vs scenedetect CLI: wall {pw / ow:.2f}x, CPU {pc / oc:.2f}x   (target >= 2); "
           f"load average (1 min) during the runs {min(loads):.1f}-{max(loads):.1f}")
+    if against:
+        bw, bc = best[before]
+        print(f"  this tree vs {against}: {bw:.2f} -> {ow:.2f} s wall ({bw / ow:.3f}x), {bc:.2f} -> {oc:.2f} CPU-s "
+              f"({bc / oc:.3f}x); the same images: {'yes' if digests[before] == digests[ours] else 'NO'}")
     assert report is not None
     sampling_report(report)
     return {"ratio_wall": pw / ow, "ratio_cpu": pc / oc}
@@ -308,6 +333,8 @@ def main() -> None:
     parser.add_argument("--fetch-film", action="store_true", help="download the 10-minute film if missing")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--cli-only", action="store_true", help="only the whole-process comparison")
+    parser.add_argument("--against", metavar="REV", help="also time `animlora extract` as git revision REV has it, "
+                        "in the same round-robin, and say whether it wrote the same images")
     parser.add_argument("--truth", type=Path, action="append", default=[],
                         help="a cgi-bench render folder (film.mp4 + truth.json): score the cuts, then stop")
     args = parser.parse_args()
@@ -321,7 +348,7 @@ def main() -> None:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load:.1f} at start")
     if args.trailer.is_file():
         print(f"\n== {args.trailer.name}: whole processes")
-        cli_versus_pyscenedetect(args.trailer, args.repeat)
+        cli_versus_pyscenedetect(args.trailer, args.repeat, args.against)
         if not args.cli_only:
             bench(args.trailer, args.repeat, memory=False)
     else:
@@ -329,7 +356,7 @@ def main() -> None:
     film = args.film if args.film.is_file() else (fetch_film() if args.fetch_film else None)
     if film is not None:
         print(f"\n== {film.name}: whole processes")
-        cli_versus_pyscenedetect(film, max(1, args.repeat - 1))
+        cli_versus_pyscenedetect(film, max(1, args.repeat - 1), args.against)
         if not args.cli_only:
             bench(film, max(1, args.repeat - 1), memory=True)
     else:
