@@ -184,3 +184,34 @@ def test_dissolve_between_faster_pans_is_found_and_a_pan_is_not_one(tmp_path):
     for speed in (2, 3):
         pan = media.write_video(tmp_path / f"pan{speed}.mp4", _pan_at(53, 44, speed))
         assert detect_shots(pan)[0] == []
+
+
+def test_scenedetect_loads_without_its_ffmpeg_probe_and_progress_bars():
+    # a fresh interpreter, as `animlora extract` is: the package's import neither runs ffmpeg
+    # nor loads tqdm's asyncio bridge; its detectors work and tqdm imports as usual after
+    import json
+    import subprocess
+    import sys
+
+    code = """
+import json, subprocess, sys
+calls = []
+real = subprocess.Popen.__init__
+def spy(self, args, *rest, **kwargs):
+    calls.append(str(args))
+    return real(self, args, *rest, **kwargs)
+subprocess.Popen.__init__ = spy
+import numpy as np
+from animlora.video.shots import make_detector
+detector = make_detector("adaptive", 3.0, 8)
+sd = sys.modules["scenedetect"]
+cuts = [detector.process_frame(sd.FrameTimecode(i, 24.0), np.full((36, 64, 3), 0 if i < 12 else 255, np.uint8))
+        for i in range(24)]
+asyncio_loaded = "asyncio" in sys.modules
+import tqdm
+print(json.dumps({"calls": calls, "asyncio": asyncio_loaded, "tqdm": tqdm.__name__,
+                  "cut": [c.frame_num for found in cuts for c in found]}))
+"""
+    out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert out["calls"] == [] and out["asyncio"] is False and out["tqdm"] == "tqdm"
+    assert out["cut"] == [12]

@@ -57,12 +57,15 @@ class Boundary:
 
 
 def _scenedetect() -> Any:
-    """The ``scenedetect`` package, imported without its ffmpeg probe.
+    """The ``scenedetect`` package, imported without its ffmpeg probe and its progress bars.
 
     Importing it runs ``ffmpeg -v quiet`` in a subprocess to find ffmpeg for its
     ``split_video_ffmpeg`` (0.2-0.3 s CPU, more wall time on a busy machine: a tenth of
-    extracting a trailer). Only its detectors are used here, so the probe is answered
-    "not found" while the package loads."""
+    extracting a trailer), and imports tqdm's logging bridge, which loads asyncio (~25 ms),
+    for the progress bars of its own scene manager. Only its detectors are used here, so the
+    probe is answered "not found" and tqdm "not installed" (it then keeps no-op stand-ins)
+    while the package loads; tqdm imports as usual afterwards."""
+    import os
     import sys
 
     if "scenedetect" in sys.modules:
@@ -72,15 +75,21 @@ def _scenedetect() -> Any:
     real = subprocess.call
 
     def no_ffmpeg_probe(args: Any, *rest: Any, **kwargs: Any) -> int:
-        if isinstance(args, (list, tuple)) and args and str(args[0]).endswith("ffmpeg"):
+        # ffmpeg on PATH, then imageio-ffmpeg's (ffmpeg-linux-x86_64-v7.1, ffmpeg-win-x86_64-v7.1.exe)
+        if isinstance(args, (list, tuple)) and args and os.path.basename(str(args[0])).startswith("ffmpeg"):
             raise OSError("ffmpeg is not probed for (animlora uses only the detectors)")
         return real(args, *rest, **kwargs)
 
+    hide_tqdm = "tqdm" not in sys.modules  # already loaded (a model stage ran first): nothing to save
     subprocess.call = no_ffmpeg_probe  # type: ignore[assignment]
+    if hide_tqdm:
+        sys.modules["tqdm"] = None  # type: ignore[assignment]  # `import tqdm` raises ModuleNotFoundError
     try:
         import scenedetect
     finally:
         subprocess.call = real
+        if hide_tqdm:
+            del sys.modules["tqdm"]
     return scenedetect
 
 
