@@ -183,7 +183,7 @@ class SegmentStage(FallsBack, Stage):
         return super().fallbacks(asked, settings)
 
     def keep_setting(self, asked: Asked, made_by: str) -> str:
-        backend, _, prompter = made_by.partition("+")  # sam2+classic: sam2 prompted by classic
+        prompter = made_by.partition("+")[2]  # sam2+classic: sam2 prompted by classic
         return f"segment.sam2_prompter: {prompter}" if prompter else super().keep_setting(asked, made_by)
 
     def check_inputs(self, job: StageJob) -> None:
