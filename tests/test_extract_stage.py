@@ -384,3 +384,12 @@ def test_letterbox_and_pillarbox_bars_are_cropped(tmp_path):
     root2 = create_project(tmp_path / "q", "q", [clip], "3d")
     run_project(root2, {"extract": {"dedupe": False, "crop_bars": False}})
     assert table(root2, "SELECT crop FROM videos") == [(None,)]
+
+
+def test_frames_decoded_ahead_stay_under_48_mb_but_for_the_floor():
+    from animlora.stages.extract import read_ahead
+
+    sizes = [(480, 270), (1280, 720), (1920, 1080), (2560, 1440), (3840, 2160), (7680, 4320)]
+    depths = [read_ahead(w, h) for w, h in sizes]
+    assert depths == [32, 32, 16, 9, 8, 8]  # a 4K film queues no more frames than before (8)
+    assert all(d * w * h * 3 // 2 <= 48 << 20 or d == 8 for d, (w, h) in zip(depths, sizes, strict=True))

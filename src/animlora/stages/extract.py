@@ -54,9 +54,16 @@ DUPLICATES_DIR = "_duplicates"
 # hold up the decoding loop (6 at any size before: the trailer's stage ran ~5% longer)
 _PENDING_WRITE_BYTES = 96 << 20
 _MAX_PENDING_WRITES = 24
-# decoded frames queued ahead of the detector (~1.4 MB each at 720p): the decoder runs on while
-# the detector loads and while one frame's measuring is slow
-READ_AHEAD = 32
+# decoded frames queued ahead of the detector: the decoder runs on while the detector loads and
+# while one frame's measuring is slow; up to 32 frames, 48 MB (720p 32, 1080p 16, 4K 8 frames)
+_READ_AHEAD_FRAMES = (8, 32)
+_READ_AHEAD_BYTES = 48 << 20
+
+
+def read_ahead(width: int, height: int) -> int:
+    """Frames decoded ahead of the detector for a video of ``width`` x ``height`` (4:2:0)."""
+    low, high = _READ_AHEAD_FRAMES
+    return max(low, min(high, _READ_AHEAD_BYTES // max(1, width * height * 3 // 2)))
 _MAX_RATE = 4.0  # candidates a second of video, at most (a short clip's budget)
 # picture change a second (mean abs difference of the still images between decoded
 # frames, summed over a second) that a video is assumed to have before it has shown its own
@@ -456,7 +463,8 @@ class _VideoExtraction:
         reader = ReferenceFrames(path) if reference_only else None
         damage = reader.damage if reader is not None else []  # stretches lost to corrupt packets
         # decoding starts now, on other cores, while the detector loads (scenedetect, OpenCV)
-        frames = ReadAhead(reader if reader is not None else iter_frames(path, damage=damage), depth=READ_AHEAD)
+        frames = ReadAhead(reader if reader is not None else iter_frames(path, damage=damage),
+                           depth=read_ahead(info.width, info.height))
         try:
             return self._detect(path, info, reader, damage, frames)
         finally:
