@@ -250,3 +250,63 @@ def test_per_frame_keeps_the_fingerprint_of_earlier_releases():
     blob = json.dumps(old, sort_keys=True, separators=(",", ":")).encode()
     assert s.fingerprint() == hashlib.sha256(blob).hexdigest()  # per_frame projects stay up to date
     assert load_settings().settings.inpaint.fingerprint() != s.fingerprint()  # flow (default) reruns them
+
+
+def test_raft_asked_but_dis_ran_is_recorded_reported_and_redone_once_raft_can(tmp_path):
+    # inpaint.flow raft with its weights missing: DIS carries the pixels (inpaint.fallback auto).
+    # The fills and plates record 'opencv+dis', the reports say why, and once the weights are
+    # there the stages run again (they said "up to date" and kept DIS's fills).
+    pytest.importorskip("torchvision")
+    from types import SimpleNamespace
+
+    from animlora.catalog import Catalog
+    from animlora.stages import get_stage
+    from animlora.stages.fallback import cannot_run_lines, fallback_lines
+
+    occluded_shot(tmp_path / "seg")
+    weights = tmp_path / "raft.pth"
+    common = {"sets": None, "config_files": None, "profile": None, "force": False, "as_json": False}
+    asked = {"inpaint.backend": "opencv", "inpaint.dilation": 3, "inpaint.flow": "raft",
+             "inpaint.raft_weights": str(weights)}
+    run_standalone("deocclude", tmp_path / "seg", tmp_path / "deo", asked, **common)
+    report = json.loads((tmp_path / "deo" / "deocclude_report.json").read_text())
+    assert report["backends_used"] == ["opencv+dis"] and report["backend"] == "opencv"
+    assert "flow 'raft' unavailable" in report["fallback"][0] and "used 'dis'" in report["fallback"][0]
+    b = bench()
+    seg = tmp_path / "pan"
+    frames = write_shot(seg, "pan", b.synthetic_shot(frames=4, height=72, width=120, seed=4, blobs=1), 0)
+    (seg / "segmentation_results.json").write_text(json.dumps({"frames": frames}))
+    run_standalone("inpaint", seg, tmp_path / "plates", asked, **common)
+    plates = json.loads((tmp_path / "plates" / "inpaint_report.json").read_text())
+    assert plates["backends_used"] == ["opencv+dis"] and "flow 'raft' unavailable" in plates["fallback"][0]
+
+    def settings():
+        return load_settings(overrides={"inpaint": {"backend": "opencv", "flow": "raft", "plates": "always",
+                                                    "raft_weights": str(weights)}}).settings
+
+    for name, folder in (("deocclude", "deo"), ("inpaint", "plates")):
+        stage = get_stage(name)
+        with Catalog(tmp_path / folder / ".animlora" / "catalog.sqlite") as cat:
+            ctx = SimpleNamespace(catalog=cat, job=SimpleNamespace(standalone=True), settings=settings())
+            assert stage.outdated(ctx) is None  # RAFT still cannot run: DIS's fills stand
+            assert [line for line in fallback_lines(cat, settings()) if line.startswith(name)] == [
+                f"{name}: made with 'opencv+dis', not 'opencv' as inpaint.backend asks: its flow 'raft' has no weights "
+                f"(inpaint.raft_weights: '{weights}' is not a file); then `animlora run` makes it again (or set "
+                "inpaint.flow: dis to stay with it)"]
+        if name == "deocclude":
+            assert [line for line in cannot_run_lines(settings()) if line.startswith(name)] == [
+                f"deocclude: 'opencv' cannot run here: its flow 'raft' has no weights (inpaint.raft_weights: "
+                f"'{weights}' is not a file); until then a run uses 'opencv+dis' instead (inpaint.fallback: auto)"]
+    import torch
+    from torchvision.models.optical_flow import raft_small
+
+    torch.save(raft_small(weights=None).state_dict(), weights)
+    for name, folder in (("deocclude", "deo"), ("inpaint", "plates")):
+        with Catalog(tmp_path / folder / ".animlora" / "catalog.sqlite") as cat:
+            ctx = SimpleNamespace(catalog=cat, job=SimpleNamespace(standalone=True), settings=settings())
+            found = get_stage(name).outdated(ctx)
+            assert found is not None and "'opencv+dis'" in found and "'opencv' can run now" in found
+    # the same command again: the fills are made again, carried along RAFT this time
+    run_standalone("deocclude", tmp_path / "seg", tmp_path / "deo", asked | {"inpaint.device": "cpu"}, **common)
+    report = json.loads((tmp_path / "deo" / "deocclude_report.json").read_text())
+    assert report["backends_used"] == ["opencv"] and report["fallback"] == []

@@ -53,7 +53,8 @@ from animlora.pipeline.stage import (
     WorkItem,
     digest,
 )
-from animlora.stages.fallback import Asked, FallsBack
+from animlora.stages.fallback import Asked
+from animlora.stages.inpaint import FlowFallsBack, flow_made_by
 
 REPORT_FILE = "deocclude_report.json"
 CONTEXT = 16  # px around a box given to the flow (motion at the box's edge needs its surroundings)
@@ -168,7 +169,7 @@ def parts_of_one_character(instances: list[dict[str, Any]], members: dict[str, s
     return pairs
 
 
-class DeoccludeStage(FallsBack, Stage):
+class DeoccludeStage(FlowFallsBack, Stage):
     name = "deocclude"
     folder = "deocclusion"
     # 2: each changed instance records its box in the frame (the dataset pastes it back)
@@ -299,6 +300,13 @@ class DeoccludeStage(FallsBack, Stage):
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * p.dilation + 1, 2 * p.dilation + 1))
         files, changed, borrowed = [], [], {}
         neighbours = self._load_neighbours(job, item.payload.get("neighbours", []), image.shape, kernel)
+        note, flow = self._note, None
+        if neighbours:  # holes first take what the neighbours show, carried along the flow
+            from animlora.stages.inpaint import open_flow_estimator
+
+            estimator, flow_note = open_flow_estimator(job.settings)
+            flow, note = estimator.name, "; ".join(n for n in (self._note, flow_note) if n) or None
+        made_by = flow_made_by(self._inpainter.name, job.settings, flow)
         for k, inst in enumerate(item.payload["instances"]):
             others = np.zeros((height, width), bool)
             for j, mask in enumerate(masks):
@@ -311,7 +319,7 @@ class DeoccludeStage(FallsBack, Stage):
             hole = cv2.dilate(region.astype(np.uint8), kernel) > 0
             hole &= ~masks[k][by : by + bh, bx : bx + bw]
             crop = image[by : by + bh, bx : bx + bw]
-            entry: dict[str, Any] = {"backend": self._inpainter.name, "character": inst.get("character")}
+            entry: dict[str, Any] = {"backend": made_by, "character": inst.get("character")}
             base, todo = crop, hole
             if neighbours:
                 base, todo = self._borrow(job, image, (bx, by, bw, bh), hole, inst.get("track_id"), neighbours)
@@ -331,7 +339,7 @@ class DeoccludeStage(FallsBack, Stage):
                             "path": f"{inst['name']}.jpg", "original": f"{inst['name']}_original.jpg",
                             "box": [bx, by, bw, bh]} | entry)
         progress(1, 1)
-        return ItemOutput(files=tuple(files), data={"changed": changed, "note": self._note, "borrowed": borrowed})
+        return ItemOutput(files=tuple(files), data={"changed": changed, "note": note, "borrowed": borrowed})
 
     @staticmethod
     def _load_neighbours(job: StageJob, neighbours: list[dict[str, Any]], shape: tuple[int, ...],

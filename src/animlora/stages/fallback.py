@@ -54,6 +54,11 @@ class FallsBack:
         command always runs it)."""
         return True
 
+    def missing_here(self, asked: Asked, settings: Any) -> str:
+        """What keeps ``asked`` from running here ("" when nothing): :func:`missing`, and what else
+        the stage's run needs (inpaint's RAFT flow)."""
+        return missing(asked, settings.models)
+
     def fallbacks(self, asked: Asked, settings: Any) -> list[str]:
         """What a run uses, in order of preference, when ``asked`` cannot run here (``asked.fallback``
         allows them)."""
@@ -83,7 +88,7 @@ class FallsBack:
     def fell_back(self, ctx: StageContext, asked: Asked) -> str | None:
         """A fallback made the recorded outputs, and the backend asked for can run now."""
         instead = self.instead(ctx.catalog, asked)
-        if not instead or missing(asked, ctx.settings.models):
+        if not instead or self.missing_here(asked, ctx.settings):
             return None
         return (f"its last run used '{', '.join(instead)}', not '{asked.backend}' as {asked.setting} asks; "
                 f"'{asked.backend}' can run now, so {self.name} runs again with it")
@@ -191,7 +196,7 @@ def fallback_lines(catalog: Catalog, settings: Any) -> list[str]:
         if not instead:
             continue
         made = f"{stage.name}: made with '{', '.join(instead)}', not '{asked.backend}' as {asked.setting} asks"
-        why = missing(asked, settings.models)
+        why = stage.missing_here(asked, settings)
         lines.append(f"{made}: {why}; then `animlora run` makes it again (or set "
                      f"{stage.keep_setting(asked, instead[0])} to stay with it)" if why else
                      f"{made}: '{asked.backend}' can run now, and the next `animlora run` makes it again with it")
@@ -203,7 +208,7 @@ def cannot_run_lines(settings: Any) -> list[str]:
     lines = []
     for stage in filter(lambda s: s.runs(settings), _falls_back()):
         asked = stage.asked(settings)
-        why = missing(asked, settings.models) if is_backend(asked) else ""
+        why = stage.missing_here(asked, settings) if is_backend(asked) else ""
         if not why:
             continue
         name, value = asked.fallback

@@ -57,6 +57,47 @@ def inpaint_weights(name: str, settings: Any) -> list[str]:
     return {"lama": ["big-lama"], "sd": [settings.deocclude.sd_model]}.get(name, [])
 
 
+def flow_made_by(backend: str, settings: Any, flow: str | None) -> str:
+    """What a plate or fill records as having made it: ``backend``, or ``backend+dis`` where
+    ``inpaint.flow: raft`` was asked for and DIS, its fallback, carried the pixels (``flow``: the
+    estimator that ran, None where none did), so a run that can use RAFT makes it again."""
+    return f"{backend}+{flow}" if flow and settings.inpaint.flow == "raft" and flow != "raft" else backend
+
+
+def raft_missing(settings: Any) -> str:
+    """What keeps ``inpaint.flow: raft`` from running here ("" when nothing, or when no run asks
+    for it). Nothing is loaded."""
+    import importlib.util
+
+    s = settings.inpaint
+    if s.flow != "raft" or s.temporal != "flow":
+        return ""
+    if importlib.util.find_spec("torchvision") is None:
+        return "its flow 'raft' needs torchvision (pip install 'animlora[models]')"
+    if not s.raft_weights or not Path(s.raft_weights).expanduser().is_file():
+        return f"its flow 'raft' has no weights (inpaint.raft_weights: {s.raft_weights!r} is not a file)"
+    return ""
+
+
+class FlowFallsBack(FallsBack):
+    """:class:`FallsBack` for the stages whose fills may be carried along an optical flow
+    (``inpaint.temporal: flow``): RAFT asked for and DIS run instead counts as a fallback too
+    (recorded as ``lama+dis``, :func:`flow_made_by`)."""
+
+    def missing_here(self, asked: Asked, settings: Any) -> str:
+        return super().missing_here(asked, settings) or raft_missing(settings)
+
+    def fallbacks(self, asked: Asked, settings: Any) -> list[str]:
+        if not super().missing_here(asked, settings) and raft_missing(settings):  # only the flow cannot run
+            return [f"{asked.backend}+dis"] if settings.inpaint.fallback != "none" else []
+        return super().fallbacks(asked, settings)
+
+    def keep_setting(self, asked: Asked, made_by: str) -> str:
+        backend, _, flow = made_by.partition("+")
+        kept = [super().keep_setting(asked, backend)] if backend != asked.backend else []
+        return " and ".join(kept + ([f"inpaint.flow: {flow}"] if flow else []))
+
+
 def open_inpainter(settings: Any) -> tuple[Any, str | None]:
     from animlora.backends.inpainting.base import get_inpainter
 
@@ -127,7 +168,7 @@ def open_flow_estimator(settings: Any) -> tuple[Any, str | None]:
     return held("optical_flow", ("flow", s.flow, s.raft_weights, s.device, s.fallback), lambda: open_flow(settings))
 
 
-class InpaintStage(FallsBack, Stage):
+class InpaintStage(FlowFallsBack, Stage):
     name = "inpaint"
     folder = "inpainting"
     upstream = ("segment",)
@@ -235,6 +276,8 @@ class InpaintStage(FallsBack, Stage):
             if self._temporal is not None:
                 temporal = {f["frame_id"]: stats for f, stats in zip(item.payload, self._temporal, strict=True)}
         # 4. write; 5. check the raw output outside the hole
+        flow = next(iter(temporal.values()))["flow"] if temporal else None  # carried along a flow: which
+        made_by = flow_made_by(self._inpainter.name, job.settings, flow)
         for plate_id, raw, plate, hole, frame_ids, reference, ref_hole in groups:
             visible = ~ref_hole
             name = f"{safe_name(plate_id, 'plate')}.png"
@@ -242,7 +285,7 @@ class InpaintStage(FallsBack, Stage):
             files.append(name)
             rows.append({
                 "id": plate_id, "shot_id": item.key, "frame_ids": frame_ids, "path": name, "static": int(static),
-                "backend": self._inpainter.name, "hole_fraction": round(float(hole.mean()), 6),
+                "backend": made_by, "hole_fraction": round(float(hole.mean()), 6),
                 "psnr": round(psnr(raw if not static else plate, reference, visible), 3),
                 "ssim": round(ssim(raw if not static else plate, reference, visible), 4),
             })

@@ -109,7 +109,9 @@ class RAFTFlow(FlowEstimator):
         pw = max(RAFT_MIN_SIDE - width, (-width) % RAFT_MULTIPLE)
 
         def tensor(x: np.ndarray) -> Any:
-            t = torch.from_numpy(x).to(self.device).permute(2, 0, 1)[None].float() / 127.5 - 1.0  # RAFT wants [-1, 1]
+            # a read-only array (a frame read from a file) is copied: torch warns when it wraps one
+            t = torch.as_tensor(x if x.flags.writeable else x.copy()).to(self.device)
+            t = t.permute(2, 0, 1)[None].float() / 127.5 - 1.0  # RAFT wants [-1, 1]
             return F.pad(t, (0, pw, 0, ph), mode="replicate")
 
         with torch.inference_mode():
