@@ -85,12 +85,15 @@ class FlowFallsBack(FallsBack):
     (recorded as ``lama+dis``, :func:`flow_made_by`)."""
 
     def missing_here(self, asked: Asked, settings: Any) -> str:
-        return super().missing_here(asked, settings) or raft_missing(settings)
+        return "; ".join(why for why in (super().missing_here(asked, settings), raft_missing(settings)) if why)
 
     def fallbacks(self, asked: Asked, settings: Any) -> list[str]:
-        if not super().missing_here(asked, settings) and raft_missing(settings):  # only the flow cannot run
-            return [f"{asked.backend}+dis"] if settings.inpaint.fallback != "none" else []
-        return super().fallbacks(asked, settings)
+        if not raft_missing(settings):
+            return super().fallbacks(asked, settings)
+        if settings.inpaint.fallback == "none":  # open_flow raises
+            return []
+        backends = super().fallbacks(asked, settings) if super().missing_here(asked, settings) else [asked.backend]
+        return [f"{backend}+dis" for backend in backends]
 
     def keep_setting(self, asked: Asked, made_by: str) -> str:
         backend, _, flow = made_by.partition("+")
