@@ -215,3 +215,23 @@ print(json.dumps({"calls": calls, "asyncio": asyncio_loaded, "tqdm": tqdm.__name
     out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert out["calls"] == [] and out["asyncio"] is False and out["tqdm"] == "tqdm"
     assert out["cut"] == [12]
+
+
+@pytest.mark.parametrize("kind", ["adaptive", "content"])
+def test_colour_cut_histogram_reuses_the_detectors_hsv_of_the_same_frame(kind):
+    # the colour-cut check reads the HSV planes PySceneDetect's detector keeps of the frame it
+    # was just given; were they another frame's (a new PySceneDetect), the cuts would drift
+    import cv2
+    import numpy as np
+
+    from animlora.video.shots import HIST_BINS, ShotDetector
+
+    rng = np.random.default_rng(3)
+    detector = ShotDetector(24.0, detector=kind)
+    for i in range(12):
+        bgr = rng.integers(0, 256, (36, 64, 3), dtype=np.uint8)
+        detector.push(i, bgr)
+        own = cv2.calcHist([cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)], [0, 1, 2], None, list(HIST_BINS),
+                           [0, 180, 0, 256, 0, 256]).ravel()
+        assert np.array_equal(detector._hist, own / own.sum())
+    assert hasattr(detector.inner._last_frame, "lum")  # the planes were there to reuse

@@ -252,8 +252,10 @@ class ShotDetector:
 
         # the HSV planes PySceneDetect's content detectors just made of this frame, when there
         # (the same histogram as of our own conversion, one conversion fewer a frame)
+        # (tests/test_extract_shots.py checks it against the installed PySceneDetect)
         made = getattr(self.inner, "_last_frame", None)
-        planes = [made.hue, made.sat, made.lum] if hasattr(made, "lum") else [cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)]
+        ours = not hasattr(made, "lum") or made.lum.shape != bgr.shape[:2]
+        planes = [cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)] if ours else [made.hue, made.sat, made.lum]
         hist = cv2.calcHist(planes, [0, 1, 2], None, list(HIST_BINS), [0, 180, 0, 256, 0, 256]).ravel()
         hist /= max(float(hist.sum()), 1.0)
         move = 0.0 if self._hist is None else 0.5 * float(np.abs(hist - self._hist).sum())
