@@ -305,7 +305,7 @@ def test_raft_asked_but_dis_ran_is_recorded_reported_and_redone_once_raft_can(tm
         with Catalog(tmp_path / folder / ".animlora" / "catalog.sqlite") as cat:
             ctx = SimpleNamespace(catalog=cat, job=SimpleNamespace(standalone=True), settings=settings())
             found = get_stage(name).outdated(ctx)
-            assert found is not None and "'opencv+dis'" in found and "'opencv' can run now" in found
+            assert found is not None and "'opencv+dis'" in found and "'opencv' with its flow 'raft' can run now" in found
     # the same command again: the fills are made again, carried along RAFT this time
     run_standalone("deocclude", tmp_path / "seg", tmp_path / "deo", asked | {"inpaint.device": "cpu"}, **common)
     report = json.loads((tmp_path / "deo" / "deocclude_report.json").read_text())

@@ -70,6 +70,10 @@ class FallsBack:
         """The setting that keeps what ``made_by`` (a recorded backend) made, as a YAML line."""
         return f"{asked.setting}: {made_by}"
 
+    def asked_label(self, asked: Asked, settings: Any) -> str:
+        """How the lines name what the settings ask for (the backend; inpaint's adds its RAFT flow)."""
+        return f"'{asked.backend}'"
+
     def instead(self, catalog: Catalog, asked: Asked) -> list[str]:
         """The backends other than ``asked`` that made recorded outputs (none when the stage asks
         for no backend of the registry: enhance's ``none``)."""
@@ -91,7 +95,7 @@ class FallsBack:
         if not instead or self.missing_here(asked, ctx.settings):
             return None
         return (f"its last run used '{', '.join(instead)}', not '{asked.backend}' as {asked.setting} asks; "
-                f"'{asked.backend}' can run now, so {self.name} runs again with it")
+                f"{self.asked_label(asked, ctx.settings)} can run now, so {self.name} runs again with it")
 
     def weights_changed(self, ctx: StageContext, asked: Asked) -> str | None:
         """The weights of the backend asked for are other files than those its last run used
@@ -199,7 +203,8 @@ def fallback_lines(catalog: Catalog, settings: Any) -> list[str]:
         why = stage.missing_here(asked, settings)
         lines.append(f"{made}: {why}; then `animlora run` makes it again (or set "
                      f"{stage.keep_setting(asked, instead[0])} to stay with it)" if why else
-                     f"{made}: '{asked.backend}' can run now, and the next `animlora run` makes it again with it")
+                     f"{made}: {stage.asked_label(asked, settings)} can run now, and the next `animlora run` makes it "
+                     "again with it")
     return lines
 
 

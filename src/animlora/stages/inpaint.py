@@ -95,6 +95,10 @@ class FlowFallsBack(FallsBack):
         backends = super().fallbacks(asked, settings) if super().missing_here(asked, settings) else [asked.backend]
         return [f"{backend}+dis" for backend in backends]
 
+    def asked_label(self, asked: Asked, settings: Any) -> str:
+        raft = settings.inpaint.flow == "raft" and settings.inpaint.temporal == "flow"
+        return super().asked_label(asked, settings) + (" with its flow 'raft'" if raft else "")
+
     def keep_setting(self, asked: Asked, made_by: str) -> str:
         backend, _, flow = made_by.partition("+")
         kept = [super().keep_setting(asked, backend)] if backend != asked.backend else []
