@@ -54,7 +54,7 @@ from animlora.pipeline.stage import (
     digest,
 )
 from animlora.stages.fallback import Asked
-from animlora.stages.inpaint import FlowFallsBack, flow_made_by
+from animlora.stages.inpaint import FlowFallsBack, flow_made_by, open_flow_estimator
 
 REPORT_FILE = "deocclude_report.json"
 CONTEXT = 16  # px around a box given to the flow (motion at the box's edge needs its surroundings)
@@ -300,13 +300,11 @@ class DeoccludeStage(FlowFallsBack, Stage):
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * p.dilation + 1, 2 * p.dilation + 1))
         files, changed, borrowed = [], [], {}
         neighbours = self._load_neighbours(job, item.payload.get("neighbours", []), image.shape, kernel)
-        note, flow = self._note, None
+        note, estimator = self._note, None
         if neighbours:  # holes first take what the neighbours show, carried along the flow
-            from animlora.stages.inpaint import open_flow_estimator
-
             estimator, flow_note = open_flow_estimator(job.settings)
-            flow, note = estimator.name, "; ".join(n for n in (self._note, flow_note) if n) or None
-        made_by = flow_made_by(self._inpainter.name, job.settings, flow)
+            note = "; ".join(n for n in (self._note, flow_note) if n) or None
+        made_by = flow_made_by(self._inpainter.name, job.settings, estimator.name if estimator else None)
         for k, inst in enumerate(item.payload["instances"]):
             others = np.zeros((height, width), bool)
             for j, mask in enumerate(masks):
@@ -321,8 +319,9 @@ class DeoccludeStage(FlowFallsBack, Stage):
             crop = image[by : by + bh, bx : bx + bw]
             entry: dict[str, Any] = {"backend": made_by, "character": inst.get("character")}
             base, todo = crop, hole
-            if neighbours:
-                base, todo = self._borrow(job, image, (bx, by, bw, bh), hole, inst.get("track_id"), neighbours)
+            if estimator is not None:
+                base, todo = self._borrow(job, estimator, image, (bx, by, bw, bh), hole, inst.get("track_id"),
+                                          neighbours)
                 borrowed[inst["id"]] = round(float((hole & ~todo).sum()) / max(int(hole.sum()), 1), 4)
             if not todo.any():
                 raw = base
@@ -360,14 +359,13 @@ class DeoccludeStage(FlowFallsBack, Stage):
                 out.append((frame, masks))
         return out
 
-    def _borrow(self, job: StageJob, image: np.ndarray, box: tuple[int, int, int, int], hole: np.ndarray,
-                track: Any, neighbours: list[tuple[np.ndarray, list[tuple[Any, np.ndarray]]]]
+    def _borrow(self, job: StageJob, flow: Any, image: np.ndarray, box: tuple[int, int, int, int],
+                hole: np.ndarray, track: Any, neighbours: list[tuple[np.ndarray, list[tuple[Any, np.ndarray]]]]
                 ) -> tuple[np.ndarray, np.ndarray]:
-        """The box with what the neighbours show in its hole, and what is left to inpaint."""
+        """The box with what the neighbours show in its hole (carried along ``flow``), and what is
+        left to inpaint."""
         from animlora.backends.inpainting.temporal import background_flow, failed_regions, warp
-        from animlora.stages.inpaint import open_flow_estimator
 
-        flow, _ = open_flow_estimator(job.settings)
         bx, by, bw, bh = box
         height, width = image.shape[:2]
         x0, y0 = max(0, bx - CONTEXT), max(0, by - CONTEXT)
