@@ -443,6 +443,11 @@ class Catalog:
     def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
         return self.conn.execute(sql, params).fetchone()
 
+    def distinct(self, table: str, column: str) -> list[Any]:
+        """The column's distinct non-NULL values in the table, sorted (a stage's ``backends_used``)."""
+        return [row[0] for row in self.conn.execute(
+            f"SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL ORDER BY {column}")]
+
     def upsert(self, table: str, rows: Iterable[dict[str, Any]]) -> int:
         """INSERT OR REPLACE each row (dict of column -> value; lists/dicts stored as JSON)."""
         count = 0

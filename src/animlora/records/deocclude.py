@@ -154,5 +154,4 @@ def _fill(row: Any) -> Fill:
 
 def backends_used(catalog: Catalog) -> list[str]:
     """The backends that filled the recorded instances (several when a run fell back)."""
-    return [r["backend"] for r in catalog.rows(
-        f"SELECT DISTINCT backend FROM {TABLE} WHERE backend IS NOT NULL ORDER BY backend")]
+    return catalog.distinct(TABLE, "backend")

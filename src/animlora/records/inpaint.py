@@ -60,5 +60,4 @@ def fallback(catalog: Catalog) -> str | None:
 
 def backends_used(catalog: Catalog) -> list[str]:
     """The backends that inpainted the recorded plates (several when a run fell back)."""
-    return [r["backend"] for r in catalog.rows(
-        "SELECT DISTINCT backend FROM plates WHERE backend IS NOT NULL ORDER BY backend")]
+    return catalog.distinct("plates", "backend")

@@ -153,5 +153,4 @@ def count_tracks(catalog: Catalog) -> int:
 
 def backends_used(catalog: Catalog) -> list[str]:
     """The backends that segmented the recorded frames (several when a run fell back)."""
-    return [r["backend"] for r in catalog.rows(
-        "SELECT DISTINCT backend FROM segment_frames WHERE backend IS NOT NULL ORDER BY backend")]
+    return catalog.distinct("segment_frames", "backend")
