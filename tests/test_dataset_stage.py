@@ -482,3 +482,29 @@ def test_a_run_killed_while_it_removes_a_stale_set_is_not_taken_for_pruning(tmp_
         assert cat.rows("SELECT * FROM review_decisions") == []
     after = json.loads((root / "training_data" / "luca" / "metadata.json").read_text())["images"]
     assert [r["instance_id"] for r in after] == [r["instance_id"] for r in before]
+
+
+def test_a_character_its_captions_mostly_measure_bare_gets_no_outfit_words(tmp_path):
+    """Whole film: "wearing grey and beige" on 55 of 291 images of bare animals (Buck's fur under
+    warm light). A character whose captions measured an outfit on fewer than half of its images
+    (close-ups aside) is bare in all of them; one measured clothed on most keeps its outfits."""
+    root = tmp_path / "proj"
+    rows = make_project(root, {"luca": 12, "pip": 12})
+    run_stages(root, ["caption"], SETTINGS)
+    with Catalog(root / "catalog.sqlite") as cat:
+        fields = {r["instance_id"]: (r["character"], json.loads(r["fields"]))
+                  for r in cat.rows("SELECT instance_id, character, fields FROM captions")}
+        assert len(fields) == len(rows) and all(f["framing"]["value"] != "close-up" for _, f in fields.values())
+        worn = {name: sum("outfit" in f for who, f in fields.values() if who == name) for name in ("luca", "pip")}
+        assert worn["luca"] >= 8 and worn["pip"] >= 8  # the synthetic figures wear two colours
+        for i in sorted(i for i, (who, f) in fields.items() if who == "pip" and "outfit" in f)[3:]:
+            bare = {k: v for k, v in fields[i][1].items() if k != "outfit"}  # pip: measured clothed on 3 of 12
+            cat.execute("UPDATE captions SET fields = ? WHERE instance_id = ?", (json.dumps(bare), i))
+    run_stages(root, ["dataset"], SETTINGS)
+    texts = {}
+    for name in ("luca", "pip"):
+        meta = json.loads((root / "training_data" / name / "metadata.json").read_text())
+        texts[name] = [r["caption"] for r in meta["images"]]
+        assert ("outfit:*" in meta["captions"]["pruned_traits"]) == (name == "pip")
+    assert texts["pip"] and not any("wearing" in t for t in texts["pip"])
+    assert sum("wearing" in t for t in texts["luca"]) >= len(texts["luca"]) // 2 > 0

@@ -191,6 +191,8 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
     from animlora.curation.selection import farthest_point, near_duplicates, quality_scores, simple_features
     from animlora.io.images import read_image, write_image
     from animlora.text.captions import (
+        ANY,
+        bare_character,
         caption_from_fields,
         compose,
         intrinsic_traits,
@@ -380,8 +382,10 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
 
     # 5. captions (fields of template/VLM captions pruned of identity-intrinsic traits)
     count, how = load_token_counter(cs.tokenizer, job.settings.models)
-    drop = intrinsic_traits([c["fields"] for _, _, c, _ in rendered if not c.get("edited") and c.get("fields")],
-                            s.intrinsic_share) if s.prune_intrinsic else set()
+    measured = [c["fields"] for _, _, c, _ in rendered if not c.get("edited") and c.get("fields")]
+    drop = intrinsic_traits(measured, s.intrinsic_share) if s.prune_intrinsic else set()
+    if bare_character(measured):  # "wearing ..." on a few of a bare animal's images: its fur in the light
+        drop.add(("outfit", ANY))
     files: list[str] = []
     records: list[dict[str, Any]] = []
     for m, stem, cap, info in rendered:

@@ -87,7 +87,8 @@ class DatasetStage(Stage):
     # 3: crops from the enhance stage where plain resampling is limited; small crops kept at
     #    their own size down to min_image_side
     # 4: a padded cut-out's alpha placed at its padded box (it was squeezed into the tight box)
-    version = "5"  # 5: the small parts a foreign piece's cut leaves apart from the body go with it
+    # 5: the small parts a foreign piece's cut leaves apart from the body go with it
+    version = "6"  # 6: no outfit words for a character most of whose captions measured it bare
     upstream = ("caption", "cluster", "embed", "enhance")
 
     def settings_hash(self, settings: Any) -> str:

@@ -266,6 +266,27 @@ def intrinsic_traits(all_fields: Sequence[dict[str, Any]], share: float) -> set[
     return {pair for pair, n in counts.items() if n >= need}
 
 
+# A character that most of its captions measured as bare (no outfit on fewer than half of its
+# images framed wider than a close-up, where no outfit is measured) is bare in all of them: the
+# colour test that calls a figure clothed misfires on a bare animal's fur under warm or mixed
+# light (whole film: "wearing grey and beige" on 55 of 291 images, Buck, Frank, Gimera, Rinky,
+# all bare; their folders 16-45% "wearing"; cgi-bench seed 2's green boy in a shirt, 89%)
+CLOTHED_SHARE = 0.5
+CLOTHED_MIN_IMAGES = 3  # fewer judged images say nothing about the character
+ANY = "*"  # a drop pair (field, ANY) prunes the whole field
+
+
+def bare_character(all_fields: Sequence[dict[str, Any]]) -> bool:
+    """Whether a character's captions (their fields) measured an outfit on fewer than
+    ``CLOTHED_SHARE`` of its images that are not close-ups: it is then bare (an animal, a prop)
+    and the few outfits measured are its fur under a coloured light."""
+    judged = [f for f in all_fields if (f.get("framing") or {}).get("value") != "close-up"]
+    if len(judged) < CLOTHED_MIN_IMAGES:
+        return False
+    worn = sum(1 for f in judged if isinstance(f.get("outfit"), dict) and f["outfit"].get("value"))
+    return worn < CLOTHED_SHARE * len(judged)
+
+
 def prune_fields(fields: dict[str, Any], drop: Iterable[tuple[str, str]]) -> dict[str, Any]:
     drop = set(drop)
     if not drop:
@@ -274,6 +295,9 @@ def prune_fields(fields: dict[str, Any], drop: Iterable[tuple[str, str]]) -> dic
     for name in INTRINSIC_FIELDS:
         entry = out.get(name)
         if not isinstance(entry, dict):
+            continue
+        if (name, ANY) in drop:
+            out.pop(name)
             continue
         if entry.get("colors"):
             kept = [c for c in entry["colors"] if ("colors", c) not in drop]
