@@ -10,6 +10,7 @@ from animlora.backends.segmentation.cutouts import appearance_signature, mask_sh
 from animlora.backends.segmentation.instances import link_tracks, split_matte
 from animlora.backends.segmentation.refine import flat_fill, refine_shot, text_score
 from animlora.config import load_settings
+from animlora.stages.prefilter import judge
 from segment_synth import iou, shaded_ellipse, textured_background
 
 GREY, ORANGE, BLUE = (150, 150, 160), (230, 130, 40), (60, 80, 210)
@@ -203,6 +204,43 @@ def test_title_card_text_scores_high_and_a_character_on_a_set_low():
     char = split_matte(matte_of(shapes[0]), 0, s.alpha_threshold, s.min_area_fraction, False)
     assert text_score(frames[0], char[0], char) < 0.2
     assert flat_fill(frames[0], char[0]) < 0.7  # a shaded body is no flat fill
+
+
+def _iris(fill: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A frame seen through an iris (a disc of the set, black around it; ``fill``: the level
+    around it) with a character inside: the frame, the disc, the character."""
+    import cv2
+
+    frame = textured_background(H, W, seed=3)
+    figure = shaded_ellipse(frame, (200, 130), (30, 50), ORANGE)
+    disc = np.zeros((H, W), np.uint8)
+    cv2.circle(disc, (200, 120), 100, 1, -1)
+    rng = np.random.default_rng(0)
+    around = np.clip(fill + rng.normal(0, 1 if fill else 0, (H, W, 3)), 0, 255).astype(np.uint8)
+    frame = np.where(disc[..., None] > 0, frame, around)
+    return frame, disc > 0, figure
+
+
+def test_the_picture_inside_an_iris_taken_as_one_instance_is_rejected_and_the_character_kept():
+    """Film, 8:08: the iris closing on Buck. The matte took the whole disc (Buck and the meadow
+    behind him) as foreground; its outline runs along the black, and it holds the picture."""
+    s = settings()
+    frame, disc, figure = _iris()
+    p = load_settings().settings.prefilter
+    mode = p.modes[p.mode]
+    verdicts = {}
+    for name, shape in (("disc", disc), ("figure", figure)):
+        refined = refine_shot(segment_like_a_matte([frame], [[shape]], split=False), [frame], s)
+        extra = refined.measures[0]
+        measures = {"width": 100, "height": 100, "area_fraction": shape.mean(), "sharpness": 1.0, "score": 0.9,
+                    "truncated": 0, "extra": extra}
+        verdicts[name] = (extra["matte"], extra["picture"], judge(measures, mode, p.blur_threshold, p))
+    assert verdicts["disc"][:2] >= (0.9, 0.9) and verdicts["disc"][2] == "truncated:matte"
+    assert verdicts["figure"][0] < 0.1 and verdicts["figure"][2] is None
+    # a night with its sky near black, not pure black, is no matte: nothing measured
+    night, _, figure = _iris(fill=7)
+    refined = refine_shot(segment_like_a_matte([night], [[figure]], split=False), [night], s)
+    assert "matte" not in refined.measures[0]
 
 
 def test_crispness_is_scale_and_shading_fair_and_falls_with_blur():

@@ -43,7 +43,7 @@ from animlora.records import prefilter as records
 
 REPORT_FILE = "prefilter_report.json"
 # every reason, in the order tested; the first that applies is recorded
-REASONS = ("tiny", "truncated", "not_character:text", "text_over", "not_character:shape",
+REASONS = ("tiny", "truncated", "not_character:text", "text_over", "truncated:matte", "not_character:shape",
            "not_character:still_shot", "blur:floor", "blur:film", "blur:track", "duplicate")
 # reasons grouped in the report (the part before ':')
 GROUPS = ("tiny", "truncated", "not_character", "text_over", "blur", "duplicate", "unreadable")
@@ -78,6 +78,19 @@ def cut_edges(measures: dict[str, Any]) -> int | None:
     if count < top + bottom + left + right:  # the box touches an edge the mask does not
         return count
     return count - int(top and bottom) - int(left and right)
+
+
+# an instance whose outline runs along an iris or porthole matte for this share and that holds
+# this share of the picture inside it is that picture, not one character (segment's ``matte`` and
+# ``picture``; film: the iris closing on Buck at 8:08, 0.50-0.54 and 0.89 -- his head and ears with
+# the meadow behind; nothing else of the film's 970 instances above 0.36 and 0.10)
+MATTE_OUTLINE = 0.4
+MATTE_PICTURE = 0.6
+
+
+def in_matte(extra: dict[str, Any]) -> bool:
+    """The picture inside an iris or porthole matte taken as one instance (see MATTE_OUTLINE)."""
+    return (extra.get("matte") or 0.0) >= MATTE_OUTLINE and (extra.get("picture") or 0.0) >= MATTE_PICTURE
 
 
 # a close-up is not a sliver: its box is at most this many times as tall as wide (a piece of a
@@ -162,6 +175,8 @@ def judge(measures: dict[str, Any], mode: Any, blur_threshold: float, settings: 
         or (settings.max_text_over_length > 0 and (extra.get("text_over") or 0.0) >= settings.max_text_over_length)
     ):
         return "text_over"
+    if in_matte(extra):
+        return "truncated:matte"
     score = measures.get("score")
     aspect = max(w, h) / max(1, min(w, h))
     if (score is not None and score < mode.min_score) or aspect > mode.max_aspect or (
