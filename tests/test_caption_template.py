@@ -207,3 +207,19 @@ def test_an_asymmetric_pose_is_not_a_side_view(settings):
     result, text = caption(settings, cut)
     assert "side view" not in text
     assert result.fields.get("view", {}).get("value") in (None, "front view")
+
+
+def test_a_big_headed_creature_facing_the_camera_is_not_a_side_view(settings):
+    """A cartoon creature's head is as wide as its body, so "a torso no wider than the head"
+    (a human profile hiding the shoulders) fired on Frank and Buck facing the camera (film: 5 of 7
+    side views wrong). A stocky figure says no side view; a tall one in profile still does."""
+    import cv2
+
+    cut = np.zeros((200, 130, 4), np.uint8)
+    cv2.circle(cut, (65, 55), 55, (170, 120, 80, 255), -1)  # the head, wider than the body
+    cv2.ellipse(cut, (65, 140), (45, 60), 0, 0, 360, (170, 120, 80, 255), -1)
+    cut[:, 65:, :3] = (cut[:, 65:, :3] * 0.55).astype(np.uint8)  # lit from the left: not symmetric
+    result, text = caption(settings, cut)
+    assert "side view" not in text
+    result, _ = caption(settings, person_cutout(240, "side"))
+    assert result.fields["view"]["value"] == "side view"

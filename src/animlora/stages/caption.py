@@ -167,8 +167,9 @@ def caption_member(member: Member, trigger: str, settings: Any, *, edited_text: 
 class CaptionStage(FallsBack, Stage):
     name = "caption"
     folder = "captions"
-    version = "3"  # 2: framing from every frame edge, view from eyes, no outfit on bare figures; 3: a padded
-    #                cut-out placed at its padded box (framing saw a figure cut by the frame edge as whole)
+    # 2: framing from every frame edge, view from eyes, no outfit on bare figures; 3: a padded
+    #    cut-out placed at its padded box (framing saw a figure cut by the frame edge as whole)
+    version = "4"  # 4: a side view only for a tall, human-like figure (its top rows are its head)
     upstream = ("segment", "prefilter", "cluster")
 
     def check_inputs(self, job: StageJob) -> None:
