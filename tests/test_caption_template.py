@@ -223,3 +223,24 @@ def test_a_big_headed_creature_facing_the_camera_is_not_a_side_view(settings):
     assert "side view" not in text
     result, _ = caption(settings, person_cutout(240, "side"))
     assert result.fields["view"]["value"] == "side view"
+
+
+def test_the_black_of_an_iris_is_no_night(settings):
+    """Film, 8:08: Buck in the iris closing on a sunny meadow read "dark, low-key lighting, at
+    night" from the black around the disc. The scene's light comes from the picture inside it."""
+    import cv2
+
+    frame, cut, bbox = place(outdoor_frame(), 270, 60, 240)
+    disc = np.zeros(frame.shape[:2], np.uint8)
+    cv2.circle(disc, (320, 180), 175, 1, -1)
+    iris = np.where(disc[..., None] > 0, frame, 0).astype(np.uint8)
+    _, open_text = caption(settings, cut, frame, bbox)
+    result, text = caption(settings, cut, iris, bbox)
+    assert "dark" not in text and "at night" not in text
+    assert result.fields["time_of_day"]["value"] == "daytime" and "daytime" in open_text
+    # the iris closed on the figure: nothing beside it but black, so nothing is said of the scene
+    x, y, w, h = bbox
+    tight = np.zeros_like(frame)
+    tight[y - 8 : y + h + 8, x - 8 : x + w + 8] = frame[y - 8 : y + h + 8, x - 8 : x + w + 8]
+    result, text = caption(settings, cut, tight, bbox)
+    assert not {"lighting", "time_of_day", "background"} & set(result.fields)

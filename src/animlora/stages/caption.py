@@ -169,7 +169,9 @@ class CaptionStage(FallsBack, Stage):
     folder = "captions"
     # 2: framing from every frame edge, view from eyes, no outfit on bare figures; 3: a padded
     #    cut-out placed at its padded box (framing saw a figure cut by the frame edge as whole)
-    version = "4"  # 4: a side view only for a tall, human-like figure (its top rows are its head)
+    # 4: a side view only for a tall, human-like figure (its top rows are its head); the scene's
+    #    light, time and background never read from the black of an iris or a porthole
+    version = "4"
     upstream = ("segment", "prefilter", "cluster")
 
     def check_inputs(self, job: StageJob) -> None:

@@ -1,4 +1,5 @@
-"""Per-frame measures the extract stage uses: sharpness, perceptual hash, black bars.
+"""Per-frame measures: sharpness, perceptual hash, black bars (the extract stage), and the
+black surround of an iris or a porthole (segment and caption).
 
 All work on the luma plane (io/video.py ``luma``), so no RGB conversion is made for a
 frame that is not saved.
@@ -93,3 +94,31 @@ def detect_bars(lumas: Sequence[np.ndarray], limited_range: bool = True, min_fra
 
 def limited_range(frame: Any) -> bool:
     return frame.color_range != 2 and frame.format.name not in ("yuvj420p", "yuvj422p", "yuvj444p")
+
+
+# An iris or porthole matte: pure black around the picture. The frame's outer ring is mostly
+# black (<= SURROUND_DARK), the black region joined to the frame's edge covers SURROUND_MIN_SHARE
+# of the frame, and SURROUND_PURE of it is pure black (<= 4: a film's night sky is not; film: the
+# iris-out at 8:08, 0.97; the end credits' dark frames 0.00-0.47 outside their black cards)
+SURROUND_DARK = 10
+SURROUND_RING = 0.6
+SURROUND_MIN_SHARE = 0.15
+SURROUND_PURE = 0.9
+
+
+def black_surround(image: np.ndarray) -> np.ndarray | None:
+    """The black matte around the picture of an RGB frame (an iris closing on a character, a
+    porthole or telescope view) as a bool mask, or None when the frame has none."""
+    import cv2
+
+    ring = np.concatenate([image[:2].reshape(-1, 3), image[-2:].reshape(-1, 3),
+                           image[:, :2].reshape(-1, 3), image[:, -2:].reshape(-1, 3)])
+    if (ring.max(axis=1) <= SURROUND_DARK).mean() < SURROUND_RING:  # no grey conversion for most frames
+        return None
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    _, labels = cv2.connectedComponents((gray <= SURROUND_DARK).astype(np.uint8), connectivity=4)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    matte = np.isin(labels, edge[edge > 0])
+    if matte.mean() < SURROUND_MIN_SHARE or (gray[matte] <= 4).mean() < SURROUND_PURE:
+        return None
+    return matte

@@ -359,7 +359,11 @@ def lit_colour(lab: np.ndarray) -> np.ndarray:
 
 # -- lighting, time of day, background ---------------------------------------------------
 def _background_pixels(frame: np.ndarray, bbox: tuple[int, int, int, int] | None) -> np.ndarray:
-    """Frame pixels away from the character's box (the box grown by 5%)."""
+    """Frame pixels away from the character's box (the box grown by 5%), never the black of an
+    iris or a porthole around the picture (film: Buck in the closing iris read "dark, low-key
+    lighting, at night" from it); none when that black is all there is beside the box."""
+    from animlora.video.frame_measures import black_surround
+
     keep = np.ones(frame.shape[:2], bool)
     if bbox is not None:
         x, y, w, h = bbox
@@ -367,6 +371,11 @@ def _background_pixels(frame: np.ndarray, bbox: tuple[int, int, int, int] | None
         keep[max(0, y - my) : y + h + my, max(0, x - mx) : x + w + mx] = False
     if keep.sum() < 0.05 * keep.size:
         keep[:] = True
+    surround = black_surround(frame)
+    if surround is not None:
+        keep &= ~surround
+        if keep.sum() < 0.05 * keep.size:
+            return frame[:0].reshape(0, frame.shape[-1])
     # the same pixels in the same order as frame[keep]; numpy's 2-D boolean index of an
     # HxWx3 array takes ~7x the CPU of one compress over the flat pixels
     return np.compress(keep.ravel(), frame.reshape(-1, frame.shape[-1]), axis=0)
@@ -436,6 +445,8 @@ def background(frame: np.ndarray | None, bbox: tuple[int, int, int, int] | None)
     if frame is None:
         return "", 0.0, {}
     pixels = _background_pixels(frame, bbox)
+    if len(pixels) == 0:
+        return "", 0.0, {}
     lab = to_lab(pixels[None, ::3])[0]
     spread = float(lab.std(axis=0).mean())
     sky, green, sunset = _sky_and_green(frame)
@@ -451,8 +462,11 @@ def time_of_day(frame: np.ndarray | None, bbox: tuple[int, int, int, int] | None
     """daytime / sunset / night, only for scenes that look outdoor."""
     if frame is None:
         return "", 0.0, {}
+    pixels = _background_pixels(frame, bbox)
+    if len(pixels) == 0:
+        return "", 0.0, {}
     sky, green, sunset = _sky_and_green(frame)
-    lab = to_lab(_background_pixels(frame, bbox)[None, ::3])[0]
+    lab = to_lab(pixels[None, ::3])[0]
     L, b = float(lab[:, 0].mean()), float(lab[:, 2].mean())
     info = {"L": round(L, 1), "b": round(b, 1)}
     if L < 18 and b <= 5:

@@ -1314,33 +1314,19 @@ def flat_fill(image: np.ndarray, inst: Instance) -> float:
     return float(within.mean())
 
 
-# An iris or porthole matte: pure black around the picture. The frame's outer ring is mostly
-# black (<= MATTE_DARK), the black region joined to the frame's edge covers MATTE_MIN_SHARE of
-# the frame, and MATTE_PURE of it is pure black (<= 4: a film's night sky is not; film: the
-# iris-out at 8:08, 0.97; the end credits' dark frames 0.00-0.47 outside their black cards)
-MATTE_DARK = 10
-MATTE_RING = 0.6
-MATTE_MIN_SHARE = 0.15
-MATTE_PURE = 0.9
-MATTE_NEAR = 4.0  # px: an outline pixel this close to the matte runs along it (its soft edge)
+MATTE_NEAR = 4.0  # px: an outline pixel this close to an iris's black runs along it (its soft edge)
 
 
 def matte_surround(image: np.ndarray) -> np.ndarray | None:
     """Per pixel, the distance (px) to a black matte that surrounds the picture (an iris
-    closing on a character, a porthole or telescope view), or None when the frame has none."""
+    closing on a character, a porthole or telescope view: :func:`~animlora.video.frame_measures.
+    black_surround`), or None when the frame has none."""
     import cv2
 
-    ring = np.concatenate([image[:2].reshape(-1, 3), image[-2:].reshape(-1, 3),
-                           image[:, :2].reshape(-1, 3), image[:, -2:].reshape(-1, 3)])
-    if (ring.max(axis=1) <= MATTE_DARK).mean() < MATTE_RING:  # no grey conversion for most frames
-        return None
-    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    count, labels = cv2.connectedComponents((gray <= MATTE_DARK).astype(np.uint8), connectivity=4)
-    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    matte = np.isin(labels, edge[edge > 0])
-    if matte.mean() < MATTE_MIN_SHARE or (gray[matte] <= 4).mean() < MATTE_PURE:
-        return None
-    return cv2.distanceTransform((~matte).astype(np.uint8), cv2.DIST_L2, 3)
+    from animlora.video.frame_measures import black_surround
+
+    matte = black_surround(image)
+    return None if matte is None else cv2.distanceTransform((~matte).astype(np.uint8), cv2.DIST_L2, 3)
 
 
 def matte_measures(surround: np.ndarray, inst: Instance) -> dict[str, float]:
