@@ -1,8 +1,8 @@
 """Per-frame measures: sharpness, perceptual hash, black bars (the extract stage), and the
 black surround of an iris or a porthole (segment and caption).
 
-All work on the luma plane (io/video.py ``luma``), so no RGB conversion is made for a
-frame that is not saved.
+The extract stage's measures work on the luma plane (io/video.py ``luma``), so no RGB
+conversion is made for a frame that is not saved; ``black_surround`` takes a saved RGB frame.
 """
 
 from __future__ import annotations

@@ -140,6 +140,8 @@ def framing(mask: np.ndarray, bbox: tuple[int, int, int, int] | None, frame_size
 
 # -- view -------------------------------------------------------------------------------
 HUMAN_TALL = 2.2  # a figure this many times as tall as wide is human-like: its head is its top sixth
+
+
 def view(image: np.ndarray, mask: np.ndarray) -> Measured:
     """front / side / back from left-right symmetry of silhouette and shading.
 
