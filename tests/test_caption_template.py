@@ -240,7 +240,8 @@ def test_the_black_of_an_iris_is_no_night(settings):
     assert result.fields["time_of_day"]["value"] == "daytime" and "daytime" in open_text
     # the iris closed on the figure: nothing beside it but black, so nothing is said of the scene
     x, y, w, h = bbox
-    tight = np.zeros_like(frame)
-    tight[y - 8 : y + h + 8, x - 8 : x + w + 8] = frame[y - 8 : y + h + 8, x - 8 : x + w + 8]
+    small = np.zeros(frame.shape[:2], np.uint8)
+    cv2.ellipse(small, (x + w // 2, y + h // 2), (w // 2 + 8, h // 2 + 8), 0, 0, 360, 1, -1)
+    tight = np.where(small[..., None] > 0, frame, 0).astype(np.uint8)
     result, text = caption(settings, cut, tight, bbox)
     assert not {"lighting", "time_of_day", "background"} & set(result.fields)

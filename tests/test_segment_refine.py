@@ -237,6 +237,12 @@ def test_the_picture_inside_an_iris_taken_as_one_instance_is_rejected_and_the_ch
         verdicts[name] = (extra["matte"], extra["picture"], judge(measures, mode, p.blur_threshold, p))
     assert verdicts["disc"][:2] >= (0.9, 0.9) and verdicts["disc"][2] == "truncated:matte"
     assert verdicts["figure"][0] < 0.1 and verdicts["figure"][2] is None
+    # black bars left in the frame (a rectangle of picture) are no iris either
+    bars = textured_background(H, W, seed=3)
+    figure = shaded_ellipse(bars, (200, 130), (30, 50), ORANGE)
+    bars[:50], bars[-50:] = 0, 0
+    refined = refine_shot(segment_like_a_matte([bars], [[figure]], split=False), [bars], s)
+    assert "matte" not in refined.measures[0]
     # a night with its sky near black, not pure black, is no matte: nothing measured
     night, _, figure = _iris(fill=7)
     refined = refine_shot(segment_like_a_matte([night], [[figure]], split=False), [night], s)

@@ -104,6 +104,7 @@ SURROUND_DARK = 10
 SURROUND_RING = 0.6
 SURROUND_MIN_SHARE = 0.15
 SURROUND_PURE = 0.9
+SURROUND_RECT = 0.9  # the picture fills this share of its box: a rectangle (an iris's disc: 0.79)
 
 
 def black_surround(image: np.ndarray) -> np.ndarray | None:
@@ -121,4 +122,10 @@ def black_surround(image: np.ndarray) -> np.ndarray | None:
     matte = np.isin(labels, edge[edge > 0])
     if matte.mean() < SURROUND_MIN_SHARE or (gray[matte] <= 4).mean() < SURROUND_PURE:
         return None
+    rows, cols = np.flatnonzero(~matte.all(axis=1)), np.flatnonzero(~matte.all(axis=0))
+    if len(rows) == 0:
+        return matte  # all black: no picture at all
+    box = (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1)
+    if (~matte).sum() >= SURROUND_RECT * box:
+        return None  # a rectangle of picture: bars left in the frame, not an iris
     return matte
