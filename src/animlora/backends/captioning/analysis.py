@@ -178,7 +178,8 @@ def view(image: np.ndarray, mask: np.ndarray) -> Measured:
     widths = sub.sum(axis=1).astype(np.float32)
     head_w = float(widths[: max(1, int(h * 0.12))].max())
     torso = widths[int(h * 0.25) : max(int(h * 0.25) + 1, int(h * 0.45))]
-    narrow = h / max(1, w) >= HUMAN_TALL and float(np.median(torso)) < 1.25 * head_w
+    tall = h / max(1, w)
+    narrow = tall >= HUMAN_TALL and float(np.median(torso)) < 1.25 * head_w
     info["torso_to_head"] = round(float(np.median(torso)) / max(1.0, head_w), 3)
     # front vs back: only eyes decide. A pair of eye-like blobs in the head region is a face
     # (front view, whatever the arms do); a symmetric figure whose head shows no inner detail at
@@ -186,7 +187,6 @@ def view(image: np.ndarray, mask: np.ndarray) -> Measured:
     # visible eyes, fur or hair texture, a head too small to tell) says nothing.
     # The head region: a tall (human-like) figure's top sixth; a stockier one's (a creature with
     # ears, a child) top third; a close-up's top 45%.
-    tall = h / max(1, w)
     head_rows = max(4, h // 6 if tall >= HUMAN_TALL else h // 3 if tall >= 1.25 else int(h * 0.45))
     head_mask = cv2.erode(sub[:head_rows], np.ones((3, 3), np.uint8), iterations=max(1, head_rows // 12))
     scale = 48.0 / head_rows

@@ -514,7 +514,7 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
                     inst = replace(inst, track=top)
                 fixed.append(inst)
             out = fixed
-    # 5. text
+    # 5. text; and the picture inside an iris or a porthole
     for i in range(n):
         here = [k for k, inst in enumerate(out) if inst.frame == i]
         if not here:
@@ -526,7 +526,7 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
         for k in here:
             notes[k]["text"] = round(text_score(image, out[k], same, backdrop), 3)
             notes[k]["flat"] = round(flat_fill(image, out[k]), 3)
-            if surround is not None:  # 6. a frame shown inside an iris or a porthole
+            if surround is not None:
                 notes[k].update(matte_measures(surround, out[k]))
     for note in notes:
         if note.get("static") is not None:
@@ -1319,8 +1319,8 @@ MATTE_NEAR = 4.0  # px: an outline pixel this close to an iris's black runs alon
 
 def matte_surround(image: np.ndarray) -> np.ndarray | None:
     """Per pixel, the distance (px) to a black matte that surrounds the picture (an iris
-    closing on a character, a porthole or telescope view: :func:`~animlora.video.frame_measures.
-    black_surround`), or None when the frame has none."""
+    closing on a character, a porthole or telescope view:
+    :func:`~animlora.video.frame_measures.black_surround`), or None when the frame has none."""
     import cv2
 
     from animlora.video.frame_measures import black_surround
