@@ -22,7 +22,8 @@ def outdoor_frame(w: int = 640, h: int = 360) -> np.ndarray:
 
 def draw_person(canvas: np.ndarray, x: int, y: int, height: int, *, facing: str = "front",
                 shirt=SHIRT, pants=PANTS) -> None:
-    """A person whose top-left of the head box is (x, y); draws into an RGBA canvas."""
+    """A person whose top-left of the head box is (x, y); draws into an RGBA canvas. ``facing``:
+    front, side, back, or front_dots (a face whose eyes are dark spots without their white)."""
     import cv2
 
     u = height / 8.0  # head unit
@@ -36,9 +37,12 @@ def draw_person(canvas: np.ndarray, x: int, y: int, height: int, *, facing: str 
         cv2.rectangle(canvas, (cx + int(u * 0.2), int(y + 1.3 * u)), (cx + int(u * 1.1), int(y + 1.7 * u)), (*SKIN, 255), -1)
         return
     cv2.circle(canvas, head_c, int(u / 2), (*SKIN, 255), -1)
-    if facing == "front":
+    if facing in ("front", "front_dots"):
         for dx in (-0.18, 0.18):
-            cv2.circle(canvas, (int(cx + dx * u), int(y + 0.42 * u)), max(1, int(u * 0.08)), (20, 20, 20, 255), -1)
+            eye = (int(cx + dx * u), int(y + 0.42 * u))
+            if facing == "front":  # a cartoon eye: a dark pupil in its white
+                cv2.circle(canvas, eye, max(2, int(u * 0.14)), (250, 250, 250, 255), -1)
+            cv2.circle(canvas, eye, max(1, int(u * 0.08)), (20, 20, 20, 255), -1)
         cv2.line(canvas, (int(cx - 0.15 * u), int(y + 0.72 * u)), (int(cx + 0.15 * u), int(y + 0.72 * u)),
                  (120, 40, 40, 255), max(1, int(u * 0.05)))
     else:  # back: hair covers the head

@@ -151,6 +151,23 @@ def test_the_back_of_a_head_with_hair_strands_is_not_front_view(settings):
     assert result.fields["view"]["value"] == "front view"  # the eyes are found
 
 
+def test_two_dark_spots_without_eye_whites_are_no_eyes(settings):
+    """Shading under a cheek, an arm's crease or the gaps of a bush are dark spots side by side
+    too: the old code took any such pair for eyes (film: 34 of 107 "front view" captions were
+    figures seen from the side or behind, Buck's chest, a butterfly's wing spots, a bush). An eye
+    is a pupil ringed by its white or a catchlight."""
+    from animlora.backends.captioning.analysis import view
+
+    dots = person_cutout(240, "front_dots")
+    assert view(dots, dots[..., 3] > 0)[2]["eyes"] is False
+    assert "front view" not in caption(settings, dots)[1]
+    eyes = person_cutout(240, "front")
+    assert view(eyes, eyes[..., 3] > 0)[2]["eyes"] is True
+    assert caption(settings, eyes)[0].fields["view"]["value"] == "front view"
+    frame, cut, bbox = place(outdoor_frame(), 200, 40, 260, facing="front_dots")  # in a frame, smaller
+    assert "front view" not in caption(settings, cut, frame, bbox)[1]
+
+
 def test_a_bare_animal_is_not_wearing_its_fur(settings):
     """One continuous material (a grey rabbit's fur from lit to shadow) is not an outfit: the
     old code wrote "wearing grey"."""

@@ -171,7 +171,8 @@ class CaptionStage(FallsBack, Stage):
     #    cut-out placed at its padded box (framing saw a figure cut by the frame edge as whole)
     # 4: a side view only for a tall, human-like figure (its top rows are its head); the scene's
     #    light, time and background never read from the black of an iris or a porthole
-    version = "4"
+    # 5: a front view only from eyes with their white or catchlight, not from two dark spots
+    version = "5"
     upstream = ("segment", "prefilter", "cluster")
 
     def check_inputs(self, job: StageJob) -> None:
