@@ -127,6 +127,23 @@ def test_black_frames_and_fades_are_not_candidates(tmp_path):
     assert report["black_shots"] == [k for k, v in shots.items() if not v]
 
 
+@pytest.mark.parametrize("start", [40, 50, 61])
+def test_frames_lit_by_a_flash_are_not_candidates(tmp_path, start):
+    """A lightning strike inside a shot is no cut, and its frames are no candidates either: the
+    picture is under a light that is not the scene's (cgi-bench seeds 2 and 6 gave flash frames
+    to the datasets, captioned "bright, daytime" in a night shot). The old sampler also took
+    them for change and picked them before the others."""
+    frames = acting(13, 120)
+    for i in range(start, start + 3):
+        frames[i] = np.clip(frames[i].astype(np.int16) + 90, 0, 255).astype(np.uint8)
+    clip = media.write_video(tmp_path / "flash.mp4", frames)
+    shots, report = extract(tmp_path, clip)
+    assert list(shots) == [0] and report["flashes_ignored"][0] == start  # one shot: no cut
+    got = shots[0]
+    assert len(got) >= 6  # the acting still gives its candidates
+    assert not [i for i in got if start <= i <= start + 3], got  # none lit by the flash, nor the frame back
+
+
 def test_project_budget_adapts_to_length():
     # a 55 s trailer, a 10 min film, a 5 s clip, a whole season (per_minute 120, 240..4000)
     assert project_budget([55.0], 120, 240, 4000) == [220]  # at most 4 a second

@@ -266,8 +266,9 @@ class _ShotSampler:
     (``rate * (1 - share_t)`` per average second's change, the average being the video's
     so far, started from a prior): a still shot gets candidates for its length, a shot
     full of motion gets more. Worth is cut into slots of 1 (one candidate each); the
-    sharpest eligible frame of a slot is its candidate. Frames in a dissolve or fade and
-    black frames are not eligible (unless the shot has nothing else that is not black).
+    sharpest eligible frame of a slot is its candidate. Frames in a dissolve or fade, in a
+    flash (and the first after it) and black frames are not eligible (unless the shot has
+    nothing else that is not black).
     A slot whose best frame is the same picture as the shot's previous candidate gives none.
     When a shot reaches ``2 * cap`` candidates, neighbours are merged pairwise (the sharper
     kept) and later slots are twice as wide, so memory holds at most ``2 * cap`` frames;
@@ -304,7 +305,7 @@ class _ShotSampler:
         prev = self.prev
         if prev is not None:
             dt = max(0.0, entry.time - prev.time)
-            # a fade or dissolve changes the whole picture and shows nothing new: no worth
+            # a fade, a dissolve or a flash changes the whole picture and shows nothing new: no worth
             change = 0.0 if in_transition or entry.black else entry.change
             self.seconds += dt
             self.change += change
@@ -408,6 +409,7 @@ class _VideoExtraction:
         # scene mode
         self.pending: deque[_Entry] = deque()
         self.transitions: list[tuple[int, int]] = []  # the detector's (it adds to it)
+        self.flash_spans: list[tuple[int, int]] = []  # the detector's (it adds to it)
         self.last_still: Any = None
         self.sampler: _ShotSampler | None = None
         # interval / all modes
@@ -485,6 +487,7 @@ class _VideoExtraction:
             self.sampler = _ShotSampler(rate, 1.0 - self.s.change_share, self.s.max_per_shot,
                                         self.s.same_picture_motion)
         self.transitions = detector.transitions
+        self.flash_spans = detector.flash_spans
         push = detector.push_after_gap if reader is not None else detector.push
         total = max(1, info.frame_count)
         count = reported = decoded_count = interlaced = 0
@@ -575,7 +578,10 @@ class _VideoExtraction:
             while self.pending and self.pending[0].index < upto:
                 entry = self.pending.popleft()
                 shot = bisect_right(self.shot_starts, entry.index) - 1
-                in_transition = any(a <= entry.index <= b for a, b in self.transitions[-8:])
+                # a fade or dissolve shows two pictures or one half gone, a flash (lightning, an
+                # explosion) the picture under a light that is not the scene's: no candidate
+                in_transition = (any(a <= entry.index <= b for a, b in self.transitions[-8:])
+                                 or any(a <= entry.index <= b for a, b in self.flash_spans[-4:]))
                 picks += self.sampler.add(shot, entry, in_transition)
             self._take_picks(picks)
             return

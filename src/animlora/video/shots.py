@@ -158,7 +158,8 @@ class ShotDetector:
         self.finalized_upto = 0
         self.raw_cuts: list[int] = []  # every cut the detector proposed (for reports/tuning)
         self.flashes: list[int] = []  # cuts dropped by the flash check
-        self._flash_spans: list[tuple[int, int]] = []  # (flash cut, frame where the picture is back)
+        # (flash cut, frame where the picture is back): the frames between are lit by the flash
+        self.flash_spans: list[tuple[int, int]] = []
         # (first, last) frames of every blend seen (a dissolve or fade), kept as a boundary
         # or not: its frames show two pictures, or a picture half gone
         self.transitions: list[tuple[int, int]] = []
@@ -305,7 +306,7 @@ class ShotDetector:
             if before is None or at is None:
                 self._cuts.append(cut)
                 continue
-            if any(a < cut <= b for a, b in self._flash_spans[-4:]):
+            if any(a < cut <= b for a, b in self.flash_spans[-4:]):
                 self.flashes.append(cut)  # where a flash ends: the picture comes back
                 continue
             jump = _diff(before, at)
@@ -317,7 +318,7 @@ class ShotDetector:
                     break
             if back is not None:
                 self.flashes.append(cut)
-                self._flash_spans.append((cut, back))
+                self.flash_spans.append((cut, back))
             else:
                 self._cuts.append(cut)
         self._raw = keep
