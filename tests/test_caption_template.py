@@ -168,6 +168,33 @@ def test_two_dark_spots_without_eye_whites_are_no_eyes(settings):
     assert "front view" not in caption(settings, cut, frame, bbox)[1]
 
 
+def test_a_blue_sky_is_no_cool_light(settings):
+    """The background's mean colour is the sky's as often as the light's: the film's 44 "cool
+    lighting" captions were Frank, Buck and the bird in daylight under a blue sky. A blue light
+    tints every edge of the scene (grey-edge), a blue sky does not."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    h, w = 360, 640
+    sky = np.zeros((h, w, 3), np.uint8)
+    sky[:] = (110, 170, 235)
+    for _ in range(14):  # white clouds on a blue sky over a strip of meadow, in daylight
+        centre = (int(rng.integers(0, w)), int(rng.integers(0, int(h * 0.8))))
+        cv2.ellipse(sky, centre, (int(rng.integers(30, 90)), int(rng.integers(12, 30))), 0, 0, 360,
+                    (245, 245, 250), -1)
+    sky[int(h * 0.85) :] = (60, 150, 60)
+    frame, cut, bbox = place(sky, 200, 40, 260)
+    result, text = caption(settings, cut, frame, bbox)
+    assert result.fields["lighting"]["measured"]["b"] < -8  # the background is blue
+    assert "cool lighting" not in text
+    # grey stones under a blue light (moonlight): every edge of the scene is blue
+    stones = cv2.resize(rng.integers(60, 200, (h // 8, w // 8), dtype=np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+    lit = ((stones[..., None] / 255.0) ** 2.2 * np.array([0.45, 0.7, 1.0])) ** (1 / 2.2) * 255
+    frame, cut, bbox = place(lit.astype(np.uint8), 200, 40, 260)
+    result, text = caption(settings, cut, frame, bbox)
+    assert result.fields["lighting"]["value"] == "cool lighting"
+
+
 def test_a_bare_animal_is_not_wearing_its_fur(settings):
     """One continuous material (a grey rabbit's fur from lit to shadow) is not an outfit: the
     old code wrote "wearing grey"."""

@@ -6,9 +6,9 @@ one light set-up, and the shot's set shows it better than any character does. So
 
 1. per shot, the colour of the light is estimated on the shot's background plates (the
    frames with the characters cut out; the whole frames when there are no plates), up to
-   ``FRAMES_PER_SHOT`` of them, by *grey-edge* (Minkowski p = ``P`` norm of each linear-RGB
-   channel's gradient): edges of a scene average to grey far more reliably than its surfaces
-   do (a meadow is green, its edges are not);
+   ``FRAMES_PER_SHOT`` of them, by *grey-edge* (``video.frame_measures.estimate_light``:
+   Minkowski p = 6 norm of each linear-RGB channel's gradient): edges of a scene average to
+   grey far more reliably than its surfaces do (a meadow is green, its edges are not);
 2. the film's light is the per-channel median of the shots' (chromaticity only: exposure is
    the embedder's business);
 3. every cut-out of a shot is multiplied, in linear RGB, by ``(film / shot) ** STRENGTH``
@@ -33,41 +33,13 @@ from typing import Any
 
 import numpy as np
 
+from animlora.video.frame_measures import estimate_light
+
 VERSION = "2"
 FRAMES_PER_SHOT = 4
 MIN_CAST = 0.3  # a shot whose largest gain is within exp(+-MIN_CAST) of 1 is left as it is
-P = 6.0
 STRENGTH = 1.0
 MAX_GAIN = 2.0
-WIDTH = 192  # plates are measured at about this width
-
-
-def estimate_light(rgb: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray | None:
-    """Grey-edge estimate of the light's colour (3 linear-RGB values summing to 3), or None."""
-    import cv2
-
-    h, w = rgb.shape[:2]
-    scale = WIDTH / max(w, 1)
-    if scale < 1:
-        size = (max(8, round(w * scale)), max(8, round(h * scale)))
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        if valid is not None:
-            valid = cv2.resize(valid.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
-    lin = (rgb.astype(np.float32) / 255.0) ** 2.2
-    lin = cv2.GaussianBlur(lin, (0, 0), 1.0)
-    gx = cv2.Sobel(lin, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(lin, cv2.CV_32F, 0, 1, ksize=3)
-    grad = np.hypot(gx, gy)
-    keep = np.ones(grad.shape[:2], bool) if valid is None else cv2.erode(valid.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    # saturated pixels say nothing about the light
-    keep &= lin.max(2) < 0.98
-    if keep.sum() < 64:
-        return None
-    g = grad[keep].astype(np.float64)
-    e = (g**P).mean(0) ** (1 / P)
-    if not np.all(np.isfinite(e)) or e.sum() <= 1e-9:
-        return None
-    return (3 * e / e.sum()).astype(np.float32)
 
 
 def shot_gains(plates: dict[str, Sequence[Path]], cache: Path | None = None) -> dict[str, list[float]]:

@@ -172,7 +172,8 @@ class CaptionStage(FallsBack, Stage):
     # 4: a side view only for a tall, human-like figure (its top rows are its head); the scene's
     #    light, time and background never read from the black of an iris or a porthole
     # 5: a front view only from eyes with their white or catchlight, not from two dark spots
-    version = "5"
+    # 6: cool lighting only when the light is blue (grey-edge), not the background (a blue sky)
+    version = "6"
     upstream = ("segment", "prefilter", "cluster")
 
     def check_inputs(self, job: StageJob) -> None:

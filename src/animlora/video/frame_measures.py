@@ -1,5 +1,6 @@
-"""Per-frame measures: sharpness, perceptual hash, black bars (the extract stage), and the
-black surround of an iris or a porthole (segment and caption).
+"""Per-frame measures: sharpness, perceptual hash, black bars (the extract stage), the black
+surround of an iris or a porthole (segment and caption), and the colour of the light
+(grey-edge: the colour embedder's per-shot light, the captions' colour temperature).
 
 The extract stage's measures work on the luma plane (io/video.py ``luma``), so no RGB
 conversion is made for a frame that is not saved; ``black_surround`` takes a saved RGB frame.
@@ -129,3 +130,39 @@ def black_surround(image: np.ndarray) -> np.ndarray | None:
     if (~matte).sum() >= SURROUND_RECT * box:
         return None  # a rectangle of picture: bars left in the frame, not an iris
     return matte
+
+
+GREY_EDGE_P = 6.0  # Minkowski norm of the gradients: the strongest edges weigh most
+GREY_EDGE_WIDTH = 192  # pictures are measured at about this width
+
+
+def estimate_light(rgb: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray | None:
+    """Grey-edge estimate of the light's colour (3 linear-RGB values summing to 3), or None:
+    the Minkowski norm of each linear-RGB channel's gradient over the ``valid`` pixels (edges of
+    a scene average to grey far more reliably than its surfaces do: a meadow is green, its edges
+    are not). Used for the per-shot light of the colour embedder (identity/light.py) and the
+    captions' colour temperature."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    scale = GREY_EDGE_WIDTH / max(w, 1)
+    if scale < 1:
+        size = (max(8, round(w * scale)), max(8, round(h * scale)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        if valid is not None:
+            valid = cv2.resize(valid.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    lin = (rgb.astype(np.float32) / 255.0) ** 2.2
+    lin = cv2.GaussianBlur(lin, (0, 0), 1.0)
+    gx = cv2.Sobel(lin, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(lin, cv2.CV_32F, 0, 1, ksize=3)
+    grad = np.hypot(gx, gy)
+    keep = np.ones(grad.shape[:2], bool) if valid is None else cv2.erode(valid.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    # saturated pixels say nothing about the light
+    keep &= lin.max(2) < 0.98
+    if keep.sum() < 64:
+        return None
+    g = grad[keep].astype(np.float64)
+    e = (g**GREY_EDGE_P).mean(0) ** (1 / GREY_EDGE_P)
+    if not np.all(np.isfinite(e)) or e.sum() <= 1e-9:
+        return None
+    return (3 * e / e.sum()).astype(np.float32)

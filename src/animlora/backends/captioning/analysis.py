@@ -391,10 +391,10 @@ def lit_colour(lab: np.ndarray) -> np.ndarray:
 
 
 # -- lighting, time of day, background ---------------------------------------------------
-def _background_pixels(frame: np.ndarray, bbox: tuple[int, int, int, int] | None) -> np.ndarray:
-    """Frame pixels away from the character's box (the box grown by 5%), never the black of an
-    iris or a porthole around the picture (film: Buck in the closing iris read "dark, low-key
-    lighting, at night" from it); none when that black is all there is beside the box."""
+def _background(frame: np.ndarray, bbox: tuple[int, int, int, int] | None) -> np.ndarray | None:
+    """Where the frame is away from the character's box (the box grown by 5%), never the black
+    of an iris or a porthole around the picture (film: Buck in the closing iris read "dark,
+    low-key lighting, at night" from it); None when that black is all there is beside the box."""
     from animlora.video.frame_measures import black_surround
 
     keep = np.ones(frame.shape[:2], bool)
@@ -408,10 +408,31 @@ def _background_pixels(frame: np.ndarray, bbox: tuple[int, int, int, int] | None
     if surround is not None:
         keep &= ~surround
         if keep.sum() < 0.05 * keep.size:
-            return frame[:0].reshape(0, frame.shape[-1])
+            return None
+    return keep
+
+
+def _background_pixels(frame: np.ndarray, bbox: tuple[int, int, int, int] | None) -> np.ndarray:
+    """The pixels of ``_background`` (none when it is None)."""
+    keep = _background(frame, bbox)
+    if keep is None:
+        return frame[:0].reshape(0, frame.shape[-1])
     # the same pixels in the same order as frame[keep]; numpy's 2-D boolean index of an
     # HxWx3 array takes ~7x the CPU of one compress over the flat pixels
     return np.compress(keep.ravel(), frame.reshape(-1, frame.shape[-1]), axis=0)
+
+
+COOL_LIGHT = 0.7  # log(R / B) of the grey-edge light at or below -this: a blue light (night, moonlight)
+
+
+def _light_warmth(frame: np.ndarray, bbox: tuple[int, int, int, int] | None) -> float | None:
+    """log(R / B) of the light's colour, estimated by grey-edge on the frame around the box
+    (``video.frame_measures.estimate_light``), or None when it cannot be told."""
+    from animlora.video.frame_measures import estimate_light
+
+    keep = _background(frame, bbox)
+    light = None if keep is None else estimate_light(frame[..., :3], keep)
+    return None if light is None else float(np.log(light[0] / light[2]))
 
 
 def lighting(image: np.ndarray, mask: np.ndarray, frame: np.ndarray | None,
@@ -455,7 +476,13 @@ def lighting(image: np.ndarray, mask: np.ndarray, frame: np.ndarray | None,
     if b > 14 and a > 2:
         return "warm lighting", conf, info
     if b < -8:
-        return "cool lighting", conf, info
+        # a blue background is a blue sky as often as a blue light: cool only when the light
+        # itself is blue (film: 44 images of Frank, Buck and the bird under a daylight sky said
+        # "cool lighting"; their grey-edge light was -0.66 to +0.4, night on cgi-bench -0.7 to -1.5)
+        warmth = _light_warmth(frame, bbox)
+        info["light_warmth"] = None if warmth is None else round(warmth, 3)
+        if warmth is not None and warmth <= -COOL_LIGHT:
+            return "cool lighting", conf, info
     if L > 68:
         return "bright, soft lighting", conf * 0.9, info
     return "soft lighting", 0.45, info
