@@ -365,6 +365,30 @@ def test_the_ending_says_when_no_usable_dataset_came_out(tmp_path):
     assert "animlora review" in ending(results)["lines"][0]
 
 
+def test_the_ending_says_each_finding_once_for_every_character_it_concerns(tmp_path):
+    """The whole film ended with 19 lines for 11 folders (one per character per finding: marked
+    small, enhanced crops, pieces cut); now one line per finding names every character."""
+    from animlora.curation.summary import ending
+
+    characters = {}
+    for k in range(11):
+        characters[f"character_{k}"] = {
+            "images": 8 + k, "status": "small" if k >= 6 else "ok", "shots": 3, "left_out": {},
+            "enlargement": {"enhanced": 5 + k, "below_min_bucket": 1 if k == 3 else 0, "resample_max": 1.1 + k / 100},
+            "pieces_cut": 2 if k in (1, 2) else 0}
+    results = tmp_path / "dataset_results.json"
+    results.write_text(json.dumps({"characters": characters, "skipped_characters": [], "failed": [],
+                                   "upstream": {"instances": 500}}))
+    lines = ending(results)["lines"]
+    assert len(lines) == 3, lines
+    small, enhanced, cut = lines
+    assert small.startswith("marked small") and "character_6 14, character_7 15" in small and "character_5" not in small
+    assert "character_0 5 of 8" in enhanced and "character_10 15 of 18" in enhanced
+    assert "dataset.min_bucket (sd-scripts bucket_no_upscale): character_3 1;" in enhanced
+    assert enhanced.endswith("plain resampling at most 1.20x")
+    assert "character_1 2 of 9, character_2 2 of 10 (" in cut
+
+
 def test_instances_that_never_reached_a_character_are_listed(tmp_path):
     """The trailer's report said "Instances left out: none" while 6 instances were in no character."""
     from animlora.curation.report import write_report

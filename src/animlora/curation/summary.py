@@ -4,6 +4,7 @@ what to do when no usable dataset came out. ``animlora run`` prints it; ``--json
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,20 +73,33 @@ def ending(results_path: Path) -> dict[str, Any] | None:
             lines.append(f"{r['character']}: no dataset — {r['reason']}")
         if r["status"] == "not character":
             lines.append(f"{r['character']}: not a character, no dataset — {r['reason']}")
-        if r["status"] == "small":
-            lines.append(f"{r['character']}: only {r['images']} images — built, but marked small (dataset.small_size); "
-                         "a LoRA from so few overfits: add footage with this character, or review its cluster.")
-    for r in rows:  # what was done to small crops, after the verdicts
-        e = r.get("enlargement") or {}
-        if e.get("enhanced") or e.get("below_min_bucket"):
-            lines.append(f"{r['character']}: {e.get('enhanced', 0)} of {r['images']} images from enhanced crops, "
-                         f"{e.get('below_min_bucket', 0)} kept at their own size below dataset.min_bucket "
-                         f"(sd-scripts bucket_no_upscale); plain resampling at most {e.get('resample_max', 0):.2f}x")
-        if r.get("pieces_cut"):
-            lines.append(f"{r['character']}: {r['pieces_cut']} of {r['images']} images with another object's piece "
-                         "cut from the mask (metadata.json piece_cut; dataset.cut_foreign: false keeps them whole)")
+    # one line per finding, every character it concerns on it (a film gives a dozen folders)
+    small = [r for r in rows if r["status"] == "small"]
+    if small:
+        names = _listed(small, lambda r: r["images"])
+        lines.append(f"marked small, built with fewer images than dataset.small_size: {names}; a LoRA from so few "
+                     "overfits: add footage with these characters, or review their clusters.")
+    enlarged = [r for r in rows if (r.get("enlargement") or {}).get("enhanced")
+                or (r.get("enlargement") or {}).get("below_min_bucket")]
+    if enlarged:  # what was done to small crops, after the verdicts
+        enhanced = _listed(enlarged, lambda r: f"{r['enlargement'].get('enhanced', 0)} of {r['images']}")
+        below = _listed([r for r in enlarged if r["enlargement"].get("below_min_bucket")],
+                        lambda r: r["enlargement"]["below_min_bucket"]) or "none"
+        most = max(r["enlargement"].get("resample_max", 0) for r in enlarged)
+        lines.append(f"images from enhanced crops: {enhanced}; kept at their own size below dataset.min_bucket "
+                     f"(sd-scripts bucket_no_upscale): {below}; plain resampling at most {most:.2f}x")
+    cut = [r for r in rows if r.get("pieces_cut")]
+    if cut:
+        pieces = _listed(cut, lambda r: f"{r['pieces_cut']} of {r['images']}")
+        lines.append(f"images with another object's piece cut from the mask: {pieces} (metadata.json piece_cut; "
+                     "dataset.cut_foreign: false keeps them whole)")
     return {"characters": rows, "usable": len(usable), "min_size": min_size or None, "upstream": report.get("upstream", {}), "lines": lines,
             "report": str(results_path.parent / report["report"]["html"]) if report.get("report") else None}
+
+
+def _listed(rows: list[dict[str, Any]], figure: Callable[[dict[str, Any]], Any]) -> str:
+    """``name figure, name figure``: the characters a line of the ending concerns."""
+    return ", ".join(f"{r['character']} {figure(r)}" for r in rows)
 
 
 def _advice(rows: list[dict[str, Any]], upstream: dict[str, Any]) -> str:
