@@ -43,6 +43,13 @@ What is measured (the definitions; docs/quality.md has the reasons):
    parts (``joined``, dataset.join_parts) that are all the parts of a ``split`` character there
    and together its one clean instance. Also: which characters got no folder at >= 0.98
    precision.
+5. **captions** (when the truth has each shot's ``mood``): every dataset image's caption
+   against its shot's mood — the light and time-of-day words that *agree* with it (day:
+   "daytime"; sunset: "at sunset", "warm lighting"; night: "at night", "dark, low-key
+   lighting", "cool lighting") and those that *contradict* it (day: night, sunset, dark or cool
+   words; sunset: "daytime", "at night", "cool lighting"; night: "daytime", "at sunset",
+   "bright, soft lighting", "warm lighting"); and how many images come from the truth's flash
+   frames (a light that is not the scene's).
 """
 
 from __future__ import annotations
@@ -314,6 +321,41 @@ def score_dataset(images: Sequence[str], truth_of: dict[str, int], clean: set[st
 
 
 # ---------------------------------------------------------------------------------------------
+# 6. captions against the shot's mood
+AGREES = {"day": ("daytime",), "sunset": ("at sunset", "warm lighting"),
+          "night": ("at night", "dark, low-key lighting", "cool lighting")}
+CONTRADICTS = {"day": ("at night", "at sunset", "dark, low-key lighting", "cool lighting"),
+               "sunset": ("daytime", "at night", "cool lighting"),
+               "night": ("daytime", "at sunset", "bright, soft lighting", "warm lighting")}
+
+
+def score_captions(items: Sequence[tuple[int, str]], mood_of: dict[int, str], flash: set[int]) -> dict[str, Any]:
+    """``items``: (frame index, caption) of every dataset image. Per mood: images, those with a
+    word agreeing with it, those with a word contradicting it (and which words)."""
+    per: dict[str, dict[str, Any]] = {}
+    for frame, caption in items:
+        mood = mood_of.get(frame)
+        if mood not in AGREES:
+            continue
+        words = [w.strip() for w in caption.split(",")]
+        # "dark, low-key lighting" is one phrase split by the caption's commas
+        said = {w for w in (*AGREES[mood], *CONTRADICTS[mood]) if w in caption and
+                (", " in w or w in words)}
+        row = per.setdefault(mood, {"images": 0, "agree": 0, "contradict": 0, "contradicting": Counter()})
+        row["images"] += 1
+        row["agree"] += bool(said & set(AGREES[mood]))
+        wrong = sorted(said & set(CONTRADICTS[mood]))
+        row["contradict"] += bool(wrong)
+        row["contradicting"].update(wrong)
+    for row in per.values():
+        row["contradicting"] = dict(row["contradicting"])
+    per = {mood: per[mood] for mood in AGREES if mood in per}  # day, sunset, night
+    return {"per_mood": per, "images": sum(r["images"] for r in per.values()),
+            "contradict": sum(r["contradict"] for r in per.values()),
+            "flash_images": sum(1 for frame, _ in items if frame in flash)}
+
+
+# ---------------------------------------------------------------------------------------------
 # 5. coverage: character-shots
 def score_coverage(truth_frames: Sequence[dict[str, Any]], min_px: float, stages: dict[str, set[tuple[int, int]]],
                    names: dict[int, str] | None = None) -> dict[str, Any]:
@@ -577,10 +619,13 @@ def evaluate(project_dir: Path, truth_dir: Path, video_name: str | None = None, 
     metas = sorted(ds_dir.glob("*/metadata.json")) + ([ds_dir / "metadata.json"]
                                                      if (ds_dir / "metadata.json").is_file() else [])
     folders = []
+    captioned: list[tuple[int, str]] = []  # (frame index, caption) of every dataset image
     for path in metas:
         try:
             meta = json.loads(path.read_text())
             images = [r["instance_id"] for r in meta["images"]]
+            captioned += [(int(r["frame_index"]), str(r["caption"])) for r in meta["images"]
+                          if r.get("frame_index") is not None and r.get("caption") is not None]
             # an image joined from a split character's parts (dataset.join_parts) is clean when those
             # parts are all of it and together its one clean instance
             joined = {r["instance_id"] for r in meta["images"] if r.get("joined")
@@ -599,6 +644,10 @@ def evaluate(project_dir: Path, truth_dir: Path, video_name: str | None = None, 
     if isinstance(truth.data.get("frames"), list):
         w, h = (crop[2], crop[3]) if crop else (truth.data["width"], truth.data["height"])
         result["coverage"] = score_coverage(truth.data["frames"], min_area * w * h, reached, names)
+        moods = {s["index"]: s.get("mood") for s in truth.data.get("shots") or [] if "index" in s}
+        if any(moods.values()):
+            mood_of = {f["frame"]: moods.get(f.get("shot")) for f in truth.data["frames"]}
+            result["captions"] = score_captions(captioned, mood_of, set(truth.data.get("flash_frames") or []))
     return result
 
 
@@ -659,6 +708,13 @@ def table(r: dict[str, Any]) -> str:
     for f in d["folders"]:
         lines.append(f"          {f['folder']:<22} {f['images']:>4} images  {f['character']:<14} precision "
                      f"{_fmt(f['precision'])}  clean {_fmt(f['clean'])}  joined {f.get('joined', 0)}  {f['composition']}")
+    cap = r.get("captions")
+    if cap:
+        lines.append(f"captions  {cap['contradict']} of {cap['images']} images with a word contradicting their shot's "
+                     f"mood; {cap['flash_images']} from a flash frame")
+        for mood, row in cap["per_mood"].items():
+            lines.append(f"          {mood:<8} {row['images']:>4} images  agree {row['agree']:>3}  contradict "
+                         f"{row['contradict']:>3}  {row['contradicting'] or ''}")
     return "\n".join(lines)
 
 

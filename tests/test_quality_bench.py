@@ -137,6 +137,22 @@ def test_dataset_precision_and_clean():
     assert (r["character"], r["precision"], r["clean"]) == ("bunny", 0.6, 0.4)
 
 
+def test_captions_against_the_shot_mood():
+    mood_of = {1: "day", 2: "day", 3: "sunset", 4: "night", 5: "night", 6: "night"}
+    items = [(1, "luca, full body, daytime, outdoors"), (2, "luca, dark, low-key lighting"),
+             (3, "luca, warm lighting, at sunset"), (4, "luca, dark, low-key lighting"),
+             (5, "luca, bright, soft lighting, daytime"), (6, "luca, soft lighting"), (9, "luca, daytime")]
+    r = quality.score_captions(items, mood_of, flash={5})
+    assert r["images"] == 6 and r["contradict"] == 2 and r["flash_images"] == 1  # frame 9: no mood, not counted
+    assert list(r["per_mood"]) == ["day", "sunset", "night"]
+    assert r["per_mood"]["day"] == {"images": 2, "agree": 1, "contradict": 1,
+                                    "contradicting": {"dark, low-key lighting": 1}}
+    assert r["per_mood"]["sunset"]["agree"] == 1
+    night = r["per_mood"]["night"]
+    assert (night["images"], night["agree"], night["contradict"]) == (3, 1, 1)
+    assert night["contradicting"] == {"bright, soft lighting": 1, "daytime": 1}  # "soft lighting" alone says nothing
+
+
 # -- a tiny project end to end -----------------------------------------------------------------
 def _png(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
