@@ -195,6 +195,26 @@ def test_a_blue_sky_is_no_cool_light(settings):
     assert result.fields["lighting"]["value"] == "cool lighting"
 
 
+def test_moonlight_is_night_and_a_dark_burrow_is_not(settings):
+    """cgi-bench's night shots (L* 18-25 around the box, lamp-lit windows) never said "at night":
+    the rule wanted L* < 18. A dark frame under a dark blue sky is night; the film's dark burrow,
+    as dark but under warm grass, is not."""
+    rng = np.random.default_rng(0)
+
+    def scene(top, bottom):
+        frame = np.zeros((360, 640, 3), np.uint8)
+        frame[:180], frame[180:] = top, bottom
+        return (frame.astype(int) + rng.integers(-4, 5, frame.shape)).clip(0, 255).astype(np.uint8)
+
+    frame, cut, bbox = place(scene((28, 40, 85), (45, 60, 45)), 200, 40, 260)
+    result, text = caption(settings, cut, frame, bbox)
+    assert result.fields["time_of_day"]["measured"]["L"] > 18  # not as dark as the old rule wanted
+    assert result.fields["time_of_day"]["value"] == "at night"
+    frame, cut, bbox = place(scene((75, 62, 30), (40, 34, 20)), 200, 40, 260)
+    result, text = caption(settings, cut, frame, bbox)
+    assert "at night" not in text and "dark, low-key lighting" in text
+
+
 def test_a_bare_animal_is_not_wearing_its_fur(settings):
     """One continuous material (a grey rabbit's fur from lit to shadow) is not an outfit: the
     old code wrote "wearing grey"."""

@@ -173,7 +173,8 @@ class CaptionStage(FallsBack, Stage):
     #    light, time and background never read from the black of an iris or a porthole
     # 5: a front view only from eyes with their white or catchlight, not from two dark spots
     # 6: cool lighting only when the light is blue (grey-edge), not the background (a blue sky)
-    version = "6"
+    # 7: at night also for a dark frame under a dark blue sky (moonlight), not only a black one
+    version = "7"
     upstream = ("segment", "prefilter", "cluster")
 
     def check_inputs(self, job: StageJob) -> None:

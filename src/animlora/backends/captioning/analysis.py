@@ -518,6 +518,10 @@ def background(frame: np.ndarray | None, bbox: tuple[int, int, int, int] | None)
     return "indoors", 0.4, info
 
 
+NIGHT_FRAME_L = 28  # CIELAB L* around the box under which a frame may be night...
+NIGHT_SKY_L, NIGHT_SKY_B = 40, -5  # ...when the top third (the sky) is this dark and this blue
+
+
 def time_of_day(frame: np.ndarray | None, bbox: tuple[int, int, int, int] | None) -> Measured:
     """daytime / sunset / night, only for scenes that look outdoor."""
     if frame is None:
@@ -531,6 +535,19 @@ def time_of_day(frame: np.ndarray | None, bbox: tuple[int, int, int, int] | None
     info = {"L": round(L, 1), "b": round(b, 1)}
     if L < 18 and b <= 5:
         return "at night", 0.6, info
+    if L < NIGHT_FRAME_L:
+        # a dark frame under a dark blue sky: moonlight (cgi-bench's night, lamp-lit windows and
+        # all, is L* 18-25 around the box with its top third at b* -3 to -22; the film's dark
+        # burrow is as dark, but its top is warm grass, b* +17)
+        keep = _background(frame, bbox)
+        if keep is not None:
+            keep[frame.shape[0] // 3 :] = False
+            if keep.sum() > 100:
+                top = to_lab(frame[..., :3][keep][None, ::5])[0]
+                top_L, top_b = float(top[:, 0].mean()), float(top[:, 2].mean())
+                info.update({"top_L": round(top_L, 1), "top_b": round(top_b, 1)})
+                if top_L < NIGHT_SKY_L and top_b < NIGHT_SKY_B:
+                    return "at night", 0.55, info
     if sunset > 0.3:
         return "at sunset", 0.55, info
     if sky > 0.2 and L > 45:
