@@ -36,16 +36,9 @@ def old_to_lab(rgb: np.ndarray) -> np.ndarray:
     return lab.reshape(*rgb.shape[:-1], 3)
 
 
-def old_background_pixels(frame: np.ndarray, bbox: tuple[int, int, int, int] | None) -> np.ndarray:
-    """``analysis._background_pixels`` before this change (the baseline)."""
-    keep = np.ones(frame.shape[:2], bool)
-    if bbox is not None:
-        x, y, w, h = bbox
-        mx, my = int(w * 0.05), int(h * 0.05)
-        keep[max(0, y - my) : y + h + my, max(0, x - mx) : x + w + mx] = False
-    if keep.sum() < 0.05 * keep.size:
-        keep[:] = True
-    return frame[keep]
+def old_background_pixels(frame: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
+    """``analysis._background_pixels`` before this change (the baseline): a 2-D boolean index."""
+    return frame[:0].reshape(0, frame.shape[-1]) if keep is None else frame[keep]
 
 
 def inputs(project: Path, n: int) -> list[Any]:

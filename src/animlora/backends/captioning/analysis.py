@@ -246,16 +246,14 @@ def eye_pair(gray: np.ndarray, head: np.ndarray, whites: bool = True) -> bool:
         compact = 0.4 <= bw / max(1, bh) <= 2.5 and size >= 0.35 * bw * bh
         if not (compact and 0.001 * area <= size <= 0.06 * area and size >= 2):
             continue
-        if not whites:
-            blobs.append((float(centres[i][0]), float(centres[i][1]), float(size)))
-            continue
-        pupil = labels == i
-        r = max(1, round(0.8 * float(np.sqrt(size / np.pi))))
-        grown = cv2.dilate(pupil.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
-        ring = (grown > 0) & ~pupil & head
-        lit = face[ring] >= float(np.median(around[pupil])) + EYE_WHITE
-        if ring.any() and float(lit.mean()) >= EYE_RING:
-            blobs.append((float(centres[i][0]), float(centres[i][1]), float(size)))
+        if whites:  # a pupil in its white: enough of a ring around it brighter than the face
+            pupil = labels == i
+            r = max(1, round(0.8 * float(np.sqrt(size / np.pi))))
+            grown = cv2.dilate(pupil.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
+            ring = (grown > 0) & ~pupil & head
+            if not ring.any() or float((face[ring] >= float(np.median(around[pupil])) + EYE_WHITE).mean()) < EYE_RING:
+                continue
+        blobs.append((float(centres[i][0]), float(centres[i][1]), float(size)))
     for i in range(len(blobs)):
         for j in range(i + 1, len(blobs)):
             (x1, y1, a1), (x2, y2, a2) = blobs[i], blobs[j]
@@ -412,9 +410,8 @@ def _background(frame: np.ndarray, bbox: tuple[int, int, int, int] | None) -> np
     return keep
 
 
-def _background_pixels(frame: np.ndarray, bbox: tuple[int, int, int, int] | None) -> np.ndarray:
-    """The pixels of ``_background`` (none when it is None)."""
-    keep = _background(frame, bbox)
+def _background_pixels(frame: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
+    """The frame's pixels where ``keep`` (a ``_background``) is set; none when it is None."""
     if keep is None:
         return frame[:0].reshape(0, frame.shape[-1])
     # the same pixels in the same order as frame[keep]; numpy's 2-D boolean index of an
@@ -425,20 +422,21 @@ def _background_pixels(frame: np.ndarray, bbox: tuple[int, int, int, int] | None
 COOL_LIGHT = 0.7  # log(R / B) of the grey-edge light at or below -this: a blue light (night, moonlight)
 
 
-def _light_warmth(frame: np.ndarray, bbox: tuple[int, int, int, int] | None) -> float | None:
-    """log(R / B) of the light's colour, estimated by grey-edge on the frame around the box
-    (``video.frame_measures.estimate_light``), or None when it cannot be told."""
+def _light_warmth(frame: np.ndarray, keep: np.ndarray) -> float | None:
+    """log(R / B) of the light's colour, estimated by grey-edge on the frame where ``keep`` (the
+    ``_background``: around the box) is set (``video.frame_measures.estimate_light``), or None
+    when it cannot be told."""
     from animlora.video.frame_measures import estimate_light
 
-    keep = _background(frame, bbox)
-    light = None if keep is None else estimate_light(frame[..., :3], keep)
+    light = estimate_light(frame[..., :3], keep)
     return None if light is None else float(np.log(light[0] / light[2]))
 
 
 def lighting(image: np.ndarray, mask: np.ndarray, frame: np.ndarray | None,
              bbox: tuple[int, int, int, int] | None) -> Measured:
     """Brightness and colour temperature of the scene (frame) or, without one, of the figure."""
-    source = _background_pixels(frame, bbox) if frame is not None else image[..., :3][mask]
+    keep = _background(frame, bbox) if frame is not None else None
+    source = _background_pixels(frame, keep) if frame is not None else image[..., :3][mask]
     if len(source) == 0:
         return "", 0.0, {}
     lab = to_lab(source[None])[0]
@@ -479,7 +477,7 @@ def lighting(image: np.ndarray, mask: np.ndarray, frame: np.ndarray | None,
         # a blue background is a blue sky as often as a blue light: cool only when the light
         # itself is blue (film: 44 images of Frank, Buck and the bird under a daylight sky said
         # "cool lighting"; their grey-edge light was -0.66 to +0.4, night on cgi-bench -0.7 to -1.5)
-        warmth = _light_warmth(frame, bbox)
+        warmth = _light_warmth(frame, keep)
         info["light_warmth"] = None if warmth is None else round(warmth, 3)
         if warmth is not None and warmth <= -COOL_LIGHT:
             return "cool lighting", conf, info
@@ -504,7 +502,7 @@ def background(frame: np.ndarray | None, bbox: tuple[int, int, int, int] | None)
     """plain / outdoors / indoors from the frame around the character."""
     if frame is None:
         return "", 0.0, {}
-    pixels = _background_pixels(frame, bbox)
+    pixels = _background_pixels(frame, _background(frame, bbox))
     if len(pixels) == 0:
         return "", 0.0, {}
     lab = to_lab(pixels[None, ::3])[0]
@@ -526,8 +524,9 @@ def time_of_day(frame: np.ndarray | None, bbox: tuple[int, int, int, int] | None
     """daytime / sunset / night, only for scenes that look outdoor."""
     if frame is None:
         return "", 0.0, {}
-    pixels = _background_pixels(frame, bbox)
-    if len(pixels) == 0:
+    keep = _background(frame, bbox)
+    pixels = _background_pixels(frame, keep)
+    if keep is None or len(pixels) == 0:
         return "", 0.0, {}
     sky, green, sunset = _sky_and_green(frame)
     lab = to_lab(pixels[None, ::3])[0]
@@ -539,15 +538,14 @@ def time_of_day(frame: np.ndarray | None, bbox: tuple[int, int, int, int] | None
         # a dark frame under a dark blue sky: moonlight (cgi-bench's night, lamp-lit windows and
         # all, is L* 18-25 around the box with its top third at b* -3 to -22; the film's dark
         # burrow is as dark, but its top is warm grass, b* +17)
-        keep = _background(frame, bbox)
-        if keep is not None:
-            keep[frame.shape[0] // 3 :] = False
-            if keep.sum() > 100:
-                top = to_lab(frame[..., :3][keep][None, ::5])[0]
-                top_L, top_b = float(top[:, 0].mean()), float(top[:, 2].mean())
-                info.update({"top_L": round(top_L, 1), "top_b": round(top_b, 1)})
-                if top_L < NIGHT_SKY_L and top_b < NIGHT_SKY_B:
-                    return "at night", 0.55, info
+        sky_part = keep.copy()
+        sky_part[frame.shape[0] // 3 :] = False
+        if sky_part.sum() > 100:
+            top = to_lab(frame[..., :3][sky_part][None, ::5])[0]
+            top_L, top_b = float(top[:, 0].mean()), float(top[:, 2].mean())
+            info.update({"top_L": round(top_L, 1), "top_b": round(top_b, 1)})
+            if top_L < NIGHT_SKY_L and top_b < NIGHT_SKY_B:
+                return "at night", 0.55, info
     if sunset > 0.3:
         return "at sunset", 0.55, info
     if sky > 0.2 and L > 45:
