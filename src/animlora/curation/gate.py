@@ -579,6 +579,9 @@ CUT_WITNESSES = 2  # seen alone in this many instances of other clusters or the 
 CUT_LEFT_APART = 0.05  # a part of the mask the cut leaves apart from the body, touching the cut and under
 #                        this share of the mask, goes with it: the object's pale rim, veins and far wing tip
 #                        (film: Frank's f4652 and f4660 kept white streaks of the butterfly's wings)
+CUT_BODY_COLOUR = 6.0  # ... unless its mean colour is this near the body's in a*b*: the body itself, beyond
+#                        the object (film f2580: Buck's ears past the butterfly on his head, 0 apart; the
+#                        wing streaks and rims of 1% of the mask or more 9-31 apart)
 CUT_REASON = "another object's piece cut out"
 
 
@@ -670,7 +673,7 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
                 notes.append(f"{share:.0%} of the mask, {apart:.0f} apart in colour from the rest, on its outline, "
                              f"its colours seen alone in {witnesses} other instances")
             if notes and cut.sum() < CUT_MAX * area:
-                loose = left_apart(mask, cut)
+                loose = left_apart(mask, cut, bins)
                 if loose.any():
                     loose_share = float(loose.sum()) / area
                     notes.append(f"{f'{loose_share:.1%}' if loose_share >= 1e-3 else 'under 0.1%'} of the mask left "
@@ -681,10 +684,12 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
     return out
 
 
-def left_apart(mask: np.ndarray, cut: np.ndarray) -> np.ndarray:
+def left_apart(mask: np.ndarray, cut: np.ndarray, bins: np.ndarray | None = None) -> np.ndarray:
     """The parts of ``mask`` that ``cut`` leaves apart from the body (the largest part left), each
     touching the cut and under ``CUT_LEFT_APART`` of the mask: what was only joined to the body
-    through the piece (8-connected)."""
+    through the piece (8-connected). With ``bins`` (:func:`colour_bins`' of the mask's pixels), a
+    part whose mean a*b* is within ``CUT_BODY_COLOUR`` of the body's is the body's own and stays
+    (ears beyond the butterfly that lies across a head)."""
     import cv2
 
     rest = mask & ~cut
@@ -696,5 +701,13 @@ def left_apart(mask: np.ndarray, cut: np.ndarray) -> np.ndarray:
     take = np.zeros(count, bool)
     take[np.unique(labels[near & rest])] = True
     take &= areas < CUT_LEFT_APART * int(mask.sum())
-    take[0] = take[1 + int(np.argmax(areas[1:]))] = False
+    body = 1 + int(np.argmax(areas[1:]))
+    take[0] = take[body] = False
+    if bins is not None and take.any():
+        ca, cb = _bin_centres()
+        a, b = ca[bins], cb[bins]
+        n = np.maximum(np.bincount(labels.ravel(), minlength=count), 1)
+        mean_a = np.bincount(labels.ravel(), a.ravel(), minlength=count) / n
+        mean_b = np.bincount(labels.ravel(), b.ravel(), minlength=count) / n
+        take &= np.hypot(mean_a - mean_a[body], mean_b - mean_b[body]) > CUT_BODY_COLOUR
     return take[labels]
