@@ -92,6 +92,25 @@ def test_a_partner_clustered_as_another_character_needs_less_growth() -> None:
     assert group_members(_grown(1.2), characters={r["id"]: other.get(r["id"], "frank") for r in _grown(1.2)}) == {}
 
 
+def test_a_small_partner_clustered_as_another_character_counts() -> None:
+    # the film's shot 23: Frank (track b), a fifth of whole Buck's area (track a), beside him, later
+    # on his head in one mask, 1.4x Buck's lone area. Under GROUP_PARTNER (0.25) of the track's area
+    # an unknown partner is a speck or a leaf; one clustered as another character is no speck
+    rows = []
+    for f in (10, 11, 12):
+        rows += [_row(f, "a", (200, 100, 500, 400)), _row(f, "b", (720, 150, 100, 400))]
+    rows += [_row(20, "a", (200, 100, 700, 400))]
+    assert group_members(rows) == {}
+    assert group_members(rows, characters={r["id"]: "buck" for r in rows}) == {}  # a piece of Buck
+    who = {r["id"]: ("buck" if r["track_id"].endswith("_a") else "frank") for r in rows}
+    out = group_members(rows, characters=who)
+    assert list(out) == ["v_f20_a"] and "(clustered as frank)" in out["v_f20_a"]
+    # a partner under GROUP_PARTNER_KNOWN (0.15) of the track's area: still no evidence
+    tiny = [r | {"bbox": json.dumps([720, 150, 50, 400]), "area_fraction": 50 * 400 * 0.7 / (1280 * 720)}
+            if r["track_id"].endswith("_b") else r for r in rows]
+    assert group_members(tiny, characters=who) == {}
+
+
 @pytest.mark.parametrize("idle", ["a", "b"])
 def test_an_idle_track_or_partner_beside_another_character_is_evidence(idle: str) -> None:
     # a (the track, film shot 29) or b (the partner: Frank sitting still beside Buck in the film's

@@ -259,6 +259,10 @@ GROUP_COVER = 0.5  # the mask's box covers this share of the partner's box in th
 # idle beside Rinky in shot 29). Without that knowledge a still piece of the same character passes
 # for a partner (film shot 23: Buck's body beside his head, both in Buck's cluster; seed 3's bunny).
 GROUP_GROW_KNOWN = 1.3
+# ... and the partner, a member of another cluster, is no speck or leaf: a smaller one counts (the film's
+# shot 23: Frank, 0.21-0.24 of the area of whole Buck beside him, sits on his head later in the shot; the
+# rule saw it only while the segment stage had bitten Buck's body, which made Frank 0.25 of what was left)
+GROUP_PARTNER_KNOWN = 0.15
 # The other way round: the mask is clustered as the partner's character, while its track's object seen
 # alone is not (in no cluster or another) and is no speck beside the partner (GROUP_PARTNER of its
 # area). The character walked into the other object and the tracker kept the object's track for the
@@ -319,7 +323,7 @@ def _setup_group(x: dict[str, Any], frame_items: list[dict[str, Any]], nearby: M
                 theirs = who.get(u["id"])
                 if u is alone or u["prop"] or theirs in (None, mine) or theirs in present:
                     continue
-                if u["area"] < GROUP_PARTNER * alone["area"]:
+                if u["area"] < GROUP_PARTNER_KNOWN * alone["area"]:
                     continue
                 if _box_gap(alone["box"], u["box"]) > GROUP_NEAR * math.sqrt(alone["box"][2] * alone["box"][3]):
                     continue
@@ -357,7 +361,8 @@ def group_members(rows: Iterable[Mapping[str, Any]], wanted: Iterable[str] | Non
     frame ``g``, ``x``'s area is >= ``GROUP_GROW`` x ``t``'s area in ``f`` and >= that plus
     ``GROUP_SUM`` of ``u``'s, and ``x``'s box covers >= ``GROUP_COVER`` of ``u``'s box in ``f``.
     When ``u``'s instance in ``f`` is a member of another character than ``x`` (``characters``),
-    ``GROUP_GROW_KNOWN`` replaces ``GROUP_GROW`` and ``t`` or ``u`` may be idle in ``f`` (a
+    ``GROUP_GROW_KNOWN`` replaces ``GROUP_GROW``, ``GROUP_PARTNER_KNOWN`` ``GROUP_PARTNER``, and ``t``
+    or ``u`` may be idle in ``f`` (a
     character sitting still beside another: Frank beside Buck in the film's shot 23). When ``x`` is
     a member of ``u``'s character and ``t`` seen alone is not (and is >= ``GROUP_PARTNER`` of ``u``'s
     area), ``x`` is ``u`` on ``t``'s object: the growth bounds alone decide (idle tracks, distance and
@@ -402,10 +407,12 @@ def group_members(rows: Iterable[Mapping[str, Any]], wanted: Iterable[str] | Non
                 if alone is None:
                     continue
                 for u in others:
-                    if u is alone or u["track"] in here or u["area"] < GROUP_PARTNER * alone["area"]:
+                    if u is alone or u["track"] in here:
                         continue
                     theirs = who.get(u["id"])  # the partner clustered as another character than this track's
                     known = theirs is not None and mine is not None and theirs not in (mine, who.get(alone["id"]))
+                    if u["area"] < (GROUP_PARTNER_KNOWN if known else GROUP_PARTNER) * alone["area"]:
+                        continue
                     claimed = (mine is not None and theirs == mine and who.get(alone["id"]) != mine
                                and alone["area"] >= GROUP_PARTNER * u["area"])
                     if (alone["prop"] or u["prop"]) and not (known or claimed):
