@@ -86,6 +86,34 @@ def test_a_cluster_too_small_for_a_colour_model_is_neither_judged_nor_judge() ->
     images = _cast()
     images["bird_3"] = ("bird", _with_piece(_blob(GREEN, 70, seed=43), MAGENTA, 12))  # still 4 birds
     images["buck_bird"] = ("buck", _blob(GREEN, 110, seed=44))  # green: only the 4-member bird's colour
+    # the bird judges no one: buck_bird goes only as a member mostly in colours buck's images lack
+    out = foreign_colours(_bins(images))
+    assert list(out) == ["buck_bird"] and "bird" not in out["buck_bird"] and out["buck_bird"].endswith("not buck)")
+
+
+def test_a_member_mostly_in_colours_its_cluster_lacks_is_left_out_whoever_has_them() -> None:
+    # the film's bush in green-lit Buck's folder (0.24 of its mask in colours the cluster never shows) and
+    # rock in Gimera's (0.17): colours no other cluster has throughout, so no piece is "another character's"
+    bark = (110, 80, 50)
+    images = _cast() | {"bush": ("buck", _blob(bark, 110, shade=20, seed=50))}
+    out = foreign_colours(_bins(images))
+    assert list(out) == ["bush"]
+    assert "% of the mask has colours that buck's other images (nearly) never show: not buck" in out["bush"]
+    # a small piece (a held leaf, ~9% of the mask) is no stranger
+    assert foreign_colours(_bins(_cast() | {"leaf": ("buck", _with_piece(_blob(WHITE, 120, seed=51), bark, 14))})) == {}
+    # a quarter of the mask in a colour no other buck shows goes; seen in another buck's image (a
+    # costume worn twice: support 1/7 among the others, over COLOUR_RARE) it is buck's own colour
+    body = _blob(WHITE, 120, seed=52)
+    big = ("buck", _with_piece(body, bark, 24))
+    assert list(foreign_colours(_bins(_cast() | {"big": big}))) == ["big"]
+    assert foreign_colours(_bins(_cast() | {"big": big, "again": ("buck", _with_piece(_blob(WHITE, 110, seed=53), bark, 22))})) == {}
+    # the piece the dataset cuts from the member's alpha (foreign_pieces) is not counted
+    piece = (big[1] != body).any(axis=-1)  # the disc (under COLOUR_SIDE: no resize)
+    assert foreign_colours(_bins(_cast() | {"big": big}), cut={"big": piece}) == {}
+    # a cluster where most members are such (a new outfit in every shot) has no palette to judge by
+    outfits = [bark, (30, 60, 140), (200, 200, 40), (90, 20, 40), (20, 110, 90), (150, 150, 150)]
+    images = _cast() | {f"buck_{k}": ("buck", _with_piece(_blob(WHITE, 100 + 8 * k, seed=k), outfits[k], 24))
+                        for k in range(6)}
     assert foreign_colours(_bins(images)) == {}
 
 

@@ -484,6 +484,13 @@ COLOUR_PIECE = 0.04  # the largest connected piece of such pixels, as a share of
 #                      0.04-0.28 and seeds' 0.04-0.35 with no clean member flagged; 0.03 flags clean
 #                      seed 3 foxes at night at 0.030-0.038)
 COLOUR_MEMBERS = 5  # a cluster with fewer readable members has no colour model: neither judged nor judge
+COLOUR_RARE = 0.05  # a colour in fewer than this share of the cluster's other members: one they (nearly) never show
+COLOUR_STRANGER = 0.15  # a member with this share of its mask in such colours, in any number of pieces and
+#                         whoever else has them, is not that character (the film: a bush, 0.24, in green-lit
+#                         Buck's folder and a rock, 0.17, in Gimera's; every other image of its datasets 0.125 or
+#                         less). A costume seen in 1 of 20 of a character's images or more is its own colour
+COLOUR_STRANGERS = 0.1  # ... where such members are few (at most this share of the cluster, or one): a cluster with
+#                         more has no palette of its own to judge by (a character in a new outfit in every shot)
 COLOUR_REASON = "not_one_character:colours"
 
 
@@ -506,7 +513,7 @@ def colour_bins(rgba: np.ndarray, gain: Sequence[float] | None = None) -> tuple[
 
 
 def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarray]]],
-                    scenery: Iterable[str] = ()) -> dict[str, str]:
+                    scenery: Iterable[str] = (), cut: Mapping[str, np.ndarray] | None = None) -> dict[str, str]:
     """Members with a piece in another cluster's colours, as instance id -> ``not_one_character:
     colours (evidence)``. ``members``: (instance id, cluster, :func:`colour_bins` of its cut-out);
     ``scenery``: clusters taken for scenery (``not_character:*``), whose colours count as another
@@ -519,7 +526,12 @@ def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarr
     the largest 8-connected piece of foreign pixels of one other cluster is ``COLOUR_PIECE`` of its
     mask or more: a scattered speckle of odd shading is no piece, and a colour no other cluster has
     throughout (an apple, a flower) is nobody's. Evidence: the piece's share, both clusters and the
-    other's mean support of the piece's colours."""
+    other's mean support of the piece's colours. A member not left out so is left out when
+    ``COLOUR_STRANGER`` of its mask has colours whose support among the cluster's other members is under
+    ``COLOUR_RARE``, whoever else has them: it is not its cluster's character (a bush, a rock the colour
+    descriptor put with a character), provided such members are at most ``COLOUR_STRANGERS`` of the
+    cluster or one. ``cut``: instance id -> the
+    pieces :func:`foreign_pieces` cuts from its alpha (at :func:`colour_bins`' size), not counted there."""
     import cv2
 
     size = int(np.prod(COLOUR_BINS))
@@ -539,8 +551,10 @@ def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarr
         if character in set_like:
             continue
         n = len(by_char[character])
+        strangers: dict[str, str] = {}
         for instance_id, mask, bins, area, present in by_char[character]:
-            foreign = (((total - present) / (n - 1))[bins] < COLOUR_OWN) & mask
+            others = ((total - present) / (n - 1))[bins]
+            foreign = (others < COLOUR_OWN) & mask
             if not foreign.any():
                 continue
             best = (0.0, "", 0.0)
@@ -560,6 +574,14 @@ def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarr
                     f"{COLOUR_REASON} ({largest:.0%} of the mask, in one piece, has colours that {character}'s "
                     f"other images lack and {other}'s have (in {seen:.0%} of them): {what} in this mask, or "
                     f"not {character})")
+                continue
+            kept = mask & ~cut[instance_id] if cut and instance_id in cut else mask
+            stranger = float(((others < COLOUR_RARE) & kept).sum()) / max(1, int(kept.sum()))
+            if stranger >= COLOUR_STRANGER:
+                strangers[instance_id] = (f"{COLOUR_REASON} ({stranger:.0%} of the mask has colours that {character}'s "
+                                          f"other images (nearly) never show: not {character})")
+        if len(strangers) <= max(1, COLOUR_STRANGERS * n):
+            out.update(strangers)
     return out
 
 

@@ -241,7 +241,8 @@ class DatasetStage(Stage):
         gains = shot_light_gains(root) or shot_gains(project_plates(catalog, root), cache_file(root / STATE_DIR))
         noise = noise_members(catalog, root) if cut else []
         rules = (self.version, gate.COLOUR_SIDE, gate.COLOUR_BINS, gate.COLOUR_PRESENT, gate.COLOUR_OWN,
-                 gate.COLOUR_THEIRS, gate.COLOUR_PIECE, gate.COLOUR_MEMBERS)
+                 gate.COLOUR_THEIRS, gate.COLOUR_PIECE, gate.COLOUR_MEMBERS, gate.COLOUR_RARE,
+                 gate.COLOUR_STRANGER, gate.COLOUR_STRANGERS)
         if cut:
             rules += (gate.CUT_OWN, gate.CUT_SHARE, gate.CUT_MAX, gate.CUT_CHROMA, gate.CUT_APART, gate.CUT_OUTLINE,
                       gate.CUT_SEEN, gate.CUT_WITNESSES, gate.CUT_LEFT_APART, gate.CUT_BODY_COLOUR)
@@ -257,10 +258,9 @@ class DatasetStage(Stage):
                 and isinstance(kept.get("pieces", {}), dict)):
             return kept["left_out"], kept.get("pieces", {})
         judged = list(self._colours(members, gains))
-        found = gate.foreign_colours(judged, scenery) if colours else {}
-        pieces = {k: {"bits": pack_piece(v["mask"]), "share": v["share"], "why": v["why"]}
-                  for k, v in gate.foreign_pieces(judged, ((i, c) for i, _, c in self._colours(noise, gains)),
-                                                  scenery).items()} if cut else {}
+        cuts = gate.foreign_pieces(judged, ((i, c) for i, _, c in self._colours(noise, gains)), scenery) if cut else {}
+        found = gate.foreign_colours(judged, scenery, {k: v["mask"] for k, v in cuts.items()}) if colours else {}
+        pieces = {k: {"bits": pack_piece(v["mask"]), "share": v["share"], "why": v["why"]} for k, v in cuts.items()}
         atomic_write_json(path, {"key": key, "left_out": found, "pieces": pieces})
         return found, pieces
 
