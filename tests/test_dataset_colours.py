@@ -86,12 +86,12 @@ def test_a_cluster_too_small_for_a_colour_model_is_neither_judged_nor_judge() ->
     images = _cast()
     images["bird_3"] = ("bird", _with_piece(_blob(GREEN, 70, seed=43), MAGENTA, 12))  # still 4 birds
     images["buck_bird"] = ("buck", _blob(GREEN, 110, seed=44))  # green: only the 4-member bird's colour
-    # the bird judges no one: buck_bird goes only as a member mostly in colours buck's images lack
+    # the bird judges no one: buck_bird goes only as a member in colours buck's images never show
     out = foreign_colours(_bins(images))
     assert list(out) == ["buck_bird"] and "bird" not in out["buck_bird"] and out["buck_bird"].endswith("not buck)")
 
 
-def test_a_member_mostly_in_colours_its_cluster_lacks_is_left_out_whoever_has_them() -> None:
+def test_a_member_in_colours_its_cluster_never_shows_is_left_out_whoever_has_them() -> None:
     # the film's bush in green-lit Buck's folder (0.24 of its mask in colours the cluster never shows) and
     # rock in Gimera's (0.17): colours no other cluster has throughout, so no piece is "another character's"
     bark = (110, 80, 50)

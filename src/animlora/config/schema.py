@@ -525,8 +525,8 @@ class DatasetSettings(Section):
     scenery_check: bool = Field(description="an unnamed cluster still in nearly every frame (scenery) or read as "
                                             "text gets no dataset (reason not_character:<why>)")
     colour_check: bool = Field(description="with scenery_check: a member whose mask has a piece in colours its "
-                                           "cluster's other members lack and another cluster's share, or a fifth "
-                                           "of it in colours they lack, is left out "
+                                           "cluster's other members lack and another cluster's share, or 15% of "
+                                           "it in colours they (nearly) never show, is left out "
                                            "(reason not_one_character:colours)")
     cut_foreign: bool = Field(description="a piece of a mask in colours its cluster mostly lacks, apart in hue "
                                           "from the rest, on its outline and seen alone elsewhere (a held prop or "

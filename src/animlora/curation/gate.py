@@ -530,8 +530,8 @@ def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarr
     ``COLOUR_STRANGER`` of its mask has colours whose support among the cluster's other members is under
     ``COLOUR_RARE``, whoever else has them: it is not its cluster's character (a bush, a rock the colour
     descriptor put with a character), provided such members are at most ``COLOUR_STRANGERS`` of the
-    cluster or one. ``cut``: instance id -> the
-    pieces :func:`foreign_pieces` cuts from its alpha (at :func:`colour_bins`' size), not counted there."""
+    cluster or one. ``cut``: instance id -> the pieces :func:`foreign_pieces` cuts from its alpha (at
+    :func:`colour_bins`' size), not counted there."""
     import cv2
 
     size = int(np.prod(COLOUR_BINS))
