@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from animlora.curation.gate import COLOUR_REASON, colour_bins, foreign_colours
+from animlora.curation.gate import COLOUR_REASON, colour_bins, foreign_colours, off_track_colours
 from dataset_synth import make_project, run_stages
 
 WHITE, MAGENTA, ORANGE, GREEN, PALE_BLUE = (225, 225, 220), (230, 40, 200), (230, 120, 30), (40, 170, 40), (150, 190, 250)
@@ -115,6 +115,33 @@ def test_a_member_in_colours_its_cluster_never_shows_is_left_out_whoever_has_the
     images = _cast() | {f"buck_{k}": ("buck", _with_piece(_blob(WHITE, 100 + 8 * k, seed=k), outfits[k], 24))
                         for k in range(6)}
     assert foreign_colours(_bins(images)) == {}
+
+
+def test_a_member_in_colours_no_other_frame_of_its_track_shows_is_left_out() -> None:
+    # the film's shot 90: the tracker passed a trap's track on to Buck, and the trap's frame went with
+    # Buck's images (0.24 of its mask in colours no other frame of the track shows); f7338: Rinky in
+    # Frank's mask (0.19). A track's own frames agree in colour (the film's dataset images 0.084 or less)
+    bark = (110, 80, 50)
+    bodies = [("buck_%d" % k, "t1", colour_bins(_blob(WHITE, 100 + 6 * k, shade=20 * (k % 2), seed=k)))
+              for k in range(5)]
+    trap = ("trap", "t1", colour_bins(_blob(bark, 110, seed=9)))
+    out = off_track_colours([*bodies, trap])
+    assert list(out) == ["trap"] and out["trap"].startswith(COLOUR_REASON + " (")
+    assert "no other frame of its track shows (5 frames)" in out["trap"]
+    # frames in the noise witness the track's colours but are not judged
+    assert list(off_track_colours([trap], bodies)) == ["trap"]
+    assert off_track_colours(bodies[:1], [*bodies[1:], trap]) == {}
+    # too few other frames to judge (TRACK_MATES), or another track
+    assert off_track_colours([*bodies[:3], trap]) == {}
+    assert off_track_colours([*bodies, ("trap", "t2", trap[2])]) == {}
+    # a held piece the dataset cuts from the alpha is not counted
+    body = _blob(WHITE, 120, seed=5)
+    held = _with_piece(body, bark, 24)
+    piece = (held != body).any(axis=-1)
+    assert list(off_track_colours([*bodies, ("held", "t1", colour_bins(held))])) == ["held"]
+    assert off_track_colours([*bodies, ("held", "t1", colour_bins(held))], cut={"held": piece}) == {}
+    # a track whose frames differ throughout (two strangers of seven) judges none
+    assert off_track_colours([*bodies, trap, ("held", "t1", colour_bins(held))]) == {}
 
 
 def test_a_scenery_clusters_colours_mark_a_piece_of_the_set_and_its_members_are_not_judged() -> None:

@@ -585,6 +585,54 @@ def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarr
     return out
 
 
+# A track's frames show one object in one shot's light, so its colours agree from frame to frame. A
+# member with a good share of its mask in colours that no other frame of its own track shows is
+# another object than the track (the tracker passed the track from a trap on to Buck, film shot 90), or
+# holds one (Rinky fused into Frank's mask, f7338). Measured on the film and cgi-bench seeds 2 and 6
+# (docs/dataset.md, "Another character's colours").
+TRACK_STRANGER = 0.15  # this share of the mask (the film: the trap 0.24, Rinky in Frank's mask 0.19, the
+#                        rock 0.17; every other dataset image of the film 0.084 or less, seeds 2 and 6 0.098)
+TRACK_MATES = 4  # other frames of the track with a cut-out (clustered or in the noise) needed to judge (the film:
+#                 the trap 7, f7338 4; a character turning round in a 3-frame track shows new colours)
+
+
+def off_track_colours(members: Iterable[tuple[str, str | None, tuple[np.ndarray, np.ndarray]]],
+                      witnesses: Iterable[tuple[str, str | None, tuple[np.ndarray, np.ndarray]]] = (),
+                      cut: Mapping[str, np.ndarray] | None = None) -> dict[str, str]:
+    """Members whose colours the other frames of their track do not show, as instance id ->
+    ``not_one_character:colours (evidence)``. ``members``: (instance id, track id, :func:`colour_bins`)
+    of the judged members; ``witnesses``: the same of other instances (the noise), which only show
+    their track's colours; ``cut``: as in :func:`foreign_colours`. A member with ``TRACK_MATES`` other
+    instances on its track is left out when ``TRACK_STRANGER`` of its mask (the cut piece aside) is in
+    colour bins that none of them shows (``COLOUR_PRESENT`` of its mask), provided such frames are at
+    most ``COLOUR_STRANGERS`` of the track's or one: a track whose frames differ throughout (a flashing
+    light, a character the tracker swapped back and forth) has no colours of its own to judge by."""
+    size = int(np.prod(COLOUR_BINS))
+    judged = {i for i, _, _ in members}
+    tracks: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]] = {}
+    for instance_id, track, (mask, bins) in [*members, *witnesses]:
+        area = int(mask.sum())
+        if track and area:
+            present = np.bincount(bins[mask], minlength=size) >= COLOUR_PRESENT * area
+            tracks.setdefault(track, []).append((instance_id, mask, bins, present))
+    out: dict[str, str] = {}
+    for track, items in sorted(tracks.items()):
+        if len(items) <= TRACK_MATES:
+            continue
+        seen = np.sum([p for *_, p in items], axis=0)
+        strangers: dict[str, str] = {}
+        for instance_id, mask, bins, present in items:
+            kept = mask & ~cut[instance_id] if cut and instance_id in cut else mask
+            alien = float((((seen - present)[bins] == 0) & kept).sum()) / max(1, int(kept.sum()))
+            if alien >= TRACK_STRANGER:
+                strangers[instance_id] = (f"{COLOUR_REASON} ({alien:.0%} of the mask has colours that no other "
+                                          f"frame of its track shows ({len(items) - 1} frames): another object "
+                                          "than the track's, or one more in the mask)")
+        if len(strangers) <= max(1, COLOUR_STRANGERS * len(items)):
+            out.update((k, v) for k, v in strangers.items() if k in judged)
+    return out
+
+
 # -- another object's piece in a mask, cut out --------------------------------------------------------
 # The rule above leaves a member out, and needs the other object to be a cluster whose colours are
 # rare in this one. A prop or small creature a character holds in several shots is neither: the film's

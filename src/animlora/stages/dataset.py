@@ -225,9 +225,9 @@ class DatasetStage(Stage):
 
     def _foreign_colours(self, catalog: Any, root: Path, members: list[Member], scenery: list[str],
                          colours: bool = True, cut: bool = True) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
-        """(:func:`gate.foreign_colours` of ``members`` when ``colours``, :func:`gate.foreign_pieces` of
-        them, the noise witnessing, when ``cut``; each piece's mask packed, :func:`curation.images.
-        unpack_piece`), kept in ``.animlora/cache/foreign_colours.json`` with what they were computed
+        """(:func:`gate.foreign_colours` and :func:`gate.off_track_colours` of ``members`` when
+        ``colours``, :func:`gate.foreign_pieces` of them when ``cut``, the noise witnessing; each piece's
+        mask packed for :func:`curation.images.unpack_piece`), kept in ``.animlora/cache/foreign_colours.json`` with what they were computed
         from (each cut-out's size and modification time, the shots' light, the clusters, the rules): a
         run where none of it changed reads no cut-out (the whole film's 341 took 4.6 s of every
         `animlora run`, a project of many films minutes)."""
@@ -239,15 +239,15 @@ class DatasetStage(Stage):
         from animlora.workspace import STATE_DIR
 
         gains = shot_light_gains(root) or shot_gains(project_plates(catalog, root), cache_file(root / STATE_DIR))
-        noise = noise_members(catalog, root) if cut else []
+        noise = noise_members(catalog, root)
         rules = (self.version, gate.COLOUR_SIDE, gate.COLOUR_BINS, gate.COLOUR_PRESENT, gate.COLOUR_OWN,
                  gate.COLOUR_THEIRS, gate.COLOUR_PIECE, gate.COLOUR_MEMBERS, gate.COLOUR_RARE,
-                 gate.COLOUR_STRANGER, gate.COLOUR_STRANGERS)
+                 gate.COLOUR_STRANGER, gate.COLOUR_STRANGERS, gate.TRACK_STRANGER, gate.TRACK_MATES)
         if cut:
             rules += (gate.CUT_OWN, gate.CUT_SHARE, gate.CUT_MAX, gate.CUT_CHROMA, gate.CUT_APART, gate.CUT_OUTLINE,
                       gate.CUT_SEEN, gate.CUT_WITNESSES, gate.CUT_LEFT_APART, gate.CUT_BODY_COLOUR)
         key = digest(rules, colours, cut, sorted(scenery), sorted(
-            (m.instance_id, m.character, portable(m.image_path, root), stat_key(m.image_path),
+            (m.instance_id, m.character, m.track_id, portable(m.image_path, root), stat_key(m.image_path),
              list(gains.get(m.shot_id or "") or [])) for m in members + noise if m.image_path))
         path = root / STATE_DIR / "cache" / "foreign_colours.json"
         try:
@@ -257,9 +257,13 @@ class DatasetStage(Stage):
         if (isinstance(kept, dict) and kept.get("key") == key and isinstance(kept.get("left_out"), dict)
                 and isinstance(kept.get("pieces", {}), dict)):
             return kept["left_out"], kept.get("pieces", {})
-        judged = list(self._colours(members, gains))
-        cuts = gate.foreign_pieces(judged, ((i, c) for i, _, c in self._colours(noise, gains)), scenery) if cut else {}
-        found = gate.foreign_colours(judged, scenery, {k: v["mask"] for k, v in cuts.items()}) if colours else {}
+        judged, witnesses = list(self._colours(members, gains)), list(self._colours(noise, gains))
+        cuts = gate.foreign_pieces(judged, ((i, c) for i, _, c in witnesses), scenery) if cut else {}
+        cut_masks = {k: v["mask"] for k, v in cuts.items()}
+        track = {m.instance_id: m.track_id for m in members + noise}
+        found = gate.off_track_colours([(i, track[i], c) for i, _, c in judged],
+                                       [(i, track[i], c) for i, _, c in witnesses], cut_masks) if colours else {}
+        found |= gate.foreign_colours(judged, scenery, cut_masks) if colours else {}
         pieces = {k: {"bits": pack_piece(v["mask"]), "share": v["share"], "why": v["why"]} for k, v in cuts.items()}
         atomic_write_json(path, {"key": key, "left_out": found, "pieces": pieces})
         return found, pieces
