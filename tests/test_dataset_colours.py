@@ -122,7 +122,7 @@ def test_a_member_in_colours_no_other_frame_of_its_track_shows_is_left_out() -> 
     # Buck's images (0.24 of its mask in colours no other frame of the track shows); f7338: Rinky in
     # Frank's mask (0.19). A track's own frames agree in colour (the film's dataset images 0.084 or less)
     bark = (110, 80, 50)
-    bodies = [("buck_%d" % k, "t1", colour_bins(_blob(WHITE, 100 + 6 * k, shade=20 * (k % 2), seed=k)))
+    bodies = [(f"buck_{k}", "t1", colour_bins(_blob(WHITE, 100 + 6 * k, shade=20 * (k % 2), seed=k)))
               for k in range(5)]
     trap = ("trap", "t1", colour_bins(_blob(bark, 110, seed=9)))
     out = off_track_colours([*bodies, trap])
