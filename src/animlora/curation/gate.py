@@ -512,6 +512,17 @@ def colour_bins(rgba: np.ndarray, gain: Sequence[float] | None = None) -> tuple[
     return rgba[..., 3] >= 128, bins.astype(np.uint16)  # (a film's members are all held at once)
 
 
+def _outside_cut(mask: np.ndarray, cut: Mapping[str, np.ndarray] | None, instance_id: str) -> np.ndarray:
+    """``mask`` less the piece the dataset cuts from that member's alpha (``cut``), if any."""
+    return mask & ~cut[instance_id] if cut and instance_id in cut else mask
+
+
+def _unless_many(strangers: dict[str, str], n: int) -> dict[str, str]:
+    """``strangers`` when they are at most ``COLOUR_STRANGERS`` of the ``n`` judged together (or one),
+    else none: a cluster or track whose members differ throughout has no colours of its own."""
+    return strangers if len(strangers) <= max(1, COLOUR_STRANGERS * n) else {}
+
+
 def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarray]]],
                     scenery: Iterable[str] = (), cut: Mapping[str, np.ndarray] | None = None) -> dict[str, str]:
     """Members with a piece in another cluster's colours, as instance id -> ``not_one_character:
@@ -575,13 +586,12 @@ def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarr
                     f"other images lack and {other}'s have (in {seen:.0%} of them): {what} in this mask, or "
                     f"not {character})")
                 continue
-            kept = mask & ~cut[instance_id] if cut and instance_id in cut else mask
+            kept = _outside_cut(mask, cut, instance_id)
             stranger = float(((others < COLOUR_RARE) & kept).sum()) / max(1, int(kept.sum()))
             if stranger >= COLOUR_STRANGER:
                 strangers[instance_id] = (f"{COLOUR_REASON} ({stranger:.0%} of the mask has colours that {character}'s "
                                           f"other images (nearly) never show: not {character})")
-        if len(strangers) <= max(1, COLOUR_STRANGERS * n):
-            out.update(strangers)
+        out.update(_unless_many(strangers, n))
     return out
 
 
@@ -623,14 +633,13 @@ def off_track_colours(members: Iterable[tuple[str, str | None, tuple[np.ndarray,
         seen = np.sum([p for *_, p in items], axis=0)
         strangers: dict[str, str] = {}
         for instance_id, mask, bins, present in items:
-            kept = mask & ~cut[instance_id] if cut and instance_id in cut else mask
+            kept = _outside_cut(mask, cut, instance_id)
             alien = float((((seen - present)[bins] == 0) & kept).sum()) / max(1, int(kept.sum()))
             if alien >= TRACK_STRANGER:
                 strangers[instance_id] = (f"{COLOUR_REASON} ({alien:.0%} of the mask has colours that no other "
                                           f"frame of its track shows ({len(items) - 1} frames): another object "
                                           "than the track's, or one more in the mask)")
-        if len(strangers) <= max(1, COLOUR_STRANGERS * len(items)):
-            out.update((k, v) for k, v in strangers.items() if k in judged)
+        out.update((k, v) for k, v in _unless_many(strangers, len(items)).items() if k in judged)
     return out
 
 
