@@ -116,3 +116,29 @@ def test_a_part_of_the_bodys_colour_beyond_the_cut_stays():
     assert apart[26:32, 80:86].all() and apart.sum() == 36  # the wing tip goes with the cut
     assert not apart[20:32, 30:40].any()  # the ear stays
     assert gate.left_apart(mask, cut)[20:32, 30:40].all()  # without the colours, it went too (the old rule)
+
+
+def test_a_large_part_of_another_colour_beyond_the_cut_goes():
+    """Film f3649: the piece cut from Gimera's mask was part of Rinky, and the rest of Rinky (22 % of the
+    mask) was left beside her, apart from her body; under 5 % only a part this large stayed."""
+    mask = np.zeros((100, 100), bool)
+    mask[30:100, 40:100] = True  # the body: 4200 px, grey
+    mask[50:60, 30:40] = True  # the piece cut: 100 px
+    mask[40:80, 5:30] = True  # beyond it, the rest of another character: 1000 px (18 % of the mask), orange
+    cut = np.zeros_like(mask)
+    cut[50:60, 30:40] = True
+    img = np.zeros((100, 100, 4), np.uint8)
+    img[mask] = (130, 130, 140, 255)
+    img[40:80, 5:30] = (220, 110, 60, 255)
+    _, bins = gate.colour_bins(img)
+    apart = gate.left_apart(mask, cut, bins)
+    assert apart[40:80, 5:30].all() and apart.sum() == 1000
+    assert not gate.left_apart(mask, cut).any()  # without colours: over 5 % of the mask, it stays
+    img[40:80, 5:30] = (130, 130, 140, 255)  # the body's own colour beyond the cut (an arm): it stays
+    assert not gate.left_apart(mask, cut, gate.colour_bins(img)[1]).any()
+    mask[5:40, 5:30] = True  # the part beyond grows to 1875 px of 6175: 30 % (under 35 %), another colour
+    img[5:80, 5:30] = (220, 110, 60, 255)
+    assert gate.left_apart(mask, cut, gate.colour_bins(img)[1]).sum() == 1875
+    mask[80:100, 5:30] = True  # 2375 px of 6675: 36 %, no longer under the bound
+    img[80:100, 5:30] = (220, 110, 60, 255)
+    assert not gate.left_apart(mask, cut, gate.colour_bins(img)[1]).any()

@@ -669,6 +669,10 @@ CUT_LEFT_APART = 0.05  # a part of the mask the cut leaves apart from the body, 
 CUT_BODY_COLOUR = 6.0  # ... unless its mean colour is this near the body's in a*b*: the body itself, beyond
 #                        the object (film f2580: Buck's ears past the butterfly on his head, 0 apart; the
 #                        wing streaks and rims of 1% of the mask or more 9-31 apart)
+CUT_LEFT_LARGE = 0.35  # with that colour test, a part under this share goes too: another character's remains
+#                        beside the one judged (film f3649: Rinky's head and arm beside Gimera, 22%, 19 apart),
+#                        the far half of a butterfly beside Frank (f4652, 7%, 17 apart), a tree crown's rest
+#                        beside the robot (seed 2 f210, 5%, 31 apart); the body's own parts stay (ears 0 apart)
 CUT_REASON = "another object's piece cut out"
 
 
@@ -776,7 +780,8 @@ def left_apart(mask: np.ndarray, cut: np.ndarray, bins: np.ndarray | None = None
     touching the cut and under ``CUT_LEFT_APART`` of the mask: what was only joined to the body
     through the piece (8-connected). With ``bins`` (:func:`colour_bins`' of the mask's pixels), a
     part whose mean a*b* is within ``CUT_BODY_COLOUR`` of the body's is the body's own and stays
-    (ears beyond the butterfly that lies across a head)."""
+    (ears beyond the butterfly that lies across a head), and one of another colour goes up to
+    ``CUT_LEFT_LARGE`` of the mask (what is left of another character or object the piece was part of)."""
     import cv2
 
     rest = mask & ~cut
@@ -787,7 +792,7 @@ def left_apart(mask: np.ndarray, cut: np.ndarray, bins: np.ndarray | None = None
     near = cv2.dilate(cut.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     take = np.zeros(count, bool)
     take[np.unique(labels[near & rest])] = True
-    take &= areas < CUT_LEFT_APART * int(mask.sum())
+    take &= areas < (CUT_LEFT_APART if bins is None else CUT_LEFT_LARGE) * int(mask.sum())
     body = 1 + int(np.argmax(areas[1:]))
     take[0] = take[body] = False
     if bins is not None and take.any():

@@ -245,7 +245,8 @@ class DatasetStage(Stage):
                  gate.COLOUR_STRANGER, gate.COLOUR_STRANGERS, gate.TRACK_STRANGER, gate.TRACK_MATES)
         if cut:
             rules += (gate.CUT_OWN, gate.CUT_SHARE, gate.CUT_MAX, gate.CUT_CHROMA, gate.CUT_APART, gate.CUT_OUTLINE,
-                      gate.CUT_SEEN, gate.CUT_WITNESSES, gate.CUT_LEFT_APART, gate.CUT_BODY_COLOUR)
+                      gate.CUT_SEEN, gate.CUT_WITNESSES, gate.CUT_LEFT_APART, gate.CUT_BODY_COLOUR,
+                      gate.CUT_LEFT_LARGE)
         key = digest(rules, colours, cut, sorted(scenery), sorted(
             (m.instance_id, m.character, m.track_id, portable(m.image_path, root), stat_key(m.image_path),
              list(gains.get(m.shot_id or "") or [])) for m in members + noise if m.image_path))
