@@ -49,6 +49,25 @@ def test_piece_packs_and_is_cut_at_its_place():
     assert abs((xs.mean() / 3 + 85) - (100 + 50)) < 3 and abs((ys.mean() / 3 + 40) - (50 + 15)) < 3
 
 
+def test_what_the_cut_leaves_apart_in_the_image_goes_with_it():
+    """Film f3052 and f3649: the piece judged at a smaller size, cut from the image at its own size (grown
+    by a pixel of the piece), parts the far end of the object from the body; the remains there stay
+    unless the image's own rule takes them: another colour goes, the body's colour stays."""
+    rgba = np.zeros((60, 60, 4), np.uint8)
+    rgba[20:60, 0:60] = (235, 235, 235, 255)  # the body, white
+    rgba[10:20, 30:40] = (170, 60, 200, 255)  # the object, purple: judged at half size below
+    rgba[2:10, 32:38] = (170, 60, 200, 255)  # its far end, beyond the piece judged: parted by the grown cut
+    rgba[10:20, 5:15] = (235, 235, 235, 255)  # an ear, white, on the body
+    piece = np.zeros((30, 30), bool)
+    piece[5:10, 15:20] = True  # the object's rows 10-20 at half size
+    out = cut_piece(rgba, piece, (0, 0, 60, 60))
+    assert out[..., 3][2:10, 32:38].max() == 0  # the far end went with the cut
+    assert (out[..., 3][20:60, :] == 255).sum() >= 0.9 * 40 * 60 and out[..., 3][10:20, 5:15].min() == 255
+    rgba[2:10, 32:38] = (235, 235, 235, 255)  # the body's colour beyond the cut (a hand past a held stick): it stays
+    out = cut_piece(rgba, piece, (0, 0, 60, 60))
+    assert out[..., 3][3:8, 33:37].min() == 255
+
+
 def _figure(hue_piece: bool, seed: int):
     """(mask, bins) of an orange figure; with a magenta blob on its outline (a held butterfly)."""
     import cv2

@@ -110,7 +110,8 @@ def _too_small(m: Member, rgba: np.ndarray, s: Any, alpha_threshold: float,
 Piece = tuple[np.ndarray, tuple[float, float, float, float]]  # a mask and the frame region it covers
 
 
-def _without_piece(m: Member, rgba: np.ndarray, pieces: dict[str, Any]) -> tuple[np.ndarray, Piece | None]:
+def _without_piece(m: Member, rgba: np.ndarray, pieces: dict[str, Any],
+                   alpha_threshold: float) -> tuple[np.ndarray, Piece | None]:
     """The cut-out with another object's piece (curation/gate.py, foreign_pieces) cut from its
     alpha, and the piece (its mask and the region of the frame the cut-out covers: :func:`cutout_box`),
     for the enhanced crop; the cut-out as it is and None without one."""
@@ -121,7 +122,7 @@ def _without_piece(m: Member, rgba: np.ndarray, pieces: dict[str, Any]) -> tuple
         return rgba, None
     box = cutout_box(m.bbox, rgba.shape, m.frame_size) or (0, 0, rgba.shape[1], rgba.shape[0])
     piece = unpack_piece(pieces[m.instance_id]["bits"]), tuple(float(v) for v in box)
-    return cut_piece(rgba, *piece), piece  # type: ignore[arg-type]
+    return cut_piece(rgba, *piece, alpha_threshold=alpha_threshold), piece  # type: ignore[arg-type]
 
 
 def _render_member(m: Member, rgba: np.ndarray, frame: np.ndarray | None, s: Any, alpha_threshold: float,
@@ -169,7 +170,8 @@ def _render_enhanced(m: Member, kw: dict[str, Any], enhanced: np.ndarray | None 
             return None
     assert m.enhanced_region is not None
     if piece is not None:
-        enhanced = cut_piece(enhanced, piece[0], piece[1], tuple(float(v) for v in m.enhanced_region))
+        enhanced = cut_piece(enhanced, piece[0], piece[1], tuple(float(v) for v in m.enhanced_region),
+                             kw["alpha_threshold"])
     rx, ry, rw, rh = m.enhanced_region
     kx, ky = enhanced.shape[1] / rw, enhanced.shape[0] / rh
     out = render(enhanced, np.ascontiguousarray(enhanced[..., :3]), None, **kw)
@@ -256,7 +258,7 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
                 if cap is not None and not cap.get("edited") and str(cap.get("source", "")).startswith("template"):
                     captions[m.instance_id] = None  # framing and view are the whole character's: made again below
             else:
-                rgba, _ = _without_piece(m, read_image(m.image_path, "RGBA"), pieces)
+                rgba, _ = _without_piece(m, read_image(m.image_path, "RGBA"), pieces, cs.alpha_threshold)
         except BadInputError as exc:
             _left(skipped, m.instance_id, UNREADABLE, exc.problem)
             continue
@@ -325,7 +327,7 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
         rgba = cutouts[m.instance_id] if m.instance_id in cutouts else read_image(m.image_path, "RGBA")
         piece = None
         if m.instance_id not in cutouts:  # (a joined image keeps its union)
-            rgba, piece = _without_piece(m, rgba, pieces)
+            rgba, piece = _without_piece(m, rgba, pieces, cs.alpha_threshold)
         frame = None
         if m.frame_path:
             try:

@@ -782,22 +782,31 @@ def left_apart(mask: np.ndarray, cut: np.ndarray, bins: np.ndarray | None = None
     part whose mean a*b* is within ``CUT_BODY_COLOUR`` of the body's is the body's own and stays
     (ears beyond the butterfly that lies across a head), and one of another colour goes up to
     ``CUT_LEFT_LARGE`` of the mask (what is left of another character or object the piece was part of)."""
+    if bins is None:
+        return parts_apart(mask & ~cut, cut, int(mask.sum()))
+    ca, cb = _bin_centres()
+    return parts_apart(mask & ~cut, cut, int(mask.sum()), (ca[bins], cb[bins]))
+
+
+def parts_apart(rest: np.ndarray, cut: np.ndarray, area: int,
+                colour: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """:func:`left_apart`'s rule on ``rest`` (what is left of a mask of ``area`` pixels once ``cut`` is
+    taken from it), ``colour``: each pixel's (a*, b*) (OpenCV's 8-bit Lab, minus 128 or not: only
+    differences count), at the size judged or at the image's own (curation/images.py, ``cut_piece``)."""
     import cv2
 
-    rest = mask & ~cut
     count, labels, stats, _ = cv2.connectedComponentsWithStats(rest.astype(np.uint8), connectivity=8)
     if count <= 2:
-        return np.zeros_like(mask)
+        return np.zeros_like(rest)
     areas = stats[:, cv2.CC_STAT_AREA]
     near = cv2.dilate(cut.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     take = np.zeros(count, bool)
     take[np.unique(labels[near & rest])] = True
-    take &= areas < (CUT_LEFT_APART if bins is None else CUT_LEFT_LARGE) * int(mask.sum())
+    take &= areas < (CUT_LEFT_APART if colour is None else CUT_LEFT_LARGE) * area
     body = 1 + int(np.argmax(areas[1:]))
     take[0] = take[body] = False
-    if bins is not None and take.any():
-        ca, cb = _bin_centres()
-        a, b = ca[bins], cb[bins]
+    if colour is not None and take.any():
+        a, b = colour
         n = np.maximum(np.bincount(labels.ravel(), minlength=count), 1)
         mean_a = np.bincount(labels.ravel(), a.ravel(), minlength=count) / n
         mean_b = np.bincount(labels.ravel(), b.ravel(), minlength=count) / n

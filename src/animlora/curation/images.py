@@ -303,12 +303,17 @@ def unpack_piece(text: str) -> np.ndarray:
     return np.unpackbits(np.frombuffer(base64.b64decode(bits), np.uint8), count=h * w).reshape(h, w).astype(bool)
 
 
-def cut_piece(rgba: np.ndarray, piece: np.ndarray, piece_box: Box, image_box: Box | None = None) -> np.ndarray:
+def cut_piece(rgba: np.ndarray, piece: np.ndarray, piece_box: Box, image_box: Box | None = None,
+              alpha_threshold: float = 0.15) -> np.ndarray:
     """``rgba`` with the alpha made 0 on ``piece`` (a mask judged on the cut-out at a smaller size),
-    grown by one of its pixels so the piece's soft rim goes with it. ``piece_box``: the region of the
-    frame the piece's mask covers (the cut-out's box); ``image_box``: the region ``rgba`` covers (the
-    same when None: the cut-out itself; an enhanced crop's region otherwise)."""
+    grown by one of its pixels so the piece's soft rim goes with it, and on what that leaves apart
+    from the body at this size (the specks and far remains of the object; :func:`gate.parts_apart`
+    with the pixels' own colours, on the alpha above ``alpha_threshold``). ``piece_box``: the region
+    of the frame the piece's mask covers (the cut-out's box); ``image_box``: the region ``rgba`` covers
+    (the same when None: the cut-out itself; an enhanced crop's region otherwise)."""
     import cv2
+
+    from animlora.curation.gate import parts_apart
 
     h, w = rgba.shape[:2]
     ph, pw = piece.shape
@@ -320,7 +325,12 @@ def cut_piece(rgba: np.ndarray, piece: np.ndarray, piece_box: Box, image_box: Bo
     affine[:, 2] += (affine[:, :2].sum(axis=1) - 1) / 2
     cut = cv2.warpAffine(piece.astype(np.uint8), affine, (w, h), flags=cv2.INTER_NEAREST)
     r = max(1, round(max(sx, sy)))
-    cut = cv2.dilate(cut, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    cut = cv2.dilate(cut, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
+    solid = rgba[..., 3] > int(alpha_threshold * 255)
+    lab = cv2.cvtColor(np.ascontiguousarray(rgba[..., :3]), cv2.COLOR_RGB2LAB).astype(np.float32)
+    apart = parts_apart(solid & ~cut, cut & solid, int(solid.sum()), (lab[..., 1], lab[..., 2]))
+    if apart.any():  # each part with its soft rim (the pixels under the threshold next to it)
+        cut |= apart | ((cv2.dilate(apart.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0) & ~solid)
     out = rgba.copy()
-    out[..., 3][cut > 0] = 0
+    out[..., 3][cut] = 0
     return out

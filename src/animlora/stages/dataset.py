@@ -88,7 +88,8 @@ class DatasetStage(Stage):
     #    their own size down to min_image_side
     # 4: a padded cut-out's alpha placed at its padded box (it was squeezed into the tight box)
     # 5: the small parts a foreign piece's cut leaves apart from the body go with it
-    version = "6"  # 6: no outfit words for a character most of whose captions measured it bare
+    # 6: no outfit words for a character most of whose captions measured it bare
+    version = "7"  # 7: what a foreign piece's cut leaves apart in the image itself goes with it (specks, remains)
     upstream = ("caption", "cluster", "embed", "enhance")
 
     def settings_hash(self, settings: Any) -> str:
