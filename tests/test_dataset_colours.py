@@ -140,8 +140,11 @@ def test_a_member_in_colours_no_other_frame_of_its_track_shows_is_left_out() -> 
     piece = (held != body).any(axis=-1)
     assert list(off_track_colours([*bodies, ("held", "t1", colour_bins(held))])) == ["held"]
     assert off_track_colours([*bodies, ("held", "t1", colour_bins(held))], cut={"held": piece}) == {}
-    # a track whose frames differ throughout (two strangers of seven) judges none
-    assert off_track_colours([*bodies, trap, ("held", "t1", colour_bins(held))]) == {}
+    # two strangers of seven (under TRACK_STRANGERS: most frames agree) both go; a track whose frames
+    # differ throughout (three strangers of eight) judges none
+    pair = [*bodies, trap, ("leaf", "t1", colour_bins(_blob((40, 140, 40), 110, seed=11)))]
+    assert sorted(off_track_colours(pair)) == ["leaf", "trap"]
+    assert off_track_colours([*pair, ("sky", "t1", colour_bins(_blob((40, 60, 170), 110, seed=12)))]) == {}
 
 
 def test_a_scenery_clusters_colours_mark_a_piece_of_the_set_and_its_members_are_not_judged() -> None:

@@ -517,10 +517,10 @@ def _outside_cut(mask: np.ndarray, cut: Mapping[str, np.ndarray] | None, instanc
     return mask & ~cut[instance_id] if cut and instance_id in cut else mask
 
 
-def _unless_many(strangers: dict[str, str], n: int) -> dict[str, str]:
-    """``strangers`` when they are at most ``COLOUR_STRANGERS`` of the ``n`` judged together (or one),
-    else none: a cluster or track whose members differ throughout has no colours of its own."""
-    return strangers if len(strangers) <= max(1, COLOUR_STRANGERS * n) else {}
+def _unless_many(strangers: dict[str, str], n: int, share: float = COLOUR_STRANGERS) -> dict[str, str]:
+    """``strangers`` when they are at most ``share`` of the ``n`` judged together (or one), else none:
+    a cluster or track whose members differ throughout has no colours of its own."""
+    return strangers if len(strangers) <= max(1, share * n) else {}
 
 
 def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarray]]],
@@ -605,6 +605,9 @@ TRACK_STRANGER = 0.15  # this share of the mask (the film: the trap 0.24, Rinky 
 #                        rock 0.17; every other dataset image of the film 0.084 or less, seeds 2 and 6 0.098)
 TRACK_MATES = 4  # other frames of the track with a cut-out (clustered or in the noise) needed to judge (the film:
 #                 the trap 7, f7338 4; a character turning round in a 3-frame track shows new colours)
+TRACK_STRANGERS = 0.3  # ... where such frames are at most this share of the track (or one): most of its frames
+#                        agree on its colours (the film's trap track: the trap in 2 of its 8 frames, Buck in 6;
+#                        the only track of the film and seeds 2 and 6 with more than one such frame)
 
 
 def off_track_colours(members: Iterable[tuple[str, str | None, tuple[np.ndarray, np.ndarray]]],
@@ -616,7 +619,7 @@ def off_track_colours(members: Iterable[tuple[str, str | None, tuple[np.ndarray,
     their track's colours; ``cut``: as in :func:`foreign_colours`. A member with ``TRACK_MATES`` other
     instances on its track is left out when ``TRACK_STRANGER`` of its mask (the cut piece aside) is in
     colour bins that none of them shows (``COLOUR_PRESENT`` of its mask), provided such frames are at
-    most ``COLOUR_STRANGERS`` of the track's or one: a track whose frames differ throughout (a flashing
+    most ``TRACK_STRANGERS`` of the track's or one: a track whose frames differ throughout (a flashing
     light, a character the tracker swapped back and forth) has no colours of its own to judge by."""
     size = int(np.prod(COLOUR_BINS))
     judged = {i for i, _, _ in members}
@@ -639,7 +642,7 @@ def off_track_colours(members: Iterable[tuple[str, str | None, tuple[np.ndarray,
                 strangers[instance_id] = (f"{COLOUR_REASON} ({alien:.0%} of the mask has colours that no other "
                                           f"frame of its track shows ({len(items) - 1} frames): another object "
                                           "than the track's, or one more in the mask)")
-        out.update((k, v) for k, v in _unless_many(strangers, len(items)).items() if k in judged)
+        out.update((k, v) for k, v in _unless_many(strangers, len(items), TRACK_STRANGERS).items() if k in judged)
     return out
 
 

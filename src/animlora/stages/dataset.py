@@ -243,7 +243,8 @@ class DatasetStage(Stage):
         noise = noise_members(catalog, root)
         rules = (self.version, gate.COLOUR_SIDE, gate.COLOUR_BINS, gate.COLOUR_PRESENT, gate.COLOUR_OWN,
                  gate.COLOUR_THEIRS, gate.COLOUR_PIECE, gate.COLOUR_MEMBERS, gate.COLOUR_RARE,
-                 gate.COLOUR_STRANGER, gate.COLOUR_STRANGERS, gate.TRACK_STRANGER, gate.TRACK_MATES)
+                 gate.COLOUR_STRANGER, gate.COLOUR_STRANGERS, gate.TRACK_STRANGER, gate.TRACK_MATES,
+                 gate.TRACK_STRANGERS)
         if cut:
             rules += (gate.CUT_OWN, gate.CUT_SHARE, gate.CUT_MAX, gate.CUT_CHROMA, gate.CUT_APART, gate.CUT_OUTLINE,
                       gate.CUT_SEEN, gate.CUT_WITNESSES, gate.CUT_LEFT_APART, gate.CUT_BODY_COLOUR,
