@@ -598,8 +598,7 @@ def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarr
 # A track's frames show one object in one shot's light, so its colours agree from frame to frame. A
 # member with a good share of its mask in colours that no other frame of its own track shows is
 # another object than the track (the tracker passed the track from a trap on to Buck, film shot 90), or
-# holds one (Rinky fused into Frank's mask, f7338; the trap stays: a second frame of its track, a
-# small still thing, is such a stranger too, and the guard below asks for one). Measured on the film and cgi-bench seeds 2 and 6
+# holds one (Rinky fused into Frank's mask, f7338). Measured on the film and cgi-bench seeds 2 and 6
 # (docs/dataset.md, "Another character's colours").
 TRACK_STRANGER = 0.15  # this share of the mask (the film: the trap 0.24, Rinky in Frank's mask 0.19, the
 #                        rock 0.17; every other dataset image of the film 0.084 or less, seeds 2 and 6 0.098)
