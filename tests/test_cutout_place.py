@@ -100,6 +100,35 @@ def test_a_held_object_seen_alone_elsewhere_is_cut_and_the_figure_is_not():
     assert gate.foreign_pieces(members, noise[:1]) == {}  # seen alone once: not enough to cut
 
 
+def test_a_small_piece_in_the_colours_of_a_character_seen_beside_it_is_cut():
+    """Film f2774: the butterfly on Buck's hand, 1 % of the mask, under CUT_SHARE: cut when its colours
+    are a cluster's that has members in a frame with this one's, not when no frame shows them together
+    (another light on the same character, f1328)."""
+    import cv2
+
+    def figure(seed: int, speck: bool) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        img = np.zeros((80, 60, 4), np.uint8)
+        cv2.ellipse(img, (30, 45), (18, 30), 0, 0, 360, (200, 110, 50, 255), -1)
+        img[..., :3] = np.clip(img[..., :3].astype(int) + rng.integers(-6, 7, img[..., :3].shape), 0, 255)
+        if speck:
+            img[17:21, 43:47] = (210, 60, 220, 255)  # 16 px on the outline: ~1 % of the mask
+        return gate.colour_bins(img)
+
+    members = [(f"r{i}", "rinky", figure(i, i == 0)) for i in range(8)]
+    members += [(f"b{i}", "butterfly", _alone(i)) for i in range(5)]
+    area = int(members[0][2][0].sum())
+    assert gate.CUT_SMALL <= 16 / area < gate.CUT_SHARE
+    found = gate.foreign_pieces(members, (), (), {frozenset(("rinky", "butterfly"))})
+    assert list(found) == ["r0"] and found["r0"]["mask"].sum() >= 16
+    assert "in colours butterfly's images have" in found["r0"]["why"]
+    assert gate.foreign_pieces(members) == {}  # never seen beside it: not cut
+    # the colour in another rinky image too (2 of 7 others: over COLOUR_OWN): her own, not cut
+    members[1] = ("r1", "rinky", figure(1, True))
+    members[2] = ("r2", "rinky", figure(2, True))
+    assert "r0" not in gate.foreign_pieces(members, (), (), {frozenset(("rinky", "butterfly"))})
+
+
 def test_parts_the_cut_leaves_apart_go_with_it():
     mask = np.zeros((100, 100), bool)
     mask[20:80, 10:60] = True  # the body: 3000 px

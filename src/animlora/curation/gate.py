@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -675,6 +675,11 @@ CUT_LEFT_LARGE = 0.35  # with that colour test, a part under this share goes too
 #                        beside the one judged (film f3649: Rinky's head and arm beside Gimera, 22%, 19 apart),
 #                        the far half of a butterfly beside Frank (f4652, 7%, 17 apart), a tree crown's rest
 #                        beside the robot (seed 2 f210, 5%, 31 apart); the body's own parts stay (ears 0 apart)
+CUT_SMALL = 0.008  # a smaller piece, down to this share, is cut when it is another character's: in colours its own
+#                   cluster's other images lack (under COLOUR_OWN) and a cluster seen beside it in some frame has
+#                   (COLOUR_THEIRS), chroma, apart and outline as above (film: the butterfly on Buck's hand f2774, 1%;
+#                   seeds: tree crowns behind the fox's ears and the boy's cap, 1-3%). "Seen beside it" keeps out
+#                   the same character's other light (a Buck folder's flank in another Buck folder's colours, f1328)
 CUT_REASON = "another object's piece cut out"
 
 
@@ -696,7 +701,7 @@ def _main_bins(hist: np.ndarray, share: float = 0.9) -> np.ndarray:
 
 def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarray]]],
                    others: Iterable[tuple[str, tuple[np.ndarray, np.ndarray]]] = (),
-                   scenery: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+                   scenery: Iterable[str] = (), together: Collection[frozenset[str]] = ()) -> dict[str, dict[str, Any]]:
     """Pieces of members' masks that are another object, as instance id -> {"mask": bool array at
     :func:`colour_bins`' size (every piece of the member), "share": of the mask, "why": evidence}.
 
@@ -706,12 +711,14 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
     is a connected set of pixels whose colour bin is in fewer than ``CUT_OWN`` of the cluster's other
     members, covering ``CUT_SHARE`` to ``CUT_MAX`` of the mask, ``CUT_CHROMA`` from grey and ``CUT_APART`` from
     the rest in a*b*, ``CUT_OUTLINE`` of its rim on the mask's outline, and seen alone (its main
-    colours ``CUT_SEEN`` of a mask) in ``CUT_WITNESSES`` instances outside the cluster. The small parts the
-    cut leaves apart from the body go with it (:func:`left_apart`)."""
+    colours ``CUT_SEEN`` of a mask) in ``CUT_WITNESSES`` instances outside the cluster. A smaller piece,
+    down to ``CUT_SMALL``, is cut when its pixels are in colours under ``COLOUR_OWN`` of the cluster's other
+    members and in ``COLOUR_THEIRS`` of the members of a cluster seen beside it in some frame
+    (``together``: pairs of clusters with members in one frame), with the same chroma, apart and
+    outline tests. The parts the cut leaves apart from the body go with it (:func:`left_apart`)."""
     import cv2
 
     size = int(np.prod(COLOUR_BINS))
-    ca, cb = _bin_centres()
     seen: list[tuple[str, np.ndarray]] = []  # (cluster or "", share of each bin in the mask)
     by_char: dict[str, list[tuple[str, np.ndarray, np.ndarray, int, np.ndarray]]] = {}
     for instance_id, character, (mask, bins) in members:
@@ -730,41 +737,50 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
     owners = np.array([c for c, _ in seen], dtype=object)
     shares = np.stack([h for _, h in seen])
     set_like, kernel = set(scenery), np.ones((3, 3), np.uint8)
+    support = {c: np.mean([p for *_, p in items], axis=0) for c, items in by_char.items() if len(items) >= COLOUR_MEMBERS}
     out: dict[str, dict[str, Any]] = {}
     for character, items in sorted(by_char.items()):
         if character in set_like or len(items) < COLOUR_MEMBERS:
             continue
         total = np.sum([p for *_, p in items], axis=0, dtype=np.float64)
         outside_cluster = owners != character
+        beside = [c for c in sorted(support) if c != character and frozenset((character, c)) in together]
         for instance_id, mask, bins, area, present in items:
             own = ((total - present) / (len(items) - 1))[bins]
-            count, labels, stats, _ = cv2.connectedComponentsWithStats(
-                ((own < CUT_OWN) & mask).astype(np.uint8), connectivity=8)
             # the mask's outline: mask pixels next to a pixel outside it (the image's edge is no outline)
             outside = cv2.dilate(1 - np.pad(mask.astype(np.uint8), 1, mode="edge"), kernel)[1:-1, 1:-1] > 0
             cut, notes = np.zeros_like(mask), []
+            count, labels, stats, _ = cv2.connectedComponentsWithStats(
+                ((own < CUT_OWN) & mask).astype(np.uint8), connectivity=8)
             for k in range(1, count):
                 share = float(stats[k, cv2.CC_STAT_AREA]) / area
                 if not CUT_SHARE <= share < CUT_MAX:
                     continue
                 piece = labels == k
+                if (apart := _held_apart(piece, mask, bins, outside)) is None:
+                    continue
                 ph = np.bincount(bins[piece], minlength=size).astype(np.float64)
-                rh = np.bincount(bins[mask & ~piece], minlength=size).astype(np.float64)
-                pa, pb = float(ph @ ca) / ph.sum(), float(ph @ cb) / ph.sum()
-                ra, rb = float(rh @ ca) / max(rh.sum(), 1.0), float(rh @ cb) / max(rh.sum(), 1.0)
-                apart = math.hypot(pa - ra, pb - rb)
-                if math.hypot(pa, pb) < CUT_CHROMA or apart < CUT_APART:
-                    continue
-                rim = piece & (cv2.erode(np.pad(piece.astype(np.uint8), 1), kernel)[1:-1, 1:-1] == 0)
-                outline = float((rim & outside).sum()) / max(int(rim.sum()), 1)
-                if outline < CUT_OUTLINE:
-                    continue
                 witnesses = int((outside_cluster & (shares[:, _main_bins(ph)].sum(axis=1) >= CUT_SEEN)).sum())
                 if witnesses < CUT_WITNESSES:
                     continue
                 cut |= piece
                 notes.append(f"{share:.0%} of the mask, {apart:.0f} apart in colour from the rest, on its outline, "
                              f"its colours seen alone in {witnesses} other instances")
+            for other in beside:  # smaller pieces: another cluster's, seen beside this one in a frame
+                theirs = support[other][bins]
+                count, labels, stats, _ = cv2.connectedComponentsWithStats(
+                    ((own < COLOUR_OWN) & (theirs >= COLOUR_THEIRS) & mask & ~cut).astype(np.uint8), connectivity=8)
+                for k in range(1, count):
+                    share = float(stats[k, cv2.CC_STAT_AREA]) / area
+                    if not CUT_SMALL <= share < CUT_SHARE:
+                        continue
+                    piece = labels == k
+                    if (apart := _held_apart(piece, mask, bins, outside)) is None:
+                        continue
+                    cut |= piece
+                    notes.append(f"{share:.1%} of the mask, {apart:.0f} apart in colour from the rest, on its outline, "
+                                 f"in colours {other}'s images have (in {float(theirs[piece].mean()):.0%} of them), "
+                                 "seen beside it in a frame")
             if notes and cut.sum() < CUT_MAX * area:
                 loose = left_apart(mask, cut, bins)
                 if loose.any():
@@ -775,6 +791,25 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
                 out[instance_id] = {"mask": cut, "share": round(float(cut.sum()) / area, 4),
                                     "why": f"{CUT_REASON}: " + "; ".join(notes)}
     return out
+
+
+def _held_apart(piece: np.ndarray, mask: np.ndarray, bins: np.ndarray, outside: np.ndarray) -> float | None:
+    """How far apart in a*b* ``piece`` of ``mask`` is from the rest, when it looks like a thing held:
+    its colour ``CUT_CHROMA`` from grey and ``CUT_APART`` from the rest, ``CUT_OUTLINE`` of its rim on
+    the mask's outline (``outside``: the outline's pixels); None otherwise."""
+    import cv2
+
+    size = int(np.prod(COLOUR_BINS))
+    ca, cb = _bin_centres()
+    ph = np.bincount(bins[piece], minlength=size).astype(np.float64)
+    rh = np.bincount(bins[mask & ~piece], minlength=size).astype(np.float64)
+    pa, pb = float(ph @ ca) / ph.sum(), float(ph @ cb) / ph.sum()
+    ra, rb = float(rh @ ca) / max(rh.sum(), 1.0), float(rh @ cb) / max(rh.sum(), 1.0)
+    apart = math.hypot(pa - ra, pb - rb)
+    if math.hypot(pa, pb) < CUT_CHROMA or apart < CUT_APART:
+        return None
+    rim = piece & (cv2.erode(np.pad(piece.astype(np.uint8), 1), np.ones((3, 3), np.uint8))[1:-1, 1:-1] == 0)
+    return apart if float((rim & outside).sum()) / max(int(rim.sum()), 1) >= CUT_OUTLINE else None
 
 
 def left_apart(mask: np.ndarray, cut: np.ndarray, bins: np.ndarray | None = None) -> np.ndarray:

@@ -248,7 +248,7 @@ class DatasetStage(Stage):
         if cut:
             rules += (gate.CUT_OWN, gate.CUT_SHARE, gate.CUT_MAX, gate.CUT_CHROMA, gate.CUT_APART, gate.CUT_OUTLINE,
                       gate.CUT_SEEN, gate.CUT_WITNESSES, gate.CUT_LEFT_APART, gate.CUT_BODY_COLOUR,
-                      gate.CUT_LEFT_LARGE)
+                      gate.CUT_LEFT_LARGE, gate.CUT_SMALL)
         key = digest(rules, colours, cut, sorted(scenery), sorted(
             (m.instance_id, m.character, m.track_id, portable(m.image_path, root), stat_key(m.image_path),
              list(gains.get(m.shot_id or "") or [])) for m in members + noise if m.image_path))
@@ -261,7 +261,12 @@ class DatasetStage(Stage):
                 and isinstance(kept.get("pieces", {}), dict)):
             return kept["left_out"], kept.get("pieces", {})
         judged, witnesses = list(self._colours(members, gains)), list(self._colours(noise, gains))
-        cuts = gate.foreign_pieces(judged, ((i, c) for i, _, c in witnesses), scenery) if cut else {}
+        frames: dict[str, set[str]] = {}
+        for m in members:
+            if m.frame_id:
+                frames.setdefault(m.frame_id, set()).add(m.character)
+        together = {frozenset((a, b)) for seen in frames.values() for a in seen for b in seen if a != b}
+        cuts = gate.foreign_pieces(judged, ((i, c) for i, _, c in witnesses), scenery, together) if cut else {}
         cut_masks = {k: v["mask"] for k, v in cuts.items()}
         track = {m.instance_id: m.track_id for m in members + noise}
         found = gate.off_track_colours([(i, track[i], c) for i, _, c in judged],
