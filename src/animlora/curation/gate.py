@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -750,15 +750,7 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
             # the mask's outline: mask pixels next to a pixel outside it (the image's edge is no outline)
             outside = cv2.dilate(1 - np.pad(mask.astype(np.uint8), 1, mode="edge"), kernel)[1:-1, 1:-1] > 0
             cut, notes = np.zeros_like(mask), []
-            count, labels, stats, _ = cv2.connectedComponentsWithStats(
-                ((own < CUT_OWN) & mask).astype(np.uint8), connectivity=8)
-            for k in range(1, count):
-                share = float(stats[k, cv2.CC_STAT_AREA]) / area
-                if not CUT_SHARE <= share < CUT_MAX:
-                    continue
-                piece = labels == k
-                if (apart := _held_apart(piece, mask, bins, outside)) is None:
-                    continue
+            for piece, share, apart in _held_pieces((own < CUT_OWN) & mask, (CUT_SHARE, CUT_MAX), mask, bins, outside):
                 ph = np.bincount(bins[piece], minlength=size).astype(np.float64)
                 witnesses = int((outside_cluster & (shares[:, _main_bins(ph)].sum(axis=1) >= CUT_SEEN)).sum())
                 if witnesses < CUT_WITNESSES:
@@ -768,15 +760,8 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
                              f"its colours seen alone in {witnesses} other instances")
             for other in beside:  # smaller pieces: another cluster's, seen beside this one in a frame
                 theirs = support[other][bins]
-                count, labels, stats, _ = cv2.connectedComponentsWithStats(
-                    ((own < COLOUR_OWN) & (theirs >= COLOUR_THEIRS) & mask & ~cut).astype(np.uint8), connectivity=8)
-                for k in range(1, count):
-                    share = float(stats[k, cv2.CC_STAT_AREA]) / area
-                    if not CUT_SMALL <= share < CUT_SHARE:
-                        continue
-                    piece = labels == k
-                    if (apart := _held_apart(piece, mask, bins, outside)) is None:
-                        continue
+                for piece, share, apart in _held_pieces((own < COLOUR_OWN) & (theirs >= COLOUR_THEIRS) & mask & ~cut,
+                                                        (CUT_SMALL, CUT_SHARE), mask, bins, outside):
                     cut |= piece
                     notes.append(f"{share:.1%} of the mask, {apart:.0f} apart in colour from the rest, on its outline, "
                                  f"in colours {other}'s images have (in {float(theirs[piece].mean()):.0%} of them), "
@@ -791,6 +776,22 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
                 out[instance_id] = {"mask": cut, "share": round(float(cut.sum()) / area, 4),
                                     "why": f"{CUT_REASON}: " + "; ".join(notes)}
     return out
+
+
+def _held_pieces(candidates: np.ndarray, shares: tuple[float, float], mask: np.ndarray, bins: np.ndarray,
+                 outside: np.ndarray) -> Iterator[tuple[np.ndarray, float, float]]:
+    """(piece, its share of ``mask``, how far apart in colour) of each 8-connected piece of ``candidates``
+    whose share lies in ``shares`` (from, up to) and that looks held (:func:`_held_apart`)."""
+    import cv2
+
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(candidates.astype(np.uint8), connectivity=8)
+    area = int(mask.sum())
+    for k in range(1, count):
+        share = float(stats[k, cv2.CC_STAT_AREA]) / area
+        if shares[0] <= share < shares[1]:
+            piece = labels == k
+            if (apart := _held_apart(piece, mask, bins, outside)) is not None:
+                yield piece, share, apart
 
 
 def _held_apart(piece: np.ndarray, mask: np.ndarray, bins: np.ndarray, outside: np.ndarray) -> float | None:
