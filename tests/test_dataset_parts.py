@@ -117,3 +117,42 @@ def test_two_parts_of_one_character_in_one_frame_are_one_image_of_the_whole_char
     for r in recs:
         pw, ph = _alpha_box(root, r)
         assert ph / pw < 0.7 * h / w  # each half is far squatter than the person
+
+
+def test_a_bite_the_segment_stage_took_is_joined_back_and_a_rock_beside_is_not(tmp_path):
+    """Film f2203: the segment stage cut a patch of Buck's chest as the set (a piece with the body all
+    round it, 5.6 % of the mask); a rock beside him, cut the same way, touches him along one side only."""
+    from animlora.curation.parts import bite_members, bites, joined_member
+
+    frame = np.full((120, 160, 3), 90, np.uint8)
+    frame[20:110, 40:100] = 230  # the character, white; its chest patch is as white
+    body = np.zeros((120, 160), np.uint8)
+    body[20:110, 40:100] = 255
+    body[50:70, 60:80] = 0  # the bite: a hole in the chest, 400 px of 5000 (8 %)
+    bite = np.zeros_like(body)
+    bite[50:70, 60:80] = 255
+    rock = np.zeros_like(body)
+    rock[80:110, 100:130] = 255  # beside the body, touching its side
+    nick = np.zeros_like(body)
+    nick[30:36, 45:50] = 255  # a bite of 30 px (0.6 %): left as it is
+    for name, img in (("frame", frame), ("body", body), ("bite", bite), ("rock", rock), ("nick", nick)):
+        write_image(tmp_path / f"{name}.png", img)
+    m = Member(instance_id="m", character="buck", image_path=str(tmp_path / "frame.png"), stem="m",
+               frame_path=str(tmp_path / "frame.png"), bbox=(40, 20, 60, 90), frame_id="f1",
+               mask_path=str(tmp_path / "body.png"), area_fraction=0.25)
+    piece = {"prop": True, "cut_from_prop": False}
+
+    def row(iid, frame_id, box, measures):
+        return {"id": iid, "frame_id": frame_id, "mask_path": f"{iid if iid != 'other' else 'bite'}.png",
+                "bbox": json.dumps(box), "area_fraction": 0.02, "truncated": 0, "measures": measures}
+
+    rows = [{"id": "m", "frame_id": "f1", "measures": {"cut_from_prop": True}},
+            row("bite", "f1", [60, 50, 20, 20], piece), row("rock", "f1", [100, 80, 30, 30], piece),
+            row("nick", "f1", [45, 30, 5, 6], piece), row("other", "f2", [60, 50, 20, 20], piece)]
+    found = bites([m], rows, tmp_path)
+    assert [p["id"] for p in found["m"]] == ["bite"] and found["m"][0]["bbox"] == [60, 50, 20, 20]
+    joined, rgba, _ = joined_member(m, bite_members(m, found["m"]), 0.15)
+    assert joined.bbox == (40, 20, 60, 90) and rgba[30:50, 20:40, 3].min() == 255  # the chest whole again
+    # a member the segment stage did not cut (no cut_from_prop) has no bite
+    rows[0]["measures"] = {}
+    assert bites([m], rows, tmp_path) == {}

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from animlora.curation.parts import JOINED, joined_member, joined_parts
+from animlora.curation.parts import JOINED, bite_members, joined_member, joined_parts
 from animlora.curation.sources import Member
 from animlora.errors import BadInputError
 from animlora.io.files import atomic_write_json, atomic_write_text, link_or_copy, safe_name
@@ -231,6 +231,7 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
     joined = joined_parts(members, set(props)) if s.join_parts else {}
     part_of = {o: p for p, others in joined.items() for o in others}
     by_id = {m.instance_id: m for m in members}
+    bitten: dict[str, list[dict[str, Any]]] = payload.get("bites") or {}  # bites the segment stage took (parts.py)
     cutouts: dict[str, np.ndarray] = {}  # the joined cut-outs, by their primary's id
     enhanced_of: dict[str, np.ndarray] = {}  # ... and their enhanced crops with the union's alpha
     for i, m in enumerate(members):
@@ -250,8 +251,9 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
             _left(skipped, m.instance_id, EMPTY_CAPTION, "empty caption")
             continue
         try:
-            if m.instance_id in joined:
-                m, rgba, enhanced = joined_member(m, [by_id[o] for o in joined[m.instance_id]], cs.alpha_threshold)
+            if m.instance_id in joined or m.instance_id in bitten:
+                others = [by_id[o] for o in joined.get(m.instance_id, [])] + bite_members(m, bitten.get(m.instance_id, []))
+                m, rgba, enhanced = joined_member(m, others, cs.alpha_threshold)
                 cutouts[m.instance_id] = rgba
                 if enhanced is not None:
                     enhanced_of[m.instance_id] = enhanced
@@ -362,8 +364,9 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
         write_image(out / image_rel, img.image, png_fast=True)
         image_files.append(image_rel)
         cut = {"piece_cut": {k: pieces[m.instance_id][k] for k in ("share", "why")}} if piece is not None else {}
+        bite = {"bite_joined": [p["id"] for p in bitten[m.instance_id]]} if m.instance_id in bitten else {}
         rendered.append((m, stem, cap, {"deoccluded": filled, "joined": joined.get(m.instance_id, []), **img.info,
-                                        **cut}))
+                                        **cut, **bite}))
     seen = {sk["instance"] for sk in skipped} | {m.instance_id for m, *_ in rendered}
     for i in keep:  # beyond the spare picks
         if usable[i].instance_id not in seen:

@@ -29,6 +29,7 @@ from animlora.curation.sources import (
     Member,
     folder_members,
     project_members,
+    stage_dir,
     stat_key,
     trigger_for,
 )
@@ -125,7 +126,7 @@ class DatasetStage(Stage):
         return folder_members(source, s.character or source.name), None, None
 
     def plan(self, ctx: StageContext) -> list[WorkItem]:
-        from animlora.curation import background, gate
+        from animlora.curation import background, gate, parts
         from animlora.text.captions import character_clothed
 
         if not ctx.job.standalone:
@@ -198,9 +199,11 @@ class DatasetStage(Stage):
             payload["props"] = {m.instance_id: apart[m.instance_id] for m in group if m.instance_id in apart
                                 } | payload["props"]
             payload["pieces"] = {m.instance_id: pieces[m.instance_id] for m in group if m.instance_id in pieces}
+            payload["bites"] = parts.bites(group, rows, stage_dir(root, "segment")) if rows and root is not None else {}
             recipe = (
                 trigger, payload["clothed"], min_size, payload["not_character"], sorted(payload["props"].items()),
                 *([sorted((k, v["bits"]) for k, v in payload["pieces"].items())] if payload["pieces"] else []),
+                *([sorted((k, [p["id"] for p in v]) for k, v in payload["bites"].items())] if payload["bites"] else []),
                 [(m.instance_id, stat_key(m.image_path), stat_key(m.frame_path), stat_key(m.filled_path),
                   stat_key(m.enhanced_path), m.enhanced_region, m.problem) for m in group],
                 sorted((k, json.dumps(v, sort_keys=True)) for k, v in caps.items()),
