@@ -174,6 +174,8 @@ class DatasetStage(Stage):
             left_out, pieces = self._foreign_colours(catalog, root, everyone, [c for c, why in scenery.items() if why],
                                                      colours, s.cut_foreign)
             apart = left_out | apart
+        # a bite the segment stage took out of a member, joined back into its image (curation/parts.py)
+        bitten = parts.bites(members, rows, stage_dir(root, "segment")) if rows and root is not None else {}
 
         def was(path: str | Path) -> str:  # a project path as named before the project moved
             text = str(path)
@@ -199,7 +201,7 @@ class DatasetStage(Stage):
             payload["props"] = {m.instance_id: apart[m.instance_id] for m in group if m.instance_id in apart
                                 } | payload["props"]
             payload["pieces"] = {m.instance_id: pieces[m.instance_id] for m in group if m.instance_id in pieces}
-            payload["bites"] = parts.bites(group, rows, stage_dir(root, "segment")) if rows and root is not None else {}
+            payload["bites"] = {m.instance_id: bitten[m.instance_id] for m in group if m.instance_id in bitten}
             recipe = (
                 trigger, payload["clothed"], min_size, payload["not_character"], sorted(payload["props"].items()),
                 *([sorted((k, v["bits"]) for k, v in payload["pieces"].items())] if payload["pieces"] else []),
