@@ -129,6 +129,36 @@ def test_a_small_piece_in_the_colours_of_a_character_seen_beside_it_is_cut():
     assert "r0" not in gate.foreign_pieces(members, (), (), {frozenset(("rinky", "butterfly"))})
 
 
+def test_a_held_object_the_matte_is_unsure_of_is_cut_when_seen_alone_on_two_tracks():
+    """Film: the torn butterfly wings Rinky holds are half-transparent in the matte (out of the mask
+    judged, opaque in the dataset's image); seen alone on two tracks they are cut, as one shot's frames
+    of a part (seed 6: the robot's red, the colour of the blue boy's shirt) are not enough."""
+    import cv2
+
+    def holder(seed: int, held: str) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        img = np.zeros((80, 60, 4), np.uint8)
+        cv2.ellipse(img, (30, 45), (18, 30), 0, 0, 360, (200, 110, 50, 255), -1)
+        img[..., :3] = np.clip(img[..., :3].astype(int) + rng.integers(-6, 7, img[..., :3].shape), 0, 255)
+        if held == "wing":
+            cv2.circle(img, (48, 20), 9, (210, 60, 220, 90), -1)  # alpha 90: above 0.15, under 0.5
+        elif held == "rim":  # the matte's soft fringe in that colour: a line, no blob
+            cv2.ellipse(img, (30, 45), (19, 31), 0, 200, 340, (210, 60, 220, 90), 1)
+        return img
+
+    images = {f"a{i}": holder(i, "wing" if i < 3 else "rim" if i == 3 else "") for i in range(9)}
+    members = [(k, "rinky", gate.colour_bins(v)) for k, v in images.items()]
+    unsure = {k: gate.unsure_matte(v, 0.15) for k, v in images.items()}
+    assert unsure["a0"].sum() > 200 and not unsure["a8"].any()
+    noise = [(f"n{i}", _alone(i)) for i in range(3)]
+    found = gate.foreign_pieces(members, noise, unsure=unsure, tracks={"n0": "t1", "n1": "t1", "n2": "t2"})
+    assert sorted(found) == ["a0", "a1", "a2"]  # not the rim (a3)
+    assert found["a0"]["mask"][unsure["a0"]].mean() > 0.95 and not found["a0"]["mask"][members[0][2][0]].any()
+    assert "where the matte is unsure" in found["a0"]["why"] and "on 2 other tracks" in found["a0"]["why"]
+    assert gate.foreign_pieces(members, noise) == {}  # the mask judged alone does not see it
+    assert gate.foreign_pieces(members, noise, unsure=unsure, tracks={"n0": "t1", "n1": "t1", "n2": "t1"}) == {}
+
+
 def test_parts_the_cut_leaves_apart_go_with_it():
     mask = np.zeros((100, 100), bool)
     mask[20:80, 10:60] = True  # the body: 3000 px

@@ -680,6 +680,13 @@ CUT_SMALL = 0.008  # a smaller piece, down to this share, is cut when it is anot
 #                   (COLOUR_THEIRS), chroma, apart and outline as above (film: the butterfly on Buck's hand f2774, 1%;
 #                   seeds: tree crowns behind the fox's ears and the boy's cap, 1-3%). "Seen beside it" keeps out
 #                   the same character's other light (a Buck folder's flank in another Buck folder's colours, f1328)
+CUT_UNSURE = 0.5  # a piece this much where the matte is unsure (alpha between the dataset's threshold and 0.5:
+#                   not in the mask judged above, opaque in the dataset's image) is judged on the mask with those
+#                   pixels: the film's torn butterfly wings Rinky holds are half-transparent in the matte
+CUT_UNSURE_OWN = 0.6  # ... with its colours in fewer than this share of the cluster's other members (the wings in
+#                       0.3-0.55 of Rinky's: she holds them in a third of her images), seen alone as above
+CUT_CORE = 0.35  # ... and a blob, not the matte's fringe: this share of it left by a 3x3 erosion (the film's
+#                  wings 0.7-0.86, wing bits and leaves 0.38-0.49; the soft rim along Frank's tail 0-0.12)
 CUT_REASON = "another object's piece cut out"
 
 
@@ -699,9 +706,24 @@ def _main_bins(hist: np.ndarray, share: float = 0.9) -> np.ndarray:
     return keep
 
 
+def unsure_matte(rgba: np.ndarray, alpha_threshold: float) -> np.ndarray:
+    """The pixels of an RGBA cut-out, at :func:`colour_bins`' size, that the dataset's image keeps
+    (alpha above ``alpha_threshold``) and :func:`colour_bins`' mask leaves out (alpha under 0.5)."""
+    import cv2
+
+    alpha = np.ascontiguousarray(rgba[..., 3])
+    h, w = alpha.shape
+    scale = min(1.0, COLOUR_SIDE / max(h, w))
+    if scale < 1.0:  # as colour_bins resizes the cut-out
+        alpha = cv2.resize(alpha, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return (alpha > int(alpha_threshold * 255)) & (alpha < 128)
+
+
 def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarray]]],
                    others: Iterable[tuple[str, tuple[np.ndarray, np.ndarray]]] = (),
-                   scenery: Iterable[str] = (), together: Collection[frozenset[str]] = ()) -> dict[str, dict[str, Any]]:
+                   scenery: Iterable[str] = (), together: Collection[frozenset[str]] = (),
+                   unsure: Mapping[str, np.ndarray] | None = None,
+                   tracks: Mapping[str, str | None] | None = None) -> dict[str, dict[str, Any]]:
     """Pieces of members' masks that are another object, as instance id -> {"mask": bool array at
     :func:`colour_bins`' size (every piece of the member), "share": of the mask, "why": evidence}.
 
@@ -715,11 +737,16 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
     down to ``CUT_SMALL``, is cut when its pixels are in colours under ``COLOUR_OWN`` of the cluster's other
     members and in ``COLOUR_THEIRS`` of the members of a cluster seen beside it in some frame
     (``together``: pairs of clusters with members in one frame), with the same chroma, apart and
-    outline tests. The parts the cut leaves apart from the body go with it (:func:`left_apart`)."""
+    outline tests. ``unsure``: instance id -> its cut-out's :func:`unsure_matte`; a piece ``CUT_UNSURE``
+    of it in those pixels is judged on the mask with them, its colours under ``CUT_UNSURE_OWN`` of the
+    cluster's other members, the large piece's tests otherwise, a blob (``CUT_CORE``), and its witnesses
+    on ``CUT_WITNESSES`` tracks (``tracks``: instance id -> track id; none: each its own): an object seen
+    alone on two occasions, not one shot's frames of a part (seed 6's blue boy's shirt, the robot's red in
+    one shot). The parts the cut leaves apart from the body go with it (:func:`left_apart`)."""
     import cv2
 
     size = int(np.prod(COLOUR_BINS))
-    seen: list[tuple[str, np.ndarray]] = []  # (cluster or "", share of each bin in the mask)
+    seen: list[tuple[str, str, np.ndarray]] = []  # (instance id, cluster or "", share of each bin in the mask)
     by_char: dict[str, list[tuple[str, np.ndarray, np.ndarray, int, np.ndarray]]] = {}
     for instance_id, character, (mask, bins) in members:
         area = int(mask.sum())
@@ -727,15 +754,16 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
             continue
         hist = np.bincount(bins[mask], minlength=size)
         by_char.setdefault(character, []).append((instance_id, mask, bins, area, hist >= COLOUR_PRESENT * area))
-        seen.append((character, hist / area))
-    for _, (mask, bins) in others:
+        seen.append((instance_id, character, hist / area))
+    for instance_id, (mask, bins) in others:
         area = int(mask.sum())
         if area:
-            seen.append(("", np.bincount(bins[mask], minlength=size) / area))
+            seen.append((instance_id, "", np.bincount(bins[mask], minlength=size) / area))
     if not seen:
         return {}
-    owners = np.array([c for c, _ in seen], dtype=object)
-    shares = np.stack([h for _, h in seen])
+    owners = np.array([c for _, c, _ in seen], dtype=object)
+    shares = np.stack([h for *_, h in seen])
+    occasions = np.array([(tracks or {}).get(i) or i for i, *_ in seen], dtype=object)  # each witness's track
     set_like, kernel = set(scenery), np.ones((3, 3), np.uint8)
     support = {c: np.mean([p for *_, p in items], axis=0) for c, items in by_char.items() if len(items) >= COLOUR_MEMBERS}
     out: dict[str, dict[str, Any]] = {}
@@ -750,10 +778,13 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
             # the mask's outline: mask pixels next to a pixel outside it (the image's edge is no outline)
             outside = cv2.dilate(1 - np.pad(mask.astype(np.uint8), 1, mode="edge"), kernel)[1:-1, 1:-1] > 0
             cut, notes = np.zeros_like(mask), []
-            for piece, share, apart in _held_pieces((own < CUT_OWN) & mask, (CUT_SHARE, CUT_MAX), mask, bins, outside):
+
+            def seen_alone(piece: np.ndarray) -> np.ndarray:  # instances of other clusters or the noise in its colours
                 ph = np.bincount(bins[piece], minlength=size).astype(np.float64)
-                witnesses = int((outside_cluster & (shares[:, _main_bins(ph)].sum(axis=1) >= CUT_SEEN)).sum())
-                if witnesses < CUT_WITNESSES:
+                return outside_cluster & (shares[:, _main_bins(ph)].sum(axis=1) >= CUT_SEEN)
+
+            for piece, share, apart in _held_pieces((own < CUT_OWN) & mask, (CUT_SHARE, CUT_MAX), mask, bins, outside):
+                if (witnesses := int(seen_alone(piece).sum())) < CUT_WITNESSES:
                     continue
                 cut |= piece
                 notes.append(f"{share:.0%} of the mask, {apart:.0f} apart in colour from the rest, on its outline, "
@@ -766,14 +797,28 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
                     notes.append(f"{share:.1%} of the mask, {apart:.0f} apart in colour from the rest, on its outline, "
                                  f"in colours {other}'s images have (in {float(theirs[piece].mean()):.0%} of them), "
                                  "seen beside it in a frame")
-            if notes and cut.sum() < CUT_MAX * area:
+            soft = unsure.get(instance_id) if unsure else None
+            if soft is not None and soft.shape == mask.shape and soft.sum() >= CUT_SMALL * area:
+                whole = mask | soft  # the mask with the pixels the matte is unsure of
+                rim = cv2.dilate(1 - np.pad(whole.astype(np.uint8), 1, mode="edge"), kernel)[1:-1, 1:-1] > 0
+                for piece, share, apart in _held_pieces((own < CUT_UNSURE_OWN) & whole & ~cut, (CUT_SMALL, CUT_MAX),
+                                                        whole, bins, rim):
+                    if ((piece & soft).sum() < CUT_UNSURE * piece.sum()
+                            or (cv2.erode(piece.astype(np.uint8), kernel) > 0).sum() < CUT_CORE * piece.sum()
+                            or (witnesses := len(set(occasions[seen_alone(piece)]))) < CUT_WITNESSES):
+                        continue
+                    cut |= piece
+                    notes.append(f"{share:.0%} of the mask, mostly where the matte is unsure, {apart:.0f} apart in "
+                                 f"colour from the rest, on its outline, its colours seen alone on {witnesses} other "
+                                 "tracks")
+            if notes and (cut & mask).sum() < CUT_MAX * area:
                 loose = left_apart(mask, cut, bins)
                 if loose.any():
                     loose_share = float(loose.sum()) / area
                     notes.append(f"{f'{loose_share:.1%}' if loose_share >= 1e-3 else 'under 0.1%'} of the mask left "
                                  "apart from the body by the cut")
                     cut |= loose
-                out[instance_id] = {"mask": cut, "share": round(float(cut.sum()) / area, 4),
+                out[instance_id] = {"mask": cut, "share": round(float(cut.sum()) / int((mask | cut).sum()), 4),
                                     "why": f"{CUT_REASON}: " + "; ".join(notes)}
     return out
 

@@ -90,7 +90,8 @@ class DatasetStage(Stage):
     # 4: a padded cut-out's alpha placed at its padded box (it was squeezed into the tight box)
     # 5: the small parts a foreign piece's cut leaves apart from the body go with it
     # 6: no outfit words for a character most of whose captions measured it bare
-    version = "7"  # 7: what a foreign piece's cut leaves apart in the image itself goes with it (specks, remains)
+    # 7: what a foreign piece's cut leaves apart in the image itself goes with it (specks, remains)
+    version = "8"  # 8: a foreign piece mostly where the matte is unsure is cut too (the butterfly's torn wings)
     upstream = ("caption", "cluster", "embed", "enhance")
 
     def settings_hash(self, settings: Any) -> str:
@@ -172,7 +173,7 @@ class DatasetStage(Stage):
             # as in a run over all); a cluster outside ``wanted`` was not judged for scenery: none
             everyone = members if not s.character else project_members(catalog, root)
             left_out, pieces = self._foreign_colours(catalog, root, everyone, [c for c, why in scenery.items() if why],
-                                                     colours, s.cut_foreign)
+                                                     colours, s.cut_foreign, ctx.settings.caption.alpha_threshold)
             apart = left_out | apart
         # a bite the segment stage took out of a member, joined back into its image (curation/parts.py)
         bitten = parts.bites(members, rows, stage_dir(root, "segment")) if rows and root is not None else {}
@@ -230,9 +231,11 @@ class DatasetStage(Stage):
         return [row | {"measures": parse_measures(row.get("measures"))} for row in instance_rows(catalog)]
 
     def _foreign_colours(self, catalog: Any, root: Path, members: list[Member], scenery: list[str],
-                         colours: bool = True, cut: bool = True) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+                         colours: bool = True, cut: bool = True, alpha_threshold: float = 0.15
+                         ) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
         """(:func:`gate.foreign_colours` and :func:`gate.off_track_colours` of ``members`` when
-        ``colours``, :func:`gate.foreign_pieces` of them when ``cut``, the noise witnessing; each piece's
+        ``colours``, :func:`gate.foreign_pieces` of them when ``cut``, the noise witnessing, with the pixels the
+        image keeps above ``alpha_threshold`` where the matte is unsure (:func:`gate.unsure_matte`); each piece's
         mask packed for :func:`curation.images.unpack_piece`), kept in ``.animlora/cache/foreign_colours.json`` with what they were computed
         from (each cut-out's size and modification time, the shots' light, the clusters, the rules): a
         run where none of it changed reads no cut-out (the whole film's 341 took 4.6 s of every
@@ -253,7 +256,8 @@ class DatasetStage(Stage):
         if cut:
             rules += (gate.CUT_OWN, gate.CUT_SHARE, gate.CUT_MAX, gate.CUT_CHROMA, gate.CUT_APART, gate.CUT_OUTLINE,
                       gate.CUT_SEEN, gate.CUT_WITNESSES, gate.CUT_LEFT_APART, gate.CUT_BODY_COLOUR,
-                      gate.CUT_LEFT_LARGE, gate.CUT_SMALL)
+                      gate.CUT_LEFT_LARGE, gate.CUT_SMALL, gate.CUT_UNSURE, gate.CUT_UNSURE_OWN, gate.CUT_CORE,
+                      alpha_threshold)
         key = digest(rules, colours, cut, sorted(scenery), sorted(
             (m.instance_id, m.character, m.track_id, portable(m.image_path, root), stat_key(m.image_path),
              list(gains.get(m.shot_id or "") or [])) for m in members + noise if m.image_path))
@@ -265,15 +269,18 @@ class DatasetStage(Stage):
         if (isinstance(kept, dict) and kept.get("key") == key and isinstance(kept.get("left_out"), dict)
                 and isinstance(kept.get("pieces", {}), dict)):
             return kept["left_out"], kept.get("pieces", {})
-        judged, witnesses = list(self._colours(members, gains)), list(self._colours(noise, gains))
+        unsure: dict[str, Any] = {}
+        judged = list(self._colours(members, gains, unsure if cut else None, alpha_threshold))
+        witnesses = list(self._colours(noise, gains))
         frames: dict[str, set[str]] = {}
         for m in members:
             if m.frame_id:
                 frames.setdefault(m.frame_id, set()).add(m.character)
         together = {frozenset((a, b)) for seen in frames.values() for a in seen for b in seen if a != b}
-        cuts = gate.foreign_pieces(judged, ((i, c) for i, _, c in witnesses), scenery, together) if cut else {}
-        cut_masks = {k: v["mask"] for k, v in cuts.items()}
         track = {m.instance_id: m.track_id for m in members + noise}
+        cuts = gate.foreign_pieces(judged, ((i, c) for i, _, c in witnesses), scenery, together, unsure,
+                                   track) if cut else {}
+        cut_masks = {k: v["mask"] for k, v in cuts.items()}
         found = gate.off_track_colours([(i, track[i], c) for i, _, c in judged],
                                        [(i, track[i], c) for i, _, c in witnesses], cut_masks) if colours else {}
         found |= gate.foreign_colours(judged, scenery, cut_masks) if colours else {}
@@ -282,11 +289,12 @@ class DatasetStage(Stage):
         return found, pieces
 
     @staticmethod
-    def _colours(members: list[Member], gains: dict[str, list[float]]) -> Iterator[tuple[str, str, Any]]:
+    def _colours(members: list[Member], gains: dict[str, list[float]], unsure: dict[str, Any] | None = None,
+                 alpha_threshold: float = 0.15) -> Iterator[tuple[str, str, Any]]:
         """(instance id, character, :func:`gate.colour_bins`) of every member whose cut-out reads,
         the shot's light divided out (identity/light.py): the gains the embed stage applied, else
-        measured on the plates as it would."""
-        from animlora.curation.gate import colour_bins
+        measured on the plates as it would; each one's :func:`gate.unsure_matte` put in ``unsure``."""
+        from animlora.curation.gate import colour_bins, unsure_matte
         from animlora.io.images import read_image
 
         for m in members:
@@ -296,6 +304,8 @@ class DatasetStage(Stage):
                 image = read_image(m.image_path, "RGBA")
             except BadInputError:
                 continue  # not judged: the build reports a missing or unreadable cut-out
+            if unsure is not None:
+                unsure[m.instance_id] = unsure_matte(image, alpha_threshold)
             yield m.instance_id, m.character, colour_bins(image, gains.get(m.shot_id or ""))
 
     @staticmethod
