@@ -159,6 +159,34 @@ def test_a_held_object_the_matte_is_unsure_of_is_cut_when_seen_alone_on_two_trac
     assert gate.foreign_pieces(members, noise, unsure=unsure, tracks={"n0": "t1", "n1": "t1", "n2": "t1"}) == {}
 
 
+def test_a_piece_in_colours_cut_from_its_tracks_other_frames_is_cut():
+    """Film f5046, f5108: the wing Rinky holds is cut in other frames of the shot; where a piece of it
+    passes none of the rules on its own (here under CUT_SHARE, no cluster beside it), the colours its
+    track's cuts took tell it."""
+    import cv2
+
+    def holder(seed: int, radius: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        img = np.zeros((80, 60, 4), np.uint8)
+        cv2.ellipse(img, (30, 45), (18, 30), 0, 0, 360, (200, 110, 50, 255), -1)
+        img[..., :3] = np.clip(img[..., :3].astype(int) + rng.integers(-6, 7, img[..., :3].shape), 0, 255)
+        if radius:
+            cv2.circle(img, (48, 20), radius, (210, 60, 220, 255), -1)
+        return gate.colour_bins(img)
+
+    members = [(f"a{i}", "rinky", holder(i, (9, 9, 4)[i] if i < 3 else 0)) for i in range(9)]
+    area = int(members[2][2][0].sum())
+    small = int((members[2][2][0] & (np.arange(80)[:, None] < 25) & (np.arange(60)[None, :] > 43)).sum())
+    assert gate.CUT_SMALL * area <= small < gate.CUT_SHARE * area
+    noise = [(f"n{i}", _alone(i)) for i in range(3)]
+    assert sorted(gate.foreign_pieces(members, noise)) == ["a0", "a1"]
+    found = gate.foreign_pieces(members, noise, tracks={"a0": "t1", "a1": "t1", "a2": "t1"})
+    assert sorted(found) == ["a0", "a1", "a2"] and found["a2"]["mask"].sum() >= small - 2
+    assert "in colours cut from the other frames of its track" in found["a2"]["why"]
+    # the same piece in a frame of another track: not cut
+    assert "a2" not in gate.foreign_pieces(members, noise, tracks={"a0": "t1", "a1": "t1", "a2": "t2"})
+
+
 def test_parts_the_cut_leaves_apart_go_with_it():
     mask = np.zeros((100, 100), bool)
     mask[20:80, 10:60] = True  # the body: 3000 px

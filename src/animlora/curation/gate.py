@@ -687,6 +687,10 @@ CUT_UNSURE_OWN = 0.6  # ... with its colours in fewer than this share of the clu
 #                       0.3-0.55 of Rinky's: she holds them in a third of her images), seen alone as above
 CUT_CORE = 0.35  # ... and a blob, not the matte's fringe: this share of it left by a 3x3 erosion (the film's
 #                  wings 0.7-0.86, wing bits and leaves 0.38-0.49; the soft rim along Frank's tail 0-0.12)
+CUT_TRACK = 0.5  # a colour whose pixels over a track's frames are this much in the pieces cut there is that
+#                  object's in the shot's light: a piece of such colours (CUT_SMALL to CUT_MAX, held, a blob) is cut
+#                  from the track's other frames (film: the solid wing Rinky holds in f5046 and f5108, the rest of it
+#                  cut in their tracks' other frames)
 CUT_REASON = "another object's piece cut out"
 
 
@@ -767,6 +771,8 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
     set_like, kernel = set(scenery), np.ones((3, 3), np.uint8)
     support = {c: np.mean([p for *_, p in items], axis=0) for c, items in by_char.items() if len(items) >= COLOUR_MEMBERS}
     out: dict[str, dict[str, Any]] = {}
+    # instance id -> (mask, bins, area, the mask with its unsure pixels, that one's outline, the cut, notes)
+    judged: dict[str, tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, list[str]]] = {}
     for character, items in sorted(by_char.items()):
         if character in set_like or len(items) < COLOUR_MEMBERS:
             continue
@@ -798,29 +804,69 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
                                  f"in colours {other}'s images have (in {float(theirs[piece].mean()):.0%} of them), "
                                  "seen beside it in a frame")
             soft = unsure.get(instance_id) if unsure else None
-            if soft is not None and soft.shape == mask.shape and soft.sum() >= CUT_SMALL * area:
-                whole = mask | soft  # the mask with the pixels the matte is unsure of
-                rim = cv2.dilate(1 - np.pad(whole.astype(np.uint8), 1, mode="edge"), kernel)[1:-1, 1:-1] > 0
+            soft = soft if soft is not None and soft.shape == mask.shape else np.zeros_like(mask)
+            whole = mask | soft  # the mask with the pixels the matte is unsure of
+            rim = cv2.dilate(1 - np.pad(whole.astype(np.uint8), 1, mode="edge"), kernel)[1:-1, 1:-1] > 0
+            if soft.sum() >= CUT_SMALL * area:
                 for piece, share, apart in _held_pieces((own < CUT_UNSURE_OWN) & whole & ~cut, (CUT_SMALL, CUT_MAX),
                                                         whole, bins, rim):
-                    if ((piece & soft).sum() < CUT_UNSURE * piece.sum()
-                            or (cv2.erode(piece.astype(np.uint8), kernel) > 0).sum() < CUT_CORE * piece.sum()
-                            or (witnesses := len(set(occasions[seen_alone(piece)]))) < CUT_WITNESSES):
+                    if (piece & soft).sum() < CUT_UNSURE * piece.sum() or not _blob(piece) or (
+                            witnesses := len(set(occasions[seen_alone(piece)]))) < CUT_WITNESSES:
                         continue
                     cut |= piece
                     notes.append(f"{share:.0%} of the mask, mostly where the matte is unsure, {apart:.0f} apart in "
                                  f"colour from the rest, on its outline, its colours seen alone on {witnesses} other "
                                  "tracks")
-            if notes and (cut & mask).sum() < CUT_MAX * area:
-                loose = left_apart(mask, cut, bins)
-                if loose.any():
-                    loose_share = float(loose.sum()) / area
-                    notes.append(f"{f'{loose_share:.1%}' if loose_share >= 1e-3 else 'under 0.1%'} of the mask left "
-                                 "apart from the body by the cut")
-                    cut |= loose
-                out[instance_id] = {"mask": cut, "share": round(float(cut.sum()) / int((mask | cut).sum()), 4),
-                                    "why": f"{CUT_REASON}: " + "; ".join(notes)}
+            judged[instance_id] = (mask, bins, area, whole, rim, cut, notes)
+    if tracks:
+        _track_pieces(judged, {i: (c, t) for c, items in by_char.items() for i, *_ in items
+                               if i in judged and (t := tracks.get(i))})
+    for instance_id, (mask, bins, area, _, _, cut, notes) in judged.items():
+        if notes and (cut & mask).sum() < CUT_MAX * area:
+            loose = left_apart(mask, cut, bins)
+            if loose.any():
+                loose_share = float(loose.sum()) / area
+                notes.append(f"{f'{loose_share:.1%}' if loose_share >= 1e-3 else 'under 0.1%'} of the mask left "
+                             "apart from the body by the cut")
+                cut |= loose
+            out[instance_id] = {"mask": cut, "share": round(float(cut.sum()) / int((mask | cut).sum()), 4),
+                                "why": f"{CUT_REASON}: " + "; ".join(notes)}
     return out
+
+
+def _blob(piece: np.ndarray) -> bool:
+    """A piece with ``CUT_CORE`` of it left by a 3x3 erosion: a blob, not a fringe."""
+    import cv2
+
+    return float((cv2.erode(piece.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0).sum()) >= CUT_CORE * piece.sum()
+
+
+def _track_pieces(judged: dict[str, tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, list[str]]],
+                  tracks: Mapping[str, tuple[str, str]]) -> None:
+    """Cut, in place, the pieces of ``judged`` members (see :func:`foreign_pieces`) in the colours that the
+    cuts of their track's frames took: a colour bin whose pixels over the track (its members' masks with
+    their unsure pixels) are ``CUT_TRACK`` or more in pieces cut is the object's in that shot's light, and a
+    piece of those bins (``CUT_SMALL`` to ``CUT_MAX``, held, a blob) is cut from the track's other frames."""
+    size = int(np.prod(COLOUR_BINS))
+    members: dict[tuple[str, str], list[str]] = {}  # (cluster, track) -> its judged members
+    for instance_id, track in tracks.items():
+        members.setdefault(track, []).append(instance_id)
+    for track, ids in sorted(members.items()):
+        if len(ids) < 2 or not any(judged[i][5].any() for i in ids):
+            continue
+        cut_px, kept_px = np.zeros(size), np.zeros(size)
+        for i in ids:
+            _, bins, _, whole, _, cut, _ = judged[i]
+            cut_px += np.bincount(bins[cut], minlength=size)
+            kept_px += np.bincount(bins[whole & ~cut], minlength=size)
+        theirs = (cut_px > 0) & (cut_px >= CUT_TRACK * (cut_px + kept_px))
+        for i in ids:
+            _, bins, _, whole, rim, cut, notes = judged[i]
+            for piece, share, apart in _held_pieces(theirs[bins] & whole & ~cut, (CUT_SMALL, CUT_MAX), whole, bins, rim):
+                if _blob(piece):
+                    cut |= piece
+                    notes.append(f"{share:.1%} of the mask, {apart:.0f} apart in colour from the rest, on its outline, "
+                                 "in colours cut from the other frames of its track")
 
 
 def _held_pieces(candidates: np.ndarray, shares: tuple[float, float], mask: np.ndarray, bins: np.ndarray,

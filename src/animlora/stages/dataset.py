@@ -257,7 +257,7 @@ class DatasetStage(Stage):
             rules += (gate.CUT_OWN, gate.CUT_SHARE, gate.CUT_MAX, gate.CUT_CHROMA, gate.CUT_APART, gate.CUT_OUTLINE,
                       gate.CUT_SEEN, gate.CUT_WITNESSES, gate.CUT_LEFT_APART, gate.CUT_BODY_COLOUR,
                       gate.CUT_LEFT_LARGE, gate.CUT_SMALL, gate.CUT_UNSURE, gate.CUT_UNSURE_OWN, gate.CUT_CORE,
-                      alpha_threshold)
+                      gate.CUT_TRACK, alpha_threshold)
         key = digest(rules, colours, cut, sorted(scenery), sorted(
             (m.instance_id, m.character, m.track_id, portable(m.image_path, root), stat_key(m.image_path),
              list(gains.get(m.shot_id or "") or [])) for m in members + noise if m.image_path))
