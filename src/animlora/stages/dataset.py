@@ -91,7 +91,7 @@ class DatasetStage(Stage):
     # 5: the small parts a foreign piece's cut leaves apart from the body go with it
     # 6: no outfit words for a character most of whose captions measured it bare
     # 7: what a foreign piece's cut leaves apart in the image itself goes with it (specks, remains)
-    version = "8"  # 8: a foreign piece mostly where the matte is unsure is cut too (the butterfly's torn wings)
+    version = "8"  # 8: foreign pieces where the matte is unsure, and in colours cut from the track's other frames
     upstream = ("caption", "cluster", "embed", "enhance")
 
     def settings_hash(self, settings: Any) -> str:
