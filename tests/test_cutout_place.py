@@ -68,17 +68,23 @@ def test_what_the_cut_leaves_apart_in_the_image_goes_with_it():
     assert out[..., 3][3:8, 33:37].min() == 255
 
 
-def _figure(hue_piece: bool, seed: int):
-    """(mask, bins) of an orange figure; with a magenta blob on its outline (a held butterfly)."""
+def _orange(seed: int, blob: int = 0, alpha: int = 255) -> np.ndarray:
+    """An RGBA orange figure; with a magenta blob of radius ``blob`` and ``alpha`` on its outline (a
+    held butterfly)."""
     import cv2
 
     rng = np.random.default_rng(seed)
     img = np.zeros((80, 60, 4), np.uint8)
     cv2.ellipse(img, (30, 45), (18, 30), 0, 0, 360, (200, 110, 50, 255), -1)
     img[..., :3] = np.clip(img[..., :3].astype(int) + rng.integers(-6, 7, img[..., :3].shape), 0, 255)
-    if hue_piece:
-        cv2.circle(img, (48, 20), 9, (210, 60, 220, 255), -1)
-    return gate.colour_bins(img)
+    if blob:
+        cv2.circle(img, (48, 20), blob, (210, 60, 220, alpha), -1)
+    return img
+
+
+def _figure(hue_piece: bool, seed: int):
+    """(mask, bins) of an orange figure; with a magenta blob on its outline (a held butterfly)."""
+    return gate.colour_bins(_orange(seed, 9 if hue_piece else 0))
 
 
 def _alone(seed: int):
@@ -104,13 +110,8 @@ def test_a_small_piece_in_the_colours_of_a_character_seen_beside_it_is_cut():
     """Film f2774: the butterfly on Buck's hand, 1 % of the mask, under CUT_SHARE: cut when its colours
     are a cluster's that has members in a frame with this one's, not when no frame shows them together
     (another light on the same character, f1328)."""
-    import cv2
-
     def figure(seed: int, speck: bool) -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.default_rng(seed)
-        img = np.zeros((80, 60, 4), np.uint8)
-        cv2.ellipse(img, (30, 45), (18, 30), 0, 0, 360, (200, 110, 50, 255), -1)
-        img[..., :3] = np.clip(img[..., :3].astype(int) + rng.integers(-6, 7, img[..., :3].shape), 0, 255)
+        img = _orange(seed)
         if speck:
             img[17:21, 43:47] = (210, 60, 220, 255)  # 16 px on the outline: ~1 % of the mask
         return gate.colour_bins(img)
@@ -136,13 +137,8 @@ def test_a_held_object_the_matte_is_unsure_of_is_cut_when_seen_alone_on_two_trac
     import cv2
 
     def holder(seed: int, held: str) -> np.ndarray:
-        rng = np.random.default_rng(seed)
-        img = np.zeros((80, 60, 4), np.uint8)
-        cv2.ellipse(img, (30, 45), (18, 30), 0, 0, 360, (200, 110, 50, 255), -1)
-        img[..., :3] = np.clip(img[..., :3].astype(int) + rng.integers(-6, 7, img[..., :3].shape), 0, 255)
-        if held == "wing":
-            cv2.circle(img, (48, 20), 9, (210, 60, 220, 90), -1)  # alpha 90: above 0.15, under 0.5
-        elif held == "rim":  # the matte's soft fringe in that colour: a line, no blob
+        img = _orange(seed, 9 if held == "wing" else 0, 90)  # alpha 90: above 0.15, under 0.5
+        if held == "rim":  # the matte's soft fringe in that colour: a line, no blob
             cv2.ellipse(img, (30, 45), (19, 31), 0, 200, 340, (210, 60, 220, 90), 1)
         return img
 
@@ -163,18 +159,7 @@ def test_a_piece_in_colours_cut_from_its_tracks_other_frames_is_cut():
     """Film f5046, f5108: the wing Rinky holds is cut in other frames of the shot; where a piece of it
     passes none of the rules on its own (here under CUT_SHARE, no cluster beside it), the colours its
     track's cuts took tell it."""
-    import cv2
-
-    def holder(seed: int, radius: int) -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.default_rng(seed)
-        img = np.zeros((80, 60, 4), np.uint8)
-        cv2.ellipse(img, (30, 45), (18, 30), 0, 0, 360, (200, 110, 50, 255), -1)
-        img[..., :3] = np.clip(img[..., :3].astype(int) + rng.integers(-6, 7, img[..., :3].shape), 0, 255)
-        if radius:
-            cv2.circle(img, (48, 20), radius, (210, 60, 220, 255), -1)
-        return gate.colour_bins(img)
-
-    members = [(f"a{i}", "rinky", holder(i, (9, 9, 4)[i] if i < 3 else 0)) for i in range(9)]
+    members = [(f"a{i}", "rinky", gate.colour_bins(_orange(i, (9, 9, 4)[i] if i < 3 else 0))) for i in range(9)]
     area = int(members[2][2][0].sum())
     small = int((members[2][2][0] & (np.arange(80)[:, None] < 25) & (np.arange(60)[None, :] > 43)).sum())
     assert gate.CUT_SMALL * area <= small < gate.CUT_SHARE * area

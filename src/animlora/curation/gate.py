@@ -784,13 +784,8 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
             # the mask's outline: mask pixels next to a pixel outside it (the image's edge is no outline)
             outside = cv2.dilate(1 - np.pad(mask.astype(np.uint8), 1, mode="edge"), kernel)[1:-1, 1:-1] > 0
             cut, notes = np.zeros_like(mask), []
-
-            def seen_alone(piece: np.ndarray) -> np.ndarray:  # instances of other clusters or the noise in its colours
-                ph = np.bincount(bins[piece], minlength=size).astype(np.float64)
-                return outside_cluster & (shares[:, _main_bins(ph)].sum(axis=1) >= CUT_SEEN)
-
             for piece, share, apart in _held_pieces((own < CUT_OWN) & mask, (CUT_SHARE, CUT_MAX), mask, bins, outside):
-                if (witnesses := int(seen_alone(piece).sum())) < CUT_WITNESSES:
+                if (witnesses := int(_seen_alone(piece, bins, outside_cluster, shares).sum())) < CUT_WITNESSES:
                     continue
                 cut |= piece
                 notes.append(f"{share:.0%} of the mask, {apart:.0f} apart in colour from the rest, on its outline, "
@@ -810,8 +805,10 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
             if soft.sum() >= CUT_SMALL * area:
                 for piece, share, apart in _held_pieces((own < CUT_UNSURE_OWN) & whole & ~cut, (CUT_SMALL, CUT_MAX),
                                                         whole, bins, rim):
-                    if (piece & soft).sum() < CUT_UNSURE * piece.sum() or not _blob(piece) or (
-                            witnesses := len(set(occasions[seen_alone(piece)]))) < CUT_WITNESSES:
+                    if (piece & soft).sum() < CUT_UNSURE * piece.sum() or not _blob(piece):
+                        continue
+                    witnesses = len(set(occasions[_seen_alone(piece, bins, outside_cluster, shares)]))  # tracks
+                    if witnesses < CUT_WITNESSES:
                         continue
                     cut |= piece
                     notes.append(f"{share:.0%} of the mask, mostly where the matte is unsure, {apart:.0f} apart in "
@@ -834,6 +831,14 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
     return out
 
 
+def _seen_alone(piece: np.ndarray, bins: np.ndarray, candidates: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """Which instances (rows of ``shares``: each colour bin's share of their mask; ``candidates``: those
+    outside the piece's cluster) are the piece's main colours over ``CUT_SEEN`` of their mask: the
+    object seen alone."""
+    ph = np.bincount(bins[piece], minlength=int(np.prod(COLOUR_BINS))).astype(np.float64)
+    return candidates & (shares[:, _main_bins(ph)].sum(axis=1) >= CUT_SEEN)
+
+
 def _blob(piece: np.ndarray) -> bool:
     """A piece with ``CUT_CORE`` of it left by a 3x3 erosion: a blob, not a fringe."""
     import cv2
@@ -851,7 +856,7 @@ def _track_pieces(judged: dict[str, tuple[np.ndarray, np.ndarray, int, np.ndarra
     members: dict[tuple[str, str], list[str]] = {}  # (cluster, track) -> its judged members
     for instance_id, track in tracks.items():
         members.setdefault(track, []).append(instance_id)
-    for track, ids in sorted(members.items()):
+    for _, ids in sorted(members.items()):
         if len(ids) < 2 or not any(judged[i][5].any() for i in ids):
             continue
         cut_px, kept_px = np.zeros(size), np.zeros(size)
