@@ -746,7 +746,9 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
     cluster's other members, the large piece's tests otherwise, a blob (``CUT_CORE``), and its witnesses
     on ``CUT_WITNESSES`` tracks (``tracks``: instance id -> track id; none: each its own): an object seen
     alone on two occasions, not one shot's frames of a part (seed 6's blue boy's shirt, the robot's red in
-    one shot). The parts the cut leaves apart from the body go with it (:func:`left_apart`)."""
+    one shot). With ``tracks``, a piece in the colours that the cuts of its track's other frames took is
+    cut too (:func:`_track_pieces`). The parts the cut leaves apart from the body go with it
+    (:func:`left_apart`)."""
     import cv2
 
     size = int(np.prod(COLOUR_BINS))
