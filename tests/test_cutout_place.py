@@ -130,6 +130,26 @@ def test_a_small_piece_in_the_colours_of_a_character_seen_beside_it_is_cut():
     assert "r0" not in gate.foreign_pieces(members, (), (), {frozenset(("rinky", "butterfly"))})
 
 
+def test_a_small_piece_of_an_object_seen_alone_on_two_tracks_is_cut():
+    """Film f2725: a bit of the butterfly's wing at Buck's hand (0.8 % of the mask), no cluster beside
+    him: its colours his images lack and the butterfly seen alone on two tracks (the noise) cut it."""
+    def figure(seed: int, speck: bool) -> tuple[np.ndarray, np.ndarray]:
+        img = _orange(seed)
+        if speck:
+            img[16:21, 42:47] = (210, 60, 220, 255)  # 25 px: ~1.5 % of the mask, a blob
+        return gate.colour_bins(img)
+
+    members = [(f"r{i}", "rinky", figure(i, i == 0)) for i in range(8)]
+    noise = [(f"n{i}", _alone(i)) for i in range(3)]
+    area = int(members[0][2][0].sum())
+    assert gate.CUT_SMALL <= 25 / area < gate.CUT_SHARE
+    found = gate.foreign_pieces(members, noise, tracks={"n0": "t1", "n1": "t1", "n2": "t2"})
+    assert list(found) == ["r0"] and found["r0"]["mask"].sum() >= 25
+    assert "seen alone on 2 other tracks" in found["r0"]["why"]
+    assert gate.foreign_pieces(members, noise) == {}  # no tracks given: not judged so
+    assert gate.foreign_pieces(members, noise, tracks={"n0": "t1", "n1": "t1", "n2": "t1"}) == {}  # one shot
+
+
 def test_a_held_object_the_matte_is_unsure_of_is_cut_when_seen_alone_on_two_tracks():
     """Film: the torn butterfly wings Rinky holds are half-transparent in the matte (out of the mask
     judged, opaque in the dataset's image); seen alone on two tracks they are cut, as one shot's frames

@@ -741,14 +741,15 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
     down to ``CUT_SMALL``, is cut when its pixels are in colours under ``COLOUR_OWN`` of the cluster's other
     members and in ``COLOUR_THEIRS`` of the members of a cluster seen beside it in some frame
     (``together``: pairs of clusters with members in one frame), with the same chroma, apart and
-    outline tests. ``unsure``: instance id -> its cut-out's :func:`unsure_matte`; a piece ``CUT_UNSURE``
+    outline tests; or, given ``tracks``, when it is a blob (``CUT_CORE``) whose colours are seen alone on
+    ``CUT_WITNESSES`` tracks (``tracks``: instance id -> track id; none: each its own): an object seen
+    alone on two occasions, not one shot's frames of a part (seed 6's blue boy's shirt, the robot's red
+    in one shot). ``unsure``: instance id -> its cut-out's :func:`unsure_matte`; a piece ``CUT_UNSURE``
     of it in those pixels is judged on the mask with them, its colours under ``CUT_UNSURE_OWN`` of the
-    cluster's other members, the large piece's tests otherwise, a blob (``CUT_CORE``), and its witnesses
-    on ``CUT_WITNESSES`` tracks (``tracks``: instance id -> track id; none: each its own): an object seen
-    alone on two occasions, not one shot's frames of a part (seed 6's blue boy's shirt, the robot's red in
-    one shot). With ``tracks``, a piece in the colours that the cuts of its track's other frames took is
-    cut too (:func:`_track_pieces`). The parts the cut leaves apart from the body go with it
-    (:func:`left_apart`)."""
+    cluster's other members, the large piece's tests otherwise, a blob, and its witnesses on
+    ``CUT_WITNESSES`` tracks. With ``tracks``, a piece in the colours that the cuts of its track's other
+    frames took is cut too (:func:`_track_pieces`). The parts the cut leaves apart from the body go
+    with it (:func:`left_apart`)."""
     import cv2
 
     size = int(np.prod(COLOUR_BINS))
@@ -800,6 +801,17 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
                     notes.append(f"{share:.1%} of the mask, {apart:.0f} apart in colour from the rest, on its outline, "
                                  f"in colours {other}'s images have (in {float(theirs[piece].mean()):.0%} of them), "
                                  "seen beside it in a frame")
+            if tracks:  # smaller pieces: an object seen alone on two tracks, beside this cluster in no frame
+                for piece, share, apart in _held_pieces((own < COLOUR_OWN) & mask & ~cut, (CUT_SMALL, CUT_SHARE),
+                                                        mask, bins, outside):
+                    if not _blob(piece):
+                        continue
+                    witnesses = len(set(occasions[_seen_alone(piece, bins, outside_cluster, shares)]))  # tracks
+                    if witnesses >= CUT_WITNESSES:
+                        cut |= piece
+                        notes.append(f"{share:.1%} of the mask, {apart:.0f} apart in colour from the rest, on its "
+                                     f"outline, in colours its cluster's images lack, seen alone on {witnesses} "
+                                     "other tracks")
             soft = unsure.get(instance_id) if unsure else None
             soft = soft if soft is not None and soft.shape == mask.shape else np.zeros_like(mask)
             whole = mask | soft  # the mask with the pixels the matte is unsure of
