@@ -15,7 +15,7 @@ import json
 import math
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -501,15 +501,29 @@ def colour_bins(rgba: np.ndarray, gain: Sequence[float] | None = None) -> tuple[
 
     from animlora.identity.light import apply_gain
 
-    h, w = rgba.shape[:2]
-    scale = min(1.0, COLOUR_SIDE / max(h, w))
-    if scale < 1.0:
-        rgba = cv2.resize(rgba, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    rgba = apply_gain(rgba, gain)
+    rgba = apply_gain(_judging_size(rgba), gain)
     lab = cv2.cvtColor(np.ascontiguousarray(rgba[..., :3]), cv2.COLOR_RGB2LAB).astype(np.int32)
     nl, na, nb = COLOUR_BINS
     bins = (lab[..., 0] * nl // 256) * na * nb + (lab[..., 1] * na // 256) * nb + lab[..., 2] * nb // 256
     return rgba[..., 3] >= 128, bins.astype(np.uint16)  # (a film's members are all held at once)
+
+
+def _judging_size(image: np.ndarray) -> np.ndarray:
+    """``image`` fitted within ``COLOUR_SIDE`` (area-averaged; never enlarged): the size colours are judged at."""
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = min(1.0, COLOUR_SIDE / max(h, w))
+    if scale < 1.0:
+        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return image
+
+
+def _outline(mask: np.ndarray) -> np.ndarray:
+    """The mask's outline: its pixels next to a pixel outside it (the image's edge is no outline)."""
+    import cv2
+
+    return cv2.dilate(1 - np.pad(mask.astype(np.uint8), 1, mode="edge"), np.ones((3, 3), np.uint8))[1:-1, 1:-1] > 0
 
 
 def _outside_cut(mask: np.ndarray, cut: Mapping[str, np.ndarray] | None, instance_id: str) -> np.ndarray:
@@ -710,16 +724,21 @@ def _main_bins(hist: np.ndarray, share: float = 0.9) -> np.ndarray:
     return keep
 
 
+class _Judged(NamedTuple):
+    """A member as :func:`foreign_pieces` judged it; ``cut`` and ``notes`` grow in place."""
+    mask: np.ndarray  # at colour_bins' size
+    bins: np.ndarray
+    area: int
+    whole: np.ndarray  # the mask with its unsure pixels
+    rim: np.ndarray  # that one's outline
+    cut: np.ndarray
+    notes: list[str]
+
+
 def unsure_matte(rgba: np.ndarray, alpha_threshold: float) -> np.ndarray:
     """The pixels of an RGBA cut-out, at :func:`colour_bins`' size, that the dataset's image keeps
     (alpha above ``alpha_threshold``) and :func:`colour_bins`' mask leaves out (alpha under 0.5)."""
-    import cv2
-
-    alpha = np.ascontiguousarray(rgba[..., 3])
-    h, w = alpha.shape
-    scale = min(1.0, COLOUR_SIDE / max(h, w))
-    if scale < 1.0:  # as colour_bins resizes the cut-out
-        alpha = cv2.resize(alpha, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    alpha = _judging_size(np.ascontiguousarray(rgba[..., 3]))
     return (alpha > int(alpha_threshold * 255)) & (alpha < 128)
 
 
@@ -750,8 +769,6 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
     ``CUT_WITNESSES`` tracks. With ``tracks``, a piece in the colours that the cuts of its track's other
     frames took is cut too (:func:`_track_pieces`). The parts the cut leaves apart from the body go
     with it (:func:`left_apart`)."""
-    import cv2
-
     size = int(np.prod(COLOUR_BINS))
     seen: list[tuple[str, str, np.ndarray]] = []  # (instance id, cluster or "", share of each bin in the mask)
     by_char: dict[str, list[tuple[str, np.ndarray, np.ndarray, int, np.ndarray]]] = {}
@@ -771,11 +788,10 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
     owners = np.array([c for _, c, _ in seen], dtype=object)
     shares = np.stack([h for *_, h in seen])
     occasions = np.array([(tracks or {}).get(i) or i for i, *_ in seen], dtype=object)  # each witness's track
-    set_like, kernel = set(scenery), np.ones((3, 3), np.uint8)
+    set_like = set(scenery)
     support = {c: np.mean([p for *_, p in items], axis=0) for c, items in by_char.items() if len(items) >= COLOUR_MEMBERS}
     out: dict[str, dict[str, Any]] = {}
-    # instance id -> (mask, bins, area, the mask with its unsure pixels, that one's outline, the cut, notes)
-    judged: dict[str, tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, list[str]]] = {}
+    judged: dict[str, _Judged] = {}
     for character, items in sorted(by_char.items()):
         if character in set_like or len(items) < COLOUR_MEMBERS:
             continue
@@ -784,8 +800,7 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
         beside = [c for c in sorted(support) if c != character and frozenset((character, c)) in together]
         for instance_id, mask, bins, area, present in items:
             own = ((total - present) / (len(items) - 1))[bins]
-            # the mask's outline: mask pixels next to a pixel outside it (the image's edge is no outline)
-            outside = cv2.dilate(1 - np.pad(mask.astype(np.uint8), 1, mode="edge"), kernel)[1:-1, 1:-1] > 0
+            outside = _outline(mask)
             cut, notes = np.zeros_like(mask), []
             for piece, share, apart in _held_pieces((own < CUT_OWN) & mask, (CUT_SHARE, CUT_MAX), mask, bins, outside):
                 if (witnesses := int(_seen_alone(piece, bins, outside_cluster, shares).sum())) < CUT_WITNESSES:
@@ -815,7 +830,7 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
             soft = unsure.get(instance_id) if unsure else None
             soft = soft if soft is not None and soft.shape == mask.shape else np.zeros_like(mask)
             whole = mask | soft  # the mask with the pixels the matte is unsure of
-            rim = cv2.dilate(1 - np.pad(whole.astype(np.uint8), 1, mode="edge"), kernel)[1:-1, 1:-1] > 0
+            rim = _outline(whole) if soft.any() else outside
             if soft.sum() >= CUT_SMALL * area:
                 for piece, share, apart in _held_pieces((own < CUT_UNSURE_OWN) & whole & ~cut, (CUT_SMALL, CUT_MAX),
                                                         whole, bins, rim):
@@ -828,7 +843,7 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
                     notes.append(f"{share:.0%} of the mask, mostly where the matte is unsure, {apart:.0f} apart in "
                                  f"colour from the rest, on its outline, its colours seen alone on {witnesses} other "
                                  "tracks")
-            judged[instance_id] = (mask, bins, area, whole, rim, cut, notes)
+            judged[instance_id] = _Judged(mask, bins, area, whole, rim, cut, notes)
     if tracks:
         _track_pieces(judged, {i: (c, t) for c, items in by_char.items() for i, *_ in items
                                if i in judged and (t := tracks.get(i))})
@@ -860,8 +875,7 @@ def _blob(piece: np.ndarray) -> bool:
     return float((cv2.erode(piece.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0).sum()) >= CUT_CORE * piece.sum()
 
 
-def _track_pieces(judged: dict[str, tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, list[str]]],
-                  tracks: Mapping[str, tuple[str, str]]) -> None:
+def _track_pieces(judged: dict[str, _Judged], tracks: Mapping[str, tuple[str, str]]) -> None:
     """Cut, in place, the pieces of ``judged`` members (see :func:`foreign_pieces`) in the colours that the
     cuts of their track's frames took: a colour bin whose pixels over the track (its members' masks with
     their unsure pixels) are ``CUT_TRACK`` or more in pieces cut is the object's in that shot's light, and a
@@ -871,20 +885,19 @@ def _track_pieces(judged: dict[str, tuple[np.ndarray, np.ndarray, int, np.ndarra
     for instance_id, track in tracks.items():
         members.setdefault(track, []).append(instance_id)
     for _, ids in sorted(members.items()):
-        if len(ids) < 2 or not any(judged[i][5].any() for i in ids):
+        if len(ids) < 2 or not any(judged[i].cut.any() for i in ids):
             continue
         cut_px, kept_px = np.zeros(size), np.zeros(size)
-        for i in ids:
-            _, bins, _, whole, _, cut, _ = judged[i]
-            cut_px += np.bincount(bins[cut], minlength=size)
-            kept_px += np.bincount(bins[whole & ~cut], minlength=size)
+        for j in (judged[i] for i in ids):
+            cut_px += np.bincount(j.bins[j.cut], minlength=size)
+            kept_px += np.bincount(j.bins[j.whole & ~j.cut], minlength=size)
         theirs = (cut_px > 0) & (cut_px >= CUT_TRACK * (cut_px + kept_px))
-        for i in ids:
-            _, bins, _, whole, rim, cut, notes = judged[i]
-            for piece, share, apart in _held_pieces(theirs[bins] & whole & ~cut, (CUT_SMALL, CUT_MAX), whole, bins, rim):
+        for j in (judged[i] for i in ids):
+            for piece, share, apart in _held_pieces(theirs[j.bins] & j.whole & ~j.cut, (CUT_SMALL, CUT_MAX), j.whole,
+                                                    j.bins, j.rim):
                 if _blob(piece):
-                    cut |= piece
-                    notes.append(f"{share:.1%} of the mask, {apart:.0f} apart in colour from the rest, on its outline, "
+                    j.cut[piece] = True
+                    j.notes.append(f"{share:.1%} of the mask, {apart:.0f} apart in colour from the rest, on its outline, "
                                  "in colours cut from the other frames of its track")
 
 
