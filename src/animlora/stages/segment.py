@@ -160,7 +160,7 @@ class _Ahead:
 class SegmentStage(FallsBack, Stage):
     name = "segment"
     folder = "segmentation"
-    version = "2"  # 2: the shot pass (props cut off, parts merged), crispness 0..1, measures JSON
+    version = "3"  # 2: the shot pass (props cut off, parts merged), crispness 0..1, measures JSON; 3: a track that swallowed another keeps its view before
     upstream = ("extract",)
 
     # -- inputs -------------------------------------------------------------------------
