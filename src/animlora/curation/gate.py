@@ -821,7 +821,7 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
                                                         mask, bins, outside):
                     if not _blob(piece):
                         continue
-                    witnesses = len(set(occasions[_seen_alone(piece, bins, outside_cluster, shares)]))  # tracks
+                    witnesses = _tracks_seen_alone(piece, bins, outside_cluster, shares, occasions)
                     if witnesses >= CUT_WITNESSES:
                         cut |= piece
                         notes.append(f"{share:.1%} of the mask, {apart:.0f} apart in colour from the rest, on its "
@@ -836,7 +836,7 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
                                                         whole, bins, rim):
                     if (piece & soft).sum() < CUT_UNSURE * piece.sum() or not _blob(piece):
                         continue
-                    witnesses = len(set(occasions[_seen_alone(piece, bins, outside_cluster, shares)]))  # tracks
+                    witnesses = _tracks_seen_alone(piece, bins, outside_cluster, shares, occasions)
                     if witnesses < CUT_WITNESSES:
                         continue
                     cut |= piece
@@ -866,6 +866,13 @@ def _seen_alone(piece: np.ndarray, bins: np.ndarray, candidates: np.ndarray, sha
     object seen alone."""
     ph = np.bincount(bins[piece], minlength=int(np.prod(COLOUR_BINS))).astype(np.float64)
     return candidates & (shares[:, _main_bins(ph)].sum(axis=1) >= CUT_SEEN)
+
+
+def _tracks_seen_alone(piece: np.ndarray, bins: np.ndarray, candidates: np.ndarray, shares: np.ndarray,
+                       occasions: np.ndarray) -> int:
+    """How many tracks (``occasions``: each instance's track, or itself) see the piece's object alone
+    (:func:`_seen_alone`): one shot's frames count once."""
+    return len(set(occasions[_seen_alone(piece, bins, candidates, shares)]))
 
 
 def _blob(piece: np.ndarray) -> bool:
