@@ -70,11 +70,12 @@ def linker_at(rev: str, tmp: Path) -> Callable:
     return module.link_tracks
 
 
-def groups(tracks: Sequence[object]) -> set[frozenset[int]]:
+def fellows(tracks: Sequence[object]) -> list[frozenset[int]]:
+    """Per instance, the indices of its track's members (track ids themselves differ between linkers)."""
     by: dict[object, set[int]] = defaultdict(set)
     for k, t in enumerate(tracks):
         by[t].add(k)
-    return {frozenset(v) for v in by.values()}
+    return [frozenset(by[t]) for t in tracks]
 
 
 def links(tracks: Sequence[object], labels: Sequence[str | None]) -> tuple[int, int]:
@@ -121,10 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 wrong, right = links(tracks, labels)
                 counts[name][0] += wrong
                 counts[name][1] += right
-            if groups(now) != groups(before):
+            moved = [k for k, (a, b) in enumerate(zip(fellows(now), fellows(before), strict=True)) if a != b]
+            if moved:
                 changed += 1
-                moved = [k for k in range(len(ids))
-                         if {j for j in range(len(ids)) if now[j] == now[k]} != {j for j in range(len(ids)) if before[j] == before[k]}]
                 print(f"{shot}: tracks differ; instances whose track changed: "
                       + ", ".join(ids[k].split("_", 1)[-1] + (f" ({labels[k]})" if labels[k] else "") for k in moved))
     print(f"{len(shots)} shots, {changed} with other tracks (this tree against {other})")
