@@ -42,17 +42,20 @@ def resolve_min_size(setting: int | str, shots: int | None) -> tuple[int, str]:
 # -- is this a character? --------------------------------------------------------------------------
 # An instance is still when this share of its pixels is unchanged relative to the set in the
 # registered neighbouring frames (segment's ``static``). Stricter than prefilter.max_static (0.7):
-# moving characters measure 0.6-0.85 in many frames (seed 2's robot: 5 of 7 at >= 0.7).
-STILL_STATIC = 0.9
-# A cluster is scenery when at least this share of its instances (with a known ``static``) is
-# still. Measured: scenery clusters 0.67-0.87 (seeds 2, 3); character clusters <= 0.44 (seeds 2, 3)
-# and <= 0.23 (the whole film's seven clusters). Without colour-split pieces (release of 2026-12-02,
-# fifth): scenery 0.71 and 0.75 (seed 2), characters <= 0.40 (seeds 2, 3), <= 0.15 (the film).
+# characters acting in a medium shot change only where they act (cgi-bench seed 6: the green boy
+# waving, looking and turning at 0.95-0.97 in three shots); still scenery measures 0.995-1.0 (130
+# of the 145 scenery instances >= 0.9 on seeds 2, 3, 4 and 6).
+STILL_STATIC = 0.97
+# A cluster is scenery when at least this share of its shots is still (a shot is still when more
+# than half its instances with a known ``static`` are): counted per shot, as one idle shot is one
+# piece of evidence however many frames it was sampled in (seed 4: the robot idle through a close
+# shot, 10 of its 18 instances, moving in two others). Measured on seeds 2, 3, 4, 6 and the whole
+# film: scenery clusters 0.67 and 0.78 of their shots; character clusters <= 0.25 (the film 0).
 SCENERY_SHARE = 0.6
 MIN_KNOWN = 3  # fewer instances with a known static: no evidence, the cluster stays a character
 # Still in this many shots at least: within one shot an idle character is as still as a prop (the
 # demo clip's one static-camera shot: Buck waking slowly, 7 of 10 instances still, beside a rock
-# cluster 3 of 4); the seeds' scenery clusters are still in 8, 2 and 2 shots.
+# cluster 3 of 4); the seeds' scenery clusters are still in 7 and 2 shots.
 MIN_STILL_SHOTS = 2
 TEXT_SCORE = 0.5  # segment's text score of title-card text (prefilter.max_text)
 AUTO_NAME = re.compile(r"character_\d+")  # the cluster stage's name for an unnamed cluster
@@ -68,9 +71,10 @@ def not_character(measures: Iterable[dict[str, Any] | None], text_score: float =
                   shots: Iterable[str | None] | None = None) -> str:
     """Why a cluster (its instances' segment measures; ``shots``: each instance's shot, in the
     same order) is not a character, as ``not_character:<why> (evidence)``; "" when it is one or
-    nothing tells. Stillness counts only when seen in ``MIN_STILL_SHOTS`` shots or more (when
-    the shots are known). A piece of a colour split (segment's ``colour_split``: cut out of a
-    mask it shared with a moving character) is no evidence either way: its pixels were
+    nothing tells. Stillness is judged per shot (``SCENERY_SHARE`` of the shots with a known
+    ``static`` still, ``MIN_STILL_SHOTS`` of them at least); with the shots unknown every
+    instance is a shot of its own. A piece of a colour split (segment's ``colour_split``: cut out
+    of a mask it shared with a moving character) is no evidence either way: its pixels were
     overlapped by that character, whose motion over them in the neighbouring frames reads as
     the piece's own (seed 2: two pieces of a tree cut off the walking blue boy at 0.39 and 0.65
     took the trees' cluster from 5 of 7 still to 5 of 9, under ``SCENERY_SHARE``)."""
@@ -81,18 +85,20 @@ def not_character(measures: Iterable[dict[str, Any] | None], text_score: float =
     if texts and sorted(texts)[len(texts) // 2] >= text_score:
         many = sum(t >= text_score for t in texts)
         return f"not_character:text ({many} of {len(texts)} instances read as text)"
-    evidence = [m for m in known if m.get("static") is not None and not m.get("colour_split")]
-    statics = [float(m["static"]) for m in evidence]
-    if len(statics) < MIN_KNOWN:
+    by_shot: dict[str, list[bool]] = {}
+    for k, (m, shot) in enumerate(zip(measures, shot_of, strict=True)):
+        if m and m.get("static") is not None and not m.get("colour_split"):
+            by_shot.setdefault(shot if shot is not None else f"#{k}", []).append(float(m["static"]) >= STILL_STATIC)
+    instances = sum(len(v) for v in by_shot.values())
+    if instances < MIN_KNOWN:
         return ""
-    still = sum(s >= STILL_STATIC for s in statics)
-    still_shots = {shot for m, shot in zip(measures, shot_of, strict=True)
-                   if m and m.get("static") is not None and not m.get("colour_split")
-                   and float(m["static"]) >= STILL_STATIC and shot is not None}
-    if shots is not None and len(still_shots) < MIN_STILL_SHOTS:
+    still = [shot for shot, votes in by_shot.items() if 2 * sum(votes) > len(votes)]
+    if shots is not None and len(still) < MIN_STILL_SHOTS:
         return ""
-    if still >= SCENERY_SHARE * len(statics):
-        return (f"not_character:still ({still} of {len(statics)} instances unchanged relative to the set, "
+    if len(still) >= SCENERY_SHARE * len(by_shot):
+        unit = "shots" if shots is not None else "instances"
+        return (f"not_character:still (still in {len(still)} of {len(by_shot)} {unit}, "
+                f"{sum(map(sum, by_shot.values()))} of {instances} instances unchanged relative to the set, "
                 f"share >= {SCENERY_SHARE}: scenery does not move or deform; a character does somewhere)")
     return ""
 
