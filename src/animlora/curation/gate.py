@@ -67,39 +67,54 @@ def trusted(character: str) -> bool:
     return AUTO_NAME.fullmatch(character) is None
 
 
+class Stillness(NamedTuple):
+    """A cluster's motion evidence (:func:`stillness`)."""
+
+    still_shots: int  # shots where more than half the instances with a known ``static`` are still
+    shots: int  # shots with an instance with a known ``static`` (instances, when the shots are unknown)
+    still: int  # instances with ``static`` >= ``STILL_STATIC``
+    instances: int  # instances with a known ``static`` (colour-split pieces left out)
+
+
+def stillness(measures: Sequence[dict[str, Any] | None], shots: Sequence[str | None] | None = None) -> Stillness:
+    """The scenery check's evidence from a cluster's instances' segment measures (``shots``: each
+    instance's shot, in the same order; unknown: every instance a shot of its own). A piece of a
+    colour split (segment's ``colour_split``: cut out of a mask it shared with a moving
+    character) is no evidence either way: its pixels were overlapped by that character, whose
+    motion over them in the neighbouring frames reads as the piece's own (seed 2: two pieces of a
+    tree cut off the walking blue boy at 0.39 and 0.65 took the trees' cluster from 5 of 7 still
+    to 5 of 9, under ``SCENERY_SHARE``)."""
+    shot_of = list(shots) if shots is not None else [None] * len(measures)
+    by_shot: dict[str, list[bool]] = {}
+    for k, (m, shot) in enumerate(zip(measures, shot_of, strict=True)):
+        if m and m.get("static") is not None and not m.get("colour_split"):
+            by_shot.setdefault(shot if shot is not None else f"#{k}", []).append(float(m["static"]) >= STILL_STATIC)
+    return Stillness(sum(2 * sum(votes) > len(votes) for votes in by_shot.values()), len(by_shot),
+                     sum(map(sum, by_shot.values())), sum(map(len, by_shot.values())))
+
+
 def not_character(measures: Iterable[dict[str, Any] | None], text_score: float = TEXT_SCORE,
                   shots: Iterable[str | None] | None = None) -> str:
     """Why a cluster (its instances' segment measures; ``shots``: each instance's shot, in the
     same order) is not a character, as ``not_character:<why> (evidence)``; "" when it is one or
-    nothing tells. Stillness is judged per shot (``SCENERY_SHARE`` of the shots with a known
-    ``static`` still, ``MIN_STILL_SHOTS`` of them at least); with the shots unknown every
-    instance is a shot of its own. A piece of a colour split (segment's ``colour_split``: cut out
-    of a mask it shared with a moving character) is no evidence either way: its pixels were
-    overlapped by that character, whose motion over them in the neighbouring frames reads as
-    the piece's own (seed 2: two pieces of a tree cut off the walking blue boy at 0.39 and 0.65
-    took the trees' cluster from 5 of 7 still to 5 of 9, under ``SCENERY_SHARE``)."""
+    nothing tells. Stillness (:func:`stillness`) is judged per shot: ``SCENERY_SHARE`` of the
+    shots with a known ``static`` still, ``MIN_STILL_SHOTS`` of them at least (with the shots
+    unknown, every instance is a shot of its own and one suffices)."""
     measures = list(measures)
-    shot_of = list(shots) if shots is not None else [None] * len(measures)
     known = [m for m in measures if m]
     texts = [float(m["text"]) for m in known if m.get("text") is not None]
     if texts and sorted(texts)[len(texts) // 2] >= text_score:
         many = sum(t >= text_score for t in texts)
         return f"not_character:text ({many} of {len(texts)} instances read as text)"
-    by_shot: dict[str, list[bool]] = {}
-    for k, (m, shot) in enumerate(zip(measures, shot_of, strict=True)):
-        if m and m.get("static") is not None and not m.get("colour_split"):
-            by_shot.setdefault(shot if shot is not None else f"#{k}", []).append(float(m["static"]) >= STILL_STATIC)
-    instances = sum(len(v) for v in by_shot.values())
-    if instances < MIN_KNOWN:
+    shot_of = list(shots) if shots is not None else None
+    seen = stillness(measures, shot_of)
+    if seen.instances < MIN_KNOWN or (shot_of is not None and seen.still_shots < MIN_STILL_SHOTS):
         return ""
-    still = [shot for shot, votes in by_shot.items() if 2 * sum(votes) > len(votes)]
-    if shots is not None and len(still) < MIN_STILL_SHOTS:
-        return ""
-    if len(still) >= SCENERY_SHARE * len(by_shot):
-        unit = "shots" if shots is not None else "instances"
-        return (f"not_character:still (still in {len(still)} of {len(by_shot)} {unit}, "
-                f"{sum(map(sum, by_shot.values()))} of {instances} instances unchanged relative to the set, "
-                f"share >= {SCENERY_SHARE}: scenery does not move or deform; a character does somewhere)")
+    if seen.still_shots >= SCENERY_SHARE * seen.shots:
+        unit = "shots" if shot_of is not None else "instances"
+        return (f"not_character:still (still in {seen.still_shots} of {seen.shots} {unit}, {seen.still} of "
+                f"{seen.instances} instances unchanged relative to the set, share >= {SCENERY_SHARE}: scenery "
+                f"does not move or deform; a character does somewhere)")
     return ""
 
 
