@@ -282,6 +282,40 @@ def test_still_tracks_found_no_cluster_and_join_only_a_character_that_moves():
     assert (joined[10:] == NOISE).all() and info["still_joined"] == 0
 
 
+def test_a_still_track_joins_a_cluster_the_second_look_found_for_its_character():
+    """cgi-bench seed 6: the bunny idle through two shots, moving only in a few frames elsewhere;
+    its cluster came from the second look at the noise, after the still tracks were judged, so
+    they stayed in noise and the bunny got no dataset. Judged again against the new clusters
+    alone: the idle bunny joins; the trees, and a still track already in a cluster, stay."""
+    from animlora.identity.clustering import NOISE
+    from animlora.identity.still import join_still
+
+    rng = np.random.default_rng(1)
+    d = 16
+    hero, bunny, tree = np.eye(d)[0], np.eye(d)[4], np.eye(d)[1]
+
+    def track(centre, n, spread=0.05):
+        return centre + spread * rng.normal(size=(n, d)) / np.sqrt(d)
+
+    x = np.concatenate([track(hero, 5), track(hero + 0.3 * np.eye(d)[2], 5), track(hero, 3),
+                        track(bunny, 2), track(bunny + 0.3 * np.eye(d)[3], 2), track(bunny, 4), track(tree, 4)])
+    tracks = ["h1"] * 5 + ["h2"] * 5 + ["h_idle"] * 3 + ["b1"] * 2 + ["b2"] * 2 + ["b_idle"] * 4 + ["t"] * 4
+    still = np.array([False] * 10 + [True] * 3 + [False] * 4 + [True] * 8)
+    first = np.array([0] * 10 + [NOISE] * 15)
+    labels, _ = join_still(x, first, still, tracks)  # step 1: the bunny has no cluster yet
+    assert labels[10:13].tolist() == [0] * 3 and (labels[13:] == NOISE).all()
+    labels[13:17] = 1  # the second look: the bunny's moving frames, a cluster of two tracks
+    again, info = join_still(x, labels, still, tracks, only={1})
+    assert again[17:21].tolist() == [1] * 4  # the idle bunny
+    assert (again[21:] == NOISE).all()  # the trees
+    assert again[:17].tolist() == labels[:17].tolist()  # nothing else moves (the idle hero stays with 0)
+    assert info["still_instances"] == 8 and info["still_joined"] == 4
+    # a still track in noise nearest a cluster outside ``only`` (the idle hero, were he left out) stays there
+    labels[10:13] = NOISE
+    assert (join_still(x, labels, still, tracks, only={1})[0][10:13] == NOISE).all()
+    assert join_still(x, labels, still, tracks)[0][10:13].tolist() == [0] * 3  # as step 1 would have it
+
+
 def test_min_cluster_size_adapts_to_a_short_film():
     from animlora.config import load_settings
     from animlora.stages.cluster import min_cluster_size

@@ -21,7 +21,7 @@ an instance with no track is a unit of its own.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
@@ -49,11 +49,14 @@ def _units(track_ids: Sequence[str | None], rows: np.ndarray) -> dict[str, list[
 
 
 def join_still(x: np.ndarray, labels: np.ndarray, is_still: np.ndarray, track_ids: Sequence[str | None],
-               slack: float = SLACK) -> tuple[np.ndarray, dict]:
+               slack: float = SLACK, only: Collection[int] | None = None) -> tuple[np.ndarray, dict]:
     """``labels`` (from clustering the moving instances; still ones NOISE) with each still
-    track joined to the nearest cluster within its scale, or left NOISE. Returns (labels, info)."""
+    track joined to the nearest cluster within its scale, or left NOISE. ``only``: the clusters
+    a still track may join when nearest (every cluster when None); then only still tracks in
+    noise are judged, the others keep their cluster. Returns (labels, info)."""
     labels = labels.copy()
     x = normalise(x)
+    judged = is_still & (labels == NOISE) if only is not None else is_still
     moving = np.nonzero(~is_still & (labels != NOISE))[0]
     # per cluster: its tracks' vectors and its linkage scale
     tracks_of: dict[int, list[np.ndarray]] = defaultdict(list)
@@ -69,7 +72,7 @@ def join_still(x: np.ndarray, labels: np.ndarray, is_still: np.ndarray, track_id
             scale[lab] = float(d.min(1).max())
     typical = float(np.median(list(scale.values()))) if scale else FALLBACK_SCALE
     joined = left = 0
-    for members in _units(track_ids, np.nonzero(is_still)[0]).values():
+    for members in _units(track_ids, np.nonzero(judged)[0]).values():
         labels[members] = NOISE
         if not tracks_of:
             left += len(members)
@@ -80,10 +83,10 @@ def join_still(x: np.ndarray, labels: np.ndarray, is_still: np.ndarray, track_id
             d = float((1 - np.stack(vecs) @ v).min())
             if d < dist:
                 best, dist = lab, d
-        if dist <= slack * scale.get(best, typical):
+        if dist <= slack * scale.get(best, typical) and (only is None or best in only):
             labels[members] = best
             joined += len(members)
         else:
             left += len(members)
-    return labels, {"still_instances": int(is_still.sum()), "still_joined": joined, "still_left_out": left,
+    return labels, {"still_instances": int(judged.sum()), "still_joined": joined, "still_left_out": left,
                     "scale": {str(k): round(v, 4) for k, v in sorted(scale.items())}, "typical_scale": round(typical, 4)}

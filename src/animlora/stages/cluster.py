@@ -124,7 +124,7 @@ def _references_fingerprint(folders: list[Path]) -> list[tuple[str, str]]:
 class ClusterStage(Stage):
     name = "cluster"
     folder = "clustered"
-    version = "2"
+    version = "3"
     upstream = ("embed",)
 
     def check_inputs(self, job: StageJob) -> None:
@@ -238,11 +238,19 @@ class ClusterStage(Stage):
         # 3e. a second look at the noise: a small, tight group seen in several shots is a character too
         if s.track_aware and s.second_look > 0:
             look = second_look_size(s, mcs)
+            before = labels
             labels, constraints["second_look"] = recluster_noise(
                 xc, labels, tracks, [r.shot_id for r in data.refs], links, look, s.min_samples, skip=is_still,
                 join_similarity=s.merge_similarity, join_margin=s.attach_margin,
                 margin_after=s.attach_margin, margin_rounds=s.attach_rounds)
             constraints["second_look"]["min_size"] = look
+            # a still track left in noise because its character had no cluster yet (seed 6: the
+            # bunny idle through shots 1 and 2, moving only in a few frames of shots 7 and 17)
+            # joins the cluster the second look found, by the rule step 1 judged it by
+            new = set(np.unique(labels).tolist()) - set(np.unique(before).tolist()) - {NOISE}
+            if new and is_still.any():
+                labels, constraints["still_after_second_look"] = join_still(xc, labels, is_still, tracks,
+                                                                            only=new)
         # 3f. a part of a track its own cluster does not explain (nearer another's centre) goes to noise
         if s.track_aware:
             labels, constraints["nearer_elsewhere"] = drop_nearer_elsewhere(x, labels, tracks, s.elsewhere_share,
