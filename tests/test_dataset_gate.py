@@ -153,6 +153,35 @@ def test_a_track_never_measured_is_a_prop_only_when_flat_and_far_out():
     assert prop_tracks(members, measures, vectors, max_static=0.7) == {}
 
 
+def test_the_part_of_a_track_carried_from_a_rock_onto_the_character_is_judged_on_its_own():
+    """cgi-bench seed 6, a whip pan: one track is a rock in f419 (never measured, flat 0.49) and
+    the blue boy in front of it in f430 (measured, moving). As one track it has one known
+    ``static`` (too little to judge) and sits among the boy's views; its boxes jump (3.9x the
+    area, IoU 0.19), so :func:`track_parts` cuts it and the rock's part is judged alone."""
+    from animlora.curation.gate import track_parts
+
+    rows = [{"id": "rock", "track_id": "t", "frame_id": "v_f419", "bbox": "[211, 144, 104, 48]"},
+            {"id": "boy", "track_id": "t", "frame_id": "v_f430", "bbox": "[234, 46, 117, 167]"},
+            {"id": "a1", "track_id": "a", "frame_id": "v_f10", "bbox": "[10, 10, 50, 100]"},
+            {"id": "a2", "track_id": "a", "frame_id": "v_f12", "bbox": "[14, 10, 52, 100]"},  # a walk: one part
+            {"id": "lone", "track_id": None, "frame_id": "v_f3", "bbox": "[0, 0, 9, 9]"}]
+    parts = track_parts(rows)
+    assert parts == {"rock": "t#0", "boy": "t#1", "a1": "a", "a2": "a"}
+    rng = np.random.default_rng(3)
+    core, far = rng.normal(size=16), rng.normal(size=16)
+    moving = ([0.3, 0.2, 0.5], [0.2, 0.15, 0.25])
+    members, measures, vectors = _cluster({"a": (*moving, core), "b": (*moving, core + 0.3 * rng.normal(size=16)),
+                                           "c": (*moving, core + 0.3 * rng.normal(size=16))})
+    members += [("rock", "t"), ("boy", "t")]
+    vectors |= {"rock": far, "boy": core + 0.1 * rng.normal(size=16)}
+    measures |= {"t": [{"static": None, "flat": 0.49}, {"static": 0.445, "flat": 0.09}],
+                 "t#0": [{"static": None, "flat": 0.49}], "t#1": [{"static": 0.445, "flat": 0.09}]}
+    assert prop_tracks(members, measures, vectors, max_static=0.7) == {}  # the whole track: no verdict
+    out = prop_tracks(members, measures, vectors, max_static=0.7, parts=parts)
+    assert list(out) == ["rock"]  # the boy's part stays
+    assert out["rock"].startswith("not_character:prop (track t#0: motion never measured in its 1 instance(s)")
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("gate")

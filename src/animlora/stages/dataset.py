@@ -150,7 +150,8 @@ class DatasetStage(Stage):
         min_size, min_size_why = gate.resolve_min_size(s.min_size, records.count_shots(catalog) if catalog else None)
         ctx.extra["min_size"] = {"setting": s.min_size, "value": min_size, "why": min_size_why}
         rows = self._instances(catalog) if catalog is not None and s.scenery_check else []
-        measures, tracks = self._measures(rows)
+        units = gate.track_parts(rows)  # a track the tracker carried from one thing onto another, in parts
+        measures, tracks = self._measures(rows, units)
         scenery = {}
         by_track: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
@@ -197,7 +198,7 @@ class DatasetStage(Stage):
                 "props": {} if not measures or gate.trusted(character) else gate.prop_tracks(
                     [(m.instance_id, m.track_id) for m in group], tracks,
                     {k: np.frombuffer(v, dtype="<f4") for k, v in (embeddings or {}).get("vectors", {}).items()},
-                    ctx.settings.prefilter.max_static, ctx.settings.prefilter.max_flat <= 1.0),
+                    ctx.settings.prefilter.max_static, ctx.settings.prefilter.max_flat <= 1.0, units),
             }
             payload["props"] = {m.instance_id: apart[m.instance_id] for m in group if m.instance_id in apart
                                 } | payload["props"]
@@ -309,16 +310,21 @@ class DatasetStage(Stage):
             yield m.instance_id, m.character, colour_bins(image, gains.get(m.shot_id or ""))
 
     @staticmethod
-    def _measures(rows: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any] | None],
-                                                        dict[str, list[dict[str, Any] | None]]]:
+    def _measures(rows: list[dict[str, Any]], parts: dict[str, str] | None = None
+                  ) -> tuple[dict[str, dict[str, Any] | None], dict[str, list[dict[str, Any] | None]]]:
         """(instance id -> its segment measures (``static``, ``text``, ``flat``), track id -> the
-        measures of every instance of that track), for the scenery checks; ``rows``: :meth:`_instances`."""
+        measures of every instance of that track, and part id -> those of the part where ``parts``
+        (:func:`gate.track_parts`) cuts a track), for the scenery checks; ``rows``: :meth:`_instances`."""
         by_id: dict[str, dict[str, Any] | None] = {}
         tracks: dict[str, list[dict[str, Any] | None]] = {}
         for row in rows:
             by_id[row["id"]] = row["measures"]
-            if row.get("track_id"):
-                tracks.setdefault(row["track_id"], []).append(by_id[row["id"]])
+            track = row.get("track_id")
+            if track:
+                tracks.setdefault(track, []).append(by_id[row["id"]])
+                part = (parts or {}).get(row["id"], track)
+                if part != track:
+                    tracks.setdefault(part, []).append(by_id[row["id"]])
         return by_id, tracks
 
     @staticmethod
