@@ -28,6 +28,7 @@ import numpy as np
 def main(argv: Sequence[str] | None = None) -> int:
     from animlora.config import load_settings
     from animlora.curation import gate
+    from animlora.stages.dataset import DatasetStage
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("project", type=Path)
@@ -43,17 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     members = dict(con.execute("SELECT instance_id, character FROM character_members"))
     in_dataset = {r[0] for r in con.execute("SELECT instance_id FROM dataset_items")}
-    track_of: dict[str, str | None] = {}
-    tracks: dict[str, list[dict | None]] = defaultdict(list)
-    rows = [{"id": r[0], "track_id": r[1], "frame_id": r[2], "bbox": r[3], "measures": r[4]}
+    rows = [{"id": r[0], "track_id": r[1], "frame_id": r[2], "bbox": r[3], "measures": gate.parse_measures(r[4])}
             for r in con.execute("SELECT id, track_id, frame_id, bbox, measures FROM instances")]
+    track_of = {row["id"]: row["track_id"] for row in rows}
     parts = gate.track_parts(rows)  # as the dataset stage: a track whose boxes jump is judged in parts too
-    for row in rows:
-        track_of[row["id"]] = track = row["track_id"]
-        if track:
-            tracks[track].append(gate.parse_measures(row["measures"]))
-            if parts.get(row["id"], track) != track:
-                tracks[parts[row["id"]]].append(gate.parse_measures(row["measures"]))
+    _, tracks = DatasetStage._measures(rows, parts)
     model_count = defaultdict(int)
     rows = con.execute("SELECT instance_id, model, vector FROM embeddings").fetchall()
     for _, model, _ in rows:
@@ -70,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    p.max_static, p.max_flat <= 1.0, parts)
         rim = gate.track_rim([(i, t) for i, t in group if t], vectors)
         for track in sorted({t for _, t in group if t}):
-            measured = [m for m in tracks[track] if m]
+            measured = [m for m in tracks.get(track, ()) if m]
             known = [m for m in measured if m.get("static") is not None]
             if not known and measured:  # never measured: judged on flat and rim alone (gate.UNMEASURED_RIM)
                 share = float("nan")

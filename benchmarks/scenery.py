@@ -32,16 +32,13 @@ def clusters(project: Path) -> list[dict]:
         members = project_members(catalog, project)
         rows = DatasetStage._instances(catalog)
     measures, _ = DatasetStage._measures(rows)
-    by_track: dict[str, list[dict]] = defaultdict(list)
-    for row in rows:
-        if row.get("track_id"):
-            by_track[row["track_id"]].append(row)
+    by_track = gate.rows_by_track(rows)
     by_char = defaultdict(list)
     for m in members:
         by_char[m.character].append(m)
     out = []
     for character, group in sorted(by_char.items()):
-        evidence, shots = DatasetStage._with_mates(group, measures, dict(by_track))
+        evidence, shots = DatasetStage._with_mates(group, measures, by_track)
         out.append({"character": character, "members": [m.instance_id for m in group],
                     "stillness": gate.stillness(evidence, shots)._asdict(),
                     "verdict": gate.not_character(evidence, shots=shots)})

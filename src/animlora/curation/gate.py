@@ -178,6 +178,15 @@ def track_rim(members: Sequence[tuple[str, str]], vectors: Mapping[str, np.ndarr
     return {t: (float(nearest[k]), float(np.median(np.delete(nearest, k)))) for k, t in enumerate(names)}
 
 
+def rows_by_track(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Instance rows grouped by track id, in their order (rows without a track left out)."""
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        if row.get("track_id"):
+            out.setdefault(row["track_id"], []).append(row)
+    return out
+
+
 def track_parts(rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     """Instance id -> the unit :func:`prop_tracks` judges it in: its track, or ``<track>#<k>``, the
     k-th part of a track whose boxes jump between two sampled frames (``identity.tracks.jump_cuts``:
@@ -189,12 +198,8 @@ def track_parts(rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     from animlora.identity.geometry import parse_box
     from animlora.identity.tracks import jump_cuts
 
-    by_track: dict[str, list[Mapping[str, Any]]] = {}
-    for row in rows:
-        if row.get("track_id"):
-            by_track.setdefault(row["track_id"], []).append(row)
     out: dict[str, str] = {}
-    for track, members in by_track.items():
+    for track, members in rows_by_track(rows).items():
         parts = jump_cuts(range(len(members)), [m.get("frame_id") for m in members],
                           [parse_box(m.get("bbox")) for m in members])
         for k, part in enumerate(parts):
@@ -221,17 +226,21 @@ def prop_tracks(members: Sequence[tuple[str, str | None]], track_measures: Mappi
     rim = track_rim(tracked, vectors)
     if not rim:
         return {}
-    track_of = dict(tracked)
     split = [(iid, parts[iid]) for iid, track in tracked if parts and parts.get(iid, track) != track]
-    units: dict[str, tuple[str, float, float]] = {t: (t, *rim[t]) for t in rim}  # unit -> (track, nearest, typical)
+    track_of = dict(tracked)
+    part_track = {part: track_of[iid] for iid, part in split}
+    members_of: dict[str, list[str]] = {}  # unit (track or part) -> its instances
+    for iid, unit in tracked + split:
+        members_of.setdefault(unit, []).append(iid)
+    units: dict[str, tuple[float, float]] = dict(rim)  # unit (track or part) -> (nearest, typical)
     if split:
         whole = _pooled(tracked, vectors)
         for part, x in _pooled(split, vectors).items():
-            track = track_of[next(iid for iid, p in split if p == part)]
+            track = part_track[part]
             others = [v for t, v in whole.items() if t != track]
-            units[part] = (track, float(min(1.0 - others_x @ x for others_x in others)), rim[track][1])
+            units[part] = (float(min(1.0 - others_x @ x for others_x in others)), rim[track][1])
     out: dict[str, str] = {}
-    for unit, (track, nearest, typical) in sorted(units.items()):
+    for unit, (nearest, typical) in sorted(units.items()):
         measured = [m for m in track_measures.get(unit, ()) if m]
         known = [m for m in measured if m.get("static") is not None]
         ratio = nearest / max(typical, 1e-12)
@@ -252,9 +261,7 @@ def prop_tracks(members: Sequence[tuple[str, str | None]], track_measures: Mappi
             motion = f"motion never measured in its {len(measured)} instance(s)"
         why = (f"not_character:prop (track {unit}: {motion}, flat fill {flat:.2f} >= {PROP_FLAT}, "
                f"{ratio:.2f}x the cluster's typical distance from its other tracks: a prop, not this character)")
-        mine = [iid for iid, _ in split if parts and parts[iid] == unit] if unit != track else \
-            [iid for iid, t in tracked if t == track]
-        out.update({iid: why for iid in mine if iid not in out})
+        out.update({iid: why for iid in members_of[unit] if iid not in out})
     return out
 
 

@@ -153,10 +153,7 @@ class DatasetStage(Stage):
         units = gate.track_parts(rows)  # a track the tracker carried from one thing onto another, in parts
         measures, tracks = self._measures(rows, units)
         scenery = {}
-        by_track: dict[str, list[dict[str, Any]]] = {}
-        for row in rows:
-            if row.get("track_id"):
-                by_track.setdefault(row["track_id"], []).append(row)
+        by_track = gate.rows_by_track(rows)
         for character, group in by_char.items():
             evidence, shots = self._with_mates(group, measures, by_track)
             scenery[character] = "" if not measures or gate.trusted(character) else gate.not_character(
