@@ -16,6 +16,7 @@ from animlora.curation.gate import (
     prop_pieces,
     prop_tracks,
     resolve_min_size,
+    track_strays,
     trusted,
 )
 from dataset_synth import make_project, run_stages
@@ -180,6 +181,46 @@ def test_the_part_of_a_track_carried_from_a_rock_onto_the_character_is_judged_on
     out = prop_tracks(members, measures, vectors, max_static=0.7, parts=parts)
     assert list(out) == ["rock"]  # the boy's part stays
     assert out["rock"].startswith("not_character:prop (track t#0: motion never measured in its 1 instance(s)")
+
+
+def test_a_lone_frame_of_a_track_whose_other_frames_are_another_character_is_left_out():
+    """cgi-bench seed 4: the green boy's head alone at the frame's edge (f74) is the only frame of
+    track s3_t2 in the bunny's cluster, its three other frames are in the green boy's; a piece of the
+    fox's face (f299) likewise (two other frames in the fox's). Two frames of a track together in a
+    cluster (seed 2's bunny and fox+bunny halves of one track, 2 and 2) stay."""
+    units = {"f64": "s3_t2", "f68": "s3_t2", "f72": "s3_t2", "f74": "s3_t2",
+             "f287": "s14_t0", "f293": "s14_t0", "f299": "s14_t0",
+             "f392": "s21_t1", "f409": "s21_t1", "f402": "s21_t1", "f404": "s21_t1",
+             "f10": "s1_t0", "f11": "s1_t0", "f12": "s1_t0"}
+    characters = {"f64": "green", "f68": "green", "f72": "green", "f74": "bunny",
+                  "f287": "fox", "f293": "fox", "f299": "bunny",
+                  "f392": "bunny", "f409": "bunny", "f402": "fox", "f404": "fox",
+                  "f10": "robot", "f12": "robot"}  # f11: in the noise, no witness
+    out = track_strays(units, characters)
+    assert sorted(out) == ["f299", "f74"]
+    assert out["f74"].startswith("not_one_character:track (the only frame of track s3_t2 in bunny; 3 of its "
+                                 "other frames are green's")
+    assert track_strays(units, characters, wanted=["f74", "f64"]).keys() == {"f74"}
+    # one other frame elsewhere is no evidence (a track of two, parted by the clustering)
+    assert track_strays({"a": "t", "b": "t"}, {"a": "x", "b": "y"}) == {}
+
+
+def test_a_lone_frame_of_another_characters_track_is_left_out_of_the_dataset(tmp_path):
+    rows = make_project(tmp_path, {"character_0": 8, "hero": 12}, shots=4)  # tracks tS_0 (2 each), tS_1 (3 each)
+    stray = next(iid for iid, row in rows.items() if row["track_id"] == "t0_0")
+    with Catalog(tmp_path / "catalog.sqlite") as cat:
+        if "measures" not in {r[1] for r in cat.rows("PRAGMA table_info(instances)")}:
+            cat.execute("ALTER TABLE instances ADD COLUMN measures TEXT")
+        cat.execute("UPDATE instances SET measures = ?", (json.dumps({"static": 0.3, "flat": 0.1, "text": 0.0}),))
+        # the tracker says: this frame of character_0's is hero's track t0_1 (one box, no jump)
+        cat.execute("UPDATE instances SET track_id = 't0_1' WHERE id = ?", (stray,))
+        cat.execute("UPDATE instances SET bbox = ? WHERE track_id = 't0_1'", (rows[stray]["bbox"],))
+    run_stages(tmp_path, ["dataset"], SETTINGS)
+    meta = json.loads((tmp_path / "training_data" / "character_0" / "metadata.json").read_text())
+    assert [s["instance"] for s in meta["skipped"] if s["code"] == "not_one_character:track"] == [stray]
+    assert stray not in {r["instance_id"] for r in meta["images"]}
+    hero = json.loads((tmp_path / "training_data" / "hero" / "metadata.json").read_text())
+    assert not any(s["code"] == "not_one_character:track" for s in hero["skipped"])
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -262,6 +263,49 @@ def prop_tracks(members: Sequence[tuple[str, str | None]], track_measures: Mappi
         why = (f"not_character:prop (track {unit}: {motion}, flat fill {flat:.2f} >= {PROP_FLAT}, "
                f"{ratio:.2f}x the cluster's typical distance from its other tracks: a prop, not this character)")
         out.update({iid: why for iid in members_of[unit] if iid not in out})
+    return out
+
+
+# -- a lone frame of a track whose other frames are another character -------------------------------------
+# Identity is over tracks: one track is one character. The cluster stage still parts a track whose
+# members look like two things (``identity.tracks.split_tracks``), which is right where the tracker
+# slipped, and wrong where one frame of a character only looks different: a head alone at the
+# frame's edge, a piece of a face (cgi-bench seed 4: the green boy's head in f74 and the fox's face
+# in f299 land in the bunny's cluster, while the 3 and 2 other frames of their tracks are in the
+# green boy's and the fox's). A member that is the only frame of its track in its cluster, while
+# TRACK_OTHERS or more other frames of that track are in one other character's cluster, is not surely
+# its cluster's character; it is left out (``not_one_character:track``). Two frames or more together
+# are a part of the track in their own right (a slip the tracker made for a while): they stay. Units
+# are :func:`track_parts`' (a track whose boxes jump is two things already).
+TRACK_OTHERS = 2
+TRACK_REASON = "not_one_character:track"
+
+
+def track_strays(units: Mapping[str, str], characters: Mapping[str, str],
+                 wanted: Iterable[str] | None = None) -> dict[str, str]:
+    """Members that are a lone frame of a track whose other frames are another character, as
+    instance id -> ``not_one_character:track (evidence)``. ``units``: instance id -> its track or
+    track part (:func:`track_parts`); ``characters``: instance id -> its character (cluster) for every
+    clustered instance (noise and scenery clusters left out: they witness nothing); ``wanted``: only
+    these are judged (all when None)."""
+    judged = None if wanted is None else set(wanted)
+    by_unit: dict[str, Counter[str]] = {}
+    for iid, unit in units.items():
+        if iid in characters:
+            by_unit.setdefault(unit, Counter())[characters[iid]] += 1
+    out: dict[str, str] = {}
+    for iid, unit in sorted(units.items()):
+        character = characters.get(iid)
+        if character is None or (judged is not None and iid not in judged):
+            continue
+        seen = by_unit[unit]
+        if seen[character] != 1:
+            continue
+        other, count = max(((c, n) for c, n in seen.items() if c != character), key=lambda cn: (cn[1], cn[0]),
+                           default=(None, 0))
+        if other is not None and count >= TRACK_OTHERS:
+            out[iid] = (f"{TRACK_REASON} (the only frame of track {unit} in {character}; {count} of its other frames "
+                        f"are {other}'s: one track is one character, so this is not surely {character})")
     return out
 
 

@@ -162,14 +162,17 @@ class DatasetStage(Stage):
         # (curation/gate.py): left out like a prop track; a member of a cluster taken for scenery is
         # no known "other character"
         wanted = {m.instance_id for m in members}
+        # every cluster's members, also when one character's dataset is built (the same images as in a
+        # run over all); a cluster outside ``wanted`` was not judged for scenery: none
+        everyone = members if not s.character or catalog is None or root is None else project_members(catalog, root)
         apart = gate.prop_pieces(rows, wanted) | gate.group_members(
             rows, wanted, {m.instance_id: m.character for m in members if not scenery[m.character]})
+        if rows:  # a lone frame of a track whose other frames are another character
+            apart = gate.track_strays(units, {m.instance_id: m.character for m in everyone
+                                              if not scenery.get(m.character)}, wanted) | apart
         pieces: dict[str, dict[str, Any]] = {}
         colours = bool(rows) and s.colour_check  # another cluster's colours in a mask (scenery_check on too)
         if catalog is not None and root is not None and (colours or s.cut_foreign):
-            # every cluster's colours, also when one character's dataset is built (the same images
-            # as in a run over all); a cluster outside ``wanted`` was not judged for scenery: none
-            everyone = members if not s.character else project_members(catalog, root)
             left_out, pieces = self._foreign_colours(catalog, root, everyone, [c for c, why in scenery.items() if why],
                                                      colours, s.cut_foreign, ctx.settings.caption.alpha_threshold)
             apart = left_out | apart
