@@ -365,6 +365,23 @@ def test_the_ending_says_when_no_usable_dataset_came_out(tmp_path):
     assert "animlora review" in ending(results)["lines"][0]
 
 
+def test_the_ending_lists_character_10_after_character_9(tmp_path):
+    from animlora.curation.summary import ending
+
+    def written(images):
+        return {"images": images, "status": "ok", "shots": 2, "candidate_shots": 2, "left_out": {}}
+
+    results = tmp_path / "dataset_results.json"
+    results.write_text(json.dumps({
+        "characters": {"character_10": written(8), "character_1": written(42), "character_2": written(40),
+                       "buck": written(9)},
+        "skipped_characters": [{"character": n, "reason": "too few", "left_out_counts": {}}
+                               for n in ("character_11", "character_3")],
+        "failed": [], "upstream": {"instances": 50}}))
+    names = [r["character"] for r in ending(results)["characters"]]
+    assert names == ["buck", "character_1", "character_2", "character_10", "character_3", "character_11"]
+
+
 def test_the_ending_says_each_finding_once_for_every_character_it_concerns(tmp_path):
     """The whole film ended with 19 lines for 11 folders (one per character per finding: marked
     small, enhanced crops, pieces cut); now one line per finding names every character."""

@@ -4,6 +4,7 @@ what to do when no usable dataset came out. ``animlora run`` prints it; ``--json
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,18 +44,24 @@ def _in_no_character(catalog: Catalog) -> list[str]:
     return [v.instance_id for v in prefilter.verdicts(catalog).values() if v.kept and v.instance_id not in members]
 
 
+def name_order(name: str) -> list[Any]:
+    """A sort key that puts ``character_2`` before ``character_10`` (runs of digits by value)."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
 def ending(results_path: Path) -> dict[str, Any] | None:
-    """The ending table's rows and verdict from ``dataset_results.json`` (None without one)."""
+    """The ending table's rows and verdict from ``dataset_results.json`` (None without one); the
+    characters in each group (written, skipped, failed) in :func:`name_order`."""
     if not results_path.is_file():
         return None
     report = json.loads(results_path.read_text(encoding="utf-8"))
     rows = []
-    for name, c in sorted(report.get("characters", {}).items()):
+    for name, c in sorted(report.get("characters", {}).items(), key=lambda kv: name_order(kv[0])):
         rows.append({"character": name, "status": c.get("status", "ok"), "images": c["images"],
                      "shots": c["shots"], "candidate_shots": c.get("candidate_shots"),
                      "left_out": c.get("left_out", {}), "folder": c.get("folder"), "reason": "",
                      "enlargement": c.get("enlargement") or {}, "pieces_cut": c.get("pieces_cut", 0)})
-    for sk in report.get("skipped_characters", []):
+    for sk in sorted(report.get("skipped_characters", []), key=lambda sk: name_order(sk["character"])):
         rows.append({"character": sk["character"], "status": sk.get("status", "no dataset"), "images": 0, "shots": 0,
                      "candidate_shots": None, "left_out": sk.get("left_out_counts", {}), "folder": None,
                      "reason": sk["reason"]})
