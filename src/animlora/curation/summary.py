@@ -50,8 +50,8 @@ def name_order(name: str) -> list[Any]:
 
 
 def ending(results_path: Path) -> dict[str, Any] | None:
-    """The ending table's rows and verdict from ``dataset_results.json`` (None without one); the
-    characters in each group (written, skipped, failed) in :func:`name_order`."""
+    """The ending table's rows and verdict from ``dataset_results.json`` (None without one): the
+    characters written, then those skipped, each in :func:`name_order`, then failed items."""
     if not results_path.is_file():
         return None
     report = json.loads(results_path.read_text(encoding="utf-8"))
