@@ -163,8 +163,11 @@ class DatasetStage(Stage):
         # no known "other character"
         wanted = {m.instance_id for m in members}
         # every cluster's members, also when one character's dataset is built (the same images as in a
-        # run over all); a cluster outside ``wanted`` was not judged for scenery: none
-        everyone = members if not s.character or catalog is None or root is None else project_members(catalog, root)
+        # run over all), read only for the checks below that use them; a cluster outside ``wanted`` was
+        # not judged for scenery: none
+        everyone = members
+        if s.character and catalog is not None and root is not None and (rows or s.cut_foreign):
+            everyone = project_members(catalog, root)
         apart = gate.prop_pieces(rows, wanted) | gate.group_members(
             rows, wanted, {m.instance_id: m.character for m in members if not scenery[m.character]})
         if rows:  # a lone frame of a track whose other frames are another character
