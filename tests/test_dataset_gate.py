@@ -223,6 +223,35 @@ def test_a_lone_frame_of_another_characters_track_is_left_out_of_the_dataset(tmp
     assert not any(s["code"] == "not_one_character:track" for s in hero["skipped"])
 
 
+
+def test_one_characters_build_knows_the_other_characters_as_a_run_over_all(tmp_path):
+    """The group rule's lower bound for a partner clustered as another character (GROUP_GROW_KNOWN)
+    holds in a build of one character's dataset (``dataset.character``) as in the run over all: the
+    other clusters' members are read for it (the same images either way)."""
+    rows = make_project(tmp_path, {"character_0": 8, "hero": 12}, shots=4)  # tracks tS_0, tS_1 per shot
+    mine = [iid for iid, row in rows.items() if row["track_id"] == "t0_0"]
+    partner = next(iid for iid, row in rows.items() if row["track_id"] == "t0_1")
+    alone, grown = mine[0], mine[1]
+    size = 640 * 360
+    with Catalog(tmp_path / "catalog.sqlite") as cat:
+        if "measures" not in {r[1] for r in cat.rows("PRAGMA table_info(instances)")}:
+            cat.execute("ALTER TABLE instances ADD COLUMN measures TEXT")
+        cat.execute("UPDATE instances SET measures = ?", (json.dumps({"static": 0.3, "flat": 0.1, "text": 0.0}),))
+        # character_0 beside hero in one frame; in another frame of the shot one character_0 mask over
+        # both, 1.4x its lone area: under GROUP_GROW (1.55), over GROUP_GROW_KNOWN (1.3)
+        for iid, box in ((alone, (100, 50, 150, 200)), (partner, (260, 60, 100, 150)), (grown, (100, 50, 240, 175))):
+            cat.execute("UPDATE instances SET bbox = ?, area_fraction = ? WHERE id = ?",
+                        (json.dumps(box), box[2] * box[3] / size, iid))
+        cat.execute("UPDATE instances SET frame_id = ? WHERE id = ?", (rows[partner]["frame_id"], alone))
+
+    def skipped(overrides: dict) -> list[str]:
+        run_stages(tmp_path, ["dataset"], overrides, force=True)
+        meta = json.loads((tmp_path / "training_data" / "character_0" / "metadata.json").read_text())
+        return [s["instance"] for s in meta["skipped"] if s["code"] == "not_one_character:group"]
+
+    assert skipped(SETTINGS) == [grown]
+    assert skipped({"dataset": SETTINGS["dataset"] | {"character": "character_0"}}) == [grown]
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("gate")

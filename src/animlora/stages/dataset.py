@@ -152,27 +152,29 @@ class DatasetStage(Stage):
         rows = self._instances(catalog) if catalog is not None and s.scenery_check else []
         units = gate.track_parts(rows)  # a track the tracker carried from one thing onto another, in parts
         measures, tracks = self._measures(rows, units)
-        scenery = {}
-        by_track = gate.rows_by_track(rows)
-        for character, group in by_char.items():
-            evidence, shots = self._with_mates(group, measures, by_track)
-            scenery[character] = "" if not measures or gate.trusted(character) else gate.not_character(
-                evidence, ctx.settings.prefilter.max_text, shots)
-        # two or more characters in one mask, or a piece of the set segment cut off a character
-        # (curation/gate.py): left out like a prop track; a member of a cluster taken for scenery is
-        # no known "other character"
         wanted = {m.instance_id for m in members}
-        # every cluster's members, also when one character's dataset is built (the same images as in a
-        # run over all), read only for the checks below that use them; a cluster outside ``wanted`` was
-        # not judged for scenery: none
+        # every cluster's members, also when one character's dataset is built: the checks below judge
+        # a member against the other characters and the scenery as in a run over all (the same images);
+        # read only when a check uses them
         everyone = members
         if s.character and catalog is not None and root is not None and (rows or s.cut_foreign):
             everyone = project_members(catalog, root)
-        apart = gate.prop_pieces(rows, wanted) | gate.group_members(
-            rows, wanted, {m.instance_id: m.character for m in members if not scenery[m.character]})
-        if rows:  # a lone frame of a track whose other frames are another character
-            apart = gate.track_strays(units, {m.instance_id: m.character for m in everyone
-                                              if not scenery.get(m.character)}, wanted) | apart
+        clusters: dict[str, list[Member]] = {}
+        for m in everyone:
+            clusters.setdefault(m.character, []).append(m)
+        scenery = {}
+        by_track = gate.rows_by_track(rows)
+        for character, group in clusters.items():
+            evidence, shots = self._with_mates(group, measures, by_track)
+            scenery[character] = "" if not measures or gate.trusted(character) else gate.not_character(
+                evidence, ctx.settings.prefilter.max_text, shots)
+        # two or more characters in one mask, a piece of the set segment cut off a character, a lone
+        # frame of a track whose other frames are another character (curation/gate.py): left out like a
+        # prop track; a member of a cluster taken for scenery is no known "other character"
+        known = {m.instance_id: m.character for m in everyone if not scenery[m.character]}
+        apart = gate.prop_pieces(rows, wanted) | gate.group_members(rows, wanted, known)
+        if rows:
+            apart = gate.track_strays(units, known, wanted) | apart
         pieces: dict[str, dict[str, Any]] = {}
         colours = bool(rows) and s.colour_check  # another cluster's colours in a mask (scenery_check on too)
         if catalog is not None and root is not None and (colours or s.cut_foreign):
