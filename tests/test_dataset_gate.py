@@ -223,7 +223,6 @@ def test_a_lone_frame_of_another_characters_track_is_left_out_of_the_dataset(tmp
     assert not any(s["code"] == "not_one_character:track" for s in hero["skipped"])
 
 
-
 def test_one_characters_build_knows_the_other_characters_as_a_run_over_all(tmp_path):
     """The group rule's lower bound for a partner clustered as another character (GROUP_GROW_KNOWN)
     holds in a build of one character's dataset (``dataset.character``) as in the run over all: the
@@ -251,6 +250,7 @@ def test_one_characters_build_knows_the_other_characters_as_a_run_over_all(tmp_p
 
     assert skipped(SETTINGS) == [grown]
     assert skipped({"dataset": SETTINGS["dataset"] | {"character": "character_0"}}) == [grown]
+
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
