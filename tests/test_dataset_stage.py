@@ -549,3 +549,31 @@ def test_a_character_its_captions_mostly_measure_bare_gets_no_outfit_words(tmp_p
         assert ("outfit:*" in meta["captions"]["pruned_traits"]) == (name == "pip")
     assert texts["pip"] and not any("wearing" in t for t in texts["pip"])
     assert sum("wearing" in t for t in texts["luca"]) >= len(texts["luca"]) // 2 > 0
+
+
+def test_building_one_character_leaves_the_others_datasets_as_they_are(tmp_path):
+    """``dataset.character``: only that character's dataset is built; what earlier runs wrote for
+    the others stays, byte for byte (it was deleted as stale before session 42). A name that is no
+    character of the project is a one-line error naming the ones it has, and deletes nothing."""
+    from animlora.errors import ConfigError
+
+    make_project(tmp_path, {"character_0": 8, "hero": 8}, shots=4)
+    settings = SETTINGS["dataset"] | {"min_size": 4}
+    run_stages(tmp_path, ["dataset"], {"dataset": settings})
+    out = tmp_path / "training_data"
+
+    def files(folder: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    hero, mine = files(out / "hero"), files(out / "character_0")
+    assert any(name.endswith(".png") for name in hero)
+    run_stages(tmp_path, ["dataset"], {"dataset": settings | {"character": "character_0"}})
+    assert files(out / "hero") == hero
+    assert files(out / "character_0") == mine  # the same recipe: nothing to build again
+    report = json.loads((out / "dataset_results.json").read_text())
+    assert sorted(report["characters"]) == ["character_0", "hero"]  # the ending lists both
+
+    with pytest.raises(ConfigError, match=r"dataset.character 'villain': no such character in this project "
+                                          r"\(its characters: character_0, hero\)"):
+        run_stages(tmp_path, ["dataset"], {"dataset": settings | {"character": "villain"}})
+    assert files(out / "hero") == hero and (out / "character_0" / "metadata.json").is_file()

@@ -141,6 +141,8 @@ class DatasetStage(Stage):
             return extra
         members, catalog, root = self._sources(ctx)
         s = ctx.settings.dataset
+        if s.character and not members and catalog is not None and root is not None:
+            self._no_such_character(s.character, catalog, root)
         by_char: dict[str, list[Member]] = {}
         for m in members:
             by_char.setdefault(m.character, []).append(m)
@@ -225,7 +227,25 @@ class DatasetStage(Stage):
                                   payload, character,
                                   earlier=digest(*recipe, [(was(p), stat_key(p)) for p in reg], was(ctx.output_dir)),
                                   earlier_same=True))
+        if s.character and not ctx.job.standalone:
+            # only this character is built: the datasets earlier runs wrote for the others stay as they are
+            from animlora.records.runs import done_items
+
+            planned = {item.key for item in items + extra}
+            items += [WorkItem(key, fingerprint, label=key, held=True)
+                      for key, fingerprint in sorted(done_items(ctx.catalog, self.name).items()) if key not in planned]
         return items + extra
+
+    @staticmethod
+    def _no_such_character(name: str, catalog: Any, root: Path) -> None:
+        """``dataset.character`` names no character of the project that has one: say which it has."""
+        from animlora.curation.summary import name_order
+        from animlora.errors import ConfigError
+
+        names = sorted({m.character for m in project_members(catalog, root)}, key=name_order)
+        if names:
+            raise ConfigError(f"dataset.character {name!r}: no such character in this project "
+                              f"(its characters: {', '.join(names)})")
 
     @staticmethod
     def _instances(catalog: Any) -> list[dict[str, Any]]:
