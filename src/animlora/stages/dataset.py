@@ -174,9 +174,8 @@ class DatasetStage(Stage):
         # frame of a track whose other frames are another character (curation/gate.py): left out like a
         # prop track; a member of a cluster taken for scenery is no known "other character"
         known = {m.instance_id: m.character for m in everyone if not scenery[m.character]}
-        apart = gate.prop_pieces(rows, wanted) | gate.group_members(rows, wanted, known)
-        if rows:
-            apart = gate.track_strays(units, known, wanted) | apart
+        apart = gate.track_strays(units, known, wanted) | gate.prop_pieces(rows, wanted) | gate.group_members(
+            rows, wanted, known)
         pieces: dict[str, dict[str, Any]] = {}
         colours = bool(rows) and s.colour_check  # another cluster's colours in a mask (scenery_check on too)
         if catalog is not None and root is not None and (colours or s.cut_foreign):
