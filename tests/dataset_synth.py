@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 SKY = (110, 170, 235)
@@ -73,6 +75,52 @@ def place(frame: np.ndarray, x: int, y: int, height: int, facing: str = "front",
     return out, cut, (int(x0), int(y0), int(x1 - x0), int(y1 - y0))
 
 
+def blob(colour, size=120, shade=0, seed=0) -> np.ndarray:
+    """An RGBA ellipse (a body) in ``colour``, shaded darker towards its bottom by ``shade``."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    img = np.zeros((size, size, 4), np.uint8)
+    cv2.ellipse(img, (size // 2, size // 2), (size // 3, size // 2 - 4), 0, 0, 360, (*colour, 255), -1)
+    ramp = np.linspace(0, shade, size)[:, None, None]
+    img[..., :3] = np.clip(img[..., :3] - ramp + rng.normal(0, 2, (size, size, 3)), 0, 255).astype(np.uint8)
+    img[img[..., 3] == 0, :3] = 0
+    return img
+
+
+def with_piece(body: np.ndarray, colour, radius: int) -> np.ndarray:
+    """``body`` with a disc of ``colour`` at its top edge (a butterfly on a head), inside the mask."""
+    import cv2
+
+    out = body.copy()
+    cv2.circle(out, (body.shape[1] // 2, 12 + radius), radius, (*colour, 255), -1)
+    return out
+
+
+def paint(root, rows: dict, colour_of) -> None:
+    """Redraw every cut-out of a synthetic project as a body in ``colour_of(row)`` (a pair of colours
+    for a body with a piece of the second), and its frame with that body where the cut-out sits."""
+    import cv2
+
+    from animlora.io.images import read_image, write_image
+
+    for row in rows.values():
+        colour = colour_of(row)
+        body = blob(colour[0], 140, seed=int(row["id"][-3:])) if isinstance(colour[0], tuple) else \
+            blob(colour, 140, seed=int(row["id"][-3:]))
+        if isinstance(colour[0], tuple):
+            body = with_piece(body, colour[1], 16)
+        write_image(root / "segmentation" / row["path"], body)
+        frame_path = root / "frames" / f"{row['frame_id']}.png"
+        frame = read_image(frame_path, "RGB").copy()
+        x, y, w, h = json.loads(row["bbox"])
+        placed = cv2.resize(body, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        alpha = placed[..., 3:] / 255
+        region = frame[y : y + h, x : x + w].astype(np.float32)
+        frame[y : y + h, x : x + w] = (region * (1 - alpha) + placed[..., :3] * alpha).astype(np.uint8)
+        write_image(frame_path, frame)
+
+
 UPSTREAM_SQL = """
 CREATE TABLE IF NOT EXISTS instances(id TEXT PRIMARY KEY, frame_id TEXT, video_id TEXT, shot_id TEXT, track_id TEXT,
   path TEXT, mask_path TEXT, bbox TEXT, area_fraction REAL, truncated INTEGER, sharpness REAL, score REAL, backend TEXT);
@@ -91,8 +139,6 @@ def make_project(root, characters: dict[str, int], *, shots: int = 6, seed: int 
     """A project whose catalog holds the upstream rows (docs/contract.md) of ``characters``
     (name -> instances), one instance per frame, spread over ``shots`` shots of one video.
     Returns {instance id: row dict}."""
-    import json
-
     from animlora.catalog import Catalog
     from animlora.io.images import write_image
 

@@ -10,31 +10,9 @@ import numpy as np
 import pytest
 
 from animlora.curation.gate import COLOUR_REASON, colour_bins, foreign_colours, off_track_colours
-from dataset_synth import make_project, run_stages
+from dataset_synth import blob, make_project, paint, run_stages, with_piece
 
 WHITE, MAGENTA, ORANGE, GREEN, PALE_BLUE = (225, 225, 220), (230, 40, 200), (230, 120, 30), (40, 170, 40), (150, 190, 250)
-
-
-def _blob(colour, size=120, shade=0, seed=0) -> np.ndarray:
-    """An RGBA ellipse (a body) in ``colour``, shaded darker towards its bottom by ``shade``."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    img = np.zeros((size, size, 4), np.uint8)
-    cv2.ellipse(img, (size // 2, size // 2), (size // 3, size // 2 - 4), 0, 0, 360, (*colour, 255), -1)
-    ramp = np.linspace(0, shade, size)[:, None, None]
-    img[..., :3] = np.clip(img[..., :3] - ramp + rng.normal(0, 2, (size, size, 3)), 0, 255).astype(np.uint8)
-    img[img[..., 3] == 0, :3] = 0
-    return img
-
-
-def _with_piece(body: np.ndarray, colour, radius: int) -> np.ndarray:
-    """``body`` with a disc of ``colour`` at its top edge (a butterfly on a head), inside the mask."""
-    import cv2
-
-    out = body.copy()
-    cv2.circle(out, (body.shape[1] // 2, 12 + radius), radius, (*colour, 255), -1)
-    return out
 
 
 def _bins(images: dict[str, tuple[str, np.ndarray]], gains=None):
@@ -46,17 +24,17 @@ def _cast() -> dict[str, tuple[str, np.ndarray]]:
     cluster too small for a colour model)."""
     images = {}
     for k in range(6):
-        images[f"buck_{k}"] = ("buck", _blob(WHITE, 100 + 8 * k, shade=25 * (k % 3), seed=k))
-        images[f"fly_{k}"] = ("butterfly", _blob(MAGENTA, 60 + 6 * k, shade=20 * (k % 2), seed=10 + k))
-        images[f"rinky_{k}"] = ("rinky", _blob(ORANGE, 90 + 5 * k, shade=30 * (k % 3), seed=20 + k))
+        images[f"buck_{k}"] = ("buck", blob(WHITE, 100 + 8 * k, shade=25 * (k % 3), seed=k))
+        images[f"fly_{k}"] = ("butterfly", blob(MAGENTA, 60 + 6 * k, shade=20 * (k % 2), seed=10 + k))
+        images[f"rinky_{k}"] = ("rinky", blob(ORANGE, 90 + 5 * k, shade=30 * (k % 3), seed=20 + k))
     for k in range(4):
-        images[f"bird_{k}"] = ("bird", _blob(GREEN, 70, seed=30 + k))
+        images[f"bird_{k}"] = ("bird", blob(GREEN, 70, seed=30 + k))
     return images
 
 
 def test_another_characters_piece_in_a_mask_is_left_out_and_names_the_character() -> None:
     images = _cast()
-    images["buck_fly"] = ("buck", _with_piece(_blob(WHITE, 120, seed=40), MAGENTA, 14))
+    images["buck_fly"] = ("buck", with_piece(blob(WHITE, 120, seed=40), MAGENTA, 14))
     out = foreign_colours(_bins(images))
     assert list(out) == ["buck_fly"]
     assert out["buck_fly"].startswith(COLOUR_REASON + " (")
@@ -65,7 +43,7 @@ def test_another_characters_piece_in_a_mask_is_left_out_and_names_the_character(
 
 def test_a_member_that_is_another_character_is_left_out() -> None:
     images = _cast()
-    images["rinky_in_buck"] = ("buck", _blob(ORANGE, 110, shade=10, seed=41))
+    images["rinky_in_buck"] = ("buck", blob(ORANGE, 110, shade=10, seed=41))
     assert list(foreign_colours(_bins(images))) == ["rinky_in_buck"]
 
 
@@ -75,17 +53,17 @@ def test_a_speck_or_a_colour_no_character_has_everywhere_is_kept(colour, radius)
     # cluster's (no colour model); orange as a piece of a buck cluster that already has an orange
     # prop in 2 of its 7 images is its own colour too (support 2/6 >= COLOUR_OWN)
     images = _cast()
-    images["buck_x"] = ("buck", _with_piece(_blob(WHITE, 120, seed=42), colour, radius))
+    images["buck_x"] = ("buck", with_piece(blob(WHITE, 120, seed=42), colour, radius))
     if colour == ORANGE:
         for k in (0, 1):
-            images[f"buck_{k}"] = ("buck", _with_piece(images[f"buck_{k}"][1], ORANGE, 12))
+            images[f"buck_{k}"] = ("buck", with_piece(images[f"buck_{k}"][1], ORANGE, 12))
     assert foreign_colours(_bins(images)) == {}
 
 
 def test_a_cluster_too_small_for_a_colour_model_is_neither_judged_nor_judge() -> None:
     images = _cast()
-    images["bird_3"] = ("bird", _with_piece(_blob(GREEN, 70, seed=43), MAGENTA, 12))  # still 4 birds
-    images["buck_bird"] = ("buck", _blob(GREEN, 110, seed=44))  # green: only the 4-member bird's colour
+    images["bird_3"] = ("bird", with_piece(blob(GREEN, 70, seed=43), MAGENTA, 12))  # still 4 birds
+    images["buck_bird"] = ("buck", blob(GREEN, 110, seed=44))  # green: only the 4-member bird's colour
     # the bird judges no one: buck_bird goes only as a member in colours buck's images never show
     out = foreign_colours(_bins(images))
     assert list(out) == ["buck_bird"] and "bird" not in out["buck_bird"] and out["buck_bird"].endswith("not buck)")
@@ -95,24 +73,24 @@ def test_a_member_in_colours_its_cluster_never_shows_is_left_out_whoever_has_the
     # the film's bush in green-lit Buck's folder (0.24 of its mask in colours the cluster never shows) and
     # rock in Gimera's (0.17): colours no other cluster has throughout, so no piece is "another character's"
     bark = (110, 80, 50)
-    images = _cast() | {"bush": ("buck", _blob(bark, 110, shade=20, seed=50))}
+    images = _cast() | {"bush": ("buck", blob(bark, 110, shade=20, seed=50))}
     out = foreign_colours(_bins(images))
     assert list(out) == ["bush"]
     assert "% of the mask has colours that buck's other images (nearly) never show: not buck" in out["bush"]
     # a small piece (a held leaf, ~9% of the mask) is no stranger
-    assert foreign_colours(_bins(_cast() | {"leaf": ("buck", _with_piece(_blob(WHITE, 120, seed=51), bark, 14))})) == {}
+    assert foreign_colours(_bins(_cast() | {"leaf": ("buck", with_piece(blob(WHITE, 120, seed=51), bark, 14))})) == {}
     # a quarter of the mask in a colour no other buck shows goes; seen in another buck's image (a
     # costume worn twice: support 1/7 among the others, over COLOUR_RARE) it is buck's own colour
-    body = _blob(WHITE, 120, seed=52)
-    big = ("buck", _with_piece(body, bark, 24))
+    body = blob(WHITE, 120, seed=52)
+    big = ("buck", with_piece(body, bark, 24))
     assert list(foreign_colours(_bins(_cast() | {"big": big}))) == ["big"]
-    assert foreign_colours(_bins(_cast() | {"big": big, "again": ("buck", _with_piece(_blob(WHITE, 110, seed=53), bark, 22))})) == {}
+    assert foreign_colours(_bins(_cast() | {"big": big, "again": ("buck", with_piece(blob(WHITE, 110, seed=53), bark, 22))})) == {}
     # the piece the dataset cuts from the member's alpha (foreign_pieces) is not counted
     piece = (big[1] != body).any(axis=-1)  # the disc (under COLOUR_SIDE: no resize)
     assert foreign_colours(_bins(_cast() | {"big": big}), cut={"big": piece}) == {}
     # a cluster where most members are such (a new outfit in every shot) has no palette to judge by
     outfits = [bark, (30, 60, 140), (200, 200, 40), (90, 20, 40), (20, 110, 90), (150, 150, 150)]
-    images = _cast() | {f"buck_{k}": ("buck", _with_piece(_blob(WHITE, 100 + 8 * k, seed=k), outfits[k], 24))
+    images = _cast() | {f"buck_{k}": ("buck", with_piece(blob(WHITE, 100 + 8 * k, seed=k), outfits[k], 24))
                         for k in range(6)}
     assert foreign_colours(_bins(images)) == {}
 
@@ -122,9 +100,9 @@ def test_a_member_in_colours_no_other_frame_of_its_track_shows_is_left_out() -> 
     # Buck's images (0.24 of its mask in colours no other frame of the track shows); f7338: Rinky in
     # Frank's mask (0.19). A track's own frames agree in colour (the film's dataset images 0.084 or less)
     bark = (110, 80, 50)
-    bodies = [(f"buck_{k}", "t1", colour_bins(_blob(WHITE, 100 + 6 * k, shade=20 * (k % 2), seed=k)))
+    bodies = [(f"buck_{k}", "t1", colour_bins(blob(WHITE, 100 + 6 * k, shade=20 * (k % 2), seed=k)))
               for k in range(5)]
-    trap = ("trap", "t1", colour_bins(_blob(bark, 110, seed=9)))
+    trap = ("trap", "t1", colour_bins(blob(bark, 110, seed=9)))
     out = off_track_colours([*bodies, trap])
     assert list(out) == ["trap"] and out["trap"].startswith(COLOUR_REASON + " (")
     assert "no other frame of its track shows (5 frames)" in out["trap"]
@@ -135,16 +113,16 @@ def test_a_member_in_colours_no_other_frame_of_its_track_shows_is_left_out() -> 
     assert off_track_colours([*bodies[:3], trap]) == {}
     assert off_track_colours([*bodies, ("trap", "t2", trap[2])]) == {}
     # a held piece the dataset cuts from the alpha is not counted
-    body = _blob(WHITE, 120, seed=5)
-    held = _with_piece(body, bark, 24)
+    body = blob(WHITE, 120, seed=5)
+    held = with_piece(body, bark, 24)
     piece = (held != body).any(axis=-1)
     assert list(off_track_colours([*bodies, ("held", "t1", colour_bins(held))])) == ["held"]
     assert off_track_colours([*bodies, ("held", "t1", colour_bins(held))], cut={"held": piece}) == {}
     # two strangers of seven (under TRACK_STRANGERS: most frames agree) both go; a track whose frames
     # differ throughout (three strangers of eight) judges none
-    pair = [*bodies, trap, ("leaf", "t1", colour_bins(_blob((40, 140, 40), 110, seed=11)))]
+    pair = [*bodies, trap, ("leaf", "t1", colour_bins(blob((40, 140, 40), 110, seed=11)))]
     assert sorted(off_track_colours(pair)) == ["leaf", "trap"]
-    assert off_track_colours([*pair, ("sky", "t1", colour_bins(_blob((40, 60, 170), 110, seed=12)))]) == {}
+    assert off_track_colours([*pair, ("sky", "t1", colour_bins(blob((40, 60, 170), 110, seed=12)))]) == {}
 
 
 def test_a_scenery_clusters_colours_mark_a_piece_of_the_set_and_its_members_are_not_judged() -> None:
@@ -152,9 +130,9 @@ def test_a_scenery_clusters_colours_mark_a_piece_of_the_set_and_its_members_are_
     # cluster is scenery: its colours are "another cluster's", its own odd member is not judged
     images = _cast()
     for k in range(6):
-        images[f"bush_{k}"] = ("bushes", _blob(GREEN, 80 + 6 * k, shade=15, seed=60 + k))
-    images["buck_bush"] = ("buck", _with_piece(_blob(WHITE, 120, seed=46), GREEN, 16))
-    images["bush_fly"] = ("bushes", _with_piece(_blob(GREEN, 90, seed=47), MAGENTA, 14))
+        images[f"bush_{k}"] = ("bushes", blob(GREEN, 80 + 6 * k, shade=15, seed=60 + k))
+    images["buck_bush"] = ("buck", with_piece(blob(WHITE, 120, seed=46), GREEN, 16))
+    images["bush_fly"] = ("bushes", with_piece(blob(GREEN, 90, seed=47), MAGENTA, 14))
     out = foreign_colours(_bins(images), scenery=["bushes"])
     assert list(out) == ["buck_bush"]
     assert "bushes's have" in out["buck_bush"] and "the set (a cluster taken for scenery)" in out["buck_bush"]
@@ -166,32 +144,18 @@ def test_the_shots_light_is_divided_out_before_colours_are_compared() -> None:
     # reads as the ghost; with the gain that takes the blue cast out it is white again
     images = _cast()
     for k in range(6):
-        images[f"ghost_{k}"] = ("ghost", _blob(PALE_BLUE, 90 + 4 * k, seed=50 + k))
-    images["buck_night"] = ("buck", _blob(PALE_BLUE, 115, seed=45))
+        images[f"ghost_{k}"] = ("ghost", blob(PALE_BLUE, 90 + 4 * k, seed=50 + k))
+    images["buck_night"] = ("buck", blob(PALE_BLUE, 115, seed=45))
     assert list(foreign_colours(_bins(images))) == ["buck_night"]
     lin = (np.asarray(PALE_BLUE) / 255.0) ** 2.2
     gain = (lin.mean() / lin).tolist()  # the cast divided out, grey kept (white stays white)
     assert foreign_colours(_bins(images, {"buck_night": gain})) == {}
 
 
-def _paint(root, rows: dict, colour_of) -> None:
-    """Redraw every cut-out of a synthetic project as a body in ``colour_of(row)`` (a pair of colours
-    for a body with a piece of the second)."""
-    from animlora.io.images import write_image
-
-    for row in rows.values():
-        colour = colour_of(row)
-        body = _blob(colour[0], 140, seed=int(row["id"][-3:])) if isinstance(colour[0], tuple) else \
-            _blob(colour, 140, seed=int(row["id"][-3:]))
-        if isinstance(colour[0], tuple):
-            body = _with_piece(body, colour[1], 16)
-        write_image(root / "segmentation" / row["path"], body)
-
-
 def test_the_dataset_leaves_the_member_out_with_its_reason_and_either_check_off_keeps_it(tmp_path) -> None:
     rows = make_project(tmp_path, {"character_0": 8, "character_1": 6}, shots=4)
     group = sorted(iid for iid, row in rows.items() if row["track_id"].endswith("_0"))[3]
-    _paint(tmp_path, rows, lambda row: (WHITE, MAGENTA) if row["id"] == group else
+    paint(tmp_path, rows, lambda row: (WHITE, MAGENTA) if row["id"] == group else
            WHITE if row["track_id"].endswith("_0") else MAGENTA)
     settings = {"dataset": {"target_size": 12, "small_size": 4, "resolution": 512, "min_bucket": 128,
                             "max_bucket": 1024, "report": True}}
@@ -221,7 +185,7 @@ def test_the_colour_check_is_kept_until_a_cut_out_or_a_cluster_changes(tmp_path,
 
     rows = make_project(tmp_path, {"character_0": 8, "character_1": 6}, shots=4)
     group = sorted(iid for iid, row in rows.items() if row["track_id"].endswith("_0"))[3]
-    _paint(tmp_path, rows, lambda row: (WHITE, MAGENTA) if row["id"] == group else
+    paint(tmp_path, rows, lambda row: (WHITE, MAGENTA) if row["id"] == group else
            WHITE if row["track_id"].endswith("_0") else MAGENTA)
     settings = {"dataset": {"target_size": 12, "small_size": 4, "resolution": 512, "min_bucket": 128,
                             "max_bucket": 1024}}
@@ -238,6 +202,6 @@ def test_the_colour_check_is_kept_until_a_cut_out_or_a_cluster_changes(tmp_path,
     judged.clear()
     run_stages(tmp_path, ["dataset"], settings)
     assert judged == [] and left_out() == [group]
-    _paint(tmp_path, {group: rows[group]}, lambda row: WHITE)  # the piece painted out
+    paint(tmp_path, {group: rows[group]}, lambda row: WHITE)  # the piece painted out
     run_stages(tmp_path, ["dataset"], settings)
     assert len(judged) == 14 and left_out() == []

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from animlora.config import load_settings
-from animlora.curation.images import bucket_sizes, choose_bucket, render
+from animlora.curation.images import bucket_sizes, choose_bucket, loose_outline, render
 from dataset_synth import outdoor_frame, person_cutout, place
 
 BUCKETS = bucket_sizes(512, 64, 256, 1024)
@@ -112,6 +112,40 @@ def test_alpha_is_solid_on_the_body_with_a_soft_edge():
     assert at(w // 2, int(h * 0.6) + 10) == 255
     partial = ((a > 0) & (a < 255)).sum()
     assert partial > 0.5 * (a.shape[0] + a.shape[1])  # the soft edge is kept, not thresholded away
+
+
+def _body(cy: int = 180) -> tuple[np.ndarray, np.ndarray]:
+    """An outdoor frame with a big pale body (Buck, as a shaded ellipse) centred at (320, ``cy``),
+    and the body's mask."""
+    import cv2
+
+    frame = outdoor_frame()
+    body = np.zeros(frame.shape[:2], np.uint8)
+    cv2.ellipse(body, (320, cy), (90, 120), 0, 0, 360, 1, -1)
+    shade = np.linspace(0, 40, frame.shape[0])[:, None, None]  # lit from above, as a 3D render shades it
+    pale = np.clip(np.array([215, 215, 225]) - shade, 0, 255)
+    frame = np.where(body[..., None] > 0, np.broadcast_to(pale, frame.shape), frame).astype(np.uint8)
+    return frame, body > 0
+
+
+def test_a_mask_that_stops_inside_the_body_or_runs_on_into_the_set_has_a_loose_outline():
+    import cv2
+
+    limit = load_settings().settings.dataset.max_loose_outline  # left out from this share on, by default
+    frame, body = _body()
+    assert loose_outline(frame, body) < 0.05  # the outline follows the silhouette
+    top = body.copy()
+    top[180:] = False  # the matte stopped halfway down: its lower edge runs through the body's own colour
+    assert loose_outline(frame, top) > limit
+    ran_on = body.copy()
+    cv2.circle(ran_on.view(np.uint8), (470, 80), 45, 1, -1)  # a disc of sky beside the body taken with it
+    assert loose_outline(frame, ran_on) > limit
+    # a body cut by the frame's bottom edge: the edge is no outline, the rest follows the silhouette
+    low, cut = _body(cy=330)
+    assert loose_outline(low, cut) < 0.05
+    speck = np.zeros_like(body)
+    speck[100:102, 100:102] = True
+    assert loose_outline(frame, speck) is None  # too little outline to say anything
 
 
 def test_profiles_set_augmentation():

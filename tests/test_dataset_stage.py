@@ -13,7 +13,7 @@ import pytest
 from animlora.catalog import Catalog
 from animlora.io.images import read_image
 from animlora.records.caption import list_captions, store_edit
-from dataset_synth import make_project, run_stages
+from dataset_synth import make_project, paint, run_stages
 
 # The allowed keys per level of sd-scripts' dataset config, typed from kohya-ss/sd-scripts
 # library/config_util.py (ConfigSanitizer, commit 264167fa) — independent of animlora's own table.
@@ -288,6 +288,35 @@ def test_surroundings_come_from_the_deoccluded_box_where_there_is_one(tmp_path):
     assert all((n > 0) == (i in filled) for i, (_, n) in on.items())
     off = built(False)
     assert all(flag is False and n == 0 for flag, n in off.values())
+
+
+def test_a_member_whose_matte_stopped_inside_its_body_is_left_out_with_its_reason(tmp_path):
+    from animlora.curation.build import LOOSE_OUTLINE
+    from animlora.io.images import write_image
+
+    rows = make_project(tmp_path, {"character_0": 8}, shots=4)
+    paint(tmp_path, rows, lambda row: (225, 225, 220))  # a big pale body in every frame, and its cut-out
+    cut_short = max(rows, key=lambda i: json.loads(rows[i]["bbox"])[3])  # the tallest body
+    path = tmp_path / "segmentation" / rows[cut_short]["path"]
+    cutout = read_image(path, "RGBA").copy()
+    cutout[:, : cutout.shape[1] // 2, 3] = 0  # the matte kept the body's right half; the frame shows all of it
+    write_image(path, cutout)
+    settings = {"dataset": {"target_size": 12, "small_size": 4, "resolution": 512, "min_bucket": 128,
+                            "max_bucket": 1024}}
+
+    def built() -> tuple[set[str], list[str]]:
+        meta = json.loads((tmp_path / "training_data" / "character_0" / "metadata.json").read_text())
+        return {r["instance_id"] for r in meta["images"]}, [s["instance"] for s in meta["skipped"]
+                                                           if s["code"] == LOOSE_OUTLINE]
+
+    run_stages(tmp_path, ["dataset"], settings)
+    images, loose = built()
+    assert loose == [cut_short] and cut_short not in images and images
+    report = json.loads((tmp_path / "training_data" / "dataset_results.json").read_text())
+    assert report["characters"]["character_0"]["left_out"][LOOSE_OUTLINE] == 1
+    run_stages(tmp_path, ["dataset"], {"dataset": {**settings["dataset"], "max_loose_outline": 1.0}})  # off
+    images, loose = built()
+    assert loose == [] and cut_short in images
 
 
 def test_report_lists_every_left_out_instance(built):

@@ -514,7 +514,7 @@ class CaptionSettings(Section):
 class DatasetSettings(Section):
     added_fields: ClassVar[dict[str, Any]] = {"min_image_side": 0, "use_enhanced": False, "scenery_check": False,
                                               "duplicate_distance": 255.0, "colour_check": False,
-                                              "join_parts": False, "cut_foreign": False}
+                                              "join_parts": False, "cut_foreign": False, "max_loose_outline": 1.0}
     character: str = Field(description="project: only this character ('' = all); folder input: its name")
     caption_prefix: str = Field(description="words after the trigger word in every caption")
     captions_dir: str = Field(description="folder input: .txt captions by stem ('' = beside the images)")
@@ -533,6 +533,9 @@ class DatasetSettings(Section):
                                           "creature) is cut from the image's alpha (metadata.json piece_cut)")
     join_parts: bool = Field(description="members of one frame whose boxes (nearly) touch are parts of one "
                                          "character: one image from their masks' union (the others: reason joined)")
+    max_loose_outline: float = Field(ge=0, le=1, description="a member whose mask's outline runs this share or more "
+                                     "through one colour on both sides (the matte stopped inside the character or "
+                                     "ran on into the set) is left out (reason not_whole:outline); 1 = off")
     small_size: int = Field(ge=1, description="a dataset with fewer images is built but marked small, with a warning")
     max_size: int = Field(ge=1)
     embedding_model: str = Field(description="embeddings table model used for diversity; '' = the most common")

@@ -70,6 +70,7 @@ UNREADABLE = "unreadable"
 EMPTY_CAPTION = "empty caption"
 TRANSPARENT = "transparent"
 TOO_SMALL = "too small"
+LOOSE_OUTLINE = "not_whole:outline"
 DUPLICATE = "near-duplicate"
 NOT_PICKED = "not picked"
 
@@ -82,6 +83,24 @@ def _floor(s: Any) -> int:
     """The smallest output side kept: ``min_bucket``, or ``min_image_side`` below it (images kept at
     their own size, as sd-scripts' ``bucket_no_upscale`` trains them)."""
     return min(s.min_bucket, s.min_image_side or s.min_bucket)
+
+
+def _loose_outline(m: Member, rgba: np.ndarray) -> float | None:
+    """:func:`curation.images.loose_outline` of the member's mask (as the image will have it: pieces
+    cut, parts joined) in its source frame; None without a readable frame it can be placed in."""
+    from animlora.curation.images import loose_outline, mask_in_canvas
+    from animlora.io.images import read_image
+
+    if not (m.frame_path and m.frame_size):
+        return None
+    try:
+        frame = read_image(m.frame_path, "RGB")
+        mask = mask_in_canvas(rgba, m.frame_size, m.bbox)
+    except (BadInputError, ValueError):
+        return None
+    if mask.shape != frame.shape[:2]:
+        return None
+    return loose_outline(frame, mask > 127)
 
 
 def _too_small(m: Member, rgba: np.ndarray, s: Any, alpha_threshold: float,
@@ -282,6 +301,12 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
         why = _too_small(m, rgba, s, cs.alpha_threshold, buckets)
         if why:
             _left(skipped, m.instance_id, TOO_SMALL, why)
+            continue
+        loose = _loose_outline(m, rgba) if s.max_loose_outline < 1.0 else None
+        if loose is not None and loose >= s.max_loose_outline:
+            _left(skipped, m.instance_id, LOOSE_OUTLINE,
+                  f"{loose:.0%} of its mask's outline runs through one colour on both sides (dataset.max_loose_outline "
+                  f"{s.max_loose_outline:g}): the matte stopped inside the character, or ran on into the set")
             continue
         usable.append(m)
         sharp.append(m.sharpness if m.sharpness is not None else _sharpness(rgba, mask))
