@@ -137,6 +137,10 @@ def test_a_mask_that_stops_inside_the_body_or_runs_on_into_the_set_has_a_loose_o
     top = body.copy()
     top[180:] = False  # the matte stopped halfway down: its lower edge runs through the body's own colour
     assert loose_outline(frame, top) > limit
+    # the same scene in 4K (judged at about 720p) measures the same
+    big = cv2.resize(frame, None, fx=6, fy=6, interpolation=cv2.INTER_LINEAR)
+    big_top = cv2.resize(top.view(np.uint8), None, fx=6, fy=6, interpolation=cv2.INTER_NEAREST) > 0
+    assert abs(loose_outline(big, big_top) - loose_outline(frame, top)) < 0.02
     ran_on = body.copy()
     cv2.circle(ran_on.view(np.uint8), (470, 80), 45, 1, -1)  # a disc of sky beside the body taken with it
     assert loose_outline(frame, ran_on) > limit

@@ -181,6 +181,7 @@ def mask_box(mask: np.ndarray, alpha_threshold: float) -> Box | None:
 LOOSE_BAND = 0.006
 LOOSE_SAME = 6.0
 LOOSE_MIN_PIXELS = 20  # a shorter outline off the frame's edge says nothing
+LOOSE_DIAGONAL = 1500.0  # a larger frame is judged at this diagonal (720p: 1469)
 
 
 def loose_outline(frame: np.ndarray, mask: np.ndarray) -> float | None:
@@ -199,11 +200,18 @@ def loose_outline(frame: np.ndarray, mask: np.ndarray) -> float | None:
     pad = 2 * r + 3  # the bands and their averaging windows stay inside the picture cut out
     x0, y0, x1, y1 = max(0, x - pad), max(0, y - pad), min(w, x + bw + pad), min(h, y + bh + pad)
     body = mask[y0:y1, x0:x1].astype(np.uint8)
+    picture = frame[y0:y1, x0:x1, :3]
+    scale = LOOSE_DIAGONAL / math.hypot(h, w)
+    if scale < 1:  # a 1080p or 4K frame is judged at about 720p: the same bands, a fraction of the work
+        size = (max(1, round(picture.shape[1] * scale)), max(1, round(picture.shape[0] * scale)))
+        picture = cv2.resize(picture, size, interpolation=cv2.INTER_AREA)
+        body = cv2.resize(body, size, interpolation=cv2.INTER_NEAREST)
+        r = max(2, round(r * scale))
     # the silhouette: holes the matte left inside the body are no outline (the image fills them)
     _, parts = cv2.connectedComponents(1 - body, connectivity=4)
     around = np.unique(np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]]))
     body[(body == 0) & ~np.isin(parts, around)] = 1
-    lab = cv2.cvtColor(frame[y0:y1, x0:x1, :3].astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    lab = cv2.cvtColor(picture.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
     window = (2 * r + 1, 2 * r + 1)
     sides = []
@@ -213,14 +221,13 @@ def loose_outline(frame: np.ndarray, mask: np.ndarray) -> float | None:
         sides.append((total / np.maximum(weight, 1e-6)[..., None], weight > 0))
     line = (body & (1 - cv2.erode(body, np.ones((3, 3), np.uint8)))) > 0
     # the frame's edge is no outline (a character cut by it); two pixels in, as JPEG's edge rows
-    if y0 < 2:
-        line[: 2 - y0] = False
-    if x0 < 2:
-        line[:, : 2 - x0] = False
-    if y1 > h - 2:
-        line[line.shape[0] - (y1 - (h - 2)):] = False
-    if x1 > w - 2:
-        line[:, line.shape[1] - (x1 - (w - 2)):] = False
+    k = min(scale, 1.0)
+    top, left = math.ceil(max(0, 2 - y0) * k), math.ceil(max(0, 2 - x0) * k)
+    bottom, right = math.ceil(max(0, y1 - (h - 2)) * k), math.ceil(max(0, x1 - (w - 2)) * k)
+    line[:top] = False
+    line[:, :left] = False
+    line[line.shape[0] - bottom:] = False
+    line[:, line.shape[1] - right:] = False
     (inside, seen_in), (outside, seen_out) = sides
     on = line & seen_in & seen_out
     if int(on.sum()) < LOOSE_MIN_PIXELS:
