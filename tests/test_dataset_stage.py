@@ -292,6 +292,7 @@ def test_surroundings_come_from_the_deoccluded_box_where_there_is_one(tmp_path):
 
 def test_a_member_whose_matte_stopped_inside_its_body_is_left_out_with_its_reason(tmp_path):
     from animlora.curation.build import LOOSE_OUTLINE
+    from animlora.curation.summary import ending
     from animlora.io.images import write_image
 
     rows = make_project(tmp_path, {"character_0": 8}, shots=4)
@@ -314,6 +315,9 @@ def test_a_member_whose_matte_stopped_inside_its_body_is_left_out_with_its_reaso
     assert loose == [cut_short] and cut_short not in images and images
     report = json.loads((tmp_path / "training_data" / "dataset_results.json").read_text())
     assert report["characters"]["character_0"]["left_out"][LOOSE_OUTLINE] == 1
+    said = [line for line in ending(tmp_path / "training_data" / "dataset_results.json")["lines"] if LOOSE_OUTLINE in line]
+    assert said == ["left out as not whole (the matte stopped inside the character or ran on into the set; "
+                    "not_whole:outline): character_0 1 (dataset.max_loose_outline: 1 keeps them)"]
     run_stages(tmp_path, ["dataset"], {"dataset": {**settings["dataset"], "max_loose_outline": 1.0}})  # off
     images, loose = built()
     assert loose == [] and cut_short in images

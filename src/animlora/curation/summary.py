@@ -100,6 +100,13 @@ def ending(results_path: Path) -> dict[str, Any] | None:
         pieces = _listed(cut, lambda r: f"{r['pieces_cut']} of {r['images']}")
         lines.append(f"images with another object's piece cut from the mask: {pieces} (metadata.json piece_cut; "
                      "dataset.cut_foreign: false keeps them whole)")
+    from animlora.curation.build import LOOSE_OUTLINE
+
+    loose = [r for r in rows if r["left_out"].get(LOOSE_OUTLINE)]
+    if loose:  # a count the table shows among the others, said once with what it means and how to keep them
+        counts = _listed(loose, lambda r: r["left_out"][LOOSE_OUTLINE])
+        lines.append(f"left out as not whole (the matte stopped inside the character or ran on into the set; "
+                     f"{LOOSE_OUTLINE}): {counts} (dataset.max_loose_outline: 1 keeps them)")
     return {"characters": rows, "usable": len(usable), "min_size": min_size or None, "upstream": report.get("upstream", {}), "lines": lines,
             "report": str(results_path.parent / report["report"]["html"]) if report.get("report") else None}
 
