@@ -392,7 +392,14 @@ def test_the_ending_says_when_no_usable_dataset_came_out(tmp_path):
                                 "left_out_counts": {"too small": 7}}]}))
     none = ending(results)
     assert none["usable"] == 0 and none["lines"][0].startswith("No usable dataset came out.")
-    assert "dataset.min_size" in none["lines"][0]
+    assert "dataset.min_size" in none["lines"][0] and "enhance.backend spandrel" in none["lines"][0]
+    # the ways to more images follow why members were left out: no crop too small, no enlarging said
+    results.write_text(json.dumps({
+        "characters": {}, "failed": [], "upstream": {"instances": 50},
+        "skipped_characters": [{"character": "buck", "reason": "only 3 images could be written",
+                                "left_out_counts": {"not_whole:outline": 2, "near-duplicate": 4}}]}))
+    loose = ending(results)["lines"][0]
+    assert "dataset.max_loose_outline: 1" in loose and "spandrel" not in loose
     results.write_text(json.dumps({"characters": {}, "skipped_characters": [], "failed": [],
                                    "upstream": {"instances": 50}}))
     assert "animlora review" in ending(results)["lines"][0]

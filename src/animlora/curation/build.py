@@ -79,6 +79,16 @@ def _left(skipped: list[dict[str, str]], instance: str, code: str, reason: str) 
     skipped.append({"instance": instance, "code": code, "reason": reason})
 
 
+def more_images(left_out: dict[str, int]) -> str:
+    """What lets a character with too few images have more, for the reasons its members were left out."""
+    ways = ["add footage", "lower dataset.min_size"]
+    if left_out.get(TOO_SMALL):
+        ways.append("enlarge small crops with the enhance stage (an SR model: enhance.backend spandrel)")
+    if left_out.get(LOOSE_OUTLINE):
+        ways.append("keep those left out as not whole (dataset.max_loose_outline: 1)")
+    return f"{', '.join(ways[:-1])}, or {ways[-1]}"
+
+
 def _floor(s: Any) -> int:
     """The smallest output side kept: ``min_bucket``, or ``min_image_side`` below it (images kept at
     their own size, as sd-scripts' ``bucket_no_upscale`` trains them)."""
@@ -405,8 +415,7 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
             (out / f).unlink(missing_ok=True)
         why = payload.get("min_size_why") or f"dataset.min_size {min_size}"
         reason = (f"only {written} images could be written ({why}); "
-                  f"{len(skipped)} left out ({_counts_text(left_out)}) — add footage, lower dataset.min_size, "
-                  f"or enlarge small crops with the enhance stage (an SR model: enhance.backend spandrel)")
+                  f"{len(skipped)} left out ({_counts_text(left_out)}) — {more_images(left_out)}")
         return _skip(job, character, reason, written, candidates, skipped, folder=out if sub else None)
     status = "ok" if written >= s.small_size else "small"
 

@@ -129,8 +129,13 @@ def _advice(rows: list[dict[str, Any]], upstream: dict[str, Any]) -> str:
                 "clusters in `animlora review` and name the characters (a named cluster is always kept), or "
                 "set dataset.scenery_check: false.")
     if any(r["status"] == "no dataset" for r in rows):
-        return ("Every character had too few images that could be written: add footage, lower dataset.min_size, "
-                "or enlarge small crops with a super-resolution model (enhance.backend spandrel, docs/enhance.md).")
+        from animlora.curation.build import more_images
+
+        left_out: dict[str, int] = {}
+        for r in rows:
+            for code, n in r["left_out"].items():
+                left_out[code] = left_out.get(code, 0) + n
+        return f"Every character had too few images that could be written: {more_images(left_out)}."
     return "Every character failed: see the errors above (`animlora status`)."
 
 
