@@ -158,3 +158,4 @@ def test_profiles_set_augmentation():
     assert (d3.flip_aug, d3.color_aug, d3.target_size) == (False, False, 400)
     assert (d2.flip_aug, d2.color_aug) == (True, True)
     assert load_settings(profile="2d").settings.caption.style_words == []
+    assert (d3.max_loose_outline, d2.max_loose_outline) == (0.25, 1.0)  # measured on 3D only: off for line art
