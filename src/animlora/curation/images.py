@@ -207,7 +207,8 @@ def loose_outline(frame: np.ndarray, mask: np.ndarray) -> float | None:
         picture = cv2.resize(picture, size, interpolation=cv2.INTER_AREA)
         body = cv2.resize(body, size, interpolation=cv2.INTER_NEAREST)
         r = max(2, round(r * scale))
-    # the silhouette: holes the matte left inside the body are no outline (the image fills them)
+    # the silhouette is judged: holes the matte left inside the body are no outline (the image fills the
+    # small ones, solid_mask; a large one, background seen between an arm and the body, has edges anyway)
     _, parts = cv2.connectedComponents(1 - body, connectivity=4)
     around = np.unique(np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]]))
     body[(body == 0) & ~np.isin(parts, around)] = 1
