@@ -253,3 +253,73 @@ def test_a_large_part_of_another_colour_beyond_the_cut_goes():
     mask[80:100, 5:30] = True  # 2375 px of 6675: 36 %, no longer under the bound
     img[80:100, 5:30] = (220, 110, 60, 255)
     assert not gate.left_apart(mask, cut, gate.colour_bins(img)[1]).any()
+
+
+def test_a_part_apart_from_the_body_in_another_colour_goes():
+    """Film f4032, f4431: Rinky's ear tips lie beside Gimera in her mask, apart from her body and red on
+    grey. Such a part goes with its soft rim wherever it lies; one of the body's colour (an ear the
+    matte parted), one near the body (the robot's antenna tip past its lost stick) and a large one stay."""
+    from animlora.curation.images import cut_strays
+
+    rgba = np.zeros((120, 120, 4), np.uint8)
+    rgba[30:110, 30:90] = (128, 128, 135, 255)  # the body, grey: 4800 px, diagonal 100
+    rgba[10:18, 5:13] = (200, 50, 40, 255)  # a red bit 13 px off the body: 64 px
+    rgba[9, 5:13, 3] = rgba[10:18, 4, 3] = 20  # its soft rim, under the alpha threshold
+    rgba[10:20, 40:50] = (128, 128, 135, 255)  # an ear of the body's grey, 10 px off
+    out, strays = cut_strays(rgba, 0.15)
+    assert out[..., 3][9:18, 4:13].max() == 0 and strays.sum() == 64 and strays[10:18, 5:13].all()
+    assert out[..., 3][10:20, 40:50].min() == 255 and (out[..., 3][30:110, 30:90] == 255).all()
+    near = rgba.copy()
+    near[10:18, 5:13, 3] = 0
+    near[27:29, 60:62] = (200, 50, 40, 255)  # red, 1 px above the body: within 2 % of its diagonal
+    assert not cut_strays(near, 0.15)[1].any()
+    large = rgba.copy()
+    large[0:28, 95:120] = (200, 50, 40, 255)  # red, 700 px more: 11 % of the mask, still a stray
+    assert cut_strays(large, 0.15)[0][..., 3][0:28, 95:120].max() == 0
+    large[0:120, 92:120] = (200, 50, 40, 255)  # 3360 px: 40 % of the mask is no stray
+    assert cut_strays(large, 0.15)[0][..., 3][0:120, 92:120].min() == 255
+
+
+def test_a_stray_within_a_few_pixels_is_the_mattes_break_up():
+    """Seed 4's robot, 78 px tall, kept its antenna's tip 2 px off the stick: 2 % of a small body's
+    diagonal is under a pixel, so a part nearer than 3 px stays."""
+    from animlora.curation.images import cut_strays
+
+    small = np.zeros((60, 40, 4), np.uint8)
+    small[20:60, 10:30] = (128, 128, 135, 255)  # the body: diagonal 45, 2 % of it under a pixel
+    small[16:18, 19:21] = (200, 50, 40, 255)  # a red tip 2 px above it
+    assert not cut_strays(small, 0.15)[1].any()
+    small[16:18] = 0
+    small[14:16, 19:21] = (200, 50, 40, 255)  # 4 px above it
+    assert cut_strays(small, 0.15)[1].sum() == 4
+
+
+def test_strays_are_judged_on_the_cutout_and_cut_from_the_enhanced_crop_as_they_are(tmp_path):
+    """Film f4474: on the enhanced crop (1.65x) the butterfly's thin leg came apart from its body, where
+    the cut-out at the frame's pixels holds it on; judged there, the leg went. Strays are judged on the
+    cut-out and those same parts cut from the enhanced crop."""
+    import cv2
+
+    from animlora.curation.build import _render_enhanced, _without_others
+    from animlora.curation.sources import Member
+    from animlora.io.images import write_image
+
+    cutout = np.zeros((100, 100, 4), np.uint8)
+    cutout[30:100, 30:80] = (128, 128, 135, 255)  # the body, grey
+    cutout[5:15, 5:15] = (200, 50, 40, 255)  # a red bit apart from it
+    cutout[20:30, 55] = (40, 20, 60, 255)  # a thin dark leg, joined to the body
+    enhanced = np.repeat(np.repeat(cutout, 2, axis=0), 2, axis=1)  # the same region at 2x
+    enhanced[54:60, 110:112, 3] = 0  # where the enlargement parted the leg from the body
+    write_image(tmp_path / "cut.png", cutout)
+    write_image(tmp_path / "enh.png", enhanced)
+    m = Member("i0", "c", str(tmp_path / "cut.png"), "i0", bbox=(0, 0, 100, 100), frame_size=(100, 100),
+               enhanced_path=str(tmp_path / "enh.png"), enhanced_region=(0, 0, 100, 100), enhanced_scale=2.0)
+    rgba, cut, share = _without_others(m, cutout, {}, 0.15, True)
+    assert len(cut) == 1 and abs(share - 100 / (3500 + 100 + 10)) < 1e-6 and rgba[5:15, 5:15, 3].max() == 0
+    kw = {"buckets": [(256, 256)], "step": 64, "margin": 0.0, "max_enlarge": 1.25, "min_side": 64,
+          "background": "alpha", "color": (127, 127, 127), "alpha_threshold": 0.15, "max_aspect": 2.0,
+          "fill_holes": 0.0}
+    out = _render_enhanced(m, kw, None, cut)
+    assert out is not None
+    parts = cv2.connectedComponents((out.image[..., 3] > 38).astype(np.uint8), connectivity=8)[0] - 1
+    assert parts == 2  # the body and its leg: the red bit is gone, the leg stays

@@ -323,6 +323,39 @@ def test_a_member_whose_matte_stopped_inside_its_body_is_left_out_with_its_reaso
     assert loose == [] and cut_short in images
 
 
+def test_a_piece_of_another_colour_apart_from_the_body_is_cut_from_the_image(tmp_path):
+    """Film f4032: Rinky's ear tips beside Gimera, in her mask but apart from her body, stayed in her
+    image (and widened its crop); now they are cut, the image says so, and cut_foreign: false keeps them."""
+    import cv2
+
+    from animlora.io.images import write_image
+
+    rows = make_project(tmp_path, {"character_0": 8}, shots=4)
+    paint(tmp_path, rows, lambda row: (120, 120, 128))  # a grey body in every frame, and its cut-out
+    speckled = max(rows, key=lambda i: json.loads(rows[i]["bbox"])[3])  # the tallest body
+    path = tmp_path / "segmentation" / rows[speckled]["path"]
+    cutout = read_image(path, "RGBA").copy()
+    cutout[4:16, 4:16] = (200, 50, 40, 255)  # a red bit in the cut-out's corner, apart from the ellipse
+    write_image(path, cutout)
+    settings = {"dataset": {"target_size": 12, "small_size": 4, "resolution": 512, "min_bucket": 128,
+                            "max_bucket": 1024}}
+
+    def image() -> tuple[int, dict]:
+        folder = tmp_path / "training_data" / "character_0"
+        meta = {r["instance_id"]: r for r in json.loads((folder / "metadata.json").read_text())["images"]}
+        record = meta[speckled]
+        alpha = read_image(folder.parent / record["file"], "RGBA")[..., 3] > 38
+        return cv2.connectedComponents(alpha.astype(np.uint8), connectivity=8)[0] - 1, record
+
+    run_stages(tmp_path, ["dataset"], settings)
+    parts, record = image()
+    assert parts == 1 and "apart from the body in another colour" in record["piece_cut"]["why"]
+    assert 0.005 < record["piece_cut"]["share"] < 0.02  # 144 px of a 140 px ellipse's ~10,000
+    run_stages(tmp_path, ["dataset"], {"dataset": {**settings["dataset"], "cut_foreign": False}})
+    parts, record = image()
+    assert parts == 2 and "piece_cut" not in record
+
+
 def test_report_lists_every_left_out_instance(built):
     """The old page said "Instances left out: none" while instances were left out."""
     root, *_ = built

@@ -530,7 +530,9 @@ class DatasetSettings(Section):
                                            "(reason not_one_character:colours)")
     cut_foreign: bool = Field(description="a piece of a mask in colours its cluster mostly lacks, apart in hue "
                                           "from the rest, on its outline and seen alone elsewhere (a held prop or "
-                                          "creature) is cut from the image's alpha (metadata.json piece_cut)")
+                                          "creature), and a part lying apart from the body in another colour (a "
+                                          "bit of a character behind), are cut from the image's alpha "
+                                          "(metadata.json piece_cut)")
     join_parts: bool = Field(description="members of one frame whose boxes (nearly) touch are parts of one "
                                          "character: one image from their masks' union (the others: reason joined)")
     max_loose_outline: float = Field(ge=0, le=1, description="a member whose mask's outline runs this share or more "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,29 +140,51 @@ def _too_small(m: Member, rgba: np.ndarray, s: Any, alpha_threshold: float,
 Piece = tuple[np.ndarray, tuple[float, float, float, float]]  # a mask and the frame region it covers
 
 
-def _without_piece(m: Member, rgba: np.ndarray, pieces: dict[str, Any],
-                   alpha_threshold: float) -> tuple[np.ndarray, Piece | None]:
-    """The cut-out with another object's piece (curation/gate.py, foreign_pieces) cut from its
-    alpha, and the piece (its mask and the region of the frame the cut-out covers: :func:`cutout_box`),
-    for the enhanced crop; the cut-out as it is and None without one."""
+def _without_others(m: Member, rgba: np.ndarray, pieces: dict[str, Any], alpha_threshold: float,
+                    strays: bool) -> tuple[np.ndarray, list[Piece], float]:
+    """The cut-out with another object's piece (curation/gate.py, foreign_pieces) cut from its alpha
+    and, with ``strays``, the parts apart from its body in another colour (curation/images.py,
+    cut_strays); what was cut (each a mask and the region of the frame the cut-out covers:
+    :func:`cutout_box`), to cut from the enhanced crop too; and the strays' share of the alpha."""
     from animlora.backends.segmentation.cutouts import cutout_box
-    from animlora.curation.images import cut_piece, unpack_piece
+    from animlora.curation.images import cut_piece, cut_strays, unpack_piece
 
-    if m.instance_id not in pieces:
-        return rgba, None
-    box = cutout_box(m.bbox, rgba.shape, m.frame_size) or (0, 0, rgba.shape[1], rgba.shape[0])
-    piece = unpack_piece(pieces[m.instance_id]["bits"]), tuple(float(v) for v in box)
-    return cut_piece(rgba, *piece, alpha_threshold=alpha_threshold), piece  # type: ignore[arg-type]
+    box = tuple(float(v) for v in cutout_box(m.bbox, rgba.shape, m.frame_size) or (0, 0, rgba.shape[1], rgba.shape[0]))
+    cut: list[Piece] = []
+    if m.instance_id in pieces:
+        cut.append((unpack_piece(pieces[m.instance_id]["bits"]), box))  # type: ignore[arg-type]
+        rgba = cut_piece(rgba, *cut[-1], alpha_threshold=alpha_threshold)
+    share = 0.0
+    if strays:  # judged here, on the frame's pixels, and cut from the enhanced crop as they are
+        solid = int((rgba[..., 3] > int(alpha_threshold * 255)).sum())
+        rgba, apart = cut_strays(rgba, alpha_threshold)
+        if apart.any():
+            cut.append((apart, box))  # type: ignore[arg-type]
+            share = float(apart.sum() / solid)
+    return rgba, cut, share
+
+
+def _cut_record(piece: dict[str, Any] | None, strays: float) -> dict[str, Any]:
+    """metadata.json's ``piece_cut`` (none when nothing was cut): another object's piece (its share of the
+    mask and why) and the parts that stood apart from the body in another colour."""
+    if piece is None and not strays:
+        return {}
+    why = [piece["why"]] if piece is not None else []
+    if strays:
+        why.append(f"{strays:.1%} of the mask apart from the body in another colour")
+    return {"piece_cut": {"share": round((piece["share"] if piece is not None else 0.0) + strays, 4),
+                          "why": "; ".join(why)}}
 
 
 def _render_member(m: Member, rgba: np.ndarray, frame: np.ndarray | None, s: Any, alpha_threshold: float,
                    buckets: list[tuple[int, int]], enhanced_image: np.ndarray | None = None,
-                   piece: Piece | None = None) -> Any:
+                   cut: Sequence[Piece] = ()) -> Any:
     """The dataset image of one instance: from the frame by plain resampling (at most
     ``max_enlarge``), or from the enhance stage's enlarged crop (``enhanced_image`` when given,
     else read from ``m.enhanced_path``) where plain resampling is limited and the enhanced one
-    gives the larger image; None when neither reaches the floor. ``piece``: another object's piece
-    already cut from ``rgba`` (its mask and the frame region it covers), cut from the enhanced crop too."""
+    gives the larger image; None when neither reaches the floor. ``cut``: what was already cut from
+    ``rgba`` (another object's piece, parts apart: each a mask and the frame region it covers), cut
+    from the enhanced crop too."""
     from animlora.curation.images import render
 
     kw: dict[str, Any] = {"buckets": buckets, "step": s.bucket_step, "margin": s.context_margin,
@@ -172,7 +195,7 @@ def _render_member(m: Member, rgba: np.ndarray, frame: np.ndarray | None, s: Any
     if best is not None:
         best.info.update(resample_scale=best.info["scale"], enhanced=None)
     if s.use_enhanced and m.enhanced_path and m.enhanced_region and (best is None or best.info["upscale_limited"]):
-        enhanced = _render_enhanced(m, kw, enhanced_image, piece)
+        enhanced = _render_enhanced(m, kw, enhanced_image, cut)
         if enhanced is not None and (best is None or _area(enhanced) > _area(best)):
             best = enhanced
     if best is not None:
@@ -185,10 +208,10 @@ def _area(r: Any) -> int:
 
 
 def _render_enhanced(m: Member, kw: dict[str, Any], enhanced: np.ndarray | None = None,
-                     piece: Piece | None = None) -> Any:
+                     cut: Sequence[Piece] = ()) -> Any:
     """Render from the enhanced crop (an RGBA image of the frame region, alpha aligned; read from
-    ``m.enhanced_path`` unless given; ``piece`` cut from its alpha) as from a frame; scale and crop
-    are given back in source-frame pixels."""
+    ``m.enhanced_path`` unless given; each of ``cut`` cut from its alpha) as from a frame; scale and
+    crop are given back in source-frame pixels."""
     from animlora.curation.images import cut_piece, render
     from animlora.io.images import read_image
 
@@ -198,9 +221,8 @@ def _render_enhanced(m: Member, kw: dict[str, Any], enhanced: np.ndarray | None 
         except BadInputError:
             return None
     assert m.enhanced_region is not None
-    if piece is not None:
-        enhanced = cut_piece(enhanced, piece[0], piece[1], tuple(float(v) for v in m.enhanced_region),
-                             kw["alpha_threshold"])
+    for mask, box in cut:
+        enhanced = cut_piece(enhanced, mask, box, tuple(float(v) for v in m.enhanced_region), kw["alpha_threshold"])
     rx, ry, rw, rh = m.enhanced_region
     kx, ky = enhanced.shape[1] / rw, enhanced.shape[0] / rh
     out = render(enhanced, np.ascontiguousarray(enhanced[..., :3]), None, **kw)
@@ -289,7 +311,8 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
                 if cap is not None and not cap.get("edited") and str(cap.get("source", "")).startswith("template"):
                     captions[m.instance_id] = None  # framing and view are the whole character's: made again below
             else:
-                rgba, _ = _without_piece(m, read_image(m.image_path, "RGBA"), pieces, cs.alpha_threshold)
+                rgba, _, _ = _without_others(m, read_image(m.image_path, "RGBA"), pieces, cs.alpha_threshold,
+                                             s.cut_foreign)
         except BadInputError as exc:
             _left(skipped, m.instance_id, UNREADABLE, exc.problem)
             continue
@@ -362,9 +385,10 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
             _left(skipped, m.instance_id, NOT_PICKED, f"not picked (dataset.target_size {s.target_size})")
             continue
         rgba = cutouts[m.instance_id] if m.instance_id in cutouts else read_image(m.image_path, "RGBA")
-        piece = None
-        if m.instance_id not in cutouts:  # (a joined image keeps its union)
-            rgba, piece = _without_piece(m, rgba, pieces, cs.alpha_threshold)
+        cut: list[Piece] = []
+        stray_share = 0.0
+        if m.instance_id not in cutouts:  # (a joined image keeps its union: its parts lie apart by design)
+            rgba, cut, stray_share = _without_others(m, rgba, pieces, cs.alpha_threshold, s.cut_foreign)
         frame = None
         if m.frame_path:
             try:
@@ -381,7 +405,7 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
                                                                                       payload.get("clothed")),
                    "edited": False, "confidence": None}
         try:
-            img = _render_member(m, rgba, frame, s, cs.alpha_threshold, buckets, enhanced_of.get(m.instance_id), piece)
+            img = _render_member(m, rgba, frame, s, cs.alpha_threshold, buckets, enhanced_of.get(m.instance_id), cut)
         except ValueError as exc:
             _left(skipped, m.instance_id, UNREADABLE, str(exc))
             continue
@@ -398,10 +422,10 @@ def build_character(job: StageJob, payload: dict[str, Any], sub: str, progress: 
         # ~11% larger files, the same pixels (io.images.encode_image)
         write_image(out / image_rel, img.image, png_fast=True)
         image_files.append(image_rel)
-        cut = {"piece_cut": {k: pieces[m.instance_id][k] for k in ("share", "why")}} if piece is not None else {}
+        record = _cut_record(pieces.get(m.instance_id) if m.instance_id not in cutouts else None, stray_share)
         bite = {"bite_joined": [p["id"] for p in bitten[m.instance_id]]} if m.instance_id in bitten else {}
         rendered.append((m, stem, cap, {"deoccluded": filled, "joined": joined.get(m.instance_id, []), **img.info,
-                                        **cut, **bite}))
+                                        **record, **bite}))
     seen = {sk["instance"] for sk in skipped} | {m.instance_id for m, *_ in rendered}
     for i in keep:  # beyond the spare picks
         if usable[i].instance_id not in seen:

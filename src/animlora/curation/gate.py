@@ -806,6 +806,13 @@ CUT_LEFT_LARGE = 0.35  # with that colour test, a part under this share goes too
 #                        beside the one judged (film f3649: Rinky's head and arm beside Gimera, 22%, 19 apart),
 #                        the far half of a butterfly beside Frank (f4652, 7%, 17 apart), a tree crown's rest
 #                        beside the robot (seed 2 f210, 5%, 31 apart); the body's own parts stay (ears 0 apart)
+STRAY_GAP = 0.02  # a part of a mask this far from its body or farther (share of the body's box diagonal), in
+#                   another colour and under CUT_LEFT_LARGE, is another object's even where no cut shows it
+#                   (stray_parts): Rinky's ear tips beside Gimera (film f4032, f4431: 0.11-0.16), bits of the fox
+#                   beside seed 2's robot (f262, f270: 0.03); the robot's antenna ball, parted from its head where
+#                   the matte lost the stick, lies 0.014 away (seed 2 f63), Buck's ears past a butterfly are his colour
+STRAY_GAP_PX = 3  # ... and at least this many pixels: nearer, it is the matte's own break-up (seed 4's robot,
+#                   78 px tall, kept its antenna's tip 2 px off the stick)
 CUT_SMALL = 0.008  # a smaller piece, down to this share, is cut when it is another character's: in colours its own
 #                   cluster's other images lack (under COLOUR_OWN) and a cluster seen beside it in some frame has
 #                   (COLOUR_THEIRS), chroma, apart and outline as above (film: the butterfly on Buck's hand f2774, 1%;
@@ -1091,9 +1098,42 @@ def parts_apart(rest: np.ndarray, cut: np.ndarray, area: int,
     body = 1 + int(np.argmax(areas[1:]))
     take[0] = take[body] = False
     if colour is not None and take.any():
-        a, b = colour
-        n = np.maximum(np.bincount(labels.ravel(), minlength=count), 1)
-        mean_a = np.bincount(labels.ravel(), a.ravel(), minlength=count) / n
-        mean_b = np.bincount(labels.ravel(), b.ravel(), minlength=count) / n
-        take &= np.hypot(mean_a - mean_a[body], mean_b - mean_b[body]) > CUT_BODY_COLOUR
+        take &= _other_colour(labels, count, body, colour)
     return take[labels]
+
+
+def stray_parts(mask: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """The parts of ``mask`` (8-connected) that stand apart from its body (the largest part): at least
+    ``STRAY_GAP`` of the body's box diagonal and ``STRAY_GAP_PX`` away from it (``mask`` at the frame's
+    scale: the cut-out), under ``CUT_LEFT_LARGE`` of the mask, and more than ``CUT_BODY_COLOUR`` from the
+    body's mean a*b* (``rgb``: the pixels, uint8). No cut needs to show them as another object's: they
+    lie apart, in another colour."""
+    import cv2
+
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 2:
+        return np.zeros(mask.shape, bool)
+    areas = stats[:, cv2.CC_STAT_AREA]
+    body = 1 + int(np.argmax(areas[1:]))
+    take = areas < CUT_LEFT_LARGE * areas[1:].sum()
+    take[0] = take[body] = False
+    if take.any():
+        lab = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2LAB).astype(np.float32)
+        take &= _other_colour(labels, count, body, (lab[..., 1], lab[..., 2]))
+    if take.any():
+        gap = cv2.distanceTransform((labels != body).astype(np.uint8), cv2.DIST_L2, 3)
+        reach = max(STRAY_GAP * math.hypot(stats[body, cv2.CC_STAT_WIDTH], stats[body, cv2.CC_STAT_HEIGHT]),
+                    STRAY_GAP_PX)
+        for k in np.flatnonzero(take):
+            x, y, w, h = stats[k, :4]
+            take[k] = gap[y : y + h, x : x + w][labels[y : y + h, x : x + w] == k].min() >= reach
+    return take[labels]
+
+
+def _other_colour(labels: np.ndarray, count: int, body: int, colour: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Per part of ``labels``: its mean a*b* more than ``CUT_BODY_COLOUR`` from the ``body`` part's."""
+    a, b = colour
+    n = np.maximum(np.bincount(labels.ravel(), minlength=count), 1)
+    mean_a = np.bincount(labels.ravel(), a.ravel(), minlength=count) / n
+    mean_b = np.bincount(labels.ravel(), b.ravel(), minlength=count) / n
+    return np.hypot(mean_a - mean_a[body], mean_b - mean_b[body]) > CUT_BODY_COLOUR

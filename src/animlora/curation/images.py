@@ -393,8 +393,30 @@ def cut_piece(rgba: np.ndarray, piece: np.ndarray, piece_box: Box, image_box: Bo
     solid = rgba[..., 3] > int(alpha_threshold * 255)
     lab = cv2.cvtColor(np.ascontiguousarray(rgba[..., :3]), cv2.COLOR_RGB2LAB).astype(np.float32)
     apart = parts_apart(solid & ~cut, cut & solid, int(solid.sum()), (lab[..., 1], lab[..., 2]))
-    if apart.any():  # each part with its soft rim (the pixels under the threshold next to it)
-        cut |= apart | ((cv2.dilate(apart.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0) & ~solid)
+    if apart.any():
+        cut |= _with_rim(apart, solid)
     out = rgba.copy()
     out[..., 3][cut] = 0
     return out
+
+
+def cut_strays(rgba: np.ndarray, alpha_threshold: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """``rgba`` with the alpha made 0 on the parts that stand apart from the body in another colour
+    (:func:`gate.stray_parts`, on the alpha above ``alpha_threshold``), each with its soft rim, and
+    those parts (all False, and ``rgba`` itself, when there are none)."""
+    from animlora.curation.gate import stray_parts
+
+    solid = rgba[..., 3] > int(alpha_threshold * 255)
+    strays = stray_parts(solid, rgba[..., :3])
+    if not strays.any():
+        return rgba, strays
+    out = rgba.copy()
+    out[..., 3][_with_rim(strays, solid)] = 0
+    return out, strays
+
+
+def _with_rim(parts: np.ndarray, solid: np.ndarray) -> np.ndarray:
+    """``parts`` with their soft rim: the pixels under the alpha threshold (not ``solid``) next to them."""
+    import cv2
+
+    return parts | ((cv2.dilate(parts.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0) & ~solid)

@@ -91,7 +91,8 @@ class DatasetStage(Stage):
     # 5: the small parts a foreign piece's cut leaves apart from the body go with it
     # 6: no outfit words for a character most of whose captions measured it bare
     # 7: what a foreign piece's cut leaves apart in the image itself goes with it (specks, remains)
-    version = "8"  # 8: foreign pieces where the matte is unsure, and in colours cut from the track's other frames
+    # 8: foreign pieces where the matte is unsure, and in colours cut from the track's other frames
+    version = "9"  # 9: the parts of a mask apart from its body in another colour are cut (no piece needed)
     upstream = ("caption", "cluster", "embed", "enhance")
 
     def settings_hash(self, settings: Any) -> str:
