@@ -149,30 +149,31 @@ def _without_others(m: Member, rgba: np.ndarray, pieces: dict[str, Any], alpha_t
     from animlora.backends.segmentation.cutouts import cutout_box
     from animlora.curation.images import cut_piece, cut_strays, unpack_piece
 
-    box = tuple(float(v) for v in cutout_box(m.bbox, rgba.shape, m.frame_size) or (0, 0, rgba.shape[1], rgba.shape[0]))
+    x, y, w, h = cutout_box(m.bbox, rgba.shape, m.frame_size) or (0, 0, rgba.shape[1], rgba.shape[0])
+    box = (float(x), float(y), float(w), float(h))
     cut: list[Piece] = []
     if m.instance_id in pieces:
-        cut.append((unpack_piece(pieces[m.instance_id]["bits"]), box))  # type: ignore[arg-type]
+        cut.append((unpack_piece(pieces[m.instance_id]["bits"]), box))
         rgba = cut_piece(rgba, *cut[-1], alpha_threshold=alpha_threshold)
     share = 0.0
     if strays:  # judged here, on the frame's pixels, and cut from the enhanced crop as they are
         solid = int((rgba[..., 3] > int(alpha_threshold * 255)).sum())
         rgba, apart = cut_strays(rgba, alpha_threshold)
         if apart.any():
-            cut.append((apart, box))  # type: ignore[arg-type]
+            cut.append((apart, box))
             share = float(apart.sum() / solid)
     return rgba, cut, share
 
 
-def _cut_record(piece: dict[str, Any] | None, strays: float) -> dict[str, Any]:
+def _cut_record(piece: dict[str, Any] | None, stray_share: float) -> dict[str, Any]:
     """metadata.json's ``piece_cut`` (none when nothing was cut): another object's piece (its share of the
-    mask and why) and the parts that stood apart from the body in another colour."""
-    if piece is None and not strays:
+    mask and why) and the parts that stood apart from the body in another colour (``stray_share`` of it)."""
+    if piece is None and not stray_share:
         return {}
     why = [piece["why"]] if piece is not None else []
-    if strays:
-        why.append(f"{strays:.1%} of the mask apart from the body in another colour")
-    return {"piece_cut": {"share": round((piece["share"] if piece is not None else 0.0) + strays, 4),
+    if stray_share:
+        why.append(f"{stray_share:.1%} of the mask apart from the body in another colour")
+    return {"piece_cut": {"share": round((piece["share"] if piece is not None else 0.0) + stray_share, 4),
                           "why": "; ".join(why)}}
 
 
