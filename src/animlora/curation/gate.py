@@ -807,12 +807,15 @@ CUT_LEFT_LARGE = 0.35  # with that colour test, a part under this share goes too
 #                        the far half of a butterfly beside Frank (f4652, 7%, 17 apart), a tree crown's rest
 #                        beside the robot (seed 2 f210, 5%, 31 apart); the body's own parts stay (ears 0 apart)
 STRAY_GAP = 0.02  # a part of a mask this far from its body or farther (share of the body's box diagonal), in
-#                   another colour and under CUT_LEFT_LARGE, is another object's even where no cut shows it
-#                   (stray_parts): Rinky's ear tips beside Gimera (film f4032, f4431: 0.11-0.16), bits of the fox
-#                   beside seed 2's robot (f262, f270: 0.03); the robot's antenna ball, parted from its head where
+#                   another colour and small (STRAY_SHARE), is another object's even where no cut shows it
+#                   (stray_parts): Rinky's ear tips beside Gimera (film f4032, f4431: 0.11-0.16), a bit of the fox
+#                   beside seed 2's robot (f270: 0.03); the robot's antenna ball, parted from its head where
 #                   the matte lost the stick, lies 0.014 away (seed 2 f63), Buck's ears past a butterfly are his colour
 STRAY_GAP_PX = 3  # ... and at least this many pixels: nearer, it is the matte's own break-up (seed 4's robot,
 #                   78 px tall, kept its antenna's tip 2 px off the stick)
+STRAY_SHARE = 0.05  # ... and under this share of the mask: no cut shows it is another object's, and a larger
+#                     part in another colour may be the character's own behind something thin in front (a
+#                     head above a shirt); the film's are 0.6-3.9 %, seed 2's fox bit beside the robot 9 % stays
 CUT_SMALL = 0.008  # a smaller piece, down to this share, is cut when it is another character's: in colours its own
 #                   cluster's other images lack (under COLOUR_OWN) and a cluster seen beside it in some frame has
 #                   (COLOUR_THEIRS), chroma, apart and outline as above (film: the butterfly on Buck's hand f2774, 1%;
@@ -1105,7 +1108,7 @@ def parts_apart(rest: np.ndarray, cut: np.ndarray, area: int,
 def stray_parts(mask: np.ndarray, rgb: np.ndarray) -> np.ndarray:
     """The parts of ``mask`` (8-connected) that stand apart from its body (the largest part): at least
     ``STRAY_GAP`` of the body's box diagonal and ``STRAY_GAP_PX`` away from it (``mask`` at the frame's
-    scale: the cut-out), under ``CUT_LEFT_LARGE`` of the mask, and more than ``CUT_BODY_COLOUR`` from the
+    scale: the cut-out), under ``STRAY_SHARE`` of the mask, and more than ``CUT_BODY_COLOUR`` from the
     body's mean a*b* (``rgb``: the pixels, uint8). No cut needs to show them as another object's: they
     lie apart, in another colour."""
     import cv2
@@ -1115,7 +1118,7 @@ def stray_parts(mask: np.ndarray, rgb: np.ndarray) -> np.ndarray:
         return np.zeros(mask.shape, bool)
     areas = stats[:, cv2.CC_STAT_AREA]
     body = 1 + int(np.argmax(areas[1:]))
-    take = areas < CUT_LEFT_LARGE * areas[1:].sum()
+    take = areas < STRAY_SHARE * areas[1:].sum()
     take[0] = take[body] = False
     if take.any():
         lab = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2LAB).astype(np.float32)
