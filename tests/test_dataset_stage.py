@@ -351,9 +351,14 @@ def test_a_piece_of_another_colour_apart_from_the_body_is_cut_from_the_image(tmp
     parts, record = image()
     assert parts == 1 and "apart from the body in another colour" in record["piece_cut"]["why"]
     assert 0.005 < record["piece_cut"]["share"] < 0.02  # 144 px of a 140 px ellipse's ~10,000
+    page = (tmp_path / "training_data" / "dataset_report.html").read_text()
+    said = page.split("Images with another object's piece cut from the mask</h2>")[1]
+    assert "character_0: 1 of" in said and record["file"] in said and "apart from the body" in said
     run_stages(tmp_path, ["dataset"], {"dataset": {**settings["dataset"], "cut_foreign": False}})
     parts, record = image()
     assert parts == 2 and "piece_cut" not in record
+    page = (tmp_path / "training_data" / "dataset_report.html").read_text()
+    assert page.split("Images with another object's piece cut from the mask</h2>")[1].startswith("<p>none</p>")
 
 
 def test_report_lists_every_left_out_instance(built):

@@ -129,6 +129,7 @@ def _html(built: dict[str, Any], skipped: list[dict[str, Any]], plots: list[str]
     skipped_html = "".join(f"<li><b>{e(s['character'])}</b> ({e(s.get('status', 'no dataset'))}): {e(s['reason'])}</li>"
                            for s in skipped)
     rule = f"<p>{e(min_size['why'])}</p>" if min_size else ""
+    cut = "".join(_cut_html(n, built[n]["images"]) for n in sorted(built))
     images = "".join(f'<h3>{e(p)}</h3><img src="{e(p)}" style="max-width:100%">' for p in plots)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>animlora dataset report</title>
@@ -140,9 +141,20 @@ def _html(built: dict[str, Any], skipped: list[dict[str, Any]], plots: list[str]
 {''.join(rows)}</table>
 <h2>Characters skipped</h2>{rule}<ul>{skipped_html or '<li>none</li>'}</ul>
 <h2>Instances left out</h2>{left_out or '<p>none</p>'}
+<h2>Images with another object's piece cut from the mask</h2>{cut or '<p>none</p>'}
 {images}
 </body></html>
 """
+
+
+def _cut_html(title: str, images: list[dict[str, Any]]) -> str:
+    """Every written image whose alpha had another object's piece cut (``piece_cut``), with why."""
+    cut = [r for r in images if r.get("piece_cut")]
+    if not cut:
+        return ""
+    e = html.escape
+    rows = "".join(f"<li><code>{e(r['file'])}</code>: {e(r['piece_cut']['why'])}</li>" for r in cut)
+    return f"<h3>{e(title)}: {len(cut)} of {len(images)}</h3><details><summary>images</summary><ul>{rows}</ul></details>"
 
 
 def _left_out_html(title: str, skipped: list[dict[str, Any]]) -> str:
