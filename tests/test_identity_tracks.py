@@ -10,7 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from animlora.identity import light
 from animlora.identity.constraints import merge_parts, split_cannot_link
-from animlora.identity.geometry import FrameGeometry, Placement, build_constraints
+from animlora.identity.geometry import FrameGeometry, Placement, box_inside, box_iou, build_constraints
 from animlora.identity.light import apply_gain, estimate_light, shot_gains
 from animlora.identity.metric import learn_metric
 from animlora.identity.tracks import pool_tracks
@@ -36,6 +36,16 @@ def test_cannot_link_only_between_instances_apart():
     assert links.attached_tracks == 1 and (3, 4) not in links.cannot
     # without geometry, the old rule: every two instances of a frame are different characters
     assert build_constraints(frames, tracks).cannot == {(0, 1), (0, 2), (1, 2), (3, 4)}
+
+
+def test_box_overlap_shares():
+    # (x, y, w, h): a 10x10 box half over another, a box inside a larger one, an empty box
+    assert box_inside((0, 0, 10, 10), (5, 0, 10, 10)) == 0.5
+    assert box_iou((0, 0, 10, 10), (5, 0, 10, 10)) == 50 / 150
+    assert box_inside((2, 2, 4, 4), (0, 0, 10, 10)) == 1.0
+    assert box_inside((0, 0, 10, 10), (2, 2, 4, 4)) == 0.16
+    assert box_inside((3, 3, 0, 0), (0, 0, 10, 10)) == 0.0
+    assert box_inside((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
 
 
 def test_head_and_body_are_not_split_apart_and_parts_merge():

@@ -405,13 +405,6 @@ def _box_gap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return math.hypot(dx, dy)
 
 
-def _box_cover(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    """Share of box ``b`` inside box ``a``."""
-    w = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    return w * h / max(b[2] * b[3], 1e-9)
-
-
 def _same_or_unknown(a: str | None, b: str | None) -> bool:
     return a is None or b is None or a == b
 
@@ -424,7 +417,7 @@ def _setup_group(x: dict[str, Any], frame_items: list[dict[str, Any]], nearby: M
     moving member of another character ``c2`` that is nowhere in ``x``'s frame, while ``x`` is
     ``GROUP_GROW_KNOWN`` x that lone area (and that plus ``GROUP_SUM`` of the partner's) and covers
     where the partner stood, makes ``x`` a group. The evidence text, or ""."""
-    from animlora.identity.geometry import box_iou
+    from animlora.identity.geometry import box_inside, box_iou
 
     mine = who.get(x["id"])
     if mine is None:
@@ -434,7 +427,7 @@ def _setup_group(x: dict[str, Any], frame_items: list[dict[str, Any]], nearby: M
     best = None
     for frame, others in nearby.items():
         for alone in others:
-            if who.get(alone["id"]) != mine or _box_cover(x["box"], alone["box"]) < GROUP_COVER:
+            if who.get(alone["id"]) != mine or box_inside(alone["box"], x["box"]) < GROUP_COVER:
                 continue
             for u in others:
                 theirs = who.get(u["id"])
@@ -446,7 +439,7 @@ def _setup_group(x: dict[str, Any], frame_items: list[dict[str, Any]], nearby: M
                     continue
                 if x["area"] < max(GROUP_GROW_KNOWN * alone["area"], alone["area"] + GROUP_SUM * u["area"]):
                     continue
-                if _box_cover(x["box"], u["box"]) < GROUP_COVER:
+                if box_inside(u["box"], x["box"]) < GROUP_COVER:
                     continue
                 same = [box_iou(a["box"], o["box"]) for a in anchors for o in others if o is not alone and o is not u
                         and _same_or_unknown(who.get(a["id"]), who.get(o["id"]))]
@@ -485,7 +478,7 @@ def group_members(rows: Iterable[Mapping[str, Any]], wanted: Iterable[str] | Non
     area), ``x`` is ``u`` on ``t``'s object: the growth bounds alone decide (idle tracks, distance and
     cover aside). A member marked ``mixed`` by the segment stage is a group too. A row whose box
     cannot be read is not judged."""
-    from animlora.identity.geometry import parse_box
+    from animlora.identity.geometry import box_inside, parse_box
 
     judged = None if wanted is None else set(wanted)
     who = dict(characters or {})
@@ -540,7 +533,7 @@ def group_members(rows: Iterable[Mapping[str, Any]], wanted: Iterable[str] | Non
                     grow = GROUP_GROW_KNOWN if known else GROUP_GROW
                     if x["area"] < max(grow * alone["area"], alone["area"] + GROUP_SUM * u["area"]):
                         continue
-                    if not claimed and _box_cover(x["box"], u["box"]) < GROUP_COVER:
+                    if not claimed and box_inside(u["box"], x["box"]) < GROUP_COVER:
                         continue
                     distance = abs(u["order"] - x["order"])
                     if best is None or distance < best[0]:

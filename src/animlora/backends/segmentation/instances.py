@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from animlora.backends.segmentation.base import Instance
+from animlora.identity.geometry import box_inside
 
 NECK = 0.3  # a blob eroded to this share of its thickest point ...
 NECK_CORE = 0.08  # ... falls apart into cores each at least this share of its area: split there
@@ -167,15 +168,6 @@ def _centre_distance(a: Instance, b: Instance, diagonal: float) -> float:
     return float(np.hypot(ax + aw / 2 - bx - bw / 2, ay + ah / 2 - by - bh / 2) / diagonal)
 
 
-def _box_inside(a: Instance, b: Instance) -> float:
-    """Share of a's box inside b's box."""
-    ax, ay, aw, ah = a.bbox
-    bx, by, bw, bh = b.bbox
-    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0, min(ay + ah, by + bh) - max(ay, by))
-    return w * h / max(1, aw * ah)
-
-
 def link_tracks(
     instances: Sequence[Instance], images: Sequence[np.ndarray], min_similarity: float
 ) -> list[Instance]:
@@ -223,7 +215,7 @@ def link_tracks(
         left = [u for u in range(len(views)) if u not in used_t and views[u][0][0].frame == previous]
         for ci, t in used_c.items():
             inst = current[ci][1]
-            swallowed = any(_box_inside(views[u][0][0], inst) >= SWALLOWED for u in left)
+            swallowed = any(box_inside(views[u][0][0].bbox, inst.bbox) >= SWALLOWED for u in left)
             views[t] = [(inst, current[ci][2])] + (views[t][:1] if swallowed else [])
         for ci, (i, inst, hist) in enumerate(current):
             if ci not in used_c:
