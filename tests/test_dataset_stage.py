@@ -402,7 +402,7 @@ def test_the_run_ends_with_a_table_per_character(built):
     text = console.export_text()
     assert "3 in no character" in text and "Suggest from noise" in text
     # two datasets or more: they may be one character, and the review says which look alike
-    assert "'Same character?'" in text
+    assert "'Same character?'" in text and "characters/<name>.yaml" in text
     summary["usable"] = 1
     console = Console(record=True, width=160)
     print_ending(summary, console)

@@ -13,10 +13,14 @@ from sklearn.metrics import adjusted_rand_score
 
 from animlora.config import load_settings
 from animlora.identity import decisions
+from animlora.identity.clustering import normalise
 from animlora.identity.constraints import apply_must_link, split_cannot_link
-from animlora.io.images import write_image
+from animlora.identity.naming import embed_references, references
+from animlora.io.images import read_image, write_image
 from animlora.pipeline.runner import Runner
 from animlora.stages import get_stage
+from animlora.stages.cluster import REFERENCE_RULE, _references_fingerprint
+from animlora.stages.embed import get_embedder
 from animlora.workspace import Workspace
 from identity_project import add_instances, make_project, run_identity
 from identity_synth import CHARACTERS, Character, dataset, render
@@ -153,6 +157,51 @@ def test_naming_from_references_and_negatives(tmp_path):
         members = dict(catalog.rows("SELECT instance_id, character FROM character_members"))
     assert {members[i] for i in ids if i.startswith("round_red")} == {"luca"}
     assert not any(i.startswith("wide_yellow") for i in members)
+
+
+def _frame_grab(cutout: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``cutout`` over a set (sky above grass, a little noise), with no alpha: a screenshot."""
+    h, w = 160, 200
+    out = np.zeros((h, w, 3), np.float32)
+    out[: h // 2], out[h // 2 :] = (150, 190, 230), (70, 140, 60)
+    out += rng.normal(0, 4, out.shape)
+    y, x = (h - cutout.shape[0]) // 2, (w - cutout.shape[1]) // 2
+    a = cutout[..., 3:].astype(np.float32) / 255
+    region = out[y : y + cutout.shape[0], x : x + cutout.shape[1]]
+    region[:] = region * (1 - a) + cutout[..., :3] * a
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def test_a_screenshot_reference_is_cut_out_before_it_names_a_cluster(tmp_path):
+    """A reference with no transparency (a frame grab, JPEG) is cut out by the project's segmenter
+    (``classic`` here: no weights) and names its character's cluster; embedded whole, the set
+    around the character keeps it far under ``cluster.name_similarity``."""
+    ws, ids = _project_with_characters(tmp_path)
+    rng = np.random.default_rng(9)
+    ref_dir = ws.root / "references" / "luca"
+    for n in range(3):
+        write_image(ref_dir / f"{n}.jpg", _frame_grab(render(CHARACTERS[1], n % 2, rng), rng))
+    (ws.characters_dir / "luca.yaml").write_text(yaml.safe_dump({"references": ["../references/luca"]}))
+    sets = {"segment": {"backend": "classic"}}
+    run_identity(ws, sets)
+    out = ws.root / "clustered"
+    luca = sorted((out / "luca").glob("*.png"))
+    assert [p.stem for p in luca] == [i for i in ids if i.startswith("round_red")]
+    report = json.loads((out / "cluster_report.json").read_text())
+    assert report["references"] == [{"name": "luca", "negative": False, "images": 3, "cut_out": 3, "whole": 0}]
+    assert all(c["reference_similarity"] > 0.95 for c in report["per_cluster"] if c["name"] == "luca")
+
+    # the same frame grabs embedded whole, against the luca cluster's centre
+    settings = load_settings(ws.root, overrides=sets).settings
+    embedder, _ = get_embedder(settings)
+    refs = references([ws.characters_dir], ws.root)
+    [(_, whole)], [counts] = embed_references(refs, embedder)
+    assert counts == {"name": "luca", "negative": False, "images": 3, "cut_out": 0, "whole": 3}
+    centre = normalise(normalise(embedder.embed([read_image(p, "RGBA") for p in luca])).mean(0, keepdims=True))[0]
+    assert float((whole @ centre).max()) < settings.cluster.name_similarity - 0.1
+    # the references named outside characters/ are part of the naming's fingerprint
+    seen = dict(_references_fingerprint([ws.characters_dir], ws.root))
+    assert all(str(ref_dir / f"{n}.jpg") in seen for n in range(3)) and REFERENCE_RULE[0] in seen
 
 
 def test_decisions_survive_rerun_of_embed_and_cluster(tmp_path):

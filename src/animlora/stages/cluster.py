@@ -30,13 +30,14 @@ import os
 import shutil
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from animlora.errors import BadInputError, StageError
+from animlora.errors import BadInputError, MissingDependencyError, ModelNotFoundError, StageError
 from animlora.identity.clustering import NOISE, ClusterParams, cluster_embeddings, normalise, relabel_by_size
 from animlora.identity.constraints import (
     apply_must_link,
@@ -110,15 +111,41 @@ def reference_folders(job: StageJob) -> list[Path]:
     return folders
 
 
-def _references_fingerprint(folders: list[Path]) -> list[tuple[str, str]]:
-    """Character specs and their reference images, so editing them re-runs the naming."""
-    seen = []
+def _reference_cutter(settings: Any) -> Callable[[np.ndarray], np.ndarray | None]:
+    """RGB in, the RGBA cut-out of the largest thing the project's segmenter finds in it out (or
+    None): how an opaque reference image (a screenshot) becomes comparable with the clusters'
+    cut-outs. The segmenter is loaded on first use; one that cannot be loaded cuts nothing."""
+    from animlora.backends.segmentation.cutouts import largest_cutout
+    from animlora.stages.segment import held_segmenter
+
+    def cut(rgb: np.ndarray) -> np.ndarray | None:
+        try:
+            segmenter, _ = held_segmenter(settings)
+        except (ModelNotFoundError, MissingDependencyError):
+            return None
+        return largest_cutout(segmenter, rgb, settings.segment.alpha_threshold, settings.segment.padding)
+
+    return cut
+
+
+# how opaque reference images are compared (part of the naming's fingerprint where references exist)
+REFERENCE_RULE = ("opaque references", "cut out by the segment backend")
+
+
+def _references_fingerprint(folders: list[Path], project_root: Path | None) -> list[tuple[str, str]]:
+    """Character specs and their reference images (also those a spec names outside its folder),
+    so editing them re-runs the naming."""
+    seen: dict[str, str] = {}
     for folder in folders:
         if folder.is_dir():
             for path in sorted(folder.rglob("*")):
                 if path.is_file():
-                    seen.append((str(path), file_sha256(path)))
-    return seen
+                    seen[str(path)] = file_sha256(path)
+    given = [os.path.normpath(path) for ref in references(folders, project_root) for path in ref.paths]
+    for path in given:
+        if path not in seen:
+            seen[path] = file_sha256(Path(path))
+    return list(seen.items()) + ([REFERENCE_RULE] if given else [])
 
 
 class ClusterStage(Stage):
@@ -147,7 +174,7 @@ class ClusterStage(Stage):
             return []
         folders = reference_folders(ctx.job)
         lineage = [(i, refs[i].content_hash, refs[i].track_id, refs[i].frame_id) for i in ids]
-        references = _references_fingerprint(folders)
+        references = _references_fingerprint(folders, None if ctx.job.standalone else ctx.workspace.root)
         geometry = FrameGeometry() if ctx.job.standalone else project_geometry(ctx.catalog, ctx.workspace.root, ids)
         boxes = [(p.box, str(p.mask)) for _, p in sorted(geometry.placements.items())]
         still = [None] * len(ids) if ctx.job.standalone else _still(ctx, ids)
@@ -260,9 +287,10 @@ class ClusterStage(Stage):
         names: dict[int, str] = {}
         matched: dict[int, Any] = {}
         refs = references(data.reference_folders, data.project_root)
+        refs_report: list[dict[str, Any]] = []
         if refs:
             embedder, _ = get_embedder(job.settings)
-            ref_vectors = embed_references(refs, embedder)
+            ref_vectors, refs_report = embed_references(refs, embedder, _reference_cutter(job.settings))
             first = match_clusters(_centroids(raw, labels), ref_vectors, s.name_similarity)
             for label, match in first.items():
                 if match.negative:
@@ -295,7 +323,7 @@ class ClusterStage(Stage):
             "method": result.method,
             "method_details": result.details,
             "constraints": constraints,
-            "references": [{"name": r.name, "negative": r.negative, "images": len(r.paths)} for r in refs],
+            "references": refs_report,
             "per_cluster": report_clusters,
             "seconds": round(time.monotonic() - started, 3),
             "settings": s.model_dump(mode="json"),

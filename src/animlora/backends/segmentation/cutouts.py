@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from animlora.backends.segmentation.base import Instance
+from animlora.backends.segmentation.base import Frames, Instance, Segmenter
 
 SHARPNESS_SIDE = 512  # instances are judged at (at most) this long side, about training size
 SIGNATURE_SIDE = 8  # appearance signature: the masked cut-out as 8x8 Lab cells
@@ -177,6 +177,18 @@ def rgba_cutout(image: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int, 
     crop = image[by : by + bh, bx : bx + bw]
     a = np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return np.dstack([crop, a])
+
+
+def largest_cutout(segmenter: Segmenter, image: np.ndarray, threshold: float, padding: float) -> np.ndarray | None:
+    """The RGBA cut-out of the largest thing ``segmenter`` finds in one image, made as the segment
+    stage makes a cut-out (the box grown by ``padding``, the matte as alpha, zero under
+    ``threshold``); None when it finds nothing."""
+    found = [inst for inst in segmenter.segment(Frames.of_arrays([image])) if (inst.alpha >= threshold).any()]
+    if not found:
+        return None
+    inst = max(found, key=lambda i: int((i.alpha >= threshold).sum()))
+    box = padded_box(inst.bbox, padding, image.shape[0], image.shape[1])
+    return rgba_cutout(image, crop_alpha(inst, box, threshold), box)
 
 
 def blurred_context(image: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int, int], sigma: float) -> np.ndarray:
