@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from animlora.backends.registry import release
 from animlora.errors import BadInputError, MissingDependencyError, ModelNotFoundError, StageError
 from animlora.identity.clustering import NOISE, ClusterParams, cluster_embeddings, normalise, relabel_by_size
 from animlora.identity.constraints import (
@@ -291,6 +292,7 @@ class ClusterStage(Stage):
         if refs:
             embedder, _ = get_embedder(job.settings)
             ref_vectors, refs_report = embed_references(refs, embedder, _reference_cutter(job.settings))
+            release("segmentation")  # the matte that cut references out: no later stage wants it
             first = match_clusters(_centroids(raw, labels), ref_vectors, s.name_similarity)
             for label, match in first.items():
                 if match.negative:
