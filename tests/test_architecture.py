@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "animlora"
 # Bottom to top; a package may import its own layer and those below. Keep in step with
 # the table in docs/architecture.md.
 LAYERS: list[set[str]] = [
-    {"errors", "buckets", "groups", "animlora", "data", "prompts"},
+    {"errors", "buckets", "groups", "boxes", "animlora", "data", "prompts"},
     {"config", "io"},
     {"models", "catalog", "records", "workspace"},
     {"text", "video", "pipeline"},

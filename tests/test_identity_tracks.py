@@ -8,9 +8,10 @@ import json
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
+from animlora.boxes import box_inside, box_iou
 from animlora.identity import light
 from animlora.identity.constraints import merge_parts, split_cannot_link
-from animlora.identity.geometry import FrameGeometry, Placement, box_inside, box_iou, build_constraints
+from animlora.identity.geometry import FrameGeometry, Placement, build_constraints
 from animlora.identity.light import apply_gain, estimate_light, shot_gains
 from animlora.identity.metric import learn_metric
 from animlora.identity.tracks import pool_tracks

@@ -417,7 +417,7 @@ def _setup_group(x: dict[str, Any], frame_items: list[dict[str, Any]], nearby: M
     moving member of another character ``c2`` that is nowhere in ``x``'s frame, while ``x`` is
     ``GROUP_GROW_KNOWN`` x that lone area (and that plus ``GROUP_SUM`` of the partner's) and covers
     where the partner stood, makes ``x`` a group. The evidence text, or ""."""
-    from animlora.identity.geometry import box_inside, box_iou
+    from animlora.boxes import box_inside, box_iou
 
     mine = who.get(x["id"])
     if mine is None:
@@ -478,7 +478,8 @@ def group_members(rows: Iterable[Mapping[str, Any]], wanted: Iterable[str] | Non
     area), ``x`` is ``u`` on ``t``'s object: the growth bounds alone decide (idle tracks, distance and
     cover aside). A member marked ``mixed`` by the segment stage is a group too. A row whose box
     cannot be read is not judged."""
-    from animlora.identity.geometry import box_inside, parse_box
+    from animlora.boxes import box_inside
+    from animlora.identity.geometry import parse_box
 
     judged = None if wanted is None else set(wanted)
     who = dict(characters or {})

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from animlora.boxes import box_iou
 from animlora.identity.clustering import NOISE, normalise
-from animlora.identity.geometry import box_iou, partners_of
+from animlora.identity.geometry import partners_of
 
 SPLIT_DISTANCE = 0.2  # cosine distance (average linkage) at which a track's members are two characters
 OUTLIER_MADS = 3.0

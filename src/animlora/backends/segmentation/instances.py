@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from animlora.backends.segmentation.base import Instance
-from animlora.identity.geometry import box_inside
+from animlora.boxes import box_inside
 
 NECK = 0.3  # a blob eroded to this share of its thickest point ...
 NECK_CORE = 0.08  # ... falls apart into cores each at least this share of its area: split there
