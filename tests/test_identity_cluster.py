@@ -15,7 +15,7 @@ from animlora.config import load_settings
 from animlora.identity import decisions
 from animlora.identity.clustering import normalise
 from animlora.identity.constraints import apply_must_link, split_cannot_link
-from animlora.identity.naming import embed_references, references
+from animlora.identity.naming import embed_references, picture_box, references
 from animlora.io.images import read_image, write_image
 from animlora.pipeline.runner import Runner
 from animlora.stages import get_stage
@@ -170,6 +170,25 @@ def _frame_grab(cutout: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     region = out[y : y + cutout.shape[0], x : x + cutout.shape[1]]
     region[:] = region * (1 - a) + cutout[..., :3] * a
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def test_a_picture_is_told_from_a_cut_out():
+    """A reference with no transparency, or a solid rectangle in transparent margins (a window
+    screenshot: rounded corners, a soft shadow), is a picture to cut out; a character's cut-out is not."""
+    shot = np.full((60, 80, 4), 255, np.uint8)
+    assert picture_box(shot) == (0, 0, 80, 60)
+    window = np.zeros((100, 120, 4), np.uint8)
+    window[3:97, 3:117, 3] = 40  # the shadow
+    window[8:92, 8:112] = (90, 120, 200, 255)
+    for y, x in ((8, 8), (8, 111), (91, 8), (91, 111)):  # rounded corners
+        window[y, x, 3] = 0
+    assert picture_box(window) == (8, 8, 104, 84)
+    assert picture_box(render(CHARACTERS[2], 0, np.random.default_rng(1))) is None
+    assert picture_box(np.zeros((10, 10, 4), np.uint8)) is None
+    soft = np.zeros((40, 40, 4), np.uint8)
+    soft[5:35, 5:35, 3] = 200
+    soft[20, 20, 3] = 255  # a soft matte with one solid pixel: a cut-out
+    assert picture_box(soft) is None
 
 
 def test_a_screenshot_reference_is_cut_out_before_it_names_a_cluster(tmp_path):

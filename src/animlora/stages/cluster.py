@@ -114,8 +114,8 @@ def reference_folders(job: StageJob) -> list[Path]:
 
 def _reference_cutter(settings: Any) -> Callable[[np.ndarray], np.ndarray | None]:
     """RGB in, the RGBA cut-out of the largest thing the project's segmenter finds in it out (or
-    None): how an opaque reference image (a screenshot) becomes comparable with the clusters'
-    cut-outs. The segmenter is loaded on first use; one that cannot be loaded cuts nothing."""
+    None): how a reference picture (a screenshot: ``naming.picture_box``) becomes comparable with
+    the clusters' cut-outs. The segmenter is loaded on first use; one that cannot be loaded cuts nothing."""
     from animlora.backends.segmentation.cutouts import largest_cutout
     from animlora.stages.segment import held_segmenter
 
@@ -129,8 +129,9 @@ def _reference_cutter(settings: Any) -> Callable[[np.ndarray], np.ndarray | None
     return cut
 
 
-# how opaque reference images are compared (part of the naming's fingerprint where references exist)
-REFERENCE_RULE = ("opaque references", "cut out by the segment backend")
+# how reference pictures are compared (part of the naming's fingerprint where references exist)
+REFERENCE_RULE = ("pictures: no transparency, or a solid rectangle in transparent margins",
+                  "cut out by the segment backend")
 
 
 def _references_fingerprint(folders: list[Path], project_root: Path | None) -> list[tuple[str, str]]:
