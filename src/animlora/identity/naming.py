@@ -6,11 +6,11 @@ to the cluster's centroid, when that cosine similarity reaches ``cluster.name_si
 a spec with ``negative: true`` (background props, crowd, mascots) sends such clusters to noise.
 
 Clusters hold cut-outs, so a reference is compared as one: a picture (no transparent pixel, or a
-solid rectangle in transparent margins: a screenshot, a photo) is cut out first, the largest thing the project's segmenter finds in it
-(``cut_out``). On the whole Big Buck Bunny film, screenshots embedded as they were named 4 of 11
-clusters wrongly with the ``color`` embedder (its colours are the set's as much as the
-character's); cut out, 1, as cut-outs of the same instances do (docs/identity.md, "Naming from
-screenshots")."""
+solid rectangle in transparent margins: a screenshot, a photo) is cut out first, the largest
+thing the project's segmenter finds in it (``cut_out``). On the whole Big Buck Bunny film,
+screenshots embedded as they were named 4 of 11 clusters wrongly with the ``color`` embedder (its
+colours are the set's as much as the character's); cut out, 1, as cut-outs of the same instances
+do (docs/identity.md, "Naming from screenshots")."""
 
 from __future__ import annotations
 
@@ -99,8 +99,8 @@ def embed_references(refs: list[Reference], embedder: Any,
     """Each reference's images embedded (unit vectors), and per reference what was done to its
     pictures (:func:`picture_box`, the margins dropped): ``cut_out`` (RGB in, the RGBA cut-out or
     None) cut them out; one it finds nothing in, or every one when ``cut_out`` is None, is
-    embedded whole. Returns (references
-    with their vectors, per reference ``{"name", "negative", "images", "cut_out", "whole"}``)."""
+    embedded whole. Returns (references with their vectors, per reference ``{"name", "negative",
+    "images", "cut_out", "whole"}``)."""
     out, report = [], []
     for ref in refs:
         images, cut, whole = [], 0, 0
