@@ -68,6 +68,42 @@ def test_what_the_cut_leaves_apart_in_the_image_goes_with_it():
     assert out[..., 3][3:8, 33:37].min() == 255
 
 
+def test_a_piece_judged_small_is_cut_along_a_curve_not_a_staircase():
+    """A piece judged at a sixth of the image's size (a wing on the film's enhanced crops): enlarged by
+    nearest sampling, its diagonal edge was a staircase of 6-pixel steps in the dataset's alpha; now the
+    cut's edge moves by at most two pixels a row. A lone piece pixel is still cut (smoothing keeps it)."""
+    piece = np.zeros((20, 20), bool)
+    piece[np.tril_indices(20)] = True  # a 45-degree edge: the lower-left triangle
+    rgba = np.full((120, 120, 4), 255, np.uint8)
+    out = cut_piece(rgba, piece, (0, 0, 120, 120))
+    cut = out[..., 3] == 0
+    edge = np.array([int(np.argmin(row)) if not row.all() else 120 for row in cut[10:110]])  # first kept column
+    steps = np.abs(np.diff(edge))
+    assert steps.max() <= 2 and (steps > 0).mean() > 0.6  # a slope, one row at a time
+    lone = np.zeros((20, 20), bool)
+    lone[10, 10] = True
+    out = cut_piece(rgba, lone, (0, 0, 120, 120))
+    assert out[60:66, 60:66, 3].max() == 0 and out[..., 3].min() == 0 and (out[..., 3] == 0).sum() < 20 * 20
+
+
+def test_the_thin_rim_a_cut_leaves_around_its_hole_goes_with_it():
+    """Film f5087: the wing Rinky holds, judged at 160 px, is cut from the 1024 px image; its soft
+    outline beyond the piece stayed as a thin line around the hole. What the cut leaves thinner than a
+    piece pixel near it goes too; the body's thin parts farther away stay."""
+    rgba = np.zeros((120, 120, 4), np.uint8)
+    rgba[60:120, :, :] = (200, 110, 50, 255)  # the body
+    rgba[20:60, 40:80] = (210, 60, 220, 255)  # the wing above it
+    rgba[10:12, 30:90, :] = (230, 200, 235, 60)  # its soft outline, 2 px wide, 8 px beyond the piece
+    rgba[10:60, 30:32, :] = (230, 200, 235, 60)
+    rgba[30:60, 4:6] = (200, 110, 50, 255)  # a thin part of the body (a whisker) far from the wing
+    piece = np.zeros((20, 20), bool)
+    piece[3:10, 7:13] = True  # the wing at a sixth of the size
+    out = cut_piece(rgba, piece, (0, 0, 120, 120))
+    assert out[20:60, 40:80, 3].max() == 0  # the wing
+    assert out[10:12, 30:90, 3].max() == 0 and out[12:57, 30:32, 3].max() == 0  # its outline (to the body)
+    assert out[30:60, 4:6, 3].min() == 255 and out[75:, :, 3].min() == 255  # the whisker, the body
+
+
 def _orange(seed: int, blob: int = 0, alpha: int = 255) -> np.ndarray:
     """An RGBA orange figure; with a magenta blob of radius ``blob`` and ``alpha`` on its outline (a
     held butterfly)."""

@@ -213,7 +213,7 @@ def loose_outline(frame: np.ndarray, mask: np.ndarray) -> float | None:
     around = np.unique(np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]]))
     body[(body == 0) & ~np.isin(parts, around)] = 1
     lab = cv2.cvtColor(picture.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    disc = _disc(r)
     window = (2 * r + 1, 2 * r + 1)
     sides = []
     for band in (body & (1 - cv2.erode(body, disc)), cv2.dilate(body, disc) & (1 - body)):
@@ -260,7 +260,7 @@ def solid_mask(alpha: np.ndarray, alpha_threshold: float, fill_holes: float) -> 
         out[holes] = 255
     ys, xs = np.nonzero(body)
     r = max(1, int(round(0.01 * max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1))))
-    inner = cv2.erode(body, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
+    inner = cv2.erode(body, _disc(r)) > 0
     out[inner] = 255
     return out
 
@@ -367,6 +367,14 @@ def unpack_piece(text: str) -> np.ndarray:
     return np.unpackbits(np.frombuffer(base64.b64decode(bits), np.uint8), count=h * w).reshape(h, w).astype(bool)
 
 
+CUT_SMOOTH_LEVEL = 0.35  # the enlarged piece, blurred by half a piece pixel, is cut where it reaches this: a lone
+#                        piece pixel peaks at 0.47 and a straight edge moves out by a fifth of a pixel (at 0.5
+#                        the lone pixels and one-pixel lines of a piece shrank or went: seed 6's tree on the fox)
+CUT_THIN_REACH = 2  # thin remains within this many piece pixels of a cut go with it (its rim: the matte's soft
+#                    outline of a cut wing, left as a line around the hole, film f5087) ...
+CUT_THIN_WIDTH = 1.0  # ... thin: narrower than this many piece pixels (finer than the piece was judged at)
+
+
 def cut_piece(rgba: np.ndarray, piece: np.ndarray, piece_box: Box, image_box: Box | None = None,
               alpha_threshold: float = 0.15) -> np.ndarray:
     """``rgba`` with the alpha made 0 on ``piece`` (a mask judged on the cut-out at a smaller size),
@@ -374,7 +382,12 @@ def cut_piece(rgba: np.ndarray, piece: np.ndarray, piece_box: Box, image_box: Bo
     from the body at this size (the specks and far remains of the object; :func:`gate.parts_apart`
     with the pixels' own colours, on the alpha above ``alpha_threshold``). ``piece_box``: the region
     of the frame the piece's mask covers (the cut-out's box); ``image_box``: the region ``rgba`` covers
-    (the same when None: the cut-out itself; an enhanced crop's region otherwise)."""
+    (the same when None: the cut-out itself; an enhanced crop's region otherwise).
+
+    The piece is enlarged smoothly (bilinear, then blurred by half a piece pixel), so its outline is
+    a curve, not a staircase of piece-sized steps; and what the cut leaves thinner than
+    ``CUT_THIN_WIDTH`` piece pixels within ``CUT_THIN_REACH`` piece pixels of it goes with it (the
+    rest of the object's soft outline, which the piece, judged at its size, could not hold)."""
     import cv2
 
     from animlora.curation.gate import parts_apart
@@ -385,12 +398,19 @@ def cut_piece(rgba: np.ndarray, piece: np.ndarray, piece_box: Box, image_box: Bo
     ix, iy, ibw, ibh = image_box or piece_box
     sx, sy = (pbw / pw) * (w / ibw), (pbh / ph) * (h / ibh)  # image pixels per piece pixel
     affine = np.array([[sx, 0, (px - ix) * w / ibw], [0, sy, (py - iy) * h / ibh]], np.float32)
-    # the piece's pixels are areas: warp their corners' grid (centres +0.5) with nearest sampling
+    # piece pixel i's centre lies at image coordinate sx * i + (sx - 1) / 2 (pixels are areas)
     affine[:, 2] += (affine[:, :2].sum(axis=1) - 1) / 2
-    cut = cv2.warpAffine(piece.astype(np.uint8), affine, (w, h), flags=cv2.INTER_NEAREST)
-    r = max(1, round(max(sx, sy)))
-    cut = cv2.dilate(cut, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
-    solid = rgba[..., 3] > int(alpha_threshold * 255)
+    scale = max(sx, sy)
+    field = cv2.warpAffine(piece.astype(np.float32), affine, (w, h), flags=cv2.INTER_LINEAR)
+    level = 0.5
+    if scale > 1.5:
+        field, level = cv2.GaussianBlur(field, (0, 0), scale / 2), CUT_SMOOTH_LEVEL
+    cut = cv2.dilate((field >= level).astype(np.uint8), _disc(max(1, round(scale)))) > 0
+    alpha = rgba[..., 3]
+    left = (alpha > 0) & ~cut
+    thick = cv2.morphologyEx(left.astype(np.uint8), cv2.MORPH_OPEN, _disc(round(CUT_THIN_WIDTH * scale / 2))) > 0
+    cut |= left & ~thick & (cv2.dilate(cut.astype(np.uint8), _disc(round(CUT_THIN_REACH * scale))) > 0)
+    solid = alpha > int(alpha_threshold * 255)
     lab = cv2.cvtColor(np.ascontiguousarray(rgba[..., :3]), cv2.COLOR_RGB2LAB).astype(np.float32)
     apart = parts_apart(solid & ~cut, cut & solid, int(solid.sum()), (lab[..., 1], lab[..., 2]))
     if apart.any():
@@ -398,6 +418,13 @@ def cut_piece(rgba: np.ndarray, piece: np.ndarray, piece_box: Box, image_box: Bo
     out = rgba.copy()
     out[..., 3][cut] = 0
     return out
+
+
+def _disc(radius: int) -> np.ndarray:
+    """OpenCV's elliptic structuring element of ``radius`` (0: a single pixel)."""
+    import cv2
+
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
 def cut_strays(rgba: np.ndarray, alpha_threshold: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
