@@ -114,6 +114,47 @@ def test_alpha_is_solid_on_the_body_with_a_soft_edge():
     assert partial > 0.5 * (a.shape[0] + a.shape[1])  # the soft edge is kept, not thresholded away
 
 
+def _figure_with_holes(ground: np.ndarray, skin: tuple[int, int, int]):
+    """A figure (an ellipse in ``skin``) drawn on ``ground`` with three holes in its matte: a gap between
+    its legs that shows the ground, a spot the matte missed on its belly (the frame shows its skin
+    there) and an eye whose white the matte missed. (frame, RGBA cut-out, bbox, the holes' centres)."""
+    import cv2
+
+    frame = ground.copy()
+    figure = np.zeros(frame.shape[:2], np.uint8)
+    cv2.ellipse(figure, (320, 270), (80, 70), 0, 0, 360, 1, -1)
+    gap = np.zeros_like(figure)
+    cv2.ellipse(gap, (320, 318), (10, 12), 0, 0, 360, 1, -1)
+    figure[gap > 0] = 0  # the legs part there: the ground shows through
+    frame[figure > 0] = skin
+    eye = np.zeros_like(figure)
+    cv2.circle(eye, (300, 230), 6, 1, -1)
+    frame[eye > 0] = (250, 250, 248)
+    alpha = figure * 255
+    alpha[265:275, 330:340] = 0  # the matte's miss on the belly
+    alpha[eye > 0] = 0  # and on the eye's white
+    x, y, w, h = cv2.boundingRect(figure)
+    cut = np.dstack([frame, alpha])[y:y + h, x:x + w].copy()
+    return frame, cut, (x, y, w, h), {"gap": (320, 318), "belly": (335, 270), "eye": (300, 230)}
+
+
+def test_a_gap_that_shows_the_set_stays_open_and_holes_in_the_body_are_filled():
+    """Film f6587, f14243: the set seen between Buck's ears or a bird's legs is an enclosed hole in the
+    matte, and was filled in as if it were the body (a blob of tree or sky in the dataset's alpha). A hole
+    in the background's colour, far from the body's around it, now stays open; one in the body's colour
+    (the matte's miss) and an eye's pale white are filled, against grass or snow."""
+    for ground, skin, opened in ((outdoor_frame(), (150, 100, 70), True),
+                                 (np.full((360, 640, 3), 245, np.uint8), (150, 100, 70), False)):
+        frame, cut, bbox, at = _figure_with_holes(ground, skin)
+        out = render(cut, frame, bbox, **kwargs(min_side=64))
+        a = out.image[..., 3]
+        cx, cy = out.info["crop"][:2]
+        s = out.info["scale"]
+        alpha = {k: int(a[int((y - cy) * s), int((x - cx) * s)]) for k, (x, y) in at.items()}
+        assert alpha["belly"] == 255 and alpha["eye"] == 255
+        assert alpha["gap"] == (0 if opened else 255)  # snow behind: pale and grey like an eye, filled
+
+
 def _body(cy: int = 180) -> tuple[np.ndarray, np.ndarray]:
     """An outdoor frame with a big pale body (Buck, as a shaded ellipse) centred at (320, ``cy``),
     and the body's mask."""

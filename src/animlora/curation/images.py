@@ -237,10 +237,22 @@ def loose_outline(frame: np.ndarray, mask: np.ndarray) -> float | None:
     return float((difference < LOOSE_SAME).mean())
 
 
-def solid_mask(alpha: np.ndarray, alpha_threshold: float, fill_holes: float) -> np.ndarray:
+HOLE_SEEN = 16.0  # a hole this near in colour to the background beside the figure (Lab, OpenCV's 8-bit scale) ...
+HOLE_APART = 30.0  # ... and this far from the body around it (and twice as far as from the background) is the set seen
+#                   through a gap (between Buck's ears, an arm and the body), not the matte's hole in the body: not
+#                   filled. The film's eyes and mouths, holes in the matte, are 22-60 from the background beside
+#                   the head; the gaps 2-17 (and some 21-40, left filled)
+HOLE_PALE = (150.0, 20.0)  # a hole this light (L*) and this near grey (a*b* chroma) is filled whatever is beside
+#                           the figure: an eye's white, teeth, a highlight (the film's eyes and mouths: L* 174-248,
+#                           chroma 7-15; the gaps opened: sky 24-29, grass 34-40, or dark)
+
+
+def solid_mask(alpha: np.ndarray, alpha_threshold: float, fill_holes: float,
+               rgb: np.ndarray | None = None) -> np.ndarray:
     """The alpha made solid on the body: enclosed holes of at most ``fill_holes`` of the figure's
     area filled, every pixel more than ~1% of the figure's size inside it opaque; the outer soft
-    edge keeps its values."""
+    edge keeps its values. Given the image's pixels (``rgb``, the alpha's grid), a hole that shows
+    the background beside the figure, not the body around it (:func:`seen_through`), stays open."""
     import cv2
 
     body = (alpha > int(alpha_threshold * 255)).astype(np.uint8)
@@ -255,6 +267,8 @@ def solid_mask(alpha: np.ndarray, alpha_threshold: float, fill_holes: float) -> 
         x, y, bw, bh, size = (stats[:, i] for i in range(5))
         inside = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & (size <= fill_holes * area)
         inside[0] = False  # label 0 is the body itself
+        if rgb is not None and inside.any():
+            inside &= ~seen_through(rgb, body, labels, stats, inside)
         holes = inside[labels]
         body[holes] = 1
         out[holes] = 255
@@ -262,6 +276,39 @@ def solid_mask(alpha: np.ndarray, alpha_threshold: float, fill_holes: float) -> 
     r = max(1, int(round(0.01 * max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1))))
     inner = cv2.erode(body, _disc(r)) > 0
     out[inner] = 255
+    return out
+
+
+def seen_through(rgb: np.ndarray, body: np.ndarray, labels: np.ndarray, stats: np.ndarray,
+                 holes: np.ndarray) -> np.ndarray:
+    """Per component of ``labels`` (``cv2.connectedComponentsWithStats`` of what is not ``body``; judged
+    where ``holes``): whether it shows the set seen through a gap in the figure. Its mean colour is
+    within ``HOLE_SEEN`` of the background within 4 px of the figure, and ``HOLE_APART`` or more, and
+    twice that, from the body within 4 px of it (CIELAB, OpenCV's 8-bit scale); and it is not pale and
+    near grey (``HOLE_PALE``: an eye's white against a white sky or snow stays the body's)."""
+    import cv2
+
+    lab = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2LAB).astype(np.float32)
+    near = _disc(4)
+    outer = ~body.astype(bool) & ~holes[labels] & (labels > 0)
+    beside = outer & (cv2.dilate(body, near) > 0)
+    out = np.zeros(len(holes), bool)
+    if not beside.any():
+        return out
+    background = lab[beside].mean(axis=0)
+    h, w = body.shape
+    for k in np.nonzero(holes)[0]:
+        x, y, bw, bh = (int(v) for v in stats[k, :4])
+        x0, y0, x1, y1 = max(0, x - 5), max(0, y - 5), min(w, x + bw + 5), min(h, y + bh + 5)
+        hole = labels[y0:y1, x0:x1] == k
+        ring = (cv2.dilate(hole.astype(np.uint8), near) > 0) & (body[y0:y1, x0:x1] > 0)
+        if not ring.any():
+            continue
+        window = lab[y0:y1, x0:x1]
+        colour = window[hole].mean(axis=0)
+        seen, apart = (float(np.linalg.norm(colour - c)) for c in (background, window[ring].mean(axis=0)))
+        pale = colour[0] >= HOLE_PALE[0] and float(np.hypot(colour[1] - 128, colour[2] - 128)) < HOLE_PALE[1]
+        out[k] = seen <= HOLE_SEEN and apart >= max(HOLE_APART, 2 * seen) and not pale
     return out
 
 
@@ -326,7 +373,7 @@ def render(
         return None
     out_w, out_h = plan.size
     rgb = _crop(canvas, plan.crop, np.array(color, np.uint8))
-    m = solid_mask(_crop(mask, plan.crop, 0), alpha_threshold, fill_holes)
+    m = solid_mask(_crop(mask, plan.crop, 0), alpha_threshold, fill_holes, rgb if frame is not None else None)
     interp = cv2.INTER_AREA if out_w < rgb.shape[1] else cv2.INTER_CUBIC
     rgb = cv2.resize(rgb, (out_w, out_h), interpolation=interp)
     m = cv2.resize(m, (out_w, out_h), interpolation=cv2.INTER_LINEAR)

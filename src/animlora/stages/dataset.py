@@ -92,7 +92,9 @@ class DatasetStage(Stage):
     # 6: no outfit words for a character most of whose captions measured it bare
     # 7: what a foreign piece's cut leaves apart in the image itself goes with it (specks, remains)
     # 8: foreign pieces where the matte is unsure, and in colours cut from the track's other frames
-    version = "10"  # 10: a piece is cut along a smooth outline, with the thin rim it leaves (9: parts apart cut)
+    # 9: the parts of a mask apart from its body in another colour are cut (no piece needed)
+    # 10: a piece is cut along a smooth outline, with the thin rim it leaves
+    version = "11"  # 11: a hole in the matte that shows the set beside the figure stays open (not filled)
     upstream = ("caption", "cluster", "embed", "enhance")
 
     def settings_hash(self, settings: Any) -> str:
