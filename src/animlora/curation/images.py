@@ -242,9 +242,9 @@ HOLE_APART = 30.0  # ... and this far from the body around it (and twice as far 
 #                   through a gap (between Buck's ears, an arm and the body), not the matte's hole in the body: not
 #                   filled. The film's eyes and mouths, holes in the matte, are 22-60 from the background beside
 #                   the head; the gaps 2-17 (and some 21-40, left filled)
-HOLE_PALE = (150.0, 20.0)  # a hole this light (L*) and this near grey (a*b* chroma) is filled whatever is beside
-#                           the figure: an eye's white, teeth, a highlight (the film's eyes and mouths: L* 174-248,
-#                           chroma 7-15; the gaps opened: sky 24-29, grass 34-40, or dark)
+HOLE_PALE = (150.0, 20.0)  # a hole this light (L, 0-255) and this near grey (a*b* chroma) is filled whatever is
+#                           beside the figure: an eye's white, teeth, a highlight (the film's eyes and mouths: L
+#                           174-248, chroma 7-15; the gaps opened: sky 24-29, grass 34-40, or dark)
 
 
 def solid_mask(alpha: np.ndarray, alpha_threshold: float, fill_holes: float,
