@@ -1,6 +1,7 @@
 """Contact sheets to count images by eye: a numbered grid of thumbnails with their names.
 
     python benchmarks/contact_sheet.py PATH [-o OUT] [--thumb 160] [--cols 8] [--per-page 48] [--label name|frame]
+        [--background R,G,B]
 
 PATH may be
 - a folder of images (sheets of that folder);
@@ -12,7 +13,9 @@ PATH may be
 
 Writes ``OUT/<name>_pNN.png`` (OUT defaults to ``./sheets``); prints each sheet's path and
 how many images it shows. Every thumbnail carries its number (1-based, across pages) so a
-count by eye can name the images it counts. RGBA images are shown on grey.
+count by eye can name the images it counts. RGBA images are shown on grey; ``--background 0,90,160``
+(a blue no film set has) shows what the alpha holds: a rim left around a cut, the set filled into a
+gap, a half-transparent patch.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+GREY = (128, 128, 128)
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -31,8 +35,9 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def sheet(paths: Sequence[Path], labels: Sequence[str], out: Path, title: str = "", thumb: int = 160,
-          cols: int = 8, first: int = 1) -> Path:
-    """One grid PNG: each image fitted in ``thumb`` x ``thumb``, its number and label below."""
+          cols: int = 8, first: int = 1, background: tuple[int, int, int] = GREY) -> Path:
+    """One grid PNG: each image fitted in ``thumb`` x ``thumb`` (RGBA on ``background``), its number and
+    label below."""
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default()
@@ -51,7 +56,7 @@ def sheet(paths: Sequence[Path], labels: Sequence[str], out: Path, title: str = 
                 im.load()
                 if im.mode in ("RGBA", "LA", "P"):
                     im = im.convert("RGBA")
-                    bg = Image.new("RGBA", im.size, (128, 128, 128, 255))
+                    bg = Image.new("RGBA", im.size, (*background, 255))
                     im = Image.alpha_composite(bg, im)
                 im = im.convert("RGB")
                 im.thumbnail((thumb, thumb))
@@ -66,14 +71,15 @@ def sheet(paths: Sequence[Path], labels: Sequence[str], out: Path, title: str = 
 
 
 def pages(paths: Sequence[Path], labels: Sequence[str], out_dir: Path, name: str, thumb: int, cols: int,
-          per_page: int) -> list[tuple[Path, int]]:
+          per_page: int, background: tuple[int, int, int] = GREY) -> list[tuple[Path, int]]:
     made = []
     total = len(paths)
     n_pages = max(1, (total + per_page - 1) // per_page)
     for p in range(n_pages):
         lo, hi = p * per_page, min(total, (p + 1) * per_page)
         title = f"{name}: {total} images" + (f" (page {p + 1}/{n_pages}: #{lo + 1}-#{hi})" if n_pages > 1 else "")
-        path = sheet(paths[lo:hi], labels[lo:hi], out_dir / f"{name}_p{p + 1:02d}.png", title, thumb, cols, lo + 1)
+        path = sheet(paths[lo:hi], labels[lo:hi], out_dir / f"{name}_p{p + 1:02d}.png", title, thumb, cols, lo + 1,
+                     background)
         made.append((path, hi - lo))
     return made
 
@@ -114,6 +120,13 @@ def targets(path: Path, what: str) -> list[tuple[str, Path, bool]]:
     return [(path.name, path, False)]
 
 
+def _colour(text: str) -> tuple[int, int, int]:
+    parts = text.split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) <= 255 for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r}: give R,G,B, each 0-255 (e.g. 0,90,160)")
+    return int(parts[0]), int(parts[1]), int(parts[2])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("path", type=Path)
@@ -123,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--per-page", type=int, default=48)
     ap.add_argument("--label", choices=("name", "frame"), default="name")
     ap.add_argument("--what", choices=("all", "datasets", "clusters"), default="all")
+    ap.add_argument("--background", type=_colour, default=GREY, help="R,G,B behind RGBA images (default 128,128,128)")
     args = ap.parse_args(argv)
     if not args.path.is_dir():
         print(f"error: {args.path}: not a folder", file=sys.stderr)
@@ -137,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             images = list_images(folder)
             labels = [p.stem for p in images]
-        for sheet_path, n in pages(images, labels, args.out, name, args.thumb, args.cols, args.per_page):
+        for sheet_path, n in pages(images, labels, args.out, name, args.thumb, args.cols, args.per_page,
+                                   args.background):
             print(f"{sheet_path}  {n} images")
     return 0
 

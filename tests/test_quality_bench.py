@@ -242,6 +242,14 @@ def test_contact_sheet_pages_and_dataset_labels(tmp_path):
     with Image.open(tmp_path / "out" / "ds_p01.png") as im:
         assert im.size == (2 * 70, 2 * 94 + 18)  # 2 columns, 2 rows of 3 images, title strip
     assert sheets.dataset_items(tmp_path / "ds", "frame")[1][2] == "f20 _i0"
+    # on a chosen colour, the transparent pixels show it: a rim or a gap the alpha keeps is seen
+    assert sheets.main([str(tmp_path / "ds"), "-o", str(tmp_path / "blue"), "--thumb", "40", "--cols", "5",
+                        "--background", "0,90,160"]) == 0
+    with Image.open(tmp_path / "blue" / "ds_p01.png") as im:
+        corner = np.asarray(im.convert("RGB"))[18 + 3, 3 + (40 - 30) // 2]  # the first image's top-left pixel
+    assert tuple(corner) == (0, 90, 160)
+    with pytest.raises(SystemExit):
+        sheets.main([str(tmp_path / "ds"), "--background", "0,90"])
 
 
 def test_frame_offset_names_a_shifted_project(tmp_path):
