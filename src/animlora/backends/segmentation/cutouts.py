@@ -183,10 +183,10 @@ def largest_cutout(segmenter: Segmenter, image: np.ndarray, threshold: float, pa
     """The RGBA cut-out of the largest thing ``segmenter`` finds in one image, made as the segment
     stage makes a cut-out (the box grown by ``padding``, the matte as alpha, zero under
     ``threshold``); None when it finds nothing."""
-    found = [inst for inst in segmenter.segment(Frames.of_arrays([image])) if (inst.alpha >= threshold).any()]
-    if not found:
+    sized = [(int((inst.alpha >= threshold).sum()), inst) for inst in segmenter.segment(Frames.of_arrays([image]))]
+    area, inst = max(sized, key=lambda s: s[0], default=(0, None))
+    if not area or inst is None:
         return None
-    inst = max(found, key=lambda i: int((i.alpha >= threshold).sum()))
     box = padded_box(inst.bbox, padding, image.shape[0], image.shape[1])
     return rgba_cutout(image, crop_alpha(inst, box, threshold), box)
 
