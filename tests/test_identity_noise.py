@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from animlora.identity.clustering import NOISE
-from animlora.identity.constraints import attach_by_margin, attach_noise, drop_nearer_elsewhere
+from animlora.identity.constraints import (
+    attach_by_margin,
+    attach_by_name,
+    attach_noise,
+    drop_nearer_elsewhere,
+)
 from animlora.identity.geometry import build_constraints
 
 D = 12
@@ -96,6 +101,27 @@ def test_join_by_tracks_needs_one_close_pair_of_tracks_and_no_cannot_link():
     frames[7] = frames[0]  # a member of cluster 1 shares a frame with one of cluster 0: two characters
     out, joins = join_by_tracks(x, labels, tracks, build_constraints(frames, tracks), 0.99)
     assert joins == [] and (out == labels).all()
+
+
+def test_a_noise_track_between_two_clusters_of_one_name_joins_that_name():
+    """One character split by light into two clusters (the film's Buck): a noise track about as near
+    both is ambiguous to the margin rule; once both took one name it is that character's, and joins
+    the name's first cluster. Names of one cluster each change nothing, another name's clusters make
+    this track no less ambiguous, and noise the stage chose (``skip``) stays noise."""
+    x, labels, tracks = _scene()
+    t = np.asarray(tracks)
+    links = build_constraints([f"f{i}" for i in range(len(x))], tracks)
+    assert (attach_by_margin(x, labels, tracks, links, 1.4)[0][t == "between"] == NOISE).all()  # the premise
+    out, info = attach_by_name(x, labels, {0: "a", 1: "b", 2: "x", 3: "x"}, tracks, links, 1.4)
+    assert (out[t == "between"] == 2).all()
+    assert (out[labels != NOISE] == labels[labels != NOISE]).all()  # clusters keep their members and labels
+    assert (out[t == "far"] == NOISE).all() and info["rounds"] >= 1
+    same, info = attach_by_name(x, labels, {0: "a", 1: "b", 2: "x", 3: "y"}, tracks, links, 1.4)
+    assert info is None and (same == labels).all()
+    other, _ = attach_by_name(x, labels, {0: "a", 1: "a", 2: "x", 3: "y"}, tracks, links, 1.4)
+    assert (other[t == "between"] == NOISE).all()
+    skip = t == "between"
+    assert (attach_by_name(x, labels, {2: "x", 3: "x"}, tracks, links, 1.4, skip=skip)[0][skip] == NOISE).all()
 
 
 def _turn(v: np.ndarray, towards: np.ndarray, degrees: float) -> np.ndarray:

@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -458,6 +458,34 @@ def attach_by_margin(
         if not joined:
             break
     return out, info
+
+
+def attach_by_name(
+    x: np.ndarray,
+    labels: np.ndarray,
+    names: Mapping[int, str],
+    track_ids: Sequence[str | None],
+    constraints: Constraints,
+    margin: float,
+    rounds: int = 1,
+    skip: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict | None]:
+    """:func:`attach_by_margin` once more, with the clusters that took one name (``names``: cluster
+    label -> name) as one cluster: a noise track about as near two clusters of one name is that
+    character's, not a view between two characters. The film's Buck, split by light into several
+    clusters, leaves his views under a light between two of them in the noise, ambiguous to the
+    margin rule. The tracks that join take the name's first cluster (they share its folder);
+    the rest of the labels are as given. Only where a name holds two or more clusters (else
+    ``labels`` and None). Returns (labels, the margin rule's report)."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for label, name in names.items():
+        groups[name].append(int(label))
+    first = {label: min(group) for group in groups.values() if len(group) > 1 for label in group}
+    if not first:
+        return labels, None
+    as_one = np.array([first.get(int(v), int(v)) for v in labels], labels.dtype)
+    as_one, info = attach_by_margin(x, as_one, track_ids, constraints, margin, rounds, skip)
+    return np.where(labels == NOISE, as_one, labels), info
 
 
 def drop_nearer_elsewhere(

@@ -15,7 +15,8 @@
    nearest track is one cluster's, every other cluster clearly farther, joins it
    (``cluster.attach_margin``, ``attach_rounds``); last, a second look at the noise: a small,
    tight group seen in several shots and apart from every cluster becomes one (``cluster.second_look``);
-4. names from ``characters/*.yaml`` references; negative references send clusters to noise;
+4. names from ``characters/*.yaml`` references; negative references send clusters to noise; a
+   noise track about as near two clusters of one name (one character split by light) joins them;
 5. outputs: ``character_<n>/`` (or the name), ``noise/``, ``cluster_report.json``,
    ``cluster_visualization.png``, ``contact_sheets/<folder>.jpg``;
 6. catalog: ``clusters``, ``cluster_assignments`` (the base clustering),
@@ -43,6 +44,7 @@ from animlora.identity.clustering import NOISE, ClusterParams, cluster_embedding
 from animlora.identity.constraints import (
     apply_must_link,
     attach_by_margin,
+    attach_by_name,
     attach_noise,
     drop_nearer_elsewhere,
     join_by_tracks,
@@ -129,9 +131,10 @@ def _reference_cutter(settings: Any) -> Callable[[np.ndarray], np.ndarray | None
     return cut
 
 
-# how reference pictures are compared (part of the naming's fingerprint where references exist)
+# how reference pictures are compared and what names do (part of the naming's fingerprint where
+# references exist)
 REFERENCE_RULE = ("pictures: no transparency, or a solid rectangle in transparent margins",
-                  "cut out by the segment backend")
+                  "cut out by the segment backend; noise between the clusters of one name attached")
 
 
 def _references_fingerprint(folders: list[Path], project_root: Path | None) -> list[tuple[str, str]]:
@@ -281,6 +284,7 @@ class ClusterStage(Stage):
                 labels, constraints["still_after_second_look"] = join_still(xc, labels, is_still, tracks,
                                                                             only=new)
         # 3f. a part of a track its own cluster does not explain (nearer another's centre) goes to noise
+        clustered = labels != NOISE  # before 3f: what 3f and a negative name send to noise stays there (4b)
         if s.track_aware:
             labels, constraints["nearer_elsewhere"] = drop_nearer_elsewhere(x, labels, tracks, s.elsewhere_share,
                                                                             frames, boxes)
@@ -301,6 +305,12 @@ class ClusterStage(Stage):
             labels = relabel_by_size(labels)
             matched = {k: v for k, v in match_clusters(_centroids(raw, labels), ref_vectors, s.name_similarity).items()
                        if not v.negative}
+            # 4b. a noise track between clusters of one name is that character's; the noise the steps
+            # above chose (still tracks, parts dropped in 3f, a negative name's clusters) stays noise
+            if s.track_aware:
+                labels, constraints["named_attached"] = attach_by_name(
+                    xc, labels, {k: v.name for k, v in matched.items()}, tracks, links, s.attach_margin,
+                    s.attach_rounds, skip=is_still | clustered)
         else:
             labels = relabel_by_size(labels)
         unnamed = 0  # unnamed clusters are numbered on their own, largest first
