@@ -169,7 +169,8 @@ def print_ending(summary: dict[str, Any], console: Any) -> None:
         console.print("  (one character may be in several folders, split by light: in `animlora review`, 'Same "
                       "character?' above the overview offers the folder pairs most alike, a click to merge; or "
                       "name the characters, characters/<name>.yaml with two or three screenshots each: the "
-                      "clusters that take one name share its folder)", highlight=False)
+                      "clusters that take one name share its folder, with the views left between them)",
+                      highlight=False)
     for line in summary["lines"]:
         console.print(f"[yellow]![/] {escape(line)}", highlight=False, soft_wrap=True)  # "animlora[models]"
     if summary.get("report"):
