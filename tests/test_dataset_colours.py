@@ -95,6 +95,28 @@ def test_a_member_in_colours_its_cluster_never_shows_is_left_out_whoever_has_the
     assert foreign_colours(_bins(images)) == {}
 
 
+def test_a_light_that_only_one_of_a_names_clusters_shows_is_that_characters_own() -> None:
+    # the film named: Buck's clusters (one light set-up each) share his name and folder; the purple-lit
+    # one (9 of ~150) showed colours his other images lack and the bird's and the butterfly's have, so
+    # 7 whole Bucks of it went as "another character in this mask" (none did while it was a folder of
+    # its own). Judged by its own cluster too, they stay; a butterfly on a day-lit Buck still goes
+    images = _cast()
+    for k in range(6, 40):
+        images[f"buck_{k}"] = ("buck", blob(WHITE, 96 + k, shade=25 * (k % 3), seed=k))
+    for k in range(5):
+        images[f"dusk_{k}"] = ("buck", blob(MAGENTA, 100 + 6 * k, shade=20 * (k % 2), seed=60 + k))
+    images["buck_fly"] = ("buck", with_piece(blob(WHITE, 120, seed=70), MAGENTA, 24))
+    groups = {iid: "c_dusk" if iid.startswith("dusk") else "c_day" for iid, (who, _) in images.items() if who == "buck"}
+    before = foreign_colours(_bins(images))  # one cluster of 46: magenta in 5 of the others
+    assert sorted(before) == ["buck_fly", *(f"dusk_{k}" for k in range(5))]
+    assert all("buck's other images lack and butterfly's have" in why for why in before.values())
+    assert list(foreign_colours(_bins(images), groups=groups)) == ["buck_fly"]
+    # a light cluster too small for a colour model of its own (COLOUR_MEMBERS) is judged by the name's
+    small = {i: g for i, g in groups.items() if i not in ("dusk_3", "dusk_4")}
+    fewer = {i: v for i, v in images.items() if i not in ("dusk_3", "dusk_4")}
+    assert sorted(foreign_colours(_bins(fewer), groups=small)) == ["buck_fly", "dusk_0", "dusk_1", "dusk_2"]
+
+
 def test_a_member_in_colours_no_other_frame_of_its_track_shows_is_left_out() -> None:
     # the film's shot 90: the tracker passed a trap's track on to Buck, and the trap's frame went with
     # Buck's images (0.24 of its mask in colours no other frame of the track shows); f7338: Rinky in

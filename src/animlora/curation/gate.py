@@ -595,6 +595,12 @@ COLOUR_PIECE = 0.04  # the largest connected piece of such pixels, as a share of
 #                      0.04-0.28 and seeds' 0.04-0.35 with no clean member flagged; 0.03 flags clean
 #                      seed 3 foxes at night at 0.030-0.038)
 COLOUR_MEMBERS = 5  # a cluster with fewer readable members has no colour model: neither judged nor judge
+# a member with this share of its mask in colours its (named) character's other images lack is in another
+# light, judged by its own light's cluster too (the film's purple-lit Buck 0.61-0.88 of the mask; a bush or
+# a boy fused to seed 6's fox, in a cluster of such masks, 0.10-0.30)
+COLOUR_LIGHT = 0.5
+# a colour in this share of the other members of one of a named character's clusters is its own (a light set-up's)
+COLOUR_LIGHT = 0.5
 COLOUR_RARE = 0.05  # a colour in fewer than this share of the cluster's other members: one they (nearly) never show
 COLOUR_STRANGER = 0.15  # a member with this share of its mask in such colours, in any number of pieces and
 #                         whoever else has them, is not that character (the film: a bush, 0.24, in green-lit
@@ -642,6 +648,37 @@ def _outside_cut(mask: np.ndarray, cut: Mapping[str, np.ndarray] | None, instanc
     return mask & ~cut[instance_id] if cut and instance_id in cut else mask
 
 
+def _own_support(items: Sequence[tuple[Any, ...]], groups: Mapping[str, str] | None) -> list[np.ndarray]:
+    """Per member of one cluster (``items``: (instance id, mask, bins, ..., ``present``: which colour
+    bins its mask shows), in order), the share of the cluster's other members that show each colour
+    bin. A character named or merged from several clusters (one light set-up each: Buck under the
+    purple dusk sky) has images whose colours the rest lack *throughout*, not in a piece; so for a
+    member with ``COLOUR_LIGHT`` of its mask in colours under ``COLOUR_OWN`` of the others, where its
+    own cluster of the base clustering (``groups``: instance id -> cluster id) holds ``COLOUR_MEMBERS``
+    members of this one or more, the larger of that share and the share among those members counts.
+    A piece of something else on a member in the character's usual colours (a bush, a butterfly)
+    is judged against the whole character, whatever else its cluster holds."""
+    presents = [item[-1] for item in items]
+    n = len(presents)
+    total = np.sum(presents, axis=0, dtype=np.float64)
+    out = [(total - present) / (n - 1) for present in presents]
+    by_group: dict[str, list[int]] = {}
+    for k, item in enumerate(items):
+        if groups and (group := groups.get(item[0])) is not None:
+            by_group.setdefault(group, []).append(k)
+    if len(by_group) < 2:
+        return out
+    for rows in by_group.values():
+        if len(rows) < COLOUR_MEMBERS:
+            continue
+        group_total = np.sum([presents[k] for k in rows], axis=0, dtype=np.float64)
+        for k in rows:
+            mask, bins = items[k][1], items[k][2]
+            if float(np.mean(out[k][bins[mask]] < COLOUR_OWN)) >= COLOUR_LIGHT:
+                out[k] = np.maximum(out[k], (group_total - presents[k]) / (len(rows) - 1))
+    return out
+
+
 def _unless_many(strangers: dict[str, str], n: int, share: float = COLOUR_STRANGERS) -> dict[str, str]:
     """``strangers`` when they are at most ``share`` of the ``n`` judged together (or one), else none:
     a cluster or track whose members differ throughout has no colours of its own."""
@@ -649,7 +686,8 @@ def _unless_many(strangers: dict[str, str], n: int, share: float = COLOUR_STRANG
 
 
 def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarray]]],
-                    scenery: Iterable[str] = (), cut: Mapping[str, np.ndarray] | None = None) -> dict[str, str]:
+                    scenery: Iterable[str] = (), cut: Mapping[str, np.ndarray] | None = None,
+                    groups: Mapping[str, str] | None = None) -> dict[str, str]:
     """Members with a piece in another cluster's colours, as instance id -> ``not_one_character:
     colours (evidence)``. ``members``: (instance id, cluster, :func:`colour_bins` of its cut-out);
     ``scenery``: clusters taken for scenery (``not_character:*``), whose colours count as another
@@ -667,7 +705,8 @@ def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarr
     ``COLOUR_RARE``, whoever else has them: it is not its cluster's character (a bush, a rock the colour
     descriptor put with a character), provided such members are at most ``COLOUR_STRANGERS`` of the
     cluster or one. ``cut``: instance id -> the pieces :func:`foreign_pieces` cuts from its alpha (at
-    :func:`colour_bins`' size), not counted there."""
+    :func:`colour_bins`' size), not counted there. ``groups``: the clusters of the base clustering that
+    a named or merged cluster joins (:func:`_own_support`)."""
     import cv2
 
     size = int(np.prod(COLOUR_BINS))
@@ -683,13 +722,14 @@ def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarr
     support = {c: total / len(by_char[c]) for c, total in counts.items()}
     out: dict[str, str] = {}
     set_like = set(scenery)
-    for character, total in sorted(counts.items()):
+    for character in sorted(counts):
         if character in set_like:
             continue
         n = len(by_char[character])
         strangers: dict[str, str] = {}
-        for instance_id, mask, bins, area, present in by_char[character]:
-            others = ((total - present) / (n - 1))[bins]
+        for (instance_id, mask, bins, area, _), own in zip(by_char[character],
+                                                         _own_support(by_char[character], groups), strict=True):
+            others = own[bins]
             foreign = (others < COLOUR_OWN) & mask
             if not foreign.any():
                 continue
@@ -867,7 +907,8 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
                    others: Iterable[tuple[str, tuple[np.ndarray, np.ndarray]]] = (),
                    scenery: Iterable[str] = (), together: Collection[frozenset[str]] = (),
                    unsure: Mapping[str, np.ndarray] | None = None,
-                   tracks: Mapping[str, str | None] | None = None) -> dict[str, dict[str, Any]]:
+                   tracks: Mapping[str, str | None] | None = None,
+                   groups: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """Pieces of members' masks that are another object, as instance id -> {"mask": bool array at
     :func:`colour_bins`' size (every piece of the member), "share": of the mask, "why": evidence}.
 
@@ -889,7 +930,8 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
     cluster's other members, the large piece's tests otherwise, a blob, and its witnesses on
     ``CUT_WITNESSES`` tracks. With ``tracks``, a piece in the colours that the cuts of its track's other
     frames took is cut too (:func:`_track_pieces`). The parts the cut leaves apart from the body go
-    with it (:func:`left_apart`)."""
+    with it (:func:`left_apart`). ``groups``: as in :func:`foreign_colours` (a colour one of a named
+    character's light clusters shows throughout is its own)."""
     size = int(np.prod(COLOUR_BINS))
     seen: list[tuple[str, str, np.ndarray]] = []  # (instance id, cluster or "", share of each bin in the mask)
     by_char: dict[str, list[tuple[str, np.ndarray, np.ndarray, int, np.ndarray]]] = {}
@@ -916,11 +958,10 @@ def foreign_pieces(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarra
     for character, items in sorted(by_char.items()):
         if character in set_like or len(items) < COLOUR_MEMBERS:
             continue
-        total = np.sum([p for *_, p in items], axis=0, dtype=np.float64)
         outside_cluster = owners != character
         beside = [c for c in sorted(support) if c != character and frozenset((character, c)) in together]
-        for instance_id, mask, bins, area, present in items:
-            own = ((total - present) / (len(items) - 1))[bins]
+        for (instance_id, mask, bins, area, _), support_own in zip(items, _own_support(items, groups), strict=True):
+            own = support_own[bins]
             outside = _outline(mask)
             cut, notes = np.zeros_like(mask), []
             for piece, share, apart in _held_pieces((own < CUT_OWN) & mask, (CUT_SHARE, CUT_MAX), mask, bins, outside):

@@ -94,7 +94,8 @@ class DatasetStage(Stage):
     # 8: foreign pieces where the matte is unsure, and in colours cut from the track's other frames
     # 9: the parts of a mask apart from its body in another colour are cut (no piece needed)
     # 10: a piece is cut along a smooth outline, with the thin rim it leaves
-    version = "11"  # 11: a hole in the matte that shows the set beside the figure stays open (not filled)
+    # 11: a hole in the matte that shows the set beside the figure stays open (not filled)
+    version = "12"  # 12: a character's colours: also those of its own light's cluster, where a name joins several
     upstream = ("caption", "cluster", "embed", "enhance")
 
     def settings_hash(self, settings: Any) -> str:
@@ -272,12 +273,16 @@ class DatasetStage(Stage):
         from animlora.curation.images import pack_piece
         from animlora.curation.sources import noise_members
         from animlora.identity.light import cache_file, project_plates, shot_gains
+        from animlora.records.cluster import assignments
         from animlora.records.embed import shot_light_gains
         from animlora.workspace import STATE_DIR
 
         gains = shot_light_gains(root) or shot_gains(project_plates(catalog, root), cache_file(root / STATE_DIR))
         noise = noise_members(catalog, root)
-        rules = (self.version, gate.COLOUR_SIDE, gate.COLOUR_BINS, gate.COLOUR_PRESENT, gate.COLOUR_OWN,
+        # the base clustering's clusters, which a name or a review merge joins (one light set-up each)
+        base = assignments(catalog)
+        groups = {m.instance_id: base[m.instance_id] for m in members if m.instance_id in base}
+        rules = (self.version, gate.COLOUR_SIDE, gate.COLOUR_BINS, gate.COLOUR_PRESENT, gate.COLOUR_OWN, gate.COLOUR_LIGHT,
                  gate.COLOUR_THEIRS, gate.COLOUR_PIECE, gate.COLOUR_MEMBERS, gate.COLOUR_RARE,
                  gate.COLOUR_STRANGER, gate.COLOUR_STRANGERS, gate.TRACK_STRANGER, gate.TRACK_MATES,
                  gate.TRACK_STRANGERS)
@@ -287,8 +292,8 @@ class DatasetStage(Stage):
                       gate.CUT_LEFT_LARGE, gate.CUT_SMALL, gate.CUT_UNSURE, gate.CUT_UNSURE_OWN, gate.CUT_CORE,
                       gate.CUT_TRACK, alpha_threshold)
         key = digest(rules, colours, cut, sorted(scenery), sorted(
-            (m.instance_id, m.character, m.track_id, portable(m.image_path, root), stat_key(m.image_path),
-             list(gains.get(m.shot_id or "") or [])) for m in members + noise if m.image_path))
+            (m.instance_id, m.character, groups.get(m.instance_id, ""), m.track_id, portable(m.image_path, root),
+             stat_key(m.image_path), list(gains.get(m.shot_id or "") or [])) for m in members + noise if m.image_path))
         path = root / STATE_DIR / "cache" / "foreign_colours.json"
         try:
             kept = json.loads(path.read_text(encoding="utf-8"))
@@ -307,11 +312,11 @@ class DatasetStage(Stage):
         together = {frozenset((a, b)) for seen in frames.values() for a in seen for b in seen if a != b}
         track = {m.instance_id: m.track_id for m in members + noise}
         cuts = gate.foreign_pieces(judged, ((i, c) for i, _, c in witnesses), scenery, together, unsure,
-                                   track) if cut else {}
+                                   track, groups) if cut else {}
         cut_masks = {k: v["mask"] for k, v in cuts.items()}
         found = gate.off_track_colours([(i, track[i], c) for i, _, c in judged],
                                        [(i, track[i], c) for i, _, c in witnesses], cut_masks) if colours else {}
-        found |= gate.foreign_colours(judged, scenery, cut_masks) if colours else {}
+        found |= gate.foreign_colours(judged, scenery, cut_masks, groups) if colours else {}
         pieces = {k: {"bits": pack_piece(v["mask"]), "share": v["share"], "why": v["why"]} for k, v in cuts.items()}
         atomic_write_json(path, {"key": key, "left_out": found, "pieces": pieces})
         return found, pieces
