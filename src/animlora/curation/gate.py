@@ -599,8 +599,6 @@ COLOUR_MEMBERS = 5  # a cluster with fewer readable members has no colour model:
 # light, judged by its own light's cluster too (the film's purple-lit Buck 0.61-0.88 of the mask; a bush or
 # a boy fused to seed 6's fox, in a cluster of such masks, 0.10-0.30)
 COLOUR_LIGHT = 0.5
-# a colour in this share of the other members of one of a named character's clusters is its own (a light set-up's)
-COLOUR_LIGHT = 0.5
 COLOUR_RARE = 0.05  # a colour in fewer than this share of the cluster's other members: one they (nearly) never show
 COLOUR_STRANGER = 0.15  # a member with this share of its mask in such colours, in any number of pieces and
 #                         whoever else has them, is not that character (the film: a bush, 0.24, in green-lit
