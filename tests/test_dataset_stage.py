@@ -401,9 +401,15 @@ def test_the_run_ends_with_a_table_per_character(built):
     print_ending(summary, console)
     text = console.export_text()
     assert "3 in no character" in text and "Suggest from noise" in text
-    # two datasets or more: they may be one character, and the review says which look alike
+    # named folders (luca, guido) are the user's word on who is who: no hint to merge or name them
+    assert summary["unnamed"] == 0 and "Same character?" not in text
+    # two numbered folders or more: they may be one character, and the review says which look alike
+    summary["unnamed"] = 2
+    console = Console(record=True, width=160)
+    print_ending(summary, console)
+    text = console.export_text()
     assert "'Same character?'" in text and "characters/<name>.yaml" in text
-    summary["usable"] = 1
+    summary["unnamed"] = 1
     console = Console(record=True, width=160)
     print_ending(summary, console)
     assert "Same character?" not in console.export_text()

@@ -107,7 +107,12 @@ def ending(results_path: Path) -> dict[str, Any] | None:
         counts = _listed(loose, lambda r: r["left_out"][LOOSE_OUTLINE])
         lines.append(f"left out as not whole (the matte stopped inside the character or ran on into the set; "
                      f"{LOOSE_OUTLINE}): {counts} (dataset.max_loose_outline: 1 keeps them)")
-    return {"characters": rows, "usable": len(usable), "min_size": min_size or None, "upstream": report.get("upstream", {}), "lines": lines,
+    from animlora.curation.gate import trusted
+
+    # folders the cluster stage numbered (character_0, ...): no one has said yet which are one character
+    unnamed = sum(not trusted(r["character"]) for r in usable)
+    return {"characters": rows, "usable": len(usable), "unnamed": unnamed, "min_size": min_size or None,
+            "upstream": report.get("upstream", {}), "lines": lines,
             "report": str(results_path.parent / report["report"]["html"]) if report.get("report") else None}
 
 
@@ -165,7 +170,7 @@ def print_ending(summary: dict[str, Any], console: Any) -> None:
         if up.get("in_no_character"):
             console.print("  (those in no character: `animlora review`, then 'Suggest from noise' on a character "
                           "offers the ones nearest it, a track at a time)", highlight=False)
-    if summary.get("usable", 0) >= 2:
+    if summary.get("unnamed", 0) >= 2:  # named folders are the user's word on who is who
         console.print("  (one character may be in several folders, split by light: in `animlora review`, 'Same "
                       "character?' above the overview offers the folder pairs most alike, a click to merge; or "
                       "name the characters, characters/<name>.yaml with two or three screenshots each: the "
