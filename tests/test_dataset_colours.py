@@ -234,3 +234,32 @@ def test_the_colour_check_is_kept_until_a_cut_out_or_a_cluster_changes(tmp_path,
     paint(tmp_path, {group: rows[group]}, lambda row: WHITE)  # the piece painted out
     run_stages(tmp_path, ["dataset"], settings)
     assert len(judged) == 14 and left_out() == []
+
+
+def test_a_named_characters_light_keeps_its_images_in_the_dataset(tmp_path) -> None:
+    """The stage end to end: a name joining two clusters of the base clustering (``cluster_assignments``),
+    one of them lit magenta like the butterfly: its images are written, as they were while that light
+    was a folder of its own; judged against the whole name they went as another character's colours."""
+    from animlora.catalog import Catalog
+
+    rows = make_project(tmp_path, {"buck": 30, "butterfly": 6}, shots=6)
+    bucks = sorted(iid for iid, row in rows.items() if row["track_id"].endswith("_0"))
+    dusk = sorted(iid for iid in bucks if rows[iid]["shot_id"] == "v1_s5")  # one shot's light: 5 frames
+    paint(tmp_path, rows, lambda row: MAGENTA if row["id"] in dusk or row["track_id"].endswith("_1") else WHITE)
+    settings = {"dataset": {"target_size": 40, "small_size": 4, "resolution": 512, "min_bucket": 128,
+                            "max_bucket": 1024, "min_size": 4}}
+
+    def left_out() -> list[str]:
+        meta = json.loads((tmp_path / "training_data" / "buck" / "metadata.json").read_text())
+        return sorted(s["instance"] for s in meta["skipped"] if s["code"] == COLOUR_REASON)
+
+    run_stages(tmp_path, ["dataset"], settings)  # no base clustering recorded: one cluster of 30
+    assert left_out() == dusk
+    cat = Catalog(tmp_path / "catalog.sqlite")
+    cat.upsert("cluster_assignments", [{"instance_id": iid, "cluster_id": "c_dusk" if iid in dusk else "c_day",
+                                        "distance": 0.1} for iid in bucks])
+    cat.close()
+    run_stages(tmp_path, ["dataset"], settings, force=True)  # (the cluster stage's run would redo it)
+    assert left_out() == []
+    written = {p.stem for p in (tmp_path / "training_data" / "buck" / "images").glob("*.png")}
+    assert set(dusk) <= written
