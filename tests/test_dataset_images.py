@@ -114,10 +114,12 @@ def test_alpha_is_solid_on_the_body_with_a_soft_edge():
     assert partial > 0.5 * (a.shape[0] + a.shape[1])  # the soft edge is kept, not thresholded away
 
 
-def _figure_with_holes(ground: np.ndarray, skin: tuple[int, int, int]):
+def _figure_with_holes(ground: np.ndarray, skin: tuple[int, int, int], unsure: int = 0):
     """A figure (an ellipse in ``skin``) drawn on ``ground`` with three holes in its matte: a gap between
     its legs that shows the ground, a spot the matte missed on its belly (the frame shows its skin
-    there) and an eye whose white the matte missed. (frame, RGBA cut-out, bbox, the holes' centres)."""
+    there) and an eye whose white the matte missed. ``unsure``: the matte's alpha over the gap and the
+    belly's spot (0: holes; between the dataset's threshold and half: the matte unsure of them).
+    (frame, RGBA cut-out, bbox, the holes' centres)."""
     import cv2
 
     frame = ground.copy()
@@ -131,7 +133,8 @@ def _figure_with_holes(ground: np.ndarray, skin: tuple[int, int, int]):
     cv2.circle(eye, (300, 230), 6, 1, -1)
     frame[eye > 0] = (250, 250, 248)
     alpha = figure * 255
-    alpha[265:275, 330:340] = 0  # the matte's miss on the belly
+    alpha[gap > 0] = unsure
+    alpha[265:275, 330:340] = unsure  # the matte's miss on the belly
     alpha[eye > 0] = 0  # and on the eye's white
     x, y, w, h = cv2.boundingRect(figure)
     cut = np.dstack([frame, alpha])[y:y + h, x:x + w].copy()
@@ -153,6 +156,22 @@ def test_a_gap_that_shows_the_set_stays_open_and_holes_in_the_body_are_filled():
         alpha = {k: int(a[int((y - cy) * s), int((x - cx) * s)]) for k, (x, y) in at.items()}
         assert alpha["belly"] == 255 and alpha["eye"] == 255
         assert alpha["gap"] == (0 if opened else 255)  # snow behind: pale and grey like an eye, filled
+
+
+def test_a_gap_the_matte_was_unsure_of_that_shows_the_set_is_open_too():
+    """Film f3622, f4422, f4450: the grass seen between Rinky's arm and body, half-transparent in the
+    matte (alpha 0.3-0.5), was made solid with the body around it (a green patch on her chest in the
+    dataset's alpha). An unsure gap in the background's colour, far from the body's, is opened as a hole
+    would be; an unsure spot in the body's colour is made solid, and on snow the gap is too."""
+    for ground, opened in ((outdoor_frame(), True), (np.full((360, 640, 3), 245, np.uint8), False)):
+        frame, cut, bbox, at = _figure_with_holes(ground, (150, 100, 70), unsure=90)
+        out = render(cut, frame, bbox, **kwargs(min_side=64))
+        a = out.image[..., 3]
+        cx, cy = out.info["crop"][:2]
+        s = out.info["scale"]
+        alpha = {k: int(a[int((y - cy) * s), int((x - cx) * s)]) for k, (x, y) in at.items()}
+        assert alpha["belly"] == 255 and alpha["eye"] == 255
+        assert alpha["gap"] == (0 if opened else 255)
 
 
 def _body(cy: int = 180) -> tuple[np.ndarray, np.ndarray]:

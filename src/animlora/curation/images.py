@@ -260,10 +260,26 @@ def solid_mask(alpha: np.ndarray, alpha_threshold: float, fill_holes: float,
     if area == 0:
         return alpha
     out = alpha.copy()
+    h, w = body.shape
+    if fill_holes > 0 and rgb is not None:
+        # gaps the matte was unsure of (half-transparent, enclosed by the sure body) that show the set
+        # are the set, as an open hole would be: transparent, not made solid below
+        sure = (alpha >= 128).astype(np.uint8)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(1 - sure, connectivity=4)
+        x, y, bw, bh, size = (stats[:, i] for i in range(5))
+        unsure = np.bincount(labels[(alpha > int(alpha_threshold * 255)) & (sure == 0)], minlength=n) > 0
+        gaps = unsure & (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & (size <= fill_holes * area)
+        gaps[0] = False
+        if gaps.any():
+            opened = gaps & seen_through(rgb, sure, labels, stats, gaps, body)
+            if opened.any():
+                gap = opened[labels]
+                body[gap] = 0
+                out[gap] = 0
+                area = int(body.sum())
     if fill_holes > 0:
         # holes: background components that do not touch the crop's border
         n, labels, stats, _ = cv2.connectedComponentsWithStats(1 - body, connectivity=4)
-        h, w = body.shape
         x, y, bw, bh, size = (stats[:, i] for i in range(5))
         inside = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & (size <= fill_holes * area)
         inside[0] = False  # label 0 is the body itself
@@ -280,7 +296,7 @@ def solid_mask(alpha: np.ndarray, alpha_threshold: float, fill_holes: float,
 
 
 def seen_through(rgb: np.ndarray, body: np.ndarray, labels: np.ndarray, stats: np.ndarray,
-                 holes: np.ndarray) -> np.ndarray:
+                 holes: np.ndarray, figure: np.ndarray | None = None) -> np.ndarray:
     """Per component of ``labels`` (``cv2.connectedComponentsWithStats`` of what is not ``body``; judged
     where ``holes``): whether it shows the set seen through a gap in the figure. Its mean colour is
     within ``HOLE_SEEN`` of the background within 4 px of the figure, and ``HOLE_APART`` or more, and
@@ -290,8 +306,13 @@ def seen_through(rgb: np.ndarray, body: np.ndarray, labels: np.ndarray, stats: n
 
     lab = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2LAB).astype(np.float32)
     near = _disc(4)
-    outer = ~body.astype(bool) & ~holes[labels] & (labels > 0)
-    beside = outer & (cv2.dilate(body, near) > 0)
+    if figure is None:
+        outer = ~body.astype(bool) & ~holes[labels] & (labels > 0)
+        beside = outer & (cv2.dilate(body, near) > 0)
+    else:  # the background around ``figure`` (the body with its soft rim), beside it
+        _, parts = cv2.connectedComponents(1 - figure, connectivity=4)
+        around = np.unique(np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]]))
+        beside = np.isin(parts, around[around > 0]) & (cv2.dilate(figure, near) > 0)
     out = np.zeros(len(holes), bool)
     if not beside.any():
         return out
