@@ -62,6 +62,14 @@ FUSED_REACH = 0.15  # ... and still pixels this far from the changing ones (x sq
 FUSED_STILL_MAX = 0.97  # a still instance (static >= STATIC_FRACTION) under this is tried too
 FUSED_SOLIDITY = 0.5  # ... and its pieces need only this solidity
 FUSED_SET_LIKE = 0.5  # a piece is cut when its colours are this much more the set's than the character's
+# a still instance (static >= FUSED_STILL_MAX) is cut by colour alone (fused_by_colour): its pixels in colours
+# under this share of the frame's scenery seed the character (seed 6: the bunny before a conical tree, the blue
+# boy before a round one, idle through their shots) ...
+COLOUR_ABSENT = 1e-3
+FUSED_OWN = 0.1  # ... when they are this share of the mask; a piece the cut removes goes when it is this far in
+FUSED_APART = 25.0  # a*b* from the rest (OpenCV's 8-bit Lab; seed 6's trees off the bunny and the boy: 31-43) ...
+FUSED_BEYOND = 0.05  # ... reaches this share of the body's size past the body's box (a crown above its head) ...
+FUSED_ONE_BODY = 0.1  # ... and leaves one body: no second part this share of the largest (a shirt in the set's colour)
 STILL_PART_RATIO = 0.6  # two still parts of one blob go back together when one is this much smaller
 FAR_PARTNERS = 2  # frames beyond the neighbours that may show a fused prop on its own
 FAR_FREE = True  # far frames showing a place as plain set (1 vote each; a prop 2) count too
@@ -430,6 +438,18 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
             # a still instance with some motion in it (an idle character fused with the tree
             # behind it) is tried for a fused set only
             idle = k in props and fraction[k] is not None and fraction[k] < FUSED_STILL_MAX
+            if k in props and not idle and statics[i] is not None:
+                # still through and through: no motion tells the character from the set fused to it
+                pieces = _by_colour(inst, smalls[k], views[i], free[i] | (prop_masks[i] & ~smalls[k]), settings)
+                for piece, is_prop in pieces:
+                    out.append(piece)
+                    if piece is inst:
+                        notes.append({"static": fraction[k], "prop": True})
+                    else:
+                        still = _static_fraction(_small_mask(piece, views[i]), statics[i])
+                        notes.append({"static": 1.0 if is_prop else still, "prop": is_prop or (
+                            still is not None and still >= STATIC_FRACTION), "cut_from_prop": not is_prop})
+                continue
             if (k in props and not idle) or set_here is None:
                 out.append(inst)
                 notes.append({"static": fraction[k], "prop": k in props})
@@ -695,25 +715,9 @@ def fused_set(mask: np.ndarray, static: tuple[np.ndarray, np.ndarray], view: _Vi
     far_still = mask & known & still & far
     if far_still.sum() < CUT_FRACTION * area:
         return empty
-    ys, xs = np.nonzero(mask)
-    h, w = mask.shape
-    margin = max(4, int(0.1 * np.sqrt(area)))
-    y0, y1 = max(0, ys.min() - margin), min(h, ys.max() + margin + 1)
-    x0, x1 = max(0, xs.min() - margin), min(w, xs.max() + margin + 1)
-    roi = (slice(y0, y1), slice(x0, x1))
-    labels = np.full((y1 - y0, x1 - x0), cv2.GC_BGD, np.uint8)
-    labels[mask[roi]] = cv2.GC_PR_FGD
-    labels[far_still[roi]] = cv2.GC_PR_BGD
-    labels[moving[roi]] = cv2.GC_FGD
-    image = np.ascontiguousarray(np.clip(view.lab[roi], 0, 255).astype(np.uint8))
-    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    cv2.setRNGSeed(0)  # GrabCut's GMMs start from k-means: the same cut on every run
-    try:
-        cv2.grabCut(image, labels, None, bgd, fgd, 3, cv2.GC_INIT_WITH_MASK)
-    except cv2.error:
+    removed = _graph_cut(view, mask, ((far_still, cv2.GC_PR_BGD), (moving, cv2.GC_FGD)), cv2.GC_PR_FGD, 3)
+    if removed is None:
         return empty
-    removed = np.zeros_like(mask)
-    removed[roi] = (labels == cv2.GC_BGD) | (labels == cv2.GC_PR_BGD)
     removed |= far_still  # GrabCut keeps a dark tree that shares a colour with a dark cap
     removed &= mask & still & known
     # colour check: each piece, set-coloured rather than character-coloured
@@ -728,11 +732,112 @@ def fused_set(mask: np.ndarray, static: tuple[np.ndarray, np.ndarray], view: _Vi
     for label in range(1, count):
         piece = pieces == label
         if piece.sum() >= CUT_FRACTION * area and float(set_like[bins[piece]].mean()) >= FUSED_SET_LIKE:
-            # with its holes (leaves in the wind, render noise read as motion) filled
-            contours, _ = cv2.findContours(piece.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-            filled = np.zeros(piece.shape, np.uint8)
-            cv2.drawContours(filled, contours, -1, 1, thickness=-1)
-            out |= (filled > 0) & mask
+            out |= _filled(piece) & mask  # its holes (leaves in the wind, render noise read as motion) filled
+    return out
+
+
+def _graph_cut(view: _View, mask: np.ndarray, seeds: Sequence[tuple[np.ndarray, int]], inside: int,
+               rounds: int) -> np.ndarray | None:
+    """Pixels of ``mask`` that OpenCV's GrabCut on the Lab image around it (``rounds`` iterations) gives
+    to the background: the frame around the mask is background, the mask ``inside`` (a GrabCut label),
+    each of ``seeds`` (pixels, label) as labelled, in order; None when GrabCut fails."""
+    import cv2
+
+    ys, xs = np.nonzero(mask)
+    h, w = mask.shape
+    margin = max(4, int(0.1 * np.sqrt(float(mask.sum()))))
+    y0, y1 = max(0, ys.min() - margin), min(h, ys.max() + margin + 1)
+    x0, x1 = max(0, xs.min() - margin), min(w, xs.max() + margin + 1)
+    roi = (slice(y0, y1), slice(x0, x1))
+    labels = np.full((y1 - y0, x1 - x0), cv2.GC_BGD, np.uint8)
+    labels[mask[roi]] = inside
+    for pixels, label in seeds:
+        labels[pixels[roi]] = label
+    image = np.ascontiguousarray(np.clip(view.lab[roi], 0, 255).astype(np.uint8))
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut's GMMs start from k-means: the same cut on every run
+    try:
+        cv2.grabCut(image, labels, None, bgd, fgd, rounds, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:
+        return None
+    removed = np.zeros_like(mask)
+    removed[roi] = (labels == cv2.GC_BGD) | (labels == cv2.GC_PR_BGD)
+    return removed & mask
+
+
+def _filled(piece: np.ndarray) -> np.ndarray:
+    """``piece`` with its holes filled."""
+    import cv2
+
+    contours, _ = cv2.findContours(piece.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled = np.zeros(piece.shape, np.uint8)
+    cv2.drawContours(filled, contours, -1, 1, thickness=-1)
+    return filled > 0
+
+
+def _by_colour(inst: Instance, mask: np.ndarray, view: _View, scenery: np.ndarray,
+               settings: Any) -> list[tuple[Instance, bool]]:
+    """``inst`` (still through and through) and the set fused to it that :func:`fused_by_colour` finds,
+    cut off as :func:`_cut` cuts (the pieces; the instance alone when nothing is cut)."""
+    cut = fused_by_colour(mask, view, scenery)
+    area = max(1, int(mask.sum()))
+    if CUT_FRACTION * area <= cut.sum() <= (1 - KEEP_FRACTION) * area:
+        return _cut(inst, cut, view, settings, FUSED_SOLIDITY)
+    return [(inst, False)]
+
+
+def fused_by_colour(mask: np.ndarray, view: _View, scenery: np.ndarray) -> np.ndarray:
+    """Pixels of a still instance (``mask``, analysis scale) that are the set fused to it, told by
+    colour alone (an idle character before a tree in every frame: nothing moves, so
+    :func:`fused_set` has no seed). The pixels of ``mask`` in colours (Lab, 16 levels a channel)
+    under ``COLOUR_ABSENT`` of the frame's ``scenery`` (outside every instance, or a prop), if
+    ``FUSED_OWN`` of the mask, seed the character for a graph cut (GrabCut) that starts from the
+    rest of the mask as probably set. A piece it removes is cut when its colours are the scenery's
+    rather than the seeds' (``FUSED_SET_LIKE``), its mean a*b* is ``FUSED_APART`` from the rest,
+    the rest stays one body (no second part of ``FUSED_ONE_BODY`` of the largest: a shirt in the
+    set's colour between head and legs) and it reaches ``FUSED_BEYOND`` of the body's size past the
+    body's box (a crown above a head, a bush beside it, not a part inside the figure)."""
+    import cv2
+
+    empty = np.zeros_like(mask)
+    area = float(mask.sum())
+    if area < 50:
+        return empty
+    seen = scenery & ~(cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
+    if seen.sum() < area:
+        return empty
+    bins = (np.clip(view.lab, 0, 255).astype(np.int32) // 16) @ np.array([256, 16, 1])
+    scenery_hist = np.bincount(bins[seen], minlength=4096).astype(np.float64)
+    scenery_hist /= scenery_hist.sum()
+    core = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    own = _open3(core & (scenery_hist[bins] < COLOUR_ABSENT))
+    if own.sum() < FUSED_OWN * area:
+        return empty
+    removed = _graph_cut(view, mask, ((own, cv2.GC_FGD),), cv2.GC_PR_BGD, 5)
+    kept = mask & ~removed if removed is not None else empty
+    if not kept.any():
+        return empty
+    _, parts, stats, _ = cv2.connectedComponentsWithStats(kept.astype(np.uint8), connectivity=8)
+    sizes = np.sort(stats[1:, cv2.CC_STAT_AREA])[::-1]
+    if len(sizes) > 1 and sizes[1] >= FUSED_ONE_BODY * sizes[0]:
+        return empty
+    body = parts == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    body_ab = view.lab[body][:, 1:].mean(axis=0)
+    by, bx = np.nonzero(body)
+    reach = FUSED_BEYOND * max(by.max() - by.min() + 1, bx.max() - bx.min() + 1)
+    own_hist = np.bincount(bins[own], minlength=4096).astype(np.float64)
+    set_like = scenery_hist / np.maximum(scenery_hist + own_hist / own_hist.sum(), 1e-9)
+    out = empty.copy()
+    count, pieces = cv2.connectedComponents(removed.astype(np.uint8), connectivity=8)
+    for label in range(1, count):
+        piece = pieces == label
+        if piece.sum() < CUT_FRACTION * area:
+            continue
+        py, px = np.nonzero(piece)
+        beyond = max(by.min() - py.min(), py.max() - by.max(), bx.min() - px.min(), px.max() - bx.max())
+        apart = float(np.linalg.norm(view.lab[piece][:, 1:].mean(axis=0) - body_ab))
+        if beyond >= reach and apart >= FUSED_APART and float(set_like[bins[piece]].mean()) >= FUSED_SET_LIKE:
+            out |= _filled(piece) & mask
     return out
 
 
