@@ -160,7 +160,9 @@ class _Ahead:
 class SegmentStage(FallsBack, Stage):
     name = "segment"
     folder = "segmentation"
-    version = "3"  # 2: the shot pass (props cut off, parts merged), crispness 0..1, measures JSON; 3: a track that swallowed another keeps its view before
+    # 2: the shot pass (props cut off, parts merged), crispness 0..1, measures JSON; 3: a track that swallowed
+    # another keeps its view before; 4: a still character fused with the set is cut by colour alone
+    version = "4"
     upstream = ("extract",)
 
     # -- inputs -------------------------------------------------------------------------
