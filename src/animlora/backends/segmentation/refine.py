@@ -68,7 +68,6 @@ FUSED_SET_LIKE = 0.5  # a piece is cut when its colours are this much more the s
 COLOUR_ABSENT = 1e-3
 FUSED_OWN = 0.1  # ... when they are this share of the mask; a piece the cut removes goes when it is this far in
 FUSED_APART = 25.0  # a*b* from the rest (OpenCV's 8-bit Lab; seed 6's trees off the bunny and the boy: 31-43) ...
-FUSED_BEYOND = 0.05  # ... reaches this share of the body's size past the body's box (a crown above its head) ...
 FUSED_ONE_BODY = 0.1  # ... and leaves one body: no second part this share of the largest (a shirt in the set's colour)
 STILL_PART_RATIO = 0.6  # two still parts of one blob go back together when one is this much smaller
 FAR_PARTNERS = 2  # frames beyond the neighbours that may show a fused prop on its own
@@ -794,9 +793,8 @@ def fused_by_colour(mask: np.ndarray, view: _View, scenery: np.ndarray) -> np.nd
     ``FUSED_OWN`` of the mask, seed the character for a graph cut (GrabCut) that starts from the
     rest of the mask as probably set. A piece it removes is cut when its colours are the scenery's
     rather than the seeds' (``FUSED_SET_LIKE``), its mean a*b* is ``FUSED_APART`` from the rest,
-    the rest stays one body (no second part of ``FUSED_ONE_BODY`` of the largest: a shirt in the
-    set's colour between head and legs) and it reaches ``FUSED_BEYOND`` of the body's size past the
-    body's box (a crown above a head, a bush beside it, not a part inside the figure)."""
+    and the rest stays one body (no second part of ``FUSED_ONE_BODY`` of the largest: a shirt in the
+    set's colour between head and legs)."""
     import cv2
 
     empty = np.zeros_like(mask)
@@ -823,8 +821,6 @@ def fused_by_colour(mask: np.ndarray, view: _View, scenery: np.ndarray) -> np.nd
         return empty
     body = parts == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     body_ab = view.lab[body][:, 1:].mean(axis=0)
-    by, bx = np.nonzero(body)
-    reach = FUSED_BEYOND * max(by.max() - by.min() + 1, bx.max() - bx.min() + 1)
     own_hist = np.bincount(bins[own], minlength=4096).astype(np.float64)
     set_like = scenery_hist / np.maximum(scenery_hist + own_hist / own_hist.sum(), 1e-9)
     out = empty.copy()
@@ -833,10 +829,8 @@ def fused_by_colour(mask: np.ndarray, view: _View, scenery: np.ndarray) -> np.nd
         piece = pieces == label
         if piece.sum() < CUT_FRACTION * area:
             continue
-        py, px = np.nonzero(piece)
-        beyond = max(by.min() - py.min(), py.max() - by.max(), bx.min() - px.min(), px.max() - bx.max())
         apart = float(np.linalg.norm(view.lab[piece][:, 1:].mean(axis=0) - body_ab))
-        if beyond >= reach and apart >= FUSED_APART and float(set_like[bins[piece]].mean()) >= FUSED_SET_LIKE:
+        if apart >= FUSED_APART and float(set_like[bins[piece]].mean()) >= FUSED_SET_LIKE:
             out |= _filled(piece) & mask
     return out
 
