@@ -301,7 +301,9 @@ def seen_through(rgb: np.ndarray, body: np.ndarray, labels: np.ndarray, stats: n
     where ``holes``): whether it shows the set seen through a gap in the figure. Its mean colour is
     within ``HOLE_SEEN`` of the background within 4 px of the figure, and ``HOLE_APART`` or more, and
     twice that, from the body within 4 px of it (CIELAB, OpenCV's 8-bit scale); and it is not pale and
-    near grey (``HOLE_PALE``: an eye's white against a white sky or snow stays the body's)."""
+    near grey (``HOLE_PALE``: an eye's white against a white sky or snow stays the body's). ``figure``
+    (given when ``body`` is the sure part of a matte): the background is the one beside it (the body
+    with its soft rim), outside the figure."""
     import cv2
 
     lab = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2LAB).astype(np.float32)

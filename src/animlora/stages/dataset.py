@@ -95,7 +95,8 @@ class DatasetStage(Stage):
     # 9: the parts of a mask apart from its body in another colour are cut (no piece needed)
     # 10: a piece is cut along a smooth outline, with the thin rim it leaves
     # 11: a hole in the matte that shows the set beside the figure stays open (not filled)
-    version = "13"  # 13: a gap the matte was unsure of that shows the set is open (12: a name's light clusters' colours)
+    # 12: a character's colours: also those of its own light's cluster, where a name joins several
+    version = "13"  # 13: a gap the matte was unsure of (half-transparent) that shows the set stays open too
     upstream = ("caption", "cluster", "embed", "enhance")
 
     def settings_hash(self, settings: Any) -> str:
