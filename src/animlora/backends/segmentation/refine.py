@@ -421,6 +421,25 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
     far = _far_props(moving, lambda i: props_seen_from(i, FUSED_STILL_MAX), views, sets, homs, feats,
                      free if FAR_FREE else None, strong)
     rocks = [np.zeros(views[i].gray.shape, bool) for i in range(n)]  # per frame: props cut as seen on their own
+
+    def emit(i: int, k: int, pieces: list[tuple[Instance, bool]], seen_alone: bool, own_static: bool) -> None:
+        """Instance ``k``'s pieces (frame ``i``) into ``out`` with their notes; ``own_static``: what is
+        left of a still instance gets its own static share."""
+        for piece, is_prop in pieces:
+            out.append(piece)
+            if piece is instances[k]:  # nothing solid to cut
+                notes.append({"static": fraction[k], "prop": k in props})
+            elif is_prop:
+                notes.append({"static": 1.0, "prop": True, "cut_from_prop": False})
+                if seen_alone:
+                    rocks[i] |= _small_mask(piece, views[i])
+            else:
+                still = fraction[k]
+                if own_static:  # what is left of an idle (or still) instance: its own static share
+                    still = _static_fraction(_small_mask(piece, views[i]), statics[i])
+                notes.append({"static": still, "prop": still is not None and still >= STATIC_FRACTION,
+                              "cut_from_prop": True})
+
     for i in range(n):
         set_here = (set_in_neighbours(i, evidence[i], free, props_seen_from(i) if moving_tracks[i] else prop_masks,
                                       homs) if evidence[i] else None)
@@ -439,15 +458,8 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
             idle = k in props and fraction[k] is not None and fraction[k] < FUSED_STILL_MAX
             if k in props and not idle and statics[i] is not None:
                 # still through and through: no motion tells the character from the set fused to it
-                pieces = _by_colour(inst, smalls[k], views[i], free[i] | (prop_masks[i] & ~smalls[k]), settings)
-                for piece, is_prop in pieces:
-                    out.append(piece)
-                    if piece is inst:
-                        notes.append({"static": fraction[k], "prop": True})
-                    else:
-                        still = _static_fraction(_small_mask(piece, views[i]), statics[i])
-                        notes.append({"static": 1.0 if is_prop else still, "prop": is_prop or (
-                            still is not None and still >= STATIC_FRACTION), "cut_from_prop": not is_prop})
+                emit(i, k, _by_colour(inst, smalls[k], views[i], free[i] | (prop_masks[i] & ~smalls[k]), settings),
+                     False, True)
                 continue
             if (k in props and not idle) or set_here is None:
                 out.append(inst)
@@ -486,20 +498,7 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
                 cut = fused_set(smalls[k], statics[i], views[i], free[i] | prop_masks[i])
                 if CUT_FRACTION * area <= cut.sum() <= (1 - KEEP_FRACTION) * area:
                     pieces = _cut(inst, cut, views[i], settings, FUSED_SOLIDITY)  # a tree with a bite out of it
-            for piece, is_prop in pieces:
-                out.append(piece)
-                if piece is inst:  # nothing solid to cut
-                    notes.append({"static": fraction[k], "prop": k in props})
-                elif is_prop:
-                    notes.append({"static": 1.0, "prop": True, "cut_from_prop": False})
-                    if seen_alone:
-                        rocks[i] |= _small_mask(piece, views[i])
-                else:
-                    still = fraction[k]
-                    if idle:  # what is left of an idle instance: its own static share
-                        still = _static_fraction(_small_mask(piece, views[i]), statics[i])
-                    notes.append({"static": still, "prop": still is not None and still >= STATIC_FRACTION,
-                                  "cut_from_prop": True})
+            emit(i, k, pieces, seen_alone, idle)
     # 3b. the rock cut off in a neighbour shows where it lies where the match missed it here (a
     # hand's shadow across it, in every far frame's view): what is left of it on a character
     # that was unchanged over the neighbours goes too
