@@ -209,9 +209,7 @@ def loose_outline(frame: np.ndarray, mask: np.ndarray) -> float | None:
         r = max(2, round(r * scale))
     # the silhouette is judged: holes the matte left inside the body are no outline (the image fills the
     # small ones, solid_mask; a large one, background seen between an arm and the body, has edges anyway)
-    _, parts = cv2.connectedComponents(1 - body, connectivity=4)
-    around = np.unique(np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]]))
-    body[(body == 0) & ~np.isin(parts, around)] = 1
+    body[~_background_around(body)] = 1
     lab = cv2.cvtColor(picture.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
     disc = _disc(r)
     window = (2 * r + 1, 2 * r + 1)
@@ -260,16 +258,13 @@ def solid_mask(alpha: np.ndarray, alpha_threshold: float, fill_holes: float,
     if area == 0:
         return alpha
     out = alpha.copy()
-    h, w = body.shape
     if fill_holes > 0 and rgb is not None:
         # gaps the matte was unsure of (half-transparent, enclosed by the sure body) that show the set
         # are the set, as an open hole would be: transparent, not made solid below
         sure = (alpha >= 128).astype(np.uint8)
         n, labels, stats, _ = cv2.connectedComponentsWithStats(1 - sure, connectivity=4)
-        x, y, bw, bh, size = (stats[:, i] for i in range(5))
         unsure = np.bincount(labels[(alpha > int(alpha_threshold * 255)) & (sure == 0)], minlength=n) > 0
-        gaps = unsure & (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & (size <= fill_holes * area)
-        gaps[0] = False
+        gaps = unsure & _enclosed(stats, body.shape, fill_holes * area)
         if gaps.any():
             opened = gaps & seen_through(rgb, sure, labels, stats, gaps, body)
             if opened.any():
@@ -280,9 +275,7 @@ def solid_mask(alpha: np.ndarray, alpha_threshold: float, fill_holes: float,
     if fill_holes > 0:
         # holes: background components that do not touch the crop's border
         n, labels, stats, _ = cv2.connectedComponentsWithStats(1 - body, connectivity=4)
-        x, y, bw, bh, size = (stats[:, i] for i in range(5))
-        inside = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & (size <= fill_holes * area)
-        inside[0] = False  # label 0 is the body itself
+        inside = _enclosed(stats, body.shape, fill_holes * area)
         if rgb is not None and inside.any():
             inside &= ~seen_through(rgb, body, labels, stats, inside)
         holes = inside[labels]
@@ -293,6 +286,26 @@ def solid_mask(alpha: np.ndarray, alpha_threshold: float, fill_holes: float,
     inner = cv2.erode(body, _disc(r)) > 0
     out[inner] = 255
     return out
+
+
+def _enclosed(stats: np.ndarray, shape: tuple[int, int], limit: float) -> np.ndarray:
+    """Per component (``cv2.connectedComponentsWithStats``' ``stats`` of what is not the body, label 0
+    the body itself): whether it touches no side of a crop of ``shape`` and is at most ``limit`` pixels."""
+    h, w = shape
+    x, y, bw, bh, size = (stats[:, i] for i in range(5))
+    inside = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & (size <= limit)
+    inside[0] = False
+    return inside
+
+
+def _background_around(body: np.ndarray) -> np.ndarray:
+    """The pixels not in ``body`` (uint8 0/1) that reach the crop's border, 4-connected: the background
+    around a figure, without the holes in it."""
+    import cv2
+
+    _, parts = cv2.connectedComponents(1 - body, connectivity=4)
+    around = np.unique(np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]]))
+    return np.isin(parts, around[around > 0])
 
 
 def seen_through(rgb: np.ndarray, body: np.ndarray, labels: np.ndarray, stats: np.ndarray,
@@ -312,9 +325,7 @@ def seen_through(rgb: np.ndarray, body: np.ndarray, labels: np.ndarray, stats: n
         outer = ~body.astype(bool) & ~holes[labels] & (labels > 0)
         beside = outer & (cv2.dilate(body, near) > 0)
     else:  # the background around ``figure`` (the body with its soft rim), beside it
-        _, parts = cv2.connectedComponents(1 - figure, connectivity=4)
-        around = np.unique(np.concatenate([parts[0], parts[-1], parts[:, 0], parts[:, -1]]))
-        beside = np.isin(parts, around[around > 0]) & (cv2.dilate(figure, near) > 0)
+        beside = _background_around(figure) & (cv2.dilate(figure, near) > 0)
     out = np.zeros(len(holes), bool)
     if not beside.any():
         return out
