@@ -3,6 +3,8 @@ masks (a panning camera over a textured set, a rock on the set, characters that 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -439,6 +441,35 @@ def test_a_tree_behind_a_moving_character_in_every_frame_is_cut_off_by_colour():
     assert sum(a >= 0.9 for a in after) >= 3, after
     cut = [note for inst, note in zip(refined.instances, refined.measures, strict=True) if note["prop"]]
     assert len(cut) >= 3 + 4  # the tree cut off in those frames, and the other tree in every frame
+
+
+def test_a_body_a_second_look_gave_back_is_neither_cut_off_nor_makes_the_character_a_prop():
+    # cgi-bench seed 6, shot 15: the green boy's head nods in a close-up, his shirt (the set's green)
+    # runs off the bottom of the frame, idle; the 320² look gave it back (graft_edge_parts, kept)
+    green = (40, 150, 60)
+    big = textured_background(H + 20, W + 4 * 4 + 20, seed=3)
+    shaded_ellipse(big, (320, 80), (30, 40), green)  # a tree of the shirt's green on the set
+    frames, whole, shirts = [], [], []
+    for k in range(4):
+        x0 = 10 + 4 * k
+        image = big[10 : 10 + H, x0 : x0 + W].copy()
+        shirt = shaded_ellipse(image, (190 - 4 * k, 230), (60, 70), green)  # still on the set
+        head = shaded_ellipse(image, (190 - 4 * k + (-16, 0, 16, 0)[k], 120 + (0, 10, 0, 10)[k]), (40, 44), ORANGE)
+        frames.append(image)
+        whole.append(head | shirt)
+        shirts.append(shirt & ~head)
+    found = segment_like_a_matte(frames, [[m] for m in whole], split=False)
+    given = []
+    for inst in found:
+        x, y, w, h = inst.bbox
+        given.append(replace(inst, kept=shirts[inst.frame][y : y + h, x : x + w].copy()))
+    # as the matte alone would have it, the idle shirt is the set's, cut off as a prop
+    plain = refine_shot(found, frames, settings())
+    assert min(max(iou(m, whole[k]) for m in masks_in(plain.instances, k)) for k in range(4)) < 0.6
+    refined = refine_shot(given, frames, settings())
+    assert len(refined.instances) == 4 and not any(note["prop"] for note in refined.measures)
+    for inst in refined.instances:
+        assert iou(inst.full_alpha(H, W) >= 0.5, whole[inst.frame]) >= 0.95, inst.frame
 
 
 def test_two_still_things_of_a_size_split_by_the_matte_stay_apart():

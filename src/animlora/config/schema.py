@@ -168,7 +168,7 @@ class ExtractSettings(Section):
 
 class SegmentSettings(Section):
     earlier_values: ClassVar[dict[str, dict[Any, Any]]] = _FALLBACK_WAS_BOOLEAN
-    added_fields: ClassVar[dict[str, Any]] = {"isnet_coarse_size": 0}
+    added_fields: ClassVar[dict[str, Any]] = {"isnet_coarse_size": 0, "isnet_edge_size": 0}
     backend: Literal["isnet", "classic", "sam2", "yolo"]
     fallback: Literal["none", "auto", "isnet", "classic"] = Field(
         description="the backend's weights/packages missing: none = error, auto = the lighter backends "
@@ -183,6 +183,9 @@ class SegmentSettings(Section):
     isnet_size: int = Field(ge=0, multiple_of=32, description="isnet input side in px; 0 = the model's own (1024)")
     isnet_coarse_size: int = Field(ge=0, multiple_of=32,
                                    description="isnet: a second look at this side (px) adds what only it finds; 0 = off")
+    isnet_edge_size: int = Field(ge=0, multiple_of=32,
+                                 description="isnet: a look at this side (px) gives back a body the frame's bottom "
+                                             "edge cuts; 0 = off")
     cpu_streams: int = Field(ge=0, description="isnet: frames run concurrently on the CPU; 0 = the engine's choice")
     isnet_runtime: Literal["auto", "openvino", "onnxruntime"]
     isnet_precision: Literal["auto", "f32"] = Field(description="auto = bfloat16 where the CPU computes it natively")

@@ -161,8 +161,9 @@ class SegmentStage(FallsBack, Stage):
     name = "segment"
     folder = "segmentation"
     # 2: the shot pass (props cut off, parts merged), crispness 0..1, measures JSON; 3: a track that swallowed
-    # another keeps its view before; 4: a still character fused with the set is cut by colour alone
-    version = "4"
+    # another keeps its view before; 4: a still character fused with the set is cut by colour alone; 5: the
+    # body the frame's edge cuts off a close-up given back by a second look (segment.isnet_edge_size)
+    version = "5"
     upstream = ("extract",)
 
     # -- inputs -------------------------------------------------------------------------

@@ -32,7 +32,9 @@ class Instance:
     frame pixels; ``track`` numbers the instances of one character within the shot (0, 1, …).
     ``blob`` (>= 0) is shared by the parts that :func:`~.instances.split_matte` cut out of one
     connected blob of the matte (so the shot pass can put them back together when the video
-    does not show them apart); -1 for an instance that was not split."""
+    does not show them apart); -1 for an instance that was not split. ``kept`` (bool, the
+    size of ``alpha``) marks pixels a second look joined to the instance (a body the frame's
+    edge cuts, :func:`~.instances.graft_edge_parts`): the shot pass does not cut them off."""
 
     frame: int  # index into the shot's frames
     bbox: tuple[int, int, int, int]
@@ -40,6 +42,7 @@ class Instance:
     score: float  # backend confidence that this is a character, 0..1
     track: int = -1
     blob: int = -1
+    kept: np.ndarray | None = None
 
     def full_alpha(self, height: int, width: int) -> np.ndarray:
         """The matte pasted into an empty frame-sized array."""

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from animlora.backends.segmentation.base import Frames, Instance, Segmenter, run_in_batches
-from animlora.backends.segmentation.instances import add_coarse, link_tracks, split_matte
+from animlora.backends.segmentation.instances import add_coarse, graft_edge_parts, link_tracks, split_matte
 from animlora.errors import BadInputError, MissingDependencyError
 
 # ISNet's training normalisation (as in DIS and rembg): (x/255 - 0.5) / 1.0
@@ -231,10 +231,14 @@ class IsnetSegmenter(Segmenter):
         self.model = IsnetMatte(onnx_path, device=settings.device, streams=settings.cpu_streams,
                                 size=settings.isnet_size, runtime=settings.isnet_runtime,
                                 precision=settings.isnet_precision)
-        # a second, coarse look (off at 0): characters the fine look misses (docs/segmentation.md)
-        self.coarse = IsnetMatte(onnx_path, device=settings.device, streams=settings.cpu_streams,
-                                 size=settings.isnet_coarse_size, runtime=settings.isnet_runtime,
-                                 precision=settings.isnet_precision) if settings.isnet_coarse_size else None
+        # second looks at smaller sides (off at 0; one model when the sides agree): characters the
+        # fine look misses, and the body the frame's edge cuts off a close-up (docs/segmentation.md)
+        looks: dict[int, IsnetMatte] = {}
+        for size in {settings.isnet_coarse_size, settings.isnet_edge_size} - {0}:
+            looks[size] = IsnetMatte(onnx_path, device=settings.device, streams=settings.cpu_streams, size=size,
+                                     runtime=settings.isnet_runtime, precision=settings.isnet_precision)
+        self.coarse = looks.get(settings.isnet_coarse_size)
+        self.edge = looks.get(settings.isnet_edge_size)
 
     def describe(self) -> str:
         return f"isnet on {self.model.describe}"
@@ -246,13 +250,16 @@ class IsnetSegmenter(Segmenter):
         def run(indices: list[int]) -> list[list[Instance]]:
             images = [frames[i] for i in indices]
             mattes = self.model.predict(images)
-            if self.coarse is not None:
-                mattes = [add_coarse(m, c, s.alpha_threshold)
-                          for m, c in zip(mattes, self.coarse.predict(images), strict=True)]
-            return [
-                split_matte(m, i, s.alpha_threshold, s.min_area_fraction, s.split_overlaps)
-                for i, m in zip(indices, mattes, strict=True)
-            ]
+            coarse = self.coarse.predict(images) if self.coarse is not None else None
+            edge = (coarse if self.edge is self.coarse else self.edge.predict(images)) if self.edge is not None else None
+            if coarse is not None:
+                mattes = [add_coarse(m, c, s.alpha_threshold) for m, c in zip(mattes, coarse, strict=True)]
+            found = [split_matte(m, i, s.alpha_threshold, s.min_area_fraction, s.split_overlaps)
+                     for i, m in zip(indices, mattes, strict=True)]
+            if edge is not None:
+                found = [graft_edge_parts(f, m, e, s.alpha_threshold, s.min_area_fraction)
+                         for f, m, e in zip(found, mattes, edge, strict=True)]
+            return found
 
         for found in run_in_batches(run, list(range(len(frames))), s.batch_size):
             instances.extend(found)

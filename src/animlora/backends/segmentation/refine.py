@@ -104,12 +104,23 @@ class _View:
 
 
 def _small_mask(inst: Instance, view: _View, level: float = 0.5) -> np.ndarray:
+    return _small(inst.alpha >= level, inst.bbox, view)
+
+
+def _kept(inst: Instance, view: _View) -> np.ndarray:
+    """The pixels a second look joined to ``inst`` (analysis scale), which no cut takes."""
+    if inst.kept is None:
+        return np.zeros(view.gray.shape, bool)
+    return _small(inst.kept, inst.bbox, view)
+
+
+def _small(crop: np.ndarray, bbox: tuple[int, int, int, int], view: _View) -> np.ndarray:
     import cv2
 
     h, w = view.shape
     full = np.zeros((h, w), np.uint8)
-    x, y, bw, bh = inst.bbox
-    full[y : y + bh, x : x + bw] = inst.alpha >= level
+    x, y, bw, bh = bbox
+    full[y : y + bh, x : x + bw] = crop
     sh, sw = view.gray.shape
     return cv2.resize(full, (sw, sh), interpolation=cv2.INTER_AREA if view.scale < 1 else cv2.INTER_NEAREST) > 0
 
@@ -382,7 +393,14 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
     # 2. static pixels, 3. props
     evidence = [neighbour_evidence(i, views, homs) if n > 1 else [] for i in range(n)]
     statics = [static_map(evidence[i], views[i].gray.shape) if evidence[i] else None for i in range(n)]
-    fraction = [_static_fraction(smalls[k], statics[inst.frame]) for k, inst in enumerate(instances)]
+
+    def shares() -> list[float | None]:
+        """Each instance's static share; a body a second look gave back (idle under a talking head, as
+        often as not) is left out of it: the instance is judged by what the matte found."""
+        return [_static_fraction(smalls[k] & ~_kept(inst, views[inst.frame]), statics[inst.frame])
+                for k, inst in enumerate(instances)]
+
+    fraction = shares()
     # parts the matte split cut out of one blob go back together unless the video shows them apart
     instances, joined = _rejoin_split(instances, fraction)
     if joined:
@@ -390,7 +408,7 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
         for k, inst in enumerate(instances):
             by_frame.setdefault(inst.frame, []).append(k)
         smalls = [_small_mask(inst, views[inst.frame]) for inst in instances]
-        fraction = [_static_fraction(smalls[k], statics[inst.frame]) for k, inst in enumerate(instances)]
+        fraction = shares()
     props = {k for k, f in enumerate(fraction) if f is not None and f >= STATIC_FRACTION}
     free, prop_masks, moving = [], [], []  # per frame: outside every instance; inside a prop; moving instances
     for i in range(n):
@@ -480,6 +498,8 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
             else:
                 cut = smalls[k] & set_here
                 cut = _open3(cut)
+            kept = _kept(inst, views[i])  # a body the frame's edge cuts, given back by a second look
+            cut &= ~kept
             pieces = [(inst, False)]
             seen_alone = False
             if CUT_FRACTION * area <= cut.sum() <= (1 - KEEP_FRACTION) * area:
@@ -495,7 +515,7 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
             if len(pieces) == 1 and statics[i] is not None:
                 # no neighbour shows that place as set: the set fused to the character in
                 # every frame (a tree behind it) is cut by colour from what moves
-                cut = fused_set(smalls[k], statics[i], views[i], free[i] | prop_masks[i])
+                cut = fused_set(smalls[k], statics[i], views[i], free[i] | prop_masks[i]) & ~kept
                 if CUT_FRACTION * area <= cut.sum() <= (1 - KEEP_FRACTION) * area:
                     pieces = _cut(inst, cut, views[i], settings, FUSED_SOLIDITY)  # a tree with a bite out of it
             emit(i, k, pieces, seen_alone, idle)
