@@ -177,6 +177,8 @@ def test_a_renamed_setting_reads_under_its_earlier_name_warns_and_hashes_as_befo
 # (its "as before" value) changes them and would redo that stage in every finished project; a
 # default changed on purpose changes them too: then update the value here and say so.
 # extract 08eb4b8ff4db: same_picture_motion affine (session 8; "shift" was the test before)
+# segment e1bb6229138e: isnet_edge_size 320 (session 50; the body the frame's edge cuts off a close-up given
+#   back: the stage version is 5 too, every project segments once more); 0c5af2c51212 before
 # cluster 187665988b6a: elsewhere_share 0.34 (session 15; the step is new, docs/identity.md step 6f:
 #   a finished project clusters once more); 7d45cb49452b before: part_merge 0 (session 9)
 # dataset b43657c73afa: max_loose_outline 0.25 (session 43; a member whose mask's outline runs through one
@@ -185,7 +187,7 @@ def test_a_renamed_setting_reads_under_its_earlier_name_warns_and_hashes_as_befo
 #   image: the dataset is rebuilt once in a finished project); b2297f8a8fe2 before: colour_check on
 #   (session 14)
 DEFAULT_FINGERPRINTS = {
-    "extract": "08eb4b8ff4db", "segment": "0c5af2c51212", "prefilter": "40b33f87ac7a",
+    "extract": "08eb4b8ff4db", "segment": "e1bb6229138e", "prefilter": "40b33f87ac7a",
     "embed": "8af2626488a6", "cluster": "187665988b6a", "deocclude": "78c07c616ea6",
     "enhance": "c615357f2537", "caption": "af81ffdf94de", "dataset": "b43657c73afa",
 }
