@@ -233,12 +233,9 @@ class IsnetSegmenter(Segmenter):
                                 precision=settings.isnet_precision)
         # second looks at smaller sides (off at 0; one model when the sides agree): characters the
         # fine look misses, and the body the frame's edge cuts off a close-up (docs/segmentation.md)
-        looks: dict[int, IsnetMatte] = {}
-        for size in {settings.isnet_coarse_size, settings.isnet_edge_size} - {0}:
-            looks[size] = IsnetMatte(onnx_path, device=settings.device, streams=settings.cpu_streams, size=size,
-                                     runtime=settings.isnet_runtime, precision=settings.isnet_precision)
-        self.coarse = looks.get(settings.isnet_coarse_size)
-        self.edge = looks.get(settings.isnet_edge_size)
+        self.looks = {size: IsnetMatte(onnx_path, device=settings.device, streams=settings.cpu_streams, size=size,
+                                       runtime=settings.isnet_runtime, precision=settings.isnet_precision)
+                      for size in {settings.isnet_coarse_size, settings.isnet_edge_size} - {0}}
 
     def describe(self) -> str:
         return f"isnet on {self.model.describe}"
@@ -250,8 +247,8 @@ class IsnetSegmenter(Segmenter):
         def run(indices: list[int]) -> list[list[Instance]]:
             images = [frames[i] for i in indices]
             mattes = self.model.predict(images)
-            coarse = self.coarse.predict(images) if self.coarse is not None else None
-            edge = (coarse if self.edge is self.coarse else self.edge.predict(images)) if self.edge is not None else None
+            looked = {size: look.predict(images) for size, look in self.looks.items()}
+            coarse, edge = looked.get(s.isnet_coarse_size), looked.get(s.isnet_edge_size)
             if coarse is not None:
                 mattes = [add_coarse(m, c, s.alpha_threshold) for m, c in zip(mattes, coarse, strict=True)]
             found = [split_matte(m, i, s.alpha_threshold, s.min_area_fraction, s.split_overlaps)

@@ -831,10 +831,10 @@ def fused_by_colour(mask: np.ndarray, view: _View, scenery: np.ndarray) -> np.nd
     if own.sum() < FUSED_OWN * area:
         return empty
     removed = _graph_cut(view, mask, ((own, cv2.GC_FGD),), cv2.GC_PR_BGD, 5)
-    kept = mask & ~removed if removed is not None else empty
-    if not kept.any():
+    rest = mask & ~removed if removed is not None else empty
+    if not rest.any():
         return empty
-    _, parts, stats, _ = cv2.connectedComponentsWithStats(kept.astype(np.uint8), connectivity=8)
+    _, parts, stats, _ = cv2.connectedComponentsWithStats(rest.astype(np.uint8), connectivity=8)
     sizes = np.sort(stats[1:, cv2.CC_STAT_AREA])[::-1]
     if len(sizes) > 1 and sizes[1] >= FUSED_ONE_BODY * sizes[0]:
         return empty
