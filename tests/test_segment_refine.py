@@ -398,6 +398,32 @@ def test_a_small_moving_part_joins_a_still_one_only_when_that_one_is_idle(body, 
     assert len(out) == (4 if joined else 8)
 
 
+def test_parts_put_back_together_keep_the_body_a_second_look_gave_back():
+    # the body graft_edge_parts gave the head (kept: the cut loop leaves it alone) stays marked
+    # on the whole when the shot pass puts the matte's split parts back together
+    from dataclasses import replace
+
+    from animlora.backends.segmentation.refine import _rejoin_split
+
+    _, _, before = _head_turning_on_a_body(hand=False)
+    marked = []
+    for inst in before:
+        if (inst.alpha >= 0.5).sum() > 8000:  # the body: its lower half given back
+            kept = np.zeros(inst.alpha.shape, bool)
+            kept[inst.alpha.shape[0] // 2 :] = inst.alpha[inst.alpha.shape[0] // 2 :] >= 0.5
+            inst = replace(inst, kept=kept)
+        marked.append(inst)
+    out, changed = _rejoin_split(marked, [0.6] * len(marked))
+    assert changed and len(out) == 4
+    for whole in out:
+        body = next(p for p in marked if p.frame == whole.frame and p.kept is not None)
+        assert whole.kept is not None and whole.kept.shape == whole.alpha.shape
+        assert int(whole.kept.sum()) == int(body.kept.sum())
+        x, y, w, h = body.bbox
+        bx, by = x - whole.bbox[0], y - whole.bbox[1]
+        assert np.array_equal(whole.kept[by : by + h, bx : bx + w], body.kept)
+
+
 def test_two_touching_characters_split_by_the_matte_stay_apart_when_they_move_apart():
     # two bodies of one thickness touching side by side in every frame (one matte blob, split at
     # the neck between them), one walking up-frame and the other down: two characters

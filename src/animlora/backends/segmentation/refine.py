@@ -1124,13 +1124,18 @@ def _union(parts: list[Instance], track: int) -> Instance:
     x1 = max(p.bbox[0] + p.bbox[2] for p in parts)
     y1 = max(p.bbox[1] + p.bbox[3] for p in parts)
     alpha = np.zeros((y1 - y0, x1 - x0), np.float32)
+    # a body a second look gave back to a part stays kept in the whole
+    kept = np.zeros(alpha.shape, bool) if any(p.kept is not None for p in parts) else None
     for p in parts:
         x, y, w, h = p.bbox
         region = alpha[y - y0 : y - y0 + h, x - x0 : x - x0 + w]
         np.maximum(region, p.alpha, out=region)
+        if kept is not None and p.kept is not None:
+            kept[y - y0 : y - y0 + h, x - x0 : x - x0 + w] |= p.kept
     area = [float((p.alpha >= 0.5).sum()) for p in parts]
     score = float(np.average([p.score for p in parts], weights=np.maximum(area, 1)))
-    return Instance(frame=parts[0].frame, bbox=(x0, y0, x1 - x0, y1 - y0), alpha=alpha, score=score, track=track)
+    return Instance(frame=parts[0].frame, bbox=(x0, y0, x1 - x0, y1 - y0), alpha=alpha, score=score, track=track,
+                    kept=kept)
 
 
 # -- two characters in one mask -------------------------------------------------------------
