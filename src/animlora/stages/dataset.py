@@ -96,7 +96,8 @@ class DatasetStage(Stage):
     # 10: a piece is cut along a smooth outline, with the thin rim it leaves
     # 11: a hole in the matte that shows the set beside the figure stays open (not filled)
     # 12: a character's colours: also those of its own light's cluster, where a name joins several
-    version = "13"  # 13: a gap the matte was unsure of (half-transparent) that shows the set stays open too
+    # 13: a gap the matte was unsure of (half-transparent) that shows the set stays open too
+    version = "14"  # 14: a cluster still in more than half its shots is scenery (was: in 60% of them)
     upstream = ("caption", "cluster", "embed", "enhance")
 
     def settings_hash(self, settings: Any) -> str:
