@@ -214,6 +214,26 @@ def test_a_lone_frame_of_a_track_whose_other_frames_are_another_character_is_lef
     assert track_strays({"a": "t", "b": "t"}, {"a": "x", "b": "y"}) == {}
 
 
+def test_the_noise_witnesses_a_lone_frames_track_by_the_cluster_nearest_it():
+    """cgi-bench seed 6 (session 50's run): the green boy's head alone in f273 (his shirt joined the
+    blue boy's mask) is the only frame of track s15_t0 in the fox's cluster; his head and shirt in
+    f277 and f281 are in the noise, both nearest another cluster than the fox's. A noise frame
+    nearest the lone frame's own cluster (a blurred view of the same character) keeps it."""
+    units = {"f273": "s15_t0", "f277": "s15_t0", "f281": "s15_t0", "f285": "s15_t0",
+             "f20": "s2_t0", "f22": "s2_t0", "f24": "s2_t0"}
+    characters = {"f273": "fox", "f20": "fox"}
+    assert track_strays(units, characters) == {}  # the noise alone: no witness
+    nearest = {"f277": "boy", "f281": "boy", "f22": "fox", "f24": "boy"}
+    out = track_strays(units, characters, nearest=nearest)
+    assert list(out) == ["f273"]
+    assert out["f273"].startswith("not_one_character:track (the only frame of track s15_t0 in fox; 2 of its other "
+                                  "frames are boy's (2 in no character, nearest boy)")
+    # a clustered frame of the same character outweighs the noise: the lone frame is no lone frame
+    assert track_strays(units, characters | {"f285": "fox"}, nearest=nearest) == {}
+    # one noise frame nearest another cluster is no evidence either
+    assert track_strays(units, characters, nearest={"f277": "boy"}) == {}
+
+
 def test_a_lone_frame_of_another_characters_track_is_left_out_of_the_dataset(tmp_path):
     rows = make_project(tmp_path, {"character_0": 8, "hero": 12}, shots=4)  # tracks tS_0 (2 each), tS_1 (3 each)
     stray = next(iid for iid, row in rows.items() if row["track_id"] == "t0_0")
@@ -230,6 +250,37 @@ def test_a_lone_frame_of_another_characters_track_is_left_out_of_the_dataset(tmp
     assert stray not in {r["instance_id"] for r in meta["images"]}
     hero = json.loads((tmp_path / "training_data" / "hero" / "metadata.json").read_text())
     assert not any(s["code"] == "not_one_character:track" for s in hero["skipped"])
+
+
+def test_a_lone_frame_whose_track_is_in_the_noise_nearest_another_character_is_left_out(tmp_path):
+    # the clustering's records: character_0's members in cluster c0, hero's in c1; hero's track t0_1
+    # (three frames) in the noise, the cluster stage finding c1 nearest each; one frame of
+    # character_0's on that track (the tracker's one box)
+    rows = make_project(tmp_path, {"character_0": 8, "hero": 12}, shots=4)
+    stray = next(iid for iid, row in rows.items() if row["track_id"] == "t0_0")
+    loose = [iid for iid, row in rows.items() if row["track_id"] == "t0_1"]
+    with Catalog(tmp_path / "catalog.sqlite") as cat:
+        if "measures" not in {r[1] for r in cat.rows("PRAGMA table_info(instances)")}:
+            cat.execute("ALTER TABLE instances ADD COLUMN measures TEXT")
+        cat.execute("UPDATE instances SET measures = ?", (json.dumps({"static": 0.3, "flat": 0.1, "text": 0.0}),))
+        cat.execute("UPDATE instances SET track_id = 't0_1' WHERE id = ?", (stray,))
+        cat.execute("UPDATE instances SET bbox = ? WHERE track_id = 't0_1'", (rows[stray]["bbox"],))
+        for iid, row in rows.items():
+            cluster = "noise" if iid in loose else ("c1" if row["track_id"].endswith("_1") else "c0")
+            cat.execute("INSERT INTO cluster_assignments VALUES (?, ?, NULL)", (iid, cluster))
+        cat.execute(f"DELETE FROM character_members WHERE instance_id IN ({', '.join('?' * len(loose))})", loose)
+
+    def track_codes() -> list[str]:
+        run_stages(tmp_path, ["dataset"], SETTINGS, force=True)
+        meta = json.loads((tmp_path / "training_data" / "character_0" / "metadata.json").read_text())
+        return [s["reason"] for s in meta["skipped"] if s["code"] == "not_one_character:track"]
+
+    assert track_codes() == []  # no distances recorded: the noise witnesses nothing
+    with Catalog(tmp_path / "catalog.sqlite") as cat:
+        cat.conn.executemany("INSERT INTO identity_distances VALUES (?, 't0_1', 0, 0.0, 'noise', NULL, 'c1', 0.3)",
+                             [(iid,) for iid in loose])
+    reasons = track_codes()
+    assert len(reasons) == 1 and "3 of its other frames are hero's (3 in no character, nearest hero)" in reasons[0]
 
 
 def test_one_characters_build_knows_the_other_characters_as_a_run_over_all(tmp_path):

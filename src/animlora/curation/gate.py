@@ -279,23 +279,33 @@ def prop_tracks(members: Sequence[tuple[str, str | None]], track_measures: Mappi
 # TRACK_OTHERS or more other frames of that track are in one other character's cluster, is not surely
 # its cluster's character; it is left out (``not_one_character:track``). Two frames or more together
 # are a part of the track in their own right (a slip the tracker made for a while): they stay. Units
-# are :func:`track_parts`' (a track whose boxes jump is two things already).
+# are :func:`track_parts`' (a track whose boxes jump is two things already). A frame of the track
+# the clustering left in its noise witnesses the character of the cluster nearest it (the cluster
+# stage's own measure): seed 6's green boy, his head alone at the frame's edge in f273 (his shirt
+# joined another character's mask) in the fox's cluster, his head and shirt in f277 and f281 in the
+# noise, nearest another cluster than the fox's. A noise frame nearest the
+# lone frame's own cluster (a blurred view of the same character) keeps it.
 TRACK_OTHERS = 2
 TRACK_REASON = "not_one_character:track"
 
 
 def track_strays(units: Mapping[str, str], characters: Mapping[str, str],
-                 wanted: Iterable[str] | None = None) -> dict[str, str]:
+                 wanted: Iterable[str] | None = None, nearest: Mapping[str, str] | None = None) -> dict[str, str]:
     """Members that are a lone frame of a track whose other frames are another character, as
     instance id -> ``not_one_character:track (evidence)``. ``units``: instance id -> its track or
     track part (:func:`track_parts`); ``characters``: instance id -> its character (cluster) for every
-    clustered instance (noise and scenery clusters left out: they witness nothing); ``wanted``: only
-    these are judged (all when None)."""
+    clustered instance (scenery clusters left out: they witness nothing); ``wanted``: only these are
+    judged (all when None); ``nearest``: instance id -> the character nearest it, for the noise
+    (those of scenery clusters left out)."""
     judged = None if wanted is None else set(wanted)
     by_unit: dict[str, Counter[str]] = {}
+    loose: dict[str, Counter[str]] = {}  # the noise frames among them
     for iid, unit in units.items():
         if iid in characters:
             by_unit.setdefault(unit, Counter())[characters[iid]] += 1
+        elif nearest and iid in nearest:
+            by_unit.setdefault(unit, Counter())[nearest[iid]] += 1
+            loose.setdefault(unit, Counter())[nearest[iid]] += 1
     out: dict[str, str] = {}
     for iid, unit in sorted(units.items()):
         character = characters.get(iid)
@@ -307,8 +317,10 @@ def track_strays(units: Mapping[str, str], characters: Mapping[str, str],
         other, count = max(((c, n) for c, n in seen.items() if c != character), key=lambda cn: (cn[1], cn[0]),
                            default=(None, 0))
         if other is not None and count >= TRACK_OTHERS:
+            noise = loose.get(unit, Counter())[other]
+            whose = f"are {other}'s" + (f" ({noise} in no character, nearest {other})" if noise else "")
             out[iid] = (f"{TRACK_REASON} (the only frame of track {unit} in {character}; {count} of its other frames "
-                        f"are {other}'s: one track is one character, so this is not surely {character})")
+                        f"{whose}: one track is one character, so this is not surely {character})")
     return out
 
 

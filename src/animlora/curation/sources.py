@@ -18,6 +18,8 @@ from animlora.io.files import file_sha256, safe_name
 from animlora.io.images import list_images
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from animlora.catalog import Catalog
 
 def stage_dir(root: Path, stage: str) -> Path:
@@ -164,6 +166,24 @@ def noise_members(catalog: Catalog, root: Path) -> list[Member]:
     reviewed = decisions.members(catalog)
     return project_members(catalog, root, assigned={
         i: NOISE_ID for i, c in cluster.assignments(catalog).items() if c == NOISE_ID and i not in reviewed})
+
+
+def noise_nearest(catalog: Catalog, members: Iterable[Member]) -> dict[str, str]:
+    """Instance id -> the character of the cluster nearest it, for the instances the clustering
+    left in its noise and review put in no character (the cluster stage's nearest cluster; a
+    cluster's character is that of most of its ``members``, after review's names and merges)."""
+    from collections import Counter
+
+    from animlora.records import cluster, decisions
+
+    base = cluster.assignments(catalog)
+    votes: dict[str, Counter[str]] = {}
+    for m in members:
+        if m.instance_id in base:
+            votes.setdefault(base[m.instance_id], Counter())[m.character] += 1
+    reviewed = decisions.members(catalog)
+    return {iid: votes[cid].most_common(1)[0][0] for iid, cid in cluster.noise_nearest(catalog).items()
+            if cid in votes and iid not in reviewed}
 
 
 def deoccluded(catalog: Catalog, root: Path) -> dict[str, tuple[str, tuple[int, int, int, int]]]:

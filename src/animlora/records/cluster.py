@@ -92,6 +92,13 @@ def assignments(catalog: Catalog) -> dict[str, str]:
     return {row[0]: row[1] for row in catalog.rows("SELECT instance_id, cluster_id FROM cluster_assignments")}
 
 
+def noise_nearest(catalog: Catalog) -> dict[str, str]:
+    """instance id -> the id of the cluster nearest it, for the base clustering's noise (its
+    ``identity_distances.nearest_other``; instances without one left out)."""
+    return {row[0]: row[1] for row in catalog.rows(
+        "SELECT instance_id, nearest_other FROM identity_distances WHERE cluster_id = 'noise' AND nearest_other IS NOT NULL")}
+
+
 def assignment_distances(catalog: Catalog) -> dict[str, float | None]:
     """instance id -> cosine distance to its cluster's centroid (None where none was measured)."""
     return {row[0]: row[1] for row in catalog.rows("SELECT instance_id, distance FROM cluster_assignments")}

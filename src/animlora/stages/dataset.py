@@ -28,6 +28,7 @@ import numpy as np
 from animlora.curation.sources import (
     Member,
     folder_members,
+    noise_nearest,
     project_members,
     stage_dir,
     stat_key,
@@ -180,7 +181,10 @@ class DatasetStage(Stage):
         # frame of a track whose other frames are another character (curation/gate.py): left out like a
         # prop track; a member of a cluster taken for scenery is no known "other character"
         known = {m.instance_id: m.character for m in everyone if not scenery[m.character]}
-        apart = gate.track_strays(units, known, wanted) | gate.prop_pieces(rows, wanted) | gate.group_members(
+        # the noise witnesses a track's character by the cluster nearest each of its frames
+        nearest = ({iid: c for iid, c in noise_nearest(catalog, everyone).items() if not scenery[c]}
+                   if rows and catalog is not None else {})
+        apart = gate.track_strays(units, known, wanted, nearest) | gate.prop_pieces(rows, wanted) | gate.group_members(
             rows, wanted, known)
         pieces: dict[str, dict[str, Any]] = {}
         colours = bool(rows) and s.colour_check  # another cluster's colours in a mask (scenery_check on too)
