@@ -234,16 +234,22 @@ def test_the_noise_witnesses_a_lone_frames_track_by_the_cluster_nearest_it():
     assert track_strays(units, characters, nearest={"f277": "boy"}) == {}
 
 
-def test_a_lone_frame_of_another_characters_track_is_left_out_of_the_dataset(tmp_path):
-    rows = make_project(tmp_path, {"character_0": 8, "hero": 12}, shots=4)  # tracks tS_0 (2 each), tS_1 (3 each)
+def _stray_on_heros_track(root) -> tuple[dict, str]:
+    """A project of character_0 (tracks tS_0, 2 frames each) and hero (tS_1, 3 each) whose tracker
+    put one frame of character_0's on hero's track t0_1 (one box, no jump): (rows, that frame)."""
+    rows = make_project(root, {"character_0": 8, "hero": 12}, shots=4)
     stray = next(iid for iid, row in rows.items() if row["track_id"] == "t0_0")
-    with Catalog(tmp_path / "catalog.sqlite") as cat:
+    with Catalog(root / "catalog.sqlite") as cat:
         if "measures" not in {r[1] for r in cat.rows("PRAGMA table_info(instances)")}:
             cat.execute("ALTER TABLE instances ADD COLUMN measures TEXT")
         cat.execute("UPDATE instances SET measures = ?", (json.dumps({"static": 0.3, "flat": 0.1, "text": 0.0}),))
-        # the tracker says: this frame of character_0's is hero's track t0_1 (one box, no jump)
         cat.execute("UPDATE instances SET track_id = 't0_1' WHERE id = ?", (stray,))
         cat.execute("UPDATE instances SET bbox = ? WHERE track_id = 't0_1'", (rows[stray]["bbox"],))
+    return rows, stray
+
+
+def test_a_lone_frame_of_another_characters_track_is_left_out_of_the_dataset(tmp_path):
+    _, stray = _stray_on_heros_track(tmp_path)
     run_stages(tmp_path, ["dataset"], SETTINGS)
     meta = json.loads((tmp_path / "training_data" / "character_0" / "metadata.json").read_text())
     assert [s["instance"] for s in meta["skipped"] if s["code"] == "not_one_character:track"] == [stray]
@@ -253,18 +259,11 @@ def test_a_lone_frame_of_another_characters_track_is_left_out_of_the_dataset(tmp
 
 
 def test_a_lone_frame_whose_track_is_in_the_noise_nearest_another_character_is_left_out(tmp_path):
-    # the clustering's records: character_0's members in cluster c0, hero's in c1; hero's track t0_1
-    # (three frames) in the noise, the cluster stage finding c1 nearest each; one frame of
-    # character_0's on that track (the tracker's one box)
-    rows = make_project(tmp_path, {"character_0": 8, "hero": 12}, shots=4)
-    stray = next(iid for iid, row in rows.items() if row["track_id"] == "t0_0")
+    # the clustering's records: character_0's members in cluster c0 (the stray too), hero's in c1;
+    # hero's three frames of track t0_1 in the noise, the cluster stage finding c1 nearest each
+    rows, stray = _stray_on_heros_track(tmp_path)
     loose = [iid for iid, row in rows.items() if row["track_id"] == "t0_1"]
     with Catalog(tmp_path / "catalog.sqlite") as cat:
-        if "measures" not in {r[1] for r in cat.rows("PRAGMA table_info(instances)")}:
-            cat.execute("ALTER TABLE instances ADD COLUMN measures TEXT")
-        cat.execute("UPDATE instances SET measures = ?", (json.dumps({"static": 0.3, "flat": 0.1, "text": 0.0}),))
-        cat.execute("UPDATE instances SET track_id = 't0_1' WHERE id = ?", (stray,))
-        cat.execute("UPDATE instances SET bbox = ? WHERE track_id = 't0_1'", (rows[stray]["bbox"],))
         for iid, row in rows.items():
             cluster = "noise" if iid in loose else ("c1" if row["track_id"].endswith("_1") else "c0")
             cat.execute("INSERT INTO cluster_assignments VALUES (?, ?, NULL)", (iid, cluster))
