@@ -283,8 +283,8 @@ def prop_tracks(members: Sequence[tuple[str, str | None]], track_measures: Mappi
 # the clustering left in its noise witnesses the character of the cluster nearest it (the cluster
 # stage's own measure): seed 6's green boy, his head alone at the frame's edge in f273 (his shirt
 # joined another character's mask) in the fox's cluster, his head and shirt in f277 and f281 in the
-# noise, nearest another cluster than the fox's. A noise frame nearest the
-# lone frame's own cluster (a blurred view of the same character) keeps it.
+# noise, nearest another cluster than the fox's. A noise frame nearest the lone frame's own cluster
+# (a blurred view of the same character) keeps it.
 TRACK_OTHERS = 2
 TRACK_REASON = "not_one_character:track"
 

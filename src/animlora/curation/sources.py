@@ -174,6 +174,7 @@ def noise_nearest(catalog: Catalog, members: Iterable[Member]) -> dict[str, str]
     cluster's character is that of most of its ``members``, after review's names and merges)."""
     from collections import Counter
 
+    from animlora.identity.decisions import NOISE_ID
     from animlora.records import cluster, decisions
 
     base = cluster.assignments(catalog)
@@ -182,7 +183,7 @@ def noise_nearest(catalog: Catalog, members: Iterable[Member]) -> dict[str, str]
         if m.instance_id in base:
             votes.setdefault(base[m.instance_id], Counter())[m.character] += 1
     reviewed = decisions.members(catalog)
-    return {iid: votes[cid].most_common(1)[0][0] for iid, cid in cluster.noise_nearest(catalog).items()
+    return {iid: votes[cid].most_common(1)[0][0] for iid, cid in cluster.nearest_others(catalog, NOISE_ID).items()
             if cid in votes and iid not in reviewed}
 
 

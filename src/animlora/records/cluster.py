@@ -92,11 +92,12 @@ def assignments(catalog: Catalog) -> dict[str, str]:
     return {row[0]: row[1] for row in catalog.rows("SELECT instance_id, cluster_id FROM cluster_assignments")}
 
 
-def noise_nearest(catalog: Catalog) -> dict[str, str]:
-    """instance id -> the id of the cluster nearest it, for the base clustering's noise (its
-    ``identity_distances.nearest_other``; instances without one left out)."""
+def nearest_others(catalog: Catalog, cluster_id: str) -> dict[str, str]:
+    """instance id -> the id of the nearest other cluster, for the instances the base clustering
+    put in ``cluster_id`` (``identity_distances.nearest_other``; instances without one left out)."""
     return {row[0]: row[1] for row in catalog.rows(
-        "SELECT instance_id, nearest_other FROM identity_distances WHERE cluster_id = 'noise' AND nearest_other IS NOT NULL")}
+        "SELECT instance_id, nearest_other FROM identity_distances WHERE cluster_id = ? AND nearest_other IS NOT NULL",
+        (cluster_id,))}
 
 
 def assignment_distances(catalog: Catalog) -> dict[str, float | None]:
