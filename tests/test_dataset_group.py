@@ -111,6 +111,23 @@ def test_a_small_partner_clustered_as_another_character_counts() -> None:
     assert group_members(tiny, characters=who) == {}
 
 
+def test_a_partner_clustered_as_another_character_may_stand_farther_off() -> None:
+    # cgi-bench seed 5, shot 3: the blue boy (track b) a little farther from the bunny (track a) than
+    # GROUP_NEAR (0.15 x sqrt of a's box area: 52 px here) where the shot shows them apart, one mask
+    # over both before. Known to be another character, GROUP_NEAR_KNOWN (0.25: 87 px) holds
+    rows = []
+    for f in (10, 11, 12):
+        rows += [_row(f, "a", (200, 100, 300, 400)), _row(f, "b", (570, 150, 200, 300))]  # 70 px apart
+    rows += [_row(20, "a", (200, 100, 570, 400))]
+    assert group_members(rows) == {}
+    who = {r["id"]: ("bunny" if r["track_id"].endswith("_a") else "boy") for r in rows}
+    out = group_members(rows, characters=who)
+    assert list(out) == ["v_f20_a"] and "(clustered as boy)" in out["v_f20_a"]
+    # farther still: no evidence, known or not
+    far = [r | {"bbox": json.dumps([620, 150, 200, 300])} if r["track_id"].endswith("_b") else r for r in rows]
+    assert group_members(far, characters=who) == {}
+
+
 @pytest.mark.parametrize("idle", ["a", "b"])
 def test_an_idle_track_or_partner_beside_another_character_is_evidence(idle: str) -> None:
     # a (the track, film shot 29) or b (the partner: Frank sitting still beside Buck in the film's

@@ -98,7 +98,9 @@ class DatasetStage(Stage):
     # 11: a hole in the matte that shows the set beside the figure stays open (not filled)
     # 12: a character's colours: also those of its own light's cluster, where a name joins several
     # 13: a gap the matte was unsure of (half-transparent) that shows the set stays open too
-    version = "14"  # 14: a cluster still in more than half its shots is scenery (was: in 60% of them)
+    # 14: a cluster still in more than half its shots is scenery (was: in 60% of them); a partner known to be
+    #     another character may stand farther off (GROUP_NEAR_KNOWN)
+    version = "14"
     upstream = ("caption", "cluster", "embed", "enhance")
 
     def settings_hash(self, settings: Any) -> str:
