@@ -493,9 +493,8 @@ def group_members(rows: Iterable[Mapping[str, Any]], wanted: Iterable[str] | Non
     ``GROUP_SUM`` of ``u``'s, and ``x``'s box covers >= ``GROUP_COVER`` of ``u``'s box in ``f``.
     When ``u``'s instance in ``f`` is a member of another character than ``x`` (``characters``),
     ``GROUP_GROW_KNOWN`` replaces ``GROUP_GROW``, ``GROUP_PARTNER_KNOWN`` ``GROUP_PARTNER``,
-    ``GROUP_NEAR_KNOWN`` ``GROUP_NEAR``, and ``t``
-    or ``u`` may be idle in ``f`` (a
-    character sitting still beside another: Frank beside Buck in the film's shot 23). When ``x`` is
+    ``GROUP_NEAR_KNOWN`` ``GROUP_NEAR``, and ``t`` or ``u`` may be idle in ``f`` (a character
+    sitting still beside another: Frank beside Buck in the film's shot 23). When ``x`` is
     a member of ``u``'s character and ``t`` seen alone is not (and is >= ``GROUP_PARTNER`` of ``u``'s
     area), ``x`` is ``u`` on ``t``'s object: the growth bounds alone decide (idle tracks, distance and
     cover aside). A member marked ``mixed`` by the segment stage is a group too. A row whose box
