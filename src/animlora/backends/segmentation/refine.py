@@ -394,11 +394,13 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
     evidence = [neighbour_evidence(i, views, homs) if n > 1 else [] for i in range(n)]
     statics = [static_map(evidence[i], views[i].gray.shape) if evidence[i] else None for i in range(n)]
 
+    # per instance: a body the frame's edge cuts, given back by a second look (no cut takes it)
+    keeps = [_kept(inst, views[inst.frame]) for inst in instances]
+
     def shares() -> list[float | None]:
         """Each instance's static share; a body a second look gave back (idle under a talking head, as
         often as not) is left out of it: the instance is judged by what the matte found."""
-        return [_static_fraction(smalls[k] & ~_kept(inst, views[inst.frame]), statics[inst.frame])
-                for k, inst in enumerate(instances)]
+        return [_static_fraction(smalls[k] & ~keeps[k], statics[inst.frame]) for k, inst in enumerate(instances)]
 
     fraction = shares()
     # parts the matte split cut out of one blob go back together unless the video shows them apart
@@ -408,6 +410,7 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
         for k, inst in enumerate(instances):
             by_frame.setdefault(inst.frame, []).append(k)
         smalls = [_small_mask(inst, views[inst.frame]) for inst in instances]
+        keeps = [_kept(inst, views[inst.frame]) for inst in instances]
         fraction = shares()
     props = {k for k, f in enumerate(fraction) if f is not None and f >= STATIC_FRACTION}
     free, prop_masks, moving = [], [], []  # per frame: outside every instance; inside a prop; moving instances
@@ -498,8 +501,7 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
             else:
                 cut = smalls[k] & set_here
                 cut = _open3(cut)
-            kept = _kept(inst, views[i])  # a body the frame's edge cuts, given back by a second look
-            cut &= ~kept
+            cut &= ~keeps[k]
             pieces = [(inst, False)]
             seen_alone = False
             if CUT_FRACTION * area <= cut.sum() <= (1 - KEEP_FRACTION) * area:
@@ -515,7 +517,7 @@ def refine_shot(instances: Sequence[Instance], frames: Sequence[np.ndarray], set
             if len(pieces) == 1 and statics[i] is not None:
                 # no neighbour shows that place as set: the set fused to the character in
                 # every frame (a tree behind it) is cut by colour from what moves
-                cut = fused_set(smalls[k], statics[i], views[i], free[i] | prop_masks[i]) & ~kept
+                cut = fused_set(smalls[k], statics[i], views[i], free[i] | prop_masks[i]) & ~keeps[k]
                 if CUT_FRACTION * area <= cut.sum() <= (1 - KEEP_FRACTION) * area:
                     pieces = _cut(inst, cut, views[i], settings, FUSED_SOLIDITY)  # a tree with a bite out of it
             emit(i, k, pieces, seen_alone, idle)
