@@ -9,7 +9,13 @@ import json
 import numpy as np
 import pytest
 
-from animlora.curation.gate import COLOUR_REASON, colour_bins, foreign_colours, off_track_colours
+from animlora.curation.gate import (
+    COLOUR_REASON,
+    colour_bins,
+    colour_edges,
+    foreign_colours,
+    off_track_colours,
+)
 from dataset_synth import blob, make_project, paint, run_stages, with_piece
 
 WHITE, MAGENTA, ORANGE, GREEN, PALE_BLUE = (225, 225, 220), (230, 40, 200), (230, 120, 30), (40, 170, 40), (150, 190, 250)
@@ -181,6 +187,51 @@ def test_the_shots_light_is_divided_out_before_colours_are_compared() -> None:
     assert foreign_colours(_bins(images, {"buck_night": gain})) == {}
 
 
+SKY = (170, 195, 245)
+
+
+def _tinted(body: np.ndarray, colour, weight) -> np.ndarray:
+    """``body`` washed towards ``colour`` by ``weight`` (a number, or per pixel), the background kept."""
+    out = body.astype(np.float32)
+    weight = np.broadcast_to(np.asarray(weight, np.float32), body.shape[:2])[..., None]
+    out[..., :3] = out[..., :3] * (1 - weight) + np.asarray(colour, np.float32) * weight
+    out[body[..., 3] == 0, :3] = 0
+    return out.astype(np.uint8)
+
+
+def _sky_lit(body: np.ndarray, sigma: float) -> np.ndarray:
+    """``body`` lit by the sky on top of its head: a soft spot of ``SKY`` that fades into the body."""
+    size = body.shape[0]
+    yy, xx = np.mgrid[:size, :size]
+    return _tinted(body, SKY, np.exp(-((yy - size * 0.28) ** 2 + (xx - size // 2) ** 2) / (2 * sigma**2)))
+
+
+def _lit_cast() -> dict[str, tuple[str, np.ndarray]]:
+    """Buck (white, two of his images in a cool light) and a boy in the sky's blue."""
+    images = {}
+    for k in range(6):
+        images[f"buck_{k}"] = ("buck", blob(WHITE, 100 + 8 * k, shade=25 * (k % 3), seed=k))
+        images[f"boy_{k}"] = ("boy", blob(SKY, 90 + 6 * k, shade=20 * (k % 3), seed=10 + k))
+    for j, weight in enumerate((0.3, 0.5)):
+        images[f"buck_cool_{j}"] = ("buck", _tinted(blob(WHITE, 110, shade=10 * j, seed=60 + j), SKY, weight))
+    return images
+
+
+@pytest.mark.parametrize("sigma", [14, 18])
+def test_the_body_in_a_light_its_other_images_lack_is_no_piece_of_another_character(sigma) -> None:
+    # cgi-bench seed 3's bunny at sunset (the top of his head lit by the sky), the film's Buck from behind
+    # (his back lit yellow): a piece in the boy's colours, but the shading runs on into the body with no
+    # edge and stays near its colour; the same colours as a disc with an edge are the boy's piece
+    images = _lit_cast()
+    images["buck_lit"] = ("buck", _sky_lit(blob(WHITE, 120, seed=40), sigma))
+    images["buck_boy"] = ("buck", with_piece(blob(WHITE, 120, seed=41), SKY, 12))
+    bins = _bins(images)
+    edges = {iid: colour_edges(img) for iid, (_, img) in images.items()}
+    assert sorted(foreign_colours(bins)) == ["buck_boy", "buck_lit"]  # by colours alone
+    out = foreign_colours(bins, edges=edges)
+    assert list(out) == ["buck_boy"] and "boy's have" in out["buck_boy"]
+
+
 def test_the_dataset_leaves_the_member_out_with_its_reason_and_either_check_off_keeps_it(tmp_path) -> None:
     rows = make_project(tmp_path, {"character_0": 8, "character_1": 6}, shots=4)
     group = sorted(iid for iid, row in rows.items() if row["track_id"].endswith("_0"))[3]
@@ -205,6 +256,26 @@ def test_the_dataset_leaves_the_member_out_with_its_reason_and_either_check_off_
         meta = json.loads((tmp_path / "training_data" / "character_0" / "metadata.json").read_text())
         assert not any(s["code"] == COLOUR_REASON for s in meta["skipped"])
         assert group in {r["instance_id"] for r in meta["images"]}
+
+
+def test_the_dataset_keeps_a_member_whose_odd_colours_are_its_own_body_in_another_light(tmp_path) -> None:
+    from animlora.io.images import write_image
+
+    rows = make_project(tmp_path, {"character_0": 8, "character_1": 6}, shots=4)
+    own = sorted(iid for iid, row in rows.items() if row["track_id"].endswith("_0"))
+    cool = {own[1]: _tinted_colour(0.3), own[2]: _tinted_colour(0.5)}
+    paint(tmp_path, rows, lambda row: cool.get(row["id"], WHITE) if row["track_id"].endswith("_0") else SKY)
+    lit = own[3]
+    write_image(tmp_path / "segmentation" / rows[lit]["path"], _sky_lit(blob(WHITE, 140, seed=3), 17))
+    run_stages(tmp_path, ["dataset"], {"dataset": {"target_size": 12, "small_size": 4, "resolution": 512,
+                                                   "min_bucket": 128, "max_bucket": 1024}})
+    meta = json.loads((tmp_path / "training_data" / "character_0" / "metadata.json").read_text())
+    assert not [s for s in meta["skipped"] if s["code"] == COLOUR_REASON]
+    assert lit in {r["instance_id"] for r in meta["images"]}
+
+
+def _tinted_colour(weight: float) -> tuple[int, ...]:
+    return tuple(round(w * (1 - weight) + s * weight) for w, s in zip(WHITE, SKY, strict=True))
 
 
 def test_the_colour_check_is_kept_until_a_cut_out_or_a_cluster_changes(tmp_path, monkeypatch) -> None:

@@ -628,20 +628,47 @@ COLOUR_STRANGER = 0.15  # a member with this share of its mask in such colours, 
 COLOUR_STRANGERS = 0.1  # ... where such members are few (at most this share of the cluster, or one): a cluster with
 #                         more has no palette of its own to judge by (a character in a new outfit in every shot)
 COLOUR_REASON = "not_one_character:colours"
+# A piece in colours the cluster's other images lack may be the character's own body in a light they do not
+# show (cgi-bench seed 3's bunny at sunset: the top of his head lit by the sky, his shaded flank; the film's Buck
+# from behind, his back lit yellow): the shading runs on over the body, with no edge where the piece meets the
+# rest and a colour near the rest's. Another object meets the body along its own outline, or differs clearly in
+# colour (the butterfly, Frank on Buck's head, Gimera at his feet, a bush behind the robot). Such a piece is no
+# evidence of another character when both hold (docs/dataset.md, "Another character's colours"):
+COLOUR_SHADE_APART = 28.0  # its mean a*b* this close to the rest of the mask's (OpenCV's 8-bit Lab; own light
+#                            15.8-26.3, another object 18.4-59.1, those under 28 all with an edge)
+COLOUR_SHADE_EDGE = 2.6  # the colour gradient along its border inside the mask under this many times the mask's
+#                          median (own light 1.0-2.45; another object 1.3-9.1, those under 2.6 all apart >= 30.2)
 
 
 def colour_bins(rgba: np.ndarray, gain: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(mask, the Lab bin of every pixel) of an RGBA cut-out, fitted within ``COLOUR_SIDE`` and its
     RGB first multiplied by the shot's light ``gain`` (identity/light.py)."""
+    alpha, lab8 = _judged_lab(rgba, gain)
+    lab = lab8.astype(np.int32)
+    nl, na, nb = COLOUR_BINS
+    bins = (lab[..., 0] * nl // 256) * na * nb + (lab[..., 1] * na // 256) * nb + lab[..., 2] * nb // 256
+    return alpha >= 128, bins.astype(np.uint16)  # (a film's members are all held at once)
+
+
+def colour_edges(rgba: np.ndarray, gain: Sequence[float] | None = None) -> np.ndarray:
+    """The colour gradient (Sobel magnitude over L*, a*, b*) of an RGBA cut-out at :func:`colour_bins`'
+    size and light: where :func:`foreign_colours` looks for the edge between a piece and the body."""
+    import cv2
+
+    lab = _judged_lab(rgba, gain)[1].astype(np.float32)
+    squares = [cv2.Sobel(lab[..., c], cv2.CV_32F, dx, dy) ** 2 for c in range(3) for dx, dy in ((1, 0), (0, 1))]
+    return np.sqrt(np.sum(squares, axis=0))
+
+
+def _judged_lab(rgba: np.ndarray, gain: Sequence[float] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha, OpenCV's 8-bit Lab) of an RGBA cut-out as colours are judged: fitted within ``COLOUR_SIDE``,
+    its RGB multiplied by the shot's light ``gain``."""
     import cv2
 
     from animlora.identity.light import apply_gain
 
     rgba = apply_gain(_judging_size(rgba), gain)
-    lab = cv2.cvtColor(np.ascontiguousarray(rgba[..., :3]), cv2.COLOR_RGB2LAB).astype(np.int32)
-    nl, na, nb = COLOUR_BINS
-    bins = (lab[..., 0] * nl // 256) * na * nb + (lab[..., 1] * na // 256) * nb + lab[..., 2] * nb // 256
-    return rgba[..., 3] >= 128, bins.astype(np.uint16)  # (a film's members are all held at once)
+    return rgba[..., 3], cv2.cvtColor(np.ascontiguousarray(rgba[..., :3]), cv2.COLOR_RGB2LAB)
 
 
 def _judging_size(image: np.ndarray) -> np.ndarray:
@@ -698,6 +725,24 @@ def _own_support(items: Sequence[tuple[Any, ...]], groups: Mapping[str, str] | N
     return out
 
 
+def _own_shade(piece: np.ndarray, mask: np.ndarray, bins: np.ndarray, edges: np.ndarray) -> bool:
+    """Whether ``piece`` of ``mask`` is the body itself in a light the cluster's other images do not show: its
+    mean a*b* under ``COLOUR_SHADE_APART`` from the rest of the mask's, and no edge between them (the colour
+    gradient ``edges`` along its border inside the mask under ``COLOUR_SHADE_EDGE`` times the median of the
+    rest's inside; the mask's own outline, where the cut-out meets the background, is left out of both)."""
+    import cv2
+
+    inner = cv2.erode(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    border = (cv2.dilate(piece.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0) & ~piece & inner
+    rest = inner & ~(cv2.dilate(piece.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
+    if not border.any() or not rest.any():
+        return False
+    (pa, pb), (ra, rb) = _mean_ab(bins[piece]), _mean_ab(bins[mask & ~piece])
+    apart = math.hypot(pa - ra, pb - rb)
+    edge = float(edges[border].mean()) / max(float(np.median(edges[rest])), 1e-3)
+    return apart < COLOUR_SHADE_APART and edge < COLOUR_SHADE_EDGE
+
+
 def _unless_many(strangers: dict[str, str], n: int, share: float = COLOUR_STRANGERS) -> dict[str, str]:
     """``strangers`` when they are at most ``share`` of the ``n`` judged together (or one), else none:
     a cluster or track whose members differ throughout has no colours of its own."""
@@ -706,7 +751,8 @@ def _unless_many(strangers: dict[str, str], n: int, share: float = COLOUR_STRANG
 
 def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarray]]],
                     scenery: Iterable[str] = (), cut: Mapping[str, np.ndarray] | None = None,
-                    groups: Mapping[str, str] | None = None) -> dict[str, str]:
+                    groups: Mapping[str, str] | None = None,
+                    edges: Mapping[str, np.ndarray] | None = None) -> dict[str, str]:
     """Members with a piece in another cluster's colours, as instance id -> ``not_one_character:
     colours (evidence)``. ``members``: (instance id, cluster, :func:`colour_bins` of its cut-out);
     ``scenery``: clusters taken for scenery (``not_character:*``), whose colours count as another
@@ -725,7 +771,9 @@ def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarr
     descriptor put with a character), provided such members are at most ``COLOUR_STRANGERS`` of the
     cluster or one. ``cut``: instance id -> the pieces :func:`foreign_pieces` cuts from its alpha (at
     :func:`colour_bins`' size), not counted there. ``groups``: the clusters of the base clustering that
-    a named or merged cluster joins (:func:`_own_support`)."""
+    a named or merged cluster joins (:func:`_own_support`). ``edges``: instance id -> :func:`colour_edges`;
+    a piece of a member mostly in its cluster's colours (foreign under ``COLOUR_LIGHT`` of the mask) that is
+    its own body in another light by them (:func:`_own_shade`) is no piece."""
     import cv2
 
     size = int(np.prod(COLOUR_BINS))
@@ -752,16 +800,23 @@ def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarr
             foreign = (others < COLOUR_OWN) & mask
             if not foreign.any():
                 continue
+            # the rest of the mask shows the body in its usual colours, for a piece to be its shading
+            shade = edges.get(instance_id) if edges and float(foreign.sum()) < COLOUR_LIGHT * area else None
             best = (0.0, "", 0.0)
             for other, share in support.items():
                 if other == character:
                     continue
                 theirs = share[bins]
                 piece = foreign & (theirs >= COLOUR_THEIRS)
-                count, _, stats, _ = cv2.connectedComponentsWithStats(piece.astype(np.uint8), connectivity=8)
-                largest = float(stats[1:, cv2.CC_STAT_AREA].max()) / area if count > 1 else 0.0
-                if largest > best[0]:
+                count, labels, stats, _ = cv2.connectedComponentsWithStats(piece.astype(np.uint8), connectivity=8)
+                for label in 1 + np.argsort(-stats[1:, cv2.CC_STAT_AREA], kind="stable"):  # the largest first
+                    largest = float(stats[label, cv2.CC_STAT_AREA]) / area
+                    if largest <= best[0]:
+                        break
+                    if largest >= COLOUR_PIECE and shade is not None and _own_shade(labels == label, mask, bins, shade):
+                        continue  # the body itself in another light: the next piece may be another object
                     best = (largest, other, float(theirs[piece].mean()))
+                    break
             largest, other, seen = best
             if largest >= COLOUR_PIECE:
                 what = "the set (a cluster taken for scenery)" if other in set_like else "another character"
@@ -893,6 +948,14 @@ def _bin_centres() -> tuple[np.ndarray, np.ndarray]:
     _, na, nb = COLOUR_BINS
     idx = np.arange(int(np.prod(COLOUR_BINS)))
     return ((idx // nb) % na + 0.5) * 256 / na - 128, (idx % nb + 0.5) * 256 / nb - 128
+
+
+def _mean_ab(bins: np.ndarray) -> tuple[float, float]:
+    """The mean (a*, b*) of pixels given by their colour bins (bin centres; (0, 0) for none)."""
+    ca, cb = _bin_centres()
+    hist = np.bincount(bins, minlength=int(np.prod(COLOUR_BINS))).astype(np.float64)
+    total = max(float(hist.sum()), 1.0)
+    return float(hist @ ca) / total, float(hist @ cb) / total
 
 
 def _main_bins(hist: np.ndarray, share: float = 0.9) -> np.ndarray:
@@ -1111,12 +1174,7 @@ def _held_apart(piece: np.ndarray, mask: np.ndarray, bins: np.ndarray, outside: 
     the mask's outline (``outside``: the outline's pixels); None otherwise."""
     import cv2
 
-    size = int(np.prod(COLOUR_BINS))
-    ca, cb = _bin_centres()
-    ph = np.bincount(bins[piece], minlength=size).astype(np.float64)
-    rh = np.bincount(bins[mask & ~piece], minlength=size).astype(np.float64)
-    pa, pb = float(ph @ ca) / ph.sum(), float(ph @ cb) / ph.sum()
-    ra, rb = float(rh @ ca) / max(rh.sum(), 1.0), float(rh @ cb) / max(rh.sum(), 1.0)
+    (pa, pb), (ra, rb) = _mean_ab(bins[piece]), _mean_ab(bins[mask & ~piece])
     apart = math.hypot(pa - ra, pb - rb)
     if math.hypot(pa, pb) < CUT_CHROMA or apart < CUT_APART:
         return None

@@ -100,7 +100,9 @@ class DatasetStage(Stage):
     # 13: a gap the matte was unsure of (half-transparent) that shows the set stays open too
     # 14: a cluster still in more than half its shots is scenery (was: in 60% of them); a partner known to be
     #     another character may stand farther off (GROUP_NEAR_KNOWN)
-    version = "14"
+    # 15: a piece in odd colours that is the body itself in another light (no edge, near its colour) is no
+    #     other character's
+    version = "15"
     upstream = ("caption", "cluster", "embed", "enhance")
 
     def settings_hash(self, settings: Any) -> str:
@@ -292,8 +294,8 @@ class DatasetStage(Stage):
         groups = {m.instance_id: base[m.instance_id] for m in members if m.instance_id in base}
         rules = (self.version, gate.COLOUR_SIDE, gate.COLOUR_BINS, gate.COLOUR_PRESENT, gate.COLOUR_OWN, gate.COLOUR_LIGHT,
                  gate.COLOUR_THEIRS, gate.COLOUR_PIECE, gate.COLOUR_MEMBERS, gate.COLOUR_RARE,
-                 gate.COLOUR_STRANGER, gate.COLOUR_STRANGERS, gate.TRACK_STRANGER, gate.TRACK_MATES,
-                 gate.TRACK_STRANGERS)
+                 gate.COLOUR_STRANGER, gate.COLOUR_STRANGERS, gate.COLOUR_SHADE_APART, gate.COLOUR_SHADE_EDGE,
+                 gate.TRACK_STRANGER, gate.TRACK_MATES, gate.TRACK_STRANGERS)
         if cut:
             rules += (gate.CUT_OWN, gate.CUT_SHARE, gate.CUT_MAX, gate.CUT_CHROMA, gate.CUT_APART, gate.CUT_OUTLINE,
                       gate.CUT_SEEN, gate.CUT_WITNESSES, gate.CUT_LEFT_APART, gate.CUT_BODY_COLOUR,
@@ -311,7 +313,9 @@ class DatasetStage(Stage):
                 and isinstance(kept.get("pieces", {}), dict)):
             return kept["left_out"], kept.get("pieces", {})
         unsure: dict[str, Any] = {}
-        judged = list(self._colours(members, gains, unsure if cut else None, alpha_threshold))
+        edges: dict[str, np.ndarray] = {}
+        judged = list(self._colours(members, gains, unsure if cut else None, alpha_threshold,
+                                    edges if colours else None))
         witnesses = list(self._colours(noise, gains))
         frames: dict[str, set[str]] = {}
         for m in members:
@@ -324,18 +328,20 @@ class DatasetStage(Stage):
         cut_masks = {k: v["mask"] for k, v in cuts.items()}
         found = gate.off_track_colours([(i, track[i], c) for i, _, c in judged],
                                        [(i, track[i], c) for i, _, c in witnesses], cut_masks) if colours else {}
-        found |= gate.foreign_colours(judged, scenery, cut_masks, groups) if colours else {}
+        found |= gate.foreign_colours(judged, scenery, cut_masks, groups, edges) if colours else {}
         pieces = {k: {"bits": pack_piece(v["mask"]), "share": v["share"], "why": v["why"]} for k, v in cuts.items()}
         atomic_write_json(path, {"key": key, "left_out": found, "pieces": pieces})
         return found, pieces
 
     @staticmethod
     def _colours(members: list[Member], gains: dict[str, list[float]], unsure: dict[str, Any] | None = None,
-                 alpha_threshold: float = 0.15) -> Iterator[tuple[str, str, Any]]:
+                 alpha_threshold: float = 0.15, edges: dict[str, np.ndarray] | None = None
+                 ) -> Iterator[tuple[str, str, Any]]:
         """(instance id, character, :func:`gate.colour_bins`) of every member whose cut-out reads,
         the shot's light divided out (identity/light.py): the gains the embed stage applied, else
-        measured on the plates as it would; each one's :func:`gate.unsure_matte` put in ``unsure``."""
-        from animlora.curation.gate import colour_bins, unsure_matte
+        measured on the plates as it would; each one's :func:`gate.unsure_matte` put in ``unsure`` and
+        :func:`gate.colour_edges` in ``edges``."""
+        from animlora.curation.gate import colour_bins, colour_edges, unsure_matte
         from animlora.io.images import read_image
 
         for m in members:
@@ -347,6 +353,8 @@ class DatasetStage(Stage):
                 continue  # not judged: the build reports a missing or unreadable cut-out
             if unsure is not None:
                 unsure[m.instance_id] = unsure_matte(image, alpha_threshold)
+            if edges is not None:
+                edges[m.instance_id] = colour_edges(image, gains.get(m.shot_id or ""))
             yield m.instance_id, m.character, colour_bins(image, gains.get(m.shot_id or ""))
 
     @staticmethod
