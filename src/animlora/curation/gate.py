@@ -635,9 +635,9 @@ COLOUR_REASON = "not_one_character:colours"
 # colour (the butterfly, Frank on Buck's head, Gimera at his feet, a bush behind the robot). Such a piece is no
 # evidence of another character when both hold (docs/dataset.md, "Another character's colours"):
 COLOUR_SHADE_APART = 28.0  # its mean a*b* this close to the rest of the mask's (OpenCV's 8-bit Lab; own light
-#                            15.8-26.3, another object 18.4-59.1, those under 28 all with an edge)
+#                            15.8-26.3, another object 18.4-59.1, those under 28 with an edge of 2.77 or more)
 COLOUR_SHADE_EDGE = 2.6  # the colour gradient along its border inside the mask under this many times the mask's
-#                          median (own light 1.0-2.45; another object 1.3-9.1, those under 2.6 all apart >= 30.2)
+#                          median (own light 1.0-2.45; another object 0.58-9.1, those under 2.6 all 30.2 apart or more)
 
 
 def colour_bins(rgba: np.ndarray, gain: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
