@@ -37,6 +37,25 @@ def test_lock_excludes_a_second_writer_in_process(tmp_path):
         pass
 
 
+def test_a_child_forked_while_the_lock_is_held_does_not_keep_it(tmp_path):
+    # OpenVINO's telemetry forks a helper during a run (ISNet on the CPU); it outlived the run and kept
+    # the workspace locked, so the next run was refused as "another animlora run"
+    import os
+
+    ws = Workspace(tmp_path)
+    with ws.lock():
+        child = os.fork()
+        if child == 0:  # the helper: lives on after the run
+            time.sleep(30)
+            os._exit(0)
+    try:
+        with ws.lock(wait=0):  # the run is over: free at once
+            pass
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+
+
 def test_lock_of_a_killed_process_is_stale_and_taken_over(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=cli_env()

@@ -17,10 +17,12 @@ catalog and manifests live in ``<output>/.animlora/``.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -124,36 +126,58 @@ class Workspace:
     def lock(self, wait: float = 2.0) -> Iterator[None]:
         """Exclusive lock for writers. The OS drops it when its process dies, so a lock
         left by a killed run is stale by construction and taken over at once. ``wait``
-        seconds are allowed for a short holder (a review decision) to finish."""
+        seconds are allowed for a short holder (a review decision) to finish.
+
+        A POSIX record lock (``lockf``), which a forked child does not inherit: OpenVINO forks a
+        helper to send its telemetry when ISNet's runtime is imported, and with ``flock`` that
+        child kept the workspace locked after the run had ended (a run right after was refused).
+        Such a lock does not exclude its own process, so the workspaces this process holds are
+        kept in ``_HELD`` too, and checked before the file is opened (closing any descriptor of
+        the file would drop the process's lock)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         path = self.state_dir / "lock"
-        handle = open(path, "a+")  # noqa: SIM115 - held for the whole block
-        try:
-            deadline = time.monotonic() + wait
-            while True:
-                try:
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        key = str(path.resolve())
+        deadline = time.monotonic() + wait
+        while True:
+            with _HELD_GUARD:
+                if key not in _HELD:
+                    _HELD.add(key)
                     break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        break
-                    time.sleep(0.05)
+            if time.monotonic() >= deadline:
+                raise self._locked(f"pid {os.getpid()} on {socket.gethostname()}")
+            time.sleep(0.05)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                handle.seek(0)
-                holder = _describe_holder(handle.read())
-                raise WorkspaceLockedError(
-                    f"{self.root}: another animlora run is writing this workspace ({holder}); "
-                    "wait for it to finish or stop it"
-                ) from exc
-            handle.seek(0)
-            handle.truncate()
-            handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now()}))
-            handle.flush()
-            yield
+                while True:
+                    try:
+                        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except OSError as exc:
+                        if exc.errno not in (errno.EAGAIN, errno.EACCES):  # those: another process holds it
+                            raise
+                        if time.monotonic() >= deadline:
+                            holder = _describe_holder(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+                            raise self._locked(holder) from exc
+                    time.sleep(0.05)
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now()}).encode(), 0)
+                yield
+            finally:
+                os.close(fd)
         finally:
-            handle.close()
+            with _HELD_GUARD:
+                _HELD.discard(key)
+
+    def _locked(self, holder: str) -> WorkspaceLockedError:
+        return WorkspaceLockedError(
+            f"{self.root}: another animlora run is writing this workspace ({holder}); wait for it to finish or stop it"
+        )
+
+
+# the workspace lock files this process holds (resolved paths): see Workspace.lock
+_HELD: set[str] = set()
+_HELD_GUARD = threading.Lock()
 
 
 def _describe_holder(text: str) -> str:
