@@ -12,7 +12,7 @@ import pytest
 from animlora.curation.gate import (
     COLOUR_REASON,
     colour_bins,
-    colour_edges,
+    colour_bins_and_edges,
     foreign_colours,
     off_track_colours,
 )
@@ -226,7 +226,7 @@ def test_the_body_in_a_light_its_other_images_lack_is_no_piece_of_another_charac
     images["buck_lit"] = ("buck", _sky_lit(blob(WHITE, 120, seed=40), sigma))
     images["buck_boy"] = ("buck", with_piece(blob(WHITE, 120, seed=41), SKY, 12))
     bins = _bins(images)
-    edges = {iid: colour_edges(img) for iid, (_, img) in images.items()}
+    edges = {iid: colour_bins_and_edges(img)[1] for iid, (_, img) in images.items()}
     assert sorted(foreign_colours(bins)) == ["buck_boy", "buck_lit"]  # by colours alone
     out = foreign_colours(bins, edges=edges)
     assert list(out) == ["buck_boy"] and "boy's have" in out["buck_boy"]
@@ -290,8 +290,8 @@ def test_the_colour_check_is_kept_until_a_cut_out_or_a_cluster_changes(tmp_path,
     settings = {"dataset": {"target_size": 12, "small_size": 4, "resolution": 512, "min_bucket": 128,
                             "max_bucket": 1024}}
     judged = []
-    real = gate.colour_bins
-    monkeypatch.setattr(gate, "colour_bins", lambda *a, **k: judged.append(1) or real(*a, **k))
+    real = gate._judged_lab  # every cut-out the colour check reads is fitted here, once
+    monkeypatch.setattr(gate, "_judged_lab", lambda *a, **k: judged.append(1) or real(*a, **k))
 
     def left_out() -> list[str]:
         meta = json.loads((tmp_path / "training_data" / "character_0" / "metadata.json").read_text())

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -40,8 +41,6 @@ def test_lock_excludes_a_second_writer_in_process(tmp_path):
 def test_a_child_forked_while_the_lock_is_held_does_not_keep_it(tmp_path):
     # OpenVINO's telemetry forks a helper during a run (ISNet on the CPU); it outlived the run and kept
     # the workspace locked, so the next run was refused as "another animlora run"
-    import os
-
     ws = Workspace(tmp_path)
     with ws.lock():
         child = os.fork()

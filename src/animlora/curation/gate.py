@@ -643,21 +643,28 @@ COLOUR_SHADE_EDGE = 2.6  # the colour gradient along its border inside the mask 
 def colour_bins(rgba: np.ndarray, gain: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(mask, the Lab bin of every pixel) of an RGBA cut-out, fitted within ``COLOUR_SIDE`` and its
     RGB first multiplied by the shot's light ``gain`` (identity/light.py)."""
+    return _binned(*_judged_lab(rgba, gain))
+
+
+def colour_bins_and_edges(rgba: np.ndarray, gain: Sequence[float] | None = None
+                          ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """(:func:`colour_bins`, the colour gradient: Sobel magnitude over L*, a*, b*) of an RGBA cut-out, from
+    one fitting and one Lab conversion: the gradient is where :func:`foreign_colours` looks for the edge
+    between a piece and the body."""
+    import cv2
+
     alpha, lab8 = _judged_lab(rgba, gain)
+    lab = lab8.astype(np.float32)
+    squares = [cv2.Sobel(lab[..., c], cv2.CV_32F, dx, dy) ** 2 for c in range(3) for dx, dy in ((1, 0), (0, 1))]
+    return _binned(alpha, lab8), np.sqrt(np.sum(squares, axis=0))
+
+
+def _binned(alpha: np.ndarray, lab8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, colour bin of every pixel) from :func:`_judged_lab`'s alpha and Lab."""
     lab = lab8.astype(np.int32)
     nl, na, nb = COLOUR_BINS
     bins = (lab[..., 0] * nl // 256) * na * nb + (lab[..., 1] * na // 256) * nb + lab[..., 2] * nb // 256
     return alpha >= 128, bins.astype(np.uint16)  # (a film's members are all held at once)
-
-
-def colour_edges(rgba: np.ndarray, gain: Sequence[float] | None = None) -> np.ndarray:
-    """The colour gradient (Sobel magnitude over L*, a*, b*) of an RGBA cut-out at :func:`colour_bins`'
-    size and light: where :func:`foreign_colours` looks for the edge between a piece and the body."""
-    import cv2
-
-    lab = _judged_lab(rgba, gain)[1].astype(np.float32)
-    squares = [cv2.Sobel(lab[..., c], cv2.CV_32F, dx, dy) ** 2 for c in range(3) for dx, dy in ((1, 0), (0, 1))]
-    return np.sqrt(np.sum(squares, axis=0))
 
 
 def _judged_lab(rgba: np.ndarray, gain: Sequence[float] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -771,7 +778,8 @@ def foreign_colours(members: Iterable[tuple[str, str, tuple[np.ndarray, np.ndarr
     descriptor put with a character), provided such members are at most ``COLOUR_STRANGERS`` of the
     cluster or one. ``cut``: instance id -> the pieces :func:`foreign_pieces` cuts from its alpha (at
     :func:`colour_bins`' size), not counted there. ``groups``: the clusters of the base clustering that
-    a named or merged cluster joins (:func:`_own_support`). ``edges``: instance id -> :func:`colour_edges`;
+    a named or merged cluster joins (:func:`_own_support`). ``edges``: instance id -> the gradient of
+    :func:`colour_bins_and_edges`;
     a piece of a member mostly in its cluster's colours (foreign under ``COLOUR_LIGHT`` of the mask) that is
     its own body in another light by them (:func:`_own_shade`) is no piece."""
     import cv2

@@ -340,8 +340,8 @@ class DatasetStage(Stage):
         """(instance id, character, :func:`gate.colour_bins`) of every member whose cut-out reads,
         the shot's light divided out (identity/light.py): the gains the embed stage applied, else
         measured on the plates as it would; each one's :func:`gate.unsure_matte` put in ``unsure`` and
-        :func:`gate.colour_edges` in ``edges``."""
-        from animlora.curation.gate import colour_bins, colour_edges, unsure_matte
+        its colour gradient (:func:`gate.colour_bins_and_edges`) in ``edges``."""
+        from animlora.curation.gate import colour_bins, colour_bins_and_edges, unsure_matte
         from animlora.io.images import read_image
 
         for m in members:
@@ -353,9 +353,12 @@ class DatasetStage(Stage):
                 continue  # not judged: the build reports a missing or unreadable cut-out
             if unsure is not None:
                 unsure[m.instance_id] = unsure_matte(image, alpha_threshold)
-            if edges is not None:
-                edges[m.instance_id] = colour_edges(image, gains.get(m.shot_id or ""))
-            yield m.instance_id, m.character, colour_bins(image, gains.get(m.shot_id or ""))
+            gain = gains.get(m.shot_id or "")
+            if edges is None:
+                yield m.instance_id, m.character, colour_bins(image, gain)
+                continue
+            bins, edges[m.instance_id] = colour_bins_and_edges(image, gain)
+            yield m.instance_id, m.character, bins
 
     @staticmethod
     def _measures(rows: list[dict[str, Any]], parts: dict[str, str] | None = None
