@@ -254,6 +254,50 @@ def test_second_look_makes_a_tight_multi_shot_noise_group_a_cluster():
     assert [r["why"] for r in info["rejected"]] == ["spread"]  # the loose group
 
 
+def test_second_look_a_group_of_one_shot_idle_in_others_is_a_character():
+    """A character that moves in one shot and stands idle in the others (seed 4's robot): its
+    moving track is the only group in the moving noise (HDBSCAN names it only when asked to call a
+    pool one group), seen in one shot; its still tracks in noise that would join it by the still
+    rule count for its shots, so it is a character. Without them, or with them far off, it is one
+    shot's odd view and stays noise."""
+    from animlora.identity.constraints import recluster_noise
+
+    e = np.eye(D)
+    rows, labels, tracks, shots = [], [], [], []
+
+    def add(vector, label, track, shot, copies):
+        for _ in range(copies):
+            rows.append(vector)
+            labels.append(label)
+            tracks.append(track)
+            shots.append(shot)
+
+    for lab, centre in ((0, e[0]), (1, e[1])):
+        for k, axis in enumerate((4, 5, 6, 7)):
+            add(centre + 0.2 * e[axis], lab, f"c{lab}t{k}", f"c{lab}s{k}", 3)
+    add(e[2], NOISE, "moves", "s1", 3)
+    add(-e[3], NOISE, "stray", "s9", 1)  # a lone moving view far from everything
+    add(e[2] + 0.05 * e[8], NOISE, "idle1", "s2", 2)
+    add(e[2] + 0.05 * e[9], NOISE, "idle2", "s3", 2)
+    add(e[3], NOISE, "tree", "s4", 2)  # a still track near no one
+    x, labels = np.stack(rows), np.asarray(labels)
+    t = np.asarray(tracks)
+    still = np.isin(t, ["idle1", "idle2", "tree"])
+    moves = t == "moves"
+    links = build_constraints([f"f{i}" for i in range(len(x))], tracks)
+
+    out, info = recluster_noise(x, labels, tracks, shots, links, 3, 2, skip=still, still=still)
+    assert len(set(out[moves])) == 1 and out[moves][0] not in (NOISE, 0, 1)
+    assert (out[~moves] == labels[~moves]).all()  # the idle tracks join later, by the still rule
+    assert info["groups_kept"] == 1 and info["kept"][0]["idle_shots"] == 2
+    # without the still tracks, or with them far from the group: one shot, noise
+    assert (recluster_noise(x, labels, tracks, shots, links, 3, 2, skip=still)[0] == labels).all()
+    far = x.copy()
+    far[np.isin(t, ["idle1", "idle2"])] = e[3]
+    out, info = recluster_noise(far, labels, tracks, shots, links, 3, 2, skip=still, still=still)
+    assert (out == labels).all() and [r["why"] for r in info["rejected"]] == ["one shot"]
+
+
 def test_second_look_group_touching_two_clusters_stays_noise():
     """A group that chains into two clusters (some tracks nearest a track of one, some of the
     other) is views between characters, not a character: it stays noise. So does a group whose

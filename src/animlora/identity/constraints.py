@@ -28,6 +28,7 @@ import numpy as np
 
 from animlora.identity.clustering import NOISE, normalise
 from animlora.identity.geometry import Constraints, build_constraints, partners_of
+from animlora.identity.still import join_still
 from animlora.identity.tracks import jump_cuts, part_distances
 
 
@@ -590,6 +591,7 @@ def recluster_noise(
     join_margin: float = 0.0,
     margin_after: float = 0.0,
     margin_rounds: int = 1,
+    still: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict]:
     """A second look at what is left in noise: HDBSCAN on the moving noise alone, with a smaller
     ``min_size``, keeping only the groups that look like a character the first pass's size
@@ -616,6 +618,12 @@ def recluster_noise(
     that margin (``margin_rounds`` rounds, ``skip`` left out): the views a kept group brings make
     a character's chain longer, so noise that was about as near two clusters can now be clearly
     nearest one (info ``margin_attached_after``; the film's Buck in his burrow).
+    ``still``: per instance, whether its track is still (:func:`animlora.identity.still.still_units`).
+    A character can stand idle in every shot but one: the still tracks in noise that would join a
+    group by :func:`animlora.identity.still.join_still`'s rule count for its shots (seed 4's robot: it
+    moves in one shot and idles in four, and no cluster formed for its idle tracks to join). When
+    HDBSCAN names no group, it is asked once more allowing one: it never calls its whole input one
+    group unless asked, and a small pool can be one character's views and a few strays.
     Needs a cluster to measure tightness against. ``min_size`` 0 = off. Returns (labels, info)."""
     from animlora.identity.clustering import hdbscan
 
@@ -638,6 +646,8 @@ def recluster_noise(
     cluster_tracks = _unit_vectors(x, [u for _, u in cluster_units])
     track_owner = np.asarray([lab for lab, _ in cluster_units])
     found = hdbscan(x[pool], max(2, min_size - min_size // 4), min_samples, "eom")
+    if (found == NOISE).all():  # HDBSCAN names no group in a pool that is one group and strays, unless asked
+        found = hdbscan(x[pool], max(2, min_size - min_size // 4), min_samples, "eom", allow_single=True)
     partners = partners_of(constraints.cannot)
     next_label = max(ids) + 1
     for g in sorted(int(v) for v in np.unique(found) if v != NOISE):
@@ -657,6 +667,13 @@ def recluster_noise(
                 units, radius, bound = core, core_radius, typical(len(core))
         trimmed = int((found == g).sum()) - len(idx)
         shots = {shot_ids[i] for i in idx if shot_ids[i]}
+        idle: set[str | None] = set()
+        if len(shots) == 1 and still is not None and still.any():
+            trial = out.copy()
+            trial[idx] = next_label
+            trial, _ = join_still(x, trial, still, track_ids, only={next_label})
+            idle = {shot_ids[i] for i in np.nonzero((trial == next_label) & (out == NOISE))[0] if shot_ids[i]} - shots
+            shots |= idle
         vecs = _unit_vectors(x, units)
         own = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (vecs @ vecs.T)))
         np.fill_diagonal(own, np.inf)
@@ -690,7 +707,7 @@ def recluster_noise(
             why = "cannot-link"
         entry = {"instances": len(idx), "shots": len(shots), "radius": round(radius, 4), "bound": round(bound, 4),
                  "linkage": round(linkage, 4),
-                 "gap": round(gap, 4), "lone_left_out": trimmed, "tracks": detail}
+                 "gap": round(gap, 4), "lone_left_out": trimmed, "idle_shots": len(idle), "tracks": detail}
         target = None
         if why == "touches a cluster" and len(owners) == 1 and _nearest_centre(x, labels, idx, ids, barred) in owners:
             why, target = None, owners.pop()

@@ -156,7 +156,7 @@ def _references_fingerprint(folders: list[Path], project_root: Path | None) -> l
 class ClusterStage(Stage):
     name = "cluster"
     folder = "clustered"
-    version = "3"
+    version = "4"
     upstream = ("embed",)
 
     def check_inputs(self, job: StageJob) -> None:
@@ -273,7 +273,7 @@ class ClusterStage(Stage):
             before = labels
             labels, constraints["second_look"] = recluster_noise(
                 xc, labels, tracks, [r.shot_id for r in data.refs], links, look, s.min_samples, skip=is_still,
-                join_similarity=s.merge_similarity, join_margin=s.attach_margin,
+                still=is_still, join_similarity=s.merge_similarity, join_margin=s.attach_margin,
                 margin_after=s.attach_margin, margin_rounds=s.attach_rounds)
             constraints["second_look"]["min_size"] = look
             # a still track left in noise because its character had no cluster yet (seed 6: the
