@@ -621,7 +621,7 @@ def recluster_noise(
     ``still``: per instance, whether its track is still (:func:`animlora.identity.still.still_units`).
     A character can stand idle in every shot but one: the still tracks in noise that would join a
     group by :func:`animlora.identity.still.join_still`'s rule count for its shots (seed 4's robot: it
-    moves in one shot and idles in four, and no cluster formed for its idle tracks to join). When
+    moves in one shot and idles in three, and no cluster formed for its idle tracks to join). When
     HDBSCAN names no group, it is asked once more allowing one: it never calls its whole input one
     group unless asked, and a small pool can be one character's views and a few strays.
     Needs a cluster to measure tightness against. ``min_size`` 0 = off. Returns (labels, info)."""
