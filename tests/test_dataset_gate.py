@@ -139,6 +139,28 @@ def test_a_still_flat_track_at_the_rim_of_its_cluster_is_a_prop_and_an_idle_char
 
 
 
+def test_a_track_never_seen_to_move_far_out_is_a_prop_whatever_its_fill():
+    """Seed 6's tree crown, still in all 8 frames of a pan (flat 0.13: leaves are not filled flat), 2.79x
+    out in the green boy's cluster; idle characters still in every frame sit 0.94-1.60x out."""
+    rng = np.random.default_rng(3)
+    core, far, noise = rng.normal(size=16), rng.normal(size=16), rng.normal(size=16)
+    moving = ([0.3, 0.2, 0.5], [0.05, 0.04, 0.06])
+    tracks = {"a": (*moving, core), "b": (*moving, core + 0.3 * rng.normal(size=16)),
+              "c": (*moving, core + 0.3 * rng.normal(size=16))}
+    tree = ([1.0, 1.0, 0.998, 1.0, 0.998], [0.13] * 5)
+    members, measures, vectors = _cluster({**tracks, "tree": (*tree, far)})
+    out = prop_tracks(members, measures, vectors, max_static=0.7)
+    assert sorted(out) == ["tree_i0", "tree_i1"]
+    assert out["tree_i0"].startswith("not_character:prop (track tree: all 5 instances unchanged relative to the set")
+    # seen to move once (a character idle for most of a shot), or still in two frames only: no verdict
+    for statics in ([1.0, 1.0, 0.9, 1.0, 0.998], [1.0, 0.998]):
+        members, measures, vectors = _cluster({**tracks, "tree": (statics, [0.13] * len(statics), far)})
+        assert prop_tracks(members, measures, vectors, max_static=0.7) == {}
+    # never seen to move, but among the cluster's own views (an idle character, 1.19x out)
+    members, measures, vectors = _cluster({**tracks, "tree": (*tree, core + 0.3 * noise)})
+    assert prop_tracks(members, measures, vectors, max_static=0.7) == {}
+
+
 def test_a_track_never_measured_is_a_prop_only_when_flat_and_far_out():
     """Seed 3's grey rock: one instance in a whip pan whose frames do not register (no ``static``),
     flat 0.43, 2.23x the cluster's typical distance; a character track that was never measured

@@ -153,6 +153,11 @@ MIN_TRACKS = 3
 # of a dataset on the film 0.09-0.36 flat and 0.20-1.89x, on the seeds 0.02-0.33 and 0.56-1.14x; the
 # seeds' moving flat character tracks (the bunny's close-up 0.52, the robot 0.49) reach 1.88x.
 UNMEASURED_RIM = 2.0
+# A track never seen to move (every known instance still at ``STILL_STATIC``, this many at least) is a prop
+# whatever its fill when it sits as far out as that: leaves and grass are not filled flat (cgi-bench seed 6: a
+# tree crown still in all 8 frames of a pan, flat 0.13, 2.79x out in the green boy's cluster). Idle characters'
+# tracks still in every frame sit 0.94-1.27x out on seeds 3 and 6 (the film's idle tracks 0.24-1.60x).
+STILL_TRACK_FRAMES = 3
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -222,8 +227,9 @@ def prop_tracks(members: Sequence[tuple[str, str | None]], track_measures: Mappi
     one thing onto another (:func:`track_parts`): each such part is judged too, as a track of its
     own, against the cluster's other tracks (the typical distance still that of whole tracks).
     A track with no known ``static`` at all is judged on tests 2 and 3 alone, 3 at
-    ``UNMEASURED_RIM``. Nothing is flagged without embeddings, with fewer than 3 tracks, or with
-    ``flat_check`` off (2D)."""
+    ``UNMEASURED_RIM``; one still at ``STILL_STATIC`` in every known instance (``STILL_TRACK_FRAMES`` at
+    least) on test 3 alone, at ``UNMEASURED_RIM``. Nothing is flagged without embeddings, with fewer
+    than 3 tracks, or with ``flat_check`` off (2D)."""
     if not flat_check or not vectors:
         return {}
     tracked = [(iid, track) for iid, track in members if track]
@@ -251,20 +257,25 @@ def prop_tracks(members: Sequence[tuple[str, str | None]], track_measures: Mappi
         if known:
             if len(known) < MIN_TRACK_KNOWN:
                 continue
-            still = sum(float(m["static"]) >= max_static for m in known)
-            flat = float(np.median([float(m.get("flat") or 0.0) for m in known]))
-            if still < PROP_STILL_SHARE * len(known) or flat < PROP_FLAT or nearest <= PROP_RIM * typical:
-                continue
-            motion = f"{still} of {len(known)} instances unchanged relative to the set"
+            if len(known) >= STILL_TRACK_FRAMES and ratio >= UNMEASURED_RIM and all(
+                    float(m["static"]) >= STILL_STATIC for m in known):  # never seen to move: whatever its fill
+                evidence = f"all {len(known)} instances unchanged relative to the set"
+            else:
+                still = sum(float(m["static"]) >= max_static for m in known)
+                flat = float(np.median([float(m.get("flat") or 0.0) for m in known]))
+                if still < PROP_STILL_SHARE * len(known) or flat < PROP_FLAT or nearest <= PROP_RIM * typical:
+                    continue
+                evidence = (f"{still} of {len(known)} instances unchanged relative to the set, "
+                            f"flat fill {flat:.2f} >= {PROP_FLAT}")
         else:  # never measured: no motion evidence, so the appearance must say more
             if not measured:
                 continue
             flat = float(np.median([float(m.get("flat") or 0.0) for m in measured]))
             if flat < PROP_FLAT or ratio < UNMEASURED_RIM:
                 continue
-            motion = f"motion never measured in its {len(measured)} instance(s)"
-        why = (f"not_character:prop (track {unit}: {motion}, flat fill {flat:.2f} >= {PROP_FLAT}, "
-               f"{ratio:.2f}x the cluster's typical distance from its other tracks: a prop, not this character)")
+            evidence = f"motion never measured in its {len(measured)} instance(s), flat fill {flat:.2f} >= {PROP_FLAT}"
+        why = (f"not_character:prop (track {unit}: {evidence}, {ratio:.2f}x the cluster's typical distance from "
+               "its other tracks: a prop, not this character)")
         out.update({iid: why for iid in members_of[unit] if iid not in out})
     return out
 
