@@ -141,7 +141,7 @@ def test_a_still_flat_track_at_the_rim_of_its_cluster_is_a_prop_and_an_idle_char
 
 def test_a_track_never_seen_to_move_far_out_is_a_prop_whatever_its_fill():
     """Seed 6's tree crown, still in all 8 frames of a pan (flat 0.13: leaves are not filled flat), 2.79x
-    out in the green boy's cluster; idle characters still in every frame sit 0.94-1.60x out."""
+    out in the green boy's cluster; the seeds' idle characters still in every frame sit 0.63-1.34x out."""
     rng = np.random.default_rng(3)
     core, far, noise = rng.normal(size=16), rng.normal(size=16), rng.normal(size=16)
     moving = ([0.3, 0.2, 0.5], [0.05, 0.04, 0.06])

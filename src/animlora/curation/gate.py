@@ -155,8 +155,8 @@ MIN_TRACKS = 3
 UNMEASURED_RIM = 2.0
 # A track never seen to move (every known instance still at ``STILL_STATIC``, this many at least) is a prop
 # whatever its fill when it sits as far out as that: leaves and grass are not filled flat (cgi-bench seed 6: a
-# tree crown still in all 8 frames of a pan, flat 0.13, 2.79x out in the green boy's cluster). Idle characters'
-# tracks still in every frame sit 0.94-1.27x out on seeds 3 and 6 (the film's idle tracks 0.24-1.60x).
+# tree crown still in all 8 frames of a pan, flat 0.13, 2.79x out in the green boy's cluster). Characters'
+# tracks still in every frame sit 0.63-1.34x out on seeds 3 and 6 (the film's still in most frames 0.24-1.60x).
 STILL_TRACK_FRAMES = 3
 
 
