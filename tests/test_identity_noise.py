@@ -181,6 +181,38 @@ def test_attach_by_margin_takes_a_track_clearly_nearest_one_cluster_and_chains_b
     assert (attach_by_margin(x, alone, tracks, links, 1.4)[0] == alone).all()
 
 
+def test_attach_by_margin_a_cluster_of_one_track_clearly_nearest_another_joins_it():
+    """HDBSCAN keeps a long track (its instances pulled onto its own vector) as a cluster of its
+    own; with ``single_tracks`` such a cluster is judged as a noise track is (cgi-bench seed 6: the
+    fox's one track of shot 1, a cluster apart from his). Fails without the option."""
+    x, labels, tracks, frames = _chain()
+    t = np.asarray(tracks)
+    labels = labels.copy()
+    labels[t == "step1"] = 2  # a cluster of one track, clearly nearest cluster 0
+    links = build_constraints(frames, tracks)
+    out, info = attach_by_margin(x, labels, tracks, links, 1.4, rounds=2, single_tracks=True)
+    assert (out[t == "step1"] == 0).all() and info["single_tracks_joined"] == 1
+    # then step2, a noise track, joins cluster 0 through it in the next round, as it would through a
+    # noise step1 (the chain above)
+    assert (out[t == "step2"] == 0).all() and info["attached_units"] == 1
+    # a cluster of one track about as near clusters 0 and 1 stays a cluster of its own
+    middle = np.where(t == "between", 3, np.where(t == "step1", NOISE, labels))
+    out, info = attach_by_margin(x, middle, tracks, links, 1.4, single_tracks=True)
+    assert (out[t == "between"] == 3).all() and info["single_tracks_joined"] == 0
+    plain, info = attach_by_margin(x, labels, tracks, links, 1.4)
+    assert (plain[t == "step1"] == 2).all() and "single_tracks_joined" not in info
+    # cannot-linked to the cluster it is nearest (one of its frames shows both apart): it stays
+    linked = list(frames)
+    linked[tracks.index("step1")] = frames[tracks.index("a1")]
+    out, _ = attach_by_margin(x, labels, tracks, build_constraints(linked, tracks), 1.4, single_tracks=True)
+    assert (out[t == "step1"] == 2).all()
+    # a cluster of two tracks is a cluster, not such a unit
+    two = labels.copy()
+    two[t == "step2"] = 2
+    out, _ = attach_by_margin(x, two, tracks, links, 1.4, single_tracks=True)
+    assert (out[t == "step1"] == 2).all() and (out[t == "step2"] == 2).all()
+
+
 def _second_look_scene(rng: np.random.Generator):
     """Two clusters (e0, e1: four tracks of three instances, spread 0.2) and, in noise, a group of
     four tracks of two instances around e2 (spread 0.1), a group of the same size around e3 but

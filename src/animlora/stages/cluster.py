@@ -156,7 +156,7 @@ def _references_fingerprint(folders: list[Path], project_root: Path | None) -> l
 class ClusterStage(Stage):
     name = "cluster"
     folder = "clustered"
-    version = "4"
+    version = "5"
     upstream = ("embed",)
 
     def check_inputs(self, job: StageJob) -> None:
@@ -261,7 +261,8 @@ class ClusterStage(Stage):
             constraints["track_joins"] = [{"kept": a, "absorbed": b, "similarity": round(c, 4)} for a, b, c in joins]
             # 3c. a noise track next to one cluster's track and clearly farther from every other's joins it
             labels, constraints["margin_attached"] = attach_by_margin(xc, labels, tracks, links, s.attach_margin,
-                                                                      s.attach_rounds, skip=is_still)
+                                                                      s.attach_rounds, skip=is_still,
+                                                                      single_tracks=True)
             # 3d. the part of a track the tracker carried onto another character goes to that one's cluster
             boxes = [p.box if (p := geometry.placements.get(i)) else None for i in range(len(x))]
             if s.track_split > 0:
