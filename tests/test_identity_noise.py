@@ -195,6 +195,19 @@ def test_attach_by_margin_a_cluster_of_one_track_clearly_nearest_another_joins_i
     # then step2, a noise track, joins cluster 0 through it in the next round, as it would through a
     # noise step1 (the chain above)
     assert (out[t == "step2"] == 0).all() and info["attached_units"] == 1
+    # a noise track next to a cluster of one track does not join it just before it goes (a cluster
+    # of the noise track alone would be left): the clusters of one track are judged first
+    e = np.eye(D)
+    one = _turn(e[0], e[2], 20)
+    units = {"a0": (e[0], 0), "a1": (_turn(e[0], e[3], 5), 0), "b0": (e[1], 1), "b1": (_turn(e[1], e[5], 3), 1),
+             "one": (one, 2), "next": (_turn(one, e[2], 6), NOISE)}
+    names = [n for n in units for _ in range(2)]
+    x2 = np.stack([units[n][0] for n in names])
+    labels2 = np.asarray([units[n][1] for n in names])
+    out, info = attach_by_margin(x2, labels2, names, build_constraints([f"{n}{k % 2}" for k, n in enumerate(names)],
+                                                                       names), 1.4, single_tracks=True)
+    t2 = np.asarray(names)
+    assert (out[t2 == "one"] == 0).all() and (out[t2 == "next"] == 0).all() and not (out == 2).any()
     # a cluster of one track about as near clusters 0 and 1 stays a cluster of its own
     middle = np.where(t == "between", 3, np.where(t == "step1", NOISE, labels))
     out, info = attach_by_margin(x, middle, tracks, links, 1.4, single_tracks=True)

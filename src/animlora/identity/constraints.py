@@ -446,12 +446,13 @@ def attach_by_margin(
         track_vecs, owner_arr = normalise(np.stack(vecs)), np.asarray(owner)
         joined = 0
         ambiguous = cannot = 0
-        units = [(unit, NOISE) for unit in _units(np.nonzero((out == NOISE) & allowed)[0], track_ids)]
+        units = []  # (unit, its cluster): clusters of one track first, so no noise unit joins one that then goes
         if single_tracks:
             for lab in ids:
                 members = _units(np.nonzero(out == lab)[0], track_ids)
                 if len(members) == 1 and track_ids[members[0][0]] is not None:
                     units.append((members[0], lab))
+        units += [(unit, NOISE) for unit in _units(np.nonzero((out == NOISE) & allowed)[0], track_ids)]
         for unit, own in units:
             v = normalise(x[unit].mean(0, keepdims=True))[0]
             dist = np.linalg.norm(track_vecs - v, axis=1)
