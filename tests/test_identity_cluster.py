@@ -124,7 +124,7 @@ def test_stage_track_aware(tmp_path):
     # the second noise pass ran (two clusters, nothing left in noise to attach)
     assert report["constraints"]["margin_attached"] == {"attached_instances": 0, "attached_units": 0,
                                                         "ambiguous_units": 0, "cannot_link_units": 0, "rounds": 1,
-                                                        "single_tracks_joined": 0}
+                                                        "clusters_joined": 0}
 
 
 def _write_character(ws, name: str, images, negative: bool = False) -> None:

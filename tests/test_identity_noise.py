@@ -181,49 +181,59 @@ def test_attach_by_margin_takes_a_track_clearly_nearest_one_cluster_and_chains_b
     assert (attach_by_margin(x, alone, tracks, links, 1.4)[0] == alone).all()
 
 
-def test_attach_by_margin_a_cluster_of_one_track_clearly_nearest_another_joins_it():
+def test_attach_by_margin_a_thin_cluster_clearly_nearest_another_joins_it():
     """HDBSCAN keeps a long track (its instances pulled onto its own vector) as a cluster of its
-    own; with ``single_tracks`` such a cluster is judged as a noise track is (cgi-bench seed 6: the
-    fox's one track of shot 1, a cluster apart from his). Fails without the option."""
+    own; with ``thin`` a cluster with fewer than ``thin`` instances besides its largest track is
+    judged as a noise track is (cgi-bench seed 6: the fox's one track of shot 1, a cluster apart
+    from his). Fails without the option."""
     x, labels, tracks, frames = _chain()
     t = np.asarray(tracks)
     labels = labels.copy()
     labels[t == "step1"] = 2  # a cluster of one track, clearly nearest cluster 0
     links = build_constraints(frames, tracks)
-    out, info = attach_by_margin(x, labels, tracks, links, 1.4, rounds=2, single_tracks=True)
-    assert (out[t == "step1"] == 0).all() and info["single_tracks_joined"] == 1
+    out, info = attach_by_margin(x, labels, tracks, links, 1.4, rounds=2, thin=1)
+    assert (out[t == "step1"] == 0).all() and info["clusters_joined"] == 1
     # then step2, a noise track, joins cluster 0 through it in the next round, as it would through a
     # noise step1 (the chain above)
     assert (out[t == "step2"] == 0).all() and info["attached_units"] == 1
-    # a noise track next to a cluster of one track does not join it just before it goes (a cluster
-    # of the noise track alone would be left): the clusters of one track are judged first
-    e = np.eye(D)
-    one = _turn(e[0], e[2], 20)
-    units = {"a0": (e[0], 0), "a1": (_turn(e[0], e[3], 5), 0), "b0": (e[1], 1), "b1": (_turn(e[1], e[5], 3), 1),
-             "one": (one, 2), "next": (_turn(one, e[2], 6), NOISE)}
-    names = [n for n in units for _ in range(2)]
-    x2 = np.stack([units[n][0] for n in names])
-    labels2 = np.asarray([units[n][1] for n in names])
-    out, info = attach_by_margin(x2, labels2, names, build_constraints([f"{n}{k % 2}" for k, n in enumerate(names)],
-                                                                       names), 1.4, single_tracks=True)
-    t2 = np.asarray(names)
-    assert (out[t2 == "one"] == 0).all() and (out[t2 == "next"] == 0).all() and not (out == 2).any()
     # a cluster of one track about as near clusters 0 and 1 stays a cluster of its own
     middle = np.where(t == "between", 3, np.where(t == "step1", NOISE, labels))
-    out, info = attach_by_margin(x, middle, tracks, links, 1.4, single_tracks=True)
-    assert (out[t == "between"] == 3).all() and info["single_tracks_joined"] == 0
+    out, info = attach_by_margin(x, middle, tracks, links, 1.4, thin=1)
+    assert (out[t == "between"] == 3).all() and info["clusters_joined"] == 0
     plain, info = attach_by_margin(x, labels, tracks, links, 1.4)
-    assert (plain[t == "step1"] == 2).all() and "single_tracks_joined" not in info
+    assert (plain[t == "step1"] == 2).all() and "clusters_joined" not in info
     # cannot-linked to the cluster it is nearest (one of its frames shows both apart): it stays
     linked = list(frames)
     linked[tracks.index("step1")] = frames[tracks.index("a1")]
-    out, _ = attach_by_margin(x, labels, tracks, build_constraints(linked, tracks), 1.4, single_tracks=True)
+    out, _ = attach_by_margin(x, labels, tracks, build_constraints(linked, tracks), 1.4, thin=1)
     assert (out[t == "step1"] == 2).all()
-    # a cluster of two tracks is a cluster, not such a unit
-    two = labels.copy()
-    two[t == "step2"] = 2
-    out, _ = attach_by_margin(x, two, tracks, links, 1.4, single_tracks=True)
-    assert (out[t == "step1"] == 2).all() and (out[t == "step2"] == 2).all()
+
+
+def _thin_scene():
+    """Clusters 0 (two tracks near e0) and 1 (two near e1); cluster 2: track 'one' (2 instances,
+    20 deg from e0) and 'one_b' (1 instance beside it); in noise, 'next' 6 deg beyond 'one'."""
+    e = np.eye(D)
+    one = _turn(e[0], e[2], 20)
+    units = {"a0": (e[0], 0, 2), "a1": (_turn(e[0], e[3], 5), 0, 2), "b0": (e[1], 1, 2),
+             "b1": (_turn(e[1], e[5], 3), 1, 2), "one": (one, 2, 2), "one_b": (_turn(one, e[4], 3), 2, 1),
+             "next": (_turn(one, e[2], 6), NOISE, 2)}
+    names = [n for n, (_, _, k) in units.items() for _ in range(k)]
+    x = np.stack([units[n][0] for n in names])
+    labels = np.asarray([units[n][1] for n in names])
+    return x, labels, names, build_constraints([f"{n}{k}" for k, n in enumerate(names)], names)
+
+
+def test_attach_by_margin_thin_counts_the_instances_beside_the_largest_track():
+    x, labels, names, links = _thin_scene()
+    t = np.asarray(names)
+    # one instance besides its largest track: thin at 2, not at 1
+    out, info = attach_by_margin(x, labels, names, links, 1.4, thin=1)
+    assert (out[t == "one"] == 2).all() and (out[t == "one_b"] == 2).all() and info["clusters_joined"] == 0
+    out, info = attach_by_margin(x, labels, names, links, 1.4, thin=2)
+    assert (out[np.isin(t, ["one", "one_b"])] == 0).all() and info["clusters_joined"] == 1
+    # the noise track beside it does not join it just before it goes (a cluster of that track alone
+    # would be left): thin clusters are judged before the round's noise units
+    assert (out[t == "next"] == 0).all() and not (out == 2).any()
 
 
 def _second_look_scene(rng: np.random.Generator):

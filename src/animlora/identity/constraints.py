@@ -402,7 +402,7 @@ def attach_by_margin(
     margin: float,
     rounds: int = 1,
     skip: np.ndarray | None = None,
-    single_tracks: bool = False,
+    thin: int = 0,
 ) -> tuple[np.ndarray, dict]:
     """Give a noise track to the cluster one of whose tracks is clearly its nearest: a second
     pass after :func:`attach_noise`, for views of a character that lie outside every cluster's
@@ -418,19 +418,22 @@ def attach_by_margin(
     margin). ``skip`` (per instance) marks noise that must stay noise (still tracks judged as
     scenery). Needs two clusters (one cluster gives no margin to measure). ``margin`` <= 1 = off.
 
-    ``single_tracks``: a cluster whose members are all one track is judged as such a unit too,
-    against the other clusters (``single_tracks_joined`` counts those that joined one). HDBSCAN
-    runs on instances pulled onto their track's vector, so every track of ``min_cluster_size``
-    instances is a dense clump it may keep as a cluster: that it was kept apart says nothing of
-    identity (cgi-bench seed 6: the fox's one track of shot 1, 7 instances, his own cluster, his
-    other cluster's nearest track 0.10 away and any other character's 1.57x as far). One that is
-    not clearly nearer one cluster stays a cluster of its own (a character seen in one shot).
+    ``thin``: a cluster with fewer than ``thin`` instances besides its largest track (the cluster
+    stage passes ``min_cluster_size``) is judged as such a unit too, all its members at once,
+    against the other clusters (``clusters_joined`` counts those that joined one). HDBSCAN runs on
+    instances pulled onto their track's vector, so every track of ``min_cluster_size`` instances is
+    a dense clump it may keep as a cluster, with a few views beside it or alone: that such a cluster
+    stands apart says little of identity (cgi-bench seed 6: the fox's one track of shot 1, 7
+    instances, a cluster apart from his, his other cluster's nearest track 0.45 away and the nearest
+    rival's 1.50x as far; seed 2: the robot's two tracks of 2 and 2, 0.52 from his cluster of 16 and
+    1.59x as far from the nearest rival). One not clearly nearer one cluster stays a cluster (a
+    character seen once).
     Returns (labels, info)."""
     out = labels.copy()
     info = {"attached_instances": 0, "attached_units": 0, "ambiguous_units": 0, "cannot_link_units": 0,
             "rounds": 0}
-    if single_tracks:
-        info["single_tracks_joined"] = 0
+    if thin:
+        info["clusters_joined"] = 0
     if margin <= 1.0 or len([v for v in np.unique(out) if v != NOISE]) < 2:
         return out, info
     x = normalise(x)
@@ -446,19 +449,20 @@ def attach_by_margin(
         track_vecs, owner_arr = normalise(np.stack(vecs)), np.asarray(owner)
         joined = 0
         ambiguous = cannot = 0
-        units = []  # (unit, its cluster): clusters of one track first, so no noise unit joins one that then goes
-        if single_tracks:
+        units = []  # (unit, its cluster): thin clusters first, so no noise unit joins one that then goes
+        if thin:
             for lab in ids:
-                members = _units(np.nonzero(out == lab)[0], track_ids)
-                if len(members) == 1 and track_ids[members[0][0]] is not None:
-                    units.append((members[0], lab))
+                members = np.nonzero(out == lab)[0]
+                tracked = [u for u in _units(members, track_ids) if track_ids[u[0]] is not None]
+                if tracked and len(members) - max(len(u) for u in tracked) < thin:
+                    units.append(([int(i) for i in members], lab))
         units += [(unit, NOISE) for unit in _units(np.nonzero((out == NOISE) & allowed)[0], track_ids)]
         for unit, own in units:
             v = normalise(x[unit].mean(0, keepdims=True))[0]
             dist = np.linalg.norm(track_vecs - v, axis=1)
             barred = {int(out[j]) for i in unit for j in partners[i]}
             nearest = sorted((float(dist[owner_arr == lab].min()), lab) for lab in ids
-                             if lab != own and (out == lab).any())  # (a cluster of one track: not itself)
+                             if lab != own and (out == lab).any())  # (a thin cluster: not itself)
             if not nearest:
                 continue
             if nearest[0][1] in barred:
@@ -469,12 +473,12 @@ def attach_by_margin(
             rivals = [d for d, other in nearest[1:] if other not in barred]
             d1, lab = nearest[0]
             if (rivals and rivals[0] < margin * d1) or (own != NOISE and not rivals):
-                ambiguous += own == NOISE  # a cluster of one track stays one unless clearly another's
+                ambiguous += own == NOISE  # a thin cluster stays one unless clearly another's
                 continue
             out[unit] = lab
             joined += 1
             if own != NOISE:
-                info["single_tracks_joined"] += 1
+                info["clusters_joined"] += 1
                 continue
             info["attached_units"] += 1
             info["attached_instances"] += len(unit)

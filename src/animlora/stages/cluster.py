@@ -259,10 +259,10 @@ class ClusterStage(Stage):
                                                                  skip=is_still)
             labels, joins = join_by_tracks(xc, labels, tracks, links, s.track_join)
             constraints["track_joins"] = [{"kept": a, "absorbed": b, "similarity": round(c, 4)} for a, b, c in joins]
-            # 3c. a noise track next to one cluster's track and clearly farther from every other's joins it
+            # 3c. a noise track next to one cluster's track and clearly farther from every other's joins it; so
+            # does a thin cluster (one track, and fewer than mcs views besides): it stands on one clump
             labels, constraints["margin_attached"] = attach_by_margin(xc, labels, tracks, links, s.attach_margin,
-                                                                      s.attach_rounds, skip=is_still,
-                                                                      single_tracks=True)
+                                                                      s.attach_rounds, skip=is_still, thin=mcs)
             # 3d. the part of a track the tracker carried onto another character goes to that one's cluster
             boxes = [p.box if (p := geometry.placements.get(i)) else None for i in range(len(x))]
             if s.track_split > 0:
