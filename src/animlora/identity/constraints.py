@@ -441,28 +441,26 @@ def attach_by_margin(
     allowed = np.ones(len(out), bool) if skip is None else ~np.asarray(skip, bool)
     for _ in range(max(1, rounds)):
         ids = [int(v) for v in np.unique(out) if v != NOISE]
-        vecs, owner = [], []
-        for lab in ids:
-            for unit in _units(np.nonzero(out == lab)[0], track_ids):
-                vecs.append(x[unit].mean(0))
-                owner.append(lab)
+        tracks_of = {lab: _units(np.nonzero(out == lab)[0], track_ids) for lab in ids}
+        vecs = [x[unit].mean(0) for lab in ids for unit in tracks_of[lab]]
+        owner = [lab for lab in ids for _ in tracks_of[lab]]
         track_vecs, owner_arr = normalise(np.stack(vecs)), np.asarray(owner)
         joined = 0
         ambiguous = cannot = 0
         units = []  # (unit, its cluster): thin clusters first, so no noise unit joins one that then goes
         if thin:
             for lab in ids:
-                members = np.nonzero(out == lab)[0]
-                tracked = [u for u in _units(members, track_ids) if track_ids[u[0]] is not None]
-                if tracked and len(members) - max(len(u) for u in tracked) < thin:
-                    units.append(([int(i) for i in members], lab))
+                tracked = [len(u) for u in tracks_of[lab] if track_ids[u[0]] is not None]
+                if tracked and sum(len(u) for u in tracks_of[lab]) - max(tracked) < thin:
+                    units.append(([i for u in tracks_of[lab] for i in u], lab))
         units += [(unit, NOISE) for unit in _units(np.nonzero((out == NOISE) & allowed)[0], track_ids)]
+        gone: set[int] = set()  # thin clusters that joined another this round
         for unit, own in units:
             v = normalise(x[unit].mean(0, keepdims=True))[0]
             dist = np.linalg.norm(track_vecs - v, axis=1)
             barred = {int(out[j]) for i in unit for j in partners[i]}
             nearest = sorted((float(dist[owner_arr == lab].min()), lab) for lab in ids
-                             if lab != own and (out == lab).any())  # (a thin cluster: not itself)
+                             if lab != own and lab not in gone)  # (a thin cluster: not itself)
             if not nearest:
                 continue
             if nearest[0][1] in barred:
@@ -478,6 +476,7 @@ def attach_by_margin(
             out[unit] = lab
             joined += 1
             if own != NOISE:
+                gone.add(own)
                 info["clusters_joined"] += 1
                 continue
             info["attached_units"] += 1
